@@ -1,0 +1,103 @@
+//! `os`: the scope's operating-system identity from os-release.
+
+use periscope_proto::tables::OS;
+
+use super::{Scope, Sink};
+
+/// os-release locations in the order systemd's os-release(5) prescribes.
+const CANDIDATES: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
+
+pub fn collect(scope: &Scope, out: &mut Sink) {
+    let mut last_err = None;
+    for path in CANDIDATES {
+        match scope.root.read_limited(path, 64 << 10) {
+            Ok(bytes) => {
+                let fields = parse_os_release(&String::from_utf8_lossy(&bytes));
+                let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+                out.row(
+                    &OS,
+                    &[
+                        ("id", get("ID").into()),
+                        ("id_like", get("ID_LIKE").into()),
+                        ("name", get("NAME").into()),
+                        ("version", get("VERSION").into()),
+                        ("version_id", get("VERSION_ID").into()),
+                        ("version_codename", get("VERSION_CODENAME").into()),
+                        ("pretty_name", get("PRETTY_NAME").into()),
+                        ("source_path", (*path).into()),
+                    ],
+                );
+                return;
+            }
+            Err(e) if e.is_not_found() => last_err = Some(e),
+            Err(e) => {
+                // A present but unreadable file is worth reporting even if the next one works.
+                out.error("os", Some(path), &e.to_string());
+                last_err = None;
+            }
+        }
+    }
+    if let Some(e) = last_err {
+        out.error("os", Some(CANDIDATES[0]), &format!("no os-release found ({e})"));
+    }
+}
+
+/// Parses os-release: `KEY=value` lines, values optionally quoted with `"` or
+/// `'`, backslash escapes inside double quotes, `#` comments. Malformed lines are skipped.
+pub fn parse_os_release(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else { continue };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        out.push((k.to_string(), unquote(v)));
+    }
+    out
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    let bytes = v.as_bytes();
+    if v.len() >= 2 && bytes[0] == b'\'' && bytes[v.len() - 1] == b'\'' {
+        return v[1..v.len() - 1].to_string();
+    }
+    if v.len() >= 2 && bytes[0] == b'"' && bytes[v.len() - 1] == b'"' {
+        let mut s = String::new();
+        let mut chars = v[1..v.len() - 1].chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    s.push(n);
+                }
+            } else {
+                s.push(c);
+            }
+        }
+        return s;
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases() {
+        let f = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME='Debian'\nVERSION_ID=\"12\"\n# c\nID=debian\nBAD LINE\nX=\"a\\\"b\"\n",
+        );
+        let get = |k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PRETTY_NAME"), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(get("NAME"), Some("Debian"));
+        assert_eq!(get("VERSION_ID"), Some("12"));
+        assert_eq!(get("ID"), Some("debian"));
+        assert_eq!(get("X"), Some("a\"b"));
+        assert_eq!(f.len(), 5);
+    }
+}

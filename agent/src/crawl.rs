@@ -1,0 +1,114 @@
+//! Crawls one scope: runs every collector over its root and finishes with the
+//! `crawls` row that marks the crawl complete.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use periscope_proto::tables::{self, scope};
+
+use crate::collectors::{Scope, Sink, COLLECTORS};
+use crate::encode::Common;
+use crate::rootfs::{Root, RootError, DEFAULT_MAX_FILE_BYTES};
+
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone)]
+pub struct CrawlOptions {
+    /// Root directory of the scope on this machine.
+    pub root: PathBuf,
+    /// Host name stamped on rows; this machine's name when None.
+    pub host: Option<String>,
+    /// host | container | image.
+    pub scope: String,
+    /// Scope identity; derived from the root when None.
+    pub scope_id: Option<String>,
+    pub max_file_bytes: u64,
+}
+
+impl Default for CrawlOptions {
+    fn default() -> Self {
+        CrawlOptions {
+            root: PathBuf::from("/"),
+            host: None,
+            scope: scope::HOST.to_string(),
+            scope_id: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
+/// The result of crawling one scope: one batch per table that has rows, the
+/// `crawls` batch last.
+#[derive(Debug)]
+pub struct Crawl {
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub errors: usize,
+    pub common: Common,
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// The scope id: the root's /etc/machine-id when it has one, otherwise the host
+/// name for `/` and the root's path for any other directory.
+fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
+    if let Ok(b) = root.read_limited("/etc/machine-id", 256) {
+        let id = String::from_utf8_lossy(&b).trim().to_string();
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return id;
+        }
+    }
+    if path == Path::new("/") {
+        host.to_string()
+    } else {
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+    }
+}
+
+pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
+    let started = Instant::now();
+    let root = Root::open(&opts.root)?.with_max_file_bytes(opts.max_file_bytes);
+    let host = opts.host.clone().unwrap_or_else(hostname);
+    let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
+    let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
+    let scope = Scope { common: common.clone(), root };
+    let mut sink = Sink::new(common.clone());
+    for (name, collect) in COLLECTORS {
+        let _span = tracing::info_span!("collector", name, scope_id = %common.scope_id).entered();
+        collect(&scope, &mut sink);
+    }
+    let errors = sink.errors();
+    let mut batches = sink.finish();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut marker = Sink::new(common.clone());
+    marker.row(
+        &tables::CRAWLS,
+        &[
+            ("agent_version", AGENT_VERSION.into()),
+            ("root", opts.root.display().to_string().as_str().into()),
+            ("duration_ms", (started.elapsed().as_millis() as i64).into()),
+            ("rows", (rows as i64).into()),
+            ("errors", (errors as i64).into()),
+            ("degraded", (errors > 0).into()),
+        ],
+    );
+    batches.extend(marker.finish());
+    Ok(Crawl { batches, rows, errors, common })
+}
+
+/// The table a batch belongs to, from its schema (every declared schema is distinct).
+pub fn table_of(batch: &RecordBatch) -> &'static tables::Table {
+    tables::TABLES
+        .iter()
+        .copied()
+        .find(|t| t.check(batch.schema_ref()).is_ok())
+        .expect("internal error: batch of an undeclared table")
+}

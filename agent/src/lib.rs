@@ -1,0 +1,13 @@
+//! Periscope's host agent, as a library.
+//!
+//! The pipeline runs one way: a scope's root is opened ([`rootfs`]), each
+//! collector fills its table ([`collectors`]), rows become Arrow batches
+//! ([`encode`]), and the batches are sent over gRPC ([`send`]) or printed as JSON
+//! lines ([`print`]). [`crawl::crawl`] ties the first three together for one scope.
+
+pub mod collectors;
+pub mod crawl;
+pub mod encode;
+pub mod print;
+pub mod rootfs;
+pub mod send;

@@ -1,0 +1,77 @@
+//! `periscope-agent`: crawls a root filesystem and sends or prints its rows.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use periscope_agent::crawl::{crawl, hostname, CrawlOptions};
+use periscope_agent::rootfs::DEFAULT_MAX_FILE_BYTES;
+
+#[derive(Parser)]
+#[command(name = "periscope-agent", version, about = "Inventory a host's filesystems from the outside")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Crawl once, send (or print) the rows, wait for acknowledgements, exit.
+    Crawl {
+        /// Root filesystem to crawl.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Server to send to, e.g. http://127.0.0.1:7700.
+        #[arg(long, env = "PERISCOPE_SERVER", required_unless_present = "print", conflicts_with = "print")]
+        server: Option<String>,
+        /// Print rows as JSON lines to stdout instead of sending them.
+        #[arg(long)]
+        print: bool,
+        /// Host name to stamp on rows (default: this machine's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Scope kind of the root: host, container or image.
+        #[arg(long, default_value = "host", value_parser = ["host", "container", "image"])]
+        scope: String,
+        /// Scope identity (default: the root's machine-id, else host name or root path).
+        #[arg(long)]
+        scope_id: Option<String>,
+        /// Per-file read budget in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
+        max_file_bytes: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "error".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("periscope-agent: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Crawl { root, server, print, host, scope, scope_id, max_file_bytes } => {
+            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes };
+            let c = crawl(&opts)?;
+            if print {
+                return periscope_agent::print::print_json_lines(&c.batches, &mut std::io::stdout().lock());
+            }
+            let server = server.expect("clap enforces --server or --print");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &c.batches))?;
+            eprintln!(
+                "periscope-agent: sent {} rows in {} batches ({} bytes) for {} {} to {server}; {} crawl errors",
+                report.rows, report.batches, report.bytes, c.common.scope, c.common.scope_id, c.errors
+            );
+            Ok(())
+        }
+    }
+}

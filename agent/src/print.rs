@@ -1,0 +1,29 @@
+//! `--print`: rows as JSON lines, one object per row, with a `table` key.
+
+use std::io::Write;
+
+use arrow_array::RecordBatch;
+use arrow_json::writer::{JsonArray, WriterBuilder};
+
+use crate::crawl::table_of;
+
+pub fn print_json_lines(batches: &[RecordBatch], out: &mut impl Write) -> anyhow::Result<()> {
+    for b in batches {
+        let table = table_of(b).name;
+        let mut buf = Vec::new();
+        let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
+        w.write(b)?;
+        w.finish()?;
+        drop(w);
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)?;
+        for row in rows {
+            let mut obj = serde_json::Map::with_capacity(row.len() + 1);
+            obj.insert("table".into(), table.into());
+            obj.extend(row);
+            serde_json::to_writer(&mut *out, &obj)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Sends a crawl to the server over gRPC and waits until every batch is
+//! acknowledged as durably stored.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use futures::StreamExt;
+use periscope_proto::v1::ingest_client::IngestClient;
+use periscope_proto::v1::Batch;
+use periscope_proto::{ipc, CONTRACT_VERSION};
+use tonic::transport::Endpoint;
+
+use crate::crawl::table_of;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("invalid server address {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+    #[error("cannot reach server at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("server at {url} refused the batches: {message}")]
+    Refused { url: String, message: String },
+    #[error("server at {url} acknowledged {acked} of {sent} batches before the stream ended")]
+    Incomplete { url: String, acked: usize, sent: usize },
+    #[error("internal error: cannot encode {table} as Arrow IPC: {message}")]
+    Encode { table: &'static str, message: String },
+}
+
+/// What the server confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    pub batches: usize,
+    pub rows: u64,
+    pub bytes: usize,
+}
+
+/// Renders an error and its sources on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<SendReport, SendError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
+        .connect_timeout(Duration::from_secs(10));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
+    let mut client = IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20);
+
+    let boot_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut msgs = Vec::with_capacity(batches.len());
+    let mut bytes = 0;
+    for (i, b) in batches.iter().enumerate() {
+        let table = table_of(b);
+        let arrow_ipc = ipc::encode(b.schema_ref(), std::slice::from_ref(b))
+            .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
+        bytes += arrow_ipc.len();
+        msgs.push(Batch {
+            contract_version: CONTRACT_VERSION,
+            agent_id: agent_id.to_string(),
+            boot_epoch,
+            seq: i as u64 + 1,
+            table: table.name.to_string(),
+            rows: b.num_rows() as u64,
+            arrow_ipc,
+        });
+    }
+    let sent = msgs.len();
+    let refused = |s: tonic::Status| {
+        if s.code() == tonic::Code::Unavailable {
+            SendError::Unreachable { url: url.into(), message: s.message().to_string() }
+        } else {
+            SendError::Refused { url: url.into(), message: s.message().to_string() }
+        }
+    };
+    let mut acks = client.send(futures::stream::iter(msgs)).await.map_err(refused)?.into_inner();
+    let mut acked = 0;
+    let mut rows = 0;
+    while let Some(ack) = acks.next().await {
+        let ack = ack.map_err(refused)?;
+        acked += 1;
+        rows += ack.rows;
+    }
+    if acked != sent {
+        return Err(SendError::Incomplete { url: url.into(), acked, sent });
+    }
+    Ok(SendReport { batches: sent, rows, bytes })
+}

@@ -1,0 +1,212 @@
+//! Every table Periscope stores, declared once.
+//!
+//! The agent builds its Arrow batches from these declarations, the server
+//! registers tables and checks incoming batches against them, and column
+//! descriptions travel as Arrow field metadata (key `description`) so SQL
+//! fronts can show them. Adding a column is a change to this file only.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Field metadata key under which a column's description is stored.
+pub const DESCRIPTION_KEY: &str = "description";
+
+/// The Arrow type of a column, in the few shapes Periscope uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Utf8,
+    Int64,
+    Boolean,
+    /// Microseconds since the epoch, UTC.
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColumnType::Utf8 => DataType::Utf8,
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub description: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Table-specific columns; `COMMON_COLUMNS` come first in every schema.
+    pub columns: &'static [Column],
+}
+
+const fn col(name: &'static str, ty: ColumnType, description: &'static str) -> Column {
+    Column { name, ty, description }
+}
+
+use ColumnType::{Boolean, Int64, Timestamp, Utf8};
+
+/// Columns every row carries, in this order, never null.
+pub const COMMON_COLUMNS: &[Column] = &[
+    col("host", Utf8, "Host name of the machine whose agent produced the row."),
+    col("scope", Utf8, "What was crawled: host, container or image."),
+    col("scope_id", Utf8, "Identity of the scope: machine id for a host, container id, or image id."),
+    col("crawl_time", Timestamp, "When the crawl that produced the row started (UTC)."),
+];
+
+/// Values of the `scope` column.
+pub mod scope {
+    pub const HOST: &str = "host";
+    pub const CONTAINER: &str = "container";
+    pub const IMAGE: &str = "image";
+}
+
+pub const OS: Table = Table {
+    name: "os",
+    description: "Operating system identity of a scope, from os-release.",
+    columns: &[
+        col("id", Utf8, "os-release ID, e.g. debian, alpine, rhel."),
+        col("id_like", Utf8, "os-release ID_LIKE: space-separated related distributions."),
+        col("name", Utf8, "os-release NAME."),
+        col("version", Utf8, "os-release VERSION."),
+        col("version_id", Utf8, "os-release VERSION_ID."),
+        col("version_codename", Utf8, "os-release VERSION_CODENAME."),
+        col("pretty_name", Utf8, "os-release PRETTY_NAME."),
+        col("source_path", Utf8, "File the identity was read from, inside the scope."),
+    ],
+};
+
+pub const PACKAGES: Table = Table {
+    name: "packages",
+    description: "Installed operating-system packages of a scope.",
+    columns: &[
+        col("manager", Utf8, "Package manager whose database lists the package: dpkg, apk or rpm."),
+        col("name", Utf8, "Package name."),
+        col("version", Utf8, "Full version string as the package manager orders it (deb: [epoch:]upstream[-revision])."),
+        col("architecture", Utf8, "Architecture, e.g. amd64, all, x86_64, noarch."),
+        col("source", Utf8, "Source package name (defaults to the package name when the database names none)."),
+        col("source_version", Utf8, "Source package version (defaults to the package version)."),
+        col("status", Utf8, "Package manager status, e.g. dpkg 'install ok installed'."),
+        col("maintainer", Utf8, "Maintainer or packager."),
+        col("installed_size", Int64, "Installed size in bytes, as the database records it."),
+    ],
+};
+
+pub const CRAWL_ERRORS: Table = Table {
+    name: "crawl_errors",
+    description: "Problems met while crawling: each is one row, and the rest of the crawl still arrives.",
+    columns: &[
+        col("collector", Utf8, "Collector that met the problem, e.g. packages."),
+        col("path", Utf8, "Path inside the scope that caused it, when there is one."),
+        col("message", Utf8, "What went wrong."),
+    ],
+};
+
+pub const CRAWLS: Table = Table {
+    name: "crawls",
+    description: "One row per completed crawl of a scope; the latest row per scope defines current state.",
+    columns: &[
+        col("agent_version", Utf8, "Version of the agent that crawled."),
+        col("root", Utf8, "Root directory the scope was read through, on the agent's host."),
+        col("duration_ms", Int64, "Wall time of the crawl in milliseconds."),
+        col("rows", Int64, "Rows produced across all tables, excluding this one."),
+        col("errors", Int64, "Rows written to crawl_errors."),
+        col("degraded", Boolean, "True when any collector reported an error."),
+    ],
+};
+
+/// Every declared table.
+pub const TABLES: &[&Table] = &[&OS, &PACKAGES, &CRAWL_ERRORS, &CRAWLS];
+
+/// Looks a table up by name.
+pub fn table(name: &str) -> Option<&'static Table> {
+    TABLES.iter().copied().find(|t| t.name == name)
+}
+
+impl Table {
+    /// All columns, common first.
+    pub fn all_columns(&self) -> impl Iterator<Item = &'static Column> + '_ {
+        COMMON_COLUMNS.iter().chain(self.columns.iter())
+    }
+
+    /// The table's Arrow schema: common columns (non-null) then the table's own (nullable).
+    pub fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = COMMON_COLUMNS
+            .iter()
+            .map(|c| (c, false))
+            .chain(self.columns.iter().map(|c| (c, true)))
+            .map(|(c, nullable)| {
+                Field::new(c.name, c.ty.data_type(), nullable).with_metadata(
+                    [(DESCRIPTION_KEY.to_string(), c.description.to_string())].into(),
+                )
+            })
+            .collect();
+        Arc::new(
+            Schema::new(fields)
+                .with_metadata([(DESCRIPTION_KEY.to_string(), self.description.to_string())].into()),
+        )
+    }
+
+    /// Checks that `schema` carries exactly this table's columns and types.
+    pub fn check(&self, schema: &Schema) -> Result<(), String> {
+        let want = self.schema();
+        let got: Vec<_> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+        let exp: Vec<_> = want.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+        if got == exp {
+            Ok(())
+        } else {
+            Err(format!(
+                "table {}: schema mismatch: expected columns {:?}, got {:?}",
+                self.name,
+                exp.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>(),
+                got.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_descriptions_present() {
+        let mut seen = std::collections::HashSet::new();
+        for t in TABLES {
+            assert!(seen.insert(t.name), "duplicate table {}", t.name);
+            let mut cols = std::collections::HashSet::new();
+            for c in t.all_columns() {
+                assert!(cols.insert(c.name), "{}: duplicate column {}", t.name, c.name);
+                assert!(!c.description.is_empty(), "{}.{} lacks a description", t.name, c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn schema_starts_with_common_columns_and_carries_descriptions() {
+        let s = PACKAGES.schema();
+        let names: Vec<_> = s.fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(&names[..5], &["host", "scope", "scope_id", "crawl_time", "manager"]);
+        assert!(!s.field(0).is_nullable());
+        assert!(s.field(4).is_nullable());
+        assert_eq!(
+            s.field_with_name("name").unwrap().metadata().get(DESCRIPTION_KEY).map(String::as_str),
+            Some("Package name.")
+        );
+    }
+
+    #[test]
+    fn check_rejects_a_foreign_schema() {
+        assert!(PACKAGES.check(&PACKAGES.schema()).is_ok());
+        let err = PACKAGES.check(&OS.schema()).unwrap_err();
+        assert!(err.contains("table packages: schema mismatch"), "{err}");
+    }
+}

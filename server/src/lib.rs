@@ -1,0 +1,15 @@
+//! Periscope's server, as a library.
+//!
+//! Data flows one way: agents' batches arrive through [`service`] (gRPC
+//! ingest), are made durable by [`store`] as Parquet files, and are answered in
+//! SQL by DataFusion over the [`catalog`] via [`query`]; [`output`] formats
+//! results for the `periscope` CLI. [`quickstart`] runs all of it in one process.
+
+pub mod catalog;
+pub mod output;
+pub mod query;
+pub mod quickstart;
+pub mod service;
+pub mod store;
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,105 @@
+//! `periscope`: the server, the SQL client and local commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use periscope_server::output::{self, Format};
+use periscope_server::{query, quickstart, service};
+
+#[derive(Parser)]
+#[command(name = "periscope", version, about = "What is actually running in your container fleet, in SQL")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server: gRPC ingest from agents and SQL queries.
+    Serve {
+        /// Data directory (created if missing).
+        #[arg(long, env = "PERISCOPE_DATA")]
+        data: PathBuf,
+        /// Address to listen on; port 0 picks a free one (printed on stderr).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: String,
+    },
+    /// Run one SQL query against a server or a data directory.
+    Sql {
+        /// The query.
+        sql: String,
+        /// Server to ask.
+        #[arg(long, env = "PERISCOPE_SERVER", default_value = "http://127.0.0.1:7700")]
+        server: String,
+        /// Query this data directory directly instead of a server (safe while a server writes to it).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Crawl this machine into a local store with an in-process server and show what SQL sees.
+    Quickstart {
+        /// Data directory [default: $XDG_DATA_HOME/periscope/quickstart].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Root filesystem to crawl.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("periscope: error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(Cli::parse())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("periscope: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Serve { data, listen } => {
+            let listener = service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
+            service::serve(data, listener, shutdown_signal()).await
+        }
+        Cmd::Sql { sql, server, data, format } => {
+            let (schema, batches) = match data {
+                Some(dir) => {
+                    if !dir.join("tables").is_dir() {
+                        anyhow::bail!("{} is not a Periscope data directory (no tables/ inside)", dir.display());
+                    }
+                    query::run(&dir, &sql, query::Access::Local).await?
+                }
+                None => query::remote(&server, &sql).await?,
+            };
+            output::write(format, &schema, &batches, &mut std::io::stdout().lock())
+        }
+        Cmd::Quickstart { data, root } => {
+            let data = data.unwrap_or_else(quickstart::default_data_dir);
+            quickstart::run(data, root, &mut std::io::stdout()).await
+        }
+    }
+}

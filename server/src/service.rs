@@ -1,0 +1,127 @@
+//! gRPC fronts: `Ingest` (agents stream batches in; each is acknowledged only
+//! once durable) and `Query` (read-only SQL, results as Arrow IPC).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
+use periscope_proto::v1::query_server::{Query, QueryServer};
+use periscope_proto::v1::{Ack, Batch, SqlChunk, SqlRequest};
+use periscope_proto::{ipc, tables, CONTRACT_VERSION};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::query;
+use crate::store::Store;
+
+/// Largest message accepted from an agent.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+pub struct IngestService {
+    store: Arc<Store>,
+}
+
+/// Validates one batch and stores it; returns the stored row count.
+async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
+    if b.contract_version != CONTRACT_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "agent {} speaks contract version {}, this server speaks {CONTRACT_VERSION}; upgrade the older side",
+            b.agent_id, b.contract_version
+        )));
+    }
+    let table = tables::table(&b.table)
+        .ok_or_else(|| Status::invalid_argument(format!("batch {} names unknown table {:?}", b.seq, b.table)))?;
+    let (schema, batches) = ipc::decode(&b.arrow_ipc)
+        .map_err(|e| Status::invalid_argument(format!("batch {} for {}: bad Arrow IPC: {e}", b.seq, table.name)))?;
+    table.check(&schema).map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.append(table, &batches))
+        .await
+        .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!("store: {e}");
+            Status::unavailable(format!("server could not store batch {}: {e}", b.seq))
+        })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type SendStream = BoxStream<Ack>;
+
+    async fn send(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::SendStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let reply = match msg {
+                    Ok(b) => {
+                        let seq = b.seq;
+                        apply(&store, b).await.map(|rows| Ack { seq, rows })
+                    }
+                    Err(s) => Err(s),
+                };
+                let stop = reply.is_err();
+                if tx.send(reply).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+pub struct QueryService {
+    data: PathBuf,
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    type SqlStream = BoxStream<SqlChunk>;
+
+    async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
+        let sql = request.into_inner().sql;
+        let (schema, batches) = query::run(&self.data, &sql, query::Access::ReadOnly)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut chunks = vec![ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()))?];
+        for b in &batches {
+            chunks.push(ipc::encode(&schema, std::slice::from_ref(b)).map_err(|e| Status::internal(e.to_string()))?);
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks.into_iter().map(|c| Ok(SqlChunk { arrow_ipc: c }))))))
+    }
+}
+
+/// Binds `addr` for the server. Kept apart from [`serve`] so callers can learn the port first.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Runs the server on `listener` until `shutdown` completes.
+pub async fn serve(
+    data: PathBuf,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store = Arc::new(Store::open(&data)?);
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, data = %data.display(), "periscope server listening");
+    tonic::transport::Server::builder()
+        .add_service(
+            IngestServer::new(IngestService { store })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(QueryServer::new(QueryService { data }).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await?;
+    Ok(())
+}
