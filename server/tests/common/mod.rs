@@ -1,0 +1,117 @@
+//! Shared helpers for the server's integration tests: real binaries, real
+//! sockets, real root filesystems.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn periscope_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_periscope"))
+}
+
+/// The `periscope-agent` binary, built beside `periscope` (building it if this
+/// test run did not).
+pub fn agent_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = periscope_bin().with_file_name("periscope-agent");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "periscope-agent", "--bin", "periscope-agent"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build for periscope-agent");
+        assert!(st.success(), "building periscope-agent failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A minimal Debian bookworm root filesystem made by debootstrap (cached by
+/// scripts/debian-rootfs.sh between runs).
+pub fn debian_rootfs() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/debian-rootfs.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/debian-rootfs.sh");
+        assert!(out.status.success(), "scripts/debian-rootfs.sh failed (needs root and Debian's package mirror)");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// A `periscope serve` process on a free loopback port, killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        let mut child = Command::new(periscope_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn periscope serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = lines.next().expect("server printed nothing").unwrap();
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected server output: {line}"))
+            .to_string();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(|l| eprintln!("[server] {}", l.unwrap_or_default())));
+        Server { child, url: format!("http://{addr}"), data: data.to_path_buf() }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `periscope-agent` with `args`; returns (success, stdout, stderr).
+pub fn agent(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(agent_bin()).args(args).output().expect("run periscope-agent");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Runs a query through the real CLI against a server (`--server URL`) or a
+/// data directory (`--data DIR`) and returns the rows as JSON objects.
+pub fn sql(target: &[&str], query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let out = Command::new(periscope_bin())
+        .arg("sql")
+        .args(target)
+        .args(["--format", "json", query])
+        .output()
+        .expect("run periscope sql");
+    assert!(out.status.success(), "periscope sql {query:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String {
+    match row.get(col) {
+        Some(serde_json::Value::String(v)) => v.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,139 @@
+//! End to end over a real socket: `periscope serve`, `periscope-agent crawl`,
+//! `periscope sql`, against a real debootstrap root filesystem.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::*;
+
+/// dpkg's own view of a root: `dpkg-query -W` run inside it (chroot), installed packages only.
+fn dpkg_query(root: &std::path::Path) -> BTreeMap<String, (String, String)> {
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n"])
+        .output()
+        .expect("chroot dpkg-query");
+    assert!(out.status.success(), "dpkg-query failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[3] != "config-files" && f[3] != "not-installed").then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string())))
+        })
+        .collect()
+}
+
+#[test]
+fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
+    let root = debian_rootfs();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let root_s = root.to_str().unwrap();
+    let (ok, _, err) =
+        agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);
+    assert!(ok, "agent failed: {err}");
+
+    let expected = dpkg_query(&root);
+    assert!(expected.len() > 80, "suspiciously few packages in the rootfs: {}", expected.len());
+    assert!(expected.contains_key("bash"));
+
+    let q = "SELECT name, version, architecture, host, scope, scope_id, crawl_time FROM packages WHERE scope_id = 'bookworm' ORDER BY name";
+    let rows = sql(&["--server", &server.url], q);
+    let got: BTreeMap<String, (String, String)> =
+        rows.iter().map(|r| (s(r, "name"), (s(r, "version"), s(r, "architecture")))).collect();
+    assert_eq!(got.len(), rows.len(), "duplicate package rows");
+    for (name, want) in &expected {
+        assert_eq!(got.get(name), Some(want), "package {name}");
+    }
+    assert_eq!(got.len(), expected.len(), "extra packages: {:?}", got.keys().filter(|k| !expected.contains_key(*k)).collect::<Vec<_>>());
+    for r in &rows {
+        assert_eq!((s(r, "host"), s(r, "scope"), s(r, "scope_id")), ("e2e-host".into(), "image".into(), "bookworm".into()));
+        assert!(!s(r, "crawl_time").is_empty());
+    }
+
+    // The OS row matches the rootfs's os-release.
+    let os = sql(&["--server", &server.url], "SELECT id, version_id, pretty_name FROM os WHERE scope_id = 'bookworm'");
+    assert_eq!(os.len(), 1);
+    assert_eq!((s(&os[0], "id"), s(&os[0], "version_id")), ("debian".into(), "12".into()));
+
+    // A second crawl replaces, not duplicates, the current view; history keeps both.
+    let (ok, _, err) =
+        agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);
+    assert!(ok, "second crawl failed: {err}");
+    let n = |q: &str| s(&sql(&["--server", &server.url], q)[0], "n").parse::<usize>().unwrap();
+    assert_eq!(n("SELECT count(*) AS n FROM packages WHERE name = 'bash'"), 1);
+    assert_eq!(n("SELECT count(*) AS n FROM packages_history WHERE name = 'bash'"), 2);
+    assert_eq!(n("SELECT count(*) AS n FROM crawls WHERE scope_id = 'bookworm'"), 2);
+
+    // The data directory answers directly, while the server is still running on it.
+    let local = sql(&["--data", data.path().to_str().unwrap()], q);
+    assert_eq!(local.iter().map(|r| s(r, "version")).collect::<Vec<_>>(), rows.iter().map(|r| s(r, "version")).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_root_without_dpkg_still_delivers_os_and_records_the_error() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME=\"Alpine Linux v3.20\"\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let (ok, _, err) = agent(&["crawl", "--root", root.path().to_str().unwrap(), "--server", &server.url, "--scope-id", "nodpkg"]);
+    assert!(ok, "a missing database must not fail the crawl: {err}");
+
+    let errors = sql(&["--server", &server.url], "SELECT host, scope, collector, path, message, crawl_time FROM crawl_errors WHERE scope_id = 'nodpkg'");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(s(&errors[0], "collector"), "packages");
+    assert_eq!(s(&errors[0], "path"), "/var/lib/dpkg/status");
+    assert!(s(&errors[0], "message").contains("not found"), "{errors:?}");
+    let os = sql(&["--server", &server.url], "SELECT pretty_name FROM os WHERE scope_id = 'nodpkg'");
+    assert_eq!(s(&os[0], "pretty_name"), "Alpine Linux v3.20");
+    let crawl = sql(&["--server", &server.url], "SELECT errors, degraded FROM crawls WHERE scope_id = 'nodpkg'");
+    assert_eq!((s(&crawl[0], "errors"), s(&crawl[0], "degraded")), ("1".into(), "true".into()));
+}
+
+#[test]
+fn an_unreachable_server_is_a_one_line_error_and_a_failing_exit() {
+    let root = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let (ok, _, err) = agent(&["crawl", "--root", root.path().to_str().unwrap(), "--server", "http://127.0.0.1:1"]);
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach server at http://127.0.0.1:1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = Command::new(periscope_bin()).args(["sql", "--server", "http://127.0.0.1:1", "SELECT 1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach server"));
+}
+
+#[test]
+fn remote_sql_is_read_only() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    for q in ["CREATE VIEW v AS SELECT 1", "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "SET datafusion.execution.batch_size = 1"] {
+        let out = Command::new(periscope_bin()).args(["sql", "--server", &server.url, q]).output().unwrap();
+        assert!(!out.status.success(), "{q} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not supported") || err.contains("not allowed") || err.contains("Unsupported"), "{q}: {err}");
+    }
+    assert_eq!(sql(&["--server", &server.url], "SELECT 1 AS one").len(), 1);
+}
+
+#[test]
+fn quickstart_prints_this_machines_bash_version_from_sql() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(periscope_bin()).args(["quickstart", "--data"]).arg(data.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "quickstart failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("SELECT name, version FROM packages WHERE name = 'bash'"), "{stdout}");
+    match Command::new("dpkg-query").args(["-W", "-f", "${Version}", "bash"]).output() {
+        Ok(o) if o.status.success() => {
+            let v = String::from_utf8(o.stdout).unwrap();
+            assert!(stdout.lines().any(|l| l.contains("| bash") && l.contains(&v)), "bash {v} not in:\n{stdout}");
+        }
+        _ => eprintln!("this machine has no dpkg; only checking that quickstart ran"),
+    }
+}
