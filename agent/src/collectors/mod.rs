@@ -2,9 +2,12 @@
 //! rows into a [`Sink`]; problems become `crawl_errors` rows, never aborts.
 //! Host, container and image are all just roots.
 
+pub mod accounts;
+pub mod apk;
 pub mod dpkg;
 pub mod os;
 pub mod packages;
+pub mod rpm;
 
 use periscope_proto::tables::{self, Table};
 

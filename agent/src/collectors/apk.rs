@@ -1,0 +1,1 @@
+//! Parser for apk's installed database (`/lib/apk/db/installed`). (Being written.)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use as real components, when missing:
+# debootstrap (Debian root filesystems) and rpm (rpmbuild and rpm, to build
+# real rpm databases).
+set -euo pipefail
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v rpmbuild >/dev/null || need+=(rpm)
+if ((${#need[@]})); then
+  echo "install-test-deps: apt-get install ${need[*]}" >&2
+  log="$(mktemp)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2; exit 1
+  fi
+  rm -f "$log"
+fi
