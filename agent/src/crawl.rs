@@ -9,7 +9,7 @@ use periscope_proto::tables::{self, scope};
 
 use crate::collectors::{Scope, Sink, COLLECTORS};
 use crate::encode::Common;
-use crate::rootfs::{Root, RootError, DEFAULT_MAX_FILE_BYTES};
+use crate::rootfs::{Budgets, Root, RootError, DEFAULT_MAX_FILE_BYTES};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -75,7 +75,8 @@ fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
 
 pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
     let started = Instant::now();
-    let root = Root::open(&opts.root)?.with_max_file_bytes(opts.max_file_bytes);
+    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..Budgets::default() };
+    let root = Root::with_budgets(&opts.root, budgets)?;
     let host = opts.host.clone().unwrap_or_else(hostname);
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };

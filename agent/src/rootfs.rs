@@ -1,46 +1,90 @@
 //! Reading inside a crawled root filesystem, which is hostile input.
 //!
-//! Every collector reads through [`Root`]. A path is resolved and opened in one
-//! kernel call (`openat2` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), so
-//! absolute symlinks are re-rooted at the crawled root, `..` is clamped at it and
-//! `/proc/*/root`-style magic links are refused; there is no "check the path,
-//! then open it by name" window. The first open is `O_PATH`, which has no side
-//! effects even on a FIFO or device; only after `fstat` says "regular file" is
-//! the same inode reopened for reading through `/proc/self/fd`, non-blocking.
-//! Reads are bounded by a byte budget.
+//! Every collector reads through [`Root`]. Paths are resolved by `pathrs`
+//! (`openat2` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` where the kernel
+//! has it, a userspace O_PATH resolver with the same guarantees where it is
+//! missing or refused by seccomp): absolute symlinks are re-rooted at the
+//! crawled root, `..` is clamped at it, magic links are refused, and resolution
+//! and opening are one step — collectors only ever hold file descriptors.
+//!
+//! The first open is `O_PATH`, which has no side effects even on a FIFO or a
+//! device; only after `fstat` says "regular file" (on a filesystem that is not
+//! procfs, sysfs, cgroupfs and the like) is that same inode reopened for
+//! reading, non-blocking. Directory walks never follow symlinks: each step
+//! opens one name relative to its parent's descriptor with `O_NOFOLLOW`.
+//!
+//! Everything is bounded by [`Budgets`], per scope: bytes per file, bytes in
+//! total, directory entries, walk depth and wall time. Exhausting a budget is a
+//! [`ReadError::Budget`], which a collector reports as a `crawl_errors` row.
+//! Symlink hops are bounded by the resolver itself (the kernel's 40, or
+//! pathrs' equivalent in the fallback).
 
+use std::cell::Cell;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use pathrs::flags::OpenFlags;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// Default cap on the bytes read from one file.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RootError {
-    #[error("cannot open root {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+/// Per-scope limits. Hitting one ends the collector that hit it, not the crawl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Bytes read from any one file.
+    pub max_file_bytes: u64,
+    /// Bytes read from all files of the scope.
+    pub max_total_bytes: u64,
+    /// Directory entries visited across all walks of the scope.
+    pub max_entries: u64,
+    /// Directory depth below a walk's starting point.
+    pub max_depth: usize,
+    /// Wall time for the whole scope.
+    pub max_wall: Duration,
 }
 
-/// Why a file inside the root could not be read. Each names the in-root path.
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_total_bytes: 2 << 30,
+            max_entries: 2_000_000,
+            max_depth: 64,
+            max_wall: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("cannot open root {path}: {message}")]
+    Open { path: PathBuf, message: String },
+}
+
+/// Why something inside the root could not be read. Each names the in-root path.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{path}: not found")]
     NotFound { path: String },
     #[error("{path}: not a regular file ({kind})")]
     NotRegular { path: String, kind: &'static str },
+    #[error("{path}: not a directory ({kind})")]
+    NotDirectory { path: String, kind: &'static str },
     #[error("{path}: {size} bytes exceeds the per-file budget of {limit} bytes")]
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path}: symlink loop or too many symlink hops")]
     Loop { path: String },
-    #[error("{path}: refused: path resolves through a magic link or outside the root")]
-    Refused { path: String },
-    #[error("{path}: this kernel refuses openat2 (ENOSYS/EPERM); rooted reads are unavailable")]
-    Unsupported { path: String },
+    #[error("{path}: refused: {why}")]
+    Refused { path: String, why: String },
+    #[error("{path}: scope budget exhausted: {what}")]
+    Budget { path: String, what: String },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -49,17 +93,12 @@ impl ReadError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ReadError::NotFound { .. })
     }
+    pub fn is_budget(&self) -> bool {
+        matches!(self, ReadError::Budget { .. })
+    }
 }
 
-/// A directory handle that all reads of one scope go through.
-#[derive(Debug)]
-pub struct Root {
-    dir: OwnedFd,
-    path: PathBuf,
-    max_file_bytes: u64,
-}
-
-fn kind_name(ft: FileType) -> &'static str {
+pub(crate) fn kind_name(ft: FileType) -> &'static str {
     match ft {
         FileType::RegularFile => "regular file",
         FileType::Directory => "directory",
@@ -72,18 +111,116 @@ fn kind_name(ft: FileType) -> &'static str {
     }
 }
 
+/// Kernel pseudo-filesystems a crawl never reads or walks into.
+fn pseudo_fs(magic: i64) -> Option<&'static str> {
+    Some(match magic {
+        0x9fa0 => "procfs",
+        0x6265_6572 => "sysfs",
+        0x0027_e0eb => "cgroupfs",
+        0x6367_7270 => "cgroup2fs",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7365_6373 => "securityfs",
+        0xcafe_4a11 => "bpffs",
+        0x1cd1 => "devpts",
+        0x1980_0202 => "mqueue",
+        0x6165_676c => "pstore",
+        0x6265_6570 => "configfs",
+        0xde5e_81e4 => "efivarfs",
+        0x4249_4e4d => "binfmt_misc",
+        0x6573_5546 => "fusectl",
+        _ => return None,
+    })
+}
+
+fn check_fs(fd: BorrowedFd<'_>, path: &str) -> Result<(), ReadError> {
+    let st = rustix::fs::fstatfs(fd).map_err(|e| errno(path, e))?;
+    match pseudo_fs(st.f_type as i64) {
+        Some(name) => Err(ReadError::Refused { path: path.to_string(), why: format!("on {name}, a kernel pseudo-filesystem") }),
+        None => Ok(()),
+    }
+}
+
+fn errno(path: &str, e: Errno) -> ReadError {
+    let path = path.to_string();
+    match e {
+        Errno::NOENT | Errno::NOTDIR => ReadError::NotFound { path },
+        Errno::LOOP => ReadError::Loop { path },
+        Errno::XDEV => ReadError::Refused { path, why: "resolves through a magic link or out of the root".into() },
+        e => ReadError::Io { path, source: e.into() },
+    }
+}
+
+fn pathrs_err(path: &str, e: pathrs::error::Error) -> ReadError {
+    use pathrs::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::OsError(Some(n)) => errno(path, Errno::from_raw_os_error(n)),
+        ErrorKind::SafetyViolation => ReadError::Refused { path: path.to_string(), why: e.to_string() },
+        _ => ReadError::Io { path: path.to_string(), source: std::io::Error::other(e.to_string()) },
+    }
+}
+
+/// Renders a file name for output: UTF-8 as is, other bytes as `\xNN`, so
+/// distinct names stay distinct.
+pub fn display_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// A directory handle that all reads of one scope go through.
+#[derive(Debug)]
+pub struct Root {
+    inner: pathrs::Root,
+    path: PathBuf,
+    budgets: Budgets,
+    deadline: Instant,
+    bytes_read: Cell<u64>,
+    entries: Cell<u64>,
+}
+
+/// One entry met by [`Root::walk`].
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Absolute path inside the root, for output (non-UTF-8 bytes escaped).
+    pub path: String,
+    pub kind: FileType,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub ino: u64,
+    pub dev: u64,
+    pub depth: usize,
+}
+
 impl Root {
     /// Opens `path` (on the agent's host) as the root of a scope.
     pub fn open(path: impl AsRef<Path>) -> Result<Root, RootError> {
-        let path = path.as_ref().to_path_buf();
-        let dir = rustix::fs::open(&path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| RootError::Open { path: path.clone(), source: e.into() })?;
-        Ok(Root { dir, path, max_file_bytes: DEFAULT_MAX_FILE_BYTES })
+        Self::with_budgets(path, Budgets::default())
     }
 
-    pub fn with_max_file_bytes(mut self, limit: u64) -> Self {
-        self.max_file_bytes = limit;
-        self
+    pub fn with_budgets(path: impl AsRef<Path>, budgets: Budgets) -> Result<Root, RootError> {
+        let path = path.as_ref().to_path_buf();
+        let inner = pathrs::Root::open(&path).map_err(|e| RootError::Open { path: path.clone(), message: e.to_string() })?;
+        Ok(Root {
+            inner,
+            path,
+            budgets,
+            deadline: Instant::now() + budgets.max_wall,
+            bytes_read: Cell::new(0),
+            entries: Cell::new(0),
+        })
+    }
+
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// Where this root lives on the agent's host (for messages only; never joined into paths).
@@ -91,70 +228,263 @@ impl Root {
         &self.path
     }
 
-    /// Resolves `rel` inside the root (leading `/` allowed) to an `O_PATH` handle.
-    fn resolve(&self, rel: &str, extra: OFlags) -> Result<OwnedFd, ReadError> {
-        let inner = rel.trim_start_matches('/');
-        let inner = if inner.is_empty() { "." } else { inner };
-        rustix::fs::openat2(
-            self.dir.as_fd(),
-            inner,
-            OFlags::PATH | OFlags::CLOEXEC | extra,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| map_errno(rel, e))
+    fn check_time(&self, path: &str) -> Result<(), ReadError> {
+        if Instant::now() > self.deadline {
+            return Err(ReadError::Budget { path: path.into(), what: format!("wall time of {:?}", self.budgets.max_wall) });
+        }
+        Ok(())
     }
 
-    /// Opens a regular file inside the root for reading. Anything else is refused
-    /// without having been opened for I/O.
+    fn charge_bytes(&self, path: &str, n: u64) -> Result<(), ReadError> {
+        let total = self.bytes_read.get().saturating_add(n);
+        self.bytes_read.set(total);
+        if total > self.budgets.max_total_bytes {
+            return Err(ReadError::Budget { path: path.into(), what: format!("total bytes read over {}", self.budgets.max_total_bytes) });
+        }
+        Ok(())
+    }
+
+    fn charge_entry(&self, path: &str) -> Result<(), ReadError> {
+        let n = self.entries.get() + 1;
+        self.entries.set(n);
+        if n > self.budgets.max_entries {
+            return Err(ReadError::Budget { path: path.into(), what: format!("more than {} directory entries", self.budgets.max_entries) });
+        }
+        self.check_time(path)
+    }
+
+    /// Resolves `rel` inside the root (leading `/` allowed), following symlinks in-root.
+    fn resolve(&self, rel: &str) -> Result<pathrs::Handle, ReadError> {
+        self.check_time(rel)?;
+        let inner = rel.trim_start_matches('/');
+        let inner = if inner.is_empty() { "." } else { inner };
+        self.inner.resolve(inner).map_err(|e| pathrs_err(rel, e))
+    }
+
+    /// Opens a regular file inside the root for reading. Anything else is
+    /// refused without having been opened for I/O.
     pub fn open_file(&self, rel: &str) -> Result<(File, u64), ReadError> {
-        let handle = self.resolve(rel, OFlags::empty())?;
-        let st = rustix::fs::fstat(&handle).map_err(|e| map_errno(rel, e))?;
+        let handle = self.resolve(rel)?;
+        let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::RegularFile {
             return Err(ReadError::NotRegular { path: rel.to_string(), kind: kind_name(ft) });
         }
-        // Reopen the very inode we just checked; the O_PATH handle pins it.
-        let reopened = rustix::fs::open(
-            format!("/proc/self/fd/{}", handle.as_raw_fd()),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .map_err(|e| map_errno(rel, e))?;
-        Ok((File::from(reopened), st.st_size as u64))
+        check_fs(handle.as_fd(), rel)?;
+        let file = handle
+            .reopen(OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_CLOEXEC | OpenFlags::O_NOCTTY)
+            .map_err(|e| pathrs_err(rel, e))?;
+        Ok((file, st.st_size as u64))
     }
 
     /// Reads a whole regular file, refusing files over the per-file budget.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
-        self.read_limited(rel, self.max_file_bytes)
+        self.read_limited(rel, self.budgets.max_file_bytes)
     }
 
+    /// Reads a whole regular file of at most `limit` bytes (and within the per-file budget).
     pub fn read_limited(&self, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+        let limit = limit.min(self.budgets.max_file_bytes);
         let (file, size) = self.open_file(rel)?;
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
-        let mut buf = Vec::with_capacity(size as usize);
-        // Take one byte more than allowed, to notice a file that grew after fstat.
-        file.take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
+        let buf = read_capped(file, rel, limit)?;
         if buf.len() as u64 > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size: buf.len() as u64, limit });
         }
+        self.charge_bytes(rel, buf.len() as u64)?;
         Ok(buf)
+    }
+
+    /// Reads at most `limit` bytes from the start of a regular file; the flag
+    /// says whether the file was longer.
+    pub fn read_prefix(&self, rel: &str, limit: u64) -> Result<(Vec<u8>, bool), ReadError> {
+        let (file, _) = self.open_file(rel)?;
+        let mut buf = read_capped(file, rel, limit)?;
+        let truncated = buf.len() as u64 > limit;
+        buf.truncate(limit as usize);
+        self.charge_bytes(rel, buf.len() as u64)?;
+        Ok((buf, truncated))
+    }
+
+    /// Feeds a regular file to `f` in chunks, up to `limit` bytes; returns
+    /// the bytes read, or `TooLarge` without feeding the rest.
+    pub fn stream(&self, rel: &str, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
+        let (mut file, size) = self.open_file(rel)?;
+        if size > limit {
+            return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > limit {
+                return Err(ReadError::TooLarge { path: rel.to_string(), size: total, limit });
+            }
+            self.charge_bytes(rel, n as u64)?;
+            f(&buf[..n]);
+        }
+        Ok(total)
+    }
+
+    /// The target of the symlink at `rel` (the link itself is not followed).
+    pub fn read_link(&self, rel: &str) -> Result<String, ReadError> {
+        self.check_time(rel)?;
+        let inner = rel.trim_start_matches('/');
+        self.inner.readlink(inner).map(|p| display_name(p.as_os_str().as_bytes())).map_err(|e| pathrs_err(rel, e))
+    }
+
+    /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.
+    pub fn list_dir(&self, rel: &str) -> Result<Vec<Vec<u8>>, ReadError> {
+        let dir = self.open_dir(rel)?;
+        let mut names = Vec::new();
+        for_each_name(dir.as_fd(), rel, |name| {
+            self.charge_entry(rel)?;
+            names.push(name.to_vec());
+            Ok(())
+        })?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn open_dir(&self, rel: &str) -> Result<OwnedFd, ReadError> {
+        let handle = self.resolve(rel)?;
+        let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft != FileType::Directory {
+            return Err(ReadError::NotDirectory { path: rel.to_string(), kind: kind_name(ft) });
+        }
+        check_fs(handle.as_fd(), rel)?;
+        let f = handle
+            .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC)
+            .map_err(|e| pathrs_err(rel, e))?;
+        Ok(OwnedFd::from(f))
+    }
+
+    /// Walks the tree under `start` (which may itself be reached through
+    /// symlinks, in-root) without following any symlink below it. `visit`
+    /// sees every entry below `start` and returns whether to descend into a
+    /// directory. Problems with single entries go to `on_error` and the walk
+    /// goes on; an exhausted budget ends the walk with that error.
+    pub fn walk(
+        &self,
+        start: &str,
+        visit: &mut dyn FnMut(&Entry) -> bool,
+        on_error: &mut dyn FnMut(ReadError),
+    ) -> Result<(), ReadError> {
+        let dir = self.open_dir(start)?;
+        let st = rustix::fs::fstat(&dir).map_err(|e| errno(start, e))?;
+        let base = if start == "/" { String::new() } else { format!("/{}", start.trim_matches('/')) };
+        let mut ancestors = vec![(st.st_dev as u64, st.st_ino as u64)];
+        self.walk_dir(dir.as_fd(), &base, 1, &mut ancestors, visit, on_error)
+    }
+
+    fn walk_dir(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &str,
+        depth: usize,
+        ancestors: &mut Vec<(u64, u64)>,
+        visit: &mut dyn FnMut(&Entry) -> bool,
+        on_error: &mut dyn FnMut(ReadError),
+    ) -> Result<(), ReadError> {
+        let mut names = Vec::new();
+        for_each_name(dir, path, |n| {
+            self.charge_entry(path)?;
+            names.push(n.to_vec());
+            Ok(())
+        })?;
+        names.sort();
+        for name in names {
+            let child = format!("{path}/{}", display_name(&name));
+            let os = OsStr::from_bytes(&name);
+            let st = match rustix::fs::statat(dir, os, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) => {
+                    on_error(errno(&child, e));
+                    continue;
+                }
+            };
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let entry = Entry {
+                path: child.clone(),
+                kind,
+                size: st.st_size as u64,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mtime: st.st_mtime,
+                ino: st.st_ino as u64,
+                dev: st.st_dev as u64,
+                depth,
+            };
+            let descend = visit(&entry);
+            if kind != FileType::Directory || !descend {
+                continue;
+            }
+            if depth >= self.budgets.max_depth {
+                on_error(ReadError::Budget { path: child, what: format!("directory depth over {}", self.budgets.max_depth) });
+                continue;
+            }
+            let id = (entry.dev, entry.ino);
+            if ancestors.contains(&id) {
+                on_error(ReadError::Refused { path: child, why: "directory cycle (bind mount or hard link)".into() });
+                continue;
+            }
+            let sub = match rustix::fs::openat(
+                dir,
+                os,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    on_error(errno(&child, e));
+                    continue;
+                }
+            };
+            if let Err(e) = check_fs(sub.as_fd(), &child) {
+                on_error(e);
+                continue;
+            }
+            ancestors.push(id);
+            let r = self.walk_dir(sub.as_fd(), &child, depth + 1, ancestors, visit, on_error);
+            ancestors.pop();
+            r?;
+        }
+        Ok(())
     }
 }
 
-fn map_errno(rel: &str, e: Errno) -> ReadError {
-    let path = rel.to_string();
-    match e {
-        Errno::NOENT | Errno::NOTDIR => ReadError::NotFound { path },
-        Errno::LOOP => ReadError::Loop { path },
-        Errno::XDEV => ReadError::Refused { path },
-        Errno::NOSYS | Errno::PERM => ReadError::Unsupported { path },
-        e => ReadError::Io { path, source: e.into() },
+fn read_capped(file: File, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut buf = Vec::new();
+    // One byte more than allowed, to notice a file that grew after fstat.
+    file.take(limit + 1).read_to_end(&mut buf).map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
+    Ok(buf)
+}
+
+/// Calls `f` with each name in the open directory `dir` except `.` and `..`.
+fn for_each_name(
+    dir: BorrowedFd<'_>,
+    path: &str,
+    mut f: impl FnMut(&[u8]) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let dup = rustix::io::dup(dir).map_err(|e| errno(path, e))?;
+    let mut d = rustix::fs::Dir::new(dup).map_err(|e| errno(path, e))?;
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(|e| errno(path, e))?;
+        let name = ent.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        f(name)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -197,39 +527,78 @@ mod tests {
         let (root, _outside) = tree();
         symlink("b", root.path().join("etc/a")).unwrap();
         symlink("a", root.path().join("etc/b")).unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.path().join("etc/fifo"),
-            FileType::Fifo,
-            Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, root.path().join("etc/fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+            .unwrap();
         let r = Root::open(root.path()).unwrap();
-        assert!(matches!(r.read("etc/a"), Err(ReadError::Loop { .. })));
+        assert!(matches!(r.read("etc/a"), Err(ReadError::Loop { .. })), "{:?}", r.read("etc/a"));
         assert!(matches!(r.read("etc/fifo"), Err(ReadError::NotRegular { kind: "fifo", .. })));
         assert!(matches!(r.read("etc"), Err(ReadError::NotRegular { kind: "directory", .. })));
     }
 
     #[test]
-    fn reads_are_bounded() {
+    fn reads_are_bounded_per_file_and_per_scope() {
         let (root, _outside) = tree();
         std::fs::write(root.path().join("big"), vec![b'x'; 1000]).unwrap();
-        let r = Root::open(root.path()).unwrap().with_max_file_bytes(999);
+        let b = Budgets { max_file_bytes: 999, max_total_bytes: 1500, ..Budgets::default() };
+        let r = Root::with_budgets(root.path(), b).unwrap();
         let e = r.read("big").unwrap_err();
         assert!(matches!(e, ReadError::TooLarge { size: 1000, limit: 999, .. }), "{e}");
-        assert_eq!(r.read_limited("big", 1000).unwrap().len(), 1000);
+        assert_eq!(r.read_prefix("big", 800).unwrap().0.len(), 800);
+        let e = r.read_prefix("big", 800).unwrap_err();
+        assert!(e.is_budget(), "{e}");
     }
 
     #[test]
-    fn magic_links_are_refused() {
+    fn magic_links_and_procfs_are_refused() {
         let (root, _outside) = tree();
         symlink("/proc/self/root/etc/hostname", root.path().join("etc/magic")).unwrap();
         let r = Root::open(root.path()).unwrap();
         // Re-rooted, /proc/self/root does not exist inside the tree.
         assert!(r.read("etc/magic").is_err());
-        // Opened as a root itself, the host's /proc magic links are refused.
-        let proc_root = Root::open("/proc/self").unwrap();
-        assert!(matches!(proc_root.read("root/etc/hostname"), Err(ReadError::Refused { .. } | ReadError::Loop { .. })));
+        // Crawling the host's /: its /proc is a pseudo-filesystem, never read.
+        let host = Root::open("/").unwrap();
+        let e = host.read("/proc/self/status").unwrap_err();
+        assert!(matches!(e, ReadError::Refused { .. }), "{e}");
+        assert!(matches!(host.read("/proc/self/root/etc/hostname"), Err(ReadError::Refused { .. } | ReadError::Loop { .. })));
+    }
+
+    #[test]
+    fn walk_does_not_follow_symlinks_and_reports_depth_and_cycles() {
+        let (root, outside) = tree();
+        std::fs::create_dir_all(root.path().join("a/b/c/d")).unwrap();
+        std::fs::write(root.path().join("a/b/c/d/deep"), "x").unwrap();
+        symlink(outside.path(), root.path().join("a/out")).unwrap();
+        std::fs::write(root.path().join(OsStr::from_bytes(b"a/bad\xffname")), "y").unwrap();
+        let b = Budgets { max_depth: 3, ..Budgets::default() };
+        let r = Root::with_budgets(root.path(), b).unwrap();
+        let mut seen = Vec::new();
+        let mut errs = Vec::new();
+        r.walk("/a", &mut |e| {
+            seen.push((e.path.clone(), e.kind));
+            true
+        }, &mut |e| errs.push(e.to_string()))
+        .unwrap();
+        let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"/a/out"), "{paths:?}");
+        assert!(paths.contains(&"/a/bad\\xffname"), "{paths:?}");
+        assert!(!paths.iter().any(|p| p.contains("marker")), "walk followed a symlink: {paths:?}");
+        assert!(paths.contains(&"/a/b/c"), "{paths:?}");
+        assert!(!paths.contains(&"/a/b/c/d/deep"), "{paths:?}");
+        assert!(errs.iter().any(|e| e.contains("depth over 3")), "{errs:?}");
+        let link = seen.iter().find(|(p, _)| p == "/a/out").unwrap();
+        assert_eq!(link.1, FileType::Symlink);
+        assert!(r.read_link("/a/out").unwrap().ends_with(outside.path().file_name().unwrap().to_str().unwrap()));
+    }
+
+    #[test]
+    fn entry_budget_ends_a_walk() {
+        let (root, _outside) = tree();
+        for i in 0..50 {
+            std::fs::write(root.path().join(format!("etc/f{i}")), "").unwrap();
+        }
+        let r = Root::with_budgets(root.path(), Budgets { max_entries: 20, ..Budgets::default() }).unwrap();
+        let e = r.walk("/", &mut |_| true, &mut |_| {}).unwrap_err();
+        assert!(e.is_budget(), "{e}");
+        assert_eq!(r.list_dir("/etc").unwrap_err().is_budget(), true);
     }
 }
