@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use periscope_proto::tables::{self, scope};
 
-use crate::collectors::{Scope, Sink, COLLECTORS};
+use crate::collectors::{CollectorConfig, Scope, Sink, COLLECTORS};
 use crate::encode::Common;
 use crate::rootfs::{Budgets, Root, RootError, DEFAULT_MAX_FILE_BYTES};
 
@@ -24,6 +24,9 @@ pub struct CrawlOptions {
     /// Scope identity; derived from the root when None.
     pub scope_id: Option<String>,
     pub max_file_bytes: u64,
+    /// Other per-scope budgets (max_file_bytes above wins over budgets.max_file_bytes).
+    pub budgets: Budgets,
+    pub config: CollectorConfig,
 }
 
 impl Default for CrawlOptions {
@@ -34,6 +37,8 @@ impl Default for CrawlOptions {
             scope: scope::HOST.to_string(),
             scope_id: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            budgets: Budgets::default(),
+            config: CollectorConfig::default(),
         }
     }
 }
@@ -75,12 +80,12 @@ fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
 
 pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
     let started = Instant::now();
-    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..Budgets::default() };
+    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let root = Root::with_budgets(&opts.root, budgets)?;
     let host = opts.host.clone().unwrap_or_else(hostname);
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
-    let scope = Scope { common: common.clone(), root };
+    let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
     let mut sink = Sink::new(common.clone());
     for (name, collect) in COLLECTORS {
         let _span = tracing::info_span!("collector", name, scope_id = %common.scope_id).entered();

@@ -66,7 +66,7 @@ impl Col {
             ColumnType::Utf8 => Col::Utf8(StringBuilder::new()),
             ColumnType::Int64 => Col::Int64(Int64Builder::new()),
             ColumnType::Boolean => Col::Bool(BooleanBuilder::new()),
-            ColumnType::Timestamp => Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::Timestamp => Col::Ts(TimestampMicrosecondBuilder::new().with_timezone("+00:00")),
         }
     }
 

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Crawl { root, server, print, host, scope, scope_id, max_file_bytes } => {
-            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes };
+            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, ..CrawlOptions::default() };
             let c = crawl(&opts)?;
             if print {
                 return periscope_agent::print::print_json_lines(&c.batches, &mut std::io::stdout().lock());

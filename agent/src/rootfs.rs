@@ -33,7 +33,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// Default cap on the bytes read from one file.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// Per-scope limits. Hitting one ends the collector that hit it, not the crawl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,6 +330,14 @@ impl Root {
             f(&buf[..n]);
         }
         Ok(total)
+    }
+
+    /// Identity (device, inode) of what `rel` resolves to, to notice two paths
+    /// naming one file (e.g. /var/lib/rpm linked to /usr/lib/sysimage/rpm).
+    pub fn file_id(&self, rel: &str) -> Result<(u64, u64), ReadError> {
+        let handle = self.resolve(rel)?;
+        let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
+        Ok((st.st_dev as u64, st.st_ino as u64))
     }
 
     /// The target of the symlink at `rel` (the link itself is not followed).

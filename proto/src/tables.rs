@@ -28,7 +28,7 @@ impl ColumnType {
             ColumnType::Utf8 => DataType::Utf8,
             ColumnType::Int64 => DataType::Int64,
             ColumnType::Boolean => DataType::Boolean,
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
         }
     }
 }
@@ -81,6 +81,8 @@ pub const OS: Table = Table {
         col("version_codename", Utf8, "os-release VERSION_CODENAME."),
         col("pretty_name", Utf8, "os-release PRETTY_NAME."),
         col("source_path", Utf8, "File the identity was read from, inside the scope."),
+        col("release", Utf8, "First line of the distribution's own release file (/etc/alpine-release, /etc/redhat-release, /etc/debian_version, ...)."),
+        col("busybox", Boolean, "True when /bin/busybox is present: a busybox-based root, identified even without os-release."),
     ],
 };
 
@@ -97,6 +99,91 @@ pub const PACKAGES: Table = Table {
         col("status", Utf8, "Package manager status, e.g. dpkg 'install ok installed'."),
         col("maintainer", Utf8, "Maintainer or packager."),
         col("installed_size", Int64, "Installed size in bytes, as the database records it."),
+        col("epoch", Int64, "rpm epoch; null when the package has none (which rpm orders apart from epoch 0)."),
+        col("release", Utf8, "rpm release (the part of version after the last '-')."),
+        col("license", Utf8, "License as the database records it (apk L, rpm LICENSE)."),
+        col("vendor", Utf8, "rpm vendor."),
+        col("install_time", Timestamp, "When the package was installed, where the database records it (rpm INSTALLTIME)."),
+        col("db_path", Utf8, "Database file the package was read from, inside the scope."),
+    ],
+};
+
+pub const PACKAGE_FILES: Table = Table {
+    name: "package_files",
+    description: "Which package owns which path, from the package managers' own file lists.",
+    columns: &[
+        col("manager", Utf8, "dpkg, apk or rpm."),
+        col("package", Utf8, "Owning package name."),
+        col("path", Utf8, "Absolute path inside the scope, as the package database records it."),
+    ],
+};
+
+pub const USERS: Table = Table {
+    name: "users",
+    description: "Local accounts from /etc/passwd, with password state from /etc/shadow (never the hash).",
+    columns: &[
+        col("name", Utf8, "Login name."),
+        col("uid", Int64, "User id."),
+        col("gid", Int64, "Primary group id."),
+        col("gecos", Utf8, "GECOS (full name) field."),
+        col("home", Utf8, "Home directory."),
+        col("shell", Utf8, "Login shell."),
+        col("password_set", Boolean, "True when /etc/shadow holds a usable password hash; null without a shadow entry."),
+        col("empty_password", Boolean, "True when the shadow password field is empty: login needs no password."),
+        col("locked", Boolean, "True when the shadow password is locked ('!' prefix)."),
+    ],
+};
+
+pub const GROUPS: Table = Table {
+    name: "groups",
+    description: "Local groups from /etc/group.",
+    columns: &[
+        col("name", Utf8, "Group name."),
+        col("gid", Int64, "Group id."),
+        col("members", Utf8, "Comma-separated member logins."),
+    ],
+};
+
+pub const FILES: Table = Table {
+    name: "files",
+    description: "Metadata of files matching the configured globs, with owning package.",
+    columns: &[
+        col("path", Utf8, "Absolute path inside the scope (non-UTF-8 bytes as \\xNN)."),
+        col("type", Utf8, "regular file, directory, symlink, fifo, socket, character device or block device."),
+        col("size", Int64, "Size in bytes."),
+        col("mode", Utf8, "Permission bits in octal, e.g. 4755."),
+        col("uid", Int64, "Owner user id."),
+        col("gid", Int64, "Owner group id."),
+        col("mtime", Timestamp, "Last modification time."),
+        col("symlink_target", Utf8, "Target of a symlink, as stored (not followed)."),
+        col("setuid", Boolean, "Set-user-id bit."),
+        col("setgid", Boolean, "Set-group-id bit."),
+        col("sha256", Utf8, "SHA-256 of a regular file's content, when under the hashing size cap."),
+        col("package", Utf8, "Package that owns the path, from package_files; null when none does."),
+    ],
+};
+
+pub const CONFIGS: Table = Table {
+    name: "configs",
+    description: "Contents of selected configuration files (sshd_config, sudoers, daemon.json, ...), size-capped.",
+    columns: &[
+        col("path", Utf8, "Absolute path inside the scope."),
+        col("size", Int64, "File size in bytes."),
+        col("content", Utf8, "File content up to the cap (invalid UTF-8 replaced)."),
+        col("truncated", Boolean, "True when the file is longer than the cap."),
+    ],
+};
+
+pub const UNOWNED_FILES: Table = Table {
+    name: "unowned_files",
+    description: "Executables and shared libraries under /usr, /opt, /bin, /sbin and /lib that no package owns (e.g. software compiled into /usr/local).",
+    columns: &[
+        col("path", Utf8, "Absolute path inside the scope."),
+        col("kind", Utf8, "executable or shared_library."),
+        col("size", Int64, "Size in bytes."),
+        col("mode", Utf8, "Permission bits in octal."),
+        col("mtime", Timestamp, "Last modification time."),
+        col("sha256", Utf8, "SHA-256 of the content, when under the hashing size cap."),
     ],
 };
 
@@ -124,7 +211,8 @@ pub const CRAWLS: Table = Table {
 };
 
 /// Every declared table.
-pub const TABLES: &[&Table] = &[&OS, &PACKAGES, &CRAWL_ERRORS, &CRAWLS];
+pub const TABLES: &[&Table] =
+    &[&OS, &PACKAGES, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES, &CRAWL_ERRORS, &CRAWLS];
 
 /// Looks a table up by name.
 pub fn table(name: &str) -> Option<&'static Table> {

@@ -86,8 +86,8 @@ fn a_root_without_dpkg_still_delivers_os_and_records_the_error() {
     let errors = sql(&["--server", &server.url], "SELECT host, scope, collector, path, message, crawl_time FROM crawl_errors WHERE scope_id = 'nodpkg'");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(s(&errors[0], "collector"), "packages");
-    assert_eq!(s(&errors[0], "path"), "/var/lib/dpkg/status");
-    assert!(s(&errors[0], "message").contains("not found"), "{errors:?}");
+    let message = s(&errors[0], "message");
+    assert!(message.contains("no package database found") && message.contains("/var/lib/dpkg/status"), "{errors:?}");
     let os = sql(&["--server", &server.url], "SELECT pretty_name FROM os WHERE scope_id = 'nodpkg'");
     assert_eq!(s(&os[0], "pretty_name"), "Alpine Linux v3.20");
     let crawl = sql(&["--server", &server.url], "SELECT errors, degraded FROM crawls WHERE scope_id = 'nodpkg'");

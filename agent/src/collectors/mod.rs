@@ -4,32 +4,87 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod configs;
 pub mod dpkg;
+pub mod files;
 pub mod os;
 pub mod packages;
 pub mod rpm;
+pub mod unowned;
+
+use std::collections::HashMap;
 
 use periscope_proto::tables::{self, Table};
 
 use crate::encode::{Common, TableBuilder, Value};
-use crate::rootfs::Root;
+use crate::rootfs::{ReadError, Root};
 
-/// What one crawl reads: a root and the identity stamped on its rows.
+/// What the configurable collectors look at.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Globs (absolute, `*` within a name, `**` across directories) whose matches `files` reports.
+    pub file_globs: Vec<String>,
+    /// Files whose contents `configs` reports.
+    pub config_files: Vec<String>,
+    /// Bytes kept per config file.
+    pub config_max_bytes: u64,
+    /// Regular files up to this size get a sha256.
+    pub hash_max_bytes: u64,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        CollectorConfig {
+            file_globs: s(&[
+                "/etc/passwd",
+                "/etc/shadow",
+                "/etc/group",
+                "/etc/sudoers",
+                "/etc/sudoers.d/*",
+                "/etc/ld.so.preload",
+                "/etc/ssh/**",
+                "/etc/cron*/**",
+                "/etc/docker/**",
+                "/root/.ssh/**",
+                "/home/*/.ssh/**",
+                "/usr/local/bin/*",
+                "/usr/local/sbin/*",
+            ]),
+            config_files: s(&[
+                "/etc/ssh/sshd_config",
+                "/etc/sudoers",
+                "/etc/docker/daemon.json",
+                "/etc/login.defs",
+                "/etc/resolv.conf",
+                "/etc/hosts",
+            ]),
+            config_max_bytes: 64 << 10,
+            hash_max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What one crawl reads: a root, the identity stamped on its rows, and what to look at.
 pub struct Scope {
     pub common: Common,
     pub root: Root,
+    pub config: CollectorConfig,
 }
 
-/// Rows of every table produced while crawling one scope.
+/// Rows of every table produced while crawling one scope, plus facts that
+/// later collectors use (which package owns which path).
 pub struct Sink {
     common: Common,
     builders: Vec<TableBuilder>,
     errors: usize,
+    /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
+    pub owners: HashMap<String, String>,
 }
 
 impl Sink {
     pub fn new(common: Common) -> Self {
-        Sink { common, builders: Vec::new(), errors: 0 }
+        Sink { common, builders: Vec::new(), errors: 0, owners: HashMap::new() }
     }
 
     /// Appends a row to `table`.
@@ -54,6 +109,11 @@ impl Sink {
         );
     }
 
+    /// Records a read problem; the error text already names the path.
+    pub fn read_error(&mut self, collector: &str, path: &str, e: &ReadError) {
+        self.error(collector, Some(path), &e.to_string());
+    }
+
     pub fn errors(&self) -> usize {
         self.errors
     }
@@ -71,5 +131,49 @@ impl Sink {
 /// A collector: fills rows for its table(s) from one scope.
 pub type CollectFn = fn(&Scope, &mut Sink);
 
-/// Every collector, in the order they run.
-pub const COLLECTORS: &[(&str, CollectFn)] = &[("os", os::collect), ("packages", packages::collect)];
+/// Every collector, in the order they run (`packages` before those that ask who owns a path).
+pub const COLLECTORS: &[(&str, CollectFn)] = &[
+    ("os", os::collect),
+    ("packages", packages::collect),
+    ("configs", configs::collect),
+    ("files", files::collect),
+    ("unowned_files", unowned::collect),
+];
+
+/// Top-level directories that merged-/usr roots make symlinks into /usr, as
+/// (alias prefix, real prefix) pairs, e.g. ("/bin/", "/usr/bin/").
+pub fn usrmerge_aliases(root: &Root) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for d in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        if let Ok(target) = root.read_link(&format!("/{d}")) {
+            let t = target.trim_end_matches('/');
+            let real = if t.starts_with('/') { t.to_string() } else { format!("/{t}") };
+            if real.starts_with("/usr/") && !real.contains("..") {
+                out.push((format!("/{d}/"), format!("{real}/")));
+            }
+        }
+    }
+    out
+}
+
+/// The path with any merged-/usr alias prefix replaced by its real prefix.
+pub fn unalias(path: &str, aliases: &[(String, String)]) -> Option<String> {
+    aliases.iter().find(|(a, _)| path.starts_with(a.as_str())).map(|(a, r)| format!("{r}{}", &path[a.len()..]))
+}
+
+/// Octal rendering of permission bits, e.g. "4755".
+pub fn mode_string(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
+/// Hex SHA-256 of a regular file, or None when it is over `cap` or unreadable
+/// (an unreadable file is reported by the caller's collector).
+pub fn sha256_file(root: &Root, path: &str, cap: u64) -> Result<Option<String>, ReadError> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    match root.stream(path, cap, |chunk| h.update(chunk)) {
+        Ok(_) => Ok(Some(format!("{:x}", h.finalize()))),
+        Err(ReadError::TooLarge { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -7,39 +7,84 @@ use super::{Scope, Sink};
 /// os-release locations in the order systemd's os-release(5) prescribes.
 const CANDIDATES: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
 
+/// Distribution release files, most specific first; the first present is reported.
+const RELEASE_FILES: &[&str] = &[
+    "/etc/alpine-release",
+    "/etc/redhat-release",
+    "/etc/centos-release",
+    "/etc/fedora-release",
+    "/etc/rocky-release",
+    "/etc/almalinux-release",
+    "/etc/oracle-release",
+    "/etc/SuSE-release",
+    "/etc/system-release",
+    "/etc/debian_version",
+    "/etc/lsb-release",
+];
+
+/// The first line of the first release file present.
+fn release(scope: &Scope, out: &mut Sink) -> Option<String> {
+    for path in RELEASE_FILES {
+        match scope.root.read_prefix(path, 4096) {
+            Ok((bytes, _)) => {
+                let text = String::from_utf8_lossy(&bytes);
+                return Some(text.lines().next().unwrap_or("").trim().to_string());
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => out.read_error("os", path, &e),
+        }
+    }
+    None
+}
+
+/// A root with /bin/busybox is busybox-based (its applets are links to it).
+fn busybox(scope: &Scope) -> bool {
+    ["/bin/busybox", "/usr/bin/busybox"].iter().any(|p| scope.root.open_file(p).is_ok())
+}
+
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut last_err = None;
+    let release = release(scope, out);
+    let busybox = busybox(scope);
+    let mut fields = Vec::new();
+    let mut source = None;
     for path in CANDIDATES {
         match scope.root.read_limited(path, 64 << 10) {
             Ok(bytes) => {
-                let fields = parse_os_release(&String::from_utf8_lossy(&bytes));
-                let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-                out.row(
-                    &OS,
-                    &[
-                        ("id", get("ID").into()),
-                        ("id_like", get("ID_LIKE").into()),
-                        ("name", get("NAME").into()),
-                        ("version", get("VERSION").into()),
-                        ("version_id", get("VERSION_ID").into()),
-                        ("version_codename", get("VERSION_CODENAME").into()),
-                        ("pretty_name", get("PRETTY_NAME").into()),
-                        ("source_path", (*path).into()),
-                    ],
-                );
-                return;
+                fields = parse_os_release(&String::from_utf8_lossy(&bytes));
+                source = Some(*path);
+                break;
             }
-            Err(e) if e.is_not_found() => last_err = Some(e),
-            Err(e) => {
-                // A present but unreadable file is worth reporting even if the next one works.
-                out.error("os", Some(path), &e.to_string());
-                last_err = None;
-            }
+            Err(e) if e.is_not_found() => {}
+            // A present but unreadable file is worth reporting even if the next one works.
+            Err(e) => out.read_error("os", path, &e),
         }
     }
-    if let Some(e) = last_err {
-        out.error("os", Some(CANDIDATES[0]), &format!("no os-release found ({e})"));
+    if source.is_none() {
+        out.error("os", Some(CANDIDATES[0]), &format!("no os-release found (looked for {})", CANDIDATES.join(", ")));
+        if release.is_none() && !busybox {
+            return;
+        }
+        // Identify what we can without os-release: a busybox root, or the release file alone.
+        if busybox && release.is_none() {
+            fields = vec![("ID".into(), "busybox".into()), ("NAME".into(), "BusyBox".into())];
+        }
     }
+    let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    out.row(
+        &OS,
+        &[
+            ("id", get("ID").into()),
+            ("id_like", get("ID_LIKE").into()),
+            ("name", get("NAME").into()),
+            ("version", get("VERSION").into()),
+            ("version_id", get("VERSION_ID").into()),
+            ("version_codename", get("VERSION_CODENAME").into()),
+            ("pretty_name", get("PRETTY_NAME").into()),
+            ("source_path", source.into()),
+            ("release", release.as_ref().into()),
+            ("busybox", busybox.into()),
+        ],
+    );
 }
 
 /// Parses os-release: `KEY=value` lines, values optionally quoted with `"` or

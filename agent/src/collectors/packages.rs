@@ -1,38 +1,322 @@
-//! `packages`: installed OS packages. Today: dpkg's status database.
+//! `packages` and `package_files`: what the package managers' own databases
+//! say is installed and which paths each package owns. dpkg (status and the
+//! distroless status.d), apk and rpm (sqlite, NDB and BerkeleyDB) are all
+//! looked for; a root with none of them gets one `crawl_errors` row.
 
-use periscope_proto::tables::PACKAGES;
+use std::collections::HashSet;
 
-use super::dpkg::parse_status;
-use super::{Scope, Sink};
+use periscope_proto::tables::{PACKAGES, PACKAGE_FILES};
 
+use super::dpkg::{parse_status, DpkgPackage};
+use super::rpm::{self, RpmPackage};
+use super::{unalias, usrmerge_aliases, Scope, Sink};
+use crate::encode::Value;
+
+const C: &str = "packages";
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
+pub const DPKG_STATUS_D: &str = "/var/lib/dpkg/status.d";
+pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
+pub const APK_INSTALLED: &str = "/lib/apk/db/installed";
+pub const RPM_DIRS: &[&str] = &["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+
+/// Bytes read from one file-list file (`info/*.list`, `*.md5sums`).
+const LIST_MAX_BYTES: u64 = 16 << 20;
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let bytes = match scope.root.read(DPKG_STATUS) {
-        Ok(b) => b,
+    let aliases = usrmerge_aliases(&scope.root);
+    let mut found = false;
+    found |= dpkg(scope, out, &aliases);
+    found |= apk(scope, out, &aliases);
+    found |= rpm_dbs(scope, out, &aliases);
+    if !found {
+        out.error(
+            C,
+            None,
+            &format!(
+                "no package database found: {DPKG_STATUS}, {DPKG_STATUS_D}, {APK_INSTALLED} and rpm databases under {} are not found",
+                RPM_DIRS.join(", ")
+            ),
+        );
+    }
+}
+
+/// Adds a package's owned path to `package_files` and to the owners map (both
+/// as recorded and with any merged-/usr alias resolved).
+fn own(out: &mut Sink, manager: &str, package: &str, path: &str, aliases: &[(String, String)]) {
+    if path.is_empty() || path == "/." || path == "/" {
+        return;
+    }
+    out.row(&PACKAGE_FILES, &[("manager", manager.into()), ("package", package.into()), ("path", path.into())]);
+    if let Some(real) = unalias(path, aliases) {
+        out.owners.insert(real, package.to_string());
+    }
+    out.owners.insert(path.to_string(), package.to_string());
+}
+
+fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
+    out.row(
+        &PACKAGES,
+        &[
+            ("manager", "dpkg".into()),
+            ("name", (&p.name).into()),
+            ("version", p.version.as_ref().into()),
+            ("architecture", p.architecture.as_ref().into()),
+            ("source", p.source.as_ref().into()),
+            ("source_version", p.source_version.as_ref().into()),
+            ("status", p.status.as_ref().into()),
+            ("maintainer", p.maintainer.as_ref().into()),
+            ("installed_size", p.installed_size.into()),
+            ("db_path", db_path.into()),
+        ],
+    );
+}
+
+/// Paths from a dpkg file list: `info/<pkg>.list` (absolute paths) or a
+/// distroless `<pkg>.md5sums` ("<md5>  <relative path>").
+fn list_paths(text: &str, md5sums: bool) -> impl Iterator<Item = String> + '_ {
+    text.lines().filter_map(move |l| {
+        let p = if md5sums { l.split_once("  ").map(|(_, p)| p)? } else { l };
+        let p = p.trim_end();
+        if p.is_empty() {
+            None
+        } else if p.starts_with('/') {
+            Some(p.to_string())
+        } else {
+            Some(format!("/{p}"))
+        }
+    })
+}
+
+fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
+    let root = &scope.root;
+    let mut found = false;
+    match root.read(DPKG_STATUS) {
+        Ok(bytes) => {
+            found = true;
+            let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
+            for e in errors {
+                out.error(C, Some(DPKG_STATUS), &format!("line {}: {}", e.line, e.message));
+            }
+            for p in pkgs.iter().filter(|p| p.is_installed()) {
+                dpkg_row(out, p, DPKG_STATUS);
+                let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
+                if let Some(arch) = &p.architecture {
+                    candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
+                }
+                for list in candidates {
+                    match root.read_limited(&list, LIST_MAX_BYTES) {
+                        Ok(b) => {
+                            for path in list_paths(&String::from_utf8_lossy(&b), false) {
+                                own(out, "dpkg", &p.name, &path, aliases);
+                            }
+                            break;
+                        }
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => {
+                            out.read_error(C, &list, &e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) if e.is_not_found() => {}
         Err(e) => {
-            out.error("packages", Some(DPKG_STATUS), &format!("dpkg database unreadable: {e}"));
-            return;
+            found = true;
+            out.error(C, Some(DPKG_STATUS), &format!("dpkg database unreadable: {e}"));
+        }
+    }
+    // Distroless images: one stanza per file in status.d, file lists in <name>.md5sums.
+    match root.list_dir(DPKG_STATUS_D) {
+        Ok(names) => {
+            found = true;
+            for name in names {
+                let name = String::from_utf8_lossy(&name).into_owned();
+                if name.ends_with(".md5sums") || name.starts_with('.') {
+                    continue;
+                }
+                let path = format!("{DPKG_STATUS_D}/{name}");
+                let bytes = match root.read(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        out.read_error(C, &path, &e);
+                        continue;
+                    }
+                };
+                let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
+                for e in errors {
+                    out.error(C, Some(&path), &format!("line {}: {}", e.line, e.message));
+                }
+                for p in pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()) {
+                    dpkg_row(out, p, &path);
+                    let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
+                    match root.read_limited(&sums, LIST_MAX_BYTES) {
+                        Ok(b) => {
+                            for f in list_paths(&String::from_utf8_lossy(&b), true) {
+                                own(out, "dpkg", &p.name, &f, aliases);
+                            }
+                        }
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => out.read_error(C, &sums, &e),
+                    }
+                }
+            }
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            found = true;
+            out.read_error(C, DPKG_STATUS_D, &e);
+        }
+    }
+    found
+}
+
+fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
+    let bytes = match scope.root.read(APK_INSTALLED) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return false,
+        Err(e) => {
+            out.error(C, Some(APK_INSTALLED), &format!("apk database unreadable: {e}"));
+            return true;
         }
     };
-    let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
+    let (pkgs, errors) = super::apk::parse_installed(&String::from_utf8_lossy(&bytes));
     for e in errors {
-        out.error("packages", Some(DPKG_STATUS), &format!("line {}: {}", e.line, e.message));
+        out.error(C, Some(APK_INSTALLED), &format!("line {}: {}", e.line, e.message));
     }
-    for p in pkgs.iter().filter(|p| p.is_installed()) {
+    for p in &pkgs {
         out.row(
             &PACKAGES,
             &[
-                ("manager", "dpkg".into()),
+                ("manager", "apk".into()),
                 ("name", (&p.name).into()),
-                ("version", p.version.as_ref().into()),
-                ("architecture", p.architecture.as_ref().into()),
-                ("source", p.source.as_ref().into()),
-                ("source_version", p.source_version.as_ref().into()),
-                ("status", p.status.as_ref().into()),
+                ("version", (&p.version).into()),
+                ("architecture", p.arch.as_ref().into()),
+                ("source", p.origin.as_ref().or(Some(&p.name)).into()),
+                ("source_version", (&p.version).into()),
+                ("status", "installed".into()),
                 ("maintainer", p.maintainer.as_ref().into()),
                 ("installed_size", p.installed_size.into()),
+                ("license", p.license.as_ref().into()),
+                ("db_path", APK_INSTALLED.into()),
             ],
         );
+        for f in &p.files {
+            own(out, "apk", &p.name, f, aliases);
+        }
+    }
+    true
+}
+
+/// rpm's [E:]V-R, the string its ordering compares.
+pub fn rpm_evr(p: &RpmPackage) -> String {
+    match p.epoch {
+        Some(e) => format!("{e}:{}-{}", p.version, p.release),
+        None => format!("{}-{}", p.version, p.release),
+    }
+}
+
+fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
+    type Reader = fn(&[u8]) -> (Vec<RpmPackage>, Vec<String>);
+    const FORMATS: &[(&str, Reader)] =
+        &[("rpmdb.sqlite", rpm::read_sqlite), ("Packages.db", rpm::read_ndb), ("Packages", rpm::read_bdb)];
+    let mut seen = HashSet::new();
+    let mut found = false;
+    for dir in RPM_DIRS {
+        for (file, read) in FORMATS {
+            let path = format!("{dir}/{file}");
+            match scope.root.file_id(&path) {
+                Ok(id) if !seen.insert(id) => continue, // same file through a symlinked directory
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    found = true;
+                    out.read_error(C, &path, &e);
+                    continue;
+                }
+            }
+            found = true;
+            let bytes = match scope.root.read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    out.error(C, Some(&path), &format!("rpm database unreadable: {e}"));
+                    continue;
+                }
+            };
+            let (pkgs, errors) = read(&bytes);
+            for e in errors {
+                out.error(C, Some(&path), &e);
+            }
+            for p in &pkgs {
+                let evr = rpm_evr(p);
+                let source = p.source_rpm.as_deref().map(source_name);
+                out.row(
+                    &PACKAGES,
+                    &[
+                        ("manager", "rpm".into()),
+                        ("name", (&p.name).into()),
+                        ("version", evr.as_str().into()),
+                        ("architecture", p.arch.as_ref().into()),
+                        ("source", source.flatten().into()),
+                        ("source_version", p.source_rpm.as_ref().into()),
+                        ("status", "installed".into()),
+                        ("maintainer", Value::Null),
+                        ("installed_size", p.size.into()),
+                        ("epoch", p.epoch.into()),
+                        ("release", (&p.release).into()),
+                        ("license", p.license.as_ref().into()),
+                        ("vendor", p.vendor.as_ref().into()),
+                        ("install_time", p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null)),
+                        ("db_path", path.as_str().into()),
+                    ],
+                );
+                for f in &p.files {
+                    own(out, "rpm", &p.name, f, aliases);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The source package name from a source rpm file name: `bash-5.1.8-9.el9.src.rpm` → `bash`.
+fn source_name(srpm: &str) -> Option<&str> {
+    let base = srpm.strip_suffix(".rpm")?;
+    let base = base.rsplit_once('.').map(|(b, _arch)| b)?; // drop ".src"/".nosrc"
+    let (nv, _release) = base.rsplit_once('-')?;
+    let (name, _version) = nv.rsplit_once('-')?;
+    Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_rpm_names() {
+        for (srpm, name) in [
+            ("bash-5.1.8-9.el9.src.rpm", Some("bash")),
+            ("python3-pip-21.3.1-1.fc36.src.rpm", Some("python3-pip")),
+            ("x.src.rpm", None),
+            ("", None),
+        ] {
+            assert_eq!(source_name(srpm), name, "{srpm}");
+        }
+    }
+
+    #[test]
+    fn evr_keeps_epoch_zero_apart_from_none() {
+        let mut p = RpmPackage { version: "1.0".into(), release: "2".into(), ..Default::default() };
+        assert_eq!(rpm_evr(&p), "1.0-2");
+        p.epoch = Some(0);
+        assert_eq!(rpm_evr(&p), "0:1.0-2");
+    }
+
+    #[test]
+    fn list_files() {
+        let l: Vec<_> = list_paths("/.\n/usr\n/usr/bin/x\n\n", false).collect();
+        assert_eq!(l, ["/.", "/usr", "/usr/bin/x"]);
+        let m: Vec<_> = list_paths("d41d8cd98f00b204e9800998ecf8427e  usr/lib/libz.so.1\nbad\n", true).collect();
+        assert_eq!(m, ["/usr/lib/libz.so.1"]);
     }
 }
