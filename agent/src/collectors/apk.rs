@@ -1,19 +1,467 @@
-//! Parser for apk's installed database (`/lib/apk/db/installed`). (Being written; temporary stub.)
+//! Parser for apk's installed database (`/lib/apk/db/installed`, apk-tools v2).
+//!
+//! Format, as documented by apk-tools and the Alpine wiki's "Apk spec" page:
+//! one stanza per package, stanzas separated by blank lines; every line is a
+//! single-letter key, a colon and a value (`P:musl`). The same letters are used
+//! in the package index (`APKINDEX`). File ownership is written as an `F:` line
+//! (a directory relative to `/`) followed by `R:` lines (file names inside that
+//! directory); `R:` lines before any `F:` are files in the root directory.
+//!
+//! Pure and total: any bytes in, packages and problems out. The input comes from
+//! an untrusted image, so the parser is single-pass and linear, borrows from the
+//! input until a value is kept, caps every kept value at [`MAX_VALUE`] bytes and
+//! stops recording problems after [`MAX_ERRORS`] (one final summary is added).
 
 use super::dpkg::StanzaError;
 
-#[derive(Debug, Clone, Default)]
+/// Longest kept value, in bytes; longer values are cut at a char boundary and
+/// reported.
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// Problems recorded in detail per parse; the rest are counted in one summary.
+pub const MAX_ERRORS: usize = 1000;
+
+/// One package of the installed database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ApkPackage {
+    /// `P:`
     pub name: String,
+    /// `V:`
     pub version: String,
+    /// `A:`
     pub arch: Option<String>,
+    /// `o:`, the aport (source package) this was built from.
     pub origin: Option<String>,
+    /// `L:`
     pub license: Option<String>,
-    pub maintainer: Option<String>,
+    /// `S:`, size of the .apk in bytes.
+    pub size: Option<i64>,
+    /// `I:`, installed size in bytes.
     pub installed_size: Option<i64>,
+    /// `T:`
+    pub description: Option<String>,
+    /// `U:`
+    pub url: Option<String>,
+    /// `m:`
+    pub maintainer: Option<String>,
+    /// `c:`, the aports git commit.
+    pub commit: Option<String>,
+    /// `t:`, build time in seconds since the epoch.
+    pub build_time: Option<i64>,
+    /// Absolute paths of the files the package owns (`F:` + `R:`), in
+    /// database order.
     pub files: Vec<String>,
+    /// Absolute paths of the directories the package owns (`F:`).
+    pub dirs: Vec<String>,
 }
 
-pub fn parse_installed(_text: &str) -> (Vec<ApkPackage>, Vec<StanzaError>) {
-    (Vec::new(), vec![StanzaError { line: 1, message: "apk parsing not implemented yet".into() }])
+/// Parses a whole installed database.
+///
+/// A stanza without `P:` or `V:` is reported (at its first line) and skipped.
+/// A line that is not `X:value` is reported and skipped. Unknown keys are
+/// ignored. Numbers that do not parse are reported and left as `None`.
+pub fn parse_installed(text: &str) -> (Vec<ApkPackage>, Vec<StanzaError>) {
+    let mut pkgs = Vec::new();
+    let mut errors = Errors::default();
+    let mut draft: Option<Draft<'_>> = None;
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            if let Some(d) = draft.take() {
+                d.finish(&mut pkgs, &mut errors);
+            }
+            continue;
+        }
+        let d = draft.get_or_insert_with(|| Draft::new(lineno));
+        match line.as_bytes() {
+            [key, b':', ..] if key.is_ascii_alphabetic() => d.field(*key, &line[2..], lineno, &mut errors),
+            _ => errors.push(lineno, || format!("not a `X:value` line: {:?}", truncate(line, 80))),
+        }
+    }
+    if let Some(d) = draft.take() {
+        d.finish(&mut pkgs, &mut errors);
+    }
+    (pkgs, errors.into_vec())
+}
+
+/// Where `R:` lines currently land.
+#[derive(Clone, Copy)]
+enum Cwd {
+    /// No `F:` yet: the root directory.
+    Root,
+    /// The last entry of `Draft::dirs`.
+    LastDir,
+    /// The last `F:` was rejected; its files are dropped with it.
+    Rejected,
+}
+
+/// A stanza being read: scalar values still borrowed from the input.
+struct Draft<'a> {
+    start: usize,
+    any_field: bool,
+    name: Option<&'a str>,
+    version: Option<&'a str>,
+    arch: Option<&'a str>,
+    origin: Option<&'a str>,
+    license: Option<&'a str>,
+    description: Option<&'a str>,
+    url: Option<&'a str>,
+    maintainer: Option<&'a str>,
+    commit: Option<&'a str>,
+    size: Option<i64>,
+    installed_size: Option<i64>,
+    build_time: Option<i64>,
+    cwd: Cwd,
+    files: Vec<String>,
+    dirs: Vec<String>,
+}
+
+impl<'a> Draft<'a> {
+    fn new(start: usize) -> Self {
+        Draft {
+            start,
+            any_field: false,
+            name: None,
+            version: None,
+            arch: None,
+            origin: None,
+            license: None,
+            description: None,
+            url: None,
+            maintainer: None,
+            commit: None,
+            size: None,
+            installed_size: None,
+            build_time: None,
+            cwd: Cwd::Root,
+            files: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn field(&mut self, key: u8, value: &'a str, line: usize, errors: &mut Errors) {
+        self.any_field = true;
+        let slot = match key {
+            b'P' => &mut self.name,
+            b'V' => &mut self.version,
+            b'A' => &mut self.arch,
+            b'o' => &mut self.origin,
+            b'L' => &mut self.license,
+            b'T' => &mut self.description,
+            b'U' => &mut self.url,
+            b'm' => &mut self.maintainer,
+            b'c' => &mut self.commit,
+            b'S' => return number(&mut self.size, key, value, line, errors),
+            b'I' => return number(&mut self.installed_size, key, value, line, errors),
+            b't' => return number(&mut self.build_time, key, value, line, errors),
+            b'F' => return self.dir(value, line, errors),
+            b'R' => return self.file(value, line, errors),
+            _ => return,
+        };
+        if slot.is_some() {
+            errors.push(line, || format!("duplicate {}: field, keeping the first", key as char));
+            return;
+        }
+        *slot = Some(capped(key, value, line, errors));
+    }
+
+    fn dir(&mut self, value: &str, line: usize, errors: &mut Errors) {
+        let value = capped(b'F', value, line, errors);
+        let rel = value.trim_matches('/');
+        if rel.contains('\0') || rel.split('/').any(|c| c == "..") {
+            errors.push(line, || format!("F: directory {:?} is not a path below the root; its files are skipped", truncate(value, 80)));
+            self.cwd = Cwd::Rejected;
+            return;
+        }
+        self.dirs.push(format!("/{rel}"));
+        self.cwd = Cwd::LastDir;
+    }
+
+    fn file(&mut self, value: &str, line: usize, errors: &mut Errors) {
+        let name = capped(b'R', value, line, errors);
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            errors.push(line, || format!("R: {:?} is not a file name", truncate(name, 80)));
+            return;
+        }
+        let path = match (self.cwd, self.dirs.last()) {
+            (Cwd::Rejected, _) => return,
+            (Cwd::LastDir, Some(dir)) if dir != "/" => format!("{dir}/{name}"),
+            _ => format!("/{name}"),
+        };
+        self.files.push(path);
+    }
+
+    fn finish(self, pkgs: &mut Vec<ApkPackage>, errors: &mut Errors) {
+        if !self.any_field {
+            return; // only malformed lines, each already reported
+        }
+        let present = |v: Option<&'a str>| v.filter(|v| !v.is_empty());
+        let (Some(name), Some(version)) = (present(self.name), present(self.version)) else {
+            let missing = match (present(self.name), present(self.version)) {
+                (None, None) => "P: and V:",
+                (None, _) => "P:",
+                _ => "V:",
+            };
+            errors.push(self.start, || format!("stanza without {missing}; skipped"));
+            return;
+        };
+        let owned = |v: Option<&'a str>| present(v).map(str::to_owned);
+        pkgs.push(ApkPackage {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            arch: owned(self.arch),
+            origin: owned(self.origin),
+            license: owned(self.license),
+            size: self.size,
+            installed_size: self.installed_size,
+            description: owned(self.description),
+            url: owned(self.url),
+            maintainer: owned(self.maintainer),
+            commit: owned(self.commit),
+            build_time: self.build_time,
+            files: self.files,
+            dirs: self.dirs,
+        });
+    }
+}
+
+/// Parses a decimal number field; a bad one is reported and stays `None`.
+fn number(slot: &mut Option<i64>, key: u8, value: &str, line: usize, errors: &mut Errors) {
+    let v = value.trim();
+    if v.is_empty() {
+        return;
+    }
+    match v.parse::<i64>() {
+        Ok(n) if slot.is_none() => *slot = Some(n),
+        Ok(_) => errors.push(line, || format!("duplicate {}: field, keeping the first", key as char)),
+        Err(_) => errors.push(line, || format!("{}: not a number: {:?}", key as char, truncate(v, 80))),
+    }
+}
+
+/// `value`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
+fn capped<'a>(key: u8, value: &'a str, line: usize, errors: &mut Errors) -> &'a str {
+    if value.len() <= MAX_VALUE {
+        return value;
+    }
+    let mut end = MAX_VALUE;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    errors.push(line, || format!("{}: value of {} bytes truncated to {end}", key as char, value.len()));
+    &value[..end]
+}
+
+/// At most `n` chars of `s`, for messages.
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Problems in line order, bounded: past [`MAX_ERRORS`] they are only counted,
+/// and messages are not even formatted.
+#[derive(Default)]
+struct Errors {
+    list: Vec<StanzaError>,
+    dropped: usize,
+    first_dropped: usize,
+}
+
+impl Errors {
+    fn push(&mut self, line: usize, message: impl FnOnce() -> String) {
+        if self.list.len() < MAX_ERRORS {
+            self.list.push(StanzaError { line, message: message() });
+        } else {
+            if self.dropped == 0 {
+                self.first_dropped = line;
+            }
+            self.dropped += 1;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<StanzaError> {
+        if self.dropped > 0 {
+            let message = format!("{} more problems from this line on were not recorded", self.dropped);
+            self.list.push(StanzaError { line: self.first_dropped, message });
+        }
+        self.list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two packages the way apk 2.x writes them (checksums shortened).
+    const TWO: &str = "\
+C:Q1abcdefghijklmnopqrstuvwxyz0123=
+P:musl
+V:1.2.4_git20230717-r4
+A:x86_64
+S:407169
+I:663552
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+m:Timo Teräs <timo.teras@iki.fi>
+t:1700000000
+c:0123456789abcdef0123456789abcdef01234567
+p:so:libc.musl-x86_64.so.1=1
+F:lib
+R:ld-musl-x86_64.so.1
+a:0:0:755
+Z:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+R:libc.musl-x86_64.so.1
+a:0:0:777
+Z:Q1BBBBBBBBBBBBBBBBBBBBBBBBBBBB=
+
+C:Q1zyxwvutsrqponmlkjihgfedcba9876=
+P:busybox
+V:1.36.1-r15
+A:x86_64
+S:509308
+I:946176
+T:Size optimized toolbox of many common UNIX utilities
+U:https://busybox.net/
+L:GPL-2.0-only
+o:busybox
+m:Sören Tempel <soeren+alpine@soeren-tempel.net>
+t:1700000001
+c:fedcba9876543210fedcba9876543210fedcba98
+D:so:libc.musl-x86_64.so.1
+p:/bin/sh cmd:busybox=1.36.1-r15 cmd:sh=1.36.1-r15
+r:busybox-initscripts
+F:bin
+R:busybox
+a:0:0:755
+Z:Q1CCCCCCCCCCCCCCCCCCCCCCCCCCCC=
+R:sh
+a:0:0:777
+Z:Q1DDDDDDDDDDDDDDDDDDDDDDDDDDDD=
+F:etc
+R:securetty
+Z:Q1EEEEEEEEEEEEEEEEEEEEEEEEEEEE=
+F:etc/network
+F:etc/network/if-up.d
+M:0:0:755
+R:dad
+F:usr/share/udhcpc
+R:default.script
+";
+
+    #[test]
+    fn realistic_database() {
+        let (p, e) = parse_installed(TWO);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p.len(), 2);
+        let musl = &p[0];
+        assert_eq!(
+            musl,
+            &ApkPackage {
+                name: "musl".into(),
+                version: "1.2.4_git20230717-r4".into(),
+                arch: Some("x86_64".into()),
+                origin: Some("musl".into()),
+                license: Some("MIT".into()),
+                size: Some(407169),
+                installed_size: Some(663552),
+                description: Some("the musl c library (libc) implementation".into()),
+                url: Some("https://musl.libc.org/".into()),
+                maintainer: Some("Timo Teräs <timo.teras@iki.fi>".into()),
+                commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                build_time: Some(1700000000),
+                files: vec!["/lib/ld-musl-x86_64.so.1".into(), "/lib/libc.musl-x86_64.so.1".into()],
+                dirs: vec!["/lib".into()],
+            }
+        );
+        let bb = &p[1];
+        assert_eq!((&*bb.name, &*bb.version, bb.build_time), ("busybox", "1.36.1-r15", Some(1700000001)));
+        assert_eq!(
+            bb.files,
+            ["/bin/busybox", "/bin/sh", "/etc/securetty", "/etc/network/if-up.d/dad", "/usr/share/udhcpc/default.script"]
+        );
+        assert_eq!(bb.dirs, ["/bin", "/etc", "/etc/network", "/etc/network/if-up.d", "/usr/share/udhcpc"]);
+    }
+
+    #[test]
+    fn table_of_cases() {
+        // (input, [(name, version, files)], [(error line, message fragment)])
+        type Case = (&'static str, &'static [(&'static str, &'static str, &'static [&'static str])], &'static [(usize, &'static str)]);
+        let cases: &[Case] = &[
+            ("", &[], &[]),
+            ("\n\n  \n", &[], &[]),
+            ("P:a\nV:1", &[("a", "1", &[])], &[]),
+            ("P:a\r\nV:1\r\nF:usr/bin\r\nR:x\r\n\r\nP:b\r\nV:2\r\n", &[("a", "1", &["/usr/bin/x"]), ("b", "2", &[])], &[]),
+            // R: before any F: is the root directory; F: may be nested and revisited.
+            ("P:a\nV:1\nR:top\nF:usr\nF:usr/lib/x\nR:y\nF:usr\nR:z\n", &[("a", "1", &["/top", "/usr/lib/x/y", "/usr/z"])], &[]),
+            // Stray slashes in F: are tolerated.
+            ("P:a\nV:1\nF:/opt/\nR:f\nF:\nR:g\n", &[("a", "1", &["/opt/f", "/g"])], &[]),
+            // Missing V: or P: drops the stanza, reported at its first line.
+            ("P:a\nA:x86\n\nP:b\nV:2\n", &[("b", "2", &[])], &[(1, "without V:")]),
+            ("\n\nV:1\nT:t\n", &[], &[(3, "without P:")]),
+            ("P:a\nV:\n", &[], &[(1, "without V:")]),
+            ("A:x\n", &[], &[(1, "without P: and V:")]),
+            // Garbage lines are reported and skipped; the stanza survives.
+            ("P:a\ngarbage\nV:1\n:x\nPP:y\n1:z\n", &[("a", "1", &[])], &[(2, "not a `X:value`"), (4, "not a"), (5, "not a"), (6, "not a")]),
+            ("garbage only\n", &[], &[(1, "not a `X:value`")]),
+            // Unknown and ignored keys.
+            ("P:a\nV:1\nk:100\nq:1\ni:b c\ns:x\nf:y\nw:z\n", &[("a", "1", &[])], &[]),
+            // Bad numbers become None, with a report.
+            ("P:a\nV:1\nS:12k\nI:-\nt:99999999999999999999\n", &[("a", "1", &[])], &[(3, "S: not a number"), (4, "I: not a number"), (5, "t: not a number")]),
+            // Duplicates keep the first.
+            ("P:a\nP:b\nV:1\n", &[("a", "1", &[])], &[(2, "duplicate P:")]),
+            // Path escapes and non-names are refused.
+            ("P:a\nV:1\nF:usr/../../etc\nR:shadow\nF:ok\nR:../x\nR:a/b\nR:.\nR:\nR:fine\n", &[("a", "1", &["/ok/fine"])], &[(3, "not a path below"), (6, "not a file name"), (7, "not a file name"), (8, "not a file name"), (9, "not a file name")]),
+        ];
+        for (input, want, want_errors) in cases {
+            let (p, e) = parse_installed(input);
+            let got: Vec<_> = p.iter().map(|p| (p.name.as_str(), p.version.as_str(), p.files.clone())).collect();
+            let want: Vec<_> = want.iter().map(|(n, v, f)| (*n, *v, f.iter().map(|s| s.to_string()).collect::<Vec<_>>())).collect();
+            assert_eq!(got, want, "{input:?}");
+            assert_eq!(e.len(), want_errors.len(), "{input:?}: {e:?}");
+            for (e, (line, frag)) in e.iter().zip(want_errors.iter()) {
+                assert!(e.line == *line && e.message.contains(frag), "{input:?}: {e:?} vs {line} {frag}");
+            }
+        }
+    }
+
+    #[test]
+    fn fifty_megabyte_single_lines() {
+        const BIG: usize = 50 * 1024 * 1024;
+        // A garbage line: one short report, no copy of the line.
+        let garbage = "x".repeat(BIG);
+        let (p, e) = parse_installed(&garbage);
+        assert!(p.is_empty());
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.len() < 200, "{}", e[0].message.len());
+
+        // A huge value is kept only up to MAX_VALUE, cut at a char boundary.
+        let text = format!("P:a\nV:1\nT:x{}", "é".repeat(BIG / 2));
+        let (p, e) = parse_installed(&text);
+        assert_eq!(p.len(), 1);
+        let d = p[0].description.as_deref().unwrap_or_default();
+        assert!(d.len() <= MAX_VALUE && d.len() > MAX_VALUE - 4, "{}", d.len());
+        assert_eq!(e.len(), 1);
+        assert!(e[0].line == 3 && e[0].message.contains("truncated"), "{e:?}");
+
+        // A huge R: name on one line, then a normal one.
+        let text = format!("P:a\nV:1\nF:d\nR:{}\nR:ok", "n".repeat(BIG));
+        let (p, e) = parse_installed(&text);
+        assert_eq!(p[0].files.len(), 2);
+        assert_eq!(p[0].files[1], "/d/ok");
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn problems_are_bounded() {
+        let text = "?\n".repeat(100_000);
+        let (p, e) = parse_installed(&text);
+        assert!(p.is_empty());
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        let last = &e[MAX_ERRORS];
+        assert_eq!(last.line, MAX_ERRORS + 1);
+        assert!(last.message.starts_with("99000 more problems"), "{last:?}");
+    }
 }
