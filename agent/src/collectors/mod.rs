@@ -7,10 +7,12 @@ pub mod apk;
 pub mod configs;
 pub mod dpkg;
 pub mod files;
+pub mod groups;
 pub mod os;
 pub mod packages;
 pub mod rpm;
 pub mod unowned;
+pub mod users;
 
 use std::collections::HashMap;
 
@@ -135,6 +137,8 @@ pub type CollectFn = fn(&Scope, &mut Sink);
 pub const COLLECTORS: &[(&str, CollectFn)] = &[
     ("os", os::collect),
     ("packages", packages::collect),
+    ("users", users::collect),
+    ("groups", groups::collect),
     ("configs", configs::collect),
     ("files", files::collect),
     ("unowned_files", unowned::collect),
