@@ -79,7 +79,7 @@ pub enum ReadError {
     NotDirectory { path: String, kind: &'static str },
     #[error("{path}: {size} bytes exceeds the per-file budget of {limit} bytes")]
     TooLarge { path: String, size: u64, limit: u64 },
-    #[error("{path}: symlink loop or too many symlink hops")]
+    #[error("{path}: symlink loop, too many symlink hops, or a magic link (refused)")]
     Loop { path: String },
     #[error("{path}: refused: {why}")]
     Refused { path: String, why: String },
@@ -189,6 +189,8 @@ pub struct Root {
 pub struct Entry {
     /// Absolute path inside the root, for output (non-UTF-8 bytes escaped).
     pub path: String,
+    /// The same path as raw bytes, to open it again.
+    pub raw: Vec<u8>,
     pub kind: FileType,
     pub size: u64,
     pub mode: u32,
@@ -254,17 +256,19 @@ impl Root {
     }
 
     /// Resolves `rel` inside the root (leading `/` allowed), following symlinks in-root.
-    fn resolve(&self, rel: &str) -> Result<pathrs::Handle, ReadError> {
-        self.check_time(rel)?;
-        let inner = rel.trim_start_matches('/');
-        let inner = if inner.is_empty() { "." } else { inner };
-        self.inner.resolve(inner).map_err(|e| pathrs_err(rel, e))
+    fn resolve(&self, rel: &OsStr) -> Result<pathrs::Handle, ReadError> {
+        let shown = display_name(rel.as_bytes());
+        self.check_time(&shown)?;
+        let inner = inner_path(rel);
+        self.inner.resolve(inner).map_err(|e| pathrs_err(&shown, e))
     }
 
     /// Opens a regular file inside the root for reading. Anything else is
     /// refused without having been opened for I/O.
-    pub fn open_file(&self, rel: &str) -> Result<(File, u64), ReadError> {
-        let handle = self.resolve(rel)?;
+    pub fn open_file(&self, rel: impl AsRef<OsStr>) -> Result<(File, u64), ReadError> {
+        let raw = rel.as_ref();
+        let rel = &display_name(raw.as_bytes());
+        let handle = self.resolve(raw)?;
         let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::RegularFile {
@@ -278,14 +282,15 @@ impl Root {
     }
 
     /// Reads a whole regular file, refusing files over the per-file budget.
-    pub fn read(&self, rel: &str) -> Result<Vec<u8>, ReadError> {
+    pub fn read(&self, rel: impl AsRef<OsStr>) -> Result<Vec<u8>, ReadError> {
         self.read_limited(rel, self.budgets.max_file_bytes)
     }
 
     /// Reads a whole regular file of at most `limit` bytes (and within the per-file budget).
-    pub fn read_limited(&self, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+    pub fn read_limited(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<Vec<u8>, ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
-        let (file, size) = self.open_file(rel)?;
+        let (file, size) = self.open_file(rel.as_ref())?;
+        let rel = &display_name(rel.as_ref().as_bytes());
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
@@ -299,8 +304,9 @@ impl Root {
 
     /// Reads at most `limit` bytes from the start of a regular file; the flag
     /// says whether the file was longer.
-    pub fn read_prefix(&self, rel: &str, limit: u64) -> Result<(Vec<u8>, bool), ReadError> {
-        let (file, _) = self.open_file(rel)?;
+    pub fn read_prefix(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<(Vec<u8>, bool), ReadError> {
+        let (file, _) = self.open_file(rel.as_ref())?;
+        let rel = &display_name(rel.as_ref().as_bytes());
         let mut buf = read_capped(file, rel, limit)?;
         let truncated = buf.len() as u64 > limit;
         buf.truncate(limit as usize);
@@ -310,8 +316,9 @@ impl Root {
 
     /// Feeds a regular file to `f` in chunks, up to `limit` bytes; returns
     /// the bytes read, or `TooLarge` without feeding the rest.
-    pub fn stream(&self, rel: &str, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
-        let (mut file, size) = self.open_file(rel)?;
+    pub fn stream(&self, rel: impl AsRef<OsStr>, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
+        let (mut file, size) = self.open_file(rel.as_ref())?;
+        let rel = &display_name(rel.as_ref().as_bytes());
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
@@ -334,17 +341,21 @@ impl Root {
 
     /// Identity (device, inode) of what `rel` resolves to, to notice two paths
     /// naming one file (e.g. /var/lib/rpm linked to /usr/lib/sysimage/rpm).
-    pub fn file_id(&self, rel: &str) -> Result<(u64, u64), ReadError> {
-        let handle = self.resolve(rel)?;
+    pub fn file_id(&self, rel: impl AsRef<OsStr>) -> Result<(u64, u64), ReadError> {
+        let handle = self.resolve(rel.as_ref())?;
+        let rel = &display_name(rel.as_ref().as_bytes());
         let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
         Ok((st.st_dev as u64, st.st_ino as u64))
     }
 
     /// The target of the symlink at `rel` (the link itself is not followed).
-    pub fn read_link(&self, rel: &str) -> Result<String, ReadError> {
-        self.check_time(rel)?;
-        let inner = rel.trim_start_matches('/');
-        self.inner.readlink(inner).map(|p| display_name(p.as_os_str().as_bytes())).map_err(|e| pathrs_err(rel, e))
+    pub fn read_link(&self, rel: impl AsRef<OsStr>) -> Result<String, ReadError> {
+        let shown = display_name(rel.as_ref().as_bytes());
+        self.check_time(&shown)?;
+        self.inner
+            .readlink(inner_path(rel.as_ref()))
+            .map(|p| display_name(p.as_os_str().as_bytes()))
+            .map_err(|e| pathrs_err(&shown, e))
     }
 
     /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.
@@ -361,7 +372,7 @@ impl Root {
     }
 
     fn open_dir(&self, rel: &str) -> Result<OwnedFd, ReadError> {
-        let handle = self.resolve(rel)?;
+        let handle = self.resolve(OsStr::new(rel))?;
         let st = rustix::fs::fstat(&handle).map_err(|e| errno(rel, e))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::Directory {
@@ -389,13 +400,14 @@ impl Root {
         let st = rustix::fs::fstat(&dir).map_err(|e| errno(start, e))?;
         let base = if start == "/" { String::new() } else { format!("/{}", start.trim_matches('/')) };
         let mut ancestors = vec![(st.st_dev as u64, st.st_ino as u64)];
-        self.walk_dir(dir.as_fd(), &base, 1, &mut ancestors, visit, on_error)
+        self.walk_dir(dir.as_fd(), &base, base.as_bytes(), 1, &mut ancestors, visit, on_error)
     }
 
     fn walk_dir(
         &self,
         dir: BorrowedFd<'_>,
         path: &str,
+        raw_path: &[u8],
         depth: usize,
         ancestors: &mut Vec<(u64, u64)>,
         visit: &mut dyn FnMut(&Entry) -> bool,
@@ -410,6 +422,9 @@ impl Root {
         names.sort();
         for name in names {
             let child = format!("{path}/{}", display_name(&name));
+            let mut raw = raw_path.to_vec();
+            raw.push(b'/');
+            raw.extend_from_slice(&name);
             let os = OsStr::from_bytes(&name);
             let st = match rustix::fs::statat(dir, os, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
@@ -421,6 +436,7 @@ impl Root {
             let kind = FileType::from_raw_mode(st.st_mode);
             let entry = Entry {
                 path: child.clone(),
+                raw,
                 kind,
                 size: st.st_size as u64,
                 mode: st.st_mode & 0o7777,
@@ -461,12 +477,19 @@ impl Root {
                 continue;
             }
             ancestors.push(id);
-            let r = self.walk_dir(sub.as_fd(), &child, depth + 1, ancestors, visit, on_error);
+            let r = self.walk_dir(sub.as_fd(), &child, &entry.raw, depth + 1, ancestors, visit, on_error);
             ancestors.pop();
             r?;
         }
         Ok(())
     }
+}
+
+/// `rel` relative to the root: leading slashes dropped, empty meaning the root itself.
+fn inner_path(rel: &OsStr) -> &Path {
+    let b = rel.as_bytes();
+    let start = b.iter().position(|&c| c != b'/').unwrap_or(b.len());
+    if start == b.len() { Path::new(".") } else { Path::new(OsStr::from_bytes(&b[start..])) }
 }
 
 fn read_capped(file: File, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {

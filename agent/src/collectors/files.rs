@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
 use globset::{GlobBuilder, GlobSetBuilder};
 use periscope_proto::tables::FILES;
 use rustix::fs::FileType;
@@ -85,7 +88,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     }
     for (path, e) in matched {
         let target = if e.kind == FileType::Symlink {
-            match scope.root.read_link(&path) {
+            match scope.root.read_link(OsStr::from_bytes(&e.raw)) {
                 Ok(t) => Some(t),
                 Err(err) => {
                     out.read_error(C, &path, &err);
@@ -96,7 +99,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             None
         };
         let sha = if e.kind == FileType::RegularFile {
-            match sha256_file(&scope.root, &path, scope.config.hash_max_bytes) {
+            match sha256_file(&scope.root, OsStr::from_bytes(&e.raw), scope.config.hash_max_bytes) {
                 Ok(h) => h,
                 Err(err) if err.is_budget() => {
                     out.read_error(C, &path, &err);

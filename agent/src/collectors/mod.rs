@@ -172,7 +172,7 @@ pub fn mode_string(mode: u32) -> String {
 
 /// Hex SHA-256 of a regular file, or None when it is over `cap` or unreadable
 /// (an unreadable file is reported by the caller's collector).
-pub fn sha256_file(root: &Root, path: &str, cap: u64) -> Result<Option<String>, ReadError> {
+pub fn sha256_file(root: &Root, path: impl AsRef<std::ffi::OsStr>, cap: u64) -> Result<Option<String>, ReadError> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     match root.stream(path, cap, |chunk| h.update(chunk)) {

@@ -2,6 +2,9 @@
 //! directories that no package database claims — software copied or compiled
 //! into an image (typically /usr/local) where no package manager sees it.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
@@ -65,7 +68,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
     }
     for (e, kind) in found {
-        let sha = match sha256_file(&scope.root, &e.path, scope.config.hash_max_bytes) {
+        let sha = match sha256_file(&scope.root, OsStr::from_bytes(&e.raw), scope.config.hash_max_bytes) {
             Ok(h) => h,
             Err(err) => {
                 out.read_error(C, &e.path, &err);

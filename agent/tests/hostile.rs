@@ -1,0 +1,170 @@
+//! A root filesystem built to attack the crawler: escapes through symlinks,
+//! loops, FIFOs, devices, huge and sparse files, a 10,000-level directory
+//! chain, non-UTF-8 names, a bind-mount cycle, and garbage package databases.
+//! The crawl must finish in bounded time, never show the marker planted
+//! outside the root, record each problem in crawl_errors, and not crash.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustix::fs::{FileType, Mode, OFlags};
+
+const MARKER: &str = "PERISCOPE-MARKER-8d1f2c";
+
+fn mknod(path: &Path, kind: FileType, dev: u64) {
+    rustix::fs::mknodat(rustix::fs::CWD, path, kind, Mode::from_raw_mode(0o644), dev).unwrap();
+}
+
+/// A chain of `n` nested directories, made by walking fds (the path outgrows PATH_MAX).
+fn deep_chain(start: &Path, n: usize) {
+    let mut fd = rustix::fs::open(start, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for _ in 0..n {
+        rustix::fs::mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = rustix::fs::openat(&fd, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+    rustix::fs::openat(&fd, "bottom-exec", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o755)).unwrap();
+}
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let marker = outside.join("marker");
+    fs::write(&marker, format!("ID={MARKER}\nP:{MARKER}\nV:1\n\nroot:{MARKER}:0:0::/:/bin/sh\n")).unwrap();
+    let root = tmp.path().join("root");
+    for d in ["etc", "usr/lib", "usr/local/bin", "var/lib/dpkg/status.d", "lib/apk/db", "var/lib/rpm", "usr/lib/sysimage/rpm", "dev", "home/u/.ssh", "etc/ssh"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let r = |p: &str| root.join(p);
+
+    // Escapes: absolute, relative, chained symlinks at the marker outside.
+    symlink(&marker, r("usr/lib/os-release")).unwrap();
+    symlink("../../../../../../../../outside/marker", r("etc/passwd")).unwrap();
+    symlink("/etc/hop1", r("etc/group")).unwrap();
+    symlink("../etc/hop2", r("etc/hop1")).unwrap();
+    symlink(&marker, r("etc/hop2")).unwrap();
+    symlink(&outside, r("home/u/.ssh/authorized_keys")).unwrap();
+    symlink(&outside, r("etc/ssh/escape_dir")).unwrap();
+    // A magic link: through /proc/self/root it would be the host's file.
+    symlink("/proc/self/root/etc/hostname", r("etc/shadow")).unwrap();
+    // A loop.
+    symlink("loop-b", r("etc/sudoers")).unwrap();
+    symlink("sudoers", r("etc/loop-b")).unwrap();
+    // A FIFO where os-release should be: opening it for reading would block forever.
+    mknod(&r("etc/os-release"), FileType::Fifo, 0);
+    // The dpkg database is a link to /dev/zero (in-root: a real character device node).
+    mknod(&r("dev/zero"), FileType::CharacterDevice, rustix::fs::makedev(1, 5));
+    symlink("/dev/zero", r("var/lib/dpkg/status")).unwrap();
+    // A 2 GiB sparse file as a distroless dpkg stanza.
+    let big = fs::File::create(r("var/lib/dpkg/status.d/huge")).unwrap();
+    big.set_len(2 << 30).unwrap();
+    // An apk database with a 50 MB line.
+    let mut apk = b"P:longline\nV:1.0\nT:".to_vec();
+    apk.extend(std::iter::repeat_n(b'x', 50 << 20));
+    apk.extend(b"\n\nP:ok\nV:2.0\n\n");
+    fs::write(r("lib/apk/db/installed"), apk).unwrap();
+    // rpm databases: a truncated sqlite file and random bytes in NDB and BerkeleyDB places.
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.extend(random_bytes(3000, 1));
+    fs::write(r("var/lib/rpm/rpmdb.sqlite"), sqlite).unwrap();
+    fs::write(r("usr/lib/sysimage/rpm/Packages.db"), random_bytes(70_000, 2)).unwrap();
+    fs::write(r("usr/lib/sysimage/rpm/Packages"), random_bytes(70_000, 3)).unwrap();
+    // A 10,000-level directory chain and non-UTF-8 names.
+    deep_chain(&r("usr/local"), 10_000);
+    let odd = r("usr/local/bin").join(OsStr::from_bytes(b"tool-\xff\xfe"));
+    fs::write(&odd, b"#!/bin/sh\n").unwrap();
+    Command::new("chmod").arg("755").arg(&odd).status().unwrap();
+    // A directory cycle via a bind mount, where this machine lets us mount.
+    fs::create_dir_all(r("usr/lib/cycle")).unwrap();
+    let bound = Command::new("mount").arg("--bind").arg(r("usr")).arg(r("usr/lib/cycle")).status().map(|s| s.success()).unwrap_or(false);
+    let _unmount = bound.then(|| Unmount(r("usr/lib/cycle")));
+    if !bound {
+        eprintln!("bind mount not permitted here: the directory-cycle case is not exercised");
+    }
+
+    // A real procfs inside the root, as a running container's root has: reads
+    // through it and through its magic links must be refused.
+    fs::create_dir_all(r("proc")).unwrap();
+    let proc_mounted = Command::new("mount").args(["-t", "proc", "proc"]).arg(r("proc")).status().map(|s| s.success()).unwrap_or(false);
+    let _unmount_proc = proc_mounted.then(|| Unmount(r("proc")));
+    if !proc_mounted {
+        eprintln!("mounting procfs not permitted here: the in-root procfs case is not exercised");
+    }
+    fs::create_dir_all(r("etc/docker")).unwrap();
+    symlink("/proc/self/root/etc/hostname", r("etc/docker/daemon.json")).unwrap();
+
+    // Crawl on another thread so a hang fails the test instead of wedging it.
+    let (tx, rx) = mpsc::channel();
+    let mut opts = opts(&root);
+    opts.config.config_files.push("/proc/self/environ".into());
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(periscope_agent::crawl::crawl(&opts).map(|c| rows_of(&c.batches)));
+    });
+    let (rows, text) = rx.recv_timeout(Duration::from_secs(120)).expect("crawl did not finish in 120 s").expect("crawl failed");
+    eprintln!("hostile crawl took {:?}", started.elapsed());
+
+    assert!(!text.contains(MARKER), "the marker outside the root leaked into the output");
+    let errors: Vec<(String, String, String)> =
+        rows["crawl_errors"].iter().map(|r| (s(r, "collector"), s(r, "path"), s(r, "message"))).collect();
+    let has = |collector: &str, needle: &str| {
+        errors.iter().any(|(c, p, m)| c == collector && (p.contains(needle) || m.contains(needle)))
+    };
+    let dump = || errors.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join("\n");
+    assert!(has("os", "fifo"), "FIFO os-release not reported:\n{}", dump());
+    assert!(has("packages", "character device"), "device dpkg status not reported:\n{}", dump());
+    assert!(has("packages", "exceeds the per-file budget"), "2 GiB status.d file not reported:\n{}", dump());
+    assert!(has("packages", "/var/lib/rpm/rpmdb.sqlite"), "truncated sqlite not reported:\n{}", dump());
+    assert!(has("packages", "/usr/lib/sysimage/rpm/Packages.db"), "random NDB not reported:\n{}", dump());
+    assert!(has("packages", "/usr/lib/sysimage/rpm/Packages"), "random BerkeleyDB not reported:\n{}", dump());
+    assert!(has("unowned_files", "depth over"), "10,000-level chain not reported:\n{}", dump());
+    eprintln!("{}", dump());
+    assert!(has("configs", "symlink loop"), "symlink loop not reported:\n{}", dump());
+    if bound {
+        assert!(has("unowned_files", "directory cycle"), "bind-mount cycle not reported:\n{}", dump());
+    }
+    if proc_mounted {
+        assert!(has("configs", "/proc/self/environ: refused: on procfs"), "procfs read not refused:\n{}", dump());
+        assert!(has("configs", "/etc/docker/daemon.json: symlink loop, too many symlink hops, or a magic link"), "magic link not refused:\n{}", dump());
+    }
+    assert!(!errors.iter().any(|(_, _, m)| m.contains("tool-\\xff\\xfe: not found")), "non-UTF-8 name not reopened:\n{}", dump());
+    // The escapes resolve inside the root, where nothing is: no rows from the marker.
+    assert!(rows["users"].is_empty() && rows["groups"].is_empty(), "{:?} {:?}", rows["users"], rows["groups"]);
+    // The apk stanza after the 50 MB line still arrives.
+    let apk: Vec<String> = rows["packages"].iter().filter(|r| s(r, "manager") == "apk").map(|r| s(r, "name")).collect();
+    assert!(apk.contains(&"ok".to_string()), "{apk:?}");
+    // The non-UTF-8 name is reported, escaped.
+    let odd = rows["unowned_files"].iter().find(|r| s(r, "path") == "/usr/local/bin/tool-\\xff\\xfe");
+    assert_eq!(odd.map(|r| s(r, "sha256").len()), Some(64), "{:?}", rows["unowned_files"]);
+    // And the crawl is complete: its crawls row says degraded, not aborted.
+    assert_eq!(s(&rows["crawls"][0], "degraded"), "true");
+}
