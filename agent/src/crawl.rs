@@ -27,6 +27,8 @@ pub struct CrawlOptions {
     /// Other per-scope budgets (max_file_bytes above wins over budgets.max_file_bytes).
     pub budgets: Budgets,
     pub config: CollectorConfig,
+    /// Collectors to run, by name; all when None.
+    pub collectors: Option<Vec<String>>,
 }
 
 impl Default for CrawlOptions {
@@ -39,6 +41,7 @@ impl Default for CrawlOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             budgets: Budgets::default(),
             config: CollectorConfig::default(),
+            collectors: None,
         }
     }
 }
@@ -87,7 +90,8 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
     let mut sink = Sink::new(common.clone());
-    for (name, collect) in COLLECTORS {
+    let wanted = |name: &str| opts.collectors.as_ref().is_none_or(|c| c.iter().any(|w| w == name));
+    for (name, collect) in COLLECTORS.iter().filter(|(name, _)| wanted(name)) {
         let _span = tracing::info_span!("collector", name, scope_id = %common.scope_id).entered();
         collect(&scope, &mut sink);
     }

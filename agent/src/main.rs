@@ -36,10 +36,17 @@ enum Cmd {
         /// Scope identity (default: the root's machine-id, else host name or root path).
         #[arg(long)]
         scope_id: Option<String>,
+        /// Collectors to run, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',', value_parser = collector_names())]
+        collectors: Option<Vec<String>>,
         /// Per-file read budget in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
         max_file_bytes: u64,
     },
+}
+
+fn collector_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(periscope_agent::collectors::COLLECTORS.iter().map(|(n, _)| *n))
 }
 
 fn main() -> ExitCode {
@@ -58,8 +65,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Crawl { root, server, print, host, scope, scope_id, max_file_bytes } => {
-            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, ..CrawlOptions::default() };
+        Cmd::Crawl { root, server, print, host, scope, scope_id, collectors, max_file_bytes } => {
+            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, collectors, ..CrawlOptions::default() };
             let c = crawl(&opts)?;
             if print {
                 return periscope_agent::print::print_json_lines(&c.batches, &mut std::io::stdout().lock());

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+// Root filesystems and the repo layout come from the agent's test helpers.
+#[path = "../../../agent/tests/common/mod.rs"]
+mod agent_common;
+pub use agent_common::{debian_rootfs, repo_root};
 
 pub fn periscope_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_periscope"))
@@ -30,21 +31,6 @@ pub fn agent_bin() -> PathBuf {
         assert!(st.success(), "building periscope-agent failed");
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
-    })
-    .clone()
-}
-
-/// A minimal Debian bookworm root filesystem made by debootstrap (cached by
-/// scripts/debian-rootfs.sh between runs).
-pub fn debian_rootfs() -> PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/debian-rootfs.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/debian-rootfs.sh");
-        assert!(out.status.success(), "scripts/debian-rootfs.sh failed (needs root and Debian's package mirror)");
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
 }
