@@ -59,6 +59,15 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     assert_eq!(os.len(), 1);
     assert_eq!((s(&os[0], "id"), s(&os[0], "version_id")), ("debian".into(), "12".into()));
 
+    // Every collector's table answers SQL: package files agree with packages, accounts are there.
+    let owned = sql(&["--server", &server.url], "SELECT count(DISTINCT f.package) AS n FROM package_files f JOIN packages p ON f.package = p.name AND f.scope_id = p.scope_id WHERE f.scope_id = 'bookworm'");
+    assert!(s(&owned[0], "n").parse::<usize>().unwrap() > expected.len() / 2, "{owned:?}");
+    let root_user = sql(&["--server", &server.url], "SELECT name, shell FROM users WHERE uid = 0 AND scope_id = 'bookworm'");
+    assert_eq!((s(&root_user[0], "name"), s(&root_user[0], "shell")), ("root".into(), "/bin/bash".into()));
+    for table in ["groups", "files", "configs", "unowned_files", "crawl_errors"] {
+        sql(&["--server", &server.url], &format!("SELECT * FROM {table} LIMIT 1"));
+    }
+
     // A second crawl replaces, not duplicates, the current view; history keeps both.
     let (ok, _, err) =
         agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);
