@@ -82,10 +82,18 @@ fn files_configs_and_unowned_files_on_a_copy_of_the_rootfs() {
     std::fs::write(root.join("usr/local/lib/libmine.so.1"), b"\x7fELF").unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(root.join("usr/local/bin/mytool")).unwrap().permissions(), 0o755);
     std::process::Command::new("chmod").args(["4755"]).arg(root.join("usr/local/bin/mytool")).status().unwrap();
+    // A removed package whose configuration files stay behind.
+    let mut status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    status.push_str("\nPackage: oldtool\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1:2.0-1\n");
+    std::fs::write(root.join("var/lib/dpkg/status"), status).unwrap();
     std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
     std::fs::write(root.join("etc/ssh/sshd_config"), "PermitRootLogin yes\n").unwrap();
 
     let (rows, _) = crawl_rows(&opts(&root));
+    let gone: Vec<(String, String, String)> =
+        rows["packages_not_installed"].iter().map(|r| (s(r, "name"), s(r, "version"), s(r, "status"))).collect();
+    assert_eq!(gone, [("oldtool".to_string(), "1:2.0-1".to_string(), "deinstall ok config-files".to_string())]);
+    assert!(!rows["packages"].iter().any(|r| s(r, "name") == "oldtool"), "not-installed kept apart from packages");
     let unowned: BTreeMap<String, String> = rows["unowned_files"].iter().map(|r| (s(r, "path"), s(r, "kind"))).collect();
     assert_eq!(
         unowned,

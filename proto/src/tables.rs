@@ -108,6 +108,19 @@ pub const PACKAGES: Table = Table {
     ],
 };
 
+pub const PACKAGES_NOT_INSTALLED: Table = Table {
+    name: "packages_not_installed",
+    description: "Packages the database still lists but whose files are gone or never arrived (dpkg config-files, not-installed), kept apart from packages.",
+    columns: &[
+        col("manager", Utf8, "Package manager: dpkg."),
+        col("name", Utf8, "Package name."),
+        col("version", Utf8, "Version the database records, if any."),
+        col("architecture", Utf8, "Architecture."),
+        col("status", Utf8, "Package manager status, e.g. 'deinstall ok config-files'."),
+        col("db_path", Utf8, "Database file the entry was read from, inside the scope."),
+    ],
+};
+
 pub const PACKAGE_FILES: Table = Table {
     name: "package_files",
     description: "Which package owns which path, from the package managers' own file lists.",
@@ -212,7 +225,7 @@ pub const CRAWLS: Table = Table {
 
 /// Every declared table.
 pub const TABLES: &[&Table] =
-    &[&OS, &PACKAGES, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES, &CRAWL_ERRORS, &CRAWLS];
+    &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES, &CRAWL_ERRORS, &CRAWLS];
 
 /// Looks a table up by name.
 pub fn table(name: &str) -> Option<&'static Table> {

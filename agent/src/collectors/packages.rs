@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use periscope_proto::tables::{PACKAGES, PACKAGE_FILES};
+use periscope_proto::tables::{PACKAGES, PACKAGES_NOT_INSTALLED, PACKAGE_FILES};
 
 use super::dpkg::{parse_status, DpkgPackage};
 use super::rpm::{self, RpmPackage};
@@ -71,6 +71,20 @@ fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
     );
 }
 
+fn not_installed_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
+    out.row(
+        &PACKAGES_NOT_INSTALLED,
+        &[
+            ("manager", "dpkg".into()),
+            ("name", (&p.name).into()),
+            ("version", p.version.as_ref().into()),
+            ("architecture", p.architecture.as_ref().into()),
+            ("status", p.status.as_ref().into()),
+            ("db_path", db_path.into()),
+        ],
+    );
+}
+
 /// Paths from a dpkg file list: `info/<pkg>.list` (absolute paths) or a
 /// distroless `<pkg>.md5sums` ("<md5>  <relative path>").
 fn list_paths(text: &str, md5sums: bool) -> impl Iterator<Item = String> + '_ {
@@ -96,6 +110,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
             let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
             for e in errors {
                 out.error(C, Some(DPKG_STATUS), &format!("line {}: {}", e.line, e.message));
+            }
+            for p in pkgs.iter().filter(|p| !p.is_installed()) {
+                not_installed_row(out, p, DPKG_STATUS);
             }
             for p in pkgs.iter().filter(|p| p.is_installed()) {
                 dpkg_row(out, p, DPKG_STATUS);
@@ -147,6 +164,10 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 for e in errors {
                     out.error(C, Some(&path), &format!("line {}: {}", e.line, e.message));
                 }
+                for p in pkgs.iter().filter(|p| p.status.is_some() && !p.is_installed()) {
+                    not_installed_row(out, p, &path);
+                }
+                // Distroless stanzas usually carry no Status line: present means installed.
                 for p in pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()) {
                     dpkg_row(out, p, &path);
                     let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
