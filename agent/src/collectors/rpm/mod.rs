@@ -8,11 +8,13 @@
 //! error.
 
 mod header;
+mod sqlite;
 
 #[cfg(test)]
 mod testutil;
 
 pub use header::parse_header;
+pub use sqlite::read_sqlite;
 
 /// One installed rpm, from its header blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -32,11 +34,6 @@ pub struct RpmPackage {
     pub install_time: Option<i64>,
     /// Owned paths, from DIRNAMES/BASENAMES/DIRINDEXES (or OLDFILENAMES).
     pub files: Vec<String>,
-}
-
-/// Reads every package from the bytes of an `rpmdb.sqlite` file.
-pub fn read_sqlite(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm sqlite reading not implemented yet".into()])
 }
 
 /// Reads every package from the bytes of an NDB `Packages.db` file.
