@@ -8,12 +8,14 @@
 //! error.
 
 mod header;
+mod ndb;
 mod sqlite;
 
 #[cfg(test)]
 mod testutil;
 
 pub use header::parse_header;
+pub use ndb::read_ndb;
 pub use sqlite::read_sqlite;
 
 /// One installed rpm, from its header blob.
@@ -34,11 +36,6 @@ pub struct RpmPackage {
     pub install_time: Option<i64>,
     /// Owned paths, from DIRNAMES/BASENAMES/DIRINDEXES (or OLDFILENAMES).
     pub files: Vec<String>,
-}
-
-/// Reads every package from the bytes of an NDB `Packages.db` file.
-pub fn read_ndb(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm NDB reading not implemented yet".into()])
 }
 
 /// Reads every package from the bytes of a BerkeleyDB hash `Packages` file.
