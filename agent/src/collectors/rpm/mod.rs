@@ -7,6 +7,7 @@
 //! returned; a database that cannot be read at all gives no packages and one
 //! error.
 
+mod bdb;
 mod header;
 mod ndb;
 mod sqlite;
@@ -14,6 +15,7 @@ mod sqlite;
 #[cfg(test)]
 mod testutil;
 
+pub use bdb::read_bdb;
 pub use header::parse_header;
 pub use ndb::read_ndb;
 pub use sqlite::read_sqlite;
@@ -36,9 +38,4 @@ pub struct RpmPackage {
     pub install_time: Option<i64>,
     /// Owned paths, from DIRNAMES/BASENAMES/DIRINDEXES (or OLDFILENAMES).
     pub files: Vec<String>,
-}
-
-/// Reads every package from the bytes of a BerkeleyDB hash `Packages` file.
-pub fn read_bdb(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm BerkeleyDB reading not implemented yet".into()])
 }
