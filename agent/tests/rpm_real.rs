@@ -152,10 +152,7 @@ fn build_packages(dir: &Path) -> Vec<PathBuf> {
 /// rpm invocation on the database under `root` with the given backend.
 fn rpm(root: &Path, backend: &str) -> Command {
     let mut cmd = Command::new("rpm");
-    cmd.arg("--root")
-        .arg(root)
-        .args(["--dbpath", "/var/lib/rpm", "--define"])
-        .arg(format!("_db_backend {backend}"));
+    cmd.arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm", "--define"]).arg(format!("_db_backend {backend}"));
     cmd
 }
 
@@ -245,10 +242,7 @@ fn sqlite_database_matches_rpm() {
     assert_matches_rpm(&pkgs, || rpm(&root, "sqlite"), FileQuery::ByName);
     // The epoch cases the specs set up, spelled out.
     let epoch = |n: &str| pkgs.iter().find(|p| p.name == n).map(|p| p.epoch);
-    assert_eq!(
-        [epoch("alpha"), epoch("bravo"), epoch("charlie")],
-        [Some(Some(0)), Some(Some(2)), Some(None)]
-    );
+    assert_eq!([epoch("alpha"), epoch("bravo"), epoch("charlie")], [Some(Some(0)), Some(Some(2)), Some(None)]);
 }
 
 /// rpm's available backends, from `rpm --showrc`.
@@ -280,10 +274,7 @@ fn real_blobs(db: &Path) -> Vec<(u32, Vec<u8>)> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open rpmdb.sqlite");
     let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum").expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
 }
 
 /// A BerkeleyDB hash file (Berkeley DB's `db_page.h` layout) holding `blobs`

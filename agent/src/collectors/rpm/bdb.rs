@@ -460,9 +460,8 @@ mod tests {
         let mut long = blob.clone();
         long.resize(40_000, 0);
         let first = w.overflow(&long);
-        let items: Vec<Item> = (1..=150)
-            .flat_map(|k| [w.key(k), Item::OffPage { first, len: long.len() as u32 }])
-            .collect();
+        let items: Vec<Item> =
+            (1..=150).flat_map(|k| [w.key(k), Item::OffPage { first, len: long.len() as u32 }]).collect();
         w.hash_page(items);
         let bytes = w.build();
         let (pkgs, errs) = read_bdb(&bytes);

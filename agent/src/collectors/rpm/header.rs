@@ -300,9 +300,9 @@ impl<'a> Header<'a> {
         }
         let mut total = 0usize;
         for (i, &d) in idx.iter().enumerate() {
-            let dir = dirs.get(d as usize).ok_or_else(|| {
-                format!("file {i}: DIRINDEXES value {d} beyond the {} DIRNAMES", dirs.len())
-            })?;
+            let dir = dirs
+                .get(d as usize)
+                .ok_or_else(|| format!("file {i}: DIRINDEXES value {d} beyond the {} DIRNAMES", dirs.len()))?;
             total = total.saturating_add(dir.len() + base[i].len());
         }
         let limit = self.data.len().saturating_mul(FILE_LIST_EXPANSION).saturating_add(FILE_LIST_SLACK);
@@ -363,7 +363,11 @@ mod tests {
             vendor: Some("Rocky Enterprise Software Foundation".into()),
             size: Some(7_738_634),
             install_time: Some(1_700_000_000),
-            files: vec!["/usr/bin/bash".into(), "/usr/share/man/man1/bash.1.gz".into(), "/usr/share/man/man1/sh.1.gz".into()],
+            files: vec![
+                "/usr/bin/bash".into(),
+                "/usr/share/man/man1/bash.1.gz".into(),
+                "/usr/share/man/man1/sh.1.gz".into(),
+            ],
             ..pkg("bash", "5.1.8", "9.el9")
         };
         assert_eq!(parse_header(&blob), Ok(want));
@@ -512,12 +516,24 @@ mod tests {
                 "not NUL-terminated",
             ),
             ("unknown data type", base().raw_entry(1234, 42, 0, 1).build(), "unknown data type 42"),
-            ("NAME as INT32", HeaderWriter::new().int32(tag::NAME, &[7]).build(), "expected a string, found data type 4"),
+            (
+                "NAME as INT32",
+                HeaderWriter::new().int32(tag::NAME, &[7]).build(),
+                "expected a string, found data type 4",
+            ),
             ("EPOCH as STRING", base().string(tag::EPOCH, "1").build(), "expected INT32 or INT64, found data type 6"),
             ("EPOCH with count 0", base().raw_entry(tag::EPOCH, ty::INT32, 0, 0).build(), "count of 0"),
             ("NAME with count 0", base().raw_entry(tag::NAME, ty::STRING, 0, 0).build(), "count of 0"),
             ("LONGSIZE beyond i64", base().int64(tag::LONGSIZE, &[u64::MAX]).build(), "out of range"),
-            ("DIRINDEXES as STRING_ARRAY", base().strings(tag::DIRINDEXES, &["x"]).strings(tag::BASENAMES, &["a"]).strings(tag::DIRNAMES, &["/"]).build(), "expected INT32"),
+            (
+                "DIRINDEXES as STRING_ARRAY",
+                base()
+                    .strings(tag::DIRINDEXES, &["x"])
+                    .strings(tag::BASENAMES, &["a"])
+                    .strings(tag::DIRNAMES, &["/"])
+                    .build(),
+                "expected INT32",
+            ),
             (
                 "no NAME",
                 HeaderWriter::new().string(tag::VERSION, "1").string(tag::RELEASE, "1").build(),

@@ -99,7 +99,8 @@ fn file_header(bytes: &[u8]) -> Result<usize, String> {
 fn read_slots(bytes: &[u8], pages: usize, errors: &mut Vec<String>) -> Vec<Slot> {
     let file_blocks = bytes.len() / BLOCK;
     let first_blob_block = pages * PAGE / BLOCK;
-    let mut slots = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut owners = std::collections::HashMap::new();
     for number in FILE_HEADER_LEN / SLOT_LEN..pages * PAGE / SLOT_LEN {
         let at = number * SLOT_LEN;
         let raw = &bytes[at..at + SLOT_LEN];
@@ -124,7 +125,12 @@ fn read_slots(bytes: &[u8], pages: usize, errors: &mut Vec<String>) -> Vec<Slot>
         };
         match problem {
             Some(p) => errors.push(format!("Packages.db: slot {number} (package {pkgidx}): {p}")),
-            None => slots.push(Slot { number, pkgidx, blkoff, blkcnt }),
+            None => match owners.insert(pkgidx, number) {
+                Some(first) => errors.push(format!(
+                    "Packages.db: slot {number} (package {pkgidx}): package already in slot {first}; skipped"
+                )),
+                None => slots.push(Slot { number, pkgidx, blkoff, blkcnt }),
+            },
         }
     }
     slots
@@ -307,7 +313,11 @@ mod tests {
             ("no tail magic", |b, p| b[p.blob_at + p.blkcnt * BLOCK - 1] = b'X', "no \"BlbE\""),
             ("blob of another package", |b, p| set32(b, p.blob_at + 4, 99), "belongs to package 99"),
             ("head length disagrees with blocks", |b, p| set32(b, p.blob_at + 12, 5000), "needs 315 blocks"),
-            ("tail length disagrees with head", |b, p| set32(b, p.blob_at + p.blkcnt * BLOCK - 8, 1), "tail says length 1"),
+            (
+                "tail length disagrees with head",
+                |b, p| set32(b, p.blob_at + p.blkcnt * BLOCK - 8, 1),
+                "tail says length 1",
+            ),
             ("slot past the end of the file", |b, p| set32(b, p.slot_at + 8, 1 << 30), "beyond the file's"),
             ("slot inside the slot pages", |b, p| set32(b, p.slot_at + 8, 3), "inside the slot pages"),
             ("slot with package index 0", |b, p| set32(b, p.slot_at + 4, 0), "package index 0"),
@@ -323,6 +333,17 @@ mod tests {
             assert_eq!(errs.len(), 1, "{what}: {errs:?}");
             assert!(errs[0].contains(needle), "{what}: {:?} does not contain {needle:?}", errs[0]);
         }
+    }
+
+    #[test]
+    fn a_package_in_two_slots_is_read_once() {
+        let (bytes, _) = NdbWriter::new(1)
+            .package(2, 4, package_blob("first", None, "1", &[]))
+            .package(3, 4, package_blob("second", None, "1", &[]))
+            .build();
+        let (pkgs, errs) = read_ndb(&bytes);
+        assert_eq!(names(&pkgs), ["first"]);
+        assert!(errs.len() == 1 && errs[0].contains("slot 3 (package 4): package already in slot 2"), "{errs:?}");
     }
 
     #[test]

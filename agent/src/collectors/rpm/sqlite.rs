@@ -209,7 +209,8 @@ mod tests {
     /// Files that are not an rpm database at all: no packages, one error.
     #[test]
     fn unreadable_files_give_one_clear_error() {
-        let good = db_bytes(RPM_SCHEMA, &(1..200).map(|i| (i, Some(package_blob("p", None, "1", &[])))).collect::<Vec<_>>());
+        let good =
+            db_bytes(RPM_SCHEMA, &(1..200).map(|i| (i, Some(package_blob("p", None, "1", &[])))).collect::<Vec<_>>());
         let mut garbage = MAGIC.to_vec();
         garbage.resize(4096, 0xa5);
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -217,7 +218,11 @@ mod tests {
             ("text", b"hello, world".to_vec(), "not an SQLite database"),
             ("magic then garbage", garbage, "rpmdb.sqlite: "),
             ("truncated to two pages", good[..8192].to_vec(), "rpmdb.sqlite: "),
-            ("no Packages table", db_bytes("CREATE TABLE Other (x); CREATE TABLE Packages2 (hnum, blob);", &[]), "no Packages table"),
+            (
+                "no Packages table",
+                db_bytes("CREATE TABLE Other (x); CREATE TABLE Packages2 (hnum, blob);", &[]),
+                "no Packages table",
+            ),
             (
                 "Packages is a view",
                 db_bytes(
@@ -231,7 +236,11 @@ mod tests {
                 db_bytes("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob AS (zeroblob(1000000000)));", &[]),
                 "Packages.blob is a generated or hidden column",
             ),
-            ("no blob column", db_bytes("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, data BLOB);", &[]), "Packages has no blob column"),
+            (
+                "no blob column",
+                db_bytes("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, data BLOB);", &[]),
+                "Packages has no blob column",
+            ),
         ];
         for (what, bytes, needle) in cases {
             let (pkgs, errs) = read_sqlite(&bytes);
@@ -244,7 +253,10 @@ mod tests {
     /// Damaged files must come back as packages and errors, never a panic.
     #[test]
     fn truncations_and_corruptions_never_panic() {
-        let bytes = db_bytes(RPM_SCHEMA, &(1..40).map(|i| (i, Some(package_blob("p", Some(1), "1", &["/a/b"])))).collect::<Vec<_>>());
+        let bytes = db_bytes(
+            RPM_SCHEMA,
+            &(1..40).map(|i| (i, Some(package_blob("p", Some(1), "1", &["/a/b"])))).collect::<Vec<_>>(),
+        );
         for n in (0..bytes.len()).step_by(211) {
             let _ = read_sqlite(&bytes[..n]);
         }
