@@ -1,6 +1,24 @@
 //! rpm databases: header blobs and the three database formats (sqlite, NDB,
 //! BerkeleyDB hash). Pure: bytes in, packages and problems out.
-//! (Being written; see the functions' contracts.)
+//!
+//! Each database format lives in its own file and only finds the header
+//! blobs; [`parse_header`] turns a blob into an [`RpmPackage`]. Problems with
+//! one package become an error string for it while the others are still
+//! returned; a database that cannot be read at all gives no packages and one
+//! error.
+
+mod bdb;
+mod header;
+mod ndb;
+mod sqlite;
+
+#[cfg(test)]
+mod testutil;
+
+pub use bdb::read_bdb;
+pub use header::parse_header;
+pub use ndb::read_ndb;
+pub use sqlite::read_sqlite;
 
 /// One installed rpm, from its header blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,24 +38,4 @@ pub struct RpmPackage {
     pub install_time: Option<i64>,
     /// Owned paths, from DIRNAMES/BASENAMES/DIRINDEXES (or OLDFILENAMES).
     pub files: Vec<String>,
-}
-
-/// Parses one header blob as stored in an rpm database (no lead, no magic).
-pub fn parse_header(_blob: &[u8]) -> Result<RpmPackage, String> {
-    Err("rpm header parsing not implemented yet".into())
-}
-
-/// Reads every package from the bytes of an `rpmdb.sqlite` file.
-pub fn read_sqlite(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm sqlite reading not implemented yet".into()])
-}
-
-/// Reads every package from the bytes of an NDB `Packages.db` file.
-pub fn read_ndb(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm NDB reading not implemented yet".into()])
-}
-
-/// Reads every package from the bytes of a BerkeleyDB hash `Packages` file.
-pub fn read_bdb(_bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
-    (Vec::new(), vec!["rpm BerkeleyDB reading not implemented yet".into()])
 }

@@ -1,0 +1,270 @@
+//! rpm's sqlite backend (rpm 4.16+, `lib/backend/sqlite.c`): `rpmdb.sqlite`
+//! holds a table `Packages(hnum INTEGER PRIMARY KEY, blob BLOB)` whose blobs
+//! are header blobs.
+//!
+//! The file's bytes are copied into an in-memory, read-only SQLite database
+//! (`sqlite3_deserialize`); no path is ever opened. The connection is made
+//! defensive before the bytes are loaded: triggers and views are off, the
+//! schema is untrusted, `Packages` must be a plain table whose two columns are
+//! stored (not generated), and rows are capped, so a hostile file can only
+//! make us read the bytes it already has.
+
+use std::io::{Cursor, Read};
+
+use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, MAIN_DB, OptionalExtension};
+
+use super::{RpmPackage, parse_header};
+
+/// Most rows read from `Packages` (a large distribution image has ~3000).
+const MAX_ROWS: usize = 1_000_000;
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Smallest SQLite file: one 512-byte page.
+const MIN_LEN: usize = 512;
+
+/// Reads every package from the bytes of an `rpmdb.sqlite` file.
+pub fn read_sqlite(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
+    let conn = match open(bytes).and_then(|c| check_schema(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => return (Vec::new(), vec![format!("rpmdb.sqlite: {e}")]),
+    };
+    let mut packages = Vec::new();
+    let mut errors = Vec::new();
+    if let Err(e) = read_rows(&conn, &mut packages, &mut errors) {
+        errors.push(format!("rpmdb.sqlite: reading Packages: {e}"));
+    }
+    (packages, errors)
+}
+
+/// A defensive in-memory connection holding a copy of `bytes`.
+fn open(bytes: &[u8]) -> Result<Connection, String> {
+    if bytes.len() < MIN_LEN || !bytes.starts_with(MAGIC) {
+        return Err(format!("not an SQLite database ({} bytes, no \"SQLite format 3\" header)", bytes.len()));
+    }
+    let mut conn = Connection::open_in_memory().map_err(|e| format!("opening an in-memory database: {e}"))?;
+    harden(&conn).map_err(|e| format!("configuring the in-memory database: {e}"))?;
+    conn.deserialize_read_exact(MAIN_DB, without_wal(bytes), bytes.len(), true)
+        .map_err(|e| format!("loading the database bytes: {e}"))?;
+    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cell_size_check = ON;")
+        .map_err(|e| format!("configuring the database: {e}"))?;
+    Ok(conn)
+}
+
+fn harden(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_VIEW, false)?;
+    Ok(())
+}
+
+/// The file's bytes with the header's WAL read/write versions (offsets 18
+/// and 19; 2 = WAL) set back to 1 (rollback journal). rpm keeps its database
+/// in WAL mode, which an in-memory database cannot open; the `-wal` file is
+/// not ours to read, so what the main file holds is what we report.
+fn without_wal(bytes: &[u8]) -> impl Read + '_ {
+    let (head, rest) = bytes.split_at(18);
+    let (versions, rest) = rest.split_at(2);
+    let patched = [versions[0], versions[1]].map(|v| if v == 2 { 1 } else { v });
+    head.chain(Cursor::new(patched)).chain(rest)
+}
+
+/// `Packages` must be an ordinary table with stored `hnum` and `blob` columns.
+fn check_schema(conn: &Connection) -> Result<(), String> {
+    let kind: Option<String> = conn
+        .query_row("SELECT type FROM sqlite_schema WHERE name = 'Packages' COLLATE NOCASE", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| format!("reading the schema: {e}"))?;
+    match kind.as_deref() {
+        Some("table") => {}
+        Some(other) => return Err(format!("Packages is a {other}, not a table")),
+        None => return Err("no Packages table".into()),
+    }
+    let mut stmt =
+        conn.prepare("SELECT name, hidden FROM pragma_table_xinfo('Packages')").map_err(|e| e.to_string())?;
+    let cols: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| format!("reading the Packages columns: {e}"))?;
+    for want in ["hnum", "blob"] {
+        match cols.iter().find(|(name, _)| name.eq_ignore_ascii_case(want)) {
+            Some((_, 0)) => {}
+            Some((_, _)) => return Err(format!("Packages.{want} is a generated or hidden column")),
+            None => return Err(format!("Packages has no {want} column")),
+        }
+    }
+    Ok(())
+}
+
+fn read_rows(conn: &Connection, packages: &mut Vec<RpmPackage>, errors: &mut Vec<String>) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        n += 1;
+        if n > MAX_ROWS {
+            errors.push(format!("rpmdb.sqlite: more than {MAX_ROWS} packages; stopped reading"));
+            break;
+        }
+        let hnum = match row.get_ref(0)? {
+            ValueRef::Integer(i) => i,
+            _ => {
+                errors.push(format!("rpmdb.sqlite: row {n}: hnum is not an integer"));
+                continue;
+            }
+        };
+        let result = match row.get_ref(1)? {
+            ValueRef::Blob(b) => parse_header(b),
+            ValueRef::Null => Err("blob is NULL".into()),
+            other => Err(format!("blob is {:?}, not a BLOB", other.data_type())),
+        };
+        match result {
+            Ok(p) => packages.push(p),
+            Err(e) => errors.push(format!("rpmdb.sqlite: package hnum {hnum}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::rpm::testutil::package_blob;
+    use rusqlite::params;
+
+    /// Builds a database the way rpm lays it out and returns its file bytes.
+    fn db_bytes(schema: &str, rows: &[(i64, Option<Vec<u8>>)]) -> Vec<u8> {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(schema).expect("schema");
+        for (hnum, blob) in rows {
+            conn.execute("INSERT INTO Packages (hnum, blob) VALUES (?1, ?2)", params![hnum, blob]).expect("insert");
+        }
+        conn.serialize(MAIN_DB).expect("serialize").to_vec()
+    }
+
+    const RPM_SCHEMA: &str = "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);";
+    const LOOSE_SCHEMA: &str = "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob);";
+
+    fn names(p: &[RpmPackage]) -> Vec<&str> {
+        p.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    #[test]
+    fn reads_every_package_in_hnum_order() {
+        let bytes = db_bytes(
+            RPM_SCHEMA,
+            &[
+                (7, Some(package_blob("zlib", None, "1.2.11", &["/usr/lib64/libz.so.1"]))),
+                (2, Some(package_blob("bash", Some(0), "5.1.8", &["/usr/bin/bash", "/usr/bin/sh"]))),
+            ],
+        );
+        let (pkgs, errs) = read_sqlite(&bytes);
+        assert_eq!(errs, Vec::<String>::new());
+        assert_eq!(names(&pkgs), ["bash", "zlib"]);
+        assert_eq!(pkgs[0].epoch, Some(0));
+        assert_eq!(pkgs[1].epoch, None);
+        assert_eq!(pkgs[0].files, ["/usr/bin/bash", "/usr/bin/sh"]);
+    }
+
+    #[test]
+    fn a_bad_blob_is_an_error_for_its_hnum_and_the_rest_still_come_back() {
+        let bytes = db_bytes(
+            LOOSE_SCHEMA,
+            &[
+                (1, Some(package_blob("a", None, "1", &[]))),
+                (2, Some(b"garbage".to_vec())),
+                (3, None),
+                (4, Some(package_blob("d", Some(4), "1", &[]))),
+            ],
+        );
+        let (pkgs, errs) = read_sqlite(&bytes);
+        assert_eq!(names(&pkgs), ["a", "d"]);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("hnum 2") && errs[0].contains("preamble"), "{errs:?}");
+        assert!(errs[1].contains("hnum 3") && errs[1].contains("NULL"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_text_blob_is_an_error() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(LOOSE_SCHEMA).expect("schema");
+        conn.execute("INSERT INTO Packages VALUES (1, 'text')", []).expect("insert");
+        let bytes = conn.serialize(MAIN_DB).expect("serialize").to_vec();
+        let (pkgs, errs) = read_sqlite(&bytes);
+        assert!(pkgs.is_empty());
+        assert!(errs.len() == 1 && errs[0].contains("hnum 1") && errs[0].contains("not a BLOB"), "{errs:?}");
+    }
+
+    /// rpm leaves its database in WAL mode (header bytes 18 and 19 are 2).
+    #[test]
+    fn a_wal_mode_file_is_read() {
+        let mut bytes = db_bytes(RPM_SCHEMA, &[(1, Some(package_blob("wal", None, "1", &[])))]);
+        bytes[18] = 2;
+        bytes[19] = 2;
+        let (pkgs, errs) = read_sqlite(&bytes);
+        assert_eq!((names(&pkgs), errs), (vec!["wal"], vec![]));
+    }
+
+    /// Files that are not an rpm database at all: no packages, one error.
+    #[test]
+    fn unreadable_files_give_one_clear_error() {
+        let good =
+            db_bytes(RPM_SCHEMA, &(1..200).map(|i| (i, Some(package_blob("p", None, "1", &[])))).collect::<Vec<_>>());
+        let mut garbage = MAGIC.to_vec();
+        garbage.resize(4096, 0xa5);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("empty", Vec::new(), "not an SQLite database"),
+            ("text", b"hello, world".to_vec(), "not an SQLite database"),
+            ("magic then garbage", garbage, "rpmdb.sqlite: "),
+            ("truncated to two pages", good[..8192].to_vec(), "rpmdb.sqlite: "),
+            (
+                "no Packages table",
+                db_bytes("CREATE TABLE Other (x); CREATE TABLE Packages2 (hnum, blob);", &[]),
+                "no Packages table",
+            ),
+            (
+                "Packages is a view",
+                db_bytes(
+                    "CREATE TABLE t (hnum, blob); CREATE VIEW Packages AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x AS hnum, zeroblob(100000000) AS blob FROM c;",
+                    &[],
+                ),
+                "Packages is a view",
+            ),
+            (
+                "a generated blob column",
+                db_bytes("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob AS (zeroblob(1000000000)));", &[]),
+                "Packages.blob is a generated or hidden column",
+            ),
+            (
+                "no blob column",
+                db_bytes("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, data BLOB);", &[]),
+                "Packages has no blob column",
+            ),
+        ];
+        for (what, bytes, needle) in cases {
+            let (pkgs, errs) = read_sqlite(&bytes);
+            assert!(pkgs.is_empty(), "{what}: {pkgs:?}");
+            assert_eq!(errs.len(), 1, "{what}: {errs:?}");
+            assert!(errs[0].contains(needle), "{what}: {:?} does not contain {needle:?}", errs[0]);
+        }
+    }
+
+    /// Damaged files must come back as packages and errors, never a panic.
+    #[test]
+    fn truncations_and_corruptions_never_panic() {
+        let bytes = db_bytes(
+            RPM_SCHEMA,
+            &(1..40).map(|i| (i, Some(package_blob("p", Some(1), "1", &["/a/b"])))).collect::<Vec<_>>(),
+        );
+        for n in (0..bytes.len()).step_by(211) {
+            let _ = read_sqlite(&bytes[..n]);
+        }
+        for i in (0..bytes.len()).step_by(53) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            let (pkgs, errs) = read_sqlite(&b);
+            assert!(pkgs.len() + errs.len() >= 1);
+        }
+    }
+}
