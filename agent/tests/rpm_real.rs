@@ -243,6 +243,33 @@ fn sqlite_database_matches_rpm() {
     // The epoch cases the specs set up, spelled out.
     let epoch = |n: &str| pkgs.iter().find(|p| p.name == n).map(|p| p.epoch);
     assert_eq!([epoch("alpha"), epoch("bravo"), epoch("charlie")], [Some(Some(0)), Some(Some(2)), Some(None)]);
+
+    // The same root through the packages collector: the rows users query.
+    let opts = periscope_agent::crawl::CrawlOptions {
+        root: root.clone(),
+        collectors: Some(vec!["packages".into()]),
+        ..Default::default()
+    };
+    let c = periscope_agent::crawl::crawl(&opts).expect("crawl");
+    let mut out = Vec::new();
+    periscope_agent::print::print_json_lines(&c.batches, &mut out).unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pkg = |n: &str| rows.iter().find(|r| r["table"] == "packages" && r["name"] == n).unwrap_or_else(|| panic!("{n} missing: {rows:?}"));
+    for p in &pkgs {
+        let r = pkg(&p.name);
+        assert_eq!(r["manager"], "rpm");
+        let evr = match p.epoch {
+            Some(e) => format!("{e}:{}-{}", p.version, p.release),
+            None => format!("{}-{}", p.version, p.release),
+        };
+        assert_eq!(r["version"], evr.as_str());
+        assert_eq!(r["epoch"], p.epoch.map_or(serde_json::Value::Null, |e| e.into()), "{}", p.name);
+        assert_eq!(r["db_path"], "/var/lib/rpm/rpmdb.sqlite");
+        for f in &p.files {
+            assert!(rows.iter().any(|x| x["table"] == "package_files" && x["package"] == p.name.as_str() && x["path"] == f.as_str()), "{f}");
+        }
+    }
+    assert!(!rows.iter().any(|r| r["table"] == "crawl_errors"), "{rows:?}");
 }
 
 /// rpm's available backends, from `rpm --showrc`.
