@@ -81,7 +81,45 @@ fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
     }
 }
 
+/// Whether to ask the Docker Engine for containers and images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DockerMode {
+    /// When crawling the host's own `/` and an engine is configured (DOCKER_HOST or /var/run/docker.sock).
+    #[default]
+    Auto,
+    /// Always; an unreachable engine is a crawl_errors row.
+    On,
+    Off,
+}
+
+/// Crawls one scope, with Docker discovery rows in it when `docker` says so.
+pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Crawl, RootError> {
+    let want = match docker {
+        DockerMode::Off => false,
+        DockerMode::On => true,
+        DockerMode::Auto => opts.scope == scope::HOST && opts.root == Path::new("/") && crate::discover::docker::configured(),
+    };
+    let inventory = if want {
+        Some(crate::discover::docker::inventory(std::time::Duration::from_secs(30)).await)
+    } else {
+        None
+    };
+    let join = tokio::task::spawn_blocking(move || {
+        crawl_with(&opts, |sink| match &inventory {
+            Some(Ok(inv)) => crate::discover::docker::fill(inv, sink),
+            Some(Err(e)) => sink.error("docker", None, e),
+            None => {}
+        })
+    });
+    join.await.expect("crawl task panicked")
+}
+
 pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
+    crawl_with(opts, |_| {})
+}
+
+/// Crawls one scope; `extra` adds rows gathered elsewhere (runtime APIs) before the crawl is sealed.
+pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<Crawl, RootError> {
     let started = Instant::now();
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let root = Root::with_budgets(&opts.root, budgets)?;
@@ -95,6 +133,7 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
         let _span = tracing::info_span!("collector", name, scope_id = %common.scope_id).entered();
         collect(&scope, &mut sink);
     }
+    extra(&mut sink);
     let errors = sink.errors();
     let mut batches = sink.finish();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();

@@ -7,6 +7,7 @@
 
 pub mod collectors;
 pub mod crawl;
+pub mod discover;
 pub mod encode;
 pub mod print;
 pub mod rootfs;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_agent::crawl::{crawl, hostname, CrawlOptions};
+use periscope_agent::crawl::{crawl_async, hostname, CrawlOptions, DockerMode};
 use periscope_agent::rootfs::DEFAULT_MAX_FILE_BYTES;
 
 #[derive(Parser)]
@@ -39,6 +39,9 @@ enum Cmd {
         /// Collectors to run, comma-separated (default: all).
         #[arg(long, value_delimiter = ',', value_parser = collector_names())]
         collectors: Option<Vec<String>>,
+        /// Docker discovery (containers, images): auto = when crawling this host's / and an engine is configured.
+        #[arg(long, value_enum, default_value_t = DockerMode::Auto)]
+        docker: DockerMode,
         /// Per-file read budget in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
         max_file_bytes: u64,
@@ -65,14 +68,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Crawl { root, server, print, host, scope, scope_id, collectors, max_file_bytes } => {
+        Cmd::Crawl { root, server, print, host, scope, scope_id, collectors, docker, max_file_bytes } => {
             let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, collectors, ..CrawlOptions::default() };
-            let c = crawl(&opts)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let c = rt.block_on(crawl_async(opts, docker))?;
             if print {
                 return periscope_agent::print::print_json_lines(&c.batches, &mut std::io::stdout().lock());
             }
             let server = server.expect("clap enforces --server or --print");
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &c.batches))?;
             eprintln!(
                 "periscope-agent: sent {} rows in {} batches ({} bytes) for {} {} to {server}; {} crawl errors",

@@ -200,6 +200,117 @@ pub const UNOWNED_FILES: Table = Table {
     ],
 };
 
+pub const CONTAINERS: Table = Table {
+    name: "containers",
+    description: "Every container the host's runtime knows, running or not, with its security-relevant settings (docker inspect).",
+    columns: &[
+        col("container_id", Utf8, "Full container id."),
+        col("name", Utf8, "Container name, without the leading '/'."),
+        col("image", Utf8, "Image reference the container was created from."),
+        col("image_id", Utf8, "Image id (sha256:...)."),
+        col("runtime", Utf8, "Container runtime, e.g. runc."),
+        col("state", Utf8, "created, running, paused, restarting, removing, exited or dead."),
+        col("exit_code", Int64, "Exit code of the last run."),
+        col("oom_killed", Boolean, "True when the last run was killed for running out of memory."),
+        col("restart_count", Int64, "Restarts by the restart policy."),
+        col("created", Timestamp, "When the container was created."),
+        col("started_at", Timestamp, "When it last started; null when never started."),
+        col("finished_at", Timestamp, "When it last stopped; null when it never stopped."),
+        col("pid", Int64, "Host pid of the main process; null when not running."),
+        col("command", Utf8, "Entrypoint and arguments, space-joined."),
+        col("user", Utf8, "User the process runs as (empty: the image's user, root by default)."),
+        col("privileged", Boolean, "Runs with --privileged."),
+        col("cap_add", Utf8, "Capabilities added, comma-separated."),
+        col("cap_drop", Utf8, "Capabilities dropped, comma-separated."),
+        col("devices", Utf8, "Host devices passed in, comma-separated host:container paths."),
+        col("network_mode", Utf8, "Network mode, e.g. bridge, host, container:<id>."),
+        col("pid_mode", Utf8, "PID namespace mode; 'host' shares the host's."),
+        col("ipc_mode", Utf8, "IPC namespace mode; 'host' shares the host's."),
+        col("uts_mode", Utf8, "UTS namespace mode; 'host' shares the host's."),
+        col("userns_mode", Utf8, "User namespace mode; empty when the daemon default applies."),
+        col("read_only_rootfs", Boolean, "Root filesystem mounted read-only."),
+        col("memory_limit", Int64, "Memory limit in bytes; 0 means none."),
+        col("nano_cpus", Int64, "CPU limit in 1e-9 CPUs (--cpus); 0 means none."),
+        col("cpu_quota", Int64, "CFS quota in microseconds per period; 0 means none."),
+        col("cpu_shares", Int64, "Relative CPU weight; 0 means the default."),
+        col("pids_limit", Int64, "Maximum processes; null, 0 or -1 means none."),
+        col("security_opt", Utf8, "Security options, comma-separated."),
+        col("seccomp_profile", Utf8, "seccomp profile: 'unconfined' when disabled, else the profile or 'default'."),
+        col("apparmor_profile", Utf8, "AppArmor profile applied; 'unconfined' when disabled."),
+        col("no_new_privileges", Boolean, "no-new-privileges security option set."),
+        col("healthcheck", Utf8, "Healthcheck test (container's, else the image's), space-joined; null when none."),
+        col("restart_policy", Utf8, "Restart policy name: no, always, unless-stopped, on-failure."),
+        col("restart_max_retries", Int64, "Maximum retries for on-failure."),
+        col("labels", Utf8, "All labels as a JSON object."),
+        col("k8s_pod", Utf8, "Kubernetes pod name (io.kubernetes.pod.name label)."),
+        col("k8s_namespace", Utf8, "Kubernetes namespace (io.kubernetes.pod.namespace label)."),
+        col("k8s_container", Utf8, "Kubernetes container name (io.kubernetes.container.name label)."),
+        col("storage_driver", Utf8, "Storage driver holding the container's filesystem, e.g. overlay2."),
+        col("upper_dir", Utf8, "Host path of the container's writable layer, when the driver reports one."),
+        col("lower_dirs", Utf8, "Host paths of the image layers under it, top first, colon-separated."),
+    ],
+};
+
+pub const CONTAINER_MOUNTS: Table = Table {
+    name: "container_mounts",
+    description: "Mounts of every container: binds, volumes, tmpfs. WHERE source LIKE '%docker.sock' finds socket mounts.",
+    columns: &[
+        col("container_id", Utf8, "Container id."),
+        col("type", Utf8, "bind, volume, tmpfs, npipe or cluster."),
+        col("source", Utf8, "Host path (bind) or volume path."),
+        col("destination", Utf8, "Path inside the container."),
+        col("name", Utf8, "Volume name, for volumes."),
+        col("mode", Utf8, "Mount mode string as given, e.g. ro,Z."),
+        col("rw", Boolean, "Mounted read-write."),
+        col("propagation", Utf8, "Mount propagation, e.g. rprivate."),
+    ],
+};
+
+pub const CONTAINER_PORTS: Table = Table {
+    name: "container_ports",
+    description: "Ports each container exposes and where they are published on the host.",
+    columns: &[
+        col("container_id", Utf8, "Container id."),
+        col("container_port", Int64, "Port inside the container."),
+        col("protocol", Utf8, "tcp, udp or sctp."),
+        col("host_ip", Utf8, "Host address it is published on ('0.0.0.0' or '::' means all interfaces); null when not published."),
+        col("host_port", Int64, "Host port; null when not published."),
+    ],
+};
+
+pub const IMAGES: Table = Table {
+    name: "images",
+    description: "Images present on the host, used by a container or not (docker image inspect).",
+    columns: &[
+        col("image_id", Utf8, "Image id (sha256:...)."),
+        col("repo_tags", Utf8, "Tags, comma-separated."),
+        col("repo_digests", Utf8, "Registry digests, comma-separated."),
+        col("created", Timestamp, "When the image was built."),
+        col("size", Int64, "Size in bytes."),
+        col("architecture", Utf8, "CPU architecture."),
+        col("os", Utf8, "Operating system."),
+        col("layers", Utf8, "Layer diff ids, bottom first, comma-separated."),
+        col("config_user", Utf8, "User the image runs as by default (empty: root)."),
+        col("healthcheck", Utf8, "Healthcheck test, space-joined; null when none."),
+        col("exposed_ports", Utf8, "Ports the image declares, comma-separated, e.g. 80/tcp."),
+    ],
+};
+
+pub const IMAGE_HISTORY: Table = Table {
+    name: "image_history",
+    description: "How each image was built: one row per history entry (docker history).",
+    columns: &[
+        col("image_id", Utf8, "Image id."),
+        col("position", Int64, "0 for the newest entry, counting down the stack."),
+        col("layer_id", Utf8, "Id of the image at this step, when known locally."),
+        col("created", Timestamp, "When the step ran."),
+        col("created_by", Utf8, "The build instruction."),
+        col("size", Int64, "Bytes the step added."),
+        col("comment", Utf8, "Comment."),
+        col("tags", Utf8, "Tags of the image at this step, comma-separated."),
+    ],
+};
+
 pub const CRAWL_ERRORS: Table = Table {
     name: "crawl_errors",
     description: "Problems met while crawling: each is one row, and the rest of the crawl still arrives.",
@@ -225,7 +336,8 @@ pub const CRAWLS: Table = Table {
 
 /// Every declared table.
 pub const TABLES: &[&Table] =
-    &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES, &CRAWL_ERRORS, &CRAWLS];
+    &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CRAWL_ERRORS, &CRAWLS];
 
 /// Looks a table up by name.
 pub fn table(name: &str) -> Option<&'static Table> {

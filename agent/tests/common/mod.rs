@@ -74,3 +74,66 @@ pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String 
 pub fn opts(root: &Path) -> CrawlOptions {
     CrawlOptions { root: root.to_path_buf(), host: Some("test-host".into()), scope_id: Some("test".into()), ..Default::default() }
 }
+
+/// True when a Docker Engine answers. Without one, Docker tests skip with a
+/// printed reason — unless PERISCOPE_REQUIRE_DOCKER=1 (CI), where they fail.
+pub fn docker_available(test: &str) -> bool {
+    let ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("PERISCOPE_REQUIRE_DOCKER").as_deref() != Ok("1"),
+            "{test}: PERISCOPE_REQUIRE_DOCKER=1 but no Docker Engine is reachable"
+        );
+        eprintln!("SKIPPED {test}: no Docker Engine reachable (set PERISCOPE_REQUIRE_DOCKER=1 to make this a failure)");
+    }
+    ok
+}
+
+/// `periscope-test/bookworm:latest`: the debootstrap root imported as an image
+/// (no registry needed), built once per root.
+pub fn docker_test_image() -> String {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let name = "periscope-test/bookworm:latest".to_string();
+            let have = Command::new("docker").args(["image", "inspect", &name]).output().map(|o| o.status.success()).unwrap_or(false);
+            if !have {
+                let root = debian_rootfs();
+                let st = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("tar -C '{}' -c . | docker import - {name}", root.display()))
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("docker import");
+                assert!(st.success(), "docker import of the debootstrap root failed");
+            }
+            name
+        })
+        .clone()
+}
+
+/// Containers made by a test, removed when it ends.
+pub struct Containers(pub Vec<String>);
+
+impl Containers {
+    /// `docker <args>` returning the container id it prints.
+    pub fn create(&mut self, args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).output().expect("docker");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let id = String::from_utf8(out.stdout).unwrap().trim().lines().last().unwrap_or("").to_string();
+        self.0.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+    }
+}

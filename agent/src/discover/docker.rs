@@ -1,0 +1,320 @@
+//! Docker Engine discovery: every container (running, exited, created and
+//! never started) and every image, with the settings security and platform
+//! teams ask about. Talks to the engine API through bollard, negotiating the
+//! engine's API version so Docker 20.10 (API 1.41) and current engines work.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerInspectResponse, HealthConfig, ImageHistoryResponseItem, ImageInspect};
+use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
+use bollard::Docker;
+use periscope_proto::tables::{CONTAINERS, CONTAINER_MOUNTS, CONTAINER_PORTS, IMAGES, IMAGE_HISTORY};
+
+use crate::collectors::Sink;
+use crate::encode::Value;
+
+const C: &str = "docker";
+
+/// What the engine reported, fetched before rows are built.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub endpoint: String,
+    pub containers: Vec<ContainerInspectResponse>,
+    pub images: Vec<(ImageInspect, Vec<ImageHistoryResponseItem>)>,
+    /// (what, message) for things that could not be read; each becomes a crawl_errors row.
+    pub errors: Vec<(String, String)>,
+}
+
+/// Whether a Docker endpoint is configured here: DOCKER_HOST, or the default socket.
+pub fn configured() -> bool {
+    std::env::var_os("DOCKER_HOST").is_some() || std::path::Path::new("/var/run/docker.sock").exists()
+}
+
+/// Fetches the inventory. An engine that cannot be reached is an error; a
+/// container or image that vanishes mid-listing is skipped.
+pub async fn inventory(timeout: Duration) -> Result<Inventory, String> {
+    let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| format!("cannot connect to Docker at {endpoint}: {e}"))?
+        .with_timeout(timeout);
+    let docker = docker.negotiate_version().await.map_err(|e| format!("Docker at {endpoint} did not answer: {e}"))?;
+    let mut inv = Inventory { endpoint: endpoint.clone(), ..Default::default() };
+
+    let list = docker
+        .list_containers(Some(ListContainersOptions { all: true, ..Default::default() }))
+        .await
+        .map_err(|e| format!("listing containers at {endpoint}: {e}"))?;
+    for c in list {
+        let Some(id) = c.id else { continue };
+        match docker.inspect_container(&id, None).await {
+            Ok(i) => inv.containers.push(i),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => inv.errors.push((format!("container {id}"), e.to_string())),
+        }
+    }
+    let images = docker
+        .list_images(Some(ListImagesOptions { all: false, ..Default::default() }))
+        .await
+        .map_err(|e| format!("listing images at {endpoint}: {e}"))?;
+    for img in images {
+        let id = img.id;
+        let inspect = match docker.inspect_image(&id).await {
+            Ok(i) => i,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => {
+                inv.errors.push((format!("image {id}"), e.to_string()));
+                continue;
+            }
+        };
+        let history = match docker.image_history(&id).await {
+            Ok(h) => h,
+            Err(e) => {
+                inv.errors.push((format!("image {id} history"), e.to_string()));
+                Vec::new()
+            }
+        };
+        inv.images.push((inspect, history));
+    }
+    Ok(inv)
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Microseconds since the epoch from an RFC 3339 time; Docker's zero time
+/// (0001-01-01) means "never" and becomes None.
+fn rfc3339_us(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    (t.year() > 1).then(|| (t.unix_timestamp_nanos() / 1000) as i64)
+}
+
+fn odt_us(t: &time::OffsetDateTime) -> Option<i64> {
+    (t.year() > 1).then(|| (t.unix_timestamp_nanos() / 1000) as i64)
+}
+
+fn join(v: Option<&Vec<String>>, sep: &str) -> Option<String> {
+    v.filter(|v| !v.is_empty()).map(|v| v.join(sep))
+}
+
+fn health(h: Option<&HealthConfig>) -> Option<String> {
+    let test = h?.test.as_ref()?;
+    // ["NONE"] disables an inherited healthcheck.
+    match test.first().map(String::as_str) {
+        None | Some("NONE") => None,
+        Some("CMD") | Some("CMD-SHELL") => Some(test[1..].join(" ")),
+        Some(_) => Some(test.join(" ")),
+    }
+}
+
+/// The profile named by a security option like `seccomp=unconfined` or `apparmor:x`.
+fn security_value<'a>(opts: &'a [String], key: &str) -> Option<&'a str> {
+    opts.iter().find_map(|o| o.strip_prefix(key).and_then(|r| r.strip_prefix(['=', ':'])))
+}
+
+/// Fills the discovery tables from `inv` into the host scope's sink.
+pub fn fill(inv: &Inventory, out: &mut Sink) {
+    for (what, message) in &inv.errors {
+        out.error(C, Some(what), message);
+    }
+    let image_health: BTreeMap<&str, Option<String>> = inv
+        .images
+        .iter()
+        .filter_map(|(i, _)| Some((i.id.as_deref()?, health(i.config.as_ref().and_then(|c| c.healthcheck.as_ref())))))
+        .collect();
+    for c in &inv.containers {
+        container_rows(c, &image_health, out);
+    }
+    for (img, history) in &inv.images {
+        image_rows(img, history, out);
+    }
+}
+
+fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Option<String>>, out: &mut Sink) {
+    let Some(id) = c.id.as_deref() else { return };
+    let hc = c.host_config.clone().unwrap_or_default();
+    let cfg = c.config.clone().unwrap_or_default();
+    let st = c.state.clone().unwrap_or_default();
+    let labels = cfg.labels.clone().unwrap_or_default();
+    let label = |k: &str| labels.get(k).map(String::as_str);
+    let sec = hc.security_opt.clone().unwrap_or_default();
+    let seccomp = security_value(&sec, "seccomp").unwrap_or("default").to_string();
+    let apparmor = security_value(&sec, "apparmor").map(str::to_string).or(c.app_armor_profile.clone()).filter(|s| !s.is_empty());
+    let nnp = sec.iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    let command = std::iter::once(c.path.clone().unwrap_or_default())
+        .chain(c.args.clone().unwrap_or_default())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let devices: Vec<String> = hc
+        .devices
+        .iter()
+        .flatten()
+        .map(|d| format!("{}:{}", d.path_on_host.as_deref().unwrap_or(""), d.path_in_container.as_deref().unwrap_or("")))
+        .collect();
+    let healthcheck = health(cfg.healthcheck.as_ref()).or_else(|| {
+        let own_none = cfg.healthcheck.as_ref().and_then(|h| h.test.as_ref()).is_some_and(|t| t.first().is_some_and(|x| x == "NONE"));
+        if own_none { None } else { c.image.as_deref().and_then(|i| image_health.get(i).cloned().flatten()) }
+    });
+    let gd = c.graph_driver.as_ref();
+    let labels_json = serde_json::to_string(&labels.iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
+    let restart = hc.restart_policy.as_ref();
+    out.row(
+        &CONTAINERS,
+        &[
+            ("container_id", id.into()),
+            ("name", c.name.as_deref().map(|n| n.trim_start_matches('/')).into()),
+            ("image", cfg.image.as_ref().into()),
+            ("image_id", c.image.as_ref().into()),
+            ("runtime", hc.runtime.as_ref().into()),
+            ("state", st.status.map(|s| s.to_string()).as_ref().into()),
+            ("exit_code", st.exit_code.into()),
+            ("oom_killed", st.oom_killed.into()),
+            ("restart_count", c.restart_count.into()),
+            ("created", c.created.as_ref().and_then(odt_us).map_or(Value::Null, Value::Int)),
+            ("started_at", st.started_at.as_deref().and_then(rfc3339_us).map_or(Value::Null, Value::Int)),
+            ("finished_at", st.finished_at.as_deref().and_then(rfc3339_us).map_or(Value::Null, Value::Int)),
+            ("pid", st.pid.filter(|p| *p > 0).into()),
+            ("command", command.as_str().into()),
+            ("user", cfg.user.as_ref().into()),
+            ("privileged", hc.privileged.unwrap_or(false).into()),
+            ("cap_add", join(hc.cap_add.as_ref(), ",").as_ref().into()),
+            ("cap_drop", join(hc.cap_drop.as_ref(), ",").as_ref().into()),
+            ("devices", join(Some(&devices), ",").as_ref().into()),
+            ("network_mode", hc.network_mode.as_ref().into()),
+            ("pid_mode", hc.pid_mode.as_ref().into()),
+            ("ipc_mode", hc.ipc_mode.as_ref().into()),
+            ("uts_mode", hc.uts_mode.as_ref().into()),
+            ("userns_mode", hc.userns_mode.as_ref().into()),
+            ("read_only_rootfs", hc.readonly_rootfs.unwrap_or(false).into()),
+            ("memory_limit", hc.memory.unwrap_or(0).into()),
+            ("nano_cpus", hc.nano_cpus.unwrap_or(0).into()),
+            ("cpu_quota", hc.cpu_quota.unwrap_or(0).into()),
+            ("cpu_shares", hc.cpu_shares.unwrap_or(0).into()),
+            ("pids_limit", hc.pids_limit.into()),
+            ("security_opt", join(Some(&sec), ",").as_ref().into()),
+            ("seccomp_profile", seccomp.as_str().into()),
+            ("apparmor_profile", apparmor.as_ref().into()),
+            ("no_new_privileges", nnp.into()),
+            ("healthcheck", healthcheck.as_ref().into()),
+            ("restart_policy", restart.and_then(|r| r.name).map(|n| n.to_string()).as_ref().into()),
+            ("restart_max_retries", restart.and_then(|r| r.maximum_retry_count).into()),
+            ("labels", labels_json.as_str().into()),
+            ("k8s_pod", label("io.kubernetes.pod.name").into()),
+            ("k8s_namespace", label("io.kubernetes.pod.namespace").into()),
+            ("k8s_container", label("io.kubernetes.container.name").into()),
+            ("storage_driver", gd.map(|g| g.name.as_str()).into()),
+            ("upper_dir", gd.and_then(|g| g.data.get("UpperDir")).into()),
+            ("lower_dirs", gd.and_then(|g| g.data.get("LowerDir")).into()),
+        ],
+    );
+    for m in c.mounts.iter().flatten() {
+        out.row(
+            &CONTAINER_MOUNTS,
+            &[
+                ("container_id", id.into()),
+                ("type", m.typ.as_ref().into()),
+                ("source", m.source.as_ref().into()),
+                ("destination", m.destination.as_ref().into()),
+                ("name", m.name.as_ref().into()),
+                ("mode", m.mode.as_ref().into()),
+                ("rw", m.rw.into()),
+                ("propagation", m.propagation.as_ref().filter(|p| !p.is_empty()).into()),
+            ],
+        );
+    }
+    // Published ports from the network settings; exposed-only ports with no binding.
+    let mut seen = std::collections::BTreeSet::new();
+    let published = c.network_settings.as_ref().and_then(|n| n.ports.clone()).unwrap_or_default();
+    let exposed = cfg.exposed_ports.clone().unwrap_or_default();
+    let bindings = hc.port_bindings.clone().unwrap_or_default();
+    let all_keys: std::collections::BTreeSet<String> =
+        published.keys().chain(bindings.keys()).cloned().chain(exposed.iter().cloned()).collect();
+    for key in all_keys {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let port: Option<i64> = port.parse().ok();
+        let binds = published.get(&key).cloned().flatten().filter(|b| !b.is_empty()).or_else(|| bindings.get(&key).cloned().flatten());
+        match binds.filter(|b| !b.is_empty()) {
+            Some(list) => {
+                for b in list {
+                    let host_ip = b.host_ip.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+                    let host_port: Option<i64> = b.host_port.as_deref().and_then(|p| p.parse().ok());
+                    if seen.insert((key.clone(), host_ip.clone(), host_port)) {
+                        out.row(
+                            &CONTAINER_PORTS,
+                            &[
+                                ("container_id", id.into()),
+                                ("container_port", port.into()),
+                                ("protocol", proto.into()),
+                                ("host_ip", host_ip.as_str().into()),
+                                ("host_port", host_port.into()),
+                            ],
+                        );
+                    }
+                }
+            }
+            None => out.row(
+                &CONTAINER_PORTS,
+                &[("container_id", id.into()), ("container_port", port.into()), ("protocol", proto.into())],
+            ),
+        }
+    }
+}
+
+fn image_rows(img: &ImageInspect, history: &[ImageHistoryResponseItem], out: &mut Sink) {
+    let Some(id) = img.id.as_deref() else { return };
+    let cfg = img.config.clone().unwrap_or_default();
+    out.row(
+        &IMAGES,
+        &[
+            ("image_id", id.into()),
+            ("repo_tags", join(img.repo_tags.as_ref(), ",").as_ref().into()),
+            ("repo_digests", join(img.repo_digests.as_ref(), ",").as_ref().into()),
+            ("created", img.created.as_ref().and_then(odt_us).map_or(Value::Null, Value::Int)),
+            ("size", img.size.into()),
+            ("architecture", img.architecture.as_ref().into()),
+            ("os", img.os.as_ref().into()),
+            ("layers", join(img.root_fs.as_ref().and_then(|r| r.layers.as_ref()), ",").as_ref().into()),
+            ("config_user", cfg.user.as_ref().into()),
+            ("healthcheck", health(cfg.healthcheck.as_ref()).as_ref().into()),
+            ("exposed_ports", join(cfg.exposed_ports.as_ref(), ",").as_ref().into()),
+        ],
+    );
+    for (i, h) in history.iter().enumerate() {
+        let layer = (h.id != "<missing>" && !h.id.is_empty()).then_some(h.id.as_str());
+        out.row(
+            &IMAGE_HISTORY,
+            &[
+                ("image_id", id.into()),
+                ("position", (i as i64).into()),
+                ("layer_id", layer.into()),
+                ("created", Value::Int(h.created.saturating_mul(1_000_000))),
+                ("created_by", h.created_by.as_str().into()),
+                ("size", h.size.into()),
+                ("comment", h.comment.as_str().into()),
+                ("tags", join(Some(&h.tags), ",").as_ref().into()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(rfc3339_us("0001-01-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_us("2024-01-02T03:04:05.123456789Z"), Some(1_704_164_645_123_456));
+        assert_eq!(rfc3339_us("garbage"), None);
+        let sec = vec!["seccomp=unconfined".to_string(), "apparmor:docker-default".to_string()];
+        assert_eq!(security_value(&sec, "seccomp"), Some("unconfined"));
+        assert_eq!(security_value(&sec, "apparmor"), Some("docker-default"));
+        assert_eq!(security_value(&sec, "label"), None);
+        let hc = |t: &[&str]| HealthConfig { test: Some(t.iter().map(|s| s.to_string()).collect()), ..Default::default() };
+        assert_eq!(health(Some(&hc(&["CMD-SHELL", "curl -f localhost"]))), Some("curl -f localhost".into()));
+        assert_eq!(health(Some(&hc(&["NONE"]))), None);
+        assert_eq!(health(None), None);
+    }
+}

@@ -1,0 +1,4 @@
+//! Discovering what a host runs, from its container runtimes' APIs. Rows land
+//! in the host scope; the container and image filesystems are separate scopes.
+
+pub mod docker;

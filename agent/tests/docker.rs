@@ -1,0 +1,92 @@
+//! Docker discovery against the real Docker Engine on this machine: every
+//! container, running or not, with the settings it was given.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use periscope_agent::crawl::{crawl_async, CrawlOptions, DockerMode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_container_appears_with_its_settings() {
+    if !docker_available("every_container_appears_with_its_settings") {
+        return;
+    }
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let image = docker_test_image();
+    let tag = format!("pt{}", std::process::id());
+    let mut cs = Containers(Vec::new());
+    let running = cs.create(&[
+        "run", "-d", "--name", &format!("{tag}-run"), "--memory", "64m", "--pids-limit", "50", "--cap-add", "NET_ADMIN",
+        "-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1:18931:80", "-u", "1000",
+        "--security-opt", "no-new-privileges", "--read-only", &image, "sleep", "600",
+    ]);
+    let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", &image, "true"]);
+    let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
+    // Wait until the short-lived one has really exited (restarts end after 7 tries).
+    for _ in 0..100 {
+        let st = Command::new("docker").args(["inspect", "-f", "{{.State.Status}}", &exited]).output().unwrap();
+        if String::from_utf8_lossy(&st.stdout).trim() == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let opts = CrawlOptions { collectors: Some(vec!["os".into()]), ..Default::default() };
+    let c = crawl_async(opts, DockerMode::On).await.expect("crawl");
+    let (rows, _) = rows_of(&c.batches);
+    assert!(rows["crawl_errors"].iter().all(|r| s(r, "collector") != "docker"), "{:?}", rows["crawl_errors"]);
+    let by_id = |id: &str| rows["containers"].iter().find(|r| s(r, "container_id") == id).unwrap_or_else(|| panic!("container {id} missing"));
+
+    let r = by_id(&running);
+    assert_eq!(s(r, "state"), "running");
+    assert_eq!(s(r, "name"), format!("{tag}-run"));
+    assert_eq!(s(r, "memory_limit"), (64 << 20).to_string());
+    assert_eq!(s(r, "pids_limit"), "50");
+    assert!(s(r, "cap_add").contains("NET_ADMIN"), "{r:?}");
+    assert_eq!(s(r, "user"), "1000");
+    assert_eq!((s(r, "no_new_privileges"), s(r, "read_only_rootfs")), ("true".into(), "true".into()));
+    assert!(s(r, "pid").parse::<i64>().unwrap() > 1);
+    assert!(!s(r, "upper_dir").is_empty(), "the writable layer's host path is reported: {r:?}");
+
+    let n = by_id(&created);
+    assert_eq!((s(n, "state"), s(n, "started_at"), s(n, "pid")), ("created".into(), "".into(), "".into()));
+    assert_eq!((s(n, "privileged"), s(n, "network_mode")), ("true".into(), "host".into()));
+
+    let e = by_id(&exited);
+    assert_eq!((s(e, "state"), s(e, "exit_code")), ("exited".into(), "3".into()));
+    assert_eq!((s(e, "restart_policy"), s(e, "restart_max_retries")), ("on-failure".into(), "7".into()));
+    assert!(!s(e, "finished_at").is_empty());
+
+    // docker.sock mounts are one WHERE away.
+    let sock: Vec<_> = rows["container_mounts"].iter().filter(|m| s(m, "source").ends_with("docker.sock")).collect();
+    assert_eq!(sock.len(), 1, "{:?}", rows["container_mounts"]);
+    assert_eq!((s(sock[0], "container_id"), s(sock[0], "rw")), (running.clone(), "false".into()));
+    let port = rows["container_ports"].iter().find(|p| s(p, "container_id") == running).expect("published port");
+    assert_eq!((s(port, "container_port"), s(port, "host_ip"), s(port, "host_port")), ("80".into(), "127.0.0.1".into(), "18931".into()));
+
+    let img = rows["images"].iter().find(|i| s(i, "repo_tags").contains("periscope-test/bookworm")).expect("test image listed");
+    assert_eq!(s(img, "image_id"), s(r, "image_id"));
+    assert!(rows["image_history"].iter().any(|h| s(h, "image_id") == s(img, "image_id")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
+    // A DOCKER_HOST nobody listens on; this test needs no engine.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("nothing.sock");
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: every test in this binary that reads DOCKER_HOST holds ENV_LOCK.
+    unsafe { std::env::set_var("DOCKER_HOST", format!("unix://{}", sock.display())) };
+    let opts = CrawlOptions { collectors: Some(vec!["os".into()]), ..Default::default() };
+    let c = crawl_async(opts, DockerMode::On).await;
+    unsafe { std::env::remove_var("DOCKER_HOST") };
+    let (rows, _) = rows_of(&c.expect("the crawl itself succeeds").batches);
+    let err = rows["crawl_errors"].iter().find(|r| s(r, "collector") == "docker").expect("docker error row");
+    assert!(s(err, "message").contains("nothing.sock"), "{err:?}");
+    assert_eq!(rows["os"].len(), 1, "the rest of the crawl still arrives");
+}
+
+/// Serializes the tests around DOCKER_HOST, which one of them changes.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
