@@ -92,8 +92,10 @@ pub enum DockerMode {
     Off,
 }
 
-/// Crawls one scope, with Docker discovery rows in it when `docker` says so.
-pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Crawl, RootError> {
+/// Crawls one scope, with Docker discovery rows in it when `docker` says so;
+/// when discovery ran, every running container is crawled too, as its own
+/// `container` scope, through its `/proc/<pid>/root`. The first crawl is `opts`'s scope.
+pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<Crawl>, RootError> {
     let want = match docker {
         DockerMode::Off => false,
         DockerMode::On => true,
@@ -105,13 +107,35 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Crawl
         None
     };
     let join = tokio::task::spawn_blocking(move || {
-        crawl_with(&opts, |sink| match &inventory {
+        let host = crawl_with(&opts, |sink| match &inventory {
             Some(Ok(inv)) => crate::discover::docker::fill(inv, sink),
             Some(Err(e)) => sink.error("docker", None, e),
             None => {}
-        })
+        })?;
+        let mut crawls = vec![host];
+        if let Some(Ok(inv)) = &inventory {
+            for (id, pid) in crate::discover::docker::running(inv) {
+                crawls.push(crawl_container(&opts, &id, pid, &crawls[0].common.host));
+            }
+        }
+        Ok(crawls)
     });
     join.await.expect("crawl task panicked")
+}
+
+/// Crawls one running container; a container that cannot be opened (it
+/// stopped, or its pid was reused) yields a crawl with that error row.
+fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str) -> Crawl {
+    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
+    let common = Common { host: host.to_string(), scope: scope::CONTAINER.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
+    match crate::discover::docker::open_container_root(pid, id, budgets) {
+        Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), |_| {}),
+        Err(e) => {
+            let mut sink = Sink::new(common.clone());
+            sink.error("container", None, &e);
+            seal(sink, common, format!("/proc/{pid}/root"), Instant::now())
+        }
+    }
 }
 
 pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
@@ -120,12 +144,16 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
 
 /// Crawls one scope; `extra` adds rows gathered elsewhere (runtime APIs) before the crawl is sealed.
 pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<Crawl, RootError> {
-    let started = Instant::now();
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let root = Root::with_budgets(&opts.root, budgets)?;
     let host = opts.host.clone().unwrap_or_else(hostname);
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
+    Ok(run_collectors(opts, root, common, opts.root.display().to_string(), extra))
+}
+
+fn run_collectors(opts: &CrawlOptions, root: Root, common: Common, shown: String, extra: impl FnOnce(&mut Sink)) -> Crawl {
+    let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
     let mut sink = Sink::new(common.clone());
     let wanted = |name: &str| opts.collectors.as_ref().is_none_or(|c| c.iter().any(|w| w == name));
@@ -134,6 +162,11 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
         collect(&scope, &mut sink);
     }
     extra(&mut sink);
+    seal(sink, common, shown, started)
+}
+
+/// Finishes a scope's rows and appends the `crawls` row that marks it complete.
+fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
     let errors = sink.errors();
     let mut batches = sink.finish();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -142,7 +175,7 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
         &tables::CRAWLS,
         &[
             ("agent_version", AGENT_VERSION.into()),
-            ("root", opts.root.display().to_string().as_str().into()),
+            ("root", root.as_str().into()),
             ("duration_ms", (started.elapsed().as_millis() as i64).into()),
             ("rows", (rows as i64).into()),
             ("errors", (errors as i64).into()),
@@ -150,7 +183,7 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
         ],
     );
     batches.extend(marker.finish());
-    Ok(Crawl { batches, rows, errors, common })
+    Crawl { batches, rows, errors, common }
 }
 
 /// The table a batch belongs to, from its schema (every declared schema is distinct).

@@ -71,15 +71,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Crawl { root, server, print, host, scope, scope_id, collectors, docker, max_file_bytes } => {
             let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, collectors, ..CrawlOptions::default() };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let c = rt.block_on(crawl_async(opts, docker))?;
+            let crawls = rt.block_on(crawl_async(opts, docker))?;
+            let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
             if print {
-                return periscope_agent::print::print_json_lines(&c.batches, &mut std::io::stdout().lock());
+                return periscope_agent::print::print_json_lines(&batches, &mut std::io::stdout().lock());
             }
             let server = server.expect("clap enforces --server or --print");
-            let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &c.batches))?;
+            let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &batches))?;
+            let errors: usize = crawls.iter().map(|c| c.errors).sum();
             eprintln!(
-                "periscope-agent: sent {} rows in {} batches ({} bytes) for {} {} to {server}; {} crawl errors",
-                report.rows, report.batches, report.bytes, c.common.scope, c.common.scope_id, c.errors
+                "periscope-agent: sent {} rows in {} batches ({} bytes) for {} scope(s), first {} {}, to {server}; {errors} crawl errors",
+                report.rows, report.batches, report.bytes, crawls.len(), crawls[0].common.scope, crawls[0].common.scope_id
             );
             Ok(())
         }

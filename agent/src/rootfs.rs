@@ -128,7 +128,7 @@ fn pseudo_fs(magic: i64) -> Option<&'static str> {
         0x6265_6570 => "configfs",
         0xde5e_81e4 => "efivarfs",
         0x4249_4e4d => "binfmt_misc",
-        0x6573_5546 => "fusectl",
+        0x6573_5543 => "fusectl",
         _ => return None,
     })
 }
@@ -219,6 +219,18 @@ impl Root {
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
         })
+    }
+
+    /// Uses an already-open directory as the root; `shown` names it in messages.
+    pub fn from_fd(fd: OwnedFd, shown: impl Into<PathBuf>, budgets: Budgets) -> Root {
+        Root {
+            inner: pathrs::Root::from_fd(fd),
+            path: shown.into(),
+            budgets,
+            deadline: Instant::now() + budgets.max_wall,
+            bytes_read: Cell::new(0),
+            entries: Cell::new(0),
+        }
     }
 
     pub fn budgets(&self) -> &Budgets {
@@ -619,6 +631,16 @@ mod tests {
         let link = seen.iter().find(|(p, _)| p == "/a/out").unwrap();
         assert_eq!(link.1, FileType::Symlink);
         assert!(r.read_link("/a/out").unwrap().ends_with(outside.path().file_name().unwrap().to_str().unwrap()));
+    }
+
+    /// Regression: FUSE's own magic (0x65735546) was listed as fusectl, so every
+    /// container on fuse-overlayfs was refused.
+    #[test]
+    fn fuse_filesystems_are_not_pseudo_filesystems() {
+        assert_eq!(pseudo_fs(0x6573_5546), None);
+        assert_eq!(pseudo_fs(0x6573_5543), Some("fusectl"));
+        assert_eq!(pseudo_fs(0x9fa0), Some("procfs"));
+        assert_eq!(pseudo_fs(0x794c_7630), None, "overlayfs");
     }
 
     #[test]

@@ -10,19 +10,20 @@ use periscope_agent::crawl::{crawl_async, CrawlOptions, DockerMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_container_appears_with_its_settings() {
+    // Before the engine check: the other test points DOCKER_HOST nowhere while it holds the lock.
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if !docker_available("every_container_appears_with_its_settings") {
         return;
     }
-    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let image = docker_test_image();
     let tag = format!("pt{}", std::process::id());
     let mut cs = Containers(Vec::new());
     let running = cs.create(&[
         "run", "-d", "--name", &format!("{tag}-run"), "--memory", "64m", "--pids-limit", "50", "--cap-add", "NET_ADMIN",
         "-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1:18931:80", "-u", "1000",
-        "--security-opt", "no-new-privileges", "--read-only", &image, "sleep", "600",
+        "--security-opt", "no-new-privileges", &image, "sleep", "600",
     ]);
-    let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", &image, "true"]);
+    let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", "--read-only", &image, "true"]);
     let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
     // Wait until the short-lived one has really exited (restarts end after 7 tries).
     for _ in 0..100 {
@@ -33,9 +34,33 @@ async fn every_container_appears_with_its_settings() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
-    let opts = CrawlOptions { collectors: Some(vec!["os".into()]), ..Default::default() };
-    let c = crawl_async(opts, DockerMode::On).await.expect("crawl");
+    // A file written inside the running container, and only there.
+    let st = Command::new("docker")
+        .args(["exec", &running, "sh", "-c", "printf '#!/bin/sh\\n' > /tmp/planted && chmod 755 /tmp/planted"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut config = periscope_agent::collectors::CollectorConfig::default();
+    config.file_globs = vec!["/tmp/planted".into()];
+    let opts = CrawlOptions { collectors: Some(vec!["os".into(), "packages".into(), "files".into()]), config, ..Default::default() };
+    let crawls = crawl_async(opts, DockerMode::On).await.expect("crawl");
+    let c = &crawls[0];
+    assert_eq!(c.common.scope, "host");
     let (rows, _) = rows_of(&c.batches);
+
+    // The running container was crawled through /proc/<pid>/root as its own scope.
+    let inside = crawls.iter().find(|c| c.common.scope == "container" && c.common.scope_id == running).expect("running container crawled");
+    let (crows, _) = rows_of(&inside.batches);
+    let want: std::collections::BTreeMap<String, String> =
+        in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"]).lines().filter_map(|l| l.split_once('\t')).map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let got: std::collections::BTreeMap<String, String> = crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+    assert_eq!(got, want, "packages of the running container equal dpkg-query of its image");
+    assert_eq!(crows["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
+    assert!(crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
+        "the planted file shows up for its container only");
+    // Stopped containers are not crawled through /proc (they have no process).
+    assert!(!crawls.iter().any(|c| c.common.scope_id == exited || c.common.scope_id == created));
+
     assert!(rows["crawl_errors"].iter().all(|r| s(r, "collector") != "docker"), "{:?}", rows["crawl_errors"]);
     let by_id = |id: &str| rows["containers"].iter().find(|r| s(r, "container_id") == id).unwrap_or_else(|| panic!("container {id} missing"));
 
@@ -46,13 +71,13 @@ async fn every_container_appears_with_its_settings() {
     assert_eq!(s(r, "pids_limit"), "50");
     assert!(s(r, "cap_add").contains("NET_ADMIN"), "{r:?}");
     assert_eq!(s(r, "user"), "1000");
-    assert_eq!((s(r, "no_new_privileges"), s(r, "read_only_rootfs")), ("true".into(), "true".into()));
+    assert_eq!((s(r, "no_new_privileges"), s(r, "read_only_rootfs")), ("true".into(), "false".into()));
     assert!(s(r, "pid").parse::<i64>().unwrap() > 1);
     assert!(!s(r, "upper_dir").is_empty(), "the writable layer's host path is reported: {r:?}");
 
     let n = by_id(&created);
     assert_eq!((s(n, "state"), s(n, "started_at"), s(n, "pid")), ("created".into(), "".into(), "".into()));
-    assert_eq!((s(n, "privileged"), s(n, "network_mode")), ("true".into(), "host".into()));
+    assert_eq!((s(n, "privileged"), s(n, "network_mode"), s(n, "read_only_rootfs")), ("true".into(), "host".into(), "true".into()));
 
     let e = by_id(&exited);
     assert_eq!((s(e, "state"), s(e, "exit_code")), ("exited".into(), "3".into()));
@@ -82,7 +107,9 @@ async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
     let opts = CrawlOptions { collectors: Some(vec!["os".into()]), ..Default::default() };
     let c = crawl_async(opts, DockerMode::On).await;
     unsafe { std::env::remove_var("DOCKER_HOST") };
-    let (rows, _) = rows_of(&c.expect("the crawl itself succeeds").batches);
+    let crawls = c.expect("the crawl itself succeeds");
+    assert_eq!(crawls.len(), 1);
+    let (rows, _) = rows_of(&crawls[0].batches);
     let err = rows["crawl_errors"].iter().find(|r| s(r, "collector") == "docker").expect("docker error row");
     assert!(s(err, "message").contains("nothing.sock"), "{err:?}");
     assert_eq!(rows["os"].len(), 1, "the rest of the crawl still arrives");

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use periscope_agent::crawl::{crawl, hostname, CrawlOptions};
+use periscope_agent::crawl::{crawl_async, hostname, CrawlOptions, DockerMode};
 use tokio::sync::oneshot;
 
 use crate::output::{self, Format};
@@ -43,8 +43,10 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     writeln!(out, "Periscope quickstart: server on {url}, data in {}", data.display())?;
 
     let opts = CrawlOptions { root: root.clone(), ..Default::default() };
-    let c = tokio::task::spawn_blocking(move || crawl(&opts)).await??;
-    let report = periscope_agent::send::send(&url, &hostname(), &c.batches).await?;
+    let crawls = crawl_async(opts, DockerMode::Auto).await?;
+    let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
+    let report = periscope_agent::send::send(&url, &hostname(), &batches).await?;
+    let c = &crawls[0];
     let scope = format!("host = {} AND scope_id = {}", quote(&c.common.host), quote(&c.common.scope_id));
 
     let (_, os) = query::remote(&url, &format!("SELECT pretty_name FROM os WHERE {scope}")).await?;
@@ -60,6 +62,9 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     writeln!(out, "  OS:          {os_name}")?;
     writeln!(out, "  packages:    {packages}")?;
     writeln!(out, "  crawl errors: {}", c.errors)?;
+    if crawls.len() > 1 {
+        writeln!(out, "  containers:  {} running, crawled through /proc/<pid>/root", crawls.len() - 1)?;
+    }
     writeln!(out, "  sent:        {} rows in {} batches, {} bytes of Arrow IPC, all acknowledged", report.rows, report.batches, report.bytes)?;
 
     let mut examples: Vec<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();

@@ -113,6 +113,37 @@ fn security_value<'a>(opts: &'a [String], key: &str) -> Option<&'a str> {
     opts.iter().find_map(|o| o.strip_prefix(key).and_then(|r| r.strip_prefix(['=', ':'])))
 }
 
+/// Running containers as (container id, host pid of the main process).
+pub fn running(inv: &Inventory) -> Vec<(String, i64)> {
+    inv.containers
+        .iter()
+        .filter_map(|c| Some((c.id.clone()?, c.state.as_ref()?.pid.filter(|p| *p > 0)?)))
+        .collect()
+}
+
+/// Opens a running container's root filesystem through `/proc/<pid>/root`,
+/// guarded against pid reuse: `/proc/<pid>` is opened once as a directory
+/// handle, its `cgroup` must name the container, and `root` is opened relative
+/// to that same handle, so both refer to one process even if the pid number
+/// is recycled in between (a dead process's handle fails instead).
+pub fn open_container_root(pid: i64, container_id: &str, budgets: crate::rootfs::Budgets) -> Result<crate::rootfs::Root, String> {
+    use rustix::fs::{Mode, OFlags};
+    let proc_path = format!("/proc/{pid}");
+    let dir = rustix::fs::open(&proc_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{proc_path}: {e}"))?;
+    let cg = rustix::fs::openat(&dir, "cgroup", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{proc_path}/cgroup: {e}"))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(std::fs::File::from(cg), 64 << 10), &mut text)
+        .map_err(|e| format!("{proc_path}/cgroup: {e}"))?;
+    if !text.contains(container_id) {
+        return Err(format!("pid {pid} no longer belongs to container {container_id} (its cgroup does not name it)"));
+    }
+    let root = rustix::fs::openat(&dir, "root", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{proc_path}/root: {e}"))?;
+    Ok(crate::rootfs::Root::from_fd(root, format!("{proc_path}/root"), budgets))
+}
+
 /// Fills the discovery tables from `inv` into the host scope's sink.
 pub fn fill(inv: &Inventory, out: &mut Sink) {
     for (what, message) in &inv.errors {
