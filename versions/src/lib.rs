@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 
 mod deb;
 mod digits;
+mod rpm;
 
 /// A versioning scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +75,8 @@ impl std::str::FromStr for Scheme {
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
-        Scheme::Rpm | Scheme::Apk | Scheme::Semver => Err(VersionError::Invalid {
+        Scheme::Rpm => rpm::compare(a, b),
+        Scheme::Apk | Scheme::Semver => Err(VersionError::Invalid {
             scheme: scheme.name(),
             version: a.to_string(),
             reason: "not implemented yet".into(),
