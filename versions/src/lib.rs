@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 
+mod apk;
 mod deb;
 mod digits;
 mod rpm;
@@ -76,7 +77,8 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
     match scheme {
         Scheme::Deb => deb::compare(a, b),
         Scheme::Rpm => rpm::compare(a, b),
-        Scheme::Apk | Scheme::Semver => Err(VersionError::Invalid {
+        Scheme::Apk => Ok(apk::compare(a, b)),
+        Scheme::Semver => Err(VersionError::Invalid {
             scheme: scheme.name(),
             version: a.to_string(),
             reason: "not implemented yet".into(),
