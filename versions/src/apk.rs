@@ -80,7 +80,11 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn token(kind: Kind, text: &'a [u8]) -> Token<'a> {
-        Token { kind, text, rank: NO_SUFFIX }
+        Token {
+            kind,
+            text,
+            rank: NO_SUFFIX,
+        }
     }
 
     fn invalid() -> Token<'a> {
@@ -91,7 +95,11 @@ impl<'a> Lexer<'a> {
     fn digits(&mut self, kind: Kind) -> Token<'a> {
         let (digits, rest) = split_digits(self.rest);
         self.rest = rest;
-        if digits.is_empty() { Self::invalid() } else { Self::token(kind, digits) }
+        if digits.is_empty() {
+            Self::invalid()
+        } else {
+            Self::token(kind, digits)
+        }
     }
 
     /// The first token: the leading number.
@@ -116,11 +124,18 @@ impl<'a> Lexer<'a> {
             }
             b'0'..=b'9' if prev == Kind::Suffix => self.digits(Kind::SuffixNumber),
             b'_' if prev <= Kind::SuffixNumber => {
-                let name_len = self.rest[1..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+                let name_len = self.rest[1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_lowercase())
+                    .count();
                 let name = &self.rest[1..1 + name_len];
                 self.rest = &self.rest[1 + name_len..];
                 match SUFFIXES.iter().find(|(s, _)| *s == name) {
-                    Some(&(_, rank)) => Token { kind: Kind::Suffix, text: b"", rank },
+                    Some(&(_, rank)) => Token {
+                        kind: Kind::Suffix,
+                        text: b"",
+                        rank,
+                    },
                     None => Self::invalid(),
                 }
             }
@@ -131,7 +146,11 @@ impl<'a> Lexer<'a> {
                     .count();
                 let hash = &self.rest[1..1 + hex];
                 self.rest = &self.rest[1 + hex..];
-                if hash.is_empty() { Self::invalid() } else { Self::token(Kind::Hash, hash) }
+                if hash.is_empty() {
+                    Self::invalid()
+                } else {
+                    Self::token(Kind::Hash, hash)
+                }
             }
             b'-' if prev < Kind::Revision => match self.rest.strip_prefix(b"-r") {
                 Some(rest) => {
@@ -190,12 +209,30 @@ mod tests {
     #[test]
     fn grammar_order() {
         let ordered = [
-            "1.0_alpha", "1.0_alpha1", "1.0_beta", "1.0_pre", "1.0_rc1", "1.0", "1.0-r1", "1.0_cvs",
-            "1.0_svn", "1.0_git", "1.0_hg", "1.0_p1", "1.0a", "1.0.1",
+            "1.0_alpha",
+            "1.0_alpha1",
+            "1.0_beta",
+            "1.0_pre",
+            "1.0_rc1",
+            "1.0",
+            "1.0-r1",
+            "1.0_cvs",
+            "1.0_svn",
+            "1.0_git",
+            "1.0_hg",
+            "1.0_p1",
+            "1.0a",
+            "1.0.1",
         ];
         for w in ordered.windows(2) {
             assert_eq!(compare(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);
-            assert_eq!(compare(w[1], w[0]), Ordering::Greater, "{} > {}", w[1], w[0]);
+            assert_eq!(
+                compare(w[1], w[0]),
+                Ordering::Greater,
+                "{} > {}",
+                w[1],
+                w[0]
+            );
         }
     }
 

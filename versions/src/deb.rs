@@ -59,7 +59,9 @@ fn parse(text: &str) -> Result<Option<DebVersion<'_>>, VersionError> {
         reason: reason.to_string(),
     };
     if text.contains('\0') {
-        return Err(invalid("contains a NUL byte, which no dpkg version can hold"));
+        return Err(invalid(
+            "contains a NUL byte, which no dpkg version can hold",
+        ));
     }
     // dpkg strips blanks (space and tab, nothing else) from both ends first.
     let trimmed = text.trim_matches([' ', '\t']);
@@ -89,7 +91,11 @@ fn parse(text: &str) -> Result<Option<DebVersion<'_>>, VersionError> {
     if upstream.is_empty() {
         return Err(invalid("upstream version is empty"));
     }
-    Ok(Some(DebVersion { epoch, upstream: upstream.as_bytes(), revision: revision.as_bytes() }))
+    Ok(Some(DebVersion {
+        epoch,
+        upstream: upstream.as_bytes(),
+        revision: revision.as_bytes(),
+    }))
 }
 
 /// Reads the text before the first colon as dpkg does: a base-10 integer that
@@ -200,7 +206,18 @@ mod tests {
 
     #[test]
     fn dpkg_errors_are_errors() {
-        for bad in [":1", "1:", "1.0-", "-1", "a:1", "1 0", "  ", "2147483648:1", "-1:1", "1:-1"] {
+        for bad in [
+            ":1",
+            "1:",
+            "1.0-",
+            "-1",
+            "a:1",
+            "1 0",
+            "  ",
+            "2147483648:1",
+            "-1:1",
+            "1:-1",
+        ] {
             assert!(compare(bad, "1").is_err(), "{bad:?} should be rejected");
         }
     }

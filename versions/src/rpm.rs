@@ -58,7 +58,9 @@ fn parse(text: &str) -> Result<Evr<'_>, VersionError> {
         reason: reason.to_string(),
     };
     if text.contains('\0') {
-        return Err(invalid("contains a NUL byte, which no rpm version can hold"));
+        return Err(invalid(
+            "contains a NUL byte, which no rpm version can hold",
+        ));
     }
     let bytes = text.as_bytes();
     let (digits, after) = split_digits(bytes);
@@ -73,7 +75,11 @@ fn parse(text: &str) -> Result<Evr<'_>, VersionError> {
     if version.is_empty() {
         return Err(invalid("version part is empty"));
     }
-    Ok(Evr { epoch, version, release })
+    Ok(Evr {
+        epoch,
+        version,
+        release,
+    })
 }
 
 /// rpm's `rpmvercmp` on one component (epoch, version or release).
@@ -118,16 +124,30 @@ pub(crate) fn vercmp(mut a: &[u8], mut b: &[u8]) -> Ordering {
         let numeric = a[0].is_ascii_digit();
         let segment = |s: &[u8]| -> usize {
             s.iter()
-                .take_while(|c| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() })
+                .take_while(|c| {
+                    if numeric {
+                        c.is_ascii_digit()
+                    } else {
+                        c.is_ascii_alphabetic()
+                    }
+                })
                 .count()
         };
         let (sa, ra) = a.split_at(segment(a));
         let (sb, rb) = b.split_at(segment(b));
         if sb.is_empty() {
             // Segments of different types: the numeric one is newer.
-            return if numeric { Ordering::Greater } else { Ordering::Less };
+            return if numeric {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
-        let order = if numeric { compare_numbers(sa, sb) } else { sa.cmp(sb) };
+        let order = if numeric {
+            compare_numbers(sa, sb)
+        } else {
+            sa.cmp(sb)
+        };
         if order != Ordering::Equal {
             return order;
         }

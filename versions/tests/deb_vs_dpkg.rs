@@ -19,21 +19,26 @@ use std::process::{Command, Stdio};
 use common::{ordering_name, pairs, product, sh_quote};
 use periscope_versions::{Scheme, compare};
 
+#[rustfmt::skip]
 const EPOCHS: &[&str] = &["", "0:", "1:", "2:", "00:", "10:"];
+#[rustfmt::skip]
 const UPSTREAM_HEADS: &[&str] = &[
     "0", "1", "01", "1.0", "1.00", "1.0.0", "1.2", "1.9", "1.10", "2", "10", "007",
     "123456789012345678901234567890", "9999999999999999999",
 ];
+#[rustfmt::skip]
 const UPSTREAM_TAILS: &[&str] = &[
     "", "~", "~~", "~rc1", "~beta2", "~~a", "a", "A", "z", "Z", "a1", "+", "+dfsg", "+b1",
     "+git20230101", ".", ".0", ".a", ".1~", "~1", "-",
 ];
+#[rustfmt::skip]
 const REVISIONS: &[&str] = &[
     "", "-0", "-1", "-01", "-2", "-10", "-1ubuntu1", "-1+b1", "-1~bpo11+1", "-0.1", "-1.1", "-a",
     "-1~",
 ];
 
 /// Pairs chosen by hand: Policy's examples, dpkg's leniencies and its refusals.
+#[rustfmt::skip]
 const HAND_PICKED: &[(&str, &str)] = &[
     ("1.0~rc1", "1.0"),
     ("1:0", "0:9"),
@@ -153,7 +158,12 @@ fn dpkg_statuses(queries: &[(String, &'static str, String)]) -> Vec<i32> {
                     .stdout(Stdio::piped())
                     .spawn()
                     .expect("run sh");
-                child.stdin.take().unwrap().write_all(script.as_bytes()).expect("feed sh");
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(script.as_bytes())
+                    .expect("feed sh");
                 let out = child.wait_with_output().expect("wait for sh");
                 let statuses: Vec<i32> = String::from_utf8(out.stdout)
                     .expect("statuses are ASCII")
@@ -165,12 +175,18 @@ fn dpkg_statuses(queries: &[(String, &'static str, String)]) -> Vec<i32> {
             })
         })
         .collect();
-    handles.into_iter().flat_map(|h| h.join().expect("dpkg worker")).collect()
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("dpkg worker"))
+        .collect()
 }
 
 /// dpkg's own three-way answer, for the report of a disagreement.
 fn dpkg_says(a: &str, b: &str) -> String {
-    let q: Vec<_> = ["lt", "eq", "gt"].iter().map(|r| (a.to_string(), *r, b.to_string())).collect();
+    let q: Vec<_> = ["lt", "eq", "gt"]
+        .iter()
+        .map(|r| (a.to_string(), *r, b.to_string()))
+        .collect();
     match dpkg_statuses(&q).as_slice() {
         [0, _, _] => "lt".into(),
         [_, 0, _] => "eq".into(),
@@ -184,17 +200,28 @@ fn dpkg_says(a: &str, b: &str) -> String {
 fn deb_matches_dpkg() {
     let dpkg = Command::new("dpkg").arg("--version").output().ok();
     let Some(dpkg) = dpkg.filter(|o| o.status.success()) else {
-        panic!("dpkg is not runnable here; it is the oracle for this test (install the `dpkg` package)");
+        panic!(
+            "dpkg is not runnable here; it is the oracle for this test (install the `dpkg` package)"
+        );
     };
-    let dpkg_version = String::from_utf8_lossy(&dpkg.stdout).lines().next().unwrap_or("").to_string();
+    let dpkg_version = String::from_utf8_lossy(&dpkg.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
 
     let versions = product(&[EPOCHS, UPSTREAM_HEADS, UPSTREAM_TAILS, REVISIONS]);
     let generated = pairs(&versions, 4000, 0x0dd_c0ffee);
-    let mut corpus: Vec<(String, String)> =
-        HAND_PICKED.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut corpus: Vec<(String, String)> = HAND_PICKED
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     corpus.extend(generated);
 
-    let ours: Vec<_> = corpus.iter().map(|(a, b)| compare(Scheme::Deb, a, b)).collect();
+    let ours: Vec<_> = corpus
+        .iter()
+        .map(|(a, b)| compare(Scheme::Deb, a, b))
+        .collect();
     let queries: Vec<_> = corpus
         .iter()
         .zip(&ours)
@@ -223,7 +250,10 @@ fn deb_matches_dpkg() {
                 Ok(o) => ordering_name(*o).to_string(),
                 Err(e) => format!("error ({e})"),
             };
-            disagreements.push(format!("{a:?} vs {b:?}: ours {ours}, dpkg {}", dpkg_says(a, b)));
+            disagreements.push(format!(
+                "{a:?} vs {b:?}: ours {ours}, dpkg {}",
+                dpkg_says(a, b)
+            ));
         }
     }
     println!(
@@ -239,10 +269,15 @@ fn deb_matches_dpkg() {
         "{} of {} pairs disagree with dpkg:\n{}",
         disagreements.len(),
         corpus.len(),
-        disagreements.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
+        disagreements
+            .iter()
+            .take(60)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The corpus must exercise all three outcomes, or it proves little.
     for want in [Ordering::Less, Ordering::Equal, Ordering::Greater] {
-        assert!(ours.iter().any(|r| *r == Ok(want)), "corpus has no {want:?} pair");
+        assert!(ours.contains(&Ok(want)), "corpus has no {want:?} pair");
     }
 }

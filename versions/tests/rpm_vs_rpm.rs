@@ -27,19 +27,24 @@ use periscope_versions::{Scheme, compare};
 
 const PYTHON: &str = "/usr/bin/python3";
 
+#[rustfmt::skip]
 const EPOCHS: &[&str] = &["", "0:", "1:", "2:", "01:", "10:", ":"];
+#[rustfmt::skip]
 const VERSION_HEADS: &[&str] = &[
     "0", "1", "01", "1.0", "1.00", "1.01", "1.1", "1.9", "1.10", "1.0.0", "2", "10", "1a", "1.a",
     "a", "A", "1.0A", "1_0", "1..0", "1.2.3.4", "123456789012345678901234567890",
 ];
+#[rustfmt::skip]
 const VERSION_TAILS: &[&str] = &[
     "", "~", "~~", "~rc1", "^", "^git1", "^^", "^1~2", "~^", ".", "a", "+1", ".0", "b2", "~1^2",
 ];
+#[rustfmt::skip]
 const RELEASES: &[&str] = &[
     "", "-1", "-2", "-10", "-01", "-1.el8", "-1.el8_2", "-1.fc30", "-1~beta", "-1^post1", "-", "-0",
     "-a", "-1-2",
 ];
 
+#[rustfmt::skip]
 const HAND_PICKED: &[(&str, &str)] = &[
     ("1.0~rc1-1", "1.0-1"),
     ("1.0^git1-1", "1.0-1"),
@@ -99,16 +104,28 @@ for line in sys.stdin.read().splitlines():
     out.append(str(by_label) if by_ver == by_label else "X rpm.ver says %d, labelCompare %d" % (by_ver, by_label))
 sys.stdout.write("\n".join(out) + "\n")
 "#;
-    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
+    let input: String = corpus
+        .iter()
+        .map(|(a, b)| format!("{} {}\n", hex(a), hex(b)))
+        .collect();
     let mut child = Command::new(PYTHON)
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).expect("feed python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .expect("feed python");
     let out = child.wait_with_output().expect("wait for python");
-    assert!(out.status.success(), "the rpm oracle script failed: {}", out.status);
+    assert!(
+        out.status.success(),
+        "the rpm oracle script failed: {}",
+        out.status
+    );
     let verdicts: Vec<_> = String::from_utf8(out.stdout)
         .expect("oracle output is UTF-8")
         .lines()
@@ -126,7 +143,9 @@ sys.stdout.write("\n".join(out) + "\n")
 
 #[test]
 fn rpm_matches_librpm() {
-    let probe = Command::new(PYTHON).args(["-c", "import rpm; print(rpm.__version__)"]).output();
+    let probe = Command::new(PYTHON)
+        .args(["-c", "import rpm; print(rpm.__version__)"])
+        .output();
     let rpm_version = match probe {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => panic!(
@@ -136,9 +155,11 @@ fn rpm_matches_librpm() {
     };
 
     let versions = product(&[EPOCHS, VERSION_HEADS, VERSION_TAILS, RELEASES]);
-    let mut corpus: Vec<(String, String)> =
-        HAND_PICKED.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    corpus.extend(pairs(&versions, 4000, 0x5eed_0f_2fa));
+    let mut corpus: Vec<(String, String)> = HAND_PICKED
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    corpus.extend(pairs(&versions, 4000, 0x0005_eed0_f2fa));
 
     let verdicts = rpm_verdicts(&corpus);
     let mut disagreements = Vec::new();
@@ -175,7 +196,15 @@ fn rpm_matches_librpm() {
         "{} of {} pairs disagree with rpm:\n{}",
         disagreements.len(),
         corpus.len(),
-        disagreements.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
+        disagreements
+            .iter()
+            .take(60)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(seen.iter().all(|s| *s), "corpus must exercise lt, eq and gt");
+    assert!(
+        seen.iter().all(|s| *s),
+        "corpus must exercise lt, eq and gt"
+    );
 }
