@@ -1,17 +1,54 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
-//! (rpmvercmp with epoch and release), apk (apk-tools), and semver.
-//! Pure functions with no I/O; the server wraps them as SQL functions.
-//! (Being written.)
+//! (rpmvercmp over epoch, version and release), apk (apk-tools), and semver.
+//! Pure functions with no I/O; the server wraps them as SQL functions such as
+//! `version_lt(version, '5.2.15-2+b2')`.
+//!
+//! Each scheme gives its package manager's answer, including for input that
+//! the manager merely tolerates, and refuses (with [`VersionError::Invalid`])
+//! what the manager refuses; [`compare`] lists what that is per scheme. No
+//! input panics. Each scheme is checked against its real tool: deb against
+//! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
+//! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec.
+
+#![forbid(unsafe_code)]
 
 use std::cmp::Ordering;
+
+mod apk;
+mod deb;
+mod digits;
+mod rpm;
+mod semantic;
 
 /// A versioning scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// Debian packages, ordered as `dpkg --compare-versions` orders them.
     Deb,
+    /// RPM packages: `[epoch:]version[-release]`, ordered as rpm orders them.
     Rpm,
+    /// Alpine packages, ordered as apk-tools orders them.
     Apk,
+    /// Semantic Versioning 2.0.0 precedence (a leading `v` is allowed).
     Semver,
+}
+
+impl Scheme {
+    /// The scheme's name, as [`FromStr`](std::str::FromStr) accepts it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Deb => "deb",
+            Scheme::Rpm => "rpm",
+            Scheme::Apk => "apk",
+            Scheme::Semver => "semver",
+        }
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +56,11 @@ pub enum VersionError {
     #[error("unknown version scheme {0:?}: expected deb, rpm, apk or semver")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
-    Invalid { scheme: &'static str, version: String, reason: String },
+    Invalid {
+        scheme: &'static str,
+        version: String,
+        reason: String,
+    },
 }
 
 impl std::str::FromStr for Scheme {
@@ -36,6 +77,78 @@ impl std::str::FromStr for Scheme {
 }
 
 /// Compares two versions under `scheme`.
-pub fn compare(_scheme: Scheme, _a: &str, _b: &str) -> Result<Ordering, VersionError> {
-    Err(VersionError::Invalid { scheme: "any", version: String::new(), reason: "not implemented yet".into() })
+///
+/// * deb: `""` and `<unknown>` are dpkg's "no version" and sort first. What
+///   dpkg refuses is an error: an empty or non-numeric epoch, one outside
+///   `0..=2147483647`, nothing after the epoch's colon, an empty revision
+///   (`1.0-`) or upstream part (`-1`), blanks inside the string. What dpkg only
+///   warns about (no leading digit, characters outside Policy's set) is
+///   compared as dpkg compares it. Blanks at either end are ignored.
+/// * rpm: an error only for an empty version part (`""`, `1:`, `-1`) or a NUL
+///   byte; everything else has rpm's order. A missing epoch is `0`; a missing
+///   release sorts before any release (`1.0` < `1.0-1`), as in `rpm.ver`.
+/// * apk: never an error; malformed versions get apk-tools' order (read up
+///   to the first character its grammar rejects, which sorts low).
+/// * semver: anything that is not strict SemVer (after one optional leading
+///   `v`) is an error; build metadata is ignored.
+pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
+    match scheme {
+        Scheme::Deb => deb::compare(a, b),
+        Scheme::Rpm => rpm::compare(a, b),
+        Scheme::Apk => Ok(apk::compare(a, b)),
+        Scheme::Semver => semantic::compare(a, b),
+    }
+}
+
+/// `a < b` under `scheme`.
+pub fn lt(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
+    compare(scheme, a, b).map(Ordering::is_lt)
+}
+
+/// `a <= b` under `scheme`.
+pub fn le(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
+    compare(scheme, a, b).map(Ordering::is_le)
+}
+
+/// `a > b` under `scheme`.
+pub fn gt(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
+    compare(scheme, a, b).map(Ordering::is_gt)
+}
+
+/// `a >= b` under `scheme`.
+pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
+    compare(scheme, a, b).map(Ordering::is_ge)
+}
+
+/// The scheme whose versions a package manager's inventory holds: `dpkg` →
+/// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
+/// (case-insensitive); `None` for any other manager.
+pub fn guess_scheme(manager: &str) -> Option<Scheme> {
+    match manager.to_ascii_lowercase().as_str() {
+        "dpkg" => Some(Scheme::Deb),
+        "rpm" => Some(Scheme::Rpm),
+        "apk" => Some(Scheme::Apk),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_and_guess() {
+        assert_eq!(lt(Scheme::Deb, "5.2.15-2", "5.2.15-2+b2"), Ok(true));
+        assert_eq!(le(Scheme::Rpm, "1.0-1", "1.0-1"), Ok(true));
+        assert_eq!(gt(Scheme::Apk, "1.0-r1", "1.0"), Ok(true));
+        assert_eq!(ge(Scheme::Semver, "v1.0.0", "1.0.0-rc.1"), Ok(true));
+        assert!(lt(Scheme::Semver, "1.0", "1.0.0").is_err());
+        assert_eq!(guess_scheme("dpkg"), Some(Scheme::Deb));
+        assert_eq!(guess_scheme("rpm"), Some(Scheme::Rpm));
+        assert_eq!(guess_scheme("apk"), Some(Scheme::Apk));
+        assert_eq!(guess_scheme("pip"), None);
+        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver] {
+            assert_eq!(s.name().parse::<Scheme>(), Ok(s));
+        }
+    }
 }
