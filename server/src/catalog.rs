@@ -21,6 +21,7 @@ use crate::store::table_dir;
 pub async fn context(data: &Path) -> Result<SessionContext> {
     let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("periscope", "public");
     let ctx = SessionContext::new_with_config(config);
+    crate::udf::register(&ctx);
     for t in TABLES {
         let dir = table_dir(data, t);
         std::fs::create_dir_all(&dir)?;

@@ -68,6 +68,14 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
         sql(&["--server", &server.url], &format!("SELECT * FROM {table} LIMIT 1"));
     }
 
+    // The headline question: which scopes run bash below a fixed version, in dpkg's ordering.
+    let bash = &expected["bash"].0;
+    let below = |v: &str| sql(&["--server", &server.url], &format!("SELECT host, scope_id, version FROM packages WHERE name = 'bash' AND version_lt(version, '{v}')")).len();
+    assert_eq!(below(bash), 0, "bash {bash} is not below itself");
+    assert_eq!(below(&format!("{bash}.1")), 1, "bash {bash} is below {bash}.1");
+    assert_eq!(below(&format!("{bash}~rc1")), 0, "a tilde sorts before the release");
+    assert_eq!(below("1:0"), 1, "any epoch beats no epoch");
+
     // A second crawl replaces, not duplicates, the current view; history keeps both.
     let (ok, _, err) =
         agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);

@@ -1,0 +1,13 @@
+//! Periscope's SQL functions, registered on every session.
+
+pub mod version;
+
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionContext;
+
+/// Registers every Periscope function on `ctx`.
+pub fn register(ctx: &SessionContext) {
+    for f in version::all() {
+        ctx.register_udf(ScalarUDF::from(f));
+    }
+}
