@@ -106,11 +106,18 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
     } else {
         None
     };
+    // Live state belongs to the machine the agent runs on: only when crawling its own /.
+    let live = opts.scope == scope::HOST && opts.root == Path::new("/");
     let join = tokio::task::spawn_blocking(move || {
-        let host = crawl_with(&opts, |sink| match &inventory {
-            Some(Ok(inv)) => crate::discover::docker::fill(inv, sink),
-            Some(Err(e)) => sink.error("docker", None, e),
-            None => {}
+        let host = crawl_with(&opts, |sink| {
+            match &inventory {
+                Some(Ok(inv)) => crate::discover::docker::fill(inv, sink),
+                Some(Err(e)) => sink.error("docker", None, e),
+                None => {}
+            }
+            if live {
+                crate::discover::processes::fill(sink);
+            }
         })?;
         let mut crawls = vec![host];
         if let Some(Ok(inv)) = &inventory {

@@ -84,6 +84,14 @@ async fn every_container_appears_with_its_settings() {
     assert_eq!((s(e, "restart_policy"), s(e, "restart_max_retries")), ("on-failure".into(), "7".into()));
     assert!(!s(e, "finished_at").is_empty());
 
+    // The container's process is attributed to it, with its in-container pid.
+    let procs: Vec<_> = rows["processes"].iter().filter(|p| s(p, "container_id") == running).collect();
+    assert!(procs.iter().any(|p| s(p, "cmdline") == "sleep 600" && s(p, "ns_pid") == "1" && s(p, "uid") == "1000"), "{procs:?}");
+    assert_eq!(procs.iter().find(|p| s(p, "ns_pid") == "1").map(|p| s(p, "pid")), Some(s(r, "pid")));
+    let me = std::process::id().to_string();
+    let this = rows["processes"].iter().find(|p| s(p, "pid") == me).expect("this test process is listed");
+    assert_eq!(s(this, "container_id"), "", "host processes belong to no container");
+
     // docker.sock mounts are one WHERE away.
     let sock: Vec<_> = rows["container_mounts"].iter().filter(|m| s(m, "source").ends_with("docker.sock")).collect();
     assert_eq!(sock.len(), 1, "{:?}", rows["container_mounts"]);

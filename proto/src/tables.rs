@@ -311,6 +311,35 @@ pub const IMAGE_HISTORY: Table = Table {
     ],
 };
 
+pub const PROCESSES: Table = Table {
+    name: "processes",
+    description: "Processes running on the host, each attributed to its container (from its cgroup) when it has one.",
+    columns: &[
+        col("pid", Int64, "Process id in the host's pid namespace."),
+        col("ns_pid", Int64, "Process id inside its own pid namespace (the container's view)."),
+        col("ppid", Int64, "Parent process id (host namespace)."),
+        col("name", Utf8, "Command name (comm)."),
+        col("exe", Utf8, "Executable path as the process sees it; null when unreadable."),
+        col("cmdline", Utf8, "Arguments, space-joined."),
+        col("uid", Int64, "Real user id."),
+        col("euid", Int64, "Effective user id."),
+        col("user", Utf8, "Host user name for uid, for processes not in a container."),
+        col("state", Utf8, "Process state letter, e.g. R, S, Z."),
+        col("start_time", Timestamp, "When the process started."),
+        col("rss_bytes", Int64, "Resident memory in bytes."),
+        col("cpu_time_ms", Int64, "User plus system CPU time in milliseconds."),
+        col("threads", Int64, "Number of threads."),
+        col("cap_eff", Utf8, "Effective capability mask, hex."),
+        col("no_new_privs", Boolean, "no_new_privs set."),
+        col("seccomp", Utf8, "seccomp mode: disabled, strict or filter."),
+        col("cgroup", Utf8, "cgroup path (the unified or first hierarchy's)."),
+        col("pid_ns", Int64, "pid namespace inode."),
+        col("net_ns", Int64, "network namespace inode."),
+        col("mnt_ns", Int64, "mount namespace inode."),
+        col("container_id", Utf8, "Container the process belongs to, from its cgroup path; null for host processes."),
+    ],
+};
+
 pub const CRAWL_ERRORS: Table = Table {
     name: "crawl_errors",
     description: "Problems met while crawling: each is one row, and the rest of the crawl still arrives.",
@@ -337,7 +366,8 @@ pub const CRAWLS: Table = Table {
 /// Every declared table.
 pub const TABLES: &[&Table] =
     &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CRAWL_ERRORS, &CRAWLS];
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &PROCESSES, &CRAWL_ERRORS,
+      &CRAWLS];
 
 /// Looks a table up by name.
 pub fn table(name: &str) -> Option<&'static Table> {

@@ -2,3 +2,4 @@
 //! in the host scope; the container and image filesystems are separate scopes.
 
 pub mod docker;
+pub mod processes;

@@ -1,0 +1,126 @@
+//! `processes`: live processes from the host's own procfs (trusted, unlike
+//! container filesystems), each attributed to a container by its cgroup path
+//! (Docker's cgroupfs and systemd drivers, Kubernetes kubepods with
+//! docker/cri-containerd/crio prefixes all end in the 64-hex container id).
+
+use std::collections::HashMap;
+
+use periscope_proto::tables::PROCESSES;
+
+use crate::collectors::accounts::parse_passwd;
+use crate::collectors::Sink;
+use crate::encode::Value;
+
+const C: &str = "processes";
+
+/// The container id in a cgroup path: the last run of exactly 64 hex digits.
+pub fn container_id_from_cgroup(path: &str) -> Option<String> {
+    path.split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|run| run.len() == 64)
+        .next_back()
+        .map(str::to_string)
+}
+
+/// The path of a /proc/<pid>/cgroup file's unified (v2) or first (v1) hierarchy.
+fn cgroup_path(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let pick = lines.iter().find(|l| l.starts_with("0::")).or_else(|| lines.iter().find(|l| l.contains("pids") || l.contains("memory"))).or(lines.first())?;
+    pick.splitn(3, ':').nth(2).map(str::to_string)
+}
+
+fn ns_inode(pid: i32, ns: &str) -> Option<i64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()?;
+    let s = link.to_string_lossy();
+    s.split_once('[')?.1.trim_end_matches(']').parse().ok()
+}
+
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::fs::File::open(path).ok()?.take(64 << 10).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+pub fn fill(out: &mut Sink) {
+    let procs = match procfs::process::all_processes() {
+        Ok(p) => p,
+        Err(e) => return out.error(C, Some("/proc"), &format!("cannot list processes: {e}")),
+    };
+    let users: HashMap<i64, String> = read_small("/etc/passwd")
+        .map(|t| parse_passwd(&t).0.into_iter().filter_map(|u| Some((u.uid?, u.name))).collect())
+        .unwrap_or_default();
+    let ticks = procfs::ticks_per_second().max(1) as i64;
+    let boot = procfs::boot_time_secs().unwrap_or(0) as i64;
+    let page = procfs::page_size() as i64;
+    for p in procs {
+        // A process that exits mid-listing is not an error.
+        let Ok(p) = p else { continue };
+        let Ok(stat) = p.stat() else { continue };
+        let status = p.status().ok();
+        let pid = p.pid;
+        let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
+        let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
+        let cgroup = read_small(&format!("/proc/{pid}/cgroup")).and_then(|t| cgroup_path(&t));
+        let container = cgroup.as_deref().and_then(container_id_from_cgroup);
+        let uid = status.as_ref().map(|s| s.ruid as i64);
+        let user = if container.is_none() { uid.and_then(|u| users.get(&u).cloned()) } else { None };
+        let ns_pid = status.as_ref().and_then(|s| s.nspid.as_ref()).and_then(|v| v.last().copied()).map(i64::from);
+        let seccomp = status.as_ref().and_then(|s| s.seccomp).map(|m| match m {
+            0 => "disabled",
+            1 => "strict",
+            _ => "filter",
+        });
+        let start_us = (boot * 1_000_000).saturating_add(stat.starttime as i64 * 1_000_000 / ticks);
+        let cpu_ms = (stat.utime + stat.stime) as i64 * 1000 / ticks;
+        out.row(
+            &PROCESSES,
+            &[
+                ("pid", i64::from(pid).into()),
+                ("ns_pid", ns_pid.into()),
+                ("ppid", i64::from(stat.ppid).into()),
+                ("name", stat.comm.as_str().into()),
+                ("exe", exe.as_ref().into()),
+                ("cmdline", cmdline.as_str().into()),
+                ("uid", uid.into()),
+                ("euid", status.as_ref().map(|s| s.euid as i64).into()),
+                ("user", user.as_ref().into()),
+                ("state", stat.state.to_string().as_str().into()),
+                ("start_time", Value::Int(start_us)),
+                ("rss_bytes", (stat.rss as i64 * page).into()),
+                ("cpu_time_ms", cpu_ms.into()),
+                ("threads", stat.num_threads.into()),
+                ("cap_eff", status.as_ref().map(|s| format!("{:016x}", s.capeff)).as_ref().into()),
+                ("no_new_privs", status.as_ref().and_then(|s| s.nonewprivs).map(|n| n != 0).into()),
+                ("seccomp", seccomp.into()),
+                ("cgroup", cgroup.as_ref().into()),
+                ("pid_ns", ns_inode(pid, "pid").into()),
+                ("net_ns", ns_inode(pid, "net").into()),
+                ("mnt_ns", ns_inode(pid, "mnt").into()),
+                ("container_id", container.as_ref().into()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "8f3c2a1b9d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a";
+        for (path, want) in [
+            (format!("/docker/{id}"), Some(id)),
+            (format!("/system.slice/docker-{id}.scope"), Some(id)),
+            (format!("/kubepods/burstable/pod1234-5678/{id}"), Some(id)),
+            (format!("/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"), Some(id)),
+            (format!("/kubepods.slice/kubepods-besteffort.slice/crio-{id}.scope"), Some(id)),
+            ("/user.slice/user-0.slice/session-1.scope".to_string(), None),
+            ("/".to_string(), None),
+        ] {
+            assert_eq!(container_id_from_cgroup(&path).as_deref(), want, "{path}");
+        }
+        assert_eq!(cgroup_path("0::/system.slice/x.scope\n").as_deref(), Some("/system.slice/x.scope"));
+        assert_eq!(cgroup_path("12:pids:/docker/abc\n1:name=systemd:/docker/abc\n").as_deref(), Some("/docker/abc"));
+    }
+}
