@@ -14,14 +14,10 @@
 //! fields are never kept: shadow records only say what kind of value was there,
 //! and no problem message quotes a password field or a whole line.
 
-use super::dpkg::StanzaError;
+pub use super::parse::{MAX_ERRORS, MAX_VALUE};
+use super::parse::{cut, truncate, Errors, StanzaError};
 
-/// Longest kept value, in bytes; longer values are cut at a char boundary and
-/// reported.
-pub const MAX_VALUE: usize = 64 * 1024;
 
-/// Problems recorded in detail per parse; the rest are counted in one summary.
-pub const MAX_ERRORS: usize = 1000;
 
 /// One line of `/etc/passwd`. The password field is deliberately absent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -209,56 +205,14 @@ fn kept(field: &str, what: &str, name: &str, line: usize, errors: &mut Errors) -
 
 /// `field`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
 fn capped<'a>(field: &'a str, what: &str, name: &str, line: usize, errors: &mut Errors) -> &'a str {
-    if field.len() <= MAX_VALUE {
-        return field;
+    let kept = cut(field, MAX_VALUE);
+    if kept.len() < field.len() {
+        errors.push(line, || {
+            let whose = if name.is_empty() { String::new() } else { format!(" of {:?}", truncate(name, 40)) };
+            format!("{what}{whose} has {} bytes, truncated to {}", field.len(), kept.len())
+        });
     }
-    let mut end = MAX_VALUE;
-    while !field.is_char_boundary(end) {
-        end -= 1;
-    }
-    errors.push(line, || {
-        let whose = if name.is_empty() { String::new() } else { format!(" of {:?}", truncate(name, 40)) };
-        format!("{what}{whose} has {} bytes, truncated to {end}", field.len())
-    });
-    &field[..end]
-}
-
-/// At most `n` chars of `s`, for messages.
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// Problems in line order, bounded: past [`MAX_ERRORS`] they are only counted,
-/// and messages are not even formatted.
-#[derive(Default)]
-struct Errors {
-    list: Vec<StanzaError>,
-    dropped: usize,
-    first_dropped: usize,
-}
-
-impl Errors {
-    fn push(&mut self, line: usize, message: impl FnOnce() -> String) {
-        if self.list.len() < MAX_ERRORS {
-            self.list.push(StanzaError { line, message: message() });
-        } else {
-            if self.dropped == 0 {
-                self.first_dropped = line;
-            }
-            self.dropped += 1;
-        }
-    }
-
-    fn into_vec(mut self) -> Vec<StanzaError> {
-        if self.dropped > 0 {
-            let message = format!("{} more problems from this line on were not recorded", self.dropped);
-            self.list.push(StanzaError { line: self.first_dropped, message });
-        }
-        self.list
-    }
+    kept
 }
 
 #[cfg(test)]

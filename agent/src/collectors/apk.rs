@@ -12,14 +12,10 @@
 //! input until a value is kept, caps every kept value at [`MAX_VALUE`] bytes and
 //! stops recording problems after [`MAX_ERRORS`] (one final summary is added).
 
-use super::dpkg::StanzaError;
+pub use super::parse::{MAX_ERRORS, MAX_VALUE};
+use super::parse::{cut, truncate, Errors, StanzaError};
 
-/// Longest kept value, in bytes; longer values are cut at a char boundary and
-/// reported.
-pub const MAX_VALUE: usize = 64 * 1024;
 
-/// Problems recorded in detail per parse; the rest are counted in one summary.
-pub const MAX_ERRORS: usize = 1000;
 
 /// One package of the installed database.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -240,53 +236,11 @@ fn number(slot: &mut Option<i64>, key: u8, value: &str, line: usize, errors: &mu
 
 /// `value`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
 fn capped<'a>(key: u8, value: &'a str, line: usize, errors: &mut Errors) -> &'a str {
-    if value.len() <= MAX_VALUE {
-        return value;
+    let kept = cut(value, MAX_VALUE);
+    if kept.len() < value.len() {
+        errors.push(line, || format!("{}: value of {} bytes truncated to {}", key as char, value.len(), kept.len()));
     }
-    let mut end = MAX_VALUE;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    errors.push(line, || format!("{}: value of {} bytes truncated to {end}", key as char, value.len()));
-    &value[..end]
-}
-
-/// At most `n` chars of `s`, for messages.
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// Problems in line order, bounded: past [`MAX_ERRORS`] they are only counted,
-/// and messages are not even formatted.
-#[derive(Default)]
-struct Errors {
-    list: Vec<StanzaError>,
-    dropped: usize,
-    first_dropped: usize,
-}
-
-impl Errors {
-    fn push(&mut self, line: usize, message: impl FnOnce() -> String) {
-        if self.list.len() < MAX_ERRORS {
-            self.list.push(StanzaError { line, message: message() });
-        } else {
-            if self.dropped == 0 {
-                self.first_dropped = line;
-            }
-            self.dropped += 1;
-        }
-    }
-
-    fn into_vec(mut self) -> Vec<StanzaError> {
-        if self.dropped > 0 {
-            let message = format!("{} more problems from this line on were not recorded", self.dropped);
-            self.list.push(StanzaError { line: self.first_dropped, message });
-        }
-        self.list
-    }
+    kept
 }
 
 #[cfg(test)]

@@ -31,12 +31,8 @@ impl DpkgPackage {
     }
 }
 
-/// A stanza that could not become a package, with its 1-based first line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StanzaError {
-    pub line: usize,
-    pub message: String,
-}
+pub use super::parse::StanzaError;
+use super::parse::truncate;
 
 /// Parses a whole status file.
 pub fn parse_status(text: &str) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
@@ -73,13 +69,6 @@ pub fn parse_status(text: &str) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
         }
     }
     (pkgs, errors)
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 fn stanza(fields: &[(&str, String)]) -> Result<DpkgPackage, String> {

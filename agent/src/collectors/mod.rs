@@ -10,6 +10,7 @@ pub mod files;
 pub mod groups;
 pub mod os;
 pub mod packages;
+pub mod parse;
 pub mod rpm;
 pub mod unowned;
 pub mod users;
