@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use periscope_agent::crawl::{crawl_async, hostname, CrawlOptions, DockerMode};
-use periscope_agent::rootfs::DEFAULT_MAX_FILE_BYTES;
+use periscope_agent::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES};
 
 #[derive(Parser)]
 #[command(name = "periscope-agent", version, about = "Inventory a host's filesystems from the outside")]
@@ -45,6 +45,18 @@ enum Cmd {
         /// Per-file read budget in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
         max_file_bytes: u64,
+        /// Per-scope budget: bytes read across all files.
+        #[arg(long, default_value_t = Budgets::default().max_total_bytes)]
+        max_total_bytes: u64,
+        /// Per-scope budget: directory entries visited.
+        #[arg(long, default_value_t = Budgets::default().max_entries)]
+        max_entries: u64,
+        /// Per-scope budget: directory depth of walks.
+        #[arg(long, default_value_t = Budgets::default().max_depth)]
+        max_depth: usize,
+        /// Per-scope budget: wall time in seconds.
+        #[arg(long, default_value_t = Budgets::default().max_wall.as_secs())]
+        max_wall_secs: u64,
     },
 }
 
@@ -68,8 +80,29 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Crawl { root, server, print, host, scope, scope_id, collectors, docker, max_file_bytes } => {
-            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, collectors, ..CrawlOptions::default() };
+        Cmd::Crawl {
+            root,
+            server,
+            print,
+            host,
+            scope,
+            scope_id,
+            collectors,
+            docker,
+            max_file_bytes,
+            max_total_bytes,
+            max_entries,
+            max_depth,
+            max_wall_secs,
+        } => {
+            let budgets = Budgets {
+                max_file_bytes,
+                max_total_bytes,
+                max_entries,
+                max_depth,
+                max_wall: std::time::Duration::from_secs(max_wall_secs),
+            };
+            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, budgets, collectors, ..CrawlOptions::default() };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let crawls = rt.block_on(crawl_async(opts, docker))?;
             let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();

@@ -140,6 +140,11 @@ fn apk_database_written_from_the_format_documentation() {
         .collect();
     assert_eq!(pk["musl"], ("apk".into(), "1.2.5-r0".into(), "MIT".into()));
     assert_eq!(pk["busybox"].1, "1.36.1-r29");
+    let musl = rows["packages"].iter().find(|r| s(r, "name") == "musl").unwrap();
+    assert_eq!(
+        (s(musl, "description"), s(musl, "url"), s(musl, "commit"), s(musl, "package_size"), s(musl, "installed_size")),
+        ("the musl c library".into(), "https://musl.libc.org/".into(), "abc123".into(), "407000".into(), "667648".into())
+    );
     let files: BTreeSet<(String, String)> = rows["package_files"].iter().map(|r| (s(r, "package"), s(r, "path"))).collect();
     assert!(files.contains(&("musl".into(), "/lib/ld-musl-x86_64.so.1".into())), "{files:?}");
     assert!(files.contains(&("busybox".into(), "/etc/securetty".into())), "{files:?}");
@@ -157,4 +162,37 @@ fn a_busybox_root_without_os_release_is_identified() {
     let os = &rows["os"][0];
     assert_eq!((s(os, "id"), s(os, "busybox")), ("busybox".into(), "true".into()));
     assert!(rows["crawl_errors"].iter().any(|r| s(r, "message").contains("no os-release found")));
+}
+
+#[test]
+fn distroless_status_d_from_real_control_stanzas() {
+    // Distroless images carry one control stanza per package in status.d and its md5sums beside it.
+    let base = debian_rootfs();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("var/lib/dpkg/status.d")).unwrap();
+    let status = std::fs::read_to_string(base.join("var/lib/dpkg/status")).unwrap();
+    let mut want = BTreeMap::new();
+    for name in ["libc6", "base-files", "tzdata"] {
+        let stanza = status.split("\n\n").find(|s| s.starts_with(&format!("Package: {name}\n"))).unwrap();
+        // Distroless drops the Status line: present means installed.
+        let stanza: String = stanza.lines().filter(|l| !l.starts_with("Status:")).map(|l| format!("{l}\n")).collect();
+        let version = stanza.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_string();
+        std::fs::write(root.join(format!("var/lib/dpkg/status.d/{name}")), &stanza).unwrap();
+        let sums = ["", ":amd64"].iter().find_map(|a| std::fs::read(base.join(format!("var/lib/dpkg/info/{name}{a}.md5sums"))).ok()).unwrap();
+        std::fs::write(root.join(format!("var/lib/dpkg/status.d/{name}.md5sums")), &sums).unwrap();
+        let files: BTreeSet<String> =
+            String::from_utf8(sums).unwrap().lines().filter_map(|l| l.split_once("  ")).map(|(_, p)| format!("/{p}")).collect();
+        want.insert(name.to_string(), (version, files));
+    }
+    let (rows, _) = crawl_rows(&opts(root));
+    let got: BTreeMap<String, String> = rows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+    assert_eq!(got, want.iter().map(|(n, (v, _))| (n.clone(), v.clone())).collect::<BTreeMap<_, _>>());
+    for (name, (_, files)) in &want {
+        let ours: BTreeSet<String> =
+            rows["package_files"].iter().filter(|r| s(r, "package") == *name).map(|r| s(r, "path")).collect();
+        assert_eq!(&ours, files, "{name}");
+    }
+    assert!(rows["packages"].iter().all(|r| s(r, "db_path").starts_with("/var/lib/dpkg/status.d/")));
+    assert!(!rows["crawl_errors"].iter().any(|r| s(r, "collector") == "packages"), "{:?}", rows["crawl_errors"]);
 }

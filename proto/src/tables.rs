@@ -105,6 +105,10 @@ pub const PACKAGES: Table = Table {
         col("vendor", Utf8, "rpm vendor."),
         col("install_time", Timestamp, "When the package was installed, where the database records it (rpm INSTALLTIME)."),
         col("db_path", Utf8, "Database file the package was read from, inside the scope."),
+        col("description", Utf8, "One-line description (dpkg Description's first line, apk T)."),
+        col("url", Utf8, "Project home page (dpkg Homepage, apk U)."),
+        col("commit", Utf8, "Build recipe commit, where recorded (apk c)."),
+        col("package_size", Int64, "Size of the package archive in bytes, where recorded (apk S)."),
     ],
 };
 

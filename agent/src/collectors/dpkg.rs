@@ -16,6 +16,9 @@ pub struct DpkgPackage {
     pub maintainer: Option<String>,
     /// In bytes (the database records KiB).
     pub installed_size: Option<i64>,
+    /// First line of Description.
+    pub description: Option<String>,
+    pub homepage: Option<String>,
 }
 
 impl DpkgPackage {
@@ -94,6 +97,8 @@ fn stanza(fields: &[(&str, String)]) -> Result<DpkgPackage, String> {
         status: get("Status"),
         maintainer: get("Maintainer"),
         installed_size,
+        description: get("Description").and_then(|d| d.lines().next().map(str::to_string)).filter(|d| !d.is_empty()),
+        homepage: get("Homepage"),
         name,
     })
 }

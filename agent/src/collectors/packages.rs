@@ -67,6 +67,8 @@ fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
             ("maintainer", p.maintainer.as_ref().into()),
             ("installed_size", p.installed_size.into()),
             ("db_path", db_path.into()),
+            ("description", p.description.as_ref().into()),
+            ("url", p.homepage.as_ref().into()),
         ],
     );
 }
@@ -220,6 +222,10 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 ("installed_size", p.installed_size.into()),
                 ("license", p.license.as_ref().into()),
                 ("db_path", APK_INSTALLED.into()),
+                ("description", p.description.as_ref().into()),
+                ("url", p.url.as_ref().into()),
+                ("commit", p.commit.as_ref().into()),
+                ("package_size", p.size.into()),
             ],
         );
         for f in &p.files {
