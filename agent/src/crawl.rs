@@ -116,6 +116,7 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
                 None => {}
             }
             if live {
+                crate::discover::host::fill(sink);
                 crate::discover::processes::fill(sink);
             }
         })?;

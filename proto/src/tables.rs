@@ -315,6 +315,23 @@ pub const IMAGE_HISTORY: Table = Table {
     ],
 };
 
+pub const HOST_INFO: Table = Table {
+    name: "host_info",
+    description: "The machine itself: kernel, uptime, CPUs and memory (host scope only).",
+    columns: &[
+        col("hostname", Utf8, "Kernel host name (uname nodename)."),
+        col("kernel_release", Utf8, "Kernel release, e.g. 6.1.0-18-amd64 (uname -r)."),
+        col("kernel_version", Utf8, "Kernel build version string (uname -v)."),
+        col("arch", Utf8, "Machine hardware name, e.g. x86_64."),
+        col("boot_time", Timestamp, "When the machine booted."),
+        col("uptime_seconds", Int64, "Seconds since boot."),
+        col("cpu_count", Int64, "Online CPUs."),
+        col("memory_total_bytes", Int64, "Physical memory (MemTotal)."),
+        col("memory_available_bytes", Int64, "Memory available for new work (MemAvailable)."),
+        col("cgroup_version", Int64, "1 or 2: the cgroup hierarchy this machine runs."),
+    ],
+};
+
 pub const PROCESSES: Table = Table {
     name: "processes",
     description: "Processes running on the host, each attributed to its container (from its cgroup) when it has one.",
@@ -370,7 +387,7 @@ pub const CRAWLS: Table = Table {
 /// Every declared table.
 pub const TABLES: &[&Table] =
     &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &PROCESSES, &CRAWL_ERRORS,
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
       &CRAWLS];
 
 /// Looks a table up by name.

@@ -146,6 +146,14 @@ fn quickstart_prints_this_machines_bash_version_from_sql() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "quickstart failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("SELECT name, version FROM packages WHERE name = 'bash'"), "{stdout}");
+    // The host's live facts arrived and agree with the kernel.
+    let hi = sql(&["--data", data.path().to_str().unwrap()], "SELECT kernel_release, cpu_count, memory_total_bytes FROM host_info");
+    assert_eq!(hi.len(), 1, "{hi:?}");
+    let release = String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
+    assert_eq!(s(&hi[0], "kernel_release"), release.trim());
+    assert_eq!(s(&hi[0], "cpu_count"), std::thread::available_parallelism().unwrap().get().to_string());
+    let procs = sql(&["--data", data.path().to_str().unwrap()], "SELECT count(*) AS n FROM processes WHERE pid = 1");
+    assert_eq!(s(&procs[0], "n"), "1");
     match Command::new("dpkg-query").args(["-W", "-f", "${Version}", "bash"]).output() {
         Ok(o) if o.status.success() => {
             let v = String::from_utf8(o.stdout).unwrap();

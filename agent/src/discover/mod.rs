@@ -2,4 +2,5 @@
 //! in the host scope; the container and image filesystems are separate scopes.
 
 pub mod docker;
+pub mod host;
 pub mod processes;
