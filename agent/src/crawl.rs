@@ -111,7 +111,10 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
     let join = tokio::task::spawn_blocking(move || {
         let host = crawl_with(&opts, |sink| {
             match &inventory {
-                Some(Ok(inv)) => crate::discover::docker::fill(inv, sink),
+                Some(Ok(inv)) => {
+                    crate::discover::docker::fill(inv, sink);
+                    crate::discover::cgroups::fill(&crate::discover::docker::running(inv), sink);
+                }
                 Some(Err(e)) => sink.error("docker", None, e),
                 None => {}
             }

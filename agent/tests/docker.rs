@@ -25,6 +25,28 @@ async fn every_container_appears_with_its_settings() {
     ]);
     let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", "--read-only", &image, "true"]);
     let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
+    // A child process blows the memory limit and is OOM-killed; the container's shell lives on.
+    let oom = cs.create(&["run", "-d", "--name", &format!("{tag}-oom"), "--memory", "32m", "--memory-swap", "32m", &image, "sh", "-c", "tail /dev/zero; sleep 600"]);
+    let kernel_oom_kills = || -> Option<i64> {
+        let base = std::path::Path::new("/sys/fs/cgroup");
+        let pid = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &oom]).output().ok()?.stdout).ok()?;
+        let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).ok()?;
+        let file = if base.join("cgroup.controllers").exists() {
+            base.join(cg.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/')).join("memory.events")
+        } else {
+            let path = cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+            base.join("memory").join(path.trim_start_matches('/')).join("memory.oom_control")
+        };
+        std::fs::read_to_string(file).ok()?.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
+    };
+    for _ in 0..150 {
+        if kernel_oom_kills().unwrap_or(0) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let oom_kills = kernel_oom_kills().expect("the kernel reports the OOM container's oom_kill count");
+    assert!(oom_kills > 0, "tail /dev/zero was not OOM-killed within 30 s");
     // Wait until the short-lived one has really exited (restarts end after 7 tries).
     for _ in 0..100 {
         let st = Command::new("docker").args(["inspect", "-f", "{{.State.Status}}", &exited]).output().unwrap();
@@ -91,6 +113,15 @@ async fn every_container_appears_with_its_settings() {
     let me = std::process::id().to_string();
     let this = rows["processes"].iter().find(|p| s(p, "pid") == me).expect("this test process is listed");
     assert_eq!(s(this, "container_id"), "", "host processes belong to no container");
+
+    // cgroup figures match what Docker set and what the kernel counts.
+    let metrics = |id: &str| rows["container_metrics"].iter().find(|m| s(m, "container_id") == id).unwrap_or_else(|| panic!("no metrics for {id}"));
+    let m = metrics(&running);
+    assert_eq!((s(m, "memory_limit_bytes"), s(m, "pids_limit")), ((64 << 20).to_string(), "50".into()));
+    assert!(s(m, "pids_current").parse::<i64>().unwrap() >= 1 && s(m, "memory_current_bytes").parse::<i64>().unwrap() > 0, "{m:?}");
+    let mo = metrics(&oom);
+    assert_eq!(s(mo, "memory_limit_bytes"), (32 << 20).to_string());
+    assert_eq!(s(mo, "oom_kills"), oom_kills.to_string(), "oom_kill counter as the kernel reports it");
 
     // docker.sock mounts are one WHERE away.
     let sock: Vec<_> = rows["container_mounts"].iter().filter(|m| s(m, "source").ends_with("docker.sock")).collect();

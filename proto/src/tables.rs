@@ -315,6 +315,26 @@ pub const IMAGE_HISTORY: Table = Table {
     ],
 };
 
+pub const CONTAINER_METRICS: Table = Table {
+    name: "container_metrics",
+    description: "Resource figures of each running container from its cgroups (v1 or v2).",
+    columns: &[
+        col("container_id", Utf8, "Container id."),
+        col("cgroup_version", Int64, "1 or 2."),
+        col("memory_current_bytes", Int64, "Memory in use."),
+        col("memory_limit_bytes", Int64, "Memory limit; null when unlimited."),
+        col("memory_peak_bytes", Int64, "Highest memory use recorded."),
+        col("oom_events", Int64, "Times the limit was hit (v2 memory.events oom; v1 memory.failcnt)."),
+        col("oom_kills", Int64, "Processes killed by the OOM killer in this cgroup."),
+        col("cpu_usage_ns", Int64, "CPU time consumed, nanoseconds."),
+        col("cpu_periods", Int64, "CFS enforcement periods elapsed."),
+        col("cpu_throttled_periods", Int64, "Periods in which the cgroup was throttled."),
+        col("cpu_throttled_ns", Int64, "Time spent throttled, nanoseconds."),
+        col("pids_current", Int64, "Processes and threads in the cgroup."),
+        col("pids_limit", Int64, "pids limit; null when unlimited."),
+    ],
+};
+
 pub const HOST_INFO: Table = Table {
     name: "host_info",
     description: "The machine itself: kernel, uptime, CPUs and memory (host scope only).",
@@ -387,7 +407,7 @@ pub const CRAWLS: Table = Table {
 /// Every declared table.
 pub const TABLES: &[&Table] =
     &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
       &CRAWLS];
 
 /// Looks a table up by name.

@@ -21,11 +21,18 @@ pub fn container_id_from_cgroup(path: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The path of a /proc/<pid>/cgroup file's unified (v2) or first (v1) hierarchy.
+/// The path of a /proc/<pid>/cgroup file worth reporting: one that names a
+/// container if any line does (hybrid v1/v2 hosts list an empty unified
+/// `0::/` beside the real v1 paths), else the unified (v2) one, else the first.
 fn cgroup_path(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let pick = lines.iter().find(|l| l.starts_with("0::")).or_else(|| lines.iter().find(|l| l.contains("pids") || l.contains("memory"))).or(lines.first())?;
-    pick.splitn(3, ':').nth(2).map(str::to_string)
+    let paths: Vec<(&str, &str)> =
+        text.lines().filter_map(|l| l.splitn(3, ':').nth(2).map(|p| (l, p))).collect();
+    let pick = paths
+        .iter()
+        .find(|(_, p)| container_id_from_cgroup(p).is_some())
+        .or_else(|| paths.iter().find(|(l, _)| l.starts_with("0::")))
+        .or(paths.first())?;
+    Some(pick.1.to_string())
 }
 
 fn ns_inode(pid: i32, ns: &str) -> Option<i64> {
@@ -122,5 +129,8 @@ mod tests {
         }
         assert_eq!(cgroup_path("0::/system.slice/x.scope\n").as_deref(), Some("/system.slice/x.scope"));
         assert_eq!(cgroup_path("12:pids:/docker/abc\n1:name=systemd:/docker/abc\n").as_deref(), Some("/docker/abc"));
+        // Hybrid hosts: the empty unified line must not hide the container's v1 path.
+        let hybrid = format!("4:memory:/docker/{id}\n0::/\n");
+        assert_eq!(cgroup_path(&hybrid), Some(format!("/docker/{id}")));
     }
 }
