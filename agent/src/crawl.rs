@@ -121,6 +121,7 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
             if live {
                 crate::discover::host::fill(sink);
                 crate::discover::processes::fill(sink);
+                crate::discover::sockets::fill(sink);
             }
         })?;
         let mut crawls = vec![host];

@@ -25,6 +25,22 @@ async fn every_container_appears_with_its_settings() {
     ]);
     let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", "--read-only", &image, "true"]);
     let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
+    // A server listening in its own network namespace (perl-base is in the image).
+    let listener = cs.create(&[
+        "run", "-d", "--name", &format!("{tag}-listen"), &image, "perl", "-MIO::Socket::INET", "-e",
+        "$s = IO::Socket::INET->new(LocalPort => 8931, Listen => 5, ReuseAddr => 1) or die $!; sleep 600",
+    ]);
+    let listening = || {
+        let pid = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &listener]).output().unwrap().stdout).unwrap();
+        std::fs::read_to_string(format!("/proc/{}/net/tcp", pid.trim())).is_ok_and(|t| t.lines().any(|l| l.contains(":22E3 ") && l.contains(" 0A ")))
+    };
+    for _ in 0..100 {
+        if listening() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(listening(), "the perl server never listened on 8931");
     // A child process blows the memory limit and is OOM-killed; the container's shell lives on.
     let oom = cs.create(&["run", "-d", "--name", &format!("{tag}-oom"), "--memory", "32m", "--memory-swap", "32m", &image, "sh", "-c", "tail /dev/zero; sleep 600"]);
     let kernel_oom_kills = || -> Option<i64> {
@@ -113,6 +129,13 @@ async fn every_container_appears_with_its_settings() {
     let me = std::process::id().to_string();
     let this = rows["processes"].iter().find(|p| s(p, "pid") == me).expect("this test process is listed");
     assert_eq!(s(this, "container_id"), "", "host processes belong to no container");
+
+    // The listening port is attributed to its container and process, in that container's namespace.
+    let lp: Vec<_> = rows["listening_ports"].iter().filter(|p| s(p, "port") == "8931").collect();
+    assert_eq!(lp.len(), 1, "{lp:?}");
+    assert_eq!((s(lp[0], "container_id"), s(lp[0], "process"), s(lp[0], "protocol")), (listener.clone(), "perl".into(), "tcp".into()));
+    let host_ns = rows["processes"].iter().find(|p| s(p, "pid") == std::process::id().to_string()).map(|p| s(p, "net_ns")).unwrap();
+    assert_ne!(s(lp[0], "net_ns"), host_ns, "the port is in the container's own network namespace");
 
     // cgroup figures match what Docker set and what the kernel counts.
     let metrics = |id: &str| rows["container_metrics"].iter().find(|m| s(m, "container_id") == id).unwrap_or_else(|| panic!("no metrics for {id}"));

@@ -335,6 +335,36 @@ pub const CONTAINER_METRICS: Table = Table {
     ],
 };
 
+pub const LISTENING_PORTS: Table = Table {
+    name: "listening_ports",
+    description: "Sockets accepting connections (TCP LISTEN, bound UDP), read once per network namespace.",
+    columns: &[
+        col("protocol", Utf8, "tcp, tcp6, udp or udp6."),
+        col("address", Utf8, "Local address; 0.0.0.0 or :: means all interfaces."),
+        col("port", Int64, "Local port."),
+        col("net_ns", Int64, "Network namespace inode."),
+        col("pid", Int64, "Process holding the socket, when found."),
+        col("process", Utf8, "That process's name."),
+        col("container_id", Utf8, "Container of that process (or of the namespace), when it has one."),
+    ],
+};
+
+pub const CONNECTIONS: Table = Table {
+    name: "connections",
+    description: "TCP and UDP sockets that are not listening, read once per network namespace.",
+    columns: &[
+        col("protocol", Utf8, "tcp, tcp6, udp or udp6."),
+        col("local_address", Utf8, "Local address."),
+        col("local_port", Int64, "Local port."),
+        col("remote_address", Utf8, "Remote address."),
+        col("remote_port", Int64, "Remote port."),
+        col("state", Utf8, "TCP state, e.g. ESTABLISHED, TIME_WAIT."),
+        col("net_ns", Int64, "Network namespace inode."),
+        col("pid", Int64, "Process holding the socket, when found."),
+        col("container_id", Utf8, "Container of that process (or of the namespace), when it has one."),
+    ],
+};
+
 pub const HOST_INFO: Table = Table {
     name: "host_info",
     description: "The machine itself: kernel, uptime, CPUs and memory (host scope only).",
@@ -407,7 +437,7 @@ pub const CRAWLS: Table = Table {
 /// Every declared table.
 pub const TABLES: &[&Table] =
     &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &LISTENING_PORTS, &CONNECTIONS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
       &CRAWLS];
 
 /// Looks a table up by name.

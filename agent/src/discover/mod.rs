@@ -5,3 +5,4 @@ pub mod cgroups;
 pub mod docker;
 pub mod host;
 pub mod processes;
+pub mod sockets;
