@@ -126,13 +126,42 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
         })?;
         let mut crawls = vec![host];
         if let Some(Ok(inv)) = &inventory {
+            let host = crawls[0].common.host.clone();
             for (id, pid) in crate::discover::docker::running(inv) {
-                crawls.push(crawl_container(&opts, &id, pid, &crawls[0].common.host));
+                crawls.push(crawl_container(&opts, &id, pid, &host));
+            }
+            // Stopped and never-started containers, and every image, through their layers.
+            for (id, layers) in crate::discover::docker::stopped(inv) {
+                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, &layers, &host));
+            }
+            for (id, layers) in crate::discover::docker::image_layers(inv) {
+                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, &layers, &host));
             }
         }
         Ok(crawls)
     });
     join.await.expect("crawl task panicked")
+}
+
+/// Crawls a stopped container or an image by merging its layer directories
+/// in userspace (nothing is mounted); missing layer data is an error row.
+fn crawl_layers(opts: &CrawlOptions, kind: &str, id: &str, layers: &[std::path::PathBuf], host: &str) -> Crawl {
+    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
+    let common = Common { host: host.to_string(), scope: kind.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
+    let shown = layers.first().map(|p| p.display().to_string()).unwrap_or_default();
+    let root = if layers.is_empty() {
+        Err(format!("{kind} {id}: the storage driver reports no layer directories"))
+    } else {
+        Root::from_layers(layers, &shown, budgets).map_err(|e| e.to_string())
+    };
+    match root {
+        Ok(root) => run_collectors(opts, root, common, shown, |_| {}),
+        Err(e) => {
+            let mut sink = Sink::new(common.clone());
+            sink.error(kind, None, &e);
+            seal(sink, common, shown, Instant::now())
+        }
+    }
 }
 
 /// Crawls one running container; a container that cannot be opened (it

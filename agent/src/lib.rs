@@ -9,6 +9,7 @@ pub mod collectors;
 pub mod crawl;
 pub mod discover;
 pub mod encode;
+pub mod layers;
 pub mod print;
 pub mod rootfs;
 pub mod send;

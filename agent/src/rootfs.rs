@@ -173,10 +173,26 @@ pub fn display_name(bytes: &[u8]) -> String {
     out
 }
 
+/// What a root reads from: one directory, or overlay layers merged in userspace.
+#[derive(Debug)]
+enum Backing {
+    Dir(pathrs::Root),
+    Layers(crate::layers::Layers),
+}
+
+fn layer_err(path: &str, e: crate::layers::LayerError) -> ReadError {
+    use crate::layers::LayerError;
+    match e {
+        LayerError::NotFound | LayerError::NotDirectory => ReadError::NotFound { path: path.to_string() },
+        LayerError::Loop => ReadError::Loop { path: path.to_string() },
+        LayerError::Io(e) => errno(path, e),
+    }
+}
+
 /// A directory handle that all reads of one scope go through.
 #[derive(Debug)]
 pub struct Root {
-    inner: pathrs::Root,
+    inner: Backing,
     path: PathBuf,
     budgets: Budgets,
     deadline: Instant,
@@ -212,7 +228,7 @@ impl Root {
         let path = path.as_ref().to_path_buf();
         let inner = pathrs::Root::open(&path).map_err(|e| RootError::Open { path: path.clone(), message: e.to_string() })?;
         Ok(Root {
-            inner,
+            inner: Backing::Dir(inner),
             path,
             budgets,
             deadline: Instant::now() + budgets.max_wall,
@@ -224,13 +240,28 @@ impl Root {
     /// Uses an already-open directory as the root; `shown` names it in messages.
     pub fn from_fd(fd: OwnedFd, shown: impl Into<PathBuf>, budgets: Budgets) -> Root {
         Root {
-            inner: pathrs::Root::from_fd(fd),
+            inner: Backing::Dir(pathrs::Root::from_fd(fd)),
             path: shown.into(),
             budgets,
             deadline: Instant::now() + budgets.max_wall,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
         }
+    }
+
+    /// A root made of overlay layer directories on this host, top (upper) first,
+    /// merged in userspace: how stopped containers and images are read.
+    pub fn from_layers(layers: &[PathBuf], shown: impl Into<PathBuf>, budgets: Budgets) -> Result<Root, RootError> {
+        let shown = shown.into();
+        let l = crate::layers::Layers::open(layers).map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
+        Ok(Root {
+            inner: Backing::Layers(l),
+            path: shown,
+            budgets,
+            deadline: Instant::now() + budgets.max_wall,
+            bytes_read: Cell::new(0),
+            entries: Cell::new(0),
+        })
     }
 
     pub fn budgets(&self) -> &Budgets {
@@ -271,8 +302,13 @@ impl Root {
     fn resolve(&self, rel: &OsStr) -> Result<pathrs::Handle, ReadError> {
         let shown = display_name(rel.as_bytes());
         self.check_time(&shown)?;
-        let inner = inner_path(rel);
-        self.inner.resolve(inner).map_err(|e| pathrs_err(&shown, e))
+        match &self.inner {
+            Backing::Dir(r) => r.resolve(inner_path(rel)).map_err(|e| pathrs_err(&shown, e)),
+            Backing::Layers(l) => {
+                let f = l.resolve(rel.as_bytes(), true).map_err(|e| layer_err(&shown, e))?;
+                Ok(pathrs::Handle::from_fd(l.handle(&f).map_err(|e| layer_err(&shown, e))?))
+            }
+        }
     }
 
     /// Opens a regular file inside the root for reading. Anything else is
@@ -364,14 +400,25 @@ impl Root {
     pub fn read_link(&self, rel: impl AsRef<OsStr>) -> Result<String, ReadError> {
         let shown = display_name(rel.as_ref().as_bytes());
         self.check_time(&shown)?;
-        self.inner
-            .readlink(inner_path(rel.as_ref()))
-            .map(|p| display_name(p.as_os_str().as_bytes()))
-            .map_err(|e| pathrs_err(&shown, e))
+        match &self.inner {
+            Backing::Dir(r) => r
+                .readlink(inner_path(rel.as_ref()))
+                .map(|p| display_name(p.as_os_str().as_bytes()))
+                .map_err(|e| pathrs_err(&shown, e)),
+            Backing::Layers(l) => l.read_link(rel.as_ref().as_bytes()).map(|t| display_name(&t)).map_err(|e| layer_err(&shown, e)),
+        }
     }
 
     /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.
     pub fn list_dir(&self, rel: &str) -> Result<Vec<Vec<u8>>, ReadError> {
+        if let Backing::Layers(l) = &self.inner {
+            self.check_time(rel)?;
+            let names = l.list(rel.as_bytes()).map_err(|e| layer_err(rel, e))?;
+            for _ in &names {
+                self.charge_entry(rel)?;
+            }
+            return Ok(names);
+        }
         let dir = self.open_dir(rel)?;
         let mut names = Vec::new();
         for_each_name(dir.as_fd(), rel, |name| {
@@ -408,11 +455,69 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
+        if let Backing::Layers(l) = &self.inner {
+            let base = if start == "/" { String::new() } else { format!("/{}", start.trim_matches('/')) };
+            // The start may be reached through symlinks; entries below it never are.
+            let f = l.resolve(start.as_bytes(), true).map_err(|e| layer_err(start, e))?;
+            if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
+                return Err(ReadError::NotDirectory { path: start.to_string(), kind: kind_name(FileType::from_raw_mode(f.stat.st_mode)) });
+            }
+            return self.walk_layers(l, base.as_bytes(), &base, 1, visit, on_error);
+        }
         let dir = self.open_dir(start)?;
         let st = rustix::fs::fstat(&dir).map_err(|e| errno(start, e))?;
         let base = if start == "/" { String::new() } else { format!("/{}", start.trim_matches('/')) };
         let mut ancestors = vec![(st.st_dev as u64, st.st_ino as u64)];
         self.walk_dir(dir.as_fd(), &base, base.as_bytes(), 1, &mut ancestors, visit, on_error)
+    }
+
+    fn walk_layers(
+        &self,
+        l: &crate::layers::Layers,
+        raw_path: &[u8],
+        path: &str,
+        depth: usize,
+        visit: &mut dyn FnMut(&Entry) -> bool,
+        on_error: &mut dyn FnMut(ReadError),
+    ) -> Result<(), ReadError> {
+        let names = l.list(if raw_path.is_empty() { b"/" } else { raw_path }).map_err(|e| layer_err(path, e))?;
+        for name in names {
+            self.charge_entry(path)?;
+            let child = format!("{path}/{}", display_name(&name));
+            let mut raw = raw_path.to_vec();
+            raw.push(b'/');
+            raw.extend_from_slice(&name);
+            let st = match l.resolve(&raw, false) {
+                Ok(f) => f.stat,
+                Err(e) => {
+                    on_error(layer_err(&child, e));
+                    continue;
+                }
+            };
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let entry = Entry {
+                path: child.clone(),
+                raw,
+                kind,
+                size: st.st_size as u64,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mtime: st.st_mtime,
+                ino: st.st_ino as u64,
+                dev: st.st_dev as u64,
+                depth,
+            };
+            if !visit(&entry) || kind != FileType::Directory {
+                continue;
+            }
+            if depth >= self.budgets.max_depth {
+                on_error(ReadError::Budget { path: child, what: format!("directory depth over {}", self.budgets.max_depth) });
+                continue;
+            }
+            self.walk_layers(l, &entry.raw, &child, depth + 1, visit, on_error)?;
+        }
+        Ok(())
     }
 
     fn walk_dir(

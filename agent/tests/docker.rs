@@ -25,6 +25,8 @@ async fn every_container_appears_with_its_settings() {
     ]);
     let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", "--read-only", &image, "true"]);
     let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
+    // A container that deleted a file and stopped: its upper layer holds a whiteout.
+    let deleter = cs.create(&["run", "-d", "--name", &format!("{tag}-del"), &image, "rm", "/etc/login.defs"]);
     // A server listening in its own network namespace (perl-base is in the image).
     let listener = cs.create(&[
         "run", "-d", "--name", &format!("{tag}-listen"), &image, "perl", "-MIO::Socket::INET", "-e",
@@ -80,7 +82,11 @@ async fn every_container_appears_with_its_settings() {
     assert!(st.success());
     let mut config = periscope_agent::collectors::CollectorConfig::default();
     config.file_globs = vec!["/tmp/planted".into()];
-    let opts = CrawlOptions { collectors: Some(vec!["os".into(), "packages".into(), "files".into()]), config, ..Default::default() };
+    let opts = CrawlOptions {
+        collectors: Some(vec!["os".into(), "packages".into(), "files".into(), "configs".into()]),
+        config,
+        ..Default::default()
+    };
     let crawls = crawl_async(opts, DockerMode::On).await.expect("crawl");
     let c = &crawls[0];
     assert_eq!(c.common.scope, "host");
@@ -96,8 +102,23 @@ async fn every_container_appears_with_its_settings() {
     assert_eq!(crows["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
     assert!(crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
         "the planted file shows up for its container only");
-    // Stopped containers are not crawled through /proc (they have no process).
-    assert!(!crawls.iter().any(|c| c.common.scope_id == exited || c.common.scope_id == created));
+    let image_id = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.Image}}", &running]).output().unwrap().stdout).unwrap().trim().to_string();
+    // Stopped and never-started containers and the bare image are crawled through their layers
+    // (merged in userspace, nothing mounted), and see the same packages.
+    for (scope, id) in [("container", exited.clone()), ("container", created.clone()), ("image", image_id.clone())] {
+        let c = crawls.iter().find(|c| c.common.scope == scope && c.common.scope_id == id).unwrap_or_else(|| panic!("{scope} {id} not crawled"));
+        let (crows, _) = rows_of(&c.batches);
+        let got: std::collections::BTreeMap<String, String> = crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+        assert_eq!(got, want, "packages of {scope} {id}");
+    }
+    // The whiteout hides the deleted file in the stopped container only.
+    let configs_of = |id: &str| -> Vec<String> {
+        let c = crawls.iter().find(|c| c.common.scope_id == id).unwrap_or_else(|| panic!("{id} not crawled"));
+        rows_of(&c.batches).0["configs"].iter().map(|r| s(r, "path")).collect()
+    };
+    assert!(configs_of(&image_id).contains(&"/etc/login.defs".to_string()));
+    assert!(!configs_of(&deleter).contains(&"/etc/login.defs".to_string()), "the whiteout hides login.defs");
+    assert!(configs_of(&exited).contains(&"/etc/login.defs".to_string()));
 
     assert!(rows["crawl_errors"].iter().all(|r| s(r, "collector") != "docker"), "{:?}", rows["crawl_errors"]);
     let by_id = |id: &str| rows["containers"].iter().find(|r| s(r, "container_id") == id).unwrap_or_else(|| panic!("container {id} missing"));

@@ -121,6 +121,31 @@ pub fn running(inv: &Inventory) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Host directories of an overlay-style graph driver's layers, top first:
+/// UpperDir, then LowerDir's colon-separated list. Empty when the driver
+/// reports no layer directories (e.g. the containerd image store).
+pub fn layer_dirs(data: &std::collections::HashMap<String, String>) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = data.get("UpperDir").into_iter().map(Into::into).collect();
+    if let Some(lower) = data.get("LowerDir") {
+        out.extend(lower.split(':').filter(|p| !p.is_empty()).map(std::path::PathBuf::from));
+    }
+    out
+}
+
+/// Containers that are not running, with their layer directories.
+pub fn stopped(inv: &Inventory) -> Vec<(String, Vec<std::path::PathBuf>)> {
+    inv.containers
+        .iter()
+        .filter(|c| c.state.as_ref().and_then(|s| s.pid).unwrap_or(0) <= 0)
+        .filter_map(|c| Some((c.id.clone()?, layer_dirs(&c.graph_driver.as_ref()?.data))))
+        .collect()
+}
+
+/// Images with their layer directories.
+pub fn image_layers(inv: &Inventory) -> Vec<(String, Vec<std::path::PathBuf>)> {
+    inv.images.iter().filter_map(|(i, _)| Some((i.id.clone()?, layer_dirs(&i.graph_driver.as_ref()?.data)))).collect()
+}
+
 /// Opens a running container's root filesystem through `/proc/<pid>/root`,
 /// guarded against pid reuse: `/proc/<pid>` is opened once as a directory
 /// handle, its `cgroup` must name the container, and `root` is opened relative

@@ -1,0 +1,339 @@
+//! A merged view of overlay layers, read in userspace: how Periscope reads
+//! stopped containers and images without mounting anything.
+//!
+//! Layers are directory handles, top (upper) first. A name resolves to its
+//! topmost instance; a whiteout (a 0:0 character device, or an aufs-style
+//! `.wh.<name>` file) hides it in every lower layer; an opaque directory
+//! (`trusted.overlay.opaque=y`, `user.overlay.opaque=y`,
+//! `user.fuseoverlayfs.opaque=y`, or a `.wh..wh..opq` file) hides lower
+//! layers' contents of that directory; a non-directory hides everything
+//! below it. Symlinks are followed in the merged view with the same
+//! RESOLVE_IN_ROOT semantics as single roots: absolute targets restart at the
+//! merged root, `..` is clamped there, hops are capped at 40. Every step
+//! inside a layer opens one name relative to a directory handle with
+//! O_NOFOLLOW, so nothing can lead out of a layer.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+/// Symlink hops allowed in one resolution, as the kernel allows.
+pub const MAX_HOPS: usize = 40;
+
+const WH_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const OPAQUE_XATTRS: &[&str] = &["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+
+#[derive(Debug)]
+pub struct Layers {
+    /// Top first.
+    dirs: Vec<OwnedFd>,
+}
+
+/// Why a merged lookup failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LayerError {
+    NotFound,
+    NotDirectory,
+    Loop,
+    Io(Errno),
+}
+
+/// A resolved entry: the layer it lives in, its parent directory there, its name and stat.
+pub struct Found {
+    pub layer: usize,
+    pub parent: OwnedFd,
+    pub name: Vec<u8>,
+    pub stat: Stat,
+}
+
+fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(dir, OsStr::from_bytes(name), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+}
+
+fn is_whiteout(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+fn is_opaque(dir: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 8];
+    OPAQUE_XATTRS.iter().any(|x| matches!(rustix::fs::fgetxattr(dir, *x, &mut buf), Ok(n) if n >= 1 && buf[0] == b'y'))
+        || rustix::fs::statat(dir, OsStr::from_bytes(OPAQUE_MARKER), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+fn has_aufs_whiteout(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    let mut wh = WH_PREFIX.to_vec();
+    wh.extend_from_slice(name);
+    rustix::fs::statat(dir, OsStr::from_bytes(&wh), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// Path components, `.` and empty ones dropped (`..` kept for the caller).
+fn split(path: &[u8]) -> Vec<Vec<u8>> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec).collect()
+}
+
+impl Layers {
+    /// Opens each host directory (top first) as a layer.
+    pub fn open(paths: &[std::path::PathBuf]) -> Result<Layers, std::io::Error> {
+        let dirs = paths
+            .iter()
+            .map(|p| rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(std::io::Error::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Layers { dirs })
+    }
+
+    /// The directory instances of a symlink-free path, top first, as the merged view sees them.
+    fn dir_instances(&self, comps: &[Vec<u8>]) -> Result<Vec<(usize, OwnedFd)>, LayerError> {
+        let mut dirs: Vec<(usize, OwnedFd)> = Vec::new();
+        for (i, d) in self.dirs.iter().enumerate() {
+            dirs.push((i, rustix::io::dup(d).map_err(LayerError::Io)?));
+            if is_opaque(d.as_fd()) {
+                break;
+            }
+        }
+        for comp in comps {
+            let mut next = Vec::new();
+            let mut top_is_dir = None;
+            for (i, d) in &dirs {
+                match rustix::fs::statat(d, OsStr::from_bytes(comp), AtFlags::SYMLINK_NOFOLLOW) {
+                    Err(Errno::NOENT) => {
+                        if has_aufs_whiteout(d.as_fd(), comp) {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(LayerError::Io(e)),
+                    Ok(st) if is_whiteout(&st) => break,
+                    Ok(st) => {
+                        let dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                        if top_is_dir.is_none() {
+                            top_is_dir = Some(dir);
+                        }
+                        if !dir || top_is_dir == Some(false) {
+                            break; // a non-directory hides everything below it
+                        }
+                        let fd = open_dir_at(d.as_fd(), comp).map_err(LayerError::Io)?;
+                        let opaque = is_opaque(fd.as_fd());
+                        next.push((*i, fd));
+                        if opaque {
+                            break;
+                        }
+                    }
+                }
+            }
+            match top_is_dir {
+                None => return Err(LayerError::NotFound),
+                Some(false) => return Err(LayerError::NotDirectory),
+                Some(true) => dirs = next,
+            }
+        }
+        Ok(dirs)
+    }
+
+    /// The topmost visible instance of a symlink-free path, not following a final symlink.
+    fn lookup(&self, comps: &[Vec<u8>]) -> Result<Found, LayerError> {
+        let Some((last, parent)) = comps.split_last() else {
+            let fd = rustix::io::dup(&self.dirs[0]).map_err(LayerError::Io)?;
+            let stat = rustix::fs::fstat(&fd).map_err(LayerError::Io)?;
+            let parent = rustix::io::dup(&self.dirs[0]).map_err(LayerError::Io)?;
+            return Ok(Found { layer: 0, parent, name: b".".to_vec(), stat });
+        };
+        for (i, d) in self.dir_instances(parent)? {
+            match rustix::fs::statat(&d, OsStr::from_bytes(last), AtFlags::SYMLINK_NOFOLLOW) {
+                Err(Errno::NOENT) => {
+                    if has_aufs_whiteout(d.as_fd(), last) {
+                        return Err(LayerError::NotFound);
+                    }
+                }
+                Err(e) => return Err(LayerError::Io(e)),
+                Ok(st) if is_whiteout(&st) => return Err(LayerError::NotFound),
+                Ok(stat) => return Ok(Found { layer: i, parent: d, name: last.clone(), stat }),
+            }
+        }
+        Err(LayerError::NotFound)
+    }
+
+    /// Resolves `path` in the merged view with RESOLVE_IN_ROOT semantics,
+    /// following symlinks (the final one too when `follow_final`).
+    pub fn resolve(&self, path: &[u8], follow_final: bool) -> Result<Found, LayerError> {
+        let mut todo: std::collections::VecDeque<Vec<u8>> = split(path).into();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            let f = self.lookup(&done)?;
+            let is_link = FileType::from_raw_mode(f.stat.st_mode) == FileType::Symlink;
+            if is_link && (!todo.is_empty() || follow_final) {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(LayerError::Loop);
+                }
+                let target = rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new()).map_err(LayerError::Io)?;
+                let target = target.as_bytes();
+                done.pop();
+                if target.starts_with(b"/") {
+                    done.clear();
+                }
+                for t in split(target).into_iter().rev() {
+                    todo.push_front(t);
+                }
+            }
+        }
+        self.lookup(&done)
+    }
+
+    /// An O_PATH handle on a resolved entry (never opened for I/O).
+    pub fn handle(&self, f: &Found) -> Result<OwnedFd, LayerError> {
+        rustix::fs::openat(&f.parent, OsStr::from_bytes(&f.name), OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(LayerError::Io)
+    }
+
+    /// The symlink target of `path`'s final component (not followed).
+    pub fn read_link(&self, path: &[u8]) -> Result<Vec<u8>, LayerError> {
+        let f = self.resolve(path, false)?;
+        rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new())
+            .map(|t| t.into_bytes())
+            .map_err(|e| if e == Errno::INVAL { LayerError::NotFound } else { LayerError::Io(e) })
+    }
+
+    /// Names in the merged directory at `path` (symlinks followed), sorted.
+    pub fn list(&self, path: &[u8]) -> Result<Vec<Vec<u8>>, LayerError> {
+        let f = self.resolve(path, true)?;
+        if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
+            return Err(LayerError::NotDirectory);
+        }
+        // Re-derive the resolved path's instances: resolve once more on the canonical components.
+        let canonical = self.canonical(path)?;
+        let mut seen = std::collections::BTreeMap::<Vec<u8>, bool>::new();
+        for (_, d) in self.dir_instances(&canonical)? {
+            let dup = rustix::io::dup(&d).map_err(LayerError::Io)?;
+            let mut dir = rustix::fs::Dir::new(dup).map_err(LayerError::Io)?;
+            while let Some(ent) = dir.read() {
+                let ent = ent.map_err(LayerError::Io)?;
+                let name = ent.file_name().to_bytes().to_vec();
+                if name == b"." || name == b".." || name == OPAQUE_MARKER || seen.contains_key(&name) {
+                    continue;
+                }
+                if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
+                    seen.entry(hidden.to_vec()).or_insert(false);
+                    continue;
+                }
+                let visible = match rustix::fs::statat(&d, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => !is_whiteout(&st),
+                    Err(_) => false,
+                };
+                seen.insert(name, visible);
+            }
+        }
+        Ok(seen.into_iter().filter(|(_, v)| *v).map(|(n, _)| n).collect())
+    }
+
+    /// The symlink-free components `path` resolves to.
+    fn canonical(&self, path: &[u8]) -> Result<Vec<Vec<u8>>, LayerError> {
+        let mut todo: std::collections::VecDeque<Vec<u8>> = split(path).into();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            let f = self.lookup(&done)?;
+            if FileType::from_raw_mode(f.stat.st_mode) == FileType::Symlink {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(LayerError::Loop);
+                }
+                let target = rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new()).map_err(LayerError::Io)?;
+                done.pop();
+                if target.as_bytes().starts_with(b"/") {
+                    done.clear();
+                }
+                for t in split(target.as_bytes()).into_iter().rev() {
+                    todo.push_front(t);
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn whiteout(p: &std::path::Path) {
+        rustix::fs::mknodat(rustix::fs::CWD, p, FileType::CharacterDevice, Mode::from_raw_mode(0), 0).unwrap();
+    }
+
+    /// lower: /etc/{a,b,c}, /opt/x/y, /usr/bin/tool; upper: whiteout /etc/b, aufs whiteout /etc/c,
+    /// opaque /opt with /opt/z, /etc/link -> /etc/a, /etc/up -> ../../../../etc/a, /usr/bin/tool replaced.
+    fn layers() -> (tempfile::TempDir, Layers) {
+        let t = tempfile::tempdir().unwrap();
+        let (lo, up) = (t.path().join("lower"), t.path().join("upper"));
+        for d in ["etc", "opt/x", "usr/bin"] {
+            std::fs::create_dir_all(lo.join(d)).unwrap();
+        }
+        for (f, c) in [("etc/a", "A"), ("etc/b", "B"), ("etc/c", "C"), ("opt/x/y", "Y"), ("usr/bin/tool", "old")] {
+            std::fs::write(lo.join(f), c).unwrap();
+        }
+        for d in ["etc", "opt", "usr/bin"] {
+            std::fs::create_dir_all(up.join(d)).unwrap();
+        }
+        whiteout(&up.join("etc/b"));
+        std::fs::write(up.join("etc/.wh.c"), "").unwrap();
+        std::fs::write(up.join("opt/.wh..wh..opq"), "").unwrap();
+        std::fs::write(up.join("opt/z"), "Z").unwrap();
+        std::fs::write(up.join("usr/bin/tool"), "new").unwrap();
+        symlink("/etc/a", up.join("etc/link")).unwrap();
+        symlink("../../../../etc/a", up.join("etc/up")).unwrap();
+        symlink("loop2", up.join("etc/loop1")).unwrap();
+        let outside = t.path().join("outside-secret");
+        std::fs::write(&outside, "SECRET").unwrap();
+        symlink(&outside, up.join("etc/escape")).unwrap();
+        symlink("/etc", lo.join("etc/escape_dir_target_unused")).unwrap();
+        symlink(t.path(), up.join("etc/escape_dir")).unwrap();
+        symlink("loop1", up.join("etc/loop2")).unwrap();
+        let l = Layers::open(&[up, lo]).unwrap();
+        (t, l)
+    }
+
+    fn content(l: &Layers, p: &str) -> Result<String, LayerError> {
+        let f = l.resolve(p.as_bytes(), true)?;
+        Ok(std::fs::read_to_string(std::path::Path::new("/proc/self/fd").join(
+            std::os::fd::AsRawFd::as_raw_fd(&l.handle(&f)?).to_string(),
+        ))
+        .unwrap())
+    }
+
+    #[test]
+    fn merged_view_follows_overlay_rules() {
+        let (_t, l) = layers();
+        assert_eq!(content(&l, "/etc/a").unwrap(), "A");
+        assert_eq!(content(&l, "/etc/b"), Err(LayerError::NotFound), "whiteout hides the lower file");
+        assert_eq!(content(&l, "/etc/c"), Err(LayerError::NotFound), "aufs whiteout hides the lower file");
+        assert_eq!(content(&l, "/opt/x/y"), Err(LayerError::NotFound), "opaque dir hides the lower dir's contents");
+        assert_eq!(content(&l, "/opt/z").unwrap(), "Z");
+        assert_eq!(content(&l, "/usr/bin/tool").unwrap(), "new", "upper file wins");
+        assert_eq!(content(&l, "/etc/link").unwrap(), "A", "absolute symlink resolves in the merged view");
+        assert_eq!(content(&l, "/etc/up").unwrap(), "A", "`..` is clamped at the merged root");
+        assert_eq!(content(&l, "/etc/loop1").err(), Some(LayerError::Loop));
+        // An absolute link at a real host file resolves inside the merged root, where it does not exist.
+        assert_eq!(content(&l, "/etc/escape").err(), Some(LayerError::NotFound));
+        assert_eq!(content(&l, "/etc/escape_dir/passwd").err(), Some(LayerError::NotFound));
+        assert_eq!(l.read_link(b"/etc/link").unwrap(), b"/etc/a");
+        let names: Vec<String> = l.list(b"/etc").unwrap().into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
+        assert_eq!(names, ["a", "escape", "escape_dir", "escape_dir_target_unused", "link", "loop1", "loop2", "up"]);
+        let opt: Vec<Vec<u8>> = l.list(b"/opt").unwrap();
+        assert_eq!(opt, [b"z".to_vec()]);
+    }
+}
