@@ -200,3 +200,40 @@ async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
 
 /// Serializes the tests around DOCKER_HOST, which one of them changes.
 static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The agent itself in a container with only `--pid host`, SYS_PTRACE and
+/// DAC_READ_SEARCH, read-only host mounts and no-new-privileges — no
+/// `--privileged` — still crawls the other containers, running and stopped, and the image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_needs_no_privileged_mode() {
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("the_agent_needs_no_privileged_mode") {
+        return;
+    }
+    let image = docker_test_image();
+    let tag = format!("lp{}", std::process::id());
+    let mut cs = Containers(Vec::new());
+    let running = cs.create(&["run", "-d", "--name", &format!("{tag}-run"), &image, "sleep", "600"]);
+    let stopped = cs.create(&["create", "--name", &format!("{tag}-new"), &image, "true"]);
+    let agent = env!("CARGO_BIN_EXE_periscope-agent");
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--pid", "host", "--cap-drop", "ALL", "--cap-add", "SYS_PTRACE", "--cap-add", "DAC_READ_SEARCH"])
+        .args(["--security-opt", "no-new-privileges", "-v", "/var/run/docker.sock:/var/run/docker.sock:ro"])
+        .args(["-v", "/var/lib/docker:/var/lib/docker:ro", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"])
+        .arg("-v")
+        .arg(format!("{agent}:/periscope-agent:ro"))
+        .args([&image, "/periscope-agent", "crawl", "--print", "--docker", "on", "--collectors", "os,packages"])
+        .output()
+        .expect("docker run the agent");
+    assert!(out.status.success(), "agent in a container failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W"]).lines().count();
+    for id in [&running, &stopped] {
+        let n = rows.iter().filter(|r| r["table"] == "packages" && r["scope"] == "container" && r["scope_id"] == id.as_str()).count();
+        assert_eq!(n, want, "packages of container {id} crawled by the unprivileged agent");
+    }
+    assert!(rows.iter().any(|r| r["table"] == "packages" && r["scope"] == "image"), "the image was crawled");
+    let errors: Vec<_> = rows.iter().filter(|r| r["table"] == "crawl_errors").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
