@@ -80,6 +80,12 @@ async fn every_container_appears_with_its_settings() {
         .status()
         .unwrap();
     assert!(st.success());
+    // And a package database modified in that container only.
+    let st = Command::new("docker")
+        .args(["exec", "-u", "0", &running, "sh", "-c", "printf '\\nPackage: periscope-planted\\nStatus: install ok installed\\nVersion: 9.9-1\\nArchitecture: all\\n' >> /var/lib/dpkg/status"])
+        .status()
+        .unwrap();
+    assert!(st.success());
     let mut config = periscope_agent::collectors::CollectorConfig::default();
     config.file_globs = vec!["/tmp/planted".into()];
     let opts = CrawlOptions {
@@ -98,7 +104,9 @@ async fn every_container_appears_with_its_settings() {
     let want: std::collections::BTreeMap<String, String> =
         in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"]).lines().filter_map(|l| l.split_once('\t')).map(|(a, b)| (a.to_string(), b.to_string())).collect();
     let got: std::collections::BTreeMap<String, String> = crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
-    assert_eq!(got, want, "packages of the running container equal dpkg-query of its image");
+    let mut want_running = want.clone();
+    want_running.insert("periscope-planted".into(), "9.9-1".into());
+    assert_eq!(got, want_running, "packages of the running container: its image's plus the one planted in it");
     assert_eq!(crows["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
     assert!(crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
         "the planted file shows up for its container only");
