@@ -125,9 +125,11 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
             }
         })?;
         let mut crawls = vec![host];
+        let host = crawls[0].common.host.clone();
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
         if let Some(Ok(inv)) = &inventory {
-            let host = crawls[0].common.host.clone();
             for (id, pid) in crate::discover::docker::running(inv) {
+                known.insert(id.clone());
                 crawls.push(crawl_container(&opts, &id, pid, &host));
             }
             // Stopped and never-started containers, and every image, through their layers.
@@ -136,6 +138,14 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
             }
             for (id, layers) in crate::discover::docker::image_layers(inv) {
                 crawls.push(crawl_layers(&opts, scope::IMAGE, &id, &layers, &host));
+            }
+        }
+        // Runtime-agnostic fallback: containers only their processes' cgroups reveal.
+        if live {
+            for (id, pid) in crate::discover::processes::cgroup_containers() {
+                if known.insert(id.clone()) {
+                    crawls.push(crawl_container(&opts, &id, pid, &host));
+                }
             }
         }
         Ok(crawls)

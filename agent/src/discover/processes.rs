@@ -48,6 +48,23 @@ fn read_small(path: &str) -> Option<String> {
     Some(s)
 }
 
+/// Containers seen only through processes' cgroups: (container id, lowest pid
+/// in it). The runtime-agnostic fallback for hosts whose runtime API does not
+/// answer (or is not one Periscope speaks).
+pub fn cgroup_containers() -> Vec<(String, i64)> {
+    let mut found: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
+        let Some(cg) = read_small(&format!("/proc/{pid}/cgroup")) else { continue };
+        if let Some(id) = cgroup_path(&cg).as_deref().and_then(container_id_from_cgroup) {
+            let e = found.entry(id).or_insert(pid);
+            *e = (*e).min(pid);
+        }
+    }
+    found.into_iter().collect()
+}
+
 pub fn fill(out: &mut Sink) {
     let procs = match procfs::process::all_processes() {
         Ok(p) => p,
