@@ -122,6 +122,8 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
                 crate::discover::host::fill(sink);
                 crate::discover::processes::fill(sink);
                 crate::discover::sockets::fill(sink);
+                crate::discover::netmount::fill_interfaces(sink);
+                crate::discover::netmount::fill_mounts(sink);
             }
         })?;
         let mut crawls = vec![host];

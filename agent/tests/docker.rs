@@ -166,6 +166,13 @@ async fn every_container_appears_with_its_settings() {
     let host_ns = rows["processes"].iter().find(|p| s(p, "pid") == std::process::id().to_string()).map(|p| s(p, "net_ns")).unwrap();
     assert_ne!(s(lp[0], "net_ns"), host_ns, "the port is in the container's own network namespace");
 
+    // Its network and mount namespaces are inventoried, attributed to it.
+    let ip = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &running]).output().unwrap().stdout).unwrap();
+    let eth0 = rows["interfaces"].iter().find(|i| s(i, "container_id") == running && s(i, "name") == "eth0").expect("container eth0");
+    assert_eq!(s(eth0, "ipv4"), ip.trim());
+    assert!(rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point") == "/"), "container root mount");
+    assert!(rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point").ends_with("/docker.sock")), "socket bind mount seen from inside (/var/run is /run there)");
+
     // cgroup figures match what Docker set and what the kernel counts.
     let metrics = |id: &str| rows["container_metrics"].iter().find(|m| s(m, "container_id") == id).unwrap_or_else(|| panic!("no metrics for {id}"));
     let m = metrics(&running);

@@ -365,6 +365,44 @@ pub const CONNECTIONS: Table = Table {
     ],
 };
 
+pub const INTERFACES: Table = Table {
+    name: "interfaces",
+    description: "Network interfaces of every network namespace (the host's and each container's), with addresses and counters.",
+    columns: &[
+        col("net_ns", Int64, "Network namespace inode."),
+        col("name", Utf8, "Interface name."),
+        col("ipv4", Utf8, "IPv4 addresses, comma-separated."),
+        col("ipv6", Utf8, "IPv6 addresses with prefix length, comma-separated."),
+        col("rx_bytes", Int64, "Bytes received."),
+        col("rx_packets", Int64, "Packets received."),
+        col("rx_errors", Int64, "Receive errors."),
+        col("rx_dropped", Int64, "Received packets dropped."),
+        col("tx_bytes", Int64, "Bytes sent."),
+        col("tx_packets", Int64, "Packets sent."),
+        col("tx_errors", Int64, "Transmit errors."),
+        col("tx_dropped", Int64, "Sent packets dropped."),
+        col("container_id", Utf8, "Container whose namespace this is; null for the host's."),
+    ],
+};
+
+pub const MOUNTS: Table = Table {
+    name: "mounts",
+    description: "Mounts of every mount namespace (the host's and each container's), from mountinfo.",
+    columns: &[
+        col("mnt_ns", Int64, "Mount namespace inode."),
+        col("mount_id", Int64, "Mount id."),
+        col("parent_id", Int64, "Parent mount id."),
+        col("device", Utf8, "major:minor of the filesystem."),
+        col("root", Utf8, "Path within the filesystem that is mounted."),
+        col("mount_point", Utf8, "Where it is mounted, as that namespace sees it."),
+        col("options", Utf8, "Per-mount options, e.g. rw,nosuid."),
+        col("fs_type", Utf8, "Filesystem type, e.g. overlay, proc, tmpfs."),
+        col("source", Utf8, "Mount source, e.g. a device or 'overlay'."),
+        col("super_options", Utf8, "Per-superblock options."),
+        col("container_id", Utf8, "Container whose namespace this is; null for the host's."),
+    ],
+};
+
 pub const HOST_INFO: Table = Table {
     name: "host_info",
     description: "The machine itself: kernel, uptime, CPUs and memory (host scope only).",
@@ -437,7 +475,7 @@ pub const CRAWLS: Table = Table {
 /// Every declared table.
 pub const TABLES: &[&Table] =
     &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &LISTENING_PORTS, &CONNECTIONS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
+      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &LISTENING_PORTS, &CONNECTIONS, &INTERFACES, &MOUNTS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
       &CRAWLS];
 
 /// Looks a table up by name.

@@ -4,5 +4,6 @@
 pub mod cgroups;
 pub mod docker;
 pub mod host;
+pub mod netmount;
 pub mod processes;
 pub mod sockets;
