@@ -159,6 +159,12 @@ impl Layers {
     /// Resolves `path` in the merged view with RESOLVE_IN_ROOT semantics,
     /// following symlinks (the final one too when `follow_final`).
     pub fn resolve(&self, path: &[u8], follow_final: bool) -> Result<Found, LayerError> {
+        self.lookup(&self.components(path, follow_final)?)
+    }
+
+    /// The symlink-free components `path` resolves to: absolute targets restart
+    /// at the merged root, `..` is clamped there, hops are capped.
+    fn components(&self, path: &[u8], follow_final: bool) -> Result<Vec<Vec<u8>>, LayerError> {
         let mut todo: std::collections::VecDeque<Vec<u8>> = split(path).into();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut hops = 0;
@@ -186,7 +192,7 @@ impl Layers {
                 }
             }
         }
-        self.lookup(&done)
+        Ok(done)
     }
 
     /// An O_PATH handle on a resolved entry (never opened for I/O).
@@ -209,8 +215,7 @@ impl Layers {
         if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
             return Err(LayerError::NotDirectory);
         }
-        // Re-derive the resolved path's instances: resolve once more on the canonical components.
-        let canonical = self.canonical(path)?;
+        let canonical = self.components(path, true)?;
         let mut seen = std::collections::BTreeMap::<Vec<u8>, bool>::new();
         for (_, d) in self.dir_instances(&canonical)? {
             let dup = rustix::io::dup(&d).map_err(LayerError::Io)?;
@@ -233,36 +238,6 @@ impl Layers {
             }
         }
         Ok(seen.into_iter().filter(|(_, v)| *v).map(|(n, _)| n).collect())
-    }
-
-    /// The symlink-free components `path` resolves to.
-    fn canonical(&self, path: &[u8]) -> Result<Vec<Vec<u8>>, LayerError> {
-        let mut todo: std::collections::VecDeque<Vec<u8>> = split(path).into();
-        let mut done: Vec<Vec<u8>> = Vec::new();
-        let mut hops = 0;
-        while let Some(c) = todo.pop_front() {
-            if c == b".." {
-                done.pop();
-                continue;
-            }
-            done.push(c);
-            let f = self.lookup(&done)?;
-            if FileType::from_raw_mode(f.stat.st_mode) == FileType::Symlink {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(LayerError::Loop);
-                }
-                let target = rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new()).map_err(LayerError::Io)?;
-                done.pop();
-                if target.as_bytes().starts_with(b"/") {
-                    done.clear();
-                }
-                for t in split(target.as_bytes()).into_iter().rev() {
-                    todo.push_front(t);
-                }
-            }
-        }
-        Ok(done)
     }
 }
 

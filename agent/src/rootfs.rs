@@ -218,6 +218,24 @@ pub struct Entry {
     pub depth: usize,
 }
 
+impl Entry {
+    fn new(path: String, raw: Vec<u8>, st: &rustix::fs::Stat, depth: usize) -> Entry {
+        Entry {
+            path,
+            raw,
+            kind: FileType::from_raw_mode(st.st_mode),
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+            ino: st.st_ino as u64,
+            dev: st.st_dev as u64,
+            depth,
+        }
+    }
+}
+
 impl Root {
     /// Opens `path` (on the agent's host) as the root of a scope.
     pub fn open(path: impl AsRef<Path>) -> Result<Root, RootError> {
@@ -494,21 +512,8 @@ impl Root {
                     continue;
                 }
             };
-            let kind = FileType::from_raw_mode(st.st_mode);
-            let entry = Entry {
-                path: child.clone(),
-                raw,
-                kind,
-                size: st.st_size as u64,
-                mode: st.st_mode & 0o7777,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                mtime: st.st_mtime,
-                ino: st.st_ino as u64,
-                dev: st.st_dev as u64,
-                depth,
-            };
-            if !visit(&entry) || kind != FileType::Directory {
+            let entry = Entry::new(child.clone(), raw, &st, depth);
+            if !visit(&entry) || entry.kind != FileType::Directory {
                 continue;
             }
             if depth >= self.budgets.max_depth {
@@ -550,22 +555,9 @@ impl Root {
                     continue;
                 }
             };
-            let kind = FileType::from_raw_mode(st.st_mode);
-            let entry = Entry {
-                path: child.clone(),
-                raw,
-                kind,
-                size: st.st_size as u64,
-                mode: st.st_mode & 0o7777,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                mtime: st.st_mtime,
-                ino: st.st_ino as u64,
-                dev: st.st_dev as u64,
-                depth,
-            };
+            let entry = Entry::new(child.clone(), raw, &st, depth);
             let descend = visit(&entry);
-            if kind != FileType::Directory || !descend {
+            if entry.kind != FileType::Directory || !descend {
                 continue;
             }
             if depth >= self.budgets.max_depth {
