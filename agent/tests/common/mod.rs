@@ -93,13 +93,16 @@ pub fn docker_available(test: &str) -> bool {
     ok
 }
 
-/// `periscope-test/bookworm:latest`: the debootstrap root imported as an image
-/// (no registry needed), built once per root.
+/// The debootstrap root imported as an image (no registry needed), tagged by
+/// a hash of the root's dpkg status so a rebuilt root gets a fresh image.
 pub fn docker_test_image() -> String {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
-            let name = "periscope-test/bookworm:latest".to_string();
+            let status = debian_rootfs().join("var/lib/dpkg/status");
+            let sum = Command::new("sha256sum").arg(&status).output().expect("sha256sum");
+            let hash: String = String::from_utf8_lossy(&sum.stdout).chars().take(12).collect();
+            let name = format!("periscope-test/bookworm:{hash}");
             let have = Command::new("docker").args(["image", "inspect", &name]).output().map(|o| o.status.success()).unwrap_or(false);
             if !have {
                 let root = debian_rootfs();
