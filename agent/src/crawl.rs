@@ -135,11 +135,11 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
                 crawls.push(crawl_container(&opts, &id, pid, &host));
             }
             // Stopped and never-started containers, and every image, through their layers.
-            for (id, layers) in crate::discover::docker::stopped(inv) {
-                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, &layers, &host));
+            for (id, layers, markers) in crate::discover::docker::stopped(inv) {
+                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, &layers, markers, &host));
             }
-            for (id, layers) in crate::discover::docker::image_layers(inv) {
-                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, &layers, &host));
+            for (id, layers, markers) in crate::discover::docker::image_layers(inv) {
+                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, &layers, markers, &host));
             }
         }
         // Runtime-agnostic fallback: containers only their processes' cgroups reveal.
@@ -157,14 +157,21 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
 
 /// Crawls a stopped container or an image by merging its layer directories
 /// in userspace (nothing is mounted); missing layer data is an error row.
-fn crawl_layers(opts: &CrawlOptions, kind: &str, id: &str, layers: &[std::path::PathBuf], host: &str) -> Crawl {
+fn crawl_layers(
+    opts: &CrawlOptions,
+    kind: &str,
+    id: &str,
+    layers: &[std::path::PathBuf],
+    markers: crate::layers::Markers,
+    host: &str,
+) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let common = Common { host: host.to_string(), scope: kind.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
     let shown = layers.first().map(|p| p.display().to_string()).unwrap_or_default();
     let root = if layers.is_empty() {
         Err(format!("{kind} {id}: the storage driver reports no layer directories"))
     } else {
-        Root::from_layers(layers, &shown, budgets).map_err(|e| e.to_string())
+        Root::from_layers(layers, markers, &shown, budgets).map_err(|e| e.to_string())
     };
     match root {
         Ok(root) => run_collectors(opts, root, common, shown, |_| {}),

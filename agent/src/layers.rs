@@ -25,12 +25,43 @@ pub const MAX_HOPS: usize = 40;
 
 const WH_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const OPAQUE_XATTRS: &[&str] = &["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+const KERNEL_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const USER_OPAQUE_XATTRS: &[&str] = &["user.overlay.opaque", "user.fuseoverlayfs.opaque"];
+
+/// Which whiteout and opaque markers the storage driver writes. Kernel
+/// overlay (overlay2) writes only 0:0 character devices and
+/// `trusted.overlay.opaque`, which a container cannot forge; aufs-style `.wh.`
+/// files and user xattrs are ordinary names and attributes there, so they are
+/// honoured only for drivers that write them (fuse-overlayfs, aufs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Markers {
+    pub aufs_files: bool,
+    pub user_xattrs: bool,
+}
+
+impl Markers {
+    pub const KERNEL_OVERLAY: Markers = Markers { aufs_files: false, user_xattrs: false };
+    pub const ALL: Markers = Markers { aufs_files: true, user_xattrs: true };
+
+    /// The markers a Docker graph driver writes, by its name.
+    pub fn for_driver(name: &str) -> Markers {
+        match name {
+            "fuse-overlayfs" => Markers::ALL,
+            "aufs" => Markers { aufs_files: true, user_xattrs: false },
+            _ => Markers::KERNEL_OVERLAY,
+        }
+    }
+}
+
+/// Path components one resolution may walk (symlink expansions included),
+/// bounding the work a crafted tree can cause.
+pub const MAX_STEPS: usize = 4096;
 
 #[derive(Debug)]
 pub struct Layers {
     /// Top first.
     dirs: Vec<OwnedFd>,
+    markers: Markers,
 }
 
 /// Why a merged lookup failed.
@@ -40,6 +71,8 @@ pub enum LayerError {
     NotDirectory,
     Loop,
     Io(Errno),
+    /// A bound on work was hit (resolution steps, directory entries).
+    TooMuch(&'static str),
 }
 
 /// A resolved entry: the layer it lives in, its parent directory there, its name and stat.
@@ -58,16 +91,26 @@ fn is_whiteout(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
-fn is_opaque(dir: BorrowedFd<'_>) -> bool {
+fn xattr_is_y(dir: BorrowedFd<'_>, name: &str) -> bool {
     let mut buf = [0u8; 8];
-    OPAQUE_XATTRS.iter().any(|x| matches!(rustix::fs::fgetxattr(dir, *x, &mut buf), Ok(n) if n >= 1 && buf[0] == b'y'))
-        || rustix::fs::statat(dir, OsStr::from_bytes(OPAQUE_MARKER), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    matches!(rustix::fs::fgetxattr(dir, name, &mut buf), Ok(n) if n >= 1 && buf[0] == b'y')
 }
 
-fn has_aufs_whiteout(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
-    let mut wh = WH_PREFIX.to_vec();
-    wh.extend_from_slice(name);
-    rustix::fs::statat(dir, OsStr::from_bytes(&wh), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+impl Markers {
+    fn is_opaque(self, dir: BorrowedFd<'_>) -> bool {
+        xattr_is_y(dir, KERNEL_OPAQUE_XATTR)
+            || (self.user_xattrs && USER_OPAQUE_XATTRS.iter().any(|x| xattr_is_y(dir, x)))
+            || (self.aufs_files && rustix::fs::statat(dir, OsStr::from_bytes(OPAQUE_MARKER), AtFlags::SYMLINK_NOFOLLOW).is_ok())
+    }
+
+    fn has_aufs_whiteout(self, dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+        if !self.aufs_files {
+            return false;
+        }
+        let mut wh = WH_PREFIX.to_vec();
+        wh.extend_from_slice(name);
+        rustix::fs::statat(dir, OsStr::from_bytes(&wh), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
 }
 
 /// Path components, `.` and empty ones dropped (`..` kept for the caller).
@@ -77,22 +120,20 @@ fn split(path: &[u8]) -> Vec<Vec<u8>> {
 
 impl Layers {
     /// Opens each host directory (top first) as a layer.
-    pub fn open(paths: &[std::path::PathBuf]) -> Result<Layers, std::io::Error> {
+    pub fn open(paths: &[std::path::PathBuf], markers: Markers) -> Result<Layers, std::io::Error> {
         let dirs = paths
             .iter()
             .map(|p| rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(std::io::Error::from))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Layers { dirs })
+        Ok(Layers { dirs, markers })
     }
 
     /// The directory instances of a symlink-free path, top first, as the merged view sees them.
     fn dir_instances(&self, comps: &[Vec<u8>]) -> Result<Vec<(usize, OwnedFd)>, LayerError> {
         let mut dirs: Vec<(usize, OwnedFd)> = Vec::new();
+        // The merged root is always merged: an opaque marker on a layer's root is ignored, as the kernel does.
         for (i, d) in self.dirs.iter().enumerate() {
             dirs.push((i, rustix::io::dup(d).map_err(LayerError::Io)?));
-            if is_opaque(d.as_fd()) {
-                break;
-            }
         }
         for comp in comps {
             let mut next = Vec::new();
@@ -100,7 +141,7 @@ impl Layers {
             for (i, d) in &dirs {
                 match rustix::fs::statat(d, OsStr::from_bytes(comp), AtFlags::SYMLINK_NOFOLLOW) {
                     Err(Errno::NOENT) => {
-                        if has_aufs_whiteout(d.as_fd(), comp) {
+                        if self.markers.has_aufs_whiteout(d.as_fd(), comp) {
                             break;
                         }
                         continue;
@@ -116,7 +157,7 @@ impl Layers {
                             break; // a non-directory hides everything below it
                         }
                         let fd = open_dir_at(d.as_fd(), comp).map_err(LayerError::Io)?;
-                        let opaque = is_opaque(fd.as_fd());
+                        let opaque = self.markers.is_opaque(fd.as_fd());
                         next.push((*i, fd));
                         if opaque {
                             break;
@@ -144,7 +185,7 @@ impl Layers {
         for (i, d) in self.dir_instances(parent)? {
             match rustix::fs::statat(&d, OsStr::from_bytes(last), AtFlags::SYMLINK_NOFOLLOW) {
                 Err(Errno::NOENT) => {
-                    if has_aufs_whiteout(d.as_fd(), last) {
+                    if self.markers.has_aufs_whiteout(d.as_fd(), last) {
                         return Err(LayerError::NotFound);
                     }
                 }
@@ -168,7 +209,12 @@ impl Layers {
         let mut todo: std::collections::VecDeque<Vec<u8>> = split(path).into();
         let mut done: Vec<Vec<u8>> = Vec::new();
         let mut hops = 0;
+        let mut steps = 0;
         while let Some(c) = todo.pop_front() {
+            steps += 1;
+            if steps > MAX_STEPS || todo.len() > MAX_STEPS {
+                return Err(LayerError::TooMuch("path resolution over 4096 components"));
+            }
             if c == b".." {
                 done.pop();
                 continue;
@@ -210,7 +256,8 @@ impl Layers {
     }
 
     /// Names in the merged directory at `path` (symlinks followed), sorted.
-    pub fn list(&self, path: &[u8]) -> Result<Vec<Vec<u8>>, LayerError> {
+    /// At most `max` names; more is a `TooMuch` error, before any more work.
+    pub fn list(&self, path: &[u8], max: u64) -> Result<Vec<Vec<u8>>, LayerError> {
         let f = self.resolve(path, true)?;
         if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
             return Err(LayerError::NotDirectory);
@@ -223,10 +270,16 @@ impl Layers {
             while let Some(ent) = dir.read() {
                 let ent = ent.map_err(LayerError::Io)?;
                 let name = ent.file_name().to_bytes().to_vec();
-                if name == b"." || name == b".." || name == OPAQUE_MARKER || seen.contains_key(&name) {
+                if seen.len() as u64 >= max {
+                    return Err(LayerError::TooMuch("directory entries over the scope budget"));
+                }
+                if name == b"." || name == b".." || seen.contains_key(&name) {
                     continue;
                 }
-                if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
+                if self.markers.aufs_files && name == OPAQUE_MARKER {
+                    continue;
+                }
+                if let Some(hidden) = name.strip_prefix(WH_PREFIX).filter(|_| self.markers.aufs_files) {
                     seen.entry(hidden.to_vec()).or_insert(false);
                     continue;
                 }
@@ -278,7 +331,7 @@ mod tests {
         symlink("/etc", lo.join("etc/escape_dir_target_unused")).unwrap();
         symlink(t.path(), up.join("etc/escape_dir")).unwrap();
         symlink("loop1", up.join("etc/loop2")).unwrap();
-        let l = Layers::open(&[up, lo]).unwrap();
+        let l = Layers::open(&[up, lo], Markers::ALL).unwrap();
         (t, l)
     }
 
@@ -306,9 +359,44 @@ mod tests {
         assert_eq!(content(&l, "/etc/escape").err(), Some(LayerError::NotFound));
         assert_eq!(content(&l, "/etc/escape_dir/passwd").err(), Some(LayerError::NotFound));
         assert_eq!(l.read_link(b"/etc/link").unwrap(), b"/etc/a");
-        let names: Vec<String> = l.list(b"/etc").unwrap().into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
+        let names: Vec<String> = l.list(b"/etc", 1000).unwrap().into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
         assert_eq!(names, ["a", "escape", "escape_dir", "escape_dir_target_unused", "link", "loop1", "loop2", "up"]);
-        let opt: Vec<Vec<u8>> = l.list(b"/opt").unwrap();
+        let opt: Vec<Vec<u8>> = l.list(b"/opt", 1000).unwrap();
         assert_eq!(opt, [b"z".to_vec()]);
+        assert_eq!(l.list(b"/etc", 3), Err(LayerError::TooMuch("directory entries over the scope budget")));
+    }
+
+    /// Review findings: an opaque marker on a layer's root must not hide the
+    /// lower layers (the kernel ignores it), and on kernel overlay a container
+    /// cannot hide lower files with forgeable `.wh.` names or user xattrs.
+    #[test]
+    fn forged_markers_do_not_hide_lower_layers() {
+        let t = tempfile::tempdir().unwrap();
+        let (lo, up) = (t.path().join("lower"), t.path().join("upper"));
+        std::fs::create_dir_all(lo.join("usr/bin")).unwrap();
+        std::fs::write(lo.join("usr/bin/ls"), "ls").unwrap();
+        std::fs::create_dir_all(up.join("usr/bin")).unwrap();
+        std::fs::write(up.join(".wh..wh..opq"), "").unwrap();
+        std::fs::write(up.join("usr/bin/.wh.ls"), "").unwrap();
+        let l = Layers::open(&[up.clone(), lo.clone()], Markers::KERNEL_OVERLAY).unwrap();
+        assert_eq!(content(&l, "/usr/bin/ls").unwrap(), "ls");
+        assert!(l.list(b"/usr/bin", 100).unwrap().contains(&b"ls".to_vec()));
+        // With aufs markers honoured, the root marker is still ignored but the file whiteout applies.
+        let l = Layers::open(&[up, lo], Markers::ALL).unwrap();
+        assert_eq!(content(&l, "/usr/bin/ls"), Err(LayerError::NotFound));
+        assert_eq!(l.list(b"/", 100).unwrap(), [b"usr".to_vec()]);
+    }
+
+    #[test]
+    fn resolution_work_is_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let up = t.path().join("upper");
+        std::fs::create_dir_all(&up).unwrap();
+        let long = "a/".repeat(2000); // within PATH_MAX
+        symlink(&long, up.join("deep")).unwrap();
+        let l = Layers::open(&[up], Markers::ALL).unwrap();
+        assert!(matches!(l.resolve(b"/deep", true), Err(LayerError::TooMuch(_)) | Err(LayerError::NotFound)));
+        let path = "x/".repeat(5000);
+        assert!(matches!(l.resolve(path.as_bytes(), true), Err(LayerError::TooMuch(_))));
     }
 }

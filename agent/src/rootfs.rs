@@ -120,7 +120,11 @@ fn pseudo_fs(magic: i64) -> Option<&'static str> {
         0x6367_7270 => "cgroup2fs",
         0x6462_6720 => "debugfs",
         0x7472_6163 => "tracefs",
-        0x7365_6373 => "securityfs",
+        0x7363_6673 => "securityfs",
+        0xf97c_ff8c => "selinuxfs",
+        0x4341_5d53 => "smackfs",
+        0x6e73_6673 => "nsfs",
+        0x0187 => "autofs",
         0xcafe_4a11 => "bpffs",
         0x1cd1 => "devpts",
         0x1980_0202 => "mqueue",
@@ -186,6 +190,7 @@ fn layer_err(path: &str, e: crate::layers::LayerError) -> ReadError {
         LayerError::NotFound | LayerError::NotDirectory => ReadError::NotFound { path: path.to_string() },
         LayerError::Loop => ReadError::Loop { path: path.to_string() },
         LayerError::Io(e) => errno(path, e),
+        LayerError::TooMuch(what) => ReadError::Budget { path: path.to_string(), what: what.to_string() },
     }
 }
 
@@ -269,9 +274,14 @@ impl Root {
 
     /// A root made of overlay layer directories on this host, top (upper) first,
     /// merged in userspace: how stopped containers and images are read.
-    pub fn from_layers(layers: &[PathBuf], shown: impl Into<PathBuf>, budgets: Budgets) -> Result<Root, RootError> {
+    pub fn from_layers(
+        layers: &[PathBuf],
+        markers: crate::layers::Markers,
+        shown: impl Into<PathBuf>,
+        budgets: Budgets,
+    ) -> Result<Root, RootError> {
         let shown = shown.into();
-        let l = crate::layers::Layers::open(layers).map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
+        let l = crate::layers::Layers::open(layers, markers).map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
         Ok(Root {
             inner: Backing::Layers(l),
             path: shown,
@@ -305,6 +315,11 @@ impl Root {
             return Err(ReadError::Budget { path: path.into(), what: format!("total bytes read over {}", self.budgets.max_total_bytes) });
         }
         Ok(())
+    }
+
+    /// Directory entries the scope may still visit.
+    fn entries_left(&self) -> u64 {
+        self.budgets.max_entries.saturating_sub(self.entries.get())
     }
 
     fn charge_entry(&self, path: &str) -> Result<(), ReadError> {
@@ -431,7 +446,7 @@ impl Root {
     pub fn list_dir(&self, rel: &str) -> Result<Vec<Vec<u8>>, ReadError> {
         if let Backing::Layers(l) = &self.inner {
             self.check_time(rel)?;
-            let names = l.list(rel.as_bytes()).map_err(|e| layer_err(rel, e))?;
+            let names = l.list(rel.as_bytes(), self.entries_left()).map_err(|e| layer_err(rel, e))?;
             for _ in &names {
                 self.charge_entry(rel)?;
             }
@@ -498,7 +513,7 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        let names = l.list(if raw_path.is_empty() { b"/" } else { raw_path }).map_err(|e| layer_err(path, e))?;
+        let names = l.list(if raw_path.is_empty() { b"/" } else { raw_path }, self.entries_left()).map_err(|e| layer_err(path, e))?;
         for name in names {
             self.charge_entry(path)?;
             let child = format!("{path}/{}", display_name(&name));
@@ -738,6 +753,8 @@ mod tests {
         assert_eq!(pseudo_fs(0x6573_5543), Some("fusectl"));
         assert_eq!(pseudo_fs(0x9fa0), Some("procfs"));
         assert_eq!(pseudo_fs(0x794c_7630), None, "overlayfs");
+        // Regression: securityfs was listed under a wrong magic and so was read.
+        assert_eq!(pseudo_fs(0x7363_6673), Some("securityfs"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! that no runtime API reports still becomes a container scope, crawled
 //! through its /proc/<pid>/root. The "container" here is made by hand: a
 //! process chrooted into the debootstrap root (test fixture only; the agent
-//! never chroots) and moved into a cgroup whose path carries a 64-hex id.
+//! never chroots) and moved into a Docker-shaped cgroup (/docker/<64-hex id>) no engine knows.
 
 mod common;
 
@@ -30,10 +30,10 @@ async fn a_container_only_its_cgroup_reveals_is_crawled() {
     let id = format!("{:064x}", 0x5eed_0000_u64 + std::process::id() as u64);
     let base = PathBuf::from("/sys/fs/cgroup");
     let (cgroup, procs) = if base.join("cgroup.controllers").exists() {
-        let d = base.join(format!("periscope-test/{id}"));
+        let d = base.join(format!("docker/{id}"));
         (d.clone(), d.join("cgroup.procs"))
     } else {
-        let d = base.join(format!("pids/periscope-test/{id}"));
+        let d = base.join(format!("pids/docker/{id}"));
         (d.clone(), d.join("cgroup.procs"))
     };
     std::fs::create_dir_all(&cgroup).unwrap_or_else(|e| panic!("cannot create cgroup {}: {e} (needs root)", cgroup.display()));

@@ -114,9 +114,12 @@ fn security_value<'a>(opts: &'a [String], key: &str) -> Option<&'a str> {
 }
 
 /// Running containers as (container id, host pid of the main process).
+/// Paused containers are left out: a FUSE daemon frozen inside one would
+/// hang any read of its filesystem.
 pub fn running(inv: &Inventory) -> Vec<(String, i64)> {
     inv.containers
         .iter()
+        .filter(|c| !c.state.as_ref().and_then(|s| s.paused).unwrap_or(false))
         .filter_map(|c| Some((c.id.clone()?, c.state.as_ref()?.pid.filter(|p| *p > 0)?)))
         .collect()
 }
@@ -132,18 +135,30 @@ pub fn layer_dirs(data: &std::collections::HashMap<String, String>) -> Vec<std::
     out
 }
 
+/// A scope read through layers: id, layer directories (top first), and the markers its driver writes.
+pub type LayeredScope = (String, Vec<std::path::PathBuf>, crate::layers::Markers);
+
 /// Containers that are not running, with their layer directories.
-pub fn stopped(inv: &Inventory) -> Vec<(String, Vec<std::path::PathBuf>)> {
+pub fn stopped(inv: &Inventory) -> Vec<LayeredScope> {
     inv.containers
         .iter()
         .filter(|c| c.state.as_ref().and_then(|s| s.pid).unwrap_or(0) <= 0)
-        .filter_map(|c| Some((c.id.clone()?, layer_dirs(&c.graph_driver.as_ref()?.data))))
+        .filter_map(|c| {
+            let gd = c.graph_driver.as_ref()?;
+            Some((c.id.clone()?, layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)))
+        })
         .collect()
 }
 
 /// Images with their layer directories.
-pub fn image_layers(inv: &Inventory) -> Vec<(String, Vec<std::path::PathBuf>)> {
-    inv.images.iter().filter_map(|(i, _)| Some((i.id.clone()?, layer_dirs(&i.graph_driver.as_ref()?.data)))).collect()
+pub fn image_layers(inv: &Inventory) -> Vec<LayeredScope> {
+    inv.images
+        .iter()
+        .filter_map(|(i, _)| {
+            let gd = i.graph_driver.as_ref()?;
+            Some((i.id.clone()?, layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)))
+        })
+        .collect()
 }
 
 /// Opens a running container's root filesystem through `/proc/<pid>/root`,

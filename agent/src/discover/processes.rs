@@ -48,16 +48,27 @@ fn read_small(path: &str) -> Option<String> {
     Some(s)
 }
 
+/// Whether a cgroup path is one a container runtime creates (Docker cgroupfs
+/// and systemd drivers, kubepods with docker/cri-containerd/crio, podman,
+/// systemd-nspawn machines) — never a user-delegated one, where an
+/// unprivileged user could name a cgroup after any id.
+pub fn is_runtime_cgroup(path: &str) -> bool {
+    if path.contains("user.slice") || path.contains("user@") {
+        return false;
+    }
+    ["/docker/", "/docker-", "kubepods", "cri-containerd", "/crio-", "libpod-", "machine.slice"].iter().any(|p| path.contains(p))
+}
+
 /// Containers seen only through processes' cgroups: (container id, lowest pid
 /// in it). The runtime-agnostic fallback for hosts whose runtime API does not
-/// answer (or is not one Periscope speaks).
+/// answer (or is not one Periscope speaks); only runtime-created cgroups count.
 pub fn cgroup_containers() -> Vec<(String, i64)> {
     let mut found: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
         let Some(cg) = read_small(&format!("/proc/{pid}/cgroup")) else { continue };
-        if let Some(id) = cgroup_path(&cg).as_deref().and_then(container_id_from_cgroup) {
+        if let Some(id) = cgroup_path(&cg).filter(|p| is_runtime_cgroup(p)).as_deref().and_then(container_id_from_cgroup) {
             let e = found.entry(id).or_insert(pid);
             *e = (*e).min(pid);
         }
@@ -145,6 +156,11 @@ mod tests {
             assert_eq!(container_id_from_cgroup(&path).as_deref(), want, "{path}");
         }
         assert_eq!(cgroup_path("0::/system.slice/x.scope\n").as_deref(), Some("/system.slice/x.scope"));
+        // Review finding: user-delegated cgroups are never taken for containers.
+        assert!(is_runtime_cgroup(&format!("/system.slice/docker-{id}.scope")));
+        assert!(is_runtime_cgroup(&format!("/kubepods/burstable/pod1/{id}")));
+        assert!(!is_runtime_cgroup(&format!("/user.slice/user-1000.slice/user@1000.service/{id}.scope")));
+        assert!(!is_runtime_cgroup(&format!("/periscope-test/{id}")));
         assert_eq!(cgroup_path("12:pids:/docker/abc\n1:name=systemd:/docker/abc\n").as_deref(), Some("/docker/abc"));
         // Hybrid hosts: the empty unified line must not hide the container's v1 path.
         let hybrid = format!("4:memory:/docker/{id}\n0::/\n");
