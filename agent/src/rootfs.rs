@@ -386,6 +386,7 @@ impl Root {
     /// Reads at most `limit` bytes from the start of a regular file; the flag
     /// says whether the file was longer.
     pub fn read_prefix(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<(Vec<u8>, bool), ReadError> {
+        let limit = limit.min(self.budgets.max_file_bytes);
         let (file, _) = self.open_file(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());
         let mut buf = read_capped(file, rel, limit)?;
@@ -398,6 +399,7 @@ impl Root {
     /// Feeds a regular file to `f` in chunks, up to `limit` bytes; returns
     /// the bytes read, or `TooLarge` without feeding the rest.
     pub fn stream(&self, rel: impl AsRef<OsStr>, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
+        let limit = limit.min(self.budgets.max_file_bytes);
         let (mut file, size) = self.open_file(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());
         if size > limit {
