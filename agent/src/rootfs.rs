@@ -398,10 +398,30 @@ impl Root {
 
     /// Feeds a regular file to `f` in chunks, up to `limit` bytes; returns
     /// the bytes read, or `TooLarge` without feeding the rest.
-    pub fn stream(&self, rel: impl AsRef<OsStr>, limit: u64, mut f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
+    pub fn stream(&self, rel: impl AsRef<OsStr>, limit: u64, f: impl FnMut(&[u8])) -> Result<u64, ReadError> {
+        self.stream_expecting(rel, None, limit, f)
+    }
+
+    /// Like [`Root::stream`], but refuses to read unless the opened file is
+    /// the inode `(dev, ino)` a walk saw — a file swapped (e.g. for a symlink)
+    /// after the walk is reported, not read in its place.
+    pub fn stream_expecting(
+        &self,
+        rel: impl AsRef<OsStr>,
+        expect: Option<(u64, u64)>,
+        limit: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<u64, ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
         let (mut file, size) = self.open_file(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());
+        if let Some(want) = expect {
+            use std::os::unix::fs::MetadataExt;
+            let m = file.metadata().map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
+            if (m.dev(), m.ino()) != want {
+                return Err(ReadError::Refused { path: rel.to_string(), why: "changed while being crawled".into() });
+            }
+        }
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
@@ -757,6 +777,26 @@ mod tests {
         assert_eq!(pseudo_fs(0x794c_7630), None, "overlayfs");
         // Regression: securityfs was listed under a wrong magic and so was read.
         assert_eq!(pseudo_fs(0x7363_6673), Some("securityfs"));
+    }
+
+    /// Review finding: a walked file swapped before it is hashed must not be read in its place.
+    #[test]
+    fn a_file_swapped_after_the_walk_is_refused() {
+        let (root, _outside) = tree();
+        let r = Root::open(root.path()).unwrap();
+        let mut seen = Vec::new();
+        r.walk("/etc", &mut |e| {
+            seen.push(e.clone());
+            true
+        }, &mut |_| {})
+        .unwrap();
+        let real = seen.iter().find(|e| e.path == "/etc/real").unwrap();
+        assert_eq!(r.stream_expecting("/etc/real", Some((real.dev, real.ino)), 100, |_| {}).unwrap(), 6);
+        // The attack: swap the walked file for a symlink to another file in the root.
+        std::fs::remove_file(root.path().join("etc/real")).unwrap();
+        symlink("/marker", root.path().join("etc/real")).unwrap();
+        let e = r.stream_expecting("/etc/real", Some((real.dev, real.ino)), 100, |_| {}).unwrap_err();
+        assert!(matches!(e, ReadError::Refused { .. }), "{e}");
     }
 
     #[test]

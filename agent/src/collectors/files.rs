@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use periscope_proto::tables::FILES;
 use rustix::fs::FileType;
 
-use super::{mode_string, sha256_file, unalias, usrmerge_aliases, Scope, Sink};
+use super::{mode_string, sha256_entry, unalias, usrmerge_aliases, Scope, Sink};
 use crate::encode::Value;
 use crate::rootfs::{kind_name, Entry};
 
@@ -99,7 +99,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             None
         };
         let sha = if e.kind == FileType::RegularFile {
-            match sha256_file(&scope.root, OsStr::from_bytes(&e.raw), scope.config.hash_max_bytes) {
+            match sha256_entry(&scope.root, &e, scope.config.hash_max_bytes) {
                 Ok(h) => h,
                 Err(err) if err.is_budget() => {
                     out.read_error(C, &path, &err);

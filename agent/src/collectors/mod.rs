@@ -174,9 +174,24 @@ pub fn mode_string(mode: u32) -> String {
 /// Hex SHA-256 of a regular file, or None when it is over `cap` or unreadable
 /// (an unreadable file is reported by the caller's collector).
 pub fn sha256_file(root: &Root, path: impl AsRef<std::ffi::OsStr>, cap: u64) -> Result<Option<String>, ReadError> {
+    sha256_expecting(root, path, None, cap)
+}
+
+/// [`sha256_file`] of a walked entry: refused if the path no longer names the inode the walk saw.
+pub fn sha256_entry(root: &Root, e: &crate::rootfs::Entry, cap: u64) -> Result<Option<String>, ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.raw), Some((e.dev, e.ino)), cap)
+}
+
+fn sha256_expecting(
+    root: &Root,
+    path: impl AsRef<std::ffi::OsStr>,
+    expect: Option<(u64, u64)>,
+    cap: u64,
+) -> Result<Option<String>, ReadError> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    match root.stream(path, cap, |chunk| h.update(chunk)) {
+    match root.stream_expecting(path, expect, cap, |chunk| h.update(chunk)) {
         Ok(_) => Ok(Some(format!("{:x}", h.finalize()))),
         Err(ReadError::TooLarge { .. }) => Ok(None),
         Err(e) => Err(e),

@@ -2,13 +2,10 @@
 //! directories that no package database claims — software copied or compiled
 //! into an image (typically /usr/local) where no package manager sees it.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
-use super::{mode_string, sha256_file, unalias, usrmerge_aliases, Scope, Sink};
+use super::{mode_string, sha256_entry, unalias, usrmerge_aliases, Scope, Sink};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 
@@ -68,7 +65,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
     }
     for (e, kind) in found {
-        let sha = match sha256_file(&scope.root, OsStr::from_bytes(&e.raw), scope.config.hash_max_bytes) {
+        let sha = match sha256_entry(&scope.root, &e, scope.config.hash_max_bytes) {
             Ok(h) => h,
             Err(err) => {
                 out.read_error(C, &e.path, &err);
