@@ -7,9 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use periscope_proto::tables::{self, scope};
 
-use crate::collectors::{CollectorConfig, Scope, Sink, COLLECTORS};
+use crate::collectors::{COLLECTORS, CollectorConfig, Scope, Sink};
 use crate::encode::Common;
-use crate::rootfs::{Budgets, Root, RootError, DEFAULT_MAX_FILE_BYTES};
+use crate::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES, Root, RootError};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -99,13 +99,12 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
     let want = match docker {
         DockerMode::Off => false,
         DockerMode::On => true,
-        DockerMode::Auto => opts.scope == scope::HOST && opts.root == Path::new("/") && crate::discover::docker::configured(),
+        DockerMode::Auto => {
+            opts.scope == scope::HOST && opts.root == Path::new("/") && crate::discover::docker::configured()
+        }
     };
-    let inventory = if want {
-        Some(crate::discover::docker::inventory(std::time::Duration::from_secs(30)).await)
-    } else {
-        None
-    };
+    let inventory =
+        if want { Some(crate::discover::docker::inventory(std::time::Duration::from_secs(30)).await) } else { None };
     // Live state belongs to the machine the agent runs on: only when crawling its own /.
     let live = opts.scope == scope::HOST && opts.root == Path::new("/");
     let join = tokio::task::spawn_blocking(move || {
@@ -166,7 +165,8 @@ fn crawl_layers(
     host: &str,
 ) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
-    let common = Common { host: host.to_string(), scope: kind.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
+    let common =
+        Common { host: host.to_string(), scope: kind.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
     let shown = layers.first().map(|p| p.display().to_string()).unwrap_or_default();
     let root = if layers.is_empty() {
         Err(format!("{kind} {id}: the storage driver reports no layer directories"))
@@ -187,7 +187,12 @@ fn crawl_layers(
 /// stopped, or its pid was reused) yields a crawl with that error row.
 fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
-    let common = Common { host: host.to_string(), scope: scope::CONTAINER.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
+    let common = Common {
+        host: host.to_string(),
+        scope: scope::CONTAINER.into(),
+        scope_id: id.to_string(),
+        crawl_time_us: now_us(),
+    };
     match crate::discover::docker::open_container_root(pid, id, budgets) {
         Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), |_| {}),
         Err(e) => {
@@ -212,7 +217,13 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
     Ok(run_collectors(opts, root, common, opts.root.display().to_string(), extra))
 }
 
-fn run_collectors(opts: &CrawlOptions, root: Root, common: Common, shown: String, extra: impl FnOnce(&mut Sink)) -> Crawl {
+fn run_collectors(
+    opts: &CrawlOptions,
+    root: Root,
+    common: Common,
+    shown: String,
+    extra: impl FnOnce(&mut Sink),
+) -> Crawl {
     let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
     let mut sink = Sink::new(common.clone());

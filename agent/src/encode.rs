@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
-use periscope_proto::tables::{ColumnType, Table, COMMON_COLUMNS};
+use periscope_proto::tables::{COMMON_COLUMNS, ColumnType, Table};
 
 /// One cell value as a collector hands it over.
 #[derive(Debug, Clone, Copy)]

@@ -84,7 +84,12 @@ pub struct Found {
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(dir, OsStr::from_bytes(name), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 fn is_whiteout(st: &Stat) -> bool {
@@ -100,7 +105,8 @@ impl Markers {
     fn is_opaque(self, dir: BorrowedFd<'_>) -> bool {
         xattr_is_y(dir, KERNEL_OPAQUE_XATTR)
             || (self.user_xattrs && USER_OPAQUE_XATTRS.iter().any(|x| xattr_is_y(dir, x)))
-            || (self.aufs_files && rustix::fs::statat(dir, OsStr::from_bytes(OPAQUE_MARKER), AtFlags::SYMLINK_NOFOLLOW).is_ok())
+            || (self.aufs_files
+                && rustix::fs::statat(dir, OsStr::from_bytes(OPAQUE_MARKER), AtFlags::SYMLINK_NOFOLLOW).is_ok())
     }
 
     fn has_aufs_whiteout(self, dir: BorrowedFd<'_>, name: &[u8]) -> bool {
@@ -123,7 +129,10 @@ impl Layers {
     pub fn open(paths: &[std::path::PathBuf], markers: Markers) -> Result<Layers, std::io::Error> {
         let dirs = paths
             .iter()
-            .map(|p| rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(std::io::Error::from))
+            .map(|p| {
+                rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(std::io::Error::from)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Layers { dirs, markers })
     }
@@ -227,7 +236,8 @@ impl Layers {
                 if hops > MAX_HOPS {
                     return Err(LayerError::Loop);
                 }
-                let target = rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new()).map_err(LayerError::Io)?;
+                let target = rustix::fs::readlinkat(&f.parent, OsStr::from_bytes(&f.name), Vec::new())
+                    .map_err(LayerError::Io)?;
                 let target = target.as_bytes();
                 done.pop();
                 if target.starts_with(b"/") {
@@ -243,8 +253,13 @@ impl Layers {
 
     /// An O_PATH handle on a resolved entry (never opened for I/O).
     pub fn handle(&self, f: &Found) -> Result<OwnedFd, LayerError> {
-        rustix::fs::openat(&f.parent, OsStr::from_bytes(&f.name), OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(LayerError::Io)
+        rustix::fs::openat(
+            &f.parent,
+            OsStr::from_bytes(&f.name),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(LayerError::Io)
     }
 
     /// The symlink target of `path`'s final component (not followed).
@@ -337,9 +352,9 @@ mod tests {
 
     fn content(l: &Layers, p: &str) -> Result<String, LayerError> {
         let f = l.resolve(p.as_bytes(), true)?;
-        Ok(std::fs::read_to_string(std::path::Path::new("/proc/self/fd").join(
-            std::os::fd::AsRawFd::as_raw_fd(&l.handle(&f)?).to_string(),
-        ))
+        Ok(std::fs::read_to_string(
+            std::path::Path::new("/proc/self/fd").join(std::os::fd::AsRawFd::as_raw_fd(&l.handle(&f)?).to_string()),
+        )
         .unwrap())
     }
 
@@ -359,7 +374,8 @@ mod tests {
         assert_eq!(content(&l, "/etc/escape").err(), Some(LayerError::NotFound));
         assert_eq!(content(&l, "/etc/escape_dir/passwd").err(), Some(LayerError::NotFound));
         assert_eq!(l.read_link(b"/etc/link").unwrap(), b"/etc/a");
-        let names: Vec<String> = l.list(b"/etc", 1000).unwrap().into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
+        let names: Vec<String> =
+            l.list(b"/etc", 1000).unwrap().into_iter().map(|n| String::from_utf8(n).unwrap()).collect();
         assert_eq!(names, ["a", "escape", "escape_dir", "escape_dir_target_unused", "link", "loop1", "loop2", "up"]);
         let opt: Vec<Vec<u8>> = l.list(b"/opt", 1000).unwrap();
         assert_eq!(opt, [b"z".to_vec()]);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_agent::crawl::{crawl_async, hostname, CrawlOptions, DockerMode};
+use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async, hostname};
 use periscope_agent::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES};
 
 #[derive(Parser)]
@@ -66,7 +66,9 @@ fn collector_names() -> clap::builder::PossibleValuesParser {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -102,7 +104,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_depth,
                 max_wall: std::time::Duration::from_secs(max_wall_secs),
             };
-            let opts = CrawlOptions { root, host, scope, scope_id, max_file_bytes, budgets, collectors, ..CrawlOptions::default() };
+            let opts = CrawlOptions {
+                root,
+                host,
+                scope,
+                scope_id,
+                max_file_bytes,
+                budgets,
+                collectors,
+                ..CrawlOptions::default()
+            };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let crawls = rt.block_on(crawl_async(opts, docker))?;
             let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
@@ -114,7 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let errors: usize = crawls.iter().map(|c| c.errors).sum();
             eprintln!(
                 "periscope-agent: sent {} rows in {} batches ({} bytes) for {} scope(s), first {} {}, to {server}; {errors} crawl errors",
-                report.rows, report.batches, report.bytes, crawls.len(), crawls[0].common.scope, crawls[0].common.scope_id
+                report.rows,
+                report.batches,
+                report.bytes,
+                crawls.len(),
+                crawls[0].common.scope,
+                crawls[0].common.scope_id
             );
             Ok(())
         }

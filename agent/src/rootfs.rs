@@ -140,7 +140,9 @@ fn pseudo_fs(magic: i64) -> Option<&'static str> {
 fn check_fs(fd: BorrowedFd<'_>, path: &str) -> Result<(), ReadError> {
     let st = rustix::fs::fstatfs(fd).map_err(|e| errno(path, e))?;
     match pseudo_fs(st.f_type as i64) {
-        Some(name) => Err(ReadError::Refused { path: path.to_string(), why: format!("on {name}, a kernel pseudo-filesystem") }),
+        Some(name) => {
+            Err(ReadError::Refused { path: path.to_string(), why: format!("on {name}, a kernel pseudo-filesystem") })
+        }
         None => Ok(()),
     }
 }
@@ -249,7 +251,8 @@ impl Root {
 
     pub fn with_budgets(path: impl AsRef<Path>, budgets: Budgets) -> Result<Root, RootError> {
         let path = path.as_ref().to_path_buf();
-        let inner = pathrs::Root::open(&path).map_err(|e| RootError::Open { path: path.clone(), message: e.to_string() })?;
+        let inner =
+            pathrs::Root::open(&path).map_err(|e| RootError::Open { path: path.clone(), message: e.to_string() })?;
         Ok(Root {
             inner: Backing::Dir(inner),
             path,
@@ -281,7 +284,8 @@ impl Root {
         budgets: Budgets,
     ) -> Result<Root, RootError> {
         let shown = shown.into();
-        let l = crate::layers::Layers::open(layers, markers).map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
+        let l = crate::layers::Layers::open(layers, markers)
+            .map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
         Ok(Root {
             inner: Backing::Layers(l),
             path: shown,
@@ -303,7 +307,10 @@ impl Root {
 
     fn check_time(&self, path: &str) -> Result<(), ReadError> {
         if Instant::now() > self.deadline {
-            return Err(ReadError::Budget { path: path.into(), what: format!("wall time of {:?}", self.budgets.max_wall) });
+            return Err(ReadError::Budget {
+                path: path.into(),
+                what: format!("wall time of {:?}", self.budgets.max_wall),
+            });
         }
         Ok(())
     }
@@ -312,7 +319,10 @@ impl Root {
         let total = self.bytes_read.get().saturating_add(n);
         self.bytes_read.set(total);
         if total > self.budgets.max_total_bytes {
-            return Err(ReadError::Budget { path: path.into(), what: format!("total bytes read over {}", self.budgets.max_total_bytes) });
+            return Err(ReadError::Budget {
+                path: path.into(),
+                what: format!("total bytes read over {}", self.budgets.max_total_bytes),
+            });
         }
         Ok(())
     }
@@ -326,7 +336,10 @@ impl Root {
         let n = self.entries.get() + 1;
         self.entries.set(n);
         if n > self.budgets.max_entries {
-            return Err(ReadError::Budget { path: path.into(), what: format!("more than {} directory entries", self.budgets.max_entries) });
+            return Err(ReadError::Budget {
+                path: path.into(),
+                what: format!("more than {} directory entries", self.budgets.max_entries),
+            });
         }
         self.check_time(path)
     }
@@ -460,7 +473,9 @@ impl Root {
                 .readlink(inner_path(rel.as_ref()))
                 .map(|p| display_name(p.as_os_str().as_bytes()))
                 .map_err(|e| pathrs_err(&shown, e)),
-            Backing::Layers(l) => l.read_link(rel.as_ref().as_bytes()).map(|t| display_name(&t)).map_err(|e| layer_err(&shown, e)),
+            Backing::Layers(l) => {
+                l.read_link(rel.as_ref().as_bytes()).map(|t| display_name(&t)).map_err(|e| layer_err(&shown, e))
+            }
         }
     }
 
@@ -515,7 +530,10 @@ impl Root {
             // The start may be reached through symlinks; entries below it never are.
             let f = l.resolve(start.as_bytes(), true).map_err(|e| layer_err(start, e))?;
             if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
-                return Err(ReadError::NotDirectory { path: start.to_string(), kind: kind_name(FileType::from_raw_mode(f.stat.st_mode)) });
+                return Err(ReadError::NotDirectory {
+                    path: start.to_string(),
+                    kind: kind_name(FileType::from_raw_mode(f.stat.st_mode)),
+                });
             }
             return self.walk_layers(l, base.as_bytes(), &base, 1, visit, on_error);
         }
@@ -535,7 +553,9 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        let names = l.list(if raw_path.is_empty() { b"/" } else { raw_path }, self.entries_left()).map_err(|e| layer_err(path, e))?;
+        let names = l
+            .list(if raw_path.is_empty() { b"/" } else { raw_path }, self.entries_left())
+            .map_err(|e| layer_err(path, e))?;
         for name in names {
             self.charge_entry(path)?;
             let child = format!("{path}/{}", display_name(&name));
@@ -554,7 +574,10 @@ impl Root {
                 continue;
             }
             if depth >= self.budgets.max_depth {
-                on_error(ReadError::Budget { path: child, what: format!("directory depth over {}", self.budgets.max_depth) });
+                on_error(ReadError::Budget {
+                    path: child,
+                    what: format!("directory depth over {}", self.budgets.max_depth),
+                });
                 continue;
             }
             self.walk_layers(l, &entry.raw, &child, depth + 1, visit, on_error)?;
@@ -598,7 +621,10 @@ impl Root {
                 continue;
             }
             if depth >= self.budgets.max_depth {
-                on_error(ReadError::Budget { path: child, what: format!("directory depth over {}", self.budgets.max_depth) });
+                on_error(ReadError::Budget {
+                    path: child,
+                    what: format!("directory depth over {}", self.budgets.max_depth),
+                });
                 continue;
             }
             let id = (entry.dev, entry.ino);
@@ -704,8 +730,14 @@ mod tests {
         let (root, _outside) = tree();
         symlink("b", root.path().join("etc/a")).unwrap();
         symlink("a", root.path().join("etc/b")).unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, root.path().join("etc/fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0)
-            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.path().join("etc/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
         let r = Root::open(root.path()).unwrap();
         assert!(matches!(r.read("etc/a"), Err(ReadError::Loop { .. })), "{:?}", r.read("etc/a"));
         assert!(matches!(r.read("etc/fifo"), Err(ReadError::NotRegular { kind: "fifo", .. })));
@@ -736,7 +768,10 @@ mod tests {
         let host = Root::open("/").unwrap();
         let e = host.read("/proc/self/status").unwrap_err();
         assert!(matches!(e, ReadError::Refused { .. }), "{e}");
-        assert!(matches!(host.read("/proc/self/root/etc/hostname"), Err(ReadError::Refused { .. } | ReadError::Loop { .. })));
+        assert!(matches!(
+            host.read("/proc/self/root/etc/hostname"),
+            Err(ReadError::Refused { .. } | ReadError::Loop { .. })
+        ));
     }
 
     #[test]
@@ -750,10 +785,14 @@ mod tests {
         let r = Root::with_budgets(root.path(), b).unwrap();
         let mut seen = Vec::new();
         let mut errs = Vec::new();
-        r.walk("/a", &mut |e| {
-            seen.push((e.path.clone(), e.kind));
-            true
-        }, &mut |e| errs.push(e.to_string()))
+        r.walk(
+            "/a",
+            &mut |e| {
+                seen.push((e.path.clone(), e.kind));
+                true
+            },
+            &mut |e| errs.push(e.to_string()),
+        )
         .unwrap();
         let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"/a/out"), "{paths:?}");
@@ -785,10 +824,14 @@ mod tests {
         let (root, _outside) = tree();
         let r = Root::open(root.path()).unwrap();
         let mut seen = Vec::new();
-        r.walk("/etc", &mut |e| {
-            seen.push(e.clone());
-            true
-        }, &mut |_| {})
+        r.walk(
+            "/etc",
+            &mut |e| {
+                seen.push(e.clone());
+                true
+            },
+            &mut |_| {},
+        )
         .unwrap();
         let real = seen.iter().find(|e| e.path == "/etc/real").unwrap();
         assert_eq!(r.stream_expecting("/etc/real", Some((real.dev, real.ino)), 100, |_| {}).unwrap(), 6);

@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
 use futures::StreamExt;
-use periscope_proto::v1::ingest_client::IngestClient;
 use periscope_proto::v1::Batch;
-use periscope_proto::{ipc, CONTRACT_VERSION};
+use periscope_proto::v1::ingest_client::IngestClient;
+use periscope_proto::{CONTRACT_VERSION, ipc};
 use tonic::transport::Endpoint;
 
 use crate::crawl::table_of;
@@ -53,11 +53,10 @@ pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
         .connect_timeout(Duration::from_secs(10));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
-    let mut client = IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20);
+    let channel =
+        endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
+    let mut client =
+        IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20);
 
     let boot_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let mut msgs = Vec::with_capacity(batches.len());

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::*;
-use periscope_agent::crawl::{crawl_async, CrawlOptions, DockerMode};
+use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async};
 
 struct Fixture {
     child: std::process::Child,
@@ -36,14 +36,19 @@ async fn a_container_only_its_cgroup_reveals_is_crawled() {
         let d = base.join(format!("pids/docker/{id}"));
         (d.clone(), d.join("cgroup.procs"))
     };
-    std::fs::create_dir_all(&cgroup).unwrap_or_else(|e| panic!("cannot create cgroup {}: {e} (needs root)", cgroup.display()));
-    let child = Command::new("chroot").arg(debian_rootfs()).args(["sleep", "120"]).stdout(Stdio::null()).spawn().unwrap();
+    std::fs::create_dir_all(&cgroup)
+        .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e} (needs root)", cgroup.display()));
+    let child =
+        Command::new("chroot").arg(debian_rootfs()).args(["sleep", "120"]).stdout(Stdio::null()).spawn().unwrap();
     let fixture = Fixture { child, cgroup };
     std::fs::write(&procs, fixture.child.id().to_string()).expect("move the process into the cgroup");
 
     let opts = CrawlOptions { collectors: Some(vec!["packages".into()]), ..Default::default() };
     let crawls = crawl_async(opts, DockerMode::Off).await.expect("crawl");
-    let c = crawls.iter().find(|c| c.common.scope == "container" && c.common.scope_id == id).expect("cgroup-only container crawled");
+    let c = crawls
+        .iter()
+        .find(|c| c.common.scope == "container" && c.common.scope_id == id)
+        .expect("cgroup-only container crawled");
     let (rows, _) = rows_of(&c.batches);
     let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W"]).lines().count();
     assert_eq!(rows["packages"].len(), want);

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use periscope_agent::crawl::{crawl_async, CrawlOptions, DockerMode};
+use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_container_appears_with_its_settings() {
@@ -19,22 +19,72 @@ async fn every_container_appears_with_its_settings() {
     let tag = format!("pt{}", std::process::id());
     let mut cs = Containers(Vec::new());
     let running = cs.create(&[
-        "run", "-d", "--name", &format!("{tag}-run"), "--memory", "64m", "--pids-limit", "50", "--cap-add", "NET_ADMIN",
-        "-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1:18931:80", "-u", "1000",
-        "--security-opt", "no-new-privileges", &image, "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        &format!("{tag}-run"),
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cap-add",
+        "NET_ADMIN",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock:ro",
+        "-p",
+        "127.0.0.1:18931:80",
+        "-u",
+        "1000",
+        "--security-opt",
+        "no-new-privileges",
+        &image,
+        "sleep",
+        "600",
     ]);
-    let created = cs.create(&["create", "--name", &format!("{tag}-new"), "--privileged", "--network", "host", "--read-only", &image, "true"]);
-    let exited = cs.create(&["run", "-d", "--name", &format!("{tag}-exit"), "--restart", "on-failure:7", &image, "sh", "-c", "exit 3"]);
+    let created = cs.create(&[
+        "create",
+        "--name",
+        &format!("{tag}-new"),
+        "--privileged",
+        "--network",
+        "host",
+        "--read-only",
+        &image,
+        "true",
+    ]);
+    let exited = cs.create(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{tag}-exit"),
+        "--restart",
+        "on-failure:7",
+        &image,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
     // A container that deleted a file and stopped: its upper layer holds a whiteout.
     let deleter = cs.create(&["run", "-d", "--name", &format!("{tag}-del"), &image, "rm", "/etc/login.defs"]);
     // A server listening in its own network namespace (perl-base is in the image).
     let listener = cs.create(&[
-        "run", "-d", "--name", &format!("{tag}-listen"), &image, "perl", "-MIO::Socket::INET", "-e",
+        "run",
+        "-d",
+        "--name",
+        &format!("{tag}-listen"),
+        &image,
+        "perl",
+        "-MIO::Socket::INET",
+        "-e",
         "$s = IO::Socket::INET->new(LocalPort => 8931, Listen => 5, ReuseAddr => 1) or die $!; sleep 600",
     ]);
     let listening = || {
-        let pid = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &listener]).output().unwrap().stdout).unwrap();
-        std::fs::read_to_string(format!("/proc/{}/net/tcp", pid.trim())).is_ok_and(|t| t.lines().any(|l| l.contains(":22E3 ") && l.contains(" 0A ")))
+        let pid = String::from_utf8(
+            Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &listener]).output().unwrap().stdout,
+        )
+        .unwrap();
+        std::fs::read_to_string(format!("/proc/{}/net/tcp", pid.trim()))
+            .is_ok_and(|t| t.lines().any(|l| l.contains(":22E3 ") && l.contains(" 0A ")))
     };
     for _ in 0..100 {
         if listening() {
@@ -44,10 +94,26 @@ async fn every_container_appears_with_its_settings() {
     }
     assert!(listening(), "the perl server never listened on 8931");
     // A child process blows the memory limit and is OOM-killed; the container's shell lives on.
-    let oom = cs.create(&["run", "-d", "--name", &format!("{tag}-oom"), "--memory", "32m", "--memory-swap", "32m", &image, "sh", "-c", "tail /dev/zero; sleep 600"]);
+    let oom = cs.create(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{tag}-oom"),
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        &image,
+        "sh",
+        "-c",
+        "tail /dev/zero; sleep 600",
+    ]);
     let kernel_oom_kills = || -> Option<i64> {
         let base = std::path::Path::new("/sys/fs/cgroup");
-        let pid = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &oom]).output().ok()?.stdout).ok()?;
+        let pid = String::from_utf8(
+            Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", &oom]).output().ok()?.stdout,
+        )
+        .ok()?;
         let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).ok()?;
         let file = if base.join("cgroup.controllers").exists() {
             base.join(cg.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/')).join("memory.events")
@@ -55,7 +121,10 @@ async fn every_container_appears_with_its_settings() {
             let path = cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
             base.join("memory").join(path.trim_start_matches('/')).join("memory.oom_control")
         };
-        std::fs::read_to_string(file).ok()?.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
+        std::fs::read_to_string(file)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
     };
     for _ in 0..150 {
         if kernel_oom_kills().unwrap_or(0) > 0 {
@@ -99,24 +168,43 @@ async fn every_container_appears_with_its_settings() {
     let (rows, _) = rows_of(&c.batches);
 
     // The running container was crawled through /proc/<pid>/root as its own scope.
-    let inside = crawls.iter().find(|c| c.common.scope == "container" && c.common.scope_id == running).expect("running container crawled");
+    let inside = crawls
+        .iter()
+        .find(|c| c.common.scope == "container" && c.common.scope_id == running)
+        .expect("running container crawled");
     let (crows, _) = rows_of(&inside.batches);
     let want: std::collections::BTreeMap<String, String> =
-        in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"]).lines().filter_map(|l| l.split_once('\t')).map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let got: std::collections::BTreeMap<String, String> = crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+        in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"])
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    let got: std::collections::BTreeMap<String, String> =
+        crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
     let mut want_running = want.clone();
     want_running.insert("periscope-planted".into(), "9.9-1".into());
     assert_eq!(got, want_running, "packages of the running container: its image's plus the one planted in it");
     assert_eq!(crows["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
-    assert!(crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
-        "the planted file shows up for its container only");
-    let image_id = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.Image}}", &running]).output().unwrap().stdout).unwrap().trim().to_string();
+    assert!(
+        crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
+        "the planted file shows up for its container only"
+    );
+    let image_id = String::from_utf8(
+        Command::new("docker").args(["inspect", "-f", "{{.Image}}", &running]).output().unwrap().stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     // Stopped and never-started containers and the bare image are crawled through their layers
     // (merged in userspace, nothing mounted), and see the same packages.
     for (scope, id) in [("container", exited.clone()), ("container", created.clone()), ("image", image_id.clone())] {
-        let c = crawls.iter().find(|c| c.common.scope == scope && c.common.scope_id == id).unwrap_or_else(|| panic!("{scope} {id} not crawled"));
+        let c = crawls
+            .iter()
+            .find(|c| c.common.scope == scope && c.common.scope_id == id)
+            .unwrap_or_else(|| panic!("{scope} {id} not crawled"));
         let (crows, _) = rows_of(&c.batches);
-        let got: std::collections::BTreeMap<String, String> = crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+        let got: std::collections::BTreeMap<String, String> =
+            crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
         assert_eq!(got, want, "packages of {scope} {id}");
     }
     // The whiteout hides the deleted file in the stopped container only.
@@ -129,7 +217,12 @@ async fn every_container_appears_with_its_settings() {
     assert!(configs_of(&exited).contains(&"/etc/login.defs".to_string()));
 
     assert!(rows["crawl_errors"].iter().all(|r| s(r, "collector") != "docker"), "{:?}", rows["crawl_errors"]);
-    let by_id = |id: &str| rows["containers"].iter().find(|r| s(r, "container_id") == id).unwrap_or_else(|| panic!("container {id} missing"));
+    let by_id = |id: &str| {
+        rows["containers"]
+            .iter()
+            .find(|r| s(r, "container_id") == id)
+            .unwrap_or_else(|| panic!("container {id} missing"))
+    };
 
     let r = by_id(&running);
     assert_eq!(s(r, "state"), "running");
@@ -144,7 +237,10 @@ async fn every_container_appears_with_its_settings() {
 
     let n = by_id(&created);
     assert_eq!((s(n, "state"), s(n, "started_at"), s(n, "pid")), ("created".into(), "".into(), "".into()));
-    assert_eq!((s(n, "privileged"), s(n, "network_mode"), s(n, "read_only_rootfs")), ("true".into(), "host".into(), "true".into()));
+    assert_eq!(
+        (s(n, "privileged"), s(n, "network_mode"), s(n, "read_only_rootfs")),
+        ("true".into(), "host".into(), "true".into())
+    );
 
     let e = by_id(&exited);
     assert_eq!((s(e, "state"), s(e, "exit_code")), ("exited".into(), "3".into()));
@@ -153,7 +249,10 @@ async fn every_container_appears_with_its_settings() {
 
     // The container's process is attributed to it, with its in-container pid.
     let procs: Vec<_> = rows["processes"].iter().filter(|p| s(p, "container_id") == running).collect();
-    assert!(procs.iter().any(|p| s(p, "cmdline") == "sleep 600" && s(p, "ns_pid") == "1" && s(p, "uid") == "1000"), "{procs:?}");
+    assert!(
+        procs.iter().any(|p| s(p, "cmdline") == "sleep 600" && s(p, "ns_pid") == "1" && s(p, "uid") == "1000"),
+        "{procs:?}"
+    );
     assert_eq!(procs.iter().find(|p| s(p, "ns_pid") == "1").map(|p| s(p, "pid")), Some(s(r, "pid")));
     let me = std::process::id().to_string();
     let this = rows["processes"].iter().find(|p| s(p, "pid") == me).expect("this test process is listed");
@@ -162,22 +261,53 @@ async fn every_container_appears_with_its_settings() {
     // The listening port is attributed to its container and process, in that container's namespace.
     let lp: Vec<_> = rows["listening_ports"].iter().filter(|p| s(p, "port") == "8931").collect();
     assert_eq!(lp.len(), 1, "{lp:?}");
-    assert_eq!((s(lp[0], "container_id"), s(lp[0], "process"), s(lp[0], "protocol")), (listener.clone(), "perl".into(), "tcp".into()));
-    let host_ns = rows["processes"].iter().find(|p| s(p, "pid") == std::process::id().to_string()).map(|p| s(p, "net_ns")).unwrap();
+    assert_eq!(
+        (s(lp[0], "container_id"), s(lp[0], "process"), s(lp[0], "protocol")),
+        (listener.clone(), "perl".into(), "tcp".into())
+    );
+    let host_ns = rows["processes"]
+        .iter()
+        .find(|p| s(p, "pid") == std::process::id().to_string())
+        .map(|p| s(p, "net_ns"))
+        .unwrap();
     assert_ne!(s(lp[0], "net_ns"), host_ns, "the port is in the container's own network namespace");
 
     // Its network and mount namespaces are inventoried, attributed to it.
-    let ip = String::from_utf8(Command::new("docker").args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &running]).output().unwrap().stdout).unwrap();
-    let eth0 = rows["interfaces"].iter().find(|i| s(i, "container_id") == running && s(i, "name") == "eth0").expect("container eth0");
+    let ip = String::from_utf8(
+        Command::new("docker")
+            .args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &running])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let eth0 = rows["interfaces"]
+        .iter()
+        .find(|i| s(i, "container_id") == running && s(i, "name") == "eth0")
+        .expect("container eth0");
     assert_eq!(s(eth0, "ipv4"), ip.trim());
-    assert!(rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point") == "/"), "container root mount");
-    assert!(rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point").ends_with("/docker.sock")), "socket bind mount seen from inside (/var/run is /run there)");
+    assert!(
+        rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point") == "/"),
+        "container root mount"
+    );
+    assert!(
+        rows["mounts"].iter().any(|m| s(m, "container_id") == running && s(m, "mount_point").ends_with("/docker.sock")),
+        "socket bind mount seen from inside (/var/run is /run there)"
+    );
 
     // cgroup figures match what Docker set and what the kernel counts.
-    let metrics = |id: &str| rows["container_metrics"].iter().find(|m| s(m, "container_id") == id).unwrap_or_else(|| panic!("no metrics for {id}"));
+    let metrics = |id: &str| {
+        rows["container_metrics"]
+            .iter()
+            .find(|m| s(m, "container_id") == id)
+            .unwrap_or_else(|| panic!("no metrics for {id}"))
+    };
     let m = metrics(&running);
     assert_eq!((s(m, "memory_limit_bytes"), s(m, "pids_limit")), ((64 << 20).to_string(), "50".into()));
-    assert!(s(m, "pids_current").parse::<i64>().unwrap() >= 1 && s(m, "memory_current_bytes").parse::<i64>().unwrap() > 0, "{m:?}");
+    assert!(
+        s(m, "pids_current").parse::<i64>().unwrap() >= 1 && s(m, "memory_current_bytes").parse::<i64>().unwrap() > 0,
+        "{m:?}"
+    );
     let mo = metrics(&oom);
     assert_eq!(s(mo, "memory_limit_bytes"), (32 << 20).to_string());
     assert_eq!(s(mo, "oom_kills"), oom_kills.to_string(), "oom_kill counter as the kernel reports it");
@@ -187,9 +317,15 @@ async fn every_container_appears_with_its_settings() {
     assert_eq!(sock.len(), 1, "{:?}", rows["container_mounts"]);
     assert_eq!((s(sock[0], "container_id"), s(sock[0], "rw")), (running.clone(), "false".into()));
     let port = rows["container_ports"].iter().find(|p| s(p, "container_id") == running).expect("published port");
-    assert_eq!((s(port, "container_port"), s(port, "host_ip"), s(port, "host_port")), ("80".into(), "127.0.0.1".into(), "18931".into()));
+    assert_eq!(
+        (s(port, "container_port"), s(port, "host_ip"), s(port, "host_port")),
+        ("80".into(), "127.0.0.1".into(), "18931".into())
+    );
 
-    let img = rows["images"].iter().find(|i| s(i, "repo_tags").contains("periscope-test/bookworm")).expect("test image listed");
+    let img = rows["images"]
+        .iter()
+        .find(|i| s(i, "repo_tags").contains("periscope-test/bookworm"))
+        .expect("test image listed");
     assert_eq!(s(img, "image_id"), s(r, "image_id"));
     assert!(rows["image_history"].iter().any(|h| s(h, "image_id") == s(img, "image_id")));
 }
@@ -232,7 +368,18 @@ async fn the_agent_needs_no_privileged_mode() {
     let stopped = cs.create(&["create", "--name", &format!("{tag}-new"), &image, "true"]);
     let agent = env!("CARGO_BIN_EXE_periscope-agent");
     let out = Command::new("docker")
-        .args(["run", "--rm", "--pid", "host", "--cap-drop", "ALL", "--cap-add", "SYS_PTRACE", "--cap-add", "DAC_READ_SEARCH"])
+        .args([
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "SYS_PTRACE",
+            "--cap-add",
+            "DAC_READ_SEARCH",
+        ])
         .args(["--security-opt", "no-new-privileges", "-v", "/var/run/docker.sock:/var/run/docker.sock:ro"])
         .args(["-v", "/var/lib/docker:/var/lib/docker:ro", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"])
         .arg("-v")
@@ -245,7 +392,10 @@ async fn the_agent_needs_no_privileged_mode() {
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W"]).lines().count();
     for id in [&running, &stopped] {
-        let n = rows.iter().filter(|r| r["table"] == "packages" && r["scope"] == "container" && r["scope_id"] == id.as_str()).count();
+        let n = rows
+            .iter()
+            .filter(|r| r["table"] == "packages" && r["scope"] == "container" && r["scope_id"] == id.as_str())
+            .count();
         assert_eq!(n, want, "packages of container {id} crawled by the unprivileged agent");
     }
     assert!(rows.iter().any(|r| r["table"] == "packages" && r["scope"] == "image"), "the image was crawled");

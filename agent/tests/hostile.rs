@@ -61,7 +61,18 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     let marker = outside.join("marker");
     fs::write(&marker, format!("ID={MARKER}\nP:{MARKER}\nV:1\n\nroot:{MARKER}:0:0::/:/bin/sh\n")).unwrap();
     let root = tmp.path().join("root");
-    for d in ["etc", "usr/lib", "usr/local/bin", "var/lib/dpkg/status.d", "lib/apk/db", "var/lib/rpm", "usr/lib/sysimage/rpm", "dev", "home/u/.ssh", "etc/ssh"] {
+    for d in [
+        "etc",
+        "usr/lib",
+        "usr/local/bin",
+        "var/lib/dpkg/status.d",
+        "lib/apk/db",
+        "var/lib/rpm",
+        "usr/lib/sysimage/rpm",
+        "dev",
+        "home/u/.ssh",
+        "etc/ssh",
+    ] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     let r = |p: &str| root.join(p);
@@ -105,7 +116,13 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     Command::new("chmod").arg("755").arg(&odd).status().unwrap();
     // A directory cycle via a bind mount, where this machine lets us mount.
     fs::create_dir_all(r("usr/lib/cycle")).unwrap();
-    let bound = Command::new("mount").arg("--bind").arg(r("usr")).arg(r("usr/lib/cycle")).status().map(|s| s.success()).unwrap_or(false);
+    let bound = Command::new("mount")
+        .arg("--bind")
+        .arg(r("usr"))
+        .arg(r("usr/lib/cycle"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     let _unmount = bound.then(|| Unmount(r("usr/lib/cycle")));
     if !bound {
         eprintln!("bind mount not permitted here: the directory-cycle case is not exercised");
@@ -114,7 +131,12 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     // A real procfs inside the root, as a running container's root has: reads
     // through it and through its magic links must be refused.
     fs::create_dir_all(r("proc")).unwrap();
-    let proc_mounted = Command::new("mount").args(["-t", "proc", "proc"]).arg(r("proc")).status().map(|s| s.success()).unwrap_or(false);
+    let proc_mounted = Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(r("proc"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     let _unmount_proc = proc_mounted.then(|| Unmount(r("proc")));
     if !proc_mounted {
         eprintln!("mounting procfs not permitted here: the in-root procfs case is not exercised");
@@ -130,7 +152,8 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     std::thread::spawn(move || {
         let _ = tx.send(periscope_agent::crawl::crawl(&opts).map(|c| rows_of(&c.batches)));
     });
-    let (rows, text) = rx.recv_timeout(Duration::from_secs(120)).expect("crawl did not finish in 120 s").expect("crawl failed");
+    let (rows, text) =
+        rx.recv_timeout(Duration::from_secs(120)).expect("crawl did not finish in 120 s").expect("crawl failed");
     eprintln!("hostile crawl took {:?}", started.elapsed());
 
     assert!(!text.contains(MARKER), "the marker outside the root leaked into the output");
@@ -154,9 +177,17 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     }
     if proc_mounted {
         assert!(has("configs", "/proc/self/environ: refused: on procfs"), "procfs read not refused:\n{}", dump());
-        assert!(has("configs", "/etc/docker/daemon.json: symlink loop, too many symlink hops, or a magic link"), "magic link not refused:\n{}", dump());
+        assert!(
+            has("configs", "/etc/docker/daemon.json: symlink loop, too many symlink hops, or a magic link"),
+            "magic link not refused:\n{}",
+            dump()
+        );
     }
-    assert!(!errors.iter().any(|(_, _, m)| m.contains("tool-\\xff\\xfe: not found")), "non-UTF-8 name not reopened:\n{}", dump());
+    assert!(
+        !errors.iter().any(|(_, _, m)| m.contains("tool-\\xff\\xfe: not found")),
+        "non-UTF-8 name not reopened:\n{}",
+        dump()
+    );
     // The escapes resolve inside the root, where nothing is: no rows from the marker.
     assert!(rows["users"].is_empty() && rows["groups"].is_empty(), "{:?} {:?}", rows["users"], rows["groups"]);
     // The apk stanza after the 50 MB line still arrives.

@@ -46,7 +46,8 @@ fn agent(root: &std::path::Path, seccomp: bool) -> String {
 
 #[test]
 fn without_openat2_the_crawl_is_the_same_and_still_confined() {
-    let probe = Command::new("/usr/bin/python3").args(["-c", "import seccomp"]).status().map(|s| s.success()).unwrap_or(false);
+    let probe =
+        Command::new("/usr/bin/python3").args(["-c", "import seccomp"]).status().map(|s| s.success()).unwrap_or(false);
     assert!(probe, "python3-seccomp is missing: run scripts/install-test-deps.sh");
     // The filter really bites: a probe that calls openat2 under it gets EPERM.
     let check = Command::new("/usr/bin/python3")

@@ -66,7 +66,12 @@ fn run(name: &str, seeds: &[Vec<u8>], cases: usize, f: impl Fn(&[u8])) {
         let seed = &seeds[case % seeds.len()];
         let input = mutate(seed, &mut rng);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&input)));
-        assert!(r.is_ok(), "{name}: panic on mutation case {case} (input {} bytes: {:?}...)", input.len(), &input[..input.len().min(64)]);
+        assert!(
+            r.is_ok(),
+            "{name}: panic on mutation case {case} (input {} bytes: {:?}...)",
+            input.len(),
+            &input[..input.len().min(64)]
+        );
     }
 }
 
@@ -79,22 +84,42 @@ fn text_parsers_never_panic() {
     let root = common::debian_rootfs();
     let read = |p: &str| std::fs::read(root.join(p)).unwrap();
     let status = read("var/lib/dpkg/status");
-    run("dpkg", &[status[..status.len().min(20_000)].to_vec(), b"Package: a\nVersion: 1:2-3\nSource: b (4)\n".to_vec()], 3000, text(|t| {
-        let _ = dpkg::parse_status(t);
-    }));
+    run(
+        "dpkg",
+        &[status[..status.len().min(20_000)].to_vec(), b"Package: a\nVersion: 1:2-3\nSource: b (4)\n".to_vec()],
+        3000,
+        text(|t| {
+            let _ = dpkg::parse_status(t);
+        }),
+    );
     let apk_db = b"C:Q1x=\nP:musl\nV:1.2.5-r0\nA:x86_64\nS:1\nI:2\nT:t\nF:lib\nR:ld.so\na:0:0:755\nR:libc.so\n\nP:b\nV:1\nF:usr/bin\nR:x\n".to_vec();
-    run("apk", &[apk_db], 3000, text(|t| {
-        let _ = apk::parse_installed(t);
-    }));
+    run(
+        "apk",
+        &[apk_db],
+        3000,
+        text(|t| {
+            let _ = apk::parse_installed(t);
+        }),
+    );
     let accts = [read("etc/passwd"), read("etc/group"), read("etc/shadow")];
-    run("accounts", &accts, 3000, text(|t| {
-        let _ = accounts::parse_passwd(t);
-        let _ = accounts::parse_group(t);
-        let _ = accounts::parse_shadow(t);
-    }));
-    run("os-release", &[read("usr/lib/os-release")], 2000, text(|t| {
-        let _ = os::parse_os_release(t);
-    }));
+    run(
+        "accounts",
+        &accts,
+        3000,
+        text(|t| {
+            let _ = accounts::parse_passwd(t);
+            let _ = accounts::parse_group(t);
+            let _ = accounts::parse_shadow(t);
+        }),
+    );
+    run(
+        "os-release",
+        &[read("usr/lib/os-release")],
+        2000,
+        text(|t| {
+            let _ = os::parse_os_release(t);
+        }),
+    );
 }
 
 #[test]
@@ -109,7 +134,11 @@ fn rpm_readers_never_panic() {
         }
     }
     header.extend(b"bash\0\0\0\0");
-    let seeds = vec![header.clone(), [b"RpmP".as_slice(), &[0; 60]].concat(), [[0u8; 12].as_slice(), &0x061561u32.to_le_bytes(), &[0; 496]].concat()];
+    let seeds = vec![
+        header.clone(),
+        [b"RpmP".as_slice(), &[0; 60]].concat(),
+        [[0u8; 12].as_slice(), &0x061561u32.to_le_bytes(), &[0; 496]].concat(),
+    ];
     run("rpm header", &seeds, 3000, |b| {
         let _ = rpm::parse_header(b);
     });

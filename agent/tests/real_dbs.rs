@@ -12,13 +12,14 @@ fn dpkg_packages_and_file_lists_equal_dpkg_in_a_chroot() {
     let root = debian_rootfs();
     let (rows, _) = crawl_rows(&opts(&root));
 
-    let want: BTreeMap<String, String> = in_chroot(&root, &["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"])
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[2] == "installed").then(|| (f[0].to_string(), f[1].to_string()))
-        })
-        .collect();
+    let want: BTreeMap<String, String> =
+        in_chroot(&root, &["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\n"])
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f[2] == "installed").then(|| (f[0].to_string(), f[1].to_string()))
+            })
+            .collect();
     let got: BTreeMap<String, String> = rows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
     assert_eq!(got, want);
     assert!(want.values().any(|v| v.contains(':')), "the fixture should hold packages with epochs");
@@ -52,7 +53,17 @@ fn users_and_groups_equal_getent_in_a_chroot() {
     let want: BTreeSet<String> = in_chroot(&root, &["getent", "passwd"]).lines().map(String::from).collect();
     let got: BTreeSet<String> = rows["users"]
         .iter()
-        .map(|r| format!("{}:x:{}:{}:{}:{}:{}", s(r, "name"), s(r, "uid"), s(r, "gid"), s(r, "gecos"), s(r, "home"), s(r, "shell")))
+        .map(|r| {
+            format!(
+                "{}:x:{}:{}:{}:{}:{}",
+                s(r, "name"),
+                s(r, "uid"),
+                s(r, "gid"),
+                s(r, "gecos"),
+                s(r, "home"),
+                s(r, "shell")
+            )
+        })
         .collect();
     assert_eq!(got, want);
     let want: BTreeSet<String> = in_chroot(&root, &["getent", "group"]).lines().map(String::from).collect();
@@ -80,7 +91,10 @@ fn files_configs_and_unowned_files_on_a_copy_of_the_rootfs() {
     std::fs::write(root.join("usr/local/bin/mytool"), b"#!/bin/sh\necho hi\n").unwrap();
     std::fs::create_dir_all(root.join("usr/local/lib")).unwrap();
     std::fs::write(root.join("usr/local/lib/libmine.so.1"), b"\x7fELF").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(root.join("usr/local/bin/mytool")).unwrap().permissions(), 0o755);
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(root.join("usr/local/bin/mytool")).unwrap().permissions(),
+        0o755,
+    );
     std::process::Command::new("chmod").args(["4755"]).arg(root.join("usr/local/bin/mytool")).status().unwrap();
     // A removed package whose configuration files stay behind.
     let mut status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
@@ -94,7 +108,8 @@ fn files_configs_and_unowned_files_on_a_copy_of_the_rootfs() {
         rows["packages_not_installed"].iter().map(|r| (s(r, "name"), s(r, "version"), s(r, "status"))).collect();
     assert_eq!(gone, [("oldtool".to_string(), "1:2.0-1".to_string(), "deinstall ok config-files".to_string())]);
     assert!(!rows["packages"].iter().any(|r| s(r, "name") == "oldtool"), "not-installed kept apart from packages");
-    let unowned: BTreeMap<String, String> = rows["unowned_files"].iter().map(|r| (s(r, "path"), s(r, "kind"))).collect();
+    let unowned: BTreeMap<String, String> =
+        rows["unowned_files"].iter().map(|r| (s(r, "path"), s(r, "kind"))).collect();
     assert_eq!(
         unowned,
         BTreeMap::from([
@@ -134,18 +149,23 @@ fn apk_database_written_from_the_format_documentation() {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::write(root.join("bin/busybox"), b"\x7fELF").unwrap();
     let (rows, _) = crawl_rows(&opts(root));
-    let pk: BTreeMap<String, (String, String, String)> = rows["packages"]
-        .iter()
-        .map(|r| (s(r, "name"), (s(r, "manager"), s(r, "version"), s(r, "license"))))
-        .collect();
+    let pk: BTreeMap<String, (String, String, String)> =
+        rows["packages"].iter().map(|r| (s(r, "name"), (s(r, "manager"), s(r, "version"), s(r, "license")))).collect();
     assert_eq!(pk["musl"], ("apk".into(), "1.2.5-r0".into(), "MIT".into()));
     assert_eq!(pk["busybox"].1, "1.36.1-r29");
     let musl = rows["packages"].iter().find(|r| s(r, "name") == "musl").unwrap();
     assert_eq!(
         (s(musl, "description"), s(musl, "url"), s(musl, "commit"), s(musl, "package_size"), s(musl, "installed_size")),
-        ("the musl c library".into(), "https://musl.libc.org/".into(), "abc123".into(), "407000".into(), "667648".into())
+        (
+            "the musl c library".into(),
+            "https://musl.libc.org/".into(),
+            "abc123".into(),
+            "407000".into(),
+            "667648".into()
+        )
     );
-    let files: BTreeSet<(String, String)> = rows["package_files"].iter().map(|r| (s(r, "package"), s(r, "path"))).collect();
+    let files: BTreeSet<(String, String)> =
+        rows["package_files"].iter().map(|r| (s(r, "package"), s(r, "path"))).collect();
     assert!(files.contains(&("musl".into(), "/lib/ld-musl-x86_64.so.1".into())), "{files:?}");
     assert!(files.contains(&("busybox".into(), "/etc/securetty".into())), "{files:?}");
     let os = &rows["os"][0];
@@ -179,10 +199,17 @@ fn distroless_status_d_from_real_control_stanzas() {
         let stanza: String = stanza.lines().filter(|l| !l.starts_with("Status:")).map(|l| format!("{l}\n")).collect();
         let version = stanza.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_string();
         std::fs::write(root.join(format!("var/lib/dpkg/status.d/{name}")), &stanza).unwrap();
-        let sums = ["", ":amd64"].iter().find_map(|a| std::fs::read(base.join(format!("var/lib/dpkg/info/{name}{a}.md5sums"))).ok()).unwrap();
+        let sums = ["", ":amd64"]
+            .iter()
+            .find_map(|a| std::fs::read(base.join(format!("var/lib/dpkg/info/{name}{a}.md5sums"))).ok())
+            .unwrap();
         std::fs::write(root.join(format!("var/lib/dpkg/status.d/{name}.md5sums")), &sums).unwrap();
-        let files: BTreeSet<String> =
-            String::from_utf8(sums).unwrap().lines().filter_map(|l| l.split_once("  ")).map(|(_, p)| format!("/{p}")).collect();
+        let files: BTreeSet<String> = String::from_utf8(sums)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .map(|(_, p)| format!("/{p}"))
+            .collect();
         want.insert(name.to_string(), (version, files));
     }
     let (rows, _) = crawl_rows(&opts(root));

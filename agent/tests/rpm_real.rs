@@ -253,8 +253,13 @@ fn sqlite_database_matches_rpm() {
     let c = periscope_agent::crawl::crawl(&opts).expect("crawl");
     let mut out = Vec::new();
     periscope_agent::print::print_json_lines(&c.batches, &mut out).unwrap();
-    let rows: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let pkg = |n: &str| rows.iter().find(|r| r["table"] == "packages" && r["name"] == n).unwrap_or_else(|| panic!("{n} missing: {rows:?}"));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pkg = |n: &str| {
+        rows.iter()
+            .find(|r| r["table"] == "packages" && r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing: {rows:?}"))
+    };
     for p in &pkgs {
         let r = pkg(&p.name);
         assert_eq!(r["manager"], "rpm");
@@ -266,7 +271,12 @@ fn sqlite_database_matches_rpm() {
         assert_eq!(r["epoch"], p.epoch.map_or(serde_json::Value::Null, |e| e.into()), "{}", p.name);
         assert_eq!(r["db_path"], "/var/lib/rpm/rpmdb.sqlite");
         for f in &p.files {
-            assert!(rows.iter().any(|x| x["table"] == "package_files" && x["package"] == p.name.as_str() && x["path"] == f.as_str()), "{f}");
+            assert!(
+                rows.iter().any(|x| x["table"] == "package_files"
+                    && x["package"] == p.name.as_str()
+                    && x["path"] == f.as_str()),
+                "{f}"
+            );
         }
     }
     assert!(!rows.iter().any(|r| r["table"] == "crawl_errors"), "{rows:?}");

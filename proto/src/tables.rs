@@ -81,8 +81,16 @@ pub const OS: Table = Table {
         col("version_codename", Utf8, "os-release VERSION_CODENAME."),
         col("pretty_name", Utf8, "os-release PRETTY_NAME."),
         col("source_path", Utf8, "File the identity was read from, inside the scope."),
-        col("release", Utf8, "First line of the distribution's own release file (/etc/alpine-release, /etc/redhat-release, /etc/debian_version, ...)."),
-        col("busybox", Boolean, "True when /bin/busybox is present: a busybox-based root, identified even without os-release."),
+        col(
+            "release",
+            Utf8,
+            "First line of the distribution's own release file (/etc/alpine-release, /etc/redhat-release, /etc/debian_version, ...).",
+        ),
+        col(
+            "busybox",
+            Boolean,
+            "True when /bin/busybox is present: a busybox-based root, identified even without os-release.",
+        ),
     ],
 };
 
@@ -92,7 +100,11 @@ pub const PACKAGES: Table = Table {
     columns: &[
         col("manager", Utf8, "Package manager whose database lists the package: dpkg, apk or rpm."),
         col("name", Utf8, "Package name."),
-        col("version", Utf8, "Full version string as the package manager orders it (deb: [epoch:]upstream[-revision])."),
+        col(
+            "version",
+            Utf8,
+            "Full version string as the package manager orders it (deb: [epoch:]upstream[-revision]).",
+        ),
         col("architecture", Utf8, "Architecture, e.g. amd64, all, x86_64, noarch."),
         col("source", Utf8, "Source package name (defaults to the package name when the database names none)."),
         col("source_version", Utf8, "Source package version (defaults to the package version)."),
@@ -103,7 +115,11 @@ pub const PACKAGES: Table = Table {
         col("release", Utf8, "rpm release (the part of version after the last '-')."),
         col("license", Utf8, "License as the database records it (apk L, rpm LICENSE)."),
         col("vendor", Utf8, "rpm vendor."),
-        col("install_time", Timestamp, "When the package was installed, where the database records it (rpm INSTALLTIME)."),
+        col(
+            "install_time",
+            Timestamp,
+            "When the package was installed, where the database records it (rpm INSTALLTIME).",
+        ),
         col("db_path", Utf8, "Database file the package was read from, inside the scope."),
         col("description", Utf8, "One-line description (dpkg Description's first line, apk T)."),
         col("url", Utf8, "Project home page (dpkg Homepage, apk U)."),
@@ -145,7 +161,11 @@ pub const USERS: Table = Table {
         col("gecos", Utf8, "GECOS (full name) field."),
         col("home", Utf8, "Home directory."),
         col("shell", Utf8, "Login shell."),
-        col("password_set", Boolean, "True when /etc/shadow holds a usable password hash; null without a shadow entry."),
+        col(
+            "password_set",
+            Boolean,
+            "True when /etc/shadow holds a usable password hash; null without a shadow entry.",
+        ),
         col("empty_password", Boolean, "True when the shadow password field is empty: login needs no password."),
         col("locked", Boolean, "True when the shadow password is locked ('!' prefix)."),
     ],
@@ -277,7 +297,11 @@ pub const CONTAINER_PORTS: Table = Table {
         col("container_id", Utf8, "Container id."),
         col("container_port", Int64, "Port inside the container."),
         col("protocol", Utf8, "tcp, udp or sctp."),
-        col("host_ip", Utf8, "Host address it is published on ('0.0.0.0' or '::' means all interfaces); null when not published."),
+        col(
+            "host_ip",
+            Utf8,
+            "Host address it is published on ('0.0.0.0' or '::' means all interfaces); null when not published.",
+        ),
         col("host_port", Int64, "Host port; null when not published."),
     ],
 };
@@ -473,10 +497,31 @@ pub const CRAWLS: Table = Table {
 };
 
 /// Every declared table.
-pub const TABLES: &[&Table] =
-    &[&OS, &PACKAGES, &PACKAGES_NOT_INSTALLED, &PACKAGE_FILES, &USERS, &GROUPS, &FILES, &CONFIGS, &UNOWNED_FILES,
-      &CONTAINERS, &CONTAINER_MOUNTS, &CONTAINER_PORTS, &IMAGES, &IMAGE_HISTORY, &CONTAINER_METRICS, &LISTENING_PORTS, &CONNECTIONS, &INTERFACES, &MOUNTS, &HOST_INFO, &PROCESSES, &CRAWL_ERRORS,
-      &CRAWLS];
+pub const TABLES: &[&Table] = &[
+    &OS,
+    &PACKAGES,
+    &PACKAGES_NOT_INSTALLED,
+    &PACKAGE_FILES,
+    &USERS,
+    &GROUPS,
+    &FILES,
+    &CONFIGS,
+    &UNOWNED_FILES,
+    &CONTAINERS,
+    &CONTAINER_MOUNTS,
+    &CONTAINER_PORTS,
+    &IMAGES,
+    &IMAGE_HISTORY,
+    &CONTAINER_METRICS,
+    &LISTENING_PORTS,
+    &CONNECTIONS,
+    &INTERFACES,
+    &MOUNTS,
+    &HOST_INFO,
+    &PROCESSES,
+    &CRAWL_ERRORS,
+    &CRAWLS,
+];
 
 /// Looks a table up by name.
 pub fn table(name: &str) -> Option<&'static Table> {
@@ -496,14 +541,12 @@ impl Table {
             .map(|c| (c, false))
             .chain(self.columns.iter().map(|c| (c, true)))
             .map(|(c, nullable)| {
-                Field::new(c.name, c.ty.data_type(), nullable).with_metadata(
-                    [(DESCRIPTION_KEY.to_string(), c.description.to_string())].into(),
-                )
+                Field::new(c.name, c.ty.data_type(), nullable)
+                    .with_metadata([(DESCRIPTION_KEY.to_string(), c.description.to_string())].into())
             })
             .collect();
         Arc::new(
-            Schema::new(fields)
-                .with_metadata([(DESCRIPTION_KEY.to_string(), self.description.to_string())].into()),
+            Schema::new(fields).with_metadata([(DESCRIPTION_KEY.to_string(), self.description.to_string())].into()),
         )
     }
 

@@ -19,7 +19,8 @@ use crate::store::table_dir;
 
 /// Builds a fresh session over the data directory `data`.
 pub async fn context(data: &Path) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("periscope", "public");
+    let config =
+        SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("periscope", "public");
     let ctx = SessionContext::new_with_config(config);
     crate::udf::register(&ctx);
     for t in TABLES {

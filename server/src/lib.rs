@@ -11,6 +11,6 @@ pub mod query;
 pub mod quickstart;
 pub mod service;
 pub mod store;
-pub mod udf;
 #[cfg(test)]
 mod testutil;
+pub mod udf;

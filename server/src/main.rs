@@ -81,7 +81,8 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve { data, listen } => {
-            let listener = service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let listener =
+                service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
             service::serve(data, listener, shutdown_signal()).await
         }

@@ -63,7 +63,8 @@ mod tests {
         assert!(c.starts_with("host,scope,scope_id,crawl_time,collector,path,message"), "{c}");
         let mut j = Vec::new();
         write(Format::Json, &s, &[b], &mut j).unwrap();
-        let first: serde_json::Value = serde_json::from_str(String::from_utf8(j).unwrap().lines().next().unwrap()).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8(j).unwrap().lines().next().unwrap()).unwrap();
         assert_eq!(first["collector"], "packages");
         let mut e = Vec::new();
         write(Format::Csv, &s, &[], &mut e).unwrap();

@@ -7,8 +7,8 @@ use arrow_schema::SchemaRef;
 use datafusion::execution::context::SQLOptions;
 use futures::StreamExt;
 use periscope_proto::ipc;
-use periscope_proto::v1::query_client::QueryClient;
 use periscope_proto::v1::SqlRequest;
+use periscope_proto::v1::query_client::QueryClient;
 
 use crate::catalog;
 
@@ -68,6 +68,7 @@ pub async fn remote(url: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>
         schema.get_or_insert(s);
         batches.extend(b);
     }
-    let schema = schema.ok_or_else(|| QueryError::Decode { url: url.to_string(), message: "no schema in result".into() })?;
+    let schema =
+        schema.ok_or_else(|| QueryError::Decode { url: url.to_string(), message: "no schema in result".into() })?;
     Ok((schema, batches))
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use periscope_agent::crawl::{crawl_async, hostname, CrawlOptions, DockerMode};
+use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async, hostname};
 use tokio::sync::oneshot;
 
 use crate::output::{self, Format};
@@ -65,7 +65,11 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     if crawls.len() > 1 {
         writeln!(out, "  containers:  {} running, crawled through /proc/<pid>/root", crawls.len() - 1)?;
     }
-    writeln!(out, "  sent:        {} rows in {} batches, {} bytes of Arrow IPC, all acknowledged", report.rows, report.batches, report.bytes)?;
+    writeln!(
+        out,
+        "  sent:        {} rows in {} batches, {} bytes of Arrow IPC, all acknowledged",
+        report.rows, report.batches, report.bytes
+    )?;
 
     let mut examples: Vec<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();
     if c.errors > 0 {
@@ -76,11 +80,7 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
         let (schema, batches) = query::remote(&url, sql).await?;
         output::write(Format::Table, &schema, &batches, out)?;
     }
-    writeln!(
-        out,
-        "\nAsk your own: periscope sql --data {} \"SELECT * FROM packages LIMIT 10\"",
-        data.display()
-    )?;
+    writeln!(out, "\nAsk your own: periscope sql --data {} \"SELECT * FROM packages LIMIT 10\"", data.display())?;
     let _ = stop.send(());
     server.await??;
     Ok(())

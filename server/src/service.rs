@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
 use periscope_proto::v1::{Ack, Batch, SqlChunk, SqlRequest};
-use periscope_proto::{ipc, tables, CONTRACT_VERSION};
+use periscope_proto::{CONTRACT_VERSION, ipc, tables};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

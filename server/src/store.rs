@@ -13,7 +13,7 @@ use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use periscope_proto::tables::{Table, TABLES};
+use periscope_proto::tables::{TABLES, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -21,7 +21,8 @@ fn dpkg_query(root: &std::path::Path) -> BTreeMap<String, (String, String)> {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f[3] != "config-files" && f[3] != "not-installed").then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string())))
+            (f[3] != "config-files" && f[3] != "not-installed")
+                .then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string())))
         })
         .collect()
 }
@@ -32,8 +33,19 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let root_s = root.to_str().unwrap();
-    let (ok, _, err) =
-        agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);
+    let (ok, _, err) = agent(&[
+        "crawl",
+        "--root",
+        root_s,
+        "--server",
+        &server.url,
+        "--host",
+        "e2e-host",
+        "--scope",
+        "image",
+        "--scope-id",
+        "bookworm",
+    ]);
     assert!(ok, "agent failed: {err}");
 
     let expected = dpkg_query(&root);
@@ -48,9 +60,17 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     for (name, want) in &expected {
         assert_eq!(got.get(name), Some(want), "package {name}");
     }
-    assert_eq!(got.len(), expected.len(), "extra packages: {:?}", got.keys().filter(|k| !expected.contains_key(*k)).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "extra packages: {:?}",
+        got.keys().filter(|k| !expected.contains_key(*k)).collect::<Vec<_>>()
+    );
     for r in &rows {
-        assert_eq!((s(r, "host"), s(r, "scope"), s(r, "scope_id")), ("e2e-host".into(), "image".into(), "bookworm".into()));
+        assert_eq!(
+            (s(r, "host"), s(r, "scope"), s(r, "scope_id")),
+            ("e2e-host".into(), "image".into(), "bookworm".into())
+        );
         assert!(!s(r, "crawl_time").is_empty());
     }
 
@@ -60,9 +80,13 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     assert_eq!((s(&os[0], "id"), s(&os[0], "version_id")), ("debian".into(), "12".into()));
 
     // Every collector's table answers SQL: package files agree with packages, accounts are there.
-    let owned = sql(&["--server", &server.url], "SELECT count(DISTINCT f.package) AS n FROM package_files f JOIN packages p ON f.package = p.name AND f.scope_id = p.scope_id WHERE f.scope_id = 'bookworm'");
+    let owned = sql(
+        &["--server", &server.url],
+        "SELECT count(DISTINCT f.package) AS n FROM package_files f JOIN packages p ON f.package = p.name AND f.scope_id = p.scope_id WHERE f.scope_id = 'bookworm'",
+    );
     assert!(s(&owned[0], "n").parse::<usize>().unwrap() > expected.len() / 2, "{owned:?}");
-    let root_user = sql(&["--server", &server.url], "SELECT name, shell FROM users WHERE uid = 0 AND scope_id = 'bookworm'");
+    let root_user =
+        sql(&["--server", &server.url], "SELECT name, shell FROM users WHERE uid = 0 AND scope_id = 'bookworm'");
     assert_eq!((s(&root_user[0], "name"), s(&root_user[0], "shell")), ("root".into(), "/bin/bash".into()));
     for table in ["groups", "files", "configs", "unowned_files", "crawl_errors"] {
         sql(&["--server", &server.url], &format!("SELECT * FROM {table} LIMIT 1"));
@@ -70,15 +94,32 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
 
     // The headline question: which scopes run bash below a fixed version, in dpkg's ordering.
     let bash = &expected["bash"].0;
-    let below = |v: &str| sql(&["--server", &server.url], &format!("SELECT host, scope_id, version FROM packages WHERE name = 'bash' AND version_lt(version, '{v}')")).len();
+    let below = |v: &str| {
+        sql(
+            &["--server", &server.url],
+            &format!("SELECT host, scope_id, version FROM packages WHERE name = 'bash' AND version_lt(version, '{v}')"),
+        )
+        .len()
+    };
     assert_eq!(below(bash), 0, "bash {bash} is not below itself");
     assert_eq!(below(&format!("{bash}.1")), 1, "bash {bash} is below {bash}.1");
     assert_eq!(below(&format!("{bash}~rc1")), 0, "a tilde sorts before the release");
     assert_eq!(below("1:0"), 1, "any epoch beats no epoch");
 
     // A second crawl replaces, not duplicates, the current view; history keeps both.
-    let (ok, _, err) =
-        agent(&["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host", "--scope", "image", "--scope-id", "bookworm"]);
+    let (ok, _, err) = agent(&[
+        "crawl",
+        "--root",
+        root_s,
+        "--server",
+        &server.url,
+        "--host",
+        "e2e-host",
+        "--scope",
+        "image",
+        "--scope-id",
+        "bookworm",
+    ]);
     assert!(ok, "second crawl failed: {err}");
     let n = |q: &str| s(&sql(&["--server", &server.url], q)[0], "n").parse::<usize>().unwrap();
     assert_eq!(n("SELECT count(*) AS n FROM packages WHERE name = 'bash'"), 1);
@@ -87,20 +128,31 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
 
     // The data directory answers directly, while the server is still running on it.
     let local = sql(&["--data", data.path().to_str().unwrap()], q);
-    assert_eq!(local.iter().map(|r| s(r, "version")).collect::<Vec<_>>(), rows.iter().map(|r| s(r, "version")).collect::<Vec<_>>());
+    assert_eq!(
+        local.iter().map(|r| s(r, "version")).collect::<Vec<_>>(),
+        rows.iter().map(|r| s(r, "version")).collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn a_root_without_dpkg_still_delivers_os_and_records_the_error() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
-    std::fs::write(root.path().join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME=\"Alpine Linux v3.20\"\n").unwrap();
+    std::fs::write(
+        root.path().join("etc/os-release"),
+        "ID=alpine\nVERSION_ID=3.20.0\nPRETTY_NAME=\"Alpine Linux v3.20\"\n",
+    )
+    .unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
-    let (ok, _, err) = agent(&["crawl", "--root", root.path().to_str().unwrap(), "--server", &server.url, "--scope-id", "nodpkg"]);
+    let (ok, _, err) =
+        agent(&["crawl", "--root", root.path().to_str().unwrap(), "--server", &server.url, "--scope-id", "nodpkg"]);
     assert!(ok, "a missing database must not fail the crawl: {err}");
 
-    let errors = sql(&["--server", &server.url], "SELECT host, scope, collector, path, message, crawl_time FROM crawl_errors WHERE scope_id = 'nodpkg'");
+    let errors = sql(
+        &["--server", &server.url],
+        "SELECT host, scope, collector, path, message, crawl_time FROM crawl_errors WHERE scope_id = 'nodpkg'",
+    );
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(s(&errors[0], "collector"), "packages");
     let message = s(&errors[0], "message");
@@ -121,7 +173,8 @@ fn an_unreachable_server_is_a_one_line_error_and_a_failing_exit() {
     assert!(err.contains("cannot reach server at http://127.0.0.1:1"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
-    let out = Command::new(periscope_bin()).args(["sql", "--server", "http://127.0.0.1:1", "SELECT 1"]).output().unwrap();
+    let out =
+        Command::new(periscope_bin()).args(["sql", "--server", "http://127.0.0.1:1", "SELECT 1"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach server"));
 }
@@ -130,11 +183,18 @@ fn an_unreachable_server_is_a_one_line_error_and_a_failing_exit() {
 fn remote_sql_is_read_only() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
-    for q in ["CREATE VIEW v AS SELECT 1", "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "SET datafusion.execution.batch_size = 1"] {
+    for q in [
+        "CREATE VIEW v AS SELECT 1",
+        "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
         let out = Command::new(periscope_bin()).args(["sql", "--server", &server.url, q]).output().unwrap();
         assert!(!out.status.success(), "{q} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not supported") || err.contains("not allowed") || err.contains("Unsupported"), "{q}: {err}");
+        assert!(
+            err.contains("not supported") || err.contains("not allowed") || err.contains("Unsupported"),
+            "{q}: {err}"
+        );
     }
     assert_eq!(sql(&["--server", &server.url], "SELECT 1 AS one").len(), 1);
 }
@@ -147,7 +207,10 @@ fn quickstart_prints_this_machines_bash_version_from_sql() {
     assert!(out.status.success(), "quickstart failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("SELECT name, version FROM packages WHERE name = 'bash'"), "{stdout}");
     // The host's live facts arrived and agree with the kernel.
-    let hi = sql(&["--data", data.path().to_str().unwrap()], "SELECT kernel_release, cpu_count, memory_total_bytes FROM host_info");
+    let hi = sql(
+        &["--data", data.path().to_str().unwrap()],
+        "SELECT kernel_release, cpu_count, memory_total_bytes FROM host_info",
+    );
     assert_eq!(hi.len(), 1, "{hi:?}");
     let release = String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
     assert_eq!(s(&hi[0], "kernel_release"), release.trim());

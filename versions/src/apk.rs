@@ -80,11 +80,7 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn token(kind: Kind, text: &'a [u8]) -> Token<'a> {
-        Token {
-            kind,
-            text,
-            rank: NO_SUFFIX,
-        }
+        Token { kind, text, rank: NO_SUFFIX }
     }
 
     fn invalid() -> Token<'a> {
@@ -95,11 +91,7 @@ impl<'a> Lexer<'a> {
     fn digits(&mut self, kind: Kind) -> Token<'a> {
         let (digits, rest) = split_digits(self.rest);
         self.rest = rest;
-        if digits.is_empty() {
-            Self::invalid()
-        } else {
-            Self::token(kind, digits)
-        }
+        if digits.is_empty() { Self::invalid() } else { Self::token(kind, digits) }
     }
 
     /// The first token: the leading number.
@@ -124,33 +116,19 @@ impl<'a> Lexer<'a> {
             }
             b'0'..=b'9' if prev == Kind::Suffix => self.digits(Kind::SuffixNumber),
             b'_' if prev <= Kind::SuffixNumber => {
-                let name_len = self.rest[1..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_lowercase())
-                    .count();
+                let name_len = self.rest[1..].iter().take_while(|c| c.is_ascii_lowercase()).count();
                 let name = &self.rest[1..1 + name_len];
                 self.rest = &self.rest[1 + name_len..];
                 match SUFFIXES.iter().find(|(s, _)| *s == name) {
-                    Some(&(_, rank)) => Token {
-                        kind: Kind::Suffix,
-                        text: b"",
-                        rank,
-                    },
+                    Some(&(_, rank)) => Token { kind: Kind::Suffix, text: b"", rank },
                     None => Self::invalid(),
                 }
             }
             b'~' if prev < Kind::Hash => {
-                let hex = self.rest[1..]
-                    .iter()
-                    .take_while(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-                    .count();
+                let hex = self.rest[1..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')).count();
                 let hash = &self.rest[1..1 + hex];
                 self.rest = &self.rest[1 + hex..];
-                if hash.is_empty() {
-                    Self::invalid()
-                } else {
-                    Self::token(Kind::Hash, hash)
-                }
+                if hash.is_empty() { Self::invalid() } else { Self::token(Kind::Hash, hash) }
             }
             b'-' if prev < Kind::Revision => match self.rest.strip_prefix(b"-r") {
                 Some(rest) => {
@@ -168,9 +146,7 @@ impl<'a> Lexer<'a> {
 fn compare_tokens(a: &Token<'_>, b: &Token<'_>) -> Ordering {
     match a.kind {
         Kind::Digit if a.text.starts_with(b"0") || b.text.starts_with(b"0") => a.text.cmp(b.text),
-        Kind::Leading | Kind::Digit | Kind::SuffixNumber | Kind::Revision => {
-            compare_numbers(a.text, b.text)
-        }
+        Kind::Leading | Kind::Digit | Kind::SuffixNumber | Kind::Revision => compare_numbers(a.text, b.text),
         Kind::Suffix => a.rank.cmp(&b.rank),
         Kind::Letter | Kind::Hash | Kind::End | Kind::Invalid => a.text.cmp(b.text),
     }
@@ -226,13 +202,7 @@ mod tests {
         ];
         for w in ordered.windows(2) {
             assert_eq!(compare(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);
-            assert_eq!(
-                compare(w[1], w[0]),
-                Ordering::Greater,
-                "{} > {}",
-                w[1],
-                w[0]
-            );
+            assert_eq!(compare(w[1], w[0]), Ordering::Greater, "{} > {}", w[1], w[0]);
         }
     }
 

@@ -53,15 +53,10 @@ fn parse(text: &str) -> Result<Option<DebVersion<'_>>, VersionError> {
     if text.is_empty() || text == "<unknown>" {
         return Ok(None);
     }
-    let invalid = |reason: &str| VersionError::Invalid {
-        scheme: SCHEME,
-        version: text.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid =
+        |reason: &str| VersionError::Invalid { scheme: SCHEME, version: text.to_string(), reason: reason.to_string() };
     if text.contains('\0') {
-        return Err(invalid(
-            "contains a NUL byte, which no dpkg version can hold",
-        ));
+        return Err(invalid("contains a NUL byte, which no dpkg version can hold"));
     }
     // dpkg strips blanks (space and tab, nothing else) from both ends first.
     let trimmed = text.trim_matches([' ', '\t']);
@@ -91,11 +86,7 @@ fn parse(text: &str) -> Result<Option<DebVersion<'_>>, VersionError> {
     if upstream.is_empty() {
         return Err(invalid("upstream version is empty"));
     }
-    Ok(Some(DebVersion {
-        epoch,
-        upstream: upstream.as_bytes(),
-        revision: revision.as_bytes(),
-    }))
+    Ok(Some(DebVersion { epoch, upstream: upstream.as_bytes(), revision: revision.as_bytes() }))
 }
 
 /// Reads the text before the first colon as dpkg does: a base-10 integer that
@@ -206,18 +197,7 @@ mod tests {
 
     #[test]
     fn dpkg_errors_are_errors() {
-        for bad in [
-            ":1",
-            "1:",
-            "1.0-",
-            "-1",
-            "a:1",
-            "1 0",
-            "  ",
-            "2147483648:1",
-            "-1:1",
-            "1:-1",
-        ] {
+        for bad in [":1", "1:", "1.0-", "-1", "a:1", "1 0", "  ", "2147483648:1", "-1:1", "1:-1"] {
             assert!(compare(bad, "1").is_err(), "{bad:?} should be rejected");
         }
     }

@@ -56,11 +56,7 @@ pub enum VersionError {
     #[error("unknown version scheme {0:?}: expected deb, rpm, apk or semver")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
-    Invalid {
-        scheme: &'static str,
-        version: String,
-        reason: String,
-    },
+    Invalid { scheme: &'static str, version: String, reason: String },
 }
 
 impl std::str::FromStr for Scheme {

@@ -41,26 +41,21 @@ pub(crate) fn compare<'a>(a: &'a str, b: &'a str) -> Result<Ordering, VersionErr
     let a = parse(a)?;
     let b = parse(b)?;
     let epoch = |e: &'a [u8]| -> &'a [u8] { if e.is_empty() { b"0" } else { e } };
-    Ok(vercmp(epoch(a.epoch), epoch(b.epoch))
-        .then_with(|| vercmp(a.version, b.version))
-        .then_with(|| match (a.release, b.release) {
+    Ok(vercmp(epoch(a.epoch), epoch(b.epoch)).then_with(|| vercmp(a.version, b.version)).then_with(|| {
+        match (a.release, b.release) {
             (None, None) => Ordering::Equal,
             (None, Some(_)) => Ordering::Less,
             (Some(_), None) => Ordering::Greater,
             (Some(ra), Some(rb)) => vercmp(ra, rb),
-        }))
+        }
+    }))
 }
 
 fn parse(text: &str) -> Result<Evr<'_>, VersionError> {
-    let invalid = |reason: &str| VersionError::Invalid {
-        scheme: SCHEME,
-        version: text.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid =
+        |reason: &str| VersionError::Invalid { scheme: SCHEME, version: text.to_string(), reason: reason.to_string() };
     if text.contains('\0') {
-        return Err(invalid(
-            "contains a NUL byte, which no rpm version can hold",
-        ));
+        return Err(invalid("contains a NUL byte, which no rpm version can hold"));
     }
     let bytes = text.as_bytes();
     let (digits, after) = split_digits(bytes);
@@ -75,11 +70,7 @@ fn parse(text: &str) -> Result<Evr<'_>, VersionError> {
     if version.is_empty() {
         return Err(invalid("version part is empty"));
     }
-    Ok(Evr {
-        epoch,
-        version,
-        release,
-    })
+    Ok(Evr { epoch, version, release })
 }
 
 /// rpm's `rpmvercmp` on one component (epoch, version or release).
@@ -123,31 +114,15 @@ pub(crate) fn vercmp(mut a: &[u8], mut b: &[u8]) -> Ordering {
         // The first string's segment type decides what the second one reads.
         let numeric = a[0].is_ascii_digit();
         let segment = |s: &[u8]| -> usize {
-            s.iter()
-                .take_while(|c| {
-                    if numeric {
-                        c.is_ascii_digit()
-                    } else {
-                        c.is_ascii_alphabetic()
-                    }
-                })
-                .count()
+            s.iter().take_while(|c| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() }).count()
         };
         let (sa, ra) = a.split_at(segment(a));
         let (sb, rb) = b.split_at(segment(b));
         if sb.is_empty() {
             // Segments of different types: the numeric one is newer.
-            return if numeric {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            };
+            return if numeric { Ordering::Greater } else { Ordering::Less };
         }
-        let order = if numeric {
-            compare_numbers(sa, sb)
-        } else {
-            sa.cmp(sb)
-        };
+        let order = if numeric { compare_numbers(sa, sb) } else { sa.cmp(sb) };
         if order != Ordering::Equal {
             return order;
         }

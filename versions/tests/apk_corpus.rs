@@ -16,9 +16,7 @@ fn corpus() -> Vec<(&'static str, Ordering, &'static str)> {
         .filter(|line| !line.is_empty())
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [a, op, b] = fields[..] else {
-                panic!("not `A OP B`: {line:?}")
-            };
+            let [a, op, b] = fields[..] else { panic!("not `A OP B`: {line:?}") };
             let op = match op {
                 "<" => Ordering::Less,
                 "=" => Ordering::Equal,
@@ -33,11 +31,7 @@ fn corpus() -> Vec<(&'static str, Ordering, &'static str)> {
 #[test]
 fn apk_matches_apk_tools_corpus() {
     let pairs = corpus();
-    assert!(
-        pairs.len() > 700,
-        "the corpus file lost lines: {}",
-        pairs.len()
-    );
+    assert!(pairs.len() > 700, "the corpus file lost lines: {}", pairs.len());
     let mut wrong = Vec::new();
     for &(a, want, b) in &pairs {
         for (x, y, want) in [(a, b, want), (b, a, want.reverse())] {
@@ -52,12 +46,7 @@ fn apk_matches_apk_tools_corpus() {
         pairs.len(),
         2 * pairs.len()
     );
-    assert!(
-        wrong.is_empty(),
-        "{} disagreements with apk-tools:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "{} disagreements with apk-tools:\n{}", wrong.len(), wrong.join("\n"));
 }
 
 #[test]
@@ -77,8 +66,5 @@ fn apk_corpus_sorts_consistently() {
             );
         }
     }
-    println!(
-        "apk_corpus: {} distinct versions form one order ({checked} pairs checked)",
-        versions.len()
-    );
+    println!("apk_corpus: {} distinct versions form one order ({checked} pairs checked)", versions.len());
 }

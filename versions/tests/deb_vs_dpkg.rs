@@ -143,27 +143,14 @@ fn dpkg_statuses(queries: &[(String, &'static str, String)]) -> Vec<i32> {
             let script: String = part
                 .iter()
                 .map(|(a, rel, b)| {
-                    format!(
-                        "dpkg --compare-versions -- {} {rel} {} 2>/dev/null; echo $?\n",
-                        sh_quote(a),
-                        sh_quote(b)
-                    )
+                    format!("dpkg --compare-versions -- {} {rel} {} 2>/dev/null; echo $?\n", sh_quote(a), sh_quote(b))
                 })
                 .collect();
             let expected = part.len();
             std::thread::spawn(move || {
-                let mut child = Command::new("sh")
-                    .arg("-s")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .expect("run sh");
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(script.as_bytes())
-                    .expect("feed sh");
+                let mut child =
+                    Command::new("sh").arg("-s").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run sh");
+                child.stdin.take().unwrap().write_all(script.as_bytes()).expect("feed sh");
                 let out = child.wait_with_output().expect("wait for sh");
                 let statuses: Vec<i32> = String::from_utf8(out.stdout)
                     .expect("statuses are ASCII")
@@ -175,18 +162,12 @@ fn dpkg_statuses(queries: &[(String, &'static str, String)]) -> Vec<i32> {
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("dpkg worker"))
-        .collect()
+    handles.into_iter().flat_map(|h| h.join().expect("dpkg worker")).collect()
 }
 
 /// dpkg's own three-way answer, for the report of a disagreement.
 fn dpkg_says(a: &str, b: &str) -> String {
-    let q: Vec<_> = ["lt", "eq", "gt"]
-        .iter()
-        .map(|r| (a.to_string(), *r, b.to_string()))
-        .collect();
+    let q: Vec<_> = ["lt", "eq", "gt"].iter().map(|r| (a.to_string(), *r, b.to_string())).collect();
     match dpkg_statuses(&q).as_slice() {
         [0, _, _] => "lt".into(),
         [_, 0, _] => "eq".into(),
@@ -200,28 +181,16 @@ fn dpkg_says(a: &str, b: &str) -> String {
 fn deb_matches_dpkg() {
     let dpkg = Command::new("dpkg").arg("--version").output().ok();
     let Some(dpkg) = dpkg.filter(|o| o.status.success()) else {
-        panic!(
-            "dpkg is not runnable here; it is the oracle for this test (install the `dpkg` package)"
-        );
+        panic!("dpkg is not runnable here; it is the oracle for this test (install the `dpkg` package)");
     };
-    let dpkg_version = String::from_utf8_lossy(&dpkg.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let dpkg_version = String::from_utf8_lossy(&dpkg.stdout).lines().next().unwrap_or("").to_string();
 
     let versions = product(&[EPOCHS, UPSTREAM_HEADS, UPSTREAM_TAILS, REVISIONS]);
     let generated = pairs(&versions, 4000, 0x0dd_c0ffee);
-    let mut corpus: Vec<(String, String)> = HAND_PICKED
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let mut corpus: Vec<(String, String)> = HAND_PICKED.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     corpus.extend(generated);
 
-    let ours: Vec<_> = corpus
-        .iter()
-        .map(|(a, b)| compare(Scheme::Deb, a, b))
-        .collect();
+    let ours: Vec<_> = corpus.iter().map(|(a, b)| compare(Scheme::Deb, a, b)).collect();
     let queries: Vec<_> = corpus
         .iter()
         .zip(&ours)
@@ -250,10 +219,7 @@ fn deb_matches_dpkg() {
                 Ok(o) => ordering_name(*o).to_string(),
                 Err(e) => format!("error ({e})"),
             };
-            disagreements.push(format!(
-                "{a:?} vs {b:?}: ours {ours}, dpkg {}",
-                dpkg_says(a, b)
-            ));
+            disagreements.push(format!("{a:?} vs {b:?}: ours {ours}, dpkg {}", dpkg_says(a, b)));
         }
     }
     println!(
@@ -269,12 +235,7 @@ fn deb_matches_dpkg() {
         "{} of {} pairs disagree with dpkg:\n{}",
         disagreements.len(),
         corpus.len(),
-        disagreements
-            .iter()
-            .take(60)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        disagreements.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
     );
     // The corpus must exercise all three outcomes, or it proves little.
     for want in [Ordering::Less, Ordering::Equal, Ordering::Greater] {

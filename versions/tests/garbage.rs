@@ -99,9 +99,7 @@ fn random(count: usize) -> Vec<String> {
     (0..count)
         .map(|_| {
             let len = (next() % 12) as usize;
-            (0..len)
-                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
-                .collect()
+            (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect()
         })
         .collect()
 }
@@ -110,11 +108,7 @@ fn check_pair(scheme: Scheme, a: &str, b: &str) {
     let ab = compare(scheme, a, b);
     let ba = compare(scheme, b, a);
     match (&ab, &ba) {
-        (Ok(x), Ok(y)) => assert_eq!(
-            *x,
-            y.reverse(),
-            "{scheme}: {a:?} vs {b:?} is not antisymmetric"
-        ),
+        (Ok(x), Ok(y)) => assert_eq!(*x, y.reverse(), "{scheme}: {a:?} vs {b:?} is not antisymmetric"),
         (Err(_), Err(_)) => {}
         _ => panic!("{scheme}: {a:?} vs {b:?} gives {ab:?} one way and {ba:?} the other"),
     }

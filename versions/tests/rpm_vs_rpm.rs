@@ -104,28 +104,16 @@ for line in sys.stdin.read().splitlines():
     out.append(str(by_label) if by_ver == by_label else "X rpm.ver says %d, labelCompare %d" % (by_ver, by_label))
 sys.stdout.write("\n".join(out) + "\n")
 "#;
-    let input: String = corpus
-        .iter()
-        .map(|(a, b)| format!("{} {}\n", hex(a), hex(b)))
-        .collect();
+    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
     let mut child = Command::new(PYTHON)
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .expect("feed python");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).expect("feed python");
     let out = child.wait_with_output().expect("wait for python");
-    assert!(
-        out.status.success(),
-        "the rpm oracle script failed: {}",
-        out.status
-    );
+    assert!(out.status.success(), "the rpm oracle script failed: {}", out.status);
     let verdicts: Vec<_> = String::from_utf8(out.stdout)
         .expect("oracle output is UTF-8")
         .lines()
@@ -143,9 +131,7 @@ sys.stdout.write("\n".join(out) + "\n")
 
 #[test]
 fn rpm_matches_librpm() {
-    let probe = Command::new(PYTHON)
-        .args(["-c", "import rpm; print(rpm.__version__)"])
-        .output();
+    let probe = Command::new(PYTHON).args(["-c", "import rpm; print(rpm.__version__)"]).output();
     let rpm_version = match probe {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => panic!(
@@ -155,10 +141,7 @@ fn rpm_matches_librpm() {
     };
 
     let versions = product(&[EPOCHS, VERSION_HEADS, VERSION_TAILS, RELEASES]);
-    let mut corpus: Vec<(String, String)> = HAND_PICKED
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let mut corpus: Vec<(String, String)> = HAND_PICKED.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     corpus.extend(pairs(&versions, 4000, 0x0005_eed0_f2fa));
 
     let verdicts = rpm_verdicts(&corpus);
@@ -196,15 +179,7 @@ fn rpm_matches_librpm() {
         "{} of {} pairs disagree with rpm:\n{}",
         disagreements.len(),
         corpus.len(),
-        disagreements
-            .iter()
-            .take(60)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        disagreements.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
     );
-    assert!(
-        seen.iter().all(|s| *s),
-        "corpus must exercise lt, eq and gt"
-    );
+    assert!(seen.iter().all(|s| *s), "corpus must exercise lt, eq and gt");
 }

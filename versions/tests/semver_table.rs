@@ -88,26 +88,14 @@ fn semver_precedence_table() {
         }
     }
     for (a, b) in EQUAL {
-        assert_eq!(
-            compare(Scheme::Semver, a, b),
-            Ok(Ordering::Equal),
-            "{a} vs {b}"
-        );
-        assert_eq!(
-            compare(Scheme::Semver, b, a),
-            Ok(Ordering::Equal),
-            "{b} vs {a}"
-        );
+        assert_eq!(compare(Scheme::Semver, a, b), Ok(Ordering::Equal), "{a} vs {b}");
+        assert_eq!(compare(Scheme::Semver, b, a), Ok(Ordering::Equal), "{b} vs {a}");
         checked += 2;
     }
     for bad in INVALID {
         for (x, y) in [(*bad, "1.0.0"), ("1.0.0", *bad)] {
             match compare(Scheme::Semver, x, y) {
-                Err(VersionError::Invalid {
-                    scheme: "semver",
-                    version,
-                    reason,
-                }) => {
+                Err(VersionError::Invalid { scheme: "semver", version, reason }) => {
                     assert_eq!(version, *bad);
                     assert!(!reason.is_empty());
                 }
@@ -116,12 +104,7 @@ fn semver_precedence_table() {
             checked += 1;
         }
     }
-    let message = compare(Scheme::Semver, "1.2", "1.2.0")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        message.contains("invalid semver version \"1.2\""),
-        "{message}"
-    );
+    let message = compare(Scheme::Semver, "1.2", "1.2.0").unwrap_err().to_string();
+    assert!(message.contains("invalid semver version \"1.2\""), "{message}");
     println!("semver_table: checked {checked} pairs");
 }

@@ -14,10 +14,8 @@
 //! fields are never kept: shadow records only say what kind of value was there,
 //! and no problem message quotes a password field or a whole line.
 
+use super::parse::{Errors, StanzaError, cut, truncate};
 pub use super::parse::{MAX_ERRORS, MAX_VALUE};
-use super::parse::{cut, truncate, Errors, StanzaError};
-
-
 
 /// One line of `/etc/passwd`. The password field is deliberately absent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -162,7 +160,9 @@ fn records<'a, T>(
         if !counts.contains(&n) {
             let expected = counts.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
             let found = if n > MOST_FIELDS { format!("more than {MOST_FIELDS}") } else { n.to_string() };
-            errors.push(lineno, || format!("{file}: expected {expected} colon-separated fields, found {found}; line skipped"));
+            errors.push(lineno, || {
+                format!("{file}: expected {expected} colon-separated fields, found {found}; line skipped")
+            });
             continue;
         }
         if let Some(record) = make(&fields, lineno, &mut errors) {
@@ -229,7 +229,14 @@ mod tests {
         }
     }
 
-    fn user(name: &str, uid: Option<i64>, gid: Option<i64>, gecos: Option<&str>, home: Option<&str>, shell: Option<&str>) -> User {
+    fn user(
+        name: &str,
+        uid: Option<i64>,
+        gid: Option<i64>,
+        gecos: Option<&str>,
+        home: Option<&str>,
+        shell: Option<&str>,
+    ) -> User {
         let s = |v: Option<&str>| v.map(str::to_owned);
         User { name: name.into(), uid, gid, gecos: s(gecos), home: s(home), shell: s(shell) }
     }
@@ -243,18 +250,43 @@ mod tests {
             ("root:x:0:0:root:/root:/bin/bash\r\n\r\n", vec![root()], &[]),
             (
                 "# comment\n\n   \n  # indented comment\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
-                vec![user("nobody", Some(65534), Some(65534), Some("nobody"), Some("/nonexistent"), Some("/usr/sbin/nologin"))],
+                vec![user(
+                    "nobody",
+                    Some(65534),
+                    Some(65534),
+                    Some("nobody"),
+                    Some("/nonexistent"),
+                    Some("/usr/sbin/nologin"),
+                )],
                 &[],
             ),
             ("+::::::\n-baduser::::::\n+@admins\nroot:x:0:0:root:/root:/bin/bash\n", vec![root()], &[]),
             ("svc:x:10:20:::\n", vec![user("svc", Some(10), Some(20), None, None, None)], &[]),
-            ("a:x:1:1:A User,Room 1,,:/home/a:/bin/sh\n", vec![user("a", Some(1), Some(1), Some("A User,Room 1,,"), Some("/home/a"), Some("/bin/sh"))], &[]),
-            ("a:x:1:1:g:/h\nb:x:1:1:g:/h:/s:extra\n", vec![], &[(1, "expected 7 colon-separated fields, found 6"), (2, "found 8")]),
+            (
+                "a:x:1:1:A User,Room 1,,:/home/a:/bin/sh\n",
+                vec![user("a", Some(1), Some(1), Some("A User,Room 1,,"), Some("/home/a"), Some("/bin/sh"))],
+                &[],
+            ),
+            (
+                "a:x:1:1:g:/h\nb:x:1:1:g:/h:/s:extra\n",
+                vec![],
+                &[(1, "expected 7 colon-separated fields, found 6"), (2, "found 8")],
+            ),
             ("a:x:1:1:g:/h:/s:::::::::::::::::\n", vec![], &[(1, "found more than 9")]),
             (
                 "a:x:abc:1:::\nb:x:2:-1:::\nc:x::3:::\nd:x:99999999999999999999:4:::\n",
-                vec![user("a", None, Some(1), None, None, None), user("b", Some(2), None, None, None, None), user("c", None, Some(3), None, None, None), user("d", None, Some(4), None, None, None)],
-                &[(1, "uid of \"a\" is not a number: \"abc\""), (2, "gid of \"b\""), (3, "uid of \"c\""), (4, "uid of \"d\"")],
+                vec![
+                    user("a", None, Some(1), None, None, None),
+                    user("b", Some(2), None, None, None, None),
+                    user("c", None, Some(3), None, None, None),
+                    user("d", None, Some(4), None, None, None),
+                ],
+                &[
+                    (1, "uid of \"a\" is not a number: \"abc\""),
+                    (2, "gid of \"b\""),
+                    (3, "uid of \"c\""),
+                    (4, "uid of \"d\""),
+                ],
             ),
             (":x:1:1:::\nroot:x:0:0:root:/root:/bin/bash\n", vec![root()], &[(1, "empty name")]),
         ];
@@ -267,15 +299,27 @@ mod tests {
 
     #[test]
     fn group_table() {
-        let g = |name: &str, gid: Option<i64>, members: &[&str]| Group { name: name.into(), gid, members: members.iter().map(|m| m.to_string()).collect() };
+        let g = |name: &str, gid: Option<i64>, members: &[&str]| Group {
+            name: name.into(),
+            gid,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
         let cases: Vec<Case<Group>> = vec![
             ("", vec![], &[]),
             ("root:x:0:\n", vec![g("root", Some(0), &[])], &[]),
-            ("sudo:x:27:alice,bob\r\nadm:x:4:syslog", vec![g("sudo", Some(27), &["alice", "bob"]), g("adm", Some(4), &["syslog"])], &[]),
+            (
+                "sudo:x:27:alice,bob\r\nadm:x:4:syslog",
+                vec![g("sudo", Some(27), &["alice", "bob"]), g("adm", Some(4), &["syslog"])],
+                &[],
+            ),
             ("g:x:5:a,,b,\n", vec![g("g", Some(5), &["a", "b"])], &[]),
             ("# c\n\n+:::\n-grp:::\nwheel:!:10:root\n", vec![g("wheel", Some(10), &["root"])], &[]),
             ("bad:x:1\nworse:x:1:a:b\n", vec![], &[(1, "expected 4 colon-separated fields, found 3"), (2, "found 5")]),
-            ("g:x:x:\nh:x::a\n", vec![g("g", None, &[]), g("h", None, &["a"])], &[(1, "gid of \"g\" is not a number"), (2, "gid of \"h\"")]),
+            (
+                "g:x:x:\nh:x::a\n",
+                vec![g("g", None, &[]), g("h", None, &["a"])],
+                &[(1, "gid of \"g\" is not a number"), (2, "gid of \"h\"")],
+            ),
             (":x:1:\n", vec![], &[(1, "empty name")]),
         ];
         for (input, want, want_errors) in cases {
@@ -288,10 +332,30 @@ mod tests {
     #[test]
     fn shadow_table() {
         // (input, name, password_set, locked, empty_password, last_change, max, expire, errors)
-        type ShadowCase = (&'static str, &'static str, bool, bool, bool, Option<i64>, Option<i64>, Option<i64>, &'static [(usize, &'static str)]);
+        type ShadowCase = (
+            &'static str,
+            &'static str,
+            bool,
+            bool,
+            bool,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            &'static [(usize, &'static str)],
+        );
         let cases: &[ShadowCase] = &[
             ("root:*:19000:0:99999:7:::\n", "root", false, false, false, Some(19000), Some(99999), None, &[]),
-            ("alice:$6$pepper$Zq9h1Q:19500:0:90:7:14:20000:\n", "alice", true, false, false, Some(19500), Some(90), Some(20000), &[]),
+            (
+                "alice:$6$pepper$Zq9h1Q:19500:0:90:7:14:20000:\n",
+                "alice",
+                true,
+                false,
+                false,
+                Some(19500),
+                Some(90),
+                Some(20000),
+                &[],
+            ),
             ("bob:!$6$pepper$Zq9h1Q:19500::::::\n", "bob", false, true, false, Some(19500), None, None, &[]),
             ("carol::0:0:99999:7:::\r\n", "carol", false, false, true, Some(0), Some(99999), None, &[]),
             ("dave:!!:::::::\n", "dave", false, true, false, None, None, None, &[]),
@@ -307,7 +371,12 @@ mod tests {
                 None,
                 None,
                 None,
-                &[(1, "expected 9 or 2 colon-separated fields, found 5"), (2, "last change of \"gina\""), (2, "maximum age"), (2, "expiry")],
+                &[
+                    (1, "expected 9 or 2 colon-separated fields, found 5"),
+                    (2, "last change of \"gina\""),
+                    (2, "maximum age"),
+                    (2, "expiry"),
+                ],
             ),
         ];
         for (input, name, set, locked, empty, last, max, expire, want_errors) in cases {
@@ -342,7 +411,10 @@ mod tests {
         }
         // The records are still there, and the problems were reported.
         let (s, e) = parse_shadow(&shadow);
-        assert_eq!(s.iter().map(|s| (s.name.as_str(), s.password_set, s.locked)).collect::<Vec<_>>(), [("alice", true, false), ("bob", false, true), ("carol", true, false), ("old", true, false)]);
+        assert_eq!(
+            s.iter().map(|s| (s.name.as_str(), s.password_set, s.locked)).collect::<Vec<_>>(),
+            [("alice", true, false), ("bob", false, true), ("carol", true, false), ("old", true, false)]
+        );
         assert_eq!(e.len(), 7, "{e:?}");
     }
 
@@ -367,7 +439,11 @@ mod tests {
 
         let (_, e) = parse_group(&"?\n".repeat(5000));
         assert_eq!(e.len(), MAX_ERRORS + 1);
-        assert!(e[MAX_ERRORS].line == MAX_ERRORS + 1 && e[MAX_ERRORS].message.starts_with("4000 more"), "{:?}", e[MAX_ERRORS]);
+        assert!(
+            e[MAX_ERRORS].line == MAX_ERRORS + 1 && e[MAX_ERRORS].message.starts_with("4000 more"),
+            "{:?}",
+            e[MAX_ERRORS]
+        );
     }
 
     /// The files of a real Debian root, when the test machine has one cached.

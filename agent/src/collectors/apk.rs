@@ -12,10 +12,8 @@
 //! input until a value is kept, caps every kept value at [`MAX_VALUE`] bytes and
 //! stops recording problems after [`MAX_ERRORS`] (one final summary is added).
 
+use super::parse::{Errors, StanzaError, cut, truncate};
 pub use super::parse::{MAX_ERRORS, MAX_VALUE};
-use super::parse::{cut, truncate, Errors, StanzaError};
-
-
 
 /// One package of the installed database.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -165,7 +163,9 @@ impl<'a> Draft<'a> {
         let value = capped(b'F', value, line, errors);
         let rel = value.trim_matches('/');
         if rel.contains('\0') || rel.split('/').any(|c| c == "..") {
-            errors.push(line, || format!("F: directory {:?} is not a path below the root; its files are skipped", truncate(value, 80)));
+            errors.push(line, || {
+                format!("F: directory {:?} is not a path below the root; its files are skipped", truncate(value, 80))
+            });
             self.cwd = Cwd::Rejected;
             return;
         }
@@ -334,7 +334,13 @@ R:default.script
         assert_eq!((&*bb.name, &*bb.version, bb.build_time), ("busybox", "1.36.1-r15", Some(1700000001)));
         assert_eq!(
             bb.files,
-            ["/bin/busybox", "/bin/sh", "/etc/securetty", "/etc/network/if-up.d/dad", "/usr/share/udhcpc/default.script"]
+            [
+                "/bin/busybox",
+                "/bin/sh",
+                "/etc/securetty",
+                "/etc/network/if-up.d/dad",
+                "/usr/share/udhcpc/default.script"
+            ]
         );
         assert_eq!(bb.dirs, ["/bin", "/etc", "/etc/network", "/etc/network/if-up.d", "/usr/share/udhcpc"]);
     }
@@ -342,14 +348,26 @@ R:default.script
     #[test]
     fn table_of_cases() {
         // (input, [(name, version, files)], [(error line, message fragment)])
-        type Case = (&'static str, &'static [(&'static str, &'static str, &'static [&'static str])], &'static [(usize, &'static str)]);
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str, &'static [&'static str])],
+            &'static [(usize, &'static str)],
+        );
         let cases: &[Case] = &[
             ("", &[], &[]),
             ("\n\n  \n", &[], &[]),
             ("P:a\nV:1", &[("a", "1", &[])], &[]),
-            ("P:a\r\nV:1\r\nF:usr/bin\r\nR:x\r\n\r\nP:b\r\nV:2\r\n", &[("a", "1", &["/usr/bin/x"]), ("b", "2", &[])], &[]),
+            (
+                "P:a\r\nV:1\r\nF:usr/bin\r\nR:x\r\n\r\nP:b\r\nV:2\r\n",
+                &[("a", "1", &["/usr/bin/x"]), ("b", "2", &[])],
+                &[],
+            ),
             // R: before any F: is the root directory; F: may be nested and revisited.
-            ("P:a\nV:1\nR:top\nF:usr\nF:usr/lib/x\nR:y\nF:usr\nR:z\n", &[("a", "1", &["/top", "/usr/lib/x/y", "/usr/z"])], &[]),
+            (
+                "P:a\nV:1\nR:top\nF:usr\nF:usr/lib/x\nR:y\nF:usr\nR:z\n",
+                &[("a", "1", &["/top", "/usr/lib/x/y", "/usr/z"])],
+                &[],
+            ),
             // Stray slashes in F: are tolerated.
             ("P:a\nV:1\nF:/opt/\nR:f\nF:\nR:g\n", &[("a", "1", &["/opt/f", "/g"])], &[]),
             // Missing V: or P: drops the stanza, reported at its first line.
@@ -358,21 +376,40 @@ R:default.script
             ("P:a\nV:\n", &[], &[(1, "without V:")]),
             ("A:x\n", &[], &[(1, "without P: and V:")]),
             // Garbage lines are reported and skipped; the stanza survives.
-            ("P:a\ngarbage\nV:1\n:x\nPP:y\n1:z\n", &[("a", "1", &[])], &[(2, "not a `X:value`"), (4, "not a"), (5, "not a"), (6, "not a")]),
+            (
+                "P:a\ngarbage\nV:1\n:x\nPP:y\n1:z\n",
+                &[("a", "1", &[])],
+                &[(2, "not a `X:value`"), (4, "not a"), (5, "not a"), (6, "not a")],
+            ),
             ("garbage only\n", &[], &[(1, "not a `X:value`")]),
             // Unknown and ignored keys.
             ("P:a\nV:1\nk:100\nq:1\ni:b c\ns:x\nf:y\nw:z\n", &[("a", "1", &[])], &[]),
             // Bad numbers become None, with a report.
-            ("P:a\nV:1\nS:12k\nI:-\nt:99999999999999999999\n", &[("a", "1", &[])], &[(3, "S: not a number"), (4, "I: not a number"), (5, "t: not a number")]),
+            (
+                "P:a\nV:1\nS:12k\nI:-\nt:99999999999999999999\n",
+                &[("a", "1", &[])],
+                &[(3, "S: not a number"), (4, "I: not a number"), (5, "t: not a number")],
+            ),
             // Duplicates keep the first.
             ("P:a\nP:b\nV:1\n", &[("a", "1", &[])], &[(2, "duplicate P:")]),
             // Path escapes and non-names are refused.
-            ("P:a\nV:1\nF:usr/../../etc\nR:shadow\nF:ok\nR:../x\nR:a/b\nR:.\nR:\nR:fine\n", &[("a", "1", &["/ok/fine"])], &[(3, "not a path below"), (6, "not a file name"), (7, "not a file name"), (8, "not a file name"), (9, "not a file name")]),
+            (
+                "P:a\nV:1\nF:usr/../../etc\nR:shadow\nF:ok\nR:../x\nR:a/b\nR:.\nR:\nR:fine\n",
+                &[("a", "1", &["/ok/fine"])],
+                &[
+                    (3, "not a path below"),
+                    (6, "not a file name"),
+                    (7, "not a file name"),
+                    (8, "not a file name"),
+                    (9, "not a file name"),
+                ],
+            ),
         ];
         for (input, want, want_errors) in cases {
             let (p, e) = parse_installed(input);
             let got: Vec<_> = p.iter().map(|p| (p.name.as_str(), p.version.as_str(), p.files.clone())).collect();
-            let want: Vec<_> = want.iter().map(|(n, v, f)| (*n, *v, f.iter().map(|s| s.to_string()).collect::<Vec<_>>())).collect();
+            let want: Vec<_> =
+                want.iter().map(|(n, v, f)| (*n, *v, f.iter().map(|s| s.to_string()).collect::<Vec<_>>())).collect();
             assert_eq!(got, want, "{input:?}");
             assert_eq!(e.len(), want_errors.len(), "{input:?}: {e:?}");
             for (e, (line, frag)) in e.iter().zip(want_errors.iter()) {

@@ -29,7 +29,14 @@ impl DpkgPackage {
         let state = self.status.as_deref().and_then(|s| s.split_whitespace().nth(2));
         matches!(
             state,
-            Some("installed" | "half-configured" | "unpacked" | "half-installed" | "triggers-awaited" | "triggers-pending")
+            Some(
+                "installed"
+                    | "half-configured"
+                    | "unpacked"
+                    | "half-installed"
+                    | "triggers-awaited"
+                    | "triggers-pending"
+            )
         )
     }
 }
@@ -127,12 +134,40 @@ mod tests {
     fn table_of_cases() {
         // (input, name, version, source, source_version, installed)
         let cases: &[(&str, &str, Option<&str>, &str, Option<&str>, bool)] = &[
-            ("Package: a\nStatus: install ok installed\nVersion: 1:2.3-4\n", "a", Some("1:2.3-4"), "a", Some("1:2.3-4"), true),
-            ("Package: b\nStatus: deinstall ok config-files\nVersion: 1.0\n", "b", Some("1.0"), "b", Some("1.0"), false),
+            (
+                "Package: a\nStatus: install ok installed\nVersion: 1:2.3-4\n",
+                "a",
+                Some("1:2.3-4"),
+                "a",
+                Some("1:2.3-4"),
+                true,
+            ),
+            (
+                "Package: b\nStatus: deinstall ok config-files\nVersion: 1.0\n",
+                "b",
+                Some("1.0"),
+                "b",
+                Some("1.0"),
+                false,
+            ),
             ("Package: c\nStatus: purge ok not-installed\n", "c", None, "c", None, false),
             ("Package: d\nStatus: deinstall ok installed\nVersion: 2\n", "d", Some("2"), "d", Some("2"), true),
-            ("Package: e\nStatus: install ok half-configured\nVersion: 3\nSource: e-src\n", "e", Some("3"), "e-src", Some("3"), true),
-            ("package: f\nstatus: install ok unpacked\nversion: 2:1.0~rc1-1\nsource: fsrc (1:0.9)\n", "f", Some("2:1.0~rc1-1"), "fsrc", Some("1:0.9"), true),
+            (
+                "Package: e\nStatus: install ok half-configured\nVersion: 3\nSource: e-src\n",
+                "e",
+                Some("3"),
+                "e-src",
+                Some("3"),
+                true,
+            ),
+            (
+                "package: f\nstatus: install ok unpacked\nversion: 2:1.0~rc1-1\nsource: fsrc (1:0.9)\n",
+                "f",
+                Some("2:1.0~rc1-1"),
+                "fsrc",
+                Some("1:0.9"),
+                true,
+            ),
             ("Package: g\nStatus: install ok installed\nVersion:\n", "g", None, "g", None, true),
         ];
         for (input, name, version, source, sv, installed) in cases {

@@ -11,9 +11,9 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use periscope_proto::tables::FILES;
 use rustix::fs::FileType;
 
-use super::{mode_string, sha256_entry, unalias, usrmerge_aliases, Scope, Sink};
+use super::{Scope, Sink, mode_string, sha256_entry, unalias, usrmerge_aliases};
 use crate::encode::Value;
-use crate::rootfs::{kind_name, Entry};
+use crate::rootfs::{Entry, kind_name};
 
 const C: &str = "files";
 
@@ -56,9 +56,8 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut matched: BTreeMap<String, Entry> = BTreeMap::new();
     for (start, depth) in &starts {
-        let covered = starts.iter().any(|(s, d)| {
-            d.is_none() && s != start && (s == "/" || start.starts_with(&format!("{s}/")))
-        });
+        let covered =
+            starts.iter().any(|(s, d)| d.is_none() && s != start && (s == "/" || start.starts_with(&format!("{s}/"))));
         if covered {
             continue;
         }
@@ -113,7 +112,8 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         } else {
             None
         };
-        let owner = out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
+        let owner =
+            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
         out.row(
             &FILES,
             &[

@@ -5,11 +5,11 @@
 
 use std::collections::HashSet;
 
-use periscope_proto::tables::{PACKAGES, PACKAGES_NOT_INSTALLED, PACKAGE_FILES};
+use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
-use super::dpkg::{parse_status, DpkgPackage};
+use super::dpkg::{DpkgPackage, parse_status};
 use super::rpm::{self, RpmPackage};
-use super::{unalias, usrmerge_aliases, Scope, Sink};
+use super::{Scope, Sink, unalias, usrmerge_aliases};
 use crate::encode::Value;
 
 const C: &str = "packages";
@@ -293,7 +293,10 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                         ("release", (&p.release).into()),
                         ("license", p.license.as_ref().into()),
                         ("vendor", p.vendor.as_ref().into()),
-                        ("install_time", p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null)),
+                        (
+                            "install_time",
+                            p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null),
+                        ),
                         ("db_path", path.as_str().into()),
                     ],
                 );

@@ -81,6 +81,9 @@ mod tests {
         }
         let v = e.into_vec();
         assert_eq!(v.len(), MAX_ERRORS + 1);
-        assert_eq!(v[MAX_ERRORS], StanzaError { line: MAX_ERRORS + 1, message: "5 more problems from this line on were not recorded".into() });
+        assert_eq!(
+            v[MAX_ERRORS],
+            StanzaError { line: MAX_ERRORS + 1, message: "5 more problems from this line on were not recorded".into() }
+        );
     }
 }

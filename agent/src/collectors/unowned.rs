@@ -5,7 +5,7 @@
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
-use super::{mode_string, sha256_entry, unalias, usrmerge_aliases, Scope, Sink};
+use super::{Scope, Sink, mode_string, sha256_entry, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 

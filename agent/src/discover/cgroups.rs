@@ -114,7 +114,11 @@ pub fn fill(running: &[(String, i64)], out: &mut Sink) {
     let base = std::path::Path::new("/sys/fs/cgroup");
     for (id, pid) in running {
         let Some(m) = for_pid(*pid, base) else {
-            out.error("container_metrics", Some(&format!("/proc/{pid}/cgroup")), &format!("container {id}: cgroup unreadable (stopped?)"));
+            out.error(
+                "container_metrics",
+                Some(&format!("/proc/{pid}/cgroup")),
+                &format!("container {id}: cgroup unreadable (stopped?)"),
+            );
             continue;
         };
         let v = |x: Option<i64>| x.map_or(Value::Null, Value::Int);
@@ -152,7 +156,10 @@ mod tests {
             ("memory.max", "67108864\n"),
             ("memory.peak", "8388608\n"),
             ("memory.events", "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n"),
-            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250\n"),
+            (
+                "cpu.stat",
+                "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250\n",
+            ),
             ("pids.current", "3\n"),
             ("pids.max", "max\n"),
         ];

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, HealthConfig, ImageHistoryResponseItem, ImageInspect};
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
-use bollard::Docker;
-use periscope_proto::tables::{CONTAINERS, CONTAINER_MOUNTS, CONTAINER_PORTS, IMAGES, IMAGE_HISTORY};
+use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINER_PORTS, CONTAINERS, IMAGE_HISTORY, IMAGES};
 
 use crate::collectors::Sink;
 use crate::encode::Value;
@@ -166,7 +166,11 @@ pub fn image_layers(inv: &Inventory) -> Vec<LayeredScope> {
 /// handle, its `cgroup` must name the container, and `root` is opened relative
 /// to that same handle, so both refer to one process even if the pid number
 /// is recycled in between (a dead process's handle fails instead).
-pub fn open_container_root(pid: i64, container_id: &str, budgets: crate::rootfs::Budgets) -> Result<crate::rootfs::Root, String> {
+pub fn open_container_root(
+    pid: i64,
+    container_id: &str,
+    budgets: crate::rootfs::Budgets,
+) -> Result<crate::rootfs::Root, String> {
     use rustix::fs::{Mode, OFlags};
     let proc_path = format!("/proc/{pid}");
     let dir = rustix::fs::open(&proc_path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -211,8 +215,10 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
     let label = |k: &str| labels.get(k).map(String::as_str);
     let sec = hc.security_opt.clone().unwrap_or_default();
     let seccomp = security_value(&sec, "seccomp").unwrap_or("default").to_string();
-    let apparmor = security_value(&sec, "apparmor").map(str::to_string).or(c.app_armor_profile.clone()).filter(|s| !s.is_empty());
-    let nnp = sec.iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    let apparmor =
+        security_value(&sec, "apparmor").map(str::to_string).or(c.app_armor_profile.clone()).filter(|s| !s.is_empty());
+    let nnp =
+        sec.iter().any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
     let command = std::iter::once(c.path.clone().unwrap_or_default())
         .chain(c.args.clone().unwrap_or_default())
         .filter(|s| !s.is_empty())
@@ -222,10 +228,16 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
         .devices
         .iter()
         .flatten()
-        .map(|d| format!("{}:{}", d.path_on_host.as_deref().unwrap_or(""), d.path_in_container.as_deref().unwrap_or("")))
+        .map(|d| {
+            format!("{}:{}", d.path_on_host.as_deref().unwrap_or(""), d.path_in_container.as_deref().unwrap_or(""))
+        })
         .collect();
     let healthcheck = health(cfg.healthcheck.as_ref()).or_else(|| {
-        let own_none = cfg.healthcheck.as_ref().and_then(|h| h.test.as_ref()).is_some_and(|t| t.first().is_some_and(|x| x == "NONE"));
+        let own_none = cfg
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.test.as_ref())
+            .is_some_and(|t| t.first().is_some_and(|x| x == "NONE"));
         if own_none { None } else { c.image.as_deref().and_then(|i| image_health.get(i).cloned().flatten()) }
     });
     let gd = c.graph_driver.as_ref();
@@ -305,7 +317,12 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
     for key in all_keys {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
         let port: Option<i64> = port.parse().ok();
-        let binds = published.get(&key).cloned().flatten().filter(|b| !b.is_empty()).or_else(|| bindings.get(&key).cloned().flatten());
+        let binds = published
+            .get(&key)
+            .cloned()
+            .flatten()
+            .filter(|b| !b.is_empty())
+            .or_else(|| bindings.get(&key).cloned().flatten());
         match binds.filter(|b| !b.is_empty()) {
             Some(list) => {
                 for b in list {
@@ -383,7 +400,8 @@ mod tests {
         assert_eq!(security_value(&sec, "seccomp"), Some("unconfined"));
         assert_eq!(security_value(&sec, "apparmor"), Some("docker-default"));
         assert_eq!(security_value(&sec, "label"), None);
-        let hc = |t: &[&str]| HealthConfig { test: Some(t.iter().map(|s| s.to_string()).collect()), ..Default::default() };
+        let hc =
+            |t: &[&str]| HealthConfig { test: Some(t.iter().map(|s| s.to_string()).collect()), ..Default::default() };
         assert_eq!(health(Some(&hc(&["CMD-SHELL", "curl -f localhost"]))), Some("curl -f localhost".into()));
         assert_eq!(health(Some(&hc(&["NONE"]))), None);
         assert_eq!(health(None), None);

@@ -25,8 +25,7 @@ pub fn fill(out: &mut Sink) {
     let boot = procfs::boot_time_secs().ok().map(|b| b as i64 * 1_000_000);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let cpus = std::thread::available_parallelism().ok().map(|n| n.get() as i64);
-    let cgroup_version =
-        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { 2 } else { 1 };
+    let cgroup_version = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { 2 } else { 1 };
     if meminfo.is_empty() {
         out.error("host_info", Some("/proc/meminfo"), "unreadable: memory figures missing");
     }

@@ -25,7 +25,8 @@ fn representatives(kind: &str) -> BTreeMap<i64, (i32, Option<String>)> {
     pids.sort_unstable();
     for pid in pids {
         let Ok(link) = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")) else { continue };
-        let Some(ns) = link.to_string_lossy().split_once('[').and_then(|(_, r)| r.trim_end_matches(']').parse().ok()) else {
+        let Some(ns) = link.to_string_lossy().split_once('[').and_then(|(_, r)| r.trim_end_matches(']').parse().ok())
+        else {
             continue;
         };
         out.entry(ns).or_insert_with(|| {
@@ -114,10 +115,11 @@ pub fn fill_interfaces(out: &mut Sink) {
         let Some(dev) = read_small(&format!("/proc/{pid}/net/dev")) else { continue };
         let v6 = parse_if_inet6(&read_small(&format!("/proc/{pid}/net/if_inet6")).unwrap_or_default());
         let routes = parse_route(&read_small(&format!("/proc/{pid}/net/route")).unwrap_or_default());
-        let v4: Vec<(String, Ipv4Addr)> = parse_fib_trie_locals(&read_small(&format!("/proc/{pid}/net/fib_trie")).unwrap_or_default())
-            .into_iter()
-            .filter_map(|a| Some((iface_of(a, &routes)?, a)))
-            .collect();
+        let v4: Vec<(String, Ipv4Addr)> =
+            parse_fib_trie_locals(&read_small(&format!("/proc/{pid}/net/fib_trie")).unwrap_or_default())
+                .into_iter()
+                .filter_map(|a| Some((iface_of(a, &routes)?, a)))
+                .collect();
         for (name, c) in parse_net_dev(&dev) {
             let ipv4: Vec<String> = v4.iter().filter(|(i, _)| *i == name).map(|(_, a)| a.to_string()).collect();
             let ipv6: Vec<String> = v6.iter().filter(|(i, _)| *i == name).map(|(_, a)| a.clone()).collect();
@@ -215,9 +217,18 @@ mod tests {
     #[test]
     fn procfs_formats() {
         let dev = "Inter-|   Receive\n face |bytes\n    lo: 100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0\n  eth0: 5000 40 1 2 0 0 0 0 7000 50 3 4 0 0 0 0\n";
-        assert_eq!(parse_net_dev(dev), [("lo".to_string(), [100, 2, 0, 0, 100, 2, 0, 0]), ("eth0".to_string(), [5000, 40, 1, 2, 7000, 50, 3, 4])]);
+        assert_eq!(
+            parse_net_dev(dev),
+            [("lo".to_string(), [100, 2, 0, 0, 100, 2, 0, 0]), ("eth0".to_string(), [5000, 40, 1, 2, 7000, 50, 3, 4])]
+        );
         let v6 = "00000000000000000000000000000001 01 80 10 80       lo\nfe800000000000000042e2fffe25f42c 05 40 20 80  docker0\n";
-        assert_eq!(parse_if_inet6(v6), [("lo".to_string(), "::1/128".to_string()), ("docker0".to_string(), "fe80::42:e2ff:fe25:f42c/64".to_string())]);
+        assert_eq!(
+            parse_if_inet6(v6),
+            [
+                ("lo".to_string(), "::1/128".to_string()),
+                ("docker0".to_string(), "fe80::42:e2ff:fe25:f42c/64".to_string())
+            ]
+        );
         let trie = "Main:\n  +-- 0.0.0.0/0 3 0 4\n     |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 172.17.0.1\n        /32 host LOCAL\n     |-- 172.17.255.255\n        /32 link BROADCAST\nLocal:\n     |-- 172.17.0.1\n        /32 host LOCAL\n";
         let locals = parse_fib_trie_locals(trie);
         assert_eq!(locals, [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(172, 17, 0, 1)]);
@@ -225,10 +236,18 @@ mod tests {
         let routes = parse_route(route);
         assert_eq!(iface_of(Ipv4Addr::new(172, 17, 0, 1), &routes).as_deref(), Some("docker0"));
         assert_eq!(iface_of(Ipv4Addr::new(127, 0, 0, 1), &routes).as_deref(), Some("lo"));
-        assert_eq!(iface_of(Ipv4Addr::new(8, 8, 8, 8), &routes), None, "the default route names no address's interface");
-        let mi = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue\nbad line\n";
+        assert_eq!(
+            iface_of(Ipv4Addr::new(8, 8, 8, 8), &routes),
+            None,
+            "the default route names no address's interface"
+        );
+        let mi =
+            "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue\nbad line\n";
         let m = parse_mountinfo(mi);
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].0, m[0].1, m[0].4.as_str(), m[0].6.as_str(), m[0].7.as_str()), (36, 35, "/mnt/with space", "ext3", "/dev/root"));
+        assert_eq!(
+            (m[0].0, m[0].1, m[0].4.as_str(), m[0].6.as_str(), m[0].7.as_str()),
+            (36, 35, "/mnt/with space", "ext3", "/dev/root")
+        );
     }
 }

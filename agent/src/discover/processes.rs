@@ -7,26 +7,22 @@ use std::collections::HashMap;
 
 use periscope_proto::tables::PROCESSES;
 
-use crate::collectors::accounts::parse_passwd;
 use crate::collectors::Sink;
+use crate::collectors::accounts::parse_passwd;
 use crate::encode::Value;
 
 const C: &str = "processes";
 
 /// The container id in a cgroup path: the last run of exactly 64 hex digits.
 pub fn container_id_from_cgroup(path: &str) -> Option<String> {
-    path.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|run| run.len() == 64)
-        .next_back()
-        .map(str::to_string)
+    path.split(|c: char| !c.is_ascii_hexdigit()).filter(|run| run.len() == 64).next_back().map(str::to_string)
 }
 
 /// The path of a /proc/<pid>/cgroup file worth reporting: one that names a
 /// container if any line does (hybrid v1/v2 hosts list an empty unified
 /// `0::/` beside the real v1 paths), else the unified (v2) one, else the first.
 fn cgroup_path(text: &str) -> Option<String> {
-    let paths: Vec<(&str, &str)> =
-        text.lines().filter_map(|l| l.splitn(3, ':').nth(2).map(|p| (l, p))).collect();
+    let paths: Vec<(&str, &str)> = text.lines().filter_map(|l| l.splitn(3, ':').nth(2).map(|p| (l, p))).collect();
     let pick = paths
         .iter()
         .find(|(_, p)| container_id_from_cgroup(p).is_some())
@@ -56,7 +52,9 @@ pub fn is_runtime_cgroup(path: &str) -> bool {
     if path.contains("user.slice") || path.contains("user@") {
         return false;
     }
-    ["/docker/", "/docker-", "kubepods", "cri-containerd", "/crio-", "libpod-", "machine.slice"].iter().any(|p| path.contains(p))
+    ["/docker/", "/docker-", "kubepods", "cri-containerd", "/crio-", "libpod-", "machine.slice"]
+        .iter()
+        .any(|p| path.contains(p))
 }
 
 /// Containers seen only through processes' cgroups: (container id, lowest pid
@@ -68,7 +66,9 @@ pub fn cgroup_containers() -> Vec<(String, i64)> {
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
         let Some(cg) = read_small(&format!("/proc/{pid}/cgroup")) else { continue };
-        if let Some(id) = cgroup_path(&cg).filter(|p| is_runtime_cgroup(p)).as_deref().and_then(container_id_from_cgroup) {
+        if let Some(id) =
+            cgroup_path(&cg).filter(|p| is_runtime_cgroup(p)).as_deref().and_then(container_id_from_cgroup)
+        {
             let e = found.entry(id).or_insert(pid);
             *e = (*e).min(pid);
         }

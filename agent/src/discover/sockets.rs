@@ -169,8 +169,14 @@ mod tests {
         let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0F02000A:0016 0102000A:C350 01 00000000:00000000 02:00000A2B 00000000     0        0 67890 4 0000000000000000 20 4 30 10 -1\ngarbage\n";
         let s = parse(tcp);
         assert_eq!(s.len(), 2);
-        assert_eq!(s[0], Sock { local: ("127.0.0.1".into(), 8080), remote: ("0.0.0.0".into(), 0), state: 10, inode: 12345 });
-        assert_eq!((s[1].local.clone(), s[1].remote.clone(), tcp_state(s[1].state)), (("10.0.2.15".into(), 22), ("10.0.2.1".into(), 50000), "ESTABLISHED"));
+        assert_eq!(
+            s[0],
+            Sock { local: ("127.0.0.1".into(), 8080), remote: ("0.0.0.0".into(), 0), state: 10, inode: 12345 }
+        );
+        assert_eq!(
+            (s[1].local.clone(), s[1].remote.clone(), tcp_state(s[1].state)),
+            (("10.0.2.15".into(), 22), ("10.0.2.1".into(), 50000), "ESTABLISHED")
+        );
         let tcp6 = "header\n   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555 1\n";
         assert_eq!(parse(tcp6)[0].local, ("::1".into(), 80));
     }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use arrow_array::RecordBatch;
-use periscope_agent::crawl::{crawl, table_of, CrawlOptions};
+use periscope_agent::crawl::{CrawlOptions, crawl, table_of};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -72,7 +72,12 @@ pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String 
 }
 
 pub fn opts(root: &Path) -> CrawlOptions {
-    CrawlOptions { root: root.to_path_buf(), host: Some("test-host".into()), scope_id: Some("test".into()), ..Default::default() }
+    CrawlOptions {
+        root: root.to_path_buf(),
+        host: Some("test-host".into()),
+        scope_id: Some("test".into()),
+        ..Default::default()
+    }
 }
 
 /// True when a Docker Engine answers. Without one, Docker tests skip with a
@@ -103,7 +108,11 @@ pub fn docker_test_image() -> String {
             let sum = Command::new("sha256sum").arg(&status).output().expect("sha256sum");
             let hash: String = String::from_utf8_lossy(&sum.stdout).chars().take(12).collect();
             let name = format!("periscope-test/bookworm:{hash}");
-            let have = Command::new("docker").args(["image", "inspect", &name]).output().map(|o| o.status.success()).unwrap_or(false);
+            let have = Command::new("docker")
+                .args(["image", "inspect", &name])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
             if !have {
                 let root = debian_rootfs();
                 let st = Command::new("sh")

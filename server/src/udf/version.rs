@@ -14,9 +14,11 @@ use arrow_array::builder::{BooleanBuilder, Int32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use datafusion::common::{exec_err, Result};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility};
-use periscope_versions::{compare, Scheme};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use periscope_versions::{Scheme, compare};
 
 /// What the function returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,7 +115,8 @@ impl ScalarUDFImpl for VersionFunc {
                 })),
             }
         }
-        let out: ArrayRef = if self.kind == Kind::Cmp { Arc::new(out_cmp.finish()) } else { Arc::new(out_bool.finish()) };
+        let out: ArrayRef =
+            if self.kind == Kind::Cmp { Arc::new(out_cmp.finish()) } else { Arc::new(out_bool.finish()) };
         Ok(ColumnarValue::Array(out))
     }
 }

@@ -31,10 +31,7 @@ impl Rng {
 pub fn product(lists: &[&[&str]]) -> Vec<String> {
     let mut out = vec![String::new()];
     for list in lists {
-        out = out
-            .iter()
-            .flat_map(|prefix| list.iter().map(move |part| format!("{prefix}{part}")))
-            .collect();
+        out = out.iter().flat_map(|prefix| list.iter().map(move |part| format!("{prefix}{part}"))).collect();
     }
     out
 }
