@@ -83,20 +83,13 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
     }
 }
 
-fn read_small(path: &std::path::Path) -> Option<String> {
-    use std::io::Read;
-    let mut s = String::new();
-    std::fs::File::open(path).ok()?.take(64 << 10).read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
 /// The metrics of the cgroups `pid` is in, under the cgroup filesystem at `base`.
 pub fn for_pid(pid: i64, base: &std::path::Path) -> Option<Metrics> {
-    let text = read_small(&std::path::PathBuf::from(format!("/proc/{pid}/cgroup")))?;
+    let text = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10)?;
     if base.join("cgroup.controllers").exists() {
         let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_string();
         let dir = base.join(path);
-        return Some(v2(&|f| read_small(&dir.join(f))));
+        return Some(v2(&|f| super::read_host(dir.join(f), 64 << 10)));
     }
     // v1: each line is id:controllers:path; a controller's directory may be shared ("cpu,cpuacct").
     let mut dirs = Vec::new();
@@ -107,7 +100,7 @@ pub fn for_pid(pid: i64, base: &std::path::Path) -> Option<Metrics> {
             dirs.push((c.to_string(), base.join(c).join(path.trim_start_matches('/'))));
         }
     }
-    Some(v1(&|ctrl, f| dirs.iter().find(|(c, _)| c == ctrl).and_then(|(_, d)| read_small(&d.join(f)))))
+    Some(v1(&|ctrl, f| dirs.iter().find(|(c, _)| c == ctrl).and_then(|(_, d)| super::read_host(d.join(f), 64 << 10))))
 }
 
 pub fn fill(running: &[(String, i64)], out: &mut Sink) {

@@ -37,13 +37,6 @@ fn ns_inode(pid: i32, ns: &str) -> Option<i64> {
     s.split_once('[')?.1.trim_end_matches(']').parse().ok()
 }
 
-fn read_small(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut s = String::new();
-    std::fs::File::open(path).ok()?.take(64 << 10).read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
 /// Whether a cgroup path is one a container runtime creates (Docker cgroupfs
 /// and systemd drivers, kubepods with docker/cri-containerd/crio, podman,
 /// systemd-nspawn machines) — never a user-delegated one, where an
@@ -65,7 +58,7 @@ pub fn cgroup_containers() -> Vec<(String, i64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
-        let Some(cg) = read_small(&format!("/proc/{pid}/cgroup")) else { continue };
+        let Some(cg) = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10) else { continue };
         if let Some(id) =
             cgroup_path(&cg).filter(|p| is_runtime_cgroup(p)).as_deref().and_then(container_id_from_cgroup)
         {
@@ -81,7 +74,7 @@ pub fn fill(out: &mut Sink) {
         Ok(p) => p,
         Err(e) => return out.error(C, Some("/proc"), &format!("cannot list processes: {e}")),
     };
-    let users: HashMap<i64, String> = read_small("/etc/passwd")
+    let users: HashMap<i64, String> = super::read_host("/etc/passwd", 64 << 10)
         .map(|t| parse_passwd(&t).0.into_iter().filter_map(|u| Some((u.uid?, u.name))).collect())
         .unwrap_or_default();
     let ticks = procfs::ticks_per_second().max(1) as i64;
@@ -95,7 +88,7 @@ pub fn fill(out: &mut Sink) {
         let pid = p.pid;
         let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
         let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-        let cgroup = read_small(&format!("/proc/{pid}/cgroup")).and_then(|t| cgroup_path(&t));
+        let cgroup = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10).and_then(|t| cgroup_path(&t));
         let container = cgroup.as_deref().and_then(container_id_from_cgroup);
         let uid = status.as_ref().map(|s| s.ruid as i64);
         let user = if container.is_none() { uid.and_then(|u| users.get(&u).cloned()) } else { None };

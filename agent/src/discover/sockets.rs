@@ -72,13 +72,6 @@ pub fn parse(text: &str) -> Vec<Sock> {
         .collect()
 }
 
-fn read_small(path: &str, cap: u64) -> Option<String> {
-    use std::io::Read;
-    let mut s = String::new();
-    std::fs::File::open(path).ok()?.take(cap).read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
 fn ns_inode(pid: i32) -> Option<i64> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
     link.to_string_lossy().split_once('[')?.1.trim_end_matches(']').parse().ok()
@@ -97,12 +90,12 @@ pub fn fill(out: &mut Sink) {
     for &pid in &pids {
         let Some(ns) = ns_inode(pid) else { continue };
         netns.entry(ns).or_insert(pid);
-        if let Some(cg) = read_small(&format!("/proc/{pid}/cgroup"), 64 << 10) {
+        if let Some(cg) = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10) {
             if let Some(id) = cg.lines().find_map(|l| l.splitn(3, ':').nth(2).and_then(container_id_from_cgroup)) {
                 container.insert(pid, id);
             }
         }
-        if let Some(comm) = read_small(&format!("/proc/{pid}/comm"), 256) {
+        if let Some(comm) = super::read_host(&format!("/proc/{pid}/comm"), 256) {
             name.insert(pid, comm.trim().to_string());
         }
         if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
@@ -119,7 +112,7 @@ pub fn fill(out: &mut Sink) {
         // A namespace's sockets belong to the container its processes are in, when they agree.
         let ns_container = container.get(&rep).cloned();
         for proto in ["tcp", "tcp6", "udp", "udp6"] {
-            let Some(text) = read_small(&format!("/proc/{rep}/net/{proto}"), 64 << 20) else { continue };
+            let Some(text) = super::read_host(&format!("/proc/{rep}/net/{proto}"), 64 << 20) else { continue };
             for s in parse(&text) {
                 let pid = holder.get(&s.inode).copied();
                 let cid = pid.and_then(|p| container.get(&p).cloned()).or_else(|| ns_container.clone());
