@@ -273,12 +273,19 @@ impl Layers {
     /// Names in the merged directory at `path` (symlinks followed), sorted.
     /// At most `max` names; more is a `TooMuch` error, before any more work.
     pub fn list(&self, path: &[u8], max: u64) -> Result<Vec<Vec<u8>>, LayerError> {
-        let f = self.resolve(path, true)?;
+        Ok(self.list_stat(path, max)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Like [`Layers::list`], with each visible entry's stat (its topmost
+    /// instance, not following symlinks), from the same pass over the layers.
+    pub fn list_stat(&self, path: &[u8], max: u64) -> Result<Vec<(Vec<u8>, Stat)>, LayerError> {
+        let canonical = self.components(path, true)?;
+        let f = self.lookup(&canonical)?;
         if FileType::from_raw_mode(f.stat.st_mode) != FileType::Directory {
             return Err(LayerError::NotDirectory);
         }
-        let canonical = self.components(path, true)?;
-        let mut seen = std::collections::BTreeMap::<Vec<u8>, bool>::new();
+        // name -> Some(stat) when visible, None when hidden by a higher layer's whiteout.
+        let mut seen = std::collections::BTreeMap::<Vec<u8>, Option<Stat>>::new();
         for (_, d) in self.dir_instances(&canonical)? {
             let dup = rustix::io::dup(&d).map_err(LayerError::Io)?;
             let mut dir = rustix::fs::Dir::new(dup).map_err(LayerError::Io)?;
@@ -295,17 +302,17 @@ impl Layers {
                     continue;
                 }
                 if let Some(hidden) = name.strip_prefix(WH_PREFIX).filter(|_| self.markers.aufs_files) {
-                    seen.entry(hidden.to_vec()).or_insert(false);
+                    seen.entry(hidden.to_vec()).or_insert(None);
                     continue;
                 }
                 let visible = match rustix::fs::statat(&d, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => !is_whiteout(&st),
-                    Err(_) => false,
+                    Ok(st) if !is_whiteout(&st) => Some(st),
+                    _ => None,
                 };
                 seen.insert(name, visible);
             }
         }
-        Ok(seen.into_iter().filter(|(_, v)| *v).map(|(n, _)| n).collect())
+        Ok(seen.into_iter().filter_map(|(n, st)| Some((n, st?))).collect())
     }
 }
 

@@ -553,22 +553,16 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
+        // One merged listing per directory gives each entry's stat; no per-entry re-resolution.
         let names = l
-            .list(if raw_path.is_empty() { b"/" } else { raw_path }, self.entries_left())
+            .list_stat(if raw_path.is_empty() { b"/" } else { raw_path }, self.entries_left())
             .map_err(|e| layer_err(path, e))?;
-        for name in names {
+        for (name, st) in names {
             self.charge_entry(path)?;
             let child = format!("{path}/{}", display_name(&name));
             let mut raw = raw_path.to_vec();
             raw.push(b'/');
             raw.extend_from_slice(&name);
-            let st = match l.resolve(&raw, false) {
-                Ok(f) => f.stat,
-                Err(e) => {
-                    on_error(layer_err(&child, e));
-                    continue;
-                }
-            };
             let entry = Entry::new(child.clone(), raw, &st, depth);
             if !visit(&entry) || entry.kind != FileType::Directory {
                 continue;
