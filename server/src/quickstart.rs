@@ -63,7 +63,13 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     writeln!(out, "  packages:    {packages}")?;
     writeln!(out, "  crawl errors: {}", c.errors)?;
     if crawls.len() > 1 {
-        writeln!(out, "  containers:  {} running, crawled through /proc/<pid>/root", crawls.len() - 1)?;
+        let count = |kind: &str| crawls[1..].iter().filter(|c| c.common.scope == kind).count();
+        writeln!(
+            out,
+            "  also crawled: {} containers and {} images (running, stopped and unused)",
+            count("container"),
+            count("image")
+        )?;
     }
     writeln!(
         out,
