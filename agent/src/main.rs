@@ -118,7 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let crawls = rt.block_on(crawl_async(opts, docker))?;
             let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
             if print {
-                return periscope_agent::print::print_json_lines(&batches, &mut std::io::stdout().lock());
+                // Buffered: stdout is line-buffered, and a crawl prints tens of thousands of lines.
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+                return periscope_agent::print::print_json_lines(&batches, &mut out);
             }
             let server = server.expect("clap enforces --server or --print");
             let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &batches))?;
