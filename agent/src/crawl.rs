@@ -29,6 +29,10 @@ pub struct CrawlOptions {
     pub config: CollectorConfig,
     /// Collectors to run, by name; all when None.
     pub collectors: Option<Vec<String>>,
+    /// Docker discovery (containers, images), for [`crawl_async`].
+    pub docker: RuntimeMode,
+    /// containerd discovery (containers and tasks of every namespace), for [`crawl_async`].
+    pub containerd: RuntimeMode,
 }
 
 impl Default for CrawlOptions {
@@ -42,6 +46,8 @@ impl Default for CrawlOptions {
             budgets: Budgets::default(),
             config: CollectorConfig::default(),
             collectors: None,
+            docker: RuntimeMode::Auto,
+            containerd: RuntimeMode::Auto,
         }
     }
 }
@@ -81,46 +87,72 @@ fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
     }
 }
 
-/// Whether to ask the Docker Engine for containers and images.
+/// Whether to ask a container runtime's API (Docker Engine, containerd) what it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum DockerMode {
-    /// When crawling the host's own `/` and an engine is configured (DOCKER_HOST or /var/run/docker.sock).
+pub enum RuntimeMode {
+    /// When crawling the host's own `/` and the runtime's socket is there
+    /// (Docker: DOCKER_HOST or /var/run/docker.sock; containerd: CONTAINERD_ADDRESS or its usual sockets).
     #[default]
     Auto,
-    /// Always; an unreachable engine is a crawl_errors row.
+    /// Always; an unreachable runtime is a crawl_errors row.
     On,
     Off,
 }
 
-/// Crawls one scope, with Docker discovery rows in it when `docker` says so;
-/// when discovery ran, every running container is crawled too, as its own
-/// `container` scope, through its `/proc/<pid>/root`. The first crawl is `opts`'s scope.
-pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<Crawl>, RootError> {
-    let want = match docker {
-        DockerMode::Off => false,
-        DockerMode::On => true,
-        DockerMode::Auto => {
-            opts.scope == scope::HOST && opts.root == Path::new("/") && crate::discover::docker::configured()
-        }
-    };
-    let inventory =
-        if want { Some(crate::discover::docker::inventory(std::time::Duration::from_secs(30)).await) } else { None };
+/// Crawls one scope, with runtime discovery rows in it when `opts.docker` and
+/// `opts.containerd` say so. When discovery ran, every container and image it
+/// found is crawled too, as its own scope: running containers through their
+/// `/proc/<pid>/root`, stopped and never-started ones and images through
+/// their layer directories. The first crawl is `opts`'s scope.
+pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
+    use crate::discover::{containerd, docker};
     // Live state belongs to the machine the agent runs on: only when crawling its own /.
     let live = opts.scope == scope::HOST && opts.root == Path::new("/");
+    let want = |mode: RuntimeMode, present: bool| match mode {
+        RuntimeMode::Off => false,
+        RuntimeMode::On => true,
+        RuntimeMode::Auto => live && present,
+    };
+    let timeout = std::time::Duration::from_secs(30);
+    let inventory = if want(opts.docker, docker::configured()) { Some(docker::inventory(timeout).await) } else { None };
+    let sockets = containerd::sockets();
+    let ctrd = if want(opts.containerd, !sockets.is_empty()) {
+        let mut inv = containerd::inventory(&sockets, timeout).await;
+        if sockets.is_empty() {
+            inv.errors.push(("containerd".into(), "no containerd socket found; set CONTAINERD_ADDRESS".into()));
+        }
+        Some(inv)
+    } else {
+        None
+    };
     let join = tokio::task::spawn_blocking(move || {
+        // Docker's own containers also appear in containerd's `moby` namespace: Docker's report wins.
+        let docker_ids: std::collections::BTreeSet<String> = match &inventory {
+            Some(Ok(inv)) => inv.containers.iter().filter_map(|c| c.id.clone()).collect(),
+            _ => Default::default(),
+        };
+        let ctrd_containers: Vec<&containerd::Container> =
+            ctrd.iter().flat_map(|i| &i.containers).filter(|c| !docker_ids.contains(&c.meta.id)).collect();
+        let mut running: Vec<(String, i64)> = match &inventory {
+            Some(Ok(inv)) => docker::running(inv),
+            _ => Vec::new(),
+        };
+        running.extend(ctrd_containers.iter().filter_map(|c| Some((c.meta.id.clone(), c.running_pid()?))));
         let host = crawl_with(&opts, |sink| {
             match &inventory {
-                Some(Ok(inv)) => {
-                    crate::discover::docker::fill(inv, sink);
-                    crate::discover::cgroups::fill(&crate::discover::docker::running(inv), sink);
-                }
+                Some(Ok(inv)) => docker::fill(inv, sink),
                 Some(Err(e)) => sink.error("docker", None, e),
                 None => {}
             }
+            if let Some(inv) = &ctrd {
+                containerd::fill(inv, &docker_ids, sink);
+            }
+            crate::discover::cgroups::fill(&running, sink);
             if live {
                 crate::discover::host::fill(sink);
-                crate::discover::processes::fill(sink);
-                crate::discover::sockets::fill(sink);
+                let attribution = crate::discover::processes::Attribution::new(&running);
+                crate::discover::processes::fill(sink, &attribution);
+                crate::discover::sockets::fill(sink, &attribution);
                 crate::discover::netmount::fill_interfaces(sink);
                 crate::discover::netmount::fill_mounts(sink);
             }
@@ -128,18 +160,30 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
         let mut crawls = vec![host];
         let host = crawls[0].common.host.clone();
         let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (id, pid) in &running {
+            known.insert(id.clone());
+            crawls.push(crawl_container(&opts, id, *pid, &host));
+        }
         if let Some(Ok(inv)) = &inventory {
-            for (id, pid) in crate::discover::docker::running(inv) {
-                known.insert(id.clone());
-                crawls.push(crawl_container(&opts, &id, pid, &host));
-            }
             // Stopped and never-started containers, and every image, through their layers.
-            for (id, layers, markers) in crate::discover::docker::stopped(inv) {
-                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, &layers, markers, &host));
+            for (id, layers, markers) in docker::stopped(inv) {
+                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, Ok((layers, markers)), &host));
             }
-            for (id, layers, markers) in crate::discover::docker::image_layers(inv) {
-                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, &layers, markers, &host));
+            for (id, layers, markers) in docker::image_layers(inv) {
+                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host));
             }
+        }
+        // containerd containers without a running task, through their snapshot's layers.
+        for c in ctrd_containers.iter().filter(|c| c.running_pid().is_none()) {
+            let layers = match &c.mounts {
+                Some(Ok(m)) => containerd::snapshot_layers(m),
+                Some(Err(e)) => {
+                    Err(format!("snapshotter {} has no mounts for {}: {e}", c.meta.snapshotter, c.meta.snapshot_key))
+                }
+                None => Err("the container has no snapshot (its root filesystem is not one containerd manages)".into()),
+            };
+            known.insert(c.meta.id.clone());
+            crawls.push(crawl_layers(&opts, scope::CONTAINER, &c.meta.id, layers, &host));
         }
         // Runtime-agnostic fallback: containers only their processes' cgroups reveal.
         if live {
@@ -154,24 +198,62 @@ pub async fn crawl_async(opts: CrawlOptions, docker: DockerMode) -> Result<Vec<C
     join.await.expect("crawl task panicked")
 }
 
+/// Crawls the one container or image a Docker event named, as its own scope:
+/// running containers through /proc/<pid>/root, the others through their
+/// layers. No host rows: the container's settings arrive with the next full
+/// crawl. None when it is already gone or the engine did not answer (the
+/// next full crawl reconciles).
+pub async fn crawl_docker_change(
+    opts: &CrawlOptions,
+    docker: &bollard::Docker,
+    change: &crate::discover::docker::Change,
+) -> Option<Crawl> {
+    use crate::discover::docker::{Target, target};
+    let (id, image) = change;
+    let (id, found) = match target(docker, id, *image).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("cannot look up {id} after its event: {e}");
+            return None;
+        }
+    };
+    let opts = opts.clone();
+    let kind = if *image { scope::IMAGE } else { scope::CONTAINER };
+    let host = opts.host.clone().unwrap_or_else(hostname);
+    let crawl = tokio::task::spawn_blocking(move || match found {
+        Target::Running(pid, layers, markers) => {
+            let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
+            match crate::discover::docker::open_container_root(pid, &id, budgets) {
+                Ok(_) => crawl_container(&opts, &id, pid, &host),
+                // It exited since the event (a short-lived container): its layers are still there.
+                Err(_) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host),
+            }
+        }
+        Target::Layers(layers, markers) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host),
+    });
+    crawl.await.ok()
+}
+
 /// Crawls a stopped container or an image by merging its layer directories
 /// in userspace (nothing is mounted); missing layer data is an error row.
 fn crawl_layers(
     opts: &CrawlOptions,
     kind: &str,
     id: &str,
-    layers: &[std::path::PathBuf],
-    markers: crate::layers::Markers,
+    layers: Result<(Vec<PathBuf>, crate::layers::Markers), String>,
     host: &str,
 ) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let common =
         Common { host: host.to_string(), scope: kind.into(), scope_id: id.to_string(), crawl_time_us: now_us() };
-    let shown = layers.first().map(|p| p.display().to_string()).unwrap_or_default();
-    let root = if layers.is_empty() {
-        Err(format!("{kind} {id}: the storage driver reports no layer directories"))
-    } else {
-        Root::from_layers(layers, markers, &shown, budgets).map_err(|e| e.to_string())
+    let shown = layers.as_ref().ok().and_then(|(l, _)| l.first()).map(|p| p.display().to_string()).unwrap_or_default();
+    let root = match layers {
+        Err(e) => Err(format!("{kind} {id}: {e}")),
+        Ok((layers, _)) if layers.is_empty() => {
+            Err(format!("{kind} {id}: the storage driver reports no layer directories"))
+        }
+        Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets).map_err(|e| e.to_string()),
     };
     match root {
         Ok(root) => run_collectors(opts, root, common, shown, |_| {}),

@@ -7,6 +7,7 @@
 
 pub mod collectors;
 pub mod crawl;
+pub mod daemon;
 pub mod discover;
 pub mod encode;
 pub mod layers;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async, hostname};
+use periscope_agent::crawl::{CrawlOptions, RuntimeMode, crawl_async, hostname};
 use periscope_agent::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES};
 
 #[derive(Parser)]
@@ -18,46 +18,108 @@ struct Cli {
 enum Cmd {
     /// Crawl once, send (or print) the rows, wait for acknowledgements, exit.
     Crawl {
-        /// Root filesystem to crawl.
-        #[arg(long, default_value = "/")]
-        root: PathBuf,
         /// Server to send to, e.g. http://127.0.0.1:7700.
         #[arg(long, env = "PERISCOPE_SERVER", required_unless_present = "print", conflicts_with = "print")]
         server: Option<String>,
         /// Print rows as JSON lines to stdout instead of sending them.
         #[arg(long)]
         print: bool,
-        /// Host name to stamp on rows (default: this machine's).
-        #[arg(long)]
-        host: Option<String>,
-        /// Scope kind of the root: host, container or image.
-        #[arg(long, default_value = "host", value_parser = ["host", "container", "image"])]
-        scope: String,
-        /// Scope identity (default: the root's machine-id, else host name or root path).
-        #[arg(long)]
-        scope_id: Option<String>,
-        /// Collectors to run, comma-separated (default: all).
-        #[arg(long, value_delimiter = ',', value_parser = collector_names())]
-        collectors: Option<Vec<String>>,
-        /// Docker discovery (containers, images): auto = when crawling this host's / and an engine is configured.
-        #[arg(long, value_enum, default_value_t = DockerMode::Auto)]
-        docker: DockerMode,
-        /// Per-file read budget in bytes.
-        #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
-        max_file_bytes: u64,
-        /// Per-scope budget: bytes read across all files.
-        #[arg(long, default_value_t = Budgets::default().max_total_bytes)]
-        max_total_bytes: u64,
-        /// Per-scope budget: directory entries visited.
-        #[arg(long, default_value_t = Budgets::default().max_entries)]
-        max_entries: u64,
-        /// Per-scope budget: directory depth of walks.
-        #[arg(long, default_value_t = Budgets::default().max_depth)]
-        max_depth: usize,
-        /// Per-scope budget: wall time in seconds.
-        #[arg(long, default_value_t = Budgets::default().max_wall.as_secs())]
-        max_wall_secs: u64,
+        #[command(flatten)]
+        crawl: CrawlArgs,
     },
+    /// Run as a daemon: a full crawl every interval, and between them a crawl
+    /// of each container or image a Docker event names (started, died, pulled).
+    Run {
+        /// Server to send to, e.g. http://127.0.0.1:7700.
+        #[arg(long, env = "PERISCOPE_SERVER")]
+        server: String,
+        /// Seconds between full crawls.
+        #[arg(long, env = "PERISCOPE_INTERVAL", default_value_t = 300)]
+        interval: u64,
+        /// Up to this many seconds of random delay added to each interval.
+        #[arg(long, default_value_t = 30)]
+        splay: u64,
+        /// One full crawl and send, then exit (non-zero when the send failed).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        crawl: CrawlArgs,
+    },
+}
+
+/// What to crawl and within which budgets; shared by `crawl` and `run`.
+#[derive(clap::Args)]
+struct CrawlArgs {
+    /// Root filesystem to crawl.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Host name to stamp on rows (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    /// Scope kind of the root: host, container or image.
+    #[arg(long, default_value = "host", value_parser = ["host", "container", "image"])]
+    scope: String,
+    /// Scope identity (default: the root's machine-id, else host name or root path).
+    #[arg(long)]
+    scope_id: Option<String>,
+    /// Collectors to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = collector_names())]
+    collectors: Option<Vec<String>>,
+    /// Docker discovery (containers, images): auto = when crawling this host's / and an engine is configured.
+    #[arg(long, value_enum, default_value_t = RuntimeMode::Auto)]
+    docker: RuntimeMode,
+    /// containerd discovery (every namespace): auto = when crawling this host's / and a socket is there
+    /// (CONTAINERD_ADDRESS, /run/containerd, /run/k3s/containerd or dockerd's own).
+    #[arg(long, value_enum, default_value_t = RuntimeMode::Auto)]
+    containerd: RuntimeMode,
+    /// Per-file read budget in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    /// Per-scope budget: bytes read across all files.
+    #[arg(long, default_value_t = Budgets::default().max_total_bytes)]
+    max_total_bytes: u64,
+    /// Per-scope budget: directory entries visited.
+    #[arg(long, default_value_t = Budgets::default().max_entries)]
+    max_entries: u64,
+    /// Per-scope budget: directory depth of walks.
+    #[arg(long, default_value_t = Budgets::default().max_depth)]
+    max_depth: usize,
+    /// Per-scope budget: wall time in seconds.
+    #[arg(long, default_value_t = Budgets::default().max_wall.as_secs())]
+    max_wall_secs: u64,
+}
+
+impl CrawlArgs {
+    fn options(self) -> CrawlOptions {
+        let budgets = Budgets {
+            max_file_bytes: self.max_file_bytes,
+            max_total_bytes: self.max_total_bytes,
+            max_entries: self.max_entries,
+            max_depth: self.max_depth,
+            max_wall: std::time::Duration::from_secs(self.max_wall_secs),
+        };
+        CrawlOptions {
+            root: self.root,
+            host: self.host,
+            scope: self.scope,
+            scope_id: self.scope_id,
+            max_file_bytes: self.max_file_bytes,
+            budgets,
+            collectors: self.collectors,
+            docker: self.docker,
+            containerd: self.containerd,
+            ..CrawlOptions::default()
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn collector_names() -> clap::builder::PossibleValuesParser {
@@ -82,40 +144,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Crawl {
-            root,
-            server,
-            print,
-            host,
-            scope,
-            scope_id,
-            collectors,
-            docker,
-            max_file_bytes,
-            max_total_bytes,
-            max_entries,
-            max_depth,
-            max_wall_secs,
-        } => {
-            let budgets = Budgets {
-                max_file_bytes,
-                max_total_bytes,
-                max_entries,
-                max_depth,
-                max_wall: std::time::Duration::from_secs(max_wall_secs),
-            };
-            let opts = CrawlOptions {
-                root,
-                host,
-                scope,
-                scope_id,
-                max_file_bytes,
-                budgets,
-                collectors,
-                ..CrawlOptions::default()
+        Cmd::Run { server, interval, splay, once, crawl } => {
+            let opts = periscope_agent::daemon::RunOptions {
+                server,
+                interval: std::time::Duration::from_secs(interval),
+                splay: std::time::Duration::from_secs(splay),
+                once,
+                crawl: crawl.options(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let crawls = rt.block_on(crawl_async(opts, docker))?;
+            rt.block_on(async {
+                tokio::select! {
+                    r = periscope_agent::daemon::run(opts) => r,
+                    _ = shutdown() => Ok(()),
+                }
+            })
+        }
+        Cmd::Crawl { server, print, crawl } => {
+            let opts = crawl.options();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let crawls = rt.block_on(crawl_async(opts))?;
             let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
             if print {
                 // Buffered: stdout is line-buffered, and a crawl prints tens of thousands of lines.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::*;
-use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async};
+use periscope_agent::crawl::{CrawlOptions, RuntimeMode, crawl_async};
 
 struct Fixture {
     child: std::process::Child,
@@ -43,8 +43,13 @@ async fn a_container_only_its_cgroup_reveals_is_crawled() {
     let fixture = Fixture { child, cgroup };
     std::fs::write(&procs, fixture.child.id().to_string()).expect("move the process into the cgroup");
 
-    let opts = CrawlOptions { collectors: Some(vec!["packages".into()]), ..Default::default() };
-    let crawls = crawl_async(opts, DockerMode::Off).await.expect("crawl");
+    let opts = CrawlOptions {
+        collectors: Some(vec!["packages".into()]),
+        docker: RuntimeMode::Off,
+        containerd: RuntimeMode::Off,
+        ..Default::default()
+    };
+    let crawls = crawl_async(opts).await.expect("crawl");
     let c = crawls
         .iter()
         .find(|c| c.common.scope == "container" && c.common.scope_id == id)

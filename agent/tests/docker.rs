@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async};
+use periscope_agent::crawl::{CrawlOptions, RuntimeMode, crawl_async};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_container_appears_with_its_settings() {
@@ -160,9 +160,10 @@ async fn every_container_appears_with_its_settings() {
     let opts = CrawlOptions {
         collectors: Some(vec!["os".into(), "packages".into(), "files".into(), "configs".into()]),
         config,
+        docker: RuntimeMode::On,
         ..Default::default()
     };
-    let crawls = crawl_async(opts, DockerMode::On).await.expect("crawl");
+    let crawls = crawl_async(opts).await.expect("crawl");
     let c = &crawls[0];
     assert_eq!(c.common.scope, "host");
     let (rows, _) = rows_of(&c.batches);
@@ -338,8 +339,13 @@ async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
     let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: every test in this binary that reads DOCKER_HOST holds ENV_LOCK.
     unsafe { std::env::set_var("DOCKER_HOST", format!("unix://{}", sock.display())) };
-    let opts = CrawlOptions { collectors: Some(vec!["os".into()]), ..Default::default() };
-    let c = crawl_async(opts, DockerMode::On).await;
+    let opts = CrawlOptions {
+        collectors: Some(vec!["os".into()]),
+        docker: RuntimeMode::On,
+        containerd: RuntimeMode::Off,
+        ..Default::default()
+    };
+    let c = crawl_async(opts).await;
     unsafe { std::env::remove_var("DOCKER_HOST") };
     let crawls = c.expect("the crawl itself succeeds");
     assert_eq!(crawls.len(), 1);

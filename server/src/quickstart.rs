@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use periscope_agent::crawl::{CrawlOptions, DockerMode, crawl_async, hostname};
+use periscope_agent::crawl::{CrawlOptions, crawl_async, hostname};
 use tokio::sync::oneshot;
 
 use crate::output::{self, Format};
@@ -43,7 +43,7 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     writeln!(out, "Periscope quickstart: server on {url}, data in {}", data.display())?;
 
     let opts = CrawlOptions { root: root.clone(), ..Default::default() };
-    let crawls = crawl_async(opts, DockerMode::Auto).await?;
+    let crawls = crawl_async(opts).await?;
     let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
     let report = periscope_agent::send::send(&url, &hostname(), &batches).await?;
     let c = &crawls[0];

@@ -35,10 +35,7 @@ pub fn configured() -> bool {
 /// container or image that vanishes mid-listing is skipped.
 pub async fn inventory(timeout: Duration) -> Result<Inventory, String> {
     let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let docker = Docker::connect_with_local_defaults()
-        .map_err(|e| format!("cannot connect to Docker at {endpoint}: {e}"))?
-        .with_timeout(timeout);
-    let docker = docker.negotiate_version().await.map_err(|e| format!("Docker at {endpoint} did not answer: {e}"))?;
+    let docker = connect(timeout).await?;
     let mut inv = Inventory { endpoint: endpoint.clone(), ..Default::default() };
 
     let list = docker
@@ -77,6 +74,91 @@ pub async fn inventory(timeout: Duration) -> Result<Inventory, String> {
         inv.images.push((inspect, history));
     }
     Ok(inv)
+}
+
+/// Where one container's or image's filesystem is, for a crawl of it alone.
+#[derive(Debug)]
+pub enum Target {
+    /// A running container: its main process's host pid, and its layers for
+    /// when the process is gone by the time it is opened.
+    Running(i64, Vec<std::path::PathBuf>, crate::layers::Markers),
+    /// A stopped container or an image: its layer directories, top first.
+    Layers(Vec<std::path::PathBuf>, crate::layers::Markers),
+}
+
+/// An engine connection with its API version negotiated.
+pub async fn connect(timeout: Duration) -> Result<Docker, String> {
+    let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| format!("cannot connect to Docker at {endpoint}: {e}"))?
+        .with_timeout(timeout);
+    docker.negotiate_version().await.map_err(|e| format!("Docker at {endpoint} did not answer: {e}"))
+}
+
+/// Looks one container (`image` false) or image up by id or name: its full
+/// id (the scope id a full crawl gives it) and where its filesystem is. None
+/// when it is gone.
+pub async fn target(docker: &Docker, id: &str, image: bool) -> Result<Option<(String, Target)>, String> {
+    let (full, gd, pid) = if image {
+        match docker.inspect_image(id).await {
+            Ok(i) => (i.id, i.graph_driver, None),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(format!("image {id}: {e}")),
+        }
+    } else {
+        match docker.inspect_container(id, None).await {
+            Ok(c) => {
+                let st = c.state.unwrap_or_default();
+                let pid = st.pid.filter(|p| *p > 0 && !st.paused.unwrap_or(false));
+                // A stopped --rm container's layers are being deleted: what it
+                // held was read while it ran, a read now would be a torn one.
+                if pid.is_none() && c.host_config.as_ref().and_then(|h| h.auto_remove).unwrap_or(false) {
+                    return Ok(None);
+                }
+                (c.id, c.graph_driver, pid)
+            }
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(format!("container {id}: {e}")),
+        }
+    };
+    let (layers, markers) = match gd {
+        Some(gd) => (layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)),
+        None => (Vec::new(), crate::layers::Markers::KERNEL_OVERLAY),
+    };
+    let target = match pid {
+        Some(pid) => Target::Running(pid, layers, markers),
+        None => Target::Layers(layers, markers),
+    };
+    Ok(Some((full.unwrap_or_else(|| id.to_string()), target)))
+}
+
+/// What an engine event asks to crawl: (id, is an image).
+pub type Change = (String, bool);
+
+/// Engine events that change what a scope holds: a container started or
+/// died (its filesystem is still there to read, even if it is removed soon
+/// after), an image pulled, loaded, imported, tagged or committed.
+pub fn events(docker: &Docker) -> impl futures::Stream<Item = Result<Change, String>> + use<> {
+    use futures::StreamExt;
+    let mut filters = std::collections::HashMap::new();
+    filters.insert("type".to_string(), vec!["container".to_string(), "image".to_string()]);
+    filters.insert(
+        "event".to_string(),
+        ["start", "die", "pull", "load", "import", "tag", "commit"].map(String::from).to_vec(),
+    );
+    let opts = bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() };
+    // Long-lived: the stream ends only when the engine goes away.
+    let docker = docker.clone().with_timeout(Duration::from_secs(10 * 365 * 86400));
+    docker.events(Some(opts)).filter_map(|e| async move {
+        match e {
+            Err(e) => Some(Err(e.to_string())),
+            Ok(m) => {
+                let image = matches!(m.typ, Some(bollard::models::EventMessageTypeEnum::IMAGE));
+                let id = m.actor.and_then(|a| a.id).filter(|i| !i.is_empty())?;
+                Some(Ok((id, image)))
+            }
+        }
+    })
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -251,6 +333,7 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
             ("image", cfg.image.as_ref().into()),
             ("image_id", c.image.as_ref().into()),
             ("runtime", hc.runtime.as_ref().into()),
+            ("engine", "docker".into()),
             ("state", st.status.map(|s| s.to_string()).as_ref().into()),
             ("exit_code", st.exit_code.into()),
             ("oom_killed", st.oom_killed.into()),

@@ -2,6 +2,7 @@
 //! in the host scope; the container and image filesystems are separate scopes.
 
 pub mod cgroups;
+pub mod containerd;
 pub mod docker;
 pub mod host;
 pub mod netmount;

@@ -31,6 +31,37 @@ fn cgroup_path(text: &str) -> Option<String> {
     Some(pick.1.to_string())
 }
 
+/// Attributes processes to containers by their cgroups: the 64-hex id that
+/// Docker and Kubernetes paths end in, or, for runtimes that let ids be any
+/// name (containerd's `ctr`, nerdctl), the cgroup of a known container's main
+/// process — only a cgroup path that names that container's id counts.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    by_path: HashMap<String, String>,
+}
+
+impl Attribution {
+    /// From running containers as (id, host pid of the main process).
+    pub fn new(running: &[(String, i64)]) -> Attribution {
+        let mut by_path = HashMap::new();
+        for (id, pid) in running {
+            let Some(text) = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10) else { continue };
+            for path in text.lines().filter_map(|l| l.splitn(3, ':').nth(2)) {
+                if path.split('/').any(|seg| seg == id || seg.ends_with(&format!("-{id}.scope"))) {
+                    by_path.insert(path.to_string(), id.clone());
+                }
+            }
+        }
+        Attribution { by_path }
+    }
+
+    /// The container a /proc/<pid>/cgroup text places its process in.
+    pub fn container_of(&self, cgroup_text: &str) -> Option<String> {
+        let paths = || cgroup_text.lines().filter_map(|l| l.splitn(3, ':').nth(2));
+        paths().find_map(container_id_from_cgroup).or_else(|| paths().find_map(|p| self.by_path.get(p).cloned()))
+    }
+}
+
 fn ns_inode(pid: i32, ns: &str) -> Option<i64> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()?;
     let s = link.to_string_lossy();
@@ -69,7 +100,7 @@ pub fn cgroup_containers() -> Vec<(String, i64)> {
     found.into_iter().collect()
 }
 
-pub fn fill(out: &mut Sink) {
+pub fn fill(out: &mut Sink, attribution: &Attribution) {
     let procs = match procfs::process::all_processes() {
         Ok(p) => p,
         Err(e) => return out.error(C, Some("/proc"), &format!("cannot list processes: {e}")),
@@ -88,8 +119,9 @@ pub fn fill(out: &mut Sink) {
         let pid = p.pid;
         let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
         let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-        let cgroup = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10).and_then(|t| cgroup_path(&t));
-        let container = cgroup.as_deref().and_then(container_id_from_cgroup);
+        let cgroup_text = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10);
+        let cgroup = cgroup_text.as_deref().and_then(cgroup_path);
+        let container = cgroup_text.as_deref().and_then(|t| attribution.container_of(t));
         let uid = status.as_ref().map(|s| s.ruid as i64);
         let user = if container.is_none() { uid.and_then(|u| users.get(&u).cloned()) } else { None };
         let ns_pid = status.as_ref().and_then(|s| s.nspid.as_ref()).and_then(|v| v.last().copied()).map(i64::from);

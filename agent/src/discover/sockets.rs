@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use periscope_proto::tables::{CONNECTIONS, LISTENING_PORTS};
 
-use super::processes::container_id_from_cgroup;
 use crate::collectors::Sink;
 
 /// One line of /proc/net/{tcp,udp}{,6}.
@@ -77,7 +76,7 @@ fn ns_inode(pid: i32) -> Option<i64> {
     link.to_string_lossy().split_once('[')?.1.trim_end_matches(']').parse().ok()
 }
 
-pub fn fill(out: &mut Sink) {
+pub fn fill(out: &mut Sink, attribution: &super::processes::Attribution) {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out.error("sockets", Some("/proc"), "cannot list /proc");
     };
@@ -91,7 +90,7 @@ pub fn fill(out: &mut Sink) {
         let Some(ns) = ns_inode(pid) else { continue };
         netns.entry(ns).or_insert(pid);
         if let Some(cg) = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10) {
-            if let Some(id) = cg.lines().find_map(|l| l.splitn(3, ':').nth(2).and_then(container_id_from_cgroup)) {
+            if let Some(id) = attribution.container_of(&cg) {
                 container.insert(pid, id);
             }
         }

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 // Root filesystems and the repo layout come from the agent's test helpers.
 #[path = "../../../agent/tests/common/mod.rs"]
 mod agent_common;
-pub use agent_common::{debian_rootfs, repo_root};
+#[allow(unused_imports)]
+pub use agent_common::{Containers, debian_rootfs, docker_available, docker_test_image, in_chroot, repo_root};
 
 pub fn periscope_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_periscope"))
