@@ -125,6 +125,21 @@ pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
     } else {
         None
     };
+    // Docker on the containerd image store reports no layer directories for
+    // its containers: their filesystems are containerd snapshots (namespace
+    // moby, key = container id, snapshotter = the driver name it reports).
+    let mut snapshot_layers: std::collections::HashMap<String, Result<(Vec<PathBuf>, crate::layers::Markers), String>> =
+        Default::default();
+    if let Some(Ok(inv)) = &inventory {
+        for c in &inv.containers {
+            let (Some(id), Some(gd)) = (&c.id, &c.graph_driver) else { continue };
+            let stopped = c.state.as_ref().and_then(|s| s.pid).unwrap_or(0) <= 0;
+            if stopped && docker::layer_dirs(&gd.data).is_empty() && !sockets.is_empty() {
+                let mounts = containerd::snapshot_mounts(&sockets, "moby", &gd.name, id, timeout).await;
+                snapshot_layers.insert(id.clone(), mounts.and_then(|m| containerd::snapshot_layers(&m)));
+            }
+        }
+    }
     let join = tokio::task::spawn_blocking(move || {
         // Docker's own containers also appear in containerd's `moby` namespace: Docker's report wins.
         let docker_ids: std::collections::BTreeSet<String> = match &inventory {
@@ -167,7 +182,11 @@ pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
         if let Some(Ok(inv)) = &inventory {
             // Stopped and never-started containers, and every image, through their layers.
             for (id, layers, markers) in docker::stopped(inv) {
-                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, Ok((layers, markers)), &host));
+                let layers = match snapshot_layers.remove(&id) {
+                    Some(from_snapshot) => from_snapshot,
+                    None => Ok((layers, markers)),
+                };
+                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, layers, &host));
             }
             for (id, layers, markers) in docker::image_layers(inv) {
                 crawls.push(crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host));

@@ -192,6 +192,21 @@ async fn containerd_containers_are_discovered_and_crawled_in_every_state() {
     }
     assert_eq!(scope("run")["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
     assert!(scope("new")["files"].is_empty(), "the planted file shows up for its container only");
+    // The lookup Docker's containerd image store needs (no GraphDriver directories there: a
+    // container's filesystem is a snapshot keyed by its id). Docker 20.10 here has no such
+    // store, so the lookup is exercised on a snapshot of this test's own.
+    assert_eq!(s(mine["new"], "snapshot_key"), "new");
+    let sockets = containerd::sockets();
+    let mounts = containerd::snapshot_mounts(&sockets, &ctr.ns, "native", "new", std::time::Duration::from_secs(10))
+        .await
+        .expect("mounts of a snapshot");
+    let (dirs, _) = containerd::snapshot_layers(&mounts).unwrap();
+    assert!(dirs[0].join("var/lib/dpkg/status").is_file(), "{dirs:?}");
+    let err =
+        containerd::snapshot_mounts(&sockets, &ctr.ns, "native", "no-such-key", std::time::Duration::from_secs(10))
+            .await
+            .unwrap_err();
+    assert!(err.contains("no-such-key"), "{err}");
     let configs = |id: &str| scope(id)["configs"].iter().map(|r| s(r, "path")).collect::<Vec<_>>();
     assert!(!configs("exit").contains(&"/etc/login.defs".to_string()), "the overlay whiteout hides login.defs");
     assert!(configs("new").contains(&"/etc/login.defs".to_string()));

@@ -278,6 +278,7 @@ pub const CONTAINERS: Table = Table {
         col("storage_driver", Utf8, "Storage driver holding the container's filesystem, e.g. overlay2."),
         col("upper_dir", Utf8, "Host path of the container's writable layer, when the driver reports one."),
         col("lower_dirs", Utf8, "Host paths of the image layers under it, top first, colon-separated."),
+        col("snapshot_key", Utf8, "containerd snapshot key of the root filesystem (containerd containers)."),
     ],
 };
 

@@ -189,6 +189,36 @@ async fn from_socket(socket: &Path, timeout: Duration, inv: &mut Inventory) -> R
     Ok(())
 }
 
+/// One snapshot's mounts, from the first socket that knows it. Docker with
+/// the containerd image store reports no GraphDriver directories: its
+/// containers' filesystems are snapshots in the `moby` namespace, keyed by
+/// container id.
+pub async fn snapshot_mounts(
+    sockets: &[PathBuf],
+    namespace: &str,
+    snapshotter: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Vec<api::snapshots::Mount>, String> {
+    use api::snapshots::snapshots_client::SnapshotsClient;
+    let mut last = format!("no containerd socket to ask for snapshot {key}");
+    for s in sockets {
+        let ch = match channel(s, timeout).await {
+            Ok(ch) => ch,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let req = api::snapshots::MountsRequest { snapshotter: snapshotter.into(), key: key.into() };
+        match SnapshotsClient::new(ch).mounts(in_namespace(namespace, req)).await {
+            Ok(r) => return Ok(r.into_inner().mounts),
+            Err(e) => last = format!("snapshot {key} ({snapshotter}, namespace {namespace}): {}", e.message()),
+        }
+    }
+    Err(last)
+}
+
 /// A snapshot's mounts as layer directories (top first) and the markers its
 /// snapshotter writes; nothing is mounted. Overlay mounts list upperdir and
 /// lowerdir; a single bind mount (native snapshotter, or a one-layer
@@ -383,6 +413,7 @@ fn container_rows(c: &Container, out: &mut Sink) {
             ("storage_driver", Some(c.meta.snapshotter.as_str()).filter(|s| !s.is_empty()).into()),
             ("upper_dir", upper.as_ref().into()),
             ("lower_dirs", lower.as_ref().into()),
+            ("snapshot_key", Some(c.meta.snapshot_key.as_str()).filter(|s| !s.is_empty()).into()),
         ],
     );
     for m in spec["mounts"].as_array().into_iter().flatten() {
