@@ -11,6 +11,7 @@ use futures::StreamExt;
 use periscope_proto::tables::scope;
 use tokio::sync::mpsc;
 
+use crate::changes::{Reduced, Tracker};
 use crate::crawl::{Crawl, CrawlOptions, RuntimeMode, crawl_async, crawl_docker_change, hostname};
 use crate::discover::docker;
 
@@ -34,16 +35,29 @@ fn jitter(max: Duration) -> Duration {
     if max_ms == 0 { Duration::ZERO } else { Duration::from_millis(n.wrapping_mul(2654435761) % max_ms) }
 }
 
-async fn send(server: &str, agent_id: &str, crawls: &[Crawl]) -> bool {
-    let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
-    match crate::send::send(server, agent_id, &batches).await {
-        Ok(r) => {
-            tracing::info!(rows = r.rows, batches = r.batches, bytes = r.bytes, scopes = crawls.len(), "sent");
+/// Sends `crawls` change-only and remembers what the server acknowledged;
+/// prints one summary line. A failed send changes nothing: the next crawl
+/// sends those tables again.
+async fn send(server: &str, agent_id: &str, tracker: &mut Tracker, what: &str, crawls: &[Crawl]) -> bool {
+    let mut r = Reduced::default();
+    for c in crawls {
+        r.extend(tracker.reduce(c));
+    }
+    match crate::send::send(server, agent_id, &r.batches).await {
+        Ok(report) => {
+            eprintln!(
+                "periscope-agent: {what}: {} scope(s), {} table(s) sent, {} unchanged, {} rows, {} bytes",
+                crawls.len(),
+                r.tables_sent,
+                r.tables_unchanged,
+                report.rows,
+                report.bytes
+            );
+            tracker.commit(r);
             true
         }
         Err(e) => {
-            // Kept nowhere yet: the next full crawl sends the scope again.
-            tracing::warn!("send failed: {e}");
+            eprintln!("periscope-agent: {what}: send failed: {e}");
             false
         }
     }
@@ -102,11 +116,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         drop(tx);
         None
     };
+    let mut tracker = Tracker::default();
     loop {
         let crawls = crawl_async(opts.crawl.clone()).await?;
-        let errors: usize = crawls.iter().map(|c| c.errors).sum();
-        tracing::info!(scopes = crawls.len(), errors, "full crawl done");
-        let sent = send(&opts.server, &host, &crawls).await;
+        let sent = send(&opts.server, &host, &mut tracker, "full crawl", &crawls).await;
         if opts.once {
             anyhow::ensure!(sent, "the crawl could not be sent to {}", opts.server);
             return Ok(());
@@ -126,8 +139,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                         },
                     };
                     if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change).await {
-                        tracing::info!(scope = %c.common.scope, id = %c.common.scope_id, rows = c.rows, "event crawl");
-                        send(&opts.server, &host, std::slice::from_ref(&c)).await;
+                        let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
+                        send(&opts.server, &host, &mut tracker, &what, std::slice::from_ref(&c)).await;
                     }
                 }
             }

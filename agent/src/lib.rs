@@ -5,6 +5,7 @@
 //! ([`encode`]), and the batches are sent over gRPC ([`send`]) or printed as JSON
 //! lines ([`print`]). [`crawl::crawl`] ties the first three together for one scope.
 
+pub mod changes;
 pub mod collectors;
 pub mod crawl;
 pub mod daemon;

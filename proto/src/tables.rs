@@ -503,6 +503,15 @@ pub const CRAWLS: Table = Table {
     ],
 };
 
+pub const UNCHANGED: Table = Table {
+    name: "unchanged",
+    description: "Tables of a crawl whose rows equal an earlier crawl's of the same scope, so the agent did not resend them; the current-state views read them from that earlier crawl.",
+    columns: &[
+        col("table_name", Utf8, "The table whose rows did not change."),
+        col("since", Timestamp, "crawl_time of the crawl whose rows are still current."),
+    ],
+};
+
 /// Every declared table.
 pub const TABLES: &[&Table] = &[
     &OS,
@@ -528,6 +537,7 @@ pub const TABLES: &[&Table] = &[
     &PROCESSES,
     &CRAWL_ERRORS,
     &CRAWLS,
+    &UNCHANGED,
 ];
 
 /// Looks a table up by name.

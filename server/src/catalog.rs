@@ -3,7 +3,8 @@
 //! Each declared table's files are registered as `<table>_history` (every row
 //! ever stored). `crawls` is the log of completed crawls and `latest_crawls`
 //! its newest row per scope; every other table `<table>` is a view of the rows
-//! from its scope's latest completed crawl — "what is true now". A context is
+//! from its scope's latest completed crawl — "what is true now" — or, for a
+//! table that crawl marked unchanged, from the crawl that last sent it. A context is
 //! built per query, so each query sees the files present when it starts.
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::Result;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use periscope_proto::tables::{CRAWLS, TABLES};
+use periscope_proto::tables::{CRAWLS, TABLES, UNCHANGED};
 
 use crate::store::table_dir;
 
@@ -37,13 +38,24 @@ pub async fn context(data: &Path) -> Result<SessionContext> {
          SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls GROUP BY host, scope, scope_id",
     )
     .await?;
-    for t in TABLES.iter().filter(|t| t.name != CRAWLS.name) {
+    // A table the agent did not resend because its rows did not change is read
+    // from the crawl that last carried it (`unchanged.since`).
+    for t in TABLES.iter().filter(|t| t.name != CRAWLS.name && t.name != UNCHANGED.name) {
         ctx.sql(&format!(
-            "CREATE VIEW {0} AS SELECT t.* FROM {0}_history t JOIN latest_crawls l \
-             ON t.host = l.host AND t.scope = l.scope AND t.scope_id = l.scope_id AND t.crawl_time = l.crawl_time",
+            "CREATE VIEW {0} AS SELECT t.* FROM {0}_history t JOIN ( \
+               SELECT l.host, l.scope, l.scope_id, COALESCE(u.since, l.crawl_time) AS data_time \
+               FROM latest_crawls l LEFT JOIN unchanged_history u \
+               ON u.host = l.host AND u.scope = l.scope AND u.scope_id = l.scope_id \
+                  AND u.crawl_time = l.crawl_time AND u.table_name = '{0}') k \
+             ON t.host = k.host AND t.scope = k.scope AND t.scope_id = k.scope_id AND t.crawl_time = k.data_time",
             t.name
         ))
         .await?;
     }
+    ctx.sql(
+        "CREATE VIEW unchanged AS SELECT u.* FROM unchanged_history u JOIN latest_crawls l \
+         ON u.host = l.host AND u.scope = l.scope AND u.scope_id = l.scope_id AND u.crawl_time = l.crawl_time",
+    )
+    .await?;
     Ok(ctx)
 }

@@ -28,8 +28,99 @@ impl Drop for Agent {
     }
 }
 
+/// The tests here watch whole-host crawls: one at a time, so one's containers are not another's changes.
+static HOST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts `periscope-agent run` with `args`; its summary lines (one per send) arrive on the receiver.
+fn run_agent(server: &Server, args: &[&str]) -> (Agent, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(agent_bin())
+        .args(["run", "--server", &server.url, "--splay", "0"])
+        .args(args)
+        .env("PERISCOPE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn periscope-agent run");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            eprintln!("[agent] {l}");
+            if l.starts_with("periscope-agent: ") {
+                let _ = tx.send(l);
+            }
+        }
+    });
+    (Agent(child), rx)
+}
+
+/// The next summary line of a full crawl, and the bytes it sent.
+fn next_full_crawl(rx: &std::sync::mpsc::Receiver<String>) -> (String, u64) {
+    loop {
+        let l = rx.recv_timeout(Duration::from_secs(120)).expect("a full crawl within 120 s");
+        assert!(!l.contains("send failed"), "{l}");
+        if l.starts_with("periscope-agent: full crawl:") {
+            let bytes = l.rsplit(", ").next().and_then(|b| b.strip_suffix(" bytes")).unwrap().parse().unwrap();
+            return (l, bytes);
+        }
+    }
+}
+
+#[test]
+fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_its_table() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_its_table") {
+        return;
+    }
+    let image = docker_test_image();
+    let mut cs = Containers(Vec::new());
+    let c = cs.create(&["run", "-d", &image, "sleep", "600"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let target = ["--server", server.url.as_str()];
+    let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
+    let (_agent, rx) = run_agent(&server, &["--interval", "1", "--containerd", "off"]);
+    let (first, b1) = next_full_crawl(&rx);
+    let (second, b2) = next_full_crawl(&rx);
+    eprintln!("first: {first}\nsecond: {second}");
+    assert!(b2 * 100 < b1, "an unchanged host resent {b2} bytes of {b1}");
+    // Current state still holds every row, read from the crawl that carried it.
+    let history = |scope: &str| {
+        count(&format!(
+            "SELECT count(*) AS n FROM packages_history WHERE scope = '{scope}' AND crawl_time = \
+             (SELECT min(crawl_time) FROM crawls WHERE scope = '{scope}')"
+        ))
+    };
+    for scope in ["host", "container", "image"] {
+        let now = count(&format!("SELECT count(*) AS n FROM packages WHERE scope = '{scope}'"));
+        assert!(now > 0 && now == history(scope), "{scope}: {now} current rows, first crawl sent {}", history(scope));
+    }
+
+    let st = Command::new("docker")
+        .args(["exec", &c, "sh", "-c", "printf '\\nPackage: periscope-planted\\nStatus: install ok installed\\nVersion: 1.0\\nArchitecture: all\\n' >> /var/lib/dpkg/status"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The crawl running now may have read the database before or after the write: wait for the next two.
+    next_full_crawl(&rx);
+    next_full_crawl(&rx);
+    assert_eq!(
+        count(&format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{c}' AND name = 'periscope-planted'")),
+        1
+    );
+    // packages were sent twice for the changed container (first crawl, after the change), once for every other scope.
+    let sends =
+        sql(&target, "SELECT scope_id, count(DISTINCT crawl_time) AS n FROM packages_history GROUP BY scope_id");
+    for r in &sends {
+        let want = if s(r, "scope_id") == c { "2" } else { "1" };
+        assert_eq!(s(r, "n"), want, "{sends:?}");
+    }
+    assert!(sends.len() >= 3, "{sends:?}");
+}
+
 #[test]
 fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if !docker_available("containers_living_between_full_crawls_are_crawled_from_docker_events") {
         return;
     }
@@ -37,16 +128,8 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
     let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
-    let mut child = Command::new(agent_bin())
-        .args(["run", "--server", &server.url, "--interval", "3600", "--splay", "0"])
-        .args(["--collectors", "os,packages", "--containerd", "off"])
-        .env("PERISCOPE_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn periscope-agent run");
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    std::thread::spawn(move || lines.for_each(|l| eprintln!("[agent] {}", l.unwrap_or_default())));
-    let _agent = Agent(child);
+    let (_agent, _rx) =
+        run_agent(&server, &["--interval", "3600", "--collectors", "os,packages", "--containerd", "off"]);
     let target = ["--server", server.url.as_str()];
     let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
     wait_for("the first full crawl", Duration::from_secs(120), || {

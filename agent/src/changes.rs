@@ -1,0 +1,180 @@
+//! Change-only sends. The agent remembers, per (scope, table), a digest of
+//! the rows the server last acknowledged. A table whose rows are the same
+//! again is not resent: the crawl carries one `unchanged` row naming it and
+//! the crawl that last sent it, and the server's current-state views read it
+//! from there. A table that emptied is simply absent from the new crawl.
+
+use std::collections::HashMap;
+
+use arrow_array::RecordBatch;
+use periscope_proto::tables::{self, COMMON_COLUMNS, CRAWLS, UNCHANGED};
+use sha2::{Digest, Sha256};
+
+use crate::collectors::Sink;
+use crate::crawl::{Crawl, table_of};
+use crate::encode::Value;
+
+type Key = (String, String, String, &'static str);
+
+/// What one scope's table last looked like on the server: the digest of its
+/// rows and the crawl_time of the crawl that carried them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    digest: [u8; 32],
+    since_us: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    sent: HashMap<Key, Sent>,
+}
+
+/// A crawl rewritten for sending, and what to remember once it is acknowledged.
+#[derive(Debug, Default)]
+pub struct Reduced {
+    pub batches: Vec<RecordBatch>,
+    pub tables_sent: usize,
+    pub tables_unchanged: usize,
+    pending: Vec<(Key, Option<Sent>)>,
+}
+
+impl Reduced {
+    pub fn extend(&mut self, other: Reduced) {
+        self.batches.extend(other.batches);
+        self.tables_sent += other.tables_sent;
+        self.tables_unchanged += other.tables_unchanged;
+        self.pending.extend(other.pending);
+    }
+}
+
+/// Digest of a table's rows without the common columns (which name the
+/// scope and the crawl, and so differ every time).
+fn digest(batches: &[&RecordBatch]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for b in batches {
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|&i| !COMMON_COLUMNS.iter().any(|c| c.name == b.schema().field(i).name()))
+            .collect();
+        let b = b.project(&keep).expect("projection of existing columns");
+        // IPC bytes are a deterministic function of the values: equal rows, equal bytes.
+        let bytes = periscope_proto::ipc::encode(b.schema_ref(), std::slice::from_ref(&b)).expect("IPC encoding");
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().into()
+}
+
+impl Tracker {
+    /// The batches to send for `crawl`: changed tables in full, an
+    /// `unchanged` row for each table equal to what the server has, the
+    /// `crawls` row last.
+    pub fn reduce(&self, crawl: &Crawl) -> Reduced {
+        let c = &crawl.common;
+        let key = |t: &'static str| (c.host.clone(), c.scope.clone(), c.scope_id.clone(), t);
+        let mut by_table: Vec<(&'static tables::Table, Vec<&RecordBatch>)> = Vec::new();
+        for b in &crawl.batches {
+            let t = table_of(b);
+            match by_table.iter_mut().find(|(x, _)| x.name == t.name) {
+                Some((_, v)) => v.push(b),
+                None => by_table.push((t, vec![b])),
+            }
+        }
+        let mut out = Reduced::default();
+        let mut marker = Sink::new(c.clone());
+        let mut crawls_batches = Vec::new();
+        for (t, batches) in &by_table {
+            if t.name == CRAWLS.name {
+                crawls_batches.extend(batches.iter().map(|b| (*b).clone()));
+                continue;
+            }
+            let d = digest(batches);
+            match self.sent.get(&key(t.name)) {
+                Some(prev) if prev.digest == d => {
+                    marker.row(&UNCHANGED, &[("table_name", t.name.into()), ("since", Value::Int(prev.since_us))]);
+                    out.tables_unchanged += 1;
+                }
+                _ => {
+                    out.batches.extend(batches.iter().map(|b| (*b).clone()));
+                    out.pending.push((key(t.name), Some(Sent { digest: d, since_us: c.crawl_time_us })));
+                    out.tables_sent += 1;
+                }
+            }
+        }
+        // Tables the server has rows of that this crawl has none of: nothing
+        // to send (the new crawl's own rows are what counts), but forget them.
+        for (k, _) in self.sent.iter().filter(|(k, _)| k.0 == c.host && k.1 == c.scope && k.2 == c.scope_id) {
+            if !by_table.iter().any(|(t, _)| t.name == k.3) {
+                out.pending.push((k.clone(), None));
+            }
+        }
+        out.batches.extend(marker.finish());
+        out.batches.extend(crawls_batches);
+        out
+    }
+
+    /// Remembers what the server acknowledged.
+    pub fn commit(&mut self, reduced: Reduced) {
+        for (k, s) in reduced.pending {
+            match s {
+                Some(s) => self.sent.insert(k, s),
+                None => self.sent.remove(&k),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Common;
+    use periscope_proto::tables::PACKAGES;
+
+    fn crawl(time: i64, versions: &[&str]) -> Crawl {
+        let common = Common { host: "h".into(), scope: "image".into(), scope_id: "i".into(), crawl_time_us: time };
+        let mut sink = Sink::new(common.clone());
+        for v in versions {
+            sink.row(&PACKAGES, &[("name", "bash".into()), ("version", (*v).into())]);
+        }
+        let mut batches = sink.finish();
+        let mut m = Sink::new(common.clone());
+        m.row(&CRAWLS, &[("rows", (versions.len() as i64).into())]);
+        batches.extend(m.finish());
+        Crawl { batches, rows: versions.len(), errors: 0, common }
+    }
+
+    fn tables(r: &Reduced) -> Vec<&'static str> {
+        r.batches.iter().map(|b| table_of(b).name).collect()
+    }
+
+    #[test]
+    fn only_changed_tables_are_resent_and_only_after_an_ack() {
+        let mut t = Tracker::default();
+        let first = t.reduce(&crawl(1, &["5.2"]));
+        assert_eq!(tables(&first), ["packages", "crawls"]);
+        // Not acknowledged: the next crawl sends everything again.
+        assert_eq!(tables(&t.reduce(&crawl(2, &["5.2"]))), ["packages", "crawls"]);
+        t.commit(first);
+        let same = t.reduce(&crawl(3, &["5.2"]));
+        assert_eq!(tables(&same), ["unchanged", "crawls"]);
+        assert_eq!((same.tables_sent, same.tables_unchanged), (0, 1));
+        let (rows, _) = (same.batches[0].clone(), ());
+        let since = rows.column_by_name("since").unwrap();
+        assert_eq!(
+            arrow_array::cast::AsArray::as_primitive::<arrow_array::types::TimestampMicrosecondType>(since).value(0),
+            1,
+            "points at the crawl that carried the rows"
+        );
+        t.commit(same);
+        // Still 1 after an unchanged crawl was acknowledged.
+        let again = t.reduce(&crawl(4, &["5.2"]));
+        assert_eq!(tables(&again), ["unchanged", "crawls"]);
+        let changed = t.reduce(&crawl(5, &["5.3"]));
+        assert_eq!(tables(&changed), ["packages", "crawls"]);
+        t.commit(changed);
+        // Emptied, then back to the old rows: sent again, not marked unchanged against a forgotten crawl.
+        let empty = t.reduce(&crawl(6, &[]));
+        assert_eq!(tables(&empty), ["crawls"]);
+        t.commit(empty);
+        assert_eq!(tables(&t.reduce(&crawl(7, &["5.3"]))), ["packages", "crawls"]);
+    }
+}
