@@ -64,6 +64,37 @@ fn digest(batches: &[&RecordBatch]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Merges batches of one table into one batch, so many small scopes cost one
+/// schema and one set of compressed buffers on the wire. Data tables keep
+/// their first-seen order; `unchanged` and then `crawls` go last, so every
+/// crawl's completion marker still arrives after its rows.
+pub fn coalesce(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let mut groups: Vec<(&'static tables::Table, Vec<RecordBatch>)> = Vec::new();
+    for b in batches {
+        let t = table_of(&b);
+        match groups.iter_mut().find(|(x, _)| x.name == t.name) {
+            Some((_, v)) => v.push(b),
+            None => groups.push((t, vec![b])),
+        }
+    }
+    let rank = |t: &tables::Table| match t.name {
+        n if n == UNCHANGED.name => 1,
+        n if n == CRAWLS.name => 2,
+        _ => 0,
+    };
+    groups.sort_by_key(|(t, _)| rank(t));
+    groups
+        .into_iter()
+        .map(|(_, v)| {
+            if v.len() == 1 {
+                v.into_iter().next().expect("one")
+            } else {
+                arrow_select::concat::concat_batches(v[0].schema_ref(), &v).expect("batches of one declared schema")
+            }
+        })
+        .collect()
+}
+
 impl Tracker {
     /// The batches to send for `crawl`: changed tables in full, an
     /// `unchanged` row for each table equal to what the server has, the
@@ -176,5 +207,20 @@ mod tests {
         assert_eq!(tables(&empty), ["crawls"]);
         t.commit(empty);
         assert_eq!(tables(&t.reduce(&crawl(7, &["5.3"]))), ["packages", "crawls"]);
+    }
+
+    #[test]
+    fn coalesce_merges_per_table_and_keeps_crawls_last() {
+        let mut t = Tracker::default();
+        let a = t.reduce(&crawl(1, &["1"]));
+        t.commit(a);
+        let mut batches = t.reduce(&crawl(2, &["1"])).batches; // unchanged, crawls
+        batches.extend(crawl(3, &["2", "3"]).batches); // packages, crawls
+        let merged = coalesce(batches);
+        assert_eq!(
+            tables(&Reduced { batches: merged.clone(), ..Default::default() }),
+            ["packages", "unchanged", "crawls"]
+        );
+        assert_eq!(merged.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [2, 1, 2]);
     }
 }

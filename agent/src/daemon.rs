@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use crate::changes::{Reduced, Tracker};
 use crate::crawl::{Crawl, CrawlOptions, RuntimeMode, crawl_async, crawl_docker_change, hostname};
 use crate::discover::docker;
+use crate::spool::Spool;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -25,6 +26,10 @@ pub struct RunOptions {
     pub splay: Duration,
     /// One full crawl and send, then exit.
     pub once: bool,
+    /// Where batches wait until the server acknowledges them.
+    pub spool_dir: std::path::PathBuf,
+    /// Spool size limit; the oldest batches are evicted beyond it.
+    pub spool_max_bytes: u64,
     pub crawl: CrawlOptions,
 }
 
@@ -35,30 +40,64 @@ fn jitter(max: Duration) -> Duration {
     if max_ms == 0 { Duration::ZERO } else { Duration::from_millis(n.wrapping_mul(2654435761) % max_ms) }
 }
 
-/// Sends `crawls` change-only and remembers what the server acknowledged;
-/// prints one summary line. A failed send changes nothing: the next crawl
-/// sends those tables again.
-async fn send(server: &str, agent_id: &str, tracker: &mut Tracker, what: &str, crawls: &[Crawl]) -> bool {
-    let mut r = Reduced::default();
-    for c in crawls {
-        r.extend(tracker.reduce(c));
-    }
-    match crate::send::send(server, agent_id, &r.batches).await {
-        Ok(report) => {
-            eprintln!(
-                "periscope-agent: {what}: {} scope(s), {} table(s) sent, {} unchanged, {} rows, {} bytes",
-                crawls.len(),
-                r.tables_sent,
-                r.tables_unchanged,
-                report.rows,
-                report.bytes
-            );
-            tracker.commit(r);
-            true
+/// Where sending stands: change tracking, numbering, and the spool.
+struct Outbox {
+    server: String,
+    agent_id: String,
+    epoch: u64,
+    seq: u64,
+    tracker: Tracker,
+    spool: Spool,
+}
+
+/// Most bytes of spooled batches sent on one stream.
+const DRAIN_CHUNK_BYTES: u64 = 32 << 20;
+
+impl Outbox {
+    /// Spools `crawls` change-only, then drains the spool to the server;
+    /// prints one summary line. Returns whether the spool is empty after.
+    async fn send(&mut self, what: &str, crawls: &[Crawl]) -> anyhow::Result<bool> {
+        let mut r = Reduced::default();
+        for c in crawls {
+            r.extend(self.tracker.reduce(c));
         }
-        Err(e) => {
-            eprintln!("periscope-agent: {what}: send failed: {e}");
-            false
+        let batches = crate::changes::coalesce(std::mem::take(&mut r.batches));
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let msgs = crate::send::number(&self.agent_id, self.epoch, &mut self.seq, &batches)?;
+        let bytes: usize = msgs.iter().map(|m| m.arrow_ipc.len()).sum();
+        let evicted = self.spool.push(&msgs)?;
+        let (sent, unchanged) = (r.tables_sent, r.tables_unchanged);
+        if evicted > 0 {
+            // The server may now lack rows that unchanged markers would point at: resend everything next time.
+            self.tracker = Tracker::default();
+        } else {
+            // Spooled is as good as sent: the spool delivers it, in order.
+            self.tracker.commit(r);
+        }
+        let delivered = self.drain().await;
+        let status = match &delivered {
+            Ok(()) => "delivered".to_string(),
+            Err(e) => format!("delivery failed: {e}"),
+        };
+        eprintln!(
+            "periscope-agent: {what}: {} scope(s), {sent} table(s) sent, {unchanged} unchanged, {rows} rows, {bytes} bytes; {status}; spool {} batch(es), {} evicted",
+            crawls.len(),
+            self.spool.depth(),
+            self.spool.evicted,
+        );
+        Ok(delivered.is_ok())
+    }
+
+    /// Sends spooled batches oldest first, removing each once acknowledged.
+    async fn drain(&mut self) -> Result<(), crate::send::SendError> {
+        loop {
+            let chunk = self.spool.peek(DRAIN_CHUNK_BYTES);
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let (ns, msgs): (Vec<u64>, Vec<_>) = chunk.into_iter().unzip();
+            let spool = &mut self.spool;
+            crate::send::send_numbered(&self.server, msgs, |i| spool.remove(ns[i])).await?;
         }
     }
 }
@@ -116,12 +155,24 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         drop(tx);
         None
     };
-    let mut tracker = Tracker::default();
+    let spool = Spool::open(&opts.spool_dir, opts.spool_max_bytes)
+        .map_err(|e| anyhow::anyhow!("spool {}: {e}", opts.spool_dir.display()))?;
+    if spool.depth() > 0 {
+        eprintln!("periscope-agent: {} batch(es) left in the spool by a previous run", spool.depth());
+    }
+    let mut out = Outbox {
+        server: opts.server.clone(),
+        agent_id: host.clone(),
+        epoch: crate::send::new_epoch(),
+        seq: 0,
+        tracker: Tracker::default(),
+        spool,
+    };
     loop {
         let crawls = crawl_async(opts.crawl.clone()).await?;
-        let sent = send(&opts.server, &host, &mut tracker, "full crawl", &crawls).await;
+        let delivered = out.send("full crawl", &crawls).await?;
         if opts.once {
-            anyhow::ensure!(sent, "the crawl could not be sent to {}", opts.server);
+            anyhow::ensure!(delivered, "the crawl is spooled but could not be delivered to {}", opts.server);
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + opts.interval + jitter(opts.splay);
@@ -140,7 +191,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     };
                     if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change).await {
                         let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
-                        send(&opts.server, &host, &mut tracker, &what, std::slice::from_ref(&c)).await;
+                        out.send(&what, std::slice::from_ref(&c)).await?;
                     }
                 }
             }

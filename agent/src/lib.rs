@@ -15,3 +15,4 @@ pub mod layers;
 pub mod print;
 pub mod rootfs;
 pub mod send;
+pub mod spool;

@@ -42,6 +42,12 @@ enum Cmd {
         /// One full crawl and send, then exit (non-zero when the send failed).
         #[arg(long)]
         once: bool,
+        /// Where batches wait, durably, until the server acknowledges them.
+        #[arg(long, env = "PERISCOPE_SPOOL_DIR", default_value = "/var/lib/periscope-agent/spool")]
+        spool_dir: PathBuf,
+        /// Spool size limit in bytes; beyond it the oldest batches are evicted (and counted).
+        #[arg(long, default_value_t = 1 << 30)]
+        spool_max_bytes: u64,
         #[command(flatten)]
         crawl: CrawlArgs,
     },
@@ -144,9 +150,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { server, interval, splay, once, crawl } => {
+        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, crawl } => {
             let opts = periscope_agent::daemon::RunOptions {
                 server,
+                spool_dir,
+                spool_max_bytes,
                 interval: std::time::Duration::from_secs(interval),
                 splay: std::time::Duration::from_secs(splay),
                 once,

@@ -49,7 +49,51 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// Encodes and numbers `batches` for (agent, epoch): seq continues from
+/// `*next_seq`. Batch bodies are zstd-compressed Arrow IPC.
+pub fn number(
+    agent_id: &str,
+    epoch: u64,
+    next_seq: &mut u64,
+    batches: &[RecordBatch],
+) -> Result<Vec<Batch>, SendError> {
+    let mut msgs = Vec::with_capacity(batches.len());
+    for b in batches {
+        let table = table_of(b);
+        let arrow_ipc = ipc::encode_zstd(b.schema_ref(), std::slice::from_ref(b))
+            .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
+        *next_seq += 1;
+        msgs.push(Batch {
+            contract_version: CONTRACT_VERSION,
+            agent_id: agent_id.to_string(),
+            boot_epoch: epoch,
+            seq: *next_seq,
+            table: table.name.to_string(),
+            rows: b.num_rows() as u64,
+            arrow_ipc,
+        });
+    }
+    Ok(msgs)
+}
+
+/// A fresh boot epoch: the start of this agent process's numbering.
+pub fn new_epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Sends one crawl's batches and waits until every one is acknowledged.
 pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<SendReport, SendError> {
+    let msgs = number(agent_id, new_epoch(), &mut 0, batches)?;
+    send_numbered(url, msgs, |_| {}).await
+}
+
+/// Sends numbered batches over one stream, in order; `on_ack(i)` runs as
+/// the i-th is acknowledged (durably stored by the server).
+pub async fn send_numbered(
+    url: &str,
+    msgs: Vec<Batch>,
+    mut on_ack: impl FnMut(usize),
+) -> Result<SendReport, SendError> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
         .connect_timeout(Duration::from_secs(10));
@@ -57,25 +101,8 @@ pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<
         endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
     let mut client =
         IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20);
-
-    let boot_epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let mut msgs = Vec::with_capacity(batches.len());
-    let mut bytes = 0;
-    for (i, b) in batches.iter().enumerate() {
-        let table = table_of(b);
-        let arrow_ipc = ipc::encode(b.schema_ref(), std::slice::from_ref(b))
-            .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
-        bytes += arrow_ipc.len();
-        msgs.push(Batch {
-            contract_version: CONTRACT_VERSION,
-            agent_id: agent_id.to_string(),
-            boot_epoch,
-            seq: i as u64 + 1,
-            table: table.name.to_string(),
-            rows: b.num_rows() as u64,
-            arrow_ipc,
-        });
-    }
+    let bytes = msgs.iter().map(|m| m.arrow_ipc.len()).sum();
+    let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
     let sent = msgs.len();
     let refused = |s: tonic::Status| {
         if s.code() == tonic::Code::Unavailable {
@@ -89,6 +116,14 @@ pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<
     let mut rows = 0;
     while let Some(ack) = acks.next().await {
         let ack = ack.map_err(refused)?;
+        // The server answers in order, one ack per batch.
+        if seqs.get(acked) != Some(&ack.seq) {
+            return Err(SendError::Refused {
+                url: url.into(),
+                message: format!("acknowledged seq {} where {:?} was due", ack.seq, seqs.get(acked)),
+            });
+        }
+        on_ack(acked);
         acked += 1;
         rows += ack.rows;
     }

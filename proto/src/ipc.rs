@@ -18,6 +18,28 @@ pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Ar
     Ok(buf)
 }
 
+/// Encodes like [`encode`] for the wire and the agent's spool: each batch's
+/// buffers zstd-compressed (Arrow IPC body compression; readers need nothing
+/// special), and the schema without its column descriptions — the receiver
+/// has them from [`crate::tables`], and on a small batch they would outweigh
+/// the rows.
+pub fn encode_zstd(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    use arrow_ipc::writer::IpcWriteOptions;
+    let bare: SchemaRef = std::sync::Arc::new(arrow_schema::Schema::new(
+        schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect::<Vec<_>>(),
+    ));
+    let opts = IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))?;
+    let mut buf = Vec::new();
+    {
+        let mut w = StreamWriter::try_new_with_options(&mut buf, &bare, opts)?;
+        for b in batches {
+            w.write(&RecordBatch::try_new(bare.clone(), b.columns().to_vec())?)?;
+        }
+        w.finish()?;
+    }
+    Ok(buf)
+}
+
 /// Decodes one Arrow IPC stream into its schema and batches.
 pub fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
     let reader = StreamReader::try_new(bytes, None)?;
@@ -39,5 +61,7 @@ mod tests {
         assert_eq!(s.fields(), schema.fields());
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+        let zstd = encode_zstd(&schema, &[RecordBatch::new_empty(schema.clone())]).unwrap();
+        crate::tables::CRAWL_ERRORS.check(&decode(&zstd).unwrap().0).unwrap();
     }
 }

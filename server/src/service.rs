@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
@@ -40,13 +41,20 @@ async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
     let (schema, batches) = ipc::decode(&b.arrow_ipc)
         .map_err(|e| Status::invalid_argument(format!("batch {} for {}: bad Arrow IPC: {e}", b.seq, table.name)))?;
     table.check(&schema).map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
+    // Stored under the declared schema, column descriptions included (the wire leaves them out).
+    let batches = batches
+        .into_iter()
+        .map(|x| RecordBatch::try_new(table.schema(), x.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.append(table, &batches))
+    let (agent, epoch, seq) = (b.agent_id, b.boot_epoch, b.seq);
+    tokio::task::spawn_blocking(move || store.apply(table, &batches, &agent, epoch, seq))
         .await
         .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?
         .map_err(|e| {
             tracing::error!("store: {e}");
-            Status::unavailable(format!("server could not store batch {}: {e}", b.seq))
+            Status::unavailable(format!("server could not store batch {seq}: {e}"))
         })
 }
 

@@ -51,16 +51,40 @@ impl Store {
     /// Writes `batches` of `table` as one Parquet file and returns only once it
     /// is durable. Blocking: call from a blocking context.
     pub fn append(&self, table: &Table, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.write(table, batches, &format!("part-{nanos:020}-{}-{n:06}.parquet", std::process::id()))
+    }
+
+    /// Like [`append`](Self::append) for a batch an agent numbered: the file
+    /// is named after (agent, boot epoch, seq), so a batch sent again after a
+    /// lost acknowledgement (server crash, broken stream) finds its file
+    /// already there and is not stored twice.
+    pub fn apply(
+        &self,
+        table: &Table,
+        batches: &[RecordBatch],
+        agent_id: &str,
+        epoch: u64,
+        seq: u64,
+    ) -> Result<u64, StoreError> {
+        use sha2::Digest;
+        let agent: String =
+            sha2::Sha256::digest(agent_id.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+        self.write(table, batches, &format!("batch-{agent}-{epoch:020}-{seq:012}.parquet"))
+    }
+
+    fn write(&self, table: &Table, batches: &[RecordBatch], name: &str) -> Result<u64, StoreError> {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
             return Ok(0);
         }
         let dir = table_dir(&self.dir, table);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let name = format!("part-{nanos:020}-{}-{n:06}.parquet", std::process::id());
         let tmp = dir.join(format!(".{name}.tmp"));
-        let dst = dir.join(&name);
+        let dst = dir.join(name);
+        if dst.exists() {
+            return Ok(rows as u64);
+        }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
             .build();
@@ -106,5 +130,20 @@ mod tests {
         let f = File::open(table_dir(tmp.path(), &CRAWL_ERRORS).join(&files[0])).unwrap();
         let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
         assert_eq!(r.map(|b| b.unwrap().num_rows()).sum::<usize>(), 6);
+    }
+
+    #[test]
+    fn a_numbered_batch_sent_twice_is_stored_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let batch = crate::testutil::crawl_error_batch(2);
+        let count = || fs::read_dir(table_dir(tmp.path(), &CRAWL_ERRORS)).unwrap().count();
+        assert_eq!(store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 7, 1).unwrap(), 2);
+        assert_eq!(store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 7, 1).unwrap(), 2);
+        assert_eq!(count(), 1, "the repeat was acknowledged without a second file");
+        for (agent, epoch, seq) in [("b", 7, 1), ("a", 8, 1), ("a", 7, 2)] {
+            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), agent, epoch, seq).unwrap();
+        }
+        assert_eq!(count(), 4, "another agent, epoch or seq is another batch");
     }
 }

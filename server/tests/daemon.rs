@@ -32,9 +32,10 @@ impl Drop for Agent {
 static HOST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Starts `periscope-agent run` with `args`; its summary lines (one per send) arrive on the receiver.
-fn run_agent(server: &Server, args: &[&str]) -> (Agent, std::sync::mpsc::Receiver<String>) {
+fn run_agent(server: &Server, spool: &tempfile::TempDir, args: &[&str]) -> (Agent, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(agent_bin())
-        .args(["run", "--server", &server.url, "--splay", "0"])
+        .args(["run", "--server", &server.url, "--splay", "0", "--spool-dir"])
+        .arg(spool.path())
         .args(args)
         .env("PERISCOPE_LOG", "info")
         .env("NO_COLOR", "1")
@@ -58,9 +59,10 @@ fn run_agent(server: &Server, args: &[&str]) -> (Agent, std::sync::mpsc::Receive
 fn next_full_crawl(rx: &std::sync::mpsc::Receiver<String>) -> (String, u64) {
     loop {
         let l = rx.recv_timeout(Duration::from_secs(120)).expect("a full crawl within 120 s");
-        assert!(!l.contains("send failed"), "{l}");
+        assert!(!l.contains("delivery failed"), "{l}");
         if l.starts_with("periscope-agent: full crawl:") {
-            let bytes = l.rsplit(", ").next().and_then(|b| b.strip_suffix(" bytes")).unwrap().parse().unwrap();
+            let head = l.split("; ").next().unwrap();
+            let bytes = head.rsplit(", ").next().and_then(|b| b.strip_suffix(" bytes")).unwrap().parse().unwrap();
             return (l, bytes);
         }
     }
@@ -77,9 +79,10 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
     let c = cs.create(&["run", "-d", &image, "sleep", "600"]);
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
+    let spool = tempfile::tempdir().unwrap();
     let target = ["--server", server.url.as_str()];
     let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
-    let (_agent, rx) = run_agent(&server, &["--interval", "1", "--containerd", "off"]);
+    let (_agent, rx) = run_agent(&server, &spool, &["--interval", "1", "--containerd", "off"]);
     let (first, b1) = next_full_crawl(&rx);
     let (second, b2) = next_full_crawl(&rx);
     eprintln!("first: {first}\nsecond: {second}");
@@ -128,8 +131,9 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
     let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
+    let spool = tempfile::tempdir().unwrap();
     let (_agent, _rx) =
-        run_agent(&server, &["--interval", "3600", "--collectors", "os,packages", "--containerd", "off"]);
+        run_agent(&server, &spool, &["--interval", "3600", "--collectors", "os,packages", "--containerd", "off"]);
     let target = ["--server", server.url.as_str()];
     let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
     wait_for("the first full crawl", Duration::from_secs(120), || {
