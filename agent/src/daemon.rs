@@ -65,6 +65,9 @@ impl Outbox {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let msgs = crate::send::number(&self.agent_id, self.epoch, &mut self.seq, &batches)?;
         let bytes: usize = msgs.iter().map(|m| m.arrow_ipc.len()).sum();
+        for m in &msgs {
+            tracing::debug!(table = %m.table, rows = m.rows, bytes = m.arrow_ipc.len(), "batch");
+        }
         let evicted = self.spool.push(&msgs)?;
         let (sent, unchanged) = (r.tables_sent, r.tables_unchanged);
         if evicted > 0 {

@@ -50,7 +50,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Encodes and numbers `batches` for (agent, epoch): seq continues from
-/// `*next_seq`. Batch bodies are zstd-compressed Arrow IPC.
+/// `*next_seq`. Bodies are Arrow IPC in one zstd frame.
 pub fn number(
     agent_id: &str,
     epoch: u64,
@@ -60,7 +60,7 @@ pub fn number(
     let mut msgs = Vec::with_capacity(batches.len());
     for b in batches {
         let table = table_of(b);
-        let arrow_ipc = ipc::encode_zstd(b.schema_ref(), std::slice::from_ref(b))
+        let arrow_ipc = ipc::encode_wire(b.schema_ref(), std::slice::from_ref(b))
             .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
         *next_seq += 1;
         msgs.push(Batch {
@@ -71,6 +71,7 @@ pub fn number(
             table: table.name.to_string(),
             rows: b.num_rows() as u64,
             arrow_ipc,
+            compression: periscope_proto::v1::Compression::Zstd as i32,
         });
     }
     Ok(msgs)

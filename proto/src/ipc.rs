@@ -18,26 +18,38 @@ pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, Ar
     Ok(buf)
 }
 
-/// Encodes like [`encode`] for the wire and the agent's spool: each batch's
-/// buffers zstd-compressed (Arrow IPC body compression; readers need nothing
-/// special), and the schema without its column descriptions — the receiver
-/// has them from [`crate::tables`], and on a small batch they would outweigh
-/// the rows.
-pub fn encode_zstd(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
-    use arrow_ipc::writer::IpcWriteOptions;
+/// Encodes `batches` for the wire and the agent's spool: an Arrow IPC stream
+/// without the column descriptions (the receiver has them from
+/// [`crate::tables`], and on a small batch they would outweigh the rows),
+/// compressed as one zstd frame. Whole-stream compression beats Arrow's
+/// per-buffer compression on the many small batches change-only sends make.
+pub fn encode_wire(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     let bare: SchemaRef = std::sync::Arc::new(arrow_schema::Schema::new(
         schema.fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default())).collect::<Vec<_>>(),
     ));
-    let opts = IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))?;
-    let mut buf = Vec::new();
-    {
-        let mut w = StreamWriter::try_new_with_options(&mut buf, &bare, opts)?;
-        for b in batches {
-            w.write(&RecordBatch::try_new(bare.clone(), b.columns().to_vec())?)?;
-        }
-        w.finish()?;
+    let bare_batches = batches
+        .iter()
+        .map(|b| RecordBatch::try_new(bare.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plain = encode(&bare, &bare_batches)?;
+    zstd::bulk::compress(&plain, 3).map_err(|e| ArrowError::ExternalError(Box::new(e)))
+}
+
+/// Decodes what [`encode_wire`] made (or, with `zstd` false, a plain IPC
+/// stream), refusing to inflate past `max_bytes`.
+pub fn decode_wire(bytes: &[u8], zstd: bool, max_bytes: usize) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    if !zstd {
+        return decode(bytes);
     }
-    Ok(buf)
+    use std::io::Read;
+    let mut plain = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)
+        .and_then(|d| d.take(max_bytes as u64 + 1).read_to_end(&mut plain))
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    if plain.len() > max_bytes {
+        return Err(ArrowError::InvalidArgumentError(format!("batch inflates beyond {max_bytes} bytes")));
+    }
+    decode(&plain)
 }
 
 /// Decodes one Arrow IPC stream into its schema and batches.
@@ -61,7 +73,9 @@ mod tests {
         assert_eq!(s.fields(), schema.fields());
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
-        let zstd = encode_zstd(&schema, &[RecordBatch::new_empty(schema.clone())]).unwrap();
-        crate::tables::CRAWL_ERRORS.check(&decode(&zstd).unwrap().0).unwrap();
+        let wire = encode_wire(&schema, &[RecordBatch::new_empty(schema.clone())]).unwrap();
+        crate::tables::CRAWL_ERRORS.check(&decode_wire(&wire, true, 1 << 20).unwrap().0).unwrap();
+        assert!(decode_wire(&wire, true, 16).is_err(), "inflating past the limit is refused");
+        assert!(decode_wire(&bytes, true, 1 << 20).is_err(), "plain IPC is not a zstd frame");
     }
 }

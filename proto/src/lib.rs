@@ -14,4 +14,4 @@ pub mod v1 {
 }
 
 /// Version of the wire contract this build speaks. Bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 1;
+pub const CONTRACT_VERSION: u32 = 2;

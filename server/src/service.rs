@@ -23,6 +23,8 @@ use crate::store::Store;
 
 /// Largest message accepted from an agent.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Largest Arrow IPC stream one compressed batch may inflate to.
+pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 
 pub struct IngestService {
     store: Arc<Store>,
@@ -38,7 +40,11 @@ async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
     }
     let table = tables::table(&b.table)
         .ok_or_else(|| Status::invalid_argument(format!("batch {} names unknown table {:?}", b.seq, b.table)))?;
-    let (schema, batches) = ipc::decode(&b.arrow_ipc)
+    let zstd = match b.compression() {
+        periscope_proto::v1::Compression::None => false,
+        periscope_proto::v1::Compression::Zstd => true,
+    };
+    let (schema, batches) = ipc::decode_wire(&b.arrow_ipc, zstd, MAX_INFLATED_BYTES)
         .map_err(|e| Status::invalid_argument(format!("batch {} for {}: bad Arrow IPC: {e}", b.seq, table.name)))?;
     table.check(&schema).map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     // Stored under the declared schema, column descriptions included (the wire leaves them out).
