@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub spool_dir: std::path::PathBuf,
     /// Spool size limit; the oldest batches are evicted beyond it.
     pub spool_max_bytes: u64,
+    /// Every this many full crawls, resend every table even if unchanged
+    /// (0: never), so a server that lost data is made whole again.
+    pub resend_every: u64,
     pub crawl: CrawlOptions,
 }
 
@@ -171,7 +174,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracker: Tracker::default(),
         spool,
     };
+    let mut n = 0u64;
     loop {
+        n += 1;
+        if opts.resend_every > 0 && n % opts.resend_every == 0 {
+            out.tracker = Tracker::default();
+        }
         let crawls = crawl_async(opts.crawl.clone()).await?;
         let delivered = out.send("full crawl", &crawls).await?;
         if opts.once {

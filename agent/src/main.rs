@@ -48,6 +48,9 @@ enum Cmd {
         /// Spool size limit in bytes; beyond it the oldest batches are evicted (and counted).
         #[arg(long, default_value_t = 1 << 30)]
         spool_max_bytes: u64,
+        /// Every this many full crawls, resend all tables, changed or not (0: never).
+        #[arg(long, default_value_t = 0)]
+        resend_every: u64,
         #[command(flatten)]
         crawl: CrawlArgs,
     },
@@ -150,11 +153,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, crawl } => {
+        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, resend_every, crawl } => {
             let opts = periscope_agent::daemon::RunOptions {
                 server,
                 spool_dir,
                 spool_max_bytes,
+                resend_every,
                 interval: std::time::Duration::from_secs(interval),
                 splay: std::time::Duration::from_secs(splay),
                 once,

@@ -55,13 +55,34 @@ async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     let store = store.clone();
     let (agent, epoch, seq) = (b.agent_id, b.boot_epoch, b.seq);
-    tokio::task::spawn_blocking(move || store.apply(table, &batches, &agent, epoch, seq))
-        .await
-        .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?
-        .map_err(|e| {
-            tracing::error!("store: {e}");
-            Status::unavailable(format!("server could not store batch {seq}: {e}"))
-        })
+    tokio::task::spawn_blocking(move || {
+        let rows = store.apply(table, &batches, &agent, epoch, seq);
+        crash_point();
+        rows
+    })
+    .await
+    .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?
+    .map_err(|e| {
+        tracing::error!("store: {e}");
+        Status::unavailable(format!("server could not store batch {seq}: {e}"))
+    })
+}
+
+/// Fault injection for crash tests: with PERISCOPE_CRASH_AFTER_BATCHES=N the
+/// process aborts right after storing its Nth batch and before acknowledging
+/// it — the one moment a random SIGKILL rarely hits, where a resent batch
+/// must not be stored twice.
+fn crash_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STORED: AtomicU64 = AtomicU64::new(0);
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = LIMIT.get_or_init(|| std::env::var("PERISCOPE_CRASH_AFTER_BATCHES").ok()?.parse().ok());
+    if let Some(limit) = limit {
+        if STORED.fetch_add(1, Ordering::SeqCst) + 1 == *limit {
+            eprintln!("periscope: PERISCOPE_CRASH_AFTER_BATCHES={limit} reached: aborting before the ack");
+            std::process::abort();
+        }
+    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;

@@ -1,59 +1,18 @@
 //! `periscope-agent run` against a real server and the real Docker Engine:
-//! with a full crawl only every hour, containers that start after the first
-//! one are crawled from Docker's events, even one that lives two seconds and
-//! is removed when it exits.
+//! change-only sends (an unchanged host resends almost nothing, a changed
+//! package database only its table), and, with a full crawl only every hour,
+//! containers that start after the first one crawled from Docker's events,
+//! even one that lives two seconds and is removed when it exits.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-struct Agent(std::process::Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The tests here watch whole-host crawls: one at a time, so one's containers are not another's changes.
 static HOST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Starts `periscope-agent run` with `args`; its summary lines (one per send) arrive on the receiver.
-fn run_agent(server: &Server, spool: &tempfile::TempDir, args: &[&str]) -> (Agent, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(agent_bin())
-        .args(["run", "--server", &server.url, "--splay", "0", "--spool-dir"])
-        .arg(spool.path())
-        .args(args)
-        .env("PERISCOPE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn periscope-agent run");
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            eprintln!("[agent] {l}");
-            if l.starts_with("periscope-agent: ") {
-                let _ = tx.send(l);
-            }
-        }
-    });
-    (Agent(child), rx)
-}
 
 /// The next summary line of a full crawl, and the bytes it sent.
 fn next_full_crawl(rx: &std::sync::mpsc::Receiver<String>) -> (String, u64) {
@@ -82,7 +41,7 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
     let spool = tempfile::tempdir().unwrap();
     let target = ["--server", server.url.as_str()];
     let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
-    let (_agent, rx) = run_agent(&server, &spool, &["--interval", "1", "--containerd", "off"]);
+    let (_agent, rx) = run_agent(&server.url, spool.path(), &["--interval", "1", "--containerd", "off"]);
     let (first, b1) = next_full_crawl(&rx);
     let (second, b2) = next_full_crawl(&rx);
     eprintln!("first: {first}\nsecond: {second}");
@@ -132,8 +91,11 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let spool = tempfile::tempdir().unwrap();
-    let (_agent, _rx) =
-        run_agent(&server, &spool, &["--interval", "3600", "--collectors", "os,packages", "--containerd", "off"]);
+    let (_agent, _rx) = run_agent(
+        &server.url,
+        spool.path(),
+        &["--interval", "3600", "--collectors", "os,packages", "--containerd", "off"],
+    );
     let target = ["--server", server.url.as_str()];
     let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
     wait_for("the first full crawl", Duration::from_secs(120), || {

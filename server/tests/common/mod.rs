@@ -45,9 +45,20 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> Server {
+        Server::start_at(data, "127.0.0.1:0")
+    }
+
+    /// On a given address, e.g. to restart a server where its agents expect it.
+    pub fn start_at(data: &Path, listen: &str) -> Server {
+        Server::start_with(data, listen, &[])
+    }
+
+    /// With extra environment variables.
+    pub fn start_with(data: &Path, listen: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(periscope_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn periscope serve");
@@ -63,6 +74,29 @@ impl Server {
         std::thread::spawn(move || lines.for_each(|l| eprintln!("[server] {}", l.unwrap_or_default())));
         Server { child, url: format!("http://{addr}"), data: data.to_path_buf() }
     }
+}
+
+impl Server {
+    /// Whether the process has ended (e.g. crashed on purpose).
+    pub fn exited(&self) -> bool {
+        // SAFETY-free check: try_wait needs &mut; poll the pid instead.
+        !Path::new(&format!("/proc/{}", self.child.id())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+                .unwrap_or(true)
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address no one listens on right now.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
 }
 
 impl Drop for Server {
@@ -101,4 +135,45 @@ pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String 
         Some(v) => v.to_string(),
         None => String::new(),
     }
+}
+
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+pub struct Agent(pub std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `periscope-agent run` with `args`; its summary lines (one per send) arrive on the receiver.
+pub fn run_agent(url: &str, spool: &Path, args: &[&str]) -> (Agent, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(agent_bin())
+        .args(["run", "--server", url, "--splay", "0", "--spool-dir"])
+        .arg(spool)
+        .args(args)
+        .env("PERISCOPE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn periscope-agent run");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            eprintln!("[agent] {l}");
+            if l.starts_with("periscope-agent: ") {
+                let _ = tx.send(l);
+            }
+        }
+    });
+    (Agent(child), rx)
 }

@@ -1,0 +1,163 @@
+//! Delivery under faults, with real processes on loopback: the server killed
+//! (SIGKILL) again and again while an agent streams into it, and a server
+//! that is down while the agent keeps crawling into its spool. Nothing the
+//! agent produced may be lost or stored twice.
+
+mod common;
+
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use common::*;
+
+/// Summary lines of full crawls until one says everything was delivered
+/// (spool empty); returns how many full crawls were reported.
+fn until_drained(rx: &Receiver<String>, timeout: Duration) -> (usize, Vec<String>) {
+    let start = std::time::Instant::now();
+    let mut lines = Vec::new();
+    loop {
+        let left = timeout.checked_sub(start.elapsed()).expect("timed out waiting for the spool to drain");
+        let l = rx.recv_timeout(left).expect("the agent kept reporting");
+        let full = l.starts_with("periscope-agent: full crawl:");
+        let drained = l.contains("; delivered; spool 0 batch(es)");
+        lines.push(l);
+        if full && drained {
+            let n = lines.iter().filter(|l| l.starts_with("periscope-agent: full crawl:")).count();
+            return (n, lines);
+        }
+    }
+}
+
+/// Crawl the debootstrap root back to back (a fraction of a second each) and
+/// resend every other crawl in full: many sends, some large, for the kills to hit.
+fn fast() -> Vec<String> {
+    let root = debian_rootfs().display().to_string();
+    let args = ["--interval", "0", "--resend-every", "2", "--root", &root, "--scope", "image"];
+    args.into_iter().chain(["--scope-id", "faults", "--collectors", "os,packages"]).map(String::from).collect()
+}
+
+fn count(target: &[&str], q: &str) -> i64 {
+    s(&sql(target, q)[0], "n").parse().unwrap()
+}
+
+/// Exactly once: at least the `reported` crawls are stored, none twice,
+/// every stored crawl is whole (its packages, or the earlier crawl its
+/// `unchanged` row points at, hold exactly the root's packages), and current
+/// state is whole.
+fn assert_exactly_once(url: &str, reported: usize) {
+    let target = ["--server", url];
+    let crawls = count(&target, "SELECT count(*) AS n FROM crawls");
+    assert!(crawls >= reported as i64, "{crawls} crawls stored, {reported} reported");
+    assert_eq!(count(&target, "SELECT count(DISTINCT crawl_time) AS n FROM crawls"), crawls, "a crawl stored twice");
+    let dup = "SELECT count(*) AS n FROM (SELECT crawl_time, name, version, architecture FROM packages_history \
+               GROUP BY crawl_time, name, version, architecture HAVING count(*) > 1)";
+    assert_eq!(count(&target, dup), 0, "a package row stored twice");
+    let first = count(
+        &target,
+        "SELECT count(*) AS n FROM packages_history WHERE crawl_time = (SELECT min(crawl_time) FROM crawls)",
+    );
+    assert!(first > 50, "the first crawl has the root's packages: {first}");
+    let partial = format!(
+        "WITH d AS (SELECT c.crawl_time, COALESCE(u.since, c.crawl_time) AS data_time FROM crawls c \
+           LEFT JOIN unchanged_history u ON u.crawl_time = c.crawl_time AND u.table_name = 'packages'), \
+         k AS (SELECT crawl_time, count(*) AS rows FROM packages_history GROUP BY crawl_time) \
+         SELECT count(*) AS n FROM d LEFT JOIN k ON k.crawl_time = d.data_time WHERE k.rows IS NULL OR k.rows <> {first}"
+    );
+    assert_eq!(count(&target, &partial), 0, "a stored crawl is missing package rows");
+    assert_eq!(count(&target, "SELECT count(*) AS n FROM packages"), first, "current state is whole");
+}
+
+#[test]
+fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let mut server = Some(Server::start_at(data.path(), &addr));
+    let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
+    // Kill moments spread over the send path: a simple LCG, its seed printed to replay a failure.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    eprintln!("kill schedule seed {seed}");
+    let mut x = seed;
+    let mut next = || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    for i in 0..20 {
+        if i % 2 == 0 {
+            // SIGKILL at a random moment.
+            std::thread::sleep(Duration::from_millis(100 + next() % 1400));
+            server.take().unwrap().kill();
+            server = Some(Server::start_at(data.path(), &addr));
+        } else {
+            // A crash between storing a batch and acknowledging it, which random kills rarely hit.
+            server.take().unwrap().kill();
+            let after = (1 + next() % 6).to_string();
+            let crashing = Server::start_with(data.path(), &addr, &[("PERISCOPE_CRASH_AFTER_BATCHES", &after)]);
+            wait_for("the injected crash", Duration::from_secs(60), || crashing.exited());
+            server = Some(Server::start_at(data.path(), &addr));
+        }
+    }
+    // What the agent reported while the kills went on, then a send after the last one that emptied the spool.
+    let mut lines: Vec<String> = rx.try_iter().collect();
+    let (n, after) = until_drained(&rx, Duration::from_secs(180));
+    drop(agent);
+    let n = n + lines.iter().filter(|l| l.starts_with("periscope-agent: full crawl:")).count();
+    lines.extend(after);
+    let failed = lines.iter().filter(|l| l.contains("delivery failed")).count();
+    eprintln!("{n} full crawls, {failed} sends interrupted by a kill");
+    assert!(failed >= 10, "the injected crashes interrupt sends: {failed}");
+    assert_exactly_once(&url, n);
+}
+
+#[test]
+fn crawls_made_while_the_server_is_down_are_delivered_when_it_returns() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
+    let mut down = Vec::new();
+    while down.len() < 4 {
+        let l = rx.recv_timeout(Duration::from_secs(120)).expect("crawls go on while the server is down");
+        assert!(l.contains("delivery failed"), "{l}");
+        down.push(l);
+    }
+    let _server = Server::start_at(data.path(), &addr);
+    let (n, _) = until_drained(&rx, Duration::from_secs(120));
+    drop(agent);
+    assert!(n >= 1);
+    assert_exactly_once(&url, down.len() + n);
+}
+
+#[test]
+fn a_full_spool_evicts_the_oldest_batches_counts_them_and_recovers() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    // Less than one full crawl: the next crawl's batches push the first one's out.
+    let (agent, rx) = run_agent(
+        &url,
+        spool.path(),
+        &["--interval", "0", "--docker", "off", "--containerd", "off", "--spool-max-bytes", "1000000"],
+    );
+    let mut evicted = 0u64;
+    for _ in 0..3 {
+        let l = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+        evicted = l.rsplit(", ").next().and_then(|t| t.strip_suffix(" evicted")).unwrap().parse().unwrap();
+    }
+    assert!(evicted > 0, "a full spool evicts and says how many");
+    let _server = Server::start_at(data.path(), &addr);
+    until_drained(&rx, Duration::from_secs(120));
+    // After an eviction the agent resends everything rather than point at rows the server never got.
+    until_drained(&rx, Duration::from_secs(120));
+    drop(agent);
+    let target = ["--server", url.as_str()];
+    let newest = count(
+        &target,
+        "SELECT count(*) AS n FROM packages_history WHERE crawl_time = (SELECT max(crawl_time) FROM packages_history)",
+    );
+    assert!(newest > 50);
+    assert_eq!(count(&target, "SELECT count(*) AS n FROM packages"), newest, "current state is whole");
+}
