@@ -187,9 +187,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + opts.interval + jitter(opts.splay);
+        // While batches wait in the spool, retry delivery with exponential backoff and jitter.
+        let mut backoff = Duration::from_secs(1);
+        let mut retry_at = tokio::time::Instant::now() + backoff;
         loop {
+            let retry = out.spool.depth() > 0 && retry_at < deadline;
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(retry_at), if retry => {
+                    match out.drain().await {
+                        Ok(()) => eprintln!("periscope-agent: spool drained"),
+                        Err(e) => tracing::info!("spool: {} batch(es) wait: {e}", out.spool.depth()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    retry_at = tokio::time::Instant::now() + backoff + jitter(backoff / 2);
+                }
                 Some(change) = rx.recv() => {
                     // Several events for one object in a burst (start, then die) are crawled in
                     // order: the last crawl is what it looks like now.

@@ -31,8 +31,12 @@ fn until_drained(rx: &Receiver<String>, timeout: Duration) -> (usize, Vec<String
 /// Crawl the debootstrap root back to back (a fraction of a second each) and
 /// resend every other crawl in full: many sends, some large, for the kills to hit.
 fn fast() -> Vec<String> {
+    crawl_root("0")
+}
+
+fn crawl_root(interval: &str) -> Vec<String> {
     let root = debian_rootfs().display().to_string();
-    let args = ["--interval", "0", "--resend-every", "2", "--root", &root, "--scope", "image"];
+    let args = ["--interval", interval, "--resend-every", "2", "--root", &root, "--scope", "image"];
     args.into_iter().chain(["--scope-id", "faults", "--collectors", "os,packages"]).map(String::from).collect()
 }
 
@@ -160,4 +164,21 @@ fn a_full_spool_evicts_the_oldest_batches_counts_them_and_recovers() {
     );
     assert!(newest > 50);
     assert_eq!(count(&target, "SELECT count(*) AS n FROM packages"), newest, "current state is whole");
+}
+
+#[test]
+fn between_crawls_the_spool_is_retried_with_backoff() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    // One crawl an hour: delivery after the server returns comes from the retries, not from a crawl.
+    let (agent, rx) = run_agent(&url, spool.path(), &crawl_root("3600").iter().map(String::as_str).collect::<Vec<_>>());
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.contains("delivery failed"), "{first}");
+    let _server = Server::start_at(data.path(), &addr);
+    let drained = rx.recv_timeout(Duration::from_secs(90)).expect("a retry within the backoff");
+    assert_eq!(drained, "periscope-agent: spool drained");
+    drop(agent);
+    assert_exactly_once(&url, 1);
 }
