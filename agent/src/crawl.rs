@@ -105,6 +105,31 @@ pub enum RuntimeMode {
 /// `/proc/<pid>/root`, stopped and never-started ones and images through
 /// their layer directories. The first crawl is `opts`'s scope.
 pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
+    let d = discover(&opts).await;
+    crawl_discovered(opts, d, &Default::default()).await
+}
+
+/// What the container runtimes reported, before any filesystem is read.
+#[derive(Debug)]
+pub struct Discovery {
+    live: bool,
+    docker: Option<Result<crate::discover::docker::Inventory, String>>,
+    containerd: Option<crate::discover::containerd::Inventory>,
+    snapshot_layers: std::collections::HashMap<String, Result<(Vec<PathBuf>, crate::layers::Markers), String>>,
+}
+
+impl Discovery {
+    /// Ids of the images found, whose filesystems a crawl would read.
+    pub fn image_ids(&self) -> Vec<String> {
+        match &self.docker {
+            Some(Ok(inv)) => inv.images.iter().filter_map(|(i, _)| i.id.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Asks the runtimes `opts` enables what this host runs.
+pub async fn discover(opts: &CrawlOptions) -> Discovery {
     use crate::discover::{containerd, docker};
     // Live state belongs to the machine the agent runs on: only when crawling its own /.
     let live = opts.scope == scope::HOST && opts.root == Path::new("/");
@@ -140,6 +165,20 @@ pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
             }
         }
     }
+    Discovery { live, docker: inventory, containerd: ctrd, snapshot_layers }
+}
+
+/// Crawls `opts`'s scope with the discovery rows, then every container and
+/// image `d` found, except the images in `skip_images` (their inventory is
+/// known already: content-addressed, an image id's files never change).
+pub async fn crawl_discovered(
+    opts: CrawlOptions,
+    d: Discovery,
+    skip_images: &std::collections::HashSet<String>,
+) -> Result<Vec<Crawl>, RootError> {
+    use crate::discover::{containerd, docker};
+    let Discovery { live, docker: inventory, containerd: ctrd, mut snapshot_layers } = d;
+    let skip_images = skip_images.clone();
     let join = tokio::task::spawn_blocking(move || {
         // Docker's own containers also appear in containerd's `moby` namespace: Docker's report wins.
         let docker_ids: std::collections::BTreeSet<String> = match &inventory {
@@ -188,7 +227,9 @@ pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
                 };
                 crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, layers, &host));
             }
-            for (id, layers, markers) in docker::image_layers(inv) {
+            for (id, layers, markers) in
+                docker::image_layers(inv).into_iter().filter(|(id, ..)| !skip_images.contains(id))
+            {
                 crawls.push(crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host));
             }
         }

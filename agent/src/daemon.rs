@@ -12,7 +12,7 @@ use periscope_proto::tables::scope;
 use tokio::sync::mpsc;
 
 use crate::changes::{Reduced, Tracker};
-use crate::crawl::{Crawl, CrawlOptions, RuntimeMode, crawl_async, crawl_docker_change, hostname};
+use crate::crawl::{Crawl, CrawlOptions, RuntimeMode, crawl_discovered, crawl_docker_change, discover, hostname};
 use crate::discover::docker;
 use crate::spool::Spool;
 
@@ -51,6 +51,8 @@ struct Outbox {
     seq: u64,
     tracker: Tracker,
     spool: Spool,
+    /// Images whose inventory this agent spooled: never crawled again (an image id names fixed content).
+    images_sent: std::collections::HashSet<String>,
 }
 
 /// Most bytes of spooled batches sent on one stream.
@@ -76,7 +78,10 @@ impl Outbox {
         if evicted > 0 {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.
             self.tracker = Tracker::default();
+            self.images_sent.clear();
         } else {
+            self.images_sent
+                .extend(crawls.iter().filter(|c| c.common.scope == scope::IMAGE).map(|c| c.common.scope_id.clone()));
             // Spooled is as good as sent: the spool delivers it, in order.
             self.tracker.commit(r);
         }
@@ -92,6 +97,22 @@ impl Outbox {
             self.spool.evicted,
         );
         Ok(delivered.is_ok())
+    }
+
+    /// Images not to crawl: the ones this agent sent, and the ones the
+    /// server has from any host or another agent is crawling. When the
+    /// server cannot be asked, only the first.
+    async fn images_to_skip(&mut self, ids: Vec<String>) -> std::collections::HashSet<String> {
+        let mut skip: std::collections::HashSet<String> =
+            ids.iter().filter(|i| self.images_sent.contains(*i)).cloned().collect();
+        let ask: Vec<String> = ids.into_iter().filter(|i| !skip.contains(i)).collect();
+        if !ask.is_empty() {
+            match crate::send::images_to_skip(&self.server, &self.agent_id, ask).await {
+                Ok(s) => skip.extend(s),
+                Err(e) => tracing::info!("crawling every new image: {e}"),
+            }
+        }
+        skip
     }
 
     /// Sends spooled batches oldest first, removing each once acknowledged.
@@ -173,14 +194,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         seq: 0,
         tracker: Tracker::default(),
         spool,
+        images_sent: Default::default(),
     };
     let mut n = 0u64;
     loop {
         n += 1;
         if opts.resend_every > 0 && n % opts.resend_every == 0 {
             out.tracker = Tracker::default();
+            out.images_sent.clear();
         }
-        let crawls = crawl_async(opts.crawl.clone()).await?;
+        let found = discover(&opts.crawl).await;
+        let skip = out.images_to_skip(found.image_ids()).await;
+        let crawls = crawl_discovered(opts.crawl.clone(), found, &skip).await?;
         let delivered = out.send("full crawl", &crawls).await?;
         if opts.once {
             anyhow::ensure!(delivered, "the crawl is spooled but could not be delivered to {}", opts.server);

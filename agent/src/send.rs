@@ -133,3 +133,24 @@ pub async fn send_numbered(
     }
     Ok(SendReport { batches: sent, rows, bytes })
 }
+
+/// Of `image_ids`, the ones not to crawl: their inventory is on the server
+/// already (from any host), or another agent claimed them. The server gives
+/// this agent a claim on the rest.
+pub async fn images_to_skip(
+    url: &str,
+    agent_id: &str,
+    image_ids: Vec<String>,
+) -> Result<std::collections::HashSet<String>, SendError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30));
+    let channel =
+        endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
+    let r = IngestClient::new(channel)
+        .images(periscope_proto::v1::ImagesRequest { agent_id: agent_id.into(), image_ids })
+        .await
+        .map_err(|s| SendError::Refused { url: url.into(), message: s.message().to_string() })?;
+    Ok(r.into_inner().skip.into_iter().collect())
+}

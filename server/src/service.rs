@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
-use periscope_proto::v1::{Ack, Batch, SqlChunk, SqlRequest};
+use periscope_proto::v1::{Ack, Batch, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest};
 use periscope_proto::{CONTRACT_VERSION, ipc, tables};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -28,6 +28,25 @@ pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 
 pub struct IngestService {
     store: Arc<Store>,
+    /// Image id -> (agent crawling it, since when): see [`Ingest::images`].
+    claims: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+/// How long an agent's claim to crawl an image holds before another may take it over.
+pub const IMAGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Image ids with a completed crawl in the store, from any host.
+async fn stored_images(data: &std::path::Path) -> Result<std::collections::HashSet<String>, Status> {
+    let (_, batches) =
+        query::run(data, "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'", query::Access::ReadOnly)
+            .await
+            .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
+    let mut out = std::collections::HashSet::new();
+    for b in &batches {
+        let col = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
+        out.extend(col.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
 }
 
 /// Validates one batch and stores it; returns the stored row count.
@@ -112,6 +131,28 @@ impl Ingest for IngestService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn images(&self, request: Request<ImagesRequest>) -> Result<Response<ImagesResponse>, Status> {
+        let r = request.into_inner();
+        let stored = stored_images(self.store.dir()).await?;
+        let now = std::time::Instant::now();
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !stored.contains(id));
+        let mut skip = Vec::new();
+        for id in r.image_ids {
+            if stored.contains(&id) {
+                skip.push(id);
+                continue;
+            }
+            match claims.get(&id) {
+                Some((agent, _)) if *agent != r.agent_id => skip.push(id),
+                _ => {
+                    claims.insert(id, (r.agent_id.clone(), now));
+                }
+            }
+        }
+        Ok(Response::new(ImagesResponse { skip }))
+    }
 }
 
 pub struct QueryService {
@@ -151,7 +192,7 @@ pub async fn serve(
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
     tonic::transport::Server::builder()
         .add_service(
-            IngestServer::new(IngestService { store })
+            IngestServer::new(IngestService { store, claims: Default::default() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

@@ -121,3 +121,52 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
     let errors = sql(&target, &format!("SELECT message FROM crawl_errors WHERE scope_id IN ('{brief}', '{exited}')"));
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn two_hosts_with_the_same_image_crawl_and_upload_its_inventory_once() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("two_hosts_with_the_same_image_crawl_and_upload_its_inventory_once") {
+        return;
+    }
+    let image = docker_test_image();
+    let image_id = String::from_utf8(
+        Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", &image]).output().unwrap().stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    // Two agents with two host identities, started together, both seeing the same image.
+    let spools = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let agents: Vec<_> = ["fleet-a", "fleet-b"]
+        .iter()
+        .zip(&spools)
+        .map(|(host, spool)| {
+            Command::new(agent_bin())
+                .args(["run", "--once", "--server", &server.url, "--host", host, "--spool-dir"])
+                .arg(spool.path())
+                .args(["--collectors", "os,packages", "--containerd", "off"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for a in agents {
+        let out = a.wait_with_output().unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success());
+    }
+    let target = ["--server", server.url.as_str()];
+    let hosts = sql(&target, "SELECT DISTINCT host FROM crawls WHERE scope = 'host' ORDER BY host");
+    assert_eq!(hosts.iter().map(|r| s(r, "host")).collect::<Vec<_>>(), ["fleet-a", "fleet-b"]);
+    let image_crawls =
+        sql(&target, &format!("SELECT host FROM crawls WHERE scope = 'image' AND scope_id = '{image_id}'"));
+    assert_eq!(image_crawls.len(), 1, "the image was crawled and uploaded once: {image_crawls:?}");
+    let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count();
+    let got = sql(&target, &format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{image_id}'"));
+    assert_eq!(s(&got[0], "n"), want.to_string());
+    // Both hosts list the image; one inventory serves them.
+    let listed = sql(&target, &format!("SELECT DISTINCT host FROM images WHERE image_id = '{image_id}'"));
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
