@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub spool_dir: std::path::PathBuf,
     /// Spool size limit; the oldest batches are evicted beyond it.
     pub spool_max_bytes: u64,
+    /// The fleet's enroll secret, for servers that require enrollment.
+    pub enroll_secret: Option<String>,
     /// Every this many full crawls, resend every table even if unchanged
     /// (0: never), so a server that lost data is made whole again.
     pub resend_every: u64,
@@ -53,6 +55,11 @@ struct Outbox {
     spool: Spool,
     /// Images whose inventory this agent spooled: never crawled again (an image id names fixed content).
     images_sent: std::collections::HashSet<String>,
+    /// The fleet's enroll secret, when the server requires enrollment.
+    enroll_secret: Option<String>,
+    /// This agent's node key, kept in `key_file` across restarts.
+    node_key: Option<String>,
+    key_file: std::path::PathBuf,
 }
 
 /// Most bytes of spooled batches sent on one stream.
@@ -99,6 +106,31 @@ impl Outbox {
         Ok(delivered.is_ok())
     }
 
+    /// The node key to send with, enrolling first when there is none yet.
+    async fn node_key(&mut self) -> Result<Option<String>, crate::send::SendError> {
+        let Some(secret) = &self.enroll_secret else { return Ok(None) };
+        if self.node_key.is_none() {
+            self.node_key = std::fs::read_to_string(&self.key_file).ok().map(|k| k.trim().to_string());
+        }
+        if self.node_key.is_none() {
+            let key = crate::send::enroll(&self.server, &self.agent_id, secret).await?;
+            if let Err(e) = write_private(&self.key_file, &key) {
+                tracing::warn!("cannot keep the node key in {}: {e}", self.key_file.display());
+            }
+            eprintln!("periscope-agent: enrolled as {}", self.agent_id);
+            self.node_key = Some(key);
+        }
+        Ok(self.node_key.clone())
+    }
+
+    /// After the server refused the node key (unknown, expired): forget it, so the next call enrolls again.
+    fn forget_key(&mut self, e: &crate::send::SendError) {
+        if matches!(e, crate::send::SendError::Unauthenticated { .. }) && self.enroll_secret.is_some() {
+            self.node_key = None;
+            let _ = std::fs::remove_file(&self.key_file);
+        }
+    }
+
     /// Images not to crawl: the ones this agent sent, and the ones the
     /// server has from any host or another agent is crawling. When the
     /// server cannot be asked, only the first.
@@ -107,9 +139,19 @@ impl Outbox {
             ids.iter().filter(|i| self.images_sent.contains(*i)).cloned().collect();
         let ask: Vec<String> = ids.into_iter().filter(|i| !skip.contains(i)).collect();
         if !ask.is_empty() {
-            match crate::send::images_to_skip(&self.server, &self.agent_id, ask).await {
+            let key = match self.node_key().await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::info!("crawling every new image: {e}");
+                    return skip;
+                }
+            };
+            match crate::send::images_to_skip(&self.server, key.as_deref(), &self.agent_id, ask).await {
                 Ok(s) => skip.extend(s),
-                Err(e) => tracing::info!("crawling every new image: {e}"),
+                Err(e) => {
+                    self.forget_key(&e);
+                    tracing::info!("crawling every new image: {e}");
+                }
             }
         }
         skip
@@ -117,16 +159,40 @@ impl Outbox {
 
     /// Sends spooled batches oldest first, removing each once acknowledged.
     async fn drain(&mut self) -> Result<(), crate::send::SendError> {
+        let mut enrolled_again = false;
         loop {
             let chunk = self.spool.peek(DRAIN_CHUNK_BYTES);
             if chunk.is_empty() {
                 return Ok(());
             }
             let (ns, msgs): (Vec<u64>, Vec<_>) = chunk.into_iter().unzip();
+            let key = self.node_key().await?;
             let spool = &mut self.spool;
-            crate::send::send_numbered(&self.server, msgs, |i| spool.remove(ns[i])).await?;
+            if let Err(e) =
+                crate::send::send_numbered(&self.server, key.as_deref(), msgs, |i| spool.remove(ns[i])).await
+            {
+                let had_key = self.node_key.is_some();
+                self.forget_key(&e);
+                // A stale node key (expired, or from another server): enroll again once, right away.
+                if had_key && self.node_key.is_none() && !enrolled_again {
+                    enrolled_again = true;
+                    continue;
+                }
+                return Err(e);
+            }
         }
     }
+}
+
+/// Writes a secret readable by its owner only, atomically.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Forwards Docker events into `tx`, reconnecting with exponential backoff
@@ -195,6 +261,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracker: Tracker::default(),
         spool,
         images_sent: Default::default(),
+        enroll_secret: opts.enroll_secret.clone(),
+        node_key: None,
+        key_file: opts.spool_dir.join("node_key"),
     };
     let mut n = 0u64;
     loop {

@@ -48,6 +48,10 @@ enum Cmd {
         /// Spool size limit in bytes; beyond it the oldest batches are evicted (and counted).
         #[arg(long, default_value_t = 1 << 30)]
         spool_max_bytes: u64,
+        /// The fleet's enroll secret, when the server requires enrollment; the node key
+        /// it is traded for is kept in the spool directory.
+        #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
+        enroll_secret: Option<String>,
         /// Every this many full crawls, resend all tables, changed or not (0: never).
         #[arg(long, default_value_t = 0)]
         resend_every: u64,
@@ -153,12 +157,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, resend_every, crawl } => {
+        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, enroll_secret, resend_every, crawl } => {
             let opts = periscope_agent::daemon::RunOptions {
                 server,
                 spool_dir,
                 spool_max_bytes,
                 resend_every,
+                enroll_secret,
                 interval: std::time::Duration::from_secs(interval),
                 splay: std::time::Duration::from_secs(splay),
                 once,

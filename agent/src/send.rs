@@ -20,6 +20,8 @@ pub enum SendError {
     Unreachable { url: String, message: String },
     #[error("server at {url} refused the batches: {message}")]
     Refused { url: String, message: String },
+    #[error("server at {url} did not accept this agent: {message}")]
+    Unauthenticated { url: String, message: String },
     #[error("server at {url} acknowledged {acked} of {sent} batches before the stream ended")]
     Incomplete { url: String, acked: usize, sent: usize },
     #[error("internal error: cannot encode {table} as Arrow IPC: {message}")]
@@ -85,34 +87,57 @@ pub fn new_epoch() -> u64 {
 /// Sends one crawl's batches and waits until every one is acknowledged.
 pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<SendReport, SendError> {
     let msgs = number(agent_id, new_epoch(), &mut 0, batches)?;
-    send_numbered(url, msgs, |_| {}).await
+    send_numbered(url, None, msgs, |_| {}).await
+}
+
+/// `msg` as a request carrying the node key, when there is one.
+fn authorized<T>(msg: T, node_key: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(v) = node_key.and_then(|k| format!("Bearer {k}").parse().ok()) {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+fn status_error(url: &str, s: tonic::Status) -> SendError {
+    let message = s.message().to_string();
+    match s.code() {
+        tonic::Code::Unavailable => SendError::Unreachable { url: url.into(), message },
+        tonic::Code::Unauthenticated => SendError::Unauthenticated { url: url.into(), message },
+        _ => SendError::Refused { url: url.into(), message },
+    }
+}
+
+async fn client(url: &str) -> Result<IngestClient<tonic::transport::Channel>, SendError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
+        .connect_timeout(Duration::from_secs(10));
+    let channel =
+        endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
+    Ok(IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20))
+}
+
+/// Trades the enroll secret for a node key bound to `host`.
+pub async fn enroll(url: &str, host: &str, secret: &str) -> Result<String, SendError> {
+    let req = periscope_proto::v1::EnrollRequest { host: host.into(), enroll_secret: secret.into() };
+    let r = client(url).await?.enroll(req).await.map_err(|s| status_error(url, s))?;
+    Ok(r.into_inner().node_key)
 }
 
 /// Sends numbered batches over one stream, in order; `on_ack(i)` runs as
 /// the i-th is acknowledged (durably stored by the server).
 pub async fn send_numbered(
     url: &str,
+    node_key: Option<&str>,
     msgs: Vec<Batch>,
     mut on_ack: impl FnMut(usize),
 ) -> Result<SendReport, SendError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
-        .connect_timeout(Duration::from_secs(10));
-    let channel =
-        endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
-    let mut client =
-        IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20);
+    let mut client = client(url).await?;
     let bytes = msgs.iter().map(|m| m.arrow_ipc.len()).sum();
     let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
     let sent = msgs.len();
-    let refused = |s: tonic::Status| {
-        if s.code() == tonic::Code::Unavailable {
-            SendError::Unreachable { url: url.into(), message: s.message().to_string() }
-        } else {
-            SendError::Refused { url: url.into(), message: s.message().to_string() }
-        }
-    };
-    let mut acks = client.send(futures::stream::iter(msgs)).await.map_err(refused)?.into_inner();
+    let refused = |s: tonic::Status| status_error(url, s);
+    let mut acks = client.send(authorized(futures::stream::iter(msgs), node_key)).await.map_err(refused)?.into_inner();
     let mut acked = 0;
     let mut rows = 0;
     while let Some(ack) = acks.next().await {
@@ -139,18 +164,11 @@ pub async fn send_numbered(
 /// this agent a claim on the rest.
 pub async fn images_to_skip(
     url: &str,
+    node_key: Option<&str>,
     agent_id: &str,
     image_ids: Vec<String>,
 ) -> Result<std::collections::HashSet<String>, SendError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30));
-    let channel =
-        endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
-    let r = IngestClient::new(channel)
-        .images(periscope_proto::v1::ImagesRequest { agent_id: agent_id.into(), image_ids })
-        .await
-        .map_err(|s| SendError::Refused { url: url.into(), message: s.message().to_string() })?;
+    let req = periscope_proto::v1::ImagesRequest { agent_id: agent_id.into(), image_ids };
+    let r = client(url).await?.images(authorized(req, node_key)).await.map_err(|s| status_error(url, s))?;
     Ok(r.into_inner().skip.into_iter().collect())
 }

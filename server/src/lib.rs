@@ -5,6 +5,7 @@
 //! SQL by DataFusion over the [`catalog`] via [`query`]; [`output`] formats
 //! results for the `periscope` CLI. [`quickstart`] runs all of it in one process.
 
+pub mod auth;
 pub mod catalog;
 pub mod output;
 pub mod query;

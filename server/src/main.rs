@@ -24,6 +24,13 @@ enum Cmd {
         /// Address to listen on; port 0 picks a free one (printed on stderr).
         #[arg(long, default_value = "127.0.0.1:7700")]
         listen: String,
+        /// Shared secret agents enroll with (they then get a per-agent node key
+        /// and may only write their own host's rows). Without it the server is open.
+        #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
+        enroll_secret: Option<String>,
+        /// Seconds a node key stays valid after enrollment (default: until revoked).
+        #[arg(long)]
+        node_key_ttl_secs: Option<u64>,
     },
     /// Run one SQL query against a server or a data directory.
     Sql {
@@ -80,11 +87,18 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve { data, listen } => {
+        Cmd::Serve { data, listen, enroll_secret, node_key_ttl_secs } => {
             let listener =
                 service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
-            service::serve(data, listener, shutdown_signal()).await
+            if enroll_secret.is_none() {
+                eprintln!("periscope: no --enroll-secret: any agent may send rows for any host");
+            }
+            let auth = periscope_server::auth::AuthConfig {
+                enroll_secret,
+                node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
+            };
+            service::serve_with(data, listener, auth, shutdown_signal()).await
         }
         Cmd::Sql { sql, server, data, format } => {
             let (schema, batches) = match data {

@@ -10,7 +10,9 @@ use arrow_array::RecordBatch;
 use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
-use periscope_proto::v1::{Ack, Batch, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest};
+use periscope_proto::v1::{
+    Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest,
+};
 use periscope_proto::{CONTRACT_VERSION, ipc, tables};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -18,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Auth, AuthConfig, Identity};
 use crate::query;
 use crate::store::Store;
 
@@ -28,6 +31,7 @@ pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 
 pub struct IngestService {
     store: Arc<Store>,
+    auth: Arc<Auth>,
     /// Image id -> (agent crawling it, since when): see [`Ingest::images`].
     claims: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
@@ -50,7 +54,8 @@ async fn stored_images(data: &std::path::Path) -> Result<std::collections::HashS
 }
 
 /// Validates one batch and stores it; returns the stored row count.
-async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
+async fn apply(store: &Arc<Store>, who: &Identity, b: Batch) -> Result<u64, Status> {
+    who.may_write(&b.agent_id)?;
     if b.contract_version != CONTRACT_VERSION {
         return Err(Status::failed_precondition(format!(
             "agent {} speaks contract version {}, this server speaks {CONTRACT_VERSION}; upgrade the older side",
@@ -66,6 +71,14 @@ async fn apply(store: &Arc<Store>, b: Batch) -> Result<u64, Status> {
     let (schema, batches) = ipc::decode_wire(&b.arrow_ipc, zstd, MAX_INFLATED_BYTES)
         .map_err(|e| Status::invalid_argument(format!("batch {} for {}: bad Arrow IPC: {e}", b.seq, table.name)))?;
     table.check(&schema).map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
+    if *who != Identity::Open {
+        for x in &batches {
+            let hosts = arrow_array::cast::AsArray::as_string::<i32>(x.column(0));
+            for h in hosts.iter() {
+                who.may_write(h.unwrap_or(""))?;
+            }
+        }
+    }
     // Stored under the declared schema, column descriptions included (the wire leaves them out).
     let batches = batches
         .into_iter()
@@ -111,6 +124,7 @@ impl Ingest for IngestService {
     type SendStream = BoxStream<Ack>;
 
     async fn send(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::SendStream>, Status> {
+        let who = self.auth.identify(request.metadata())?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
@@ -119,7 +133,7 @@ impl Ingest for IngestService {
                 let reply = match msg {
                     Ok(b) => {
                         let seq = b.seq;
-                        apply(&store, b).await.map(|rows| Ack { seq, rows })
+                        apply(&store, &who, b).await.map(|rows| Ack { seq, rows })
                     }
                     Err(s) => Err(s),
                 };
@@ -133,7 +147,9 @@ impl Ingest for IngestService {
     }
 
     async fn images(&self, request: Request<ImagesRequest>) -> Result<Response<ImagesResponse>, Status> {
+        let who = self.auth.identify(request.metadata())?;
         let r = request.into_inner();
+        who.may_write(&r.agent_id)?;
         let stored = stored_images(self.store.dir()).await?;
         let now = std::time::Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,6 +168,12 @@ impl Ingest for IngestService {
             }
         }
         Ok(Response::new(ImagesResponse { skip }))
+    }
+
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let r = request.into_inner();
+        let node_key = self.auth.enroll(&r.host, &r.enroll_secret)?;
+        Ok(Response::new(EnrollResponse { node_key }))
     }
 }
 
@@ -181,18 +203,29 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Runs the server on `listener` until `shutdown` completes.
+/// Runs an open server (no enrollment) on `listener` until `shutdown` completes.
 pub async fn serve(
     data: PathBuf,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    serve_with(data, listener, AuthConfig::default(), shutdown).await
+}
+
+/// Runs the server on `listener` until `shutdown` completes.
+pub async fn serve_with(
+    data: PathBuf,
+    listener: TcpListener,
+    auth: AuthConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&data)?);
+    let auth = Arc::new(Auth::open(&data, auth)?);
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
     tonic::transport::Server::builder()
         .add_service(
-            IngestServer::new(IngestService { store, claims: Default::default() })
+            IngestServer::new(IngestService { store, auth, claims: Default::default() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

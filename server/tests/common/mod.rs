@@ -55,9 +55,15 @@ impl Server {
 
     /// With extra environment variables.
     pub fn start_with(data: &Path, listen: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_full(data, listen, &[], env)
+    }
+
+    /// With extra `periscope serve` flags and environment variables.
+    pub fn start_full(data: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(periscope_bin())
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
+            .args(args)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
