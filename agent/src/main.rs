@@ -25,6 +25,8 @@ enum Cmd {
         #[arg(long)]
         print: bool,
         #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
         crawl: CrawlArgs,
     },
     /// Run as a daemon: a full crawl every interval, and between them a crawl
@@ -56,8 +58,40 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         resend_every: u64,
         #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
         crawl: CrawlArgs,
     },
+}
+
+/// TLS to the server (https:// URLs); shared by `crawl` and `run`.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "PERISCOPE_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This agent's client certificate (PEM), for servers that require mTLS;
+    /// its subject CN is the host it may write rows for.
+    #[arg(long, env = "PERISCOPE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "PERISCOPE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn apply(&self) -> anyhow::Result<()> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+        let ca = self.tls_ca.as_ref().map(read).transpose()?;
+        let id = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        if ca.is_some() || id.is_some() {
+            periscope_agent::send::use_tls(ca, id);
+        }
+        Ok(())
+    }
 }
 
 /// What to crawl and within which budgets; shared by `crawl` and `run`.
@@ -157,7 +191,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Run { server, interval, splay, once, spool_dir, spool_max_bytes, enroll_secret, resend_every, crawl } => {
+        Cmd::Run {
+            server,
+            interval,
+            splay,
+            once,
+            spool_dir,
+            spool_max_bytes,
+            enroll_secret,
+            resend_every,
+            tls,
+            crawl,
+        } => {
+            tls.apply()?;
             let opts = periscope_agent::daemon::RunOptions {
                 server,
                 spool_dir,
@@ -177,7 +223,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })
         }
-        Cmd::Crawl { server, print, crawl } => {
+        Cmd::Crawl { server, print, tls, crawl } => {
+            tls.apply()?;
             let opts = crawl.options();
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let crawls = rt.block_on(crawl_async(opts))?;

@@ -100,7 +100,17 @@ fn authorized<T>(msg: T, node_key: Option<&str>) -> tonic::Request<T> {
 }
 
 fn status_error(url: &str, s: tonic::Status) -> SendError {
-    let message = s.message().to_string();
+    // A bare "transport error" says little: add its causes (e.g. the TLS alert).
+    let mut message = s.message().to_string();
+    let mut cur = std::error::Error::source(&s);
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !message.contains(&m) {
+            message.push_str(": ");
+            message.push_str(&m);
+        }
+        cur = c.source();
+    }
     match s.code() {
         tonic::Code::Unavailable => SendError::Unreachable { url: url.into(), message },
         tonic::Code::Unauthenticated => SendError::Unauthenticated { url: url.into(), message },
@@ -108,10 +118,32 @@ fn status_error(url: &str, s: tonic::Status) -> SendError {
     }
 }
 
+static TLS: std::sync::OnceLock<tonic::transport::ClientTlsConfig> = std::sync::OnceLock::new();
+
+/// TLS for every connection this process makes to a server (https:// URLs):
+/// the CA that signed the server's certificate, and for mTLS this agent's
+/// certificate and key (its subject CN is the host it may write rows for).
+/// PEM bytes. Call once, before sending.
+pub fn use_tls(ca: Option<Vec<u8>>, identity: Option<(Vec<u8>, Vec<u8>)>) {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut cfg = ClientTlsConfig::new();
+    if let Some(ca) = ca {
+        cfg = cfg.ca_certificate(Certificate::from_pem(ca));
+    }
+    if let Some((cert, key)) = identity {
+        cfg = cfg.identity(Identity::from_pem(cert, key));
+    }
+    let _ = TLS.set(cfg);
+}
+
 async fn client(url: &str) -> Result<IngestClient<tonic::transport::Channel>, SendError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+    let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?
         .connect_timeout(Duration::from_secs(10));
+    if let Some(tls) = TLS.get() {
+        endpoint =
+            endpoint.tls_config(tls.clone()).map_err(|e| SendError::BadUrl { url: url.into(), message: chain(&e) })?;
+    }
     let channel =
         endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
     Ok(IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20))

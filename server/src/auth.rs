@@ -4,7 +4,10 @@
 //! Node keys are stored hashed (SHA-256) under `<data>/agents/node_keys.json`,
 //! written atomically, so a server restart keeps its agents enrolled.
 //!
-//! Without an enroll secret the server runs open (any agent, any host): for
+//! Under mTLS (`--client-ca`), an agent's identity is instead the subject CN
+//! of its client certificate, which the TLS layer verified.
+//!
+//! Without an enroll secret or a client CA the server runs open (any agent, any host): for
 //! a laptop or a test, not a fleet; `periscope serve` says so when it starts.
 
 use std::collections::HashMap;
@@ -39,7 +42,7 @@ impl Identity {
             Identity::Open => Ok(()),
             Identity::Host(h) if h == host => Ok(()),
             Identity::Host(h) => Err(Status::permission_denied(format!(
-                "agent enrolled as host {h:?} sent rows for host {host:?}; an agent writes only its own host's rows"
+                "agent identified as host {h:?} sent rows for host {host:?}; an agent writes only its own host's rows"
             ))),
         }
     }
@@ -126,8 +129,17 @@ impl Auth {
         std::fs::File::open(self.path.parent().expect("has a parent"))?.sync_all()
     }
 
+    /// The caller's identity: under mTLS the subject CN of its verified client
+    /// certificate, else its `authorization: Bearer <node key>` metadata.
+    pub fn identify<T>(&self, request: &tonic::Request<T>) -> Result<Identity, Status> {
+        if let Some(cert) = request.peer_certs().as_ref().and_then(|c| c.first().cloned()) {
+            return cert_identity(&cert).map(Identity::Host);
+        }
+        self.identify_key(request.metadata())
+    }
+
     /// The caller's identity from its `authorization: Bearer <node key>` metadata.
-    pub fn identify(&self, md: &MetadataMap) -> Result<Identity, Status> {
+    pub fn identify_key(&self, md: &MetadataMap) -> Result<Identity, Status> {
         if self.is_open() {
             return Ok(Identity::Open);
         }
@@ -147,6 +159,16 @@ impl Auth {
     }
 }
 
+/// The host a client certificate names: its subject common name. The TLS
+/// layer has verified the certificate against the configured client CA.
+fn cert_identity(der: &[u8]) -> Result<String, Status> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| Status::unauthenticated(format!("unreadable client certificate: {e}")))?;
+    let cn = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
+    cn.filter(|c| !c.is_empty())
+        .ok_or_else(|| Status::unauthenticated("the client certificate names no host (subject CN)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,11 +186,11 @@ mod tests {
         let auth = Auth::open(dir.path(), cfg.clone()).unwrap();
         assert_eq!(auth.enroll("web-1", "nope").unwrap_err().code(), tonic::Code::Unauthenticated);
         let key = auth.enroll("web-1", "s3cret").unwrap();
-        assert_eq!(auth.identify(&bearer(&key)).unwrap(), Identity::Host("web-1".into()));
-        assert_eq!(auth.identify(&bearer("forged")).unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(auth.identify(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(auth.identify_key(&bearer(&key)).unwrap(), Identity::Host("web-1".into()));
+        assert_eq!(auth.identify_key(&bearer("forged")).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(auth.identify_key(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
         let again = Auth::open(dir.path(), cfg).unwrap();
-        assert_eq!(again.identify(&bearer(&key)).unwrap(), Identity::Host("web-1".into()));
+        assert_eq!(again.identify_key(&bearer(&key)).unwrap(), Identity::Host("web-1".into()));
         assert!(!std::fs::read_to_string(dir.path().join("agents/node_keys.json")).unwrap().contains(&key));
         let id = Identity::Host("web-1".into());
         assert!(id.may_write("web-1").is_ok());
@@ -181,7 +203,7 @@ mod tests {
         let cfg = AuthConfig { enroll_secret: Some("s".into()), node_key_ttl: Some(Duration::ZERO) };
         let auth = Auth::open(dir.path(), cfg).unwrap();
         let key = auth.enroll("h", "s").unwrap();
-        let e = auth.identify(&bearer(&key)).unwrap_err();
+        let e = auth.identify_key(&bearer(&key)).unwrap_err();
         assert!(e.message().contains("expired"), "{e}");
     }
 }

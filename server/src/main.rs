@@ -31,6 +31,16 @@ enum Cmd {
         /// Seconds a node key stays valid after enrollment (default: until revoked).
         #[arg(long)]
         node_key_ttl_secs: Option<u64>,
+        /// TLS certificate (PEM) for the gRPC port; with --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require client certificates signed by this CA (PEM): mTLS, the agent's
+        /// host identity taken from its certificate's subject CN.
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
     },
     /// Run one SQL query against a server or a data directory.
     Sql {
@@ -87,18 +97,27 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve { data, listen, enroll_secret, node_key_ttl_secs } => {
+        Cmd::Serve { data, listen, enroll_secret, node_key_ttl_secs, tls_cert, tls_key, client_ca } => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(c), Some(k)) => Some(service::TlsFiles {
+                    cert: read(c)?,
+                    key: read(k)?,
+                    client_ca: client_ca.as_ref().map(read).transpose()?,
+                }),
+                _ => None,
+            };
             let listener =
                 service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
-            if enroll_secret.is_none() {
-                eprintln!("periscope: no --enroll-secret: any agent may send rows for any host");
+            if enroll_secret.is_none() && client_ca.is_none() {
+                eprintln!("periscope: no --enroll-secret or --client-ca: any agent may send rows for any host");
             }
             let auth = periscope_server::auth::AuthConfig {
                 enroll_secret,
                 node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
             };
-            service::serve_with(data, listener, auth, shutdown_signal()).await
+            service::serve_with(data, listener, auth, tls, shutdown_signal()).await
         }
         Cmd::Sql { sql, server, data, format } => {
             let (schema, batches) = match data {

@@ -124,7 +124,7 @@ impl Ingest for IngestService {
     type SendStream = BoxStream<Ack>;
 
     async fn send(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::SendStream>, Status> {
-        let who = self.auth.identify(request.metadata())?;
+        let who = self.auth.identify(&request)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
@@ -147,7 +147,7 @@ impl Ingest for IngestService {
     }
 
     async fn images(&self, request: Request<ImagesRequest>) -> Result<Response<ImagesResponse>, Status> {
-        let who = self.auth.identify(request.metadata())?;
+        let who = self.auth.identify(&request)?;
         let r = request.into_inner();
         who.may_write(&r.agent_id)?;
         let stored = stored_images(self.store.dir()).await?;
@@ -209,7 +209,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    serve_with(data, listener, AuthConfig::default(), shutdown).await
+    serve_with(data, listener, AuthConfig::default(), None, shutdown).await
+}
+
+/// TLS for the gRPC port, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// When set, clients must present a certificate this CA signed (mTLS);
+    /// its subject CN is the agent's host identity.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -217,13 +227,23 @@ pub async fn serve_with(
     data: PathBuf,
     listener: TcpListener,
     auth: AuthConfig,
+    tls: Option<TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&data)?);
     let auth = Arc::new(Auth::open(&data, auth)?);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
+        let mut cfg = ServerTlsConfig::new().identity(TlsIdentity::from_pem(t.cert, t.key));
+        if let Some(ca) = t.client_ca {
+            cfg = cfg.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(cfg)?;
+    }
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
-    tonic::transport::Server::builder()
+    builder
         .add_service(
             IngestServer::new(IngestService { store, auth, claims: Default::default() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

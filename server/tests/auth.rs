@@ -55,7 +55,7 @@ fn agents_enroll_and_each_writes_only_its_own_host() {
     std::fs::write(s2.path().join("node_key"), &key).unwrap();
     let (ok, err) = once(&server.url, s2.path(), "db-1", Some("fleet-secret"));
     assert!(!ok, "{err}");
-    assert!(err.contains(r#"agent enrolled as host "web-1" sent rows for host "db-1""#), "{err}");
+    assert!(err.contains(r#"agent identified as host "web-1" sent rows for host "db-1""#), "{err}");
 
     // A forged node key: refused as unknown, and the agent enrolls anew.
     let s3 = spool("cache-1");
