@@ -32,6 +32,10 @@ pub struct RunOptions {
     pub spool_max_bytes: u64,
     /// The fleet's enroll secret, for servers that require enrollment.
     pub enroll_secret: Option<String>,
+    /// Memory ceiling; None: 80% of the agent's cgroup limit, else 512 MiB.
+    pub memory_limit: Option<u64>,
+    /// CPU niceness to run at.
+    pub nice: i32,
     /// Every this many full crawls, resend every table even if unchanged
     /// (0: never), so a server that lost data is made whole again.
     pub resend_every: u64,
@@ -62,13 +66,66 @@ struct Outbox {
     key_file: std::path::PathBuf,
 }
 
+/// What one send did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    /// The spool is empty: everything reached the server.
+    delivered: bool,
+    rows: usize,
+    bytes: usize,
+}
+
+/// The agent's own health, kept between full crawls for the `agents` row.
+#[derive(Debug, Default)]
+struct Health {
+    started_us: i64,
+    crawls: i64,
+    last_crawl_ms: i64,
+    last: Sent,
+    errors: i64,
+    rss: Option<u64>,
+    memory_limit: u64,
+    nice: i64,
+    degraded: bool,
+}
+
+impl Health {
+    /// The `agents` row, as a batch of `c`'s scope.
+    fn batch(&self, c: &Crawl, interval: Duration, spool: &Spool) -> Vec<arrow_array::RecordBatch> {
+        use crate::encode::Value;
+        let mut sink = crate::collectors::Sink::new(c.common.clone());
+        let i = |v: i64| Value::Int(v);
+        sink.row(
+            &periscope_proto::tables::AGENTS,
+            &[
+                ("agent_version", crate::crawl::AGENT_VERSION.into()),
+                ("started", i(self.started_us)),
+                ("interval_seconds", i(interval.as_secs() as i64)),
+                ("crawls", i(self.crawls)),
+                ("last_crawl_ms", i(self.last_crawl_ms)),
+                ("last_rows_sent", i(self.last.rows as i64)),
+                ("last_bytes_sent", i(self.last.bytes as i64)),
+                ("spool_batches", i(spool.depth() as i64)),
+                ("spool_bytes", i(spool.bytes() as i64)),
+                ("spool_evicted", i(spool.evicted as i64)),
+                ("errors", i(self.errors)),
+                ("rss_bytes", self.rss.map(|r| r as i64).into()),
+                ("memory_limit_bytes", i(self.memory_limit as i64)),
+                ("nice", i(self.nice)),
+                ("degraded", self.degraded.into()),
+            ],
+        );
+        sink.finish()
+    }
+}
+
 /// Most bytes of spooled batches sent on one stream.
 const DRAIN_CHUNK_BYTES: u64 = 32 << 20;
 
 impl Outbox {
     /// Spools `crawls` change-only, then drains the spool to the server;
-    /// prints one summary line. Returns whether the spool is empty after.
-    async fn send(&mut self, what: &str, crawls: &[Crawl]) -> anyhow::Result<bool> {
+    /// prints one summary line.
+    async fn send(&mut self, what: &str, crawls: &[Crawl]) -> anyhow::Result<Sent> {
         let mut r = Reduced::default();
         for c in crawls {
             r.extend(self.tracker.reduce(c));
@@ -103,7 +160,7 @@ impl Outbox {
             self.spool.depth(),
             self.spool.evicted,
         );
-        Ok(delivered.is_ok())
+        Ok(Sent { delivered: delivered.is_ok(), rows, bytes })
     }
 
     /// The node key to send with, enrolling first when there is none yet.
@@ -265,6 +322,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         node_key: None,
         key_file: opts.spool_dir.join("node_key"),
     };
+    let mut health = Health {
+        started_us: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0),
+        memory_limit: opts.memory_limit.unwrap_or_else(crate::limits::default_memory_limit),
+        nice: crate::limits::set_nice(opts.nice) as i64,
+        ..Default::default()
+    };
     let mut n = 0u64;
     loop {
         n += 1;
@@ -272,12 +335,40 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             out.tracker = Tracker::default();
             out.images_sent.clear();
         }
-        let found = discover(&opts.crawl).await;
+        // Over the memory ceiling after the last crawl: this one skips the optional collectors.
+        health.degraded = health.rss.is_some_and(|r| r > health.memory_limit);
+        let mut crawl_opts = opts.crawl.clone();
+        if health.degraded {
+            let all = crate::collectors::COLLECTORS.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>();
+            let wanted = crawl_opts.collectors.clone().unwrap_or(all);
+            crawl_opts.collectors = Some(
+                wanted.into_iter().filter(|c| !crate::limits::OPTIONAL_COLLECTORS.contains(&c.as_str())).collect(),
+            );
+            eprintln!(
+                "periscope-agent: {} bytes resident, over the {} byte ceiling: skipping {:?} this crawl",
+                health.rss.unwrap_or(0),
+                health.memory_limit,
+                crate::limits::OPTIONAL_COLLECTORS
+            );
+        }
+        let started = std::time::Instant::now();
+        let found = discover(&crawl_opts).await;
         let skip = out.images_to_skip(found.image_ids()).await;
-        let crawls = crawl_discovered(opts.crawl.clone(), found, &skip).await?;
-        let delivered = out.send("full crawl", &crawls).await?;
+        let mut crawls = crawl_discovered(crawl_opts, found, &skip).await?;
+        health.crawls = n as i64;
+        if let Some(first) = crawls.first_mut() {
+            // The health row joins the first scope's crawl, before its completion marker.
+            let rows = health.batch(first, opts.interval, &out.spool);
+            let at = first.batches.len().saturating_sub(1);
+            first.batches.splice(at..at, rows);
+        }
+        let sent = out.send("full crawl", &crawls).await?;
+        health.last_crawl_ms = started.elapsed().as_millis() as i64;
+        health.last = sent;
+        health.errors = crawls.iter().map(|c| c.errors as i64).sum();
+        health.rss = crate::limits::rss_bytes();
         if opts.once {
-            anyhow::ensure!(delivered, "the crawl is spooled but could not be delivered to {}", opts.server);
+            anyhow::ensure!(sent.delivered, "the crawl is spooled but could not be delivered to {}", opts.server);
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + opts.interval + jitter(opts.splay);

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod discover;
 pub mod encode;
 pub mod layers;
+pub mod limits;
 pub mod print;
 pub mod rootfs;
 pub mod send;

@@ -31,6 +31,8 @@ enum Cmd {
     },
     /// Run as a daemon: a full crawl every interval, and between them a crawl
     /// of each container or image a Docker event names (started, died, pulled).
+    /// `--config FILE` (or PERISCOPE_CONFIG) reads these settings from TOML, keys
+    /// named like the flags; flags and environment variables win over the file.
     Run {
         /// Server to send to, e.g. http://127.0.0.1:7700.
         #[arg(long, env = "PERISCOPE_SERVER")]
@@ -54,6 +56,13 @@ enum Cmd {
         /// it is traded for is kept in the spool directory.
         #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
         enroll_secret: Option<String>,
+        /// Memory ceiling in bytes; over it, crawls skip files, configs and unowned_files
+        /// (default: 80% of the agent's cgroup memory limit, else 512 MiB).
+        #[arg(long)]
+        max_memory_bytes: Option<u64>,
+        /// CPU niceness to run at (raised only).
+        #[arg(long, default_value_t = 10)]
+        nice: i32,
         /// Every this many full crawls, resend all tables, changed or not (0: never).
         #[arg(long, default_value_t = 0)]
         resend_every: u64,
@@ -173,6 +182,68 @@ fn collector_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(periscope_agent::collectors::COLLECTORS.iter().map(|(n, _)| *n))
 }
 
+/// `periscope-agent run --config FILE` (or PERISCOPE_CONFIG=FILE): the
+/// daemon's settings from a TOML file whose keys are `run`'s long flags
+/// (`server = "https://…"`, `interval = 300`, `collectors = ["os", "packages"]`,
+/// `once = true`). Precedence: command line, then environment variables,
+/// then the file. Returns the arguments with the file's settings added.
+fn with_config(mut args: Vec<std::ffi::OsString>) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    use clap::CommandFactory;
+    if args.get(1).and_then(|a| a.to_str()) != Some("run") {
+        return Ok(args);
+    }
+    let pos = args.iter().position(|a| a == "--config");
+    let path = match pos {
+        Some(i) => {
+            let p = args.get(i + 1).cloned().ok_or_else(|| anyhow::anyhow!("--config needs a file"))?;
+            args.drain(i..=i + 1);
+            Some(PathBuf::from(p))
+        }
+        None => std::env::var_os("PERISCOPE_CONFIG").map(PathBuf::from),
+    };
+    let Some(path) = path else { return Ok(args) };
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    let cmd = Cli::command();
+    let run = cmd.find_subcommand("run").expect("run subcommand");
+    let given = |long: &str| {
+        args.iter()
+            .any(|a| a.to_str().is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}="))))
+    };
+    let mut extra: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        let arg = run
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("config {}: unknown setting {key:?}", path.display()))?;
+        if given(&long) || arg.get_env().is_some_and(|e| std::env::var_os(e).is_some()) {
+            continue;
+        }
+        let text = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            other => Err(anyhow::anyhow!("config {}: {key} = {other} is not a string or number", path.display())),
+        };
+        match value {
+            toml::Value::Boolean(true) => extra.push(format!("--{long}").into()),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                let parts = items.iter().map(text).collect::<anyhow::Result<Vec<_>>>()?;
+                extra.push(format!("--{long}").into());
+                extra.push(parts.join(",").into());
+            }
+            v => {
+                extra.push(format!("--{long}").into());
+                extra.push(text(v)?.into());
+            }
+        }
+    }
+    args.splice(2..2, extra);
+    Ok(args)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -180,7 +251,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let args = match with_config(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("periscope-agent: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(Cli::parse_from(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("periscope-agent: error: {e:#}");
@@ -199,6 +277,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             spool_dir,
             spool_max_bytes,
             enroll_secret,
+            max_memory_bytes,
+            nice,
             resend_every,
             tls,
             crawl,
@@ -210,6 +290,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 spool_max_bytes,
                 resend_every,
                 enroll_secret,
+                memory_limit: max_memory_bytes,
+                nice,
                 interval: std::time::Duration::from_secs(interval),
                 splay: std::time::Duration::from_secs(splay),
                 once,

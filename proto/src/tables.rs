@@ -503,6 +503,32 @@ pub const CRAWLS: Table = Table {
     ],
 };
 
+pub const AGENTS: Table = Table {
+    name: "agents",
+    description: "Health of each host's agent daemon, one row per full crawl (host scope): version, last crawl, sends, spool, self-limits.",
+    columns: &[
+        col("agent_version", Utf8, "Version of the agent."),
+        col("started", Timestamp, "When the agent process started."),
+        col("interval_seconds", Int64, "Configured time between full crawls."),
+        col("crawls", Int64, "Full crawls since the agent started, this one included."),
+        col("last_crawl_ms", Int64, "Wall time of the previous full crawl."),
+        col("last_rows_sent", Int64, "Rows the previous full crawl sent (after change-only reduction)."),
+        col("last_bytes_sent", Int64, "Compressed bytes the previous full crawl put on the wire."),
+        col("spool_batches", Int64, "Batches waiting in the spool for an acknowledgement."),
+        col("spool_bytes", Int64, "Bytes waiting in the spool."),
+        col("spool_evicted", Int64, "Batches the full spool evicted since the agent started."),
+        col("errors", Int64, "crawl_errors rows of the previous full crawl, all scopes."),
+        col("rss_bytes", Int64, "The agent's resident memory after the previous full crawl."),
+        col("memory_limit_bytes", Int64, "The memory ceiling the agent holds itself to."),
+        col("nice", Int64, "The agent's CPU niceness."),
+        col(
+            "degraded",
+            Boolean,
+            "True when the agent skipped optional collectors (files, configs, unowned_files) to stay under its memory ceiling.",
+        ),
+    ],
+};
+
 pub const UNCHANGED: Table = Table {
     name: "unchanged",
     description: "Tables of a crawl whose rows equal an earlier crawl's of the same scope, so the agent did not resend them; the current-state views read them from that earlier crawl.",
@@ -538,6 +564,7 @@ pub const TABLES: &[&Table] = &[
     &CRAWL_ERRORS,
     &CRAWLS,
     &UNCHANGED,
+    &AGENTS,
 ];
 
 /// Looks a table up by name.

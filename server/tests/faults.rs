@@ -182,3 +182,78 @@ fn between_crawls_the_spool_is_retried_with_backoff() {
     drop(agent);
     assert_exactly_once(&url, 1);
 }
+
+#[test]
+fn the_agent_reports_its_health_and_degrades_over_its_memory_ceiling() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let root = debian_rootfs().display().to_string();
+    // A ceiling no process fits under: the second crawl on skips the optional collectors.
+    let args = ["--interval", "0", "--root", &root, "--scope", "image", "--scope-id", "health"];
+    let args: Vec<&str> = args
+        .into_iter()
+        .chain(["--collectors", "os,packages,configs", "--max-memory-bytes", "1", "--nice", "12"])
+        .collect();
+    let (agent, rx) = run_agent(&server.url, spool.path(), &args);
+    let mut degraded_line = None;
+    let mut full = 0;
+    while full < 3 {
+        let l = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if l.contains("over the 1 byte ceiling") {
+            degraded_line = Some(l);
+        } else if l.starts_with("periscope-agent: full crawl:") && l.contains("; delivered;") {
+            full += 1;
+        }
+    }
+    drop(agent);
+    let l = degraded_line.expect("the agent says it is over its ceiling");
+    assert!(l.contains("configs"), "{l}");
+    let target = ["--server", server.url.as_str()];
+    let a = &sql(&target, "SELECT * FROM agents")[0];
+    assert_eq!((s(a, "degraded"), s(a, "memory_limit_bytes"), s(a, "nice")), ("true".into(), "1".into(), "12".into()));
+    assert!(s(a, "crawls").parse::<i64>().unwrap() >= 2, "{a:?}");
+    assert!(s(a, "rss_bytes").parse::<i64>().unwrap() > 1 << 20, "{a:?}");
+    assert!(s(a, "last_rows_sent").parse::<i64>().unwrap() > 0, "{a:?}");
+    // The first crawl read configs; the degraded ones did not.
+    assert!(count(&target, "SELECT count(*) AS n FROM configs_history") > 0);
+    assert_eq!(count(&target, "SELECT count(*) AS n FROM configs"), 0);
+}
+
+#[test]
+fn the_daemon_reads_a_toml_config_and_flags_override_it() {
+    let data = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let cfg = spool.path().join("agent.toml");
+    let text = format!(
+        "server = {:?}\nonce = true\nroot = {:?}\nscope = \"image\"\nscope_id = \"from-file\"\n\
+         collectors = [\"os\", \"packages\"]\nspool_dir = {:?}\nnice = 3\n",
+        server.url,
+        debian_rootfs().display().to_string(),
+        spool.path().join("spool").display().to_string()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let agent = |extra: &[&str]| {
+        let out = std::process::Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .env_remove("PERISCOPE_SERVER")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = agent(&[]);
+    assert!(ok, "{err}");
+    let (ok, err) = agent(&["--scope-id", "from-flag"]);
+    assert!(ok, "{err}");
+    let target = ["--server", server.url.as_str()];
+    let ids = sql(&target, "SELECT DISTINCT scope_id FROM crawls ORDER BY scope_id");
+    assert_eq!(ids.iter().map(|r| s(r, "scope_id")).collect::<Vec<_>>(), ["from-file", "from-flag"]);
+    assert_eq!(count(&target, "SELECT count(*) AS n FROM configs_history"), 0, "collectors came from the file");
+    // An unknown setting is a clear error naming it.
+    std::fs::write(&cfg, "server = \"http://x\"\nintervall = 5\n").unwrap();
+    let (ok, err) = agent(&[]);
+    assert!(!ok && err.contains("unknown setting \"intervall\""), "{err}");
+}

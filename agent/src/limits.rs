@@ -1,0 +1,70 @@
+//! The agent's self-limits: a CPU niceness applied at start, and a memory
+//! ceiling checked after every full crawl. Over the ceiling, the next crawls
+//! skip the optional collectors (files, configs, unowned_files) until the
+//! agent's memory is back under it: degraded, reported, never killed.
+//! The default ceiling follows the agent's own cgroup: 80% of its memory
+//! limit when it has one (a DaemonSet's resources.limits.memory), else 512 MiB.
+
+/// Collectors the agent drops first when it is over its memory ceiling.
+pub const OPTIONAL_COLLECTORS: &[&str] = &["files", "configs", "unowned_files"];
+
+/// Resident memory of this process, from /proc/self/statm.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * procfs::page_size())
+}
+
+/// The memory limit of this process's own cgroup (v2 memory.max, or v1
+/// memory.limit_in_bytes), when one is set.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let path = path.trim_start_matches('/');
+        let file = if ctrls.is_empty() {
+            std::path::Path::new("/sys/fs/cgroup").join(path).join("memory.max")
+        } else if ctrls.split(',').any(|c| c == "memory") {
+            std::path::Path::new("/sys/fs/cgroup/memory").join(path).join("memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        if let Some(v) = std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            // v1 reports "no limit" as a huge number near i64::MAX.
+            if v < (1 << 60) {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// The ceiling when none is configured.
+pub fn default_memory_limit() -> u64 {
+    cgroup_memory_limit().map_or(512 << 20, |l| l / 10 * 8)
+}
+
+/// Raises this process's niceness to `nice` (never lowers it); returns the niceness now.
+pub fn set_nice(nice: i32) -> i32 {
+    let now = rustix::process::getpriority_process(None).unwrap_or(0);
+    if nice > now {
+        let _ = rustix::process::setpriority_process(None, nice);
+    }
+    rustix::process::getpriority_process(None).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_memory_and_niceness_are_read() {
+        let rss = rss_bytes().unwrap();
+        assert!(rss > 1 << 20 && rss < 16 << 30, "{rss}");
+        assert!(default_memory_limit() > 0);
+        // A test process may raise its own niceness.
+        let n = set_nice(5);
+        assert!(n >= 5, "{n}");
+    }
+}
