@@ -80,3 +80,32 @@ fn an_expired_node_key_is_refused_and_the_agent_enrolls_again() {
     assert!(ok && err.contains("enrolled as web-1"), "{err}");
     assert_ne!(std::fs::read_to_string(spool.path().join("node_key")).unwrap(), first);
 }
+
+#[test]
+fn an_agent_speaking_another_contract_version_is_refused_with_a_clear_error() {
+    use periscope_proto::v1::Batch;
+    use periscope_proto::v1::ingest_client::IngestClient;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut c = IngestClient::connect(server.url.clone()).await.unwrap();
+        let old = Batch {
+            contract_version: periscope_proto::CONTRACT_VERSION - 1,
+            agent_id: "old-agent".into(),
+            boot_epoch: 1,
+            seq: 1,
+            table: "os".into(),
+            ..Default::default()
+        };
+        let mut acks = c.send(futures::stream::iter(vec![old])).await.unwrap().into_inner();
+        futures::StreamExt::next(&mut acks).await.unwrap().unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let want = format!(
+        "agent old-agent speaks contract version {}, this server speaks {}; upgrade the older side",
+        periscope_proto::CONTRACT_VERSION - 1,
+        periscope_proto::CONTRACT_VERSION
+    );
+    assert_eq!(status.message(), want);
+}
