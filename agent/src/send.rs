@@ -38,8 +38,11 @@ pub struct SendReport {
 
 /// Renders an error and its sources on one line.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+    with_causes(e.to_string(), e.source())
+}
+
+/// `s` followed by each cause not already in it.
+fn with_causes(mut s: String, mut cur: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(c) = cur {
         let m = c.to_string();
         if !s.contains(&m) {
@@ -101,16 +104,7 @@ fn authorized<T>(msg: T, node_key: Option<&str>) -> tonic::Request<T> {
 
 fn status_error(url: &str, s: tonic::Status) -> SendError {
     // A bare "transport error" says little: add its causes (e.g. the TLS alert).
-    let mut message = s.message().to_string();
-    let mut cur = std::error::Error::source(&s);
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !message.contains(&m) {
-            message.push_str(": ");
-            message.push_str(&m);
-        }
-        cur = c.source();
-    }
+    let message = with_causes(s.message().to_string(), std::error::Error::source(&s));
     match s.code() {
         tonic::Code::Unavailable => SendError::Unreachable { url: url.into(), message },
         tonic::Code::Unauthenticated => SendError::Unauthenticated { url: url.into(), message },

@@ -40,6 +40,13 @@ fn crawl_root(interval: &str) -> Vec<String> {
     args.into_iter().chain(["--scope-id", "faults", "--collectors", "os,packages"]).map(String::from).collect()
 }
 
+/// A data directory, a spool directory, and a free address for a server (with its URL).
+fn setup() -> (tempfile::TempDir, tempfile::TempDir, String, String) {
+    let addr = free_addr();
+    let url = format!("http://{addr}");
+    (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), addr, url)
+}
+
 fn count(target: &[&str], q: &str) -> i64 {
     s(&sql(target, q)[0], "n").parse().unwrap()
 }
@@ -73,10 +80,7 @@ fn assert_exactly_once(url: &str, reported: usize) {
 
 #[test]
 fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let url = format!("http://{addr}");
+    let (data, spool, addr, url) = setup();
     let mut server = Some(Server::start_at(data.path(), &addr));
     let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
     // Kill moments spread over the send path: a simple LCG, its seed printed to replay a failure.
@@ -116,10 +120,7 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
 
 #[test]
 fn crawls_made_while_the_server_is_down_are_delivered_when_it_returns() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let url = format!("http://{addr}");
+    let (data, spool, addr, url) = setup();
     let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
     let mut down = Vec::new();
     while down.len() < 4 {
@@ -136,10 +137,7 @@ fn crawls_made_while_the_server_is_down_are_delivered_when_it_returns() {
 
 #[test]
 fn a_full_spool_evicts_the_oldest_batches_counts_them_and_recovers() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let url = format!("http://{addr}");
+    let (data, spool, addr, url) = setup();
     // Less than one full crawl: the next crawl's batches push the first one's out.
     let (agent, rx) = run_agent(
         &url,
@@ -168,10 +166,7 @@ fn a_full_spool_evicts_the_oldest_batches_counts_them_and_recovers() {
 
 #[test]
 fn between_crawls_the_spool_is_retried_with_backoff() {
-    let data = tempfile::tempdir().unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let url = format!("http://{addr}");
+    let (data, spool, addr, url) = setup();
     // One crawl an hour: delivery after the server returns comes from the retries, not from a crawl.
     let (agent, rx) = run_agent(&url, spool.path(), &crawl_root("3600").iter().map(String::as_str).collect::<Vec<_>>());
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
