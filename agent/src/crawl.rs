@@ -126,6 +126,33 @@ impl Discovery {
             _ => Vec::new(),
         }
     }
+
+    /// Containers that are not running, each with a key that changes whenever
+    /// its filesystem may have: a stopped container's layers change only by
+    /// running it again, which moves its start and finish times.
+    pub fn stopped_keys(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(Ok(inv)) = &self.docker {
+            for c in &inv.containers {
+                let st = c.state.clone().unwrap_or_default();
+                if st.pid.unwrap_or(0) <= 0 {
+                    let key = format!("{:?}|{:?}|{:?}", st.status, st.started_at, st.finished_at);
+                    out.extend(c.id.clone().map(|id| (id, key)));
+                }
+            }
+        }
+        for c in self.containerd.iter().flat_map(|i| &i.containers).filter(|c| c.running_pid().is_none()) {
+            let t = c.task.as_ref();
+            let key = format!(
+                "{:?}|{:?}|{:?}",
+                c.meta.updated_at.as_ref().map(|t| (t.seconds, t.nanos)),
+                t.map(|t| t.status),
+                t.and_then(|t| t.exited_at.as_ref()).map(|t| (t.seconds, t.nanos))
+            );
+            out.push((c.meta.id.clone(), key));
+        }
+        out
+    }
 }
 
 /// Asks the runtimes `opts` enables what this host runs.
@@ -169,16 +196,17 @@ pub async fn discover(opts: &CrawlOptions) -> Discovery {
 }
 
 /// Crawls `opts`'s scope with the discovery rows, then every container and
-/// image `d` found, except the images in `skip_images` (their inventory is
-/// known already: content-addressed, an image id's files never change).
+/// image `d` found, except the images and stopped containers in `skip`
+/// (their inventory is known already and cannot have changed: an image id
+/// names fixed content, a stopped container changes only by running).
 pub async fn crawl_discovered(
     opts: CrawlOptions,
     d: Discovery,
-    skip_images: &std::collections::HashSet<String>,
+    skip: &std::collections::HashSet<String>,
 ) -> Result<Vec<Crawl>, RootError> {
     use crate::discover::{containerd, docker};
     let Discovery { live, docker: inventory, containerd: ctrd, mut snapshot_layers } = d;
-    let skip_images = skip_images.clone();
+    let skip = skip.clone();
     let join = tokio::task::spawn_blocking(move || {
         // Docker's own containers also appear in containerd's `moby` namespace: Docker's report wins.
         let docker_ids: std::collections::BTreeSet<String> = match &inventory {
@@ -220,21 +248,19 @@ pub async fn crawl_discovered(
         }
         if let Some(Ok(inv)) = &inventory {
             // Stopped and never-started containers, and every image, through their layers.
-            for (id, layers, markers) in docker::stopped(inv) {
+            for (id, layers, markers) in docker::stopped(inv).into_iter().filter(|(id, ..)| !skip.contains(id)) {
                 let layers = match snapshot_layers.remove(&id) {
                     Some(from_snapshot) => from_snapshot,
                     None => Ok((layers, markers)),
                 };
                 crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, layers, &host));
             }
-            for (id, layers, markers) in
-                docker::image_layers(inv).into_iter().filter(|(id, ..)| !skip_images.contains(id))
-            {
+            for (id, layers, markers) in docker::image_layers(inv).into_iter().filter(|(id, ..)| !skip.contains(id)) {
                 crawls.push(crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host));
             }
         }
         // containerd containers without a running task, through their snapshot's layers.
-        for c in ctrd_containers.iter().filter(|c| c.running_pid().is_none()) {
+        for c in ctrd_containers.iter().filter(|c| c.running_pid().is_none() && !skip.contains(&c.meta.id)) {
             let layers = match &c.mounts {
                 Some(Ok(m)) => containerd::snapshot_layers(m),
                 Some(Err(e)) => {

@@ -59,6 +59,11 @@ struct Outbox {
     spool: Spool,
     /// Images whose inventory this agent spooled: never crawled again (an image id names fixed content).
     images_sent: std::collections::HashSet<String>,
+    /// Stopped containers this agent spooled, with their keys (see `Discovery::stopped_keys`):
+    /// not crawled again while the key holds.
+    stopped_sent: std::collections::HashMap<String, String>,
+    /// Keys of the stopped containers being crawled now, remembered once spooled.
+    stopped_now: std::collections::HashMap<String, String>,
     /// The fleet's enroll secret, when the server requires enrollment.
     enroll_secret: Option<String>,
     /// This agent's node key, kept in `key_file` across restarts.
@@ -143,9 +148,15 @@ impl Outbox {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.
             self.tracker = Tracker::default();
             self.images_sent.clear();
+            self.stopped_sent.clear();
         } else {
             self.images_sent
                 .extend(crawls.iter().filter(|c| c.common.scope == scope::IMAGE).map(|c| c.common.scope_id.clone()));
+            for c in crawls.iter().filter(|c| c.errors == 0) {
+                if let Some(k) = self.stopped_now.remove(&c.common.scope_id) {
+                    self.stopped_sent.insert(c.common.scope_id.clone(), k);
+                }
+            }
             // Spooled is as good as sent: the spool delivers it, in order.
             self.tracker.commit(r);
         }
@@ -318,6 +329,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracker: Tracker::default(),
         spool,
         images_sent: Default::default(),
+        stopped_sent: Default::default(),
+        stopped_now: Default::default(),
         enroll_secret: opts.enroll_secret.clone(),
         node_key: None,
         key_file: opts.spool_dir.join("node_key"),
@@ -334,6 +347,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         if opts.resend_every > 0 && n % opts.resend_every == 0 {
             out.tracker = Tracker::default();
             out.images_sent.clear();
+            out.stopped_sent.clear();
         }
         // Over the memory ceiling after the last crawl: this one skips the optional collectors.
         health.degraded = health.rss.is_some_and(|r| r > health.memory_limit);
@@ -353,7 +367,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         let started = std::time::Instant::now();
         let found = discover(&crawl_opts).await;
-        let skip = out.images_to_skip(found.image_ids()).await;
+        let mut skip = out.images_to_skip(found.image_ids()).await;
+        out.stopped_now.clear();
+        for (id, key) in found.stopped_keys() {
+            if out.stopped_sent.get(&id) == Some(&key) {
+                skip.insert(id);
+            } else {
+                out.stopped_now.insert(id, key);
+            }
+        }
         let mut crawls = crawl_discovered(crawl_opts, found, &skip).await?;
         health.crawls = n as i64;
         if let Some(first) = crawls.first_mut() {

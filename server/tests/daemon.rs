@@ -36,6 +36,9 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
     let image = docker_test_image();
     let mut cs = Containers(Vec::new());
     let c = cs.create(&["run", "-d", &image, "sleep", "600"]);
+    // A stopped container: read once, then not again while it stays stopped.
+    let stopped = cs.create(&["run", "-d", &image, "true"]);
+    assert!(Command::new("docker").args(["wait", &stopped]).output().unwrap().status.success());
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let spool = tempfile::tempdir().unwrap();
@@ -49,8 +52,9 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
     // Current state still holds every row, read from the crawl that carried it.
     let history = |scope: &str| {
         count(&format!(
-            "SELECT count(*) AS n FROM packages_history WHERE scope = '{scope}' AND crawl_time = \
-             (SELECT min(crawl_time) FROM crawls WHERE scope = '{scope}')"
+            "SELECT count(*) AS n FROM packages_history p JOIN \
+             (SELECT scope_id, min(crawl_time) AS t FROM crawls WHERE scope = '{scope}' GROUP BY scope_id) f \
+             ON p.scope_id = f.scope_id AND p.crawl_time = f.t"
         ))
     };
     for scope in ["host", "container", "image"] {
@@ -77,7 +81,12 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
         let want = if s(r, "scope_id") == c { "2" } else { "1" };
         assert_eq!(s(r, "n"), want, "{sends:?}");
     }
-    assert!(sends.len() >= 3, "{sends:?}");
+    assert!(sends.len() >= 4, "{sends:?}");
+    let q = format!("SELECT count(*) AS n FROM crawls WHERE scope_id = '{stopped}'");
+    assert_eq!(count(&q), 1, "the stopped container was read once");
+    let q = format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{stopped}'");
+    let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count() as i64;
+    assert_eq!(count(&q), want, "and its packages stay current");
 }
 
 #[test]
