@@ -344,7 +344,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut n = 0u64;
     loop {
         n += 1;
-        if opts.resend_every > 0 && n % opts.resend_every == 0 {
+        if opts.resend_every > 0 && n.is_multiple_of(opts.resend_every) {
             out.tracker = Tracker::default();
             out.images_sent.clear();
             out.stopped_sent.clear();

@@ -236,8 +236,8 @@ impl Entry {
             uid: st.st_uid,
             gid: st.st_gid,
             mtime: st.st_mtime,
-            ino: st.st_ino as u64,
-            dev: st.st_dev as u64,
+            ino: st.st_ino,
+            dev: st.st_dev,
             depth,
         }
     }
@@ -845,6 +845,6 @@ mod tests {
         let r = Root::with_budgets(root.path(), Budgets { max_entries: 20, ..Budgets::default() }).unwrap();
         let e = r.walk("/", &mut |_| true, &mut |_| {}).unwrap_err();
         assert!(e.is_budget(), "{e}");
-        assert_eq!(r.list_dir("/etc").unwrap_err().is_budget(), true);
+        assert!(r.list_dir("/etc").unwrap_err().is_budget());
     }
 }

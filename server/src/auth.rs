@@ -150,10 +150,10 @@ impl Auth {
             .ok_or_else(|| Status::unauthenticated("no node key: enroll with the fleet's enroll secret first"))?;
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let rec = keys.get(&hash(key)).ok_or_else(|| Status::unauthenticated("unknown node key; enroll again"))?;
-        if let Some(ttl) = self.config.node_key_ttl {
-            if now_unix().saturating_sub(rec.issued_unix) >= ttl.as_secs() {
-                return Err(Status::unauthenticated("expired node key; enroll again"));
-            }
+        if let Some(ttl) = self.config.node_key_ttl
+            && now_unix().saturating_sub(rec.issued_unix) >= ttl.as_secs()
+        {
+            return Err(Status::unauthenticated("expired node key; enroll again"));
         }
         Ok(Identity::Host(rec.host.clone()))
     }

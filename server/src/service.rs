@@ -109,11 +109,11 @@ fn crash_point() {
     static STORED: AtomicU64 = AtomicU64::new(0);
     static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let limit = LIMIT.get_or_init(|| std::env::var("PERISCOPE_CRASH_AFTER_BATCHES").ok()?.parse().ok());
-    if let Some(limit) = limit {
-        if STORED.fetch_add(1, Ordering::SeqCst) + 1 == *limit {
-            eprintln!("periscope: PERISCOPE_CRASH_AFTER_BATCHES={limit} reached: aborting before the ack");
-            std::process::abort();
-        }
+    if let Some(limit) = limit
+        && STORED.fetch_add(1, Ordering::SeqCst) + 1 == *limit
+    {
+        eprintln!("periscope: PERISCOPE_CRASH_AFTER_BATCHES={limit} reached: aborting before the ack");
+        std::process::abort();
     }
 }
 

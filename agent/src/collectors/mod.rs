@@ -150,7 +150,7 @@ pub const COLLECTORS: &[(&str, CollectFn)] = &[
 pub fn usrmerge_aliases(root: &Root) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for d in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
-        if let Ok(target) = root.read_link(&format!("/{d}")) {
+        if let Ok(target) = root.read_link(format!("/{d}")) {
             let t = target.trim_end_matches('/');
             let real = if t.starts_with('/') { t.to_string() } else { format!("/{t}") };
             if real.starts_with("/usr/") && !real.contains("..") {

@@ -37,13 +37,13 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         let r = scope.root.walk(
             dir,
             &mut |e: &Entry| {
-                if e.kind == FileType::RegularFile {
-                    if let Some(kind) = classify(&e.path, e.mode) {
-                        let owned = out.owners.contains_key(&e.path)
-                            || unalias(&e.path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
-                        if !owned {
-                            found.push((e.clone(), kind));
-                        }
+                if e.kind == FileType::RegularFile
+                    && let Some(kind) = classify(&e.path, e.mode)
+                {
+                    let owned = out.owners.contains_key(&e.path)
+                        || unalias(&e.path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
+                    if !owned {
+                        found.push((e.clone(), kind));
                     }
                 }
                 true

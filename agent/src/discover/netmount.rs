@@ -23,7 +23,7 @@ fn representatives(kind: &str) -> BTreeMap<i64, (i32, Option<String>)> {
             continue;
         };
         out.entry(ns).or_insert_with(|| {
-            let cid = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10)
+            let cid = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10)
                 .and_then(|t| t.lines().find_map(|l| l.splitn(3, ':').nth(2).and_then(container_id_from_cgroup)));
             (pid, cid)
         });
@@ -67,12 +67,11 @@ pub fn parse_fib_trie_locals(text: &str) -> Vec<Ipv4Addr> {
         let t = l.trim();
         if let Some(a) = t.strip_prefix("|-- ") {
             last = a.parse().ok();
-        } else if t.starts_with("/32 host LOCAL") {
-            if let Some(a) = last {
-                if !out.contains(&a) {
-                    out.push(a);
-                }
-            }
+        } else if t.starts_with("/32 host LOCAL")
+            && let Some(a) = last
+            && !out.contains(&a)
+        {
+            out.push(a);
         }
     }
     out
@@ -105,15 +104,14 @@ fn iface_of(a: Ipv4Addr, routes: &[(String, u32, u32)]) -> Option<String> {
 
 pub fn fill_interfaces(out: &mut Sink) {
     for (ns, (pid, cid)) in representatives("net") {
-        let Some(dev) = super::read_host(&format!("/proc/{pid}/net/dev"), 16 << 20) else { continue };
-        let v6 = parse_if_inet6(&super::read_host(&format!("/proc/{pid}/net/if_inet6"), 16 << 20).unwrap_or_default());
-        let routes = parse_route(&super::read_host(&format!("/proc/{pid}/net/route"), 16 << 20).unwrap_or_default());
-        let v4: Vec<(String, Ipv4Addr)> = parse_fib_trie_locals(
-            &super::read_host(&format!("/proc/{pid}/net/fib_trie"), 16 << 20).unwrap_or_default(),
-        )
-        .into_iter()
-        .filter_map(|a| Some((iface_of(a, &routes)?, a)))
-        .collect();
+        let Some(dev) = super::read_host(format!("/proc/{pid}/net/dev"), 16 << 20) else { continue };
+        let v6 = parse_if_inet6(&super::read_host(format!("/proc/{pid}/net/if_inet6"), 16 << 20).unwrap_or_default());
+        let routes = parse_route(&super::read_host(format!("/proc/{pid}/net/route"), 16 << 20).unwrap_or_default());
+        let v4: Vec<(String, Ipv4Addr)> =
+            parse_fib_trie_locals(&super::read_host(format!("/proc/{pid}/net/fib_trie"), 16 << 20).unwrap_or_default())
+                .into_iter()
+                .filter_map(|a| Some((iface_of(a, &routes)?, a)))
+                .collect();
         for (name, c) in parse_net_dev(&dev) {
             let ipv4: Vec<String> = v4.iter().filter(|(i, _)| *i == name).map(|(_, a)| a.to_string()).collect();
             let ipv6: Vec<String> = v6.iter().filter(|(i, _)| *i == name).map(|(_, a)| a.clone()).collect();
@@ -182,7 +180,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
 
 pub fn fill_mounts(out: &mut Sink) {
     for (ns, (pid, cid)) in representatives("mnt") {
-        let Some(text) = super::read_host(&format!("/proc/{pid}/mountinfo"), 16 << 20) else { continue };
+        let Some(text) = super::read_host(format!("/proc/{pid}/mountinfo"), 16 << 20) else { continue };
         for (id, parent, dev, root, mp, opts, fs, src, sopts) in parse_mountinfo(&text) {
             out.row(
                 &MOUNTS,

@@ -15,7 +15,7 @@ const C: &str = "processes";
 
 /// The container id in a cgroup path: the last run of exactly 64 hex digits.
 pub fn container_id_from_cgroup(path: &str) -> Option<String> {
-    path.split(|c: char| !c.is_ascii_hexdigit()).filter(|run| run.len() == 64).next_back().map(str::to_string)
+    path.split(|c: char| !c.is_ascii_hexdigit()).rfind(|run| run.len() == 64).map(str::to_string)
 }
 
 /// The path of a /proc/<pid>/cgroup file worth reporting: one that names a
@@ -89,7 +89,7 @@ pub fn cgroup_containers() -> Vec<(String, i64)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
-        let Some(cg) = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10) else { continue };
+        let Some(cg) = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10) else { continue };
         if let Some(id) =
             cgroup_path(&cg).filter(|p| is_runtime_cgroup(p)).as_deref().and_then(container_id_from_cgroup)
         {
@@ -119,7 +119,7 @@ pub fn fill(out: &mut Sink, attribution: &Attribution) {
         let pid = p.pid;
         let cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
         let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-        let cgroup_text = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10);
+        let cgroup_text = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10);
         let cgroup = cgroup_text.as_deref().and_then(cgroup_path);
         let container = cgroup_text.as_deref().and_then(|t| attribution.container_of(t));
         let uid = status.as_ref().map(|s| s.ruid as i64);

@@ -89,12 +89,12 @@ pub fn fill(out: &mut Sink, attribution: &super::processes::Attribution) {
     for &pid in &pids {
         let Some(ns) = ns_inode(pid) else { continue };
         netns.entry(ns).or_insert(pid);
-        if let Some(cg) = super::read_host(&format!("/proc/{pid}/cgroup"), 64 << 10) {
-            if let Some(id) = attribution.container_of(&cg) {
-                container.insert(pid, id);
-            }
+        if let Some(cg) = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10)
+            && let Some(id) = attribution.container_of(&cg)
+        {
+            container.insert(pid, id);
         }
-        if let Some(comm) = super::read_host(&format!("/proc/{pid}/comm"), 256) {
+        if let Some(comm) = super::read_host(format!("/proc/{pid}/comm"), 256) {
             name.insert(pid, comm.trim().to_string());
         }
         if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
@@ -111,7 +111,7 @@ pub fn fill(out: &mut Sink, attribution: &super::processes::Attribution) {
         // A namespace's sockets belong to the container its processes are in, when they agree.
         let ns_container = container.get(&rep).cloned();
         for proto in ["tcp", "tcp6", "udp", "udp6"] {
-            let Some(text) = super::read_host(&format!("/proc/{rep}/net/{proto}"), 64 << 20) else { continue };
+            let Some(text) = super::read_host(format!("/proc/{rep}/net/{proto}"), 64 << 20) else { continue };
             for s in parse(&text) {
                 let pid = holder.get(&s.inode).copied();
                 let cid = pid.and_then(|p| container.get(&p).cloned()).or_else(|| ns_container.clone());
