@@ -33,6 +33,7 @@ pub async fn context(data: &Path) -> Result<SessionContext> {
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
         ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
     }
+    register_descriptions(&ctx)?;
     ctx.sql(
         "CREATE VIEW latest_crawls AS \
          SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls GROUP BY host, scope, scope_id",
@@ -58,4 +59,45 @@ pub async fn context(data: &Path) -> Result<SessionContext> {
     )
     .await?;
     Ok(ctx)
+}
+
+/// `table_descriptions` (table_name, description) and `column_descriptions`
+/// (table_name, column_name, data_type, description): what every table and
+/// column means, from the declarations in `periscope_proto::tables`, so SQL
+/// clients can read it beside `information_schema.columns`.
+fn register_descriptions(ctx: &SessionContext) -> Result<()> {
+    use arrow_array::{RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use periscope_proto::tables::COMMON_COLUMNS;
+    let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
+    let strings = |v: Vec<String>| Arc::new(StringArray::from(v)) as arrow_array::ArrayRef;
+
+    let schema = Arc::new(Schema::new(vec![utf8("table_name"), utf8("description")]));
+    let (names, descs): (Vec<String>, Vec<String>) =
+        TABLES.iter().map(|t| (t.name.to_string(), t.description.to_string())).unzip();
+    let batch = RecordBatch::try_new(schema.clone(), vec![strings(names), strings(descs)])?;
+    ctx.register_table("table_descriptions", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+
+    let schema =
+        Arc::new(Schema::new(vec![utf8("table_name"), utf8("column_name"), utf8("data_type"), utf8("description")]));
+    let mut cols: [Vec<String>; 4] = Default::default();
+    for t in TABLES {
+        for f in t.schema().fields() {
+            let desc = f
+                .metadata()
+                .get(periscope_proto::tables::DESCRIPTION_KEY)
+                .cloned()
+                .or_else(|| COMMON_COLUMNS.iter().find(|c| c.name == f.name()).map(|c| c.description.to_string()))
+                .unwrap_or_default();
+            cols[0].push(t.name.to_string());
+            cols[1].push(f.name().clone());
+            cols[2].push(f.data_type().to_string());
+            cols[3].push(desc);
+        }
+    }
+    let [a, b, c, d] = cols;
+    let batch = RecordBatch::try_new(schema.clone(), vec![strings(a), strings(b), strings(c), strings(d)])?;
+    ctx.register_table("column_descriptions", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    Ok(())
 }

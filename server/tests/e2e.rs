@@ -225,3 +225,25 @@ fn quickstart_prints_this_machines_bash_version_from_sql() {
         _ => eprintln!("this machine has no dpkg; only checking that quickstart ran"),
     }
 }
+
+#[test]
+fn every_table_and_column_is_described_in_sql() {
+    let data = tempfile::tempdir().unwrap();
+    let target = ["--data", data.path().to_str().unwrap()];
+    std::fs::create_dir_all(data.path().join("tables")).unwrap();
+    let cols = sql(&target, "SELECT table_name, column_name, data_type, description FROM column_descriptions");
+    let declared: usize = periscope_proto::tables::TABLES.iter().map(|t| t.schema().fields().len()).sum();
+    assert_eq!(cols.len(), declared);
+    assert!(cols.iter().all(|r| !s(r, "description").is_empty()), "a column without a description");
+    let v = cols.iter().find(|r| s(r, "table_name") == "packages" && s(r, "column_name") == "version").unwrap();
+    assert!(s(v, "description").starts_with("Full version string"), "{v:?}");
+    // The same columns information_schema lists for the tables.
+    let info = sql(
+        &target,
+        "SELECT count(*) AS n FROM information_schema.columns c JOIN column_descriptions d \
+         ON c.table_name = d.table_name AND c.column_name = d.column_name",
+    );
+    assert_eq!(s(&info[0], "n"), declared.to_string(), "each described column is one a table or view has");
+    let t = sql(&target, "SELECT description FROM table_descriptions WHERE table_name = 'crawl_errors'");
+    assert_eq!(t.len(), 1);
+}
