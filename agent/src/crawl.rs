@@ -394,15 +394,46 @@ fn run_collectors(
 ) -> Crawl {
     let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
-    let mut sink = Sink::new(common.clone());
-    let wanted = |name: &str| opts.collectors.as_ref().is_none_or(|c| c.iter().any(|w| w == name));
-    for (name, collect) in COLLECTORS.iter().filter(|(name, _)| wanted(name)) {
-        let _span = tracing::info_span!("collector", name, scope_id = %common.scope_id).entered();
-        collect(&scope, &mut sink);
-    }
+    let collectors: Vec<&'static (&'static str, crate::collectors::CollectFn)> = COLLECTORS
+        .iter()
+        .filter(|(name, _)| opts.collectors.as_ref().is_none_or(|c| c.iter().any(|w| w == name)))
+        .collect();
+    // The filesystem is read on a thread of its own, watched: a read that never
+    // returns (a hung FUSE or NFS mount inside the scope) cannot be interrupted,
+    // so past its wall budget plus a grace period the scope is given up — an
+    // error row, the rest of the crawl goes on — and the thread is abandoned.
+    let limit = opts.budgets.max_wall + WATCHDOG_GRACE;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = common.clone();
+    let spawned = std::thread::Builder::new().name(format!("crawl {}", common.scope_id)).spawn(move || {
+        let mut sink = Sink::new(c.clone());
+        for (name, collect) in collectors {
+            let _span = tracing::info_span!("collector", name, scope_id = %c.scope_id).entered();
+            collect(&scope, &mut sink);
+        }
+        let _ = tx.send(sink);
+    });
+    let mut sink = match spawned
+        .map_err(|e| e.to_string())
+        .and_then(|_| rx.recv_timeout(limit).map_err(|e| e.to_string()))
+    {
+        Ok(sink) => sink,
+        Err(e) => {
+            let mut sink = Sink::new(common.clone());
+            let msg = format!(
+                "gave up on this scope's filesystem after {} s ({e}): a read did not return; a hung FUSE or NFS mount inside it?",
+                limit.as_secs()
+            );
+            sink.error("watchdog", Some(&shown), &msg);
+            sink
+        }
+    };
     extra(&mut sink);
     seal(sink, common, shown, started)
 }
+
+/// Time past a scope's wall budget before its crawl is given up on.
+pub const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Finishes a scope's rows and appends the `crawls` row that marks it complete.
 fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {

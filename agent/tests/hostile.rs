@@ -199,3 +199,75 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     // And the crawl is complete: its crawls row says degraded, not aborted.
     assert_eq!(s(&rows["crawls"][0], "degraded"), "true");
 }
+
+/// A FUSE filesystem (fuse-overlayfs, the real one) whose daemon is frozen:
+/// every access to it blocks, like a hung FUSE or NFS mount in a container.
+struct FrozenFuse {
+    daemon: std::process::Child,
+    mountpoint: PathBuf,
+}
+
+impl Drop for FrozenFuse {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.daemon.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+    let mnt = root.join("opt/hung");
+    fs::create_dir_all(&mnt).unwrap();
+    for d in ["lower", "upper", "work"] {
+        fs::create_dir_all(tmp.path().join(d)).unwrap();
+    }
+    fs::write(tmp.path().join("lower/tool"), "#!/bin/sh\n").unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        tmp.path().join("lower").display(),
+        tmp.path().join("upper").display(),
+        tmp.path().join("work").display()
+    );
+    let Ok(daemon) = Command::new("fuse-overlayfs").args(["-f", "-o", &opts]).arg(&mnt).spawn() else {
+        assert!(std::env::var("CI").is_err(), "fuse-overlayfs is needed for this test in CI");
+        eprintln!("SKIPPED a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl: no fuse-overlayfs");
+        return;
+    };
+    let fuse = FrozenFuse { daemon, mountpoint: mnt.clone() };
+    let mounted = || fs::read_to_string("/proc/self/mounts").unwrap().contains(mnt.to_str().unwrap());
+    let start = Instant::now();
+    while !mounted() {
+        assert!(start.elapsed() < Duration::from_secs(10), "fuse-overlayfs did not mount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(mnt.join("tool").exists(), "the FUSE mount answers before it is frozen");
+    let pid = rustix::process::Pid::from_raw(fuse.daemon.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_periscope-agent"))
+        .args(["crawl", "--print", "--scope", "image", "--scope-id", "frozen", "--max-wall-secs", "1", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let err = rows
+        .iter()
+        .find(|r| r["table"] == "crawl_errors" && r["collector"] == "watchdog")
+        .unwrap_or_else(|| panic!("no watchdog error in {text}"));
+    assert!(err["message"].as_str().unwrap().contains("a read did not return"), "{err}");
+    let crawl = rows.iter().find(|r| r["table"] == "crawls").expect("the crawl still completes");
+    assert_eq!(crawl["degraded"], true);
+    assert!(took < Duration::from_secs(30), "given up after the wall budget plus grace, not hung: {took:?}");
+    drop(fuse);
+}
