@@ -2,6 +2,8 @@
 //! `crawls` row that marks the crawl complete.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
@@ -403,20 +405,36 @@ fn run_collectors(
     // so past its wall budget plus a grace period the scope is given up — an
     // error row, the rest of the crawl goes on — and the thread is abandoned.
     let limit = opts.budgets.max_wall + WATCHDOG_GRACE;
+    let key = format!("{}/{}/{}", common.host, common.scope, common.scope_id);
+    let still_hung =
+        HUNG.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|d| !d.load(Ordering::SeqCst));
     let (tx, rx) = std::sync::mpsc::channel();
     let c = common.clone();
-    let spawned = std::thread::Builder::new().name(format!("crawl {}", common.scope_id)).spawn(move || {
-        let mut sink = Sink::new(c.clone());
-        for (name, collect) in collectors {
-            let _span = tracing::info_span!("collector", name, scope_id = %c.scope_id).entered();
-            collect(&scope, &mut sink);
-        }
-        let _ = tx.send(sink);
-    });
-    let mut sink = match spawned
-        .map_err(|e| e.to_string())
-        .and_then(|_| rx.recv_timeout(limit).map_err(|e| e.to_string()))
-    {
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = done.clone();
+    let spawned = if still_hung {
+        // The thread given up on last time is still blocked: do not pile another one on it.
+        Err("a previous crawl of it is still blocked".to_string())
+    } else {
+        std::thread::Builder::new()
+            .name(format!("crawl {}", common.scope_id))
+            .spawn(move || {
+                let mut sink = Sink::new(c.clone());
+                for (name, collect) in collectors {
+                    let _span = tracing::info_span!("collector", name, scope_id = %c.scope_id).entered();
+                    collect(&scope, &mut sink);
+                }
+                finished.store(true, Ordering::SeqCst);
+                let _ = tx.send(sink);
+            })
+            .map_err(|e| e.to_string())
+    };
+    let mut sink = match spawned.and_then(|_| {
+        rx.recv_timeout(limit).map_err(|e| {
+            HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
+            e.to_string()
+        })
+    }) {
         Ok(sink) => sink,
         Err(e) => {
             let mut sink = Sink::new(common.clone());
@@ -431,6 +449,10 @@ fn run_collectors(
     extra(&mut sink);
     seal(sink, common, shown, started)
 }
+
+/// Scopes whose crawl thread was given up on, with a flag it sets if it ever returns.
+static HUNG: std::sync::Mutex<std::collections::BTreeMap<String, Arc<AtomicBool>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Time past a scope's wall budget before its crawl is given up on.
 pub const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -229,13 +229,13 @@ fn a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl() {
         fs::create_dir_all(tmp.path().join(d)).unwrap();
     }
     fs::write(tmp.path().join("lower/tool"), "#!/bin/sh\n").unwrap();
-    let opts = format!(
+    let mount_opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         tmp.path().join("lower").display(),
         tmp.path().join("upper").display(),
         tmp.path().join("work").display()
     );
-    let Ok(daemon) = Command::new("fuse-overlayfs").args(["-f", "-o", &opts]).arg(&mnt).spawn() else {
+    let Ok(daemon) = Command::new("fuse-overlayfs").args(["-f", "-o", &mount_opts]).arg(&mnt).spawn() else {
         assert!(std::env::var("CI").is_err(), "fuse-overlayfs is needed for this test in CI");
         eprintln!("SKIPPED a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl: no fuse-overlayfs");
         return;
@@ -269,5 +269,19 @@ fn a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl() {
     let crawl = rows.iter().find(|r| r["table"] == "crawls").expect("the crawl still completes");
     assert_eq!(crawl["degraded"], true);
     assert!(took < Duration::from_secs(30), "given up after the wall budget plus grace, not hung: {took:?}");
+
+    // In a long-lived agent the abandoned thread stays blocked: the next crawl of that scope
+    // does not pile another thread on it, it says so at once.
+    let mut o = opts(&root);
+    o.budgets.max_wall = Duration::from_secs(1);
+    let first = periscope_agent::crawl::crawl(&o).unwrap();
+    let start = Instant::now();
+    let second = periscope_agent::crawl::crawl(&o).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    let (r1, _) = rows_of(&first.batches);
+    let (r2, _) = rows_of(&second.batches);
+    assert!(r1["crawl_errors"].iter().any(|r| s(r, "collector") == "watchdog"));
+    let again = r2["crawl_errors"].iter().find(|r| s(r, "collector") == "watchdog").expect("watchdog row");
+    assert!(s(again, "message").contains("a previous crawl of it is still blocked"), "{again:?}");
     drop(fuse);
 }
