@@ -101,6 +101,25 @@ pub enum RuntimeMode {
     Off,
 }
 
+impl RuntimeMode {
+    /// Whether to ask the runtime: `live` when crawling the host's own /,
+    /// `present` when its socket is there.
+    pub fn wanted(self, live: bool, present: bool) -> bool {
+        match self {
+            RuntimeMode::Off => false,
+            RuntimeMode::On => true,
+            RuntimeMode::Auto => live && present,
+        }
+    }
+}
+
+impl CrawlOptions {
+    /// Crawling the agent's own machine (scope host, root /): live state and runtime discovery belong here.
+    pub fn is_live(&self) -> bool {
+        self.scope == scope::HOST && self.root == Path::new("/")
+    }
+}
+
 /// Crawls one scope, with runtime discovery rows in it when `opts.docker` and
 /// `opts.containerd` say so. When discovery ran, every container and image it
 /// found is crawled too, as its own scope: running containers through their
@@ -161,16 +180,12 @@ impl Discovery {
 pub async fn discover(opts: &CrawlOptions) -> Discovery {
     use crate::discover::{containerd, docker};
     // Live state belongs to the machine the agent runs on: only when crawling its own /.
-    let live = opts.scope == scope::HOST && opts.root == Path::new("/");
-    let want = |mode: RuntimeMode, present: bool| match mode {
-        RuntimeMode::Off => false,
-        RuntimeMode::On => true,
-        RuntimeMode::Auto => live && present,
-    };
+    let live = opts.is_live();
     let timeout = std::time::Duration::from_secs(30);
-    let inventory = if want(opts.docker, docker::configured()) { Some(docker::inventory(timeout).await) } else { None };
+    let inventory =
+        if opts.docker.wanted(live, docker::configured()) { Some(docker::inventory(timeout).await) } else { None };
     let sockets = containerd::sockets();
-    let ctrd = if want(opts.containerd, !sockets.is_empty()) {
+    let ctrd = if opts.containerd.wanted(live, !sockets.is_empty()) {
         let mut inv = containerd::inventory(&sockets, timeout).await;
         if sockets.is_empty() {
             inv.errors.push(("containerd".into(), "no containerd socket found; set CONTAINERD_ADDRESS".into()));
@@ -313,7 +328,9 @@ pub async fn crawl_docker_change(
         Target::Running(pid, layers, markers) => {
             let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
             match crate::discover::docker::open_container_root(pid, &id, budgets) {
-                Ok(_) => crawl_container(&opts, &id, pid, &host),
+                Ok(root) => {
+                    run_collectors(&opts, root, container_common(&id, &host), format!("/proc/{pid}/root"), |_| {})
+                }
                 // It exited since the event (a short-lived container): its layers are still there.
                 Err(_) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host),
             }
@@ -357,12 +374,7 @@ fn crawl_layers(
 /// stopped, or its pid was reused) yields a crawl with that error row.
 fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
-    let common = Common {
-        host: host.to_string(),
-        scope: scope::CONTAINER.into(),
-        scope_id: id.to_string(),
-        crawl_time_us: now_us(),
-    };
+    let common = container_common(id, host);
     match crate::discover::docker::open_container_root(pid, id, budgets) {
         Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), |_| {}),
         Err(e) => {
@@ -371,6 +383,10 @@ fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str) -> Crawl
             seal(sink, common, format!("/proc/{pid}/root"), Instant::now())
         }
     }
+}
+
+fn container_common(id: &str, host: &str) -> Common {
+    Common { host: host.to_string(), scope: scope::CONTAINER.into(), scope_id: id.to_string(), crawl_time_us: now_us() }
 }
 
 pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {

@@ -12,7 +12,7 @@ use periscope_proto::tables::scope;
 use tokio::sync::mpsc;
 
 use crate::changes::{Reduced, Tracker};
-use crate::crawl::{Crawl, CrawlOptions, RuntimeMode, crawl_discovered, crawl_docker_change, discover, hostname};
+use crate::crawl::{Crawl, CrawlOptions, crawl_discovered, crawl_docker_change, discover, hostname};
 use crate::discover::docker;
 use crate::spool::Spool;
 
@@ -300,12 +300,7 @@ async fn watch_docker(tx: mpsc::Sender<docker::Change>) {
 /// Runs until the future returns (or after one crawl with `once`).
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let host = opts.crawl.host.clone().unwrap_or_else(hostname);
-    let live = opts.crawl.scope == scope::HOST && opts.crawl.root == std::path::Path::new("/");
-    let watch = match opts.crawl.docker {
-        RuntimeMode::Off => false,
-        RuntimeMode::On => true,
-        RuntimeMode::Auto => live && docker::configured(),
-    } && !opts.once;
+    let watch = opts.crawl.docker.wanted(opts.crawl.is_live(), docker::configured()) && !opts.once;
     let (tx, mut rx) = mpsc::channel::<docker::Change>(4096);
     // Event crawls look the named object up through their own connection; the
     // watcher reconnects on its own when the engine restarts.

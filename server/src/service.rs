@@ -32,6 +32,7 @@ pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 pub struct IngestService {
     store: Arc<Store>,
     auth: Arc<Auth>,
+    images: Arc<StoredImages>,
     /// Image id -> (agent crawling it, since when): see [`Ingest::images`].
     claims: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
@@ -39,22 +40,49 @@ pub struct IngestService {
 /// How long an agent's claim to crawl an image holds before another may take it over.
 pub const IMAGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Image ids with a completed crawl in the store, from any host.
-async fn stored_images(data: &std::path::Path) -> Result<std::collections::HashSet<String>, Status> {
-    let (_, batches) =
-        query::run(data, "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'", query::Access::ReadOnly)
-            .await
-            .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
-    let mut out = std::collections::HashSet::new();
-    for b in &batches {
-        let col = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
-        out.extend(col.iter().flatten().map(str::to_string));
+/// Image ids with a completed crawl in the store, from any host: read from
+/// the store once, then kept current by ingest, so the per-crawl `Images`
+/// call of every agent costs a set lookup, not a query.
+#[derive(Default)]
+pub struct StoredImages(tokio::sync::Mutex<Option<std::collections::HashSet<String>>>);
+
+impl StoredImages {
+    async fn get(&self, data: &std::path::Path) -> Result<std::collections::HashSet<String>, Status> {
+        let mut known = self.0.lock().await;
+        if known.is_none() {
+            let (_, batches) =
+                query::run(data, "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'", query::Access::ReadOnly)
+                    .await
+                    .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
+            let mut out = std::collections::HashSet::new();
+            for b in &batches {
+                let col = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
+                out.extend(col.iter().flatten().map(str::to_string));
+            }
+            *known = Some(out);
+        }
+        Ok(known.clone().unwrap_or_default())
     }
-    Ok(out)
+
+    /// Notes the image crawls a stored `crawls` batch completes.
+    async fn note(&self, batches: &[RecordBatch]) {
+        let mut known = self.0.lock().await;
+        let Some(known) = known.as_mut() else { return };
+        for b in batches {
+            let (scope, id) = (b.column(1), b.column(2));
+            let scope = arrow_array::cast::AsArray::as_string::<i32>(scope);
+            let id = arrow_array::cast::AsArray::as_string::<i32>(id);
+            for (s, i) in scope.iter().zip(id.iter()) {
+                if let (Some(tables::scope::IMAGE), Some(i)) = (s, i) {
+                    known.insert(i.to_string());
+                }
+            }
+        }
+    }
 }
 
 /// Validates one batch and stores it; returns the stored row count.
-async fn apply(store: &Arc<Store>, who: &Identity, b: Batch) -> Result<u64, Status> {
+async fn apply(store: &Arc<Store>, images: &StoredImages, who: &Identity, b: Batch) -> Result<u64, Status> {
     who.may_write(&b.agent_id)?;
     if b.contract_version != CONTRACT_VERSION {
         return Err(Status::failed_precondition(format!(
@@ -87,17 +115,21 @@ async fn apply(store: &Arc<Store>, who: &Identity, b: Batch) -> Result<u64, Stat
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     let store = store.clone();
     let (agent, epoch, seq) = (b.agent_id, b.boot_epoch, b.seq);
-    tokio::task::spawn_blocking(move || {
+    let (rows, batches) = tokio::task::spawn_blocking(move || {
         let rows = store.apply(table, &batches, &agent, epoch, seq);
         crash_point();
-        rows
+        (rows, batches)
     })
     .await
-    .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?
-    .map_err(|e| {
+    .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?;
+    let rows = rows.map_err(|e| {
         tracing::error!("store: {e}");
         Status::unavailable(format!("server could not store batch {seq}: {e}"))
-    })
+    })?;
+    if table.name == tables::CRAWLS.name {
+        images.note(&batches).await;
+    }
+    Ok(rows)
 }
 
 /// Fault injection for crash tests: with PERISCOPE_CRASH_AFTER_BATCHES=N the
@@ -128,12 +160,13 @@ impl Ingest for IngestService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
+        let images = self.images.clone();
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
                 let reply = match msg {
                     Ok(b) => {
                         let seq = b.seq;
-                        apply(&store, &who, b).await.map(|rows| Ack { seq, rows })
+                        apply(&store, &images, &who, b).await.map(|rows| Ack { seq, rows })
                     }
                     Err(s) => Err(s),
                 };
@@ -150,7 +183,7 @@ impl Ingest for IngestService {
         let who = self.auth.identify(&request)?;
         let r = request.into_inner();
         who.may_write(&r.agent_id)?;
-        let stored = stored_images(self.store.dir()).await?;
+        let stored = self.images.get(self.store.dir()).await?;
         let now = std::time::Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !stored.contains(id));
@@ -245,7 +278,7 @@ pub async fn serve_with(
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
     builder
         .add_service(
-            IngestServer::new(IngestService { store, auth, claims: Default::default() })
+            IngestServer::new(IngestService { store, auth, images: Default::default(), claims: Default::default() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -253,4 +286,33 @@ pub async fn serve_with(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_agent::encode::{Common, TableBuilder};
+
+    fn crawls_row(scope: &str, id: &str) -> RecordBatch {
+        let common = Common { host: "h".into(), scope: scope.into(), scope_id: id.into(), crawl_time_us: 1 };
+        let mut b = TableBuilder::new(&tables::CRAWLS);
+        b.push(&common, &[("rows", 1i64.into())]);
+        b.finish()
+    }
+
+    #[tokio::test]
+    async fn stored_images_load_from_the_store_once_and_follow_ingest() {
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path()).unwrap();
+        store.append(&tables::CRAWLS, &[crawls_row("image", "sha256:old")]).unwrap();
+        let images = StoredImages::default();
+        assert!(images.get(data.path()).await.unwrap().contains("sha256:old"));
+        // Stored after the first load: known through ingest, not a new query.
+        let later = [crawls_row("image", "sha256:new"), crawls_row("container", "c1")];
+        store.append(&tables::CRAWLS, &later).unwrap();
+        assert!(!images.get(data.path()).await.unwrap().contains("sha256:new"));
+        images.note(&later).await;
+        let known = images.get(data.path()).await.unwrap();
+        assert!(known.contains("sha256:new") && !known.contains("c1"), "{known:?}");
+    }
 }
