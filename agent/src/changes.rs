@@ -1,5 +1,6 @@
 //! Change-only sends. The agent remembers, per (scope, table), a digest of
-//! the rows the server last acknowledged. A table whose rows are the same
+//! the rows it last handed to the spool (which delivers them, in order, or
+//! says it evicted them, and then everything is forgotten). A table whose rows are the same
 //! again is not resent: the crawl carries one `unchanged` row naming it and
 //! the crawl that last sent it, and the server's current-state views read it
 //! from there. A table that emptied is simply absent from the new crawl.
@@ -29,7 +30,7 @@ pub struct Tracker {
     sent: HashMap<Key, Sent>,
 }
 
-/// A crawl rewritten for sending, and what to remember once it is acknowledged.
+/// A crawl rewritten for sending, and what to remember once it is spooled.
 #[derive(Debug, Default)]
 pub struct Reduced {
     pub batches: Vec<RecordBatch>,
@@ -69,14 +70,7 @@ fn digest(batches: &[&RecordBatch]) -> [u8; 32] {
 /// their first-seen order; `unchanged` and then `crawls` go last, so every
 /// crawl's completion marker still arrives after its rows.
 pub fn coalesce(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let mut groups: Vec<(&'static tables::Table, Vec<RecordBatch>)> = Vec::new();
-    for b in batches {
-        let t = table_of(&b);
-        match groups.iter_mut().find(|(x, _)| x.name == t.name) {
-            Some((_, v)) => v.push(b),
-            None => groups.push((t, vec![b])),
-        }
-    }
+    let mut groups = by_table(batches);
     let rank = |t: &tables::Table| match t.name {
         n if n == UNCHANGED.name => 1,
         n if n == CRAWLS.name => 2,
@@ -95,6 +89,21 @@ pub fn coalesce(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// Batches grouped by table, tables in first-seen order.
+fn by_table<B: std::borrow::Borrow<RecordBatch>>(
+    batches: impl IntoIterator<Item = B>,
+) -> Vec<(&'static tables::Table, Vec<B>)> {
+    let mut groups: Vec<(&'static tables::Table, Vec<B>)> = Vec::new();
+    for b in batches {
+        let t = table_of(b.borrow());
+        match groups.iter_mut().find(|(x, _)| x.name == t.name) {
+            Some((_, v)) => v.push(b),
+            None => groups.push((t, vec![b])),
+        }
+    }
+    groups
+}
+
 impl Tracker {
     /// The batches to send for `crawl`: changed tables in full, an
     /// `unchanged` row for each table equal to what the server has, the
@@ -102,14 +111,7 @@ impl Tracker {
     pub fn reduce(&self, crawl: &Crawl) -> Reduced {
         let c = &crawl.common;
         let key = |t: &'static str| (c.host.clone(), c.scope.clone(), c.scope_id.clone(), t);
-        let mut by_table: Vec<(&'static tables::Table, Vec<&RecordBatch>)> = Vec::new();
-        for b in &crawl.batches {
-            let t = table_of(b);
-            match by_table.iter_mut().find(|(x, _)| x.name == t.name) {
-                Some((_, v)) => v.push(b),
-                None => by_table.push((t, vec![b])),
-            }
-        }
+        let by_table = by_table(crawl.batches.iter());
         let mut out = Reduced::default();
         let mut marker = Sink::new(c.clone());
         let mut crawls_batches = Vec::new();
@@ -143,7 +145,7 @@ impl Tracker {
         out
     }
 
-    /// Remembers what the server acknowledged.
+    /// Remembers what was spooled for the server.
     pub fn commit(&mut self, reduced: Reduced) {
         for (k, s) in reduced.pending {
             match s {
@@ -188,8 +190,7 @@ mod tests {
         let same = t.reduce(&crawl(3, &["5.2"]));
         assert_eq!(tables(&same), ["unchanged", "crawls"]);
         assert_eq!((same.tables_sent, same.tables_unchanged), (0, 1));
-        let (rows, _) = (same.batches[0].clone(), ());
-        let since = rows.column_by_name("since").unwrap();
+        let since = same.batches[0].column_by_name("since").unwrap();
         assert_eq!(
             arrow_array::cast::AsArray::as_primitive::<arrow_array::types::TimestampMicrosecondType>(since).value(0),
             1,
