@@ -5,7 +5,9 @@
 //! 1. Bulk: HOSTS hosts each send one full crawl (PACKAGES package rows and
 //!    PROCESSES process rows, plus the crawls row), SENDERS at a time. Reports
 //!    rows/s, wire bytes/row and rows per server CPU second (read from the
-//!    server's /proc/<pid>/stat).
+//!    server's /proc/<pid>/stat). Batches are acknowledged once in the
+//!    write-ahead log; the server is then stopped, which writes its buffered
+//!    rows as Parquet, and the rate is reported again with that CPU included.
 //! 2. Fleet: FLEET lightweight agents each send one change-only crawl (their
 //!    live tables changed, everything else `unchanged`), as a fleet at a 60 s
 //!    interval does; reports sends/s and so the hosts one server sustains.
@@ -114,6 +116,15 @@ fn change_only(host: usize, processes: usize) -> Vec<RecordBatch> {
     batches
 }
 
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() { walk_bytes(&e.path()) } else { m.len() };
+    }
+    n
+}
+
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split_whitespace().collect();
@@ -132,6 +143,28 @@ fn clock_ticks() -> f64 {
 }
 
 struct Server(Child, String);
+
+impl Server {
+    /// SIGTERM (the server flushes its buffer to Parquet and exits); returns
+    /// seconds to exit and the server CPU seconds spent meanwhile (up to the
+    /// last reading before it exited).
+    fn stop(mut self) -> (f64, f64) {
+        let pid = self.0.id();
+        let cpu0 = cpu_seconds(pid);
+        let start = Instant::now();
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let mut cpu = cpu0;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert!(status.success(), "server exited with {status}");
+                break;
+            }
+            cpu = cpu_seconds(pid).max(cpu);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        (start.elapsed().as_secs_f64(), cpu - cpu0)
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -209,6 +242,15 @@ async fn main() {
         rows as f64 / cpu.max(1e-9)
     );
 
+    let (flush_secs, flush_cpu) = server.stop();
+    let on_disk: u64 = walk_bytes(&data.path().join("tables"));
+    println!(
+        "  then writing them as Parquet (clean stop): {flush_secs:.2} s, server CPU {flush_cpu:.2} s; {:.0} rows per server CPU second in all; {:.1} bytes/row on disk",
+        rows as f64 / (cpu + flush_cpu).max(1e-9),
+        on_disk as f64 / rows as f64
+    );
+
+    let server = start_server(data.path());
     let steady: Vec<_> = (0..fleet).map(|h| change_only(h, processes)).collect();
     let (rows, bytes, secs, cpu) = run(&server, steady, senders * 4).await;
     let per_sec = fleet as f64 / secs;

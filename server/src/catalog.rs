@@ -5,33 +5,112 @@
 //! its newest row per scope; every other table `<table>` is a view of the rows
 //! from its scope's latest completed crawl — "what is true now" — or, for a
 //! table that crawl marked unchanged, from the crawl that last sent it. A context is
-//! built per query, so each query sees the files present when it starts.
+//! built per query over a [`Snapshot`], so each query sees the rows acknowledged
+//! when it starts, flushed to Parquet or not.
 
-use std::path::Path;
 use std::sync::Arc;
 
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::Result;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use periscope_proto::tables::{CRAWLS, TABLES, UNCHANGED};
+use periscope_proto::tables::{CRAWLS, TABLES, Table, UNCHANGED};
 
-use crate::store::table_dir;
+use crate::store::Snapshot;
 
-/// Builds a fresh session over the data directory `data`.
-pub async fn context(data: &Path) -> Result<SessionContext> {
+/// One table as of a snapshot: its committed Parquet files and its rows not
+/// yet flushed, scanned as one. Holds the snapshot (and so, for a reader in
+/// another process, the shared store lock) while any plan uses it.
+struct StoredTable {
+    schema: SchemaRef,
+    files: Option<ListingTable>,
+    recent: MemTable,
+    _snapshot: Arc<Snapshot>,
+}
+
+impl std::fmt::Debug for StoredTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTable").finish_non_exhaustive()
+    }
+}
+
+impl StoredTable {
+    fn new(t: &Table, snapshot: &Arc<Snapshot>) -> Result<StoredTable> {
+        let schema = t.schema();
+        let paths = snapshot.files.get(t.name).map(Vec::as_slice).unwrap_or_default();
+        let files = if paths.is_empty() {
+            None
+        } else {
+            let urls =
+                paths.iter().map(|p| ListingTableUrl::parse(p.display().to_string())).collect::<Result<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let cfg = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema.clone());
+            Some(ListingTable::try_new(cfg)?)
+        };
+        let recent = snapshot.batches.get(t.name).cloned().unwrap_or_default();
+        let recent = MemTable::try_new(schema.clone(), vec![recent])?;
+        Ok(StoredTable { schema, files, recent, _snapshot: snapshot.clone() })
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoredTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters prune Parquet row groups; they are applied again above the
+        // scan, since the in-memory part ignores them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let recent = self.recent.scan(state, projection, &[], limit).await?;
+        let Some(files) = &self.files else { return Ok(recent) };
+        let stored = files.scan(state, projection, filters, limit).await?;
+        UnionExec::try_new(vec![stored, recent])
+    }
+}
+
+/// Builds a fresh session over `snapshot`.
+pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
+    context_with(snapshot, None).await
+}
+
+/// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when given.
+pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
     let config =
         SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("periscope", "public");
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = match runtime {
+        Some(rt) => SessionContext::new_with_config_rt(config, rt),
+        None => SessionContext::new_with_config(config),
+    };
     crate::udf::register(&ctx);
+    let snapshot = Arc::new(snapshot);
     for t in TABLES {
-        let dir = table_dir(data, t);
-        std::fs::create_dir_all(&dir)?;
-        let url = ListingTableUrl::parse(format!("{}/", dir.canonicalize()?.display()))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let cfg = ListingTableConfig::new(url).with_listing_options(options).with_schema(t.schema());
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
-        ctx.register_table(name, Arc::new(ListingTable::try_new(cfg)?))?;
+        ctx.register_table(name, Arc::new(StoredTable::new(t, &snapshot)?))?;
     }
     register_descriptions(&ctx)?;
     ctx.sql(

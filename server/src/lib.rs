@@ -1,17 +1,20 @@
 //! Periscope's server, as a library.
 //!
 //! Data flows one way: agents' batches arrive through [`service`] (gRPC
-//! ingest), are made durable by [`store`] as Parquet files, and are answered in
+//! ingest), are made durable by [`store`] (a write-ahead log, then large Parquet files), and are answered in
 //! SQL by DataFusion over the [`catalog`] via [`query`]; [`output`] formats
 //! results for the `periscope` CLI. [`quickstart`] runs all of it in one process.
 
 pub mod auth;
 pub mod catalog;
+pub mod flight;
 pub mod output;
 pub mod query;
 pub mod quickstart;
 pub mod service;
+pub mod sqlauth;
 pub mod store;
 #[cfg(test)]
 mod testutil;
 pub mod udf;
+pub mod wal;

@@ -41,6 +41,27 @@ enum Cmd {
         /// host identity taken from its certificate's subject CN.
         #[arg(long, requires = "tls_cert")]
         client_ca: Option<PathBuf>,
+        /// Write buffered rows as Parquet once this many bytes of them are in
+        /// memory; the server holds at most about twice this in rows.
+        #[arg(long, default_value_t = 256 << 20)]
+        flush_bytes: usize,
+        /// Write buffered rows as Parquet at least this often (seconds), so
+        /// engines reading the files directly lag by at most this much.
+        #[arg(long, default_value_t = 60)]
+        flush_secs: u64,
+        /// Serve Arrow Flight SQL (ADBC, JDBC, DBeaver) on this address; needs --sql-user.
+        #[arg(long)]
+        flight_listen: Option<String>,
+        /// A SQL user, NAME:PASSWORD (repeatable; the environment variable takes a
+        /// comma-separated list). With any, remote SQL needs a user's credentials.
+        #[arg(long, env = "PERISCOPE_SQL_USERS", value_delimiter = ',', hide_env_values = true)]
+        sql_user: Vec<String>,
+        /// Memory one remote query may use, result included; beyond it the query is refused.
+        #[arg(long, default_value_t = 1 << 30)]
+        query_memory_bytes: usize,
+        /// Seconds a remote query may run before it is cancelled.
+        #[arg(long, default_value_t = 60)]
+        query_timeout_secs: u64,
     },
     /// Run one SQL query against a server or a data directory.
     Sql {
@@ -54,6 +75,9 @@ enum Cmd {
         data: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// SQL user to authenticate as (password from PERISCOPE_PASSWORD).
+        #[arg(long, env = "PERISCOPE_USER")]
+        user: Option<String>,
     },
     /// Crawl this machine into a local store with an in-process server and show what SQL sees.
     Quickstart {
@@ -97,7 +121,21 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve { data, listen, enroll_secret, node_key_ttl_secs, tls_cert, tls_key, client_ca } => {
+        Cmd::Serve {
+            data,
+            listen,
+            enroll_secret,
+            node_key_ttl_secs,
+            tls_cert,
+            tls_key,
+            client_ca,
+            flush_bytes,
+            flush_secs,
+            flight_listen,
+            sql_user,
+            query_memory_bytes,
+            query_timeout_secs,
+        } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
                 (Some(c), Some(k)) => Some(service::TlsFiles {
@@ -117,9 +155,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 enroll_secret,
                 node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
             };
-            service::serve_with(data, listener, auth, tls, shutdown_signal()).await
+            let sql_users = periscope_server::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let flight = match &flight_listen {
+                Some(a) => {
+                    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+                    eprintln!("periscope: Flight SQL on {}", l.local_addr()?);
+                    Some(l)
+                }
+                None => None,
+            };
+            let opts = service::ServeOptions {
+                auth,
+                tls,
+                store: periscope_server::store::StoreConfig {
+                    flush_bytes,
+                    flush_interval: std::time::Duration::from_secs(flush_secs),
+                },
+                limits: periscope_server::query::Limits {
+                    memory_bytes: query_memory_bytes,
+                    timeout: std::time::Duration::from_secs(query_timeout_secs),
+                },
+                sql_users: std::sync::Arc::new(sql_users),
+                flight,
+            };
+            service::serve_with(data, listener, opts, shutdown_signal()).await
         }
-        Cmd::Sql { sql, server, data, format } => {
+        Cmd::Sql { sql, server, data, format, user } => {
             let (schema, batches) = match data {
                 Some(dir) => {
                     if !dir.join("tables").is_dir() {
@@ -127,7 +189,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     query::run(&dir, &sql, query::Access::Local).await?
                 }
-                None => query::remote(&server, &sql).await?,
+                None => {
+                    let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
+                    query::remote(&server, &sql, credentials.as_ref()).await?
+                }
             };
             output::write(format, &schema, &batches, &mut std::io::stdout().lock())
         }

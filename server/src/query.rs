@@ -1,16 +1,23 @@
 //! Running SQL over a data directory, locally or on behalf of a remote client.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use futures::StreamExt;
 use periscope_proto::ipc;
 use periscope_proto::v1::SqlRequest;
 use periscope_proto::v1::query_client::QueryClient;
 
 use crate::catalog;
+use crate::store::{Snapshot, Store};
 
 /// Who is asking: remote users may only read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +29,10 @@ pub enum Access {
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{0}")]
+    Store(String),
+    #[error("refused: {0}")]
+    Limit(String),
+    #[error("{0}")]
     Sql(#[from] datafusion::error::DataFusionError),
     #[error("cannot reach server at {url}: {message}")]
     Unreachable { url: String, message: String },
@@ -31,22 +42,114 @@ pub enum QueryError {
     Decode { url: String, message: String },
 }
 
-/// Runs `sql` against the files under `data`.
-pub async fn run(data: &Path, sql: &str, access: Access) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    let ctx = catalog::context(data).await?;
-    let options = match access {
-        // Remote users read; DDL, DML and SET are refused before planning.
+/// The sandbox every remote query runs in: a memory pool (no spilling to
+/// disk) that also caps the result, and a time limit after which the query is
+/// cancelled.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(60) }
+    }
+}
+
+impl Limits {
+    /// No limits: the local CLI over a data directory, the user's own process.
+    pub fn none() -> Limits {
+        Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64) }
+    }
+
+    fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
+        if self.memory_bytes == usize::MAX {
+            return Ok(None);
+        }
+        let rt = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.memory_bytes)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
+        Ok(Some(rt))
+    }
+}
+
+fn options(access: Access) -> SQLOptions {
+    match access {
+        // Remote users read; DDL (CREATE EXTERNAL TABLE …), DML (INSERT, COPY … TO)
+        // and statements (SET, transactions, PREPARE) are refused before planning.
         Access::ReadOnly => SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false),
         Access::Local => SQLOptions::new(),
+    }
+}
+
+/// Runs `sql` against a data directory from outside the server (which may be running).
+pub async fn run(data: &Path, sql: &str, access: Access) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let snapshot = Store::read(data).map_err(|e| QueryError::Store(e.to_string()))?;
+    run_on(snapshot, sql, access, &Limits::none()).await
+}
+
+/// Runs `sql` against a snapshot of the store within `limits`.
+pub async fn run_on(
+    snapshot: Snapshot,
+    sql: &str,
+    access: Access,
+    limits: &Limits,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let work = async {
+        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+        let df = ctx.sql_with_options(sql, options(access)).await?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| memory(e, limits))?;
+            bytes = bytes.saturating_add(b.get_array_memory_size());
+            if bytes > limits.memory_bytes {
+                return Err(QueryError::Limit(format!(
+                    "the result is larger than a query may use ({} bytes, --query-memory-bytes); \
+                     add a LIMIT or aggregate",
+                    limits.memory_bytes
+                )));
+            }
+            batches.push(b);
+        }
+        Ok((schema, batches))
     };
-    let df = ctx.sql_with_options(sql, options).await?;
-    let schema = df.schema().inner().clone();
-    let batches = df.collect().await?;
-    Ok((schema, batches))
+    // Dropping the query's stream on timeout cancels it (DataFusion's operators yield to tokio).
+    match tokio::time::timeout(limits.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(QueryError::Limit(format!(
+            "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+            limits.timeout.as_secs()
+        ))),
+    }
+}
+
+/// Plans `sql` as a remote read and returns its result schema without running it.
+pub async fn plan_schema(snapshot: Snapshot, sql: &str) -> Result<SchemaRef, QueryError> {
+    let ctx = catalog::context(snapshot).await?;
+    let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
+    Ok(df.schema().inner().clone())
+}
+
+fn memory(e: DataFusionError, limits: &Limits) -> QueryError {
+    if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+        return QueryError::Limit(format!(
+            "query needs more memory than a query may use ({} bytes, --query-memory-bytes): {e}",
+            limits.memory_bytes
+        ));
+    }
+    QueryError::Sql(e)
 }
 
 /// Runs `sql` on the server at `url`.
-pub async fn remote(url: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+pub async fn remote(
+    url: &str,
+    sql: &str,
+    credentials: Option<&(String, String)>,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let unreachable = |m: String| QueryError::Unreachable { url: url.to_string(), message: m };
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| unreachable(e.to_string()))?;
     let channel = endpoint.connect().await.map_err(|e| {
@@ -58,7 +161,17 @@ pub async fn remote(url: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>
     })?;
     let mut client = QueryClient::new(channel).max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES);
     let server = |s: tonic::Status| QueryError::Server { url: url.to_string(), message: s.message().to_string() };
-    let mut stream = client.sql(SqlRequest { sql: sql.to_string() }).await.map_err(server)?.into_inner();
+    let mut request = tonic::Request::new(SqlRequest { sql: sql.to_string() });
+    if let Some((user, password)) = credentials {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let value = format!("Basic {basic}").parse().map_err(|_| QueryError::Server {
+            url: url.to_string(),
+            message: "user name or password cannot be sent in a header".into(),
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut stream = client.sql(request).await.map_err(server)?.into_inner();
     let mut schema = None;
     let mut batches = Vec::new();
     while let Some(chunk) = stream.next().await {

@@ -22,7 +22,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Auth, AuthConfig, Identity};
 use crate::query;
-use crate::store::Store;
+use crate::sqlauth::SqlUsers;
+use crate::store::{Store, StoreConfig};
 
 /// Largest message accepted from an agent.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -47,13 +48,13 @@ pub const IMAGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(
 pub struct StoredImages(tokio::sync::Mutex<Option<std::collections::HashSet<String>>>);
 
 impl StoredImages {
-    async fn get(&self, data: &std::path::Path) -> Result<std::collections::HashSet<String>, Status> {
+    async fn get(&self, store: &Store) -> Result<std::collections::HashSet<String>, Status> {
         let mut known = self.0.lock().await;
         if known.is_none() {
-            let (_, batches) =
-                query::run(data, "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'", query::Access::ReadOnly)
-                    .await
-                    .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
+            let sql = "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'";
+            let (_, batches) = query::run_on(store.snapshot(), sql, query::Access::Local, &query::Limits::none())
+                .await
+                .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
             let mut out = std::collections::HashSet::new();
             for b in &batches {
                 let col = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
@@ -81,8 +82,9 @@ impl StoredImages {
     }
 }
 
-/// Validates one batch and stores it; returns the stored row count.
-async fn apply(store: &Arc<Store>, images: &StoredImages, who: &Identity, b: Batch) -> Result<u64, Status> {
+/// Validates one batch and hands it to the store. The receiver answers with
+/// the stored row count once the batch is durable.
+fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Option<Vec<RecordBatch>>), Status> {
     who.may_write(&b.agent_id)?;
     if b.contract_version != CONTRACT_VERSION {
         return Err(Status::failed_precondition(format!(
@@ -90,15 +92,12 @@ async fn apply(store: &Arc<Store>, images: &StoredImages, who: &Identity, b: Bat
             b.agent_id, b.contract_version
         )));
     }
-    let table = tables::table(&b.table)
-        .ok_or_else(|| Status::invalid_argument(format!("batch {} names unknown table {:?}", b.seq, b.table)))?;
     let zstd = match b.compression() {
         periscope_proto::v1::Compression::None => false,
         periscope_proto::v1::Compression::Zstd => true,
     };
-    let (schema, batches) = ipc::decode_wire(&b.arrow_ipc, zstd, MAX_INFLATED_BYTES)
-        .map_err(|e| Status::invalid_argument(format!("batch {} for {}: bad Arrow IPC: {e}", b.seq, table.name)))?;
-    table.check(&schema).map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
+    let (table, batches) = crate::store::decode_batch(&b.table, zstd, &b.arrow_ipc)
+        .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     if *who != Identity::Open {
         for x in &batches {
             let hosts = arrow_array::cast::AsArray::as_string::<i32>(x.column(0));
@@ -107,47 +106,20 @@ async fn apply(store: &Arc<Store>, images: &StoredImages, who: &Identity, b: Bat
             }
         }
     }
-    // Stored under the declared schema, column descriptions included (the wire leaves them out).
-    let batches = batches
-        .into_iter()
-        .map(|x| RecordBatch::try_new(table.schema(), x.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
-    let store = store.clone();
-    let (agent, epoch, seq) = (b.agent_id, b.boot_epoch, b.seq);
-    let (rows, batches) = tokio::task::spawn_blocking(move || {
-        let rows = store.apply(table, &batches, &agent, epoch, seq);
-        crash_point();
-        (rows, batches)
-    })
-    .await
-    .map_err(|e| Status::internal(format!("internal error: store task failed: {e}")))?;
-    let rows = rows.map_err(|e| {
-        tracing::error!("store: {e}");
-        Status::unavailable(format!("server could not store batch {seq}: {e}"))
-    })?;
-    if table.name == tables::CRAWLS.name {
-        images.note(&batches).await;
-    }
-    Ok(rows)
+    let crawls = (table.name == tables::CRAWLS.name).then(|| batches.clone());
+    let record = crate::wal::Record {
+        table: b.table,
+        agent: b.agent_id,
+        epoch: b.boot_epoch,
+        seq: b.seq,
+        zstd,
+        ipc: b.arrow_ipc,
+    };
+    Ok((store.submit(record, table, batches), crawls))
 }
 
-/// Fault injection for crash tests: with PERISCOPE_CRASH_AFTER_BATCHES=N the
-/// process aborts right after storing its Nth batch and before acknowledging
-/// it — the one moment a random SIGKILL rarely hits, where a resent batch
-/// must not be stored twice.
-fn crash_point() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STORED: AtomicU64 = AtomicU64::new(0);
-    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    let limit = LIMIT.get_or_init(|| std::env::var("PERISCOPE_CRASH_AFTER_BATCHES").ok()?.parse().ok());
-    if let Some(limit) = limit
-        && STORED.fetch_add(1, Ordering::SeqCst) + 1 == *limit
-    {
-        eprintln!("periscope: PERISCOPE_CRASH_AFTER_BATCHES={limit} reached: aborting before the ack");
-        std::process::abort();
-    }
-}
+type Receiver = tokio::sync::oneshot::Receiver<Result<u64, String>>;
+type Pending = Result<(u64, Receiver, Option<Vec<RecordBatch>>), Status>;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -159,15 +131,39 @@ impl Ingest for IngestService {
         let who = self.auth.identify(&request)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
+        // Batches are validated and logged as they arrive, without waiting for
+        // the previous one to be durable; acks follow in order as each becomes
+        // durable, so one stream can fill a whole group commit.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(256);
         let store = self.store.clone();
-        let images = self.images.clone();
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
-                let reply = match msg {
-                    Ok(b) => {
-                        let seq = b.seq;
-                        apply(&store, &images, &who, b).await.map(|rows| Ack { seq, rows })
-                    }
+                let item = msg.and_then(|b| {
+                    let seq = b.seq;
+                    submit(&store, &who, b).map(|(rx, crawls)| (seq, rx, crawls))
+                });
+                let stop = item.is_err();
+                if pending_tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let images = self.images.clone();
+        tokio::spawn(async move {
+            while let Some(item) = pending_rx.recv().await {
+                let reply = match item {
+                    Ok((seq, rx, crawls)) => match rx.await {
+                        Ok(Ok(rows)) => {
+                            if let Some(c) = crawls {
+                                images.note(&c).await;
+                            }
+                            Ok(Ack { seq, rows })
+                        }
+                        Ok(Err(e)) => Err(Status::unavailable(format!("server could not store batch {seq}: {e}"))),
+                        Err(_) => {
+                            Err(Status::unavailable(format!("server could not store batch {seq}: shutting down")))
+                        }
+                    },
                     Err(s) => Err(s),
                 };
                 let stop = reply.is_err();
@@ -183,7 +179,7 @@ impl Ingest for IngestService {
         let who = self.auth.identify(&request)?;
         let r = request.into_inner();
         who.may_write(&r.agent_id)?;
-        let stored = self.images.get(self.store.dir()).await?;
+        let stored = self.images.get(&self.store).await?;
         let now = std::time::Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !stored.contains(id));
@@ -211,7 +207,9 @@ impl Ingest for IngestService {
 }
 
 pub struct QueryService {
-    data: PathBuf,
+    store: Arc<Store>,
+    limits: query::Limits,
+    users: Arc<SqlUsers>,
 }
 
 #[tonic::async_trait]
@@ -219,8 +217,11 @@ impl Query for QueryService {
     type SqlStream = BoxStream<SqlChunk>;
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
+        if !self.users.is_empty() {
+            self.users.identify(request.metadata())?;
+        }
         let sql = request.into_inner().sql;
-        let (schema, batches) = query::run(&self.data, &sql, query::Access::ReadOnly)
+        let (schema, batches) = query::run_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut chunks = vec![ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()))?];
@@ -242,7 +243,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    serve_with(data, listener, AuthConfig::default(), None, shutdown).await
+    serve_with(data, listener, ServeOptions::default(), shutdown).await
 }
 
 /// TLS for the gRPC port, PEM-encoded.
@@ -255,18 +256,36 @@ pub struct TlsFiles {
     pub client_ca: Option<Vec<u8>>,
 }
 
+/// How `periscope serve` runs, beyond its data directory and gRPC listener.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Agent enrollment.
+    pub auth: AuthConfig,
+    /// TLS for the gRPC port (and the Flight SQL port).
+    pub tls: Option<TlsFiles>,
+    pub store: StoreConfig,
+    /// The sandbox for remote queries.
+    pub limits: query::Limits,
+    /// SQL users; when there are any, remote SQL needs one's credentials.
+    pub sql_users: Arc<SqlUsers>,
+    /// Where to serve Flight SQL, if at all (needs SQL users).
+    pub flight: Option<TcpListener>,
+}
+
 /// Runs the server on `listener` until `shutdown` completes.
 pub async fn serve_with(
     data: PathBuf,
     listener: TcpListener,
-    auth: AuthConfig,
-    tls: Option<TlsFiles>,
+    opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(Store::open(&data)?);
-    let auth = Arc::new(Auth::open(&data, auth)?);
+    if opts.flight.is_some() && opts.sql_users.is_empty() {
+        anyhow::bail!("Flight SQL needs at least one SQL user (--sql-user NAME:PASSWORD)");
+    }
+    let store = Arc::new(Store::open_with(&data, opts.store)?);
+    let auth = Arc::new(Auth::open(&data, opts.auth)?);
     let mut builder = tonic::transport::Server::builder();
-    if let Some(t) = tls {
+    if let Some(t) = opts.tls.clone() {
         use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
         let mut cfg = ServerTlsConfig::new().identity(TlsIdentity::from_pem(t.cert, t.key));
         if let Some(ca) = t.client_ca {
@@ -276,15 +295,47 @@ pub async fn serve_with(
     }
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
-    builder
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let flight = opts.flight.map(|l| {
+        let f = crate::flight::FlightSql {
+            store: store.clone(),
+            users: opts.sql_users.clone(),
+            limits: opts.limits.clone(),
+        };
+        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
+        tokio::spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
+    });
+    let grpc = builder
         .add_service(
-            IngestServer::new(IngestService { store, auth, images: Default::default(), claims: Default::default() })
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            IngestServer::new(IngestService {
+                store: store.clone(),
+                auth,
+                images: Default::default(),
+                claims: Default::default(),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            QueryServer::new(QueryService { store: store.clone(), limits: opts.limits, users: opts.sql_users })
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(QueryServer::new(QueryService { data }).max_encoding_message_size(MAX_MESSAGE_BYTES))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stop_rx));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let (served, ()) = tokio::join!(grpc, shutdown);
+    served?;
+    if let Some(f) = flight {
+        f.await??;
+    }
+    // Whatever is buffered goes to Parquet before a clean exit.
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
     Ok(())
 }
 
@@ -304,15 +355,15 @@ mod tests {
     async fn stored_images_load_from_the_store_once_and_follow_ingest() {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path()).unwrap();
-        store.append(&tables::CRAWLS, &[crawls_row("image", "sha256:old")]).unwrap();
+        store.apply(&tables::CRAWLS, &[crawls_row("image", "sha256:old")], "a", 1, 1).await.unwrap();
         let images = StoredImages::default();
-        assert!(images.get(data.path()).await.unwrap().contains("sha256:old"));
+        assert!(images.get(&store).await.unwrap().contains("sha256:old"));
         // Stored after the first load: known through ingest, not a new query.
         let later = [crawls_row("image", "sha256:new"), crawls_row("container", "c1")];
-        store.append(&tables::CRAWLS, &later).unwrap();
-        assert!(!images.get(data.path()).await.unwrap().contains("sha256:new"));
+        store.apply(&tables::CRAWLS, &later, "a", 1, 2).await.unwrap();
+        assert!(!images.get(&store).await.unwrap().contains("sha256:new"));
         images.note(&later).await;
-        let known = images.get(data.path()).await.unwrap();
+        let known = images.get(&store).await.unwrap();
         assert!(known.contains("sha256:new") && !known.contains("c1"), "{known:?}");
     }
 }

@@ -1,13 +1,28 @@
-//! The durable store: one directory per table under `<data>/tables/`, holding
-//! immutable Parquet files. A file becomes visible only by an atomic rename
-//! after its bytes and then its directory are fsynced, so a reader — the
-//! server, or `periscope sql --data` in another process — never sees a partial
-//! file, and an acknowledged batch survives a crash.
+//! The durable store.
+//!
+//! An agent's batch is acknowledged once its wire bytes are in the write-ahead
+//! log ([`crate::wal`]), fsynced together with whatever else arrived meanwhile
+//! (group commit). The decoded rows wait in memory, where queries see them,
+//! until a flush writes each table's buffered rows as one Parquet file
+//! (`tables/<table>/wal-<n>.parquet`) and retires the log segments they came
+//! from. So Parquet files are large and few, whatever the number of agents.
+//!
+//! A flush commits atomically: its files are written under temporary names,
+//! then, holding `store.lock` exclusively, renamed into place and sealed by the
+//! marker `wal/flushed.json` (the first segment not yet in Parquet, and the
+//! highest seq applied per agent and boot epoch up to there). A `wal-<n>` file
+//! beyond the marker is an unfinished flush and is ignored, and removed on
+//! open. Readers in other processes (`periscope sql --data`) hold the lock
+//! shared and read the Parquet files plus the live log segments, so they see
+//! every acknowledged row exactly once; engines without Periscope (DuckDB,
+//! Spark) read the Parquet files, which hold everything up to the last flush.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -15,92 +30,120 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use periscope_proto::tables::{TABLES, Table};
 
+use crate::wal::{self, Record, Segment};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("data directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("writing parquet {path}: {source}")]
     Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    #[error("data directory {0} is in use by another periscope server")]
+    InUse(PathBuf),
+    #[error("{0}")]
+    Failed(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
-#[derive(Debug)]
-pub struct Store {
-    dir: PathBuf,
-    counter: AtomicU64,
+/// When buffered rows are written out as Parquet.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Flush once this many bytes of decoded rows are buffered. Ingest waits
+    /// while a full buffer is still being flushed, so the server holds at most
+    /// about twice this in rows.
+    pub flush_bytes: usize,
+    /// Flush buffered rows at least this often, so other engines reading the
+    /// Parquet files lag by at most this much.
+    pub flush_interval: Duration,
 }
 
-impl Store {
-    /// Opens (creating as needed) a data directory with a folder per declared table.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let dir = dir.as_ref().to_path_buf();
-        for t in TABLES {
-            let d = table_dir(&dir, t);
-            fs::create_dir_all(&d).map_err(io(&d))?;
-        }
-        Ok(Store { dir, counter: AtomicU64::new(0) })
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { flush_bytes: 256 << 20, flush_interval: Duration::from_secs(60) }
     }
+}
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
+/// Highest seq applied per (agent, boot epoch). Agents number batches in
+/// order and resend in order, so a seq at or below it is a repeat.
+type Applied = HashMap<(String, u64), u64>;
+type Buffer = BTreeMap<&'static str, Vec<RecordBatch>>;
 
-    /// Writes `batches` of `table` as one Parquet file and returns only once it
-    /// is durable. Blocking: call from a blocking context.
-    pub fn append(&self, table: &Table, batches: &[RecordBatch]) -> Result<u64, StoreError> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.write(table, batches, &format!("part-{nanos:020}-{}-{n:06}.parquet", std::process::id()))
-    }
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Marker {
+    /// Segments numbered below this are in Parquet.
+    through: u64,
+    applied: Vec<(String, u64, u64)>,
+}
 
-    /// Like [`append`](Self::append) for a batch an agent numbered: the file
-    /// is named after (agent, boot epoch, seq), so a batch sent again after a
-    /// lost acknowledgement (server crash, broken stream) finds its file
-    /// already there and is not stored twice.
-    pub fn apply(
-        &self,
-        table: &Table,
-        batches: &[RecordBatch],
-        agent_id: &str,
-        epoch: u64,
-        seq: u64,
-    ) -> Result<u64, StoreError> {
-        use sha2::Digest;
-        let agent: String =
-            sha2::Sha256::digest(agent_id.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
-        self.write(table, batches, &format!("batch-{agent}-{epoch:020}-{seq:012}.parquet"))
-    }
+/// Rows as of one moment: the Parquet files then visible and the rows not yet
+/// flushed. Holds the shared store lock when read from another process.
+pub struct Snapshot {
+    pub files: BTreeMap<&'static str, Vec<PathBuf>>,
+    pub batches: Buffer,
+    _guard: Option<File>,
+}
 
-    fn write(&self, table: &Table, batches: &[RecordBatch], name: &str) -> Result<u64, StoreError> {
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if rows == 0 {
-            return Ok(0);
-        }
-        let dir = table_dir(&self.dir, table);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let dst = dir.join(name);
-        if dst.exists() {
-            return Ok(rows as u64);
-        }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-            .build();
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let pq = |source| StoreError::Parquet { path: tmp.clone(), source };
-        let mut w = ArrowWriter::try_new(file, table.schema(), Some(props)).map_err(pq)?;
-        for b in batches {
-            w.write(b).map_err(pq)?;
-        }
-        let file = w.into_inner().map_err(pq)?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &dst).map_err(io(&dst))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
-        Ok(rows as u64)
+struct State {
+    files: BTreeMap<&'static str, Vec<PathBuf>>,
+    active: Buffer,
+    active_bytes: usize,
+    active_since: Option<Instant>,
+    flushing: Option<Buffer>,
+    flush_requested: bool,
+    closing: bool,
+    failed: Option<String>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: StoreConfig,
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
+
+enum Cmd {
+    Append { record: Record, table: &'static Table, batches: Vec<RecordBatch>, reply: Reply },
+    Rotate(mpsc::Sender<(u64, Applied)>),
+}
+
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    _server_lock: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.shared.dir).finish()
+    }
+}
+
+/// Decodes an agent batch's wire bytes and checks them against the declared
+/// table; the rows come back under the declared schema (with its column
+/// descriptions, which the wire leaves out).
+pub fn decode_batch(table: &str, zstd: bool, ipc: &[u8]) -> Result<(&'static Table, Vec<RecordBatch>), String> {
+    let table = periscope_proto::tables::table(table).ok_or_else(|| format!("unknown table {table:?}"))?;
+    let (schema, batches) = periscope_proto::ipc::decode_wire(ipc, zstd, crate::service::MAX_INFLATED_BYTES)
+        .map_err(|e| format!("{}: bad Arrow IPC: {e}", table.name))?;
+    table.check(&schema).map_err(|e| e.to_string())?;
+    let batches = batches
+        .into_iter()
+        .map(|x| RecordBatch::try_new(table.schema(), x.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((table, batches))
 }
 
 /// Where a table's files live under a data directory.
@@ -108,42 +151,625 @@ pub fn table_dir(data: &Path, table: &Table) -> PathBuf {
     data.join("tables").join(table.name)
 }
 
+fn wal_dir(data: &Path) -> PathBuf {
+    data.join("wal")
+}
+
+fn read_marker(data: &Path) -> Result<(u64, Applied), StoreError> {
+    let path = wal_dir(data).join("flushed.json");
+    let m: Marker = match fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Failed(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marker::default(),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    Ok((m.through, m.applied.into_iter().map(|(a, e, s)| ((a, e), s)).collect()))
+}
+
+fn write_marker(data: &Path, through: u64, applied: &Applied) -> Result<(), StoreError> {
+    let dir = wal_dir(data);
+    let m = Marker { through, applied: applied.iter().map(|((a, e), s)| (a.clone(), *e, *s)).collect() };
+    let tmp = dir.join(".flushed.json.tmp");
+    let bytes = serde_json::to_vec(&m).map_err(|e| StoreError::Failed(e.to_string()))?;
+    (|| {
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join("flushed.json"))?;
+        File::open(&dir)?.sync_all()
+    })()
+    .map_err(io(&dir))
+}
+
+/// The flush number of a committed-or-not flush file `wal-<n>.parquet`.
+fn flush_number(name: &str) -> Option<u64> {
+    name.strip_prefix("wal-")?.strip_suffix(".parquet")?.parse().ok()
+}
+
+/// The visible Parquet files of every table, given the marker's `through`.
+/// With `clean`, leftovers of unfinished writes are removed.
+fn list_files(data: &Path, through: u64, clean: bool) -> Result<BTreeMap<&'static str, Vec<PathBuf>>, StoreError> {
+    let mut out = BTreeMap::new();
+    for t in TABLES {
+        let dir = table_dir(data, t);
+        let mut files = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A table this directory has never stored (made by an older server, or by hand).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !clean => {
+                out.insert(t.name, files);
+                continue;
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io(&dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = name.starts_with('.') || flush_number(&name).is_some_and(|n| n > through);
+            if stale {
+                if clean {
+                    fs::remove_file(e.path()).map_err(io(&e.path()))?;
+                }
+            } else if name.ends_with(".parquet") {
+                files.push(e.path());
+            }
+        }
+        files.sort();
+        out.insert(t.name, files);
+    }
+    Ok(out)
+}
+
+/// Reads the log segments from `through` on, skipping repeats, into `buffer`.
+/// With `repair`, a torn tail is cut off so that appends start clean.
+fn replay(
+    data: &Path,
+    through: u64,
+    applied: &mut Applied,
+    buffer: &mut Buffer,
+    repair: bool,
+) -> Result<(u64, usize), StoreError> {
+    let wal = wal_dir(data);
+    let mut last = through.saturating_sub(1);
+    let mut bytes = 0;
+    for n in wal::segments(&wal).map_err(io(&wal))? {
+        let path = wal::segment_path(&wal, n);
+        if n < through {
+            continue;
+        }
+        last = last.max(n);
+        let read = wal::read_segment(&path).map_err(io(&path))?;
+        if read.torn && repair {
+            tracing::warn!(segment = %path.display(), "write-ahead log: torn tail cut off (crash during a write)");
+            let f = fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+            f.set_len(read.valid_len).and_then(|_| f.sync_all()).map_err(io(&path))?;
+        }
+        for r in read.records {
+            let key = (r.agent.clone(), r.epoch);
+            if applied.get(&key).is_some_and(|&h| r.seq <= h) {
+                continue;
+            }
+            let (table, batches) = decode_batch(&r.table, r.zstd, &r.ipc)
+                .map_err(|e| StoreError::Failed(format!("{}: seq {}: {e}", path.display(), r.seq)))?;
+            applied.insert(key, r.seq);
+            bytes += batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>();
+            buffer.entry(table.name).or_default().extend(batches);
+        }
+    }
+    Ok((last, bytes))
+}
+
+fn lock_file(data: &Path, name: &str) -> Result<File, StoreError> {
+    let path = data.join(name);
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .or_else(|_| File::open(&path))
+        .map_err(io(&path))
+}
+
+impl Store {
+    /// Opens (creating as needed) a data directory with default settings.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(dir, StoreConfig::default())
+    }
+
+    /// Opens a data directory for a server: recovers what the log holds beyond
+    /// the last flush and starts the log writer and the flusher.
+    pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        for t in TABLES {
+            let d = table_dir(&dir, t);
+            fs::create_dir_all(&d).map_err(io(&d))?;
+        }
+        let wal = wal_dir(&dir);
+        fs::create_dir_all(&wal).map_err(io(&wal))?;
+        let server_lock = lock_file(&dir, "server.lock")?;
+        if server_lock.try_lock().is_err() {
+            return Err(StoreError::InUse(dir));
+        }
+        let store_lock = lock_file(&dir, "store.lock")?;
+        store_lock.lock().map_err(io(&dir))?;
+        let (through, mut applied) = read_marker(&dir)?;
+        let files = list_files(&dir, through, true)?;
+        for n in wal::segments(&wal).map_err(io(&wal))? {
+            if n < through {
+                let p = wal::segment_path(&wal, n);
+                fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        let mut active = Buffer::new();
+        let (last, active_bytes) = replay(&dir, through, &mut applied, &mut active, true)?;
+        let segment = Segment::create(&wal, last + 1).map_err(io(&wal))?;
+        drop(store_lock);
+
+        let state = State {
+            files,
+            active_since: (!active.is_empty()).then(Instant::now),
+            active,
+            active_bytes,
+            flushing: None,
+            flush_requested: false,
+            closing: false,
+            failed: None,
+        };
+        let shared = Arc::new(Shared { dir, config, state: Mutex::new(state), cond: Condvar::new() });
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("periscope-wal".into())
+                .spawn(move || write_loop(&shared, segment, applied, rx))
+                .map_err(io(&wal))?
+        };
+        let flusher = {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name("periscope-flush".into())
+                .spawn(move || flush_loop(&shared, tx))
+                .map_err(io(&wal))?
+        };
+        Ok(Store {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(vec![writer, flusher]),
+            _server_lock: server_lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Logs an agent's batch (its decoded `batches` go to the buffer); the
+    /// answer, the stored row count, comes once the record is durable. A batch
+    /// whose (agent, epoch, seq) was applied before is acknowledged without
+    /// being stored again.
+    pub fn submit(
+        &self,
+        record: Record,
+        table: &'static Table,
+        batches: Vec<RecordBatch>,
+    ) -> tokio::sync::oneshot::Receiver<Result<u64, String>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let failed = self.shared.lock().failed.clone();
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let cmd = Cmd::Append { record, table, batches, reply };
+        match (failed, tx) {
+            (Some(f), _) => {
+                let Cmd::Append { reply, .. } = cmd else { unreachable!() };
+                let _ = reply.send(Err(f));
+            }
+            (None, Some(tx)) => {
+                if let Err(mpsc::SendError(Cmd::Append { reply, .. })) = tx.send(cmd) {
+                    let _ = reply.send(Err("store is shut down".into()));
+                }
+            }
+            (None, None) => {
+                let Cmd::Append { reply, .. } = cmd else { unreachable!() };
+                let _ = reply.send(Err("store is shut down".into()));
+            }
+        }
+        rx
+    }
+
+    /// Encodes `batches` as an agent would and stores them as (agent, epoch, seq).
+    pub async fn apply(
+        &self,
+        table: &'static Table,
+        batches: &[RecordBatch],
+        agent: &str,
+        epoch: u64,
+        seq: u64,
+    ) -> Result<u64, StoreError> {
+        let ipc = periscope_proto::ipc::encode_wire(&table.schema(), batches)
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let record = Record { table: table.name.into(), agent: agent.into(), epoch, seq, zstd: true, ipc };
+        let rx = self.submit(record, table, batches.to_vec());
+        rx.await.map_err(|_| StoreError::Failed("store is shut down".into()))?.map_err(StoreError::Failed)
+    }
+
+    /// What queries in this process see: the committed files and every
+    /// acknowledged row not yet flushed.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.shared.lock();
+        let mut batches = s.active.clone();
+        for (t, b) in s.flushing.iter().flatten() {
+            batches.entry(t).or_default().extend(b.iter().cloned());
+        }
+        Snapshot { files: s.files.clone(), batches, _guard: None }
+    }
+
+    /// What a reader in another process sees of a data directory, server
+    /// running or not: the committed files and the log beyond them.
+    pub fn read(dir: &Path) -> Result<Snapshot, StoreError> {
+        let guard = lock_file(dir, "store.lock")?;
+        guard.lock_shared().map_err(io(dir))?;
+        let (through, mut applied) = read_marker(dir)?;
+        let files = list_files(dir, through, false)?;
+        let mut batches = Buffer::new();
+        if wal_dir(dir).is_dir() {
+            replay(dir, through, &mut applied, &mut batches, false)?;
+        }
+        Ok(Snapshot { files, batches, _guard: Some(guard) })
+    }
+
+    /// Asks for a flush now and waits until everything acknowledged so far is in Parquet.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut s = self.shared.lock();
+        s.flush_requested = true;
+        self.shared.cond.notify_all();
+        while (s.flush_requested || !s.active.is_empty() || s.flushing.is_some()) && s.failed.is_none() {
+            s = self.shared.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+            if !s.flush_requested && s.flushing.is_none() && !s.active.is_empty() {
+                s.flush_requested = true;
+                self.shared.cond.notify_all();
+            }
+        }
+        match &s.failed {
+            Some(f) => Err(StoreError::Failed(f.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes what is buffered and stops the log writer and flusher.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let flushed = self.flush();
+        self.shared.lock().closing = true;
+        self.shared.cond.notify_all();
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = t.join();
+        }
+        flushed
+    }
+}
+
+impl Drop for Store {
+    /// Stops the threads without flushing (as a crash would, minus the torn
+    /// tail): buffered rows are recovered from the log on the next open.
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.cond.notify_all();
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn fail(shared: &Shared, message: String) {
+    tracing::error!("store: {message}");
+    let mut s = shared.lock();
+    s.failed.get_or_insert(message);
+    shared.cond.notify_all();
+}
+
+/// The log writer: appends records, fsyncs once per group, then makes the
+/// rows visible and acknowledges them.
+fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: mpsc::Receiver<Cmd>) {
+    let wal = wal_dir(&shared.dir);
+    while let Ok(first) = rx.recv() {
+        let mut cmds = vec![first];
+        while cmds.len() < 4096 {
+            match rx.try_recv() {
+                Ok(c) => cmds.push(c),
+                Err(_) => break,
+            }
+        }
+        let failed = shared.lock().failed.clone();
+        let mut pending = Vec::new();
+        let mut rotations = Vec::new();
+        for c in cmds {
+            match c {
+                Cmd::Append { reply, .. } if failed.is_some() => {
+                    let _ = reply.send(Err(failed.clone().unwrap_or_default()));
+                }
+                Cmd::Append { record, table, batches, reply } => {
+                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                    let key = (record.agent.clone(), record.epoch);
+                    if applied.get(&key).is_some_and(|&h| record.seq <= h) {
+                        let _ = reply.send(Ok(rows));
+                        continue;
+                    }
+                    if let Err(e) = segment.append(&record) {
+                        let m = format!("write-ahead log {}: {e}", segment.path().display());
+                        let _ = reply.send(Err(m.clone()));
+                        fail(shared, m);
+                        continue;
+                    }
+                    applied.insert(key, record.seq);
+                    pending.push((table, batches, rows, reply));
+                }
+                Cmd::Rotate(r) => rotations.push(r),
+            }
+        }
+        if !pending.is_empty() {
+            if let Err(e) = segment.sync() {
+                let m = format!("write-ahead log {}: fsync: {e}", segment.path().display());
+                for (.., reply) in pending {
+                    let _ = reply.send(Err(m.clone()));
+                }
+                fail(shared, m);
+                continue;
+            }
+            let mut s = shared.lock();
+            for (table, batches, _, _) in &mut pending {
+                s.active_bytes += batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>();
+                s.active.entry(table.name).or_default().append(batches);
+            }
+            s.active_since.get_or_insert_with(Instant::now);
+            drop(s);
+            for (.., rows, reply) in pending {
+                crash_point();
+                let _ = reply.send(Ok(rows));
+            }
+        }
+        for r in rotations {
+            match Segment::create(&wal, segment.number + 1) {
+                Ok(next) => {
+                    segment = next;
+                    let mut s = shared.lock();
+                    s.flushing = Some(std::mem::take(&mut s.active));
+                    s.active_bytes = 0;
+                    s.active_since = None;
+                    drop(s);
+                    let _ = r.send((segment.number, applied.clone()));
+                }
+                Err(e) => fail(shared, format!("write-ahead log {}: {e}", wal.display())),
+            }
+        }
+        // Backpressure: a full buffer waits for the one being flushed.
+        let mut s = shared.lock();
+        if s.active_bytes >= shared.config.flush_bytes {
+            s.flush_requested = true;
+            shared.cond.notify_all();
+            while s.flushing.is_some() && s.failed.is_none() && !s.closing {
+                s = shared.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+}
+
+/// The flusher: on request, on a full buffer or every flush interval, writes
+/// the buffered rows as Parquet and commits them.
+fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
+    let mut retry: Option<(u64, Applied)> = None;
+    loop {
+        let mut s = shared.lock();
+        loop {
+            let due = s.active_since.is_some_and(|t| t.elapsed() >= shared.config.flush_interval);
+            if s.flush_requested || due || s.closing || retry.is_some() {
+                break;
+            }
+            let wait = match s.active_since {
+                Some(t) => shared.config.flush_interval.saturating_sub(t.elapsed()),
+                None => shared.config.flush_interval,
+            };
+            s = shared.cond.wait_timeout(s, wait.max(Duration::from_millis(10))).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        // Closing without a flush (close() flushes first): what is buffered stays in the log.
+        if s.closing {
+            return;
+        }
+        if s.active.is_empty() && retry.is_none() {
+            s.flush_requested = false;
+            shared.cond.notify_all();
+            continue;
+        }
+        if s.failed.is_some() {
+            s.flush_requested = false;
+            shared.cond.notify_all();
+            return;
+        }
+        drop(s);
+        let (through, applied) = match retry.take() {
+            Some(r) => r,
+            None => {
+                let (rtx, rrx) = mpsc::channel();
+                if tx.send(Cmd::Rotate(rtx)).is_err() {
+                    return;
+                }
+                match rrx.recv() {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+        };
+        match commit(shared, through, &applied) {
+            Ok(()) => {
+                let mut s = shared.lock();
+                s.flush_requested = false;
+                shared.cond.notify_all();
+            }
+            Err(e) => {
+                tracing::error!("store: flush failed, retrying in 5 s: {e}");
+                retry = Some((through, applied));
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Writes the buffer being flushed as one Parquet file per table and commits
+/// them with the marker; then retires the segments they came from.
+fn commit(shared: &Shared, through: u64, applied: &Applied) -> Result<(), StoreError> {
+    let data = &shared.dir;
+    let flushing = shared.lock().flushing.clone().unwrap_or_default();
+    let name = format!("wal-{through:012}.parquet");
+    let mut written = Vec::new();
+    for (t, batches) in &flushing {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        let table = periscope_proto::tables::table(t).expect("buffered tables are declared");
+        let dir = table_dir(data, table);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        write_parquet(&tmp, table, batches)?;
+        written.push((*t, tmp, dir.join(&name)));
+    }
+    let lock = lock_file(data, "store.lock")?;
+    lock.lock().map_err(io(data))?;
+    for (_, tmp, dst) in &written {
+        fs::rename(tmp, dst).map_err(io(dst))?;
+        let dir = dst.parent().expect("in a table dir");
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    write_marker(data, through, applied)?;
+    {
+        let mut s = shared.lock();
+        for (t, _, dst) in written {
+            s.files.entry(t).or_default().push(dst);
+        }
+        s.flushing = None;
+        shared.cond.notify_all();
+    }
+    let wal = wal_dir(data);
+    for n in wal::segments(&wal).map_err(io(&wal))? {
+        if n < through {
+            let p = wal::segment_path(&wal, n);
+            fs::remove_file(&p).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_parquet(path: &Path, table: &Table, batches: &[RecordBatch]) -> Result<(), StoreError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let file = File::create(path).map_err(io(path))?;
+    let pq = |source| StoreError::Parquet { path: path.to_path_buf(), source };
+    let mut w = ArrowWriter::try_new(file, table.schema(), Some(props)).map_err(pq)?;
+    for b in batches {
+        w.write(b).map_err(pq)?;
+    }
+    let file = w.into_inner().map_err(pq)?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Fault injection for crash tests: with PERISCOPE_CRASH_AFTER_BATCHES=N the
+/// process aborts right after its Nth batch is durable and before it is
+/// acknowledged — the one moment a random SIGKILL rarely hits, where a resent
+/// batch must not be stored twice.
+fn crash_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STORED: AtomicU64 = AtomicU64::new(0);
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = LIMIT.get_or_init(|| std::env::var("PERISCOPE_CRASH_AFTER_BATCHES").ok()?.parse().ok());
+    if let Some(limit) = limit
+        && STORED.fetch_add(1, Ordering::SeqCst) + 1 == *limit
+    {
+        eprintln!("periscope: PERISCOPE_CRASH_AFTER_BATCHES={limit} reached: aborting before the ack");
+        std::process::abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use periscope_proto::tables::CRAWL_ERRORS;
 
-    #[test]
-    fn append_leaves_only_complete_parquet_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
-        let schema = CRAWL_ERRORS.schema();
-        assert_eq!(store.append(&CRAWL_ERRORS, &[RecordBatch::new_empty(schema)]).unwrap(), 0);
-        let batch = crate::testutil::crawl_error_batch(3);
-        assert_eq!(store.append(&CRAWL_ERRORS, &[batch.clone(), batch]).unwrap(), 6);
-        let files: Vec<_> = fs::read_dir(table_dir(tmp.path(), &CRAWL_ERRORS))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(files.len(), 1, "{files:?}");
-        assert!(files[0].starts_with("part-") && files[0].ends_with(".parquet"));
-        let f = File::open(table_dir(tmp.path(), &CRAWL_ERRORS).join(&files[0])).unwrap();
-        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
-        assert_eq!(r.map(|b| b.unwrap().num_rows()).sum::<usize>(), 6);
+    fn rows(snap: &Snapshot) -> (usize, usize) {
+        let buffered = snap.batches.values().flatten().map(RecordBatch::num_rows).sum();
+        let mut stored = 0;
+        for f in snap.files.values().flatten() {
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            stored += r.map(|b| b.unwrap().num_rows()).sum::<usize>();
+        }
+        (stored, buffered)
     }
 
-    #[test]
-    fn a_numbered_batch_sent_twice_is_stored_once() {
+    fn config() -> StoreConfig {
+        StoreConfig { flush_bytes: 64 << 20, flush_interval: Duration::from_secs(3600) }
+    }
+
+    #[tokio::test]
+    async fn batches_are_buffered_then_flushed_into_one_file_per_table() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
-        let batch = crate::testutil::crawl_error_batch(2);
-        let count = || fs::read_dir(table_dir(tmp.path(), &CRAWL_ERRORS)).unwrap().count();
-        assert_eq!(store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 7, 1).unwrap(), 2);
-        assert_eq!(store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 7, 1).unwrap(), 2);
-        assert_eq!(count(), 1, "the repeat was acknowledged without a second file");
-        for (agent, epoch, seq) in [("b", 7, 1), ("a", 8, 1), ("a", 7, 2)] {
-            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), agent, epoch, seq).unwrap();
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        let batch = crate::testutil::crawl_error_batch(3);
+        for seq in 1..=10 {
+            assert_eq!(store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap(), 3);
         }
-        assert_eq!(count(), 4, "another agent, epoch or seq is another batch");
+        assert_eq!(rows(&store.snapshot()), (0, 30), "acknowledged rows are visible before any flush");
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (0, 30), "another process reads them from the log");
+        store.flush().unwrap();
+        assert_eq!(rows(&store.snapshot()), (30, 0));
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (30, 0), "the flushed log is not read twice");
+        let files = fs::read_dir(table_dir(tmp.path(), &CRAWL_ERRORS)).unwrap().count();
+        assert_eq!(files, 1, "ten batches, one file");
+        assert_eq!(wal::segments(&wal_dir(tmp.path())).unwrap().len(), 1, "flushed segments are retired");
+    }
+
+    #[tokio::test]
+    async fn a_numbered_batch_sent_twice_is_stored_once_before_and_after_a_flush_and_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let batch = crate::testutil::crawl_error_batch(2);
+        let one = std::slice::from_ref(&batch);
+        {
+            let store = Store::open_with(tmp.path(), config()).unwrap();
+            store.apply(&CRAWL_ERRORS, one, "a", 7, 1).await.unwrap();
+            assert_eq!(store.apply(&CRAWL_ERRORS, one, "a", 7, 1).await.unwrap(), 2, "a repeat is acknowledged");
+            assert_eq!(rows(&store.snapshot()), (0, 2));
+            store.flush().unwrap();
+            store.apply(&CRAWL_ERRORS, one, "a", 7, 1).await.unwrap();
+            for (agent, epoch, seq) in [("b", 7, 1), ("a", 8, 1), ("a", 7, 2)] {
+                store.apply(&CRAWL_ERRORS, one, agent, epoch, seq).await.unwrap();
+            }
+            assert_eq!(rows(&store.snapshot()), (2, 6), "another agent, epoch or seq is another batch");
+            // Dropped without close: as after a crash, the last three live only in the log.
+        }
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (2, 6), "recovered from the log");
+        store.apply(&CRAWL_ERRORS, one, "a", 7, 2).await.unwrap();
+        store.apply(&CRAWL_ERRORS, one, "a", 7, 1).await.unwrap();
+        assert_eq!(rows(&store.snapshot()), (2, 6), "repeats after a restart are still recognised");
+        store.close().unwrap();
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (8, 0));
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_flush_is_ignored_and_a_second_server_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert!(matches!(Store::open_with(tmp.path(), config()), Err(StoreError::InUse(_))));
+        let batch = crate::testutil::crawl_error_batch(4);
+        store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 1).await.unwrap();
+        // A flush that crashed after renaming its file but before writing the marker.
+        let dir = table_dir(tmp.path(), &CRAWL_ERRORS);
+        write_parquet(&dir.join("wal-000000000099.parquet"), &CRAWL_ERRORS, std::slice::from_ref(&batch)).unwrap();
+        fs::write(dir.join(".wal-000000000100.parquet.tmp"), b"partial").unwrap();
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (0, 4), "readers ignore it");
+        drop(store);
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (0, 4));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "the server removed the leftovers");
     }
 }

@@ -81,7 +81,10 @@ fn assert_exactly_once(url: &str, reported: usize) {
 #[test]
 fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
     let (data, spool, addr, url) = setup();
-    let mut server = Some(Server::start_at(data.path(), &addr));
+    // A tiny flush size: the server writes Parquet and retires log segments all
+    // the time, so kills also land in the middle of flushes.
+    let start = |env: &[(&str, &str)]| Server::start_full(data.path(), &addr, &["--flush-bytes", "200000"], env);
+    let mut server = Some(start(&[]));
     let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
     // Kill moments spread over the send path: a simple LCG, its seed printed to replay a failure.
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
@@ -96,14 +99,14 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
             // SIGKILL at a random moment.
             std::thread::sleep(Duration::from_millis(100 + next() % 1400));
             server.take().unwrap().kill();
-            server = Some(Server::start_at(data.path(), &addr));
+            server = Some(start(&[]));
         } else {
             // A crash between storing a batch and acknowledging it, which random kills rarely hit.
             server.take().unwrap().kill();
             let after = (1 + next() % 6).to_string();
-            let crashing = Server::start_with(data.path(), &addr, &[("PERISCOPE_CRASH_AFTER_BATCHES", &after)]);
+            let crashing = start(&[("PERISCOPE_CRASH_AFTER_BATCHES", &after)]);
             wait_for("the injected crash", Duration::from_secs(60), || crashing.exited());
-            server = Some(Server::start_at(data.path(), &addr));
+            server = Some(start(&[]));
         }
     }
     // What the agent reported while the kills went on, then a send after the last one that emptied the spool.
@@ -116,6 +119,16 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
     eprintln!("{n} full crawls, {failed} sends interrupted by a kill");
     assert!(failed >= 10, "the injected crashes interrupt sends: {failed}");
     assert_exactly_once(&url, n);
+    let flushed = std::fs::read_dir(data.path().join("tables/packages"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("wal-"))
+        .count();
+    assert!(flushed >= 2, "the server flushed to Parquet between kills: {flushed} files");
+    // Another process reading the data directory while the server runs sees the same.
+    let local = ["--data", data.path().to_str().unwrap()];
+    let n_local = sql(&local, "SELECT count(*) AS n FROM packages_history")[0]["n"].clone();
+    let n_server = sql(&["--server", url.as_str()], "SELECT count(*) AS n FROM packages_history")[0]["n"].clone();
+    assert_eq!(n_local, n_server, "log plus Parquet, read from outside, equals the server's view");
 }
 
 #[test]

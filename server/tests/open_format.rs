@@ -1,4 +1,5 @@
-//! The store is plain Parquet that other engines read without Periscope:
+//! The store is plain Parquet that other engines read without Periscope
+//! (everything up to the last flush; a clean stop flushes):
 //! DuckDB (PyPI) over the table directories gets the same answers as
 //! `periscope sql` for the same questions.
 
@@ -7,18 +8,6 @@ mod common;
 use std::process::Command;
 
 use common::*;
-
-/// The venv python with duckdb (scripts/python-clients.sh), or None (skip) with the reason printed.
-fn python() -> Option<String> {
-    match std::env::var("PERISCOPE_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(std::env::var("CI").is_err(), "CI runs scripts/test, which sets PERISCOPE_PYTHON");
-            eprintln!("SKIPPED: PERISCOPE_PYTHON unset (scripts/test sets it up with DuckDB)");
-            None
-        }
-    }
-}
 
 fn duckdb(py: &str, query: &str) -> Vec<Vec<String>> {
     let script = "import duckdb, sys, json\nfor row in duckdb.sql(sys.argv[1]).fetchall(): print(json.dumps([str(v) for v in row]))";
@@ -36,6 +25,10 @@ fn duckdb_reads_the_stored_files_and_agrees_with_periscope() {
     let (ok, _, err) =
         agent(&["crawl", "--root", &root, "--server", &server.url, "--scope", "image", "--scope-id", "bookworm"]);
     assert!(ok, "{err}");
+    // A clean stop writes what the server buffered; every table's rows of the crawl land in one file.
+    server.stop();
+    let files = std::fs::read_dir(data.path().join("tables/packages")).unwrap().count();
+    assert_eq!(files, 1, "one Parquet file for the crawl's packages, not one per batch");
     let dir = |t: &str| format!("read_parquet('{}/tables/{t}/*.parquet')", data.path().display());
     let target = ["--data", data.path().to_str().unwrap()];
     let questions = [

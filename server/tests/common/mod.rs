@@ -92,6 +92,15 @@ impl Server {
                 .unwrap_or(true)
     }
 
+    /// SIGTERM, as systemd or an operator would; waits for a clean exit
+    /// (which writes buffered rows to Parquet) and asserts it.
+    pub fn stop(mut self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "periscope serve exited with {status} after SIGTERM");
+    }
+
     /// SIGKILL, as a crash or the OOM killer would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -133,6 +142,32 @@ pub fn sql(target: &[&str], query: &str) -> Vec<serde_json::Map<String, serde_js
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
+}
+
+/// Runs `periscope sql` expecting it to fail; returns its stderr.
+pub fn sql_refused(target: &[&str], query: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new(periscope_bin())
+        .arg("sql")
+        .args(target)
+        .arg(query)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run periscope sql");
+    assert!(!out.status.success(), "periscope sql {query:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The venv python with DuckDB and the ADBC Flight SQL driver
+/// (scripts/python-clients.sh), or None (skip) with the reason printed.
+pub fn python() -> Option<String> {
+    match std::env::var("PERISCOPE_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(std::env::var("CI").is_err(), "CI runs scripts/test, which sets PERISCOPE_PYTHON");
+            eprintln!("SKIPPED: PERISCOPE_PYTHON unset (scripts/test sets it up with DuckDB and ADBC)");
+            None
+        }
+    }
 }
 
 pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String {

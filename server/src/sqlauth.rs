@@ -1,0 +1,141 @@
+//! Who may query: SQL users with passwords (`--sql-user NAME:PASSWORD`, or
+//! PERISCOPE_SQL_USERS="alice:pw1,bob:pw2"), checked with HTTP Basic
+//! credentials; a successful check hands out a bearer token (Flight SQL's
+//! handshake) that later calls carry instead.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+/// How long a bearer token from a handshake stays valid.
+pub const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Default)]
+pub struct SqlUsers {
+    /// User name -> SHA-256 of the password.
+    users: HashMap<String, [u8; 32]>,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for SqlUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.users.keys().collect();
+        names.sort();
+        f.debug_struct("SqlUsers").field("users", &names).finish_non_exhaustive()
+    }
+}
+
+fn digest(password: &str) -> [u8; 32] {
+    Sha256::digest(password.as_bytes()).into()
+}
+
+impl SqlUsers {
+    /// Parses `NAME:PASSWORD` entries.
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<SqlUsers, String> {
+        let mut users = HashMap::new();
+        for e in entries {
+            let (name, password) =
+                e.split_once(':').ok_or_else(|| format!("SQL user {e:?}: expected NAME:PASSWORD"))?;
+            if name.is_empty() || password.is_empty() {
+                return Err(format!("SQL user {name:?}: empty name or password"));
+            }
+            users.insert(name.to_string(), digest(password));
+        }
+        Ok(SqlUsers { users, tokens: Mutex::default() })
+    }
+
+    /// Whether any user is configured (if not, the SQL fronts that need one refuse to start).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Checks a user name and password.
+    pub fn check(&self, user: &str, password: &str) -> Result<String, Status> {
+        let want = self.users.get(user);
+        let got = digest(password);
+        // Compare digests without an early exit, user known or not.
+        let same = want.map(|w| w.iter().zip(got.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+        match same {
+            Some(true) => Ok(user.to_string()),
+            _ => Err(Status::unauthenticated(format!("wrong user name or password for SQL user {user:?}"))),
+        }
+    }
+
+    /// Checks `Authorization: Basic …` (padding optional, as Go's flight client omits it).
+    pub fn check_basic(&self, header: &str) -> Result<String, Status> {
+        let b64 = header.strip_prefix("Basic ").ok_or_else(|| Status::unauthenticated("expected Basic credentials"))?;
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(b64.trim().trim_end_matches('='))
+            .map_err(|_| Status::unauthenticated("Basic credentials are not base64"))?;
+        let raw = String::from_utf8(raw).map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
+        let (user, password) =
+            raw.split_once(':').ok_or_else(|| Status::unauthenticated("Basic credentials without a ':'"))?;
+        self.check(user, password)
+    }
+
+    /// A new bearer token for `user`.
+    pub fn issue(&self, user: &str) -> String {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("system random source");
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+        tokens.insert(token.clone(), (user.to_string(), Instant::now()));
+        token
+    }
+
+    /// The user a call's `authorization` metadata (Bearer token or Basic
+    /// credentials) identifies.
+    pub fn identify(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        let header = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::unauthenticated("SQL access needs credentials: a user name and password"))?;
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            return match tokens.get(token.trim()) {
+                Some((user, at)) if at.elapsed() < TOKEN_TTL => Ok(user.clone()),
+                Some(_) => Err(Status::unauthenticated("bearer token expired; authenticate again")),
+                None => Err(Status::unauthenticated("unknown bearer token; authenticate again")),
+            };
+        }
+        self.check_basic(header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(v: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", v.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn basic_with_or_without_padding_then_bearer() {
+        let users = SqlUsers::parse(["alice:s3cret", "bob:pw"]).unwrap();
+        // "alice:s3cret" is 12 bytes: no padding either way; "bob:pw" (6) neither; "bob:pwx" needs one '='.
+        let users2 = SqlUsers::parse(["bob:pwxy"]).unwrap();
+        let e = base64::engine::general_purpose::STANDARD;
+        assert_eq!(users.identify(&md(&format!("Basic {}", e.encode("alice:s3cret")))).unwrap(), "alice");
+        let padded = e.encode("bob:pwxy");
+        assert!(padded.ends_with('='));
+        assert_eq!(users2.identify(&md(&format!("Basic {padded}"))).unwrap(), "bob");
+        assert_eq!(users2.identify(&md(&format!("Basic {}", padded.trim_end_matches('=')))).unwrap(), "bob");
+        let wrong = users.identify(&md(&format!("Basic {}", e.encode("alice:nope")))).unwrap_err();
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+        assert!(wrong.message().contains("wrong user name or password"), "{}", wrong.message());
+        assert!(users.identify(&MetadataMap::new()).is_err());
+        let token = users.issue("alice");
+        assert_eq!(users.identify(&md(&format!("Bearer {token}"))).unwrap(), "alice");
+        assert!(users.identify(&md("Bearer 00")).is_err());
+        assert!(SqlUsers::parse(["nocolon"]).is_err());
+    }
+}
