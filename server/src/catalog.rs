@@ -24,7 +24,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use periscope_proto::tables::{CRAWLS, TABLES, Table, UNCHANGED};
 
-use crate::store::Snapshot;
+use crate::store::{Snapshot, Store};
 
 /// One table as of a snapshot: its committed Parquet files and its rows not
 /// yet flushed, scanned as one. Holds the snapshot (and so, for a reader in
@@ -93,6 +93,48 @@ impl TableProvider for StoredTable {
     }
 }
 
+/// The catalog every table lives in (schema `public`).
+pub const CATALOG: &str = "periscope";
+
+/// One table read from the store as of each scan: for long-lived sessions
+/// (the Postgres front), which must see crawls stored after they started.
+struct LiveTable {
+    table: &'static Table,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTable").field("table", &self.table.name).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = Arc::new(self.store.snapshot());
+        StoredTable::new(self.table, &snapshot)?.scan(state, projection, filters, limit).await
+    }
+}
+
 /// Builds a fresh session over `snapshot`.
 pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
     context_with(snapshot, None).await
@@ -100,17 +142,32 @@ pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
 
 /// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when given.
 pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
-    let config =
-        SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("periscope", "public");
-    let ctx = match runtime {
+    let snapshot = Arc::new(snapshot);
+    register(session(runtime), |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
+}
+
+/// A long-lived session whose tables read `store` as of each query.
+pub async fn live_context(store: Arc<Store>, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
+    register(session(runtime), |t| Ok(Arc::new(LiveTable { table: t, store: store.clone() }))).await
+}
+
+fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
+    let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
+    match runtime {
         Some(rt) => SessionContext::new_with_config_rt(config, rt),
         None => SessionContext::new_with_config(config),
-    };
+    }
+}
+
+/// Registers every table (from `provider`), the views over them and the descriptions.
+async fn register(
+    ctx: SessionContext,
+    provider: impl Fn(&'static Table) -> Result<Arc<dyn TableProvider>>,
+) -> Result<SessionContext> {
     crate::udf::register(&ctx);
-    let snapshot = Arc::new(snapshot);
     for t in TABLES {
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
-        ctx.register_table(name, Arc::new(StoredTable::new(t, &snapshot)?))?;
+        ctx.register_table(name, provider(t)?)?;
     }
     register_descriptions(&ctx)?;
     ctx.sql(

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod catalog;
 pub mod flight;
 pub mod output;
+pub mod pg;
 pub mod query;
 pub mod quickstart;
 pub mod service;

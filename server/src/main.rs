@@ -52,6 +52,9 @@ enum Cmd {
         /// Serve Arrow Flight SQL (ADBC, JDBC, DBeaver) on this address; needs --sql-user.
         #[arg(long)]
         flight_listen: Option<String>,
+        /// Serve the Postgres wire protocol (psql, Grafana, Metabase) on this address; needs --sql-user.
+        #[arg(long)]
+        pg_listen: Option<String>,
         /// A SQL user, NAME:PASSWORD (repeatable; the environment variable takes a
         /// comma-separated list). With any, remote SQL needs a user's credentials.
         #[arg(long, env = "PERISCOPE_SQL_USERS", value_delimiter = ',', hide_env_values = true)]
@@ -132,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             flush_bytes,
             flush_secs,
             flight_listen,
+            pg_listen,
             sql_user,
             query_memory_bytes,
             query_timeout_secs,
@@ -165,6 +169,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let pg = match &pg_listen {
+                Some(a) => {
+                    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+                    eprintln!("periscope: Postgres wire protocol on {}", l.local_addr()?);
+                    Some(l)
+                }
+                None => None,
+            };
             let opts = service::ServeOptions {
                 auth,
                 tls,
@@ -178,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 sql_users: std::sync::Arc::new(sql_users),
                 flight,
+                pg,
             };
             service::serve_with(data, listener, opts, shutdown_signal()).await
         }

@@ -63,7 +63,7 @@ impl Limits {
         Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64) }
     }
 
-    fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
+    pub(crate) fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
         if self.memory_bytes == usize::MAX {
             return Ok(None);
         }

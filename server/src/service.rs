@@ -270,6 +270,8 @@ pub struct ServeOptions {
     pub sql_users: Arc<SqlUsers>,
     /// Where to serve Flight SQL, if at all (needs SQL users).
     pub flight: Option<TcpListener>,
+    /// Where to serve the Postgres wire protocol, if at all (needs SQL users).
+    pub pg: Option<TcpListener>,
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -281,6 +283,9 @@ pub async fn serve_with(
 ) -> anyhow::Result<()> {
     if opts.flight.is_some() && opts.sql_users.is_empty() {
         anyhow::bail!("Flight SQL needs at least one SQL user (--sql-user NAME:PASSWORD)");
+    }
+    if opts.pg.is_some() && opts.sql_users.is_empty() {
+        anyhow::bail!("the Postgres front needs at least one SQL user (--sql-user NAME:PASSWORD)");
     }
     let store = Arc::new(Store::open_with(&data, opts.store)?);
     let auth = Arc::new(Auth::open(&data, opts.auth)?);
@@ -308,6 +313,11 @@ pub async fn serve_with(
         let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
         tokio::spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
     });
+    let pg = opts.pg.map(|l| {
+        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
+        let (store, users, limits) = (store.clone(), opts.sql_users.clone(), opts.limits.clone());
+        tokio::spawn(crate::pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
+    });
     let grpc = builder
         .add_service(
             IngestServer::new(IngestService {
@@ -330,8 +340,8 @@ pub async fn serve_with(
     };
     let (served, ()) = tokio::join!(grpc, shutdown);
     served?;
-    if let Some(f) = flight {
-        f.await??;
+    for front in [flight, pg].into_iter().flatten() {
+        front.await??;
     }
     // Whatever is buffered goes to Parquet before a clean exit.
     let closing = store.clone();
