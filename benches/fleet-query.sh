@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fleet query latency: a synthetic fleet (10,000 hosts x 50 containers over
+# 300 images by default) written through Periscope's store, then the canonical
+# fleet questions answered by Periscope and by DuckDB over the same Parquet
+# files, side by side (p50/p95 over RUNS runs), plus bytes on disk per row.
+# Target: Periscope no slower than DuckDB, p50 under 1 s per question.
+#
+#   benches/fleet-query.sh        HOSTS=10000 CONTAINERS=50 IMAGES=300 IMAGE_PACKAGES=150 HOST_PACKAGES=300 RUNS=7
+#
+# Release build of the server (datafusion): about 25 minutes cold on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+PERISCOPE_PYTHON="${PERISCOPE_PYTHON:-$(scripts/python-clients.sh)}"
+export PERISCOPE_PYTHON
+cargo build -q --release -p periscope-server --example fleet_bench
+"$target/release/examples/fleet_bench"

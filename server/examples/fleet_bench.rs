@@ -1,0 +1,407 @@
+//! Fleet query benchmark: a synthetic fleet written through Periscope's own
+//! store (write-ahead log, then Parquet), then the canonical fleet questions
+//! answered by Periscope (a fresh catalog per query, as the server does) and
+//! by DuckDB over the same Parquet files, side by side. Run it with
+//! `benches/fleet-query.sh` (release build).
+//!
+//! Fleet: HOSTS hosts, each with CONTAINERS containers (image drawn from
+//! IMAGES images, skewed so some images are common), HOST_PACKAGES dpkg
+//! packages on the host, and two crawls a day apart, between which 1 host in
+//! 50 upgraded two packages. Each image's packages (IMAGE_PACKAGES) and
+//! os-release are stored once, as the image scope, however many containers
+//! run it. Docker socket mounts on 1 container in 200.
+
+use std::process::Command;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use periscope_agent::collectors::Sink;
+use periscope_agent::encode::{Common, Value};
+use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, OS, PACKAGES, Table};
+use periscope_server::query::{self, Access};
+use periscope_server::store::{Store, StoreConfig};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+const DAY_US: i64 = 86_400_000_000;
+const T1: i64 = 1_767_225_600_000_000;
+const T0: i64 = T1 - DAY_US;
+
+const NAMES: &[&str] = &[
+    "bash",
+    "coreutils",
+    "libc6",
+    "openssl",
+    "libssl3",
+    "zlib1g",
+    "tzdata",
+    "ca-certificates",
+    "curl",
+    "libcurl4",
+    "python3.11",
+    "perl-base",
+    "gzip",
+    "tar",
+    "sed",
+    "grep",
+    "dpkg",
+    "apt",
+    "libsystemd0",
+    "util-linux",
+];
+
+fn package_version(i: usize, bump: usize) -> String {
+    format!("{}.{}.{}-{}+deb12u{}", 1 + i % 7, i % 13, i % 29, 1 + i % 3, i % 5 + bump)
+}
+
+fn push_packages(sink: &mut Sink, n: usize, salt: usize, bumped: &[usize]) {
+    for i in 0..n {
+        let k = (i * 7 + salt) % (n * 3);
+        let name = if i < NAMES.len() { NAMES[i].to_string() } else { format!("{}-{}", NAMES[k % NAMES.len()], k) };
+        let version = package_version(i + salt % 5, bumped.iter().filter(|&&b| b == i).count());
+        sink.row(
+            &PACKAGES,
+            &[
+                ("manager", "dpkg".into()),
+                ("name", name.as_str().into()),
+                ("version", version.as_str().into()),
+                ("architecture", "amd64".into()),
+                ("source", name.as_str().into()),
+                ("status", "install ok installed".into()),
+                ("maintainer", "Debian Developers <debian-devel@lists.debian.org>".into()),
+                ("installed_size", Value::Int(1000 + (i as i64 * 37) % 90_000)),
+                ("db_path", "/var/lib/dpkg/status".into()),
+            ],
+        );
+    }
+}
+
+fn crawls_row(sink: &mut Sink, rows: usize) {
+    sink.row(&CRAWLS, &[("agent_version", "bench".into()), ("rows", Value::Int(rows as i64))]);
+}
+
+/// The image scope: its packages and os-release, stored once for the fleet.
+fn image(i: usize, packages: usize) -> Vec<RecordBatch> {
+    let common = Common {
+        host: format!("host-{:05}", i % 17),
+        scope: "image".into(),
+        scope_id: format!("sha256:{i:064x}"),
+        crawl_time_us: T0 - 1000,
+    };
+    let mut sink = Sink::new(common);
+    push_packages(&mut sink, packages, i, &[]);
+    let (id, ver) = if i % 5 == 0 { ("alpine", "3.20") } else { ("debian", if i % 3 == 0 { "11" } else { "12" }) };
+    let pretty = format!("{id} {ver}");
+    sink.row(&OS, &[("id", id.into()), ("version_id", ver.into()), ("pretty_name", pretty.as_str().into())]);
+    crawls_row(&mut sink, packages + 1);
+    sink.finish()
+}
+
+/// Skewed image choice: a few base images run everywhere, a long tail elsewhere.
+fn pick_image(host: usize, c: usize, images: usize) -> usize {
+    let x = (host * 2_654_435_761 + c * 40_503) % 1_000_003;
+    if x % 3 == 0 { x % 10.min(images) } else { x % images }
+}
+
+/// One host crawl at `t`: host packages, containers and their mounts.
+fn host_crawl(h: usize, t: i64, args: &Args) -> Vec<RecordBatch> {
+    let host = format!("host-{h:05}");
+    let common =
+        Common { host: host.clone(), scope: "host".into(), scope_id: format!("machine-{h:05}"), crawl_time_us: t };
+    let mut sink = Sink::new(common);
+    let bumped: &[usize] = if t == T1 && h % 50 == 7 { &[3, 11] } else { &[] };
+    push_packages(&mut sink, args.host_packages, h % 4, bumped);
+    for c in 0..args.containers {
+        let id = format!("{h:08x}{c:056x}");
+        let img = pick_image(h, c, args.images);
+        let name = format!("svc-{c}");
+        let image_ref = format!("registry.example/app-{img}:1.{}", img % 9);
+        let image_id = format!("sha256:{img:064x}");
+        sink.row(
+            &CONTAINERS,
+            &[
+                ("container_id", id.as_str().into()),
+                ("name", name.as_str().into()),
+                ("image", image_ref.as_str().into()),
+                ("image_id", image_id.as_str().into()),
+                ("runtime", "runc".into()),
+                ("engine", "docker".into()),
+                ("state", "running".into()),
+                ("command", "/app/server --port 8080".into()),
+                ("user", if c % 4 == 0 { "".into() } else { "1000".into() }),
+                ("privileged", Value::Bool(c % 97 == 0)),
+                ("network_mode", if c % 50 == 0 { "host".into() } else { "bridge".into() }),
+                ("memory_limit", Value::Int(if c % 3 == 0 { 0 } else { 512 << 20 })),
+            ],
+        );
+        sink.row(
+            &CONTAINER_MOUNTS,
+            &[
+                ("container_id", id.as_str().into()),
+                ("type", "volume".into()),
+                ("source", "/var/lib/docker/volumes/data/_data".into()),
+                ("destination", "/data".into()),
+                ("rw", Value::Bool(true)),
+            ],
+        );
+        if (h * args.containers + c) % 200 == 0 {
+            sink.row(
+                &CONTAINER_MOUNTS,
+                &[
+                    ("container_id", id.as_str().into()),
+                    ("type", "bind".into()),
+                    ("source", "/var/run/docker.sock".into()),
+                    ("destination", "/var/run/docker.sock".into()),
+                    ("rw", Value::Bool(true)),
+                ],
+            );
+        }
+    }
+    crawls_row(&mut sink, args.host_packages + args.containers * 2);
+    sink.finish()
+}
+
+struct Args {
+    hosts: usize,
+    containers: usize,
+    images: usize,
+    image_packages: usize,
+    host_packages: usize,
+    runs: usize,
+}
+
+async fn generate(store: &Store, args: &Args) -> u64 {
+    let mut rows = 0u64;
+    let mut seq = 0u64;
+    let mut send = |batches: Vec<RecordBatch>, agent: String| {
+        seq += 1;
+        let s = seq;
+        async move {
+            let mut n = 0;
+            for (i, b) in batches.into_iter().enumerate() {
+                let table: &'static Table = periscope_agent::crawl::table_of(&b);
+                n += store.apply(table, &[b], &agent, 1, s * 100 + i as u64).await.unwrap();
+            }
+            n
+        }
+    };
+    for i in 0..args.images {
+        rows += send(image(i, args.image_packages), format!("image-agent-{i}")).await;
+    }
+    for t in [T0, T1] {
+        for h in 0..args.hosts {
+            rows += send(host_crawl(h, t, args), format!("host-{h:05}")).await;
+        }
+    }
+    rows
+}
+
+/// The canonical questions: (name, Periscope SQL, DuckDB SQL over the same files).
+fn questions(version_floor: &str) -> Vec<(&'static str, String, String)> {
+    vec![
+        (
+            "containers with openssl below a version",
+            format!(
+                "SELECT c.host, c.name, p.version FROM containers c JOIN packages p \
+                 ON p.scope = 'image' AND p.scope_id = c.image_id \
+                 WHERE p.name = 'openssl' AND version_lt(p.version, '{version_floor}')"
+            ),
+            // DuckDB has no Debian version ordering: plain string comparison (cheaper, not the same semantics).
+            format!(
+                "SELECT c.host, c.name, p.version FROM containers c JOIN packages p \
+                 ON p.scope = 'image' AND p.scope_id = c.image_id \
+                 WHERE p.name = 'openssl' AND p.version < '{version_floor}'"
+            ),
+        ),
+        (
+            "containers per image and base OS",
+            "SELECT c.image, o.pretty_name, count(*) AS n FROM containers c \
+             LEFT JOIN os o ON o.scope = 'image' AND o.scope_id = c.image_id \
+             GROUP BY c.image, o.pretty_name ORDER BY n DESC LIMIT 20"
+                .into(),
+            String::new(),
+        ),
+        (
+            "containers with docker.sock mounted",
+            "SELECT m.host, c.name FROM container_mounts m JOIN containers c \
+             ON c.host = m.host AND c.container_id = m.container_id WHERE m.source LIKE '%docker.sock'"
+                .into(),
+            String::new(),
+        ),
+        (
+            "what changed on one host in the last day",
+            "WITH c AS (SELECT crawl_time, row_number() OVER (ORDER BY crawl_time DESC) AS n FROM crawls \
+               WHERE host = 'host-00007' AND scope = 'host'), \
+             now AS (SELECT p.name, p.version FROM packages_history p JOIN c ON p.crawl_time = c.crawl_time \
+               WHERE c.n = 1 AND p.host = 'host-00007' AND p.scope = 'host'), \
+             before AS (SELECT p.name, p.version FROM packages_history p JOIN c ON p.crawl_time = c.crawl_time \
+               WHERE c.n = 2 AND p.host = 'host-00007' AND p.scope = 'host') \
+             SELECT 'added' AS change, * FROM (SELECT * FROM now EXCEPT SELECT * FROM before) \
+             UNION ALL SELECT 'removed', * FROM (SELECT * FROM before EXCEPT SELECT * FROM now) ORDER BY 1, 2"
+                .into(),
+            String::new(),
+        ),
+        (
+            "top images by number of hosts",
+            "SELECT image, count(DISTINCT host) AS hosts FROM containers GROUP BY image ORDER BY hosts DESC, image LIMIT 10"
+                .into(),
+            String::new(),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, ours, theirs)| {
+        let theirs = if theirs.is_empty() { ours.clone() } else { theirs };
+        (n, ours, theirs)
+    })
+    .collect()
+}
+
+/// DuckDB views equal to Periscope's catalog: `<t>_history` over the files, and
+/// the current-state view of each table (rows of its scope's latest crawl).
+fn duckdb_views(data: &std::path::Path) -> String {
+    let mut sql = String::new();
+    let files = |t: &str| format!("read_parquet('{}/tables/{t}/*.parquet', union_by_name = true)", data.display());
+    sql += &format!("CREATE VIEW crawls AS SELECT * FROM {};\n", files("crawls"));
+    sql += "CREATE VIEW latest_crawls AS SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls \
+            GROUP BY host, scope, scope_id;\n";
+    for t in ["packages", "containers", "container_mounts", "os"] {
+        sql += &format!("CREATE VIEW {t}_history AS SELECT * FROM {};\n", files(t));
+        sql += &format!(
+            "CREATE VIEW {t} AS SELECT t.* FROM {t}_history t JOIN latest_crawls k ON t.host = k.host \
+             AND t.scope = k.scope AND t.scope_id = k.scope_id AND t.crawl_time = k.crawl_time;\n"
+        );
+    }
+    sql
+}
+
+const DUCKDB: &str = r#"
+import duckdb, json, sys, time
+setup, runs = sys.argv[1], int(sys.argv[2])
+queries = json.loads(sys.stdin.read())
+con = duckdb.connect()
+con.execute("SET threads = 2")
+for stmt in setup.split(";\n"):
+    if stmt.strip():
+        con.execute(stmt)
+out = []
+for q in queries:
+    times, rows = [], 0
+    for i in range(runs + 1):
+        t = time.perf_counter()
+        rows = len(con.execute(q).fetchall())
+        if i:
+            times.append(time.perf_counter() - t)
+    out.append({"times": times, "rows": rows})
+print(json.dumps(out))
+"#;
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else if e.path().extension().is_some_and(|x| x == "parquet") {
+            m.len()
+        } else {
+            0
+        };
+    }
+    n
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = Args {
+        hosts: env("HOSTS", 10_000),
+        containers: env("CONTAINERS", 50),
+        images: env("IMAGES", 300),
+        image_packages: env("IMAGE_PACKAGES", 150),
+        host_packages: env("HOST_PACKAGES", 300),
+        runs: env("RUNS", 7),
+    };
+    let python =
+        std::env::var("PERISCOPE_PYTHON").expect("PERISCOPE_PYTHON: a python with duckdb (scripts/python-clients.sh)");
+    let keep = std::env::var("FLEET_DATA").ok();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = keep.map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+
+    let start = Instant::now();
+    let store = Store::open_with(&data, StoreConfig { flush_bytes: 1 << 30, ..Default::default() }).unwrap();
+    let rows = generate(&store, &args).await;
+    store.close().unwrap();
+    drop(store);
+    let bytes = dir_bytes(&data.join("tables"));
+    println!(
+        "fleet: {} hosts x {} containers, {} images ({} packages each), {} host packages, two crawls a day apart",
+        args.hosts, args.containers, args.images, args.image_packages, args.host_packages
+    );
+    println!(
+        "  {rows} stored rows written through the store in {:.1} s; {:.1} MB of Parquet = {:.1} bytes per stored row",
+        start.elapsed().as_secs_f64(),
+        bytes as f64 / 1e6,
+        bytes as f64 / rows as f64
+    );
+    let visible = query::run(
+        &data,
+        "SELECT (SELECT count(*) FROM packages) + (SELECT count(*) FROM containers) \
+        + (SELECT count(*) FROM container_mounts) AS n",
+        Access::Local,
+    )
+    .await
+    .unwrap();
+    let visible =
+        arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(visible.1[0].column(0)).value(0);
+    println!(
+        "  {visible} rows in the current-state views = {:.1} bytes on disk per user-visible row",
+        bytes as f64 / visible as f64
+    );
+
+    let qs = questions("3.0.0");
+    let theirs: Vec<&str> = qs.iter().map(|q| q.2.as_str()).collect();
+    let out = Command::new(&python)
+        .args(["-c", DUCKDB, &duckdb_views(&data), &args.runs.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(serde_json::to_string(&theirs).unwrap().as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run duckdb");
+    assert!(out.status.success(), "duckdb failed");
+    let duck: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+
+    println!("\n| question | rows | Periscope p50 | p95 | DuckDB p50 | p95 |");
+    println!("|---|---|---|---|---|---|");
+    for ((name, ours, _), d) in qs.iter().zip(&duck) {
+        let mut times = Vec::new();
+        let mut n = 0;
+        for i in 0..=args.runs {
+            let t = Instant::now();
+            let (_, batches) = query::run(&data, ours, Access::Local).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            n = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let dt: Vec<f64> = d["times"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let drows = d["rows"].as_u64().unwrap();
+        let rows = if drows == n as u64 { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
+        println!(
+            "| {name} | {rows} | {:.3} s | {:.3} s | {:.3} s | {:.3} s |",
+            percentile(times.clone(), 0.5),
+            percentile(times, 0.95),
+            percentile(dt.clone(), 0.5),
+            percentile(dt, 0.95)
+        );
+    }
+}
