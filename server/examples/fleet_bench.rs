@@ -26,8 +26,17 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 const DAY_US: i64 = 86_400_000_000;
-const T1: i64 = 1_767_225_600_000_000;
-const T0: i64 = T1 - DAY_US;
+
+/// Today's crawl, an hour ago (hosts stay within the host expiry).
+fn t1() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    now - 3_600_000_000
+}
+
+/// Yesterday's crawl.
+fn t0() -> i64 {
+    t1() - DAY_US
+}
 
 const NAMES: &[&str] = &[
     "bash",
@@ -88,7 +97,7 @@ fn image(i: usize, packages: usize) -> Vec<RecordBatch> {
         host: format!("host-{:05}", i % 17),
         scope: "image".into(),
         scope_id: format!("sha256:{i:064x}"),
-        crawl_time_us: T0 - 1000,
+        crawl_time_us: t0() - 1000,
     };
     let mut sink = Sink::new(common);
     push_packages(&mut sink, packages, i, &[]);
@@ -111,7 +120,7 @@ fn host_crawl(h: usize, t: i64, args: &Args) -> Vec<RecordBatch> {
     let common =
         Common { host: host.clone(), scope: "host".into(), scope_id: format!("machine-{h:05}"), crawl_time_us: t };
     let mut sink = Sink::new(common);
-    let bumped: &[usize] = if t == T1 && h % 50 == 7 { &[3, 11] } else { &[] };
+    let bumped: &[usize] = if t > t0() + DAY_US / 2 && h % 50 == 7 { &[3, 11] } else { &[] };
     push_packages(&mut sink, args.host_packages, h % 4, bumped);
     for c in 0..args.containers {
         let id = format!("{h:08x}{c:056x}");
@@ -190,7 +199,8 @@ async fn generate(store: &Store, args: &Args) -> u64 {
     for i in 0..args.images {
         rows += send(image(i, args.image_packages), format!("image-agent-{i}")).await;
     }
-    for t in [T0, T1] {
+    let (t0, t1) = (t0(), t1());
+    for t in [t0, t1] {
         for h in 0..args.hosts {
             rows += send(host_crawl(h, t, args), format!("host-{h:05}")).await;
         }

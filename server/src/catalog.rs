@@ -1,14 +1,16 @@
 //! The SQL catalog over a data directory.
 //!
 //! Each declared table's files are registered as `<table>_history` (every row
-//! ever stored). `crawls` is the log of completed crawls and `latest_crawls`
-//! its newest row per scope; every other table `<table>` is a view of the rows
+//! ever stored). `crawls` is the log of completed crawls, `scope_crawls` its
+//! newest row per scope and `latest_crawls` those of scopes still alive (hosts
+//! heard from within the host expiry, containers their host still lists); every other table `<table>` is a view of the rows
 //! from its scope's latest completed crawl — "what is true now" — or, for a
 //! table that crawl marked unchanged, from the crawl that last sent it. A context is
 //! built per query over a [`Snapshot`], so each query sees the rows acknowledged
 //! when it starts, flushed to Parquet or not.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
@@ -143,12 +145,13 @@ pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
 /// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when given.
 pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
-    register(session(runtime), |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
+    register(session(runtime), snapshot.host_expiry, |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
 }
 
 /// A long-lived session whose tables read `store` as of each query.
 pub async fn live_context(store: Arc<Store>, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
-    register(session(runtime), |t| Ok(Arc::new(LiveTable { table: t, store: store.clone() }))).await
+    let expiry = store.config().host_expiry;
+    register(session(runtime), expiry, |t| Ok(Arc::new(LiveTable { table: t, store: store.clone() }))).await
 }
 
 fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
@@ -162,6 +165,7 @@ fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
 /// Registers every table (from `provider`), the views over them and the descriptions.
 async fn register(
     ctx: SessionContext,
+    host_expiry: Duration,
     provider: impl Fn(&'static Table) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
     crate::udf::register(&ctx);
@@ -170,10 +174,37 @@ async fn register(
         ctx.register_table(name, provider(t)?)?;
     }
     register_descriptions(&ctx)?;
+    // The newest crawl of every scope, then the ones still alive: a host that
+    // has not been crawled within `host_expiry` leaves current state with its
+    // containers, and a container its host's newest listing no longer shows
+    // (removed) leaves too. Both stay in the `_history` tables.
     ctx.sql(
-        "CREATE VIEW latest_crawls AS \
+        "CREATE VIEW scope_crawls AS \
          SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls GROUP BY host, scope, scope_id",
     )
+    .await?;
+    ctx.sql(&format!(
+        "CREATE VIEW latest_crawls AS \
+         WITH hosts AS ( \
+           SELECT h.host, h.crawl_time, COALESCE(u.since, h.crawl_time) AS listed_at, \
+                  h.crawl_time >= now() - INTERVAL '{expiry} seconds' AS alive \
+           FROM scope_crawls h LEFT JOIN unchanged_history u \
+             ON u.host = h.host AND u.scope = h.scope AND u.scope_id = h.scope_id \
+             AND u.crawl_time = h.crawl_time AND u.table_name = 'containers' \
+           WHERE h.scope = 'host'), \
+         listed AS ( \
+           SELECT DISTINCT c.host, c.container_id FROM containers_history c JOIN hosts h \
+             ON c.host = h.host AND c.scope = 'host' AND c.crawl_time = h.listed_at) \
+         SELECT s.host, s.scope, s.scope_id, s.crawl_time FROM scope_crawls s \
+         LEFT JOIN hosts h ON h.host = s.host \
+         LEFT JOIN listed l ON l.host = s.host AND l.container_id = s.scope_id \
+         WHERE CASE s.scope \
+           WHEN 'host' THEN h.alive \
+           WHEN 'container' THEN h.host IS NULL \
+             OR (h.alive AND (l.container_id IS NOT NULL OR s.crawl_time > h.crawl_time)) \
+           ELSE true END",
+        expiry = host_expiry.as_secs()
+    ))
     .await?;
     // A table the agent did not resend because its rows did not change is read
     // from the crawl that last carried it (`unchanged.since`).

@@ -49,6 +49,10 @@ enum Cmd {
         /// engines reading the files directly lag by at most this much.
         #[arg(long, default_value_t = 60)]
         flush_secs: u64,
+        /// A host not crawled for this many seconds leaves current state (with
+        /// its containers); its rows stay in the _history tables.
+        #[arg(long, default_value_t = periscope_server::store::HOST_EXPIRY.as_secs())]
+        host_expiry_secs: u64,
         /// Serve Arrow Flight SQL (ADBC, JDBC, DBeaver) on this address; needs --sql-user.
         #[arg(long)]
         flight_listen: Option<String>,
@@ -134,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client_ca,
             flush_bytes,
             flush_secs,
+            host_expiry_secs,
             flight_listen,
             pg_listen,
             sql_user,
@@ -183,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 store: periscope_server::store::StoreConfig {
                     flush_bytes,
                     flush_interval: std::time::Duration::from_secs(flush_secs),
+                    host_expiry: std::time::Duration::from_secs(host_expiry_secs),
                 },
                 limits: periscope_server::query::Limits {
                     memory_bytes: query_memory_bytes,

@@ -58,11 +58,17 @@ pub struct StoreConfig {
     /// Flush buffered rows at least this often, so other engines reading the
     /// Parquet files lag by at most this much.
     pub flush_interval: Duration,
+    /// A host not crawled for this long leaves current state (with its
+    /// containers); its rows stay in history.
+    pub host_expiry: Duration,
 }
+
+/// Default [`StoreConfig::host_expiry`]: a week.
+pub const HOST_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { flush_bytes: 256 << 20, flush_interval: Duration::from_secs(60) }
+        StoreConfig { flush_bytes: 256 << 20, flush_interval: Duration::from_secs(60), host_expiry: HOST_EXPIRY }
     }
 }
 
@@ -83,6 +89,8 @@ struct Marker {
 pub struct Snapshot {
     pub files: BTreeMap<&'static str, Vec<PathBuf>>,
     pub batches: Buffer,
+    /// See [`StoreConfig::host_expiry`].
+    pub host_expiry: Duration,
     _guard: Option<File>,
 }
 
@@ -343,6 +351,10 @@ impl Store {
         &self.shared.dir
     }
 
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
     /// Logs an agent's batch (its decoded `batches` go to the buffer); the
     /// answer, the stored row count, comes once the record is durable. A batch
     /// whose (agent, epoch, seq) was applied before is acknowledged without
@@ -399,7 +411,7 @@ impl Store {
         for (t, b) in s.flushing.iter().flatten() {
             batches.entry(t).or_default().extend(b.iter().cloned());
         }
-        Snapshot { files: s.files.clone(), batches, _guard: None }
+        Snapshot { files: s.files.clone(), batches, host_expiry: self.shared.config.host_expiry, _guard: None }
     }
 
     /// What a reader in another process sees of a data directory, server
@@ -413,7 +425,7 @@ impl Store {
         if wal_dir(dir).is_dir() {
             replay(dir, through, &mut applied, &mut batches, false)?;
         }
-        Ok(Snapshot { files, batches, _guard: Some(guard) })
+        Ok(Snapshot { files, batches, host_expiry: HOST_EXPIRY, _guard: Some(guard) })
     }
 
     /// Asks for a flush now and waits until everything acknowledged so far is in Parquet.
@@ -707,7 +719,7 @@ mod tests {
     }
 
     fn config() -> StoreConfig {
-        StoreConfig { flush_bytes: 64 << 20, flush_interval: Duration::from_secs(3600) }
+        StoreConfig { flush_bytes: 64 << 20, flush_interval: Duration::from_secs(3600), ..Default::default() }
     }
 
     #[tokio::test]

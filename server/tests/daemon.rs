@@ -129,6 +129,17 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
     assert_eq!(count("SELECT count(*) AS n FROM crawls WHERE scope = 'host'"), 1);
     let errors = sql(&target, &format!("SELECT message FROM crawl_errors WHERE scope_id IN ('{brief}', '{exited}')"));
     assert!(errors.is_empty(), "{errors:?}");
+
+    // The next listing of the host no longer shows the removed container: it
+    // leaves current state and stays in history; the exited one stays.
+    let (ok, _, err) = agent(&["crawl", "--server", &server.url, "--collectors", "os,packages", "--containerd", "off"]);
+    assert!(ok, "{err}");
+    let packages = |table: &str, id: &str| {
+        count(&format!("SELECT count(*) AS n FROM {table} WHERE scope = 'container' AND scope_id = '{id}'"))
+    };
+    assert_eq!(packages("packages", &brief), 0, "a removed container is not current state");
+    assert_eq!(packages("packages_history", &brief), want as i64, "but its rows stay in history");
+    assert_eq!(packages("packages", &exited), want as i64);
 }
 
 #[test]

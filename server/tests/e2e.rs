@@ -247,3 +247,38 @@ fn every_table_and_column_is_described_in_sql() {
     let t = sql(&target, "SELECT description FROM table_descriptions WHERE table_name = 'crawl_errors'");
     assert_eq!(t.len(), 1);
 }
+
+/// A host not heard from within --host-expiry-secs leaves current state; its
+/// rows stay in history, and an image's inventory (content-addressed) stays.
+#[test]
+fn a_silent_host_leaves_current_state_and_stays_in_history() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--host-expiry-secs", "4"], &[]);
+    let root = debian_rootfs().display().to_string();
+    for scope in ["host", "image"] {
+        let (ok, _, err) = agent(&[
+            "crawl",
+            "--root",
+            &root,
+            "--server",
+            &server.url,
+            "--host",
+            "silent-host",
+            "--scope",
+            scope,
+            "--scope-id",
+            &format!("{scope}-1"),
+            "--collectors",
+            "os,packages",
+        ]);
+        assert!(ok, "{err}");
+    }
+    let target = ["--server", server.url.as_str()];
+    let count = |q: &str| -> i64 { s(&sql(&target, q)[0], "n").parse().unwrap() };
+    let current = "SELECT count(*) AS n FROM packages WHERE host = 'silent-host' AND scope = 'host'";
+    let n = count(current);
+    assert!(n > 50, "{n}");
+    wait_for("the host to expire", std::time::Duration::from_secs(30), || count(current) == 0);
+    assert_eq!(count("SELECT count(*) AS n FROM packages_history WHERE host = 'silent-host' AND scope = 'host'"), n);
+    assert_eq!(count("SELECT count(*) AS n FROM packages WHERE scope = 'image'"), n, "images stay");
+}
