@@ -47,7 +47,7 @@ impl std::fmt::Debug for StoredTable {
 impl StoredTable {
     fn new(t: &Table, snapshot: &Arc<Snapshot>) -> Result<StoredTable> {
         let schema = t.schema();
-        let paths = snapshot.files.get(t.name).map(Vec::as_slice).unwrap_or_default();
+        let paths = snapshot.files.get(t.name);
         let files = if paths.is_empty() {
             None
         } else {

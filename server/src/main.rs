@@ -53,6 +53,9 @@ enum Cmd {
         /// its containers); its rows stay in the _history tables.
         #[arg(long, default_value_t = periscope_server::store::HOST_EXPIRY.as_secs())]
         host_expiry_secs: u64,
+        /// Merge a table's small Parquet files into one once there are this many (0: never).
+        #[arg(long, default_value_t = 16)]
+        compact_files: usize,
         /// Serve Arrow Flight SQL (ADBC, JDBC, DBeaver) on this address; needs --sql-user.
         #[arg(long)]
         flight_listen: Option<String>,
@@ -139,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             flush_bytes,
             flush_secs,
             host_expiry_secs,
+            compact_files,
             flight_listen,
             pg_listen,
             sql_user,
@@ -189,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     flush_bytes,
                     flush_interval: std::time::Duration::from_secs(flush_secs),
                     host_expiry: std::time::Duration::from_secs(host_expiry_secs),
+                    compact_files,
                 },
                 limits: periscope_server::query::Limits {
                     memory_bytes: query_memory_bytes,

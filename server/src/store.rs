@@ -61,6 +61,9 @@ pub struct StoreConfig {
     /// A host not crawled for this long leaves current state (with its
     /// containers); its rows stay in history.
     pub host_expiry: Duration,
+    /// Merge a table's files smaller than `flush_bytes` once there are this
+    /// many (0: never).
+    pub compact_files: usize,
 }
 
 /// Default [`StoreConfig::host_expiry`]: a week.
@@ -68,7 +71,12 @@ pub const HOST_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { flush_bytes: 256 << 20, flush_interval: Duration::from_secs(60), host_expiry: HOST_EXPIRY }
+        StoreConfig {
+            flush_bytes: 256 << 20,
+            flush_interval: Duration::from_secs(60),
+            host_expiry: HOST_EXPIRY,
+            compact_files: 16,
+        }
     }
 }
 
@@ -84,10 +92,98 @@ struct Marker {
     applied: Vec<(String, u64, u64)>,
 }
 
+/// The committed Parquet files of every table at one moment. Files a
+/// compaction replaced are deleted once no snapshot holds this set or any
+/// older one (which may list them too).
+#[derive(Debug, Default)]
+pub struct FileSet {
+    pub tables: BTreeMap<&'static str, Vec<PathBuf>>,
+    link: Arc<Link>,
+}
+
+/// A file set's place in the sequence of sets: each link keeps the next one
+/// alive, so a link lives while its own set or any older one does.
+#[derive(Debug, Default)]
+struct Link {
+    next: std::sync::OnceLock<Arc<Link>>,
+    /// Set when a compaction replaced this set: its ticket in the retirement queue.
+    retired: Mutex<Option<(Arc<Retirement>, u64)>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some((queue, ticket)) = self.retired.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            // Deleting waits for readers in other processes (shared store lock): off the caller's thread.
+            std::thread::spawn(move || queue.ready(ticket));
+        }
+    }
+}
+
+impl FileSet {
+    fn new(tables: BTreeMap<&'static str, Vec<PathBuf>>) -> FileSet {
+        FileSet { tables, link: Arc::default() }
+    }
+
+    /// The set that follows this one, with `tables`.
+    fn succeed(&self, tables: BTreeMap<&'static str, Vec<PathBuf>>) -> FileSet {
+        let link = Arc::new(Link::default());
+        let _ = self.link.next.set(link.clone());
+        FileSet { tables, link }
+    }
+
+    pub fn get(&self, table: &str) -> &[PathBuf] {
+        self.tables.get(table).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// Files replaced by compactions, deleted strictly in the order the
+/// compactions happened — each compaction's inputs, then its record — so a
+/// record is never left whose output was deleted by a later compaction while
+/// its own inputs remain (which would make them look live again).
+#[derive(Debug)]
+struct Retirement {
+    data: PathBuf,
+    queue: Mutex<(u64, std::collections::VecDeque<(u64, Vec<PathBuf>, bool)>)>,
+}
+
+impl Retirement {
+    fn push(&self, doomed: Vec<PathBuf>) -> u64 {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0 += 1;
+        let ticket = q.0;
+        q.1.push_back((ticket, doomed, false));
+        ticket
+    }
+
+    fn ready(&self, ticket: u64) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(item) = q.1.iter_mut().find(|i| i.0 == ticket) {
+            item.2 = true;
+        }
+        if !q.1.front().is_some_and(|i| i.2) {
+            return;
+        }
+        let Ok(lock) = lock_file(&self.data, "store.lock") else { return };
+        if lock.lock().is_err() {
+            return;
+        }
+        while q.1.front().is_some_and(|i| i.2) {
+            let (_, paths, _) = q.1.pop_front().expect("checked");
+            for p in paths {
+                if let Err(e) = fs::remove_file(&p)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(file = %p.display(), "store: removing a compacted file: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// Rows as of one moment: the Parquet files then visible and the rows not yet
 /// flushed. Holds the shared store lock when read from another process.
 pub struct Snapshot {
-    pub files: BTreeMap<&'static str, Vec<PathBuf>>,
+    pub files: Arc<FileSet>,
     pub batches: Buffer,
     /// See [`StoreConfig::host_expiry`].
     pub host_expiry: Duration,
@@ -95,7 +191,7 @@ pub struct Snapshot {
 }
 
 struct State {
-    files: BTreeMap<&'static str, Vec<PathBuf>>,
+    files: Arc<FileSet>,
     active: Buffer,
     active_bytes: usize,
     active_since: Option<Instant>,
@@ -108,6 +204,7 @@ struct State {
 struct Shared {
     dir: PathBuf,
     config: StoreConfig,
+    retirement: Arc<Retirement>,
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -200,6 +297,7 @@ fn list_files(data: &Path, through: u64, clean: bool) -> Result<BTreeMap<&'stati
     for t in TABLES {
         let dir = table_dir(data, t);
         let mut files = Vec::new();
+        let replaced = compactions(&dir, clean)?;
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             // A table this directory has never stored (made by an older server, or by hand).
@@ -212,6 +310,12 @@ fn list_files(data: &Path, through: u64, clean: bool) -> Result<BTreeMap<&'stati
         for e in entries {
             let e = e.map_err(io(&dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
+            if replaced.contains(&name) {
+                if clean {
+                    fs::remove_file(e.path()).map_err(io(&e.path()))?;
+                }
+                continue;
+            }
             let stale = name.starts_with('.') || flush_number(&name).is_some_and(|n| n > through);
             if stale {
                 if clean {
@@ -301,7 +405,7 @@ impl Store {
         let store_lock = lock_file(&dir, "store.lock")?;
         store_lock.lock().map_err(io(&dir))?;
         let (through, mut applied) = read_marker(&dir)?;
-        let files = list_files(&dir, through, true)?;
+        let files = Arc::new(FileSet::new(list_files(&dir, through, true)?));
         for n in wal::segments(&wal).map_err(io(&wal))? {
             if n < through {
                 let p = wal::segment_path(&wal, n);
@@ -323,7 +427,8 @@ impl Store {
             closing: false,
             failed: None,
         };
-        let shared = Arc::new(Shared { dir, config, state: Mutex::new(state), cond: Condvar::new() });
+        let retirement = Arc::new(Retirement { data: dir.clone(), queue: Mutex::default() });
+        let shared = Arc::new(Shared { dir, config, retirement, state: Mutex::new(state), cond: Condvar::new() });
         let (tx, rx) = mpsc::channel();
         let writer = {
             let shared = shared.clone();
@@ -420,7 +525,7 @@ impl Store {
         let guard = lock_file(dir, "store.lock")?;
         guard.lock_shared().map_err(io(dir))?;
         let (through, mut applied) = read_marker(dir)?;
-        let files = list_files(dir, through, false)?;
+        let files = Arc::new(FileSet::new(list_files(dir, through, false)?));
         let mut batches = Buffer::new();
         if wal_dir(dir).is_dir() {
             replay(dir, through, &mut applied, &mut batches, false)?;
@@ -612,6 +717,9 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
         };
         match commit(shared, through, &applied) {
             Ok(()) => {
+                if let Err(e) = compact(shared) {
+                    tracing::error!("store: compaction failed (the files stay as they are): {e}");
+                }
                 let mut s = shared.lock();
                 s.flush_requested = false;
                 shared.cond.notify_all();
@@ -652,9 +760,11 @@ fn commit(shared: &Shared, through: u64, applied: &Applied) -> Result<(), StoreE
     write_marker(data, through, applied)?;
     {
         let mut s = shared.lock();
+        let mut tables = s.files.tables.clone();
         for (t, _, dst) in written {
-            s.files.entry(t).or_default().push(dst);
+            tables.entry(t).or_default().push(dst);
         }
+        s.files = Arc::new(s.files.succeed(tables));
         s.flushing = None;
         shared.cond.notify_all();
     }
@@ -683,10 +793,155 @@ fn write_parquet(path: &Path, table: &Table, batches: &[RecordBatch]) -> Result<
     file.sync_all().map_err(io(path))
 }
 
+/// A compaction's record, `.compact-<id>.json` in the table's directory:
+/// written before its output file is renamed into place, so that once the
+/// output exists its inputs are known to be replaced, crash or not.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Compaction {
+    output: String,
+    inputs: Vec<String>,
+}
+
+/// Names of files that committed compactions replaced in `dir`. With `clean`
+/// (the server opening), replaced files and records are removed and records
+/// of compactions that never committed are dropped.
+fn compactions(dir: &Path, clean: bool) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut replaced = std::collections::HashSet::new();
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(replaced) };
+    let mut records = Vec::new();
+    for e in entries {
+        let name = e.map_err(io(dir))?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".compact-") && name.ends_with(".json") {
+            records.push(name);
+        }
+    }
+    // In the order the compactions happened (ids are times): an output that a
+    // later compaction merged away is only deleted after this one's inputs.
+    records.sort();
+    for name in records {
+        let path = dir.join(&name);
+        let record: Compaction = match fs::read(&path).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(r)) => r,
+            // A record torn by a crash: its output was never renamed into place.
+            _ => Compaction { output: String::new(), inputs: Vec::new() },
+        };
+        let committed = !record.output.is_empty() && dir.join(&record.output).exists();
+        if committed {
+            if clean {
+                for i in &record.inputs {
+                    match fs::remove_file(dir.join(i)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&dir.join(i))(e)),
+                        _ => {}
+                    }
+                }
+            } else {
+                replaced.extend(record.inputs);
+            }
+        }
+        if clean {
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(replaced)
+}
+
+/// Merges a table's small files into one when there are `compact_files` or
+/// more of them. The output becomes visible atomically (rename under the
+/// exclusive store lock, after its record); the inputs are deleted once no
+/// snapshot reads them.
+fn compact(shared: &Shared) -> Result<usize, StoreError> {
+    let data = &shared.dir;
+    let (min_files, small) = (shared.config.compact_files, shared.config.flush_bytes as u64);
+    let mut merged = 0;
+    for t in TABLES {
+        let files: Vec<PathBuf> = shared.lock().files.get(t.name).to_vec();
+        let inputs: Vec<PathBuf> =
+            files.into_iter().filter(|f| fs::metadata(f).map(|m| m.len() < small).unwrap_or(false)).collect();
+        if min_files < 2 || inputs.len() < min_files {
+            continue;
+        }
+        let dir = table_dir(data, t);
+        let id = format!(
+            "{:020}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        );
+        let output = format!("compact-{id}.parquet");
+        let tmp = dir.join(format!(".{output}.tmp"));
+        let pq = |source| StoreError::Parquet { path: tmp.clone(), source };
+        {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+                .set_max_row_group_row_count(Some(1 << 20))
+                .build();
+            let file = File::create(&tmp).map_err(io(&tmp))?;
+            let mut w = ArrowWriter::try_new(file, t.schema(), Some(props)).map_err(pq)?;
+            for f in &inputs {
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    File::open(f).map_err(io(f))?,
+                )
+                .and_then(|b| b.with_batch_size(64 * 1024).build())
+                .map_err(|source| StoreError::Parquet { path: f.clone(), source })?;
+                for b in reader {
+                    let b = b.map_err(|e| StoreError::Failed(format!("{}: {e}", f.display())))?;
+                    // Stored under the declared schema (older files may carry other metadata).
+                    let b = RecordBatch::try_new(t.schema(), b.columns().to_vec())
+                        .map_err(|e| StoreError::Failed(format!("{}: {e}", f.display())))?;
+                    w.write(&b).map_err(pq)?;
+                }
+            }
+            w.into_inner().map_err(pq)?.sync_all().map_err(io(&tmp))?;
+        }
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            v.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
+        };
+        let record = Compaction { output: output.clone(), inputs: names(&inputs) };
+        let record_path = dir.join(format!(".compact-{id}.json"));
+        let record_tmp = dir.join(format!(".compact-{id}.json.tmp"));
+        (|| {
+            let mut f = File::create(&record_tmp)?;
+            std::io::Write::write_all(&mut f, &serde_json::to_vec(&record).unwrap_or_default())?;
+            f.sync_all()?;
+            fs::rename(&record_tmp, &record_path)?;
+            File::open(&dir)?.sync_all()
+        })()
+        .map_err(io(&dir))?;
+        crash_point_named("PERISCOPE_CRASH_IN_COMPACTION");
+        let lock = lock_file(data, "store.lock")?;
+        lock.lock().map_err(io(data))?;
+        let dst = dir.join(&output);
+        fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+        {
+            let mut s = shared.lock();
+            let mut tables = s.files.tables.clone();
+            let list = tables.entry(t.name).or_default();
+            list.retain(|f| !inputs.contains(f));
+            list.push(dst);
+            let next = Arc::new(s.files.succeed(tables));
+            let old = std::mem::replace(&mut s.files, next);
+            let mut doomed = inputs.clone();
+            doomed.push(record_path);
+            let ticket = shared.retirement.push(doomed);
+            *old.link.retired.lock().unwrap_or_else(|e| e.into_inner()) = Some((shared.retirement.clone(), ticket));
+        }
+        drop(lock);
+        merged += inputs.len();
+    }
+    Ok(merged)
+}
+
 /// Fault injection for crash tests: with PERISCOPE_CRASH_AFTER_BATCHES=N the
 /// process aborts right after its Nth batch is durable and before it is
 /// acknowledged — the one moment a random SIGKILL rarely hits, where a resent
 /// batch must not be stored twice.
+/// With the variable `name` set, the process aborts there (crash tests).
+fn crash_point_named(name: &str) {
+    if std::env::var_os(name).is_some() {
+        eprintln!("periscope: {name} set: aborting");
+        std::process::abort();
+    }
+}
+
 fn crash_point() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STORED: AtomicU64 = AtomicU64::new(0);
@@ -708,7 +963,7 @@ mod tests {
     fn rows(snap: &Snapshot) -> (usize, usize) {
         let buffered = snap.batches.values().flatten().map(RecordBatch::num_rows).sum();
         let mut stored = 0;
-        for f in snap.files.values().flatten() {
+        for f in snap.files.tables.values().flatten() {
             let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
                 .unwrap()
                 .build()
@@ -765,6 +1020,109 @@ mod tests {
         assert_eq!(rows(&store.snapshot()), (2, 6), "repeats after a restart are still recognised");
         store.close().unwrap();
         assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (8, 0));
+    }
+
+    #[tokio::test]
+    async fn small_files_are_compacted_and_replaced_files_outlive_the_snapshots_reading_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open_with(tmp.path(), StoreConfig { compact_files: 3, ..config() }).unwrap();
+        let batch = crate::testutil::crawl_error_batch(5);
+        let dir = table_dir(tmp.path(), &CRAWL_ERRORS);
+        let parquet = || {
+            fs::read_dir(&dir)
+                .unwrap()
+                .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+                .count()
+        };
+        let mut held = None;
+        for seq in 1..=3 {
+            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap();
+            if seq == 3 {
+                // A query's snapshot from before the compaction that the third flush triggers.
+                held = Some(store.snapshot());
+            }
+            store.flush().unwrap();
+        }
+        let held = held.unwrap();
+        assert_eq!(rows(&store.snapshot()), (15, 0));
+        assert_eq!(store.snapshot().files.get("crawl_errors").len(), 1, "three flushes, merged into one file");
+        assert_eq!(rows(&held), (10, 5), "an older snapshot still reads the files it listed");
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (15, 0), "other processes see the merged file only");
+        drop(held);
+        wait_for(|| parquet() == 1);
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (15, 0));
+    }
+
+    #[tokio::test]
+    async fn chained_compactions_delete_in_order_and_never_show_a_row_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open_with(tmp.path(), StoreConfig { compact_files: 2, ..config() }).unwrap();
+        let batch = crate::testutil::crawl_error_batch(1);
+        let mut held = Vec::new();
+        for seq in 1..=4 {
+            held.push(store.snapshot());
+            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap();
+            store.flush().unwrap();
+            assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (seq as usize, 0), "after flush {seq}");
+        }
+        // Every held snapshot still reads what it listed, oldest dropped last.
+        for (i, snap) in held.iter().enumerate() {
+            assert_eq!(rows(snap), (i, 0));
+        }
+        while let Some(snap) = held.pop() {
+            drop(snap);
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (4, 0), "no row twice or lost while files retire");
+        }
+        drop(store);
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (4, 0));
+        assert_eq!(store.snapshot().files.get("crawl_errors").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_compaction_cut_short_by_a_crash_rolls_back_or_forward() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = table_dir(tmp.path(), &CRAWL_ERRORS);
+        let batch = crate::testutil::crawl_error_batch(2);
+        {
+            let store = Store::open_with(tmp.path(), config()).unwrap();
+            for seq in 1..=2 {
+                store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap();
+                store.flush().unwrap();
+            }
+        }
+        let names: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names.len(), 2);
+        let record = |id: &str, output: &str| {
+            let r = Compaction { output: output.into(), inputs: names.clone() };
+            fs::write(dir.join(format!(".compact-{id}.json")), serde_json::to_vec(&r).unwrap()).unwrap();
+        };
+        // Crashed before its output was renamed into place: the inputs stand.
+        record("1", "compact-1.parquet");
+        fs::write(dir.join(".compact-1.parquet.tmp"), b"partial").unwrap();
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (4, 0));
+        // Crashed after the rename, before the inputs were deleted: the output stands alone.
+        record("2", "compact-2.parquet");
+        write_parquet(&dir.join("compact-2.parquet"), &CRAWL_ERRORS, &[batch.clone(), batch.clone()]).unwrap();
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (4, 0), "no row twice");
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (4, 0));
+        let left: Vec<String> =
+            fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, ["compact-2.parquet"], "opening rolled both forward or back and cleaned up");
+    }
+
+    fn wait_for(mut ok: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !ok() {
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]

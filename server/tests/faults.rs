@@ -81,9 +81,12 @@ fn assert_exactly_once(url: &str, reported: usize) {
 #[test]
 fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
     let (data, spool, addr, url) = setup();
-    // A tiny flush size: the server writes Parquet and retires log segments all
-    // the time, so kills also land in the middle of flushes.
-    let start = |env: &[(&str, &str)]| Server::start_full(data.path(), &addr, &["--flush-bytes", "200000"], env);
+    // A tiny flush size and compaction threshold: the server writes Parquet,
+    // retires log segments and merges files all the time, so kills also land
+    // in the middle of flushes and compactions.
+    let start = |env: &[(&str, &str)]| {
+        Server::start_full(data.path(), &addr, &["--flush-bytes", "200000", "--compact-files", "3"], env)
+    };
     let mut server = Some(start(&[]));
     let (agent, rx) = run_agent(&url, spool.path(), &fast().iter().map(String::as_str).collect::<Vec<_>>());
     // Kill moments spread over the send path: a simple LCG, its seed printed to replay a failure.
@@ -101,10 +104,16 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
             server.take().unwrap().kill();
             server = Some(start(&[]));
         } else {
-            // A crash between storing a batch and acknowledging it, which random kills rarely hit.
+            // A crash between storing a batch and acknowledging it, or between a
+            // compaction's record and its commit, which random kills rarely hit.
             server.take().unwrap().kill();
             let after = (1 + next() % 6).to_string();
-            let crashing = start(&[("PERISCOPE_CRASH_AFTER_BATCHES", &after)]);
+            let crash = if i % 4 == 1 {
+                ("PERISCOPE_CRASH_AFTER_BATCHES", after.as_str())
+            } else {
+                ("PERISCOPE_CRASH_IN_COMPACTION", "1")
+            };
+            let crashing = start(&[crash]);
             wait_for("the injected crash", Duration::from_secs(60), || crashing.exited());
             server = Some(start(&[]));
         }
@@ -123,7 +132,12 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("wal-"))
         .count();
-    assert!(flushed >= 2, "the server flushed to Parquet between kills: {flushed} files");
+    let compacted = std::fs::read_dir(data.path().join("tables/packages"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("compact-"))
+        .count();
+    assert!(flushed + compacted >= 1, "the server flushed to Parquet between kills");
+    assert!(compacted >= 1, "the server compacted files between kills");
     // Another process reading the data directory while the server runs sees the same.
     let local = ["--data", data.path().to_str().unwrap()];
     let n_local = sql(&local, "SELECT count(*) AS n FROM packages_history")[0]["n"].clone();
