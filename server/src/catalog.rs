@@ -103,6 +103,11 @@ pub const CATALOG: &str = "periscope";
 struct LiveTable {
     table: &'static Table,
     store: Arc<Store>,
+    /// Snapshots of recent scans, kept for `keep_for`: a plan reads the files
+    /// its snapshot listed after `scan` returns, and a compaction must not
+    /// delete them meanwhile. Queries end within their time limit, shorter.
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Arc<Snapshot>)>>>,
+    keep_for: Duration,
 }
 
 impl std::fmt::Debug for LiveTable {
@@ -133,6 +138,13 @@ impl TableProvider for LiveTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = Arc::new(self.store.snapshot());
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            while recent.front().is_some_and(|(at, _)| at.elapsed() > self.keep_for) {
+                recent.pop_front();
+            }
+            recent.push_back((std::time::Instant::now(), snapshot.clone()));
+        }
         StoredTable::new(self.table, &snapshot)?.scan(state, projection, filters, limit).await
     }
 }
@@ -148,10 +160,20 @@ pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) 
     register(session(runtime), snapshot.host_expiry, |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
 }
 
-/// A long-lived session whose tables read `store` as of each query.
-pub async fn live_context(store: Arc<Store>, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
+/// A long-lived session whose tables read `store` as of each query; the
+/// files a query's plan reads stay on disk for `keep_for` (longer than any
+/// query may run).
+pub async fn live_context(
+    store: Arc<Store>,
+    runtime: Option<Arc<RuntimeEnv>>,
+    keep_for: Duration,
+) -> Result<SessionContext> {
     let expiry = store.config().host_expiry;
-    register(session(runtime), expiry, |t| Ok(Arc::new(LiveTable { table: t, store: store.clone() }))).await
+    let recent = Arc::default();
+    register(session(runtime), expiry, |t| {
+        Ok(Arc::new(LiveTable { table: t, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
+    })
+    .await
 }
 
 fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {

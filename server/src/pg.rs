@@ -275,7 +275,8 @@ pub async fn serve(
     tls: Option<TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let ctx = crate::catalog::live_context(store, limits.runtime()?).await?;
+    let keep_for = limits.timeout + Duration::from_secs(60);
+    let ctx = crate::catalog::live_context(store, limits.runtime()?, keep_for).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
         crate::catalog::CATALOG,

@@ -25,6 +25,9 @@ use crate::query;
 use crate::sqlauth::SqlUsers;
 use crate::store::{Store, StoreConfig};
 
+/// Longest agent id accepted (agents send their host name).
+pub const MAX_AGENT_ID: usize = 1024;
+
 /// Largest message accepted from an agent.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Largest Arrow IPC stream one compressed batch may inflate to.
@@ -84,7 +87,13 @@ impl StoredImages {
 
 /// Validates one batch and hands it to the store. The receiver answers with
 /// the stored row count once the batch is durable.
-fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Option<Vec<RecordBatch>>), Status> {
+async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Option<Vec<RecordBatch>>), Status> {
+    if b.agent_id.is_empty() || b.agent_id.len() > MAX_AGENT_ID {
+        return Err(Status::invalid_argument(format!(
+            "agent id must be 1 to {MAX_AGENT_ID} bytes, got {}",
+            b.agent_id.len()
+        )));
+    }
     who.may_write(&b.agent_id)?;
     if b.contract_version != CONTRACT_VERSION {
         return Err(Status::failed_precondition(format!(
@@ -115,7 +124,7 @@ fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Option<V
         zstd,
         ipc: b.arrow_ipc,
     };
-    Ok((store.submit(record, table, batches), crawls))
+    Ok((store.submit(record, table, batches).await, crawls))
 }
 
 type Receiver = tokio::sync::oneshot::Receiver<Result<u64, String>>;
@@ -138,10 +147,13 @@ impl Ingest for IngestService {
         let store = self.store.clone();
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
-                let item = msg.and_then(|b| {
-                    let seq = b.seq;
-                    submit(&store, &who, b).map(|(rx, crawls)| (seq, rx, crawls))
-                });
+                let item = match msg {
+                    Ok(b) => {
+                        let seq = b.seq;
+                        submit(&store, &who, b).await.map(|(rx, crawls)| (seq, rx, crawls))
+                    }
+                    Err(s) => Err(s),
+                };
                 let stop = item.is_err();
                 if pending_tx.send(item).await.is_err() || stop {
                     break;

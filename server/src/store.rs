@@ -156,17 +156,22 @@ impl Retirement {
     }
 
     fn ready(&self, ticket: u64) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(item) = q.1.iter_mut().find(|i| i.0 == ticket) {
-            item.2 = true;
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(item) = q.1.iter_mut().find(|i| i.0 == ticket) {
+                item.2 = true;
+            }
+            if !q.1.front().is_some_and(|i| i.2) {
+                return;
+            }
         }
-        if !q.1.front().is_some_and(|i| i.2) {
-            return;
-        }
+        // The flock first, with no mutex held (compaction takes the flock, then
+        // the state and queue mutexes): no lock-order cycle.
         let Ok(lock) = lock_file(&self.data, "store.lock") else { return };
         if lock.lock().is_err() {
             return;
         }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         while q.1.front().is_some_and(|i| i.2) {
             let (_, paths, _) = q.1.pop_front().expect("checked");
             for p in paths {
@@ -205,6 +210,8 @@ struct Shared {
     dir: PathBuf,
     config: StoreConfig,
     retirement: Arc<Retirement>,
+    /// Id (time in ns) of the newest compaction, so ids only grow.
+    last_compaction: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -218,12 +225,21 @@ impl Shared {
 type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
 
 enum Cmd {
-    Append { record: Record, table: &'static Table, batches: Vec<RecordBatch>, reply: Reply },
+    Append {
+        record: Record,
+        table: &'static Table,
+        batches: Vec<RecordBatch>,
+        reply: Reply,
+        /// Admission of these rows (see [`Store::submit`]), released once they are in the buffer.
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
     Rotate(mpsc::Sender<(u64, Applied)>),
 }
 
 pub struct Store {
     shared: Arc<Shared>,
+    admission: Arc<tokio::sync::Semaphore>,
+    admission_kib: u32,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     _server_lock: File,
@@ -270,9 +286,22 @@ fn read_marker(data: &Path) -> Result<(u64, Applied), StoreError> {
     Ok((m.through, m.applied.into_iter().map(|(a, e, s)| ((a, e), s)).collect()))
 }
 
+/// Boot epochs remembered per agent: a spool can hold batches of an agent's
+/// earlier runs, but not of 64 restarts ago.
+const EPOCHS_KEPT: usize = 64;
+
 fn write_marker(data: &Path, through: u64, applied: &Applied) -> Result<(), StoreError> {
     let dir = wal_dir(data);
-    let m = Marker { through, applied: applied.iter().map(|((a, e), s)| (a.clone(), *e, *s)).collect() };
+    let mut by_agent: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+    for ((a, e), s) in applied {
+        by_agent.entry(a.as_str()).or_default().push((*e, *s));
+    }
+    let mut kept = Vec::new();
+    for (a, mut epochs) in by_agent {
+        epochs.sort_unstable_by(|x, y| y.cmp(x));
+        kept.extend(epochs.into_iter().take(EPOCHS_KEPT).map(|(e, s)| (a.to_string(), e, s)));
+    }
+    let m = Marker { through, applied: kept };
     let tmp = dir.join(".flushed.json.tmp");
     let bytes = serde_json::to_vec(&m).map_err(|e| StoreError::Failed(e.to_string()))?;
     (|| {
@@ -428,7 +457,16 @@ impl Store {
             failed: None,
         };
         let retirement = Arc::new(Retirement { data: dir.clone(), queue: Mutex::default() });
-        let shared = Arc::new(Shared { dir, config, retirement, state: Mutex::new(state), cond: Condvar::new() });
+        let config_flush_kib = u32::try_from(config.flush_bytes / 1024).unwrap_or(u32::MAX >> 4);
+        let last_compaction = std::sync::atomic::AtomicU64::new(newest_compaction(&dir));
+        let shared = Arc::new(Shared {
+            dir,
+            config,
+            retirement,
+            last_compaction,
+            state: Mutex::new(state),
+            cond: Condvar::new(),
+        });
         let (tx, rx) = mpsc::channel();
         let writer = {
             let shared = shared.clone();
@@ -444,7 +482,10 @@ impl Store {
                 .spawn(move || flush_loop(&shared, tx))
                 .map_err(io(&wal))?
         };
+        let admission_kib = (config_flush_kib).max(1);
         Ok(Store {
+            admission: Arc::new(tokio::sync::Semaphore::new(admission_kib as usize)),
+            admission_kib,
             shared,
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(vec![writer, flusher]),
@@ -464,16 +505,23 @@ impl Store {
     /// answer, the stored row count, comes once the record is durable. A batch
     /// whose (agent, epoch, seq) was applied before is acknowledged without
     /// being stored again.
-    pub fn submit(
+    ///
+    /// Waits while the rows already queued for the log writer reach
+    /// `flush_bytes`: with the two buffers that bounds the rows in memory to
+    /// about three times `flush_bytes`, however many agents send at once.
+    pub async fn submit(
         &self,
         record: Record,
         table: &'static Table,
         batches: Vec<RecordBatch>,
     ) -> tokio::sync::oneshot::Receiver<Result<u64, String>> {
+        let kib = batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>().div_ceil(1024);
+        let permit =
+            self.admission.clone().acquire_many_owned(kib.clamp(1, self.admission_kib as usize) as u32).await.ok();
         let (reply, rx) = tokio::sync::oneshot::channel();
         let failed = self.shared.lock().failed.clone();
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let cmd = Cmd::Append { record, table, batches, reply };
+        let cmd = Cmd::Append { record, table, batches, reply, _permit: permit };
         match (failed, tx) {
             (Some(f), _) => {
                 let Cmd::Append { reply, .. } = cmd else { unreachable!() };
@@ -504,7 +552,7 @@ impl Store {
         let ipc = periscope_proto::ipc::encode_wire(&table.schema(), batches)
             .map_err(|e| StoreError::Failed(e.to_string()))?;
         let record = Record { table: table.name.into(), agent: agent.into(), epoch, seq, zstd: true, ipc };
-        let rx = self.submit(record, table, batches.to_vec());
+        let rx = self.submit(record, table, batches.to_vec()).await;
         rx.await.map_err(|_| StoreError::Failed("store is shut down".into()))?.map_err(StoreError::Failed)
     }
 
@@ -596,15 +644,15 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                 Err(_) => break,
             }
         }
-        let failed = shared.lock().failed.clone();
-        let mut pending = Vec::new();
+        let mut failed = shared.lock().failed.clone();
+        let mut pending: Vec<(&'static Table, Vec<RecordBatch>, u64, Reply)> = Vec::new();
         let mut rotations = Vec::new();
         for c in cmds {
             match c {
                 Cmd::Append { reply, .. } if failed.is_some() => {
                     let _ = reply.send(Err(failed.clone().unwrap_or_default()));
                 }
-                Cmd::Append { record, table, batches, reply } => {
+                Cmd::Append { record, table, batches, reply, _permit } => {
                     let rows = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                     let key = (record.agent.clone(), record.epoch);
                     if applied.get(&key).is_some_and(|&h| record.seq <= h) {
@@ -612,9 +660,15 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                         continue;
                     }
                     if let Err(e) = segment.append(&record) {
+                        // Nothing more goes after a torn record: this group's earlier
+                        // records would be cut off with it when the log is repaired.
                         let m = format!("write-ahead log {}: {e}", segment.path().display());
                         let _ = reply.send(Err(m.clone()));
-                        fail(shared, m);
+                        for (.., reply) in pending.drain(..) {
+                            let _ = reply.send(Err(m.clone()));
+                        }
+                        fail(shared, m.clone());
+                        failed = Some(m);
                         continue;
                     }
                     applied.insert(key, record.seq);
@@ -622,6 +676,9 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                 }
                 Cmd::Rotate(r) => rotations.push(r),
             }
+        }
+        if failed.is_some() {
+            continue;
         }
         if !pending.is_empty() {
             if let Err(e) = segment.sync() {
@@ -674,6 +731,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
 /// the buffered rows as Parquet and commits them.
 fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
     let mut retry: Option<(u64, Applied)> = None;
+    let mut failures = 0;
     loop {
         let mut s = shared.lock();
         loop {
@@ -717,6 +775,7 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
         };
         match commit(shared, through, &applied) {
             Ok(()) => {
+                failures = 0;
                 if let Err(e) = compact(shared) {
                     tracing::error!("store: compaction failed (the files stay as they are): {e}");
                 }
@@ -725,6 +784,12 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
                 shared.cond.notify_all();
             }
             Err(e) => {
+                failures += 1;
+                if failures >= 3 {
+                    // What is buffered stays in the log; a restart replays it.
+                    fail(shared, format!("flush failed three times, last: {e}"));
+                    return;
+                }
                 tracing::error!("store: flush failed, retrying in 5 s: {e}");
                 retry = Some((through, applied));
                 std::thread::sleep(Duration::from_secs(5));
@@ -802,6 +867,21 @@ struct Compaction {
     inputs: Vec<String>,
 }
 
+/// The newest compaction id among the tables' compacted files.
+fn newest_compaction(data: &Path) -> u64 {
+    let mut newest = 0;
+    for t in TABLES {
+        for e in fs::read_dir(table_dir(data, t)).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("compact-").and_then(|n| n.strip_suffix(".parquet"));
+            if let Some(id) = id.and_then(|n| n.parse::<u64>().ok()) {
+                newest = newest.max(id);
+            }
+        }
+    }
+    newest
+}
+
 /// Names of files that committed compactions replaced in `dir`. With `clean`
 /// (the server opening), replaced files and records are removed and records
 /// of compactions that never committed are dropped.
@@ -815,9 +895,11 @@ fn compactions(dir: &Path, clean: bool) -> Result<std::collections::HashSet<Stri
             records.push(name);
         }
     }
-    // In the order the compactions happened (ids are times): an output that a
-    // later compaction merged away is only deleted after this one's inputs.
+    // Whether each compaction committed (its output exists) is decided for all
+    // of them before anything is deleted: deleting one's inputs may remove
+    // another's output. In id order, the order they happened.
     records.sort();
+    let mut decided = Vec::new();
     for name in records {
         let path = dir.join(&name);
         let record: Compaction = match fs::read(&path).map(|b| serde_json::from_slice(&b)) {
@@ -826,6 +908,9 @@ fn compactions(dir: &Path, clean: bool) -> Result<std::collections::HashSet<Stri
             _ => Compaction { output: String::new(), inputs: Vec::new() },
         };
         let committed = !record.output.is_empty() && dir.join(&record.output).exists();
+        decided.push((path, record, committed));
+    }
+    for (path, record, committed) in decided {
         if committed {
             if clean {
                 for i in &record.inputs {
@@ -861,10 +946,12 @@ fn compact(shared: &Shared) -> Result<usize, StoreError> {
             continue;
         }
         let dir = table_dir(data, t);
-        let id = format!(
-            "{:020}",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-        );
+        // Ids order compactions (see `compactions`): never behind an earlier one, whatever the clock does.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let last = shared.last_compaction.load(std::sync::atomic::Ordering::SeqCst) as u128;
+        let id_n = now.max(last + 1);
+        shared.last_compaction.store(id_n as u64, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("{id_n:020}");
         let output = format!("compact-{id}.parquet");
         let tmp = dir.join(format!(".{output}.tmp"));
         let pq = |source| StoreError::Parquet { path: tmp.clone(), source };
@@ -910,7 +997,8 @@ fn compact(shared: &Shared) -> Result<usize, StoreError> {
         lock.lock().map_err(io(data))?;
         let dst = dir.join(&output);
         fs::rename(&tmp, &dst).map_err(io(&dst))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
+        // The output is live from here on: account for it before anything else can fail.
+        let synced = File::open(&dir).and_then(|d| d.sync_all());
         {
             let mut s = shared.lock();
             let mut tables = s.files.tables.clone();
@@ -925,6 +1013,9 @@ fn compact(shared: &Shared) -> Result<usize, StoreError> {
             *old.link.retired.lock().unwrap_or_else(|e| e.into_inner()) = Some((shared.retirement.clone(), ticket));
         }
         drop(lock);
+        if let Err(e) = synced {
+            tracing::warn!(dir = %dir.display(), "store: fsync after compaction: {e}");
+        }
         merged += inputs.len();
     }
     Ok(merged)

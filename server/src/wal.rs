@@ -34,7 +34,9 @@ impl Record {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);
         for s in [&self.table, &self.agent] {
-            out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            // Callers bound both (declared table names; service::MAX_AGENT_ID).
+            let len = u16::try_from(s.len()).expect("table and agent names are shorter than 64 KiB");
+            out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
         out.extend_from_slice(&self.epoch.to_le_bytes());
