@@ -3,8 +3,9 @@
 # debootstrap (Debian root filesystems), rpm (rpmbuild and rpm, to build real
 # rpm databases), python3-rpm (rpm's own version comparison, as an oracle) and
 # python3-seccomp (to run the agent where seccomp refuses openat2),
-# fuse-overlayfs (a real FUSE filesystem to freeze under a crawl) and openssl
-# (certificates for the TLS tests).
+# fuse-overlayfs (a real FUSE filesystem to freeze under a crawl), openssl
+# (certificates for the TLS tests) and chromium (headless, to load and screenshot
+# the HTML compliance report).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -13,6 +14,7 @@ command -v rpmbuild >/dev/null || need+=(rpm)
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
 command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

@@ -6,7 +6,8 @@
 //! from its scope's latest completed crawl — "what is true now" — or, for a
 //! table that crawl marked unchanged, from the crawl that last sent it. A context is
 //! built per query over a [`Snapshot`], so each query sees the rows acknowledged
-//! when it starts, flushed to Parquet or not.
+//! when it starts, flushed to Parquet or not. Stored compliance-report runs
+//! are `report_runs`, `report_checks` and `report_results` (see [`crate::report::history`]).
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) 
         ctx.register_table(name, Arc::new(StoredTable::new(t, &snapshot)?))?;
     }
     register_descriptions(&ctx)?;
+    crate::report::history::register(&ctx, snapshot.reports.as_deref())?;
     ctx.sql(
         "CREATE VIEW latest_crawls AS \
          SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls GROUP BY host, scope, scope_id",

@@ -11,6 +11,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use periscope_proto::ipc;
 use periscope_proto::v1::SqlRequest;
@@ -63,7 +64,7 @@ impl Limits {
         Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64) }
     }
 
-    fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
+    pub fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
         if self.memory_bytes == usize::MAX {
             return Ok(None);
         }
@@ -97,8 +98,20 @@ pub async fn run_on(
     access: Access,
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+    execute(&ctx, sql, access, limits).await
+}
+
+/// Runs `sql` in a session already built over a snapshot (several queries
+/// seeing the same rows, as a report's checks do), within `limits`' result
+/// size and time limit.
+pub async fn execute(
+    ctx: &SessionContext,
+    sql: &str,
+    access: Access,
+    limits: &Limits,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let work = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
         let df = ctx.sql_with_options(sql, options(access)).await?;
         let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;

@@ -270,6 +270,8 @@ pub struct ServeOptions {
     pub sql_users: Arc<SqlUsers>,
     /// Where to serve Flight SQL, if at all (needs SQL users).
     pub flight: Option<TcpListener>,
+    /// Run query packs on their schedules, if at all.
+    pub reports: Option<crate::report::schedule::ScheduleOptions>,
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -308,6 +310,7 @@ pub async fn serve_with(
         let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
         tokio::spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
     });
+    let scheduler = opts.reports.map(|r| tokio::spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
     let grpc = builder
         .add_service(
             IngestServer::new(IngestService {
@@ -332,6 +335,9 @@ pub async fn serve_with(
     served?;
     if let Some(f) = flight {
         f.await??;
+    }
+    if let Some(s) = scheduler {
+        s.await?;
     }
     // Whatever is buffered goes to Parquet before a clean exit.
     let closing = store.clone();

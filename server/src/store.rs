@@ -83,7 +83,17 @@ struct Marker {
 pub struct Snapshot {
     pub files: BTreeMap<&'static str, Vec<PathBuf>>,
     pub batches: Buffer,
+    /// Where stored compliance-report runs live (`<data>/reports`), served as
+    /// the `report_*` tables; None for a snapshot of no data directory.
+    pub reports: Option<PathBuf>,
     _guard: Option<File>,
+}
+
+impl Snapshot {
+    /// No rows and no reports: the declared catalog only, e.g. to plan a query without running it.
+    pub fn empty() -> Snapshot {
+        Snapshot { files: BTreeMap::new(), batches: Buffer::new(), reports: None, _guard: None }
+    }
 }
 
 struct State {
@@ -399,7 +409,12 @@ impl Store {
         for (t, b) in s.flushing.iter().flatten() {
             batches.entry(t).or_default().extend(b.iter().cloned());
         }
-        Snapshot { files: s.files.clone(), batches, _guard: None }
+        Snapshot {
+            files: s.files.clone(),
+            batches,
+            reports: Some(self.shared.dir.join(crate::report::REPORTS_DIR)),
+            _guard: None,
+        }
     }
 
     /// What a reader in another process sees of a data directory, server
@@ -413,7 +428,7 @@ impl Store {
         if wal_dir(dir).is_dir() {
             replay(dir, through, &mut applied, &mut batches, false)?;
         }
-        Ok(Snapshot { files, batches, _guard: Some(guard) })
+        Ok(Snapshot { files, batches, reports: Some(dir.join(crate::report::REPORTS_DIR)), _guard: Some(guard) })
     }
 
     /// Asks for a flush now and waits until everything acknowledged so far is in Parquet.
