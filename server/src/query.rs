@@ -113,8 +113,11 @@ pub async fn execute(
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let work = async {
         let df = ctx.sql_with_options(sql, options(access)).await?;
-        let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
+        // The batches' own schema: the logical plan's may say Utf8 where the
+        // physical plan produces Utf8View (a CASE mixing literals and casts),
+        // and an IPC stream written under the wrong schema cannot be read back.
+        let schema = stream.schema();
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| memory(e, limits))?;
