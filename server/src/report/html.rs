@@ -121,6 +121,8 @@ fn chart(h: &mut String, trend: &[Point]) {
     c.width = 900.0;
     c.height = 360.0;
     c.title.text = "Failing items per run, by severity".into();
+    // The page's severity colours, critical first as the series are.
+    c.series.colors = ["#8b0000", "#cf222e", "#bc4c00", "#9a6700", "#57606a"].map(charts_rs::Color::from).to_vec();
     match c.svg() {
         Ok(svg) => {
             let _ = writeln!(h, r#"<div class="chart" id="trend" data-runs="{}">{svg}</div>"#, trend.len());

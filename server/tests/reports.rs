@@ -1,0 +1,540 @@
+//! `periscope report`: query packs run against real crawls of real Docker
+//! containers and root filesystems, through the real CLI and server.
+//!
+//! - every cis-docker check fails on a container (or root) built to break it and
+//!   passes on one built to satisfy it;
+//! - a pack with a syntax error, a bad field, invalid SQL and a check that times
+//!   out reports each in the run while its good checks complete;
+//! - two runs with a change between them mark items new, still failing and resolved,
+//!   stored as the report_* tables;
+//! - the HTML report loads in headless Chromium without errors, is screenshotted,
+//!   and shows the JSON report's counts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+use serde_json::Value;
+
+/// Tests here crawl the whole host: one at a time, so one's containers are not another's surprise.
+static HOST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn queries() -> PathBuf {
+    repo_root().join("queries")
+}
+
+/// Runs `periscope report <args>`; returns (exit code, stdout, stderr).
+fn report(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(periscope_bin()).arg("report").args(args).output().expect("run periscope report");
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    eprintln!("periscope report {args:?}: {}\n{e}", out.status);
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}"))
+}
+
+/// Crawls this host (containers from Docker, configs of every scope) into the server.
+fn crawl_host(url: &str) {
+    let (ok, _, err) = agent(&["crawl", "--server", url, "--collectors", "configs", "--containerd", "off"]);
+    assert!(ok, "crawl failed: {err}");
+}
+
+/// Crawls a fixture root as host `host` with `collectors`.
+fn crawl_root(url: &str, root: &Path, host: &str, collectors: &str) {
+    let root = root.to_str().unwrap();
+    let args =
+        ["crawl", "--server", url, "--root", root, "--host", host, "--collectors", collectors, "--docker", "off"];
+    let (ok, _, err) = agent(&[&args[..], &["--containerd", "off"]].concat());
+    assert!(ok, "crawl of {root} failed: {err}");
+}
+
+/// A host port below 1024 nobody listens on now.
+fn free_privileged_port() -> u16 {
+    (900..1000)
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
+        .expect("a free port between 900 and 1000")
+}
+
+/// A high loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn every_cis_docker_check_fails_on_a_bad_container_and_passes_on_a_good_one() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("every_cis_docker_check_fails_on_a_bad_container_and_passes_on_a_good_one") {
+        return;
+    }
+    let image = docker_test_image();
+    let tag = format!("pr{}", std::process::id());
+    let (bad, web, good) = (format!("{tag}-bad"), format!("{tag}-web"), format!("{tag}-good"));
+    let scratch = tempfile::tempdir().unwrap();
+    let shared = scratch.path().to_str().unwrap();
+    let mut cs = Containers(Vec::new());
+    // Breaks every container-settings check at once. Created, not started: the
+    // crawl reads its configuration all the same, and an rshared mount of a
+    // directory that is not on a shared mount could not start anyway.
+    cs.create(&[
+        "create",
+        "--name",
+        &bad,
+        "--privileged",
+        "--network",
+        "host",
+        "--pid",
+        "host",
+        "--ipc",
+        "host",
+        "--uts",
+        "host",
+        "--userns",
+        "host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock:ro",
+        "-v",
+        "/etc:/host-etc:ro",
+        "--mount",
+        &format!("type=bind,source={shared},target=/shared,bind-propagation=rshared"),
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--restart",
+        "on-failure:10",
+        "--device",
+        "/dev/null:/dev/periscope-null",
+        &image,
+        "sleep",
+        "600",
+    ]);
+    // Running: a privileged port on all interfaces, and a process named sshd
+    // (the image's sleep under that name: what the check looks at is the live process).
+    let port = free_privileged_port().to_string();
+    cs.create(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "-p",
+        &format!("{port}:8080"),
+        &image,
+        "sh",
+        "-c",
+        "cp /bin/sleep /tmp/sshd && exec /tmp/sshd 600",
+    ]);
+    // Satisfies every check.
+    let loopback = format!("127.0.0.1:{}:8080", free_port());
+    cs.create(&[
+        "run",
+        "-d",
+        "--name",
+        &good,
+        "-u",
+        "1000:1000",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--health-cmd",
+        "true",
+        "--restart",
+        "on-failure:3",
+        "-p",
+        &loopback,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        &image,
+        "sleep",
+        "600",
+    ]);
+    // Host-level: a daemon.json with and without userns-remap, as crawled roots.
+    let roots = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for (root, json) in roots.iter().zip([r#"{"log-driver": "json-file"}"#, r#"{"userns-remap": "default"}"#]) {
+        std::fs::create_dir_all(root.path().join("etc/docker")).unwrap();
+        std::fs::write(root.path().join("etc/docker/daemon.json"), json).unwrap();
+    }
+    let (remap_off, remap_on) = (format!("{tag}-remap-off"), format!("{tag}-remap-on"));
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    crawl_host(&server.url);
+    crawl_root(&server.url, roots[0].path(), &remap_off, "configs");
+    crawl_root(&server.url, roots[1].path(), &remap_on, "configs");
+    let out = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (code, table, _) = report(&[
+        "run",
+        "cis-docker",
+        "--packs",
+        queries().to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--out",
+        out.path().to_str().unwrap(),
+        "--fail-on",
+        "critical",
+    ]);
+    eprintln!("report run took {:?}", start.elapsed());
+    assert_eq!(code, 3, "a critical check fails, so --fail-on critical exits 3");
+    let run = read_json(&out.path().join("report.json"));
+
+    // (check, what fails it, what passes it): a container name, or a host for host-level checks.
+    let cases: &[(&str, &str, &str)] = &[
+        ("container-runs-as-root", &bad, &good),
+        ("privileged", &bad, &good),
+        ("runtime-socket-mounted", &bad, &good),
+        ("sensitive-host-path-mounted", &bad, &good),
+        ("host-network-namespace", &bad, &good),
+        ("host-pid-namespace", &bad, &good),
+        ("host-ipc-namespace", &bad, &good),
+        ("host-uts-namespace", &bad, &good),
+        ("host-user-namespace", &bad, &good),
+        ("daemon-userns-remap-off", &remap_off, &remap_on),
+        ("no-memory-limit", &bad, &good),
+        ("no-cpu-limit", &bad, &good),
+        ("no-pids-limit", &bad, &good),
+        ("capabilities-added", &bad, &good),
+        ("no-new-privileges-unset", &bad, &good),
+        ("seccomp-unconfined", &bad, &good),
+        ("apparmor-unconfined", &bad, &good),
+        ("rootfs-writable", &bad, &good),
+        ("privileged-port-published", &web, &good),
+        ("port-on-all-interfaces", &web, &good),
+        ("restart-on-failure-above-5", &bad, &good),
+        ("no-healthcheck", &bad, &good),
+        ("sshd-in-container", &web, &good),
+        ("host-devices", &bad, &good),
+        ("mount-propagation-shared", &bad, &good),
+    ];
+    // Every check of the pack has a fixture here, and there are at least 20.
+    let ids: Vec<&str> = run["checks"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let mut want: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let mut got = ids.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "every check has a failing and a passing fixture");
+    assert!(ids.len() >= 20);
+    assert!(run["problems"].as_array().unwrap().is_empty(), "{}", run["problems"]);
+
+    let names = |c: &Value| -> Vec<String> {
+        c["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|i| [i["container"].as_str().unwrap_or("").to_string(), i["host"].as_str().unwrap().to_string()])
+            .collect()
+    };
+    for (id, fails, passes) in cases {
+        let c = check(&run, id);
+        assert_eq!(c["status"], "fail", "{id}: {c}");
+        let n = names(c);
+        assert!(n.iter().any(|x| x == fails), "{id}: {fails} should fail it: {}", c["failing"]);
+        assert!(!n.iter().any(|x| x == passes), "{id}: {passes} should pass it: {}", c["failing"]);
+    }
+    // The item of the sshd check is the container the process runs in.
+    let sshd = check(&run, "sshd-in-container")["failing"].as_array().unwrap().clone();
+    assert!(sshd.iter().any(|i| i["container"] == web.as_str() && i["reason"].as_str().unwrap().contains("/tmp/sshd")));
+
+    // The table names the failures; JUnit has a testcase per check and a failure per failing check; CSV a row per item.
+    assert!(table.contains(&bad) && table.contains("privileged"), "{table}");
+    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), ids.len(), "{junit}");
+    let failed = run["summary"]["failed"].as_u64().unwrap() as usize;
+    assert_eq!(junit.matches("<failure ").count(), failed);
+    assert!(junit.contains(&format!(r#"failures="{failed}""#)));
+    let csv = std::fs::read_to_string(out.path().join("report.csv")).unwrap();
+    let items = run["summary"]["failing_items"].as_u64().unwrap() as usize;
+    let passed = run["summary"]["passed"].as_u64().unwrap() as usize;
+    assert_eq!(csv.lines().count(), 1 + items + passed, "header, one row per item, one per passing check");
+}
+
+/// A pack with one good check, one with an unknown field, one with SQL naming a
+/// column that does not exist, one that times out and a syntax error at the end.
+const BROKEN_PACK: &str = r#"[pack]
+name = "broken"
+timeout_secs = 30
+
+[[check]]
+id = "bash-installed"
+title = "bash is installed"
+severity = "low"
+rationale = "r"
+remediation = "m"
+sql = """
+SELECT host, scope, scope_id, name AS item, 'bash ' || version AS reason FROM packages WHERE name = 'bash'
+"""
+
+[[check]]
+id = "typo"
+title = "t"
+sevrity = "high"
+rationale = "r"
+remediation = "m"
+sql = "SELECT host, scope, name AS item, 'x' AS reason FROM packages"
+
+[[check]]
+id = "no-such-column"
+title = "t"
+severity = "high"
+rationale = "r"
+remediation = "m"
+sql = """
+SELECT host, scope, name AS item, 'x' AS reason
+FROM packages WHERE versoin = '1'
+"""
+
+[[check]]
+id = "slow"
+title = "t"
+severity = "medium"
+rationale = "r"
+remediation = "m"
+timeout_secs = 2
+sql = """
+SELECT 'h' AS host, 'host' AS scope, 'x' AS item, CAST(count(*) AS VARCHAR) AS reason
+FROM generate_series(1, 100000000000) WHERE value % 7 = 3
+"""
+
+[[check]
+id = "cut-off"
+"#;
+
+#[test]
+fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let t = Instant::now();
+    crawl_root(&server.url, &debian_rootfs(), "fixture-debian", "os,packages");
+    eprintln!("fixture crawl took {:?}", t.elapsed());
+    let packs = tempfile::tempdir().unwrap();
+    let pack = packs.path().join("broken.toml");
+    std::fs::write(&pack, BROKEN_PACK).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let start = Instant::now();
+    let (code, _, _) = report(&[
+        "run",
+        pack.to_str().unwrap(),
+        "--data",
+        d,
+        "--out",
+        out.path().to_str().unwrap(),
+        "--fail-on",
+        "info",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(code, 3);
+    let run = read_json(&out.path().join("report.json"));
+    let file = pack.display().to_string();
+
+    let good = check(&run, "bash-installed");
+    assert_eq!(good["status"], "fail", "{good}");
+    let bash = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Version}", "bash"]);
+    assert_eq!(good["failing"][0]["reason"], format!("bash {bash}"));
+    assert_eq!(good["failing"][0]["host"], "fixture-debian");
+
+    let typo = check(&run, "typo");
+    assert_eq!(typo["status"], "error");
+    let msg = typo["error"].as_str().unwrap();
+    assert!(msg.starts_with(&format!("{file}:18: check typo: unknown field `sevrity`")), "{msg}");
+
+    let col = check(&run, "no-such-column");
+    assert_eq!(col["status"], "error");
+    let msg = col["error"].as_str().unwrap();
+    assert!(msg.starts_with(&format!("{file}:29: check no-such-column: SQL does not plan")) && msg.contains("versoin"));
+
+    let slow = check(&run, "slow");
+    assert_eq!(slow["status"], "error");
+    assert!(slow["error"].as_str().unwrap().contains("timed out after 2 s"), "{slow}");
+    assert!(took.as_secs() < 25, "the slow check was cancelled at its limit, not run to the end: {took:?}");
+
+    let problems: Vec<&str> = run["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(problems.iter().any(|p| p.starts_with(&format!("{file}:46: TOML syntax"))), "{problems:?}");
+    // The run record (stored) says the same.
+    let rows = sql(
+        &["--data", d],
+        "SELECT check_id, status, error FROM report_checks WHERE pack = 'broken' ORDER BY check_id",
+    );
+    let status: Vec<(String, String)> = rows.iter().map(|r| (s(r, "check_id"), s(r, "status"))).collect();
+    let want = [("bash-installed", "fail"), ("no-such-column", "error"), ("slow", "error"), ("typo", "error")];
+    assert_eq!(status, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    let runs = sql(&["--data", d], "SELECT errors, failed, problems FROM report_runs WHERE pack = 'broken'");
+    assert_eq!((s(&runs[0], "errors"), s(&runs[0], "failed")), ("3".into(), "1".into()));
+    assert!(s(&runs[0], "problems").contains("TOML syntax"));
+
+    // `report check` names the same problems and fails; a wholly malformed file is a run with a problem, not a crash.
+    let (code, _, err) = report(&["check", pack.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(":18: check typo") && err.contains(":29: check no-such-column"), "{err}");
+    let garbage = packs.path().join("garbage.toml");
+    std::fs::write(&garbage, "this is = = not toml\n[[[").unwrap();
+    let (code, stdout, _) = report(&["run", garbage.to_str().unwrap(), "--data", d, "--format", "json"]);
+    assert_eq!(code, 0, "without --fail-on a run with problems still succeeds");
+    let g: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(g["checks"].as_array().unwrap().len(), 0);
+    assert!(g["problems"][0].as_str().unwrap().contains("garbage.toml:1: TOML syntax"), "{g}");
+}
+
+/// Two containers fail `privileged`; between two runs one goes and another comes.
+#[test]
+fn two_runs_with_a_change_between_mark_items_new_still_failing_and_resolved_and_render_html() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("two_runs_with_a_change_between_mark_items_new_still_failing_and_resolved_and_render_html") {
+        return;
+    }
+    let image = docker_test_image();
+    let tag = format!("pd{}", std::process::id());
+    let (a, b, c) = (format!("{tag}-a"), format!("{tag}-b"), format!("{tag}-c"));
+    let mut cs = Containers(Vec::new());
+    let id_a = cs.create(&["create", "--name", &a, "--privileged", &image, "true"]);
+    cs.create(&["create", "--name", &b, "--privileged", &image, "true"]);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let d = data.path().to_str().unwrap();
+    let packs = queries();
+    let run_args = |out: &Path| -> Vec<String> {
+        ["run", "cis-docker", "--packs", packs.to_str().unwrap(), "--data", d, "--out", out.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    let run = |out: &Path| -> Value {
+        let args = run_args(out);
+        let (code, _, _) = report(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code, 0);
+        read_json(&out.join("report.json"))
+    };
+    crawl_host(&server.url);
+    let out1 = tempfile::tempdir().unwrap();
+    let first = run(out1.path());
+    let changes = |r: &Value, list: &str| -> Vec<(String, String)> {
+        let mut v: Vec<_> = check(r, "privileged")[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["container"].as_str().unwrap_or("").starts_with(&tag))
+            .map(|i| (i["container"].as_str().unwrap().to_string(), i["change"].as_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(first["previous_run_id"].is_null());
+    assert_eq!(changes(&first, "failing"), [(a.clone(), "new".into()), (b.clone(), "new".into())]);
+
+    let st = Command::new("docker").args(["rm", "-f", &id_a]).output().unwrap();
+    assert!(st.status.success());
+    cs.create(&["create", "--name", &c, "--privileged", &image, "true"]);
+    crawl_host(&server.url);
+    let out2 = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-html");
+    let _ = std::fs::remove_dir_all(&out2);
+    let second = run(&out2);
+    assert_eq!(second["previous_run_id"], first["run_id"]);
+    assert_eq!(changes(&second, "failing"), [(b.clone(), "still_failing".into()), (c.clone(), "new".into())]);
+    assert_eq!(changes(&second, "resolved"), [(a.clone(), "resolved".into())]);
+
+    // Stored: the same marks as SQL rows.
+    let q = format!(
+        "SELECT r.container, r.change FROM report_results r JOIN report_runs u ON r.run_id = u.run_id \
+         WHERE r.check_id = 'privileged' AND r.container LIKE '{tag}-%' AND u.run_id = '{}' ORDER BY r.container",
+        second["run_id"].as_str().unwrap()
+    );
+    let rows: Vec<(String, String)> =
+        sql(&["--data", d], &q).iter().map(|r| (s(r, "container"), s(r, "change"))).collect();
+    let want = [(a.clone(), "resolved"), (b.clone(), "still_failing"), (c.clone(), "new")];
+    assert_eq!(rows, want.map(|(x, y)| (x, y.to_string())));
+    let runs = sql(&["--data", d], "SELECT count(*) AS n FROM report_runs WHERE pack = 'cis-docker'");
+    assert_eq!(s(&runs[0], "n"), "2");
+
+    html_loads_in_chromium_and_matches_the_json(&out2, &second);
+}
+
+/// Loads report.html in headless Chromium: no console errors, a screenshot
+/// for review, and the DOM's counts equal the JSON report's.
+fn html_loads_in_chromium_and_matches_the_json(dir: &Path, run: &Value) {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "CI runs scripts/test, which installs chromium");
+        eprintln!("SKIPPED html check: no chromium (scripts/install-test-deps.sh installs it)");
+        return;
+    }
+    let html = dir.join("report.html");
+    let url = format!("file://{}", html.display());
+    let shot = dir.join("report.png");
+    let chromium = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr"])
+            .args(["--v=0", "--window-size=1280,2400"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium");
+        assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (_, log) = chromium(&[&format!("--screenshot={}", shot.display())]);
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Failed to load") || l.contains("Refused to"))
+        .collect();
+    assert!(console.is_empty(), "console errors: {console:?}");
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+    eprintln!("screenshot of the HTML report for review: {}", shot.display());
+
+    // What the browser parsed, not the file's text.
+    let (dom, _) = chromium(&["--dump-dom"]);
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[at..].split('"').next()?.to_string())
+    };
+    let rows: Vec<&str> = dom.split("<tr ").skip(1).map(|t| t.split('>').next().unwrap()).collect();
+    let summary = &run["summary"];
+    for sev in summary["by_severity"].as_array().unwrap() {
+        let name = sev["severity"].as_str().unwrap();
+        let tr = rows
+            .iter()
+            .find(|t| !t.contains("class=") && attr(t, "data-severity").as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no summary row for {name}"));
+        for (a, k) in [("checks", "checks"), ("passed", "passed"), ("failed", "failed"), ("errors", "errors")] {
+            assert_eq!(attr(tr, &format!("data-{a}")), Some(sev[k].to_string()), "{name} {a}");
+        }
+        assert_eq!(attr(tr, "data-items"), Some(sev["failing_items"].to_string()), "{name} items");
+    }
+    let total = rows.iter().find(|t| attr(t, "data-severity").as_deref() == Some("total")).unwrap();
+    assert_eq!(attr(total, "data-failed"), Some(summary["failed"].to_string()));
+    assert_eq!(attr(total, "data-items"), Some(summary["failing_items"].to_string()));
+    let checks: Vec<_> = rows.iter().filter(|t| t.contains(r#"class="check""#)).collect();
+    assert_eq!(checks.len(), run["checks"].as_array().unwrap().len());
+    for c in run["checks"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let tr = checks.iter().find(|t| attr(t, "data-check").as_deref() == Some(id)).unwrap();
+        assert_eq!(attr(tr, "data-status").as_deref(), c["status"].as_str(), "{id}");
+        assert_eq!(attr(tr, "data-items"), Some(c["failing"].as_array().unwrap().len().to_string()), "{id}");
+    }
+    let changed = dom.split("id=\"changes-summary\"").nth(1).unwrap();
+    assert_eq!(attr(changed, "data-new"), Some(summary["new_items"].to_string()));
+    assert_eq!(attr(changed, "data-resolved"), Some(summary["resolved_items"].to_string()));
+    // The chart is the library's SVG, over both stored runs.
+    let chart = dom.split("id=\"trend\"").nth(1).expect("a chart");
+    assert_eq!(attr(chart, "data-runs").as_deref(), Some("2"));
+    assert!(chart.contains("<svg"), "the chart is inline SVG");
+}
