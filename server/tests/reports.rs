@@ -538,3 +538,76 @@ fn html_loads_in_chromium_and_matches_the_json(dir: &Path, run: &Value) {
     assert_eq!(attr(chart, "data-runs").as_deref(), Some("2"));
     assert!(chart.contains("<svg"), "the chart is inline SVG");
 }
+
+/// A pack scheduled every 2 s and a check of it on its own 3 s schedule.
+const SCHEDULED_PACK: &str = r#"[pack]
+name = "sched"
+schedule = "*/2 * * * * *"
+
+[[check]]
+id = "daemon-json"
+title = "daemon.json present"
+severity = "high"
+rationale = "r"
+remediation = "m"
+sql = """
+SELECT host, scope, scope_id, path AS item, 'present' AS reason FROM configs WHERE path = '/etc/docker/daemon.json'
+"""
+
+[[check]]
+id = "own-schedule"
+title = "runs on its own"
+severity = "low"
+rationale = "r"
+remediation = "m"
+schedule = "*/3 * * * * *"
+sql = "SELECT host, scope, path AS item, 'x' AS reason FROM configs WHERE false"
+"#;
+
+#[test]
+fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
+    let packs = tempfile::tempdir().unwrap();
+    std::fs::write(packs.path().join("sched.toml"), SCHEDULED_PACK).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/docker")).unwrap();
+    std::fs::write(root.path().join("etc/docker/daemon.json"), "{}").unwrap();
+    let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--packs", packs.path().to_str().unwrap(), "--report-out", out.path().to_str().unwrap()];
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &args, &[]);
+    let target = ["--server", server.url.as_str()];
+    let start = Instant::now();
+    crawl_root(&server.url, root.path(), "sched-host", "configs");
+    let changes = || -> Vec<String> {
+        sql(&target, "SELECT change FROM report_results WHERE check_id = 'daemon-json' ORDER BY started")
+            .iter()
+            .map(|r| s(r, "change"))
+            .collect()
+    };
+    let timeout = std::time::Duration::from_secs(60);
+    wait_for("a run that finds daemon.json, then one that still does", timeout, || {
+        let c = changes();
+        c.contains(&"new".to_string()) && c.contains(&"still_failing".to_string())
+    });
+    std::fs::remove_file(root.path().join("etc/docker/daemon.json")).unwrap();
+    crawl_root(&server.url, root.path(), "sched-host", "configs");
+    wait_for("a run that marks it resolved", timeout, || changes().contains(&"resolved".to_string()));
+    let c = changes();
+    let first_resolved = c.iter().position(|x| x == "resolved").unwrap();
+    assert_eq!(c[0], "new", "{c:?}");
+    assert!(c[1..first_resolved].iter().all(|x| x == "still_failing"), "{c:?}");
+    eprintln!("scheduler: new, still failing, resolved within {:?}", start.elapsed());
+
+    // The pack's schedule runs its check, the check with its own schedule runs alone.
+    let runs = sql(
+        &target,
+        "SELECT r.trigger, min(c.check_id) AS first, max(c.check_id) AS last, count(*) AS n FROM report_runs r \
+         JOIN report_checks c ON c.run_id = r.run_id GROUP BY r.run_id, r.trigger",
+    );
+    assert!(runs.iter().all(|r| s(r, "trigger") == "schedule" && s(r, "n") == "1"), "{runs:?}");
+    assert!(runs.iter().any(|r| s(r, "first") == "own-schedule"), "{runs:?}");
+    assert!(runs.iter().any(|r| s(r, "first") == "daemon-json"), "{runs:?}");
+    let written = read_json(&out.path().join("sched/report.json"));
+    assert_eq!(written["pack"], "sched");
+    assert!(out.path().join("sched/report.html").is_file() && out.path().join("sched/junit.xml").is_file());
+    server.stop();
+}
