@@ -69,6 +69,9 @@ enum Cmd {
         /// Also write each scheduled run's JSON, CSV, JUnit and HTML reports under DIR/<pack>/.
         #[arg(long, requires = "packs")]
         report_out: Option<PathBuf>,
+        /// POST each scheduled run's JSON report to this URL.
+        #[arg(long, requires = "packs")]
+        report_webhook: Option<String>,
         /// Seconds a scheduled check may run before it is cancelled (unless its pack says otherwise).
         #[arg(long, default_value_t = 60)]
         report_timeout_secs: u64,
@@ -142,6 +145,9 @@ enum ReportCmd {
         /// Diff against the stored runs but do not store this one.
         #[arg(long)]
         no_store: bool,
+        /// POST the JSON report to this URL (a failed delivery is an error, exit status 1).
+        #[arg(long)]
+        webhook: Option<String>,
     },
     /// Load and validate pack files (fields, ids, schedules, SQL planned against the catalog) without running them.
     Check {
@@ -213,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             query_timeout_secs,
             packs,
             report_out,
+            report_webhook,
             report_timeout_secs,
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
@@ -261,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     packs,
                     timeout: std::time::Duration::from_secs(report_timeout_secs),
                     out: report_out,
+                    webhook: report_webhook,
                 }),
             };
             service::serve_with(data, listener, opts, shutdown_signal()).await?;
@@ -313,7 +321,20 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        ReportCmd::Run { pack, packs, data, server, user, format, out, fail_on, timeout_secs, history, no_store } => {
+        ReportCmd::Run {
+            pack,
+            packs,
+            data,
+            server,
+            user,
+            format,
+            out,
+            fail_on,
+            timeout_secs,
+            history,
+            no_store,
+            webhook,
+        } => {
             let path = pack::locate(&pack, &packs);
             if !path.is_file() {
                 anyhow::bail!("no pack {pack:?}: {} is not a file", path.display());
@@ -354,6 +375,9 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
                     let trend = report::trend(&r, stored).await?;
                     std::io::Write::write_all(stdout, report::html::render(&r, &trend).as_bytes())?;
                 }
+            }
+            if let Some(url) = &webhook {
+                report::post_webhook(url, &r).await?;
             }
             if let Some(sev) = fail_on {
                 let gate = r.gate(sev);

@@ -57,6 +57,34 @@ fn crawl_root(url: &str, root: &Path, host: &str, collectors: &str) {
     assert!(ok, "crawl of {root} failed: {err}");
 }
 
+/// An HTTP endpoint that takes POSTs: each body arrives on the receiver.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let (mut line, mut length, mut post) = (String::new(), 0usize, false);
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                post |= line.starts_with("POST /hook ");
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            r.read_exact(&mut body).unwrap();
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            assert!(post, "not a POST to /hook");
+            let _ = tx.send(serde_json::from_slice(&body).unwrap());
+        }
+    });
+    (url, rx)
+}
+
 /// A host port below 1024 nobody listens on now.
 fn free_privileged_port() -> u16 {
     (900..1000)
@@ -387,11 +415,15 @@ fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() 
     assert!(err.contains(":18: check typo") && err.contains(":29: check no-such-column"), "{err}");
     let garbage = packs.path().join("garbage.toml");
     std::fs::write(&garbage, "this is = = not toml\n[[[").unwrap();
-    let (code, stdout, _) = report(&["run", garbage.to_str().unwrap(), "--data", d, "--format", "json"]);
+    let (url, posted) = webhook_receiver();
+    let (code, stdout, _) =
+        report(&["run", garbage.to_str().unwrap(), "--data", d, "--format", "json", "--webhook", &url]);
     assert_eq!(code, 0, "without --fail-on a run with problems still succeeds");
     let g: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(g["checks"].as_array().unwrap().len(), 0);
     assert!(g["problems"][0].as_str().unwrap().contains("garbage.toml:1: TOML syntax"), "{g}");
+    // The webhook got the same JSON document.
+    assert_eq!(posted.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), g);
 }
 
 /// Two containers fail `privileged`; between two runs one goes and another comes.
@@ -572,7 +604,15 @@ fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
     std::fs::create_dir_all(root.path().join("etc/docker")).unwrap();
     std::fs::write(root.path().join("etc/docker/daemon.json"), "{}").unwrap();
     let (data, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let args = ["--packs", packs.path().to_str().unwrap(), "--report-out", out.path().to_str().unwrap()];
+    let (url, posted) = webhook_receiver();
+    let args = [
+        "--packs",
+        packs.path().to_str().unwrap(),
+        "--report-out",
+        out.path().to_str().unwrap(),
+        "--report-webhook",
+        &url,
+    ];
     let server = Server::start_full(data.path(), "127.0.0.1:0", &args, &[]);
     let target = ["--server", server.url.as_str()];
     let start = Instant::now();
@@ -609,5 +649,7 @@ fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
     let written = read_json(&out.path().join("sched/report.json"));
     assert_eq!(written["pack"], "sched");
     assert!(out.path().join("sched/report.html").is_file() && out.path().join("sched/junit.xml").is_file());
+    let hook = posted.recv_timeout(std::time::Duration::from_secs(10)).expect("a scheduled run POSTed to the webhook");
+    assert_eq!((hook["pack"].as_str(), hook["trigger"].as_str()), (Some("sched"), Some("schedule")));
     server.stop();
 }

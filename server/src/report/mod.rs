@@ -98,3 +98,19 @@ fn this_point(run: &run::Run) -> history::Point {
     }
     history::Point { run_id: run.run_id.clone(), started_us: run.started_us, items }
 }
+
+/// POSTs `run` as JSON (the `report.json` document) to `url`; a non-2xx answer is an error.
+pub async fn post_webhook(url: &str, run: &run::Run) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(run)?;
+    let target = url.to_string();
+    let sent = tokio::task::spawn_blocking(move || {
+        let config = ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(30))).build();
+        ureq::Agent::new_with_config(config)
+            .post(&target)
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .map(|_| ())
+    })
+    .await?;
+    sent.map_err(|e| anyhow::anyhow!("webhook {url}: {e}"))
+}

@@ -1,7 +1,8 @@
 //! Packs on their schedules inside `periscope serve --packs DIR`: each pack's
 //! `schedule` runs its checks that have none of their own, each check's own
 //! `schedule` runs that check alone; every run reads a snapshot of the live
-//! store and is stored (and diffed) under `<data>/reports`.
+//! store and is stored (and diffed) under `<data>/reports`, optionally written
+//! as files and POSTed to a webhook. Packs are read once, at start.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct ScheduleOptions {
     pub timeout: Duration,
     /// Also write each run's report files (JSON, CSV, JUnit, HTML) under `<out>/<pack>/`.
     pub out: Option<PathBuf>,
+    /// POST each run's JSON here.
+    pub webhook: Option<String>,
 }
 
 /// One schedule: a pack and the checks it runs (None: those without their own schedule).
@@ -133,6 +136,11 @@ pub async fn run(store: Arc<Store>, opts: ScheduleOptions, mut stop: tokio::sync
                 && let Err(e) = super::write_files(&r, Some(&history), &out.join(&r.pack)).await
             {
                 eprintln!("periscope: report {}: cannot write files: {e:#}", r.run_id);
+            }
+            if let Some(url) = &opts.webhook
+                && let Err(e) = super::post_webhook(url, &r).await
+            {
+                eprintln!("periscope: report {}: {e:#}", r.run_id);
             }
         }
     }
