@@ -653,3 +653,73 @@ fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
     assert_eq!((hook["pack"].as_str(), hook["trigger"].as_str()), (Some("sched"), Some("schedule")));
     server.stop();
 }
+
+/// A root filesystem with just an os-release and a package database: what the
+/// os and packages collectors read.
+fn package_root(os_release: &str, db_path: &str, db: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let db_file = root.path().join(db_path);
+    std::fs::create_dir_all(db_file.parent().unwrap()).unwrap();
+    std::fs::write(&db_file, db).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/os-release"), os_release).unwrap();
+    root
+}
+
+fn dpkg(packages: &[(&str, &str)]) -> String {
+    packages
+        .iter()
+        .map(|(n, v)| format!("Package: {n}\nStatus: install ok installed\nVersion: {v}\nArchitecture: amd64\n\n"))
+        .collect()
+}
+
+#[test]
+fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_roots() {
+    let stretch = "ID=debian\nVERSION_ID=\"9\"\nPRETTY_NAME=\"Debian GNU/Linux 9 (stretch)\"\n";
+    let bookworm = "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+    let alpine = "ID=alpine\nVERSION_ID=3.17.2\nPRETTY_NAME=\"Alpine Linux v3.17\"\n";
+    let status = "var/lib/dpkg/status";
+    // Vulnerable bash and OpenSSL on an end-of-life release.
+    let old = package_root(stretch, status, &dpkg(&[("bash", "4.2+dfsg-0.1"), ("libssl3", "3.0.5-4")]));
+    // Exactly the fixed versions on a supported release.
+    let fixed = package_root(bookworm, status, &dpkg(&[("bash", "4.3-9.1"), ("libssl3", "3.0.7-1")]));
+    // apk ordering and an Alpine minor release past its end of life.
+    let apk = package_root(alpine, "lib/apk/db/installed", "C:Q1x\nP:bash\nV:4.3.24-r0\nA:x86_64\n\n");
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let tag = format!("pk{}", std::process::id());
+    let hosts = [("old", old.path().to_path_buf()), ("fixed", fixed.path().to_path_buf()), ("apk", apk.path().into())];
+    for (name, root) in hosts.iter().cloned().chain([("bookworm", debian_rootfs())]) {
+        crawl_root(&server.url, &root, &format!("{tag}-{name}"), "os,packages");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (code, _, _) = report(&[
+        "run",
+        "packages",
+        "--packs",
+        queries().to_str().unwrap(),
+        "--data",
+        d,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let run = read_json(&out.path().join("report.json"));
+    let failing_hosts = |id: &str| -> Vec<String> {
+        let mut v: Vec<String> = check(&run, id)["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["host"].as_str().unwrap().trim_start_matches(&format!("{tag}-")).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(failing_hosts("bash-shellshock"), ["apk", "old"]);
+    assert_eq!(failing_hosts("openssl-cve-2022-3602"), ["old"]);
+    assert_eq!(failing_hosts("os-end-of-life"), ["apk", "old"]);
+    let eol = &check(&run, "os-end-of-life")["failing"];
+    assert!(eol.as_array().unwrap().iter().any(|i| i["item"] == "Alpine Linux v3.17"), "{eol}");
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+}
