@@ -723,3 +723,117 @@ fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_r
     assert!(eol.as_array().unwrap().iter().any(|i| i["item"] == "Alpine Linux v3.17"), "{eol}");
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
 }
+
+/// The test image with `EXPOSE 8931/tcp`, built locally (no registry).
+fn exposed_image(base: &str) -> String {
+    let name = format!("periscope-test/exposed:{}", base.rsplit(':').next().unwrap());
+    let have = Command::new("docker").args(["image", "inspect", &name]).output().unwrap().status.success();
+    if !have {
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &name, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("docker build");
+        use std::io::Write;
+        write!(child.stdin.take().unwrap(), "FROM {base}\nEXPOSE 8931/tcp\n").unwrap();
+        assert!(child.wait().unwrap().success(), "docker build of {name}");
+    }
+    name
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    let out = Command::new("docker").args(["inspect", "-f", format, id]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_ports() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_ports") {
+        return;
+    }
+    let image = docker_test_image();
+    let exposed = exposed_image(&image);
+    let tag = format!("rt{}", std::process::id());
+    let name = |n: &str| format!("{tag}-{n}");
+    let mut cs = Containers(Vec::new());
+    // Its main process allocates until the kernel kills it.
+    let oom = cs.create(&[
+        "run",
+        "-d",
+        "--name",
+        &name("oom"),
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        &image,
+        "sh",
+        "-c",
+        "exec tail /dev/zero",
+    ]);
+    // Exits at once, restarted for ever.
+    let looping =
+        cs.create(&["run", "-d", "--name", &name("loop"), "--restart", "always", &image, "sh", "-c", "exit 1"]);
+    // A process whose command line asks for a 512 MiB heap, under a 64 MiB and a 1 GiB limit
+    // (perl stands in for the JVM: the check reads the command line).
+    let heap = ["perl", "-e", "sleep 600", "--", "-Xmx512m"];
+    cs.create(&[&["run", "-d", "--name", &name("heap-big"), "--memory", "64m", &image][..], &heap].concat());
+    cs.create(&[&["run", "-d", "--name", &name("heap-ok"), "--memory", "1g", &image][..], &heap].concat());
+    // A server on 8931 in an image that does not declare it, and in one that does.
+    let listen = "$s = IO::Socket::INET->new(LocalPort => 8931, Listen => 5, ReuseAddr => 1) or die $!; sleep 600";
+    let server_cmd = ["perl", "-MIO::Socket::INET", "-e", listen];
+    let undeclared = cs.create(&[&["run", "-d", "--name", &name("undeclared"), &image][..], &server_cmd].concat());
+    let declared = cs.create(&[&["run", "-d", "--name", &name("declared"), &exposed][..], &server_cmd].concat());
+    let start = Instant::now();
+    wait_for("the OOM kill and three restarts", std::time::Duration::from_secs(60), || {
+        inspect(&oom, "{{.State.OOMKilled}}") == "true"
+            && inspect(&looping, "{{.RestartCount}}").parse::<i64>().unwrap_or(0) >= 3
+    });
+    let listening = |id: &str| {
+        let pid = inspect(id, "{{.State.Pid}}");
+        std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+            .is_ok_and(|t| t.lines().any(|l| l.contains(":22E3 ") && l.contains(" 0A ")))
+    };
+    wait_for("both servers to listen", std::time::Duration::from_secs(30), || {
+        listening(&undeclared) && listening(&declared)
+    });
+    eprintln!("fixtures ready in {:?}", start.elapsed());
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    crawl_host(&server.url);
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, _) = report(&[
+        "run",
+        "runtime",
+        "--packs",
+        queries().to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let run = read_json(&out.path().join("report.json"));
+    let ours = |id: &str| -> Vec<String> {
+        let mut v: Vec<String> = check(&run, id)["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["container"].as_str()?.strip_prefix(&format!("{tag}-")).map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(ours("oom-killed"), ["oom"]);
+    assert_eq!(ours("restart-loop"), ["loop"]);
+    assert_eq!(ours("heap-above-memory-limit"), ["heap-big"]);
+    assert_eq!(ours("undeclared-listening-port"), ["undeclared"]);
+    let item = &check(&run, "undeclared-listening-port")["failing"];
+    let item = item.as_array().unwrap().iter().find(|i| i["container"] == name("undeclared").as_str()).unwrap();
+    assert_eq!(item["item"], format!("{} 8931/tcp", name("undeclared")));
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+}
