@@ -837,3 +837,128 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     assert_eq!(item["item"], format!("{} 8931/tcp", name("undeclared")));
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
 }
+
+/// Images made by a test, removed when it ends (after its containers: declare this first).
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for i in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
+        }
+    }
+}
+
+/// `docker build -t name` of `dockerfile` in a context holding `files`.
+fn build_image(name: &str, dockerfile: &str, files: &[(&str, &[u8])]) {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    for (path, bytes) in files {
+        let p = ctx.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let out = Command::new("docker").args(["build", "-q", "-t", name]).arg(ctx.path()).output().unwrap();
+    assert!(out.status.success(), "docker build {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `base` re-saved with its config's creation time set to 2015 and loaded as `name`:
+/// a real image, only old.
+fn load_old_image(base: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let st = Command::new("sh").arg("-c").arg(format!("docker save {base} | tar -x -C {d}")).status().unwrap();
+    assert!(st.success(), "docker save {base}");
+    let mut manifest: Value = read_json(&dir.path().join("manifest.json"));
+    let config_file = dir.path().join(manifest[0]["Config"].as_str().unwrap());
+    let mut config = read_json(&config_file);
+    config["created"] = "2015-01-01T00:00:00Z".into();
+    let bytes = serde_json::to_vec(&config).unwrap();
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::remove_file(&config_file).unwrap();
+    std::fs::write(dir.path().join(format!("{digest}.json")), bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("repositories"));
+    manifest[0]["Config"] = format!("{digest}.json").into();
+    manifest[0]["RepoTags"] = serde_json::json!([name]);
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let st = Command::new("sh").arg("-c").arg(format!("tar -c -C {d} . | docker load -q")).status().unwrap();
+    assert!(st.success(), "docker load {name}");
+}
+
+#[test]
+fn images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools() {
+    let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools") {
+        return;
+    }
+    let image = docker_test_image();
+    let tag = format!("im{}", std::process::id());
+    let old = format!("periscope-test/{tag}-old:2015");
+    let drift = format!("periscope-test/{tag}-drift:v1");
+    let minimal = format!("periscope-test/{tag}-minimal:1");
+    let mut images = Images(vec![old.clone(), drift.clone(), minimal.clone()]);
+    load_old_image(&image, &old);
+    // A distroless-style image: one package (base-files) in a status.d entry, no package manager.
+    let status = b"Package: base-files\nVersion: 12.4\nArchitecture: amd64\nStatus: install ok installed\n\n";
+    build_image(&minimal, "FROM scratch\nCOPY var /var\n", &[("var/lib/dpkg/status.d/base", status)]);
+    // The tag moves on under a container: built, used, rebuilt.
+    build_image(&drift, &format!("FROM {image}\nLABEL periscope.build=1\n"), &[]);
+    let mut cs = Containers(Vec::new());
+    cs.create(&["create", "--name", &format!("{tag}-stale"), &drift, "true"]);
+    let old_id = inspect(&drift, "{{.Id}}");
+    build_image(&drift, &format!("FROM {image}\nLABEL periscope.build=2\n"), &[]);
+    assert_ne!(inspect(&drift, "{{.Id}}"), old_id);
+    images.0.push(old_id.clone());
+    cs.create(&["create", "--name", &format!("{tag}-current"), &drift, "true"]);
+    // Software in /usr/local that no package owns, in a crawled root; the debootstrap root has none.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("usr/local/bin")).unwrap();
+    std::fs::copy("/bin/true", root.path().join("usr/local/bin/tool")).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let (ok, _, err) = agent(&["crawl", "--server", &server.url, "--collectors", "packages", "--containerd", "off"]);
+    assert!(ok, "{err}");
+    crawl_root(&server.url, root.path(), &format!("{tag}-local"), "unowned_files");
+    crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-clean"), "unowned_files");
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, _) = report(&[
+        "run",
+        "images",
+        "--packs",
+        queries().to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let run = read_json(&out.path().join("report.json"));
+    let items = |id: &str, field: &str| -> Vec<String> {
+        check(&run, id)["failing"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap_or("").into()).collect()
+    };
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+    let aged = items("image-older-than-365-days", "item");
+    assert!(aged.contains(&old), "{aged:?}");
+    assert!(!aged.iter().any(|i| i.contains(&image) || i.contains(&minimal)), "{aged:?}");
+    let drifted = items("base-image-drift", "container");
+    assert!(drifted.contains(&format!("{tag}-stale")), "{drifted:?}");
+    assert!(!drifted.contains(&format!("{tag}-current")), "{drifted:?}");
+    let unowned = check(&run, "unowned-software-in-usr-local")["failing"].as_array().unwrap().clone();
+    assert!(unowned.iter().any(|i| i["host"] == format!("{tag}-local") && i["item"] == "/usr/local/bin/tool"));
+    assert!(!unowned.iter().any(|i| i["host"] == format!("{tag}-clean")), "{unowned:?}");
+    let tools = check(&run, "package-manager-or-compiler-in-image")["failing"].as_array().unwrap().clone();
+    let of = |name: &str| tools.iter().find(|i| i["item"].as_str().unwrap().split(',').any(|t| t == name));
+    let test_image = of(&image).unwrap_or_else(|| panic!("{image} carries dpkg and apt: {tools:?}"));
+    assert!(test_image["reason"].as_str().unwrap().contains("dpkg"), "{test_image}");
+    assert!(of(&minimal).is_none(), "{tools:?}");
+    // The minimal image was crawled: its one package is there.
+    let rows = sql(
+        &["--server", server.url.as_str()],
+        &format!(
+            "SELECT p.name FROM packages p JOIN images i ON i.image_id = p.scope_id WHERE i.repo_tags = '{minimal}'"
+        ),
+    );
+    assert_eq!(rows.iter().map(|r| s(r, "name")).collect::<Vec<_>>(), ["base-files"]);
+}
