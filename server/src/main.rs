@@ -351,6 +351,8 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
                 None => {
                     let url = server.unwrap_or_else(|| "http://127.0.0.1:7700".into());
                     let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
+                    // Unreachable is the operator's problem, not every check's: say so once.
+                    query::remote(&url, "SELECT 1", credentials.as_ref()).await?;
                     (run::Target::Remote { url, credentials }, history)
                 }
             };

@@ -325,3 +325,90 @@ pub async fn recent(dir: &Path, pack: &str, n: usize) -> Result<Vec<Point>, Hist
     points.sort_by_key(|p| (p.started_us, p.run_id.clone()));
     Ok(points)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Severity;
+    use crate::report::run::{CheckRun, Status, Summary};
+
+    fn item(name: &str) -> Item {
+        Item {
+            host: "h".into(),
+            scope: "container".into(),
+            scope_id: Some(format!("id-{name}")),
+            container: Some(name.into()),
+            item: name.into(),
+            reason: "r".into(),
+            change: Change::New,
+            details: vec![("image".into(), "debian".into())],
+        }
+    }
+
+    fn run(n: i64, checks: Vec<(&str, Status, Vec<Item>)>) -> Run {
+        Run {
+            run_id: format!("p-{n}"),
+            pack: "p".into(),
+            pack_title: "p".into(),
+            pack_file: "p.toml".into(),
+            source: "test".into(),
+            trigger: "cli".into(),
+            started: String::new(),
+            started_us: n,
+            duration_ms: 1,
+            previous_run_id: None,
+            summary: Summary::default(),
+            problems: vec![],
+            checks: checks
+                .into_iter()
+                .map(|(id, status, failing)| CheckRun {
+                    id: id.into(),
+                    title: id.into(),
+                    severity: Severity::High,
+                    tags: vec![],
+                    rationale: String::new(),
+                    remediation: String::new(),
+                    status,
+                    error: (status == Status::Error).then(|| "boom".into()),
+                    duration_ms: 1,
+                    failing,
+                    resolved: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn previous_reads_each_checks_last_decided_run_of_the_same_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &run(1, vec![("a", Status::Fail, vec![item("x")]), ("b", Status::Fail, vec![item("y")])]))
+            .unwrap();
+        // Check b errored in the latest run: its items come from the run before.
+        store(dir.path(), &run(2, vec![("a", Status::Fail, vec![item("z")]), ("b", Status::Error, vec![])])).unwrap();
+        // Another pack, and a run whose report_runs file never landed (a crash mid-store), are invisible.
+        let mut other = run(3, vec![("a", Status::Fail, vec![item("other")])]);
+        other.pack = "q".into();
+        store(dir.path(), &other).unwrap();
+        let mut half = run(4, vec![("a", Status::Fail, vec![item("half")])]);
+        half.run_id = "p-4".into();
+        store(dir.path(), &half).unwrap();
+        std::fs::remove_file(dir.path().join(RUNS).join("p-4.parquet")).unwrap();
+
+        let prev = previous(dir.path(), "p").await.unwrap();
+        assert_eq!(prev.run_id.as_deref(), Some("p-2"));
+        let names = |id: &str| prev.failing[id].iter().map(|i| i.item.clone()).collect::<Vec<_>>();
+        assert_eq!(names("a"), ["z"]);
+        assert_eq!(names("b"), ["y"]);
+        assert_eq!(prev.failing["a"][0].details, [("image".to_string(), "debian".to_string())]);
+        let points = recent(dir.path(), "p", 10).await.unwrap();
+        assert_eq!(points.iter().map(|p| p.run_id.as_str()).collect::<Vec<_>>(), ["p-1", "p-2"]);
+        assert_eq!(points[0].items[Severity::High as usize], 2);
+    }
+
+    #[tokio::test]
+    async fn no_stored_runs_is_an_empty_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let prev = previous(&dir.path().join("missing"), "p").await.unwrap();
+        assert!(prev.run_id.is_none() && prev.failing.is_empty());
+    }
+}

@@ -215,3 +215,49 @@ pub fn junit(run: &Run, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "  </testsuite>\n</testsuites>")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_quotes_and_control_characters() {
+        let cases = [
+            ("plain", "plain"),
+            ("<b>&\"'", "&lt;b&gt;&amp;&quot;&#39;"),
+            ("tab\tnew\nline", "tab\tnew\nline"),
+            ("bell\u{7}", "bell\u{fffd}"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn junit_and_csv_carry_hostile_item_text_safely() {
+        let json = r#"{"run_id":"r","pack":"p","pack_title":"p","pack_file":"p.toml","source":"s","trigger":"cli",
+            "started":"2026-01-01T00:00:00Z","started_us":0,"duration_ms":5,"previous_run_id":null,
+            "summary":{"checks":2,"passed":0,"failed":1,"errors":1,"failing_items":1,"new_items":1,"resolved_items":0,
+                       "by_severity":[]},
+            "problems":["p.toml:9: TOML syntax: <oops>"],
+            "checks":[{"id":"c1","title":"t","severity":"high","tags":[],"rationale":"","remediation":"fix \"it\"",
+                       "status":"fail","error":null,"duration_ms":1,"resolved":[],
+                       "failing":[{"host":"h","scope":"container","scope_id":null,"container":"x",
+                                   "item":"</failure><x>","reason":"a,b \"c\"","change":"new"}]},
+                      {"id":"c2","title":"t","severity":"low","tags":[],"rationale":"","remediation":"",
+                       "status":"error","error":"boom & <bust>","duration_ms":1,"failing":[],"resolved":[]}]}"#;
+        let run: Run = serde_json::from_str(json).unwrap();
+        let mut x = Vec::new();
+        junit(&run, &mut x).unwrap();
+        let x = String::from_utf8(x).unwrap();
+        assert!(!x.contains("</failure><x>") && x.contains("&lt;/failure&gt;&lt;x&gt;"), "{x}");
+        assert_eq!(x.matches("<testcase ").count(), 3, "two checks and one pack problem");
+        assert_eq!((x.matches("<failure ").count(), x.matches("<error ").count()), (1, 2), "{x}");
+        assert!(x.contains(r#"message="boom &amp; &lt;bust&gt;""#), "{x}");
+        let mut c = Vec::new();
+        csv(&run, &mut c).unwrap();
+        let c = String::from_utf8(c).unwrap();
+        assert_eq!(c.lines().count(), 3, "{c}");
+        assert!(c.contains(r#""a,b ""c""""#), "{c}");
+    }
+}

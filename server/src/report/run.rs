@@ -386,3 +386,106 @@ fn diff(run: &mut Run, prev: Previous) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str) -> Item {
+        Item {
+            host: "h".into(),
+            scope: "container".into(),
+            scope_id: Some(name.into()),
+            container: None,
+            item: name.into(),
+            reason: "r".into(),
+            change: Change::New,
+            details: vec![],
+        }
+    }
+
+    fn check(status: Status, names: &[&str]) -> CheckRun {
+        CheckRun {
+            id: "c".into(),
+            title: String::new(),
+            severity: Severity::Low,
+            tags: vec![],
+            rationale: String::new(),
+            remediation: String::new(),
+            status,
+            error: None,
+            duration_ms: 0,
+            failing: names.iter().map(|n| item(n)).collect(),
+            resolved: vec![],
+        }
+    }
+
+    /// (failing before, status now, failing now) -> (changes of the failing items, resolved).
+    #[test]
+    fn diff_marks_new_still_failing_and_resolved() {
+        let cases: &[(&[&str], Status, &[&str], &[&str], &[&str])] = &[
+            (&[], Status::Fail, &["a"], &["new"], &[]),
+            (&["a"], Status::Fail, &["a", "b"], &["still_failing", "new"], &[]),
+            (&["a", "b"], Status::Fail, &["b"], &["still_failing"], &["a"]),
+            (&["a"], Status::Pass, &[], &[], &["a"]),
+            // An error decided nothing: nothing is resolved.
+            (&["a"], Status::Error, &[], &[], &[]),
+        ];
+        for (before, status, now, changes, resolved) in cases {
+            let mut run = Run {
+                run_id: "r".into(),
+                pack: "p".into(),
+                pack_title: String::new(),
+                pack_file: String::new(),
+                source: String::new(),
+                trigger: String::new(),
+                started: String::new(),
+                started_us: 0,
+                duration_ms: 0,
+                previous_run_id: None,
+                summary: Summary::default(),
+                problems: vec![],
+                checks: vec![check(*status, now)],
+            };
+            let prev = Previous {
+                run_id: Some("before".into()),
+                failing: [("c".to_string(), before.iter().map(|n| item(n)).collect())].into(),
+            };
+            diff(&mut run, prev);
+            run.summarize();
+            let c = &run.checks[0];
+            let got: Vec<_> = c.failing.iter().map(|i| i.change.as_str()).collect();
+            assert_eq!(&got, changes, "{before:?} -> {now:?}");
+            let got: Vec<_> = c.resolved.iter().map(|i| i.item.as_str()).collect();
+            assert_eq!(&got, resolved, "{before:?} -> {now:?}");
+            assert!(c.resolved.iter().all(|i| i.change == Change::Resolved));
+            assert_eq!(run.summary.resolved_items, resolved.len());
+            assert_eq!(run.previous_run_id.as_deref(), Some("before"));
+        }
+    }
+
+    #[test]
+    fn gate_counts_failures_and_errors_at_or_above_the_severity_and_pack_problems() {
+        let mut run = Run {
+            run_id: "r".into(),
+            pack: "p".into(),
+            pack_title: String::new(),
+            pack_file: String::new(),
+            source: String::new(),
+            trigger: String::new(),
+            started: String::new(),
+            started_us: 0,
+            duration_ms: 0,
+            previous_run_id: None,
+            summary: Summary::default(),
+            problems: vec![],
+            checks: vec![check(Status::Fail, &["a"]), check(Status::Pass, &[])],
+        };
+        assert_eq!(run.gate(Severity::Low).len(), 1);
+        assert!(run.gate(Severity::Medium).is_empty());
+        run.checks[1].status = Status::Error;
+        assert_eq!(run.gate(Severity::Low).len(), 2);
+        run.problems.push("p.toml:3: TOML syntax".into());
+        assert_eq!(run.gate(Severity::Critical).len(), 1);
+    }
+}
