@@ -118,8 +118,9 @@ enum ReportCmd {
         /// Directory of pack files.
         #[arg(long, env = "PERISCOPE_PACKS", default_value = "queries")]
         packs: PathBuf,
-        /// Read this data directory (safe while a server writes to it); the run is stored in <data>/reports.
-        #[arg(long, conflicts_with = "server")]
+        /// Read this data directory instead of a server (safe while a server writes to it); the run is stored
+        /// in <data>/reports.
+        #[arg(long)]
         data: Option<PathBuf>,
         /// Ask this server instead (default http://127.0.0.1:7700; the run is stored only with --history).
         #[arg(long, env = "PERISCOPE_SERVER")]
