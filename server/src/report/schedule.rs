@@ -38,16 +38,6 @@ struct Job {
 }
 
 /// Loads the packs and builds their jobs; problems are logged, never fatal.
-pub async fn jobs(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String, Vec<String>)>> {
-    Ok(load(dir).await?.into_iter().map(|j| (j.pack.name.clone(), j.expr, sorted(&j.only))).collect())
-}
-
-fn sorted(s: &HashSet<String>) -> Vec<String> {
-    let mut v: Vec<_> = s.iter().cloned().collect();
-    v.sort();
-    v
-}
-
 async fn load(dir: &std::path::Path) -> anyhow::Result<Vec<Job>> {
     let files = pack::list(dir).map_err(|e| anyhow::anyhow!("cannot list packs in {}: {e}", dir.display()))?;
     let mut jobs = Vec::new();
