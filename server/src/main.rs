@@ -149,6 +149,9 @@ enum ReportCmd {
         /// POST the JSON report to this URL (a failed delivery is an error, exit status 1).
         #[arg(long)]
         webhook: Option<String>,
+        /// Override a pack parameter ([pack.params]); VALUE is a TOML value: 30, "text", ["a", "b"] (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
     },
     /// Load and validate pack files (fields, ids, schedules, SQL planned against the catalog) without running them.
     Check {
@@ -335,12 +338,15 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             history,
             no_store,
             webhook,
+            params,
         } => {
             let path = pack::locate(&pack, &packs);
             if !path.is_file() {
                 anyhow::bail!("no pack {pack:?}: {} is not a file", path.display());
             }
-            let loaded = pack::load(&path).await;
+            let overrides =
+                params.iter().map(|p| pack::parse_param(p)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+            let loaded = pack::load_with(&path, &overrides).await;
             let (target, history) = match &data {
                 Some(dir) => {
                     if !dir.join("tables").is_dir() {

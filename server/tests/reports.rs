@@ -887,9 +887,9 @@ fn load_old_image(base: &str, name: &str) {
 }
 
 #[test]
-fn images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools() {
+fn images_pack_flags_old_images_tag_drift_unapproved_bases_unowned_software_and_build_tools() {
     let _lock = HOST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !docker_available("images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools") {
+    if !docker_available("images_pack_flags_old_images_tag_drift_unapproved_bases_unowned_software_and_build_tools") {
         return;
     }
     let image = docker_test_image();
@@ -911,6 +911,8 @@ fn images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools() {
     assert_ne!(inspect(&drift, "{{.Id}}"), old_id);
     images.0.push(old_id.clone());
     cs.create(&["create", "--name", &format!("{tag}-current"), &drift, "true"]);
+    // On a base of its own (the minimal image's one layer), not the test image's.
+    cs.create(&["create", "--name", &format!("{tag}-elsewhere"), &minimal, "/none"]);
     // Software in /usr/local that no package owns, in a crawled root; the debootstrap root has none.
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("usr/local/bin")).unwrap();
@@ -922,24 +924,23 @@ fn images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools() {
     assert!(ok, "{err}");
     crawl_root(&server.url, root.path(), &format!("{tag}-local"), "unowned_files");
     crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-clean"), "unowned_files");
-    let out = tempfile::tempdir().unwrap();
-    let (code, _, _) = report(&[
-        "run",
-        "images",
-        "--packs",
-        queries().to_str().unwrap(),
-        "--server",
-        &server.url,
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0);
-    let run = read_json(&out.path().join("report.json"));
-    let items = |id: &str, field: &str| -> Vec<String> {
-        check(&run, id)["failing"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap_or("").into()).collect()
+    let run_with = |params: &[&str]| -> Value {
+        let out = tempfile::tempdir().unwrap();
+        let packs = queries();
+        let o = out.path().to_str().unwrap();
+        let args = ["run", "images", "--packs", packs.to_str().unwrap(), "--server", &server.url, "--out", o];
+        let params: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
+        let (code, _, _) = report(&[&args[..], &params].concat());
+        assert_eq!(code, 0);
+        read_json(&out.path().join("report.json"))
     };
+    let run = run_with(&[]);
+    let items_of = |run: &Value, id: &str, field: &str| -> Vec<String> {
+        check(run, id)["failing"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap_or("").into()).collect()
+    };
+    let items = |id: &str, field: &str| items_of(&run, id, field);
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
-    let aged = items("image-older-than-365-days", "item");
+    let aged = items("image-too-old", "item");
     assert!(aged.contains(&old), "{aged:?}");
     assert!(!aged.iter().any(|i| i.contains(&image) || i.contains(&minimal)), "{aged:?}");
     let drifted = items("base-image-drift", "container");
@@ -953,6 +954,16 @@ fn images_pack_flags_old_images_tag_drift_unowned_software_and_build_tools() {
     let test_image = of(&image).unwrap_or_else(|| panic!("{image} carries dpkg and apt: {tools:?}"));
     assert!(test_image["reason"].as_str().unwrap().contains("dpkg"), "{test_image}");
     assert!(of(&minimal).is_none(), "{tools:?}");
+    // No approved bases configured: nothing flagged. With the test image's layer chain approved, only the
+    // container on another base is; with a century allowed, the 2015 image is young enough.
+    assert!(items("unapproved-base-image", "container").is_empty());
+    let layers = inspect(&image, "{{join .RootFS.Layers \",\"}}");
+    let approved = format!("approved_bases=[\"{layers}\"]");
+    let tuned = run_with(&[&approved, "max_image_age_days=36500"]);
+    let unapproved: Vec<String> =
+        items_of(&tuned, "unapproved-base-image", "container").into_iter().filter(|c| c.starts_with(&tag)).collect();
+    assert_eq!(unapproved, [format!("{tag}-elsewhere")]);
+    assert!(!items_of(&tuned, "image-too-old", "item").contains(&old));
     // The minimal image was crawled: its one package is there.
     let rows = sql(
         &["--server", server.url.as_str()],

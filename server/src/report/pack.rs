@@ -81,6 +81,8 @@ pub struct Pack {
     pub checks: Vec<Check>,
     /// Problems not tied to a check that could be identified (syntax errors, unknown top-level keys, ...).
     pub problems: Vec<Problem>,
+    /// `[pack.params]`: values checks use as `{{name}}` in their SQL (overridable with `report run --param`).
+    pub params: std::collections::BTreeMap<String, toml::Value>,
 }
 
 impl Pack {
@@ -98,6 +100,8 @@ struct RawMeta {
     description: Option<String>,
     schedule: Option<Spanned<String>>,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -141,9 +145,88 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads and parses a pack file, then plans every check's SQL against the catalog.
 pub async fn load(path: &Path) -> Pack {
+    load_with(path, &Default::default()).await
+}
+
+/// [`load`] with some of `[pack.params]` overridden. Overriding a parameter
+/// the pack does not declare is a problem (a typo must not be ignored).
+pub async fn load_with(path: &Path, overrides: &std::collections::BTreeMap<String, toml::Value>) -> Pack {
     let mut pack = parse_file(path);
+    for (k, v) in overrides {
+        if pack.params.contains_key(k) {
+            pack.params.insert(k.clone(), v.clone());
+        } else {
+            let known: Vec<&str> = pack.params.keys().map(String::as_str).collect();
+            let message = format!("--param {k}: the pack has no such parameter (it has: {})", known.join(", "));
+            pack.problems.push(Problem { file: path.to_path_buf(), line: 0, check: None, message });
+        }
+    }
+    substitute_params(&mut pack);
     validate_sql(&mut pack).await;
     pack
+}
+
+/// Parses `NAME=VALUE` (VALUE as a TOML value: `30`, `"text"`, `["a", "b"]`; bare text is a string).
+pub fn parse_param(arg: &str) -> Result<(String, toml::Value), String> {
+    let (name, value) = arg.split_once('=').ok_or_else(|| format!("--param {arg:?}: expected NAME=VALUE"))?;
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}")).ok().and_then(|mut t| t.remove("v"));
+    Ok((name.trim().to_string(), parsed.unwrap_or_else(|| toml::Value::String(value.to_string()))))
+}
+
+/// A parameter as SQL: a quoted string, a number, a boolean, or an array's elements comma-separated.
+fn sql_literal(v: &toml::Value) -> Result<String, String> {
+    Ok(match v {
+        toml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        toml::Value::Array(a) => {
+            let items = a
+                .iter()
+                .map(|x| match x {
+                    toml::Value::Array(_) | toml::Value::Table(_) => Err("arrays of arrays or tables".to_string()),
+                    x => sql_literal(x),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            items.join(", ")
+        }
+        other => return Err(format!("a {} cannot be used in SQL", other.type_str())),
+    })
+}
+
+/// Replaces each `{{name}}` in the checks' SQL with the parameter's SQL literal.
+fn substitute_params(pack: &mut Pack) {
+    for c in pack.checks.iter_mut().filter(|c| c.problem.is_none()) {
+        let mut out = String::with_capacity(c.sql.len());
+        let mut rest = c.sql.as_str();
+        while let Some(at) = rest.find("{{") {
+            out.push_str(&rest[..at]);
+            let Some(end) = rest[at..].find("}}") else {
+                out.push_str(&rest[at..]);
+                rest = "";
+                break;
+            };
+            let name = rest[at + 2..at + end].trim();
+            // The SQL of `sql = """` starts on the line after the key.
+            let offset = c.sql.len() - rest.len() + at;
+            let line = c.sql_line + 1 + c.sql[..offset].matches('\n').count();
+            let fail = |message: String| Problem { file: pack.path.clone(), line, check: Some(c.id.clone()), message };
+            match pack.params.get(name).map(sql_literal) {
+                Some(Ok(lit)) => out.push_str(&lit),
+                Some(Err(e)) => {
+                    c.problem = Some(fail(format!("parameter {name}: {e}")));
+                    break;
+                }
+                None => {
+                    c.problem = Some(fail(format!("unknown parameter {{{{{name}}}}} (declare it in [pack.params])")));
+                    break;
+                }
+            }
+            rest = &rest[at + end + 2..];
+        }
+        out.push_str(rest);
+        c.sql = out;
+    }
 }
 
 /// Reads and parses a pack file without planning its SQL.
@@ -173,6 +256,7 @@ fn empty(path: &Path) -> Pack {
         timeout: None,
         checks: Vec::new(),
         problems: Vec::new(),
+        params: Default::default(),
     }
 }
 
@@ -212,6 +296,7 @@ pub fn parse(path: &Path, text: &str) -> Pack {
                     pack.title = m.title.unwrap_or_default();
                     pack.description = m.description.unwrap_or_default();
                     pack.timeout = m.timeout_secs.map(Duration::from_secs);
+                    pack.params = m.params;
                     if let Some(s) = m.schedule {
                         match parse_cron(s.get_ref()) {
                             Ok(_) => pack.schedule = Some(s.get_ref().clone()),
@@ -508,6 +593,52 @@ FROM containers WHERE privileged
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("demo.toml:3: [pack]: unknown field `nme`"), "{problems:?}");
         assert_eq!(p.checks.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn params_become_sql_literals_and_unknown_ones_are_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"[pack]
+params = { days = 30, names = ["a", "o'b"], on = true }
+
+[[check]]
+id = "x"
+title = "t"
+severity = "low"
+rationale = "r"
+remediation = "m"
+sql = """
+SELECT host, scope, name AS item, 'r' AS reason FROM containers
+WHERE {{ on }} AND restart_count > {{days}} AND name IN ({{names}})
+"""
+
+[[check]]
+id = "y"
+title = "t"
+severity = "low"
+rationale = "r"
+remediation = "m"
+sql = """
+SELECT host, scope, name AS item, 'r' AS reason FROM containers
+WHERE restart_count > {{dayz}}
+"""
+"#;
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        let p = load(&path).await;
+        let x = &p.checks[0];
+        assert!(x.problem.is_none(), "{:?}", x.problem);
+        assert!(x.sql.contains("WHERE TRUE AND restart_count > 30 AND name IN ('a', 'o''b')"), "{}", x.sql);
+        let y = p.checks[1].problem.as_ref().unwrap();
+        assert_eq!(y.line, 23, "{y}");
+        assert!(y.message.contains("unknown parameter {{dayz}}"), "{y}");
+
+        let overrides = [parse_param("days=7").unwrap(), parse_param("names=[\"c\"]").unwrap()].into();
+        let p = load_with(&path, &overrides).await;
+        assert!(p.checks[0].sql.contains("restart_count > 7 AND name IN ('c')"), "{}", p.checks[0].sql);
+        let p = load_with(&path, &[parse_param("nmes=x").unwrap()].into()).await;
+        assert!(p.problems.iter().any(|e| e.message.contains("--param nmes: the pack has no such parameter")));
+        assert_eq!(parse_param("s=plain text").unwrap().1, toml::Value::String("plain text".into()));
     }
 
     #[test]
