@@ -381,7 +381,7 @@ fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() 
     assert_eq!(good["failing"][0]["host"], "fixture-debian");
 
     let typo = check(&run, "typo");
-    assert_eq!(typo["status"], "error");
+    assert_eq!((&typo["status"], &typo["invalid"], &typo["title"]), (&"error".into(), &true.into(), &"t".into()));
     let msg = typo["error"].as_str().unwrap();
     assert!(msg.starts_with(&format!("{file}:18: check typo: unknown field `sevrity`")), "{msg}");
 
@@ -409,6 +409,10 @@ fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() 
     assert_eq!((s(&runs[0], "errors"), s(&runs[0], "failed")), ("3".into(), "1".into()));
     assert!(s(&runs[0], "problems").contains("TOML syntax"));
 
+    // Invalid checks trip the gate whatever their severity; a check that only failed or timed out does not.
+    let (code, _, err) = report(&["run", pack.to_str().unwrap(), "--data", d, "--no-store", "--fail-on", "critical"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("typo (info, error)") && !err.contains("slow ("), "{err}");
     // `report check` names the same problems and fails; a wholly malformed file is a run with a problem, not a crash.
     let (code, _, err) = report(&["check", pack.to_str().unwrap()]);
     assert_eq!(code, 1);

@@ -370,6 +370,7 @@ mod tests {
                     remediation: String::new(),
                     status,
                     error: (status == Status::Error).then(|| "boom".into()),
+                    invalid: false,
                     duration_ms: 1,
                     failing,
                     resolved: vec![],

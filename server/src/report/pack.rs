@@ -318,17 +318,25 @@ pub fn parse(path: &Path, text: &str) -> Pack {
                 };
                 for c in checks {
                     let line = line_of(text, c.span().start);
-                    let id = match c.get_ref() {
-                        DeValue::Table(t) => t.get("id").and_then(|v| v.get_ref().as_str()).map(str::to_string),
+                    // What can be read of a check even when it does not deserialize, to report it by name.
+                    let field = |name: &str| match c.get_ref() {
+                        DeValue::Table(t) => t.get(name).and_then(|v| v.get_ref().as_str()).map(str::to_string),
                         _ => None,
                     };
+                    let id = field("id");
                     let raw = match RawCheck::deserialize(ValueDeserializer::from(c.clone())) {
                         Ok(r) => r,
                         Err(e) => {
                             let p = problem(e.span().or(Some(c.span())), id.as_deref(), e.message().trim().to_string());
                             match id {
                                 // Known id: the check stays in the pack as one that cannot run.
-                                Some(id) => pack.checks.push(broken(id, line, p)),
+                                Some(id) => {
+                                    let mut b = broken(id, line, p);
+                                    b.title = field("title").unwrap_or_default();
+                                    b.severity =
+                                        field("severity").and_then(|s| Severity::parse(&s)).unwrap_or(b.severity);
+                                    pack.checks.push(b);
+                                }
                                 None => pack.problems.push(p),
                             }
                             continue;

@@ -139,6 +139,9 @@ pub struct CheckRun {
     pub remediation: String,
     pub status: Status,
     pub error: Option<String>,
+    /// The check's definition is invalid, so it never ran (its severity may be a guess).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid: bool,
     pub duration_ms: u64,
     /// Failing items, each marked new or still failing.
     pub failing: Vec<Item>,
@@ -193,13 +196,13 @@ pub struct Run {
 }
 
 impl Run {
-    /// Checks at or above `fail_on` that failed or could not be decided; a pipeline gates on these
-    /// (pack problems count too: a check lost to a syntax error must not pass silently).
+    /// Checks at or above `fail_on` that failed or could not be decided; a pipeline gates on these.
+    /// Invalid checks and pack problems count at any severity: a check lost to a typo must not pass silently.
     pub fn gate(&self, fail_on: Severity) -> Vec<String> {
         let mut out: Vec<String> = self
             .checks
             .iter()
-            .filter(|c| c.severity >= fail_on && c.status != Status::Pass)
+            .filter(|c| c.invalid || (c.severity >= fail_on && c.status != Status::Pass))
             .map(|c| format!("{} ({}, {})", c.id, c.severity, c.status.as_str()))
             .collect();
         out.extend(self.problems.iter().map(|p| format!("pack problem: {p}")));
@@ -303,12 +306,14 @@ async fn run_check(c: &Check, target: &Target, timeout: Duration) -> CheckRun {
         remediation: c.remediation.clone(),
         status: Status::Error,
         error: None,
+        invalid: false,
         duration_ms: 0,
         failing: Vec::new(),
         resolved: Vec::new(),
     };
     if let Some(p) = &c.problem {
         out.error = Some(p.to_string());
+        out.invalid = true;
         return out;
     }
     match target.query(&c.sql, timeout).await.and_then(|(schema, batches)| items(&schema, &batches)) {
@@ -414,6 +419,7 @@ mod tests {
             remediation: String::new(),
             status,
             error: None,
+            invalid: false,
             duration_ms: 0,
             failing: names.iter().map(|n| item(n)).collect(),
             resolved: vec![],
@@ -485,7 +491,9 @@ mod tests {
         assert!(run.gate(Severity::Medium).is_empty());
         run.checks[1].status = Status::Error;
         assert_eq!(run.gate(Severity::Low).len(), 2);
+        run.checks[1].invalid = true;
+        assert_eq!(run.gate(Severity::Critical).len(), 1, "an invalid check gates at any severity");
         run.problems.push("p.toml:3: TOML syntax".into());
-        assert_eq!(run.gate(Severity::Critical).len(), 1);
+        assert_eq!(run.gate(Severity::Critical).len(), 2);
     }
 }
