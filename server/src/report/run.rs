@@ -426,10 +426,12 @@ mod tests {
         }
     }
 
-    /// (failing before, status now, failing now) -> (changes of the failing items, resolved).
+    /// (failing before, status now, failing now, changes of the failing items, resolved).
+    type DiffCase<'a> = (&'a [&'a str], Status, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+
     #[test]
     fn diff_marks_new_still_failing_and_resolved() {
-        let cases: &[(&[&str], Status, &[&str], &[&str], &[&str])] = &[
+        let cases: &[DiffCase] = &[
             (&[], Status::Fail, &["a"], &["new"], &[]),
             (&["a"], Status::Fail, &["a", "b"], &["still_failing", "new"], &[]),
             (&["a", "b"], Status::Fail, &["b"], &["still_failing"], &["a"]),
