@@ -4,7 +4,8 @@
 # rpm databases), python3-rpm (rpm's own version comparison, as an oracle) and
 # python3-seccomp (to run the agent where seccomp refuses openat2),
 # fuse-overlayfs (a real FUSE filesystem to freeze under a crawl), openssl
-# (certificates for the TLS tests) and psql (the Postgres front's client).
+# (certificates for the TLS tests), psql (the Postgres front's client) and
+# chromium (headless, to load and screenshot the HTML compliance report).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -14,6 +15,7 @@ command -v rpmbuild >/dev/null || need+=(rpm)
 command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

@@ -7,7 +7,8 @@
 //! from its scope's latest completed crawl — "what is true now" — or, for a
 //! table that crawl marked unchanged, from the crawl that last sent it. A context is
 //! built per query over a [`Snapshot`], so each query sees the rows acknowledged
-//! when it starts, flushed to Parquet or not.
+//! when it starts, flushed to Parquet or not. Stored compliance-report runs
+//! are `report_runs`, `report_checks` and `report_results` (see [`crate::report::history`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +158,8 @@ pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
 /// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when given.
 pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
-    register(session(runtime), snapshot.host_expiry, |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
+    let reports = snapshot.reports.clone();
+    register(session(runtime), snapshot.host_expiry, reports, |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
 }
 
 /// A long-lived session whose tables read `store` as of each query; the
@@ -169,8 +171,9 @@ pub async fn live_context(
     keep_for: Duration,
 ) -> Result<SessionContext> {
     let expiry = store.config().host_expiry;
+    let reports = Some(store.dir().join(crate::report::REPORTS_DIR));
     let recent = Arc::default();
-    register(session(runtime), expiry, |t| {
+    register(session(runtime), expiry, reports, |t| {
         Ok(Arc::new(LiveTable { table: t, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
     })
     .await
@@ -188,6 +191,7 @@ fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
 async fn register(
     ctx: SessionContext,
     host_expiry: Duration,
+    reports: Option<std::path::PathBuf>,
     provider: impl Fn(&'static Table) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
     crate::udf::register(&ctx);
@@ -196,6 +200,7 @@ async fn register(
         ctx.register_table(name, provider(t)?)?;
     }
     register_descriptions(&ctx)?;
+    crate::report::history::register(&ctx, reports.as_deref())?;
     // The newest crawl of every scope, then the ones still alive: a host that
     // has not been crawled within `host_expiry` leaves current state with its
     // containers, and a container its host's newest listing no longer shows

@@ -3,7 +3,7 @@
 //! Data flows one way: agents' batches arrive through [`service`] (gRPC
 //! ingest), are made durable by [`store`] (a write-ahead log, then large Parquet files), and are answered in
 //! SQL by DataFusion over the [`catalog`] via [`query`]; [`output`] formats
-//! results for the `periscope` CLI. [`quickstart`] runs all of it in one process.
+//! results for the `periscope` CLI; [`report`] runs query packs of compliance checks over it. [`quickstart`] runs all of it in one process.
 
 pub mod auth;
 pub mod catalog;
@@ -12,6 +12,7 @@ pub mod output;
 pub mod pg;
 pub mod query;
 pub mod quickstart;
+pub mod report;
 pub mod service;
 pub mod sqlauth;
 pub mod store;

@@ -72,6 +72,24 @@ enum Cmd {
         /// Seconds a remote query may run before it is cancelled.
         #[arg(long, default_value_t = 60)]
         query_timeout_secs: u64,
+        /// Run the query packs in this directory (`*.toml`) on their schedules, storing
+        /// each run under <data>/reports (the report_* tables).
+        #[arg(long, env = "PERISCOPE_PACKS")]
+        packs: Option<PathBuf>,
+        /// Also write each scheduled run's JSON, CSV, JUnit and HTML reports under DIR/<pack>/.
+        #[arg(long, requires = "packs")]
+        report_out: Option<PathBuf>,
+        /// POST each scheduled run's JSON report to this URL.
+        #[arg(long, requires = "packs")]
+        report_webhook: Option<String>,
+        /// Seconds a scheduled check may run before it is cancelled (unless its pack says otherwise).
+        #[arg(long, default_value_t = 60)]
+        report_timeout_secs: u64,
+    },
+    /// Compliance reports: run query packs of checks and validate pack files.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
     },
     /// Run one SQL query against a server or a data directory.
     Sql {
@@ -100,6 +118,74 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Run a pack now: print the failures, write reports, store the run and exit
+    /// with status 3 when a check at or above --fail-on fails or cannot run.
+    Run {
+        /// Pack name (looked up as <packs>/<name>.toml) or path to a pack file.
+        pack: String,
+        /// Directory of pack files.
+        #[arg(long, env = "PERISCOPE_PACKS", default_value = "queries")]
+        packs: PathBuf,
+        /// Read this data directory instead of a server (safe while a server writes to it); the run is stored
+        /// in <data>/reports.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Ask this server instead (default http://127.0.0.1:7700; the run is stored only with --history).
+        #[arg(long, env = "PERISCOPE_SERVER")]
+        server: Option<String>,
+        /// SQL user to authenticate as with --server (password from PERISCOPE_PASSWORD).
+        #[arg(long, env = "PERISCOPE_USER")]
+        user: Option<String>,
+        /// What to print on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Write report.json, report.csv, junit.xml and report.html into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Exit with status 3 when a check of this severity or higher fails or cannot run.
+        #[arg(long, value_enum)]
+        fail_on: Option<periscope_server::report::Severity>,
+        /// Seconds a check may run before it is cancelled (unless the pack or check sets timeout_secs).
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// Where runs are stored and the previous run is read for the diff [default: <data>/reports with --data].
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Diff against the stored runs but do not store this one.
+        #[arg(long)]
+        no_store: bool,
+        /// POST the JSON report to this URL (a failed delivery is an error, exit status 1).
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Override a pack parameter ([pack.params]); VALUE is a TOML value: 30, "text", ["a", "b"] (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// Load and validate pack files (fields, ids, schedules, SQL planned against the catalog) without running them.
+    Check {
+        /// Pack names or paths.
+        #[arg(required = true)]
+        packs: Vec<String>,
+        /// Directory of pack files.
+        #[arg(long, env = "PERISCOPE_PACKS", default_value = "queries")]
+        pack_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Junit,
+    Html,
+}
+
+/// Exit status of `periscope report run` when the --fail-on gate trips.
+const GATE_FAILED: u8 = 3;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "warn".into()))
@@ -113,7 +199,7 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(Cli::parse())) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("periscope: error: {e:#}");
             ExitCode::FAILURE
@@ -129,7 +215,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Serve {
             data,
@@ -148,6 +234,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sql_user,
             query_memory_bytes,
             query_timeout_secs,
+            packs,
+            report_out,
+            report_webhook,
+            report_timeout_secs,
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
@@ -202,8 +292,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sql_users: std::sync::Arc::new(sql_users),
                 flight,
                 pg,
+                reports: packs.map(|packs| periscope_server::report::schedule::ScheduleOptions {
+                    packs,
+                    timeout: std::time::Duration::from_secs(report_timeout_secs),
+                    out: report_out,
+                    webhook: report_webhook,
+                }),
             };
-            service::serve_with(data, listener, opts, shutdown_signal()).await
+            service::serve_with(data, listener, opts, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Sql { sql, server, data, format, user } => {
             let (schema, batches) = match data {
@@ -218,11 +315,111 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     query::remote(&server, &sql, credentials.as_ref()).await?
                 }
             };
-            output::write(format, &schema, &batches, &mut std::io::stdout().lock())
+            output::write(format, &schema, &batches, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Quickstart { data, root } => {
             let data = data.unwrap_or_else(quickstart::default_data_dir);
-            quickstart::run(data, root, &mut std::io::stdout()).await
+            quickstart::run(data, root, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { cmd } => report(cmd).await,
+    }
+}
+
+async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
+    use periscope_server::report::{self, pack, render, run};
+    match cmd {
+        ReportCmd::Check { packs, pack_dir } => {
+            let mut bad = 0;
+            for name in packs {
+                let p = pack::load(&pack::locate(&name, &pack_dir)).await;
+                let problems: Vec<_> = p.all_problems().collect();
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                let runnable = p.checks.iter().filter(|c| c.problem.is_none()).count();
+                println!(
+                    "{}: {} checks, {runnable} runnable, {} problems",
+                    p.path.display(),
+                    p.checks.len(),
+                    problems.len()
+                );
+                bad += problems.len();
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        ReportCmd::Run {
+            pack,
+            packs,
+            data,
+            server,
+            user,
+            format,
+            out,
+            fail_on,
+            timeout_secs,
+            history,
+            no_store,
+            webhook,
+            params,
+        } => {
+            let path = pack::locate(&pack, &packs);
+            if !path.is_file() {
+                anyhow::bail!("no pack {pack:?}: {} is not a file", path.display());
+            }
+            let overrides =
+                params.iter().map(|p| pack::parse_param(p)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+            let loaded = pack::load_with(&path, &overrides).await;
+            let (target, history) = match &data {
+                Some(dir) => {
+                    if !dir.join("tables").is_dir() {
+                        anyhow::bail!("{} is not a Periscope data directory (no tables/ inside)", dir.display());
+                    }
+                    let t = run::Target::data(dir).await?;
+                    (t, history.or_else(|| Some(dir.join(report::REPORTS_DIR))))
+                }
+                None => {
+                    let url = server.unwrap_or_else(|| "http://127.0.0.1:7700".into());
+                    let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
+                    // Unreachable is the operator's problem, not every check's: say so once.
+                    query::remote(&url, "SELECT 1", credentials.as_ref()).await?;
+                    (run::Target::Remote { url, credentials }, history)
+                }
+            };
+            let opts = run::RunOptions {
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                history: history.clone(),
+                store: !no_store,
+                ..Default::default()
+            };
+            let r = run::run(&loaded, &target, &opts).await;
+            let stored = if no_store { None } else { history.as_deref() };
+            if let Some(out) = &out {
+                report::write_files(&r, stored, out).await?;
+            }
+            let stdout = &mut std::io::stdout().lock();
+            match format {
+                ReportFormat::Table => render::table(&r, stdout)?,
+                ReportFormat::Json => render::json(&r, stdout)?,
+                ReportFormat::Csv => render::csv(&r, stdout)?,
+                ReportFormat::Junit => render::junit(&r, stdout)?,
+                ReportFormat::Html => {
+                    let trend = report::trend(&r, stored).await?;
+                    std::io::Write::write_all(stdout, report::html::render(&r, &trend).as_bytes())?;
+                }
+            }
+            if let Some(url) = &webhook {
+                report::post_webhook(url, &r).await?;
+            }
+            if let Some(sev) = fail_on {
+                let gate = r.gate(sev);
+                if !gate.is_empty() {
+                    eprintln!("periscope: report {}: {} at or above {sev}: {}", r.run_id, gate.len(), gate.join("; "));
+                    return Ok(ExitCode::from(GATE_FAILED));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

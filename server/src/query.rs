@@ -11,6 +11,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use periscope_proto::ipc;
 use periscope_proto::v1::SqlRequest;
@@ -63,7 +64,7 @@ impl Limits {
         Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64) }
     }
 
-    pub(crate) fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
+    pub fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
         if self.memory_bytes == usize::MAX {
             return Ok(None);
         }
@@ -97,11 +98,26 @@ pub async fn run_on(
     access: Access,
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+    execute(&ctx, sql, access, limits).await
+}
+
+/// Runs `sql` in a session already built over a snapshot (several queries
+/// seeing the same rows, as a report's checks do), within `limits`' result
+/// size and time limit.
+pub async fn execute(
+    ctx: &SessionContext,
+    sql: &str,
+    access: Access,
+    limits: &Limits,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let work = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
         let df = ctx.sql_with_options(sql, options(access)).await?;
-        let schema = df.schema().inner().clone();
         let mut stream = df.execute_stream().await?;
+        // The batches' own schema: the logical plan's may say Utf8 where the
+        // physical plan produces Utf8View (a CASE mixing literals and casts),
+        // and an IPC stream written under the wrong schema cannot be read back.
+        let schema = stream.schema();
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| memory(e, limits))?;

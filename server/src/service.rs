@@ -284,6 +284,8 @@ pub struct ServeOptions {
     pub flight: Option<TcpListener>,
     /// Where to serve the Postgres wire protocol, if at all (needs SQL users).
     pub pg: Option<TcpListener>,
+    /// Run query packs on their schedules, if at all.
+    pub reports: Option<crate::report::schedule::ScheduleOptions>,
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -330,6 +332,7 @@ pub async fn serve_with(
         let (store, users, limits) = (store.clone(), opts.sql_users.clone(), opts.limits.clone());
         tokio::spawn(crate::pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
     });
+    let scheduler = opts.reports.map(|r| tokio::spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
     let grpc = builder
         .add_service(
             IngestServer::new(IngestService {
@@ -354,6 +357,9 @@ pub async fn serve_with(
     served?;
     for front in [flight, pg].into_iter().flatten() {
         front.await??;
+    }
+    if let Some(s) = scheduler {
+        s.await?;
     }
     // Whatever is buffered goes to Parquet before a clean exit.
     let closing = store.clone();

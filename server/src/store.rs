@@ -192,7 +192,23 @@ pub struct Snapshot {
     pub batches: Buffer,
     /// See [`StoreConfig::host_expiry`].
     pub host_expiry: Duration,
+    /// Where stored compliance-report runs live (`<data>/reports`), served as
+    /// the `report_*` tables; None for a snapshot of no data directory.
+    pub reports: Option<PathBuf>,
     _guard: Option<File>,
+}
+
+impl Snapshot {
+    /// No rows and no reports: the declared catalog only, e.g. to plan a query without running it.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            files: Arc::default(),
+            batches: Buffer::new(),
+            host_expiry: HOST_EXPIRY,
+            reports: None,
+            _guard: None,
+        }
+    }
 }
 
 struct State {
@@ -564,7 +580,13 @@ impl Store {
         for (t, b) in s.flushing.iter().flatten() {
             batches.entry(t).or_default().extend(b.iter().cloned());
         }
-        Snapshot { files: s.files.clone(), batches, host_expiry: self.shared.config.host_expiry, _guard: None }
+        Snapshot {
+            files: s.files.clone(),
+            batches,
+            host_expiry: self.shared.config.host_expiry,
+            reports: Some(self.shared.dir.join(crate::report::REPORTS_DIR)),
+            _guard: None,
+        }
     }
 
     /// What a reader in another process sees of a data directory, server
@@ -578,7 +600,13 @@ impl Store {
         if wal_dir(dir).is_dir() {
             replay(dir, through, &mut applied, &mut batches, false)?;
         }
-        Ok(Snapshot { files, batches, host_expiry: HOST_EXPIRY, _guard: Some(guard) })
+        Ok(Snapshot {
+            files,
+            batches,
+            host_expiry: HOST_EXPIRY,
+            reports: Some(dir.join(crate::report::REPORTS_DIR)),
+            _guard: Some(guard),
+        })
     }
 
     /// Asks for a flush now and waits until everything acknowledged so far is in Parquet.

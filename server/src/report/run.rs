@@ -1,0 +1,501 @@
+//! Running a pack: every check over the same rows, each within its time limit,
+//! one failing check or broken query never stopping the others; then the
+//! diff against the previous run of the same pack.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::SchemaRef;
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use super::Severity;
+use super::pack::{Check, Pack};
+use crate::query::{self, Access, Limits};
+
+/// Where a run's checks read from.
+pub enum Target {
+    /// A session over one snapshot of a data directory or of the live store:
+    /// every check sees the same rows.
+    Local { ctx: SessionContext, label: String },
+    /// A running server over gRPC (its own query limits apply too).
+    Remote { url: String, credentials: Option<(String, String)> },
+}
+
+impl Target {
+    /// A snapshot of the data directory `dir` (a server may be writing to it).
+    pub async fn data(dir: &Path) -> Result<Target, query::QueryError> {
+        let snapshot = crate::store::Store::read(dir).map_err(|e| query::QueryError::Store(e.to_string()))?;
+        Target::snapshot(snapshot, dir.display().to_string()).await
+    }
+
+    pub async fn snapshot(snapshot: crate::store::Snapshot, label: String) -> Result<Target, query::QueryError> {
+        Ok(Target::Local { ctx: crate::catalog::context(snapshot).await?, label })
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Target::Local { label, .. } => label.clone(),
+            Target::Remote { url, .. } => url.clone(),
+        }
+    }
+
+    async fn query(&self, sql: &str, timeout: Duration) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+        let work = async {
+            match self {
+                Target::Local { ctx, .. } => query::execute(ctx, sql, Access::ReadOnly, &Limits::none()).await,
+                Target::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref()).await,
+            }
+        };
+        // Dropping the query on timeout cancels it (locally: its DataFusion stream).
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => {
+                Err(format!("timed out after {} s (the check's timeout_secs, else --timeout-secs)", timeout.as_secs()))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The query ran and returned no rows.
+    Pass,
+    /// The query returned failing items.
+    Fail,
+    /// The check could not be decided: invalid definition, failed or timed-out query.
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// How a failing item relates to the previous run of the same pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Failing now, not in the previous run (or there is none).
+    New,
+    /// Failing now and in the previous run.
+    StillFailing,
+    /// Failing in the previous run, not now (the check ran and passed for it).
+    Resolved,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::StillFailing => "still_failing",
+            Change::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Change> {
+        [Change::New, Change::StillFailing, Change::Resolved].into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// One row of a check's result: something that fails it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub host: String,
+    pub scope: String,
+    pub scope_id: Option<String>,
+    /// Container name, when the query returns a `container` column.
+    pub container: Option<String>,
+    pub item: String,
+    pub reason: String,
+    pub change: Change,
+    /// The result's other columns, as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<(String, String)>,
+}
+
+impl Item {
+    /// What identifies an item across runs.
+    pub fn key(&self) -> (String, String, String, String) {
+        (self.host.clone(), self.scope.clone(), self.scope_id.clone().unwrap_or_default(), self.item.clone())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckRun {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub tags: Vec<String>,
+    pub rationale: String,
+    pub remediation: String,
+    pub status: Status,
+    pub error: Option<String>,
+    /// The check's definition is invalid, so it never ran (its severity may be a guess).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invalid: bool,
+    pub duration_ms: u64,
+    /// Failing items, each marked new or still failing.
+    pub failing: Vec<Item>,
+    /// Items that failed in the previous run and no longer do.
+    pub resolved: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityCount {
+    pub severity: String,
+    pub checks: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub failing_items: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub checks: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub failing_items: usize,
+    pub new_items: usize,
+    pub resolved_items: usize,
+    /// Critical first.
+    pub by_severity: Vec<SeverityCount>,
+}
+
+/// One run of a pack: what the JSON report is, and what is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub run_id: String,
+    pub pack: String,
+    pub pack_title: String,
+    pub pack_file: String,
+    /// The data directory or server the checks read.
+    pub source: String,
+    /// cli or schedule.
+    pub trigger: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub started_us: i64,
+    pub duration_ms: u64,
+    /// The run this one was diffed against, if any.
+    pub previous_run_id: Option<String>,
+    pub summary: Summary,
+    /// Problems of the pack file not tied to one check (syntax errors, unknown keys, duplicate ids).
+    pub problems: Vec<String>,
+    pub checks: Vec<CheckRun>,
+}
+
+impl Run {
+    /// Checks at or above `fail_on` that failed or could not be decided; a pipeline gates on these.
+    /// Invalid checks and pack problems count at any severity: a check lost to a typo must not pass silently.
+    pub fn gate(&self, fail_on: Severity) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.invalid || (c.severity >= fail_on && c.status != Status::Pass))
+            .map(|c| format!("{} ({}, {})", c.id, c.severity, c.status.as_str()))
+            .collect();
+        out.extend(self.problems.iter().map(|p| format!("pack problem: {p}")));
+        out
+    }
+
+    fn summarize(&mut self) {
+        let mut s = Summary::default();
+        for sev in Severity::ALL.into_iter().rev() {
+            let mut c = SeverityCount { severity: sev.to_string(), ..Default::default() };
+            for r in self.checks.iter().filter(|r| r.severity == sev) {
+                c.checks += 1;
+                match r.status {
+                    Status::Pass => c.passed += 1,
+                    Status::Fail => c.failed += 1,
+                    Status::Error => c.errors += 1,
+                }
+                c.failing_items += r.failing.len();
+            }
+            s.checks += c.checks;
+            s.passed += c.passed;
+            s.failed += c.failed;
+            s.errors += c.errors;
+            s.failing_items += c.failing_items;
+            s.by_severity.push(c);
+        }
+        for r in &self.checks {
+            s.new_items += r.failing.iter().filter(|i| i.change == Change::New).count();
+            s.resolved_items += r.resolved.len();
+        }
+        self.summary = s;
+    }
+}
+
+pub struct RunOptions {
+    /// Time limit of a check that sets none (and whose pack sets none).
+    pub timeout: Duration,
+    /// Run only these checks (a check's own schedule); None: all.
+    pub only: Option<HashSet<String>>,
+    pub trigger: String,
+    /// Where runs are stored; diffs read the previous run from here. None: no diff, not stored.
+    pub history: Option<PathBuf>,
+    /// Store this run in `history` (else only diff against it).
+    pub store: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { timeout: Duration::from_secs(60), only: None, trigger: "cli".into(), history: None, store: true }
+    }
+}
+
+/// Runs `pack`'s checks against `target`, diffs them against the previous
+/// stored run and stores this one when `opts.history` is set.
+pub async fn run(pack: &Pack, target: &Target, opts: &RunOptions) -> Run {
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let mut checks = Vec::new();
+    for c in pack.checks.iter().filter(|c| opts.only.as_ref().is_none_or(|o| o.contains(&c.id))) {
+        checks.push(run_check(c, target, c.timeout.or(pack.timeout).unwrap_or(opts.timeout)).await);
+    }
+    let mut run = Run {
+        run_id: format!("{}-{}", pack.name, started.format("%Y%m%dT%H%M%S%.6fZ")),
+        pack: pack.name.clone(),
+        pack_title: if pack.title.is_empty() { pack.name.clone() } else { pack.title.clone() },
+        pack_file: pack.path.display().to_string(),
+        source: target.label(),
+        trigger: opts.trigger.clone(),
+        started: started.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        started_us: started.timestamp_micros(),
+        duration_ms: 0,
+        previous_run_id: None,
+        summary: Summary::default(),
+        problems: pack.problems.iter().map(|p| p.to_string()).collect(),
+        checks,
+    };
+    if let Some(dir) = &opts.history {
+        match super::history::previous(dir, &run.pack).await {
+            Ok(prev) => diff(&mut run, prev),
+            Err(e) => run.problems.push(format!("cannot read the previous run from {}: {e}", dir.display())),
+        }
+    }
+    run.duration_ms = clock.elapsed().as_millis() as u64;
+    run.summarize();
+    if let Some(dir) = opts.history.as_ref().filter(|_| opts.store)
+        && let Err(e) = super::history::store(dir, &run)
+    {
+        run.problems.push(format!("cannot store the run in {}: {e}", dir.display()));
+    }
+    run
+}
+
+async fn run_check(c: &Check, target: &Target, timeout: Duration) -> CheckRun {
+    let clock = Instant::now();
+    let mut out = CheckRun {
+        id: c.id.clone(),
+        title: c.title.clone(),
+        severity: c.severity,
+        tags: c.tags.clone(),
+        rationale: c.rationale.clone(),
+        remediation: c.remediation.clone(),
+        status: Status::Error,
+        error: None,
+        invalid: false,
+        duration_ms: 0,
+        failing: Vec::new(),
+        resolved: Vec::new(),
+    };
+    if let Some(p) = &c.problem {
+        out.error = Some(p.to_string());
+        out.invalid = true;
+        return out;
+    }
+    match target.query(&c.sql, timeout).await.and_then(|(schema, batches)| items(&schema, &batches)) {
+        Ok(items) => {
+            out.status = if items.is_empty() { Status::Pass } else { Status::Fail };
+            out.failing = items;
+        }
+        Err(e) => out.error = Some(e),
+    }
+    out.duration_ms = clock.elapsed().as_millis() as u64;
+    out
+}
+
+/// A check's result rows as items (see `queries/README.md` for the columns).
+fn items(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Item>, String> {
+    let index = |name: &str| schema.index_of(name).ok();
+    let required = |name: &str| index(name).ok_or_else(|| format!("the query returned no `{name}` column"));
+    let (host, scope, item, reason) = (required("host")?, required("scope")?, required("item")?, required("reason")?);
+    let (scope_id, container) = (index("scope_id"), index("container"));
+    let known = [Some(host), Some(scope), Some(item), Some(reason), scope_id, container];
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<Vec<Option<String>>> = b.columns().iter().map(|a| text(a.as_ref())).collect::<Result<_, _>>()?;
+        for row in 0..b.num_rows() {
+            let get = |i: usize| cols[i][row].clone();
+            out.push(Item {
+                host: get(host).unwrap_or_default(),
+                scope: get(scope).unwrap_or_default(),
+                scope_id: scope_id.and_then(get),
+                container: container.and_then(get),
+                item: get(item).unwrap_or_default(),
+                reason: get(reason).unwrap_or_default(),
+                change: Change::New,
+                details: (0..cols.len())
+                    .filter(|i| !known.contains(&Some(*i)))
+                    .filter_map(|i| get(i).map(|v| (schema.field(i).name().clone(), v)))
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Each value of a column as text; None for null.
+fn text(a: &dyn Array) -> Result<Vec<Option<String>>, String> {
+    let f = arrow_cast::display::ArrayFormatter::try_new(a, &Default::default()).map_err(|e| e.to_string())?;
+    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| f.value(i).to_string())).collect())
+}
+
+/// The previous run's failing items per check, and that run's id.
+pub struct Previous {
+    pub run_id: Option<String>,
+    /// Check id -> items failing when that check last ran without error.
+    pub failing: HashMap<String, Vec<Item>>,
+}
+
+/// Marks each failing item new or still failing, and lists what was failing
+/// before and is not now. A check that errored now resolves nothing: it decided nothing.
+fn diff(run: &mut Run, prev: Previous) {
+    run.previous_run_id = prev.run_id;
+    for c in &mut run.checks {
+        let before = prev.failing.get(&c.id).map(Vec::as_slice).unwrap_or_default();
+        let before_keys: HashSet<_> = before.iter().map(Item::key).collect();
+        let now_keys: HashSet<_> = c.failing.iter().map(Item::key).collect();
+        for i in &mut c.failing {
+            i.change = if before_keys.contains(&i.key()) { Change::StillFailing } else { Change::New };
+        }
+        if c.status != Status::Error {
+            let mut seen = HashSet::new();
+            c.resolved = before
+                .iter()
+                .filter(|i| !now_keys.contains(&i.key()) && seen.insert(i.key()))
+                .map(|i| Item { change: Change::Resolved, ..i.clone() })
+                .collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str) -> Item {
+        Item {
+            host: "h".into(),
+            scope: "container".into(),
+            scope_id: Some(name.into()),
+            container: None,
+            item: name.into(),
+            reason: "r".into(),
+            change: Change::New,
+            details: vec![],
+        }
+    }
+
+    fn check(status: Status, names: &[&str]) -> CheckRun {
+        CheckRun {
+            id: "c".into(),
+            title: String::new(),
+            severity: Severity::Low,
+            tags: vec![],
+            rationale: String::new(),
+            remediation: String::new(),
+            status,
+            error: None,
+            invalid: false,
+            duration_ms: 0,
+            failing: names.iter().map(|n| item(n)).collect(),
+            resolved: vec![],
+        }
+    }
+
+    /// (failing before, status now, failing now, changes of the failing items, resolved).
+    type DiffCase<'a> = (&'a [&'a str], Status, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+
+    #[test]
+    fn diff_marks_new_still_failing_and_resolved() {
+        let cases: &[DiffCase] = &[
+            (&[], Status::Fail, &["a"], &["new"], &[]),
+            (&["a"], Status::Fail, &["a", "b"], &["still_failing", "new"], &[]),
+            (&["a", "b"], Status::Fail, &["b"], &["still_failing"], &["a"]),
+            (&["a"], Status::Pass, &[], &[], &["a"]),
+            // An error decided nothing: nothing is resolved.
+            (&["a"], Status::Error, &[], &[], &[]),
+        ];
+        for (before, status, now, changes, resolved) in cases {
+            let mut run = Run {
+                run_id: "r".into(),
+                pack: "p".into(),
+                pack_title: String::new(),
+                pack_file: String::new(),
+                source: String::new(),
+                trigger: String::new(),
+                started: String::new(),
+                started_us: 0,
+                duration_ms: 0,
+                previous_run_id: None,
+                summary: Summary::default(),
+                problems: vec![],
+                checks: vec![check(*status, now)],
+            };
+            let prev = Previous {
+                run_id: Some("before".into()),
+                failing: [("c".to_string(), before.iter().map(|n| item(n)).collect())].into(),
+            };
+            diff(&mut run, prev);
+            run.summarize();
+            let c = &run.checks[0];
+            let got: Vec<_> = c.failing.iter().map(|i| i.change.as_str()).collect();
+            assert_eq!(&got, changes, "{before:?} -> {now:?}");
+            let got: Vec<_> = c.resolved.iter().map(|i| i.item.as_str()).collect();
+            assert_eq!(&got, resolved, "{before:?} -> {now:?}");
+            assert!(c.resolved.iter().all(|i| i.change == Change::Resolved));
+            assert_eq!(run.summary.resolved_items, resolved.len());
+            assert_eq!(run.previous_run_id.as_deref(), Some("before"));
+        }
+    }
+
+    #[test]
+    fn gate_counts_failures_and_errors_at_or_above_the_severity_and_pack_problems() {
+        let mut run = Run {
+            run_id: "r".into(),
+            pack: "p".into(),
+            pack_title: String::new(),
+            pack_file: String::new(),
+            source: String::new(),
+            trigger: String::new(),
+            started: String::new(),
+            started_us: 0,
+            duration_ms: 0,
+            previous_run_id: None,
+            summary: Summary::default(),
+            problems: vec![],
+            checks: vec![check(Status::Fail, &["a"]), check(Status::Pass, &[])],
+        };
+        assert_eq!(run.gate(Severity::Low).len(), 1);
+        assert!(run.gate(Severity::Medium).is_empty());
+        run.checks[1].status = Status::Error;
+        assert_eq!(run.gate(Severity::Low).len(), 2);
+        run.checks[1].invalid = true;
+        assert_eq!(run.gate(Severity::Critical).len(), 1, "an invalid check gates at any severity");
+        run.problems.push("p.toml:3: TOML syntax".into());
+        assert_eq!(run.gate(Severity::Critical).len(), 2);
+    }
+}
