@@ -38,28 +38,9 @@ fn t0() -> i64 {
     t1() - DAY_US
 }
 
-const NAMES: &[&str] = &[
-    "bash",
-    "coreutils",
-    "libc6",
-    "openssl",
-    "libssl3",
-    "zlib1g",
-    "tzdata",
-    "ca-certificates",
-    "curl",
-    "libcurl4",
-    "python3.11",
-    "perl-base",
-    "gzip",
-    "tar",
-    "sed",
-    "grep",
-    "dpkg",
-    "apt",
-    "libsystemd0",
-    "util-linux",
-];
+#[path = "shared/names.rs"]
+mod names;
+use names::NAMES;
 
 fn package_version(i: usize, bump: usize) -> String {
     format!("{}.{}.{}-{}+deb12u{}", 1 + i % 7, i % 13, i % 29, 1 + i % 3, i % 5 + bump)

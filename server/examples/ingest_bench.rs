@@ -25,28 +25,9 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-const NAMES: &[&str] = &[
-    "bash",
-    "coreutils",
-    "libc6",
-    "openssl",
-    "libssl3",
-    "zlib1g",
-    "tzdata",
-    "ca-certificates",
-    "curl",
-    "libcurl4",
-    "python3.11",
-    "perl-base",
-    "gzip",
-    "tar",
-    "sed",
-    "grep",
-    "dpkg",
-    "apt",
-    "libsystemd0",
-    "util-linux",
-];
+#[path = "shared/names.rs"]
+mod names;
+use names::NAMES;
 
 /// One host's full crawl: packages (a distro's worth, names and versions like Debian's) and processes.
 fn full_crawl(host: usize, packages: usize, processes: usize) -> Vec<RecordBatch> {

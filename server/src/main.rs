@@ -207,6 +207,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Binds an optional SQL front's address and says where it listens.
+async fn bind_front(addr: Option<&str>, what: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(a) = addr else { return Ok(None) };
+    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
+    eprintln!("periscope: {what} on {}", l.local_addr()?);
+    Ok(Some(l))
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
@@ -260,22 +268,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let sql_users = periscope_server::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let flight = match &flight_listen {
-                Some(a) => {
-                    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-                    eprintln!("periscope: Flight SQL on {}", l.local_addr()?);
-                    Some(l)
-                }
-                None => None,
-            };
-            let pg = match &pg_listen {
-                Some(a) => {
-                    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-                    eprintln!("periscope: Postgres wire protocol on {}", l.local_addr()?);
-                    Some(l)
-                }
-                None => None,
-            };
+            let flight = bind_front(flight_listen.as_deref(), "Flight SQL").await?;
+            let pg = bind_front(pg_listen.as_deref(), "Postgres wire protocol").await?;
             let opts = service::ServeOptions {
                 auth,
                 tls,
