@@ -121,7 +121,7 @@ pub async fn execute(
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| memory(e, limits))?;
-            bytes = bytes.saturating_add(b.get_array_memory_size());
+            bytes = bytes.saturating_add(crate::store::batch_bytes(&b));
             if bytes > limits.memory_bytes {
                 return Err(QueryError::Limit(format!(
                     "the result is larger than a query may use ({} bytes, --query-memory-bytes); \

@@ -283,6 +283,13 @@ pub fn decode_batch(table: &str, zstd: bool, ipc: &[u8]) -> Result<(&'static Tab
     Ok((table, batches))
 }
 
+/// Memory a batch's rows hold: the bytes its arrays reference. Arrays decoded
+/// from one IPC message share its allocation, which `get_array_memory_size`
+/// counts again for every column (twenty times too much for a packages batch).
+pub fn batch_bytes(b: &RecordBatch) -> usize {
+    b.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size())).sum()
+}
+
 /// Where a table's files live under a data directory.
 pub fn table_dir(data: &Path, table: &Table) -> PathBuf {
     data.join("tables").join(table.name)
@@ -408,7 +415,7 @@ fn replay(
             let (table, batches) = decode_batch(&r.table, r.zstd, &r.ipc)
                 .map_err(|e| StoreError::Failed(format!("{}: seq {}: {e}", path.display(), r.seq)))?;
             applied.insert(key, r.seq);
-            bytes += batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>();
+            bytes += batches.iter().map(batch_bytes).sum::<usize>();
             buffer.entry(table.name).or_default().extend(batches);
         }
     }
@@ -531,7 +538,7 @@ impl Store {
         table: &'static Table,
         batches: Vec<RecordBatch>,
     ) -> tokio::sync::oneshot::Receiver<Result<u64, String>> {
-        let kib = batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>().div_ceil(1024);
+        let kib = batches.iter().map(batch_bytes).sum::<usize>().div_ceil(1024);
         let permit =
             self.admission.clone().acquire_many_owned(kib.clamp(1, self.admission_kib as usize) as u32).await.ok();
         let (reply, rx) = tokio::sync::oneshot::channel();
@@ -719,7 +726,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
             }
             let mut s = shared.lock();
             for (table, batches, _, _) in &mut pending {
-                s.active_bytes += batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>();
+                s.active_bytes += batches.iter().map(batch_bytes).sum::<usize>();
                 s.active.entry(table.name).or_default().append(batches);
             }
             s.active_since.get_or_insert_with(Instant::now);
@@ -1242,6 +1249,18 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn decoded_batches_are_counted_once_not_once_per_column() {
+        let batch = crate::testutil::crawl_error_batch(2000);
+        let ipc = periscope_proto::ipc::encode_wire(&CRAWL_ERRORS.schema(), std::slice::from_ref(&batch)).unwrap();
+        let (_, decoded) = decode_batch("crawl_errors", true, &ipc).unwrap();
+        let counted: usize = decoded.iter().map(batch_bytes).sum();
+        let naive: usize = decoded.iter().map(RecordBatch::get_array_memory_size).sum();
+        let plain = periscope_proto::ipc::encode(&CRAWL_ERRORS.schema(), std::slice::from_ref(&batch)).unwrap().len();
+        assert!(counted <= plain * 2, "counted {counted} for a {plain}-byte IPC stream");
+        assert!(naive > counted * 3, "the per-column count ({naive}) is what this avoids ({counted})");
     }
 
     #[tokio::test]
