@@ -143,11 +143,13 @@ pub async fn execute(
     }
 }
 
-/// Plans `sql` as a remote read and returns its result schema without running it.
+/// Plans `sql` as a remote read and returns its result schema without running
+/// it: the physical plan's, which is what [`execute`] streams (the logical
+/// plan may say Utf8 where execution produces Utf8View).
 pub async fn plan_schema(snapshot: Snapshot, sql: &str) -> Result<SchemaRef, QueryError> {
     let ctx = catalog::context(snapshot).await?;
     let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
-    Ok(df.schema().inner().clone())
+    Ok(df.create_physical_plan().await?.schema())
 }
 
 fn memory(e: DataFusionError, limits: &Limits) -> QueryError {

@@ -92,6 +92,12 @@ fn adbc_logs_in_browses_and_gets_the_clis_rows() {
     let flight_rows: Vec<Vec<String>> = serde_json::from_value(got["rows"].clone()).unwrap();
     assert_eq!(flight_rows, cli, "Flight SQL and the CLI agree");
 
+    // A CASE mixing a literal and a cast: the announced schema must be the one the rows arrive in.
+    let case = "SELECT CASE WHEN name = 'bash' THEN 'shell' ELSE CAST(version AS VARCHAR) END AS k \
+                FROM packages WHERE scope_id = 'bookworm' ORDER BY name LIMIT 3";
+    let got = adbc(&py, &uri, "auditor", "correct horse", case).unwrap();
+    assert_eq!(got["rows"].as_array().unwrap().len(), 3, "{got}");
+
     let denied = adbc(&py, &uri, "auditor", "wrong", "SELECT 1").unwrap_err();
     assert!(denied.contains("wrong user name or password"), "{denied}");
     let write = adbc(&py, &uri, "auditor", "correct horse", "CREATE TABLE t AS SELECT 1").unwrap_err();
