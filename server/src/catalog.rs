@@ -247,6 +247,34 @@ async fn register(
         ))
         .await?;
     }
+    // osquery-style differential history: what each crawl of a scope added to
+    // or removed from the previous one (a scope's first crawl adds everything).
+    // A crawl that marked packages unchanged compares what it points at.
+    ctx.sql(
+        "CREATE VIEW package_changes AS \
+         WITH c AS ( \
+           SELECT host, scope, scope_id, crawl_time, \
+                  LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl \
+           FROM crawls), \
+         d AS ( \
+           SELECT c.host, c.scope, c.scope_id, c.crawl_time, COALESCE(u.since, c.crawl_time) AS data_time, \
+                  CASE WHEN c.prev_crawl IS NULL THEN NULL ELSE COALESCE(pu.since, c.prev_crawl) END AS prev_time \
+           FROM c LEFT JOIN unchanged_history u ON u.host = c.host AND u.scope = c.scope \
+             AND u.scope_id = c.scope_id AND u.crawl_time = c.crawl_time AND u.table_name = 'packages' \
+           LEFT JOIN unchanged_history pu ON pu.host = c.host AND pu.scope = c.scope \
+             AND pu.scope_id = c.scope_id AND pu.crawl_time = c.prev_crawl AND pu.table_name = 'packages'), \
+         now AS ( \
+           SELECT d.host, d.scope, d.scope_id, d.crawl_time, p.manager, p.name, p.version, p.architecture \
+           FROM d JOIN packages_history p ON p.host = d.host AND p.scope = d.scope \
+             AND p.scope_id = d.scope_id AND p.crawl_time = d.data_time), \
+         before AS ( \
+           SELECT d.host, d.scope, d.scope_id, d.crawl_time, p.manager, p.name, p.version, p.architecture \
+           FROM d JOIN packages_history p ON p.host = d.host AND p.scope = d.scope \
+             AND p.scope_id = d.scope_id AND p.crawl_time = d.prev_time) \
+         SELECT *, 'added' AS action FROM (SELECT * FROM now EXCEPT SELECT * FROM before) \
+         UNION ALL SELECT *, 'removed' AS action FROM (SELECT * FROM before EXCEPT SELECT * FROM now)",
+    )
+    .await?;
     ctx.sql(
         "CREATE VIEW unchanged AS SELECT u.* FROM unchanged_history u JOIN latest_crawls l \
          ON u.host = l.host AND u.scope = l.scope AND u.scope_id = l.scope_id AND u.crawl_time = l.crawl_time",

@@ -82,6 +82,20 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
         assert_eq!(s(r, "n"), want, "{sends:?}");
     }
     assert!(sends.len() >= 4, "{sends:?}");
+    // The differential history names the change and when it happened, and nothing else changed.
+    let changes = sql(
+        &target,
+        &format!(
+            "SELECT name, action, count(*) OVER () AS n FROM package_changes \
+             WHERE scope_id = '{c}' AND crawl_time > (SELECT min(crawl_time) FROM crawls WHERE scope_id = '{c}')"
+        ),
+    );
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!((s(&changes[0], "name"), s(&changes[0], "action")), ("periscope-planted".into(), "added".into()));
+    let first =
+        count(&format!("SELECT count(*) AS n FROM package_changes WHERE scope_id = '{c}' AND action = 'added'"));
+    let packages = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count() as i64;
+    assert_eq!(first, packages + 1, "a first crawl adds every package, the change one more");
     let q = format!("SELECT count(*) AS n FROM crawls WHERE scope_id = '{stopped}'");
     assert_eq!(count(&q), 1, "the stopped container was read once");
     let q = format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{stopped}'");
