@@ -99,7 +99,16 @@ impl TableProvider for StoredTable {
 /// The catalog every table lives in (schema `public`).
 pub const CATALOG: &str = "periscope";
 
-/// One table read from the store as of each scan: for long-lived sessions
+/// Snapshots of recent scans with when they were taken.
+type RecentSnapshots = std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Arc<Snapshot>)>>;
+
+tokio::task_local! {
+    /// The snapshot every [`LiveTable`] scanned within this scope reads, so one
+    /// statement sees one moment of the store (the Postgres front sets it per statement).
+    pub static PINNED: Arc<Snapshot>;
+}
+
+/// One table read from the store as of each scan (or of the pinned snapshot): for long-lived sessions
 /// (the Postgres front), which must see crawls stored after they started.
 struct LiveTable {
     table: &'static Table,
@@ -107,7 +116,7 @@ struct LiveTable {
     /// Snapshots of recent scans, kept for `keep_for`: a plan reads the files
     /// its snapshot listed after `scan` returns, and a compaction must not
     /// delete them meanwhile. Queries end within their time limit, shorter.
-    recent: Arc<std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Arc<Snapshot>)>>>,
+    recent: Arc<RecentSnapshots>,
     keep_for: Duration,
 }
 
@@ -138,7 +147,7 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = Arc::new(self.store.snapshot());
+        let snapshot = PINNED.try_with(Arc::clone).unwrap_or_else(|_| Arc::new(self.store.snapshot()));
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             while recent.front().is_some_and(|(at, _)| at.elapsed() > self.keep_for) {
@@ -322,4 +331,27 @@ fn register_descriptions(ctx: &SessionContext) -> Result<()> {
     let batch = RecordBatch::try_new(schema.clone(), vec![strings(a), strings(b), strings(c), strings(d)])?;
     ctx.register_table("column_descriptions", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_proto::tables::CRAWL_ERRORS;
+
+    #[tokio::test]
+    async fn a_pinned_statement_sees_one_moment_and_an_unpinned_one_the_latest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(tmp.path()).unwrap());
+        let batch = crate::testutil::crawl_error_batch(3);
+        store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 1).await.unwrap();
+        let ctx = live_context(store.clone(), None, Duration::from_secs(60)).await.unwrap();
+        let count = |ctx: SessionContext| async move {
+            let b = ctx.sql("SELECT count(*) FROM crawl_errors_history").await.unwrap().collect().await.unwrap();
+            arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(b[0].column(0)).value(0)
+        };
+        let pinned = Arc::new(store.snapshot());
+        store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 2).await.unwrap();
+        assert_eq!(PINNED.scope(pinned, count(ctx.clone())).await, 3, "the statement's own moment");
+        assert_eq!(count(ctx).await, 6, "without a pin, the latest");
+    }
 }

@@ -9,8 +9,9 @@
 //! - limits: queries share a memory pool of `--query-memory-bytes` without
 //!   spilling, and each is cancelled after `--query-timeout-secs`, rows
 //!   streamed so far included;
-//! - tables read the store as of each scan, so a long-lived connection sees
-//!   new crawls.
+//! - each statement reads one snapshot of the store (pinned around its
+//!   planning, where the tables are scanned), so a long-lived connection sees
+//!   new crawls and no statement sees half of one.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -122,6 +123,7 @@ impl QueryHook for ReadOnly {
 struct Sandboxed {
     inner: Arc<DfSessionService>,
     timeout: Duration,
+    store: Arc<Store>,
 }
 
 fn cancelled(timeout: Duration) -> PgWireError {
@@ -159,9 +161,10 @@ impl SimpleQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let responses = tokio::time::timeout_at(deadline, SimpleQueryHandler::do_query(&*self.inner, client, query))
-            .await
-            .map_err(|_| cancelled(self.timeout))??;
+        // Every table of the statement reads one snapshot of the store.
+        let pinned = Arc::new(self.store.snapshot());
+        let work = crate::catalog::PINNED.scope(pinned, SimpleQueryHandler::do_query(&*self.inner, client, query));
+        let responses = tokio::time::timeout_at(deadline, work).await.map_err(|_| cancelled(self.timeout))??;
         Ok(responses.into_iter().map(|r| self.bounded(r, deadline)).collect())
     }
 }
@@ -188,10 +191,10 @@ impl ExtendedQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let response =
-            tokio::time::timeout_at(deadline, ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows))
-                .await
-                .map_err(|_| cancelled(self.timeout))??;
+        let pinned = Arc::new(self.store.snapshot());
+        let work = crate::catalog::PINNED
+            .scope(pinned, ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows));
+        let response = tokio::time::timeout_at(deadline, work).await.map_err(|_| cancelled(self.timeout))??;
         Ok(self.bounded(response, deadline))
     }
 }
@@ -276,6 +279,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let keep_for = limits.timeout + Duration::from_secs(60);
+    let store_for_queries = store.clone();
     let ctx = crate::catalog::live_context(store, limits.runtime()?, keep_for).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
@@ -294,7 +298,7 @@ pub async fn serve(
     parameters.default_transaction_read_only = true;
     parameters.is_superuser = false;
     let handlers = Arc::new(Handlers {
-        queries: Arc::new(Sandboxed { inner, timeout: limits.timeout }),
+        queries: Arc::new(Sandboxed { inner, timeout: limits.timeout, store: store_for_queries }),
         login: Arc::new(PasswordLogin { users, parameters, keys: RandomPidSecretKeyGenerator::default() }),
     });
     let tls = tls.as_ref().map(tls_acceptor).transpose()?;
