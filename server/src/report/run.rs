@@ -409,6 +409,25 @@ mod tests {
         }
     }
 
+    /// A run of pack "p" with `checks` and nothing else set.
+    fn run_of(checks: Vec<CheckRun>) -> Run {
+        Run {
+            run_id: "r".into(),
+            pack: "p".into(),
+            pack_title: String::new(),
+            pack_file: String::new(),
+            source: String::new(),
+            trigger: String::new(),
+            started: String::new(),
+            started_us: 0,
+            duration_ms: 0,
+            previous_run_id: None,
+            summary: Summary::default(),
+            problems: vec![],
+            checks,
+        }
+    }
+
     fn check(status: Status, names: &[&str]) -> CheckRun {
         CheckRun {
             id: "c".into(),
@@ -440,21 +459,7 @@ mod tests {
             (&["a"], Status::Error, &[], &[], &[]),
         ];
         for (before, status, now, changes, resolved) in cases {
-            let mut run = Run {
-                run_id: "r".into(),
-                pack: "p".into(),
-                pack_title: String::new(),
-                pack_file: String::new(),
-                source: String::new(),
-                trigger: String::new(),
-                started: String::new(),
-                started_us: 0,
-                duration_ms: 0,
-                previous_run_id: None,
-                summary: Summary::default(),
-                problems: vec![],
-                checks: vec![check(*status, now)],
-            };
+            let mut run = run_of(vec![check(*status, now)]);
             let prev = Previous {
                 run_id: Some("before".into()),
                 failing: [("c".to_string(), before.iter().map(|n| item(n)).collect())].into(),
@@ -474,21 +479,7 @@ mod tests {
 
     #[test]
     fn gate_counts_failures_and_errors_at_or_above_the_severity_and_pack_problems() {
-        let mut run = Run {
-            run_id: "r".into(),
-            pack: "p".into(),
-            pack_title: String::new(),
-            pack_file: String::new(),
-            source: String::new(),
-            trigger: String::new(),
-            started: String::new(),
-            started_us: 0,
-            duration_ms: 0,
-            previous_run_id: None,
-            summary: Summary::default(),
-            problems: vec![],
-            checks: vec![check(Status::Fail, &["a"]), check(Status::Pass, &[])],
-        };
+        let mut run = run_of(vec![check(Status::Fail, &["a"]), check(Status::Pass, &[])]);
         assert_eq!(run.gate(Severity::Low).len(), 1);
         assert!(run.gate(Severity::Medium).is_empty());
         run.checks[1].status = Status::Error;
