@@ -172,7 +172,7 @@ mod tests {
         let mut m = Sink::new(common.clone());
         m.row(&CRAWLS, &[("rows", (versions.len() as i64).into())]);
         batches.extend(m.finish());
-        Crawl { batches, rows: versions.len(), errors: 0, common }
+        Crawl { batches, rows: versions.len(), errors: 0, common, root: String::new(), duration_ms: 0 }
     }
 
     fn tables(r: &Reduced) -> Vec<&'static str> {

@@ -62,6 +62,9 @@ pub struct Crawl {
     pub rows: usize,
     pub errors: usize,
     pub common: Common,
+    /// Root the scope was read through, as the `crawls` row names it.
+    pub root: String,
+    pub duration_ms: i64,
 }
 
 /// This machine's host name.
@@ -476,22 +479,44 @@ pub const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 /// Finishes a scope's rows and appends the `crawls` row that marks it complete.
 fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
     let errors = sink.errors();
-    let mut batches = sink.finish();
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut marker = Sink::new(common.clone());
-    marker.row(
-        &tables::CRAWLS,
-        &[
-            ("agent_version", AGENT_VERSION.into()),
-            ("root", root.as_str().into()),
-            ("duration_ms", (started.elapsed().as_millis() as i64).into()),
-            ("rows", (rows as i64).into()),
-            ("errors", (errors as i64).into()),
-            ("degraded", (errors > 0).into()),
-        ],
-    );
-    batches.extend(marker.finish());
-    Crawl { batches, rows, errors, common }
+    let batches = sink.finish();
+    let mut crawl =
+        Crawl { batches: Vec::new(), rows: 0, errors, common, root, duration_ms: started.elapsed().as_millis() as i64 };
+    crawl.add_rows(batches);
+    crawl
+}
+
+impl Crawl {
+    /// Adds rows of this crawl's scope (gathered after its collectors ran,
+    /// e.g. the agent's health) and renews the `crawls` row that comes last,
+    /// so that it still counts and names every table the crawl has rows of.
+    pub fn add_rows(&mut self, rows: Vec<RecordBatch>) {
+        self.batches.retain(|b| table_of(b).name != tables::CRAWLS.name);
+        self.batches.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
+        self.rows = self.batches.iter().map(RecordBatch::num_rows).sum();
+        let mut names: Vec<&str> = Vec::new();
+        for b in &self.batches {
+            let t = table_of(b).name;
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        let listed = names.join(",");
+        let mut marker = Sink::new(self.common.clone());
+        marker.row(
+            &tables::CRAWLS,
+            &[
+                ("agent_version", AGENT_VERSION.into()),
+                ("root", self.root.as_str().into()),
+                ("duration_ms", self.duration_ms.into()),
+                ("rows", (self.rows as i64).into()),
+                ("errors", (self.errors as i64).into()),
+                ("degraded", (self.errors > 0).into()),
+                ("tables", listed.as_str().into()),
+            ],
+        );
+        self.batches.extend(marker.finish());
+    }
 }
 
 /// The table a batch belongs to, from its schema (every declared schema is distinct).

@@ -376,8 +376,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         if let Some(first) = crawls.first_mut() {
             // The health row joins the first scope's crawl, before its completion marker.
             let rows = health.batch(first, opts.interval, &out.spool);
-            let at = first.batches.len().saturating_sub(1);
-            first.batches.splice(at..at, rows);
+            first.add_rows(rows);
         }
         let sent = out.send("full crawl", &crawls).await?;
         health.last_crawl_ms = started.elapsed().as_millis() as i64;

@@ -13,5 +13,6 @@ pub mod v1 {
     tonic::include_proto!("periscope.v1");
 }
 
-/// Version of the wire contract this build speaks. Bumped on any incompatible change.
-pub const CONTRACT_VERSION: u32 = 2;
+/// Version of the wire contract this build speaks. Bumped on any incompatible change
+/// (3: `crawls.tables`, the `inherited` table and `ImagesResponse.stored`).
+pub const CONTRACT_VERSION: u32 = 3;

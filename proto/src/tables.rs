@@ -500,6 +500,11 @@ pub const CRAWLS: Table = Table {
         col("rows", Int64, "Rows produced across all tables, excluding this one."),
         col("errors", Int64, "Rows written to crawl_errors."),
         col("degraded", Boolean, "True when any collector reported an error."),
+        col(
+            "tables",
+            Utf8,
+            "Tables this crawl has rows of, comma-separated, whether sent or marked unchanged (null: every table, for crawls stored before this column).",
+        ),
     ],
 };
 
@@ -538,6 +543,24 @@ pub const UNCHANGED: Table = Table {
     ],
 };
 
+pub const INHERITED: Table = Table {
+    name: "inherited",
+    description: "Tables of a container crawl whose rows are its image's: nothing the collectors read was touched by the container's own layers or mounts, so the rows were not read again; the current-state views show the image's rows under the container.",
+    columns: &[
+        col("table_name", Utf8, "The table whose rows the container shares with its image."),
+        col("image_id", Utf8, "The image (sha256:...) whose crawl holds the rows."),
+    ],
+};
+
+/// Columns the current-state views add after [`COMMON_COLUMNS`] (the
+/// `_history` tables do not have them): resolved by the server from its
+/// current state rather than sent with every row.
+pub const VIEW_COLUMNS: &[Column] = &[col(
+    "container",
+    Utf8,
+    "Name of the container the row belongs to (scope = 'container'), as its host lists it now; null for host and image rows.",
+)];
+
 /// Every declared table.
 pub const TABLES: &[&Table] = &[
     &OS,
@@ -565,6 +588,7 @@ pub const TABLES: &[&Table] = &[
     &CRAWLS,
     &UNCHANGED,
     &AGENTS,
+    &INHERITED,
 ];
 
 /// Looks a table up by name.
@@ -592,6 +616,25 @@ impl Table {
         Arc::new(
             Schema::new(fields).with_metadata([(DESCRIPTION_KEY.to_string(), self.description.to_string())].into()),
         )
+    }
+
+    /// The schema of the table's current-state view: the common columns, then
+    /// [`VIEW_COLUMNS`], then the table's own.
+    pub fn view_schema(&self) -> SchemaRef {
+        let base = self.schema();
+        let field = |c: &Column| {
+            Field::new(c.name, c.ty.data_type(), true)
+                .with_metadata([(DESCRIPTION_KEY.to_string(), c.description.to_string())].into())
+        };
+        let mut fields: Vec<Field> = base.fields()[..COMMON_COLUMNS.len()].iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(VIEW_COLUMNS.iter().map(field));
+        fields.extend(base.fields()[COMMON_COLUMNS.len()..].iter().map(|f| f.as_ref().clone()));
+        Arc::new(Schema::new(fields).with_metadata(base.metadata().clone()))
+    }
+
+    /// Index of the table in [`TABLES`].
+    pub fn index(&self) -> usize {
+        TABLES.iter().position(|t| t.name == self.name).expect("a declared table")
     }
 
     /// Checks that `schema` carries exactly this table's columns and types.

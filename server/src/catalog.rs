@@ -1,14 +1,19 @@
 //! The SQL catalog over a data directory.
 //!
 //! Each declared table's files are registered as `<table>_history` (every row
-//! ever stored). `crawls` is the log of completed crawls, `scope_crawls` its
-//! newest row per scope and `latest_crawls` those of scopes still alive (hosts
-//! heard from within the host expiry, containers their host still lists); every other table `<table>` is a view of the rows
-//! from its scope's latest completed crawl — "what is true now" — or, for a
-//! table that crawl marked unchanged, from the crawl that last sent it. A context is
-//! built per query over a [`Snapshot`], so each query sees the rows acknowledged
-//! when it starts, flushed to Parquet or not. Stored compliance-report runs
-//! are `report_runs`, `report_checks` and `report_results` (see [`crate::report::history`]).
+//! ever stored); `crawls` is the log of completed crawls. Every other table
+//! `<table>` is its current-state view: for each live scope, the rows its
+//! latest completed crawl has of the table — carried by that crawl, by the
+//! earlier crawl it marked the table `unchanged` since, or, for a container
+//! that `inherited` the table, by its image's crawl, shown under the
+//! container — plus the `container` name column. Where those rows are comes
+//! from the store's incrementally maintained [`crate::current::Index`], so a
+//! view is the history table joined to a few keys, never a recomputation.
+//! `latest_crawls` lists those live scopes' latest crawls and `scope_crawls`
+//! every scope's. A context is built per query over a [`Snapshot`], so each
+//! query sees the rows acknowledged when it starts, flushed to Parquet or not.
+//! Stored compliance-report runs are `report_runs`, `report_checks` and
+//! `report_results` (see [`crate::report::history`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +21,17 @@ use std::time::Duration;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::Column;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::datasource::{MemTable, TableProvider, TableType, provider_as_source};
 use datafusion::error::Result;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, TableProviderFilterPushDown, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use periscope_proto::tables::{CRAWLS, TABLES, Table, UNCHANGED};
+use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, VIEW_COLUMNS, scope};
 
 use crate::store::{Snapshot, Store};
 
@@ -96,6 +102,173 @@ impl TableProvider for StoredTable {
     }
 }
 
+/// A table's current-state view as of a snapshot (see the module docs): its
+/// history joined to the index's keys of where each live scope's rows are,
+/// planned anew at each scan so that filters reach the Parquet scans below.
+struct CurrentTable {
+    table: &'static Table,
+    schema: SchemaRef,
+    snapshot: Arc<Snapshot>,
+}
+
+impl std::fmt::Debug for CurrentTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentTable").field("table", &self.table.name).finish()
+    }
+}
+
+/// Oldest crawl_time of a host still in current state.
+fn cutoff(snapshot: &Snapshot) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.saturating_sub(snapshot.host_expiry).as_micros() as i64
+}
+
+fn qcol(relation: &str, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(relation), name))
+}
+
+fn mem(batch: arrow_array::RecordBatch) -> Result<Arc<dyn datafusion::logical_expr::TableSource>> {
+    Ok(provider_as_source(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+}
+
+#[async_trait]
+impl TableProvider for CurrentTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (own, inherited) = self.snapshot.index.keys(self.table, cutoff(&self.snapshot));
+        let history = provider_as_source(Arc::new(StoredTable::new(self.table, &self.snapshot)?));
+        let own_cols: Vec<&str> = self.table.columns.iter().map(|c| c.name).collect();
+        let common: Vec<&str> = COMMON_COLUMNS.iter().map(|c| c.name).collect();
+        let view = |key_rel: &str, common_from: &str| -> Vec<Expr> {
+            let mut e: Vec<Expr> = common.iter().map(|c| qcol(common_from, c).alias(*c)).collect();
+            e.extend(VIEW_COLUMNS.iter().map(|c| qcol(key_rel, c.name).alias(c.name)));
+            e.extend(own_cols.iter().map(|c| qcol("t", c).alias(*c)));
+            e
+        };
+        // Rows the scope's own crawls carried.
+        let mut plan = LogicalPlanBuilder::scan("t", history.clone(), None)?
+            .join(
+                LogicalPlanBuilder::scan("k", mem(own)?, None)?.build()?,
+                JoinType::Inner,
+                (
+                    vec!["t.host", "t.scope", "t.scope_id", "t.crawl_time"],
+                    vec!["k.host", "k.scope", "k.scope_id", "k.data_time"],
+                ),
+                None,
+            )?
+            .project(view("k", "t"))?;
+        // Rows containers share with their image, under the container's identity.
+        if inherited.num_rows() > 0 {
+            let shared = LogicalPlanBuilder::scan("t", history, None)?
+                .filter(qcol("t", "scope").eq(lit(scope::IMAGE)))?
+                .join(
+                    LogicalPlanBuilder::scan("k", mem(inherited)?, None)?.build()?,
+                    JoinType::Inner,
+                    (vec!["t.host", "t.scope_id", "t.crawl_time"], vec!["k.image_host", "k.image_id", "k.image_time"]),
+                    None,
+                )?
+                .project(view("k", "k"))?;
+            plan = plan.union(shared.build()?)?;
+        }
+        if let Some(f) = filters.iter().cloned().reduce(Expr::and) {
+            plan = plan.filter(f)?;
+        }
+        if let Some(p) = projection {
+            let names: Vec<Expr> =
+                p.iter().map(|&i| Expr::Column(Column::from_name(self.schema.field(i).name()))).collect();
+            plan = plan.project(names)?;
+        }
+        if let Some(n) = limit {
+            plan = plan.limit(0, Some(n))?;
+        }
+        state.create_physical_plan(&plan.build()?).await
+    }
+}
+
+/// `latest_crawls` (live scopes) or `scope_crawls` (every scope): each scope's
+/// latest completed crawl, from the index.
+struct LatestCrawls {
+    all: bool,
+    snapshot: Arc<Snapshot>,
+}
+
+impl std::fmt::Debug for LatestCrawls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatestCrawls").field("all", &self.all).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LatestCrawls {
+    fn schema(&self) -> SchemaRef {
+        crate::current::key_schema("crawl_time")
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let b = self.snapshot.index.latest(cutoff(&self.snapshot), self.all);
+        let b = arrow_array::RecordBatch::try_new(self.schema(), b.columns().to_vec())?;
+        MemTable::try_new(self.schema(), vec![vec![b]])?.scan(state, projection, filters, limit).await
+    }
+}
+
+/// What a registered name shows.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `<table>_history` (and `crawls`): every stored row.
+    History(&'static Table),
+    /// `<table>`: current state.
+    Current(&'static Table),
+    /// `latest_crawls` (false) or `scope_crawls` (true).
+    Latest(bool),
+}
+
+impl Kind {
+    fn schema(self) -> SchemaRef {
+        match self {
+            Kind::History(t) => t.schema(),
+            Kind::Current(t) => t.view_schema(),
+            Kind::Latest(_) => crate::current::key_schema("crawl_time"),
+        }
+    }
+
+    fn provider(self, snapshot: &Arc<Snapshot>) -> Result<Arc<dyn TableProvider>> {
+        Ok(match self {
+            Kind::History(t) => Arc::new(StoredTable::new(t, snapshot)?),
+            Kind::Current(t) => {
+                Arc::new(CurrentTable { table: t, schema: t.view_schema(), snapshot: snapshot.clone() })
+            }
+            Kind::Latest(all) => Arc::new(LatestCrawls { all, snapshot: snapshot.clone() }),
+        })
+    }
+}
+
 /// The catalog every table lives in (schema `public`).
 pub const CATALOG: &str = "periscope";
 
@@ -111,7 +284,7 @@ tokio::task_local! {
 /// One table read from the store as of each scan (or of the pinned snapshot): for long-lived sessions
 /// (the Postgres front), which must see crawls stored after they started.
 struct LiveTable {
-    table: &'static Table,
+    kind: Kind,
     store: Arc<Store>,
     /// Snapshots of recent scans, kept for `keep_for`: a plan reads the files
     /// its snapshot listed after `scan` returns, and a compaction must not
@@ -122,18 +295,21 @@ struct LiveTable {
 
 impl std::fmt::Debug for LiveTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTable").field("table", &self.table.name).finish()
+        f.debug_struct("LiveTable").field("kind", &self.kind).finish()
     }
 }
 
 #[async_trait]
 impl TableProvider for LiveTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        self.kind.schema()
     }
 
     fn table_type(&self) -> TableType {
-        TableType::Base
+        match self.kind {
+            Kind::History(_) => TableType::Base,
+            _ => TableType::View,
+        }
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
@@ -155,7 +331,7 @@ impl TableProvider for LiveTable {
             }
             recent.push_back((std::time::Instant::now(), snapshot.clone()));
         }
-        StoredTable::new(self.table, &snapshot)?.scan(state, projection, filters, limit).await
+        self.kind.provider(&snapshot)?.scan(state, projection, filters, limit).await
     }
 }
 
@@ -168,7 +344,7 @@ pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
 pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
     let reports = snapshot.reports.clone();
-    register(session(runtime), snapshot.host_expiry, reports, |t| Ok(Arc::new(StoredTable::new(t, &snapshot)?))).await
+    register(session(runtime), reports, |k| k.provider(&snapshot)).await
 }
 
 /// A long-lived session whose tables read `store` as of each query; the
@@ -179,11 +355,10 @@ pub async fn live_context(
     runtime: Option<Arc<RuntimeEnv>>,
     keep_for: Duration,
 ) -> Result<SessionContext> {
-    let expiry = store.config().host_expiry;
     let reports = Some(store.dir().join(crate::report::REPORTS_DIR));
     let recent = Arc::default();
-    register(session(runtime), expiry, reports, |t| {
-        Ok(Arc::new(LiveTable { table: t, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
+    register(session(runtime), reports, |kind| {
+        Ok(Arc::new(LiveTable { kind, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
     })
     .await
 }
@@ -199,98 +374,70 @@ fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
 /// Registers every table (from `provider`), the views over them and the descriptions.
 async fn register(
     ctx: SessionContext,
-    host_expiry: Duration,
     reports: Option<std::path::PathBuf>,
-    provider: impl Fn(&'static Table) -> Result<Arc<dyn TableProvider>>,
+    provider: impl Fn(Kind) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
     crate::udf::register(&ctx);
     for t in TABLES {
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
-        ctx.register_table(name, provider(t)?)?;
+        ctx.register_table(name, provider(Kind::History(t))?)?;
     }
     register_descriptions(&ctx)?;
     crate::report::history::register(&ctx, reports.as_deref())?;
-    // The newest crawl of every scope, then the ones still alive: a host that
-    // has not been crawled within `host_expiry` leaves current state with its
+    // The newest crawl of every scope, and of the scopes still alive: a host
+    // not crawled within the host expiry leaves current state with its
     // containers, and a container its host's newest listing no longer shows
     // (removed) leaves too. Both stay in the `_history` tables.
-    ctx.sql(
-        "CREATE VIEW scope_crawls AS \
-         SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls GROUP BY host, scope, scope_id",
-    )
-    .await?;
-    ctx.sql(&format!(
-        "CREATE VIEW latest_crawls AS \
-         WITH hosts AS ( \
-           SELECT h.host, h.crawl_time, COALESCE(u.since, h.crawl_time) AS listed_at, \
-                  h.crawl_time >= now() - INTERVAL '{expiry} seconds' AS alive \
-           FROM scope_crawls h LEFT JOIN unchanged_history u \
-             ON u.host = h.host AND u.scope = h.scope AND u.scope_id = h.scope_id \
-             AND u.crawl_time = h.crawl_time AND u.table_name = 'containers' \
-           WHERE h.scope = 'host'), \
-         listed AS ( \
-           SELECT DISTINCT c.host, c.container_id FROM containers_history c JOIN hosts h \
-             ON c.host = h.host AND c.scope = 'host' AND c.crawl_time = h.listed_at) \
-         SELECT s.host, s.scope, s.scope_id, s.crawl_time FROM scope_crawls s \
-         LEFT JOIN hosts h ON h.host = s.host \
-         LEFT JOIN listed l ON l.host = s.host AND l.container_id = s.scope_id \
-         WHERE CASE s.scope \
-           WHEN 'host' THEN h.alive \
-           WHEN 'container' THEN h.host IS NULL \
-             OR (h.alive AND (l.container_id IS NOT NULL OR s.crawl_time > h.crawl_time)) \
-           ELSE true END",
-        expiry = host_expiry.as_secs()
-    ))
-    .await?;
-    // A table the agent did not resend because its rows did not change is read
-    // from the crawl that last carried it (`unchanged.since`).
-    for t in TABLES.iter().filter(|t| t.name != CRAWLS.name && t.name != UNCHANGED.name) {
-        ctx.sql(&format!(
-            "CREATE VIEW {0} AS SELECT t.* FROM {0}_history t JOIN ( \
-               SELECT l.host, l.scope, l.scope_id, COALESCE(u.since, l.crawl_time) AS data_time \
-               FROM latest_crawls l LEFT JOIN unchanged_history u \
-               ON u.host = l.host AND u.scope = l.scope AND u.scope_id = l.scope_id \
-                  AND u.crawl_time = l.crawl_time AND u.table_name = '{0}') k \
-             ON t.host = k.host AND t.scope = k.scope AND t.scope_id = k.scope_id AND t.crawl_time = k.data_time",
-            t.name
-        ))
-        .await?;
+    ctx.register_table("scope_crawls", provider(Kind::Latest(true))?)?;
+    ctx.register_table("latest_crawls", provider(Kind::Latest(false))?)?;
+    for t in TABLES.iter().filter(|t| t.name != CRAWLS.name) {
+        ctx.register_table(t.name, provider(Kind::Current(t))?)?;
     }
-    // osquery-style differential history: what each crawl of a scope added to
-    // or removed from the previous one (a scope's first crawl adds everything).
-    // A crawl that marked packages unchanged compares what it points at.
-    ctx.sql(
-        "CREATE VIEW package_changes AS \
-         WITH c AS ( \
-           SELECT host, scope, scope_id, crawl_time, \
-                  LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl \
-           FROM crawls), \
-         d AS ( \
-           SELECT c.host, c.scope, c.scope_id, c.crawl_time, COALESCE(u.since, c.crawl_time) AS data_time, \
-                  CASE WHEN c.prev_crawl IS NULL THEN NULL ELSE COALESCE(pu.since, c.prev_crawl) END AS prev_time \
-           FROM c LEFT JOIN unchanged_history u ON u.host = c.host AND u.scope = c.scope \
-             AND u.scope_id = c.scope_id AND u.crawl_time = c.crawl_time AND u.table_name = 'packages' \
-           LEFT JOIN unchanged_history pu ON pu.host = c.host AND pu.scope = c.scope \
-             AND pu.scope_id = c.scope_id AND pu.crawl_time = c.prev_crawl AND pu.table_name = 'packages'), \
-         now AS ( \
-           SELECT d.host, d.scope, d.scope_id, d.crawl_time, p.manager, p.name, p.version, p.architecture \
-           FROM d JOIN packages_history p ON p.host = d.host AND p.scope = d.scope \
-             AND p.scope_id = d.scope_id AND p.crawl_time = d.data_time), \
-         before AS ( \
-           SELECT d.host, d.scope, d.scope_id, d.crawl_time, p.manager, p.name, p.version, p.architecture \
-           FROM d JOIN packages_history p ON p.host = d.host AND p.scope = d.scope \
-             AND p.scope_id = d.scope_id AND p.crawl_time = d.prev_time) \
-         SELECT *, 'added' AS action FROM (SELECT * FROM now EXCEPT SELECT * FROM before) \
-         UNION ALL SELECT *, 'removed' AS action FROM (SELECT * FROM before EXCEPT SELECT * FROM now)",
-    )
-    .await?;
-    ctx.sql(
-        "CREATE VIEW unchanged AS SELECT u.* FROM unchanged_history u JOIN latest_crawls l \
-         ON u.host = l.host AND u.scope = l.scope AND u.scope_id = l.scope_id AND u.crawl_time = l.crawl_time",
-    )
-    .await?;
+    ctx.sql(PACKAGE_CHANGES).await?;
     Ok(ctx)
 }
+
+/// osquery-style differential history: what each crawl of a scope added to
+/// or removed from the previous one (a scope's first crawl adds everything).
+/// A crawl's packages are its own rows, those of the crawl it marked them
+/// unchanged since, or, when it inherited them, its image's newest crawl's.
+const PACKAGE_CHANGES: &str = "CREATE VIEW package_changes AS \
+    WITH c AS ( \
+      SELECT host, scope, scope_id, crawl_time, \
+             LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl \
+      FROM crawls), \
+    src AS ( \
+      SELECT c.host, c.scope, c.scope_id, c.crawl_time, c.prev_crawl, \
+             COALESCE(u.since, c.crawl_time) AS data_time, i.image_id \
+      FROM c LEFT JOIN unchanged_history u ON u.host = c.host AND u.scope = c.scope \
+        AND u.scope_id = c.scope_id AND u.crawl_time = c.crawl_time AND u.table_name = 'packages' \
+      LEFT JOIN inherited_history i ON i.host = c.host AND i.scope = c.scope \
+        AND i.scope_id = c.scope_id AND i.crawl_time = c.crawl_time AND i.table_name = 'packages'), \
+    images AS ( \
+      SELECT x.scope_id AS image_id, x.host, COALESCE(u.since, x.crawl_time) AS data_time FROM ( \
+        SELECT host, scope_id, crawl_time, \
+               row_number() OVER (PARTITION BY scope_id ORDER BY crawl_time DESC) AS n \
+        FROM crawls WHERE scope = 'image') x \
+      LEFT JOIN unchanged_history u ON u.host = x.host AND u.scope = 'image' AND u.scope_id = x.scope_id \
+        AND u.crawl_time = x.crawl_time AND u.table_name = 'packages' \
+      WHERE x.n = 1), \
+    pkgs AS ( \
+      SELECT s.host, s.scope, s.scope_id, s.crawl_time, p.manager, p.name, p.version, p.architecture \
+      FROM src s JOIN packages_history p ON p.host = s.host AND p.scope = s.scope \
+        AND p.scope_id = s.scope_id AND p.crawl_time = s.data_time \
+      WHERE s.image_id IS NULL \
+      UNION ALL \
+      SELECT s.host, s.scope, s.scope_id, s.crawl_time, p.manager, p.name, p.version, p.architecture \
+      FROM src s JOIN images im ON im.image_id = s.image_id \
+      JOIN packages_history p ON p.host = im.host AND p.scope = 'image' \
+        AND p.scope_id = s.image_id AND p.crawl_time = im.data_time), \
+    now AS (SELECT * FROM pkgs), \
+    before AS ( \
+      SELECT s.host, s.scope, s.scope_id, s.crawl_time, p.manager, p.name, p.version, p.architecture \
+      FROM src s JOIN pkgs p ON p.host = s.host AND p.scope = s.scope AND p.scope_id = s.scope_id \
+        AND p.crawl_time = s.prev_crawl) \
+    SELECT *, 'added' AS action FROM (SELECT * FROM now EXCEPT SELECT * FROM before) \
+    UNION ALL SELECT *, 'removed' AS action FROM (SELECT * FROM before EXCEPT SELECT * FROM now)";
 
 /// `table_descriptions` (table_name, description) and `column_descriptions`
 /// (table_name, column_name, data_type, description): what every table and
@@ -314,7 +461,9 @@ fn register_descriptions(ctx: &SessionContext) -> Result<()> {
         Arc::new(Schema::new(vec![utf8("table_name"), utf8("column_name"), utf8("data_type"), utf8("description")]));
     let mut cols: [Vec<String>; 4] = Default::default();
     for t in TABLES {
-        for f in t.schema().fields() {
+        // The plain name is the current-state view (`crawls` is the log itself).
+        let schema = if t.name == CRAWLS.name { t.schema() } else { t.view_schema() };
+        for f in schema.fields() {
             let desc = f
                 .metadata()
                 .get(periscope_proto::tables::DESCRIPTION_KEY)

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod current;
 pub mod flight;
 pub mod output;
 pub mod pg;

@@ -6,14 +6,13 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
 use periscope_proto::v1::{
     Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest,
 };
-use periscope_proto::{CONTRACT_VERSION, ipc, tables};
+use periscope_proto::{CONTRACT_VERSION, ipc};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,7 +35,6 @@ pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 pub struct IngestService {
     store: Arc<Store>,
     auth: Arc<Auth>,
-    images: Arc<StoredImages>,
     /// Image id -> (agent crawling it, since when): see [`Ingest::images`].
     claims: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
@@ -44,50 +42,9 @@ pub struct IngestService {
 /// How long an agent's claim to crawl an image holds before another may take it over.
 pub const IMAGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Image ids with a completed crawl in the store, from any host: read from
-/// the store once, then kept current by ingest, so the per-crawl `Images`
-/// call of every agent costs a set lookup, not a query.
-#[derive(Default)]
-pub struct StoredImages(tokio::sync::Mutex<Option<std::collections::HashSet<String>>>);
-
-impl StoredImages {
-    async fn get(&self, store: &Store) -> Result<std::collections::HashSet<String>, Status> {
-        let mut known = self.0.lock().await;
-        if known.is_none() {
-            let sql = "SELECT DISTINCT scope_id FROM crawls WHERE scope = 'image'";
-            let (_, batches) = query::run_on(store.snapshot(), sql, query::Access::Local, &query::Limits::none())
-                .await
-                .map_err(|e| Status::internal(format!("reading stored images: {e}")))?;
-            let mut out = std::collections::HashSet::new();
-            for b in &batches {
-                let col = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
-                out.extend(col.iter().flatten().map(str::to_string));
-            }
-            *known = Some(out);
-        }
-        Ok(known.clone().unwrap_or_default())
-    }
-
-    /// Notes the image crawls a stored `crawls` batch completes.
-    async fn note(&self, batches: &[RecordBatch]) {
-        let mut known = self.0.lock().await;
-        let Some(known) = known.as_mut() else { return };
-        for b in batches {
-            let (scope, id) = (b.column(1), b.column(2));
-            let scope = arrow_array::cast::AsArray::as_string::<i32>(scope);
-            let id = arrow_array::cast::AsArray::as_string::<i32>(id);
-            for (s, i) in scope.iter().zip(id.iter()) {
-                if let (Some(tables::scope::IMAGE), Some(i)) = (s, i) {
-                    known.insert(i.to_string());
-                }
-            }
-        }
-    }
-}
-
 /// Validates one batch and hands it to the store. The receiver answers with
 /// the stored row count once the batch is durable.
-async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Option<Vec<RecordBatch>>), Status> {
+async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Status> {
     if b.agent_id.is_empty() || b.agent_id.len() > MAX_AGENT_ID {
         return Err(Status::invalid_argument(format!(
             "agent id must be 1 to {MAX_AGENT_ID} bytes, got {}",
@@ -115,7 +72,6 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Op
             }
         }
     }
-    let crawls = (table.name == tables::CRAWLS.name).then(|| batches.clone());
     let record = crate::wal::Record {
         table: b.table,
         agent: b.agent_id,
@@ -124,11 +80,11 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<(Receiver, Op
         zstd,
         ipc: b.arrow_ipc,
     };
-    Ok((store.submit(record, table, batches).await, crawls))
+    Ok(store.submit(record, table, batches).await)
 }
 
 type Receiver = tokio::sync::oneshot::Receiver<Result<u64, String>>;
-type Pending = Result<(u64, Receiver, Option<Vec<RecordBatch>>), Status>;
+type Pending = Result<(u64, Receiver), Status>;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -150,7 +106,7 @@ impl Ingest for IngestService {
                 let item = match msg {
                     Ok(b) => {
                         let seq = b.seq;
-                        submit(&store, &who, b).await.map(|(rx, crawls)| (seq, rx, crawls))
+                        submit(&store, &who, b).await.map(|rx| (seq, rx))
                     }
                     Err(s) => Err(s),
                 };
@@ -160,17 +116,11 @@ impl Ingest for IngestService {
                 }
             }
         });
-        let images = self.images.clone();
         tokio::spawn(async move {
             while let Some(item) = pending_rx.recv().await {
                 let reply = match item {
-                    Ok((seq, rx, crawls)) => match rx.await {
-                        Ok(Ok(rows)) => {
-                            if let Some(c) = crawls {
-                                images.note(&c).await;
-                            }
-                            Ok(Ack { seq, rows })
-                        }
+                    Ok((seq, rx)) => match rx.await {
+                        Ok(Ok(rows)) => Ok(Ack { seq, rows }),
                         Ok(Err(e)) => Err(Status::unavailable(format!("server could not store batch {seq}: {e}"))),
                         Err(_) => {
                             Err(Status::unavailable(format!("server could not store batch {seq}: shutting down")))
@@ -191,14 +141,16 @@ impl Ingest for IngestService {
         let who = self.auth.identify(&request)?;
         let r = request.into_inner();
         who.may_write(&r.agent_id)?;
-        let stored = self.images.get(&self.store).await?;
+        // Current state knows every image with a completed crawl, from any host.
+        let index = self.store.index();
         let now = std::time::Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !stored.contains(id));
-        let mut skip = Vec::new();
+        claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !index.has_image(id));
+        let (mut skip, mut stored) = (Vec::new(), Vec::new());
         for id in r.image_ids {
-            if stored.contains(&id) {
-                skip.push(id);
+            if index.has_image(&id) {
+                skip.push(id.clone());
+                stored.push(id);
                 continue;
             }
             match claims.get(&id) {
@@ -208,7 +160,7 @@ impl Ingest for IngestService {
                 }
             }
         }
-        Ok(Response::new(ImagesResponse { skip }))
+        Ok(Response::new(ImagesResponse { skip, stored }))
     }
 
     async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
@@ -335,14 +287,9 @@ pub async fn serve_with(
     let scheduler = opts.reports.map(|r| tokio::spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
     let grpc = builder
         .add_service(
-            IngestServer::new(IngestService {
-                store: store.clone(),
-                auth,
-                images: Default::default(),
-                claims: Default::default(),
-            })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            IngestServer::new(IngestService { store: store.clone(), auth, claims: Default::default() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             QueryServer::new(QueryService { store: store.clone(), limits: opts.limits, users: opts.sql_users })
@@ -370,7 +317,9 @@ pub async fn serve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::RecordBatch;
     use periscope_agent::encode::{Common, TableBuilder};
+    use periscope_proto::tables;
 
     fn crawls_row(scope: &str, id: &str) -> RecordBatch {
         let common = Common { host: "h".into(), scope: scope.into(), scope_id: id.into(), crawl_time_us: 1 };
@@ -380,18 +329,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stored_images_load_from_the_store_once_and_follow_ingest() {
+    async fn stored_images_are_known_from_ingest_and_after_a_restart() {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path()).unwrap();
         store.apply(&tables::CRAWLS, &[crawls_row("image", "sha256:old")], "a", 1, 1).await.unwrap();
-        let images = StoredImages::default();
-        assert!(images.get(&store).await.unwrap().contains("sha256:old"));
-        // Stored after the first load: known through ingest, not a new query.
+        assert!(store.index().has_image("sha256:old"));
+        store.flush().unwrap();
         let later = [crawls_row("image", "sha256:new"), crawls_row("container", "c1")];
         store.apply(&tables::CRAWLS, &later, "a", 1, 2).await.unwrap();
-        assert!(!images.get(&store).await.unwrap().contains("sha256:new"));
-        images.note(&later).await;
-        let known = images.get(&store).await.unwrap();
-        assert!(known.contains("sha256:new") && !known.contains("c1"), "{known:?}");
+        let known = store.index();
+        assert!(known.has_image("sha256:new") && !known.has_image("c1"));
+        drop(store);
+        // One from Parquet, one from the log.
+        let store = Store::open(data.path()).unwrap();
+        assert!(store.index().has_image("sha256:old") && store.index().has_image("sha256:new"));
     }
 }

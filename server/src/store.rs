@@ -30,7 +30,14 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use periscope_proto::tables::{TABLES, Table};
 
+use crate::current::{Index, Pending};
 use crate::wal::{self, Record, Segment};
+
+/// Current state from what a snapshot would show: these files, then these buffered rows.
+fn build_index(files: &FileSet, buffer: &Buffer) -> Result<(Index, Pending), StoreError> {
+    Index::build(&|t| files.get(t).to_vec(), &|t| buffer.get(t).cloned().unwrap_or_default())
+        .map_err(StoreError::Failed)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -195,6 +202,8 @@ pub struct Snapshot {
     /// Where stored compliance-report runs live (`<data>/reports`), served as
     /// the `report_*` tables; None for a snapshot of no data directory.
     pub reports: Option<PathBuf>,
+    /// Current state as of these rows (see [`crate::current`]).
+    pub index: Index,
     _guard: Option<File>,
 }
 
@@ -206,6 +215,7 @@ impl Snapshot {
             batches: Buffer::new(),
             host_expiry: HOST_EXPIRY,
             reports: None,
+            index: Index::default(),
             _guard: None,
         }
     }
@@ -213,6 +223,9 @@ impl Snapshot {
 
 struct State {
     files: Arc<FileSet>,
+    /// Current state of everything visible (files and buffers), and the rows of crawls still arriving.
+    index: Index,
+    pending: Pending,
     active: Buffer,
     active_bytes: usize,
     active_since: Option<Instant>,
@@ -468,8 +481,11 @@ impl Store {
         let (last, active_bytes) = replay(&dir, through, &mut applied, &mut active, true)?;
         let segment = Segment::create(&wal, last + 1).map_err(io(&wal))?;
         drop(store_lock);
+        let (index, pending) = build_index(&files, &active)?;
 
         let state = State {
+            index,
+            pending,
             files,
             active_since: (!active.is_empty()).then(Instant::now),
             active,
@@ -592,8 +608,14 @@ impl Store {
             batches,
             host_expiry: self.shared.config.host_expiry,
             reports: Some(self.shared.dir.join(crate::report::REPORTS_DIR)),
+            index: s.index.clone(),
             _guard: None,
         }
+    }
+
+    /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
+    pub fn index(&self) -> Index {
+        self.shared.lock().index.clone()
     }
 
     /// What a reader in another process sees of a data directory, server
@@ -607,11 +629,13 @@ impl Store {
         if wal_dir(dir).is_dir() {
             replay(dir, through, &mut applied, &mut batches, false)?;
         }
+        let (index, _) = build_index(&files, &batches)?;
         Ok(Snapshot {
             files,
             batches,
             host_expiry: HOST_EXPIRY,
             reports: Some(dir.join(crate::report::REPORTS_DIR)),
+            index,
             _guard: Some(guard),
         })
     }
@@ -724,13 +748,15 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                 fail(shared, m);
                 continue;
             }
-            let mut s = shared.lock();
+            let mut guard = shared.lock();
+            let s = &mut *guard;
             for (table, batches, _, _) in &mut pending {
+                s.index.apply(&mut s.pending, table, batches);
                 s.active_bytes += batches.iter().map(batch_bytes).sum::<usize>();
                 s.active.entry(table.name).or_default().append(batches);
             }
             s.active_since.get_or_insert_with(Instant::now);
-            drop(s);
+            drop(guard);
             for (.., rows, reply) in pending {
                 crash_point();
                 let _ = reply.send(Ok(rows));

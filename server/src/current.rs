@@ -1,0 +1,740 @@
+//! Current state, maintained incrementally.
+//!
+//! "What is true now" is, for every live scope, its latest completed crawl —
+//! and for each table, where that crawl's rows of it live: in the crawl
+//! itself, in an earlier crawl of the scope (the agent sent the table
+//! `unchanged`), or in the scope's image (a container whose collectors'
+//! inputs its own layers did not touch sent the table `inherited`). The
+//! [`Index`] holds exactly that, per scope, plus each host's container
+//! listing (which containers are still there, and their names) and each
+//! image's latest crawl. The store updates it as each batch becomes visible,
+//! so a query never recomputes current state from history: the catalog's
+//! current-state views join the history tables to the few keys the index
+//! hands out.
+//!
+//! The index is a persistent map ([`imbl`]): a snapshot takes it in O(1), and
+//! the writer updates it in O(log n) while queries read older versions. It is
+//! rebuilt from the stored rows when a server opens a data directory and when
+//! a reader in another process opens one ([`Index::build`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use periscope_proto::tables::{self, CONTAINERS, CRAWLS, INHERITED, TABLES, Table, UNCHANGED, scope};
+
+/// One scope: (host, scope, scope_id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeKey {
+    pub host: Arc<str>,
+    pub scope: Arc<str>,
+    pub scope_id: Arc<str>,
+}
+
+/// Where a scope's rows are, as of its latest completed crawl.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeState {
+    pub crawl_time: i64,
+    /// Tables the crawl has rows of (bit i: `TABLES[i]`), sent or unchanged.
+    pub tables: u64,
+    /// Tables whose rows are those of an earlier crawl: (table index, its crawl_time).
+    pub since: Vec<(u8, i64)>,
+    /// Tables whose rows are the scope's image's: (table index, image id).
+    pub inherited: Vec<(u8, Arc<str>)>,
+    /// Whether the crawl sent any `unchanged` rows (its current `unchanged` view rows).
+    pub any_unchanged: bool,
+    /// Host scopes: the containers the host's runtime listed, and their names.
+    pub listing: Option<Arc<Listing>>,
+}
+
+/// A host's container listing: the `containers` rows of the crawl that carried them.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub data_time: i64,
+    pub names: HashMap<Arc<str>, Option<Arc<str>>>,
+}
+
+impl ScopeState {
+    /// crawl_time of the crawl holding this scope's rows of table `t`, when it has any.
+    pub fn data_time(&self, t: usize) -> Option<i64> {
+        if t == UNCHANGED_IX {
+            return self.any_unchanged.then_some(self.crawl_time);
+        }
+        if self.tables & (1 << t) == 0 {
+            return None;
+        }
+        Some(self.since.iter().find(|(i, _)| *i as usize == t).map(|(_, s)| *s).unwrap_or(self.crawl_time))
+    }
+
+    fn inherits(&self, t: usize) -> Option<&Arc<str>> {
+        self.inherited.iter().find(|(i, _)| *i as usize == t).map(|(_, id)| id)
+    }
+}
+
+/// Rows of a crawl whose `crawls` row has not arrived yet.
+#[derive(Debug, Default, Clone)]
+struct PendingCrawl {
+    crawl_time: i64,
+    since: Vec<(u8, i64)>,
+    inherited: Vec<(u8, Arc<str>)>,
+    any_unchanged: bool,
+    listing: Option<HashMap<Arc<str>, Option<Arc<str>>>>,
+}
+
+/// The writer's side of the index: rows of crawls still in flight, newest crawl per scope.
+#[derive(Debug, Default)]
+pub struct Pending(HashMap<ScopeKey, PendingCrawl>);
+
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    scopes: imbl::HashMap<ScopeKey, Arc<ScopeState>>,
+    /// Host name → its host scope (the newest, should its machine id change).
+    hosts: imbl::HashMap<Arc<str>, ScopeKey>,
+    /// Image id → its newest completed crawl, from any host.
+    images: imbl::HashMap<Arc<str>, ScopeKey>,
+    /// Interned host names, scope kinds and image ids (few, each named by many scopes).
+    names: imbl::HashMap<Arc<str>, Arc<str>>,
+}
+
+const ALL_TABLES: u64 = u64::MAX;
+const UNCHANGED_IX: usize = 23;
+const _: () = assert!(TABLES.len() <= 64, "a table bitset is a u64");
+
+fn table_index(name: &str) -> Option<usize> {
+    TABLES.iter().position(|t| t.name == name)
+}
+
+/// Parses `crawls.tables`; null (crawls stored before the column) means every table.
+fn table_bits(list: Option<&str>) -> u64 {
+    match list {
+        None => ALL_TABLES,
+        Some(l) => l.split(',').filter_map(table_index).fold(0, |b, i| b | (1 << i)),
+    }
+}
+
+/// The four common columns of a batch, by position (every declared schema starts with them).
+struct Common<'a> {
+    host: &'a arrow_array::StringArray,
+    scope: &'a arrow_array::StringArray,
+    scope_id: &'a arrow_array::StringArray,
+    crawl_time: &'a arrow_array::PrimitiveArray<TimestampMicrosecondType>,
+}
+
+impl<'a> Common<'a> {
+    fn of(b: &'a RecordBatch) -> Option<Common<'a>> {
+        let s = |name: &str| b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>());
+        Some(Common {
+            host: s("host")?,
+            scope: s("scope")?,
+            scope_id: s("scope_id")?,
+            crawl_time: b.column_by_name("crawl_time")?.as_primitive_opt::<TimestampMicrosecondType>()?,
+        })
+    }
+}
+
+fn string_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::StringArray> {
+    b.column_by_name(name).and_then(|c| c.as_string_opt::<i32>())
+}
+
+fn opt(a: Option<&arrow_array::StringArray>, i: usize) -> Option<&str> {
+    a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+}
+
+impl Index {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(x) = self.names.get(s) {
+            return x.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.names.insert(a.clone(), a.clone());
+        a
+    }
+
+    fn key(&mut self, c: &Common<'_>, i: usize) -> ScopeKey {
+        let scope = self.intern(c.scope.value(i));
+        let id = c.scope_id.value(i);
+        let scope_id = if &*scope == scope::IMAGE { self.intern(id) } else { Arc::from(id) };
+        ScopeKey { host: self.intern(c.host.value(i)), scope, scope_id }
+    }
+
+    /// Notes rows that just became visible: `unchanged`, `inherited` and the
+    /// host's `containers` listing wait in `pending` for their crawl's
+    /// `crawls` row, which completes the crawl. Other tables change nothing.
+    pub fn apply(&mut self, pending: &mut Pending, table: &Table, batches: &[RecordBatch]) {
+        for b in batches {
+            let Some(c) = Common::of(b) else { continue };
+            match table.name {
+                n if n == CRAWLS.name => {
+                    let list = string_col(b, "tables");
+                    for i in 0..b.num_rows() {
+                        let key = self.key(&c, i);
+                        let done = pending.0.remove(&key);
+                        let t = c.crawl_time.value(i);
+                        let p = match done {
+                            Some(p) if p.crawl_time == t => p,
+                            // Rows of a newer crawl still in flight stay pending.
+                            Some(p) if p.crawl_time > t => {
+                                pending.0.insert(key.clone(), p);
+                                PendingCrawl::default()
+                            }
+                            _ => PendingCrawl::default(),
+                        };
+                        self.complete(key, t, table_bits(opt(list, i)), p);
+                    }
+                }
+                n if n == UNCHANGED.name || n == INHERITED.name || n == CONTAINERS.name => {
+                    let name = string_col(b, "table_name");
+                    let since =
+                        b.column_by_name("since").and_then(|x| x.as_primitive_opt::<TimestampMicrosecondType>());
+                    let image = string_col(b, "image_id");
+                    let (id, cname) = (string_col(b, "container_id"), string_col(b, "name"));
+                    for i in 0..b.num_rows() {
+                        if n == CONTAINERS.name && c.scope.value(i) != scope::HOST {
+                            continue;
+                        }
+                        let key = self.key(&c, i);
+                        let t = c.crawl_time.value(i);
+                        let p = pending
+                            .0
+                            .entry(key)
+                            .or_insert_with(|| PendingCrawl { crawl_time: t, ..Default::default() });
+                        if p.crawl_time < t {
+                            *p = PendingCrawl { crawl_time: t, ..Default::default() };
+                        } else if p.crawl_time > t {
+                            continue;
+                        }
+                        if n == CONTAINERS.name {
+                            if let Some(id) = opt(id, i) {
+                                let (id, nm) = (Arc::from(id), opt(cname, i).map(Arc::from));
+                                p.listing.get_or_insert_with(HashMap::new).insert(id, nm);
+                            }
+                            continue;
+                        }
+                        let Some(ix) = opt(name, i).and_then(table_index) else { continue };
+                        if n == UNCHANGED.name {
+                            p.any_unchanged = true;
+                            if let Some(s) = since.filter(|s| s.is_valid(i)) {
+                                p.since.push((ix as u8, s.value(i)));
+                            }
+                        } else if let Some(img) = opt(image, i) {
+                            let img = Arc::from(img);
+                            p.inherited.push((ix as u8, img));
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A crawl of `key` completed at `crawl_time`: it becomes the scope's
+    /// current state unless a newer crawl already did.
+    fn complete(&mut self, key: ScopeKey, crawl_time: i64, tables: u64, p: PendingCrawl) {
+        self.complete_with(key, crawl_time, tables, p, None)
+    }
+
+    /// [`Index::complete`], given the listing of the earlier crawl a host's
+    /// containers were unchanged since (else the scope's current one is used).
+    fn complete_with(
+        &mut self,
+        key: ScopeKey,
+        crawl_time: i64,
+        tables: u64,
+        p: PendingCrawl,
+        earlier: Option<Arc<Listing>>,
+    ) {
+        let prev = self.scopes.get(&key).cloned();
+        if prev.as_ref().is_some_and(|s| s.crawl_time > crawl_time) {
+            return;
+        }
+        let inherited = p.inherited.into_iter().map(|(i, id)| (i, self.intern(&id))).collect();
+        let mut state =
+            ScopeState { crawl_time, tables, since: p.since, inherited, any_unchanged: p.any_unchanged, listing: None };
+        if &*key.scope == scope::HOST {
+            let ix = CONTAINERS.index();
+            state.listing = Some(match (p.listing, state.data_time(ix)) {
+                (Some(names), _) => Arc::new(Listing { data_time: crawl_time, names }),
+                // Unchanged since an earlier crawl: that crawl's listing.
+                (None, Some(t)) if t != crawl_time => earlier
+                    .or_else(|| prev.and_then(|s| s.listing.clone()))
+                    .filter(|l| l.data_time == t)
+                    .unwrap_or_default(),
+                _ => Arc::default(),
+            });
+            let newer =
+                self.hosts.get(&key.host).and_then(|k| self.scopes.get(k)).is_none_or(|s| s.crawl_time <= crawl_time);
+            if newer {
+                self.hosts.insert(key.host.clone(), key.clone());
+            }
+        }
+        if &*key.scope == scope::IMAGE {
+            let newer = self
+                .images
+                .get(&key.scope_id)
+                .and_then(|k| self.scopes.get(k))
+                .is_none_or(|s| s.crawl_time <= crawl_time);
+            if newer {
+                self.images.insert(key.scope_id.clone(), key.clone());
+            }
+        }
+        self.scopes.insert(key, Arc::new(state));
+    }
+
+    /// Whether any host has sent a completed crawl of image `id`.
+    pub fn has_image(&self, id: &str) -> bool {
+        self.images.contains_key(id)
+    }
+
+    /// Number of scopes with a completed crawl.
+    pub fn len(&self) -> usize {
+        self.scopes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+    }
+
+    /// The host scope of `host`, when it is alive (crawled within the expiry).
+    fn live_host(&self, host: &str, cutoff: i64) -> Result<Option<&ScopeState>, ()> {
+        match self.hosts.get(host).and_then(|k| self.scopes.get(k)) {
+            None => Ok(None),
+            Some(h) if h.crawl_time >= cutoff => Ok(Some(h)),
+            Some(_) => Err(()),
+        }
+    }
+
+    /// Whether the scope is in current state, and the container's name when
+    /// it is one: a host crawled within the expiry; a container its live host
+    /// still lists (or crawled since the host's listing, or of a host that
+    /// sends no host crawls); anything else (images) always.
+    fn alive(&self, key: &ScopeKey, s: &ScopeState, cutoff: i64) -> Option<Option<Arc<str>>> {
+        match &*key.scope {
+            scope::HOST => (s.crawl_time >= cutoff).then_some(None),
+            scope::CONTAINER => match self.live_host(&key.host, cutoff) {
+                Err(()) => None,
+                Ok(None) => Some(None),
+                Ok(Some(h)) => {
+                    let listed = h.listing.as_ref().and_then(|l| l.names.get(&key.scope_id));
+                    match listed {
+                        Some(name) => Some(name.clone()),
+                        None if s.crawl_time > h.crawl_time => Some(None),
+                        None => None,
+                    }
+                }
+            },
+            _ => Some(None),
+        }
+    }
+
+    /// Keys of every live scope's latest crawl: (host, scope, scope_id, crawl_time, container).
+    pub fn latest(&self, cutoff: i64, all: bool) -> RecordBatch {
+        let mut k = KeyBuilder::default();
+        for (key, s) in &self.scopes {
+            let container = if all { Some(self.alive(key, s, cutoff).flatten()) } else { self.alive(key, s, cutoff) };
+            if let Some(c) = container {
+                k.push(key, s.crawl_time, c.as_deref());
+            }
+        }
+        k.finish(false)
+    }
+
+    /// Where table `t`'s current rows are: the scopes holding their own
+    /// (host, scope, scope_id, data_time, container) and the containers that
+    /// share their image's (host, scope, scope_id, crawl_time, container,
+    /// image_host, image_id, image_time).
+    pub fn keys(&self, t: &Table, cutoff: i64) -> (RecordBatch, RecordBatch) {
+        let ix = t.index();
+        let mut own = KeyBuilder::default();
+        let mut inh = KeyBuilder::default();
+        for (key, s) in &self.scopes {
+            let Some(container) = self.alive(key, s, cutoff) else { continue };
+            if let Some(t) = s.data_time(ix) {
+                own.push(key, t, container.as_deref());
+            }
+            let Some(image) = s.inherits(ix) else { continue };
+            let Some(ik) = self.images.get(image) else { continue };
+            let Some(is) = self.scopes.get(ik) else { continue };
+            if let Some(it) = is.data_time(ix) {
+                inh.push(key, s.crawl_time, container.as_deref());
+                inh.image.push(ik, it);
+            }
+        }
+        (own.finish(false), inh.finish(true))
+    }
+
+    /// Rebuilds the index from stored rows: Parquet `files` of the four
+    /// tables it reads, then `batches` not yet flushed (both as a snapshot
+    /// lists them). Reads only the columns it needs.
+    pub fn build(
+        files: &impl Fn(&str) -> Vec<PathBuf>,
+        batches: &impl Fn(&str) -> Vec<RecordBatch>,
+    ) -> Result<(Index, Pending), String> {
+        let read = |t: &Table, cols: &[&str], f: &mut dyn FnMut(&RecordBatch)| -> Result<(), String> {
+            for p in files(t.name) {
+                read_parquet(&p, cols, f)?;
+            }
+            for b in batches(t.name) {
+                f(&b);
+            }
+            Ok(())
+        };
+        let mut ix = Index::default();
+        // The newest crawl of every scope, and the tables it has rows of.
+        let mut latest: HashMap<ScopeKey, (i64, u64)> = HashMap::new();
+        read(&CRAWLS, &["host", "scope", "scope_id", "crawl_time", "tables"], &mut |b| {
+            let Some(c) = Common::of(b) else { return };
+            let list = string_col(b, "tables");
+            for i in 0..b.num_rows() {
+                let key = ix.key(&c, i);
+                let t = c.crawl_time.value(i);
+                let e = latest.entry(key).or_insert((i64::MIN, 0));
+                if t > e.0 {
+                    *e = (t, table_bits(opt(list, i)));
+                }
+            }
+        })?;
+        // Rows of those crawls, and of newer ones still in flight (pending
+        // after the rebuild), fed in as they arrived. `older` keeps the
+        // listings of hosts whose containers were unchanged since an earlier crawl.
+        let (mut at, mut beyond) = (Pending::default(), Pending::default());
+        let mut older: HashMap<ScopeKey, i64> = HashMap::new();
+        let split = |ix: &mut Index,
+                     at: &mut Pending,
+                     beyond: &mut Pending,
+                     t: &Table,
+                     b: &RecordBatch,
+                     older: &HashMap<ScopeKey, i64>,
+                     old: &mut Vec<u32>| {
+            let Some(c) = Common::of(b) else { return };
+            let (mut now, mut later) = (Vec::new(), Vec::new());
+            for i in 0..b.num_rows() {
+                let key = ix.key(&c, i);
+                let t = c.crawl_time.value(i);
+                match latest.get(&key) {
+                    Some((lt, _)) if t == *lt => now.push(i as u32),
+                    Some((lt, _)) if t < *lt => {
+                        if older.get(&key) == Some(&t) {
+                            old.push(i as u32);
+                        }
+                    }
+                    _ => later.push(i as u32),
+                }
+            }
+            for (rows, p) in [(now, at), (later, beyond)] {
+                if rows.len() == b.num_rows() {
+                    ix.apply(p, t, std::slice::from_ref(b));
+                } else if !rows.is_empty() {
+                    let take = arrow_array::UInt32Array::from(rows);
+                    let b = arrow_select::take::take_record_batch(b, &take).expect("rows of the batch");
+                    ix.apply(p, t, &[b]);
+                }
+            }
+        };
+        for (t, cols) in [
+            (&UNCHANGED, ["host", "scope", "scope_id", "crawl_time", "table_name", "since"]),
+            (&INHERITED, ["host", "scope", "scope_id", "crawl_time", "table_name", "image_id"]),
+        ] {
+            read(t, &cols, &mut |b| split(&mut ix, &mut at, &mut beyond, t, b, &older, &mut Vec::new()))?;
+        }
+        for (key, p) in &at.0 {
+            let ci = CONTAINERS.index() as u8;
+            if let Some((_, s)) = p.since.iter().find(|(i, _)| *i == ci).filter(|_| &*key.scope == scope::HOST) {
+                older.insert(key.clone(), *s);
+            }
+        }
+        let mut listings: HashMap<ScopeKey, Listing> = HashMap::new();
+        read(&CONTAINERS, &["host", "scope", "scope_id", "crawl_time", "container_id", "name"], &mut |b| {
+            let mut old = Vec::new();
+            split(&mut ix, &mut at, &mut beyond, &CONTAINERS, b, &older, &mut old);
+            let Some(c) = Common::of(b) else { return };
+            let (id, name) = (string_col(b, "container_id"), string_col(b, "name"));
+            for i in old.into_iter().map(|i| i as usize).filter(|&i| c.scope.value(i) == scope::HOST) {
+                let key = ix.key(&c, i);
+                let Some(id) = opt(id, i) else { continue };
+                let l = listings
+                    .entry(key)
+                    .or_insert_with(|| Listing { data_time: c.crawl_time.value(i), names: HashMap::new() });
+                l.names.insert(Arc::from(id), opt(name, i).map(Arc::from));
+            }
+        })?;
+        for (key, (t, tables)) in latest {
+            let p = at.0.remove(&key).unwrap_or_else(|| PendingCrawl { crawl_time: t, ..Default::default() });
+            let earlier = listings.remove(&key).map(Arc::new);
+            ix.complete_with(key, t, tables, p, earlier);
+        }
+        Ok((ix, beyond))
+    }
+}
+
+/// Reads `cols` (those the file has) of a Parquet file, batch by batch.
+fn read_parquet(path: &Path, cols: &[&str], f: &mut dyn FnMut(&RecordBatch)) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", path.display());
+    let file = File::open(path).map_err(|e| err(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+    let schema = builder.schema().clone();
+    let roots: Vec<usize> = cols.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    for b in builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|e| err(&e))? {
+        f(&b.map_err(|e| err(&e))?);
+    }
+    Ok(())
+}
+
+/// Builds key batches.
+#[derive(Default)]
+struct KeyBuilder {
+    host: StringBuilder,
+    scope: StringBuilder,
+    scope_id: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+    container: StringBuilder,
+    image: ImageCols,
+}
+
+#[derive(Default)]
+struct ImageCols {
+    host: StringBuilder,
+    id: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+}
+
+impl ImageCols {
+    fn push(&mut self, k: &ScopeKey, t: i64) {
+        self.host.append_value(&k.host);
+        self.id.append_value(&k.scope_id);
+        self.time.append_value(t);
+    }
+}
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+}
+
+/// Schema of [`Index::latest`] and of the own keys of [`Index::keys`] (`time` named `data_time` there).
+pub fn key_schema(time: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("host", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("scope_id", DataType::Utf8, false),
+        Field::new(time, ts(), false),
+        Field::new("container", DataType::Utf8, true),
+    ]))
+}
+
+/// Schema of the inherited keys of [`Index::keys`].
+pub fn inherited_key_schema() -> SchemaRef {
+    let mut f: Vec<Field> = key_schema("crawl_time").fields().iter().map(|f| f.as_ref().clone()).collect();
+    f.push(Field::new("image_host", DataType::Utf8, false));
+    f.push(Field::new("image_id", DataType::Utf8, false));
+    f.push(Field::new("image_time", ts(), false));
+    Arc::new(Schema::new(f))
+}
+
+impl KeyBuilder {
+    fn push(&mut self, k: &ScopeKey, t: i64, container: Option<&str>) {
+        self.host.append_value(&k.host);
+        self.scope.append_value(&k.scope);
+        self.scope_id.append_value(&k.scope_id);
+        self.time.append_value(t);
+        self.container.append_option(container);
+    }
+
+    fn finish(mut self, with_image: bool) -> RecordBatch {
+        let tz = |b: &mut TimestampMicrosecondBuilder| Arc::new(b.finish().with_timezone("+00:00")) as ArrayRef;
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.host.finish()),
+            Arc::new(self.scope.finish()),
+            Arc::new(self.scope_id.finish()),
+            tz(&mut self.time),
+            Arc::new(self.container.finish()),
+        ];
+        let schema = if with_image {
+            cols.push(Arc::new(self.image.host.finish()));
+            cols.push(Arc::new(self.image.id.finish()));
+            cols.push(tz(&mut self.image.time));
+            inherited_key_schema()
+        } else {
+            key_schema("data_time")
+        };
+        RecordBatch::try_new(schema, cols).expect("key columns match their schema")
+    }
+}
+
+/// Tables whose rows a container can share with its image: those the filesystem collectors fill.
+pub fn inheritable(t: &Table) -> bool {
+    [
+        &tables::OS,
+        &tables::PACKAGES,
+        &tables::PACKAGES_NOT_INSTALLED,
+        &tables::PACKAGE_FILES,
+        &tables::USERS,
+        &tables::GROUPS,
+        &tables::FILES,
+        &tables::CONFIGS,
+        &tables::UNOWNED_FILES,
+    ]
+    .iter()
+    .any(|x| x.name == t.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use periscope_agent::collectors::Sink;
+    use periscope_agent::encode::{Common as Stamp, Value};
+    use periscope_proto::tables::PACKAGES;
+
+    #[test]
+    fn unchanged_is_table_23() {
+        assert_eq!(UNCHANGED.index(), UNCHANGED_IX);
+    }
+
+    /// Batches of one crawl, as an agent sends them (crawls row last).
+    struct C {
+        sink: Sink,
+        tables: Vec<&'static str>,
+        stamp: Stamp,
+    }
+
+    fn crawl(host: &str, scope: &str, id: &str, t: i64) -> C {
+        let stamp = Stamp { host: host.into(), scope: scope.into(), scope_id: id.into(), crawl_time_us: t };
+        C { sink: Sink::new(stamp.clone()), tables: Vec::new(), stamp }
+    }
+
+    impl C {
+        fn row(mut self, table: &'static Table, values: &[(&str, Value<'_>)]) -> C {
+            if !self.tables.contains(&table.name) && table.name != UNCHANGED.name {
+                self.tables.push(table.name);
+            }
+            self.sink.row(table, values);
+            self
+        }
+        fn unchanged(self, table: &'static Table, since: i64) -> C {
+            let mut c = self.row(&UNCHANGED, &[("table_name", table.name.into()), ("since", Value::Int(since))]);
+            c.tables.push(table.name);
+            c
+        }
+        fn batches(self) -> Vec<RecordBatch> {
+            let mut b = self.sink.finish();
+            let mut m = Sink::new(self.stamp);
+            let list = self.tables.join(",");
+            m.row(&CRAWLS, &[("tables", list.as_str().into())]);
+            b.extend(m.finish());
+            b
+        }
+    }
+
+    fn feed(ix: &mut Index, p: &mut Pending, batches: &[RecordBatch]) {
+        for b in batches {
+            ix.apply(p, periscope_agent::crawl::table_of(b), std::slice::from_ref(b));
+        }
+    }
+
+    fn rows(b: &RecordBatch) -> Vec<String> {
+        let mut out: Vec<String> = (0..b.num_rows())
+            .map(|i| {
+                (0..b.num_columns())
+                    .map(|c| arrow_cast::display::array_value_to_string(b.column(c), i).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn fleet() -> Vec<Vec<RecordBatch>> {
+        let pkg = |c: C, v: &str| c.row(&PACKAGES, &[("name", "bash".into()), ("version", v.into())]);
+        let listing = |c: C, ids: &[(&str, &str)]| {
+            ids.iter().fold(c, |c, (id, name)| {
+                c.row(&CONTAINERS, &[("container_id", (*id).into()), ("name", (*name).into())])
+            })
+        };
+        vec![
+            pkg(crawl("h1", "image", "sha256:i", 10), "5.1").batches(),
+            listing(pkg(crawl("h1", "host", "m1", 100), "5.2"), &[("c1", "web"), ("c2", "db")]).batches(),
+            crawl("h1", "container", "c1", 101)
+                .row(&INHERITED, &[("table_name", "packages".into()), ("image_id", "sha256:i".into())])
+                .batches(),
+            pkg(crawl("h1", "container", "c2", 102), "5.3").batches(),
+            // A removed container: crawled before the host's listing dropped it.
+            pkg(crawl("h1", "container", "gone", 50), "4.0").batches(),
+            // The host again: packages and listing unchanged.
+            crawl("h1", "host", "m1", 200).unchanged(&PACKAGES, 100).unchanged(&CONTAINERS, 100).batches(),
+            // A silent host, long expired, and its container.
+            pkg(crawl("old", "host", "m2", 5), "1.0").batches(),
+            pkg(crawl("old", "container", "c9", 6), "1.0").batches(),
+        ]
+    }
+
+    #[test]
+    fn keys_follow_unchanged_inherited_listings_and_expiry() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        for c in fleet() {
+            feed(&mut ix, &mut p, &c);
+        }
+        let (own, inh) = ix.keys(&PACKAGES, 40);
+        let t = |us: i64| chrono_like(us);
+        assert_eq!(
+            rows(&own),
+            vec![
+                format!("h1|container|c2|{}|db", t(102)),
+                format!("h1|host|m1|{}|", t(100)),
+                format!("h1|image|sha256:i|{}|", t(10)),
+            ]
+        );
+        assert_eq!(rows(&inh), vec![format!("h1|container|c1|{}|web|h1|sha256:i|{}", t(101), t(10))]);
+        let latest = rows(&ix.latest(40, false));
+        assert_eq!(latest.len(), 4, "{latest:?}");
+        assert!(ix.has_image("sha256:i") && !ix.has_image("sha256:j"));
+    }
+
+    fn chrono_like(us: i64) -> String {
+        let a = arrow_array::TimestampMicrosecondArray::from(vec![us]).with_timezone("+00:00");
+        arrow_cast::display::array_value_to_string(&a, 0).unwrap()
+    }
+
+    #[test]
+    fn a_rebuild_from_stored_rows_equals_the_incremental_index() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let all: Vec<RecordBatch> = fleet().into_iter().flatten().collect();
+        feed(&mut ix, &mut p, &all);
+        // Rows of a crawl still in flight when the server stopped: pending in both.
+        let inflight = crawl("h1", "host", "m1", 300).unchanged(&PACKAGES, 100).batches();
+        feed(&mut ix, &mut p, &inflight[..1]);
+        let mut stored = all.clone();
+        stored.push(inflight[0].clone());
+        let by_table = |name: &str| {
+            stored.iter().filter(|b| periscope_agent::crawl::table_of(b).name == name).cloned().collect::<Vec<_>>()
+        };
+        let (mut rebuilt, mut rp) = Index::build(&|_| Vec::new(), &by_table).unwrap();
+        for t in TABLES {
+            let (a, b) = (ix.keys(t, 40), rebuilt.keys(t, 40));
+            assert_eq!((rows(&a.0), rows(&a.1)), (rows(&b.0), rows(&b.1)), "{}", t.name);
+        }
+        // The in-flight crawl completes the same way on both.
+        feed(&mut ix, &mut p, &inflight[1..]);
+        feed(&mut rebuilt, &mut rp, &inflight[1..]);
+        assert_eq!(rows(&ix.latest(40, false)), rows(&rebuilt.latest(40, false)));
+        assert_eq!(rows(&ix.keys(&CONTAINERS, 40).0), rows(&rebuilt.keys(&CONTAINERS, 40).0));
+        assert_eq!(rows(&ix.keys(&PACKAGES, 40).0), rows(&rebuilt.keys(&PACKAGES, 40).0));
+    }
+
+    #[test]
+    fn an_older_crawl_arriving_late_does_not_replace_a_newer_one() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let pkg = |t: i64| crawl("h", "image", "sha256:x", t).row(&PACKAGES, &[("name", "a".into())]).batches();
+        feed(&mut ix, &mut p, &pkg(20));
+        feed(&mut ix, &mut p, &pkg(10));
+        let (own, _) = ix.keys(&PACKAGES, 0);
+        assert_eq!(rows(&own), vec![format!("h|image|sha256:x|{}|", chrono_like(20))]);
+    }
+}
