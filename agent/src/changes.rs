@@ -4,11 +4,13 @@
 //! again is not resent: the crawl carries one `unchanged` row naming it and
 //! the crawl that last sent it, and the server's current-state views read it
 //! from there. A table that emptied is simply absent from the new crawl.
+//! `inherited` rows are always sent: each crawl names the tables it shares
+//! with its image itself.
 
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
-use periscope_proto::tables::{self, COMMON_COLUMNS, CRAWLS, UNCHANGED};
+use periscope_proto::tables::{self, COMMON_COLUMNS, CRAWLS, INHERITED, UNCHANGED};
 use sha2::{Digest, Sha256};
 
 use crate::collectors::Sink;
@@ -120,6 +122,12 @@ impl Tracker {
                 crawls_batches.extend(batches.iter().map(|b| (*b).clone()));
                 continue;
             }
+            if t.name == INHERITED.name {
+                // A few bytes, always sent: a crawl's inherited tables stand
+                // for its rows, so the server never follows them back in time.
+                out.batches.extend(batches.iter().map(|b| (*b).clone()));
+                continue;
+            }
             let d = digest(batches);
             match self.sent.get(&key(t.name)) {
                 Some(prev) if prev.digest == d => {
@@ -172,7 +180,7 @@ mod tests {
         let mut m = Sink::new(common.clone());
         m.row(&CRAWLS, &[("rows", (versions.len() as i64).into())]);
         batches.extend(m.finish());
-        Crawl { batches, rows: versions.len(), errors: 0, common, root: String::new(), duration_ms: 0 }
+        Crawl { batches, rows: versions.len(), errors: 0, complete: true, common, root: String::new(), duration_ms: 0 }
     }
 
     fn tables(r: &Reduced) -> Vec<&'static str> {
@@ -208,6 +216,21 @@ mod tests {
         assert_eq!(tables(&empty), ["crawls"]);
         t.commit(empty);
         assert_eq!(tables(&t.reduce(&crawl(7, &["5.3"]))), ["packages", "crawls"]);
+    }
+
+    #[test]
+    fn inherited_rows_are_sent_with_every_crawl() {
+        let mut t = Tracker::default();
+        let with_inherited = |time: i64| {
+            let mut c = crawl(time, &["5.2"]);
+            let mut s = Sink::new(c.common.clone());
+            s.row(&INHERITED, &[("table_name", "os".into()), ("image_id", "sha256:i".into())]);
+            c.batches.splice(0..0, s.finish());
+            c
+        };
+        let first = t.reduce(&with_inherited(1));
+        t.commit(first);
+        assert_eq!(tables(&t.reduce(&with_inherited(2))), ["inherited", "unchanged", "crawls"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
-use periscope_proto::tables::{self, scope};
+use periscope_proto::tables::{self, Table, scope};
 
 use crate::collectors::{COLLECTORS, CollectorConfig, Scope, Sink};
 use crate::encode::Common;
@@ -35,6 +35,10 @@ pub struct CrawlOptions {
     pub docker: RuntimeMode,
     /// containerd discovery (containers and tasks of every namespace), for [`crawl_async`].
     pub containerd: RuntimeMode,
+    /// Let containers share with their image what they did not change
+    /// (see [`crate::inherit`]): `inherited` rows instead of re-read tables,
+    /// which only a server turns back into rows. Off for printed crawls.
+    pub inherit: bool,
 }
 
 impl Default for CrawlOptions {
@@ -50,6 +54,7 @@ impl Default for CrawlOptions {
             collectors: None,
             docker: RuntimeMode::Auto,
             containerd: RuntimeMode::Auto,
+            inherit: false,
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Crawl {
     pub rows: usize,
     pub errors: usize,
     pub common: Common,
+    /// Whether the collectors ran to the end (not given up by the watchdog, not refused a root).
+    pub complete: bool,
     /// Root the scope was read through, as the `crawls` row names it.
     pub root: String,
     pub duration_ms: i64,
@@ -130,7 +137,7 @@ impl CrawlOptions {
 /// their layer directories. The first crawl is `opts`'s scope.
 pub async fn crawl_async(opts: CrawlOptions) -> Result<Vec<Crawl>, RootError> {
     let d = discover(&opts).await;
-    crawl_discovered(opts, d, &Default::default()).await
+    crawl_discovered(opts, d, &Default::default(), &Default::default()).await
 }
 
 /// What the container runtimes reported, before any filesystem is read.
@@ -219,14 +226,19 @@ pub async fn discover(opts: &CrawlOptions) -> Discovery {
 /// image `d` found, except the images and stopped containers in `skip`
 /// (their inventory is known already and cannot have changed: an image id
 /// names fixed content, a stopped container changes only by running).
+/// Images are crawled before containers: with `opts.inherit`, a Docker
+/// container shares its image's rows when the image is one of `stored`
+/// (the server has its inventory) or was crawled in full just now.
 pub async fn crawl_discovered(
     opts: CrawlOptions,
     d: Discovery,
     skip: &std::collections::HashSet<String>,
+    stored: &std::collections::HashSet<String>,
 ) -> Result<Vec<Crawl>, RootError> {
     use crate::discover::{containerd, docker};
     let Discovery { live, docker: inventory, containerd: ctrd, mut snapshot_layers } = d;
     let skip = skip.clone();
+    let mut inheritable = stored.clone();
     let join = tokio::task::spawn_blocking(move || {
         // Docker's own containers also appear in containerd's `moby` namespace: Docker's report wins.
         let docker_ids: std::collections::BTreeSet<String> = match &inventory {
@@ -262,21 +274,34 @@ pub async fn crawl_discovered(
         let mut crawls = vec![host];
         let host = crawls[0].common.host.clone();
         let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut bases = Default::default();
+        if let Some(Ok(inv)) = &inventory {
+            // Every image through its layers, first: containers may share its rows.
+            for (id, layers, markers) in docker::image_layers(inv).into_iter().filter(|(id, ..)| !skip.contains(id)) {
+                let c = crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host, None);
+                if c.complete {
+                    inheritable.insert(id);
+                }
+                crawls.push(c);
+            }
+            if opts.inherit {
+                bases = docker::bases(inv);
+                bases.retain(|_, b: &mut crate::inherit::Base| inheritable.contains(&b.image_id));
+            }
+        }
         for (id, pid) in &running {
             known.insert(id.clone());
-            crawls.push(crawl_container(&opts, id, *pid, &host));
+            let base = bases.get(id).cloned().map(|b| crate::inherit::Base { pid: Some(*pid), ..b });
+            crawls.push(crawl_container(&opts, id, *pid, &host, base));
         }
         if let Some(Ok(inv)) = &inventory {
-            // Stopped and never-started containers, and every image, through their layers.
+            // Stopped and never-started containers, through their layers.
             for (id, layers, markers) in docker::stopped(inv).into_iter().filter(|(id, ..)| !skip.contains(id)) {
-                let layers = match snapshot_layers.remove(&id) {
-                    Some(from_snapshot) => from_snapshot,
-                    None => Ok((layers, markers)),
+                let (layers, base) = match snapshot_layers.remove(&id) {
+                    Some(from_snapshot) => (from_snapshot, None),
+                    None => (Ok((layers, markers)), bases.get(&id).cloned()),
                 };
-                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, layers, &host));
-            }
-            for (id, layers, markers) in docker::image_layers(inv).into_iter().filter(|(id, ..)| !skip.contains(id)) {
-                crawls.push(crawl_layers(&opts, scope::IMAGE, &id, Ok((layers, markers)), &host));
+                crawls.push(crawl_layers(&opts, scope::CONTAINER, &id, layers, &host, base));
             }
         }
         // containerd containers without a running task, through their snapshot's layers.
@@ -289,13 +314,13 @@ pub async fn crawl_discovered(
                 None => Err("the container has no snapshot (its root filesystem is not one containerd manages)".into()),
             };
             known.insert(c.meta.id.clone());
-            crawls.push(crawl_layers(&opts, scope::CONTAINER, &c.meta.id, layers, &host));
+            crawls.push(crawl_layers(&opts, scope::CONTAINER, &c.meta.id, layers, &host, None));
         }
         // Runtime-agnostic fallback: containers only their processes' cgroups reveal.
         if live {
             for (id, pid) in crate::discover::processes::cgroup_containers() {
                 if known.insert(id.clone()) {
-                    crawls.push(crawl_container(&opts, &id, pid, &host));
+                    crawls.push(crawl_container(&opts, &id, pid, &host, None));
                 }
             }
         }
@@ -313,10 +338,11 @@ pub async fn crawl_docker_change(
     opts: &CrawlOptions,
     docker: &bollard::Docker,
     change: &crate::discover::docker::Change,
+    inheritable: &std::collections::HashSet<String>,
 ) -> Option<Crawl> {
     use crate::discover::docker::{Target, target};
     let (id, image) = change;
-    let (id, found) = match target(docker, id, *image).await {
+    let (id, found, base) = match target(docker, id, *image).await {
         Ok(Some(t)) => t,
         Ok(None) => return None,
         Err(e) => {
@@ -327,18 +353,21 @@ pub async fn crawl_docker_change(
     let opts = opts.clone();
     let kind = if *image { scope::IMAGE } else { scope::CONTAINER };
     let host = opts.host.clone().unwrap_or_else(hostname);
+    let base = base.filter(|b| opts.inherit && inheritable.contains(&b.image_id));
     let crawl = tokio::task::spawn_blocking(move || match found {
         Target::Running(pid, layers, markers) => {
             let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
             match crate::discover::docker::open_container_root(pid, &id, budgets) {
                 Ok(root) => {
-                    run_collectors(&opts, root, container_common(&id, &host), format!("/proc/{pid}/root"), |_| {})
+                    let base = base.map(|b| crate::inherit::Base { pid: Some(pid), ..b });
+                    let (common, shown) = (container_common(&id, &host), format!("/proc/{pid}/root"));
+                    run_collectors(&opts, root, common, shown, base, |_| {})
                 }
                 // It exited since the event (a short-lived container): its layers are still there.
-                Err(_) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host),
+                Err(_) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host, base),
             }
         }
-        Target::Layers(layers, markers) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host),
+        Target::Layers(layers, markers) => crawl_layers(&opts, kind, &id, Ok((layers, markers)), &host, base),
     });
     crawl.await.ok()
 }
@@ -351,6 +380,7 @@ fn crawl_layers(
     id: &str,
     layers: Result<(Vec<PathBuf>, crate::layers::Markers), String>,
     host: &str,
+    base: Option<crate::inherit::Base>,
 ) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let common =
@@ -364,26 +394,31 @@ fn crawl_layers(
         Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets).map_err(|e| e.to_string()),
     };
     match root {
-        Ok(root) => run_collectors(opts, root, common, shown, |_| {}),
+        Ok(root) => run_collectors(opts, root, common, shown, base, |_| {}),
         Err(e) => {
             let mut sink = Sink::new(common.clone());
             sink.error(kind, None, &e);
-            seal(sink, common, shown, Instant::now())
+            incomplete(seal(sink, common, shown, Instant::now()))
         }
     }
 }
 
+fn incomplete(mut c: Crawl) -> Crawl {
+    c.complete = false;
+    c
+}
+
 /// Crawls one running container; a container that cannot be opened (it
 /// stopped, or its pid was reused) yields a crawl with that error row.
-fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str) -> Crawl {
+fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str, base: Option<crate::inherit::Base>) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let common = container_common(id, host);
     match crate::discover::docker::open_container_root(pid, id, budgets) {
-        Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), |_| {}),
+        Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), base, |_| {}),
         Err(e) => {
             let mut sink = Sink::new(common.clone());
             sink.error("container", None, &e);
-            seal(sink, common, format!("/proc/{pid}/root"), Instant::now())
+            incomplete(seal(sink, common, format!("/proc/{pid}/root"), Instant::now()))
         }
     }
 }
@@ -403,7 +438,7 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
     let host = opts.host.clone().unwrap_or_else(hostname);
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
-    Ok(run_collectors(opts, root, common, opts.root.display().to_string(), extra))
+    Ok(run_collectors(opts, root, common, opts.root.display().to_string(), None, extra))
 }
 
 fn run_collectors(
@@ -411,14 +446,14 @@ fn run_collectors(
     root: Root,
     common: Common,
     shown: String,
+    base: Option<crate::inherit::Base>,
     extra: impl FnOnce(&mut Sink),
 ) -> Crawl {
     let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
-    let collectors: Vec<&'static (&'static str, crate::collectors::CollectFn)> = COLLECTORS
-        .iter()
-        .filter(|(name, _)| opts.collectors.as_ref().is_none_or(|c| c.iter().any(|w| w == name)))
-        .collect();
+    let collectors: Vec<&'static crate::collectors::Collector> =
+        COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
+    let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     // The filesystem is read on a thread of its own, watched: a read that never
     // returns (a hung FUSE or NFS mount inside the scope) cannot be interrupted,
     // so past its wall budget plus a grace period the scope is given up — an
@@ -439,15 +474,42 @@ fn run_collectors(
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {
                 let mut sink = Sink::new(c.clone());
-                for (name, collect) in collectors {
-                    let _span = tracing::info_span!("collector", name, scope_id = %c.scope_id).entered();
-                    collect(&scope, &mut sink);
+                // What the container put in front of its image decides which collectors it leaves to the image.
+                let plan = base.and_then(|b| match crate::inherit::changes(&b, &budgets) {
+                    Ok(changes) => Some(crate::inherit::Plan::new(b.image_id, changes)),
+                    Err(e) => {
+                        tracing::info!(scope_id = %c.scope_id, "reading every table of the container: its changes cannot be listed: {e}");
+                        None
+                    }
+                });
+                let mut inherited: Vec<&'static Table> = Vec::new();
+                for col in &collectors {
+                    let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
+                    if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
+                        inherited.extend(col.tables.iter().copied());
+                        continue;
+                    }
+                    if col.needs_owners && sink.owners.is_empty() && inherited.iter().any(|t| t.name == tables::PACKAGES.name) {
+                        // The package databases are the image's, but this collector names owners: read them, keep only the owners.
+                        let mut scratch = Sink::new(c.clone());
+                        if let Some(p) = collectors.iter().find(|x| x.name == "packages") {
+                            (p.collect)(&scope, &mut scratch);
+                        }
+                        sink.owners = std::mem::take(&mut scratch.owners);
+                    }
+                    (col.collect)(&scope, &mut sink);
+                }
+                if let Some(p) = &plan {
+                    for t in inherited {
+                        sink.row(&tables::INHERITED, &[("table_name", t.name.into()), ("image_id", p.image_id.as_str().into())]);
+                    }
                 }
                 finished.store(true, Ordering::SeqCst);
                 let _ = tx.send(sink);
             })
             .map_err(|e| e.to_string())
     };
+    let mut complete = true;
     let mut sink = match spawned.and_then(|_| {
         rx.recv_timeout(limit).map_err(|e| {
             HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
@@ -456,6 +518,7 @@ fn run_collectors(
     }) {
         Ok(sink) => sink,
         Err(e) => {
+            complete = false;
             let mut sink = Sink::new(common.clone());
             let msg = format!(
                 "gave up on this scope's filesystem after {} s ({e}): a read did not return; a hung FUSE or NFS mount inside it?",
@@ -466,7 +529,9 @@ fn run_collectors(
         }
     };
     extra(&mut sink);
-    seal(sink, common, shown, started)
+    let mut crawl = seal(sink, common, shown, started);
+    crawl.complete = complete;
+    crawl
 }
 
 /// Scopes whose crawl thread was given up on, with a flag it sets if it ever returns.
@@ -480,8 +545,15 @@ pub const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
     let errors = sink.errors();
     let batches = sink.finish();
-    let mut crawl =
-        Crawl { batches: Vec::new(), rows: 0, errors, common, root, duration_ms: started.elapsed().as_millis() as i64 };
+    let mut crawl = Crawl {
+        batches: Vec::new(),
+        rows: 0,
+        errors,
+        complete: true,
+        common,
+        root,
+        duration_ms: started.elapsed().as_millis() as i64,
+    };
     crawl.add_rows(batches);
     crawl
 }

@@ -59,6 +59,8 @@ struct Outbox {
     spool: Spool,
     /// Images whose inventory this agent spooled: never crawled again (an image id names fixed content).
     images_sent: std::collections::HashSet<String>,
+    /// Images the server said it has the inventory of, from any host.
+    images_stored: std::collections::HashSet<String>,
     /// Stopped containers this agent spooled, with their keys (see `Discovery::stopped_keys`):
     /// not crawled again while the key holds.
     stopped_sent: std::collections::HashMap<String, String>,
@@ -148,10 +150,12 @@ impl Outbox {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.
             self.tracker = Tracker::default();
             self.images_sent.clear();
+            self.images_stored.clear();
             self.stopped_sent.clear();
         } else {
-            self.images_sent
-                .extend(crawls.iter().filter(|c| c.common.scope == scope::IMAGE).map(|c| c.common.scope_id.clone()));
+            // An image read in full is never read again; one that could not be is retried.
+            let images = crawls.iter().filter(|c| c.common.scope == scope::IMAGE && c.complete);
+            self.images_sent.extend(images.map(|c| c.common.scope_id.clone()));
             for c in crawls.iter().filter(|c| c.errors == 0) {
                 if let Some(k) = self.stopped_now.remove(&c.common.scope_id) {
                     self.stopped_sent.insert(c.common.scope_id.clone(), k);
@@ -215,7 +219,10 @@ impl Outbox {
                 }
             };
             match crate::send::images_to_skip(&self.server, key.as_deref(), &self.agent_id, ask).await {
-                Ok(s) => skip.extend(s),
+                Ok(a) => {
+                    skip.extend(a.skip);
+                    self.images_stored.extend(a.stored);
+                }
                 Err(e) => {
                     self.forget_key(&e);
                     tracing::info!("crawling every new image: {e}");
@@ -223,6 +230,12 @@ impl Outbox {
             }
         }
         skip
+    }
+
+    /// Images whose inventory the server has or will have from this agent's
+    /// spool: containers of these may send `inherited` rows.
+    fn inheritable(&self) -> std::collections::HashSet<String> {
+        self.images_sent.union(&self.images_stored).cloned().collect()
     }
 
     /// Sends spooled batches oldest first, removing each once acknowledged.
@@ -324,6 +337,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracker: Tracker::default(),
         spool,
         images_sent: Default::default(),
+        images_stored: Default::default(),
         stopped_sent: Default::default(),
         stopped_now: Default::default(),
         enroll_secret: opts.enroll_secret.clone(),
@@ -342,13 +356,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         if opts.resend_every > 0 && n.is_multiple_of(opts.resend_every) {
             out.tracker = Tracker::default();
             out.images_sent.clear();
+            out.images_stored.clear();
             out.stopped_sent.clear();
         }
         // Over the memory ceiling after the last crawl: this one skips the optional collectors.
         health.degraded = health.rss.is_some_and(|r| r > health.memory_limit);
         let mut crawl_opts = opts.crawl.clone();
         if health.degraded {
-            let all = crate::collectors::COLLECTORS.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>();
+            let all = crate::collectors::COLLECTORS.iter().map(|c| c.name.to_string()).collect::<Vec<_>>();
             let wanted = crawl_opts.collectors.clone().unwrap_or(all);
             crawl_opts.collectors = Some(
                 wanted.into_iter().filter(|c| !crate::limits::OPTIONAL_COLLECTORS.contains(&c.as_str())).collect(),
@@ -371,7 +386,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 out.stopped_now.insert(id, key);
             }
         }
-        let mut crawls = crawl_discovered(crawl_opts, found, &skip).await?;
+        let mut crawls = crawl_discovered(crawl_opts, found, &skip, &out.inheritable()).await?;
         health.crawls = n as i64;
         if let Some(first) = crawls.first_mut() {
             // The health row joins the first scope's crawl, before its completion marker.
@@ -413,7 +428,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             Err(e) => { tracing::warn!("{e}"); continue }
                         },
                     };
-                    if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change).await {
+                    if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change, &out.inheritable()).await {
                         let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
                         out.send(&what, std::slice::from_ref(&c)).await?;
                     }

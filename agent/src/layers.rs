@@ -102,7 +102,7 @@ fn xattr_is_y(dir: BorrowedFd<'_>, name: &str) -> bool {
 }
 
 impl Markers {
-    fn is_opaque(self, dir: BorrowedFd<'_>) -> bool {
+    pub(crate) fn is_opaque(self, dir: BorrowedFd<'_>) -> bool {
         xattr_is_y(dir, KERNEL_OPAQUE_XATTR)
             || (self.user_xattrs && USER_OPAQUE_XATTRS.iter().any(|x| xattr_is_y(dir, x)))
             || (self.aufs_files

@@ -179,7 +179,7 @@ async fn shutdown() {
 }
 
 fn collector_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(periscope_agent::collectors::COLLECTORS.iter().map(|(n, _)| *n))
+    clap::builder::PossibleValuesParser::new(periscope_agent::collectors::COLLECTORS.iter().map(|c| c.name))
 }
 
 /// `periscope-agent run --config FILE` (or PERISCOPE_CONFIG=FILE): the
@@ -295,7 +295,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 interval: std::time::Duration::from_secs(interval),
                 splay: std::time::Duration::from_secs(splay),
                 once,
-                crawl: crawl.options(),
+                // A server resolves what containers share with their image.
+                crawl: CrawlOptions { inherit: true, ..crawl.options() },
             };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
@@ -307,7 +308,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Crawl { server, print, tls, crawl } => {
             tls.apply()?;
-            let opts = crawl.options();
+            // Printed rows are all there is: containers are read in full. A server resolves inherited tables.
+            let opts = CrawlOptions { inherit: !print, ..crawl.options() };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let crawls = rt.block_on(crawl_async(opts))?;
             let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();

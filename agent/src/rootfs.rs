@@ -479,6 +479,20 @@ impl Root {
         }
     }
 
+    /// Whether the directory `rel` carries an overlay opaque marker of the
+    /// kinds `markers` honours (it hides lower layers' contents). A directory
+    /// that cannot be opened is not opaque.
+    pub fn dir_is_opaque(&self, rel: &[u8], markers: crate::layers::Markers) -> bool {
+        let shown = display_name(rel);
+        self.resolve(OsStr::from_bytes(rel))
+            .and_then(|h| {
+                h.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC)
+                    .map_err(|e| pathrs_err(&shown, e))
+            })
+            .map(|f| markers.is_opaque(OwnedFd::from(f).as_fd()))
+            .unwrap_or(false)
+    }
+
     /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.
     pub fn list_dir(&self, rel: &str) -> Result<Vec<Vec<u8>>, ReadError> {
         if let Backing::Layers(l) = &self.inner {

@@ -193,8 +193,17 @@ pub async fn images_to_skip(
     node_key: Option<&str>,
     agent_id: &str,
     image_ids: Vec<String>,
-) -> Result<std::collections::HashSet<String>, SendError> {
+) -> Result<ImageAnswer, SendError> {
     let req = periscope_proto::v1::ImagesRequest { agent_id: agent_id.into(), image_ids };
-    let r = client(url).await?.images(authorized(req, node_key)).await.map_err(|s| status_error(url, s))?;
-    Ok(r.into_inner().skip.into_iter().collect())
+    let r = client(url).await?.images(authorized(req, node_key)).await.map_err(|s| status_error(url, s))?.into_inner();
+    Ok(ImageAnswer { skip: r.skip.into_iter().collect(), stored: r.stored.into_iter().collect() })
+}
+
+/// What the server said of a list of images.
+#[derive(Debug, Default)]
+pub struct ImageAnswer {
+    /// Not to crawl: stored, or another agent is crawling them.
+    pub skip: std::collections::HashSet<String>,
+    /// Stored: containers of these images may inherit from them.
+    pub stored: std::collections::HashSet<String>,
 }

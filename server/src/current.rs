@@ -729,6 +729,21 @@ mod tests {
     }
 
     #[test]
+    fn a_container_shares_its_images_rows_only_while_its_latest_crawl_says_so() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let inherit = |c: C| c.row(&INHERITED, &[("table_name", "packages".into()), ("image_id", "sha256:i".into())]);
+        feed(&mut ix, &mut p, &crawl("h", "image", "sha256:i", 1).row(&PACKAGES, &[("name", "a".into())]).batches());
+        feed(&mut ix, &mut p, &inherit(crawl("h", "container", "c", 2)).batches());
+        assert_eq!(ix.keys(&PACKAGES, 0).1.num_rows(), 1);
+        feed(&mut ix, &mut p, &inherit(crawl("h", "container", "c", 3)).batches());
+        assert_eq!(ix.keys(&PACKAGES, 0).1.num_rows(), 1, "still shared");
+        // The container changed its package database: its own rows, nothing shared.
+        feed(&mut ix, &mut p, &crawl("h", "container", "c", 4).row(&PACKAGES, &[("name", "b".into())]).batches());
+        let (own, shared) = ix.keys(&PACKAGES, 0);
+        assert_eq!((own.num_rows(), shared.num_rows()), (2, 0));
+    }
+
+    #[test]
     fn an_older_crawl_arriving_late_does_not_replace_a_newer_one() {
         let (mut ix, mut p) = (Index::default(), Pending::default());
         let pkg = |t: i64| crawl("h", "image", "sha256:x", t).row(&PACKAGES, &[("name", "a".into())]).batches();

@@ -42,7 +42,7 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     }));
     writeln!(out, "Periscope quickstart: server on {url}, data in {}", data.display())?;
 
-    let opts = CrawlOptions { root: root.clone(), ..Default::default() };
+    let opts = CrawlOptions { root: root.clone(), inherit: true, ..Default::default() };
     let crawls = crawl_async(opts).await?;
     let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
     let report = periscope_agent::send::send(&url, &hostname(), &batches).await?;

@@ -1,6 +1,7 @@
 //! `periscope-agent run` against a real server and the real Docker Engine:
 //! change-only sends (an unchanged host resends almost nothing, a changed
-//! package database only its table), and, with a full crawl only every hour,
+//! package database only its table; containers share what they did not
+//! change with their image instead of sending it), and, with a full crawl only every hour,
 //! containers that start after the first one crawled from Docker's events,
 //! even one that lives two seconds and is removed when it exits.
 
@@ -57,10 +58,35 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
              ON p.scope_id = f.scope_id AND p.crawl_time = f.t"
         ))
     };
-    for scope in ["host", "container", "image"] {
+    for scope in ["host", "image"] {
         let now = count(&format!("SELECT count(*) AS n FROM packages WHERE scope = '{scope}'"));
         assert!(now > 0 && now == history(scope), "{scope}: {now} current rows, first crawl sent {}", history(scope));
     }
+    // The containers changed nothing the package collector reads: they sent
+    // no packages of their own, only that they share their image's, and
+    // current state shows the image's packages under each container's id and name.
+    let image_id = inspect(&image, "{{.Id}}");
+    let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count() as i64;
+    assert_eq!(count("SELECT count(*) AS n FROM packages_history WHERE scope = 'container'"), 0);
+    for id in [&c, &stopped] {
+        let name = inspect(id, "{{.Name}}").trim_start_matches('/').to_string();
+        let rows = sql(
+            &target,
+            &format!("SELECT container, count(*) AS n FROM packages WHERE scope_id = '{id}' GROUP BY container"),
+        );
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((s(&rows[0], "container"), s(&rows[0], "n")), (name, want.to_string()));
+        let shared = sql(
+            &target,
+            &format!("SELECT image_id FROM inherited WHERE scope_id = '{id}' AND table_name = 'packages'"),
+        );
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert_eq!(s(&shared[0], "image_id"), image_id);
+    }
+    // configs holds the container's own /etc/hosts (a bind mount): read from the container itself.
+    assert!(
+        count(&format!("SELECT count(*) AS n FROM configs_history WHERE scope_id = '{c}' AND path = '/etc/hosts'")) > 0
+    );
 
     let st = Command::new("docker")
         .args(["exec", &c, "sh", "-c", "printf '\\nPackage: periscope-planted\\nStatus: install ok installed\\nVersion: 1.0\\nArchitecture: all\\n' >> /var/lib/dpkg/status"])
@@ -74,14 +100,18 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
         count(&format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{c}' AND name = 'periscope-planted'")),
         1
     );
-    // packages were sent twice for the changed container (first crawl, after the change), once for every other scope.
+    // packages were sent once for the host and the image and, once its database changed, for the changed
+    // container; never for the stopped one, which still shares its image's.
     let sends =
         sql(&target, "SELECT scope_id, count(DISTINCT crawl_time) AS n FROM packages_history GROUP BY scope_id");
     for r in &sends {
-        let want = if s(r, "scope_id") == c { "2" } else { "1" };
-        assert_eq!(s(r, "n"), want, "{sends:?}");
+        assert_eq!(s(r, "n"), "1", "{sends:?}");
+        assert_ne!(s(r, "scope_id"), stopped, "{sends:?}");
     }
-    assert!(sends.len() >= 4, "{sends:?}");
+    assert!(sends.iter().any(|r| s(r, "scope_id") == c), "{sends:?}");
+    assert!(sends.iter().any(|r| s(r, "scope_id") == image_id), "{sends:?}");
+    let own = count(&format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{c}'"));
+    assert_eq!(own, want + 1, "the changed container's own rows: the image's packages and the planted one");
     // The differential history names the change and when it happened, and nothing else changed.
     let changes = sql(
         &target,
@@ -99,8 +129,14 @@ fn an_unchanged_host_resends_almost_nothing_and_a_changed_package_database_only_
     let q = format!("SELECT count(*) AS n FROM crawls WHERE scope_id = '{stopped}'");
     assert_eq!(count(&q), 1, "the stopped container was read once");
     let q = format!("SELECT count(*) AS n FROM packages WHERE scope_id = '{stopped}'");
-    let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\n"]).lines().count() as i64;
     assert_eq!(count(&q), want, "and its packages stay current");
+}
+
+/// A field of `docker inspect` of a container or image.
+fn inspect(id: &str, format: &str) -> String {
+    let out = Command::new("docker").args(["inspect", "-f", format, id]).output().unwrap();
+    assert!(out.status.success(), "docker inspect {id}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]
@@ -152,7 +188,9 @@ fn containers_living_between_full_crawls_are_crawled_from_docker_events() {
         count(&format!("SELECT count(*) AS n FROM {table} WHERE scope = 'container' AND scope_id = '{id}'"))
     };
     assert_eq!(packages("packages", &brief), 0, "a removed container is not current state");
-    assert_eq!(packages("packages_history", &brief), want as i64, "but its rows stay in history");
+    let shared =
+        format!("SELECT count(*) AS n FROM inherited_history WHERE scope_id = '{brief}' AND table_name = 'packages'");
+    assert!(count(&shared) >= 1, "but its crawls stay in history");
     assert_eq!(packages("packages", &exited), want as i64);
 }
 

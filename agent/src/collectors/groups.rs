@@ -6,7 +6,7 @@ use super::accounts::parse_group;
 use super::{Scope, Sink};
 
 const C: &str = "groups";
-const GROUP: &str = "/etc/group";
+pub const GROUP: &str = "/etc/group";
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let bytes = match scope.root.read_limited(GROUP, 16 << 20) {

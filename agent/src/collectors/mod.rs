@@ -134,16 +134,87 @@ impl Sink {
 /// A collector: fills rows for its table(s) from one scope.
 pub type CollectFn = fn(&Scope, &mut Sink);
 
+/// One collector, with what it reads and fills.
+pub struct Collector {
+    pub name: &'static str,
+    pub collect: CollectFn,
+    /// The tables it fills (crawl_errors aside).
+    pub tables: &'static [&'static Table],
+    /// Paths and globs of everything it reads: a container whose own layers
+    /// and mounts touch none of them shares its rows with its image (see [`crate::inherit`]).
+    pub inputs: fn(&CollectorConfig) -> Vec<String>,
+    /// Reads [`Sink::owners`], which `packages` fills.
+    pub needs_owners: bool,
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn package_inputs(_: &CollectorConfig) -> Vec<String> {
+    let mut v =
+        strings(&[packages::DPKG_STATUS, packages::DPKG_STATUS_D, packages::DPKG_INFO, packages::APK_INSTALLED]);
+    v.extend(strings(packages::RPM_DIRS));
+    v
+}
+
 /// Every collector, in the order they run (`packages` before those that ask who owns a path).
-pub const COLLECTORS: &[(&str, CollectFn)] = &[
-    ("os", os::collect),
-    ("packages", packages::collect),
-    ("users", users::collect),
-    ("groups", groups::collect),
-    ("configs", configs::collect),
-    ("files", files::collect),
-    ("unowned_files", unowned::collect),
+pub const COLLECTORS: &[Collector] = &[
+    Collector {
+        name: "os",
+        collect: os::collect,
+        tables: &[&tables::OS],
+        inputs: |_| [os::CANDIDATES, os::RELEASE_FILES, os::BUSYBOX].concat().iter().map(|s| s.to_string()).collect(),
+        needs_owners: false,
+    },
+    Collector {
+        name: "packages",
+        collect: packages::collect,
+        tables: &[&tables::PACKAGES, &tables::PACKAGES_NOT_INSTALLED, &tables::PACKAGE_FILES],
+        inputs: package_inputs,
+        needs_owners: false,
+    },
+    Collector {
+        name: "users",
+        collect: users::collect,
+        tables: &[&tables::USERS],
+        inputs: |_| strings(&[users::PASSWD, users::SHADOW]),
+        needs_owners: false,
+    },
+    Collector {
+        name: "groups",
+        collect: groups::collect,
+        tables: &[&tables::GROUPS],
+        inputs: |_| strings(&[groups::GROUP]),
+        needs_owners: false,
+    },
+    Collector {
+        name: "configs",
+        collect: configs::collect,
+        tables: &[&tables::CONFIGS],
+        inputs: |c| c.config_files.clone(),
+        needs_owners: false,
+    },
+    Collector {
+        name: "files",
+        collect: files::collect,
+        tables: &[&tables::FILES],
+        inputs: |c| c.file_globs.clone(),
+        needs_owners: true,
+    },
+    Collector {
+        name: "unowned_files",
+        collect: unowned::collect,
+        tables: &[&tables::UNOWNED_FILES],
+        inputs: |_| strings(unowned::DIRS),
+        needs_owners: true,
+    },
 ];
+
+/// The collector named `name`.
+pub fn collector(name: &str) -> Option<&'static Collector> {
+    COLLECTORS.iter().find(|c| c.name == name)
+}
 
 /// Top-level directories that merged-/usr roots make symlinks into /usr, as
 /// (alias prefix, real prefix) pairs, e.g. ("/bin/", "/usr/bin/").

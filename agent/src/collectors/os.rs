@@ -5,10 +5,10 @@ use periscope_proto::tables::OS;
 use super::{Scope, Sink};
 
 /// os-release locations in the order systemd's os-release(5) prescribes.
-const CANDIDATES: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
+pub const CANDIDATES: &[&str] = &["/etc/os-release", "/usr/lib/os-release"];
 
 /// Distribution release files, most specific first; the first present is reported.
-const RELEASE_FILES: &[&str] = &[
+pub const RELEASE_FILES: &[&str] = &[
     "/etc/alpine-release",
     "/etc/redhat-release",
     "/etc/centos-release",
@@ -21,6 +21,9 @@ const RELEASE_FILES: &[&str] = &[
     "/etc/debian_version",
     "/etc/lsb-release",
 ];
+
+/// Where a busybox-based root has its busybox.
+pub const BUSYBOX: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
 /// The first line of the first release file present.
 fn release(scope: &Scope, out: &mut Sink) -> Option<String> {
@@ -39,7 +42,7 @@ fn release(scope: &Scope, out: &mut Sink) -> Option<String> {
 
 /// A root with /bin/busybox is busybox-based (its applets are links to it).
 fn busybox(scope: &Scope) -> bool {
-    ["/bin/busybox", "/usr/bin/busybox"].iter().any(|p| scope.root.open_file(p).is_ok())
+    BUSYBOX.iter().any(|p| scope.root.open_file(p).is_ok())
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {

@@ -9,8 +9,8 @@ use super::accounts::{parse_passwd, parse_shadow};
 use super::{Scope, Sink};
 
 const C: &str = "users";
-const PASSWD: &str = "/etc/passwd";
-const SHADOW: &str = "/etc/shadow";
+pub const PASSWD: &str = "/etc/passwd";
+pub const SHADOW: &str = "/etc/shadow";
 const MAX_BYTES: u64 = 16 << 20;
 
 pub fn collect(scope: &Scope, out: &mut Sink) {

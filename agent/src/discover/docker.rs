@@ -98,7 +98,12 @@ pub async fn connect(timeout: Duration) -> Result<Docker, String> {
 /// Looks one container (`image` false) or image up by id or name: its full
 /// id (the scope id a full crawl gives it) and where its filesystem is. None
 /// when it is gone.
-pub async fn target(docker: &Docker, id: &str, image: bool) -> Result<Option<(String, Target)>, String> {
+pub async fn target(
+    docker: &Docker,
+    id: &str,
+    image: bool,
+) -> Result<Option<(String, Target, Option<crate::inherit::Base>)>, String> {
+    let mut image_id = None;
     let (full, gd, pid) = if image {
         match docker.inspect_image(id).await {
             Ok(i) => (i.id, i.graph_driver, None),
@@ -115,6 +120,7 @@ pub async fn target(docker: &Docker, id: &str, image: bool) -> Result<Option<(St
                 if pid.is_none() && c.host_config.as_ref().and_then(|h| h.auto_remove).unwrap_or(false) {
                     return Ok(None);
                 }
+                image_id = c.image.clone();
                 (c.id, c.graph_driver, pid)
             }
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -125,11 +131,50 @@ pub async fn target(docker: &Docker, id: &str, image: bool) -> Result<Option<(St
         Some(gd) => (layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)),
         None => (Vec::new(), crate::layers::Markers::KERNEL_OVERLAY),
     };
+    // A container's image, for what the container shares with it.
+    let mut base = None;
+    if let Some(image_id) = image_id {
+        let img = docker.inspect_image(&image_id).await.ok();
+        let img_layers = img.and_then(|i| i.graph_driver).map(|g| layer_dirs(&g.data)).unwrap_or_default();
+        if let Some(own) = own_layers(&layers, &img_layers) {
+            base = Some(crate::inherit::Base { image_id, own_layers: own, markers, pid: None });
+        }
+    }
     let target = match pid {
         Some(pid) => Target::Running(pid, layers, markers),
         None => Target::Layers(layers, markers),
     };
-    Ok(Some((full.unwrap_or_else(|| id.to_string()), target)))
+    Ok(Some((full.unwrap_or_else(|| id.to_string()), target, base)))
+}
+
+/// A container's own layers (its writable layer, Docker's init layer): those
+/// of its layer directories above its image's, when what lies below is
+/// exactly the image's layers.
+pub fn own_layers(container: &[std::path::PathBuf], image: &[std::path::PathBuf]) -> Option<Vec<std::path::PathBuf>> {
+    let n = container.len().checked_sub(image.len())?;
+    (n > 0 && !image.is_empty() && container[n..] == *image).then(|| container[..n].to_vec())
+}
+
+/// For each container whose image is on this host: what it puts in front of its image.
+pub fn bases(inv: &Inventory) -> std::collections::HashMap<String, crate::inherit::Base> {
+    let images: std::collections::HashMap<&str, Vec<std::path::PathBuf>> = inv
+        .images
+        .iter()
+        .filter_map(|(i, _)| Some((i.id.as_deref()?, layer_dirs(&i.graph_driver.as_ref()?.data))))
+        .collect();
+    let mut out = std::collections::HashMap::new();
+    for c in &inv.containers {
+        let (Some(id), Some(image_id), Some(gd)) = (&c.id, &c.image, &c.graph_driver) else { continue };
+        let Some(img) = images.get(image_id.as_str()) else { continue };
+        if let Some(own) = own_layers(&layer_dirs(&gd.data), img) {
+            let markers = crate::layers::Markers::for_driver(&gd.name);
+            out.insert(
+                id.clone(),
+                crate::inherit::Base { image_id: image_id.clone(), own_layers: own, markers, pid: None },
+            );
+        }
+    }
+    out
 }
 
 /// What an engine event asks to crawl: (id, is an image).

@@ -1,0 +1,358 @@
+//! Containers share what they do not change with their image.
+//!
+//! An image's inventory is crawled once for the whole fleet. A container adds
+//! to it only what its own layers (Docker's writable layer and init layer)
+//! and its mounts put in front of the image. So before a container's
+//! collectors run, the agent lists those changes — a walk of the container's
+//! own layer directories (which hold only what the container wrote) plus,
+//! while it runs, the mount points of its mount namespace — and a collector
+//! none of whose inputs the changes touch is not run at all: the crawl says,
+//! in one `inherited` row per table it fills, that the rows are the image's,
+//! and the server shows the image's rows under the container.
+//!
+//! A change at a path touches an input when one is at or below the other
+//! (each component matched as a glob, `**` matching the rest), with two
+//! refinements: a plain directory in a layer (there because something in it
+//! changed) touches only inputs at or above it, and inputs reached through a
+//! symlink of the container's root are also checked at the symlink's target
+//! (`/bin/busybox` at `/usr/bin/busybox` on merged-/usr roots). Whenever the
+//! changes cannot be listed in full (a layer over budget, an unreadable
+//! directory), every collector runs.
+
+use std::path::PathBuf;
+
+use globset::{GlobBuilder, GlobMatcher};
+use rustix::fs::FileType;
+
+use crate::collectors::{Collector, CollectorConfig};
+use crate::layers::Markers;
+use crate::rootfs::{Budgets, Entry, Root};
+
+/// What a container puts in front of its image, where it runs or ran.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// The image (sha256:...) whose crawl holds the shared rows.
+    pub image_id: String,
+    /// The container's own layer directories, top first: everything in its
+    /// layer stack above the image's layers.
+    pub own_layers: Vec<PathBuf>,
+    pub markers: Markers,
+    /// Host pid of the container's main process while it runs: its mount
+    /// points shadow the image too.
+    pub pid: Option<i64>,
+}
+
+/// Most entries of a container's own layers listed before giving up (and crawling everything).
+pub const MAX_CHANGED_ENTRIES: u64 = 200_000;
+
+/// One change the container made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// The path and everything under it are the container's (a file, a
+    /// whiteout, an opaque directory, a mount point); false for a directory
+    /// that merely holds changes.
+    pub whole: bool,
+}
+
+/// The changes `base`'s own layers and mounts make; Err when they cannot be listed in full.
+pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
+    let mut out = Vec::new();
+    let budgets = Budgets { max_entries: budgets.max_entries.min(MAX_CHANGED_ENTRIES), ..*budgets };
+    for layer in &base.own_layers {
+        let root = Root::with_budgets(layer, budgets).map_err(|e| e.to_string())?;
+        let mut failed: Option<String> = None;
+        let walk = root.walk(
+            "/",
+            &mut |e: &Entry| {
+                out.push(layer_change(&root, e, base.markers));
+                true
+            },
+            &mut |e| {
+                failed.get_or_insert(e.to_string());
+            },
+        );
+        walk.map_err(|e| format!("{}: {e}", layer.display()))?;
+        if let Some(e) = failed {
+            return Err(format!("{}: {e}", layer.display()));
+        }
+    }
+    if let Some(pid) = base.pid {
+        let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .map_err(|e| format!("/proc/{pid}/mountinfo: {e}"))?;
+        for mount_point in mount_points(&info) {
+            if mount_point != "/" {
+                out.push(Change { path: mount_point, whole: true });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What one entry of a container's own layer means for the merged view.
+fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
+    let name = e.path.rsplit('/').next().unwrap_or("");
+    let parent = &e.path[..e.path.len() - name.len()];
+    if markers.aufs_files {
+        // aufs-style markers: `.wh..wh..opq` makes its directory opaque, `.wh.<name>` deletes <name>.
+        if name == ".wh..wh..opq" {
+            return Change { path: parent.trim_end_matches('/').to_string(), whole: true };
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            return Change { path: format!("{parent}{hidden}"), whole: true };
+        }
+    }
+    let whole = e.kind != FileType::Directory || root.dir_is_opaque(&e.raw, markers);
+    Change { path: e.path.clone(), whole }
+}
+
+/// Mount points of a mountinfo file, as its process sees them (octal escapes undone).
+pub fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| {
+            let mut out = Vec::new();
+            let b = p.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let oct = b
+                    .get(i + 1..i + 4)
+                    .and_then(|o| std::str::from_utf8(o).ok())
+                    .and_then(|o| u8::from_str_radix(o, 8).ok());
+                match (b[i], oct) {
+                    (b'\\', Some(v)) => {
+                        out.push(v);
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
+}
+
+fn components(p: &str) -> Vec<&str> {
+    p.split('/').filter(|c| !c.is_empty()).collect()
+}
+
+/// An input pattern, compiled component by component.
+struct Pattern {
+    parts: Vec<Part>,
+}
+
+enum Part {
+    Any,
+    Literal(String),
+    Glob(GlobMatcher),
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Pattern {
+        let parts = components(pattern)
+            .into_iter()
+            .map(|c| {
+                if c == "**" {
+                    Part::Any
+                } else if c.contains(['*', '?', '[', '{']) {
+                    match GlobBuilder::new(c).literal_separator(true).build() {
+                        Ok(g) => Part::Glob(g.compile_matcher()),
+                        // An invalid glob reads nothing (the files collector reports it): match anything, to be safe.
+                        Err(_) => Part::Any,
+                    }
+                } else {
+                    Part::Literal(c.to_string())
+                }
+            })
+            .collect();
+        Pattern { parts }
+    }
+
+    /// Whether a change at `path` touches what this pattern names.
+    fn touched_by(&self, change: &Change) -> bool {
+        let comps = components(&change.path);
+        for (i, part) in self.parts.iter().enumerate() {
+            let Some(c) = comps.get(i) else {
+                // The change is above the pattern: only a change of the whole subtree reaches it.
+                return change.whole;
+            };
+            match part {
+                Part::Any => return true,
+                Part::Literal(l) if l != c => return false,
+                Part::Glob(g) if !g.is_match(c) => return false,
+                _ => {}
+            }
+        }
+        // At or below the pattern.
+        true
+    }
+}
+
+/// The literal leading components of a pattern, as a path.
+fn literal_prefix(pattern: &str) -> Vec<&str> {
+    components(pattern).into_iter().take_while(|c| !c.contains(['*', '?', '[', '{'])).collect()
+}
+
+/// `pattern`, plus the same pattern at the target of every symlink among its
+/// literal leading components in `root` (followed a few hops).
+pub fn expand(root: &Root, pattern: &str) -> Vec<String> {
+    let mut out = vec![pattern.to_string()];
+    let mut i = 0;
+    while i < out.len() && out.len() < 16 {
+        let p = out[i].clone();
+        i += 1;
+        let lit = literal_prefix(&p);
+        for n in 1..=lit.len() {
+            let at = format!("/{}", lit[..n].join("/"));
+            let Ok(target) = root.read_link(&at) else { continue };
+            let base = if target.starts_with('/') { String::new() } else { format!("/{}", lit[..n - 1].join("/")) };
+            let Some(resolved) = normalize(&format!("{base}/{target}")) else { continue };
+            let rest: Vec<&str> = components(&p)[n..].to_vec();
+            let q = if rest.is_empty() {
+                resolved
+            } else {
+                format!("{}/{}", resolved.trim_end_matches('/'), rest.join("/"))
+            };
+            if !out.contains(&q) {
+                out.push(q);
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// `.` and `..` resolved lexically, clamped at the root (as in-root resolution does).
+fn normalize(p: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in components(p) {
+        match c {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    Some(format!("/{}", out.join("/")))
+}
+
+/// Which collectors a container can leave to its image.
+pub struct Plan {
+    pub image_id: String,
+    changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn new(image_id: String, changes: Vec<Change>) -> Plan {
+        Plan { image_id, changes }
+    }
+
+    fn touched(&self, root: &Root, inputs: &[String]) -> bool {
+        inputs.iter().flat_map(|i| expand(root, i)).any(|p| {
+            let pat = Pattern::new(&p);
+            self.changes.iter().any(|c| pat.touched_by(c))
+        })
+    }
+
+    /// Whether `c`'s rows in this container equal its image's: nothing it
+    /// reads (nor, for collectors that name owning packages, the package
+    /// databases) is touched by the container's changes.
+    pub fn inherits(&self, c: &Collector, root: &Root, config: &CollectorConfig) -> bool {
+        if self.touched(root, &(c.inputs)(config)) {
+            return false;
+        }
+        let packages = crate::collectors::COLLECTORS.iter().find(|x| x.name == "packages");
+        !(c.needs_owners && packages.is_some_and(|p| self.touched(root, &(p.inputs)(config))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(path: &str, whole: bool) -> Change {
+        Change { path: path.into(), whole }
+    }
+
+    #[test]
+    fn changes_touch_inputs_at_or_below_them_and_whole_subtrees_above() {
+        let cases: &[(&str, Change, bool)] = &[
+            ("/var/lib/dpkg", ch("/var/lib/dpkg/status", true), true),
+            ("/var/lib/dpkg", ch("/var/lib/dpkg/info", false), true),
+            ("/var/lib/dpkg", ch("/var/lib", false), false),
+            ("/var/lib/dpkg", ch("/var", true), true),
+            ("/var/lib/dpkg", ch("/var/lib/apt/lists/x", true), false),
+            ("/etc/passwd", ch("/etc/hosts", true), false),
+            ("/etc/passwd", ch("/etc", false), false),
+            ("/etc/passwd", ch("/etc", true), true),
+            ("/etc/cron*/**", ch("/etc/hosts", true), false),
+            ("/etc/cron*/**", ch("/etc/cron.d/job", true), true),
+            ("/etc/cron*/**", ch("/etc/crontab", true), true),
+            ("/home/*/.ssh/**", ch("/home/alice/.ssh/authorized_keys", true), true),
+            ("/home/*/.ssh/**", ch("/home/alice/notes", true), false),
+            ("/usr/local/bin/*", ch("/usr/local/bin/tool", true), true),
+            ("/usr/local/bin/*", ch("/usr/local/lib/x.so", true), false),
+            ("/usr", ch("/usr/local/bin/tool", true), true),
+            ("/", ch("/anything", true), true),
+        ];
+        for (pattern, change, want) in cases {
+            assert_eq!(Pattern::new(pattern).touched_by(change), *want, "{pattern} vs {change:?}");
+        }
+    }
+
+    #[test]
+    fn mountinfo_mount_points_unescape_octal() {
+        let info = "22 1 0:21 / / rw - overlay overlay rw\n\
+                    30 22 0:5 / /etc/resolv.conf rw - ext4 /dev/vda rw\n\
+                    31 22 0:5 / /srv/with\\040space rw - ext4 /dev/vda rw\n";
+        assert_eq!(mount_points(info), ["/", "/etc/resolv.conf", "/srv/with space"]);
+    }
+
+    #[test]
+    fn inputs_behind_symlinks_are_checked_at_their_targets() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", tmp.path().join("bin")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("../usr/lib/os-release", tmp.path().join("etc/os-release")).unwrap();
+        // Hostile: a link that climbs out is clamped at the root.
+        std::os::unix::fs::symlink("../../../../../data", tmp.path().join("etc/escape")).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        assert_eq!(expand(&root, "/bin/busybox"), ["/bin/busybox", "/usr/bin/busybox"]);
+        assert_eq!(expand(&root, "/etc/os-release"), ["/etc/os-release", "/usr/lib/os-release"]);
+        assert_eq!(expand(&root, "/etc/escape/**"), ["/etc/escape/**", "/data/**"]);
+        let plan = Plan::new("sha256:x".into(), vec![ch("/usr/bin/busybox", true)]);
+        assert!(plan.touched(&root, &["/bin/busybox".into()]));
+        assert!(!plan.touched(&root, &["/bin/sh".into()]));
+    }
+
+    #[test]
+    fn own_layer_entries_become_changes_with_aufs_markers_where_the_driver_writes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = tmp.path();
+        std::fs::create_dir_all(l.join("var/lib/dpkg")).unwrap();
+        std::fs::write(l.join("var/lib/dpkg/.wh.status"), b"").unwrap();
+        std::fs::create_dir_all(l.join("opt/app")).unwrap();
+        std::fs::write(l.join("opt/app/.wh..wh..opq"), b"").unwrap();
+        std::fs::write(l.join("tmp-file"), b"x").unwrap();
+        let base =
+            |markers| Base { image_id: "sha256:x".into(), own_layers: vec![l.to_path_buf()], markers, pid: None };
+        let got = changes(&base(Markers::ALL), &Budgets::default()).unwrap();
+        assert!(got.contains(&ch("/var/lib/dpkg/status", true)), "{got:?}");
+        assert!(got.contains(&ch("/opt/app", true)), "{got:?}");
+        assert!(got.contains(&ch("/var/lib", false)), "{got:?}");
+        assert!(got.contains(&ch("/tmp-file", true)), "{got:?}");
+        // Kernel overlay writes no .wh. files: there they are plain names.
+        let got = changes(&base(Markers::KERNEL_OVERLAY), &Budgets::default()).unwrap();
+        assert!(got.contains(&ch("/var/lib/dpkg/.wh.status", true)), "{got:?}");
+        // Over the entry budget: not listed in full, so the caller inherits nothing.
+        let tight = Budgets { max_entries: 2, ..Budgets::default() };
+        let err = changes(&base(Markers::ALL), &tight).unwrap_err();
+        assert!(err.contains("directory entries"), "{err}");
+    }
+}
