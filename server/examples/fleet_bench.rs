@@ -1,15 +1,25 @@
 //! Fleet query benchmark: a synthetic fleet written through Periscope's own
 //! store (write-ahead log, then Parquet), then the canonical fleet questions
-//! answered by Periscope (a fresh catalog per query, as the server does) and
-//! by DuckDB over the same Parquet files, side by side. Run it with
-//! `benches/fleet-query.sh` (release build).
+//! answered by Periscope (a server's path: the store open, its current-state
+//! index maintained, a fresh catalog per query) and by DuckDB over the same
+//! Parquet files, side by side. Run it with `benches/fleet-query.sh` (release
+//! build).
 //!
 //! Fleet: HOSTS hosts, each with CONTAINERS containers (image drawn from
 //! IMAGES images, skewed so some images are common), HOST_PACKAGES dpkg
 //! packages on the host, and two crawls a day apart, between which 1 host in
-//! 50 upgraded two packages. Each image's packages (IMAGE_PACKAGES) and
-//! os-release are stored once, as the image scope, however many containers
-//! run it. Docker socket mounts on 1 container in 200.
+//! 50 upgraded two packages. Rows are what agents send: each image's packages
+//! (IMAGE_PACKAGES) and os-release once, as the image scope; each container
+//! its own crawl, which shares os and packages with its image (`inherited`
+//! rows) — except 1 container in 20, whose package database differs from its
+//! image's (one package more) and so carries its own packages; a host's second
+//! crawl marks its unchanged tables `unchanged`. Docker socket mounts on 1
+//! container in 200.
+//!
+//! DuckDB reads the same files through views that compute the same current
+//! state (latest crawl per scope, `unchanged`, `inherited`, the hosts'
+//! listings) from history at each query, as Periscope did before it kept an
+//! incremental index.
 
 use std::process::Command;
 use std::time::Instant;
@@ -17,7 +27,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use periscope_agent::collectors::Sink;
 use periscope_agent::encode::{Common, Value};
-use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, OS, PACKAGES, Table};
+use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, INHERITED, OS, PACKAGES, Table, UNCHANGED};
 use periscope_server::query::{self, Access};
 use periscope_server::store::{Store, StoreConfig};
 
@@ -68,8 +78,8 @@ fn push_packages(sink: &mut Sink, n: usize, salt: usize, bumped: &[usize]) {
     }
 }
 
-fn crawls_row(sink: &mut Sink, rows: usize) {
-    sink.row(&CRAWLS, &[("agent_version", "bench".into()), ("rows", Value::Int(rows as i64))]);
+fn crawls_row(sink: &mut Sink, rows: usize, tables: &str) {
+    sink.row(&CRAWLS, &[("agent_version", "bench".into()), ("rows", Value::Int(rows as i64)), ("tables", tables.into())]);
 }
 
 /// The image scope: its packages and os-release, stored once for the fleet.
@@ -85,7 +95,7 @@ fn image(i: usize, packages: usize) -> Vec<RecordBatch> {
     let (id, ver) = if i % 5 == 0 { ("alpine", "3.20") } else { ("debian", if i % 3 == 0 { "11" } else { "12" }) };
     let pretty = format!("{id} {ver}");
     sink.row(&OS, &[("id", id.into()), ("version_id", ver.into()), ("pretty_name", pretty.as_str().into())]);
-    crawls_row(&mut sink, packages + 1);
+    crawls_row(&mut sink, packages + 1, "packages,os");
     sink.finish()
 }
 
@@ -95,16 +105,34 @@ fn pick_image(host: usize, c: usize, images: usize) -> usize {
     if x % 3 == 0 { x % 10.min(images) } else { x % images }
 }
 
-/// One host crawl at `t`: host packages, containers and their mounts.
+fn container_id(h: usize, c: usize) -> String {
+    format!("{h:08x}{c:056x}")
+}
+
+/// Whether a container's package database differs from its image's.
+fn own_packages(h: usize, c: usize) -> bool {
+    (h * 31 + c) % 20 == 0
+}
+
+/// One host crawl at `t`: host packages, containers and their mounts; on the
+/// second day, tables the host did not change are marked unchanged.
 fn host_crawl(h: usize, t: i64, args: &Args) -> Vec<RecordBatch> {
     let host = format!("host-{h:05}");
     let common =
         Common { host: host.clone(), scope: "host".into(), scope_id: format!("machine-{h:05}"), crawl_time_us: t };
     let mut sink = Sink::new(common);
-    let bumped: &[usize] = if t > t0() + DAY_US / 2 && h % 50 == 7 { &[3, 11] } else { &[] };
-    push_packages(&mut sink, args.host_packages, h % 4, bumped);
+    let second = t > t0() + DAY_US / 2;
+    let upgraded = second && h % 50 == 7;
+    let mut tables = vec!["containers", "container_mounts"];
+    if second && !upgraded {
+        sink.row(&UNCHANGED, &[("table_name", "packages".into()), ("since", Value::Int(t0()))]);
+    } else {
+        let bumped: &[usize] = if upgraded { &[3, 11] } else { &[] };
+        push_packages(&mut sink, args.host_packages, h % 4, bumped);
+    }
+    tables.push("packages");
     for c in 0..args.containers {
-        let id = format!("{h:08x}{c:056x}");
+        let id = container_id(h, c);
         let img = pick_image(h, c, args.images);
         let name = format!("svc-{c}");
         let image_ref = format!("registry.example/app-{img}:1.{}", img % 9);
@@ -149,7 +177,34 @@ fn host_crawl(h: usize, t: i64, args: &Args) -> Vec<RecordBatch> {
             );
         }
     }
-    crawls_row(&mut sink, args.host_packages + args.containers * 2);
+    crawls_row(&mut sink, args.host_packages + args.containers * 2, &tables.join(","));
+    sink.finish()
+}
+
+/// One container's crawl at `t`: it shares os (and, mostly, packages) with its image.
+fn container_crawl(h: usize, c: usize, t: i64, args: &Args) -> Vec<RecordBatch> {
+    let img = pick_image(h, c, args.images);
+    let image_id = format!("sha256:{img:064x}");
+    let common = Common {
+        host: format!("host-{h:05}"),
+        scope: "container".into(),
+        scope_id: container_id(h, c),
+        crawl_time_us: t + 1 + c as i64,
+    };
+    let mut sink = Sink::new(common);
+    let mut tables = vec!["inherited"];
+    let mut shared = vec!["os"];
+    if own_packages(h, c) {
+        push_packages(&mut sink, args.image_packages, img, &[]);
+        sink.row(&PACKAGES, &[("manager", "dpkg".into()), ("name", "vim".into()), ("version", "2:9.0.1378-2".into())]);
+        tables.push("packages");
+    } else {
+        shared.push("packages");
+    }
+    for table in shared {
+        sink.row(&INHERITED, &[("table_name", table.into()), ("image_id", image_id.as_str().into())]);
+    }
+    crawls_row(&mut sink, 2, &tables.join(","));
     sink.finish()
 }
 
@@ -183,34 +238,37 @@ async fn generate(store: &Store, args: &Args) -> u64 {
     let (t0, t1) = (t0(), t1());
     for t in [t0, t1] {
         for h in 0..args.hosts {
-            rows += send(host_crawl(h, t, args), format!("host-{h:05}")).await;
+            let mut batches = host_crawl(h, t, args);
+            for c in 0..args.containers {
+                batches.extend(container_crawl(h, c, t, args));
+            }
+            // One agent's send: the tables coalesced, crawls rows last.
+            rows += send(periscope_agent::changes::coalesce(batches), format!("host-{h:05}")).await;
         }
     }
     rows
 }
 
-/// The canonical questions: (name, Periscope SQL, DuckDB SQL over the same files).
+/// The canonical questions: (name, SQL), the same text for Periscope and DuckDB.
 fn questions(version_floor: &str) -> Vec<(&'static str, String, String)> {
     vec![
         (
             "containers with openssl below a version",
             format!(
-                "SELECT c.host, c.name, p.version FROM containers c JOIN packages p \
-                 ON p.scope = 'image' AND p.scope_id = c.image_id \
-                 WHERE p.name = 'openssl' AND version_lt(p.version, '{version_floor}')"
+                "SELECT host, container, version FROM packages \
+                 WHERE scope = 'container' AND name = 'openssl' AND version_lt(version, '{version_floor}')"
             ),
             // DuckDB has no Debian version ordering: plain string comparison (cheaper, not the same semantics).
             format!(
-                "SELECT c.host, c.name, p.version FROM containers c JOIN packages p \
-                 ON p.scope = 'image' AND p.scope_id = c.image_id \
-                 WHERE p.name = 'openssl' AND p.version < '{version_floor}'"
+                "SELECT host, container, version FROM packages \
+                 WHERE scope = 'container' AND name = 'openssl' AND version < '{version_floor}'"
             ),
         ),
         (
             "containers per image and base OS",
             "SELECT c.image, o.pretty_name, count(*) AS n FROM containers c \
-             LEFT JOIN os o ON o.scope = 'image' AND o.scope_id = c.image_id \
-             GROUP BY c.image, o.pretty_name ORDER BY n DESC LIMIT 20"
+             JOIN os o ON o.host = c.host AND o.scope = 'container' AND o.scope_id = c.container_id \
+             GROUP BY c.image, o.pretty_name ORDER BY n DESC, c.image LIMIT 20"
                 .into(),
             String::new(),
         ),
@@ -223,14 +281,9 @@ fn questions(version_floor: &str) -> Vec<(&'static str, String, String)> {
         ),
         (
             "what changed on one host in the last day",
-            "WITH c AS (SELECT crawl_time, row_number() OVER (ORDER BY crawl_time DESC) AS n FROM crawls \
-               WHERE host = 'host-00007' AND scope = 'host'), \
-             now AS (SELECT p.name, p.version FROM packages_history p JOIN c ON p.crawl_time = c.crawl_time \
-               WHERE c.n = 1 AND p.host = 'host-00007' AND p.scope = 'host'), \
-             before AS (SELECT p.name, p.version FROM packages_history p JOIN c ON p.crawl_time = c.crawl_time \
-               WHERE c.n = 2 AND p.host = 'host-00007' AND p.scope = 'host') \
-             SELECT 'added' AS change, * FROM (SELECT * FROM now EXCEPT SELECT * FROM before) \
-             UNION ALL SELECT 'removed', * FROM (SELECT * FROM before EXCEPT SELECT * FROM now) ORDER BY 1, 2"
+            "SELECT action, name, version FROM package_changes \
+             WHERE host = 'host-00007' AND scope = 'host' AND crawl_time > now() - INTERVAL '1 day' \
+             ORDER BY action, name, version"
                 .into(),
             String::new(),
         ),
@@ -249,21 +302,51 @@ fn questions(version_floor: &str) -> Vec<(&'static str, String, String)> {
     .collect()
 }
 
-/// DuckDB views equal to Periscope's catalog: `<t>_history` over the files, and
-/// the current-state view of each table (rows of its scope's latest crawl).
+/// DuckDB views that compute Periscope's current state from the files at
+/// each query: `<t>_history` over the files, the live scopes' latest crawls
+/// (with the hosts' container listings), and per table the rows of each
+/// live scope's latest crawl, following `unchanged` and `inherited`.
 fn duckdb_views(data: &std::path::Path) -> String {
     let mut sql = String::new();
     let files = |t: &str| format!("read_parquet('{}/tables/{t}/*.parquet', union_by_name = true)", data.display());
     sql += &format!("CREATE VIEW crawls AS SELECT * FROM {};\n", files("crawls"));
-    sql += "CREATE VIEW latest_crawls AS SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls \
-            GROUP BY host, scope, scope_id;\n";
-    for t in ["packages", "containers", "container_mounts", "os"] {
+    for t in ["packages", "containers", "container_mounts", "os", "unchanged", "inherited"] {
         sql += &format!("CREATE VIEW {t}_history AS SELECT * FROM {};\n", files(t));
+    }
+    sql += "CREATE VIEW latest AS SELECT host, scope, scope_id, max(crawl_time) AS crawl_time FROM crawls \
+            GROUP BY host, scope, scope_id;\n";
+    sql += "CREATE VIEW hosts AS SELECT l.host, l.crawl_time, COALESCE(u.since, l.crawl_time) AS listed_at \
+            FROM latest l LEFT JOIN unchanged_history u ON u.host = l.host AND u.scope = l.scope \
+            AND u.scope_id = l.scope_id AND u.crawl_time = l.crawl_time AND u.table_name = 'containers' \
+            WHERE l.scope = 'host';\n";
+    sql += "CREATE VIEW listing AS SELECT c.host, c.container_id, c.name FROM containers_history c \
+            JOIN hosts h ON c.host = h.host AND c.scope = 'host' AND c.crawl_time = h.listed_at;\n";
+    sql += "CREATE VIEW live AS SELECT l.host, l.scope, l.scope_id, l.crawl_time, li.name AS container \
+            FROM latest l LEFT JOIN hosts h ON h.host = l.host \
+            LEFT JOIN listing li ON li.host = l.host AND li.container_id = l.scope_id AND l.scope = 'container' \
+            WHERE l.scope <> 'container' OR h.host IS NULL OR li.container_id IS NOT NULL OR l.crawl_time > h.crawl_time;\n";
+    sql += "CREATE VIEW image_latest AS SELECT scope_id AS image_id, arg_max(host, crawl_time) AS host, \
+            max(crawl_time) AS crawl_time FROM crawls WHERE scope = 'image' GROUP BY scope_id;\n";
+    for t in ["packages", "containers", "container_mounts", "os"] {
         sql += &format!(
-            "CREATE VIEW {t} AS SELECT t.* FROM {t}_history t JOIN latest_crawls k ON t.host = k.host \
-             AND t.scope = k.scope AND t.scope_id = k.scope_id AND t.crawl_time = k.crawl_time;\n"
+            "CREATE VIEW {t} AS \
+             SELECT t.* EXCLUDE (host, scope, scope_id, crawl_time), k.host, k.scope, k.scope_id, t.crawl_time, k.container \
+             FROM {t}_history t JOIN ( \
+               SELECT v.host, v.scope, v.scope_id, v.container, COALESCE(u.since, v.crawl_time) AS data_time \
+               FROM live v LEFT JOIN unchanged_history u ON u.host = v.host AND u.scope = v.scope \
+               AND u.scope_id = v.scope_id AND u.crawl_time = v.crawl_time AND u.table_name = '{t}') k \
+             ON t.host = k.host AND t.scope = k.scope AND t.scope_id = k.scope_id AND t.crawl_time = k.data_time \
+             UNION ALL \
+             SELECT t.* EXCLUDE (host, scope, scope_id, crawl_time), v.host, v.scope, v.scope_id, v.crawl_time, v.container \
+             FROM live v JOIN inherited_history i ON i.host = v.host AND i.scope = v.scope \
+               AND i.scope_id = v.scope_id AND i.crawl_time = v.crawl_time AND i.table_name = '{t}' \
+             JOIN image_latest il ON il.image_id = i.image_id \
+             JOIN {t}_history t ON t.host = il.host AND t.scope = 'image' AND t.scope_id = i.image_id \
+               AND t.crawl_time = il.crawl_time;\n"
         );
     }
+    // The package_changes view, as Periscope defines it.
+    sql += &format!("{};\n", periscope_server::catalog::PACKAGE_CHANGES);
     sql
 }
 
@@ -329,6 +412,11 @@ async fn main() {
     let rows = generate(&store, &args).await;
     store.close().unwrap();
     drop(store);
+    let written = start.elapsed();
+    // A server opening the directory rebuilds its current-state index from the stored rows.
+    let opened = Instant::now();
+    let store = Store::open(&data).unwrap();
+    let opened = opened.elapsed();
     let bytes = dir_bytes(&data.join("tables"));
     println!(
         "fleet: {} hosts x {} containers, {} images ({} packages each), {} host packages, two crawls a day apart",
@@ -336,15 +424,23 @@ async fn main() {
     );
     println!(
         "  {rows} stored rows written through the store in {:.1} s; {:.1} MB of Parquet = {:.1} bytes per stored row",
-        start.elapsed().as_secs_f64(),
+        written.as_secs_f64(),
         bytes as f64 / 1e6,
         bytes as f64 / rows as f64
     );
-    let visible = query::run(
-        &data,
+    println!(
+        "  reopened in {:.2} s, current-state index rebuilt from the stored rows: {} scopes",
+        opened.as_secs_f64(),
+        store.index().len()
+    );
+    let run = |q: String| {
+        let snapshot = store.snapshot();
+        async move { query::run_on(snapshot, &q, Access::Local, &query::Limits::none()).await }
+    };
+    let visible = run(
         "SELECT (SELECT count(*) FROM packages) + (SELECT count(*) FROM containers) \
-        + (SELECT count(*) FROM container_mounts) AS n",
-        Access::Local,
+        + (SELECT count(*) FROM container_mounts) AS n"
+            .into(),
     )
     .await
     .unwrap();
@@ -378,7 +474,7 @@ async fn main() {
         let mut n = 0;
         for i in 0..=args.runs {
             let t = Instant::now();
-            let (_, batches) = query::run(&data, ours, Access::Local).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (_, batches) = run(ours.clone()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
             n = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
             if i > 0 {
                 times.push(t.elapsed().as_secs_f64());

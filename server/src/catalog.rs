@@ -401,7 +401,7 @@ async fn register(
 /// or removed from the previous one (a scope's first crawl adds everything).
 /// A crawl's packages are its own rows, those of the crawl it marked them
 /// unchanged since, or, when it inherited them, its image's newest crawl's.
-const PACKAGE_CHANGES: &str = "CREATE VIEW package_changes AS \
+pub const PACKAGE_CHANGES: &str = "CREATE VIEW package_changes AS \
     WITH c AS ( \
       SELECT host, scope, scope_id, crawl_time, \
              LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl \
