@@ -79,7 +79,10 @@ fn push_packages(sink: &mut Sink, n: usize, salt: usize, bumped: &[usize]) {
 }
 
 fn crawls_row(sink: &mut Sink, rows: usize, tables: &str) {
-    sink.row(&CRAWLS, &[("agent_version", "bench".into()), ("rows", Value::Int(rows as i64)), ("tables", tables.into())]);
+    sink.row(
+        &CRAWLS,
+        &[("agent_version", "bench".into()), ("rows", Value::Int(rows as i64)), ("tables", tables.into())],
+    );
 }
 
 /// The image scope: its packages and os-release, stored once for the fleet.
@@ -308,7 +311,12 @@ fn questions(version_floor: &str) -> Vec<(&'static str, String, String)> {
 /// live scope's latest crawl, following `unchanged` and `inherited`.
 fn duckdb_views(data: &std::path::Path) -> String {
     let mut sql = String::new();
-    let files = |t: &str| format!("read_parquet('{}/tables/{t}/*.parquet', union_by_name = true)", data.display());
+    let files = |t: &str| {
+        format!(
+            "read_parquet('{}/tables/{t}/*/*.parquet', union_by_name = true, hive_partitioning = false)",
+            data.display()
+        )
+    };
     sql += &format!("CREATE VIEW crawls AS SELECT * FROM {};\n", files("crawls"));
     for t in ["packages", "containers", "container_mounts", "os", "unchanged", "inherited"] {
         sql += &format!("CREATE VIEW {t}_history AS SELECT * FROM {};\n", files(t));
@@ -437,11 +445,9 @@ async fn main() {
         let snapshot = store.snapshot();
         async move { query::run_on(snapshot, &q, Access::Local, &query::Limits::none()).await }
     };
-    let visible = run(
-        "SELECT (SELECT count(*) FROM packages) + (SELECT count(*) FROM containers) \
+    let visible = run("SELECT (SELECT count(*) FROM packages) + (SELECT count(*) FROM containers) \
         + (SELECT count(*) FROM container_mounts) AS n"
-            .into(),
-    )
+        .into())
     .await
     .unwrap();
     let visible =

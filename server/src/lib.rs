@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod current;
+pub mod delta;
 pub mod flight;
 pub mod output;
 pub mod pg;

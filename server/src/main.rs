@@ -56,6 +56,10 @@ enum Cmd {
         /// Merge a table's small Parquet files into one once there are this many (0: never).
         #[arg(long, default_value_t = 16)]
         compact_files: usize,
+        /// Keep history this many days (0: for ever). Older day partitions are
+        /// rewritten, hourly, to hold only the rows current state still reads.
+        #[arg(long, default_value_t = 0)]
+        retention_days: u64,
         /// Serve Arrow Flight SQL (ADBC, JDBC, DBeaver) on this address; needs --sql-user.
         #[arg(long)]
         flight_listen: Option<String>,
@@ -215,11 +219,17 @@ async fn bind_front(addr: Option<&str>, what: &str) -> anyhow::Result<Option<tok
     Ok(Some(l))
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed at once, not at
+/// first poll: a stop that arrives while the store is still opening is a clean stop too.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 
@@ -237,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             flush_secs,
             host_expiry_secs,
             compact_files,
+            retention_days,
             flight_listen,
             pg_listen,
             sql_user,
@@ -256,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 _ => None,
             };
+            let stop = shutdown_signal();
             let listener =
                 service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
@@ -278,6 +290,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     flush_interval: std::time::Duration::from_secs(flush_secs),
                     host_expiry: std::time::Duration::from_secs(host_expiry_secs),
                     compact_files,
+                    retention: (retention_days > 0).then(|| std::time::Duration::from_secs(retention_days * 86_400)),
+                    ..Default::default()
                 },
                 limits: periscope_server::query::Limits {
                     memory_bytes: query_memory_bytes,
@@ -293,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     webhook: report_webhook,
                 }),
             };
-            service::serve_with(data, listener, opts, shutdown_signal()).await?;
+            service::serve_with(data, listener, opts, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sql { sql, server, data, format, user } => {

@@ -128,14 +128,15 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
     eprintln!("{n} full crawls, {failed} sends interrupted by a kill");
     assert!(failed >= 10, "the injected crashes interrupt sends: {failed}");
     assert_exactly_once(&url, n);
-    let flushed = std::fs::read_dir(data.path().join("tables/packages"))
+    let names: Vec<String> = std::fs::read_dir(data.path().join("tables/packages"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("wal-"))
-        .count();
-    let compacted = std::fs::read_dir(data.path().join("tables/packages"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("compact-"))
-        .count();
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("day="))
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let flushed = names.iter().filter(|n| n.starts_with("wal-")).count();
+    let compacted = names.iter().filter(|n| n.starts_with("compact-")).count();
     assert!(flushed + compacted >= 1, "the server flushed to Parquet between kills");
     assert!(compacted >= 1, "the server compacted files between kills");
     // Another process reading the data directory while the server runs sees the same.
@@ -143,6 +144,22 @@ fn a_server_killed_twenty_times_during_ingest_loses_and_duplicates_nothing() {
     let n_local = sql(&local, "SELECT count(*) AS n FROM packages_history")[0]["n"].clone();
     let n_server = sql(&["--server", url.as_str()], "SELECT count(*) AS n FROM packages_history")[0]["n"].clone();
     assert_eq!(n_local, n_server, "log plus Parquet, read from outside, equals the server's view");
+    // After a clean stop (a last flush), the Delta log, through all the crashes, holds exactly the rows.
+    server.take().unwrap().stop();
+    if let Some(py) = python() {
+        let script = "import deltalake, sys, os\n\
+            print(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows, flush=True)\n\
+            os._exit(0)";
+        let out = std::process::Command::new(py)
+            .args(["-c", script])
+            .arg(data.path().join("tables/packages"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deltalake: {}", String::from_utf8_lossy(&out.stderr));
+        let delta = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let stored = sql(&local, "SELECT count(*) AS n FROM packages_history")[0]["n"].to_string();
+        assert_eq!(delta, stored, "the Delta log's rows equal the store's");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! The store is plain Parquet that other engines read without Periscope
-//! (everything up to the last flush; a clean stop flushes):
-//! DuckDB (PyPI) over the table directories gets the same answers as
-//! `periscope sql` for the same questions.
+//! The store is plain Parquet, partitioned by day, with a Delta Lake log per
+//! table, that other engines read without Periscope (everything up to the
+//! last flush; a clean stop flushes): DuckDB (PyPI) over the table
+//! directories and the Python `deltalake` package over the Delta logs get the
+//! same answers as `periscope sql`, through flushes and compactions.
 
 mod common;
 
@@ -27,9 +28,16 @@ fn duckdb_reads_the_stored_files_and_agrees_with_periscope() {
     assert!(ok, "{err}");
     // A clean stop writes what the server buffered; every table's rows of the crawl land in one file.
     server.stop();
-    let files = std::fs::read_dir(data.path().join("tables/packages")).unwrap().count();
+    let days: Vec<_> = std::fs::read_dir(data.path().join("tables/packages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("day="))
+        .collect();
+    assert_eq!(days.len(), 1, "{days:?}");
+    let files = std::fs::read_dir(data.path().join("tables/packages").join(&days[0])).unwrap().count();
     assert_eq!(files, 1, "one Parquet file for the crawl's packages, not one per batch");
-    let dir = |t: &str| format!("read_parquet('{}/tables/{t}/*.parquet')", data.path().display());
+    let dir =
+        |t: &str| format!("read_parquet('{}/tables/{t}/*/*.parquet', hive_partitioning = true)", data.path().display());
     let target = ["--data", data.path().to_str().unwrap()];
     let questions = [
         (
@@ -57,4 +65,75 @@ fn duckdb_reads_the_stored_files_and_agrees_with_periscope() {
         assert!(!want.is_empty(), "{theirs}");
         assert_eq!(got, want, "{ours}");
     }
+}
+
+/// Rows and files of a table as the Python `deltalake` package reads its Delta log.
+fn delta(py: &str, table_dir: &std::path::Path) -> serde_json::Value {
+    // os._exit: pyarrow's scanner threads can abort the interpreter's teardown after a correct result
+    // (apache/arrow#34314, delta-io/delta-rs#2184); the answer is printed and flushed by then.
+    let script = "import deltalake, sys, json, os\n\
+        dt = deltalake.DeltaTable(sys.argv[1])\n\
+        t = dt.to_pyarrow_table()\n\
+        keys = sorted(set(zip(t.column('scope_id').to_pylist(), t.column('name').to_pylist())))\n\
+        days = sorted(set(str(d) for d in t.column('day').to_pylist()))\n\
+        print(json.dumps({'rows': t.num_rows, 'distinct': len(keys), 'files': len(dt.file_uris()), 'days': days, 'version': dt.version()}), flush=True)\n\
+        os._exit(0)";
+    let out = Command::new(py).args(["-c", script]).arg(table_dir).output().expect("run python");
+    assert!(
+        out.status.success(),
+        "deltalake ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn delta_readers_see_every_committed_row_once_through_flushes_and_compactions() {
+    let Some(py) = python() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let table = data.path().join("tables/packages");
+    let root = debian_rootfs().display().to_string();
+    let target = ["--data", data.path().to_str().unwrap()];
+    let count = |q: &str| s(&sql(&target, q)[0], "n").parse::<u64>().unwrap();
+    // Three crawls, each flushed by a clean stop; the third flush leaves three small files, which are merged.
+    for i in 1..=3 {
+        let server = Server::start_full(data.path(), "127.0.0.1:0", &["--compact-files", "3"], &[]);
+        let id = format!("bookworm-{i}");
+        let (ok, _, err) =
+            agent(&["crawl", "--root", &root, "--server", &server.url, "--scope", "image", "--scope-id", &id]);
+        assert!(ok, "{err}");
+        server.stop();
+        let d = delta(&py, &table);
+        let want = count("SELECT count(*) AS n FROM packages_history");
+        assert_eq!(d["rows"].as_u64().unwrap(), want, "after flush {i}: {d}");
+        assert_eq!(d["distinct"].as_u64().unwrap(), want, "no row twice: {d}");
+        let today = count("SELECT count(DISTINCT date_trunc('day', crawl_time)) AS n FROM packages_history");
+        assert_eq!(d["days"].as_array().unwrap().len() as u64, today, "the day partition column: {d}");
+        let files = if i < 3 { i } else { 1 };
+        assert_eq!(d["files"].as_u64().unwrap(), files, "after flush {i}: {d}");
+    }
+    // The next open deletes the compaction's inputs (readers of the log's latest version never list them).
+    Server::start(data.path()).stop();
+    assert_eq!(walk_parquet(&table), 1);
+    let d = delta(&py, &table);
+    assert_eq!(
+        (d["rows"].as_u64().unwrap(), d["files"].as_u64().unwrap()),
+        (count("SELECT count(*) AS n FROM packages_history"), 1)
+    );
+    assert_eq!(d["version"].as_u64().unwrap(), 4, "created, three flushes, one compaction: {d}");
+}
+
+fn walk_parquet(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.ends_with("_delta_log") {
+            n += walk_parquet(&p);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            n += 1;
+        }
+    }
+    n
 }
