@@ -6,9 +6,12 @@
 //! - login: a SQL user's password (cleartext password message; use TLS off loopback);
 //! - read-only: anything but queries, EXPLAIN, SHOW, cursors, transactions and
 //!   harmless session `SET`s is refused, and so is `SET datafusion.*`;
-//! - limits: queries share a memory pool of `--query-memory-bytes` without
-//!   spilling, and each is cancelled after `--query-timeout-secs`, rows
-//!   streamed so far included;
+//! - limits: each connection has its own session, so its own memory pool of
+//!   `--query-memory-bytes` without spilling (a connection runs one statement
+//!   at a time, so this is a per-query limit) and its own session settings
+//!   (`SET TIME ZONE` is the client's alone); each query is cancelled after
+//!   `--query-timeout-secs`, rows streamed so far included; at most
+//!   `MAX_CONNECTIONS` connections are served at once, later ones wait;
 //! - each statement reads one snapshot of the store (pinned around its
 //!   planning, where the tables are scanned), so a long-lived connection sees
 //!   new crawls and no statement sees half of one.
@@ -269,18 +272,14 @@ fn tls_acceptor(t: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves the Postgres protocol on `listener` until `shutdown` completes.
-pub async fn serve(
-    store: Arc<Store>,
-    users: Arc<SqlUsers>,
-    limits: Limits,
-    listener: tokio::net::TcpListener,
-    tls: Option<TlsFiles>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+/// Connections served at once; each holds a session with its own memory pool.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// A connection's session: the live catalog with pg_catalog, the read-only
+/// hook first, in a runtime with its own memory pool.
+async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Arc<Sandboxed>> {
     let keep_for = limits.timeout + Duration::from_secs(60);
-    let store_for_queries = store.clone();
-    let ctx = crate::catalog::live_context(store, limits.runtime()?, keep_for).await?;
+    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
         crate::catalog::CATALOG,
@@ -294,13 +293,25 @@ pub async fn serve(
         Arc::new(TransactionStatementHook),
     ];
     let inner = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
+    Ok(Arc::new(Sandboxed { inner, timeout: limits.timeout, store: store.clone() }))
+}
+
+/// Serves the Postgres protocol on `listener` until `shutdown` completes.
+pub async fn serve(
+    store: Arc<Store>,
+    users: Arc<SqlUsers>,
+    limits: Limits,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsFiles>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.default_transaction_read_only = true;
     parameters.is_superuser = false;
-    let handlers = Arc::new(Handlers {
-        queries: Arc::new(Sandboxed { inner, timeout: limits.timeout, store: store_for_queries }),
-        login: Arc::new(PasswordLogin { users, parameters, keys: RandomPidSecretKeyGenerator::default() }),
-    });
+    let login = Arc::new(PasswordLogin { users, parameters, keys: RandomPidSecretKeyGenerator::default() });
+    // One session is built now, so that a catalog problem stops the server at start, not at a client's first query.
+    drop(session(&store, &limits).await?);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let tls = tls.as_ref().map(tls_acceptor).transpose()?;
     tokio::pin!(shutdown);
     loop {
@@ -314,8 +325,18 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let (handlers, tls) = (handlers.clone(), tls.clone());
+                let (store, limits, login, tls, slots) =
+                    (store.clone(), limits.clone(), login.clone(), tls.clone(), slots.clone());
                 tokio::spawn(async move {
+                    let Ok(_slot) = slots.acquire_owned().await else { return };
+                    let queries = match session(&store, &limits).await {
+                        Ok(q) => q,
+                        Err(e) => {
+                            tracing::error!(%addr, "postgres front: cannot build a session: {e}");
+                            return;
+                        }
+                    };
+                    let handlers = Arc::new(Handlers { queries, login });
                     if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                         tracing::debug!(%addr, "postgres front: connection ended: {e}");
                     }

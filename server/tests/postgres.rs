@@ -1,8 +1,9 @@
 //! The Postgres wire front through Debian's psql: a SQL user logs in with its
 //! password and gets the same rows as the CLI; psql's own catalog commands
 //! and the session and catalog statements BI tools (Grafana, Metabase) send
-//! when they connect work; writes, COPY and server-wide settings are
-//! refused; a runaway query is cancelled while the server stays up; TLS works.
+//! when they connect work; each connection's settings are its own; writes,
+//! COPY and server-wide settings are refused; a runaway query is cancelled
+//! while the server stays up; TLS works.
 
 mod common;
 
@@ -89,6 +90,12 @@ fn psql_logs_in_reads_the_fleet_and_cannot_write() {
             assert!(out.contains("packages"), "{startup}: {out}");
         }
     }
+
+    // Each connection is a session of its own: one client's SET TIME ZONE is not another's.
+    let (ok, out, err) = psql(&port, PASSWORD, "disable", "SET TIME ZONE 'America/New_York'; SHOW TIME ZONE");
+    assert!(ok && out.contains("America/New_York"), "{out} {err}");
+    let other = rows(&port, "SHOW TIME ZONE");
+    assert!(!other.iter().any(|l| l.contains("America/New_York")), "another connection's setting leaked: {other:?}");
 
     // Refusals, each with a clear error; the server stays up.
     let copied = data.path().join("copied.csv");
