@@ -4,8 +4,9 @@
 # rpm databases), python3-rpm (rpm's own version comparison, as an oracle) and
 # python3-seccomp (to run the agent where seccomp refuses openat2),
 # fuse-overlayfs (a real FUSE filesystem to freeze under a crawl), openssl
-# (certificates for the TLS tests), psql (the Postgres front's client) and
-# chromium (headless, to load and screenshot the HTML compliance report).
+# (certificates for the TLS tests), psql (the Postgres front's client),
+# chromium (headless, to load and screenshot the HTML compliance report) and
+# script (a real terminal for the CLI's progress display).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -16,6 +17,7 @@ command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
+command -v script >/dev/null || need+=(bsdutils)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

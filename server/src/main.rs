@@ -320,7 +320,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
-                    query::remote(&server, &sql, credentials.as_ref()).await?
+                    let progress = output::Progress::start();
+                    let result = query::remote(&server, &sql, credentials.as_ref(), |rows| progress.rows(rows)).await;
+                    progress.finish();
+                    result?
                 }
             };
             output::write(format, &schema, &batches, &mut std::io::stdout().lock())?;
@@ -391,7 +394,7 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
                     let url = server.unwrap_or_else(|| "http://127.0.0.1:7700".into());
                     let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
                     // Unreachable is the operator's problem, not every check's: say so once.
-                    query::remote(&url, "SELECT 1", credentials.as_ref()).await?;
+                    query::remote(&url, "SELECT 1", credentials.as_ref(), |_| {}).await?;
                     (run::Target::Remote { url, credentials }, history)
                 }
             };

@@ -44,6 +44,50 @@ pub fn write(format: Format, schema: &SchemaRef, batches: &[RecordBatch], out: &
     Ok(())
 }
 
+/// What a long query against a server shows on a terminal while it runs:
+/// rows received so far and the time taken, from one second on (a quick query
+/// shows nothing), on stderr, and only when stderr is a terminal.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+}
+
+/// Quiet time before progress shows.
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Progress {
+    pub fn start() -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+        let style = indicatif::ProgressStyle::with_template("{spinner} {elapsed} {human_pos} rows received")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        bar.set_style(style);
+        let shown = bar.clone();
+        // Shown only if the query is still running after PROGRESS_AFTER; ticks keep the spinner and clock going.
+        tokio::spawn(async move {
+            tokio::time::sleep(PROGRESS_AFTER).await;
+            if !shown.is_finished() {
+                shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(std::time::Duration::from_millis(100));
+            }
+        });
+        Progress { bar, started: std::time::Instant::now() }
+    }
+
+    pub fn rows(&self, rows: u64) {
+        self.bar.set_position(rows);
+    }
+
+    /// Clears the bar; a query that showed progress leaves a summary line.
+    pub fn finish(self) {
+        let shown = !self.bar.is_hidden();
+        let rows = self.bar.position();
+        self.bar.finish_and_clear();
+        if shown {
+            eprintln!("periscope: {rows} rows received in {:.1} s", self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

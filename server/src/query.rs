@@ -143,6 +143,51 @@ pub async fn execute(
     }
 }
 
+/// Rows of a query as they are produced.
+pub type BatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
+
+/// Runs `sql` against a snapshot within `limits`, yielding rows as they are
+/// produced rather than collecting them: the result is not held in memory,
+/// so it is not bounded by the memory limit, which still bounds the work. The
+/// time limit covers planning and the whole stream; dropping the stream
+/// cancels the query.
+pub async fn stream_on(
+    snapshot: Snapshot,
+    sql: &str,
+    access: Access,
+    limits: &Limits,
+) -> Result<(SchemaRef, BatchStream), QueryError> {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let cancelled = |limits: &Limits| {
+        QueryError::Limit(format!(
+            "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+            limits.timeout.as_secs()
+        ))
+    };
+    let plan = async {
+        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+        let df = ctx.sql_with_options(sql, options(access)).await?;
+        Ok::<_, QueryError>(df.execute_stream().await?)
+    };
+    let stream = tokio::time::timeout_at(deadline, plan).await.map_err(|_| cancelled(limits))??;
+    // The batches' own schema (see `execute`).
+    let schema = stream.schema();
+    let limits = limits.clone();
+    let rows = futures::stream::unfold(Some(stream), move |stream| {
+        let limits = limits.clone();
+        async move {
+            let mut stream = stream?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(b))) => Some((Ok(b), Some(stream))),
+                Ok(Some(Err(e))) => Some((Err(memory(e, &limits)), None)),
+                Ok(None) => None,
+                Err(_) => Some((Err(cancelled(&limits)), None)),
+            }
+        }
+    });
+    Ok((schema, Box::pin(rows)))
+}
+
 /// Plans `sql` as a remote read and returns its result schema without running
 /// it: the physical plan's, which is what [`execute`] streams (the logical
 /// plan may say Utf8 where execution produces Utf8View).
@@ -162,11 +207,12 @@ fn memory(e: DataFusionError, limits: &Limits) -> QueryError {
     QueryError::Sql(e)
 }
 
-/// Runs `sql` on the server at `url`.
+/// Runs `sql` on the server at `url`; `progress` hears the rows received so far as they stream in.
 pub async fn remote(
     url: &str,
     sql: &str,
     credentials: Option<&(String, String)>,
+    mut progress: impl FnMut(u64),
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let unreachable = |m: String| QueryError::Unreachable { url: url.to_string(), message: m };
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| unreachable(e.to_string()))?;
@@ -198,6 +244,7 @@ pub async fn remote(
             .map_err(|e| QueryError::Decode { url: url.to_string(), message: e.to_string() })?;
         schema.get_or_insert(s);
         batches.extend(b);
+        progress(batches.iter().map(|b| b.num_rows() as u64).sum());
     }
     let schema =
         schema.ok_or_else(|| QueryError::Decode { url: url.to_string(), message: "no schema in result".into() })?;

@@ -49,14 +49,14 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     let c = &crawls[0];
     let scope = format!("host = {} AND scope_id = {}", quote(&c.common.host), quote(&c.common.scope_id));
 
-    let (_, os) = query::remote(&url, &format!("SELECT pretty_name FROM os WHERE {scope}"), None).await?;
+    let (_, os) = query::remote(&url, &format!("SELECT pretty_name FROM os WHERE {scope}"), None, |_| {}).await?;
     let os_name = os
         .first()
         .filter(|b| b.num_rows() > 0)
         .map(|b| arrow_cast::display::array_value_to_string(b.column(0), 0))
         .transpose()?
         .unwrap_or_else(|| "unknown (no os-release)".into());
-    let (_, n) = query::remote(&url, &format!("SELECT count(*) FROM packages WHERE {scope}"), None).await?;
+    let (_, n) = query::remote(&url, &format!("SELECT count(*) FROM packages WHERE {scope}"), None, |_| {}).await?;
     let packages = arrow_cast::display::array_value_to_string(n[0].column(0), 0)?;
     writeln!(out, "Crawled {} (root {}, scope id {})", c.common.host, root.display(), c.common.scope_id)?;
     writeln!(out, "  OS:          {os_name}")?;
@@ -83,7 +83,7 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
     }
     for sql in &examples {
         writeln!(out, "\nperiscope sql \"{sql}\"")?;
-        let (schema, batches) = query::remote(&url, sql, None).await?;
+        let (schema, batches) = query::remote(&url, sql, None, |_| {}).await?;
         output::write(Format::Table, &schema, &batches, out)?;
     }
     writeln!(out, "\nAsk your own: periscope sql --data {} \"SELECT * FROM packages LIMIT 10\"", data.display())?;

@@ -185,14 +185,19 @@ impl Query for QueryService {
             self.users.identify(request.metadata())?;
         }
         let sql = request.into_inner().sql;
-        let (schema, batches) = query::run_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
+        let (schema, rows) = query::stream_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let mut chunks = vec![ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()))?];
-        for b in &batches {
-            chunks.push(ipc::encode(&schema, std::slice::from_ref(b)).map_err(|e| Status::internal(e.to_string()))?);
-        }
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks.into_iter().map(|c| Ok(SqlChunk { arrow_ipc: c }))))))
+        // The schema first, then each batch as the query produces it: the
+        // client sees rows (and can show progress) before the query ends.
+        let head = ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()))?;
+        let body = rows.map(move |b| {
+            let b = b.map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let chunk = ipc::encode(&schema, std::slice::from_ref(&b)).map_err(|e| Status::internal(e.to_string()))?;
+            Ok(SqlChunk { arrow_ipc: chunk })
+        });
+        let chunks = futures::stream::once(async move { Ok(SqlChunk { arrow_ipc: head }) }).chain(body);
+        Ok(Response::new(Box::pin(chunks)))
     }
 }
 

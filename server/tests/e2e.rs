@@ -288,3 +288,26 @@ fn a_silent_host_leaves_current_state_and_stays_in_history() {
     assert_eq!(count("SELECT count(*) AS n FROM packages_history WHERE host = 'silent-host' AND scope = 'host'"), n);
     assert_eq!(count("SELECT count(*) AS n FROM packages WHERE scope = 'image'"), n, "images stay");
 }
+
+/// A long query against a server shows rows received and time on a terminal
+/// (a real pty, from util-linux's `script`), then a summary line; piped, the
+/// CLI prints the rows alone.
+#[test]
+fn a_long_query_against_a_server_shows_progress_on_a_terminal_only() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    // Several seconds of work in a debug build, five rows at the end.
+    let q = "SELECT v FROM generate_series(1, 100000000) t(v) WHERE v % 20000000 = 0 ORDER BY v";
+    let cli = format!("{} sql --server {} --format csv '{q}'", periscope_bin().display(), server.url);
+    let out = Command::new("script").args(["-qec", &cli, "/dev/null"]).output().expect("script (util-linux)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tty = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    assert!(tty.contains(" rows received"), "no progress on the terminal: {tty}");
+    assert!(tty.contains("periscope: 5 rows received in "), "no summary: {tty}");
+    assert!(tty.contains("100000000"), "{tty}");
+    let piped =
+        Command::new(periscope_bin()).args(["sql", "--server", &server.url, "--format", "csv", q]).output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(String::from_utf8_lossy(&piped.stderr), "", "nothing but rows when not on a terminal");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 6, "a header and five rows");
+}

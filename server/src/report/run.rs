@@ -46,7 +46,7 @@ impl Target {
         let work = async {
             match self {
                 Target::Local { ctx, .. } => query::execute(ctx, sql, Access::ReadOnly, &Limits::none()).await,
-                Target::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref()).await,
+                Target::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref(), |_| {}).await,
             }
         };
         // Dropping the query on timeout cancels it (locally: its DataFusion stream).
