@@ -167,18 +167,20 @@ pub async fn stream_on(
     let plan = async {
         let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
         let df = ctx.sql_with_options(sql, options(access)).await?;
-        Ok::<_, QueryError>(df.execute_stream().await?)
+        Ok::<_, QueryError>((df.execute_stream().await?, ctx))
     };
-    let stream = tokio::time::timeout_at(deadline, plan).await.map_err(|_| cancelled(limits))??;
+    // The session goes along with the stream: its tables hold the snapshot,
+    // and so the files the plan reads, which a compaction must not delete meanwhile.
+    let (stream, ctx) = tokio::time::timeout_at(deadline, plan).await.map_err(|_| cancelled(limits))??;
     // The batches' own schema (see `execute`).
     let schema = stream.schema();
     let limits = limits.clone();
-    let rows = futures::stream::unfold(Some(stream), move |stream| {
+    let rows = futures::stream::unfold(Some((stream, ctx)), move |state| {
         let limits = limits.clone();
         async move {
-            let mut stream = stream?;
+            let (mut stream, ctx) = state?;
             match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(b))) => Some((Ok(b), Some(stream))),
+                Ok(Some(Ok(b))) => Some((Ok(b), Some((stream, ctx)))),
                 Ok(Some(Err(e))) => Some((Err(memory(e, &limits)), None)),
                 Ok(None) => None,
                 Err(_) => Some((Err(cancelled(&limits)), None)),
@@ -249,4 +251,45 @@ pub async fn remote(
     let schema =
         schema.ok_or_else(|| QueryError::Decode { url: url.to_string(), message: "no schema in result".into() })?;
     Ok((schema, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+    use periscope_proto::tables::CRAWL_ERRORS;
+
+    /// Regression: a streamed query dropped its session once planned, so the
+    /// snapshot went with it and a compaction deleted files the stream was
+    /// still to read ("Object ... not found", seen by the fault test).
+    #[tokio::test]
+    async fn a_streamed_query_keeps_its_files_through_a_compaction() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig { compact_files: 3, flush_interval: Duration::from_secs(3600), ..Default::default() };
+        let store = Store::open_with(tmp.path(), cfg).unwrap();
+        let batch = crate::testutil::crawl_error_batch(1000);
+        for seq in 1..=2 {
+            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap();
+            store.flush().unwrap();
+        }
+        let probe = store.snapshot();
+        let held = || Arc::strong_count(&probe.files);
+        let before = held();
+        let (_, mut rows) =
+            stream_on(store.snapshot(), "SELECT * FROM crawl_errors_history", Access::Local, &Limits::default())
+                .await
+                .unwrap();
+        assert!(held() > before, "the stream holds the snapshot it was planned over");
+        // The third flush merges the three files; the first two are deleted once no snapshot reads them.
+        store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 3).await.unwrap();
+        store.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut n = 0;
+        while let Some(b) = rows.next().await {
+            n += b.expect("the planned files are still there").num_rows();
+        }
+        assert_eq!(n, 2000);
+        drop(rows);
+        assert_eq!(held(), before - 1, "and lets it go with the stream (the store moved on to the merged files)");
+    }
 }

@@ -136,7 +136,12 @@ pub fn sql(target: &[&str], query: &str) -> Vec<serde_json::Map<String, serde_js
         .args(["--format", "json", query])
         .output()
         .expect("run periscope sql");
-    assert!(out.status.success(), "periscope sql {query:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "periscope sql {query:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
