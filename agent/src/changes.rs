@@ -38,6 +38,8 @@ pub struct Reduced {
     pub batches: Vec<RecordBatch>,
     pub tables_sent: usize,
     pub tables_unchanged: usize,
+    /// Of the unchanged, those not even read (see [`crate::fingerprint`]).
+    pub tables_unread: usize,
     pending: Vec<(Key, Option<Sent>)>,
 }
 
@@ -46,6 +48,7 @@ impl Reduced {
         self.batches.extend(other.batches);
         self.tables_sent += other.tables_sent;
         self.tables_unchanged += other.tables_unchanged;
+        self.tables_unread += other.tables_unread;
         self.pending.extend(other.pending);
     }
 }
@@ -141,10 +144,18 @@ impl Tracker {
                 }
             }
         }
+        // Tables not read again because their inputs did not change: as they were.
+        for t in &crawl.unread {
+            if let Some(prev) = self.sent.get(&key(t.name)) {
+                marker.row(&UNCHANGED, &[("table_name", t.name.into()), ("since", Value::Int(prev.since_us))]);
+                out.tables_unchanged += 1;
+                out.tables_unread += 1;
+            }
+        }
         // Tables the server has rows of that this crawl has none of: nothing
         // to send (the new crawl's own rows are what counts), but forget them.
         for (k, _) in self.sent.iter().filter(|(k, _)| k.0 == c.host && k.1 == c.scope && k.2 == c.scope_id) {
-            if !by_table.iter().any(|(t, _)| t.name == k.3) {
+            if !by_table.iter().any(|(t, _)| t.name == k.3) && !crawl.unread.iter().any(|t| t.name == k.3) {
                 out.pending.push((k.clone(), None));
             }
         }
@@ -180,7 +191,17 @@ mod tests {
         let mut m = Sink::new(common.clone());
         m.row(&CRAWLS, &[("rows", (versions.len() as i64).into())]);
         batches.extend(m.finish());
-        Crawl { batches, rows: versions.len(), errors: 0, complete: true, common, root: String::new(), duration_ms: 0 }
+        Crawl {
+            batches,
+            rows: versions.len(),
+            errors: 0,
+            complete: true,
+            common,
+            root: String::new(),
+            duration_ms: 0,
+            fingerprints: Vec::new(),
+            unread: Vec::new(),
+        }
     }
 
     fn tables(r: &Reduced) -> Vec<&'static str> {

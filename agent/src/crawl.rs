@@ -39,6 +39,10 @@ pub struct CrawlOptions {
     /// (see [`crate::inherit`]): `inherited` rows instead of re-read tables,
     /// which only a server turns back into rows. Off for printed crawls.
     pub inherit: bool,
+    /// Fingerprints of the last spooled crawl of each scope (the daemon's):
+    /// a collector whose inputs' fingerprint is the same is not run, its
+    /// tables reported `unread` (see [`crate::fingerprint`]). None: always read.
+    pub fingerprints: Option<crate::fingerprint::Known>,
 }
 
 impl Default for CrawlOptions {
@@ -55,6 +59,7 @@ impl Default for CrawlOptions {
             docker: RuntimeMode::Auto,
             containerd: RuntimeMode::Auto,
             inherit: false,
+            fingerprints: None,
         }
     }
 }
@@ -72,6 +77,10 @@ pub struct Crawl {
     /// Root the scope was read through, as the `crawls` row names it.
     pub root: String,
     pub duration_ms: i64,
+    /// Fingerprints taken this crawl, per collector that ran or was skipped without errors.
+    pub fingerprints: Vec<(&'static str, crate::fingerprint::Fingerprint)>,
+    /// Tables of collectors not run because their inputs' fingerprint did not change.
+    pub unread: Vec<&'static Table>,
 }
 
 /// This machine's host name.
@@ -454,6 +463,7 @@ fn run_collectors(
     let collectors: Vec<&'static crate::collectors::Collector> =
         COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
+    let known = opts.fingerprints.clone();
     // The filesystem is read on a thread of its own, watched: a read that never
     // returns (a hung FUSE or NFS mount inside the scope) cannot be interrupted,
     // so past its wall budget plus a grace period the scope is given up — an
@@ -483,13 +493,35 @@ fn run_collectors(
                     }
                 });
                 let mut inherited: Vec<&'static Table> = Vec::new();
+                let (mut fingerprints, mut unread) = (Vec::new(), Vec::<&'static Table>::new());
+                let scope_key = crate::fingerprint::scope_key(&c);
                 for col in &collectors {
                     let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
                     if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
                         inherited.extend(col.tables.iter().copied());
                         continue;
                     }
-                    if col.needs_owners && sink.owners.is_empty() && inherited.iter().any(|t| t.name == tables::PACKAGES.name) {
+                    // Inputs whose stat did not change since the last spooled crawl: not read again.
+                    let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {
+                        Some(None) => None,
+                        _ => {
+                            let mut inputs = (col.inputs)(&scope.config);
+                            if col.needs_owners {
+                                inputs.extend(collectors.iter().filter(|x| x.name == "packages").flat_map(|p| (p.inputs)(&scope.config)));
+                            }
+                            crate::fingerprint::of(&scope.root, &inputs)
+                        }
+                    });
+                    if let (Some(k), Some(Some(f))) = (&known, fp) {
+                        if k.get(&(scope_key.clone(), col.name)) == Some(&Some(f)) {
+                            unread.extend(col.tables.iter().copied());
+                            fingerprints.push((col.name, Some(f)));
+                            continue;
+                        }
+                    }
+                    let errors_before = sink.errors();
+                    let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
+                    if col.needs_owners && sink.owners.is_empty() && packages_not_read {
                         // The package databases are the image's, but this collector names owners: read them, keep only the owners.
                         let mut scratch = Sink::new(c.clone());
                         if let Some(p) = collectors.iter().find(|x| x.name == "packages") {
@@ -498,6 +530,9 @@ fn run_collectors(
                         sink.owners = std::mem::take(&mut scratch.owners);
                     }
                     (col.collect)(&scope, &mut sink);
+                    if let Some(fp) = fp.filter(|_| sink.errors() == errors_before) {
+                        fingerprints.push((col.name, fp));
+                    }
                 }
                 if let Some(p) = &plan {
                     for t in inherited {
@@ -505,18 +540,22 @@ fn run_collectors(
                     }
                 }
                 finished.store(true, Ordering::SeqCst);
-                let _ = tx.send(sink);
+                let _ = tx.send((sink, fingerprints, unread));
             })
             .map_err(|e| e.to_string())
     };
     let mut complete = true;
+    let (mut fingerprints, mut unread) = (Vec::new(), Vec::new());
     let mut sink = match spawned.and_then(|_| {
         rx.recv_timeout(limit).map_err(|e| {
             HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
             e.to_string()
         })
     }) {
-        Ok(sink) => sink,
+        Ok((sink, f, u)) => {
+            (fingerprints, unread) = (f, u);
+            sink
+        }
         Err(e) => {
             complete = false;
             let mut sink = Sink::new(common.clone());
@@ -531,6 +570,8 @@ fn run_collectors(
     extra(&mut sink);
     let mut crawl = seal(sink, common, shown, started);
     crawl.complete = complete;
+    crawl.fingerprints = fingerprints;
+    crawl.unread = unread;
     crawl
 }
 
@@ -553,6 +594,8 @@ fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
         common,
         root,
         duration_ms: started.elapsed().as_millis() as i64,
+        fingerprints: Vec::new(),
+        unread: Vec::new(),
     };
     crawl.add_rows(batches);
     crawl

@@ -66,6 +66,8 @@ struct Outbox {
     stopped_sent: std::collections::HashMap<String, String>,
     /// Keys of the stopped containers being crawled now, remembered once spooled.
     stopped_now: std::collections::HashMap<String, String>,
+    /// What each scope's collectors' inputs looked like at the last spooled crawl.
+    fingerprints: crate::fingerprint::Fingerprints,
     /// The fleet's enroll secret, when the server requires enrollment.
     enroll_secret: Option<String>,
     /// This agent's node key, kept in `key_file` across restarts.
@@ -145,14 +147,18 @@ impl Outbox {
             tracing::debug!(table = %m.table, rows = m.rows, bytes = m.arrow_ipc.len(), "batch");
         }
         let evicted = self.spool.push(&msgs)?;
-        let (sent, unchanged) = (r.tables_sent, r.tables_unchanged);
+        let (sent, unchanged, unread) = (r.tables_sent, r.tables_unchanged, r.tables_unread);
         if evicted > 0 {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.
-            self.tracker = Tracker::default();
-            self.images_sent.clear();
-            self.images_stored.clear();
-            self.stopped_sent.clear();
+            self.forget();
         } else {
+            for c in crawls {
+                let key = crate::fingerprint::scope_key(&c.common);
+                self.fingerprints.retain(|(k, _), _| *k != key);
+                if c.complete {
+                    self.fingerprints.extend(c.fingerprints.iter().map(|(col, fp)| ((key.clone(), *col), *fp)));
+                }
+            }
             // An image read in full is never read again; one that could not be is retried.
             let images = crawls.iter().filter(|c| c.common.scope == scope::IMAGE && c.complete);
             self.images_sent.extend(images.map(|c| c.common.scope_id.clone()));
@@ -170,12 +176,21 @@ impl Outbox {
             Err(e) => format!("delivery failed: {e}"),
         };
         eprintln!(
-            "periscope-agent: {what}: {} scope(s), {sent} table(s) sent, {unchanged} unchanged, {rows} rows, {bytes} bytes; {status}; spool {} batch(es), {} evicted",
+            "periscope-agent: {what}: {} scope(s), {sent} table(s) sent, {unchanged} unchanged ({unread} not re-read), {rows} rows, {bytes} bytes; {status}; spool {} batch(es), {} evicted",
             crawls.len(),
             self.spool.depth(),
             self.spool.evicted,
         );
         Ok(Sent { delivered: delivered.is_ok(), rows, bytes })
+    }
+
+    /// Forgets what the server has, so that the next crawl reads and sends everything.
+    fn forget(&mut self) {
+        self.tracker = Tracker::default();
+        self.images_sent.clear();
+        self.images_stored.clear();
+        self.stopped_sent.clear();
+        self.fingerprints.clear();
     }
 
     /// The node key to send with, enrolling first when there is none yet.
@@ -340,6 +355,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         images_stored: Default::default(),
         stopped_sent: Default::default(),
         stopped_now: Default::default(),
+        fingerprints: Default::default(),
         enroll_secret: opts.enroll_secret.clone(),
         node_key: None,
         key_file: opts.spool_dir.join("node_key"),
@@ -354,10 +370,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     loop {
         n += 1;
         if opts.resend_every > 0 && n.is_multiple_of(opts.resend_every) {
-            out.tracker = Tracker::default();
-            out.images_sent.clear();
-            out.images_stored.clear();
-            out.stopped_sent.clear();
+            out.forget();
         }
         // Over the memory ceiling after the last crawl: this one skips the optional collectors.
         health.degraded = health.rss.is_some_and(|r| r > health.memory_limit);
@@ -375,6 +388,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 crate::limits::OPTIONAL_COLLECTORS
             );
         }
+        crawl_opts.fingerprints = Some(std::sync::Arc::new(out.fingerprints.clone()));
         let started = std::time::Instant::now();
         let found = discover(&crawl_opts).await;
         let mut skip = out.images_to_skip(found.image_ids()).await;

@@ -11,6 +11,7 @@ pub mod crawl;
 pub mod daemon;
 pub mod discover;
 pub mod encode;
+pub mod fingerprint;
 pub mod inherit;
 pub mod layers;
 pub mod limits;

@@ -220,6 +220,8 @@ pub struct Entry {
     pub uid: u32,
     pub gid: u32,
     pub mtime: i64,
+    /// Change-detection stamp: mtime and ctime to the nanosecond.
+    pub changed: [i64; 4],
     pub ino: u64,
     pub dev: u64,
     pub depth: usize,
@@ -236,6 +238,7 @@ impl Entry {
             uid: st.st_uid,
             gid: st.st_gid,
             mtime: st.st_mtime,
+            changed: [st.st_mtime, st.st_mtime_nsec as i64, st.st_ctime, st.st_ctime_nsec as i64],
             ino: st.st_ino,
             dev: st.st_dev,
             depth,
@@ -457,6 +460,25 @@ impl Root {
 
     /// Identity (device, inode) of what `rel` resolves to, to notice two paths
     /// naming one file (e.g. /var/lib/rpm linked to /usr/lib/sysimage/rpm).
+    /// What change detection compares of `rel` (symlinks followed in-root):
+    /// (dev, ino, size, mode, mtime, mtime ns, ctime, ctime ns) and whether it is a directory.
+    pub fn stamp(&self, rel: impl AsRef<OsStr>) -> Result<([i64; 8], bool), ReadError> {
+        let handle = self.resolve(rel.as_ref())?;
+        let shown = &display_name(rel.as_ref().as_bytes());
+        let st = rustix::fs::fstat(&handle).map_err(|e| errno(shown, e))?;
+        let stamp = [
+            st.st_dev as i64,
+            st.st_ino as i64,
+            st.st_size,
+            st.st_mode as i64,
+            st.st_mtime,
+            st.st_mtime_nsec as i64,
+            st.st_ctime,
+            st.st_ctime_nsec as i64,
+        ];
+        Ok((stamp, FileType::from_raw_mode(st.st_mode) == FileType::Directory))
+    }
+
     pub fn file_id(&self, rel: impl AsRef<OsStr>) -> Result<(u64, u64), ReadError> {
         let handle = self.resolve(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());

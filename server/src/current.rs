@@ -255,6 +255,9 @@ impl Index {
         if prev.as_ref().is_some_and(|s| s.crawl_time > crawl_time) {
             return;
         }
+        // A table marked unchanged has rows (in the crawl it points at), listed in `tables` or not:
+        // agents that did not even read it again do not list it.
+        let tables = p.since.iter().fold(tables, |b, (i, _)| b | (1 << i));
         let inherited = p.inherited.into_iter().map(|(i, id)| (i, self.intern(&id))).collect();
         let mut state =
             ScopeState { crawl_time, tables, since: p.since, inherited, any_unchanged: p.any_unchanged, listing: None };
@@ -741,6 +744,17 @@ mod tests {
         feed(&mut ix, &mut p, &crawl("h", "container", "c", 4).row(&PACKAGES, &[("name", "b".into())]).batches());
         let (own, shared) = ix.keys(&PACKAGES, 0);
         assert_eq!((own.num_rows(), shared.num_rows()), (2, 0));
+    }
+
+    #[test]
+    fn a_table_marked_unchanged_is_current_whether_or_not_its_crawl_lists_it() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        feed(&mut ix, &mut p, &crawl("h", "host", "m", 1).row(&PACKAGES, &[("name", "a".into())]).batches());
+        // Not read again: an unchanged row, and `tables` without packages.
+        let mut c = crawl("h", "host", "m", 2).unchanged(&PACKAGES, 1);
+        c.tables.clear();
+        feed(&mut ix, &mut p, &c.batches());
+        assert_eq!(rows(&ix.keys(&PACKAGES, 0).0), vec![format!("h|host|m|{}|", chrono_like(1))]);
     }
 
     #[test]

@@ -242,3 +242,57 @@ fn two_hosts_with_the_same_image_crawl_and_upload_its_inventory_once() {
     let listed = sql(&target, &format!("SELECT DISTINCT host FROM images WHERE image_id = '{image_id}'"));
     assert_eq!(listed.len(), 2, "{listed:?}");
 }
+
+/// A root whose files did not change is not read again: the second crawl
+/// stats its collectors' inputs, finds them as they were and sends their
+/// tables unchanged without reading them; a changed package database is read
+/// (and only the collectors that read it run).
+#[test]
+fn collectors_whose_inputs_did_not_change_are_not_run_again() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let write = |p: &str, text: &str| {
+        let p = r.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let pkg =
+        |name: &str| format!("Package: {name}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: all\n\n");
+    write("/var/lib/dpkg/status", &format!("{}{}", pkg("alpha"), pkg("beta")));
+    write("/var/lib/dpkg/info/alpha.list", "/usr/bin/alpha\n");
+    write("/usr/bin/alpha", "#!/bin/sh\n");
+    write("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+    write("/etc/group", "root:x:0:\n");
+    write("/etc/os-release", "ID=debian\nVERSION_ID=12\nPRETTY_NAME=\"Debian 12\"\n");
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let spool = tempfile::tempdir().unwrap();
+    let root_arg = r.display().to_string();
+    let args = ["--interval", "1", "--root", &root_arg, "--host", "fp-host", "--scope-id", "fp", "--docker", "off"];
+    let (_agent, rx) = run_agent(&server.url, spool.path(), &[&args[..], &["--containerd", "off"]].concat());
+    let unread = |line: &str| -> u64 {
+        line.split(" unchanged (").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap()
+    };
+    let (first, _) = next_full_crawl(&rx);
+    let (second, _) = next_full_crawl(&rx);
+    assert_eq!(unread(&first), 0, "{first}");
+    // os, packages, package_files, users, groups: nothing they read changed.
+    assert!(unread(&second) >= 5, "{second}");
+    let target = ["--server", server.url.as_str()];
+    let names = |q: &str| sql(&target, q).iter().map(|r| s(r, "name")).collect::<Vec<_>>();
+    assert_eq!(
+        names("SELECT name FROM packages ORDER BY name"),
+        ["alpha", "beta"],
+        "current state reads the first crawl's rows"
+    );
+
+    // One more package: the packages collector (and those that name owners) run again.
+    std::fs::write(r.join("var/lib/dpkg/status"), format!("{}{}{}", pkg("alpha"), pkg("beta"), pkg("gamma"))).unwrap();
+    next_full_crawl(&rx);
+    let (after, _) = next_full_crawl(&rx);
+    assert_eq!(names("SELECT name FROM packages ORDER BY name"), ["alpha", "beta", "gamma"]);
+    assert_eq!(names("SELECT name FROM users"), ["root"]);
+    assert!(unread(&after) >= 5, "and then it is not read again: {after}");
+    let reads = sql(&target, "SELECT count(DISTINCT crawl_time) AS n FROM packages_history");
+    assert_eq!(s(&reads[0], "n"), "2", "packages stored twice: the first crawl and the change");
+}
