@@ -12,9 +12,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arrow_array::Array;
 use arrow_array::builder::BooleanBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
@@ -53,10 +53,6 @@ pub fn contains(outer: &str, inner: &str) -> Option<bool> {
     Some(outer.contains(&inner))
 }
 
-fn to_utf8(a: &ArrayRef) -> Result<ArrayRef> {
-    Ok(if a.data_type() == &DataType::Utf8 { a.clone() } else { arrow_cast::cast(a, &DataType::Utf8)? })
-}
-
 impl ScalarUDFImpl for CidrContains {
     fn name(&self) -> &str {
         "cidr_contains"
@@ -73,7 +69,7 @@ impl ScalarUDFImpl for CidrContains {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [network, address] = datafusion::common::utils::take_function_args(self.name(), &args.args)?;
         let arrays = ColumnarValue::values_to_arrays(&[network.clone(), address.clone()])?;
-        let (n, a) = (to_utf8(&arrays[0])?, to_utf8(&arrays[1])?);
+        let (n, a) = (super::to_utf8(&arrays[0])?, super::to_utf8(&arrays[1])?);
         let (n, a) = (n.as_string::<i32>(), a.as_string::<i32>());
         // The network is usually one literal: parse it once.
         let fixed =
@@ -96,14 +92,8 @@ impl ScalarUDFImpl for CidrContains {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::prelude::SessionContext;
 
-    async fn one(sql: &str) -> String {
-        let ctx = SessionContext::new();
-        super::super::register(&ctx);
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        arrow_cast::display::array_value_to_string(batches[0].column(0), 0).unwrap()
-    }
+    use super::super::first_value as one;
 
     #[test]
     fn addresses_and_networks_of_both_families() {

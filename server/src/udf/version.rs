@@ -56,10 +56,6 @@ pub fn all() -> Vec<VersionFunc> {
     ]
 }
 
-fn to_utf8(a: &ArrayRef) -> Result<ArrayRef> {
-    Ok(if a.data_type() == &DataType::Utf8 { a.clone() } else { arrow_cast::cast(a, &DataType::Utf8)? })
-}
-
 impl ScalarUDFImpl for VersionFunc {
     fn name(&self) -> &str {
         self.name
@@ -75,7 +71,7 @@ impl ScalarUDFImpl for VersionFunc {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let arrays = arrays.iter().map(to_utf8).collect::<Result<Vec<_>>>()?;
+        let arrays = arrays.iter().map(super::to_utf8).collect::<Result<Vec<_>>>()?;
         let a = arrays[0].as_string::<i32>();
         let b = arrays[1].as_string::<i32>();
         let schemes = arrays.get(2).map(|s| s.as_string::<i32>());
@@ -125,12 +121,7 @@ impl ScalarUDFImpl for VersionFunc {
 mod tests {
     use datafusion::prelude::SessionContext;
 
-    async fn one(sql: &str) -> String {
-        let ctx = SessionContext::new();
-        super::super::register(&ctx);
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        arrow_cast::display::array_value_to_string(batches[0].column(0), 0).unwrap()
-    }
+    use super::super::first_value as one;
 
     #[tokio::test]
     async fn scalars_arrays_and_nulls() {
