@@ -639,6 +639,6 @@ pub fn table_of(batch: &RecordBatch) -> &'static tables::Table {
     tables::TABLES
         .iter()
         .copied()
-        .find(|t| t.check(batch.schema_ref()).is_ok())
+        .find(|t| t.matches(batch.schema_ref()))
         .expect("internal error: batch of an undeclared table")
 }

@@ -637,8 +637,18 @@ impl Table {
         TABLES.iter().position(|t| t.name == self.name).expect("a declared table")
     }
 
+    /// Whether `schema` carries exactly this table's columns and types (no allocation: for telling tables apart).
+    pub fn matches(&self, schema: &Schema) -> bool {
+        let fields = schema.fields();
+        fields.len() == COMMON_COLUMNS.len() + self.columns.len()
+            && self.all_columns().zip(fields.iter()).all(|(c, f)| f.name() == c.name && *f.data_type() == c.ty.data_type())
+    }
+
     /// Checks that `schema` carries exactly this table's columns and types.
     pub fn check(&self, schema: &Schema) -> Result<(), String> {
+        if self.matches(schema) {
+            return Ok(());
+        }
         let want = self.schema();
         let got: Vec<_> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
         let exp: Vec<_> = want.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
@@ -688,6 +698,8 @@ mod tests {
     #[test]
     fn check_rejects_a_foreign_schema() {
         assert!(PACKAGES.check(&PACKAGES.schema()).is_ok());
+        assert!(PACKAGES.matches(&PACKAGES.schema()) && !PACKAGES.matches(&OS.schema()));
+        assert!(TABLES.iter().all(|t| TABLES.iter().filter(|u| u.matches(&t.schema())).count() == 1), "schemas are distinct");
         let err = PACKAGES.check(&OS.schema()).unwrap_err();
         assert!(err.contains("table packages: schema mismatch"), "{err}");
     }

@@ -218,6 +218,8 @@ struct Args {
     image_packages: usize,
     host_packages: usize,
     runs: usize,
+    /// Longest one DuckDB run may take before it is interrupted (and reported as over the budget).
+    budget_secs: usize,
 }
 
 async fn generate(store: &Store, args: &Args) -> u64 {
@@ -359,11 +361,12 @@ fn duckdb_views(data: &std::path::Path) -> String {
 }
 
 const DUCKDB: &str = r#"
-import duckdb, json, sys, time
-setup, runs = sys.argv[1], int(sys.argv[2])
+import duckdb, json, sys, threading, time
+setup, runs, budget = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 queries = json.loads(sys.stdin.read())
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 for stmt in setup.split(";\n"):
     if stmt.strip():
         con.execute(stmt)
@@ -371,11 +374,21 @@ out = []
 for q in queries:
     times, rows = [], 0
     for i in range(runs + 1):
+        # A run over the budget is interrupted and ends the question's runs.
+        timer = threading.Timer(budget, con.interrupt)
+        timer.start()
         t = time.perf_counter()
-        rows = len(con.execute(q).fetchall())
+        try:
+            rows = len(con.execute(q).fetchall())
+        except duckdb.InterruptException:
+            times.append(None)
+            break
+        finally:
+            timer.cancel()
         if i:
             times.append(time.perf_counter() - t)
     out.append({"times": times, "rows": rows})
+    print(json.dumps(out[-1]), file=sys.stderr, flush=True)
 print(json.dumps(out))
 "#;
 
@@ -408,6 +421,7 @@ async fn main() {
         image_packages: env("IMAGE_PACKAGES", 150),
         host_packages: env("HOST_PACKAGES", 300),
         runs: env("RUNS", 7),
+        budget_secs: env("BUDGET_SECS", 60),
     };
     let python =
         std::env::var("PERISCOPE_PYTHON").expect("PERISCOPE_PYTHON: a python with duckdb (scripts/python-clients.sh)");
@@ -441,9 +455,10 @@ async fn main() {
         opened.as_secs_f64(),
         store.index().len()
     );
+    let limits = query::Limits { timeout: std::time::Duration::from_secs(args.budget_secs as u64), ..query::Limits::none() };
     let run = |q: String| {
-        let snapshot = store.snapshot();
-        async move { query::run_on(snapshot, &q, Access::Local, &query::Limits::none()).await }
+        let (snapshot, limits) = (store.snapshot(), limits.clone());
+        async move { query::run_on(snapshot, &q, Access::Local, &limits).await }
     };
     let visible = run("SELECT (SELECT count(*) FROM packages) + (SELECT count(*) FROM containers) \
         + (SELECT count(*) FROM container_mounts) AS n"
@@ -460,7 +475,7 @@ async fn main() {
     let qs = questions("3.0.0");
     let theirs: Vec<&str> = qs.iter().map(|q| q.2.as_str()).collect();
     let out = Command::new(&python)
-        .args(["-c", DUCKDB, &duckdb_views(&data), &args.runs.to_string()])
+        .args(["-c", DUCKDB, &duckdb_views(&data), &args.runs.to_string(), &args.budget_secs.to_string()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -478,23 +493,36 @@ async fn main() {
     for ((name, ours, _), d) in qs.iter().zip(&duck) {
         let mut times = Vec::new();
         let mut n = 0;
+        let mut over = false;
         for i in 0..=args.runs {
             let t = Instant::now();
-            let (_, batches) = run(ours.clone()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-            n = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            match run(ours.clone()).await {
+                Ok((_, batches)) => n = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                Err(query::QueryError::Limit(_)) => {
+                    over = true;
+                    break;
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
             if i > 0 {
                 times.push(t.elapsed().as_secs_f64());
             }
         }
-        let dt: Vec<f64> = d["times"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let (ours50, ours95) = if over {
+            (format!("> {} s", args.budget_secs), format!("> {} s", args.budget_secs))
+        } else {
+            (format!("{:.3} s", percentile(times.clone(), 0.5)), format!("{:.3} s", percentile(times, 0.95)))
+        };
+        let dt: Vec<Option<f64>> = d["times"].as_array().unwrap().iter().map(|x| x.as_f64()).collect();
+        let (duck50, duck95) = if dt.iter().any(Option::is_none) || dt.is_empty() {
+            let over = format!("> {} s", args.budget_secs);
+            (over.clone(), over)
+        } else {
+            let dt: Vec<f64> = dt.into_iter().flatten().collect();
+            (format!("{:.3} s", percentile(dt.clone(), 0.5)), format!("{:.3} s", percentile(dt, 0.95)))
+        };
         let drows = d["rows"].as_u64().unwrap();
-        let rows = if drows == n as u64 { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
-        println!(
-            "| {name} | {rows} | {:.3} s | {:.3} s | {:.3} s | {:.3} s |",
-            percentile(times.clone(), 0.5),
-            percentile(times, 0.95),
-            percentile(dt.clone(), 0.5),
-            percentile(dt, 0.95)
-        );
+        let rows = if drows == n as u64 || duck50.starts_with('>') { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
+        println!("| {name} | {rows} | {ours50} | {ours95} | {duck50} | {duck95} |");
     }
 }
