@@ -41,14 +41,39 @@ pub fn decode_wire(bytes: &[u8], zstd: bool, max_bytes: usize) -> Result<(Schema
     if !zstd {
         return decode(bytes);
     }
-    use std::io::Read;
-    let mut plain = Vec::new();
-    zstd::stream::read::Decoder::new(bytes)
-        .and_then(|d| d.take(max_bytes as u64 + 1).read_to_end(&mut plain))
-        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-    if plain.len() > max_bytes {
-        return Err(ArrowError::InvalidArgumentError(format!("batch inflates beyond {max_bytes} bytes")));
-    }
+    let too_big = || ArrowError::InvalidArgumentError(format!("batch inflates beyond {max_bytes} bytes"));
+    let plain = match zstd::zstd_safe::get_frame_content_size(bytes) {
+        // The agent's frames state their size: one exact allocation, and a
+        // decompression context reused per thread (creating one per batch and
+        // growing the output as it streams cost a third of server ingest CPU).
+        Ok(Some(n)) => {
+            if n > max_bytes as u64 {
+                return Err(too_big());
+            }
+            thread_local! {
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with_borrow_mut(|d| {
+                let d = match d {
+                    Some(d) => d,
+                    None => d.insert(zstd::bulk::Decompressor::new()?),
+                };
+                d.decompress(bytes, n as usize)
+            })
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?
+        }
+        _ => {
+            use std::io::Read;
+            let mut plain = Vec::new();
+            zstd::stream::read::Decoder::new(bytes)
+                .and_then(|d| d.take(max_bytes as u64 + 1).read_to_end(&mut plain))
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+            if plain.len() > max_bytes {
+                return Err(too_big());
+            }
+            plain
+        }
+    };
     decode(&plain)
 }
 
@@ -77,5 +102,23 @@ mod tests {
         crate::tables::CRAWL_ERRORS.check(&decode_wire(&wire, true, 1 << 20).unwrap().0).unwrap();
         assert!(decode_wire(&wire, true, 16).is_err(), "inflating past the limit is refused");
         assert!(decode_wire(&bytes, true, 1 << 20).is_err(), "plain IPC is not a zstd frame");
+        // A frame without a stated size takes the streaming path, under the same limit.
+        let plain = encode(&schema, &[RecordBatch::new_empty(schema.clone())]).unwrap();
+        let mut unsized_frame = Vec::new();
+        {
+            let mut e = zstd::stream::write::Encoder::new(&mut unsized_frame, 3).unwrap();
+            e.include_contentsize(false).unwrap();
+            std::io::Write::write_all(&mut e, &plain).unwrap();
+            e.finish().unwrap();
+        }
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&unsized_frame).unwrap(), None);
+        assert!(zstd::zstd_safe::get_frame_content_size(&wire).unwrap().is_some());
+        crate::tables::CRAWL_ERRORS.check(&decode_wire(&unsized_frame, true, 1 << 20).unwrap().0).unwrap();
+        assert!(decode_wire(&unsized_frame, true, 16).is_err());
+        // A frame that lies about its size is an error, not a short read.
+        let mut lying = wire.clone();
+        let n = lying.len();
+        lying.truncate(n - 4);
+        assert!(decode_wire(&lying, true, 1 << 20).is_err());
     }
 }
