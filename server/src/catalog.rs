@@ -123,6 +123,23 @@ fn cutoff(snapshot: &Snapshot) -> i64 {
     now.saturating_sub(snapshot.host_expiry).as_micros() as i64
 }
 
+/// The string a filter `name = 'literal'` (either way round) asks for.
+fn equality(f: &Expr, name: &str) -> Option<String> {
+    use datafusion::common::ScalarValue;
+    let Expr::BinaryExpr(b) = f else { return None };
+    if b.op != datafusion::logical_expr::Operator::Eq {
+        return None;
+    }
+    let pick = |c: &Expr, v: &Expr| match (c, v) {
+        (
+            Expr::Column(c),
+            Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _),
+        ) if c.name == name => Some(s.clone()),
+        _ => None,
+    };
+    pick(&b.left, &b.right).or_else(|| pick(&b.right, &b.left))
+}
+
 fn qcol(relation: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(relation), name))
 }
@@ -152,7 +169,12 @@ impl TableProvider for CurrentTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (own, inherited) = self.snapshot.index.keys(self.table, cutoff(&self.snapshot));
+        // Equality filters on host and scope narrow the keys before any is built.
+        let only = crate::current::KeyFilter {
+            host: filters.iter().find_map(|f| equality(f, "host")),
+            scope: filters.iter().find_map(|f| equality(f, "scope")),
+        };
+        let keys = self.snapshot.index.keys(self.table, cutoff(&self.snapshot), &only);
         let history = provider_as_source(Arc::new(StoredTable::new(self.table, &self.snapshot)?));
         let own_cols: Vec<&str> = self.table.columns.iter().map(|c| c.name).collect();
         let common: Vec<&str> = COMMON_COLUMNS.iter().map(|c| c.name).collect();
@@ -165,7 +187,7 @@ impl TableProvider for CurrentTable {
         // Rows the scope's own crawls carried.
         let mut plan = LogicalPlanBuilder::scan("t", history.clone(), None)?
             .join(
-                LogicalPlanBuilder::scan("k", mem(own)?, None)?.build()?,
+                LogicalPlanBuilder::scan("k", mem(keys.own)?, None)?.build()?,
                 JoinType::Inner,
                 (
                     vec!["t.host", "t.scope", "t.scope_id", "t.crawl_time"],
@@ -174,14 +196,25 @@ impl TableProvider for CurrentTable {
                 None,
             )?
             .project(view("k", "t"))?;
-        // Rows containers share with their image, under the container's identity.
-        if inherited.num_rows() > 0 {
+        // Rows containers share with their image, under the container's
+        // identity: history joined to the few image crawls first, then to the
+        // containers by the images' integer keys.
+        if keys.inherited.num_rows() > 0 {
+            let mut image_rows = vec![qcol("i", "image_key")];
+            image_rows.extend(own_cols.iter().map(|c| qcol("t", c)));
             let shared = LogicalPlanBuilder::scan("t", history, None)?
                 .filter(qcol("t", "scope").eq(lit(scope::IMAGE)))?
                 .join(
-                    LogicalPlanBuilder::scan("k", mem(inherited)?, None)?.build()?,
+                    LogicalPlanBuilder::scan("i", mem(keys.images)?, None)?.build()?,
                     JoinType::Inner,
-                    (vec!["t.host", "t.scope_id", "t.crawl_time"], vec!["k.image_host", "k.image_id", "k.image_time"]),
+                    (vec!["t.host", "t.scope_id", "t.crawl_time"], vec!["i.image_host", "i.image_id", "i.image_time"]),
+                    None,
+                )?
+                .project(image_rows)?
+                .join(
+                    LogicalPlanBuilder::scan("k", mem(keys.inherited)?, None)?.build()?,
+                    JoinType::Inner,
+                    (vec!["i.image_key"], vec!["k.image_key"]),
                     None,
                 )?
                 .project(view("k", "k"))?;

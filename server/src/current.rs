@@ -22,7 +22,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{ArrayBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -305,33 +305,39 @@ impl Index {
         self.scopes.is_empty()
     }
 
-    /// The host scope of `host`, when it is alive (crawled within the expiry).
-    fn live_host(&self, host: &str, cutoff: i64) -> Result<Option<&ScopeState>, ()> {
-        match self.hosts.get(host).and_then(|k| self.scopes.get(k)) {
-            None => Ok(None),
-            Some(h) if h.crawl_time >= cutoff => Ok(Some(h)),
-            Some(_) => Err(()),
+    /// Each host's scope, looked up once per call rather than once per
+    /// container: `Some` when alive (crawled within the expiry), `None` when
+    /// expired. Hosts that send no host crawls are absent.
+    fn live_hosts(&self, cutoff: i64) -> HashMap<&str, Option<&ScopeState>> {
+        let mut out = HashMap::with_capacity(self.hosts.len());
+        for (host, k) in &self.hosts {
+            if let Some(h) = self.scopes.get(k) {
+                out.insert(&**host, (h.crawl_time >= cutoff).then_some(&**h));
+            }
         }
+        out
     }
 
     /// Whether the scope is in current state, and the container's name when
     /// it is one: a host crawled within the expiry; a container its live host
     /// still lists (or crawled since the host's listing, or of a host that
     /// sends no host crawls); anything else (images) always.
-    fn alive(&self, key: &ScopeKey, s: &ScopeState, cutoff: i64) -> Option<Option<Arc<str>>> {
+    fn alive<'a>(
+        hosts: &HashMap<&str, Option<&'a ScopeState>>,
+        key: &ScopeKey,
+        s: &ScopeState,
+        cutoff: i64,
+    ) -> Option<Option<&'a Arc<str>>> {
         match &*key.scope {
             scope::HOST => (s.crawl_time >= cutoff).then_some(None),
-            scope::CONTAINER => match self.live_host(&key.host, cutoff) {
-                Err(()) => None,
-                Ok(None) => Some(None),
-                Ok(Some(h)) => {
-                    let listed = h.listing.as_ref().and_then(|l| l.names.get(&key.scope_id));
-                    match listed {
-                        Some(name) => Some(name.clone()),
-                        None if s.crawl_time > h.crawl_time => Some(None),
-                        None => None,
-                    }
-                }
+            scope::CONTAINER => match hosts.get(&*key.host) {
+                None => Some(None),
+                Some(None) => None,
+                Some(Some(h)) => match h.listing.as_ref().and_then(|l| l.names.get(&key.scope_id)) {
+                    Some(name) => Some(name.as_ref()),
+                    None if s.crawl_time > h.crawl_time => Some(None),
+                    None => None,
+                },
             },
             _ => Some(None),
         }
@@ -339,38 +345,55 @@ impl Index {
 
     /// Keys of every live scope's latest crawl: (host, scope, scope_id, crawl_time, container).
     pub fn latest(&self, cutoff: i64, all: bool) -> RecordBatch {
-        let mut k = KeyBuilder::default();
+        let hosts = self.live_hosts(cutoff);
+        let mut k = KeyBuilder::with_capacity(self.scopes.len());
         for (key, s) in &self.scopes {
-            let container = if all { Some(self.alive(key, s, cutoff).flatten()) } else { self.alive(key, s, cutoff) };
+            let alive = Self::alive(&hosts, key, s, cutoff);
+            let container = if all { Some(alive.flatten()) } else { alive };
             if let Some(c) = container {
-                k.push(key, s.crawl_time, c.as_deref());
+                k.push(key, s.crawl_time, c.map(|c| &**c));
             }
         }
-        k.finish(false)
+        k.finish()
     }
 
-    /// Where table `t`'s current rows are: the scopes holding their own
-    /// (host, scope, scope_id, data_time, container) and the containers that
-    /// share their image's (host, scope, scope_id, crawl_time, container,
-    /// image_host, image_id, image_time).
-    pub fn keys(&self, t: &Table, cutoff: i64) -> (RecordBatch, RecordBatch) {
+    /// Where table `t`'s current rows are, for the scopes `only` admits (see [`Keys`]).
+    pub fn keys(&self, t: &Table, cutoff: i64, only: &KeyFilter) -> Keys {
         let ix = t.index();
-        let mut own = KeyBuilder::default();
-        let mut inh = KeyBuilder::default();
+        let hosts = self.live_hosts(cutoff);
+        let n = self.scopes.len();
+        let mut own = KeyBuilder::with_capacity(if inheritable(t) { n / 8 } else { n });
+        let mut inh = KeyBuilder::with_capacity(if inheritable(t) { n } else { 0 });
+        let mut inh_image = arrow_array::builder::UInt32Builder::with_capacity(if inheritable(t) { n } else { 0 });
+        let mut images = ImageCols::default();
+        // Image id → its key in `images` (None: no current rows of `t`), resolved once per image.
+        let mut image_keys: HashMap<&str, Option<u32>> = HashMap::new();
         for (key, s) in &self.scopes {
-            let Some(container) = self.alive(key, s, cutoff) else { continue };
+            if !only.admits(key) {
+                continue;
+            }
+            let Some(container) = Self::alive(&hosts, key, s, cutoff) else { continue };
+            let container = container.map(|c| &**c);
             if let Some(t) = s.data_time(ix) {
-                own.push(key, t, container.as_deref());
+                own.push(key, t, container);
             }
             let Some(image) = s.inherits(ix) else { continue };
-            let Some(ik) = self.images.get(image) else { continue };
-            let Some(is) = self.scopes.get(ik) else { continue };
-            if let Some(it) = is.data_time(ix) {
-                inh.push(key, s.crawl_time, container.as_deref());
-                inh.image.push(ik, it);
+            let image_key = *image_keys.entry(&**image).or_insert_with(|| {
+                let ik = self.images.get(image)?;
+                let it = self.scopes.get(ik)?.data_time(ix)?;
+                images.push(ik, it);
+                Some(images.time.len() as u32 - 1)
+            });
+            if let Some(k) = image_key {
+                inh.push(key, s.crawl_time, container);
+                inh_image.append_value(k);
             }
         }
-        (own.finish(false), inh.finish(true))
+        let mut inherited = inh.finish();
+        let mut cols = inherited.columns().to_vec();
+        cols.push(Arc::new(inh_image.finish()));
+        inherited = RecordBatch::try_new(inherited_key_schema(), cols).expect("key columns match their schema");
+        Keys { own: own.finish(), inherited, images: images.finish() }
     }
 
     /// Rebuilds the index from stored rows: Parquet `files` of the four
@@ -492,16 +515,15 @@ fn read_parquet(path: &Path, cols: &[&str], f: &mut dyn FnMut(&RecordBatch)) -> 
 }
 
 /// Builds key batches.
-#[derive(Default)]
 struct KeyBuilder {
     host: StringBuilder,
     scope: StringBuilder,
     scope_id: StringBuilder,
     time: TimestampMicrosecondBuilder,
     container: StringBuilder,
-    image: ImageCols,
 }
 
+/// The image crawls inherited rows are in: (image_key, image_host, image_id, image_time).
 #[derive(Default)]
 struct ImageCols {
     host: StringBuilder,
@@ -514,6 +536,47 @@ impl ImageCols {
         self.host.append_value(&k.host);
         self.id.append_value(&k.scope_id);
         self.time.append_value(t);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let n = self.time.len() as u32;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(arrow_array::UInt32Array::from_iter_values(0..n)),
+            Arc::new(self.host.finish()),
+            Arc::new(self.id.finish()),
+            Arc::new(self.time.finish().with_timezone("+00:00")),
+        ];
+        RecordBatch::try_new(image_key_schema(), cols).expect("image key columns match their schema")
+    }
+}
+
+/// Keys of a table's current rows, from [`Index::keys`]: the catalog joins the
+/// table's history to them (see `catalog::CurrentTable`).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Scopes holding their own rows: (host, scope, scope_id, data_time, container).
+    pub own: RecordBatch,
+    /// Containers sharing their image's rows: (host, scope, scope_id,
+    /// crawl_time, container, image_key).
+    pub inherited: RecordBatch,
+    /// The image crawls holding those rows: (image_key, image_host, image_id,
+    /// image_time) — a few hundred rows however many containers run them, so
+    /// that history is joined to them first and to the containers by an
+    /// integer.
+    pub images: RecordBatch,
+}
+
+/// Which scopes [`Index::keys`] hands out: a query's equality filters on
+/// `host` and `scope`, applied before any key is built.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub host: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl KeyFilter {
+    fn admits(&self, k: &ScopeKey) -> bool {
+        self.host.as_deref().is_none_or(|h| h == &*k.host) && self.scope.as_deref().is_none_or(|s| s == &*k.scope)
     }
 }
 
@@ -532,16 +595,34 @@ pub fn key_schema(time: &str) -> SchemaRef {
     ]))
 }
 
-/// Schema of the inherited keys of [`Index::keys`].
+/// Schema of [`Keys::inherited`].
 pub fn inherited_key_schema() -> SchemaRef {
     let mut f: Vec<Field> = key_schema("crawl_time").fields().iter().map(|f| f.as_ref().clone()).collect();
-    f.push(Field::new("image_host", DataType::Utf8, false));
-    f.push(Field::new("image_id", DataType::Utf8, false));
-    f.push(Field::new("image_time", ts(), false));
+    f.push(Field::new("image_key", DataType::UInt32, false));
     Arc::new(Schema::new(f))
 }
 
+/// Schema of [`Keys::images`].
+pub fn image_key_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("image_key", DataType::UInt32, false),
+        Field::new("image_host", DataType::Utf8, false),
+        Field::new("image_id", DataType::Utf8, false),
+        Field::new("image_time", ts(), false),
+    ]))
+}
+
 impl KeyBuilder {
+    fn with_capacity(n: usize) -> KeyBuilder {
+        KeyBuilder {
+            host: StringBuilder::with_capacity(n, n * 12),
+            scope: StringBuilder::with_capacity(n, n * 9),
+            scope_id: StringBuilder::with_capacity(n, n * 64),
+            time: TimestampMicrosecondBuilder::with_capacity(n),
+            container: StringBuilder::with_capacity(n, n * 16),
+        }
+    }
+
     fn push(&mut self, k: &ScopeKey, t: i64, container: Option<&str>) {
         self.host.append_value(&k.host);
         self.scope.append_value(&k.scope);
@@ -550,24 +631,15 @@ impl KeyBuilder {
         self.container.append_option(container);
     }
 
-    fn finish(mut self, with_image: bool) -> RecordBatch {
-        let tz = |b: &mut TimestampMicrosecondBuilder| Arc::new(b.finish().with_timezone("+00:00")) as ArrayRef;
-        let mut cols: Vec<ArrayRef> = vec![
+    fn finish(mut self) -> RecordBatch {
+        let cols: Vec<ArrayRef> = vec![
             Arc::new(self.host.finish()),
             Arc::new(self.scope.finish()),
             Arc::new(self.scope_id.finish()),
-            tz(&mut self.time),
+            Arc::new(self.time.finish().with_timezone("+00:00")),
             Arc::new(self.container.finish()),
         ];
-        let schema = if with_image {
-            cols.push(Arc::new(self.image.host.finish()));
-            cols.push(Arc::new(self.image.id.finish()));
-            cols.push(tz(&mut self.image.time));
-            inherited_key_schema()
-        } else {
-            key_schema("data_time")
-        };
-        RecordBatch::try_new(schema, cols).expect("key columns match their schema")
+        RecordBatch::try_new(key_schema("data_time"), cols).expect("key columns match their schema")
     }
 }
 
@@ -654,6 +726,25 @@ mod tests {
         out
     }
 
+    /// Inherited keys with their image's columns in place of its key (keys differ between indexes).
+    fn inherited(k: &Keys) -> Vec<String> {
+        let images = rows(&k.images);
+        let mut out: Vec<String> = rows(&k.inherited)
+            .into_iter()
+            .map(|r| {
+                let (row, key) = r.rsplit_once('|').unwrap();
+                let image = images.iter().find_map(|i| i.strip_prefix(&format!("{key}|"))).unwrap();
+                format!("{row}|{image}")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn keys(ix: &Index, t: &Table, cutoff: i64) -> Keys {
+        ix.keys(t, cutoff, &KeyFilter::default())
+    }
+
     fn fleet() -> Vec<Vec<RecordBatch>> {
         let pkg = |c: C, v: &str| c.row(&PACKAGES, &[("name", "bash".into()), ("version", v.into())]);
         let listing = |c: C, ids: &[(&str, &str)]| {
@@ -684,17 +775,26 @@ mod tests {
         for c in fleet() {
             feed(&mut ix, &mut p, &c);
         }
-        let (own, inh) = ix.keys(&PACKAGES, 40);
+        let k = keys(&ix, &PACKAGES, 40);
+        let own = &k.own;
         let t = |us: i64| chrono_like(us);
         assert_eq!(
-            rows(&own),
+            rows(own),
             vec![
                 format!("h1|container|c2|{}|db", t(102)),
                 format!("h1|host|m1|{}|", t(100)),
                 format!("h1|image|sha256:i|{}|", t(10)),
             ]
         );
-        assert_eq!(rows(&inh), vec![format!("h1|container|c1|{}|web|h1|sha256:i|{}", t(101), t(10))]);
+        assert_eq!(inherited(&k), vec![format!("h1|container|c1|{}|web|h1|sha256:i|{}", t(101), t(10))]);
+        let only = |host: Option<&str>, scope: Option<&str>| {
+            let f = KeyFilter { host: host.map(Into::into), scope: scope.map(Into::into) };
+            let k = ix.keys(&PACKAGES, 40, &f);
+            (k.own.num_rows(), k.inherited.num_rows())
+        };
+        assert_eq!(only(Some("h1"), Some("container")), (1, 1));
+        assert_eq!(only(None, Some("image")), (1, 0));
+        assert_eq!(only(Some("old"), None), (0, 0), "expired");
         let latest = rows(&ix.latest(40, false));
         assert_eq!(latest.len(), 4, "{latest:?}");
         assert!(ix.has_image("sha256:i") && !ix.has_image("sha256:j"));
@@ -720,15 +820,15 @@ mod tests {
         };
         let (mut rebuilt, mut rp) = Index::build(&|_| Vec::new(), &by_table).unwrap();
         for t in TABLES {
-            let (a, b) = (ix.keys(t, 40), rebuilt.keys(t, 40));
-            assert_eq!((rows(&a.0), rows(&a.1)), (rows(&b.0), rows(&b.1)), "{}", t.name);
+            let (a, b) = (keys(&ix, t, 40), keys(&rebuilt, t, 40));
+            assert_eq!((rows(&a.own), inherited(&a)), (rows(&b.own), inherited(&b)), "{}", t.name);
         }
         // The in-flight crawl completes the same way on both.
         feed(&mut ix, &mut p, &inflight[1..]);
         feed(&mut rebuilt, &mut rp, &inflight[1..]);
         assert_eq!(rows(&ix.latest(40, false)), rows(&rebuilt.latest(40, false)));
-        assert_eq!(rows(&ix.keys(&CONTAINERS, 40).0), rows(&rebuilt.keys(&CONTAINERS, 40).0));
-        assert_eq!(rows(&ix.keys(&PACKAGES, 40).0), rows(&rebuilt.keys(&PACKAGES, 40).0));
+        assert_eq!(rows(&keys(&ix, &CONTAINERS, 40).own), rows(&keys(&rebuilt, &CONTAINERS, 40).own));
+        assert_eq!(rows(&keys(&ix, &PACKAGES, 40).own), rows(&keys(&rebuilt, &PACKAGES, 40).own));
     }
 
     #[test]
@@ -737,12 +837,13 @@ mod tests {
         let inherit = |c: C| c.row(&INHERITED, &[("table_name", "packages".into()), ("image_id", "sha256:i".into())]);
         feed(&mut ix, &mut p, &crawl("h", "image", "sha256:i", 1).row(&PACKAGES, &[("name", "a".into())]).batches());
         feed(&mut ix, &mut p, &inherit(crawl("h", "container", "c", 2)).batches());
-        assert_eq!(ix.keys(&PACKAGES, 0).1.num_rows(), 1);
+        assert_eq!(keys(&ix, &PACKAGES, 0).inherited.num_rows(), 1);
         feed(&mut ix, &mut p, &inherit(crawl("h", "container", "c", 3)).batches());
-        assert_eq!(ix.keys(&PACKAGES, 0).1.num_rows(), 1, "still shared");
+        assert_eq!(keys(&ix, &PACKAGES, 0).inherited.num_rows(), 1, "still shared");
         // The container changed its package database: its own rows, nothing shared.
         feed(&mut ix, &mut p, &crawl("h", "container", "c", 4).row(&PACKAGES, &[("name", "b".into())]).batches());
-        let (own, shared) = ix.keys(&PACKAGES, 0);
+        let k = keys(&ix, &PACKAGES, 0);
+        let (own, shared) = (k.own, k.inherited);
         assert_eq!((own.num_rows(), shared.num_rows()), (2, 0));
     }
 
@@ -754,7 +855,7 @@ mod tests {
         let mut c = crawl("h", "host", "m", 2).unchanged(&PACKAGES, 1);
         c.tables.clear();
         feed(&mut ix, &mut p, &c.batches());
-        assert_eq!(rows(&ix.keys(&PACKAGES, 0).0), vec![format!("h|host|m|{}|", chrono_like(1))]);
+        assert_eq!(rows(&keys(&ix, &PACKAGES, 0).own), vec![format!("h|host|m|{}|", chrono_like(1))]);
     }
 
     #[test]
@@ -763,7 +864,7 @@ mod tests {
         let pkg = |t: i64| crawl("h", "image", "sha256:x", t).row(&PACKAGES, &[("name", "a".into())]).batches();
         feed(&mut ix, &mut p, &pkg(20));
         feed(&mut ix, &mut p, &pkg(10));
-        let (own, _) = ix.keys(&PACKAGES, 0);
+        let own = keys(&ix, &PACKAGES, 0).own;
         assert_eq!(rows(&own), vec![format!("h|image|sha256:x|{}|", chrono_like(20))]);
     }
 }

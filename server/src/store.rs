@@ -1294,7 +1294,7 @@ fn retain(shared: &Shared) -> Result<usize, StoreError> {
         let keys = if t.name == periscope_proto::tables::CRAWLS.name {
             index.latest(expiry, false)
         } else {
-            index.keys(t, expiry).0
+            index.keys(t, expiry, &crate::current::KeyFilter::default()).own
         };
         let keep = KeepKeys::new(&keys);
         let filter = |b: &RecordBatch| keep.filter(b);
@@ -1634,7 +1634,7 @@ mod tests {
             "latest crawls of live scopes"
         );
         // Current state, as the catalog reads it, is unchanged by retention.
-        let (own, _) = snap.index.keys(&PACKAGES, now - HOST_EXPIRY.as_micros() as i64);
+        let own = snap.index.keys(&PACKAGES, now - HOST_EXPIRY.as_micros() as i64, &Default::default()).own;
         assert_eq!(own.num_rows(), 3);
         // The Delta log follows, and a reopened store sees the same.
         let log = crate::delta::DeltaLog::open(&table_dir(tmp.path(), &PACKAGES), &PACKAGES).unwrap();
