@@ -641,7 +641,10 @@ impl Table {
     pub fn matches(&self, schema: &Schema) -> bool {
         let fields = schema.fields();
         fields.len() == COMMON_COLUMNS.len() + self.columns.len()
-            && self.all_columns().zip(fields.iter()).all(|(c, f)| f.name() == c.name && *f.data_type() == c.ty.data_type())
+            && self
+                .all_columns()
+                .zip(fields.iter())
+                .all(|(c, f)| f.name() == c.name && *f.data_type() == c.ty.data_type())
     }
 
     /// Checks that `schema` carries exactly this table's columns and types.
@@ -699,7 +702,10 @@ mod tests {
     fn check_rejects_a_foreign_schema() {
         assert!(PACKAGES.check(&PACKAGES.schema()).is_ok());
         assert!(PACKAGES.matches(&PACKAGES.schema()) && !PACKAGES.matches(&OS.schema()));
-        assert!(TABLES.iter().all(|t| TABLES.iter().filter(|u| u.matches(&t.schema())).count() == 1), "schemas are distinct");
+        assert!(
+            TABLES.iter().all(|t| TABLES.iter().filter(|u| u.matches(&t.schema())).count() == 1),
+            "schemas are distinct"
+        );
         let err = PACKAGES.check(&OS.schema()).unwrap_err();
         assert!(err.contains("table packages: schema mismatch"), "{err}");
     }

@@ -455,7 +455,8 @@ async fn main() {
         opened.as_secs_f64(),
         store.index().len()
     );
-    let limits = query::Limits { timeout: std::time::Duration::from_secs(args.budget_secs as u64), ..query::Limits::none() };
+    let limits =
+        query::Limits { timeout: std::time::Duration::from_secs(args.budget_secs as u64), ..query::Limits::none() };
     let run = |q: String| {
         let (snapshot, limits) = (store.snapshot(), limits.clone());
         async move { query::run_on(snapshot, &q, Access::Local, &limits).await }
@@ -522,7 +523,8 @@ async fn main() {
             (format!("{:.3} s", percentile(dt.clone(), 0.5)), format!("{:.3} s", percentile(dt, 0.95)))
         };
         let drows = d["rows"].as_u64().unwrap();
-        let rows = if drows == n as u64 || duck50.starts_with('>') { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
+        let rows =
+            if drows == n as u64 || duck50.starts_with('>') { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
         println!("| {name} | {rows} | {ours50} | {ours95} | {duck50} | {duck95} |");
     }
 }

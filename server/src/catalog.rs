@@ -133,7 +133,10 @@ fn equality(f: &Expr, name: &str) -> Option<String> {
     let pick = |c: &Expr, v: &Expr| match (c, v) {
         (
             Expr::Column(c),
-            Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _),
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ),
         ) if c.name == name => Some(s.clone()),
         _ => None,
     };
