@@ -361,10 +361,12 @@ impl Index {
     pub fn keys(&self, t: &Table, cutoff: i64, only: &KeyFilter) -> Keys {
         let ix = t.index();
         let hosts = self.live_hosts(cutoff);
-        let n = self.scopes.len();
-        let mut own = KeyBuilder::with_capacity(if inheritable(t) { n / 8 } else { n });
-        let mut inh = KeyBuilder::with_capacity(if inheritable(t) { n } else { 0 });
-        let mut inh_image = arrow_array::builder::UInt32Builder::with_capacity(if inheritable(t) { n } else { 0 });
+        // Sized for the whole index unless a filter narrows it (then grown as needed).
+        let n = if only.host.is_none() && only.scope.is_none() { self.scopes.len() } else { 0 };
+        let shared = if inheritable(t) { n } else { 0 };
+        let mut own = KeyBuilder::with_capacity(n);
+        let mut inh = KeyBuilder::with_capacity(shared);
+        let mut inh_image = arrow_array::builder::UInt32Builder::with_capacity(shared);
         let mut images = ImageCols::default();
         // Image id → its key in `images` (None: no current rows of `t`), resolved once per image.
         let mut image_keys: HashMap<&str, Option<u32>> = HashMap::new();
