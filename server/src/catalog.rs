@@ -7,8 +7,9 @@
 //! earlier crawl it marked the table `unchanged` since, or, for a container
 //! that `inherited` the table, by its image's crawl, shown under the
 //! container — plus the `container` name column. Where those rows are comes
-//! from the store's incrementally maintained [`crate::current::Index`], so a
-//! view is the history table joined to a few keys, never a recomputation.
+//! from the store's incrementally maintained [`crate::current::Index`]: a
+//! view is the history table with each row checked against it
+//! ([`crate::view::CurrentExec`]), never a recomputation.
 //! `latest_crawls` lists those live scopes' latest crawls and `scope_crawls`
 //! every scope's. A context is built per query over a [`Snapshot`], so each
 //! query sees the rows acknowledged when it starts, flushed to Parquet or not.
@@ -27,11 +28,11 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::datasource::{MemTable, TableProvider, TableType, provider_as_source};
 use datafusion::error::Result;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, TableProviderFilterPushDown, lit};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, VIEW_COLUMNS, scope};
+use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, scope};
 
 use crate::store::{Snapshot, Store};
 
@@ -103,8 +104,9 @@ impl TableProvider for StoredTable {
 }
 
 /// A table's current-state view as of a snapshot (see the module docs): its
-/// history joined to the index's keys of where each live scope's rows are,
-/// planned anew at each scan so that filters reach the Parquet scans below.
+/// history rows that the index says are current, and its images' current
+/// rows under each container sharing them, planned anew at each scan so that
+/// filters reach the Parquet scans below.
 struct CurrentTable {
     table: &'static Table,
     schema: SchemaRef,
@@ -147,10 +149,6 @@ fn qcol(relation: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(relation), name))
 }
 
-fn mem(batch: arrow_array::RecordBatch) -> Result<Arc<dyn datafusion::logical_expr::TableSource>> {
-    Ok(provider_as_source(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
-}
-
 #[async_trait]
 impl TableProvider for CurrentTable {
     fn schema(&self) -> SchemaRef {
@@ -172,69 +170,70 @@ impl TableProvider for CurrentTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Equality filters on host and scope narrow the keys before any is built.
+        use crate::view::{CurrentExec, Mode};
+        // Equality filters on host and scope narrow the containers an image's rows are shared with.
         let only = crate::current::KeyFilter {
             host: filters.iter().find_map(|f| equality(f, "host")),
             scope: filters.iter().find_map(|f| equality(f, "scope")),
         };
-        let keys = self.snapshot.index.keys(self.table, cutoff(&self.snapshot), &only);
-        let history = provider_as_source(Arc::new(StoredTable::new(self.table, &self.snapshot)?));
-        let own_cols: Vec<&str> = self.table.columns.iter().map(|c| c.name).collect();
+        let view = &self.schema;
         let common: Vec<&str> = COMMON_COLUMNS.iter().map(|c| c.name).collect();
-        let view = |key_rel: &str, common_from: &str| -> Vec<Expr> {
-            let mut e: Vec<Expr> = common.iter().map(|c| qcol(common_from, c).alias(*c)).collect();
-            e.extend(VIEW_COLUMNS.iter().map(|c| qcol(key_rel, c.name).alias(c.name)));
-            e.extend(own_cols.iter().map(|c| qcol("t", c).alias(*c)));
-            e
+        let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..view.fields().len()).collect());
+        // The history columns read: the common ones, then the table's own that are asked for.
+        let mut read: Vec<&str> = common.clone();
+        for &i in &wanted {
+            let name = view.field(i).name().as_str();
+            if !read.contains(&name) && self.table.columns.iter().any(|c| c.name == name) {
+                read.push(name);
+            }
+        }
+        let refs = |f: &Expr| f.column_refs().into_iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let is_own = |c: &String| self.table.columns.iter().any(|t| t.name == c);
+        // Filters go below the operator where they mean the same on history
+        // rows: for a scope's own rows any but on `container`; for an image's
+        // rows shared with containers only those on the table's own columns.
+        let own_filters: Vec<Expr> =
+            filters.iter().filter(|f| refs(f).iter().all(|c| c != "container")).cloned().collect();
+        let shared_filters: Vec<Expr> = filters.iter().filter(|f| refs(f).iter().all(is_own)).cloned().collect();
+        let history = provider_as_source(Arc::new(StoredTable::new(self.table, &self.snapshot)?));
+        let input = |extra: Option<Expr>, fs: &[Expr]| -> Result<datafusion::logical_expr::LogicalPlan> {
+            let mut b = LogicalPlanBuilder::scan("t", history.clone(), None)?;
+            if let Some(f) = fs.iter().cloned().chain(extra).reduce(Expr::and) {
+                b = b.filter(f)?;
+            }
+            b.project(read.iter().map(|c| qcol("t", c)))?.build()
         };
-        // Rows the scope's own crawls carried.
-        let mut plan = LogicalPlanBuilder::scan("t", history.clone(), None)?
-            .join(
-                LogicalPlanBuilder::scan("k", mem(keys.own)?, None)?.build()?,
-                JoinType::Inner,
-                (
-                    vec!["t.host", "t.scope", "t.scope_id", "t.crawl_time"],
-                    vec!["k.host", "k.scope", "k.scope_id", "k.data_time"],
-                ),
-                None,
-            )?
-            .project(view("k", "t"))?;
-        // Rows containers share with their image, under the container's
-        // identity: history joined to the few image crawls first, then to the
-        // containers by the images' integer keys.
-        if keys.inherited.num_rows() > 0 {
-            let mut image_rows = vec![qcol("i", "image_key")];
-            image_rows.extend(own_cols.iter().map(|c| qcol("t", c)));
-            let shared = LogicalPlanBuilder::scan("t", history, None)?
-                .filter(qcol("t", "scope").eq(lit(scope::IMAGE)))?
-                .join(
-                    LogicalPlanBuilder::scan("i", mem(keys.images)?, None)?.build()?,
-                    JoinType::Inner,
-                    (vec!["t.host", "t.scope_id", "t.crawl_time"], vec!["i.image_host", "i.image_id", "i.image_time"]),
-                    None,
-                )?
-                .project(image_rows)?
-                .join(
-                    LogicalPlanBuilder::scan("k", mem(keys.inherited)?, None)?.build()?,
-                    JoinType::Inner,
-                    (vec!["i.image_key"], vec!["k.image_key"]),
-                    None,
-                )?
-                .project(view("k", "k"))?;
-            plan = plan.union(shared.build()?)?;
+        let cutoff = cutoff(&self.snapshot);
+        let index = self.snapshot.index.clone();
+        let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let own = state.create_physical_plan(&input(None, &own_filters)?).await?;
+        parts.push(Arc::new(CurrentExec::try_new(own, index.clone(), self.table, cutoff, only.clone(), Mode::Own)?));
+        let shares =
+            crate::current::inheritable(self.table) && only.scope.as_deref().is_none_or(|s| s == scope::CONTAINER);
+        if shares {
+            let images = input(Some(qcol("t", "scope").eq(lit(scope::IMAGE))), &shared_filters)?;
+            let images = state.create_physical_plan(&images).await?;
+            parts.push(Arc::new(CurrentExec::try_new(images, index, self.table, cutoff, only, Mode::Inherit)?));
         }
-        if let Some(f) = filters.iter().cloned().reduce(Expr::and) {
-            plan = plan.filter(f)?;
-        }
-        if let Some(p) = projection {
-            let names: Vec<Expr> =
-                p.iter().map(|&i| Expr::Column(Column::from_name(self.schema.field(i).name()))).collect();
-            plan = plan.project(names)?;
-        }
-        if let Some(n) = limit {
-            plan = plan.limit(0, Some(n))?;
-        }
-        state.create_physical_plan(&plan.build()?).await
+        let plan: Arc<dyn ExecutionPlan> = if parts.len() == 1 { parts.remove(0) } else { UnionExec::try_new(parts)? };
+        // The view's columns asked for, by name from the operator's output.
+        let out = plan.schema();
+        let exprs = wanted
+            .iter()
+            .map(|&i| {
+                let name = view.field(i).name();
+                let at = out.index_of(name)?;
+                let e: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(name, at));
+                Ok((e, name.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The limit is a hint: DataFusion keeps its own above the scan.
+        let _ = limit;
+        let projected = view.project(&wanted)?;
+        Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new_with_schema_metadata(
+            exprs, plan, &projected,
+        )?))
     }
 }
 

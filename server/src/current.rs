@@ -102,6 +102,23 @@ pub struct Index {
     images: imbl::HashMap<Arc<str>, ScopeKey>,
     /// Interned host names, scope kinds and image ids (few, each named by many scopes).
     names: imbl::HashMap<Arc<str>, Arc<str>>,
+    /// Image id → the containers whose latest crawl inherits some table from it.
+    heirs: imbl::HashMap<Arc<str>, imbl::HashSet<ScopeKey>>,
+}
+
+/// A scope key borrowed from a row's columns: hashes as [`ScopeKey`] does, so
+/// the index is searched without building one.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    host: &'a str,
+    scope: &'a str,
+    scope_id: &'a str,
+}
+
+impl equivalent::Equivalent<ScopeKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &ScopeKey) -> bool {
+        self.scope_id == &*k.scope_id && self.host == &*k.host && self.scope == &*k.scope
+    }
 }
 
 const ALL_TABLES: u64 = u64::MAX;
@@ -267,7 +284,7 @@ impl Index {
                 (Some(names), _) => Arc::new(Listing { data_time: crawl_time, names }),
                 // Unchanged since an earlier crawl: that crawl's listing.
                 (None, Some(t)) if t != crawl_time => earlier
-                    .or_else(|| prev.and_then(|s| s.listing.clone()))
+                    .or_else(|| prev.as_ref().and_then(|s| s.listing.clone()))
                     .filter(|l| l.data_time == t)
                     .unwrap_or_default(),
                 _ => Arc::default(),
@@ -277,6 +294,19 @@ impl Index {
             if newer {
                 self.hosts.insert(key.host.clone(), key.clone());
             }
+        }
+        if let Some(prev) = &prev {
+            for (_, image) in &prev.inherited {
+                if let Some(h) = self.heirs.get_mut(image) {
+                    h.remove(&key);
+                    if h.is_empty() {
+                        self.heirs.remove(image);
+                    }
+                }
+            }
+        }
+        for (_, image) in &state.inherited {
+            self.heirs.entry(image.clone()).or_default().insert(key.clone());
         }
         if &*key.scope == scope::IMAGE {
             let newer = self
@@ -321,19 +351,21 @@ impl Index {
     /// Whether the scope is in current state, and the container's name when
     /// it is one: a host crawled within the expiry; a container its live host
     /// still lists (or crawled since the host's listing, or of a host that
-    /// sends no host crawls); anything else (images) always.
-    fn alive<'a>(
-        hosts: &HashMap<&str, Option<&'a ScopeState>>,
-        key: &ScopeKey,
+    /// sends no host crawls); anything else (images) always. `host` is the
+    /// container's host as [`Index::live_hosts`] has it.
+    fn alive_given<'a>(
+        host: Option<Option<&'a ScopeState>>,
+        kind: &str,
+        scope_id: &str,
         s: &ScopeState,
         cutoff: i64,
     ) -> Option<Option<&'a Arc<str>>> {
-        match &*key.scope {
+        match kind {
             scope::HOST => (s.crawl_time >= cutoff).then_some(None),
-            scope::CONTAINER => match hosts.get(&*key.host) {
+            scope::CONTAINER => match host {
                 None => Some(None),
                 Some(None) => None,
-                Some(Some(h)) => match h.listing.as_ref().and_then(|l| l.names.get(&key.scope_id)) {
+                Some(Some(h)) => match h.listing.as_ref().and_then(|l| l.names.get(scope_id)) {
                     Some(name) => Some(name.as_ref()),
                     None if s.crawl_time > h.crawl_time => Some(None),
                     None => None,
@@ -341,6 +373,24 @@ impl Index {
             },
             _ => Some(None),
         }
+    }
+
+    fn alive<'a>(
+        hosts: &HashMap<&str, Option<&'a ScopeState>>,
+        key: &ScopeKey,
+        s: &ScopeState,
+        cutoff: i64,
+    ) -> Option<Option<&'a Arc<str>>> {
+        let host = if &*key.scope == scope::CONTAINER { hosts.get(&*key.host).copied() } else { None };
+        Self::alive_given(host, &key.scope, &key.scope_id, s, cutoff)
+    }
+
+    /// Host `host`'s state for [`Index::alive_given`]: `None` when it sends
+    /// no host crawls, `Some(None)` when expired.
+    fn host_state(&self, host: &str, cutoff: i64) -> Option<Option<Arc<ScopeState>>> {
+        let k = self.hosts.get(host)?;
+        let h = self.scopes.get(k)?;
+        Some((h.crawl_time >= cutoff).then(|| h.clone()))
     }
 
     /// Keys of every live scope's latest crawl: (host, scope, scope_id, crawl_time, container).
@@ -499,6 +549,103 @@ impl Index {
             ix.complete_with(key, t, tables, p, earlier);
         }
         Ok((ix, beyond))
+    }
+}
+
+/// A container sharing an image's rows, as [`Current::heirs`] lists it.
+#[derive(Debug, Clone)]
+pub struct Heir {
+    pub host: Arc<str>,
+    pub scope_id: Arc<str>,
+    pub crawl_time: i64,
+    pub container: Option<Arc<str>>,
+}
+
+/// Decides, row by row, which stored rows of one table are current state —
+/// the test the current-state views apply to history instead of joining it
+/// to keys of every live scope. Lookups go straight to the index; runs of
+/// rows from one scope (as crawls are stored) are decided once.
+pub struct Current {
+    ix: Index,
+    t: usize,
+    cutoff: i64,
+    only: KeyFilter,
+    hosts: HashMap<Arc<str>, Option<Option<Arc<ScopeState>>>>,
+    /// The last scope looked up: (host, scope, scope_id), its state and its liveness.
+    last: Option<((String, String, String), Option<Arc<ScopeState>>, Option<Option<Arc<str>>>)>,
+    heirs: HashMap<Arc<str>, Option<Arc<[Heir]>>>,
+}
+
+impl Current {
+    /// For table `t` as of `ix`, hosts crawled before `cutoff` expired;
+    /// `only` narrows the containers [`Current::heirs`] lists.
+    pub fn new(ix: Index, t: &Table, cutoff: i64, only: KeyFilter) -> Current {
+        Current { ix, t: t.index(), cutoff, only, hosts: HashMap::new(), last: None, heirs: HashMap::new() }
+    }
+
+    fn host(&mut self, host: &str) -> Option<Option<Arc<ScopeState>>> {
+        if let Some(h) = self.hosts.get(host) {
+            return h.clone();
+        }
+        let h = self.ix.host_state(host, self.cutoff);
+        self.hosts.insert(Arc::from(host), h.clone());
+        h
+    }
+
+    /// Whether a stored row of the scope (host, scope, scope_id) from the
+    /// crawl at `crawl_time` is current: `Some(container name)` when it is.
+    pub fn own(&mut self, host: &str, scope: &str, scope_id: &str, crawl_time: i64) -> Option<Option<Arc<str>>> {
+        let same = self.last.as_ref().is_some_and(|((h, s, i), ..)| i == scope_id && h == host && s == scope);
+        if !same {
+            let state = self.ix.scopes.get(&KeyRef { host, scope, scope_id }).cloned();
+            let alive = state.as_ref().and_then(|st| {
+                let h = if scope == scope::CONTAINER { self.host(host) } else { None };
+                let h = h.as_ref().map(|h| h.as_deref());
+                Index::alive_given(h, scope, scope_id, st, self.cutoff).map(|c| c.cloned())
+            });
+            self.last = Some(((host.to_owned(), scope.to_owned(), scope_id.to_owned()), state, alive));
+        }
+        let (_, state, alive) = self.last.as_ref().expect("just looked up");
+        if state.as_ref()?.data_time(self.t) != Some(crawl_time) {
+            return None;
+        }
+        alive.clone()
+    }
+
+    /// The live containers (those `only` admits) that share the rows of
+    /// image `image_id` crawled by `host` at `crawl_time`, when those rows
+    /// are the image's current ones of the table; `None` otherwise.
+    pub fn heirs(&mut self, host: &str, image_id: &str, crawl_time: i64) -> Option<Arc<[Heir]>> {
+        let ik = self.ix.images.get(image_id)?;
+        if &*ik.host != host || self.ix.scopes.get(ik)?.data_time(self.t) != Some(crawl_time) {
+            return None;
+        }
+        if let Some(h) = self.heirs.get(image_id) {
+            return h.clone();
+        }
+        let mut out = Vec::new();
+        let set = self.ix.heirs.get(image_id).cloned().unwrap_or_default();
+        for key in &set {
+            if !self.only.admits(key) {
+                continue;
+            }
+            let Some(s) = self.ix.scopes.get(key).cloned() else { continue };
+            if s.inherits(self.t).is_none_or(|i| &**i != image_id) {
+                continue;
+            }
+            let h = if &*key.scope == scope::CONTAINER { self.host(&key.host) } else { None };
+            let h = h.as_ref().map(|h| h.as_deref());
+            let Some(container) = Index::alive_given(h, &key.scope, &key.scope_id, &s, self.cutoff) else { continue };
+            out.push(Heir {
+                host: key.host.clone(),
+                scope_id: key.scope_id.clone(),
+                crawl_time: s.crawl_time,
+                container: container.cloned(),
+            });
+        }
+        let out: Option<Arc<[Heir]>> = (!out.is_empty()).then(|| out.into());
+        self.heirs.insert(Arc::from(image_id), out.clone());
+        out
     }
 }
 
@@ -800,6 +947,78 @@ mod tests {
         let latest = rows(&ix.latest(40, false));
         assert_eq!(latest.len(), 4, "{latest:?}");
         assert!(ix.has_image("sha256:i") && !ix.has_image("sha256:j"));
+    }
+
+    /// What [`Current`] passes of stored rows, as key rows: (host, scope,
+    /// scope_id, crawl_time, container) for own rows, and the inherited rows
+    /// as [`inherited`] shows them.
+    fn decided(
+        ix: &Index,
+        t: &'static Table,
+        stored: &[RecordBatch],
+        cutoff: i64,
+        only: KeyFilter,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut cur = Current::new(ix.clone(), t, cutoff, only.clone());
+        let (mut own, mut shared) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+        for b in stored.iter().filter(|b| periscope_agent::crawl::table_of(b).name == t.name) {
+            let c = Common::of(b).unwrap();
+            for i in 0..b.num_rows() {
+                let (h, s, id, time) = (c.host.value(i), c.scope.value(i), c.scope_id.value(i), c.crawl_time.value(i));
+                // The view's filters narrow own rows (below the operator, as in the catalog).
+                let admitted =
+                    only.host.as_deref().is_none_or(|x| x == h) && only.scope.as_deref().is_none_or(|x| x == s);
+                if let Some(name) = cur.own(h, s, id, time).filter(|_| admitted) {
+                    own.insert(format!("{h}|{s}|{id}|{}|{}", chrono_like(time), name.as_deref().unwrap_or("")));
+                }
+                if s != scope::IMAGE {
+                    continue;
+                }
+                for heir in cur.heirs(h, id, time).iter().flat_map(|x| x.iter()) {
+                    shared.insert(format!(
+                        "{}|container|{}|{}|{}|{h}|{id}|{}",
+                        heir.host,
+                        heir.scope_id,
+                        chrono_like(heir.crawl_time),
+                        heir.container.as_deref().unwrap_or(""),
+                        chrono_like(time)
+                    ));
+                }
+            }
+        }
+        (own.into_iter().collect(), shared.into_iter().collect())
+    }
+
+    #[test]
+    fn row_by_row_decisions_agree_with_the_keys() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let all: Vec<RecordBatch> = fleet().into_iter().flatten().collect();
+        feed(&mut ix, &mut p, &all);
+        for t in [&PACKAGES, &CONTAINERS, &INHERITED, &UNCHANGED] {
+            for only in [
+                KeyFilter::default(),
+                KeyFilter { host: Some("h1".into()), scope: None },
+                KeyFilter { host: Some("old".into()), scope: None },
+            ] {
+                let k = ix.keys(t, 40, &only);
+                let (own, shared) = decided(&ix, t, &all, 40, only.clone());
+                // Keys of scopes with rows of the table: every own key has some here.
+                assert_eq!(own, rows(&k.own), "{} {only:?}", t.name);
+                assert_eq!(shared, inherited(&k), "{} {only:?}", t.name);
+            }
+        }
+        // A newer crawl of the image stops the old rows from being shared.
+        feed(
+            &mut ix,
+            &mut p,
+            &crawl("h1", "image", "sha256:i", 300).row(&PACKAGES, &[("name", "bash".into())]).batches(),
+        );
+        let (_, shared) = decided(&ix, &PACKAGES, &all, 40, KeyFilter::default());
+        assert!(shared.is_empty(), "{shared:?}");
+        // ... and the container's next crawl of its own stops it sharing any.
+        let own = crawl("h1", "container", "c1", 400).row(&PACKAGES, &[("name", "zsh".into())]).batches();
+        feed(&mut ix, &mut p, &own);
+        assert!(ix.heirs.get("sha256:i").is_none());
     }
 
     fn chrono_like(us: i64) -> String {

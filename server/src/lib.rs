@@ -21,4 +21,5 @@ pub mod store;
 #[cfg(test)]
 mod testutil;
 pub mod udf;
+pub mod view;
 pub mod wal;
