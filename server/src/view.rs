@@ -217,15 +217,14 @@ struct Expand {
 impl Expand {
     fn new(current: &mut Current, schema: SchemaRef, batch: RecordBatch, size: usize) -> Result<Expand> {
         let c = Common::of(&batch)?;
-        let mut rows = Vec::new();
-        for i in 0..batch.num_rows() {
-            if c.scope.value(i) != scope::IMAGE {
-                continue;
-            }
-            if let Some(h) = current.heirs(c.host.value(i), c.scope_id.value(i), c.time.value(i)) {
-                rows.push((i as u32, h));
-            }
-        }
+        let images: Vec<u32> =
+            (0..batch.num_rows() as u32).filter(|&i| c.scope.value(i as usize) == scope::IMAGE).collect();
+        let asked: Vec<(&str, &str, i64)> = images
+            .iter()
+            .map(|&i| (c.host.value(i as usize), c.scope_id.value(i as usize), c.time.value(i as usize)))
+            .collect();
+        let heirs = current.heirs_of(&asked);
+        let rows: Vec<(u32, Arc<[Heir]>)> = images.into_iter().zip(heirs).filter_map(|(i, h)| Some((i, h?))).collect();
         let tz = match batch.schema().field(3).data_type() {
             DataType::Timestamp(_, tz) => tz.clone(),
             _ => None,
