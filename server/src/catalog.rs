@@ -27,7 +27,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::{MemTable, TableProvider, TableType, provider_as_source};
 use datafusion::error::Result;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
@@ -65,7 +66,7 @@ impl StoredTable {
             let cfg = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
-            Some(ListingTable::try_new(cfg)?)
+            Some(ListingTable::try_new(cfg)?.with_cache(caches().get_file_statistic_cache()))
         };
         let recent = snapshot.batches.get(t.name).cloned().unwrap_or_default();
         let recent = MemTable::try_new(schema.clone(), vec![recent])?;
@@ -400,10 +401,29 @@ pub async fn live_context(
 
 fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
     let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
+    let runtime = runtime.or_else(|| RuntimeEnvBuilder::new().with_cache_manager(cache_config()).build_arc().ok());
     match runtime {
         Some(rt) => SessionContext::new_with_config_rt(config, rt),
         None => SessionContext::new_with_config(config),
     }
+}
+
+/// Parquet footers and per-file statistics, kept for every query of the
+/// process rather than read again by each: a context is built per query, and
+/// planning one with ten scans read ~50 footers each time (0.2 s of the
+/// one-host history question at 10,000 hosts). Stored files never change
+/// under their name, and entries are checked against the file's size and
+/// mtime; both caches are bounded (DataFusion's default limits).
+fn caches() -> &'static Arc<CacheManager> {
+    static CACHES: std::sync::OnceLock<Arc<CacheManager>> = std::sync::OnceLock::new();
+    CACHES.get_or_init(|| CacheManager::try_new(&CacheManagerConfig::default()).expect("default caches"))
+}
+
+/// A runtime's cache settings sharing [`caches`].
+pub fn cache_config() -> CacheManagerConfig {
+    CacheManagerConfig::default()
+        .with_file_statistics_cache(caches().get_file_statistic_cache())
+        .with_file_metadata_cache(Some(caches().get_file_metadata_cache()))
 }
 
 /// Registers every table (from `provider`), the views over them and the descriptions.

@@ -71,6 +71,7 @@ impl Limits {
         let rt = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.memory_bytes)))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_cache_manager(catalog::cache_config())
             .build_arc()?;
         Ok(Some(rt))
     }
