@@ -7,6 +7,9 @@
 #
 #   benches/fleet-query.sh        HOSTS=10000 CONTAINERS=50 IMAGES=300 IMAGE_PACKAGES=150 HOST_PACKAGES=300 RUNS=7
 #
+# FLEET_DATA=DIR keeps the written fleet in DIR and, when DIR already holds
+# one, queries it instead of writing a new one; DUCKDB=0 leaves DuckDB out.
+#
 # Release build of the server (datafusion): about 25 minutes cold on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
