@@ -1,5 +1,8 @@
 //! `periscope`: the server, the SQL client and local commands.
 
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
