@@ -110,8 +110,22 @@ impl Server {
 
 /// A loopback address no one listens on right now.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    // Not a kernel-picked port: those come from the ephemeral range, where,
+    // once this listener closes, a `127.0.0.1:0` bind or the source port of any
+    // outgoing connection (another test's agent) can take it before the server
+    // binds it. Ports below that range (32768 and up on Linux) are only ever
+    // handed out here: a counter per process, spread by pid across processes.
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 400) as u16 * 30;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap().to_string();
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 impl Drop for Server {
