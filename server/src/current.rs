@@ -679,23 +679,18 @@ impl Current {
                     parts.into_iter().flat_map(|p| p.join().expect("heirs thread")).collect()
                 })
             } else {
-                let mut out = Vec::new();
-                for id in todo {
-                    let ix = self.ix.clone();
-                    let mut cache = std::mem::take(&mut self.hosts);
-                    let cutoff = self.cutoff;
-                    let mut lookup = |h: &str| {
-                        if let Some(x) = cache.get(h) {
-                            return x.clone();
-                        }
-                        let x = ix.host_state(h, cutoff);
-                        cache.insert(Arc::from(h), x.clone());
-                        x
-                    };
-                    let r = self.resolve(id, &mut lookup);
-                    self.hosts = cache;
-                    out.push((id, r));
-                }
+                // The host cache moves out of `self` while `resolve` borrows it.
+                let mut cache = std::mem::take(&mut self.hosts);
+                let mut lookup = |h: &str| {
+                    if let Some(x) = cache.get(h) {
+                        return x.clone();
+                    }
+                    let x = self.ix.host_state(h, self.cutoff);
+                    cache.insert(Arc::from(h), x.clone());
+                    x
+                };
+                let out = todo.into_iter().map(|id| (id, self.resolve(id, &mut lookup))).collect();
+                self.hosts = cache;
                 out
             };
             for (id, h) in found {

@@ -115,12 +115,12 @@ pub fn free_addr() -> String {
     // outgoing connection (another test's agent) can take it before the server
     // binds it. Ports below that range (32768 and up on Linux) are only ever
     // handed out here: a counter per process, spread by pid across processes.
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 400) as u16 * 30;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let spread = (std::process::id() % 400) * 30;
     for _ in 0..12_000 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        let port = (20_000 + (spread + n) % 12_000) as u16;
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             return l.local_addr().unwrap().to_string();
         }
