@@ -1018,14 +1018,29 @@ fn sync_delta<'a>(shared: &Shared, tables: impl Iterator<Item = &'a str>, data_c
     }
 }
 
+/// How stored files are written: zstd at `level`, row groups of up to 1M
+/// rows, and min/max statistics (chunk and page index) only on the common
+/// columns. Those are what prune: agents' rows arrive grouped by scope, so a
+/// page holds few hosts. A page of any other column (package names, versions,
+/// paths) spans nearly its whole range of values, so its statistics prune
+/// nothing, and computing them cost about a sixth of the Parquet writer's time
+/// in benches/ingest.sh.
+fn writer_properties(table: &Table, level: i32) -> WriterProperties {
+    use parquet::file::properties::EnabledStatistics;
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(1 << 20));
+    for c in table.columns {
+        b = b.set_column_statistics_enabled(c.name.into(), EnabledStatistics::None);
+    }
+    b.build()
+}
+
 /// Flush files use zstd level 1: flushing is on the ingest path (level 3 cost
 /// about 10% of ingest CPU in benches/ingest.sh); compaction rewrites small
 /// files at level 3.
 fn write_parquet(path: &Path, table: &Table, batches: &[RecordBatch]) -> Result<(), StoreError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
+    let props = writer_properties(table, 1);
     let file = File::create(path).map_err(io(path))?;
     let pq = |source| StoreError::Parquet { path: path.to_path_buf(), source };
     let mut w = ArrowWriter::try_new(file, table.schema(), Some(props)).map_err(pq)?;
@@ -1169,10 +1184,7 @@ fn compact_partition(
     let pq = |source| StoreError::Parquet { path: tmp.clone(), source };
     let mut kept = 0;
     {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-            .set_max_row_group_row_count(Some(1 << 20))
-            .build();
+        let props = writer_properties(t, 3);
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut w = ArrowWriter::try_new(file, t.schema(), Some(props)).map_err(pq)?;
         for f in &inputs {
@@ -1438,6 +1450,23 @@ mod tests {
         assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (30, 0), "the flushed log is not read twice");
         assert_eq!(names(&test_day(tmp.path())).len(), 1, "ten batches, one file, in its day's partition");
         assert_eq!(wal::segments(&wal_dir(tmp.path())).unwrap().len(), 1, "flushed segments are retired");
+        // Statistics, chunk and page level, on the common columns (they prune by host and time), not the rest.
+        let file = test_day(tmp.path()).join(&names(&test_day(tmp.path()))[0]);
+        let opts = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(file).unwrap(),
+            opts,
+        )
+        .unwrap();
+        let meta = reader.metadata();
+        let index = meta.column_index().expect("a page index");
+        for (i, c) in meta.row_group(0).columns().iter().enumerate() {
+            let name = c.column_descr().name();
+            let common = periscope_proto::tables::COMMON_COLUMNS.iter().any(|k| k.name == name);
+            assert_eq!(c.statistics().is_some_and(|s| s.min_bytes_opt().is_some()), common, "{name}: chunk statistics");
+            let paged = !matches!(index[0][i], parquet::file::page_index::column_index::ColumnIndexMetaData::NONE);
+            assert_eq!(paged, common, "{name}: page index");
+        }
     }
 
     #[tokio::test]
