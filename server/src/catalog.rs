@@ -410,8 +410,7 @@ fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
 
 /// Parquet footers and per-file statistics, kept for every query of the
 /// process rather than read again by each: a context is built per query, and
-/// planning one with ten scans read ~50 footers each time (0.2 s of the
-/// one-host history question at 10,000 hosts). Stored files never change
+/// planning one over `package_changes` read ~50 footers for each of its scans. Stored files never change
 /// under their name, and entries are checked against the file's size and
 /// mtime; both caches are bounded (DataFusion's default limits).
 fn caches() -> &'static Arc<CacheManager> {

@@ -1023,8 +1023,8 @@ fn sync_delta<'a>(shared: &Shared, tables: impl Iterator<Item = &'a str>, data_c
 /// columns. Those are what prune: agents' rows arrive grouped by scope, so a
 /// page holds few hosts. A page of any other column (package names, versions,
 /// paths) spans nearly its whole range of values, so its statistics prune
-/// nothing, and computing them cost about a sixth of the Parquet writer's time
-/// in benches/ingest.sh.
+/// nothing, and computing them was about a sixth of the Parquet writer's time
+/// under perf in benches/ingest.sh (end to end, inside that benchmark's scatter).
 fn writer_properties(table: &Table, level: i32) -> WriterProperties {
     use parquet::file::properties::EnabledStatistics;
     let mut b = WriterProperties::builder()
