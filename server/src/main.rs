@@ -76,6 +76,11 @@ enum Cmd {
         /// Memory one remote query may use, result included; beyond it the query is refused.
         #[arg(long, default_value_t = 1 << 30)]
         query_memory_bytes: usize,
+        /// Memory all remote queries together may use (each Postgres connection's
+        /// session and each Flight SQL or CLI query draws on it); a query that
+        /// would pass it is refused with a clear error, to retry later.
+        #[arg(long, default_value_t = 4 << 30)]
+        sql_memory_bytes: usize,
         /// Seconds a remote query may run before it is cancelled.
         #[arg(long, default_value_t = 60)]
         query_timeout_secs: u64,
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pg_listen,
             sql_user,
             query_memory_bytes,
+            sql_memory_bytes,
             query_timeout_secs,
             packs,
             report_out,
@@ -285,6 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             let flight = bind_front(flight_listen.as_deref(), "Flight SQL").await?;
             let pg = bind_front(pg_listen.as_deref(), "Postgres wire protocol").await?;
+            let limits = periscope_server::query::Limits {
+                memory_bytes: query_memory_bytes,
+                timeout: std::time::Duration::from_secs(query_timeout_secs),
+                shared: None,
+            }
+            .sharing(sql_memory_bytes);
             let opts = service::ServeOptions {
                 auth,
                 tls,
@@ -296,10 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     retention: (retention_days > 0).then(|| std::time::Duration::from_secs(retention_days * 86_400)),
                     ..Default::default()
                 },
-                limits: periscope_server::query::Limits {
-                    memory_bytes: query_memory_bytes,
-                    timeout: std::time::Duration::from_secs(query_timeout_secs),
-                },
+                limits: limits.clone(),
                 sql_users: std::sync::Arc::new(sql_users),
                 flight,
                 pg,
@@ -308,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     timeout: std::time::Duration::from_secs(report_timeout_secs),
                     out: report_out,
                     webhook: report_webhook,
+                    limits,
                 }),
             };
             service::serve_with(data, listener, opts, stop).await?;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -9,7 +10,7 @@ use arrow_schema::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
@@ -45,35 +46,146 @@ pub enum QueryError {
 
 /// The sandbox every remote query runs in: a memory pool (no spilling to
 /// disk) that also caps the result, and a time limit after which the query is
-/// cancelled.
+/// cancelled. The pools of all remote queries draw on one server-wide budget,
+/// `shared`, so however many clients connect, SQL holds at most that much.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,
+    pub shared: Option<Arc<SqlMemory>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(60) }
+        Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(60), shared: None }
     }
 }
 
 impl Limits {
     /// No limits: the local CLI over a data directory, the user's own process.
     pub fn none() -> Limits {
-        Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64) }
+        Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64), shared: None }
+    }
+
+    /// These limits, drawing on a server-wide budget of `bytes` for all queries at once.
+    pub fn sharing(self, bytes: usize) -> Limits {
+        Limits { shared: Some(Arc::new(SqlMemory::new(bytes))), ..self }
     }
 
     pub fn runtime(&self) -> Result<Option<Arc<RuntimeEnv>>, QueryError> {
         if self.memory_bytes == usize::MAX {
             return Ok(None);
         }
+        let pool = QueryPool {
+            limit: self.memory_bytes,
+            used: AtomicUsize::new(0),
+            shared: self.shared.clone(),
+            refused: std::sync::Mutex::new(None),
+        };
         let rt = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(self.memory_bytes)))
+            .with_memory_pool(Arc::new(pool))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
             .with_cache_manager(catalog::cache_config())
             .build_arc()?;
         Ok(Some(rt))
+    }
+}
+
+/// The memory all remote queries may hold at once (`--sql-memory-bytes`).
+#[derive(Debug)]
+pub struct SqlMemory {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl SqlMemory {
+    pub fn new(limit: usize) -> SqlMemory {
+        SqlMemory { limit, used: AtomicUsize::new(0) }
+    }
+
+    /// Bytes held by the queries running now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// One query's (or Postgres session's) pool: at most `limit` bytes, each of
+/// them also taken from the server-wide budget when there is one.
+#[derive(Debug)]
+struct QueryPool {
+    limit: usize,
+    used: AtomicUsize,
+    shared: Option<Arc<SqlMemory>>,
+    /// Why memory was last refused: operators that cannot spill report
+    /// their own error, which does not say which limit it was.
+    refused: std::sync::Mutex<Option<String>>,
+}
+
+impl QueryPool {
+    fn refuse(&self, why: String) -> DataFusionError {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+        DataFusionError::ResourcesExhausted(why)
+    }
+}
+
+impl std::fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query pool of {} bytes", self.limit)
+    }
+}
+
+/// Adds `n` to `used` unless that passes `limit`; on refusal, what was in use.
+fn take(used: &AtomicUsize, limit: usize, n: usize) -> Result<(), usize> {
+    used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| u.checked_add(n).filter(|&x| x <= limit)).map(drop)
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "periscope-query"
+    }
+
+    fn grow(&self, _: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::Relaxed);
+        if let Some(s) = &self.shared {
+            s.used.fetch_add(additional, Ordering::Relaxed);
+        }
+    }
+
+    fn shrink(&self, _: &MemoryReservation, shrink: usize) {
+        self.used.fetch_sub(shrink, Ordering::Relaxed);
+        if let Some(s) = &self.shared {
+            s.used.fetch_sub(shrink, Ordering::Relaxed);
+        }
+    }
+
+    fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        let consumer = r.consumer().name();
+        if let Err(used) = take(&self.used, self.limit, additional) {
+            return Err(self.refuse(format!(
+                "query needs more memory than a query may use ({} bytes, --query-memory-bytes): \
+                 {consumer} asked for {additional} more with {used} in use",
+                self.limit
+            )));
+        }
+        if let Some(s) = &self.shared
+            && let Err(used) = take(&s.used, s.limit, additional)
+        {
+            self.used.fetch_sub(additional, Ordering::Relaxed);
+            return Err(self.refuse(format!(
+                "the server's memory for SQL ({} bytes, --sql-memory-bytes) is held by the queries running \
+                 now ({used} bytes); {consumer} asked for {additional} more: retry later",
+                s.limit
+            )));
+        }
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
     }
 }
 
@@ -121,7 +233,7 @@ pub async fn execute(
         let schema = stream.schema();
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| memory(e, limits))?;
+            let b = b.map_err(|e| memory(e, ctx))?;
             bytes = bytes.saturating_add(crate::store::batch_bytes(&b));
             if bytes > limits.memory_bytes {
                 return Err(QueryError::Limit(format!(
@@ -182,7 +294,7 @@ pub async fn stream_on(
             let (mut stream, ctx) = state?;
             match tokio::time::timeout_at(deadline, stream.next()).await {
                 Ok(Some(Ok(b))) => Some((Ok(b), Some((stream, ctx)))),
-                Ok(Some(Err(e))) => Some((Err(memory(e, &limits)), None)),
+                Ok(Some(Err(e))) => Some((Err(memory(e, &ctx)), None)),
                 Ok(None) => None,
                 Err(_) => Some((Err(cancelled(&limits)), None)),
             }
@@ -200,12 +312,13 @@ pub async fn plan_schema(snapshot: Snapshot, sql: &str) -> Result<SchemaRef, Que
     Ok(df.create_physical_plan().await?.schema())
 }
 
-fn memory(e: DataFusionError, limits: &Limits) -> QueryError {
-    if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
-        return QueryError::Limit(format!(
-            "query needs more memory than a query may use ({} bytes, --query-memory-bytes): {e}",
-            limits.memory_bytes
-        ));
+/// A query refused memory: its pool's words (which limit, how much), else DataFusion's.
+fn memory(e: DataFusionError, ctx: &SessionContext) -> QueryError {
+    if let DataFusionError::ResourcesExhausted(why) = e.find_root() {
+        let rt = ctx.runtime_env();
+        let pool: &dyn std::any::Any = &*rt.memory_pool;
+        let ours = pool.downcast_ref::<QueryPool>().and_then(|p| p.refused.lock().ok()?.take());
+        return QueryError::Limit(ours.unwrap_or_else(|| format!("query needs more memory than it may use: {why}")));
     }
     QueryError::Sql(e)
 }
@@ -258,7 +371,40 @@ pub async fn remote(
 mod tests {
     use super::*;
     use crate::store::StoreConfig;
+    use datafusion::execution::memory_pool::MemoryConsumer;
     use periscope_proto::tables::CRAWL_ERRORS;
+
+    /// Queries draw on one server-wide budget: while another query's
+    /// reservation holds most of it, a query that fits its own limit is
+    /// refused, naming the budget; once that memory is given back it runs.
+    #[tokio::test]
+    async fn queries_share_the_servers_sql_memory() {
+        let limits = Limits { memory_bytes: 256 << 20, ..Limits::default() }.sharing(64 << 20);
+        let shared = limits.shared.clone().unwrap();
+        let sql = "SELECT value % 200000 AS k, count(*) AS n FROM generate_series(1, 2000000) GROUP BY k ORDER BY k";
+        let run = || run_on(Snapshot::empty(), sql, Access::ReadOnly, &limits);
+        let (_, alone) = run().await.expect("fits the budget alone");
+        assert_eq!(alone.iter().map(|b| b.num_rows()).sum::<usize>(), 200_000);
+        assert_eq!(shared.used(), 0, "a finished query gives its memory back");
+
+        let other = limits.runtime().unwrap().unwrap();
+        let held = MemoryConsumer::new("another query").register(&other.memory_pool);
+        held.try_grow(60 << 20).expect("within the other query's own limit and the budget");
+        assert_eq!(shared.used(), 60 << 20);
+        let err = run().await.expect_err("the budget is taken").to_string();
+        assert!(err.contains("--sql-memory-bytes") && err.contains("retry later"), "{err}");
+        assert!(held.try_grow(8 << 20).is_err(), "the held query cannot pass the budget either");
+
+        held.free();
+        // The refused query's tasks wind down (and give back what they held) as they are dropped.
+        let start = std::time::Instant::now();
+        while shared.used() != 0 && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shared.used(), 0, "every byte comes back");
+        let (_, again) = run().await.expect("runs once the memory is back");
+        assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 200_000);
+    }
 
     /// Regression: a streamed query dropped its session once planned, so the
     /// snapshot went with it and a compaction deleted files the stream was

@@ -43,3 +43,20 @@ fn remote_sql_is_read_only_bounded_and_the_server_survives() {
     let rows = sql(&target, "SELECT count(*) AS n FROM generate_series(1, 1000)");
     assert_eq!(rows[0]["n"], 1000, "the server still answers");
 }
+
+/// All remote queries together stay within `--sql-memory-bytes`: here it is
+/// below what one query may use, so a query needing more is refused by the
+/// server-wide budget (with its flag named) and the server carries on.
+#[test]
+fn remote_queries_together_stay_within_the_servers_sql_memory() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--sql-memory-bytes", "33554432"], &[]);
+    let target = ["--server", server.url.as_str()];
+    let big = "SELECT a.value * 1000000 + b.value AS k, count(*) AS n \
+               FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 1000000) b GROUP BY k";
+    let err = sql_refused(&target, big, &[]);
+    assert!(err.contains("--sql-memory-bytes"), "expected the server-wide budget in: {err}");
+    assert!(!server.exited());
+    let rows = sql(&target, "SELECT count(*) AS n FROM generate_series(1, 1000)");
+    assert_eq!(rows[0]["n"], 1000, "the server still answers, its budget given back");
+}

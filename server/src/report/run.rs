@@ -32,7 +32,16 @@ impl Target {
     }
 
     pub async fn snapshot(snapshot: crate::store::Snapshot, label: String) -> Result<Target, query::QueryError> {
-        Ok(Target::Local { ctx: crate::catalog::context(snapshot).await?, label })
+        Target::snapshot_in(snapshot, label, &Limits::none()).await
+    }
+
+    /// [`Target::snapshot`], its checks within the memory of `limits`.
+    pub async fn snapshot_in(
+        snapshot: crate::store::Snapshot,
+        label: String,
+        limits: &Limits,
+    ) -> Result<Target, query::QueryError> {
+        Ok(Target::Local { ctx: crate::catalog::context_with(snapshot, limits.runtime()?).await?, label })
     }
 
     pub fn label(&self) -> String {

@@ -26,6 +26,8 @@ pub struct ScheduleOptions {
     pub out: Option<PathBuf>,
     /// POST each run's JSON here.
     pub webhook: Option<String>,
+    /// The memory a check may use (and the server-wide SQL budget it draws on).
+    pub limits: crate::query::Limits,
 }
 
 /// One schedule: a pack and the checks it runs (None: those without their own schedule).
@@ -102,7 +104,8 @@ pub async fn run(store: Arc<Store>, opts: ScheduleOptions, mut stop: tokio::sync
         }
         for j in jobs.iter_mut().filter(|j| j.next.is_some_and(|n| n <= Utc::now())) {
             j.next = None;
-            let target = match Target::snapshot(store.snapshot(), store.dir().display().to_string()).await {
+            let label = store.dir().display().to_string();
+            let target = match Target::snapshot_in(store.snapshot(), label, &opts.limits).await {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("periscope: scheduled run of {}: {e}", j.pack.name);
