@@ -11,7 +11,7 @@
 //! view is the history table with each row checked against it
 //! ([`crate::view::CurrentExec`]), never a recomputation.
 //! `latest_crawls` lists those live scopes' latest crawls and `scope_crawls`
-//! every scope's. A context is built per query over a [`Snapshot`], so each
+//! those of every scope the index keeps. A context is built per query over a [`Snapshot`], so each
 //! query sees the rows acknowledged when it starts, flushed to Parquet or not.
 //! Stored compliance-report runs are `report_runs`, `report_checks` and
 //! `report_results` (see [`crate::report::history`]).
@@ -238,8 +238,10 @@ impl TableProvider for CurrentTable {
     }
 }
 
-/// `latest_crawls` (live scopes) or `scope_crawls` (every scope): each scope's
-/// latest completed crawl, from the index.
+/// `latest_crawls` (live scopes) or `scope_crawls` (every scope the index
+/// keeps: also expired hosts and their images; removed containers leave it
+/// within a minute, their crawls staying in `crawls`): each scope's latest
+/// completed crawl, from the index.
 struct LatestCrawls {
     all: bool,
     snapshot: Arc<Snapshot>,

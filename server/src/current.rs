@@ -50,9 +50,9 @@ pub struct ScopeState {
     /// Tables the crawl has rows of (bit i: `TABLES[i]`), sent or unchanged.
     pub tables: u64,
     /// Tables whose rows are those of an earlier crawl: (table index, its crawl_time).
-    pub since: Vec<(u8, i64)>,
-    /// Tables whose rows are the scope's image's: (table index, image id).
-    pub inherited: Vec<(u8, Arc<str>)>,
+    pub since: Box<[(u8, i64)]>,
+    /// Tables whose rows are the scope's image's.
+    pub inherited: Inherited,
     /// Whether the crawl sent any `unchanged` rows (its current `unchanged` view rows).
     pub any_unchanged: bool,
     /// Host scopes: the containers the host's runtime listed, and their names.
@@ -79,7 +79,49 @@ impl ScopeState {
     }
 
     fn inherits(&self, t: usize) -> Option<&Arc<str>> {
-        self.inherited.iter().find(|(i, _)| *i as usize == t).map(|(_, id)| id)
+        self.inherited.of(t)
+    }
+}
+
+/// The tables a container shares with its image, compactly: a container has
+/// one image, so a bitset and that image's (interned) id, no allocation of
+/// its own. A crawl naming other images for some tables (no agent sends
+/// that) keeps them in `others`.
+#[derive(Debug, Clone, Default)]
+pub struct Inherited {
+    tables: u64,
+    image: Option<Arc<str>>,
+    others: Box<[(u8, Arc<str>)]>,
+}
+
+impl Inherited {
+    fn new(list: impl IntoIterator<Item = (u8, Arc<str>)>) -> Inherited {
+        let (mut tables, mut image, mut others) = (0u64, None::<Arc<str>>, Vec::new());
+        for (t, id) in list {
+            match &image {
+                None => image = Some(id),
+                Some(i) if *i == id => {}
+                Some(_) => {
+                    others.push((t, id));
+                    continue;
+                }
+            }
+            tables |= 1 << t;
+        }
+        Inherited { tables, image, others: others.into_boxed_slice() }
+    }
+
+    /// The image whose rows of table `t` these are.
+    pub fn of(&self, t: usize) -> Option<&Arc<str>> {
+        if self.tables & (1 << t) != 0 {
+            return self.image.as_ref();
+        }
+        self.others.iter().find(|(i, _)| *i as usize == t).map(|(_, id)| id)
+    }
+
+    /// The images named (each once, but for a hostile crawl's repeats in `others`).
+    fn images(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.image.iter().chain(self.others.iter().map(|(_, id)| id))
     }
 }
 
@@ -247,8 +289,7 @@ impl Index {
                                 p.since.push((ix as u8, s.value(i)));
                             }
                         } else if let Some(img) = opt(image, i) {
-                            let img = Arc::from(img);
-                            p.inherited.push((ix as u8, img));
+                            p.inherited.push((ix as u8, self.intern(img)));
                         }
                     }
                 }
@@ -277,16 +318,20 @@ impl Index {
         if prev.as_ref().is_some_and(|s| s.crawl_time > crawl_time) {
             return;
         }
+        let key = self.shared_id(key);
         // A table marked unchanged has rows (in the crawl it points at), listed in `tables` or not:
         // agents that did not even read it again do not list it.
         let tables = p.since.iter().fold(tables, |b, (i, _)| b | (1 << i));
-        let inherited = p.inherited.into_iter().map(|(i, id)| (i, self.intern(&id))).collect();
+        let inherited = Inherited::new(p.inherited);
+        let since = p.since.into_boxed_slice();
         let mut state =
-            ScopeState { crawl_time, tables, since: p.since, inherited, any_unchanged: p.any_unchanged, listing: None };
+            ScopeState { crawl_time, tables, since, inherited, any_unchanged: p.any_unchanged, listing: None };
         if &*key.scope == scope::HOST {
             let ix = CONTAINERS.index();
             state.listing = Some(match (p.listing, state.data_time(ix)) {
-                (Some(names), _) => Arc::new(Listing { data_time: crawl_time, names }),
+                (Some(names), _) => {
+                    Arc::new(Listing { data_time: crawl_time, names: self.shared_ids(&key.host, names) })
+                }
                 // Unchanged since an earlier crawl: that crawl's listing.
                 (None, Some(t)) if t != crawl_time => earlier
                     .or_else(|| prev.as_ref().and_then(|s| s.listing.clone()))
@@ -301,7 +346,7 @@ impl Index {
             }
         }
         if let Some(prev) = &prev {
-            for (_, image) in &prev.inherited {
+            for image in prev.inherited.images() {
                 if let Some(h) = self.heirs.get_mut(image) {
                     h.remove(&key);
                     if h.is_empty() {
@@ -311,7 +356,7 @@ impl Index {
             }
         }
         let state = Arc::new(state);
-        for (_, image) in &state.inherited {
+        for image in state.inherited.images() {
             self.heirs.entry(image.clone()).or_default().insert(key.clone(), state.clone());
         }
         if &*key.scope == scope::IMAGE {
@@ -325,6 +370,83 @@ impl Index {
             }
         }
         self.scopes.insert(key, state);
+    }
+
+    /// `key`, its container id the one already held (by the scope itself, or
+    /// by its host's listing) rather than a copy: ids are long and each
+    /// container is named in both places.
+    fn shared_id(&self, key: ScopeKey) -> ScopeKey {
+        if &*key.scope != scope::CONTAINER {
+            return key;
+        }
+        if let Some((k, _)) = self.scopes.get_key_value(&key) {
+            return k.clone();
+        }
+        let host = self.hosts.get(&key.host).and_then(|k| self.scopes.get(k));
+        let listed = host.and_then(|h| h.listing.as_ref()).and_then(|l| l.names.get_key_value(&*key.scope_id));
+        match listed {
+            Some((id, _)) => ScopeKey { scope_id: id.clone(), ..key },
+            None => key,
+        }
+    }
+
+    /// A host's new listing, naming its containers by the ids their scopes hold.
+    fn shared_ids(
+        &self,
+        host: &Arc<str>,
+        names: HashMap<Arc<str>, Option<Arc<str>>>,
+    ) -> HashMap<Arc<str>, Option<Arc<str>>> {
+        let mut out = HashMap::with_capacity_and_hasher(names.len(), Hasher::default());
+        for (id, name) in names {
+            let k = KeyRef { host, scope: scope::CONTAINER, scope_id: &id };
+            let id = self.scopes.get_key_value(&k).map(|(k, _)| k.scope_id.clone()).unwrap_or(id);
+            out.insert(id, name);
+        }
+        out
+    }
+
+    /// Container scopes that have left current state for good, with the
+    /// state they left in: their host (which sends host crawls) expired, or
+    /// its latest listing no longer has them and they were not crawled since.
+    /// Nothing reads them, and a container id is never reused, so
+    /// [`Index::forget`] can drop them: without it the index would grow with
+    /// every container a fleet ever ran. A host that comes back has its
+    /// containers back with their next crawls, which carry their whole state.
+    pub fn departed(&self, cutoff: i64) -> Vec<(ScopeKey, Arc<ScopeState>)> {
+        let hosts = self.live_hosts(cutoff);
+        self.scopes
+            .iter()
+            .filter(|(k, s)| &*k.scope == scope::CONTAINER && Self::alive(&hosts, k, s, cutoff).is_none())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Drops the scopes [`Index::departed`] found, each unless it changed
+    /// since (a newer crawl, or its host back and listing it). Returns how many went.
+    pub fn forget(&mut self, departed: Vec<(ScopeKey, Arc<ScopeState>)>, cutoff: i64) -> usize {
+        let mut gone = 0;
+        for (key, state) in departed {
+            let Some(now) = self.scopes.get(&key) else { continue };
+            if !Arc::ptr_eq(now, &state) {
+                continue;
+            }
+            let host = self.host_state(&key.host, cutoff);
+            let host = host.as_ref().map(|h| h.as_deref());
+            if Self::alive_given(host, &key.scope, &key.scope_id, &state, cutoff).is_some() {
+                continue;
+            }
+            for image in state.inherited.images() {
+                if let Some(h) = self.heirs.get_mut(image) {
+                    h.remove(&key);
+                    if h.is_empty() {
+                        self.heirs.remove(image);
+                    }
+                }
+            }
+            self.scopes.remove(&key);
+            gone += 1;
+        }
+        gone
     }
 
     /// Whether any host has sent a completed crawl of image `id`.
@@ -1157,6 +1279,72 @@ mod tests {
         assert_eq!(rows(&ix.latest(40, false)), rows(&rebuilt.latest(40, false)));
         assert_eq!(rows(&keys(&ix, &CONTAINERS, 40).own), rows(&keys(&rebuilt, &CONTAINERS, 40).own));
         assert_eq!(rows(&keys(&ix, &PACKAGES, 40).own), rows(&keys(&rebuilt, &PACKAGES, 40).own));
+    }
+
+    #[test]
+    fn departed_containers_leave_the_index_and_no_answer_changes() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        for c in fleet() {
+            feed(&mut ix, &mut p, &c);
+        }
+        let before: Vec<_> =
+            TABLES.iter().map(|t| (rows(&keys(&ix, t, 40).own), inherited(&keys(&ix, t, 40)))).collect();
+        let latest = rows(&ix.latest(40, false));
+        let departed = ix.departed(40);
+        let mut ids: Vec<&str> = departed.iter().map(|(k, _)| &*k.scope_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["c9", "gone"], "the container the listing dropped, the expired host's");
+        let n = ix.len();
+        assert_eq!(ix.forget(departed, 40), 2);
+        assert_eq!(ix.len(), n - 2);
+        let after: Vec<_> =
+            TABLES.iter().map(|t| (rows(&keys(&ix, t, 40).own), inherited(&keys(&ix, t, 40)))).collect();
+        assert_eq!(before, after, "current state is what it was");
+        assert_eq!(rows(&ix.latest(40, false)), latest);
+        assert!(ix.departed(40).is_empty());
+
+        // A scope found departed but crawled again before it is dropped stays.
+        feed(&mut ix, &mut p, &crawl("h1", "container", "c2", 300).row(&PACKAGES, &[("name", "a".into())]).batches());
+        let stale = vec![(
+            ScopeKey { host: "h1".into(), scope: "container".into(), scope_id: "c2".into() },
+            Arc::new(ScopeState::default()),
+        )];
+        assert_eq!(ix.forget(stale, 40), 0, "not the state it was found in");
+
+        // The old host comes back, listing c9 again, which is crawled again: live once more.
+        let back = crawl("old", "host", "m2", 500)
+            .row(&CONTAINERS, &[("container_id", "c9".into()), ("name", "x".into())])
+            .batches();
+        feed(&mut ix, &mut p, &back);
+        feed(&mut ix, &mut p, &crawl("old", "container", "c9", 501).unchanged(&PACKAGES, 6).batches());
+        let own = rows(&keys(&ix, &PACKAGES, 40).own);
+        assert!(own.contains(&format!("old|container|c9|{}|x", chrono_like(6))), "{own:?}");
+    }
+
+    /// The heirs of an image lose a container that departs.
+    #[test]
+    fn a_departed_heir_is_no_longer_listed_with_its_image() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let inherit = |c: C| c.row(&INHERITED, &[("table_name", "packages".into()), ("image_id", "sha256:i".into())]);
+        feed(&mut ix, &mut p, &crawl("h", "image", "sha256:i", 1).row(&PACKAGES, &[("name", "a".into())]).batches());
+        let list = |ids: &[&str], t: i64| {
+            ids.iter()
+                .fold(crawl("h", "host", "m", t), |c, id| c.row(&CONTAINERS, &[("container_id", (*id).into())]))
+                .batches()
+        };
+        feed(&mut ix, &mut p, &list(&["a", "b"], 2));
+        feed(&mut ix, &mut p, &inherit(crawl("h", "container", "a", 3)).batches());
+        feed(&mut ix, &mut p, &inherit(crawl("h", "container", "b", 3)).batches());
+        assert_eq!(ix.heirs.get("sha256:i").map(|h| h.len()), Some(2));
+        feed(&mut ix, &mut p, &list(&["b"], 4));
+        let d = ix.departed(0);
+        assert_eq!(ix.forget(d, 0), 1);
+        assert_eq!(ix.heirs.get("sha256:i").map(|h| h.len()), Some(1));
+        assert_eq!(keys(&ix, &PACKAGES, 0).inherited.num_rows(), 1);
+        feed(&mut ix, &mut p, &list(&[], 5));
+        let d = ix.departed(0);
+        assert_eq!(ix.forget(d, 0), 1);
+        assert!(ix.heirs.get("sha256:i").is_none());
     }
 
     #[test]

@@ -555,7 +555,10 @@ impl Store {
         let (last, active_bytes) = replay(&dir, through, &mut applied, &mut active, true)?;
         let segment = Segment::create(&wal, last + 1).map_err(io(&wal))?;
         drop(store_lock);
-        let (index, pending) = build_index(&files, &active)?;
+        let (mut index, pending) = build_index(&files, &active)?;
+        let cutoff = expiry_cutoff(&config);
+        let departed = index.departed(cutoff);
+        index.forget(departed, cutoff);
         let deltas = crate::delta::open_all(&dir.join("tables")).map_err(StoreError::Failed)?;
 
         let state = State {
@@ -872,7 +875,15 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
     let mut retry: Option<(u64, Applied)> = None;
     let mut failures = 0;
     let mut retained: Option<Instant> = None;
+    let mut pruned: Option<Instant> = None;
     let mut retention = |shared: &Shared| {
+        if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(Instant::now());
+            let n = prune(shared);
+            if n > 0 {
+                tracing::info!("store: {n} removed container(s) left the current-state index");
+            }
+        }
         if shared.config.retention.is_some() && retained.is_none_or(|t| t.elapsed() >= shared.config.retention_every) {
             retained = Some(Instant::now());
             match retain(shared) {
@@ -1268,6 +1279,28 @@ fn compact_partition(
     Ok(inputs.len())
 }
 
+/// How often departed containers are dropped from the index.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Hosts crawled before this (µs) have expired.
+fn expiry_cutoff(config: &StoreConfig) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.saturating_sub(config.host_expiry).as_micros() as i64
+}
+
+/// Drops containers that left current state from the index ([`Index::departed`]),
+/// found on a snapshot of it so that ingest waits only for the removals.
+fn prune(shared: &Shared) -> usize {
+    let cutoff = expiry_cutoff(&shared.config);
+    let index = shared.lock().index.clone();
+    let departed = index.departed(cutoff);
+    drop(index);
+    if departed.is_empty() {
+        return 0;
+    }
+    shared.lock().index.forget(departed, cutoff)
+}
+
 /// Retention: rewrites every day partition older than the retention period
 /// to hold only the rows current state reads — as the index says now: each
 /// live scope's latest crawl (its `crawls`, `unchanged`, `inherited` rows),
@@ -1452,7 +1485,8 @@ mod tests {
         assert_eq!(wal::segments(&wal_dir(tmp.path())).unwrap().len(), 1, "flushed segments are retired");
         // Statistics, chunk and page level, on the common columns (they prune by host and time), not the rest.
         let file = test_day(tmp.path()).join(&names(&test_day(tmp.path()))[0]);
-        let opts = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
+        let opts = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
             File::open(file).unwrap(),
             opts,
