@@ -26,7 +26,9 @@
 //! then those it was written with). `DUCKDB=0` leaves DuckDB out (about four
 //! minutes at 10,000 hosts, where it hits its budget on four questions).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -35,6 +37,42 @@ use periscope_agent::encode::{Common, Value};
 use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, INHERITED, OS, PACKAGES, Table, UNCHANGED};
 use periscope_server::query::{self, Access};
 use periscope_server::store::{Store, StoreConfig};
+
+/// The system allocator, counting the bytes live: what the store holds once
+/// opened (its current-state index, mostly) is the difference across the open.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, size: usize) -> *mut u8 {
+        LIVE.fetch_add(size, Ordering::Relaxed);
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        unsafe { System.realloc(p, l, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The process's resident set, from /proc.
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().strip_suffix("kB"));
+    kb.and_then(|k| k.trim().parse::<usize>().ok()).unwrap_or(0) * 1024
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -447,9 +485,10 @@ async fn main() {
     };
     let written = start.elapsed();
     // A server opening the directory rebuilds its current-state index from the stored rows.
-    let opened = Instant::now();
+    let (live_before, opened) = (LIVE.load(Ordering::Relaxed), Instant::now());
     let store = Store::open(&data).unwrap();
     let opened = opened.elapsed();
+    let held = LIVE.load(Ordering::Relaxed).saturating_sub(live_before);
     let bytes = dir_bytes(&data.join("tables"));
     println!(
         "fleet: {} hosts x {} containers, {} images ({} packages each), {} host packages, two crawls a day apart",
@@ -463,10 +502,14 @@ async fn main() {
             bytes as f64 / rows as f64
         );
     }
+    let scopes = store.index().len();
     println!(
-        "  reopened in {:.2} s, current-state index rebuilt from the stored rows: {} scopes",
+        "  reopened in {:.2} s, current-state index rebuilt from the stored rows: {scopes} scopes; \
+         the open store holds {:.1} MB of heap ({:.0} bytes per scope), process RSS {:.0} MB",
         opened.as_secs_f64(),
-        store.index().len()
+        held as f64 / 1e6,
+        held as f64 / scopes.max(1) as f64,
+        rss_bytes() as f64 / 1e6
     );
     let limits =
         query::Limits { timeout: std::time::Duration::from_secs(args.budget_secs as u64), ..query::Limits::none() };
@@ -506,6 +549,10 @@ async fn main() {
         assert!(out.status.success(), "duckdb failed");
         serde_json::from_slice(&out.stdout).unwrap()
     };
+
+    if std::env::var("PHASES").is_ok_and(|v| v == "1") {
+        phases(&store, &qs, args.runs).await;
+    }
 
     println!("\n| question | rows | Periscope p50 | p95 | DuckDB p50 | p95 |");
     println!("|---|---|---|---|---|---|");
@@ -548,5 +595,38 @@ async fn main() {
         let rows =
             if drows == n as u64 || duck50.starts_with('>') { format!("{n}") } else { format!("{n} (DuckDB {drows})") };
         println!("| {name} | {rows} | {ours50} | {ours95} | {duck50} | {duck95} |");
+    }
+}
+
+/// `PHASES=1`: where each question's time goes (p50 of RUNS): building the
+/// session (catalog and views), planning (SQL to optimized logical plan),
+/// physical planning (file listing and pruning), running.
+async fn phases(store: &Store, qs: &[(&'static str, String, String)], runs: usize) {
+    use futures::StreamExt;
+    println!("\n| question | session | plan | physical plan | run |");
+    println!("|---|---|---|---|---|");
+    for (name, sql, _) in qs {
+        let mut t: [Vec<f64>; 4] = Default::default();
+        for _ in 0..runs.max(1) {
+            let mut at = Instant::now();
+            let mut lap = |t: &mut Vec<f64>| {
+                t.push(at.elapsed().as_secs_f64());
+                at = Instant::now();
+            };
+            let ctx = periscope_server::catalog::context(store.snapshot()).await.unwrap();
+            lap(&mut t[0]);
+            let df = ctx.sql(sql).await.unwrap();
+            let plan = df.into_optimized_plan().unwrap();
+            lap(&mut t[1]);
+            let physical = ctx.state().create_physical_plan(&plan).await.unwrap();
+            lap(&mut t[2]);
+            let mut stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).unwrap();
+            while let Some(b) = stream.next().await {
+                b.unwrap();
+            }
+            lap(&mut t[3]);
+        }
+        let [a, b, c, d] = t.map(|v| format!("{:.3} s", percentile(v, 0.5)));
+        println!("| {name} | {a} | {b} | {c} | {d} |");
     }
 }
