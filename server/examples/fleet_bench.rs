@@ -26,7 +26,7 @@
 //! then those it was written with). `DUCKDB=0` leaves DuckDB out (about four
 //! minutes at 10,000 hosts, where it hits its budget on four questions).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -38,29 +38,32 @@ use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, INHERITED, O
 use periscope_server::query::{self, Access};
 use periscope_server::store::{Store, StoreConfig};
 
-/// The system allocator, counting the bytes live: what the store holds once
-/// opened (its current-state index, mostly) is the difference across the open.
+/// The server's allocator (jemalloc, as `periscope` uses), counting the bytes
+/// live: what the store holds once opened (its current-state index, mostly)
+/// is the difference across the open.
 struct Counting;
+
+const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        unsafe { System.alloc(l) }
+        unsafe { INNER.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(l) }
+        unsafe { INNER.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
+        unsafe { INNER.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, size: usize) -> *mut u8 {
         LIVE.fetch_add(size, Ordering::Relaxed);
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.realloc(p, l, size) }
+        unsafe { INNER.realloc(p, l, size) }
     }
 }
 
@@ -552,6 +555,9 @@ async fn main() {
 
     if std::env::var("PHASES").is_ok_and(|v| v == "1") {
         phases(&store, &qs, args.runs).await;
+        if std::env::var("PHASES_Q").is_ok() {
+            return;
+        }
     }
 
     println!("\n| question | rows | Periscope p50 | p95 | DuckDB p50 | p95 |");
@@ -605,7 +611,12 @@ async fn phases(store: &Store, qs: &[(&'static str, String, String)], runs: usiz
     use futures::StreamExt;
     println!("\n| question | session | plan | physical plan | run |");
     println!("|---|---|---|---|---|");
-    for (name, sql, _) in qs {
+    // PHASES_Q=N: only the Nth question (1-based), e.g. to profile it.
+    let only: Option<usize> = std::env::var("PHASES_Q").ok().and_then(|v| v.parse().ok());
+    for (i, (name, sql, _)) in qs.iter().enumerate() {
+        if only.is_some_and(|n| n != i + 1) {
+            continue;
+        }
         let mut t: [Vec<f64>; 4] = Default::default();
         for _ in 0..runs.max(1) {
             let mut at = Instant::now();
