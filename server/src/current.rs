@@ -449,6 +449,33 @@ impl Index {
         gone
     }
 
+    /// The first scope of batch `b` (as "host/scope/scope_id") that neither
+    /// this index nor `pending` (crawls in flight) holds.
+    pub fn unknown_scope(&self, pending: &Pending, b: &RecordBatch) -> Option<String> {
+        let c = Common::of(b)?;
+        let mut last: Option<usize> = None;
+        for i in 0..b.num_rows() {
+            let same = last.is_some_and(|j| {
+                c.scope_id.value(j) == c.scope_id.value(i)
+                    && c.host.value(j) == c.host.value(i)
+                    && c.scope.value(j) == c.scope.value(i)
+            });
+            last = Some(i);
+            if same {
+                continue;
+            }
+            let (host, scope, scope_id) = (c.host.value(i), c.scope.value(i), c.scope_id.value(i));
+            if self.scopes.contains_key(&KeyRef { host, scope, scope_id }) {
+                continue;
+            }
+            let key = ScopeKey { host: host.into(), scope: scope.into(), scope_id: scope_id.into() };
+            if !pending.0.contains_key(&key) {
+                return Some(format!("{host}/{scope}/{scope_id}"));
+            }
+        }
+        None
+    }
+
     /// Whether any host has sent a completed crawl of image `id`.
     pub fn has_image(&self, id: &str) -> bool {
         self.images.contains_key(id)

@@ -56,6 +56,11 @@ enum Cmd {
         /// its containers); its rows stay in the _history tables.
         #[arg(long, default_value_t = periscope_server::store::HOST_EXPIRY.as_secs())]
         host_expiry_secs: u64,
+        /// Scopes (hosts, containers, images) the current-state index may hold, about
+        /// 620 bytes each; beyond it rows of new scopes are refused (agents spool and
+        /// retry) until containers leave it or the limit is raised (0: no limit).
+        #[arg(long, default_value_t = periscope_server::store::MAX_SCOPES)]
+        max_scopes: usize,
         /// Merge a table's small Parquet files into one once there are this many (0: never).
         #[arg(long, default_value_t = 16)]
         compact_files: usize,
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             flush_secs,
             host_expiry_secs,
             compact_files,
+            max_scopes,
             retention_days,
             flight_listen,
             pg_listen,
@@ -305,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     flush_interval: std::time::Duration::from_secs(flush_secs),
                     host_expiry: std::time::Duration::from_secs(host_expiry_secs),
                     compact_files,
+                    max_scopes,
                     retention: (retention_days > 0).then(|| std::time::Duration::from_secs(retention_days * 86_400)),
                     ..Default::default()
                 },

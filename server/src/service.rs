@@ -72,6 +72,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
             }
         }
     }
+    store.admit_scopes(&batches).map_err(Status::resource_exhausted)?;
     let record = crate::wal::Record {
         table: b.table,
         agent: b.agent_id,

@@ -87,10 +87,18 @@ pub struct StoreConfig {
     /// How often retention runs, at the end of a flush (or of a flush
     /// interval with nothing to flush).
     pub retention_every: Duration,
+    /// Scopes the current-state index may hold (0: no limit). Beyond it,
+    /// rows of scopes it does not know are refused (agents keep them in their
+    /// spool and retry), so the index's memory is bounded by this, not by the fleet.
+    pub max_scopes: usize,
 }
 
 /// Default [`StoreConfig::host_expiry`]: a week.
 pub const HOST_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
+
+/// Default [`StoreConfig::max_scopes`]: about 2.5 GB of index at the 624
+/// bytes per scope `benches/fleet-query.sh` measures.
+pub const MAX_SCOPES: usize = 4_000_000;
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -101,6 +109,7 @@ impl Default for StoreConfig {
             compact_files: 16,
             retention: None,
             retention_every: Duration::from_secs(3600),
+            max_scopes: MAX_SCOPES,
         }
     }
 }
@@ -261,6 +270,8 @@ struct Shared {
     retirement: Arc<Retirement>,
     /// Id (time in ns) of the newest compaction, so ids only grow.
     last_compaction: std::sync::atomic::AtomicU64,
+    /// Scopes in the index, as of the last change (read without the lock).
+    scopes: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -582,6 +593,7 @@ impl Store {
             deltas: Mutex::new(deltas),
             retirement,
             last_compaction,
+            scopes: std::sync::atomic::AtomicUsize::new(state.index.len()),
             state: Mutex::new(state),
             cond: Condvar::new(),
         });
@@ -695,6 +707,27 @@ impl Store {
     }
 
     /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
+    /// Refuses rows of scopes the index does not know once it holds
+    /// [`StoreConfig::max_scopes`]: the error says so and which flag sets it.
+    /// Below the limit this is one atomic read.
+    pub fn admit_scopes(&self, batches: &[RecordBatch]) -> Result<(), String> {
+        let max = self.shared.config.max_scopes;
+        let n = self.shared.scopes.load(std::sync::atomic::Ordering::Relaxed);
+        if max == 0 || n < max {
+            return Ok(());
+        }
+        let s = self.shared.lock();
+        for b in batches {
+            if let Some(new) = s.index.unknown_scope(&s.pending, b) {
+                return Err(format!(
+                    "the current-state index is full ({n} scopes, --max-scopes {max}): rows of the new scope {new} \
+                     are refused until containers leave or the limit is raised"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn index(&self) -> Index {
         self.shared.lock().index.clone()
     }
@@ -837,6 +870,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                 s.active.entry(table.name).or_default().append(batches);
             }
             s.active_since.get_or_insert_with(Instant::now);
+            shared.scopes.store(s.index.len(), std::sync::atomic::Ordering::Relaxed);
             drop(guard);
             for (.., rows, reply) in pending {
                 crash_point();
@@ -1298,7 +1332,10 @@ fn prune(shared: &Shared) -> usize {
     if departed.is_empty() {
         return 0;
     }
-    shared.lock().index.forget(departed, cutoff)
+    let mut s = shared.lock();
+    let gone = s.index.forget(departed, cutoff);
+    shared.scopes.store(s.index.len(), std::sync::atomic::Ordering::Relaxed);
+    gone
 }
 
 /// Retention: rewrites every day partition older than the retention period
@@ -1709,6 +1746,34 @@ mod tests {
         let store = Store::open_with(tmp.path(), config()).unwrap();
         assert_eq!(names_in(&store.snapshot(), "packages"), ["h1:a", "h1:c", "h3:e"]);
         assert_eq!(store.index().len(), 3, "h1, its image and h3 are current; h2 expired");
+    }
+
+    /// A full index refuses rows of scopes it does not know, naming the
+    /// limit, and still takes those of scopes it holds.
+    #[tokio::test]
+    async fn a_full_index_refuses_new_scopes_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open_with(tmp.path(), StoreConfig { max_scopes: 2, ..config() }).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        let mut seq = 0;
+        let mut send = async |batches: Vec<(&'static Table, RecordBatch)>| {
+            for (t, b) in batches {
+                let b = [b];
+                store.admit_scopes(&b)?;
+                seq += 1;
+                store.apply(t, &b, "a", 1, seq).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        send(crawl("h1", "host", now, &["a"], None)).await.unwrap();
+        send(crawl("h2", "host", now, &["b"], None)).await.unwrap();
+        assert_eq!(store.index().len(), 2);
+        let err = send(crawl("h3", "host", now, &["c"], None)).await.unwrap_err();
+        assert!(err.contains("--max-scopes 2") && err.contains("h3/host/h3-host"), "{err}");
+        assert_eq!(store.index().len(), 2, "nothing of h3 went in");
+        send(crawl("h1", "host", now + 1, &["a", "d"], None)).await.expect("a known scope's next crawl");
+        store.flush().unwrap();
+        assert_eq!(names_in(&store.snapshot(), "packages"), ["h1:a", "h1:a", "h1:d", "h2:b"], "no row of h3 stored");
     }
 
     fn wait_for(mut ok: impl FnMut() -> bool) {

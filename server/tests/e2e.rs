@@ -311,3 +311,37 @@ fn a_long_query_against_a_server_shows_progress_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&piped.stderr), "", "nothing but rows when not on a terminal");
     assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 6, "a header and five rows");
 }
+
+/// `--max-scopes`: once the index holds that many scopes, an agent crawling a
+/// new one is refused with the flag named, and a known scope still updates.
+#[test]
+fn a_full_index_refuses_an_agents_new_scope_with_a_clear_error() {
+    let root = debian_rootfs();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--max-scopes", "1"], &[]);
+    let crawl = |id: &str| {
+        agent(&[
+            "crawl",
+            "--root",
+            root.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--host",
+            "full",
+            "--scope",
+            "image",
+            "--scope-id",
+            id,
+        ])
+    };
+    let (ok, _, err) = crawl("first");
+    assert!(ok, "agent failed: {err}");
+    let (ok, _, err) = crawl("second");
+    assert!(!ok, "a second scope went in past --max-scopes 1");
+    assert!(err.contains("--max-scopes 1") && err.contains("full/image/second"), "unclear error: {err}");
+    let (ok, _, err) = crawl("first");
+    assert!(ok, "the known scope's next crawl was refused: {err}");
+    let rows = sql(&["--server", &server.url], "SELECT DISTINCT scope_id FROM crawls ORDER BY scope_id");
+    let ids: Vec<String> = rows.iter().map(|r| s(r, "scope_id")).collect();
+    assert_eq!(ids, ["first"]);
+}
