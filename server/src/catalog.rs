@@ -11,8 +11,9 @@
 //! view is the history table with each row checked against it
 //! ([`crate::view::CurrentExec`]), never a recomputation.
 //! `latest_crawls` lists those live scopes' latest crawls and `scope_crawls`
-//! those of every scope the index keeps. A context is built per query over a [`Snapshot`], so each
-//! query sees the rows acknowledged when it starts, flushed to Parquet or not.
+//! those of every scope the index keeps. A context is built per query over a
+//! [`Snapshot`], so each query sees the rows acknowledged when it starts,
+//! flushed to Parquet or not.
 //! Stored compliance-report runs are `report_runs`, `report_checks` and
 //! `report_results` (see [`crate::report::history`]).
 
@@ -122,8 +123,7 @@ impl std::fmt::Debug for CurrentTable {
 
 /// Oldest crawl_time of a host still in current state.
 fn cutoff(snapshot: &Snapshot) -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    now.saturating_sub(snapshot.host_expiry).as_micros() as i64
+    crate::store::expiry_cutoff(snapshot.host_expiry)
 }
 
 /// The string a filter `name = 'literal'` (either way round) asks for.
@@ -412,8 +412,8 @@ fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
 
 /// Parquet footers and per-file statistics, kept for every query of the
 /// process rather than read again by each: a context is built per query, and
-/// planning one over `package_changes` read ~50 footers for each of its scans. Stored files never change
-/// under their name, and entries are checked against the file's size and
+/// planning one over `package_changes` read ~50 footers for each of its scans.
+/// Stored files never change under their name, and entries are checked against the file's size and
 /// mtime; both caches are bounded (DataFusion's default limits).
 fn caches() -> &'static Arc<CacheManager> {
     static CACHES: std::sync::OnceLock<Arc<CacheManager>> = std::sync::OnceLock::new();

@@ -314,11 +314,14 @@ impl Index {
         p: PendingCrawl,
         earlier: Option<Arc<Listing>>,
     ) {
-        let prev = self.scopes.get(&key).cloned();
+        // The key the index holds for the scope, when it has one (its ids shared).
+        let (key, prev) = match self.scopes.get_key_value(&key) {
+            Some((k, s)) => (k.clone(), Some(s.clone())),
+            None => (self.listed_id(key), None),
+        };
         if prev.as_ref().is_some_and(|s| s.crawl_time > crawl_time) {
             return;
         }
-        let key = self.shared_id(key);
         // A table marked unchanged has rows (in the crawl it points at), listed in `tables` or not:
         // agents that did not even read it again do not list it.
         let tables = p.since.iter().fold(tables, |b, (i, _)| b | (1 << i));
@@ -372,15 +375,12 @@ impl Index {
         self.scopes.insert(key, state);
     }
 
-    /// `key`, its container id the one already held (by the scope itself, or
-    /// by its host's listing) rather than a copy: ids are long and each
-    /// container is named in both places.
-    fn shared_id(&self, key: ScopeKey) -> ScopeKey {
+    /// A new container's `key`, its id the one its host's listing already
+    /// holds rather than a copy: ids are long and each container is named in
+    /// both places.
+    fn listed_id(&self, key: ScopeKey) -> ScopeKey {
         if &*key.scope != scope::CONTAINER {
             return key;
-        }
-        if let Some((k, _)) = self.scopes.get_key_value(&key) {
-            return k.clone();
         }
         let host = self.hosts.get(&key.host).and_then(|k| self.scopes.get(k));
         let listed = host.and_then(|h| h.listing.as_ref()).and_then(|l| l.names.get_key_value(&*key.scope_id));

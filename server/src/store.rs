@@ -567,7 +567,7 @@ impl Store {
         let segment = Segment::create(&wal, last + 1).map_err(io(&wal))?;
         drop(store_lock);
         let (mut index, pending) = build_index(&files, &active)?;
-        let cutoff = expiry_cutoff(&config);
+        let cutoff = expiry_cutoff(config.host_expiry);
         let departed = index.departed(cutoff);
         index.forget(departed, cutoff);
         let deltas = crate::delta::open_all(&dir.join("tables")).map_err(StoreError::Failed)?;
@@ -706,7 +706,6 @@ impl Store {
         }
     }
 
-    /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
     /// Refuses rows of scopes the index does not know once it holds
     /// [`StoreConfig::max_scopes`]: the error says so and which flag sets it.
     /// Below the limit this is one atomic read.
@@ -728,6 +727,7 @@ impl Store {
         Ok(())
     }
 
+    /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
     pub fn index(&self) -> Index {
         self.shared.lock().index.clone()
     }
@@ -910,7 +910,7 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
     let mut failures = 0;
     let mut retained: Option<Instant> = None;
     let mut pruned: Option<Instant> = None;
-    let mut retention = |shared: &Shared| {
+    let mut maintain = |shared: &Shared| {
         if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             pruned = Some(Instant::now());
             let n = prune(shared);
@@ -948,7 +948,7 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
             s.flush_requested = false;
             shared.cond.notify_all();
             drop(s);
-            retention(shared);
+            maintain(shared);
             continue;
         }
         if s.failed.is_some() {
@@ -976,7 +976,7 @@ fn flush_loop(shared: &Shared, tx: mpsc::Sender<Cmd>) {
                 if let Err(e) = compact(shared) {
                     tracing::error!("store: compaction failed (the files stay as they are): {e}");
                 }
-                retention(shared);
+                maintain(shared);
                 let mut s = shared.lock();
                 s.flush_requested = false;
                 shared.cond.notify_all();
@@ -1316,16 +1316,16 @@ fn compact_partition(
 /// How often departed containers are dropped from the index.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Hosts crawled before this (µs) have expired.
-fn expiry_cutoff(config: &StoreConfig) -> i64 {
+/// Hosts crawled before this (µs) have expired, `host_expiry` after their last crawl.
+pub(crate) fn expiry_cutoff(host_expiry: Duration) -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    now.saturating_sub(config.host_expiry).as_micros() as i64
+    now.saturating_sub(host_expiry).as_micros() as i64
 }
 
 /// Drops containers that left current state from the index ([`Index::departed`]),
 /// found on a snapshot of it so that ingest waits only for the removals.
 fn prune(shared: &Shared) -> usize {
-    let cutoff = expiry_cutoff(&shared.config);
+    let cutoff = expiry_cutoff(shared.config.host_expiry);
     let index = shared.lock().index.clone();
     let departed = index.departed(cutoff);
     drop(index);
@@ -1349,7 +1349,7 @@ fn retain(shared: &Shared) -> Result<usize, StoreError> {
     let Some(period) = shared.config.retention else { return Ok(0) };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let cutoff_day = (now.saturating_sub(period).as_micros() as i64).div_euclid(DAY_US);
-    let expiry = now.saturating_sub(shared.config.host_expiry).as_micros() as i64;
+    let expiry = expiry_cutoff(shared.config.host_expiry);
     let (index, files) = {
         let s = shared.lock();
         (s.index.clone(), s.files.clone())
