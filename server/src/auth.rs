@@ -51,7 +51,25 @@ impl Identity {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct KeyRecord {
     host: String,
+    /// Enrollment time in whole seconds: what records written before
+    /// `issued_unix_ms` existed carry.
+    #[serde(default)]
     issued_unix: u64,
+    /// Enrollment time in milliseconds. Whole seconds made a key issued at
+    /// x.999 s "one second old" at x+1.001 s: with a short TTL, expired at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issued_unix_ms: Option<u64>,
+}
+
+impl KeyRecord {
+    fn issued_ms(&self) -> u64 {
+        self.issued_unix_ms.unwrap_or(self.issued_unix.saturating_mul(1000))
+    }
+
+    /// Whether a key this old at `now_ms` is past `ttl`.
+    fn expired(&self, ttl: Duration, now_ms: u64) -> bool {
+        u128::from(now_ms.saturating_sub(self.issued_ms())) >= ttl.as_millis()
+    }
 }
 
 #[derive(Debug)]
@@ -66,8 +84,8 @@ fn hash(key: &str) -> String {
     Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Equal-length-independent, data-independent comparison of secrets.
@@ -110,7 +128,9 @@ impl Auth {
         getrandom::fill(&mut raw).map_err(|e| Status::internal(format!("no randomness for a node key: {e}")))?;
         let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.insert(hash(&key), KeyRecord { host: host.to_string(), issued_unix: now_unix() });
+        let now = now_unix_ms();
+        let rec = KeyRecord { host: host.to_string(), issued_unix: now / 1000, issued_unix_ms: Some(now) };
+        keys.insert(hash(&key), rec);
         self.persist(&keys).map_err(|e| Status::unavailable(format!("cannot store the node key: {e}")))?;
         tracing::info!(host, "agent enrolled");
         Ok(key)
@@ -151,7 +171,7 @@ impl Auth {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let rec = keys.get(&hash(key)).ok_or_else(|| Status::unauthenticated("unknown node key; enroll again"))?;
         if let Some(ttl) = self.config.node_key_ttl
-            && now_unix().saturating_sub(rec.issued_unix) >= ttl.as_secs()
+            && rec.expired(ttl, now_unix_ms())
         {
             return Err(Status::unauthenticated("expired node key; enroll again"));
         }
@@ -205,5 +225,19 @@ mod tests {
         let key = auth.enroll("h", "s").unwrap();
         let e = auth.identify_key(&bearer(&key)).unwrap_err();
         assert!(e.message().contains("expired"), "{e}");
+    }
+
+    #[test]
+    fn a_key_expires_a_full_ttl_after_enrollment_not_at_the_next_second() {
+        let ttl = Duration::from_secs(1);
+        // Issued just before a second boundary, checked just after it.
+        let rec = KeyRecord { host: "h".into(), issued_unix: 12, issued_unix_ms: Some(12_999) };
+        assert!(!rec.expired(ttl, 13_001));
+        assert!(!rec.expired(ttl, 13_998));
+        assert!(rec.expired(ttl, 13_999));
+        // A record stored before milliseconds were kept still expires, by its seconds.
+        let old: KeyRecord = serde_json::from_str(r#"{"host":"h","issued_unix":12}"#).unwrap();
+        assert!(!old.expired(ttl, 12_999));
+        assert!(old.expired(ttl, 13_000));
     }
 }

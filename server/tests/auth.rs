@@ -70,12 +70,13 @@ fn agents_enroll_and_each_writes_only_its_own_host() {
 #[test]
 fn an_expired_node_key_is_refused_and_the_agent_enrolls_again() {
     let data = tempfile::tempdir().unwrap();
-    let server = server_with(data.path(), &["--enroll-secret", "s", "--node-key-ttl-secs", "1"]);
+    // Two seconds: a re-enrolled key must outlive the send that follows it, even on a loaded machine.
+    let server = server_with(data.path(), &["--enroll-secret", "s", "--node-key-ttl-secs", "2"]);
     let spool = tempfile::tempdir().unwrap();
     let (ok, err) = once(&server.url, spool.path(), "web-1", Some("s"));
     assert!(ok, "{err}");
     let first = std::fs::read_to_string(spool.path().join("node_key")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let (ok, err) = once(&server.url, spool.path(), "web-1", Some("s"));
     assert!(ok && err.contains("enrolled as web-1"), "{err}");
     assert_ne!(std::fs::read_to_string(spool.path().join("node_key")).unwrap(), first);
