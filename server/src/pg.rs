@@ -8,7 +8,8 @@
 //!   harmless session `SET`s is refused, and so is `SET datafusion.*`;
 //! - limits: each connection has its own session, so its own memory pool of
 //!   `--query-memory-bytes` without spilling (a connection runs one statement
-//!   at a time, so this is a per-query limit) and its own session settings
+//!   at a time, so this is a per-query limit; a refusal names the limit, and
+//!   all sessions draw on `--sql-memory-bytes`) and its own session settings
 //!   (`SET TIME ZONE` is the client's alone); each query is cancelled after
 //!   `--query-timeout-secs`, rows streamed so far included; at most
 //!   `MAX_CONNECTIONS` connections are served at once, later ones wait;
@@ -125,6 +126,8 @@ impl QueryHook for ReadOnly {
 /// over the rows streamed back.
 struct Sandboxed {
     inner: Arc<DfSessionService>,
+    /// The session's context, whose memory pool says which limit refused a query.
+    ctx: Arc<SessionContext>,
     timeout: Duration,
     store: Arc<Store>,
 }
@@ -136,18 +139,35 @@ fn cancelled(timeout: Duration) -> PgWireError {
     )
 }
 
+/// A query refused memory, in the words of the pool that refused it (which
+/// limit, how much): DataFusion's own message names only the operator.
+fn worded(e: PgWireError, ctx: &SessionContext) -> PgWireError {
+    let exhausted = match &e {
+        PgWireError::UserError(info) => info.message.contains("Resources exhausted"),
+        other => other.to_string().contains("Resources exhausted"),
+    };
+    match crate::query::take_refusal(ctx) {
+        Some(why) if exhausted => user_error("53200", why),
+        _ => e,
+    }
+}
+
 impl Sandboxed {
     fn bounded(&self, response: Response, deadline: tokio::time::Instant) -> Response {
         let Response::Query(mut q) = response else { return response };
         let timeout = self.timeout;
+        let ctx = self.ctx.clone();
         let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-        q.data_rows = Box::pin(futures::stream::unfold(Some(rows), move |rows| async move {
-            let mut rows = rows?;
-            match tokio::time::timeout_at(deadline, rows.next()).await {
-                Ok(Some(item)) => Some((item, Some(rows))),
-                Ok(None) => None,
-                // Dropping the rows stream cancels the query's execution.
-                Err(_) => Some((Err(cancelled(timeout)), None)),
+        q.data_rows = Box::pin(futures::stream::unfold(Some(rows), move |rows| {
+            let ctx = ctx.clone();
+            async move {
+                let mut rows = rows?;
+                match tokio::time::timeout_at(deadline, rows.next()).await {
+                    Ok(Some(item)) => Some((item.map_err(|e| worded(e, &ctx)), Some(rows))),
+                    Ok(None) => None,
+                    // Dropping the rows stream cancels the query's execution.
+                    Err(_) => Some((Err(cancelled(timeout)), None)),
+                }
             }
         }));
         Response::Query(q)
@@ -164,10 +184,15 @@ impl SimpleQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        // A refusal noted for an earlier statement is not this one's.
+        crate::query::take_refusal(&self.ctx);
         // Every table of the statement reads one snapshot of the store.
         let pinned = Arc::new(self.store.snapshot());
         let work = crate::catalog::PINNED.scope(pinned, SimpleQueryHandler::do_query(&*self.inner, client, query));
-        let responses = tokio::time::timeout_at(deadline, work).await.map_err(|_| cancelled(self.timeout))??;
+        let responses = tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| cancelled(self.timeout))?
+            .map_err(|e| worded(e, &self.ctx))?;
         Ok(responses.into_iter().map(|r| self.bounded(r, deadline)).collect())
     }
 }
@@ -194,10 +219,14 @@ impl ExtendedQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        crate::query::take_refusal(&self.ctx);
         let pinned = Arc::new(self.store.snapshot());
         let work = crate::catalog::PINNED
             .scope(pinned, ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows));
-        let response = tokio::time::timeout_at(deadline, work).await.map_err(|_| cancelled(self.timeout))??;
+        let response = tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| cancelled(self.timeout))?
+            .map_err(|e| worded(e, &self.ctx))?;
         Ok(self.bounded(response, deadline))
     }
 }
@@ -292,8 +321,9 @@ async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Arc<Sand
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
-    let inner = Arc::new(DfSessionService::new_with_hooks(Arc::new(ctx), hooks));
-    Ok(Arc::new(Sandboxed { inner, timeout: limits.timeout, store: store.clone() }))
+    let ctx = Arc::new(ctx);
+    let inner = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
+    Ok(Arc::new(Sandboxed { inner, ctx, timeout: limits.timeout, store: store.clone() }))
 }
 
 /// Serves the Postgres protocol on `listener` until `shutdown` completes.

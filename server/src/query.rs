@@ -315,12 +315,19 @@ pub async fn plan_schema(snapshot: Snapshot, sql: &str) -> Result<SchemaRef, Que
 /// A query refused memory: its pool's words (which limit, how much), else DataFusion's.
 fn memory(e: DataFusionError, ctx: &SessionContext) -> QueryError {
     if let DataFusionError::ResourcesExhausted(why) = e.find_root() {
-        let rt = ctx.runtime_env();
-        let pool: &dyn std::any::Any = &*rt.memory_pool;
-        let ours = pool.downcast_ref::<QueryPool>().and_then(|p| p.refused.lock().ok()?.take());
+        let ours = take_refusal(ctx);
         return QueryError::Limit(ours.unwrap_or_else(|| format!("query needs more memory than it may use: {why}")));
     }
     QueryError::Sql(e)
+}
+
+/// Why the session's pool last refused memory, in its words (which limit,
+/// how much), and forgets it. None when it refused nothing since it was last
+/// asked, or when the session has no Periscope pool (no limits).
+pub(crate) fn take_refusal(ctx: &SessionContext) -> Option<String> {
+    let rt = ctx.runtime_env();
+    let pool: &dyn std::any::Any = &*rt.memory_pool;
+    pool.downcast_ref::<QueryPool>().and_then(|p| p.refused.lock().ok()?.take())
 }
 
 /// Runs `sql` on the server at `url`; `progress` hears the rows received so far as they stream in.

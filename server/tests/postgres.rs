@@ -41,7 +41,7 @@ fn psql_logs_in_reads_the_fleet_and_cannot_write() {
     let server = Server::start_full(
         data.path(),
         "127.0.0.1:0",
-        &["--pg-listen", &pg, "--sql-user", &user, "--query-timeout-secs", "10"],
+        &["--pg-listen", &pg, "--sql-user", &user, "--query-timeout-secs", "10", "--query-memory-bytes", "67108864"],
         &[],
     );
     let root = debian_rootfs().display().to_string();
@@ -108,6 +108,13 @@ fn psql_logs_in_reads_the_fleet_and_cannot_write() {
         (copy.as_str(), "read-only"),
         ("SET datafusion.runtime.memory_limit = '100G'", "datafusion.* settings is refused"),
         ("SELECT max(value % 7) FROM generate_series(1, 1000000000000)", "cancelled after 10 s"),
+        // 10^11 groups: far beyond 64 MiB, and no spilling. The error leads with the limit, not with
+        // DataFusion's "cannot spill because temporary files are not enabled".
+        (
+            "SELECT a.value * 1000000 + b.value AS k, count(*) AS n \
+             FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 1000000) b GROUP BY k",
+            "ERROR:  query needs more memory than a query may use (67108864 bytes, --query-memory-bytes)",
+        ),
     ] {
         let (ok, _, err) = psql(&port, PASSWORD, "disable", sql);
         assert!(!ok, "{sql} was not refused");
