@@ -137,3 +137,49 @@ fn walk_parquet(dir: &std::path::Path) -> usize {
     }
     n
 }
+
+/// The Python `deltalake` package reads the log from the store's checkpoint:
+/// once the commits before it are gone, the checkpoint alone carries the
+/// protocol, the schema and the files, and the commits after it replay on top.
+#[test]
+fn deltalake_reads_the_table_from_a_checkpoint_once_older_commits_are_gone() {
+    use periscope_server::delta::{CHECKPOINT_EVERY, DeltaLog, log_dir};
+    let Some(py) = python() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let table = data.path().join("packages");
+    let day = table.join("day=2026-12-01");
+    std::fs::create_dir_all(&day).unwrap();
+    let packages = periscope_proto::tables::table("packages").unwrap();
+    let mut log = DeltaLog::open(&table, packages).unwrap();
+    // Versions 0-24, each adding a file and, from the fourth on, removing the oldest.
+    let mut files = Vec::new();
+    for i in 0..25 {
+        let f = day.join(format!("wal-{i}.parquet"));
+        std::fs::write(&f, vec![b'x'; i + 1]).unwrap();
+        files.push(f);
+        if files.len() > 3 {
+            files.remove(0);
+        }
+        log.sync(&table, &files, true).unwrap();
+    }
+    assert_eq!(CHECKPOINT_EVERY, 10);
+    assert_eq!(log.clean_up(std::time::Duration::ZERO).unwrap(), 21, "commits 0-19 and checkpoint 10 removed");
+    assert!(!log_dir(&table).join(format!("{:020}.json", 0)).exists());
+    let script = "import deltalake, sys, json\n\
+        dt = deltalake.DeltaTable(sys.argv[1])\n\
+        m = dt.metadata()\n\
+        print(json.dumps({'version': dt.version(), 'files': sorted(u.rsplit('/', 1)[-1] for u in dt.file_uris()), \
+        'partitions': m.partition_columns, 'name': m.name, 'columns': [f.name for f in dt.schema().fields]}))";
+    let out = Command::new(&py).args(["-c", script]).arg(&table).output().expect("run python");
+    assert!(out.status.success(), "deltalake: {}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["version"], 24, "{got}");
+    assert_eq!(got["files"], serde_json::json!(["wal-22.parquet", "wal-23.parquet", "wal-24.parquet"]), "{got}");
+    assert_eq!(
+        (got["partitions"].clone(), got["name"].clone()),
+        (serde_json::json!(["day"]), serde_json::json!("packages"))
+    );
+    let columns: Vec<&str> = got["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let want: Vec<&str> = packages.all_columns().map(|c| c.name).chain(["day"]).collect();
+    assert_eq!(columns, want);
+}
