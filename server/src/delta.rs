@@ -519,9 +519,22 @@ fn table_uuid(t: &Table) -> String {
     format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
 }
 
-/// Opens the Delta log of every table under `tables_dir`.
+/// Opens the Delta log of every table under `tables_dir`, for the store's
+/// one writer: temporary files a crash left in the logs are removed.
 pub fn open_all(tables_dir: &Path) -> Result<BTreeMap<&'static str, DeltaLog>, String> {
-    TABLES.iter().map(|t| Ok((t.name, DeltaLog::open(&tables_dir.join(t.name), t)?))).collect()
+    TABLES
+        .iter()
+        .map(|t| {
+            let dir = tables_dir.join(t.name);
+            for e in fs::read_dir(log_dir(&dir)).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+            Ok((t.name, DeltaLog::open(&dir, t)?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -584,7 +597,8 @@ mod tests {
     #[test]
     fn checkpoints_replay_to_the_same_state_and_old_commits_go() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
+        let tables = tmp.path().join("tables");
+        let dir = &tables.join(CRAWL_ERRORS.name);
         let log = versions(dir, 25);
         assert_eq!(log.version(), Some(24));
         let want: Vec<String> = log.files().cloned().collect();
@@ -621,6 +635,11 @@ mod tests {
         assert_eq!((left.commits.keys().next(), left.checkpoints.as_slice()), (Some(&20), &[20][..]));
         let opened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
         assert_eq!((opened.files().cloned().collect::<Vec<_>>(), opened.next), (want, 25));
+        // What a crash leaves half-written is swept away when the store opens the logs.
+        fs::write(logs.join(".00000000000000000030.checkpoint.parquet.tmp"), b"half").unwrap();
+        let all = open_all(&tables).unwrap();
+        assert_eq!(all[CRAWL_ERRORS.name].next, 25);
+        assert!(!logs.join(".00000000000000000030.checkpoint.parquet.tmp").exists());
         // With the checkpoint it starts from unreadable, the log says what is missing.
         fs::write(checkpoint_path(&logs, 20), b"torn").unwrap();
         let e = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap_err();
