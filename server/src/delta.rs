@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema};
 use periscope_proto::tables::{ColumnType, TABLES, Table};
 use serde_json::{Value, json};
@@ -44,9 +43,14 @@ use serde_json::{Value, json};
 /// A checkpoint every this many versions: Delta's default `delta.checkpointInterval`.
 pub const CHECKPOINT_EVERY: u64 = 10;
 
-/// How long commits stay in the log once a later checkpoint covers them:
-/// Delta's default `delta.logRetentionDuration`, for readers that travel back in time.
+/// How long commits stay in the log once a later checkpoint covers them, at
+/// least: Delta's default `delta.logRetentionDuration`. Clean-up runs when a
+/// checkpoint is written.
 pub const LOG_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// How long checkpoints keep a removed file's tombstone: Delta's default
+/// `delta.deletedFileRetentionDuration`, which other writers' VACUUM goes by.
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// The partition column: the UTC day of the rows' crawl_time, `YYYY-MM-DD`.
 pub const PARTITION: &str = "day";
@@ -67,6 +71,22 @@ pub struct DeltaLog {
     /// The `protocol` and `metaData` actions in force, which a checkpoint repeats too.
     protocol: Option<Value>,
     metadata: Option<Value>,
+    /// Files removed lately, which a checkpoint keeps as tombstones.
+    tombstones: BTreeMap<String, Tombstone>,
+    /// The version of the last checkpoint written or read (0: none).
+    checkpointed: u64,
+    /// A checkpoint is wanted at the next version: the newest could not be read.
+    checkpoint_due: bool,
+    /// Started over (see [`DeltaLog::restart`]): the next commit restates the table.
+    restarted: bool,
+}
+
+/// A `remove` action kept for checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+struct Tombstone {
+    size: Option<u64>,
+    deleted_ms: u64,
+    data_change: bool,
 }
 
 fn delta_type(t: ColumnType) -> &'static str {
@@ -157,9 +177,13 @@ impl DeltaLog {
                 Ok(actions) => {
                     actions.iter().for_each(|a| log.apply(a));
                     log.next = v + 1;
+                    log.checkpointed = v;
                     break;
                 }
-                Err(e) => tracing::warn!("Delta log: checkpoint {v} not used: {e}"),
+                Err(e) => {
+                    tracing::warn!("Delta log: checkpoint {v} not used: {e}");
+                    log.checkpoint_due = true;
+                }
             }
         }
         for (&v, path) in listing.commits.range(log.next..) {
@@ -176,13 +200,35 @@ impl DeltaLog {
         Ok(log)
     }
 
+    /// A log that cannot be replayed, started over from the version after its
+    /// newest commit: the next sync commits the protocol, the metadata and
+    /// every file the store has, and checkpoints it, so readers start there.
+    fn restart(table_dir: &Path, table: &'static Table) -> Result<DeltaLog, String> {
+        let dir = log_dir(table_dir);
+        let listing = Listing::read(&dir)?;
+        let newest = listing.commits.keys().next_back().copied().max(listing.checkpoints.last().copied());
+        let next = newest.map_or(0, |v| v + 1);
+        Ok(DeltaLog { dir, table: Some(table), next, restarted: next > 0, ..Default::default() })
+    }
+
     /// Replays one action onto the state.
     fn apply(&mut self, action: &Value) {
         if let Some(add) = action.get("add") {
-            let p = add["path"].as_str().unwrap_or_default();
-            self.files.insert(decode(p), add.clone());
+            let rel = decode(add["path"].as_str().unwrap_or_default());
+            let mut add = add.clone();
+            // A file's partition is its directory (a checkpoint read back drops null values from maps).
+            add["partitionValues"] = json!({PARTITION: partition_value(&rel)});
+            self.tombstones.remove(&rel);
+            self.files.insert(rel, add);
         } else if let Some(rm) = action.get("remove") {
-            self.files.remove(&decode(rm["path"].as_str().unwrap_or_default()));
+            let rel = decode(rm["path"].as_str().unwrap_or_default());
+            self.files.remove(&rel);
+            let t = Tombstone {
+                size: rm["size"].as_u64(),
+                deleted_ms: rm["deletionTimestamp"].as_u64().unwrap_or(0),
+                data_change: rm["dataChange"].as_bool().unwrap_or(true),
+            };
+            self.tombstones.insert(rel, t);
         } else if let Some(p) = action.get("protocol") {
             self.protocol = Some(p.clone());
         } else if let Some(m) = action.get("metaData") {
@@ -213,10 +259,11 @@ impl DeltaLog {
         }
         let mut actions: Vec<Value> = Vec::new();
         let now = now_ms();
-        if self.next == 0 {
-            actions.push(json!({"commitInfo": {"timestamp": now, "operation": "CREATE TABLE",
-                "operationParameters": {"partitionBy": format!("[\"{PARTITION}\"]")},
-                "engineInfo": format!("periscope {}", env!("CARGO_PKG_VERSION"))}}));
+        let engine = format!("periscope {}", env!("CARGO_PKG_VERSION"));
+        if self.next == 0 || self.restarted {
+            let operation = if self.next == 0 { "CREATE TABLE" } else { "REPLACE TABLE" };
+            actions.push(json!({"commitInfo": {"timestamp": now, "operation": operation,
+                "operationParameters": {"partitionBy": format!("[\"{PARTITION}\"]")}, "engineInfo": engine}}));
             actions.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
             actions.push(json!({"metaData": {
                 "id": table_uuid(table),
@@ -229,7 +276,7 @@ impl DeltaLog {
                 "createdTime": now,
             }}));
         }
-        let mut added: Vec<(String, Value)> = Vec::new();
+        let mut changed = false;
         for (rel, path) in &want {
             if self.files.contains_key(rel) {
                 continue;
@@ -240,77 +287,86 @@ impl DeltaLog {
             if let Some(n) = row_count(path) {
                 add["stats"] = Value::String(json!({"numRecords": n}).to_string());
             }
-            actions.push(json!({ "add": add.clone() }));
-            added.push((rel.clone(), add));
+            actions.push(json!({ "add": add }));
+            changed = true;
         }
-        let removed: Vec<(String, u64)> = self
-            .files
-            .iter()
-            .filter(|(rel, _)| !want.contains_key(*rel))
-            .map(|(r, a)| (r.clone(), a["size"].as_u64().unwrap_or(0)))
-            .collect();
-        for (rel, size) in &removed {
+        let mut removed = false;
+        for (rel, add) in self.files.iter().filter(|(rel, _)| !want.contains_key(*rel)) {
             actions.push(json!({"remove": {"path": encode(rel), "deletionTimestamp": now, "dataChange": data_change,
-                "extendedFileMetadata": true, "partitionValues": {PARTITION: partition_value(rel)}, "size": size}}));
+                "extendedFileMetadata": true, "partitionValues": {PARTITION: partition_value(rel)},
+                "size": add["size"]}}));
+            (changed, removed) = (true, true);
         }
-        if added.is_empty() && removed.is_empty() && self.next > 0 {
+        if !changed && self.next > 0 && !self.restarted {
             return Ok(());
         }
-        if self.next > 0 {
-            let op = if removed.is_empty() {
-                "WRITE"
-            } else if data_change {
-                "DELETE"
-            } else {
-                "OPTIMIZE"
+        if self.next > 0 && !self.restarted {
+            let op = match (removed, data_change) {
+                (false, _) => "WRITE",
+                (true, true) => "DELETE",
+                (true, false) => "OPTIMIZE",
             };
-            actions.insert(
-                0,
-                json!({"commitInfo": {"timestamp": now, "operation": op,
-                "engineInfo": format!("periscope {}", env!("CARGO_PKG_VERSION"))}}),
-            );
+            actions.insert(0, json!({"commitInfo": {"timestamp": now, "operation": op, "engineInfo": engine}}));
         }
         self.commit(&actions)?;
-        for a in actions.iter().filter(|a| a.get("protocol").is_some() || a.get("metaData").is_some()) {
-            self.apply(a);
-        }
-        for (rel, add) in added {
-            self.files.insert(rel, add);
-        }
-        for (rel, _) in removed {
-            self.files.remove(&rel);
-        }
-        // The commit is durable: a checkpoint that cannot be written now is only a slower read.
-        if let Some(v) = self.version().filter(|v| *v > 0 && v % CHECKPOINT_EVERY == 0) {
-            match self.checkpoint(v) {
-                Ok(()) => {
-                    if let Err(e) = self.clean_up(LOG_RETENTION) {
-                        tracing::warn!("Delta log {}: old commits not removed: {e}", self.dir.display());
-                    }
-                }
-                Err(e) => tracing::warn!("Delta log {}: no checkpoint at version {v}: {e}", self.dir.display()),
-            }
-        }
+        actions.iter().for_each(|a| self.apply(a));
+        self.checkpoint_due |= std::mem::take(&mut self.restarted);
+        self.checkpoint_if_due();
         Ok(())
     }
 
-    /// Writes the checkpoint of version `v` (the state now) and points
-    /// `_last_checkpoint` at it, each atomically (a temporary file renamed).
-    fn checkpoint(&self, v: u64) -> Result<(), String> {
+    /// Checkpoints the latest version when [`CHECKPOINT_EVERY`] versions
+    /// passed since the last checkpoint, or when the newest one could not be
+    /// read; then removes what the retention lets go. The commits are
+    /// durable already: a checkpoint that cannot be written now is only a
+    /// slower read, and is tried again at the next version.
+    fn checkpoint_if_due(&mut self) {
+        let Some(v) = self.version() else { return };
+        if !(self.checkpoint_due || v >= self.checkpointed + CHECKPOINT_EVERY) {
+            return;
+        }
+        match self.checkpoint(v) {
+            Ok(()) => {
+                if let Err(e) = self.clean_up(LOG_RETENTION) {
+                    tracing::warn!("Delta log {}: old commits not removed: {e}", self.dir.display());
+                }
+            }
+            Err(e) => tracing::warn!("Delta log {}: no checkpoint at version {v}: {e}", self.dir.display()),
+        }
+    }
+
+    /// The actions a checkpoint of the state holds: the protocol, the
+    /// metadata, an `add` per file and a `remove` per file removed within
+    /// [`TOMBSTONE_RETENTION`] (for other writers' VACUUM).
+    fn state_actions(&self) -> Result<Vec<Value>, String> {
         let (Some(protocol), Some(metadata)) = (&self.protocol, &self.metadata) else {
             return Err("the log has no protocol or metaData action".into());
         };
+        let expired = now_ms().saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
+        let mut actions = vec![json!({"protocol": protocol}), json!({"metaData": metadata})];
+        actions.extend(self.files.values().map(|add| json!({"add": add})));
+        for (rel, t) in self.tombstones.iter().filter(|(_, t)| t.deleted_ms > expired) {
+            actions.push(json!({"remove": {"path": encode(rel), "deletionTimestamp": t.deleted_ms,
+                "dataChange": t.data_change, "extendedFileMetadata": t.size.is_some(),
+                "partitionValues": {PARTITION: partition_value(rel)}, "size": t.size}}));
+        }
+        Ok(actions)
+    }
+
+    /// Writes the checkpoint of version `v` (the state now), checks that it
+    /// reads back to the same state, and points `_last_checkpoint` at it; each
+    /// file atomically (a temporary file renamed, the directory synced).
+    fn checkpoint(&mut self, v: u64) -> Result<(), String> {
+        let actions = self.state_actions()?;
         let mut lines = Vec::new();
-        for a in [json!({"protocol": protocol}), json!({"metaData": metadata})]
-            .into_iter()
-            .chain(self.files.values().map(|add| json!({"add": add})))
-        {
-            serde_json::to_writer(&mut lines, &a).map_err(|e| e.to_string())?;
+        for a in &actions {
+            serde_json::to_writer(&mut lines, a).map_err(|e| e.to_string())?;
             lines.push(b'\n');
         }
         let schema = checkpoint_schema();
         let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-            .with_batch_size(self.files.len() + 2)
+            .with_batch_size(actions.len())
+            .with_strict_mode(true)
             .build_decoder()
             .map_err(|e| e.to_string())?;
         let mut at = 0;
@@ -321,10 +377,12 @@ impl DeltaLog {
             }
             at += n;
         }
-        let batch = decoder
-            .flush()
-            .map_err(|e| format!("checkpoint actions: {e}"))?
-            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+        let batch = decoder.flush().map_err(|e| format!("checkpoint actions: {e}"))?;
+        let batch = batch.filter(|b| at == lines.len() && b.num_rows() == actions.len()).ok_or_else(|| {
+            format!("internal error: checkpoint actions decoded short of the {} written", actions.len())
+        })?;
+        let sync_dir =
+            || File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", self.dir.display()));
         let path = checkpoint_path(&self.dir, v);
         let tmp = self.dir.join(format!(".{v:020}.checkpoint.parquet.tmp"));
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", tmp.display());
@@ -334,18 +392,34 @@ impl DeltaLog {
         let file = w.into_inner().map_err(|e| err(&e))?;
         file.sync_all().map_err(|e| err(&e))?;
         let size_in_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Once commits before it are removed, the checkpoint is the only record of the state: check it.
+        let mut back = DeltaLog::default();
+        read_checkpoint(&tmp)?.iter().for_each(|a| back.apply(a));
+        let same = back.files == self.files && back.protocol == self.protocol && back.metadata == self.metadata;
+        if !same {
+            let _ = fs::remove_file(&tmp);
+            return Err(format!("internal error: checkpoint {v} does not read back to the log's state"));
+        }
         fs::rename(&tmp, &path).map_err(|e| err(&e))?;
+        sync_dir()?;
         let last = json!({"version": v, "size": batch.num_rows(), "sizeInBytes": size_in_bytes,
                           "numOfAddFiles": self.files.len()});
         let tmp = self.dir.join("._last_checkpoint.tmp");
         fs::write(&tmp, last.to_string()).and_then(|_| File::open(&tmp)?.sync_all()).map_err(|e| err(&e))?;
         fs::rename(&tmp, self.dir.join("_last_checkpoint")).map_err(|e| err(&e))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| err(&e))
+        sync_dir()?;
+        self.checkpointed = v;
+        self.checkpoint_due = false;
+        let expired = now_ms().saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
+        self.tombstones.retain(|_, t| t.deleted_ms > expired);
+        Ok(())
     }
 
     /// Deletes the commits and checkpoints before the newest checkpoint whose
-    /// version was committed more than `retention` ago: the log then starts at
-    /// that checkpoint, and every version since stays readable.
+    /// version was committed more than `retention` ago, as Delta's metadata
+    /// clean-up does: the log then starts at that checkpoint, and every
+    /// version since can still be reconstructed (its data files may be gone:
+    /// the store deletes replaced files once no query reads them).
     pub fn clean_up(&self, retention: Duration) -> Result<usize, String> {
         let listing = Listing::read(&self.dir)?;
         let cutoff = std::time::SystemTime::now().checked_sub(retention).unwrap_or(std::time::UNIX_EPOCH);
@@ -519,22 +593,43 @@ fn table_uuid(t: &Table) -> String {
     format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
 }
 
+/// Whether `name` is a temporary file of this module's (a commit, a
+/// checkpoint or `_last_checkpoint` being written), not another writer's.
+fn our_temporary(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { return false };
+    let version = inner.strip_suffix(".json").or_else(|| inner.strip_suffix(".checkpoint.parquet"));
+    inner == "_last_checkpoint" || version.is_some_and(|v| v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Opens the Delta log of every table under `tables_dir`, for the store's
-/// one writer: temporary files a crash left in the logs are removed.
+/// one writer. Temporary files a crash left in the logs are removed; a
+/// newest checkpoint that does not read is written again; a log that cannot
+/// be replayed at all is started over (see [`DeltaLog::restart`]) rather
+/// than keep the server from starting: the store, not the log, holds the rows.
 pub fn open_all(tables_dir: &Path) -> Result<BTreeMap<&'static str, DeltaLog>, String> {
-    TABLES
-        .iter()
-        .map(|t| {
-            let dir = tables_dir.join(t.name);
-            for e in fs::read_dir(log_dir(&dir)).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = fs::remove_file(e.path());
-                }
+    let mut logs = BTreeMap::new();
+    for t in TABLES {
+        let dir = tables_dir.join(t.name);
+        for e in fs::read_dir(log_dir(&dir)).into_iter().flatten().flatten() {
+            if our_temporary(&e.file_name().to_string_lossy()) {
+                let _ = fs::remove_file(e.path());
             }
-            Ok((t.name, DeltaLog::open(&dir, t)?))
-        })
-        .collect()
+        }
+        let log = match DeltaLog::open(&dir, t) {
+            Ok(mut log) => {
+                if log.checkpoint_due && log.version().is_some() {
+                    log.checkpoint_if_due();
+                }
+                log
+            }
+            Err(e) => {
+                tracing::error!("Delta log of {}: {e}; started over at its next version", t.name);
+                DeltaLog::restart(&dir, t)?
+            }
+        };
+        logs.insert(t.name, log);
+    }
+    Ok(logs)
 }
 
 #[cfg(test)]
@@ -576,10 +671,14 @@ mod tests {
         assert!(err.contains("exists"), "{err}");
     }
 
-    /// 25 versions over a sliding set of three files.
+    /// `n` versions: a file outside any day directory throughout, and a
+    /// sliding set of three in one day, each version adding one and, from the
+    /// fourth on, removing the oldest.
     fn versions(dir: &Path, n: usize) -> DeltaLog {
         let day = dir.join("day=2026-12-01");
         fs::create_dir_all(&day).unwrap();
+        let old = dir.join("old.parquet");
+        fs::write(&old, b"from before partitions").unwrap();
         let mut log = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
         let mut files = Vec::new();
         for i in 0..n {
@@ -589,9 +688,13 @@ mod tests {
             if files.len() > 3 {
                 files.remove(0);
             }
-            log.sync(dir, &files, true).unwrap();
+            log.sync(dir, &[&files[..], &[old.clone()]].concat(), true).unwrap();
         }
         log
+    }
+
+    fn state(log: &DeltaLog) -> (Vec<String>, u64) {
+        (log.files().cloned().collect(), log.next)
     }
 
     #[test]
@@ -600,14 +703,15 @@ mod tests {
         let tables = tmp.path().join("tables");
         let dir = &tables.join(CRAWL_ERRORS.name);
         let log = versions(dir, 25);
-        assert_eq!(log.version(), Some(24));
-        let want: Vec<String> = log.files().cloned().collect();
-        assert_eq!(want.len(), 3);
+        let want = (log.files().cloned().collect::<Vec<_>>(), 25);
+        assert_eq!(want.0.len(), 4);
         let logs = log_dir(dir);
-        let last: Value = serde_json::from_slice(&fs::read(logs.join("_last_checkpoint")).unwrap()).unwrap();
+        let last = || -> Value { serde_json::from_slice(&fs::read(logs.join("_last_checkpoint")).unwrap()).unwrap() };
+        // Protocol, metadata, 4 files, and the 18 files removed by version 20 as tombstones.
+        let l = last();
         assert_eq!(
-            (last["version"].as_u64(), last["numOfAddFiles"].as_u64(), last["size"].as_u64()),
-            (Some(20), Some(3), Some(5))
+            (l["version"].as_u64(), l["numOfAddFiles"].as_u64(), l["size"].as_u64()),
+            (Some(20), Some(4), Some(24))
         );
         assert!(checkpoint_path(&logs, 10).exists() && checkpoint_path(&logs, 20).exists());
         // The checkpoint holds the actions in force, sizes and partition values included.
@@ -617,33 +721,51 @@ mod tests {
         assert_eq!(actions[1]["metaData"]["schemaString"], json!(schema_string(&CRAWL_ERRORS)));
         assert_eq!(actions[2]["add"]["partitionValues"], json!({"day": "2026-12-01"}));
         assert_eq!(actions[2]["add"]["size"], json!(19), "wal-18, the oldest file at version 20: {:?}", actions[2]);
+        let removes: Vec<&Value> = actions.iter().filter_map(|a| a.get("remove")).collect();
+        assert_eq!(removes.len(), 18);
+        assert!(removes.iter().all(|r| r["deletionTimestamp"].as_u64() > Some(0) && r["size"].as_u64() > Some(0)));
 
         let opened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
-        assert_eq!((opened.files().cloned().collect::<Vec<_>>(), opened.next), (want.clone(), 25));
+        assert_eq!(state(&opened), want);
         assert_eq!(opened.metadata, log.metadata);
-        // A damaged newest checkpoint: the older one and the commits after it.
+        assert_eq!(opened.tombstones.len(), 22, "wal-0 to wal-21");
+        // The null partition of a file outside a day directory survives a checkpoint.
+        assert_eq!(opened.files["old.parquet"]["partitionValues"], json!({"day": null}));
+
+        // A damaged newest checkpoint: read from the older one and the commits after it, and written anew.
         let good = fs::read(checkpoint_path(&logs, 20)).unwrap();
         fs::write(checkpoint_path(&logs, 20), &good[..good.len() / 2]).unwrap();
-        let opened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
-        assert_eq!((opened.files().cloned().collect::<Vec<_>>(), opened.next), (want.clone(), 25));
-        fs::write(checkpoint_path(&logs, 20), &good).unwrap();
+        assert_eq!(state(&DeltaLog::open(dir, &CRAWL_ERRORS).unwrap()), want);
+        // What a crash leaves half-written is swept away when the store opens the logs; others' files stay.
+        fs::write(logs.join(".00000000000000000030.checkpoint.parquet.tmp"), b"half").unwrap();
+        fs::write(logs.join(".00000000000000000030.json.3f2a.tmp"), b"another writer's").unwrap();
+        let all = open_all(&tables).unwrap();
+        assert_eq!(state(&all[CRAWL_ERRORS.name]), want);
+        assert!(!logs.join(".00000000000000000030.checkpoint.parquet.tmp").exists());
+        assert!(logs.join(".00000000000000000030.json.3f2a.tmp").exists());
+        assert_eq!(last()["version"], 24, "the damaged checkpoint is superseded");
+        read_checkpoint(&checkpoint_path(&logs, 24)).unwrap();
 
         // Within the retention nothing goes; past it, everything before the newest checkpoint.
         assert_eq!(log.clean_up(LOG_RETENTION).unwrap(), 0);
-        assert_eq!(log.clean_up(Duration::ZERO).unwrap(), 20 + 1, "commits 0-19 and checkpoint 10");
+        assert_eq!(log.clean_up(Duration::ZERO).unwrap(), 24 + 2, "commits 0-23, checkpoints 10 and 20");
         let left = Listing::read(&logs).unwrap();
-        assert_eq!((left.commits.keys().next(), left.checkpoints.as_slice()), (Some(&20), &[20][..]));
-        let opened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
-        assert_eq!((opened.files().cloned().collect::<Vec<_>>(), opened.next), (want, 25));
-        // What a crash leaves half-written is swept away when the store opens the logs.
-        fs::write(logs.join(".00000000000000000030.checkpoint.parquet.tmp"), b"half").unwrap();
-        let all = open_all(&tables).unwrap();
-        assert_eq!(all[CRAWL_ERRORS.name].next, 25);
-        assert!(!logs.join(".00000000000000000030.checkpoint.parquet.tmp").exists());
-        // With the checkpoint it starts from unreadable, the log says what is missing.
-        fs::write(checkpoint_path(&logs, 20), b"torn").unwrap();
+        assert_eq!((left.commits.keys().collect::<Vec<_>>(), left.checkpoints.as_slice()), (vec![&24], &[24][..]));
+        assert_eq!(state(&DeltaLog::open(dir, &CRAWL_ERRORS).unwrap()), want);
+
+        // The one checkpoint torn too: replaying fails and says why; the store's open starts the log
+        // over at version 25, restating the table, and readers start from its checkpoint.
+        fs::write(checkpoint_path(&logs, 24), b"torn").unwrap();
         let e = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap_err();
         assert!(e.contains("version 0 missing"), "{e}");
+        let mut all = open_all(&tables).unwrap();
+        let log = all.get_mut(CRAWL_ERRORS.name).unwrap();
+        let files: Vec<PathBuf> = want.0.iter().map(|r| dir.join(r)).collect();
+        log.sync(dir, &files, true).unwrap();
+        assert_eq!(last()["version"], 25);
+        let restarted = fs::read_to_string(logs.join(format!("{:020}.json", 25))).unwrap();
+        assert!(restarted.contains("REPLACE TABLE") && restarted.contains("\"metaData\""), "{restarted}");
+        assert_eq!(state(&DeltaLog::open(dir, &CRAWL_ERRORS).unwrap()), (want.0, 26));
     }
 
     #[test]

@@ -151,7 +151,10 @@ fn deltalake_reads_the_table_from_a_checkpoint_once_older_commits_are_gone() {
     std::fs::create_dir_all(&day).unwrap();
     let packages = periscope_proto::tables::table("packages").unwrap();
     let mut log = DeltaLog::open(&table, packages).unwrap();
-    // Versions 0-24, each adding a file and, from the fourth on, removing the oldest.
+    // A file from before day partitions, throughout; versions 0-24 each add one in a day and, from the
+    // fourth on, remove the oldest. Reopened at 15: checkpoint 20 is written from state read from checkpoint 10.
+    let old = table.join("old.parquet");
+    std::fs::write(&old, b"x").unwrap();
     let mut files = Vec::new();
     for i in 0..25 {
         let f = day.join(format!("wal-{i}.parquet"));
@@ -160,21 +163,30 @@ fn deltalake_reads_the_table_from_a_checkpoint_once_older_commits_are_gone() {
         if files.len() > 3 {
             files.remove(0);
         }
-        log.sync(&table, &files, true).unwrap();
+        log.sync(&table, &[&files[..], std::slice::from_ref(&old)].concat(), true).unwrap();
+        if i == 15 {
+            log = DeltaLog::open(&table, packages).unwrap();
+        }
     }
     assert_eq!(CHECKPOINT_EVERY, 10);
     assert_eq!(log.clean_up(std::time::Duration::ZERO).unwrap(), 21, "commits 0-19 and checkpoint 10 removed");
     assert!(!log_dir(&table).join(format!("{:020}.json", 0)).exists());
-    let script = "import deltalake, sys, json\n\
+    let script = "import deltalake, pyarrow, sys, json\n\
         dt = deltalake.DeltaTable(sys.argv[1])\n\
         m = dt.metadata()\n\
+        adds = {a['path'].rsplit('/', 1)[-1]: a['partition.day'] for a in pyarrow.table(dt.get_add_actions(flatten=True)).to_pylist()}\n\
         print(json.dumps({'version': dt.version(), 'files': sorted(u.rsplit('/', 1)[-1] for u in dt.file_uris()), \
-        'partitions': m.partition_columns, 'name': m.name, 'columns': [f.name for f in dt.schema().fields]}))";
+        'partitions': m.partition_columns, 'name': m.name, 'columns': [f.name for f in dt.schema().fields], \
+        'days': {k: None if v is None else str(v) for k, v in adds.items()}}))";
     let out = Command::new(&py).args(["-c", script]).arg(&table).output().expect("run python");
     assert!(out.status.success(), "deltalake: {}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["version"], 24, "{got}");
-    assert_eq!(got["files"], serde_json::json!(["wal-22.parquet", "wal-23.parquet", "wal-24.parquet"]), "{got}");
+    let want_files = ["old.parquet", "wal-22.parquet", "wal-23.parquet", "wal-24.parquet"];
+    assert_eq!(got["files"], serde_json::json!(want_files), "{got}");
+    let days = serde_json::json!({"old.parquet": null, "wal-22.parquet": "2026-12-01",
+        "wal-23.parquet": "2026-12-01", "wal-24.parquet": "2026-12-01"});
+    assert_eq!(got["days"], days, "partition values, the null one included");
     assert_eq!(
         (got["partitions"].clone(), got["name"].clone()),
         (serde_json::json!(["day"]), serde_json::json!("packages"))
