@@ -113,6 +113,11 @@ fn schema_string(t: &Table) -> String {
     json!({"type": "struct", "fields": fields}).to_string()
 }
 
+/// Tombstones deleted at or before this time (ms) are past [`TOMBSTONE_RETENTION`].
+fn tombstones_expired_before() -> u64 {
+    now_ms().saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64)
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -260,7 +265,9 @@ impl DeltaLog {
         let mut actions: Vec<Value> = Vec::new();
         let now = now_ms();
         let engine = format!("periscope {}", env!("CARGO_PKG_VERSION"));
-        if self.next == 0 || self.restarted {
+        // A new log, or one started over: this commit states the table whole.
+        let restating = self.next == 0 || self.restarted;
+        if restating {
             let operation = if self.next == 0 { "CREATE TABLE" } else { "REPLACE TABLE" };
             actions.push(json!({"commitInfo": {"timestamp": now, "operation": operation,
                 "operationParameters": {"partitionBy": format!("[\"{PARTITION}\"]")}, "engineInfo": engine}}));
@@ -297,10 +304,10 @@ impl DeltaLog {
                 "size": add["size"]}}));
             (changed, removed) = (true, true);
         }
-        if !changed && self.next > 0 && !self.restarted {
+        if !changed && !restating {
             return Ok(());
         }
-        if self.next > 0 && !self.restarted {
+        if !restating {
             let op = match (removed, data_change) {
                 (false, _) => "WRITE",
                 (true, true) => "DELETE",
@@ -342,7 +349,7 @@ impl DeltaLog {
         let (Some(protocol), Some(metadata)) = (&self.protocol, &self.metadata) else {
             return Err("the log has no protocol or metaData action".into());
         };
-        let expired = now_ms().saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
+        let expired = tombstones_expired_before();
         let mut actions = vec![json!({"protocol": protocol}), json!({"metaData": metadata})];
         actions.extend(self.files.values().map(|add| json!({"add": add})));
         for (rel, t) in self.tombstones.iter().filter(|(_, t)| t.deleted_ms > expired) {
@@ -410,7 +417,7 @@ impl DeltaLog {
         sync_dir()?;
         self.checkpointed = v;
         self.checkpoint_due = false;
-        let expired = now_ms().saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
+        let expired = tombstones_expired_before();
         self.tombstones.retain(|_, t| t.deleted_ms > expired);
         Ok(())
     }
@@ -603,7 +610,8 @@ fn our_temporary(name: &str) -> bool {
 
 /// Opens the Delta log of every table under `tables_dir`, for the store's
 /// one writer. Temporary files a crash left in the logs are removed; a
-/// newest checkpoint that does not read is written again; a log that cannot
+/// checkpoint is written when one is due (a log from before checkpoints, or
+/// whose newest checkpoint does not read); a log that cannot
 /// be replayed at all is started over (see [`DeltaLog::restart`]) rather
 /// than keep the server from starting: the store, not the log, holds the rows.
 pub fn open_all(tables_dir: &Path) -> Result<BTreeMap<&'static str, DeltaLog>, String> {
@@ -617,9 +625,7 @@ pub fn open_all(tables_dir: &Path) -> Result<BTreeMap<&'static str, DeltaLog>, S
         }
         let log = match DeltaLog::open(&dir, t) {
             Ok(mut log) => {
-                if log.checkpoint_due && log.version().is_some() {
-                    log.checkpoint_if_due();
-                }
+                log.checkpoint_if_due();
                 log
             }
             Err(e) => {
