@@ -170,6 +170,14 @@ fn row_count(path: &Path) -> Option<i64> {
     Some(r.metadata().file_metadata().num_rows())
 }
 
+/// At most 200 characters of `s`, for error messages quoting hostile input.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 impl DeltaLog {
     /// Replays the log of the table in `table_dir` (empty when it has none yet).
     pub fn open(table_dir: &Path, table: &'static Table) -> Result<DeltaLog, String> {
@@ -179,12 +187,18 @@ impl DeltaLog {
         // From the newest checkpoint that reads; a damaged one costs replaying from an older one, or from 0.
         for &v in listing.checkpoints.iter().rev() {
             match read_checkpoint(&checkpoint_path(&dir, v)) {
-                Ok(actions) => {
-                    actions.iter().for_each(|a| log.apply(a));
-                    log.next = v + 1;
-                    log.checkpointed = v;
-                    break;
-                }
+                Ok(actions) => match actions.iter().try_for_each(|a| log.apply(a)) {
+                    Ok(()) => {
+                        log.next = v + 1;
+                        log.checkpointed = v;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("Delta log: checkpoint {v} not used: {e}");
+                        log = DeltaLog { dir: dir.clone(), table: Some(table), ..Default::default() };
+                        log.checkpoint_due = true;
+                    }
+                },
                 Err(e) => {
                     tracing::warn!("Delta log: checkpoint {v} not used: {e}");
                     log.checkpoint_due = true;
@@ -198,7 +212,7 @@ impl DeltaLog {
             let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let action: Value = serde_json::from_str(line).map_err(|e| format!("{}: {e}", path.display()))?;
-                log.apply(&action);
+                log.apply(&action).map_err(|e| format!("{}: {e}", path.display()))?;
             }
             log.next = v + 1;
         }
@@ -216,17 +230,22 @@ impl DeltaLog {
         Ok(DeltaLog { dir, table: Some(table), next, restarted: next > 0, ..Default::default() })
     }
 
-    /// Replays one action onto the state.
-    fn apply(&mut self, action: &Value) {
+    /// Replays one action onto the state. A file action that is not an
+    /// object with a path is an error (the log is then started over), never a panic.
+    fn apply(&mut self, action: &Value) -> Result<(), String> {
+        let path = |a: &Value, kind: &str| match a.as_object().and_then(|o| o.get("path")).and_then(Value::as_str) {
+            Some(p) => Ok(decode(p)),
+            None => Err(format!("malformed {kind} action: {}", shorten(&a.to_string()))),
+        };
         if let Some(add) = action.get("add") {
-            let rel = decode(add["path"].as_str().unwrap_or_default());
+            let rel = path(add, "add")?;
             let mut add = add.clone();
             // A file's partition is its directory (a checkpoint read back drops null values from maps).
             add["partitionValues"] = json!({PARTITION: partition_value(&rel)});
             self.tombstones.remove(&rel);
             self.files.insert(rel, add);
         } else if let Some(rm) = action.get("remove") {
-            let rel = decode(rm["path"].as_str().unwrap_or_default());
+            let rel = path(rm, "remove")?;
             self.files.remove(&rel);
             let t = Tombstone {
                 size: rm["size"].as_u64(),
@@ -237,8 +256,12 @@ impl DeltaLog {
         } else if let Some(p) = action.get("protocol") {
             self.protocol = Some(p.clone());
         } else if let Some(m) = action.get("metaData") {
+            if !m.get("schemaString").is_some_and(Value::is_string) {
+                return Err(format!("malformed metaData action: {}", shorten(&m.to_string())));
+            }
             self.metadata = Some(m.clone());
         }
+        Ok(())
     }
 
     /// The latest version committed, if any.
@@ -284,6 +307,19 @@ impl DeltaLog {
             }}));
         }
         let mut changed = false;
+        // A table that gained columns since the log last stated its schema:
+        // the new schema is committed first (Delta's schema evolution), so
+        // readers see the new columns, null in the older files.
+        let evolved = self
+            .metadata
+            .as_ref()
+            .filter(|m| !restating && m["schemaString"].as_str() != Some(schema_string(table).as_str()));
+        if let Some(m) = evolved {
+            let mut m = m.clone();
+            m["schemaString"] = Value::String(schema_string(table));
+            actions.push(json!({ "metaData": m }));
+            changed = true;
+        }
         for (rel, path) in &want {
             if self.files.contains_key(rel) {
                 continue;
@@ -316,7 +352,9 @@ impl DeltaLog {
             actions.insert(0, json!({"commitInfo": {"timestamp": now, "operation": op, "engineInfo": engine}}));
         }
         self.commit(&actions)?;
-        actions.iter().for_each(|a| self.apply(a));
+        for a in &actions {
+            self.apply(a)?;
+        }
         self.checkpoint_due |= std::mem::take(&mut self.restarted);
         self.checkpoint_if_due();
         Ok(())
@@ -401,7 +439,7 @@ impl DeltaLog {
         let size_in_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         // Once commits before it are removed, the checkpoint is the only record of the state: check it.
         let mut back = DeltaLog::default();
-        read_checkpoint(&tmp)?.iter().for_each(|a| back.apply(a));
+        read_checkpoint(&tmp)?.iter().try_for_each(|a| back.apply(a))?;
         let same = back.files == self.files && back.protocol == self.protocol && back.metadata == self.metadata;
         if !same {
             let _ = fs::remove_file(&tmp);
@@ -772,6 +810,84 @@ mod tests {
         let restarted = fs::read_to_string(logs.join(format!("{:020}.json", 25))).unwrap();
         assert!(restarted.contains("REPLACE TABLE") && restarted.contains("\"metaData\""), "{restarted}");
         assert_eq!(state(&DeltaLog::open(dir, &CRAWL_ERRORS).unwrap()), (want.0, 26));
+    }
+
+    /// A table that gained a column (crawls.received) after its log was
+    /// started: the next commit states the new schema, so Delta readers see it.
+    #[test]
+    fn a_table_that_gained_columns_commits_its_new_schema() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let day = dir.join("day=2026-12-01");
+        fs::create_dir_all(&day).unwrap();
+        let (a, b) = (day.join("wal-1.parquet"), day.join("wal-2.parquet"));
+        for f in [&a, &b] {
+            fs::write(f, b"x").unwrap();
+        }
+        DeltaLog::open(dir, &CRAWL_ERRORS).unwrap().sync(dir, std::slice::from_ref(&a), true).unwrap();
+        // Version 0 as an older build wrote it: one column fewer.
+        let v0 = log_dir(dir).join(format!("{:020}.json", 0));
+        let older: Vec<String> = fs::read_to_string(&v0)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                if let Some(m) = v.get_mut("metaData") {
+                    let mut schema: Value = serde_json::from_str(m["schemaString"].as_str().unwrap()).unwrap();
+                    schema["fields"].as_array_mut().unwrap().pop();
+                    m["schemaString"] = Value::String(schema.to_string());
+                }
+                v.to_string()
+            })
+            .collect();
+        fs::write(&v0, older.join("\n") + "\n").unwrap();
+        let mut log = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
+        assert_ne!(log.metadata.as_ref().unwrap()["schemaString"], json!(schema_string(&CRAWL_ERRORS)));
+        log.sync(dir, &[a.clone(), b.clone()], true).unwrap();
+        let v1 = fs::read_to_string(log_dir(dir).join(format!("{:020}.json", 1))).unwrap();
+        assert!(v1.contains("\"metaData\"") && v1.contains("\"add\""), "{v1}");
+        let reopened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
+        assert_eq!(reopened.metadata.as_ref().unwrap()["schemaString"], json!(schema_string(&CRAWL_ERRORS)));
+        assert_eq!(reopened.metadata.as_ref().unwrap()["id"], json!(table_uuid(&CRAWL_ERRORS)), "the same table");
+        // Once stated, not again.
+        let mut log = reopened;
+        let c = day.join("wal-3.parquet");
+        fs::write(&c, b"y").unwrap();
+        log.sync(dir, &[a, b, c], true).unwrap();
+        let v2 = fs::read_to_string(log_dir(dir).join(format!("{:020}.json", 2))).unwrap();
+        assert!(!v2.contains("\"metaData\""), "{v2}");
+    }
+
+    /// Issue 18 item 13: `{"add":5}` in a commit made `serve` panic at every start.
+    #[test]
+    fn malformed_actions_are_errors_and_the_store_starts_the_log_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tables = tmp.path().join("tables");
+        let dir = &tables.join(CRAWL_ERRORS.name);
+        let log = versions(dir, 3);
+        let want = state(&log).0;
+        for bad in
+            [r#"{"add":5}"#, r#"{"remove":"x"}"#, r#"{"add":{"path":7}}"#, r#"{"add":null}"#, r#"{"metaData":5}"#]
+        {
+            fs::write(log_dir(dir).join(format!("{:020}.json", 3)), format!("{bad}\n")).unwrap();
+            let e = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap_err();
+            assert!(e.contains("malformed"), "{bad}: {e}");
+            let mut all = open_all(&tables).unwrap();
+            let restarted = all.get_mut(CRAWL_ERRORS.name).unwrap();
+            let files: Vec<PathBuf> = want.iter().map(|r| dir.join(r)).collect();
+            restarted.sync(dir, &files, true).unwrap();
+            assert_eq!(state(&DeltaLog::open(dir, &CRAWL_ERRORS).unwrap()).0, want, "{bad}");
+            // Back to the three good versions for the next case.
+            for v in 3.. {
+                let (c, k) = (log_dir(dir).join(format!("{v:020}.json")), checkpoint_path(&log_dir(dir), v));
+                if !c.exists() && !k.exists() {
+                    break;
+                }
+                let _ = fs::remove_file(c);
+                let _ = fs::remove_file(k);
+            }
+            let _ = fs::remove_file(log_dir(dir).join("_last_checkpoint"));
+        }
     }
 
     #[test]
