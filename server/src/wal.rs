@@ -8,7 +8,12 @@
 //! `len: u32 LE | crc32(payload): u32 LE | payload`, where the payload is
 //! `table, agent (u16 LE length + UTF-8 each) | epoch: u64 LE | seq: u64 LE |
 //! zstd: u8 | Arrow IPC bytes`. A crash can leave a torn record only at a
-//! segment's end; reading stops there.
+//! segment's end; reading stops there. A complete record that fails its
+//! checksum, with an intact record right after it, is not a torn tail but
+//! corruption (a flipped bit on disk): reading skips it, keeps the rest and
+//! reports the bytes it lost. Reading never looks for records anywhere but
+//! where the framing puts them: a payload is an agent's bytes, and a record
+//! forged inside one must never be read as the log's own.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -103,6 +108,32 @@ pub struct SegmentContents {
     /// Length of the valid prefix; shorter than the file when its tail is torn.
     pub valid_len: u64,
     pub torn: bool,
+    /// Byte ranges of corrupt records with intact ones after them (lost, and to be reported).
+    pub corrupt: Vec<(u64, u64)>,
+}
+
+/// The record starting at `at`, and where the next one starts, if it is intact.
+fn record_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
+    let head = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = bytes.get(at + 8..at + 8 + len)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((Record::decode(payload)?, at + 8 + len))
+}
+
+/// Where the record after the bad one at `at` starts, when the bad one is
+/// complete (its stated length ends inside the file) and an intact record
+/// starts right there. A stated length past the file's end is a torn tail.
+fn after_bad(bytes: &[u8], at: usize) -> Option<usize> {
+    let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+    let next = at.checked_add(8)?.checked_add(len)?;
+    (len <= MAX_RECORD && next < bytes.len() && record_at(bytes, next).is_some()).then_some(next)
 }
 
 /// Reads every complete record of a segment, stopping at a torn or corrupt tail.
@@ -117,27 +148,26 @@ pub fn read_segment(path: &Path) -> std::io::Result<SegmentContents> {
     let mut at = HEADER.len();
     loop {
         out.valid_len = at as u64;
-        let Some(head) = bytes.get(at..at + 8) else {
-            out.torn = at != bytes.len();
+        if at == bytes.len() {
             return Ok(out);
-        };
-        let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
-        let payload = match bytes.get(at + 8..at + 8 + len) {
-            Some(p) if len <= MAX_RECORD && crc32fast::hash(p) == crc => p,
-            _ => {
-                out.torn = true;
-                return Ok(out);
-            }
-        };
-        match Record::decode(payload) {
-            Some(r) => out.records.push(r),
-            None => {
-                out.torn = true;
-                return Ok(out);
-            }
         }
-        at += 8 + len;
+        match record_at(&bytes, at) {
+            Some((r, next)) => {
+                out.records.push(r);
+                at = next;
+            }
+            None => match after_bad(&bytes, at) {
+                // An intact record right after a complete bad one: corruption, not a crash's torn tail.
+                Some(next) => {
+                    out.corrupt.push((at as u64, next as u64));
+                    at = next;
+                }
+                None => {
+                    out.torn = true;
+                    return Ok(out);
+                }
+            },
+        }
     }
 }
 
@@ -207,11 +237,62 @@ mod tests {
         let read = read_segment(s.path()).unwrap();
         assert_eq!(read.records, vec![rec(0), rec(1)]);
         assert!(read.torn);
-        // A flipped bit in the second record: its checksum fails and reading stops before it.
+        // A flipped bit in the second record, now the last: a torn tail as far as anyone can tell.
         let mut bytes = fs::read(s.path()).unwrap();
-        let second = HEADER.len() + (full as usize - HEADER.len()) / 3 + 20;
+        let size = (full as usize - HEADER.len()) / 3;
+        let second = HEADER.len() + size + 20;
         bytes[second] ^= 1;
         fs::write(s.path(), &bytes).unwrap();
         assert_eq!(read_segment(s.path()).unwrap().records, vec![rec(0)]);
+    }
+
+    /// Issue 18 item 13: one flipped bit in the log silently dropped every
+    /// later acknowledged record, as if it were a torn tail.
+    #[test]
+    fn a_corrupt_record_in_the_middle_loses_itself_only_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segment::create(dir.path(), 1).unwrap();
+        for i in 0..5 {
+            s.append(&rec(i)).unwrap();
+        }
+        s.sync().unwrap();
+        let good = fs::read(s.path()).unwrap();
+        let size = (good.len() - HEADER.len()) / 5;
+        // A bit flipped in a payload and in a checksum. (One in a length still reads as a torn tail:
+        // the framing is all there is to go by, see the next test.)
+        for (what, offset) in [("payload", 40), ("checksum", 5)] {
+            let mut bytes = good.clone();
+            bytes[HEADER.len() + size + offset] ^= 0x10;
+            fs::write(s.path(), &bytes).unwrap();
+            let read = read_segment(s.path()).unwrap();
+            assert_eq!(read.records, vec![rec(0), rec(2), rec(3), rec(4)], "{what}");
+            let start = (HEADER.len() + size) as u64;
+            assert_eq!(read.corrupt, vec![(start, start + size as u64)], "{what}");
+            assert!(!read.torn, "{what}");
+            assert_eq!(read.valid_len, good.len() as u64, "{what}");
+        }
+    }
+
+    /// A record an agent hid in its own payload is never read as the log's,
+    /// even when a crash tears the record carrying it.
+    #[test]
+    fn a_record_forged_inside_a_payload_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut forged = Vec::new();
+        Record { table: "packages".into(), agent: "victim".into(), epoch: 1, seq: u64::MAX, zstd: false, ipc: vec![] }
+            .encode(&mut forged);
+        let mut s = Segment::create(dir.path(), 1).unwrap();
+        s.append(&rec(0)).unwrap();
+        let mut carrier = rec(1);
+        carrier.ipc = [vec![0u8; 64], forged.clone(), vec![0u8; 64]].concat();
+        s.append(&carrier).unwrap();
+        s.sync().unwrap();
+        let whole = fs::read(s.path()).unwrap();
+        assert_eq!(read_segment(s.path()).unwrap().records, vec![rec(0), carrier]);
+        // Torn just after the forged bytes: the carrier is a torn tail, and nothing in it is read.
+        fs::write(s.path(), &whole[..whole.len() - 32]).unwrap();
+        let read = read_segment(s.path()).unwrap();
+        assert_eq!(read.records, vec![rec(0)]);
+        assert!(read.torn && read.corrupt.is_empty());
     }
 }
