@@ -185,9 +185,8 @@ pub async fn send_numbered(
     Ok(SendReport { batches: sent, rows, bytes })
 }
 
-/// Of `image_ids`, the ones not to crawl: their inventory is on the server
-/// already (from any host), or another agent claimed them. The server gives
-/// this agent a claim on the rest.
+/// Of `image_ids`, the ones not to crawl: this host's crawl of them is on the
+/// server already (another host's never counts: image rows are trusted per host).
 pub async fn images_to_skip(
     url: &str,
     node_key: Option<&str>,
@@ -202,7 +201,7 @@ pub async fn images_to_skip(
 /// What the server said of a list of images.
 #[derive(Debug, Default)]
 pub struct ImageAnswer {
-    /// Not to crawl: stored, or another agent is crawling them.
+    /// Not to crawl: this host's crawl of them is stored.
     pub skip: std::collections::HashSet<String>,
     /// Stored: containers of these images may inherit from them.
     pub stored: std::collections::HashSet<String>,

@@ -14,5 +14,6 @@ pub mod v1 {
 }
 
 /// Version of the wire contract this build speaks. Bumped on any incompatible change
-/// (3: `crawls.tables`, the `inherited` table and `ImagesResponse.stored`).
-pub const CONTRACT_VERSION: u32 = 3;
+/// (3: `crawls.tables`, the `inherited` table and `ImagesResponse.stored`;
+/// 4: `crawls.received`, image rows trusted per host).
+pub const CONTRACT_VERSION: u32 = 4;

@@ -505,6 +505,11 @@ pub const CRAWLS: Table = Table {
             Utf8,
             "Tables this crawl has rows of, comma-separated, whether sent or marked unchanged (null: every table, for crawls stored before this column).",
         ),
+        col(
+            "received",
+            Timestamp,
+            "When the server received this row, by the server's clock (whatever the agent sent): of a scope's crawls, the one received last is current (null: crawls stored before this column, ordered by crawl_time).",
+        ),
     ],
 };
 

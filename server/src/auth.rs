@@ -7,8 +7,18 @@
 //! Under mTLS (`--client-ca`), an agent's identity is instead the subject CN
 //! of its client certificate, which the TLS layer verified.
 //!
-//! Without an enroll secret or a client CA the server runs open (any agent, any host): for
-//! a laptop or a test, not a fleet; `periscope serve` says so when it starts.
+//! A host enrolls once: while it holds a live node key, another enrollment
+//! for it is refused (whoever asks, with whatever secret), so a node that
+//! knows the fleet's secret cannot take over an enrolled host's identity. An
+//! operator revokes a host's keys (`periscope agents revoke HOST`) to let it
+//! enroll again, and can hand out one-time enrollment tokens bound to one host
+//! (`periscope agents token HOST`, with `serve --enroll-tokens`) instead of a
+//! fleet-wide secret. Those commands change `<data>/agents/` under a lock;
+//! a running server sees their changes at its next call.
+//!
+//! Without an enroll secret, tokens or a client CA the server runs open (any
+//! agent, any host): for a laptop or a test, not a fleet; `periscope serve`
+//! refuses it beyond loopback unless told `--insecure-open`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +31,11 @@ use tonic::metadata::MetadataMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
-    /// The shared secret agents enroll with; None: open server.
+    /// The shared secret agents enroll with.
     pub enroll_secret: Option<String>,
+    /// Whether agents may enroll with per-host tokens (`periscope agents token`).
+    /// With neither this nor a secret, the server is open.
+    pub tokens: bool,
     /// How long a node key is valid after enrollment; None: until revoked.
     pub node_key_ttl: Option<Duration>,
 }
@@ -72,12 +85,83 @@ impl KeyRecord {
     }
 }
 
+/// A one-time enrollment token: it enrolls `host` once, before it expires.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TokenRecord {
+    host: String,
+    expires_unix_ms: u64,
+}
+
+/// What `<data>/agents/` holds: node keys and enrollment tokens, each by the
+/// SHA-256 of its secret (hex); the secrets themselves are never stored.
+#[derive(Debug, Default)]
+struct Stored {
+    keys: HashMap<String, KeyRecord>,
+    tokens: HashMap<String, TokenRecord>,
+}
+
+/// The files behind [`Stored`], and the lock every change takes.
+#[derive(Debug, Clone)]
+struct Files {
+    keys: PathBuf,
+    tokens: PathBuf,
+    lock: PathBuf,
+}
+
+impl Files {
+    fn of(data: &Path) -> std::io::Result<Files> {
+        let dir = data.join("agents");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Files { keys: dir.join("node_keys.json"), tokens: dir.join("tokens.json"), lock: dir.join(".lock") })
+    }
+
+    /// Holds the agents directory's lock until dropped: the server and the
+    /// `periscope agents` commands change it one at a time.
+    fn lock(&self) -> std::io::Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock)?;
+        f.lock()?;
+        Ok(f)
+    }
+
+    /// The keys file's identity: a change (always an atomic rename) gives it another.
+    fn stamp(&self) -> Option<(u64, i64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.keys).ok().map(|m| (m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000, m.len()))
+    }
+
+    fn read(&self) -> std::io::Result<Stored> {
+        fn load<T: serde::de::DeserializeOwned + Default>(p: &Path) -> std::io::Result<T> {
+            match std::fs::read(p) {
+                Ok(b) => serde_json::from_slice(&b).map_err(|e| std::io::Error::other(format!("{}: {e}", p.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+                Err(e) => Err(e),
+            }
+        }
+        Ok(Stored { keys: load(&self.keys)?, tokens: load(&self.tokens)? })
+    }
+
+    fn write<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(path.parent().expect("has a parent"))?.sync_all()
+    }
+}
+
 #[derive(Debug)]
 pub struct Auth {
     config: AuthConfig,
-    path: PathBuf,
-    /// sha256(node key) hex -> record.
-    keys: Mutex<HashMap<String, KeyRecord>>,
+    files: Files,
+    /// The stored keys and tokens, and the keys file's stamp when they were read.
+    stored: Mutex<(Stored, Option<(u64, i64, u64)>)>,
+    /// Backoff for wrong enroll secrets, per source address.
+    throttle: crate::throttle::Throttle,
 }
 
 fn hash(key: &str) -> String {
@@ -96,57 +180,88 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 impl Auth {
     pub fn open(data: &Path, config: AuthConfig) -> std::io::Result<Auth> {
-        let dir = data.join("agents");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("node_keys.json");
-        let keys = match std::fs::read(&path) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(Auth { config, path, keys: Mutex::new(keys) })
+        let files = Files::of(data)?;
+        let stamp = files.stamp();
+        let stored = files.read()?;
+        Ok(Auth { config, files, stored: Mutex::new((stored, stamp)), throttle: Default::default() })
     }
 
     pub fn is_open(&self) -> bool {
-        self.config.enroll_secret.is_none()
+        self.config.enroll_secret.is_none() && !self.config.tokens
     }
 
-    /// Checks the enroll secret and issues a node key for `host`.
-    pub fn enroll(&self, host: &str, secret: &str) -> Result<String, Status> {
-        let Some(want) = &self.config.enroll_secret else {
-            return Err(Status::failed_precondition("this server runs without enrollment; send without a node key"));
-        };
-        if !same_secret(want, secret) {
-            return Err(Status::unauthenticated("wrong enroll secret"));
+    /// The stored keys, read again when another process (`periscope agents
+    /// revoke`) changed them since.
+    fn current(&self) -> std::sync::MutexGuard<'_, (Stored, Option<(u64, i64, u64)>)> {
+        let mut g = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = self.files.stamp();
+        if stamp != g.1 {
+            match self.files.read() {
+                Ok(s) => *g = (s, stamp),
+                Err(e) => tracing::error!("agent keys not re-read (the ones read before stay in force): {e}"),
+            }
         }
+        g
+    }
+
+    fn live(&self, rec: &KeyRecord, now_ms: u64) -> bool {
+        self.config.node_key_ttl.is_none_or(|ttl| !rec.expired(ttl, now_ms))
+    }
+
+    /// Checks the enroll secret or a token for `host` (sent from `from`: a
+    /// source that guessed wrong too often is refused for a while) and issues
+    /// a node key for `host`, unless it holds a live one already.
+    pub fn enroll(&self, host: &str, secret: &str, from: Option<std::net::IpAddr>) -> Result<String, Status> {
+        if self.is_open() {
+            return Err(Status::failed_precondition("this server runs without enrollment; send without a node key"));
+        }
+        use crate::throttle::Throttle;
+        self.throttle.check(from).map_err(|wait| Status::unavailable(Throttle::refusal(from, wait)))?;
         if host.is_empty() {
             return Err(Status::invalid_argument("enrollment names no host"));
+        }
+        let unavailable = |e: std::io::Error| Status::unavailable(format!("cannot read or store agent keys: {e}"));
+        let _lock = self.files.lock().map_err(unavailable)?;
+        // Read afresh under the lock: `periscope agents` may have changed keys or tokens.
+        let mut g = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (self.files.read().map_err(unavailable)?, self.files.stamp());
+        let now = now_unix_ms();
+        let token = hash(secret);
+        let by_token =
+            self.config.tokens && g.0.tokens.get(&token).is_some_and(|t| t.host == host && t.expires_unix_ms > now);
+        let by_secret = self.config.enroll_secret.as_deref().is_some_and(|want| same_secret(want, secret));
+        if !(by_token || by_secret) {
+            self.throttle.failed(from);
+            return Err(Status::unauthenticated(format!("wrong enroll secret or token for host {host:?}")));
+        }
+        if let Some(rec) = g.0.keys.values().find(|r| r.host == host && self.live(r, now)) {
+            let since = chrono::DateTime::from_timestamp_millis(rec.issued_ms() as i64).unwrap_or_default();
+            return Err(Status::already_exists(format!(
+                "host {host:?} already holds a live node key (enrolled {}); a host enrolls once, so that no node \
+                 can take over another's identity: an operator revokes it with `periscope agents revoke {host}` first",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
         }
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| Status::internal(format!("no randomness for a node key: {e}")))?;
         let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let now = now_unix_ms();
-        let rec = KeyRecord { host: host.to_string(), issued_unix: now / 1000, issued_unix_ms: Some(now) };
-        keys.insert(hash(&key), rec);
-        self.persist(&keys).map_err(|e| Status::unavailable(format!("cannot store the node key: {e}")))?;
-        tracing::info!(host, "agent enrolled");
-        Ok(key)
-    }
-
-    fn persist(&self, keys: &HashMap<String, KeyRecord>) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(keys).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+        let mut keys = g.0.keys.clone();
+        keys.retain(|_, r| self.live(r, now));
+        keys.insert(
+            hash(&key),
+            KeyRecord { host: host.to_string(), issued_unix: now / 1000, issued_unix_ms: Some(now) },
+        );
+        let mut tokens = g.0.tokens.clone();
+        let used = by_token && !by_secret;
+        if used {
+            tokens.remove(&token);
+            tokens.retain(|_, t| t.expires_unix_ms > now);
+            Files::write(&self.files.tokens, &tokens).map_err(unavailable)?;
         }
-        std::fs::rename(&tmp, &self.path)?;
-        std::fs::File::open(self.path.parent().expect("has a parent"))?.sync_all()
+        Files::write(&self.files.keys, &keys).map_err(unavailable)?;
+        *g = (Stored { keys, tokens }, self.files.stamp());
+        tracing::info!(host, token = used, "agent enrolled");
+        Ok(key)
     }
 
     /// The caller's identity: under mTLS the subject CN of its verified client
@@ -168,14 +283,68 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("no node key: enroll with the fleet's enroll secret first"))?;
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let rec = keys.get(&hash(key)).ok_or_else(|| Status::unauthenticated("unknown node key; enroll again"))?;
-        if let Some(ttl) = self.config.node_key_ttl
-            && rec.expired(ttl, now_unix_ms())
-        {
+        let g = self.current();
+        let rec = g.0.keys.get(&hash(key)).ok_or_else(|| Status::unauthenticated("unknown node key; enroll again"))?;
+        if !self.live(rec, now_unix_ms()) {
             return Err(Status::unauthenticated("expired node key; enroll again"));
         }
         Ok(Identity::Host(rec.host.clone()))
+    }
+}
+
+/// An operator's changes to the agents directory of `data`, made under its
+/// lock, from a process of its own (a running server sees them at its next
+/// call): `periscope agents revoke|token|list`.
+pub mod admin {
+    use super::*;
+
+    /// Revokes every node key of `host`; it may then enroll again. Returns how many there were.
+    pub fn revoke(data: &Path, host: &str) -> std::io::Result<usize> {
+        let files = Files::of(data)?;
+        let _lock = files.lock()?;
+        let mut stored = files.read()?;
+        let before = stored.keys.len();
+        stored.keys.retain(|_, r| r.host != host);
+        let gone = before - stored.keys.len();
+        if gone > 0 {
+            Files::write(&files.keys, &stored.keys)?;
+        }
+        Ok(gone)
+    }
+
+    /// A new one-time token that enrolls `host` (only it) once, within `ttl`.
+    pub fn token(data: &Path, host: &str, ttl: Duration) -> std::io::Result<String> {
+        if host.is_empty() {
+            return Err(std::io::Error::other("a token names the host it enrolls"));
+        }
+        let files = Files::of(data)?;
+        let _lock = files.lock()?;
+        let mut stored = files.read()?;
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(std::io::Error::other)?;
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let now = now_unix_ms();
+        stored.tokens.retain(|_, t| t.expires_unix_ms > now);
+        let expires_unix_ms = now.saturating_add(ttl.as_millis() as u64);
+        stored.tokens.insert(hash(&token), TokenRecord { host: host.into(), expires_unix_ms });
+        Files::write(&files.tokens, &stored.tokens)?;
+        Ok(token)
+    }
+
+    /// Enrolled hosts with when each key was issued (Unix ms), and unused tokens' hosts with when they expire.
+    pub fn list(data: &Path) -> std::io::Result<(Vec<(String, u64)>, Vec<(String, u64)>)> {
+        let stored = Files::of(data)?.read()?;
+        let mut keys: Vec<(String, u64)> = stored.keys.values().map(|r| (r.host.clone(), r.issued_ms())).collect();
+        let now = now_unix_ms();
+        let mut tokens: Vec<(String, u64)> = stored
+            .tokens
+            .values()
+            .filter(|t| t.expires_unix_ms > now)
+            .map(|t| (t.host.clone(), t.expires_unix_ms))
+            .collect();
+        keys.sort();
+        tokens.sort();
+        Ok((keys, tokens))
     }
 }
 
@@ -202,10 +371,10 @@ mod tests {
     #[test]
     fn enrolled_keys_identify_their_host_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuthConfig { enroll_secret: Some("s3cret".into()), node_key_ttl: None };
+        let cfg = AuthConfig { enroll_secret: Some("s3cret".into()), ..Default::default() };
         let auth = Auth::open(dir.path(), cfg.clone()).unwrap();
-        assert_eq!(auth.enroll("web-1", "nope").unwrap_err().code(), tonic::Code::Unauthenticated);
-        let key = auth.enroll("web-1", "s3cret").unwrap();
+        assert_eq!(auth.enroll("web-1", "nope", None).unwrap_err().code(), tonic::Code::Unauthenticated);
+        let key = auth.enroll("web-1", "s3cret", None).unwrap();
         assert_eq!(auth.identify_key(&bearer(&key)).unwrap(), Identity::Host("web-1".into()));
         assert_eq!(auth.identify_key(&bearer("forged")).unwrap_err().code(), tonic::Code::Unauthenticated);
         assert_eq!(auth.identify_key(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
@@ -217,12 +386,51 @@ mod tests {
         assert_eq!(id.may_write("db-1").unwrap_err().code(), tonic::Code::PermissionDenied);
     }
 
+    /// Issue 18 item 3: every agent holds the fleet's secret, so any node could
+    /// enroll as any other host and take over its identity.
+    #[test]
+    fn a_host_enrolls_once_until_an_operator_revokes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuthConfig { enroll_secret: Some("fleet".into()), ..Default::default() };
+        let auth = Auth::open(dir.path(), cfg).unwrap();
+        let key = auth.enroll("web-1", "fleet", None).unwrap();
+        let e = auth.enroll("web-1", "fleet", None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists);
+        assert!(e.message().contains("periscope agents revoke web-1"), "{}", e.message());
+        assert_eq!(auth.identify_key(&bearer(&key)).unwrap(), Identity::Host("web-1".into()), "the key still works");
+        // The operator revokes from another process; the running server sees it at its next call.
+        assert_eq!(admin::revoke(dir.path(), "web-1").unwrap(), 1);
+        let e = auth.identify_key(&bearer(&key)).unwrap_err();
+        assert!(e.message().contains("unknown node key"), "{}", e.message());
+        let again = auth.enroll("web-1", "fleet", None).unwrap();
+        assert_eq!(auth.identify_key(&bearer(&again)).unwrap(), Identity::Host("web-1".into()));
+        assert_eq!(admin::list(dir.path()).unwrap().0.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(), ["web-1"]);
+    }
+
+    #[test]
+    fn a_token_enrolls_its_own_host_once_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuthConfig { tokens: true, ..Default::default() };
+        let auth = Auth::open(dir.path(), cfg).unwrap();
+        assert!(!auth.is_open());
+        let t = admin::token(dir.path(), "db-1", Duration::from_secs(3600)).unwrap();
+        let stale = admin::token(dir.path(), "db-2", Duration::ZERO).unwrap();
+        assert_eq!(auth.enroll("db-9", &t, None).unwrap_err().code(), tonic::Code::Unauthenticated, "another host");
+        assert_eq!(auth.enroll("db-2", &stale, None).unwrap_err().code(), tonic::Code::Unauthenticated, "expired");
+        let key = auth.enroll("db-1", &t, None).unwrap();
+        assert_eq!(auth.identify_key(&bearer(&key)).unwrap(), Identity::Host("db-1".into()));
+        admin::revoke(dir.path(), "db-1").unwrap();
+        assert_eq!(auth.enroll("db-1", &t, None).unwrap_err().code(), tonic::Code::Unauthenticated, "used up");
+        assert!(!std::fs::read_to_string(dir.path().join("agents/tokens.json")).unwrap().contains(&t));
+    }
+
     #[test]
     fn node_keys_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuthConfig { enroll_secret: Some("s".into()), node_key_ttl: Some(Duration::ZERO) };
+        let cfg =
+            AuthConfig { enroll_secret: Some("s".into()), node_key_ttl: Some(Duration::ZERO), ..Default::default() };
         let auth = Auth::open(dir.path(), cfg).unwrap();
-        let key = auth.enroll("h", "s").unwrap();
+        let key = auth.enroll("h", "s", None).unwrap();
         let e = auth.identify_key(&bearer(&key)).unwrap_err();
         assert!(e.message().contains("expired"), "{e}");
     }

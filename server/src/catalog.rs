@@ -466,12 +466,12 @@ async fn register(
 /// four times over, 42 scans, and planning cost more than running.)
 pub const PACKAGE_CHANGES: &str = "CREATE VIEW package_changes AS \
     WITH c AS ( \
-      SELECT host, scope, scope_id, crawl_time, \
-             LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl, \
-             LEAD(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS next_crawl \
+      SELECT host, scope, scope_id, crawl_time, received, \
+             LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY received NULLS FIRST, crawl_time) AS prev_crawl, \
+             LEAD(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY received NULLS FIRST, crawl_time) AS next_crawl \
       FROM crawls), \
     src AS ( \
-      SELECT c.host, c.scope, c.scope_id, c.crawl_time, c.prev_crawl, c.next_crawl, \
+      SELECT c.host, c.scope, c.scope_id, c.crawl_time, c.received, c.prev_crawl, c.next_crawl, \
              COALESCE(u.since, c.crawl_time) AS data_time, i.image_id \
       FROM c LEFT JOIN unchanged_history u ON u.host = c.host AND u.scope = c.scope \
         AND u.scope_id = c.scope_id AND u.crawl_time = c.crawl_time AND u.table_name = 'packages' \
@@ -480,30 +480,30 @@ pub const PACKAGE_CHANGES: &str = "CREATE VIEW package_changes AS \
     images AS ( \
       SELECT x.scope_id AS image_id, x.host, COALESCE(u.since, x.crawl_time) AS data_time FROM ( \
         SELECT host, scope_id, crawl_time, \
-               row_number() OVER (PARTITION BY scope_id ORDER BY crawl_time DESC) AS n \
+               row_number() OVER (PARTITION BY host, scope_id ORDER BY received DESC NULLS LAST, crawl_time DESC) AS n \
         FROM crawls WHERE scope = 'image') x \
       LEFT JOIN unchanged_history u ON u.host = x.host AND u.scope = 'image' AND u.scope_id = x.scope_id \
         AND u.crawl_time = x.crawl_time AND u.table_name = 'packages' \
       WHERE x.n = 1), \
     pkgs AS ( \
       SELECT DISTINCT * FROM ( \
-        SELECT s.host, s.scope, s.scope_id, s.crawl_time, s.prev_crawl, s.next_crawl, \
+        SELECT s.host, s.scope, s.scope_id, s.crawl_time, s.received, s.prev_crawl, s.next_crawl, \
                p.manager, p.name, p.version, p.architecture \
         FROM src s JOIN packages_history p ON p.host = s.host AND p.scope = s.scope \
           AND p.scope_id = s.scope_id AND p.crawl_time = s.data_time \
         WHERE s.image_id IS NULL \
         UNION ALL \
-        SELECT s.host, s.scope, s.scope_id, s.crawl_time, s.prev_crawl, s.next_crawl, \
+        SELECT s.host, s.scope, s.scope_id, s.crawl_time, s.received, s.prev_crawl, s.next_crawl, \
                p.manager, p.name, p.version, p.architecture \
-        FROM src s JOIN images im ON im.image_id = s.image_id \
+        FROM src s JOIN images im ON im.image_id = s.image_id AND im.host = s.host \
         JOIN packages_history p ON p.host = im.host AND p.scope = 'image' \
           AND p.scope_id = s.image_id AND p.crawl_time = im.data_time) x), \
     w AS ( \
       SELECT *, \
              LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id, manager, name, version, architecture \
-               ORDER BY crawl_time) AS had_before, \
+               ORDER BY received NULLS FIRST, crawl_time) AS had_before, \
              LEAD(crawl_time) OVER (PARTITION BY host, scope, scope_id, manager, name, version, architecture \
-               ORDER BY crawl_time) AS has_next \
+               ORDER BY received NULLS FIRST, crawl_time) AS has_next \
       FROM pkgs) \
     SELECT host, scope, scope_id, \
            CASE WHEN a.action = 'added' THEN crawl_time ELSE next_crawl END AS crawl_time, \
@@ -565,7 +565,7 @@ mod tests {
     const PACKAGE_CHANGES_BY_SET_DIFFERENCE: &str = "CREATE VIEW package_changes_reference AS \
         WITH c AS ( \
           SELECT host, scope, scope_id, crawl_time, \
-                 LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time) AS prev_crawl \
+                 LAG(crawl_time) OVER (PARTITION BY host, scope, scope_id ORDER BY received NULLS FIRST, crawl_time) AS prev_crawl \
           FROM crawls), \
         src AS ( \
           SELECT c.host, c.scope, c.scope_id, c.crawl_time, c.prev_crawl, \
@@ -577,7 +577,7 @@ mod tests {
         images AS ( \
           SELECT x.scope_id AS image_id, x.host, COALESCE(u.since, x.crawl_time) AS data_time FROM ( \
             SELECT host, scope_id, crawl_time, \
-                   row_number() OVER (PARTITION BY scope_id ORDER BY crawl_time DESC) AS n \
+                   row_number() OVER (PARTITION BY host, scope_id ORDER BY received DESC NULLS LAST, crawl_time DESC) AS n \
             FROM crawls WHERE scope = 'image') x \
           LEFT JOIN unchanged_history u ON u.host = x.host AND u.scope = 'image' AND u.scope_id = x.scope_id \
             AND u.crawl_time = x.crawl_time AND u.table_name = 'packages' \
@@ -589,7 +589,7 @@ mod tests {
           WHERE s.image_id IS NULL \
           UNION ALL \
           SELECT s.host, s.scope, s.scope_id, s.crawl_time, p.manager, p.name, p.version, p.architecture \
-          FROM src s JOIN images im ON im.image_id = s.image_id \
+          FROM src s JOIN images im ON im.image_id = s.image_id AND im.host = s.host \
           JOIN packages_history p ON p.host = im.host AND p.scope = 'image' \
             AND p.scope_id = s.image_id AND p.crawl_time = im.data_time), \
         now AS (SELECT * FROM pkgs), \

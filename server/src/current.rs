@@ -47,6 +47,10 @@ pub struct ScopeKey {
 #[derive(Debug, Clone, Default)]
 pub struct ScopeState {
     pub crawl_time: i64,
+    /// When the server received the crawl's `crawls` row (its crawl_time for
+    /// crawls stored before that was kept): crawls are ordered by this, so no
+    /// date an agent sends can pin its scope's state.
+    pub received: i64,
     /// Tables the crawl has rows of (bit i: `TABLES[i]`), sent or unchanged.
     pub tables: u64,
     /// Tables whose rows are those of an earlier crawl: (table index, its crawl_time).
@@ -129,28 +133,138 @@ impl Inherited {
 #[derive(Debug, Default, Clone)]
 struct PendingCrawl {
     crawl_time: i64,
+    /// When its first row arrived here (for [`Pending::expire`]).
+    arrived: Option<std::time::Instant>,
+    /// Whether its scope was new to the index when it arrived: counted against its host's quota.
+    counted: bool,
     since: Vec<(u8, i64)>,
     inherited: Vec<(u8, Arc<str>)>,
     any_unchanged: bool,
     listing: Option<HashMap<Arc<str>, Option<Arc<str>>>>,
 }
 
-/// The writer's side of the index: rows of crawls still in flight, newest crawl per scope.
+/// The writer's side of the index: rows of crawls still in flight, newest
+/// crawl per scope, counted per host (a host's quota covers these too).
 #[derive(Debug, Default)]
-pub struct Pending(HashMap<ScopeKey, PendingCrawl>);
+pub struct Pending {
+    crawls: HashMap<ScopeKey, PendingCrawl>,
+    per_host: HashMap<Arc<str>, usize>,
+}
+
+impl Pending {
+    fn remove(&mut self, key: &ScopeKey) -> Option<PendingCrawl> {
+        let p = self.crawls.remove(key)?;
+        if !p.counted {
+            return Some(p);
+        }
+        if let Some(n) = self.per_host.get_mut(&key.host) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_host.remove(&key.host);
+            }
+        }
+        Some(p)
+    }
+
+    /// The pending state of `key`'s crawl at `crawl_time`. Rows arrive crawl
+    /// by crawl, so rows of another crawl than the one pending are of a later
+    /// one (whatever their date): it replaces the earlier, which never completed.
+    /// `new`: the scope is not in the index yet.
+    fn entry(&mut self, key: ScopeKey, crawl_time: i64, new: bool) -> &mut PendingCrawl {
+        let now = Some(std::time::Instant::now());
+        if !self.crawls.contains_key(&key) && new {
+            *self.per_host.entry(key.host.clone()).or_default() += 1;
+        }
+        let p =
+            self.crawls.entry(key).or_insert_with(|| PendingCrawl { crawl_time, counted: new, ..Default::default() });
+        if p.crawl_time != crawl_time {
+            *p = PendingCrawl { crawl_time, counted: p.counted, ..Default::default() };
+        }
+        p.arrived = p.arrived.or(now);
+        p
+    }
+
+    fn insert(&mut self, key: ScopeKey, p: PendingCrawl) {
+        let (host, counted) = (key.host.clone(), p.counted);
+        if self.crawls.insert(key, p).is_none() && counted {
+            *self.per_host.entry(host).or_default() += 1;
+        }
+    }
+
+    fn contains(&self, key: &ScopeKey) -> bool {
+        self.crawls.contains_key(key)
+    }
+
+    /// Crawls in flight of `host`'s scopes that the index does not hold yet.
+    pub fn of_host(&self, host: &str) -> usize {
+        self.per_host.get(host).copied().unwrap_or(0)
+    }
+
+    /// Crawls in flight.
+    pub fn len(&self) -> usize {
+        self.crawls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.crawls.is_empty()
+    }
+
+    /// Drops crawls in flight whose first row arrived more than `ttl` ago: an
+    /// agent sends a crawl's `crawls` row right after its tables, so these
+    /// never complete, and must not hold memory for ever. Returns how many went.
+    pub fn expire(&mut self, ttl: std::time::Duration) -> usize {
+        let now = std::time::Instant::now();
+        let stale = |p: &PendingCrawl| p.arrived.is_some_and(|a| now.duration_since(a) > ttl);
+        let old: Vec<ScopeKey> = self.crawls.iter().filter(|(_, p)| stale(p)).map(|(k, _)| k.clone()).collect();
+        for k in &old {
+            self.remove(k);
+        }
+        old.len()
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     scopes: IMap<ScopeKey, Arc<ScopeState>>,
     /// Host name → its host scope (the newest, should its machine id change).
     hosts: IMap<Arc<str>, ScopeKey>,
-    /// Image id → its newest completed crawl, from any host.
-    images: IMap<Arc<str>, ScopeKey>,
     /// Interned host names, scope kinds and image ids (few, each named by many scopes).
     names: IMap<Arc<str>, Arc<str>>,
-    /// Image id → the containers whose latest crawl inherits some table
-    /// from it, with that crawl's state (the one `scopes` has).
-    heirs: IMap<Arc<str>, IMap<ScopeKey, Arc<ScopeState>>>,
+    /// Host name → how many of `scopes` are its.
+    per_host: IMap<Arc<str>, usize>,
+    /// (host, image id) → the host's containers whose latest crawl inherits
+    /// some table from the host's crawl of that image, with that crawl's
+    /// state (the one `scopes` has).
+    heirs: IMap<HostImage, IMap<ScopeKey, Arc<ScopeState>>>,
+}
+
+/// An image as one host crawled it. Image rows are trusted per host: a
+/// container inherits only from its own host's crawl of its image, so no
+/// agent can change what another host's containers show (README, "Who may
+/// write what").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostImage {
+    pub host: Arc<str>,
+    pub image: Arc<str>,
+}
+
+impl HostImage {
+    fn of(host: &Arc<str>, image: &Arc<str>) -> HostImage {
+        HostImage { host: host.clone(), image: image.clone() }
+    }
+}
+
+/// A [`HostImage`] borrowed: hashes as it does.
+#[derive(Hash, Clone, Copy)]
+struct HostImageRef<'a> {
+    host: &'a str,
+    image: &'a str,
+}
+
+impl equivalent::Equivalent<HostImage> for HostImageRef<'_> {
+    fn equivalent(&self, k: &HostImage) -> bool {
+        self.image == &*k.image && self.host == &*k.host
+    }
 }
 
 /// A scope key borrowed from a row's columns: hashes as [`ScopeKey`] does, so
@@ -168,6 +282,14 @@ impl equivalent::Equivalent<ScopeKey> for KeyRef<'_> {
     }
 }
 
+/// Containers of one host listing the index keeps (the rest stay in
+/// history): a host that lists millions cannot take the index's memory.
+pub const MAX_LISTED_CONTAINERS: usize = 100_000;
+
+/// Longest key the index keeps (a host, scope id, container or image id);
+/// the store refuses rows with longer keys, and listings skip longer ids.
+pub const MAX_KEY_BYTES: usize = 1024;
+
 const ALL_TABLES: u64 = u64::MAX;
 const UNCHANGED_IX: usize = 23;
 const _: () = assert!(TABLES.len() <= 64, "a table bitset is a u64");
@@ -182,6 +304,11 @@ fn table_bits(list: Option<&str>) -> u64 {
         None => ALL_TABLES,
         Some(l) => l.split(',').filter_map(table_index).fold(0, |b, i| b | (1 << i)),
     }
+}
+
+/// Whether rows of `t` make entries in the index (or its pending state).
+pub fn indexed(t: &Table) -> bool {
+    [CRAWLS.name, UNCHANGED.name, INHERITED.name, CONTAINERS.name].contains(&t.name)
 }
 
 /// The four common columns of a batch, by position (every declared schema starts with them).
@@ -202,6 +329,30 @@ impl<'a> Common<'a> {
             crawl_time: b.column_by_name("crawl_time")?.as_primitive_opt::<TimestampMicrosecondType>()?,
         })
     }
+}
+
+/// Where a completed crawl stands among its scope's crawls: received later
+/// is newer; crawls stored before `received` was kept (`i64::MIN`) are older
+/// than any that has it, and ordered among themselves by date, as then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Arrival {
+    received: i64,
+    crawl_time: i64,
+}
+
+impl Arrival {
+    fn of(s: &ScopeState) -> Arrival {
+        Arrival { received: s.received, crawl_time: s.crawl_time }
+    }
+}
+
+fn received_col(b: &RecordBatch) -> Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>> {
+    b.column_by_name("received").and_then(|x| x.as_primitive_opt::<TimestampMicrosecondType>())
+}
+
+/// Row `i`'s `received`, or `i64::MIN` where there is none (see [`Arrival`]).
+fn received_at(a: Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>>, i: usize) -> i64 {
+    a.filter(|a| a.is_valid(i)).map_or(i64::MIN, |a| a.value(i))
 }
 
 fn string_col<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a arrow_array::StringArray> {
@@ -238,20 +389,22 @@ impl Index {
             match table.name {
                 n if n == CRAWLS.name => {
                     let list = string_col(b, "tables");
+                    let received = received_col(b);
                     for i in 0..b.num_rows() {
                         let key = self.key(&c, i);
-                        let done = pending.0.remove(&key);
+                        let done = pending.remove(&key);
                         let t = c.crawl_time.value(i);
+                        let r = received_at(received, i);
                         let p = match done {
                             Some(p) if p.crawl_time == t => p,
-                            // Rows of a newer crawl still in flight stay pending.
-                            Some(p) if p.crawl_time > t => {
-                                pending.0.insert(key.clone(), p);
+                            // Rows of another crawl, which arrived after this one's: still in flight.
+                            Some(p) => {
+                                pending.insert(key.clone(), p);
                                 PendingCrawl::default()
                             }
-                            _ => PendingCrawl::default(),
+                            None => PendingCrawl::default(),
                         };
-                        self.complete(key, t, table_bits(opt(list, i)), p);
+                        self.complete(key, Arrival { crawl_time: t, received: r }, table_bits(opt(list, i)), p);
                     }
                 }
                 n if n == UNCHANGED.name || n == INHERITED.name || n == CONTAINERS.name => {
@@ -266,19 +419,14 @@ impl Index {
                         }
                         let key = self.key(&c, i);
                         let t = c.crawl_time.value(i);
-                        let p = pending
-                            .0
-                            .entry(key)
-                            .or_insert_with(|| PendingCrawl { crawl_time: t, ..Default::default() });
-                        if p.crawl_time < t {
-                            *p = PendingCrawl { crawl_time: t, ..Default::default() };
-                        } else if p.crawl_time > t {
-                            continue;
-                        }
+                        let new = !self.scopes.contains_key(&key);
+                        let p = pending.entry(key, t, new);
                         if n == CONTAINERS.name {
-                            if let Some(id) = opt(id, i) {
+                            let listing = p.listing.get_or_insert_with(HashMap::default);
+                            let fits = |id: &&str| listing.len() < MAX_LISTED_CONTAINERS && id.len() <= MAX_KEY_BYTES;
+                            if let Some(id) = opt(id, i).filter(fits) {
                                 let (id, nm) = (Arc::from(id), opt(cname, i).map(Arc::from));
-                                p.listing.get_or_insert_with(HashMap::default).insert(id, nm);
+                                listing.insert(id, nm);
                             }
                             continue;
                         }
@@ -286,9 +434,12 @@ impl Index {
                         if n == UNCHANGED.name {
                             p.any_unchanged = true;
                             if let Some(s) = since.filter(|s| s.is_valid(i)) {
+                                // One entry per table, however many rows say so.
+                                p.since.retain(|(t, _)| *t != ix as u8);
                                 p.since.push((ix as u8, s.value(i)));
                             }
-                        } else if let Some(img) = opt(image, i) {
+                        } else if let Some(img) = opt(image, i).filter(|x| x.len() <= MAX_KEY_BYTES) {
+                            p.inherited.retain(|(t, _)| *t != ix as u8);
                             p.inherited.push((ix as u8, self.intern(img)));
                         }
                     }
@@ -298,10 +449,10 @@ impl Index {
         }
     }
 
-    /// A crawl of `key` completed at `crawl_time`: it becomes the scope's
-    /// current state unless a newer crawl already did.
-    fn complete(&mut self, key: ScopeKey, crawl_time: i64, tables: u64, p: PendingCrawl) {
-        self.complete_with(key, crawl_time, tables, p, None)
+    /// A crawl of `key` completed: it becomes the scope's current state
+    /// unless a crawl received later already did.
+    fn complete(&mut self, key: ScopeKey, at: Arrival, tables: u64, p: PendingCrawl) {
+        self.complete_with(key, at, tables, p, None)
     }
 
     /// [`Index::complete`], given the listing of the earlier crawl a host's
@@ -309,17 +460,18 @@ impl Index {
     fn complete_with(
         &mut self,
         key: ScopeKey,
-        crawl_time: i64,
+        at: Arrival,
         tables: u64,
         p: PendingCrawl,
         earlier: Option<Arc<Listing>>,
     ) {
+        let Arrival { crawl_time, received } = at;
         // The key the index holds for the scope, when it has one (its ids shared).
         let (key, prev) = match self.scopes.get_key_value(&key) {
             Some((k, s)) => (k.clone(), Some(s.clone())),
             None => (self.listed_id(key), None),
         };
-        if prev.as_ref().is_some_and(|s| s.crawl_time > crawl_time) {
+        if prev.as_ref().is_some_and(|s| Arrival::of(s) > at) {
             return;
         }
         // A table marked unchanged has rows (in the crawl it points at), listed in `tables` or not:
@@ -327,8 +479,8 @@ impl Index {
         let tables = p.since.iter().fold(tables, |b, (i, _)| b | (1 << i));
         let inherited = Inherited::new(p.inherited);
         let since = p.since.into_boxed_slice();
-        let mut state =
-            ScopeState { crawl_time, tables, since, inherited, any_unchanged: p.any_unchanged, listing: None };
+        let any_unchanged = p.any_unchanged;
+        let mut state = ScopeState { crawl_time, received, tables, since, inherited, any_unchanged, listing: None };
         if &*key.scope == scope::HOST {
             let ix = CONTAINERS.index();
             state.listing = Some(match (p.listing, state.data_time(ix)) {
@@ -342,37 +494,35 @@ impl Index {
                     .unwrap_or_default(),
                 _ => Arc::default(),
             });
-            let newer =
-                self.hosts.get(&key.host).and_then(|k| self.scopes.get(k)).is_none_or(|s| s.crawl_time <= crawl_time);
+            let newer = self.hosts.get(&key.host).and_then(|k| self.scopes.get(k)).is_none_or(|s| Arrival::of(s) <= at);
             if newer {
                 self.hosts.insert(key.host.clone(), key.clone());
             }
         }
         if let Some(prev) = &prev {
-            for image in prev.inherited.images() {
-                if let Some(h) = self.heirs.get_mut(image) {
-                    h.remove(&key);
-                    if h.is_empty() {
-                        self.heirs.remove(image);
-                    }
-                }
-            }
+            self.unlink_heir(&key, prev);
         }
         let state = Arc::new(state);
         for image in state.inherited.images() {
-            self.heirs.entry(image.clone()).or_default().insert(key.clone(), state.clone());
+            self.heirs.entry(HostImage::of(&key.host, image)).or_default().insert(key.clone(), state.clone());
         }
-        if &*key.scope == scope::IMAGE {
-            let newer = self
-                .images
-                .get(&key.scope_id)
-                .and_then(|k| self.scopes.get(k))
-                .is_none_or(|s| s.crawl_time <= crawl_time);
-            if newer {
-                self.images.insert(key.scope_id.clone(), key.clone());
-            }
+        if prev.is_none() {
+            *self.per_host.entry(key.host.clone()).or_default() += 1;
         }
         self.scopes.insert(key, state);
+    }
+
+    /// Takes `key`, whose state was `state`, off the heirs of the images it inherited from.
+    fn unlink_heir(&mut self, key: &ScopeKey, state: &ScopeState) {
+        for image in state.inherited.images() {
+            let hi = HostImageRef { host: &key.host, image };
+            if let Some(h) = self.heirs.get_mut(&hi) {
+                h.remove(key);
+                if h.is_empty() {
+                    self.heirs.remove(&hi);
+                }
+            }
+        }
     }
 
     /// A new container's `key`, its id the one its host's listing already
@@ -435,15 +585,14 @@ impl Index {
             if Self::alive_given(host, &key.scope, &key.scope_id, &state, cutoff).is_some() {
                 continue;
             }
-            for image in state.inherited.images() {
-                if let Some(h) = self.heirs.get_mut(image) {
-                    h.remove(&key);
-                    if h.is_empty() {
-                        self.heirs.remove(image);
-                    }
+            self.unlink_heir(&key, &state);
+            self.scopes.remove(&key);
+            if let Some(n) = self.per_host.get_mut(&key.host) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_host.remove(&key.host);
                 }
             }
-            self.scopes.remove(&key);
             gone += 1;
         }
         gone
@@ -469,16 +618,56 @@ impl Index {
                 continue;
             }
             let key = ScopeKey { host: host.into(), scope: scope.into(), scope_id: scope_id.into() };
-            if !pending.0.contains_key(&key) {
+            if !pending.contains(&key) {
                 return Some(format!("{host}/{scope}/{scope_id}"));
             }
         }
         None
     }
 
-    /// Whether any host has sent a completed crawl of image `id`.
-    pub fn has_image(&self, id: &str) -> bool {
-        self.images.contains_key(id)
+    /// The scopes `batches` name that neither this index nor `pending`
+    /// holds, counted per host: what admitting them would add to each host's quota.
+    pub fn new_scopes(&self, pending: &Pending, batches: &[RecordBatch]) -> Vec<(String, usize)> {
+        let mut seen: std::collections::HashSet<ScopeKey> = std::collections::HashSet::new();
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for b in batches {
+            let Some(c) = Common::of(b) else { continue };
+            let mut last: Option<usize> = None;
+            for i in 0..b.num_rows() {
+                let (host, scope, scope_id) = (c.host.value(i), c.scope.value(i), c.scope_id.value(i));
+                let same = last.is_some_and(|j| {
+                    c.scope_id.value(j) == scope_id && c.host.value(j) == host && c.scope.value(j) == scope
+                });
+                last = Some(i);
+                if same || self.scopes.contains_key(&KeyRef { host, scope, scope_id }) {
+                    continue;
+                }
+                let key = ScopeKey { host: host.into(), scope: scope.into(), scope_id: scope_id.into() };
+                if pending.contains(&key) || !seen.insert(key) {
+                    continue;
+                }
+                match out.iter_mut().find(|(h, _)| h == host) {
+                    Some((_, n)) => *n += 1,
+                    None => out.push((host.to_string(), 1)),
+                }
+            }
+        }
+        out
+    }
+
+    /// Scopes of `host` the index holds.
+    pub fn host_scopes(&self, host: &str) -> usize {
+        self.per_host.get(host).copied().unwrap_or(0)
+    }
+
+    /// Whether `host` has sent a completed crawl of image `id`.
+    pub fn has_image(&self, host: &str, id: &str) -> bool {
+        self.image(host, id).is_some()
+    }
+
+    /// `host`'s latest completed crawl of image `id`: its key and state.
+    fn image(&self, host: &str, id: &str) -> Option<(&ScopeKey, &Arc<ScopeState>)> {
+        self.scopes.get_key_value(&KeyRef { host, scope: scope::IMAGE, scope_id: id })
     }
 
     /// Number of scopes with a completed crawl.
@@ -573,8 +762,8 @@ impl Index {
         let mut inh = KeyBuilder::with_capacity(shared);
         let mut inh_image = arrow_array::builder::UInt32Builder::with_capacity(shared);
         let mut images = ImageCols::default();
-        // Image id → its key in `images` (None: no current rows of `t`), resolved once per image.
-        let mut image_keys: HashMap<&str, Option<u32>> = HashMap::default();
+        // (host, image id) → its key in `images` (None: no current rows of `t`), resolved once each.
+        let mut image_keys: HashMap<(&str, &str), Option<u32>> = HashMap::default();
         for (key, s) in &self.scopes {
             if !only.admits(key) {
                 continue;
@@ -585,9 +774,9 @@ impl Index {
                 own.push(key, t, container);
             }
             let Some(image) = s.inherits(ix) else { continue };
-            let image_key = *image_keys.entry(&**image).or_insert_with(|| {
-                let ik = self.images.get(image)?;
-                let it = self.scopes.get(ik)?.data_time(ix)?;
+            let image_key = *image_keys.entry((&*key.host, &**image)).or_insert_with(|| {
+                let (ik, is) = self.image(&key.host, image)?;
+                let it = is.data_time(ix)?;
                 images.push(ik, it);
                 Some(images.time.len() as u32 - 1)
             });
@@ -620,17 +809,22 @@ impl Index {
             Ok(())
         };
         let mut ix = Index::default();
-        // The newest crawl of every scope, and the tables it has rows of.
-        let mut latest: HashMap<ScopeKey, (i64, u64)> = HashMap::default();
-        read(&CRAWLS, &["host", "scope", "scope_id", "crawl_time", "tables"], &mut |b| {
+        // The crawl of every scope received last, the tables it has rows of,
+        // and the latest date of any of its completed crawls.
+        let mut latest: HashMap<ScopeKey, (i64, Arrival, u64, i64)> = HashMap::default();
+        read(&CRAWLS, &["host", "scope", "scope_id", "crawl_time", "tables", "received"], &mut |b| {
             let Some(c) = Common::of(b) else { return };
             let list = string_col(b, "tables");
+            let received = received_col(b);
             for i in 0..b.num_rows() {
                 let key = ix.key(&c, i);
                 let t = c.crawl_time.value(i);
-                let e = latest.entry(key).or_insert((i64::MIN, 0));
-                if t > e.0 {
-                    *e = (t, table_bits(opt(list, i)));
+                let at = Arrival { crawl_time: t, received: received_at(received, i) };
+                let first = Arrival { crawl_time: i64::MIN, received: i64::MIN };
+                let e = latest.entry(key).or_insert((i64::MIN, first, 0, i64::MIN));
+                e.3 = e.3.max(t);
+                if at >= e.1 {
+                    *e = (t, at, table_bits(opt(list, i)), e.3);
                 }
             }
         })?;
@@ -652,8 +846,9 @@ impl Index {
                 let key = ix.key(&c, i);
                 let t = c.crawl_time.value(i);
                 match latest.get(&key) {
-                    Some((lt, _)) if t == *lt => now.push(i as u32),
-                    Some((lt, _)) if t < *lt => {
+                    Some((lt, ..)) if t == *lt => now.push(i as u32),
+                    // A completed crawl, not the current one (received earlier, whatever its date).
+                    Some((_, _, _, done)) if t <= *done => {
                         if older.get(&key) == Some(&t) {
                             old.push(i as u32);
                         }
@@ -677,7 +872,7 @@ impl Index {
         ] {
             read(t, &cols, &mut |b| split(&mut ix, &mut at, &mut beyond, t, b, &older, &mut Vec::new()))?;
         }
-        for (key, p) in &at.0 {
+        for (key, p) in &at.crawls {
             let ci = CONTAINERS.index() as u8;
             if let Some((_, s)) = p.since.iter().find(|(i, _)| *i == ci).filter(|_| &*key.scope == scope::HOST) {
                 older.insert(key.clone(), *s);
@@ -698,10 +893,10 @@ impl Index {
                 l.names.insert(Arc::from(id), opt(name, i).map(Arc::from));
             }
         })?;
-        for (key, (t, tables)) in latest {
-            let p = at.0.remove(&key).unwrap_or_else(|| PendingCrawl { crawl_time: t, ..Default::default() });
+        for (key, (t, arrival, tables, _)) in latest {
+            let p = at.remove(&key).unwrap_or_else(|| PendingCrawl { crawl_time: t, ..Default::default() });
             let earlier = listings.remove(&key).map(Arc::new);
-            ix.complete_with(key, t, tables, p, earlier);
+            ix.complete_with(key, arrival, tables, p, earlier);
         }
         Ok((ix, beyond))
     }
@@ -728,7 +923,8 @@ pub struct Current {
     hosts: HashMap<Arc<str>, Option<Option<Arc<ScopeState>>>>,
     /// The last scope looked up: (host, scope, scope_id), its state and its liveness.
     last: Option<((String, String, String), Option<Arc<ScopeState>>, Option<Option<Arc<str>>>)>,
-    heirs: HashMap<Arc<str>, Option<Arc<[Heir]>>>,
+    /// Image id → host → the containers [`Current::heirs`] found.
+    heirs: HashMap<Arc<str>, HashMap<Arc<str>, Option<Arc<[Heir]>>>>,
     /// Containers to check from which [`Current::heirs_of`] uses every core.
     parallel_from: usize,
 }
@@ -781,8 +977,7 @@ impl Current {
     /// Whether the rows of image `image_id` crawled by `host` at
     /// `crawl_time` are the image's current ones of the table.
     fn image_current(&self, host: &str, image_id: &str, crawl_time: i64) -> bool {
-        let Some(ik) = self.ix.images.get(image_id) else { return false };
-        &*ik.host == host && self.ix.scopes.get(ik).is_some_and(|s| s.data_time(self.t) == Some(crawl_time))
+        self.ix.image(host, image_id).is_some_and(|(_, s)| s.data_time(self.t) == Some(crawl_time))
     }
 
     /// The live containers (those `only` admits) that share the rows of
@@ -796,16 +991,19 @@ impl Current {
     /// before are resolved on every core when there are many containers to
     /// check (each check is a few lookups into memory no cache holds).
     pub fn heirs_of(&mut self, rows: &[(&str, &str, i64)]) -> Vec<Option<Arc<[Heir]>>> {
-        let mut todo: Vec<&str> = Vec::new();
-        for &(host, id, time) in rows {
-            if !self.heirs.contains_key(id) && !todo.contains(&id) && self.image_current(host, id, time) {
-                todo.push(id);
+        let mut todo: Vec<HostImageRef<'_>> = Vec::new();
+        for &(host, image, time) in rows {
+            let hi = HostImageRef { host, image };
+            let cached = self.heirs.get(image).is_some_and(|h| h.contains_key(host));
+            let seen = cached || todo.iter().any(|t| t.host == host && t.image == image);
+            if !seen && self.image_current(host, image, time) {
+                todo.push(hi);
             }
         }
         if !todo.is_empty() {
-            let work: usize = todo.iter().map(|id| self.ix.heirs.get(*id).map_or(0, |h| h.len())).sum();
+            let work: usize = todo.iter().map(|hi| self.ix.heirs.get(hi).map_or(0, |h| h.len())).sum();
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(todo.len());
-            let found: Vec<(&str, Option<Arc<[Heir]>>)> = if threads > 1 && work >= self.parallel_from {
+            let found: Vec<(HostImageRef<'_>, Option<Arc<[Heir]>>)> = if threads > 1 && work >= self.parallel_from {
                 // Every host's state up front, then shared read-only by the threads.
                 let hosts: Vec<Arc<str>> = self.ix.hosts.keys().cloned().collect();
                 for h in hosts {
@@ -816,11 +1014,11 @@ impl Current {
                 std::thread::scope(|sc| {
                     let parts: Vec<_> = (0..threads)
                         .map(|n| {
-                            let mine: Vec<&str> = todo.iter().skip(n).step_by(threads).copied().collect();
+                            let mine: Vec<&HostImageRef<'_>> = todo.iter().skip(n).step_by(threads).collect();
                             let lookup = &lookup;
                             sc.spawn(move || {
                                 mine.into_iter()
-                                    .map(|id| (id, this.resolve(id, &mut |h| lookup(h))))
+                                    .map(|hi| (HostImageRef { ..*hi }, this.resolve(hi, &mut |h| lookup(h))))
                                     .collect::<Vec<_>>()
                             })
                         })
@@ -838,33 +1036,42 @@ impl Current {
                     cache.insert(Arc::from(h), x.clone());
                     x
                 };
-                let out = todo.into_iter().map(|id| (id, self.resolve(id, &mut lookup))).collect();
+                let out = todo
+                    .into_iter()
+                    .map(|hi| {
+                        let h = self.resolve(&hi, &mut lookup);
+                        (hi, h)
+                    })
+                    .collect();
                 self.hosts = cache;
                 out
             };
-            for (id, h) in found {
-                self.heirs.insert(Arc::from(id), h);
+            for (hi, h) in found {
+                self.heirs.entry(Arc::from(hi.image)).or_default().insert(Arc::from(hi.host), h);
             }
         }
         rows.iter()
-            .map(
-                |&(host, id, time)| {
-                    if self.image_current(host, id, time) { self.heirs.get(id).cloned().flatten() } else { None }
-                },
-            )
+            .map(|&(host, image, time)| {
+                if self.image_current(host, image, time) {
+                    self.heirs.get(image).and_then(|h| h.get(host)).cloned().flatten()
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
-    /// The live containers sharing image `image_id`'s rows of the table
-    /// (`host` gives a container's host's state, as [`Index::host_state`]).
+    /// The live containers sharing the rows of the table that `hi.host`
+    /// crawled of image `hi.image` (`host` gives a container's host's
+    /// state, as [`Index::host_state`]).
     fn resolve(
         &self,
-        image_id: &str,
+        hi: &HostImageRef<'_>,
         host: &mut dyn FnMut(&str) -> Option<Option<Arc<ScopeState>>>,
     ) -> Option<Arc<[Heir]>> {
         let mut out = Vec::new();
-        for (key, s) in self.ix.heirs.get(image_id).into_iter().flatten() {
-            if !self.only.admits(key) || s.inherits(self.t).is_none_or(|i| &**i != image_id) {
+        for (key, s) in self.ix.heirs.get(hi).into_iter().flatten() {
+            if !self.only.admits(key) || s.inherits(self.t).is_none_or(|i| &**i != hi.image) {
                 continue;
             }
             let h = if &*key.scope == scope::CONTAINER { host(&key.host) } else { None };
@@ -1178,7 +1385,7 @@ mod tests {
         assert_eq!(only(Some("old"), None), (0, 0), "expired");
         let latest = rows(&ix.latest(40, false));
         assert_eq!(latest.len(), 4, "{latest:?}");
-        assert!(ix.has_image("sha256:i") && !ix.has_image("sha256:j"));
+        assert!(ix.has_image("h1", "sha256:i") && !ix.has_image("h1", "sha256:j"));
     }
 
     /// What [`Current`] passes of stored rows, as key rows: (host, scope,
@@ -1274,7 +1481,7 @@ mod tests {
         // ... and the container's next crawl of its own stops it sharing any.
         let own = crawl("h1", "container", "c1", 400).row(&PACKAGES, &[("name", "zsh".into())]).batches();
         feed(&mut ix, &mut p, &own);
-        assert!(ix.heirs.get("sha256:i").is_none());
+        assert!(ix.heirs.get(&HostImageRef { host: "h1", image: "sha256:i" }).is_none());
     }
 
     fn chrono_like(us: i64) -> String {
@@ -1362,16 +1569,16 @@ mod tests {
         feed(&mut ix, &mut p, &list(&["a", "b"], 2));
         feed(&mut ix, &mut p, &inherit(crawl("h", "container", "a", 3)).batches());
         feed(&mut ix, &mut p, &inherit(crawl("h", "container", "b", 3)).batches());
-        assert_eq!(ix.heirs.get("sha256:i").map(|h| h.len()), Some(2));
+        assert_eq!(ix.heirs.get(&HostImageRef { host: "h", image: "sha256:i" }).map(|h| h.len()), Some(2));
         feed(&mut ix, &mut p, &list(&["b"], 4));
         let d = ix.departed(0);
         assert_eq!(ix.forget(d, 0), 1);
-        assert_eq!(ix.heirs.get("sha256:i").map(|h| h.len()), Some(1));
+        assert_eq!(ix.heirs.get(&HostImageRef { host: "h", image: "sha256:i" }).map(|h| h.len()), Some(1));
         assert_eq!(keys(&ix, &PACKAGES, 0).inherited.num_rows(), 1);
         feed(&mut ix, &mut p, &list(&[], 5));
         let d = ix.departed(0);
         assert_eq!(ix.forget(d, 0), 1);
-        assert!(ix.heirs.get("sha256:i").is_none());
+        assert!(ix.heirs.get(&HostImageRef { host: "h", image: "sha256:i" }).is_none());
     }
 
     #[test]
@@ -1401,6 +1608,80 @@ mod tests {
         assert_eq!(rows(&keys(&ix, &PACKAGES, 0).own), vec![format!("h|host|m|{}|", chrono_like(1))]);
     }
 
+    /// Issue 18 item 1: the index kept the newest crawl of an image from any
+    /// host, so one agent's image crawl dated in the future replaced what every
+    /// other host's containers of that image showed.
+    #[test]
+    fn another_hosts_crawl_of_an_image_never_changes_what_this_hosts_containers_show() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        for b in fleet() {
+            feed(&mut ix, &mut p, &b);
+        }
+        let before = inherited(&keys(&ix, &PACKAGES, 40));
+        assert_eq!(before, vec![format!("h1|container|c1|{}|web|h1|sha256:i|{}", chrono_like(101), chrono_like(10))]);
+        // Another host's agent sends the same image, dated far in the future, with other packages,
+        // and a container of its own inheriting from it.
+        let forged = crawl("evil", "image", "sha256:i", i64::MAX / 2).row(&PACKAGES, &[("name", "openssl".into())]);
+        feed(&mut ix, &mut p, &forged.batches());
+        let evil_heir = crawl("evil", "container", "e1", i64::MAX / 2)
+            .row(&INHERITED, &[("table_name", "packages".into()), ("image_id", "sha256:i".into())]);
+        feed(&mut ix, &mut p, &evil_heir.batches());
+        let after = inherited(&keys(&ix, &PACKAGES, 40));
+        assert!(after.contains(&before[0]), "h1's container still shows h1's crawl of the image: {after:?}");
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(
+            after.iter().any(|r| r.starts_with("evil|container|e1|") && r.contains("|evil|sha256:i|")),
+            "{after:?}"
+        );
+        // Row by row, as the views decide: h1's image rows are shared with c1 only, the forged ones with e1 only.
+        let mut cur = Current::new(ix.clone(), &PACKAGES, 40, KeyFilter::default());
+        let heirs = |cur: &mut Current, host: &str, t: i64| -> Vec<String> {
+            let h = cur.heirs(host, "sha256:i", t).map(|h| h.to_vec()).unwrap_or_default();
+            h.iter().map(|x| format!("{}/{}", x.host, x.scope_id)).collect()
+        };
+        assert_eq!(heirs(&mut cur, "h1", 10), ["h1/c1"]);
+        assert_eq!(heirs(&mut cur, "evil", i64::MAX / 2), ["evil/e1"]);
+        assert!(ix.has_image("h1", "sha256:i") && ix.has_image("evil", "sha256:i") && !ix.has_image("h2", "sha256:i"));
+    }
+
+    /// Issue 18 item 2: crawls were ordered by the agent's crawl_time, so one
+    /// dated ahead pinned its scope's state until the clock caught up (and a
+    /// clock stepped back froze it). The server stamps `received`; the crawl
+    /// received last is current, whatever its date, before and after a rebuild.
+    #[test]
+    fn the_crawl_received_last_is_current_whatever_its_date() {
+        let (mut ix, mut p) = (Index::default(), Pending::default());
+        let stamped = |t: i64, received: i64, name: &str| -> Vec<RecordBatch> {
+            let c = crawl("h", "host", "m", t).row(&PACKAGES, &[("name", name.into())]);
+            c.batches()
+                .into_iter()
+                .map(|b| {
+                    if periscope_agent::crawl::table_of(&b).name == CRAWLS.name {
+                        crate::store::stamp_received(&b, received).unwrap()
+                    } else {
+                        b
+                    }
+                })
+                .collect()
+        };
+        let mut all = Vec::new();
+        // Dated far ahead (as an agent with a wrong clock or a forger would), received first.
+        all.extend(stamped(1_000_000, 10, "pinned"));
+        // Then the clock is right again: earlier dates, received later.
+        all.extend(stamped(500, 20, "fixed"));
+        for b in &all {
+            feed(&mut ix, &mut p, std::slice::from_ref(b));
+        }
+        let own = |ix: &Index| rows(&keys(ix, &PACKAGES, 0).own);
+        assert_eq!(own(&ix), vec![format!("h|host|m|{}|", chrono_like(500))]);
+        let (rebuilt, _) = Index::build(&|_| Vec::new(), &|t| {
+            all.iter().filter(|b| periscope_agent::crawl::table_of(b).name == t).cloned().collect()
+        })
+        .unwrap();
+        assert_eq!(own(&rebuilt), own(&ix), "a rebuild orders crawls the same way");
+    }
+
+    /// Crawls stored before `received` was kept are ordered by their dates.
     #[test]
     fn an_older_crawl_arriving_late_does_not_replace_a_newer_one() {
         let (mut ix, mut p) = (Index::default(), Pending::default());

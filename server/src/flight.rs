@@ -75,7 +75,7 @@ fn stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream>
 
 impl FlightSql {
     fn user<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        self.users.identify(request.metadata())
+        self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))
     }
 
     /// Every table and view the SQL catalog holds: (schema, name, type, Arrow schema).
@@ -120,7 +120,7 @@ impl FlightSqlService for FlightSql {
             request.metadata().get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(|| {
                 Status::unauthenticated("handshake needs Basic credentials (a SQL user and password)")
             })?;
-        let user = self.users.check_basic(header)?;
+        let user = self.users.check_basic(header, request.remote_addr().map(|a| a.ip()))?;
         let token = self.users.issue(&user);
         let reply = HandshakeResponse { protocol_version: 0, payload: token.clone().into_bytes().into() };
         let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =

@@ -20,6 +20,7 @@ pub mod sqlauth;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod throttle;
 pub mod udf;
 pub mod view;
 pub mod wal;

@@ -31,6 +31,10 @@ enum Cmd {
         /// and may only write their own host's rows). Without it the server is open.
         #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
         enroll_secret: Option<String>,
+        /// Let agents enroll with one-time per-host tokens (`periscope agents token HOST`),
+        /// with or without a fleet-wide --enroll-secret.
+        #[arg(long)]
+        enroll_tokens: bool,
         /// Seconds a node key stays valid after enrollment (default: until revoked).
         #[arg(long)]
         node_key_ttl_secs: Option<u64>,
@@ -61,6 +65,10 @@ enum Cmd {
         /// retry) until containers leave it or the limit is raised (0: no limit).
         #[arg(long, default_value_t = periscope_server::store::MAX_SCOPES)]
         max_scopes: usize,
+        /// Scopes one host may hold in the current-state index (0: no limit), so no agent
+        /// can fill it for the others; beyond it that host's new scopes are refused.
+        #[arg(long, default_value_t = periscope_server::store::MAX_SCOPES_PER_HOST)]
+        max_scopes_per_host: usize,
         /// Merge a table's small Parquet files into one once there are this many (0: never).
         #[arg(long, default_value_t = 16)]
         compact_files: usize,
@@ -102,6 +110,11 @@ enum Cmd {
         /// Seconds a scheduled check may run before it is cancelled (unless its pack says otherwise).
         #[arg(long, default_value_t = 60)]
         report_timeout_secs: u64,
+        /// Serve on non-loopback addresses without agent authentication (--enroll-secret
+        /// or --client-ca) or without SQL users: any machine that reaches the ports may
+        /// then write any host's rows or read the whole fleet. Refused unless given.
+        #[arg(long)]
+        insecure_open: bool,
     },
     /// Compliance reports: run query packs of checks and validate pack files.
     Report {
@@ -124,6 +137,11 @@ enum Cmd {
         #[arg(long, env = "PERISCOPE_USER")]
         user: Option<String>,
     },
+    /// Agent enrollment: list enrolled hosts, revoke a host's node keys, issue per-host enrollment tokens.
+    Agents {
+        #[command(subcommand)]
+        cmd: AgentsCmd,
+    },
     /// Crawl this machine into a local store with an in-process server and show what SQL sees.
     Quickstart {
         /// Data directory [default: $XDG_DATA_HOME/periscope/quickstart].
@@ -132,6 +150,30 @@ enum Cmd {
         /// Root filesystem to crawl.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCmd {
+    /// Hosts holding node keys (with when each was issued) and unused enrollment tokens.
+    List {
+        #[arg(long, env = "PERISCOPE_DATA")]
+        data: PathBuf,
+    },
+    /// Revoke every node key of HOST: its agent is refused until it enrolls again, which it then may.
+    Revoke {
+        host: String,
+        #[arg(long, env = "PERISCOPE_DATA")]
+        data: PathBuf,
+    },
+    /// Print a one-time token that enrolls HOST (and no other host) once; needs `serve --enroll-tokens`.
+    Token {
+        host: String,
+        #[arg(long, env = "PERISCOPE_DATA")]
+        data: PathBuf,
+        /// Seconds the token stays valid.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
     },
 }
 
@@ -200,6 +242,34 @@ enum ReportFormat {
     Html,
 }
 
+fn agents(cmd: AgentsCmd) -> anyhow::Result<ExitCode> {
+    use periscope_server::auth::admin;
+    let when = |ms: u64| {
+        chrono::DateTime::from_timestamp_millis(ms as i64)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    match cmd {
+        AgentsCmd::List { data } => {
+            let (keys, tokens) = admin::list(&data)?;
+            for (host, issued) in keys {
+                println!("{host}\tenrolled {}", when(issued));
+            }
+            for (host, expires) in tokens {
+                println!("{host}\ttoken unused, expires {}", when(expires));
+            }
+        }
+        AgentsCmd::Revoke { host, data } => match admin::revoke(&data, &host)? {
+            0 => anyhow::bail!("host {host:?} holds no node key in {}", data.display()),
+            n => eprintln!("periscope: revoked {n} node key(s) of {host}; it may enroll again"),
+        },
+        AgentsCmd::Token { host, data, ttl_secs } => {
+            println!("{}", admin::token(&data, &host, std::time::Duration::from_secs(ttl_secs))?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Exit status of `periscope report run` when the --fail-on gate trips.
 const GATE_FAILED: u8 = 3;
 
@@ -227,8 +297,7 @@ fn main() -> ExitCode {
 /// Binds an optional SQL front's address and says where it listens.
 async fn bind_front(addr: Option<&str>, what: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     let Some(a) = addr else { return Ok(None) };
-    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-    eprintln!("periscope: {what} on {}", l.local_addr()?);
+    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a} ({what}): {e}"))?;
     Ok(Some(l))
 }
 
@@ -252,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             listen,
             enroll_secret,
+            enroll_tokens,
             node_key_ttl_secs,
             tls_cert,
             tls_key,
@@ -261,6 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             host_expiry_secs,
             compact_files,
             max_scopes,
+            max_scopes_per_host,
             retention_days,
             flight_listen,
             pg_listen,
@@ -272,6 +343,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report_out,
             report_webhook,
             report_timeout_secs,
+            insecure_open,
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
@@ -285,18 +357,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stop = shutdown_signal();
             let listener =
                 service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-            eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
-            if enroll_secret.is_none() && client_ca.is_none() {
-                eprintln!("periscope: no --enroll-secret or --client-ca: any agent may send rows for any host");
-            }
+            let agents_authenticated = enroll_secret.is_some() || enroll_tokens || client_ca.is_some();
             let auth = periscope_server::auth::AuthConfig {
                 enroll_secret,
+                tokens: enroll_tokens,
                 node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
             };
             let sql_users = periscope_server::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
                 .map_err(|e| anyhow::anyhow!(e))?;
             let flight = bind_front(flight_listen.as_deref(), "Flight SQL").await?;
             let pg = bind_front(pg_listen.as_deref(), "Postgres wire protocol").await?;
+            let mut addrs = vec![listener.local_addr()?];
+            addrs.extend(flight.iter().chain(pg.iter()).filter_map(|l| l.local_addr().ok()));
+            let exposure = service::Exposure { agents_authenticated, sql_users: !sql_users.is_empty() };
+            let exposed = match exposure.check(&addrs) {
+                Err(why) if !insecure_open => anyhow::bail!("{why}"),
+                Err(why) => Some(why),
+                Ok(()) => None,
+            };
+            eprintln!("periscope: listening on {} with data in {}", listener.local_addr()?, data.display());
+            if let Some(why) = exposed {
+                eprintln!("periscope: --insecure-open: {why}");
+            }
+            for (front, what) in [(&flight, "Flight SQL"), (&pg, "Postgres wire protocol")] {
+                if let Some(l) = front {
+                    eprintln!("periscope: {what} on {}", l.local_addr()?);
+                }
+            }
+            if !agents_authenticated {
+                eprintln!("periscope: no --enroll-secret or --client-ca: any agent may send rows for any host");
+            }
             let limits = periscope_server::query::Limits {
                 memory_bytes: query_memory_bytes,
                 timeout: std::time::Duration::from_secs(query_timeout_secs),
@@ -312,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     host_expiry: std::time::Duration::from_secs(host_expiry_secs),
                     compact_files,
                     max_scopes,
+                    max_scopes_per_host,
                     retention: (retention_days > 0).then(|| std::time::Duration::from_secs(retention_days * 86_400)),
                     ..Default::default()
                 },
@@ -355,6 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report { cmd } => report(cmd).await,
+        Cmd::Agents { cmd } => agents(cmd),
     }
 }
 

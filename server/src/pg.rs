@@ -11,8 +11,11 @@
 //!   at a time, so this is a per-query limit; a refusal names the limit, and
 //!   all sessions draw on `--sql-memory-bytes`) and its own session settings
 //!   (`SET TIME ZONE` is the client's alone); each query is cancelled after
-//!   `--query-timeout-secs`, rows streamed so far included; at most
-//!   `MAX_CONNECTIONS` connections are served at once, later ones wait;
+//!   `--query-timeout-secs`, rows streamed so far included;
+//! - connections: a connection takes one of `MAX_CONNECTIONS` slots only once
+//!   it has logged in (beyond them, login says "too many connections"); at most
+//!   `MAX_HANDSHAKES` may be logging in at once, each for `HANDSHAKE_TIMEOUT`;
+//!   wrong passwords from one address back off (see [`crate::throttle`]);
 //! - each statement reads one snapshot of the store (pinned around its
 //!   planning, where the tables are scanned), so a long-lived connection sees
 //!   new crawls and no statement sees half of one.
@@ -58,27 +61,92 @@ fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))
 }
 
+/// Session settings a remote user may change: what psql, JDBC, Grafana and
+/// Metabase send on connect. Each is handled by the session itself (time
+/// zone, output formats) or ignored; none reaches DataFusion's own options,
+/// which include the session's memory pool and its spill directory.
+const SETTABLE: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "timezone",
+];
+
+/// A setting's name as Postgres resolves it: identifiers joined by dots,
+/// quotes removed and case folded, so `"DataFusion".runtime.x` is `datafusion.runtime.x`.
+fn setting_name(name: &datafusion::sql::sqlparser::ast::ObjectName) -> String {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => i.value.to_lowercase(),
+            None => p.to_string().to_lowercase(),
+        })
+        .collect();
+    parts.join(".")
+}
+
+fn refuse_setting(name: &str) -> Option<String> {
+    (!SETTABLE.contains(&name)).then(|| {
+        format!("SET {name} is refused: a remote session may set only {} (and the time zone)", SETTABLE.join(", "))
+    })
+}
+
+/// Whether a query only reads: no `SELECT … INTO` (which creates a table)
+/// and no data-modifying statement in its body or its CTEs.
+fn query_refusal(q: &datafusion::sql::sqlparser::ast::Query) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    fn body(e: &SetExpr) -> Option<String> {
+        match e {
+            SetExpr::Select(s) if s.into.is_some() => {
+                Some("SELECT … INTO creates a table: Periscope is read-only over Postgres".into())
+            }
+            SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => None,
+            SetExpr::Query(q) => query_refusal(q),
+            SetExpr::SetOperation { left, right, .. } => body(left).or_else(|| body(right)),
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                Some("a data-modifying statement is refused: Periscope is read-only over Postgres".into())
+            }
+        }
+    }
+    let ctes = q.with.iter().flat_map(|w| w.cte_tables.iter());
+    ctes.map(|c| query_refusal(&c.query)).find_map(|r| r).or_else(|| body(&q.body))
+}
+
 /// Whether a statement is a read a remote user may run; otherwise why not.
+/// Decided on the parsed statement, never on its text.
 fn refusal(statement: &Statement) -> Option<String> {
     use datafusion::sql::sqlparser::ast::Set;
     match statement {
-        Statement::Query(_)
-        | Statement::Explain { .. }
-        | Statement::ExplainTable { .. }
+        Statement::Query(q) => query_refusal(q),
+        // EXPLAIN ANALYZE runs the statement it explains.
+        Statement::Explain { statement, .. } => refusal(statement),
+        Statement::Declare { stmts } => stmts.iter().filter_map(|d| d.for_query.as_deref()).find_map(query_refusal),
+        Statement::ExplainTable { .. }
         | Statement::ShowVariable { .. }
         | Statement::ShowVariables { .. }
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
-        | Statement::Declare { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. } => None,
-        Statement::Set(set) => {
-            let text = set.to_string().to_lowercase();
-            let runtime = matches!(set, Set::SingleAssignment { .. } | Set::MultipleAssignments { .. })
-                && text.contains("datafusion.");
-            runtime.then(|| "SET of datafusion.* settings is refused: they apply to the whole server".to_string())
-        }
+        Statement::Set(set) => match set {
+            Set::SetTimeZone { .. } | Set::SetNames { .. } | Set::SetNamesDefault {} | Set::SetTransaction { .. } => {
+                None
+            }
+            Set::SingleAssignment { variable, hivevar: false, .. } => refuse_setting(&setting_name(variable)),
+            Set::MultipleAssignments { assignments } => {
+                assignments.iter().find_map(|a| refuse_setting(&setting_name(&a.name)))
+            }
+            other => Some(format!("{other} is refused: a remote session may not change its role or authorization")),
+        },
         other => {
             let text = other.to_string();
             let kind: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -122,12 +190,20 @@ impl QueryHook for ReadOnly {
     }
 }
 
-/// datafusion-postgres's query handling with a time limit over planning and
-/// over the rows streamed back.
-struct Sandboxed {
+/// A logged-in connection's session.
+struct Session {
     inner: Arc<DfSessionService>,
     /// The session's context, whose memory pool says which limit refused a query.
     ctx: Arc<SessionContext>,
+}
+
+/// datafusion-postgres's query handling with a time limit over planning and
+/// over the rows streamed back. The session is built at login, not at accept:
+/// a socket that never logs in costs no catalog.
+struct Sandboxed {
+    session: Arc<std::sync::OnceLock<Session>>,
+    /// The parser handed out before login (pgwire asks for one up front; no statement reaches it).
+    parser: Arc<Parser>,
     timeout: Duration,
     store: Arc<Store>,
 }
@@ -153,10 +229,14 @@ fn worded(e: PgWireError, ctx: &SessionContext) -> PgWireError {
 }
 
 impl Sandboxed {
-    fn bounded(&self, response: Response, deadline: tokio::time::Instant) -> Response {
-        let Response::Query(mut q) = response else { return response };
+    fn session(&self) -> PgWireResult<&Session> {
+        self.session.get().ok_or_else(|| user_error("28000", "not logged in".into()))
+    }
+
+    fn bounded(&self, response: Response, deadline: tokio::time::Instant) -> PgWireResult<Response> {
+        let Response::Query(mut q) = response else { return Ok(response) };
         let timeout = self.timeout;
-        let ctx = self.ctx.clone();
+        let ctx = self.session()?.ctx.clone();
         let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
         q.data_rows = Box::pin(futures::stream::unfold(Some(rows), move |rows| {
             let ctx = ctx.clone();
@@ -170,7 +250,7 @@ impl Sandboxed {
                 }
             }
         }));
-        Response::Query(q)
+        Ok(Response::Query(q))
     }
 }
 
@@ -184,16 +264,17 @@ impl SimpleQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let session = self.session()?;
         // A refusal noted for an earlier statement is not this one's.
-        crate::query::take_refusal(&self.ctx);
+        crate::query::take_refusal(&session.ctx);
         // Every table of the statement reads one snapshot of the store.
         let pinned = Arc::new(self.store.snapshot());
-        let work = crate::catalog::PINNED.scope(pinned, SimpleQueryHandler::do_query(&*self.inner, client, query));
+        let work = crate::catalog::PINNED.scope(pinned, SimpleQueryHandler::do_query(&*session.inner, client, query));
         let responses = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| cancelled(self.timeout))?
-            .map_err(|e| worded(e, &self.ctx))?;
-        Ok(responses.into_iter().map(|r| self.bounded(r, deadline)).collect())
+            .map_err(|e| worded(e, &session.ctx))?;
+        responses.into_iter().map(|r| self.bounded(r, deadline)).collect()
     }
 }
 
@@ -203,7 +284,10 @@ impl ExtendedQueryHandler for Sandboxed {
     type QueryParser = Parser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        match self.session.get() {
+            Some(s) => s.inner.query_parser(),
+            None => self.parser.clone(),
+        }
     }
 
     async fn do_query<C>(
@@ -219,23 +303,86 @@ impl ExtendedQueryHandler for Sandboxed {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        crate::query::take_refusal(&self.ctx);
+        let session = self.session()?;
+        crate::query::take_refusal(&session.ctx);
         let pinned = Arc::new(self.store.snapshot());
         let work = crate::catalog::PINNED
-            .scope(pinned, ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows));
+            .scope(pinned, ExtendedQueryHandler::do_query(&*session.inner, client, portal, max_rows));
         let response = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| cancelled(self.timeout))?
-            .map_err(|e| worded(e, &self.ctx))?;
-        Ok(self.bounded(response, deadline))
+            .map_err(|e| worded(e, &session.ctx))?;
+        self.bounded(response, deadline)
     }
 }
 
-/// Password login for SQL users (Postgres cleartext password exchange).
-struct PasswordLogin {
+/// What every connection's login shares: the users, the server parameters,
+/// the connection slots, and what a session is built from.
+struct Login {
     users: Arc<SqlUsers>,
     parameters: DefaultServerParameterProvider,
     keys: RandomPidSecretKeyGenerator,
+    /// Authenticated connections served at once ([`MAX_CONNECTIONS`]).
+    slots: Arc<tokio::sync::Semaphore>,
+    store: Arc<Store>,
+    limits: Limits,
+}
+
+/// Connections logging in: at most [`MAX_HANDSHAKES`] in all and
+/// [`MAX_HANDSHAKES_PER_SOURCE`] from one address, so one client holding
+/// sockets open cannot keep the others from logging in.
+#[derive(Default)]
+struct Handshakes(std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>);
+
+/// A handshake in progress, counted until dropped.
+struct Handshake {
+    all: Arc<Handshakes>,
+    from: std::net::IpAddr,
+}
+
+impl Handshakes {
+    fn enter(self: &Arc<Self>, from: std::net::IpAddr) -> Option<Handshake> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = g.1.get(&from).copied().unwrap_or(0);
+        if g.0 >= MAX_HANDSHAKES || mine >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        g.0 += 1;
+        g.1.insert(from, mine + 1);
+        Some(Handshake { all: self.clone(), from })
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut g = self.all.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if let Some(n) = g.1.get_mut(&self.from) {
+            *n -= 1;
+            if *n == 0 {
+                g.1.remove(&self.from);
+            }
+        }
+    }
+}
+
+/// One connection's password login (Postgres cleartext password exchange).
+/// It takes a connection slot only once the password is right, so sockets
+/// that never log in cannot lock users out.
+struct PasswordLogin {
+    shared: Arc<Login>,
+    /// The connection's slot once it logged in; given back when the connection ends.
+    slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// The handshake's place ([`Handshakes`]), given back at login.
+    handshake: std::sync::Mutex<Option<Handshake>>,
+    /// The session, built once the password is right.
+    session: Arc<std::sync::OnceLock<Session>>,
+}
+
+impl PasswordLogin {
+    fn logged_in(&self) -> bool {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
 }
 
 #[async_trait]
@@ -256,12 +403,28 @@ impl StartupHandler for PasswordLogin {
             PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
                 let pwd = pwd.into_password()?;
                 let user = LoginInfo::from_client_info(client).user().unwrap_or_default().to_string();
-                if self.users.check(&user, &pwd.password).is_err() {
-                    return Err(PgWireError::InvalidPassword(user));
+                let login = &self.shared;
+                if let Err(e) = login.users.check(&user, &pwd.password, Some(client.socket_addr().ip())) {
+                    return Err(match e.code() {
+                        tonic::Code::Unavailable => user_error("53300", e.message().to_string()),
+                        _ => PgWireError::InvalidPassword(user),
+                    });
                 }
-                let (pid, key) = self.keys.generate(client);
+                let slot = login.slots.clone().try_acquire_owned().map_err(|_| {
+                    user_error(
+                        "53300",
+                        format!("too many connections: {MAX_CONNECTIONS} are being served; retry later"),
+                    )
+                })?;
+                let session = session(&login.store, &login.limits)
+                    .await
+                    .map_err(|e| user_error("XX000", format!("cannot build a session: {e}")))?;
+                let _ = self.session.set(session);
+                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+                self.handshake.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let (pid, key) = login.keys.generate(client);
                 client.set_pid_and_secret_key(pid, key);
-                finish_authentication(client, &self.parameters).await?;
+                finish_authentication(client, &login.parameters).await?;
             }
             _ => {}
         }
@@ -301,12 +464,19 @@ fn tls_acceptor(t: &TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Connections served at once; each holds a session with its own memory pool.
+/// Logged-in connections served at once; each holds a session with its own
+/// memory pool. One more is refused at login ("too many connections").
 pub const MAX_CONNECTIONS: usize = 32;
+/// Connections in their login handshake at once; more are closed on accept.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Connections in their login handshake at once from one address.
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 8;
+/// How long a connection may take to log in.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection's session: the live catalog with pg_catalog, the read-only
 /// hook first, in a runtime with its own memory pool.
-async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Arc<Sandboxed>> {
+async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session> {
     let keep_for = limits.timeout + Duration::from_secs(60);
     let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
@@ -323,7 +493,7 @@ async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Arc<Sand
     ];
     let ctx = Arc::new(ctx);
     let inner = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
-    Ok(Arc::new(Sandboxed { inner, ctx, timeout: limits.timeout, store: store.clone() }))
+    Ok(Session { inner, ctx })
 }
 
 /// Serves the Postgres protocol on `listener` until `shutdown` completes.
@@ -338,10 +508,14 @@ pub async fn serve(
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.default_transaction_read_only = true;
     parameters.is_superuser = false;
-    let login = Arc::new(PasswordLogin { users, parameters, keys: RandomPidSecretKeyGenerator::default() });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // One session is built now, so that a catalog problem stops the server at start, not at a client's first query.
     drop(session(&store, &limits).await?);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let keys = RandomPidSecretKeyGenerator::default();
+    let login = Arc::new(Login { users, parameters, keys, slots, store: store.clone(), limits: limits.clone() });
+    let parser =
+        DfSessionService::new_with_hooks(Arc::new(SessionContext::new()), vec![Arc::new(ReadOnly)]).query_parser();
+    let handshakes = Arc::new(Handshakes::default());
     let tls = tls.as_ref().map(tls_acceptor).transpose()?;
     tokio::pin!(shutdown);
     loop {
@@ -355,23 +529,108 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let (store, limits, login, tls, slots) =
-                    (store.clone(), limits.clone(), login.clone(), tls.clone(), slots.clone());
+                let Some(handshake) = handshakes.enter(addr.ip()) else {
+                    tracing::warn!(%addr, "postgres front: too many logins in progress (from this address or all); closed");
+                    continue;
+                };
+                let session = Arc::new(std::sync::OnceLock::new());
+                let login = Arc::new(PasswordLogin {
+                    shared: login.clone(),
+                    slot: Default::default(),
+                    handshake: std::sync::Mutex::new(Some(handshake)),
+                    session: session.clone(),
+                });
+                let queries = Arc::new(Sandboxed { session, parser: parser.clone(), timeout: limits.timeout, store: store.clone() });
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let Ok(_slot) = slots.acquire_owned().await else { return };
-                    let queries = match session(&store, &limits).await {
-                        Ok(q) => q,
-                        Err(e) => {
-                            tracing::error!(%addr, "postgres front: cannot build a session: {e}");
+                    let handlers = Arc::new(Handlers { queries, login: login.clone() });
+                    let conn = pgwire::tokio::process_socket(socket, tls, handlers);
+                    tokio::pin!(conn);
+                    // A connection that has not logged in when the handshake time is up is closed.
+                    let ended = tokio::select! {
+                        r = &mut conn => Some(r),
+                        _ = tokio::time::sleep(HANDSHAKE_TIMEOUT) => None,
+                    };
+                    let ended = match ended {
+                        Some(r) => r,
+                        None if login.logged_in() => conn.await,
+                        None => {
+                            tracing::debug!(%addr, "postgres front: no login within {HANDSHAKE_TIMEOUT:?}; closed");
                             return;
                         }
                     };
-                    let handlers = Arc::new(Handlers { queries, login });
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    if let Err(e) = ended {
                         tracing::debug!(%addr, "postgres front: connection ended: {e}");
                     }
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser as SqlParser;
+
+    use super::refusal;
+
+    fn verdict(sql: &str) -> Option<String> {
+        let mut parsed = SqlParser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(parsed.len(), 1, "{sql}");
+        refusal(&parsed.remove(0))
+    }
+
+    #[test]
+    fn reads_and_the_settings_clients_send_pass() {
+        for sql in [
+            "SELECT 1",
+            "WITH x AS (SELECT 1 AS a) SELECT a FROM x UNION SELECT 2",
+            "EXPLAIN SELECT * FROM packages",
+            "SHOW TIME ZONE",
+            "BEGIN",
+            "COMMIT",
+            "SET TIME ZONE 'UTC'",
+            "SET timezone TO 'UTC'",
+            "SET extra_float_digits = 3",
+            "SET application_name = 'PostgreSQL JDBC Driver'",
+            "SET \"Application_Name\" = 'x'",
+            "SET SESSION statement_timeout = 1000",
+            "SET client_encoding TO 'UTF8'",
+            "SET NAMES 'UTF8'",
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "DECLARE c CURSOR FOR SELECT 1",
+        ] {
+            assert_eq!(verdict(sql), None, "{sql}");
+        }
+    }
+
+    /// Issue 18 items 6 and 8: the old check matched text, so quoting or
+    /// spacing the name let a client replace its session's memory pool or
+    /// spill directory, and `SELECT … INTO` created tables.
+    #[test]
+    fn settings_and_writes_are_refused_however_they_are_spelled() {
+        for sql in [
+            "SET datafusion.runtime.memory_limit = '8G'",
+            "SET \"datafusion\".runtime.memory_limit = '8G'",
+            "SET \"datafusion\".\"runtime\".\"temp_directory\" = '/tmp/x'",
+            "SET DataFusion.Execution.target_partitions = 1000",
+            "SET LOCAL datafusion.execution.batch_size = 1",
+            "SET some_unknown_setting = 1",
+            "SET ROLE postgres",
+            "SET SESSION AUTHORIZATION postgres",
+            "SELECT 1 INTO stolen",
+            "SELECT * INTO stolen FROM packages",
+            "WITH x AS (SELECT 1) SELECT * INTO stolen FROM x",
+            "SELECT 1 UNION SELECT 2 INTO stolen",
+            "EXPLAIN ANALYZE SELECT 1 INTO stolen",
+            "EXPLAIN ANALYZE INSERT INTO crawls SELECT * FROM crawls",
+            "DECLARE c CURSOR FOR SELECT 1 INTO stolen",
+            "INSERT INTO crawls SELECT * FROM crawls",
+            "CREATE TABLE t AS SELECT 1",
+            "RESET ALL",
+        ] {
+            assert!(verdict(sql).is_some(), "{sql} was not refused");
         }
     }
 }

@@ -12,7 +12,7 @@ use periscope_proto::v1::query_server::{Query, QueryServer};
 use periscope_proto::v1::{
     Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest,
 };
-use periscope_proto::{CONTRACT_VERSION, ipc};
+use periscope_proto::{CONTRACT_VERSION, ipc, tables};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,18 +29,15 @@ pub const MAX_AGENT_ID: usize = 1024;
 
 /// Largest message accepted from an agent.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
-/// Largest Arrow IPC stream one compressed batch may inflate to.
+/// Largest Arrow IPC stream one compressed batch may inflate to (the agent
+/// coalesces a crawl's rows of a table into one batch, which for a large
+/// host's first crawl can be hundreds of MB).
 pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 
 pub struct IngestService {
     store: Arc<Store>,
     auth: Arc<Auth>,
-    /// Image id -> (agent crawling it, since when): see [`Ingest::images`].
-    claims: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
-
-/// How long an agent's claim to crawl an image holds before another may take it over.
-pub const IMAGE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Validates one batch and hands it to the store. The receiver answers with
 /// the stored row count once the batch is durable.
@@ -62,7 +59,13 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
         periscope_proto::v1::Compression::None => false,
         periscope_proto::v1::Compression::Zstd => true,
     };
-    let (table, batches) = crate::store::decode_batch(&b.table, zstd, &b.arrow_ipc)
+    let (table, batches, arrow_ipc) = decode(b.table.clone(), zstd, b.arrow_ipc)
+        .await
+        .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    crate::store::check_rows(table, &batches, now_us)
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     if *who != Identity::Open {
         for x in &batches {
@@ -72,16 +75,49 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
             }
         }
     }
-    store.admit_scopes(&batches).map_err(Status::resource_exhausted)?;
-    let record = crate::wal::Record {
-        table: b.table,
-        agent: b.agent_id,
-        epoch: b.boot_epoch,
-        seq: b.seq,
-        zstd,
-        ipc: b.arrow_ipc,
-    };
-    Ok(store.submit(record, table, batches).await)
+    let reserved = store.admit_scopes(table, &batches).map_err(Status::resource_exhausted)?;
+    let (mut zstd, mut ipc) = (zstd, arrow_ipc);
+    // A crawl's place among its scope's crawls is when the server received
+    // it, by the server's clock: stamped here, before the log, so a replay
+    // orders crawls as they arrived.
+    let mut batches = batches;
+    if table.name == tables::CRAWLS.name {
+        batches = batches
+            .iter()
+            .map(|x| crate::store::stamp_received(x, now_us))
+            .collect::<Result<_, _>>()
+            .map_err(Status::internal)?;
+        ipc = ipc::encode_wire(&table.schema(), &batches).map_err(|e| Status::internal(e.to_string()))?;
+        zstd = true;
+    }
+    let record = crate::wal::Record { table: b.table, agent: b.agent_id, epoch: b.boot_epoch, seq: b.seq, zstd, ipc };
+    Ok(store.submit(record, table, batches, reserved).await)
+}
+
+/// A batch inflating beyond this is decoded on a blocking thread, with at
+/// most [`MAX_INFLATING`] such decodes at once: a 33 KB zstd frame can declare
+/// a gigabyte, and inflating it on an async worker stalled queries and acks.
+const INLINE_INFLATE_BYTES: u64 = 4 << 20;
+/// Large batches decoded at once, whichever agents send them.
+const MAX_INFLATING: usize = 2;
+static INFLATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_INFLATING);
+
+type Decoded = (&'static periscope_proto::tables::Table, Vec<arrow_array::RecordBatch>, Vec<u8>);
+
+/// Decodes a batch's wire bytes, small ones at once, large ones off the async workers.
+async fn decode(table: String, zstd: bool, ipc: Vec<u8>) -> Result<Decoded, String> {
+    let small = ipc::inflated_size(&ipc, zstd).is_some_and(|n| n <= INLINE_INFLATE_BYTES);
+    if small {
+        let (t, b) = crate::store::decode_batch(&table, zstd, &ipc)?;
+        return Ok((t, b, ipc));
+    }
+    let _permit = INFLATING.acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let (t, b) = crate::store::decode_batch(&table, zstd, &ipc)?;
+        Ok((t, b, ipc))
+    })
+    .await
+    .map_err(|e| format!("decoding panicked: {e}"))?
 }
 
 type Receiver = tokio::sync::oneshot::Receiver<Result<u64, String>>;
@@ -142,31 +178,21 @@ impl Ingest for IngestService {
         let who = self.auth.identify(&request)?;
         let r = request.into_inner();
         who.may_write(&r.agent_id)?;
-        // Current state knows every image with a completed crawl, from any host.
+        // Only this host's own crawls count: a container inherits from its own
+        // host's crawl of its image, never another host's (see `current::HostImage`).
+        let host = match &who {
+            Identity::Host(h) => h.as_str(),
+            Identity::Open => r.agent_id.as_str(),
+        };
         let index = self.store.index();
-        let now = std::time::Instant::now();
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.retain(|id, (_, at)| now.duration_since(*at) < IMAGE_CLAIM_TTL && !index.has_image(id));
-        let (mut skip, mut stored) = (Vec::new(), Vec::new());
-        for id in r.image_ids {
-            if index.has_image(&id) {
-                skip.push(id.clone());
-                stored.push(id);
-                continue;
-            }
-            match claims.get(&id) {
-                Some((agent, _)) if *agent != r.agent_id => skip.push(id),
-                _ => {
-                    claims.insert(id, (r.agent_id.clone(), now));
-                }
-            }
-        }
-        Ok(Response::new(ImagesResponse { skip, stored }))
+        let stored: Vec<String> = r.image_ids.into_iter().filter(|id| index.has_image(host, id)).collect();
+        Ok(Response::new(ImagesResponse { skip: stored.clone(), stored }))
     }
 
     async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let node_key = self.auth.enroll(&r.host, &r.enroll_secret)?;
+        let node_key = self.auth.enroll(&r.host, &r.enroll_secret, from)?;
         Ok(Response::new(EnrollResponse { node_key }))
     }
 }
@@ -183,7 +209,7 @@ impl Query for QueryService {
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
         if !self.users.is_empty() {
-            self.users.identify(request.metadata())?;
+            self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?;
         }
         let sql = request.into_inner().sql;
         let (schema, rows) = query::stream_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
@@ -199,6 +225,40 @@ impl Query for QueryService {
         });
         let chunks = futures::stream::once(async move { Ok(SqlChunk { arrow_ipc: head }) }).chain(body);
         Ok(Response::new(Box::pin(chunks)))
+    }
+}
+
+/// What protects a server's ports: whether agents must authenticate
+/// (enrollment or mTLS) and whether SQL needs a user.
+#[derive(Debug, Clone, Copy)]
+pub struct Exposure {
+    pub agents_authenticated: bool,
+    pub sql_users: bool,
+}
+
+impl Exposure {
+    /// Safe by default: a server listening beyond loopback must authenticate
+    /// both its agents and its SQL users, or any machine that reaches it could
+    /// write any host's rows or read the whole fleet. On loopback only local
+    /// users reach it (a laptop, a test, quickstart).
+    pub fn check(&self, addrs: &[SocketAddr]) -> Result<(), String> {
+        let Some(exposed) = addrs.iter().find(|a| !a.ip().is_loopback()) else { return Ok(()) };
+        let mut missing = Vec::new();
+        if !self.agents_authenticated {
+            missing.push("agent authentication (--enroll-secret or --client-ca)");
+        }
+        if !self.sql_users {
+            missing.push("SQL users (--sql-user)");
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to listen on {exposed}, beyond loopback, without {}: anyone who reaches the port could \
+             write or read any host's rows; configure them (see the README's production setup) or pass \
+             --insecure-open",
+            missing.join(" and ")
+        ))
     }
 }
 
@@ -293,7 +353,7 @@ pub async fn serve_with(
     let scheduler = opts.reports.map(|r| tokio::spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
     let grpc = builder
         .add_service(
-            IngestServer::new(IngestService { store: store.clone(), auth, claims: Default::default() })
+            IngestServer::new(IngestService { store: store.clone(), auth })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -323,6 +383,26 @@ pub async fn serve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18 item 11: the server used to serve open on any address with only a warning.
+    #[test]
+    fn beyond_loopback_both_agents_and_sql_must_authenticate() {
+        let lo: SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:7700".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:7700".parse().unwrap();
+        let lan: SocketAddr = "192.0.2.10:5433".parse().unwrap();
+        let open = Exposure { agents_authenticated: false, sql_users: false };
+        assert_eq!(open.check(&[lo, lo6]), Ok(()), "loopback may be open");
+        let e = open.check(&[lo, any]).unwrap_err();
+        assert!(e.contains("0.0.0.0:7700") && e.contains("--enroll-secret") && e.contains("--sql-user"), "{e}");
+        let agents_only = Exposure { agents_authenticated: true, sql_users: false };
+        let e = agents_only.check(&[lo, lan]).unwrap_err();
+        assert!(e.contains("192.0.2.10:5433") && !e.contains("--enroll-secret") && e.contains("--sql-user"), "{e}");
+        let sql_only = Exposure { agents_authenticated: false, sql_users: true };
+        assert!(sql_only.check(&[any]).unwrap_err().contains("--client-ca"));
+        let both = Exposure { agents_authenticated: true, sql_users: true };
+        assert_eq!(both.check(&[any, lan]), Ok(()));
+    }
     use arrow_array::RecordBatch;
     use periscope_agent::encode::{Common, TableBuilder};
     use periscope_proto::tables;
@@ -339,15 +419,16 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path()).unwrap();
         store.apply(&tables::CRAWLS, &[crawls_row("image", "sha256:old")], "a", 1, 1).await.unwrap();
-        assert!(store.index().has_image("sha256:old"));
+        assert!(store.index().has_image("h", "sha256:old"));
         store.flush().unwrap();
         let later = [crawls_row("image", "sha256:new"), crawls_row("container", "c1")];
         store.apply(&tables::CRAWLS, &later, "a", 1, 2).await.unwrap();
         let known = store.index();
-        assert!(known.has_image("sha256:new") && !known.has_image("c1"));
+        assert!(known.has_image("h", "sha256:new") && !known.has_image("h", "c1"));
+        assert!(!known.has_image("other-host", "sha256:new"), "stored by h, not by another host");
         drop(store);
         // One from Parquet, one from the log.
         let store = Store::open(data.path()).unwrap();
-        assert!(store.index().has_image("sha256:old") && store.index().has_image("sha256:new"));
+        assert!(store.index().has_image("h", "sha256:old") && store.index().has_image("h", "sha256:new"));
     }
 }

@@ -4,6 +4,7 @@
 //! handshake) that later calls carry instead.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
+
+use crate::throttle::Throttle;
 
 /// How long a bearer token from a handshake stays valid.
 pub const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -20,6 +23,8 @@ pub struct SqlUsers {
     /// User name -> SHA-256 of the password.
     users: HashMap<String, [u8; 32]>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Backoff for wrong passwords, per source address.
+    throttle: crate::throttle::Throttle,
 }
 
 impl std::fmt::Debug for SqlUsers {
@@ -46,7 +51,7 @@ impl SqlUsers {
             }
             users.insert(name.to_string(), digest(password));
         }
-        Ok(SqlUsers { users, tokens: Mutex::default() })
+        Ok(SqlUsers { users, tokens: Mutex::default(), throttle: Default::default() })
     }
 
     /// Whether any user is configured (if not, the SQL fronts that need one refuse to start).
@@ -54,8 +59,18 @@ impl SqlUsers {
         self.users.is_empty()
     }
 
-    /// Checks a user name and password.
-    pub fn check(&self, user: &str, password: &str) -> Result<String, Status> {
+    /// Checks a user name and password sent from `from`: a source that
+    /// guessed wrong too often is refused for a while without a check.
+    pub fn check(&self, user: &str, password: &str, from: Option<IpAddr>) -> Result<String, Status> {
+        self.throttle.check(from).map_err(|wait| Status::unavailable(Throttle::refusal(from, wait)))?;
+        let checked = self.check_password(user, password);
+        if checked.is_err() {
+            self.throttle.failed(from);
+        }
+        checked
+    }
+
+    fn check_password(&self, user: &str, password: &str) -> Result<String, Status> {
         let want = self.users.get(user);
         let got = digest(password);
         // Compare digests without an early exit, user known or not.
@@ -67,7 +82,7 @@ impl SqlUsers {
     }
 
     /// Checks `Authorization: Basic …` (padding optional, as Go's flight client omits it).
-    pub fn check_basic(&self, header: &str) -> Result<String, Status> {
+    pub fn check_basic(&self, header: &str, from: Option<IpAddr>) -> Result<String, Status> {
         let b64 = header.strip_prefix("Basic ").ok_or_else(|| Status::unauthenticated("expected Basic credentials"))?;
         let raw = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(b64.trim().trim_end_matches('='))
@@ -75,7 +90,7 @@ impl SqlUsers {
         let raw = String::from_utf8(raw).map_err(|_| Status::unauthenticated("Basic credentials are not UTF-8"))?;
         let (user, password) =
             raw.split_once(':').ok_or_else(|| Status::unauthenticated("Basic credentials without a ':'"))?;
-        self.check(user, password)
+        self.check(user, password, from)
     }
 
     /// A new bearer token for `user`.
@@ -90,8 +105,8 @@ impl SqlUsers {
     }
 
     /// The user a call's `authorization` metadata (Bearer token or Basic
-    /// credentials) identifies.
-    pub fn identify(&self, metadata: &MetadataMap) -> Result<String, Status> {
+    /// credentials, sent from `from`) identifies.
+    pub fn identify(&self, metadata: &MetadataMap, from: Option<IpAddr>) -> Result<String, Status> {
         let header = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -104,13 +119,19 @@ impl SqlUsers {
                 None => Err(Status::unauthenticated("unknown bearer token; authenticate again")),
             };
         }
-        self.check_basic(header)
+        self.check_basic(header, from)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SqlUsers {
+        fn identify_md(&self, m: &MetadataMap) -> Result<String, Status> {
+            self.identify(m, None)
+        }
+    }
 
     fn md(v: &str) -> MetadataMap {
         let mut m = MetadataMap::new();
@@ -124,18 +145,37 @@ mod tests {
         // "alice:s3cret" is 12 bytes: no padding either way; "bob:pw" (6) neither; "bob:pwx" needs one '='.
         let users2 = SqlUsers::parse(["bob:pwxy"]).unwrap();
         let e = base64::engine::general_purpose::STANDARD;
-        assert_eq!(users.identify(&md(&format!("Basic {}", e.encode("alice:s3cret")))).unwrap(), "alice");
+        assert_eq!(users.identify_md(&md(&format!("Basic {}", e.encode("alice:s3cret")))).unwrap(), "alice");
         let padded = e.encode("bob:pwxy");
         assert!(padded.ends_with('='));
-        assert_eq!(users2.identify(&md(&format!("Basic {padded}"))).unwrap(), "bob");
-        assert_eq!(users2.identify(&md(&format!("Basic {}", padded.trim_end_matches('=')))).unwrap(), "bob");
-        let wrong = users.identify(&md(&format!("Basic {}", e.encode("alice:nope")))).unwrap_err();
+        assert_eq!(users2.identify_md(&md(&format!("Basic {padded}"))).unwrap(), "bob");
+        assert_eq!(users2.identify_md(&md(&format!("Basic {}", padded.trim_end_matches('=')))).unwrap(), "bob");
+        let wrong = users.identify_md(&md(&format!("Basic {}", e.encode("alice:nope")))).unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
         assert!(wrong.message().contains("wrong user name or password"), "{}", wrong.message());
-        assert!(users.identify(&MetadataMap::new()).is_err());
+        assert!(users.identify_md(&MetadataMap::new()).is_err());
         let token = users.issue("alice");
-        assert_eq!(users.identify(&md(&format!("Bearer {token}"))).unwrap(), "alice");
-        assert!(users.identify(&md("Bearer 00")).is_err());
+        assert_eq!(users.identify_md(&md(&format!("Bearer {token}"))).unwrap(), "alice");
+        assert!(users.identify_md(&md("Bearer 00")).is_err());
         assert!(SqlUsers::parse(["nocolon"]).is_err());
+    }
+
+    /// Issue 18 item 10: 1,000 wrong passwords took 1.3 s, unthrottled.
+    #[test]
+    fn wrong_passwords_from_one_source_lock_it_out_even_from_the_right_password() {
+        let users = SqlUsers::parse(["alice:s3cret"]).unwrap();
+        let (guesser, other) = (Some("192.0.2.7".parse().unwrap()), Some("192.0.2.8".parse().unwrap()));
+        let mut refused = 0;
+        for _ in 0..100 {
+            let e = users.check("alice", "guess", guesser).unwrap_err();
+            if e.message().contains("too many failed logins from 192.0.2.7") {
+                assert_eq!(e.code(), tonic::Code::Unavailable);
+                refused += 1;
+            }
+        }
+        assert!(refused >= 90, "only {refused} of 100 guesses were refused unchecked");
+        let e = users.check("alice", "s3cret", guesser).unwrap_err();
+        assert!(e.message().contains("retry in"), "{}", e.message());
+        assert_eq!(users.check("alice", "s3cret", other).unwrap(), "alice", "another source logs in");
     }
 }

@@ -91,7 +91,18 @@ pub struct StoreConfig {
     /// rows of scopes it does not know are refused (agents keep them in their
     /// spool and retry), so the index's memory is bounded by this, not by the fleet.
     pub max_scopes: usize,
+    /// Scopes one host may hold in the index, crawls in flight included (0:
+    /// no limit): no agent can fill the index for the others.
+    pub max_scopes_per_host: usize,
 }
+
+/// Default [`StoreConfig::max_scopes_per_host`]: far beyond a host's
+/// containers and images, far below [`MAX_SCOPES`].
+pub const MAX_SCOPES_PER_HOST: usize = 50_000;
+
+/// A crawl whose `crawls` row has not arrived this long after its first rows
+/// never will (agents send it right after its tables): its pending state goes.
+pub const PENDING_TTL: Duration = Duration::from_secs(3600);
 
 /// Default [`StoreConfig::host_expiry`]: a week.
 pub const HOST_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
@@ -110,6 +121,7 @@ impl Default for StoreConfig {
             retention: None,
             retention_every: Duration::from_secs(3600),
             max_scopes: MAX_SCOPES,
+            max_scopes_per_host: MAX_SCOPES_PER_HOST,
         }
     }
 }
@@ -292,12 +304,38 @@ enum Cmd {
         reply: Reply,
         /// Admission of these rows (see [`Store::submit`]), released once they are in the buffer.
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        /// The new scopes these rows bring, counted against their host's quota until they are in the index.
+        reserved: Option<Reservation>,
     },
     Rotate(mpsc::Sender<(u64, Applied)>),
 }
 
+/// New scopes of admitted batches, per host, until those batches are applied.
+type Reserved = Arc<Mutex<HashMap<String, usize>>>;
+
+/// A batch's new scopes, reserved against their hosts' quotas until dropped.
+pub struct Reservation {
+    map: Reserved,
+    hosts: Vec<(String, usize)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (host, n) in &self.hosts {
+            if let Some(r) = m.get_mut(host) {
+                *r = r.saturating_sub(*n);
+                if *r == 0 {
+                    m.remove(host);
+                }
+            }
+        }
+    }
+}
+
 pub struct Store {
     shared: Arc<Shared>,
+    reserved: Reserved,
     admission: Arc<tokio::sync::Semaphore>,
     admission_kib: u32,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
@@ -318,14 +356,203 @@ pub fn decode_batch(table: &str, zstd: bool, ipc: &[u8]) -> Result<(&'static Tab
     let table = periscope_proto::tables::table(table).ok_or_else(|| format!("unknown table {table:?}"))?;
     let (schema, batches) = periscope_proto::ipc::decode_wire(ipc, zstd, crate::service::MAX_INFLATED_BYTES)
         .map_err(|e| format!("{}: bad Arrow IPC: {e}", table.name))?;
-    table.check(&schema).map_err(|e| e.to_string())?;
-    let batches = batches
-        .into_iter()
-        .map(|x| RecordBatch::try_new(table.schema(), x.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    if !table.matches(&schema) {
+        // Only a schema that conforms: a table's older form, without columns added since.
+        conform(table, &arrow_array::RecordBatch::new_empty(schema.clone())).map_err(|_| {
+            table.check(&schema).err().unwrap_or_else(|| format!("table {}: schema mismatch", table.name))
+        })?;
+    }
+    let batches = batches.iter().map(|x| conform(table, x)).collect::<Result<Vec<_>, _>>()?;
     Ok((table, batches))
 }
+
+/// `b` under `table`'s declared schema: its columns taken by name, those it
+/// lacks (columns added to the table since it was written: `crawls.received`)
+/// null. A column of another type, or an undeclared one, is an error.
+pub fn conform(table: &Table, b: &RecordBatch) -> Result<RecordBatch, String> {
+    let want = table.schema();
+    let have = b.schema();
+    if let Some(f) = have.fields().iter().find(|f| want.field_with_name(f.name()).is_err()) {
+        return Err(format!("table {}: no column {:?}", table.name, f.name()));
+    }
+    let mut cols = Vec::with_capacity(want.fields().len());
+    for f in want.fields() {
+        match have.index_of(f.name()) {
+            Ok(i) if have.field(i).data_type() == f.data_type() => cols.push(b.column(i).clone()),
+            Ok(i) => {
+                return Err(format!(
+                    "table {}: column {} is {}, declared {}",
+                    table.name,
+                    f.name(),
+                    have.field(i).data_type(),
+                    f.data_type()
+                ));
+            }
+            Err(_) if f.is_nullable() => cols.push(arrow_array::new_null_array(f.data_type(), b.num_rows())),
+            Err(_) => return Err(format!("table {}: no column {}", table.name, f.name())),
+        }
+    }
+    RecordBatch::try_new(want, cols).map_err(|e| e.to_string())
+}
+
+/// How far ahead of the server's clock an agent may date a crawl. Rows dated
+/// later are refused: `crawl_time` decides which day partition rows go to and
+/// which crawl of a scope is current, so a date far ahead could name a
+/// partition no date can, or pin its host's state. Spooled rows sent late are
+/// dated in the past, so only the agent clock's skew counts against this.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(600);
+
+/// How far back an agent may date a crawl: rows older than this are
+/// refused, so no agent can make the store write a partition for every day
+/// since 1970 (a spool that old holds nothing current anyway).
+pub const MAX_CRAWL_AGE: Duration = Duration::from_secs(90 * 86_400);
+
+/// Refuses rows the store cannot file or must not trust, before they are
+/// logged: a `crawl_time` that is null, more than [`MAX_CRAWL_AGE`] old, or
+/// more than [`MAX_CLOCK_SKEW`] ahead of `now_us` (the server's clock); a
+/// scope that is not host, container or image; a key (host, scope id) longer
+/// than [`crate::current::MAX_KEY_BYTES`].
+pub fn check_rows(table: &Table, batches: &[RecordBatch], now_us: i64) -> Result<(), String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use periscope_proto::tables::scope;
+    let latest = now_us.saturating_add(MAX_CLOCK_SKEW.as_micros() as i64);
+    let earliest = now_us.saturating_sub(MAX_CRAWL_AGE.as_micros() as i64).max(0);
+    let max_key = crate::current::MAX_KEY_BYTES;
+    for b in batches {
+        for (i, name) in [(0, "host"), (2, "scope_id")] {
+            let c = b.column(i).as_string::<i32>();
+            if c.null_count() > 0 {
+                return Err(format!("{}: a row has no {name}", table.name));
+            }
+            if let Some(v) = c.iter().flatten().find(|v| v.len() > max_key) {
+                return Err(format!("{}: a {name} of {} bytes, more than {max_key}", table.name, v.len()));
+            }
+        }
+        let scopes = b.column(1).as_string::<i32>();
+        if let Some(bad) = scopes.iter().find(|v| !matches!(*v, Some(scope::HOST | scope::CONTAINER | scope::IMAGE))) {
+            let shown: String = bad.unwrap_or("null").chars().take(40).collect();
+            return Err(format!("{}: scope {shown:?} is not host, container or image", table.name));
+        }
+        let t = b.column(3).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        if t.null_count() > 0 {
+            return Err(format!("{}: a row has no crawl_time", table.name));
+        }
+        let (min, max) = t.values().iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if b.num_rows() == 0 {
+            continue;
+        }
+        if min < earliest {
+            return Err(format!(
+                "{}: crawl_time {} is more than {} days before the server's clock ({}); fix the agent host's clock (NTP)",
+                table.name,
+                show_time(min),
+                MAX_CRAWL_AGE.as_secs() / 86_400,
+                show_time(now_us)
+            ));
+        }
+        if max > latest {
+            return Err(format!(
+                "{}: crawl_time {} is more than {} s ahead of the server's clock ({}); fix the agent host's clock (NTP)",
+                table.name,
+                show_time(max),
+                MAX_CLOCK_SKEW.as_secs(),
+                show_time(now_us)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `crawls` batch with its `received` column set to `now_us` on every
+/// row, whatever the agent put there.
+pub fn stamp_received(b: &RecordBatch, now_us: i64) -> Result<RecordBatch, String> {
+    let schema = b.schema();
+    let i = schema.index_of("received").map_err(|e| format!("crawls: {e}"))?;
+    let field = schema.field(i);
+    let stamp = arrow_array::TimestampMicrosecondArray::from(vec![now_us; b.num_rows()]);
+    let stamp = match field.data_type() {
+        arrow_schema::DataType::Timestamp(_, tz) => stamp.with_timezone_opt(tz.clone()),
+        other => return Err(format!("crawls.received is {other}, not a timestamp")),
+    };
+    let mut cols = b.columns().to_vec();
+    cols[i] = Arc::new(stamp);
+    RecordBatch::try_new(schema, cols).map_err(|e| format!("crawls: {e}"))
+}
+
+/// Whether every row has a crawl_time whose day partition can be named:
+/// what the log's replay asks of records logged before [`check_crawl_times`] existed.
+fn storable(batches: &[RecordBatch]) -> Result<(), String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    for b in batches {
+        let t = b.column(3).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        if t.null_count() > 0 {
+            return Err("a row has no crawl_time".into());
+        }
+        if let Some(&bad) = t.values().iter().find(|&&us| day_name(us.div_euclid(DAY_US)).is_none()) {
+            return Err(format!("crawl_time {bad} µs names no day partition"));
+        }
+    }
+    Ok(())
+}
+
+fn show_time(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us).map(|d| d.to_rfc3339()).unwrap_or_else(|| format!("{us} µs"))
+}
+
+/// Keeps what the store could not take, with why, under `<data>/quarantine/`
+/// instead of retrying it for ever: a bad batch must never stop ingest for
+/// the others. The files are Arrow IPC streams any Arrow reader opens.
+fn quarantine(data: &Path, what: &str, why: &str, table: &Table, batches: &[RecordBatch]) {
+    let dir = data.join(QUARANTINE_DIR);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f");
+    let name: String = format!("{stamp}-{}-{what}", table.name)
+        .chars()
+        .take(200)
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{name}.arrows"));
+    let kept = fs::create_dir_all(&dir).map_err(|e| e.to_string()).and_then(|()| {
+        let bytes = periscope_proto::ipc::encode(&table.schema(), batches).map_err(|e| e.to_string())?;
+        fs::write(&path, bytes).map_err(|e| e.to_string())
+    });
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    match kept {
+        Ok(()) => tracing::error!(
+            table = table.name,
+            rows,
+            file = %path.display(),
+            "store: {what}: rows the store cannot take were quarantined: {why}"
+        ),
+        Err(e) => tracing::error!(
+            table = table.name,
+            rows,
+            "store: {what}: rows the store cannot take were dropped ({e} keeping them): {why}"
+        ),
+    }
+}
+
+/// [`quarantine`] for a log record that does not even decode: its bytes as logged.
+fn quarantine_bytes(data: &Path, what: &str, why: &str, table: &str, bytes: &[u8]) {
+    let dir = data.join(QUARANTINE_DIR);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f");
+    let name: String = format!("{stamp}-{table}-{what}")
+        .chars()
+        .take(200)
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{name}.wire"));
+    match fs::create_dir_all(&dir).and_then(|()| fs::write(&path, bytes)) {
+        Ok(()) => {
+            tracing::error!(file = %path.display(), "store: {what}: a record that does not decode was quarantined: {why}")
+        }
+        Err(e) => tracing::error!("store: {what}: a record that does not decode was dropped ({e} keeping it): {why}"),
+    }
+}
+
+/// Where quarantined rows go, under the data directory.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Memory a batch's rows hold: the bytes its arrays reference. Arrays decoded
 /// from one IPC message share its allocation, which `get_array_memory_size`
@@ -413,9 +640,14 @@ const DAY_US: i64 = 86_400_000_000;
 
 /// The partition directory of rows whose crawl_time falls on `day` (days since the epoch, UTC).
 pub fn day_dir(table_dir: &Path, day: i64) -> PathBuf {
-    let date =
-        chrono::DateTime::from_timestamp(day * 86_400, 0).map(|d| d.date_naive().to_string()).unwrap_or_default();
+    let date = day_name(day).unwrap_or_default();
     table_dir.join(format!("{}={date}", crate::delta::PARTITION))
+}
+
+/// `YYYY-MM-DD` of `day` (days since the epoch), when it is a four-digit year.
+fn day_name(day: i64) -> Option<String> {
+    let d = chrono::DateTime::from_timestamp(day.checked_mul(86_400)?, 0)?.date_naive();
+    (1..=9999).contains(&chrono::Datelike::year(&d)).then(|| d.to_string())
 }
 
 /// Rows split by the UTC day of their crawl_time (the fourth column of every table).
@@ -500,6 +732,13 @@ fn replay(
         }
         last = last.max(n);
         let read = wal::read_segment(&path).map_err(io(&path))?;
+        for (from, to) in &read.corrupt {
+            tracing::error!(
+                segment = %path.display(),
+                "write-ahead log: bytes {from}..{to} are corrupt (not a torn tail): the record(s) there are lost; \
+                 the intact records after them are kept"
+            );
+        }
         if read.torn && repair {
             tracing::warn!(segment = %path.display(), "write-ahead log: torn tail cut off (crash during a write)");
             let f = fs::OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
@@ -510,9 +749,20 @@ fn replay(
             if applied.get(&key).is_some_and(|&h| r.seq <= h) {
                 continue;
             }
-            let (table, batches) = decode_batch(&r.table, r.zstd, &r.ipc)
-                .map_err(|e| StoreError::Failed(format!("{}: seq {}: {e}", path.display(), r.seq)))?;
+            let what = format!("log record {} {} {}", r.agent, r.epoch, r.seq);
+            let (table, batches) = match decode_batch(&r.table, r.zstd, &r.ipc) {
+                Ok(d) => d,
+                Err(e) => {
+                    quarantine_bytes(data, &what, &format!("{}: {e}", path.display()), &r.table, &r.ipc);
+                    applied.insert(key, r.seq);
+                    continue;
+                }
+            };
             applied.insert(key, r.seq);
+            if let Err(why) = storable(&batches) {
+                quarantine(data, &what, &why, table, &batches);
+                continue;
+            }
             bytes += batches.iter().map(batch_bytes).sum::<usize>();
             buffer.entry(table.name).or_default().extend(batches);
         }
@@ -619,6 +869,7 @@ impl Store {
             admission: Arc::new(tokio::sync::Semaphore::new(admission_kib as usize)),
             admission_kib,
             shared,
+            reserved: Reserved::default(),
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(vec![writer, flusher]),
             _server_lock: server_lock,
@@ -646,14 +897,20 @@ impl Store {
         record: Record,
         table: &'static Table,
         batches: Vec<RecordBatch>,
+        reserved: Option<Reservation>,
     ) -> tokio::sync::oneshot::Receiver<Result<u64, String>> {
+        if let Err(why) = storable(&batches) {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let _ = reply.send(Err(format!("{}: {why}", table.name)));
+            return rx;
+        }
         let kib = batches.iter().map(batch_bytes).sum::<usize>().div_ceil(1024);
         let permit =
             self.admission.clone().acquire_many_owned(kib.clamp(1, self.admission_kib as usize) as u32).await.ok();
         let (reply, rx) = tokio::sync::oneshot::channel();
         let failed = self.shared.lock().failed.clone();
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let cmd = Cmd::Append { record, table, batches, reply, _permit: permit };
+        let cmd = Cmd::Append { record, table, batches, reply, _permit: permit, reserved };
         match (failed, tx) {
             (Some(f), _) => {
                 let Cmd::Append { reply, .. } = cmd else { unreachable!() };
@@ -684,7 +941,7 @@ impl Store {
         let ipc = periscope_proto::ipc::encode_wire(&table.schema(), batches)
             .map_err(|e| StoreError::Failed(e.to_string()))?;
         let record = Record { table: table.name.into(), agent: agent.into(), epoch, seq, zstd: true, ipc };
-        let rx = self.submit(record, table, batches.to_vec()).await;
+        let rx = self.submit(record, table, batches.to_vec(), None).await;
         rx.await.map_err(|_| StoreError::Failed("store is shut down".into()))?.map_err(StoreError::Failed)
     }
 
@@ -707,13 +964,42 @@ impl Store {
     }
 
     /// Refuses rows of scopes the index does not know once it holds
-    /// [`StoreConfig::max_scopes`]: the error says so and which flag sets it.
-    /// Below the limit this is one atomic read.
-    pub fn admit_scopes(&self, batches: &[RecordBatch]) -> Result<(), String> {
+    /// [`StoreConfig::max_scopes`], or once their host holds
+    /// [`StoreConfig::max_scopes_per_host`] (in the index, in flight, and
+    /// reserved by batches admitted but not yet applied): the error says so
+    /// and which flag sets it. The new scopes a batch brings stay reserved
+    /// until it is applied (give the [`Reservation`] to [`Store::submit`]),
+    /// so neither many batches at once nor many streams get past the quota.
+    /// Below the global limit only batches of the tables that make index
+    /// entries (crawls, unchanged, inherited, containers) are looked at.
+    pub fn admit_scopes(&self, table: &Table, batches: &[RecordBatch]) -> Result<Option<Reservation>, String> {
+        let per_host = self.shared.config.max_scopes_per_host;
+        let mut reservation = None;
+        if per_host > 0 && crate::current::indexed(table) {
+            let s = self.shared.lock();
+            let new = s.index.new_scopes(&s.pending, batches);
+            if !new.is_empty() {
+                let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+                for (host, n) in &new {
+                    let have =
+                        s.index.host_scopes(host) + s.pending.of_host(host) + reserved.get(host).copied().unwrap_or(0);
+                    if have + n > per_host {
+                        return Err(format!(
+                            "host {host} holds {have} scopes in the current-state index (--max-scopes-per-host \
+                             {per_host}): rows of its new scopes are refused until some leave or the limit is raised"
+                        ));
+                    }
+                }
+                for (host, n) in &new {
+                    *reserved.entry(host.clone()).or_default() += n;
+                }
+                reservation = Some(Reservation { map: self.reserved.clone(), hosts: new });
+            }
+        }
         let max = self.shared.config.max_scopes;
         let n = self.shared.scopes.load(std::sync::atomic::Ordering::Relaxed);
         if max == 0 || n < max {
-            return Ok(());
+            return Ok(reservation);
         }
         let s = self.shared.lock();
         for b in batches {
@@ -724,7 +1010,7 @@ impl Store {
                 ));
             }
         }
-        Ok(())
+        Ok(reservation)
     }
 
     /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
@@ -818,14 +1104,14 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
             }
         }
         let mut failed = shared.lock().failed.clone();
-        let mut pending: Vec<(&'static Table, Vec<RecordBatch>, u64, Reply)> = Vec::new();
+        let mut pending: Vec<(&'static Table, Vec<RecordBatch>, u64, Reply, Option<Reservation>)> = Vec::new();
         let mut rotations = Vec::new();
         for c in cmds {
             match c {
                 Cmd::Append { reply, .. } if failed.is_some() => {
                     let _ = reply.send(Err(failed.clone().unwrap_or_default()));
                 }
-                Cmd::Append { record, table, batches, reply, _permit } => {
+                Cmd::Append { record, table, batches, reply, _permit, reserved } => {
                     let rows = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                     let key = (record.agent.clone(), record.epoch);
                     if applied.get(&key).is_some_and(|&h| record.seq <= h) {
@@ -837,7 +1123,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                         // records would be cut off with it when the log is repaired.
                         let m = format!("write-ahead log {}: {e}", segment.path().display());
                         let _ = reply.send(Err(m.clone()));
-                        for (.., reply) in pending.drain(..) {
+                        for (_, _, _, reply, _) in pending.drain(..) {
                             let _ = reply.send(Err(m.clone()));
                         }
                         fail(shared, m.clone());
@@ -845,7 +1131,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                         continue;
                     }
                     applied.insert(key, record.seq);
-                    pending.push((table, batches, rows, reply));
+                    pending.push((table, batches, rows, reply, reserved));
                 }
                 Cmd::Rotate(r) => rotations.push(r),
             }
@@ -856,7 +1142,7 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
         if !pending.is_empty() {
             if let Err(e) = segment.sync() {
                 let m = format!("write-ahead log {}: fsync: {e}", segment.path().display());
-                for (.., reply) in pending {
+                for (_, _, _, reply, _) in pending {
                     let _ = reply.send(Err(m.clone()));
                 }
                 fail(shared, m);
@@ -864,15 +1150,17 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
             }
             let mut guard = shared.lock();
             let s = &mut *guard;
-            for (table, batches, _, _) in &mut pending {
+            for (table, batches, _, _, reserved) in &mut pending {
                 s.index.apply(&mut s.pending, table, batches);
                 s.active_bytes += batches.iter().map(batch_bytes).sum::<usize>();
                 s.active.entry(table.name).or_default().append(batches);
+                // In the index (or pending) now: counted there, no longer reserved.
+                reserved.take();
             }
             s.active_since.get_or_insert_with(Instant::now);
             shared.scopes.store(s.index.len(), std::sync::atomic::Ordering::Relaxed);
             drop(guard);
-            for (.., rows, reply) in pending {
+            for (_, _, rows, reply, _) in pending {
                 crash_point();
                 let _ = reply.send(Ok(rows));
             }
@@ -1013,7 +1301,19 @@ fn commit(shared: &Shared, through: u64, applied: &Applied) -> Result<(), StoreE
                 File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
             }
             let tmp = dir.join(format!(".{name}.tmp"));
-            write_parquet(&tmp, table, &batches)?;
+            match write_parquet(&tmp, table, &batches) {
+                Ok(()) => {}
+                // Not the disk's fault: some batch cannot be written. Keep the
+                // others, quarantine what fails alone, so no batch stops ingest.
+                Err(StoreError::Parquet { source, .. }) => {
+                    let why = source.to_string();
+                    let (good, bad): (Vec<RecordBatch>, Vec<RecordBatch>) =
+                        batches.into_iter().partition(|b| writes(table, b));
+                    quarantine(data, &format!("flush {through}"), &why, table, &bad);
+                    write_parquet(&tmp, table, &good)?;
+                }
+                Err(e) => return Err(e),
+            }
             written.push((*t, tmp, dir.join(&name)));
         }
     }
@@ -1096,6 +1396,16 @@ fn write_parquet(path: &Path, table: &Table, batches: &[RecordBatch]) -> Result<
     file.sync_all().map_err(io(path))
 }
 
+/// Whether one batch can be written as Parquet (in memory): how a failed
+/// flush finds the batches to quarantine.
+fn writes(table: &Table, b: &RecordBatch) -> bool {
+    let mut w = match ArrowWriter::try_new(Vec::new(), table.schema(), Some(writer_properties(table, 1))) {
+        Ok(w) => w,
+        Err(_) => return false,
+    };
+    w.write(b).is_ok() && w.close().is_ok()
+}
+
 /// A compaction's record, `.compact-<id>.json` in the table's directory:
 /// written before its output file is renamed into place, so that once the
 /// output exists its inputs are known to be replaced, crash or not.
@@ -1144,8 +1454,14 @@ fn compactions(dir: &Path, clean: bool) -> Result<std::collections::HashSet<Stri
     let mut decided = Vec::new();
     for name in records {
         let path = dir.join(&name);
-        let record: Compaction = match fs::read(&path).map(|b| serde_json::from_slice(&b)) {
-            Ok(Ok(r)) => r,
+        let record: Compaction = match fs::read(&path).map(|b| serde_json::from_slice::<Compaction>(&b)) {
+            // Every name a record gives is a data file of this very directory: a
+            // crafted record must not make the store delete anything else.
+            Ok(Ok(r)) if std::iter::once(&r.output).chain(&r.inputs).all(|n| n.is_empty() || data_file_name(n)) => r,
+            Ok(Ok(_)) => {
+                tracing::error!(record = %path.display(), "store: a compaction record names files outside its partition; ignored");
+                Compaction { output: String::new(), inputs: Vec::new(), drop: false }
+            }
             // A record torn by a crash: its output was never renamed into place.
             _ => Compaction { output: String::new(), inputs: Vec::new(), drop: false },
         };
@@ -1170,6 +1486,13 @@ fn compactions(dir: &Path, clean: bool) -> Result<std::collections::HashSet<Stri
         }
     }
     Ok(replaced)
+}
+
+/// Whether `name` is what the store names its data files in a partition:
+/// `wal-N.parquet` or `compact-ID.parquet`, a plain name (no separator, no `..`).
+fn data_file_name(name: &str) -> bool {
+    let plain = !name.contains('/') && !name.contains('\\') && !name.starts_with('.');
+    plain && name.ends_with(".parquet") && (name.starts_with("wal-") || name.starts_with("compact-"))
 }
 
 /// Merges a table's small files into one when there are `compact_files` or
@@ -1239,9 +1562,9 @@ fn compact_partition(
                     .map_err(|source| StoreError::Parquet { path: f.clone(), source })?;
             for b in reader {
                 let b = b.map_err(|e| StoreError::Failed(format!("{}: {e}", f.display())))?;
-                // Stored under the declared schema (older files may carry other metadata).
-                let b = RecordBatch::try_new(t.schema(), b.columns().to_vec())
-                    .map_err(|e| StoreError::Failed(format!("{}: {e}", f.display())))?;
+                // Stored under the declared schema (older files may carry other metadata, or lack
+                // columns added since).
+                let b = conform(t, &b).map_err(|e| StoreError::Failed(format!("{}: {e}", f.display())))?;
                 let b = match keep {
                     Some(k) => k(&b)?,
                     None => b,
@@ -1326,6 +1649,12 @@ pub(crate) fn expiry_cutoff(host_expiry: Duration) -> i64 {
 /// found on a snapshot of it so that ingest waits only for the removals.
 fn prune(shared: &Shared) -> usize {
     let cutoff = expiry_cutoff(shared.config.host_expiry);
+    let expired = shared.lock().pending.expire(PENDING_TTL);
+    if expired > 0 {
+        tracing::warn!(
+            "store: {expired} crawl(s) whose crawls row never arrived were dropped from the index's pending state"
+        );
+    }
     let index = shared.lock().index.clone();
     let departed = index.departed(cutoff);
     drop(index);
@@ -1538,6 +1867,53 @@ mod tests {
             let paged = !matches!(index[0][i], parquet::file::page_index::column_index::ColumnIndexMetaData::NONE);
             assert_eq!(paged, common, "{name}: page index");
         }
+    }
+
+    /// `batch` with every row's crawl_time set to `us`.
+    fn dated(batch: &RecordBatch, us: i64) -> RecordBatch {
+        let mut cols = batch.columns().to_vec();
+        let t = arrow_array::TimestampMicrosecondArray::from(vec![us; batch.num_rows()]).with_timezone("+00:00");
+        cols[3] = Arc::new(t);
+        RecordBatch::try_new(batch.schema(), cols).unwrap()
+    }
+
+    /// Issue 18 item 4: rows dated i64::MAX and i64::MIN both mapped to an
+    /// empty day partition; the flush failed three times, the store refused
+    /// every later batch, and the log replayed them into the same failure at
+    /// every restart.
+    #[tokio::test]
+    async fn rows_no_day_can_hold_are_refused_and_a_log_holding_them_is_quarantined_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = crate::testutil::crawl_error_batch(2);
+        {
+            let store = Store::open_with(tmp.path(), config()).unwrap();
+            for (seq, t) in [(1, i64::MAX), (2, i64::MIN)] {
+                let e = store.apply(&CRAWL_ERRORS, &[dated(&good, t)], "a", 1, seq).await.unwrap_err();
+                assert!(e.to_string().contains("names no day partition"), "{e}");
+            }
+            store.apply(&CRAWL_ERRORS, std::slice::from_ref(&good), "a", 1, 3).await.unwrap();
+        }
+        // What a server from before that check logged: bad records between good ones.
+        let wal = wal_dir(tmp.path());
+        let next = wal::segments(&wal).unwrap().into_iter().max().unwrap() + 1;
+        let mut seg = Segment::create(&wal, next).unwrap();
+        for (seq, t) in [(10, i64::MAX), (11, 1_700_000_000_000_000), (12, i64::MIN)] {
+            let ipc = periscope_proto::ipc::encode_wire(&CRAWL_ERRORS.schema(), &[dated(&good, t)]).unwrap();
+            let r = Record { table: CRAWL_ERRORS.name.into(), agent: "old".into(), epoch: 1, seq, zstd: true, ipc };
+            seg.append(&r).unwrap();
+        }
+        seg.sync().unwrap();
+        drop(seg);
+        let store = Store::open_with(tmp.path(), config()).unwrap();
+        assert_eq!(rows(&store.snapshot()), (0, 4), "the good records replayed");
+        let kept = names(&tmp.path().join(QUARANTINE_DIR));
+        assert_eq!(kept.len(), 2, "the bad ones kept aside: {kept:?}");
+        assert!(kept.iter().all(|n| n.contains("crawl_errors-log_record_old_1_1")), "{kept:?}");
+        store.flush().unwrap();
+        store.apply(&CRAWL_ERRORS, std::slice::from_ref(&good), "a", 1, 4).await.unwrap();
+        store.close().unwrap();
+        assert_eq!(rows(&Store::read(tmp.path()).unwrap()), (6, 0), "ingest went on, across a restart");
+        assert!(!tmp.path().join("tables/crawl_errors/day=").exists(), "no nameless partition");
     }
 
     #[tokio::test]
@@ -1759,7 +2135,7 @@ mod tests {
         let mut send = async |batches: Vec<(&'static Table, RecordBatch)>| {
             for (t, b) in batches {
                 let b = [b];
-                store.admit_scopes(&b)?;
+                store.admit_scopes(t, &b)?;
                 seq += 1;
                 store.apply(t, &b, "a", 1, seq).await.map_err(|e| e.to_string())?;
             }
@@ -1774,6 +2150,159 @@ mod tests {
         send(crawl("h1", "host", now + 1, &["a", "d"], None)).await.expect("a known scope's next crawl");
         store.flush().unwrap();
         assert_eq!(names_in(&store.snapshot(), "packages"), ["h1:a", "h1:a", "h1:d", "h2:b"], "no row of h3 stored");
+    }
+
+    /// Issue 18 item 5: image scopes never leave the index, so one agent
+    /// filled --max-scopes with made-up images and other hosts' new containers
+    /// were refused; crawls that never complete sat in the pending map for ever.
+    #[tokio::test]
+    async fn one_host_cannot_fill_the_index_for_the_others() {
+        use periscope_agent::collectors::Sink;
+        use periscope_agent::encode::{Common, Value};
+        use periscope_proto::tables::{CRAWLS, UNCHANGED};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open_with(tmp.path(), StoreConfig { max_scopes_per_host: 3, ..config() }).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        let stamp = |host: &str, scope: &str, id: &str, t: i64| Common {
+            host: host.into(),
+            scope: scope.into(),
+            scope_id: id.into(),
+            crawl_time_us: t,
+        };
+        let done = |c: Common| {
+            let mut m = Sink::new(c);
+            m.row(&CRAWLS, &[("tables", "".into())]);
+            m.finish()
+        };
+        let mut seq = 0;
+        let mut send = async |batches: Vec<RecordBatch>| {
+            for b in batches {
+                let t = periscope_agent::crawl::table_of(&b);
+                let b = [b];
+                store.admit_scopes(t, &b)?;
+                seq += 1;
+                store.apply(t, &b, "a", 1, seq).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        for i in 0..3 {
+            send(done(stamp("flood", "image", &format!("sha256:{i}"), now))).await.unwrap();
+        }
+        let err = send(done(stamp("flood", "image", "sha256:3", now))).await.unwrap_err();
+        assert!(err.contains("host flood holds 3 scopes") && err.contains("--max-scopes-per-host 3"), "{err}");
+        send(done(stamp("flood", "image", "sha256:0", now + 1))).await.expect("its known scopes go on");
+        send(done(stamp("web", "host", "m", now))).await.expect("other hosts are not affected");
+        assert_eq!(store.index().len(), 4);
+        // Admitted but not yet applied (pipelined on a stream, or on many streams), they count too.
+        let one = |id: &str| done(stamp("burst", "image", id, now));
+        let held: Vec<_> = ["a", "b", "c"].iter().map(|id| store.admit_scopes(&CRAWLS, &one(id)).unwrap()).collect();
+        let e = store.admit_scopes(&CRAWLS, &one("d")).err().expect("a fourth new scope in flight");
+        assert!(e.contains("host burst holds 3 scopes"), "{e}");
+        drop(held);
+        // So do several batches of one message.
+        let many: Vec<RecordBatch> = ["a", "b", "c", "d"].iter().flat_map(|id| one(id)).collect();
+        assert!(store.admit_scopes(&CRAWLS, &many).is_err(), "four new scopes in one message");
+        let three: Vec<RecordBatch> = ["a", "b", "c"].iter().flat_map(|id| one(id)).collect();
+        drop(store.admit_scopes(&CRAWLS, &three).expect("three fit"));
+        // Crawls in flight count too, and those never completed go after PENDING_TTL.
+        let mut sink = Sink::new(stamp("web", "container", "c1", now));
+        sink.row(&UNCHANGED, &[("table_name", "packages".into()), ("since", Value::Int(now))]);
+        send(sink.finish()).await.unwrap();
+        let mut s = store.shared.lock();
+        assert_eq!(s.pending.of_host("web"), 1);
+        assert_eq!(s.pending.expire(Duration::from_secs(3600)), 0, "not yet");
+        assert_eq!(s.pending.expire(Duration::ZERO), 1);
+        assert!(s.pending.is_empty() && s.pending.of_host("web") == 0);
+    }
+
+    /// Files and log records written before `crawls.received` existed still
+    /// compact, are retained and replay: the column reads as null.
+    #[tokio::test]
+    async fn data_from_before_a_column_was_added_still_compacts_and_replays() {
+        use periscope_proto::tables::CRAWLS;
+        let tmp = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        let older = |b: &RecordBatch| -> RecordBatch {
+            let keep: Vec<usize> = (0..b.num_columns()).filter(|&i| b.schema().field(i).name() != "received").collect();
+            b.project(&keep).unwrap()
+        };
+        let crawls = |t: i64| {
+            let c = periscope_agent::encode::Common {
+                host: "h".into(),
+                scope: "host".into(),
+                scope_id: "m".into(),
+                crawl_time_us: t,
+            };
+            let mut b = periscope_agent::encode::TableBuilder::new(&CRAWLS);
+            b.push(&c, &[("tables", "".into())]);
+            b.finish()
+        };
+        let day = day_dir(&table_dir(tmp.path(), &CRAWLS), now.div_euclid(DAY_US));
+        fs::create_dir_all(&day).unwrap();
+        // Two files as an older server wrote them, one as this one does.
+        for (i, t) in [(1u64, now - 3), (2, now - 2)] {
+            let b = older(&crawls(t));
+            let f = File::create(day.join(format!("wal-{i:012}.parquet"))).unwrap();
+            let mut w = ArrowWriter::try_new(f, b.schema(), None).unwrap();
+            w.write(&b).unwrap();
+            w.close().unwrap();
+        }
+        // And a log record from before the column.
+        {
+            let wal = wal_dir(tmp.path());
+            fs::create_dir_all(&wal).unwrap();
+            let mut seg = Segment::create(&wal, 3).unwrap();
+            let b = older(&crawls(now - 1));
+            let ipc = periscope_proto::ipc::encode_wire(&b.schema(), &[b]).unwrap();
+            seg.append(&Record { table: "crawls".into(), agent: "old".into(), epoch: 1, seq: 1, zstd: true, ipc })
+                .unwrap();
+            seg.sync().unwrap();
+            write_marker(tmp.path(), 3, &Applied::default()).unwrap();
+        }
+        let store = Store::open_with(tmp.path(), StoreConfig { compact_files: 2, ..config() }).unwrap();
+        assert_eq!(store.index().len(), 1);
+        store.apply(&CRAWLS, &[crawls(now)], "a", 1, 1).await.unwrap();
+        store.flush().unwrap();
+        wait_for(|| names(&day).iter().filter(|n| n.ends_with(".parquet")).count() == 1);
+        store.close().unwrap();
+        assert!(!tmp.path().join(QUARANTINE_DIR).exists(), "nothing quarantined");
+        let snap = Store::read(tmp.path()).unwrap();
+        let n: usize = snap
+            .files
+            .get("crawls")
+            .iter()
+            .map(|f| {
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+                    .unwrap();
+                r.metadata().file_metadata().num_rows() as usize
+            })
+            .sum();
+        assert_eq!(n, 4, "all four crawls, in one compacted file");
+    }
+
+    /// Issue 18 item 13: a crafted compaction record could delete any path.
+    #[test]
+    fn a_compaction_record_cannot_delete_outside_its_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let part = tmp.path().join("tables/packages/day=2026-12-01");
+        fs::create_dir_all(&part).unwrap();
+        let victim = tmp.path().join("precious");
+        fs::write(&victim, b"keep").unwrap();
+        fs::write(part.join("compact-1.parquet"), b"output").unwrap();
+        fs::write(part.join("wal-000000000001.parquet"), b"input").unwrap();
+        let absolute = victim.display().to_string();
+        for bad in ["../../../precious", absolute.as_str(), "wal-x/../../../../precious"] {
+            let record = serde_json::json!({"output": "compact-1.parquet", "inputs": [bad], "drop": false});
+            fs::write(part.join(".compact-1.json"), record.to_string()).unwrap();
+            compactions(&part, true).unwrap();
+            assert!(victim.exists(), "{bad}");
+        }
+        // A genuine record still retires its inputs.
+        let record = serde_json::json!({"output": "compact-1.parquet", "inputs": ["wal-000000000001.parquet"]});
+        fs::write(part.join(".compact-1.json"), record.to_string()).unwrap();
+        compactions(&part, true).unwrap();
+        assert!(!part.join("wal-000000000001.parquet").exists() && part.join("compact-1.parquet").exists());
+        assert!(data_file_name("wal-000000000001.parquet") && !data_file_name("../wal-1.parquet"));
     }
 
     fn wait_for(mut ok: impl FnMut() -> bool) {

@@ -106,7 +106,12 @@ fn psql_logs_in_reads_the_fleet_and_cannot_write() {
         ("CREATE EXTERNAL TABLE pw (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'", "parser error"),
         ("INSERT INTO crawls SELECT * FROM crawls", "read-only"),
         (copy.as_str(), "read-only"),
-        ("SET datafusion.runtime.memory_limit = '100G'", "datafusion.* settings is refused"),
+        ("SET datafusion.runtime.memory_limit = '100G'", "SET datafusion.runtime.memory_limit is refused"),
+        // Issue 18 items 6 and 8: a quoted name passed the old text match and replaced the session's
+        // memory pool or spill directory; SELECT … INTO created a table.
+        ("SET \"datafusion\".runtime.memory_limit = '8G'", "SET datafusion.runtime.memory_limit is refused"),
+        ("SET \"datafusion\".runtime.temp_directory = '/tmp'", "SET datafusion.runtime.temp_directory is refused"),
+        ("SELECT name INTO stolen FROM packages", "SELECT … INTO creates a table"),
         ("SELECT max(value % 7) FROM generate_series(1, 1000000000000)", "cancelled after 10 s"),
         // 10^11 groups: far beyond 64 MiB, and no spilling. The error leads with the limit, not with
         // DataFusion's "cannot spill because temporary files are not enabled".
@@ -122,6 +127,8 @@ fn psql_logs_in_reads_the_fleet_and_cannot_write() {
         assert!(!server.exited());
     }
     assert!(!copied.exists());
+    let (ok, _, err) = psql(&port, PASSWORD, "disable", "SELECT count(*) FROM stolen");
+    assert!(!ok && err.contains("stolen"), "SELECT … INTO made no table: {err}");
 
     let (ok, _, err) = psql(&port, "wrong", "disable", "SELECT 1");
     assert!(!ok);

@@ -69,13 +69,14 @@ impl Server {
             .spawn()
             .expect("spawn periscope serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let line = lines.next().expect("server printed nothing").unwrap();
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected server output: {line}"))
-            .to_string();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()) else {
+            // Not left running (and holding the test's output open) after a failed start.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unexpected server output: {line:?}");
+        };
+        let addr = addr.to_string();
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(|l| eprintln!("[server] {}", l.unwrap_or_default())));
         Server { child, url: format!("http://{addr}"), data: data.to_path_buf() }

@@ -1,0 +1,334 @@
+//! Trust boundaries (issue 18), tried from outside against a real server:
+//! each test makes a write a node must not be able to make, or opens a
+//! connection a user must not be able to hold, and checks that it is refused
+//! and that nothing it must not touch changed.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use common::*;
+use periscope_agent::encode::{Common, TableBuilder, Value};
+use periscope_proto::tables::{self, Table};
+use periscope_proto::v1::ingest_client::IngestClient;
+use periscope_proto::v1::{Batch, Compression, EnrollRequest, ImagesRequest};
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// A node as a compromised agent would act: it sends whatever rows it likes over gRPC.
+struct Node {
+    url: String,
+    host: String,
+    key: Option<String>,
+    seq: u64,
+}
+
+impl Node {
+    async fn enroll(url: &str, host: &str, secret: Option<&str>) -> Node {
+        let key = match secret {
+            Some(s) => {
+                let mut c = IngestClient::connect(url.to_string()).await.unwrap();
+                let r = EnrollRequest { host: host.into(), enroll_secret: s.into() };
+                Some(c.enroll(r).await.unwrap().into_inner().node_key)
+            }
+            None => None,
+        };
+        Node { url: url.into(), host: host.into(), key, seq: 0 }
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(k) = &self.key {
+            r.metadata_mut().insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
+        r
+    }
+
+    /// Sends one batch; the server's acknowledgement or refusal.
+    async fn send(&mut self, table: &'static Table, batch: RecordBatch) -> Result<u64, tonic::Status> {
+        self.seq += 1;
+        let b = Batch {
+            contract_version: periscope_proto::CONTRACT_VERSION,
+            agent_id: self.host.clone(),
+            boot_epoch: 1,
+            seq: self.seq,
+            table: table.name.into(),
+            arrow_ipc: periscope_proto::ipc::encode_wire(&table.schema(), &[batch]).unwrap(),
+            compression: Compression::Zstd as i32,
+            ..Default::default()
+        };
+        let mut c = IngestClient::connect(self.url.clone()).await.unwrap();
+        let mut acks = c.send(self.request(futures::stream::iter(vec![b]))).await?.into_inner();
+        let ack = futures::StreamExt::next(&mut acks).await.expect("an answer")?;
+        Ok(ack.rows)
+    }
+
+    /// One crawl of a scope: `rows` of `table`, then its `crawls` row.
+    async fn crawl(
+        &mut self,
+        scope: &str,
+        id: &str,
+        t: i64,
+        table: &'static Table,
+        rows: &[&[(&str, Value<'_>)]],
+    ) -> Result<(), tonic::Status> {
+        let common = Common { host: self.host.clone(), scope: scope.into(), scope_id: id.into(), crawl_time_us: t };
+        let mut b = TableBuilder::new(table);
+        for r in rows {
+            b.push(&common, r);
+        }
+        self.send(table, b.finish()).await?;
+        let mut c = TableBuilder::new(&tables::CRAWLS);
+        c.push(&common, &[("rows", (rows.len() as i64).into()), ("tables", table.name.into())]);
+        self.send(&tables::CRAWLS, c.finish()).await.map(drop)
+    }
+
+    async fn stored_images(&self, ids: &[&str]) -> Vec<String> {
+        let mut c = IngestClient::connect(self.url.clone()).await.unwrap();
+        let r = ImagesRequest { agent_id: self.host.clone(), image_ids: ids.iter().map(|s| s.to_string()).collect() };
+        c.images(self.request(r)).await.unwrap().into_inner().stored
+    }
+}
+
+const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Issue 18 item 1: the index kept each image's newest crawl from any host, so
+/// one enrolled agent sending an image crawl dated in the future replaced what
+/// every other host's containers of that image showed, and the image claims
+/// then told the victims not to crawl it again.
+#[test]
+fn another_hosts_crawl_of_an_image_never_changes_what_this_hosts_containers_show() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--enroll-secret", "fleet"], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let now = now_us();
+        let mut web = Node::enroll(&server.url, "web-1", Some("fleet")).await;
+        let pkg = |v: &'static str| -> Vec<(&'static str, Value<'static>)> {
+            vec![("manager", "dpkg".into()), ("name", "openssl".into()), ("version", v.into())]
+        };
+        let genuine = pkg("3.0.11-1~deb12u2");
+        web.crawl("image", IMAGE, now - 60_000_000, &tables::PACKAGES, &[&genuine]).await.unwrap();
+        let inherit: &[(&str, Value<'_>)] = &[("table_name", "packages".into()), ("image_id", IMAGE.into())];
+        web.crawl("container", "c-web", now - 30_000_000, &tables::INHERITED, &[inherit]).await.unwrap();
+
+        // A compromised node: the same image, with another openssl, dated as far ahead as the server allows
+        // and far beyond it; and a container of its own inheriting from it.
+        let mut evil = Node::enroll(&server.url, "evil", Some("fleet")).await;
+        let forged = pkg("1.0.1-evil");
+        let refused = evil.crawl("image", IMAGE, now + 365 * 86_400_000_000, &tables::PACKAGES, &[&forged]).await;
+        let e = refused.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("ahead of the server's clock"), "{}", e.message());
+        evil.crawl("image", IMAGE, now + 300_000_000, &tables::PACKAGES, &[&forged]).await.unwrap();
+        evil.crawl("container", "c-evil", now + 300_000_000, &tables::INHERITED, &[inherit]).await.unwrap();
+
+        // Each host's containers show that host's own crawl of the image.
+        let target = ["--server", server.url.as_str()];
+        let seen = sql(
+            &target,
+            "SELECT host, scope_id, version FROM packages WHERE name = 'openssl' AND scope = 'container' ORDER BY host",
+        );
+        let seen: Vec<String> =
+            seen.iter().map(|r| format!("{} {} {}", s(r, "host"), s(r, "scope_id"), s(r, "version"))).collect();
+        assert_eq!(seen, ["evil c-evil 1.0.1-evil", "web-1 c-web 3.0.11-1~deb12u2"]);
+
+        // Only a host's own crawl of an image tells its agent to skip it.
+        assert_eq!(web.stored_images(&[IMAGE]).await, [IMAGE]);
+        let db = Node::enroll(&server.url, "db-1", Some("fleet")).await;
+        assert!(db.stored_images(&[IMAGE]).await.is_empty(), "db-1 must crawl the image itself");
+    });
+}
+
+/// Issue 18 items 2 and 4: `crawl_time` came from the agent unchecked. Rows
+/// at i64::MAX and i64::MIN mapped to a nameless day partition and stopped
+/// every later flush, across restarts; a date far ahead pinned a scope's state.
+#[test]
+fn crawl_times_the_server_cannot_file_or_must_not_trust_are_refused_and_ingest_goes_on() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let row: &[(&str, Value<'_>)] = &[("collector", "packages".into()), ("message", "x".into())];
+    rt.block_on(async {
+        let mut h = Node::enroll(&server.url, "h", None).await;
+        for (t, why) in [
+            (i64::MAX, "ahead of the server's clock"),
+            (i64::MIN, "days before the server's clock"),
+            (now_us() + 86_400_000_000, "ahead of the server's clock"),
+            (-1, "days before the server's clock"),
+            // Every day since 1970 a partition of its own: no.
+            (now_us() - 91 * 86_400_000_000, "more than 90 days before the server's clock"),
+        ] {
+            let e = h.crawl("host", "m", t, &tables::CRAWL_ERRORS, &[row]).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{t}");
+            assert!(e.message().contains(why), "{t}: {}", e.message());
+        }
+        h.crawl("host", "m", now_us(), &tables::CRAWL_ERRORS, &[row]).await.unwrap();
+    });
+    let count = |url: &str| s(&sql(&["--server", url], "SELECT count(*) AS n FROM crawl_errors")[0], "n");
+    assert_eq!(count(&server.url), "1");
+    server.stop();
+    let server = Server::start(data.path());
+    assert_eq!(count(&server.url), "1", "flushed and reopened");
+}
+
+/// Issue 18 item 11: without auth flags the server served any address, open, with only a warning.
+#[test]
+fn an_open_server_refuses_to_listen_beyond_loopback_unless_told_to() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(periscope_bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refusing to listen on 0.0.0.0:") && err.contains("--insecure-open"), "{err}");
+    // Agents authenticated but SQL open: still refused.
+    let out = std::process::Command::new(periscope_bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--enroll-secret", "s", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("SQL users (--sql-user)"), "{err}");
+    // The explicit opt-out serves, and says what it is doing.
+    let server = Server::start_full(data.path(), "0.0.0.0:0", &["--insecure-open"], &[]);
+    let url = server.url.replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(sql(&["--server", &url], "SELECT 1 AS one").len(), 1);
+}
+
+/// A TCP connection to `to` from the loopback address `src` (127.0.0.0/8 is all this machine's).
+fn connect_from(src: &str, to: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+        sock.connect(to.parse().unwrap()).await.unwrap()
+    });
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+/// Whether the server closed `s` (end of stream or reset) within `wait`.
+fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
+
+/// Issue 18 item 9: connection slots were taken before authentication, so 32
+/// idle sockets locked psql out; now sockets take a slot only at login, one
+/// address may hold only a few logins in progress, and those time out.
+#[test]
+fn idle_sockets_that_never_log_in_cannot_lock_psql_out() {
+    let data = tempfile::tempdir().unwrap();
+    let pg = free_addr();
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let _server = Server::start_full(data.path(), "127.0.0.1:0", &["--pg-listen", &pg, "--sql-user", "u:pw"], &[]);
+    // More idle sockets than there are connection slots (32), from five addresses, 8 each.
+    let mut idle: Vec<std::net::TcpStream> =
+        (2..7).flat_map(|a| (0..8).map(move |_| a)).map(|a| connect_from(&format!("127.0.0.{a}"), &pg)).collect();
+    // One address trying for more gets its extra sockets closed at once.
+    let mut extra: Vec<std::net::TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", &pg)).collect();
+    assert!(extra.iter_mut().all(|s| closed_within(s, Duration::from_secs(5))), "a ninth login from one address");
+    let out = std::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
+        .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "SELECT 6 * 7"])
+        .env("PGPASSWORD", "pw")
+        .env("PGCONNECT_TIMEOUT", "20")
+        .output()
+        .expect("psql (scripts/install-test-deps.sh installs postgresql-client)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "psql locked out by idle sockets: {err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // The server closes the idle ones once the handshake time (10 s) is up.
+    assert!(closed_within(&mut idle[0], Duration::from_secs(30)), "an idle handshake is closed by the server");
+}
+
+/// Issue 18 item 10: 1,000 wrong passwords took 1.3 s.
+#[test]
+fn password_guessing_is_slowed_on_every_front() {
+    let data = tempfile::tempdir().unwrap();
+    let pg = free_addr();
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--pg-listen", &pg, "--sql-user", "u:right"], &[]);
+    let psql = |pw: &str| {
+        let out = std::process::Command::new("psql")
+            .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
+            .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "SELECT 1"])
+            .env("PGPASSWORD", pw)
+            .env("PGCONNECT_TIMEOUT", "20")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    for _ in 0..10 {
+        let (ok, _) = psql("guess");
+        assert!(!ok);
+    }
+    let (ok, err) = psql("right");
+    assert!(!ok && err.contains("too many failed logins from 127.0.0.1"), "{err}");
+    // The gRPC front shares the backoff: the same address is refused there too.
+    let err = sql_refused(
+        &["--server", &server.url],
+        "SELECT 1",
+        &[("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "right")],
+    );
+    assert!(err.contains("too many failed logins"), "{err}");
+}
+
+/// Issue 18 item 3: every agent holds the fleet's secret, so any node could
+/// enroll as any other host and write its rows.
+#[test]
+fn a_node_cannot_enroll_as_an_enrolled_host_and_tokens_enroll_one_host_once() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--enroll-secret", "fleet", "--enroll-tokens"], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let enroll = |host: &str, secret: &str| -> Result<String, tonic::Status> {
+        rt.block_on(async {
+            let mut c = IngestClient::connect(server.url.clone()).await.unwrap();
+            let r = EnrollRequest { host: host.into(), enroll_secret: secret.into() };
+            c.enroll(r).await.map(|r| r.into_inner().node_key)
+        })
+    };
+    let genuine = enroll("web-1", "fleet").unwrap();
+    // A compromised node knows the fleet's secret: it still cannot become web-1.
+    let e = enroll("web-1", "fleet").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(periscope_bin())
+            .arg("agents")
+            .args(args)
+            .arg("--data")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(admin(&["list"]).starts_with("web-1\tenrolled "));
+    // The operator revokes web-1 while the server runs: its key stops working at once, and it may enroll again.
+    admin(&["revoke", "web-1"]);
+    let mut old = rt.block_on(Node::enroll(&server.url, "web-1", None));
+    old.key = Some(genuine);
+    let row: &[(&str, Value<'_>)] = &[("collector", "packages".into()), ("message", "x".into())];
+    let e = rt.block_on(old.crawl("host", "m", now_us(), &tables::CRAWL_ERRORS, &[row])).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    enroll("web-1", "fleet").unwrap();
+    // A per-host token enrolls that host once, and no other.
+    let token = admin(&["token", "db-1"]).trim().to_string();
+    assert_eq!(enroll("db-2", &token).unwrap_err().code(), tonic::Code::Unauthenticated);
+    enroll("db-1", &token).unwrap();
+    admin(&["revoke", "db-1"]);
+    assert_eq!(enroll("db-1", &token).unwrap_err().code(), tonic::Code::Unauthenticated, "a token is used once");
+}
