@@ -35,8 +35,6 @@ pub fn encode_wire(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8
     zstd::bulk::compress(&plain, 3).map_err(|e| ArrowError::ExternalError(Box::new(e)))
 }
 
-/// Decodes what [`encode_wire`] made (or, with `zstd` false, a plain IPC
-/// stream), refusing to inflate past `max_bytes`.
 /// The bytes a wire batch says it inflates to: its own length uncompressed,
 /// the zstd frame's declared size, or None when the frame declares none.
 pub fn inflated_size(bytes: &[u8], zstd: bool) -> Option<u64> {
@@ -46,6 +44,8 @@ pub fn inflated_size(bytes: &[u8], zstd: bool) -> Option<u64> {
     zstd::zstd_safe::get_frame_content_size(bytes).ok().flatten()
 }
 
+/// Decodes what [`encode_wire`] made (or, with `zstd` false, a plain IPC
+/// stream), refusing to inflate past `max_bytes`.
 pub fn decode_wire(bytes: &[u8], zstd: bool, max_bytes: usize) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
     if !zstd {
         return decode(bytes);

@@ -229,7 +229,10 @@ impl Auth {
         let token = hash(secret);
         let by_token =
             self.config.tokens && g.0.tokens.get(&token).is_some_and(|t| t.host == host && t.expires_unix_ms > now);
-        let by_secret = self.config.enroll_secret.as_deref().is_some_and(|want| same_secret(want, secret));
+        // A host an operator issued a token for enrolls with that token only, not the fleet's secret.
+        let has_token = g.0.tokens.values().any(|t| t.host == host && t.expires_unix_ms > now);
+        let by_secret =
+            !has_token && self.config.enroll_secret.as_deref().is_some_and(|want| same_secret(want, secret));
         if !(by_token || by_secret) {
             self.throttle.failed(from);
             return Err(Status::unauthenticated(format!("wrong enroll secret or token for host {host:?}")));
@@ -253,12 +256,14 @@ impl Auth {
         );
         let mut tokens = g.0.tokens.clone();
         let used = by_token && !by_secret;
+        // The key first: should the token's removal then fail, the host holds a live key and the token cannot
+        // enroll it again.
+        Files::write(&self.files.keys, &keys).map_err(unavailable)?;
         if used {
             tokens.remove(&token);
             tokens.retain(|_, t| t.expires_unix_ms > now);
             Files::write(&self.files.tokens, &tokens).map_err(unavailable)?;
         }
-        Files::write(&self.files.keys, &keys).map_err(unavailable)?;
         *g = (Stored { keys, tokens }, self.files.stamp());
         tracing::info!(host, token = used, "agent enrolled");
         Ok(key)
@@ -410,10 +415,12 @@ mod tests {
     #[test]
     fn a_token_enrolls_its_own_host_once_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = AuthConfig { tokens: true, ..Default::default() };
+        let cfg = AuthConfig { tokens: true, enroll_secret: Some("fleet".into()), ..Default::default() };
         let auth = Auth::open(dir.path(), cfg).unwrap();
         assert!(!auth.is_open());
         let t = admin::token(dir.path(), "db-1", Duration::from_secs(3600)).unwrap();
+        let e = auth.enroll("db-1", "fleet", None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "a host with a token enrolls with it, not the fleet secret");
         let stale = admin::token(dir.path(), "db-2", Duration::ZERO).unwrap();
         assert_eq!(auth.enroll("db-9", &t, None).unwrap_err().code(), tonic::Code::Unauthenticated, "another host");
         assert_eq!(auth.enroll("db-2", &stale, None).unwrap_err().code(), tonic::Code::Unauthenticated, "expired");

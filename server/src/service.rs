@@ -192,7 +192,11 @@ impl Ingest for IngestService {
     async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
         let from = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let node_key = self.auth.enroll(&r.host, &r.enroll_secret, from)?;
+        // Enrollment locks and fsyncs files: not on an async worker.
+        let auth = self.auth.clone();
+        let node_key = tokio::task::spawn_blocking(move || auth.enroll(&r.host, &r.enroll_secret, from))
+            .await
+            .map_err(|e| Status::internal(format!("enrollment panicked: {e}")))??;
         Ok(Response::new(EnrollResponse { node_key }))
     }
 }

@@ -136,6 +136,14 @@ fn another_hosts_crawl_of_an_image_never_changes_what_this_hosts_containers_show
         let seen: Vec<String> =
             seen.iter().map(|r| format!("{} {} {}", s(r, "host"), s(r, "scope_id"), s(r, "version"))).collect();
         assert_eq!(seen, ["evil c-evil 1.0.1-evil", "web-1 c-web 3.0.11-1~deb12u2"]);
+        // And so does history: what each container's crawls added.
+        let changes = sql(
+            &target,
+            "SELECT host, version FROM package_changes \
+             WHERE name = 'openssl' AND scope = 'container' AND action = 'added' ORDER BY host",
+        );
+        let changes: Vec<String> = changes.iter().map(|r| format!("{} {}", s(r, "host"), s(r, "version"))).collect();
+        assert_eq!(changes, ["evil 1.0.1-evil", "web-1 3.0.11-1~deb12u2"]);
 
         // Only a host's own crawl of an image tells its agent to skip it.
         assert_eq!(web.stored_images(&[IMAGE]).await, [IMAGE]);
