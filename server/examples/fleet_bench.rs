@@ -9,7 +9,8 @@
 //! IMAGES images, skewed so some images are common), HOST_PACKAGES dpkg
 //! packages on the host, and two crawls a day apart, between which 1 host in
 //! 50 upgraded two packages. Rows are what agents send: each image's packages
-//! (IMAGE_PACKAGES) and os-release once, as the image scope; each container
+//! (IMAGE_PACKAGES) and os-release once per host that runs it, as that host's
+//! image scope (image rows are trusted per host); each container
 //! its own crawl, which shares os and packages with its image (`inherited`
 //! rows) — except 1 container in 20, whose package database differs from its
 //! image's (one package more) and so carries its own packages; a host's second
@@ -131,10 +132,10 @@ fn crawls_row(sink: &mut Sink, rows: usize, tables: &str) {
     );
 }
 
-/// The image scope: its packages and os-release, stored once for the fleet.
-fn image(i: usize, packages: usize) -> Vec<RecordBatch> {
+/// Host `h`'s crawl of image `i`: its packages and os-release.
+fn image(h: usize, i: usize, packages: usize) -> Vec<RecordBatch> {
     let common = Common {
-        host: format!("host-{:05}", i % 17),
+        host: format!("host-{h:05}"),
         scope: "image".into(),
         scope_id: format!("sha256:{i:064x}"),
         crawl_time_us: t0() - 1000,
@@ -283,13 +284,20 @@ async fn generate(store: &Store, args: &Args) -> u64 {
             n
         }
     };
-    for i in 0..args.images {
-        rows += send(image(i, args.image_packages), format!("image-agent-{i}")).await;
-    }
     let (t0, t1) = (t0(), t1());
     for t in [t0, t1] {
         for h in 0..args.hosts {
-            let mut batches = host_crawl(h, t, args);
+            let mut batches = Vec::new();
+            // Each host crawls the images it runs once, on its first crawl.
+            if t == t0 {
+                let mut imgs: Vec<usize> = (0..args.containers).map(|c| pick_image(h, c, args.images)).collect();
+                imgs.sort_unstable();
+                imgs.dedup();
+                for i in imgs {
+                    batches.extend(image(h, i, args.image_packages));
+                }
+            }
+            batches.extend(host_crawl(h, t, args));
             for c in 0..args.containers {
                 batches.extend(container_crawl(h, c, t, args));
             }
@@ -381,8 +389,8 @@ fn duckdb_views(data: &std::path::Path) -> String {
             FROM latest l LEFT JOIN hosts h ON h.host = l.host \
             LEFT JOIN listing li ON li.host = l.host AND li.container_id = l.scope_id AND l.scope = 'container' \
             WHERE l.scope <> 'container' OR h.host IS NULL OR li.container_id IS NOT NULL OR l.crawl_time > h.crawl_time;\n";
-    sql += "CREATE VIEW image_latest AS SELECT scope_id AS image_id, arg_max(host, crawl_time) AS host, \
-            max(crawl_time) AS crawl_time FROM crawls WHERE scope = 'image' GROUP BY scope_id;\n";
+    sql += "CREATE VIEW image_latest AS SELECT host, scope_id AS image_id, max(crawl_time) AS crawl_time \
+            FROM crawls WHERE scope = 'image' GROUP BY host, scope_id;\n";
     for t in ["packages", "containers", "container_mounts", "os"] {
         sql += &format!(
             "CREATE VIEW {t} AS \
@@ -396,7 +404,7 @@ fn duckdb_views(data: &std::path::Path) -> String {
              SELECT t.* EXCLUDE (host, scope, scope_id, crawl_time), v.host, v.scope, v.scope_id, v.crawl_time, v.container \
              FROM live v JOIN inherited_history i ON i.host = v.host AND i.scope = v.scope \
                AND i.scope_id = v.scope_id AND i.crawl_time = v.crawl_time AND i.table_name = '{t}' \
-             JOIN image_latest il ON il.image_id = i.image_id \
+             JOIN image_latest il ON il.host = v.host AND il.image_id = i.image_id \
              JOIN {t}_history t ON t.host = il.host AND t.scope = 'image' AND t.scope_id = i.image_id \
                AND t.crawl_time = il.crawl_time;\n"
         );
