@@ -41,12 +41,16 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 }
 
 /// Adds a package's owned path to `package_files` and to the owners map (both
-/// as recorded and with any merged-/usr alias resolved).
+/// as recorded and with any merged-/usr alias resolved). Past the table's
+/// limits (see [`Sink`]) the owners map stops growing with it.
 fn own(out: &mut Sink, manager: &str, package: &str, path: &str, aliases: &[(String, String)]) {
     if path.is_empty() || path == "/." || path == "/" {
         return;
     }
-    out.row(&PACKAGE_FILES, &[("manager", manager.into()), ("package", package.into()), ("path", path.into())]);
+    let row = [("manager", manager.into()), ("package", package.into()), ("path", path.into())];
+    if !out.row(&PACKAGE_FILES, &row) {
+        return;
+    }
     if let Some(real) = unalias(path, aliases) {
         out.owners.insert(real, package.to_string());
     }
