@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use periscope_proto::tables::{self, Table, scope};
 
-use crate::collectors::{COLLECTORS, CollectorConfig, Scope, Sink};
+use crate::collectors::{COLLECTORS, Collector, CollectorConfig, Scope, Sink};
 use crate::encode::Common;
 use crate::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES, Root, RootError};
 
@@ -458,10 +458,22 @@ fn run_collectors(
     base: Option<crate::inherit::Base>,
     extra: impl FnOnce(&mut Sink),
 ) -> Crawl {
+    let collectors: Vec<&'static Collector> =
+        COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
+    run_these(opts, collectors, root, common, shown, base, extra)
+}
+
+fn run_these(
+    opts: &CrawlOptions,
+    collectors: Vec<&'static Collector>,
+    root: Root,
+    common: Common,
+    shown: String,
+    base: Option<crate::inherit::Base>,
+    extra: impl FnOnce(&mut Sink),
+) -> Crawl {
     let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
-    let collectors: Vec<&'static crate::collectors::Collector> =
-        COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let known = opts.fingerprints.clone();
     // The filesystem is read on a thread of its own, watched: a read that never
@@ -470,8 +482,11 @@ fn run_collectors(
     // error row, the rest of the crawl goes on — and the thread is abandoned.
     let limit = opts.budgets.max_wall + WATCHDOG_GRACE;
     let key = format!("{}/{}/{}", common.host, common.scope, common.scope_id);
-    let still_hung =
-        HUNG.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|d| !d.load(Ordering::SeqCst));
+    let still_hung = {
+        let mut hung = HUNG.lock().unwrap_or_else(|e| e.into_inner());
+        hung.retain(|_, returned| !returned.load(Ordering::SeqCst));
+        hung.contains_key(&key)
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let c = common.clone();
     let done = Arc::new(AtomicBool::new(false));
@@ -483,7 +498,9 @@ fn run_collectors(
         std::thread::Builder::new()
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {
-                let mut sink = Sink::new(c.clone());
+                // Set however the thread ends, a panic included.
+                let _finished = SetOnDrop(finished);
+                let mut sink = Sink::with_budgets(c.clone(), &budgets);
                 // What the container put in front of its image decides which collectors it leaves to the image.
                 let plan = base.and_then(|b| match crate::inherit::changes(&b, &budgets) {
                     Ok(changes) => Some(crate::inherit::Plan::new(b.image_id, changes)),
@@ -519,17 +536,18 @@ fn run_collectors(
                             continue;
                         }
                     }
+                    sink.set_collector(col.name);
                     let errors_before = sink.errors();
                     let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
                     if col.needs_owners && sink.owners.is_empty() && packages_not_read {
                         // The package databases are the image's, but this collector names owners: read them, keep only the owners.
-                        let mut scratch = Sink::new(c.clone());
+                        let mut scratch = Sink::with_budgets(c.clone(), &budgets);
                         if let Some(p) = collectors.iter().find(|x| x.name == "packages") {
-                            (p.collect)(&scope, &mut scratch);
+                            guarded(p, &scope, &mut scratch);
                         }
                         sink.owners = std::mem::take(&mut scratch.owners);
                     }
-                    (col.collect)(&scope, &mut sink);
+                    guarded(col, &scope, &mut sink);
                     if let Some(fp) = fp.filter(|_| sink.errors() == errors_before) {
                         fingerprints.push((col.name, fp));
                     }
@@ -539,30 +557,35 @@ fn run_collectors(
                         sink.row(&tables::INHERITED, &[("table_name", t.name.into()), ("image_id", p.image_id.as_str().into())]);
                     }
                 }
-                finished.store(true, Ordering::SeqCst);
                 let _ = tx.send((sink, fingerprints, unread));
             })
             .map_err(|e| e.to_string())
     };
     let mut complete = true;
     let (mut fingerprints, mut unread) = (Vec::new(), Vec::new());
-    let mut sink = match spawned.and_then(|_| {
-        rx.recv_timeout(limit).map_err(|e| {
-            HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
-            e.to_string()
+    let received = spawned.map_err(|e| format!("cannot start its crawl thread: {e}")).and_then(|_| {
+        rx.recv_timeout(limit).map_err(|e| match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => {
+                HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
+                format!(
+                    "gave up on this scope's filesystem after {} s: a read did not return; a hung FUSE or NFS mount inside it?",
+                    limit.as_secs()
+                )
+            }
+            // Collectors' panics are caught one by one: this is a bug outside them, and nothing is left blocked.
+            std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                "internal error: the scope's crawl thread ended without its rows".to_string()
+            }
         })
-    }) {
+    });
+    let mut sink = match received {
         Ok((sink, f, u)) => {
             (fingerprints, unread) = (f, u);
             sink
         }
-        Err(e) => {
+        Err(msg) => {
             complete = false;
             let mut sink = Sink::new(common.clone());
-            let msg = format!(
-                "gave up on this scope's filesystem after {} s ({e}): a read did not return; a hung FUSE or NFS mount inside it?",
-                limit.as_secs()
-            );
             sink.error("watchdog", Some(&shown), &msg);
             sink
         }
@@ -573,6 +596,29 @@ fn run_collectors(
     crawl.fingerprints = fingerprints;
     crawl.unread = unread;
     crawl
+}
+
+/// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
+/// that collector's `crawl_errors` row, and the rows it made so far are kept.
+fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
+    let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
+    if let Err(panic) = std::panic::catch_unwind(run) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        let msg = format!("internal error: the collector panicked and was stopped: {what}");
+        sink.error(col.name, None, &msg);
+    }
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Scopes whose crawl thread was given up on, with a flag it sets if it ever returns.
@@ -641,4 +687,62 @@ pub fn table_of(batch: &RecordBatch) -> &'static tables::Table {
         .copied()
         .find(|t| t.matches(batch.schema_ref()))
         .expect("internal error: batch of an undeclared table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    fn strings(batches: &[RecordBatch], table: &str, column: &str) -> Vec<String> {
+        batches
+            .iter()
+            .filter(|b| table_of(b).name == table)
+            .flat_map(|b| {
+                let c = b.column_by_name(column).unwrap().as_string::<i32>();
+                (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    static PANICS: Collector = Collector {
+        name: "panics",
+        collect: |_, sink| {
+            sink.row(&tables::OS, &[("id", "before-the-panic".into())]);
+            panic!("a bug in one collector");
+        },
+        tables: &[&tables::OS],
+        inputs: |_| Vec::new(),
+        needs_owners: false,
+    };
+
+    /// A collector that panics (e.g. an Arrow offset overflow) used to kill the
+    /// scope's thread: the whole scope was lost, blamed on a hung mount, and
+    /// every later crawl of it refused as "still blocked".
+    #[test]
+    fn a_panicking_collector_is_its_own_error_and_blocks_no_later_crawl() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/os-release"), "ID=debian\n").unwrap();
+        let opts = CrawlOptions { root: tmp.path().into(), scope_id: Some("panics".into()), ..Default::default() };
+        for attempt in 0..3 {
+            let root = Root::open(tmp.path()).unwrap();
+            let common = Common {
+                host: "h".into(),
+                scope: scope::IMAGE.into(),
+                scope_id: "panics".into(),
+                crawl_time_us: attempt,
+            };
+            let these = vec![&PANICS, crate::collectors::collector("os").unwrap()];
+            let c = run_these(&opts, these, root, common, "shown".into(), None, |_| {});
+            let collectors = strings(&c.batches, "crawl_errors", "collector");
+            let messages = strings(&c.batches, "crawl_errors", "message");
+            assert_eq!(collectors, ["panics"], "attempt {attempt}: {messages:?}");
+            assert!(messages[0].contains("panicked") && messages[0].contains("a bug in one collector"), "{messages:?}");
+            // The rows made before the panic and the next collector's rows still arrive.
+            assert_eq!(strings(&c.batches, "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
+            assert!(c.complete, "attempt {attempt}");
+        }
+    }
 }
