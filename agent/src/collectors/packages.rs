@@ -120,6 +120,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
             for p in pkgs.iter().filter(|p| !p.is_installed()) {
                 not_installed_row(out, p, DPKG_STATUS);
             }
+            // A file list is read once, for the first stanza that names it:
+            // repeated stanzas must not make one list's rows again each time.
+            let mut lists_read = HashSet::new();
             for p in pkgs.iter().filter(|p| p.is_installed()) {
                 dpkg_row(out, p, DPKG_STATUS);
                 let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
@@ -127,11 +130,15 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
                 }
                 for list in candidates {
+                    if lists_read.contains(&list) {
+                        break;
+                    }
                     match root.read_limited(&list, LIST_MAX_BYTES) {
                         Ok(b) => {
                             for path in list_paths(&String::from_utf8_lossy(&b), false) {
                                 own(out, "dpkg", &p.name, &path, aliases);
                             }
+                            lists_read.insert(list);
                             break;
                         }
                         Err(e) if e.is_not_found() => continue,
@@ -174,18 +181,31 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     not_installed_row(out, p, &path);
                 }
                 // Distroless stanzas usually carry no Status line: present means installed.
-                for p in pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()) {
+                let installed: Vec<&DpkgPackage> =
+                    pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()).collect();
+                for p in &installed {
                     dpkg_row(out, p, &path);
-                    let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
-                    match root.read_limited(&sums, LIST_MAX_BYTES) {
-                        Ok(b) => {
-                            for f in list_paths(&String::from_utf8_lossy(&b), true) {
-                                own(out, "dpkg", &p.name, &f, aliases);
-                            }
+                }
+                // One stanza per file, one file list per file: its files belong
+                // to that stanza's package, read once however many stanzas the file has.
+                let Some(owner) = installed.first() else { continue };
+                if installed.len() > 1 {
+                    let msg = format!(
+                        "{} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
+                        installed.len(),
+                        owner.name
+                    );
+                    out.error(C, Some(&path), &msg);
+                }
+                let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
+                match root.read_limited(&sums, LIST_MAX_BYTES) {
+                    Ok(b) => {
+                        for f in list_paths(&String::from_utf8_lossy(&b), true) {
+                            own(out, "dpkg", &owner.name, &f, aliases);
                         }
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => out.read_error(C, &sums, &e),
                     }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => out.read_error(C, &sums, &e),
                 }
             }
         }
