@@ -268,9 +268,12 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 }
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
-    type Reader = fn(&[u8]) -> (Vec<RpmPackage>, Vec<String>);
-    const FORMATS: &[(&str, Reader)] =
-        &[("rpmdb.sqlite", rpm::read_sqlite), ("Packages.db", rpm::read_ndb), ("Packages", rpm::read_bdb)];
+    type Reader = fn(&[u8], &mut rpm::Work) -> (Vec<RpmPackage>, Vec<String>);
+    const FORMATS: &[(&str, Reader)] = &[
+        ("rpmdb.sqlite", rpm::read_sqlite_within),
+        ("Packages.db", rpm::read_ndb_within),
+        ("Packages", rpm::read_bdb_within),
+    ];
     let mut seen = HashSet::new();
     let mut found = false;
     for dir in RPM_DIRS {
@@ -294,7 +297,8 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                     continue;
                 }
             };
-            let (pkgs, errors) = read(&bytes);
+            let (pkgs, errors) = read(&bytes, &mut rpm::Work::new(bytes.len(), Some(scope.root.deadline())));
+            drop(bytes);
             for e in errors {
                 out.error(C, Some(&path), &e);
             }
@@ -364,6 +368,34 @@ mod tests {
         assert_eq!(rpm_evr(&p), "1.0-2");
         p.epoch = Some(0);
         assert_eq!(rpm_evr(&p), "0:1.0-2");
+    }
+
+    /// The rpm sqlite CPU bomb through the collector: every row of Packages
+    /// shares one stored blob. The database yields no more headers than its
+    /// bytes hold, says why, and the rest of the crawl still arrives.
+    #[test]
+    fn an_rpmdb_whose_rows_share_one_blob_costs_what_the_file_holds() {
+        use crate::collectors::rpm::testutil::{fat_package_blob, sqlite_default_bomb};
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("var/lib/rpm")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/os-release"), "ID=fedora\n").unwrap();
+        let blob = fat_package_blob(4000, 40);
+        let db = sqlite_default_bomb(&blob, 5000);
+        std::fs::write(tmp.path().join("var/lib/rpm/rpmdb.sqlite"), &db).unwrap();
+        let opts = crate::crawl::CrawlOptions { root: tmp.path().into(), ..Default::default() };
+        let c = crate::crawl::crawl(&opts).unwrap();
+        let rows = |t: &str| {
+            c.batches.iter().filter(|b| crate::crawl::table_of(b).name == t).map(|b| b.num_rows()).sum::<usize>()
+        };
+        let most = (db.len() as u64 + rpm::SLACK) / blob.len() as u64;
+        assert!(rows("packages") as u64 <= most, "{} packages from a {}-byte file", rows("packages"), db.len());
+        assert!(rows("package_files") as u64 <= most * 4000);
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&c.batches, &mut text).unwrap();
+        let errors = String::from_utf8(text).unwrap();
+        assert!(errors.contains("bytes per database"), "{errors}");
+        assert_eq!(rows("os"), 1);
     }
 
     #[test]
