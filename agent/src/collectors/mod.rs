@@ -137,9 +137,14 @@ impl Sink {
         self.collector = name;
     }
 
+    /// Appends a row to `table` (dropped past the table's limits, see [`Sink::try_row`]).
+    pub fn row(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) {
+        self.try_row(table, values);
+    }
+
     /// Appends a row to `table`; false when the table is over its limits and
     /// the row was dropped (reported once per table).
-    pub fn row(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) -> bool {
+    pub fn try_row(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) -> bool {
         let max = self.limits.max_field_bytes;
         let long = values.iter().any(|(_, v)| matches!(v, Value::Str(s) if s.len() > max));
         let cut_values: Vec<(&str, Value<'_>)>;
@@ -405,7 +410,10 @@ mod tests {
     }
 
     fn file(sink: &mut Sink, path: &str) -> bool {
-        sink.row(&tables::PACKAGE_FILES, &[("manager", "dpkg".into()), ("package", "p".into()), ("path", path.into())])
+        sink.try_row(
+            &tables::PACKAGE_FILES,
+            &[("manager", "dpkg".into()), ("package", "p".into()), ("path", path.into())],
+        )
     }
 
     /// Rows per table per scope are capped; the cap is one crawl_errors row
@@ -418,7 +426,7 @@ mod tests {
         let taken = (0..10_000).filter(|i| file(&mut sink, &format!("/f{i}"))).count();
         assert_eq!(taken, 100);
         assert!(sink.is_full(&tables::PACKAGE_FILES));
-        assert!(sink.row(&tables::OS, &[("id", "debian".into())]));
+        assert!(sink.try_row(&tables::OS, &[("id", "debian".into())]));
         let batches = sink.finish();
         assert_eq!(of(&batches, &tables::PACKAGE_FILES).map(RecordBatch::num_rows).sum::<usize>(), 100);
         let m = messages(&batches);

@@ -48,7 +48,7 @@ fn own(out: &mut Sink, manager: &str, package: &str, path: &str, aliases: &[(Str
         return;
     }
     let row = [("manager", manager.into()), ("package", package.into()), ("path", path.into())];
-    if !out.row(&PACKAGE_FILES, &row) {
+    if !out.try_row(&PACKAGE_FILES, &row) {
         return;
     }
     if let Some(real) = unalias(path, aliases) {
@@ -193,7 +193,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     let msg = format!(
                         "{} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
                         installed.len(),
-                        owner.name
+                        super::parse::truncate(&owner.name, 80)
                     );
                     out.error(C, Some(&path), &msg);
                 }

@@ -470,12 +470,10 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
                     }
                 }
             }
-            None => {
-                out.row(
-                    &CONTAINER_PORTS,
-                    &[("container_id", id.into()), ("container_port", port.into()), ("protocol", proto.into())],
-                );
-            }
+            None => out.row(
+                &CONTAINER_PORTS,
+                &[("container_id", id.into()), ("container_port", port.into()), ("protocol", proto.into())],
+            ),
         }
     }
 }
