@@ -65,7 +65,7 @@ impl Default for Budgets {
             max_depth: 64,
             max_wall: Duration::from_secs(300),
             max_rows_per_table: 1_000_000,
-            max_table_bytes: 256 << 20,
+            max_table_bytes: 128 << 20,
             max_field_bytes: 1 << 20,
         }
     }

@@ -96,7 +96,7 @@ pub struct Sink {
     /// The collector running now, named on limit errors.
     collector: &'static str,
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
-    pub owners: HashMap<String, String>,
+    pub owners: HashMap<String, std::sync::Arc<str>>,
 }
 
 /// A table's batch is finished once its string bytes reach this…

@@ -4,6 +4,7 @@
 //! looked for; a root with none of them gets one `crawl_errors` row.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
@@ -43,18 +44,20 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 /// Adds a package's owned path to `package_files` and to the owners map (both
 /// as recorded and with any merged-/usr alias resolved). Past the table's
 /// limits (see [`Sink`]) the owners map stops growing with it.
-fn own(out: &mut Sink, manager: &str, package: &str, path: &str, aliases: &[(String, String)]) {
+/// The package name is shared by all its paths in the map (a long name must
+/// not be copied once per file).
+fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)]) {
     if path.is_empty() || path == "/." || path == "/" {
         return;
     }
-    let row = [("manager", manager.into()), ("package", package.into()), ("path", path.into())];
+    let row = [("manager", manager.into()), ("package", (&**package).into()), ("path", path.into())];
     if !out.try_row(&PACKAGE_FILES, &row) {
         return;
     }
     if let Some(real) = unalias(path, aliases) {
-        out.owners.insert(real, package.to_string());
+        out.owners.insert(real, package.clone());
     }
-    out.owners.insert(path.to_string(), package.to_string());
+    out.owners.insert(path.to_string(), package.clone());
 }
 
 fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
@@ -135,8 +138,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     }
                     match root.read_limited(&list, LIST_MAX_BYTES) {
                         Ok(b) => {
+                            let name: Arc<str> = p.name.as_str().into();
                             for path in list_paths(&String::from_utf8_lossy(&b), false) {
-                                own(out, "dpkg", &p.name, &path, aliases);
+                                own(out, "dpkg", &name, &path, aliases);
                             }
                             lists_read.insert(list);
                             break;
@@ -200,8 +204,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
                 match root.read_limited(&sums, LIST_MAX_BYTES) {
                     Ok(b) => {
+                        let name: Arc<str> = owner.name.as_str().into();
                         for f in list_paths(&String::from_utf8_lossy(&b), true) {
-                            own(out, "dpkg", &owner.name, &f, aliases);
+                            own(out, "dpkg", &name, &f, aliases);
                         }
                     }
                     Err(e) if e.is_not_found() => {}
@@ -252,8 +257,9 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 ("package_size", p.size.into()),
             ],
         );
+        let name: Arc<str> = p.name.as_str().into();
         for f in &p.files {
-            own(out, "apk", &p.name, f, aliases);
+            own(out, "apk", &name, f, aliases);
         }
     }
     true
@@ -328,8 +334,9 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                         ("db_path", path.as_str().into()),
                     ],
                 );
+                let name: Arc<str> = p.name.as_str().into();
                 for f in &p.files {
-                    own(out, "rpm", &p.name, f, aliases);
+                    own(out, "rpm", &name, f, aliases);
                 }
             }
         }
@@ -396,6 +403,28 @@ mod tests {
         let errors = String::from_utf8(text).unwrap();
         assert!(errors.contains("bytes per database"), "{errors}");
         assert_eq!(rows("os"), 1);
+    }
+
+    /// A long package name owning many files used to be copied into the
+    /// owners map once per file (half the peak of a long-name row bomb).
+    #[test]
+    fn the_owners_map_shares_one_copy_of_a_package_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("var/lib/dpkg/status.d");
+        std::fs::create_dir_all(&d).unwrap();
+        let name = "n".repeat(10_000);
+        std::fs::write(d.join("x"), format!("Package: {name}\nVersion: 1\n")).unwrap();
+        let sums: String = (0..1000).map(|i| format!("d41d8cd98f00b204e9800998ecf8427e  f{i}\n")).collect();
+        std::fs::write(d.join("x.md5sums"), sums).unwrap();
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default() };
+        let mut sink = Sink::new(common);
+        collect(&scope, &mut sink);
+        let owners: Vec<&Arc<str>> = sink.owners.values().collect();
+        assert_eq!(owners.len(), 1000);
+        assert!(owners.iter().all(|o| Arc::ptr_eq(o, owners[0]) && o.len() == 10_000));
     }
 
     #[test]
