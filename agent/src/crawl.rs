@@ -491,6 +491,8 @@ fn run_these(
     let c = common.clone();
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
+    let tid = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let thread_id = tid.clone();
     let spawned = if still_hung {
         // The thread given up on last time is still blocked: do not pile another one on it.
         Err("a previous crawl of it is still blocked".to_string())
@@ -500,6 +502,7 @@ fn run_these(
             .spawn(move || {
                 // Set however the thread ends, a panic included.
                 let _finished = SetOnDrop(finished);
+                thread_id.store(own_tid().unwrap_or(0), Ordering::SeqCst);
                 let mut sink = Sink::with_budgets(c.clone(), &budgets);
                 // What the container put in front of its image decides which collectors it leaves to the image.
                 let plan = base.and_then(|b| match crate::inherit::changes(&b, &budgets) {
@@ -567,10 +570,18 @@ fn run_these(
         rx.recv_timeout(limit).map_err(|e| match e {
             std::sync::mpsc::RecvTimeoutError::Timeout => {
                 HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
-                format!(
-                    "gave up on this scope's filesystem after {} s: a read did not return; a hung FUSE or NFS mount inside it?",
-                    limit.as_secs()
-                )
+                match task_state(tid.load(Ordering::SeqCst)) {
+                    // Computing, not waiting: a loop that does not look at the deadline. Our bug, not the mount's.
+                    Some((state, cpu)) if state == 'R' || cpu.as_secs_f64() >= limit.as_secs_f64() / 2.0 => format!(
+                        "internal error: gave up on this scope after {} s: its crawl thread is still computing ({:.1} s of CPU), a loop that does not stop at the deadline",
+                        limit.as_secs(),
+                        cpu.as_secs_f64()
+                    ),
+                    _ => format!(
+                        "gave up on this scope's filesystem after {} s: a read did not return; a hung FUSE or NFS mount inside it?",
+                        limit.as_secs()
+                    ),
+                }
             }
             // Collectors' panics are caught one by one: this is a bug outside them, and nothing is left blocked.
             std::sync::mpsc::RecvTimeoutError::Disconnected => {
@@ -611,6 +622,26 @@ fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
         let msg = format!("internal error: the collector panicked and was stopped: {what}");
         sink.error(col.name, None, &msg);
     }
+}
+
+/// The calling thread's kernel task id, from /proc/thread-self.
+fn own_tid() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// A task of this process: its scheduler state (R running, S sleeping, D in
+/// an uninterruptible wait such as a hung FUSE read, …) and the CPU it used.
+fn task_state(tid: i64) -> Option<(char, std::time::Duration)> {
+    if tid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // After the parenthesised command name: state, then utime and stime as fields 11 and 12.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((state, std::time::Duration::from_secs_f64(ticks as f64 / procfs::ticks_per_second() as f64)))
 }
 
 struct SetOnDrop(Arc<AtomicBool>);
@@ -716,6 +747,39 @@ mod tests {
         inputs: |_| Vec::new(),
         needs_owners: false,
     };
+
+    static STOP_SPINNING: AtomicBool = AtomicBool::new(false);
+
+    static SPINS: Collector = Collector {
+        name: "spins",
+        collect: |_, _| {
+            while !STOP_SPINNING.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        },
+        tables: &[],
+        inputs: |_| Vec::new(),
+        needs_owners: false,
+    };
+
+    /// A scope given up while its thread computes (a parser loop that ignores
+    /// the deadline, like the rpm sqlite bomb's) was blamed on a hung FUSE or
+    /// NFS mount; the watchdog now tells the two apart.
+    #[test]
+    fn a_thread_given_up_while_computing_is_not_blamed_on_a_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = CrawlOptions { root: tmp.path().into(), ..Default::default() };
+        opts.budgets.max_wall = std::time::Duration::ZERO;
+        let common =
+            Common { host: "h".into(), scope: scope::IMAGE.into(), scope_id: "spins".into(), crawl_time_us: 0 };
+        let root = Root::open(tmp.path()).unwrap();
+        let c = run_these(&opts, vec![&SPINS], root, common, "shown".into(), None, |_| {});
+        STOP_SPINNING.store(true, Ordering::SeqCst);
+        let messages = strings(&c.batches, "crawl_errors", "message");
+        assert_eq!(strings(&c.batches, "crawl_errors", "collector"), ["watchdog"], "{messages:?}");
+        assert!(messages[0].contains("still computing") && !messages[0].contains("FUSE"), "{messages:?}");
+        assert!(!c.complete);
+    }
 
     /// A collector that panics (e.g. an Arrow offset overflow) used to kill the
     /// scope's thread: the whole scope was lost, blamed on a hung mount, and
