@@ -104,6 +104,12 @@ pub const BATCH_BYTES: usize = 8 << 20;
 /// …or its rows this.
 pub const BATCH_ROWS: usize = 64 * 1024;
 
+/// `crawl_errors` rows kept per scope (all are counted in `crawls.errors`):
+/// past a few thousand, more say nothing new and cost what a row bomb does.
+pub const MAX_ERROR_ROWS: u64 = 10_000;
+/// Bytes of a path or message an error row quotes.
+pub const MAX_ERROR_QUOTE: usize = 4096;
+
 #[derive(Default)]
 struct Taken {
     rows: u64,
@@ -163,10 +169,12 @@ impl Sink {
         let bytes: u64 = values.iter().map(|(_, v)| if let Value::Str(s) = v { s.len() as u64 } else { 0 }).sum();
         let t = self.taken.entry(table.name).or_default();
         let is_errors = table.name == tables::CRAWL_ERRORS.name;
-        if t.rows >= self.limits.max_rows_per_table || t.bytes + bytes > self.limits.max_table_bytes {
+        let max_rows =
+            if is_errors { self.limits.max_rows_per_table.min(MAX_ERROR_ROWS) } else { self.limits.max_rows_per_table };
+        if t.rows >= max_rows || t.bytes + bytes > self.limits.max_table_bytes {
             if !std::mem::replace(&mut t.full, true) {
-                let what = if t.rows >= self.limits.max_rows_per_table {
-                    format!("more than {} rows (budget max_rows_per_table)", self.limits.max_rows_per_table)
+                let what = if t.rows >= max_rows {
+                    format!("more than {max_rows} rows (budget max_rows_per_table)")
                 } else {
                     format!("more than {} bytes of strings (budget max_table_bytes)", self.limits.max_table_bytes)
                 };
@@ -217,7 +225,9 @@ impl Sink {
     }
 
     /// Records a problem as a `crawl_errors` row.
+    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each.
     pub fn error(&mut self, collector: &str, path: Option<&str>, message: &str) {
+        let (path, message) = (path.map(|p| parse::cut(p, MAX_ERROR_QUOTE)), parse::cut(message, MAX_ERROR_QUOTE));
         tracing::warn!(collector, path, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
         self.row(
@@ -457,6 +467,27 @@ mod tests {
         assert_eq!(m.len(), 2, "{m:?}");
         assert!(m.iter().any(|m| m.contains("max_field_bytes")), "{m:?}");
         assert!(m.iter().any(|m| m.contains("max_table_bytes")), "{m:?}");
+    }
+
+    /// Error rows are capped lower than data rows (still counted), and quote
+    /// bounded paths and messages.
+    #[test]
+    fn error_rows_are_capped_counted_and_quote_little() {
+        let mut sink = Sink::new(common());
+        let long = "p".repeat(100_000);
+        for _ in 0..(MAX_ERROR_ROWS + 500) {
+            sink.error("c", Some(&long), &long);
+        }
+        assert_eq!(sink.errors() as u64, MAX_ERROR_ROWS + 500 + 1);
+        let batches = sink.finish();
+        let m = messages(&batches);
+        assert_eq!(m.len() as u64, MAX_ERROR_ROWS + 1);
+        assert!(m.iter().take(MAX_ERROR_ROWS as usize).all(|m| m.len() == MAX_ERROR_QUOTE));
+        assert!(
+            m.last().unwrap().contains("crawl_errors") && m.last().unwrap().contains("max_rows_per_table"),
+            "{:?}",
+            m.last()
+        );
     }
 
     /// A table's rows are finished into batches as they fill, so no batch's
