@@ -601,7 +601,11 @@ fn run_these(
             sink
         }
     };
-    extra(&mut sink);
+    // Runtime discovery rows: a panic there costs those rows, not the agent.
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extra(&mut sink))) {
+        let msg = format!("internal error: discovery panicked and was stopped: {}", panic_message(&*panic));
+        sink.error("discovery", None, &msg);
+    }
     let mut crawl = seal(sink, common, shown, started);
     crawl.complete = complete;
     crawl.fingerprints = fingerprints;
@@ -614,14 +618,17 @@ fn run_these(
 fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
     let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
     if let Err(panic) = std::panic::catch_unwind(run) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into());
-        let msg = format!("internal error: the collector panicked and was stopped: {what}");
+        let msg = format!("internal error: the collector panicked and was stopped: {}", panic_message(&*panic));
         sink.error(col.name, None, &msg);
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The calling thread's kernel task id, from /proc/thread-self.
@@ -799,10 +806,11 @@ mod tests {
                 crawl_time_us: attempt,
             };
             let these = vec![&PANICS, crate::collectors::collector("os").unwrap()];
-            let c = run_these(&opts, these, root, common, "shown".into(), None, |_| {});
+            let c = run_these(&opts, these, root, common, "shown".into(), None, |_| panic!("a bug in discovery"));
             let collectors = strings(&c.batches, "crawl_errors", "collector");
             let messages = strings(&c.batches, "crawl_errors", "message");
-            assert_eq!(collectors, ["panics"], "attempt {attempt}: {messages:?}");
+            assert_eq!(collectors, ["panics", "discovery"], "attempt {attempt}: {messages:?}");
+            assert!(messages[1].contains("a bug in discovery"), "{messages:?}");
             assert!(messages[0].contains("panicked") && messages[0].contains("a bug in one collector"), "{messages:?}");
             // The rows made before the panic and the next collector's rows still arrive.
             assert_eq!(strings(&c.batches, "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
