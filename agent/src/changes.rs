@@ -82,16 +82,37 @@ pub fn coalesce(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
         _ => 0,
     };
     groups.sort_by_key(|(t, _)| rank(t));
-    groups
-        .into_iter()
-        .map(|(_, v)| {
-            if v.len() == 1 {
-                v.into_iter().next().expect("one")
-            } else {
-                arrow_select::concat::concat_batches(v[0].schema_ref(), &v).expect("batches of one declared schema")
+    let mut out = Vec::new();
+    for (_, v) in groups {
+        // Merged up to a bound: many scopes' rows of one table must not make
+        // a string column past Arrow's 2 GiB offsets (a panic in concat).
+        let mut run: Vec<RecordBatch> = Vec::new();
+        let mut size = 0;
+        for b in v {
+            let n = b.get_array_memory_size();
+            if !run.is_empty() && size + n > MERGE_BYTES {
+                out.push(merge(std::mem::take(&mut run)));
+                size = 0;
             }
-        })
-        .collect()
+            size += n;
+            run.push(b);
+        }
+        if !run.is_empty() {
+            out.push(merge(run));
+        }
+    }
+    out
+}
+
+/// Most bytes of batches [`coalesce`] merges into one.
+pub const MERGE_BYTES: usize = 64 << 20;
+
+fn merge(v: Vec<RecordBatch>) -> RecordBatch {
+    if v.len() == 1 {
+        v.into_iter().next().expect("one")
+    } else {
+        arrow_select::concat::concat_batches(v[0].schema_ref(), &v).expect("batches of one declared schema")
+    }
 }
 
 /// Batches grouped by table, tables in first-seen order.

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use periscope_proto::tables::{self, Table, scope};
 
-use crate::collectors::{COLLECTORS, CollectorConfig, Scope, Sink};
+use crate::collectors::{COLLECTORS, Collector, CollectorConfig, Scope, Sink};
 use crate::encode::Common;
 use crate::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES, Root, RootError};
 
@@ -458,10 +458,22 @@ fn run_collectors(
     base: Option<crate::inherit::Base>,
     extra: impl FnOnce(&mut Sink),
 ) -> Crawl {
+    let collectors: Vec<&'static Collector> =
+        COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
+    run_these(opts, collectors, root, common, shown, base, extra)
+}
+
+fn run_these(
+    opts: &CrawlOptions,
+    collectors: Vec<&'static Collector>,
+    root: Root,
+    common: Common,
+    shown: String,
+    base: Option<crate::inherit::Base>,
+    extra: impl FnOnce(&mut Sink),
+) -> Crawl {
     let started = Instant::now();
     let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
-    let collectors: Vec<&'static crate::collectors::Collector> =
-        COLLECTORS.iter().filter(|c| opts.collectors.as_ref().is_none_or(|w| w.iter().any(|w| w == c.name))).collect();
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let known = opts.fingerprints.clone();
     // The filesystem is read on a thread of its own, watched: a read that never
@@ -470,12 +482,17 @@ fn run_collectors(
     // error row, the rest of the crawl goes on — and the thread is abandoned.
     let limit = opts.budgets.max_wall + WATCHDOG_GRACE;
     let key = format!("{}/{}/{}", common.host, common.scope, common.scope_id);
-    let still_hung =
-        HUNG.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|d| !d.load(Ordering::SeqCst));
+    let still_hung = {
+        let mut hung = HUNG.lock().unwrap_or_else(|e| e.into_inner());
+        hung.retain(|_, returned| !returned.load(Ordering::SeqCst));
+        hung.contains_key(&key)
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let c = common.clone();
     let done = Arc::new(AtomicBool::new(false));
     let finished = done.clone();
+    let tid = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let thread_id = tid.clone();
     let spawned = if still_hung {
         // The thread given up on last time is still blocked: do not pile another one on it.
         Err("a previous crawl of it is still blocked".to_string())
@@ -483,7 +500,10 @@ fn run_collectors(
         std::thread::Builder::new()
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {
-                let mut sink = Sink::new(c.clone());
+                // Set however the thread ends, a panic included.
+                let _finished = SetOnDrop(finished);
+                thread_id.store(own_tid().unwrap_or(0), Ordering::SeqCst);
+                let mut sink = Sink::with_budgets(c.clone(), &budgets);
                 // What the container put in front of its image decides which collectors it leaves to the image.
                 let plan = base.and_then(|b| match crate::inherit::changes(&b, &budgets) {
                     Ok(changes) => Some(crate::inherit::Plan::new(b.image_id, changes)),
@@ -519,17 +539,18 @@ fn run_collectors(
                             continue;
                         }
                     }
+                    sink.set_collector(col.name);
                     let errors_before = sink.errors();
                     let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
                     if col.needs_owners && sink.owners.is_empty() && packages_not_read {
                         // The package databases are the image's, but this collector names owners: read them, keep only the owners.
-                        let mut scratch = Sink::new(c.clone());
+                        let mut scratch = Sink::with_budgets(c.clone(), &budgets);
                         if let Some(p) = collectors.iter().find(|x| x.name == "packages") {
-                            (p.collect)(&scope, &mut scratch);
+                            guarded(p, &scope, &mut scratch);
                         }
                         sink.owners = std::mem::take(&mut scratch.owners);
                     }
-                    (col.collect)(&scope, &mut sink);
+                    guarded(col, &scope, &mut sink);
                     if let Some(fp) = fp.filter(|_| sink.errors() == errors_before) {
                         fingerprints.push((col.name, fp));
                     }
@@ -539,40 +560,103 @@ fn run_collectors(
                         sink.row(&tables::INHERITED, &[("table_name", t.name.into()), ("image_id", p.image_id.as_str().into())]);
                     }
                 }
-                finished.store(true, Ordering::SeqCst);
                 let _ = tx.send((sink, fingerprints, unread));
             })
             .map_err(|e| e.to_string())
     };
     let mut complete = true;
     let (mut fingerprints, mut unread) = (Vec::new(), Vec::new());
-    let mut sink = match spawned.and_then(|_| {
-        rx.recv_timeout(limit).map_err(|e| {
-            HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
-            e.to_string()
+    let received = spawned.map_err(|e| format!("cannot start its crawl thread: {e}")).and_then(|_| {
+        rx.recv_timeout(limit).map_err(|e| match e {
+            std::sync::mpsc::RecvTimeoutError::Timeout => {
+                HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
+                match task_state(tid.load(Ordering::SeqCst)) {
+                    // Computing, not waiting: a loop that does not look at the deadline. Our bug, not the mount's.
+                    Some((state, cpu)) if state == 'R' || cpu.as_secs_f64() >= limit.as_secs_f64() / 2.0 => format!(
+                        "internal error: gave up on this scope after {} s: its crawl thread is still computing ({:.1} s of CPU), a loop that does not stop at the deadline",
+                        limit.as_secs(),
+                        cpu.as_secs_f64()
+                    ),
+                    _ => format!(
+                        "gave up on this scope's filesystem after {} s: a read did not return; a hung FUSE or NFS mount inside it?",
+                        limit.as_secs()
+                    ),
+                }
+            }
+            // Collectors' panics are caught one by one: this is a bug outside them, and nothing is left blocked.
+            std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                "internal error: the scope's crawl thread ended without its rows".to_string()
+            }
         })
-    }) {
+    });
+    let mut sink = match received {
         Ok((sink, f, u)) => {
             (fingerprints, unread) = (f, u);
             sink
         }
-        Err(e) => {
+        Err(msg) => {
             complete = false;
             let mut sink = Sink::new(common.clone());
-            let msg = format!(
-                "gave up on this scope's filesystem after {} s ({e}): a read did not return; a hung FUSE or NFS mount inside it?",
-                limit.as_secs()
-            );
             sink.error("watchdog", Some(&shown), &msg);
             sink
         }
     };
-    extra(&mut sink);
+    // Runtime discovery rows: a panic there costs those rows, not the agent.
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extra(&mut sink))) {
+        let msg = format!("internal error: discovery panicked and was stopped: {}", panic_message(&*panic));
+        sink.error("discovery", None, &msg);
+    }
     let mut crawl = seal(sink, common, shown, started);
     crawl.complete = complete;
     crawl.fingerprints = fingerprints;
     crawl.unread = unread;
     crawl
+}
+
+/// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
+/// that collector's `crawl_errors` row, and the rows it made so far are kept.
+fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
+    let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
+    if let Err(panic) = std::panic::catch_unwind(run) {
+        let msg = format!("internal error: the collector panicked and was stopped: {}", panic_message(&*panic));
+        sink.error(col.name, None, &msg);
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// The calling thread's kernel task id, from /proc/thread-self.
+fn own_tid() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// A task of this process: its scheduler state (R running, S sleeping, D in
+/// an uninterruptible wait such as a hung FUSE read, …) and the CPU it used.
+fn task_state(tid: i64) -> Option<(char, std::time::Duration)> {
+    if tid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // After the parenthesised command name: state, then utime and stime as fields 11 and 12.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((state, std::time::Duration::from_secs_f64(ticks as f64 / procfs::ticks_per_second() as f64)))
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Scopes whose crawl thread was given up on, with a flag it sets if it ever returns.
@@ -641,4 +725,96 @@ pub fn table_of(batch: &RecordBatch) -> &'static tables::Table {
         .copied()
         .find(|t| t.matches(batch.schema_ref()))
         .expect("internal error: batch of an undeclared table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+
+    fn strings(batches: &[RecordBatch], table: &str, column: &str) -> Vec<String> {
+        batches
+            .iter()
+            .filter(|b| table_of(b).name == table)
+            .flat_map(|b| {
+                let c = b.column_by_name(column).unwrap().as_string::<i32>();
+                (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    static PANICS: Collector = Collector {
+        name: "panics",
+        collect: |_, sink| {
+            sink.row(&tables::OS, &[("id", "before-the-panic".into())]);
+            panic!("a bug in one collector");
+        },
+        tables: &[&tables::OS],
+        inputs: |_| Vec::new(),
+        needs_owners: false,
+    };
+
+    static STOP_SPINNING: AtomicBool = AtomicBool::new(false);
+
+    static SPINS: Collector = Collector {
+        name: "spins",
+        collect: |_, _| {
+            while !STOP_SPINNING.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        },
+        tables: &[],
+        inputs: |_| Vec::new(),
+        needs_owners: false,
+    };
+
+    /// A scope given up while its thread computes (a parser loop that ignores
+    /// the deadline, like the rpm sqlite bomb's) was blamed on a hung FUSE or
+    /// NFS mount; the watchdog now tells the two apart.
+    #[test]
+    fn a_thread_given_up_while_computing_is_not_blamed_on_a_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = CrawlOptions { root: tmp.path().into(), ..Default::default() };
+        opts.budgets.max_wall = std::time::Duration::ZERO;
+        let common =
+            Common { host: "h".into(), scope: scope::IMAGE.into(), scope_id: "spins".into(), crawl_time_us: 0 };
+        let root = Root::open(tmp.path()).unwrap();
+        let c = run_these(&opts, vec![&SPINS], root, common, "shown".into(), None, |_| {});
+        STOP_SPINNING.store(true, Ordering::SeqCst);
+        let messages = strings(&c.batches, "crawl_errors", "message");
+        assert_eq!(strings(&c.batches, "crawl_errors", "collector"), ["watchdog"], "{messages:?}");
+        assert!(messages[0].contains("still computing") && !messages[0].contains("FUSE"), "{messages:?}");
+        assert!(!c.complete);
+    }
+
+    /// A collector that panics (e.g. an Arrow offset overflow) used to kill the
+    /// scope's thread: the whole scope was lost, blamed on a hung mount, and
+    /// every later crawl of it refused as "still blocked".
+    #[test]
+    fn a_panicking_collector_is_its_own_error_and_blocks_no_later_crawl() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/os-release"), "ID=debian\n").unwrap();
+        let opts = CrawlOptions { root: tmp.path().into(), scope_id: Some("panics".into()), ..Default::default() };
+        for attempt in 0..3 {
+            let root = Root::open(tmp.path()).unwrap();
+            let common = Common {
+                host: "h".into(),
+                scope: scope::IMAGE.into(),
+                scope_id: "panics".into(),
+                crawl_time_us: attempt,
+            };
+            let these = vec![&PANICS, crate::collectors::collector("os").unwrap()];
+            let c = run_these(&opts, these, root, common, "shown".into(), None, |_| panic!("a bug in discovery"));
+            let collectors = strings(&c.batches, "crawl_errors", "collector");
+            let messages = strings(&c.batches, "crawl_errors", "message");
+            assert_eq!(collectors, ["panics", "discovery"], "attempt {attempt}: {messages:?}");
+            assert!(messages[1].contains("a bug in discovery"), "{messages:?}");
+            assert!(messages[0].contains("panicked") && messages[0].contains("a bug in one collector"), "{messages:?}");
+            // The rows made before the panic and the next collector's rows still arrive.
+            assert_eq!(strings(&c.batches, "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
+            assert!(c.complete, "attempt {attempt}");
+        }
+    }
 }

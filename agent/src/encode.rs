@@ -100,7 +100,12 @@ pub struct TableBuilder {
     cols: Vec<Col>,
     index: HashMap<&'static str, usize>,
     rows: usize,
+    /// String bytes appended since the last [`TableBuilder::finish`].
+    bytes: usize,
+    /// Per column, whether the row being pushed names it.
     scratch: Vec<bool>,
+    /// Per value of the row being pushed, its column.
+    positions: Vec<usize>,
 }
 
 impl TableBuilder {
@@ -108,7 +113,7 @@ impl TableBuilder {
         let cols: Vec<Col> = table.all_columns().map(|c| Col::new(c.ty)).collect();
         let index = table.all_columns().enumerate().map(|(i, c)| (c.name, i)).collect();
         let n = cols.len();
-        TableBuilder { table, cols, index, rows: 0, scratch: vec![false; n] }
+        TableBuilder { table, cols, index, rows: 0, bytes: 0, scratch: vec![false; n], positions: Vec::new() }
     }
 
     pub fn table(&self) -> &'static Table {
@@ -123,26 +128,48 @@ impl TableBuilder {
         self.rows == 0
     }
 
+    /// String bytes held since the last [`TableBuilder::finish`] (the size
+    /// that Arrow's 32-bit string offsets must stay under).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Appends one row. Columns not named are null. Naming an undeclared column
-    /// or the wrong type is a bug in the collector and panics with its name.
+    /// or the wrong type is a bug in the collector and panics with its name,
+    /// before anything is appended: a caught panic never leaves a half row.
     pub fn push(&mut self, common: &Common, values: &[(&str, Value<'_>)]) {
         let t = self.table.name;
         self.scratch.iter_mut().for_each(|s| *s = false);
-        self.cols[0].push(Value::Str(&common.host), t, "host");
-        self.cols[1].push(Value::Str(&common.scope), t, "scope");
-        self.cols[2].push(Value::Str(&common.scope_id), t, "scope_id");
-        self.cols[3].push(Value::Int(common.crawl_time_us), t, "crawl_time");
-        self.scratch[..COMMON_COLUMNS.len()].iter_mut().for_each(|s| *s = true);
+        self.positions.clear();
         for (name, v) in values {
             let Some(&i) = self.index.get(name) else {
                 panic!("internal error: table {t} has no column {name}");
             };
-            assert!(!self.scratch[i], "internal error: {t}.{name} set twice in one row");
+            assert!(i >= COMMON_COLUMNS.len() && !self.scratch[i], "internal error: {t}.{name} set twice in one row");
+            let fits = matches!(
+                (&self.cols[i], v),
+                (_, Value::Null)
+                    | (Col::Utf8(_), Value::Str(_))
+                    | (Col::Int64(_) | Col::Ts(_), Value::Int(_))
+                    | (Col::Bool(_), Value::Bool(_))
+            );
+            assert!(fits, "internal error: {t}.{name} given a value of the wrong type: {v:?}");
             self.scratch[i] = true;
+            self.positions.push(i);
+        }
+        self.cols[0].push(Value::Str(&common.host), t, "host");
+        self.cols[1].push(Value::Str(&common.scope), t, "scope");
+        self.cols[2].push(Value::Str(&common.scope_id), t, "scope_id");
+        self.cols[3].push(Value::Int(common.crawl_time_us), t, "crawl_time");
+        self.bytes += common.host.len() + common.scope.len() + common.scope_id.len();
+        for (&i, (name, v)) in self.positions.iter().zip(values) {
+            if let Value::Str(s) = v {
+                self.bytes += s.len();
+            }
             self.cols[i].push(*v, t, name);
         }
-        for (i, set) in self.scratch.iter().enumerate() {
-            if !set {
+        for i in COMMON_COLUMNS.len()..self.cols.len() {
+            if !self.scratch[i] {
                 self.cols[i].push(Value::Null, t, "");
             }
         }
@@ -153,6 +180,7 @@ impl TableBuilder {
     pub fn finish(&mut self) -> RecordBatch {
         let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(Col::finish).collect();
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(self.table.schema(), arrays)
             .unwrap_or_else(|e| panic!("internal error: batch for {} does not match its schema: {e}", self.table.name))
     }

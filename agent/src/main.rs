@@ -143,6 +143,15 @@ struct CrawlArgs {
     /// Per-scope budget: wall time in seconds.
     #[arg(long, default_value_t = Budgets::default().max_wall.as_secs())]
     max_wall_secs: u64,
+    /// Per-scope budget: rows of any one table (the rest are dropped, and a crawl_errors row says so).
+    #[arg(long, default_value_t = Budgets::default().max_rows_per_table)]
+    max_rows_per_table: u64,
+    /// Per-scope budget: string bytes of any one table.
+    #[arg(long, default_value_t = Budgets::default().max_table_bytes)]
+    max_table_bytes: u64,
+    /// Bytes of any one string value in a row; longer values are cut (and reported).
+    #[arg(long, default_value_t = Budgets::default().max_field_bytes)]
+    max_field_bytes: usize,
 }
 
 impl CrawlArgs {
@@ -153,6 +162,9 @@ impl CrawlArgs {
             max_entries: self.max_entries,
             max_depth: self.max_depth,
             max_wall: std::time::Duration::from_secs(self.max_wall_secs),
+            max_rows_per_table: self.max_rows_per_table,
+            max_table_bytes: self.max_table_bytes,
+            max_field_bytes: self.max_field_bytes,
         };
         CrawlOptions {
             root: self.root,

@@ -48,6 +48,12 @@ pub struct Budgets {
     pub max_depth: usize,
     /// Wall time for the whole scope.
     pub max_wall: Duration,
+    /// Rows of any one table from the scope (see [`crate::collectors::Sink`]).
+    pub max_rows_per_table: u64,
+    /// String bytes of any one table from the scope.
+    pub max_table_bytes: u64,
+    /// Bytes of any one string value; longer ones are cut.
+    pub max_field_bytes: usize,
 }
 
 impl Default for Budgets {
@@ -58,6 +64,9 @@ impl Default for Budgets {
             max_entries: 2_000_000,
             max_depth: 64,
             max_wall: Duration::from_secs(300),
+            max_rows_per_table: 1_000_000,
+            max_table_bytes: 128 << 20,
+            max_field_bytes: 1 << 20,
         }
     }
 }
@@ -308,7 +317,15 @@ impl Root {
         &self.path
     }
 
-    fn check_time(&self, path: &str) -> Result<(), ReadError> {
+    /// When the scope's wall budget runs out. Parsers that loop over bytes
+    /// already read check it themselves (see [`crate::collectors::rpm::Work`]).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A [`ReadError::Budget`] once the scope's wall budget has run out: loops
+    /// that do not read (parsing, joining) call it so a given-up scope stops.
+    pub fn check_time(&self, path: &str) -> Result<(), ReadError> {
         if Instant::now() > self.deadline {
             return Err(ReadError::Budget {
                 path: path.into(),

@@ -285,3 +285,90 @@ fn a_hung_fuse_mount_inside_a_scope_costs_that_scope_not_the_crawl() {
     assert!(s(again, "message").contains("a previous crawl of it is still blocked"), "{again:?}");
     drop(fuse);
 }
+
+/// Paths of `package_files` rows and the crawl's error messages.
+fn files_and_errors(rows: &Rows) -> (Vec<String>, Vec<String>) {
+    let files = rows["package_files"].iter().map(|r| s(r, "path")).collect();
+    let errors = rows["crawl_errors"].iter().map(|r| format!("{}: {}", s(r, "collector"), s(r, "message"))).collect();
+    (files, errors)
+}
+
+fn os_release(root: &Path) {
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+}
+
+/// Row bomb, distroless: one status.d file of 1,000 stanzas and a 1,000-line
+/// md5sums made a million package_files rows (the md5sums re-read per stanza),
+/// long names a copy each; at scale the Arrow offsets overflowed and the scope
+/// was lost. The list is read once, and rows per table are capped.
+#[test]
+fn a_status_d_row_bomb_is_read_once_and_capped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let d = root.join("var/lib/dpkg/status.d");
+    fs::create_dir_all(&d).unwrap();
+    let name = "n".repeat(200);
+    fs::write(d.join("bomb"), format!("Package: {name}\nVersion: 1\n\n").repeat(1000)).unwrap();
+    let sums: String = (0..1000).map(|i| format!("d41d8cd98f00b204e9800998ecf8427e  usr/lib/f{i}\n")).collect();
+    fs::write(d.join("bomb.md5sums"), sums).unwrap();
+
+    let (rows, _) = crawl_rows(&opts(root));
+    let (files, errors) = files_and_errors(&rows);
+    assert_eq!(files.len(), 1000, "each path of the list once");
+    assert!(errors.iter().any(|e| e.contains("1000 installed stanzas in one status.d file")), "{errors:?}");
+
+    // With a tighter row budget: capped, said so, and the rest of the crawl arrives.
+    let mut o = opts(root);
+    o.budgets.max_rows_per_table = 300;
+    let (rows, _) = crawl_rows(&o);
+    let (files, errors) = files_and_errors(&rows);
+    assert_eq!(files.len(), 300);
+    assert_eq!(rows["packages"].len(), 300);
+    assert!(
+        errors.iter().any(|e| e.starts_with("packages: table package_files") && e.contains("max_rows_per_table")),
+        "{errors:?}"
+    );
+    assert_eq!(rows["os"].len(), 1, "the other collectors still run");
+    assert_eq!(s(&rows["crawls"][0], "degraded"), "true");
+}
+
+/// The same amplification through dpkg's status: repeated stanzas of one
+/// package re-read its info/*.list each time.
+#[test]
+fn repeated_dpkg_stanzas_read_their_file_list_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+    let stanza = "Package: x\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n";
+    fs::write(root.join("var/lib/dpkg/status"), stanza.repeat(500)).unwrap();
+    let list: String = (0..500).map(|i| format!("/usr/lib/x/f{i}\n")).collect();
+    fs::write(root.join("var/lib/dpkg/info/x.list"), list).unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let (files, _) = files_and_errors(&rows);
+    assert_eq!(files.len(), 500);
+}
+
+/// apk row bomb: a 20 KB `F:` directory followed by 10,000 one-letter `R:`
+/// lines joined to 200 MB of paths from a 60 KB database (a 400 KB one took
+/// 4.2 GB and panicked). Joined paths are bounded by the database's size.
+#[test]
+fn an_apk_path_bomb_is_bounded_by_the_databases_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    fs::create_dir_all(root.join("lib/apk/db")).unwrap();
+    let mut db = format!("P:bomb\nV:1\nF:{}\n", "d".repeat(20_000));
+    db.push_str(&"R:a\n".repeat(10_000));
+    db.push_str("\nP:ok\nV:2\nF:usr/bin\nR:ok\n");
+    fs::write(root.join("lib/apk/db/installed"), &db).unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let (files, errors) = files_and_errors(&rows);
+    let bytes: usize = files.iter().map(String::len).sum();
+    assert!(bytes <= 4 * db.len() + (1 << 20), "{bytes} bytes of paths from a {}-byte database", db.len());
+    assert!(errors.iter().any(|e| e.contains("file paths add up to more than")), "{errors:?}");
+    let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["bomb", "ok"], "the packages still arrive");
+}

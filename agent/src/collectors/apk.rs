@@ -58,6 +58,7 @@ pub fn parse_installed(text: &str) -> (Vec<ApkPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
     let mut errors = Errors::default();
     let mut draft: Option<Draft<'_>> = None;
+    let mut paths = PathBudget::for_input(text.len());
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         if line.trim().is_empty() {
@@ -68,7 +69,7 @@ pub fn parse_installed(text: &str) -> (Vec<ApkPackage>, Vec<StanzaError>) {
         }
         let d = draft.get_or_insert_with(|| Draft::new(lineno));
         match line.as_bytes() {
-            [key, b':', ..] if key.is_ascii_alphabetic() => d.field(*key, &line[2..], lineno, &mut errors),
+            [key, b':', ..] if key.is_ascii_alphabetic() => d.field(*key, &line[2..], lineno, &mut errors, &mut paths),
             _ => errors.push(lineno, || format!("not a `X:value` line: {:?}", truncate(line, 80))),
         }
     }
@@ -133,7 +134,7 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn field(&mut self, key: u8, value: &'a str, line: usize, errors: &mut Errors) {
+    fn field(&mut self, key: u8, value: &'a str, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
         self.any_field = true;
         let slot = match key {
             b'P' => &mut self.name,
@@ -149,7 +150,7 @@ impl<'a> Draft<'a> {
             b'I' => return number(&mut self.installed_size, key, value, line, errors),
             b't' => return number(&mut self.build_time, key, value, line, errors),
             b'F' => return self.dir(value, line, errors),
-            b'R' => return self.file(value, line, errors),
+            b'R' => return self.file(value, line, errors, paths),
             _ => return,
         };
         if slot.is_some() {
@@ -173,7 +174,7 @@ impl<'a> Draft<'a> {
         self.cwd = Cwd::LastDir;
     }
 
-    fn file(&mut self, value: &str, line: usize, errors: &mut Errors) {
+    fn file(&mut self, value: &str, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
         let name = capped(b'R', value, line, errors);
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
             errors.push(line, || format!("R: {:?} is not a file name", truncate(name, 80)));
@@ -184,7 +185,9 @@ impl<'a> Draft<'a> {
             (Cwd::LastDir, Some(dir)) if dir != "/" => format!("{dir}/{name}"),
             _ => format!("/{name}"),
         };
-        self.files.push(path);
+        if paths.take(path.len(), line, errors) {
+            self.files.push(path);
+        }
     }
 
     fn finish(self, pkgs: &mut Vec<ApkPackage>, errors: &mut Errors) {
@@ -218,6 +221,40 @@ impl<'a> Draft<'a> {
             files: self.files,
             dirs: self.dirs,
         });
+    }
+}
+
+/// What joining `F:` directories to `R:` names may cost in all: a few times
+/// the database's size. A long `F:` followed by many short `R:` lines would
+/// otherwise make each byte of the database cost kilobytes of paths.
+pub struct PathBudget {
+    left: usize,
+    limit: usize,
+    spent: bool,
+}
+
+/// Paths may add up to this many times the input's length…
+pub const PATH_EXPANSION: usize = 4;
+/// …plus this.
+pub const PATH_SLACK: usize = 1 << 20;
+
+impl PathBudget {
+    pub fn for_input(len: usize) -> Self {
+        let limit = len.saturating_mul(PATH_EXPANSION).saturating_add(PATH_SLACK);
+        PathBudget { left: limit, limit, spent: false }
+    }
+
+    /// Whether a path of `n` bytes may be kept; the first refusal is reported.
+    fn take(&mut self, n: usize, line: usize, errors: &mut Errors) -> bool {
+        if n <= self.left {
+            self.left -= n;
+            return true;
+        }
+        if !std::mem::replace(&mut self.spent, true) {
+            let limit = self.limit;
+            errors.push(line, || format!("file paths add up to more than {limit} bytes; the rest are skipped"));
+        }
+        false
     }
 }
 

@@ -128,7 +128,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                 ("setuid", (e.mode & 0o4000 != 0).into()),
                 ("setgid", (e.mode & 0o2000 != 0).into()),
                 ("sha256", sha.as_ref().into()),
-                ("package", owner.as_ref().into()),
+                ("package", owner.as_deref().into()),
             ],
         );
     }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use periscope_proto::tables::{self, Table};
 
 use crate::encode::{Common, TableBuilder, Value};
-use crate::rootfs::{ReadError, Root};
+use crate::rootfs::{Budgets, ReadError, Root};
 
 /// What the configurable collectors look at.
 #[derive(Debug, Clone)]
@@ -77,21 +77,134 @@ pub struct Scope {
 
 /// Rows of every table produced while crawling one scope, plus facts that
 /// later collectors use (which package owns which path).
+///
+/// What a scope can put here is bounded whatever its files say: rows and
+/// string bytes per table and bytes per value (the [`Budgets`] row limits);
+/// past a limit rows are dropped, values cut, and one `crawl_errors` row per
+/// table and limit names it. Tables are finished into batches as they fill
+/// ([`BATCH_BYTES`], [`BATCH_ROWS`]), so no Arrow string column nears its
+/// 2 GiB offset limit and no builder doubles its buffers past a batch.
 pub struct Sink {
     common: Common,
     builders: Vec<TableBuilder>,
+    /// Batches already finished, in the order they filled.
+    done: Vec<arrow_array::RecordBatch>,
+    /// Per table: rows and string bytes taken, and which limits it hit (reported once each).
+    taken: HashMap<&'static str, Taken>,
+    limits: Budgets,
     errors: usize,
+    /// The collector running now, named on limit errors.
+    collector: &'static str,
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
-    pub owners: HashMap<String, String>,
+    pub owners: HashMap<String, std::sync::Arc<str>>,
+}
+
+/// A table's batch is finished once its string bytes reach this…
+pub const BATCH_BYTES: usize = 8 << 20;
+/// …or its rows this.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+/// `crawl_errors` rows kept per scope (all are counted in `crawls.errors`):
+/// past a few thousand, more say nothing new and cost what a row bomb does.
+pub const MAX_ERROR_ROWS: u64 = 10_000;
+/// Bytes of a path or message an error row quotes.
+pub const MAX_ERROR_QUOTE: usize = 4096;
+
+#[derive(Default)]
+struct Taken {
+    rows: u64,
+    bytes: u64,
+    full: bool,
+    cut: bool,
 }
 
 impl Sink {
+    /// A sink with the default row limits.
     pub fn new(common: Common) -> Self {
-        Sink { common, builders: Vec::new(), errors: 0, owners: HashMap::new() }
+        Self::with_budgets(common, &Budgets::default())
     }
 
-    /// Appends a row to `table`.
+    /// A sink whose tables are bounded by `budgets`' row limits.
+    pub fn with_budgets(common: Common, budgets: &Budgets) -> Self {
+        Sink {
+            common,
+            builders: Vec::new(),
+            done: Vec::new(),
+            taken: HashMap::new(),
+            limits: *budgets,
+            errors: 0,
+            collector: "crawl",
+            owners: HashMap::new(),
+        }
+    }
+
+    /// Names the collector whose rows come next (for limit errors).
+    pub fn set_collector(&mut self, name: &'static str) {
+        self.collector = name;
+    }
+
+    /// Appends a row to `table` (dropped past the table's limits, see [`Sink::try_row`]).
     pub fn row(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) {
+        self.try_row(table, values);
+    }
+
+    /// Appends a row to `table`; false when the table is over its limits and
+    /// the row was dropped (reported once per table).
+    pub fn try_row(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) -> bool {
+        let max = self.limits.max_field_bytes;
+        let long = values.iter().any(|(_, v)| matches!(v, Value::Str(s) if s.len() > max));
+        let cut_values: Vec<(&str, Value<'_>)>;
+        let values = if long {
+            cut_values = values
+                .iter()
+                .map(|&(n, v)| match v {
+                    Value::Str(s) => (n, Value::Str(parse::cut(s, max))),
+                    v => (n, v),
+                })
+                .collect();
+            &cut_values[..]
+        } else {
+            values
+        };
+        let bytes: u64 = values.iter().map(|(_, v)| if let Value::Str(s) = v { s.len() as u64 } else { 0 }).sum();
+        let t = self.taken.entry(table.name).or_default();
+        let is_errors = table.name == tables::CRAWL_ERRORS.name;
+        let max_rows =
+            if is_errors { self.limits.max_rows_per_table.min(MAX_ERROR_ROWS) } else { self.limits.max_rows_per_table };
+        if t.rows >= max_rows || t.bytes + bytes > self.limits.max_table_bytes {
+            if !std::mem::replace(&mut t.full, true) {
+                let what = if t.rows >= max_rows {
+                    format!("more than {max_rows} rows (budget max_rows_per_table)")
+                } else {
+                    format!("more than {} bytes of strings (budget max_table_bytes)", self.limits.max_table_bytes)
+                };
+                let message = format!("table {}: {what} in this scope; the rest of its rows are dropped", table.name);
+                self.limit_error(&message);
+            }
+            return false;
+        }
+        t.rows += 1;
+        t.bytes += bytes;
+        if long && !std::mem::replace(&mut t.cut, true) && !is_errors {
+            let message = format!(
+                "table {}: a value longer than {max} bytes was cut to {max} (budget max_field_bytes); later ones are cut silently",
+                table.name
+            );
+            self.limit_error(&message);
+        }
+        self.push(table, values);
+        true
+    }
+
+    /// A limit's `crawl_errors` row, past any limit of that table itself.
+    fn limit_error(&mut self, message: &str) {
+        tracing::warn!(collector = self.collector, scope_id = %self.common.scope_id, "{message}");
+        self.errors += 1;
+        let values = [("collector", self.collector.into()), ("path", Value::Null), ("message", message.into())];
+        self.push(&tables::CRAWL_ERRORS, &values);
+    }
+
+    fn push(&mut self, table: &'static Table, values: &[(&str, Value<'_>)]) {
         let i = match self.builders.iter().position(|b| b.table().name == table.name) {
             Some(i) => i,
             None => {
@@ -99,11 +212,22 @@ impl Sink {
                 self.builders.len() - 1
             }
         };
-        self.builders[i].push(&self.common, values);
+        let b = &mut self.builders[i];
+        b.push(&self.common, values);
+        if b.bytes() >= BATCH_BYTES || b.len() >= BATCH_ROWS {
+            self.done.push(b.finish());
+        }
+    }
+
+    /// Whether `table` has hit a limit (its later rows are dropped).
+    pub fn is_full(&self, table: &'static Table) -> bool {
+        self.taken.get(table.name).is_some_and(|t| t.full)
     }
 
     /// Records a problem as a `crawl_errors` row.
+    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each.
     pub fn error(&mut self, collector: &str, path: Option<&str>, message: &str) {
+        let (path, message) = (path.map(|p| parse::cut(p, MAX_ERROR_QUOTE)), parse::cut(message, MAX_ERROR_QUOTE));
         tracing::warn!(collector, path, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
         self.row(
@@ -125,9 +249,11 @@ impl Sink {
         &self.common
     }
 
-    /// Finishes every table that received rows.
+    /// Every batch of the tables that received rows.
     pub fn finish(mut self) -> Vec<arrow_array::RecordBatch> {
-        self.builders.iter_mut().filter(|b| !b.is_empty()).map(TableBuilder::finish).collect()
+        let mut out = std::mem::take(&mut self.done);
+        out.extend(self.builders.iter_mut().filter(|b| !b.is_empty()).map(TableBuilder::finish));
+        out
     }
 }
 
@@ -266,5 +392,118 @@ fn sha256_expecting(
         Ok(_) => Ok(Some(format!("{:x}", h.finalize()))),
         Err(ReadError::TooLarge { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use arrow_array::RecordBatch;
+    use arrow_array::cast::AsArray;
+
+    fn common() -> Common {
+        Common { host: "h".into(), scope: "image".into(), scope_id: "s".into(), crawl_time_us: 0 }
+    }
+
+    fn of<'a>(batches: &'a [RecordBatch], table: &'a Table) -> impl Iterator<Item = &'a RecordBatch> + 'a {
+        batches.iter().filter(move |b| table.matches(b.schema_ref()))
+    }
+
+    fn messages(batches: &[RecordBatch]) -> Vec<String> {
+        of(batches, &tables::CRAWL_ERRORS)
+            .flat_map(|b| {
+                let m = b.column_by_name("message").unwrap().as_string::<i32>();
+                (0..m.len()).map(|i| m.value(i).to_string()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn file(sink: &mut Sink, path: &str) -> bool {
+        sink.try_row(
+            &tables::PACKAGE_FILES,
+            &[("manager", "dpkg".into()), ("package", "p".into()), ("path", path.into())],
+        )
+    }
+
+    /// Rows per table per scope are capped; the cap is one crawl_errors row
+    /// naming it, and other tables still take rows.
+    #[test]
+    fn rows_past_a_tables_limit_are_dropped_and_reported_once() {
+        let b = Budgets { max_rows_per_table: 100, ..Budgets::default() };
+        let mut sink = Sink::with_budgets(common(), &b);
+        sink.set_collector("packages");
+        let taken = (0..10_000).filter(|i| file(&mut sink, &format!("/f{i}"))).count();
+        assert_eq!(taken, 100);
+        assert!(sink.is_full(&tables::PACKAGE_FILES));
+        assert!(sink.try_row(&tables::OS, &[("id", "debian".into())]));
+        let batches = sink.finish();
+        assert_eq!(of(&batches, &tables::PACKAGE_FILES).map(RecordBatch::num_rows).sum::<usize>(), 100);
+        let m = messages(&batches);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains("package_files") && m[0].contains("max_rows_per_table"), "{m:?}");
+        assert_eq!(of(&batches, &tables::OS).count(), 1);
+    }
+
+    /// Long values are cut to the field limit, and a table's string bytes
+    /// are capped: a few long names cannot make gigabytes of rows.
+    #[test]
+    fn long_values_are_cut_and_table_bytes_capped() {
+        let b = Budgets { max_field_bytes: 1000, max_table_bytes: 100_000, ..Budgets::default() };
+        let mut sink = Sink::with_budgets(common(), &b);
+        let long = "é".repeat(10_000); // 20,000 bytes; cut at a char boundary
+        let taken = (0..1000).filter(|_| file(&mut sink, &long)).count();
+        let batches = sink.finish();
+        let paths: Vec<usize> = of(&batches, &tables::PACKAGE_FILES)
+            .flat_map(|b| {
+                let p = b.column_by_name("path").unwrap().as_string::<i32>();
+                (0..p.len()).map(|i| p.value(i).len()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(paths.len(), taken);
+        assert!(paths.iter().all(|&n| n == 1000), "{:?}", &paths[..paths.len().min(3)]);
+        assert!((90..=100).contains(&taken), "{taken}");
+        let m = messages(&batches);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.iter().any(|m| m.contains("max_field_bytes")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("max_table_bytes")), "{m:?}");
+    }
+
+    /// Error rows are capped lower than data rows (still counted), and quote
+    /// bounded paths and messages.
+    #[test]
+    fn error_rows_are_capped_counted_and_quote_little() {
+        let mut sink = Sink::new(common());
+        let long = "p".repeat(100_000);
+        for _ in 0..(MAX_ERROR_ROWS + 500) {
+            sink.error("c", Some(&long), &long);
+        }
+        assert_eq!(sink.errors() as u64, MAX_ERROR_ROWS + 500 + 1);
+        let batches = sink.finish();
+        let m = messages(&batches);
+        assert_eq!(m.len() as u64, MAX_ERROR_ROWS + 1);
+        assert!(m.iter().take(MAX_ERROR_ROWS as usize).all(|m| m.len() == MAX_ERROR_QUOTE));
+        assert!(
+            m.last().unwrap().contains("crawl_errors") && m.last().unwrap().contains("max_rows_per_table"),
+            "{:?}",
+            m.last()
+        );
+    }
+
+    /// A table's rows are finished into batches as they fill, so no batch's
+    /// string column nears Arrow's 2 GiB offset limit (which panicked).
+    #[test]
+    fn tables_are_split_into_bounded_batches() {
+        let mut sink = Sink::new(common());
+        let path = "x".repeat(64 << 10);
+        for _ in 0..(3 * BATCH_BYTES / path.len() + 1) {
+            assert!(file(&mut sink, &path));
+        }
+        let batches = sink.finish();
+        assert!(batches.len() >= 3, "{} batches", batches.len());
+        for b in &batches {
+            let p = b.column_by_name("path").unwrap().as_string::<i32>();
+            assert!(p.value_data().len() <= BATCH_BYTES, "{}", p.value_data().len());
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! looked for; a root with none of them gets one `crawl_errors` row.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
@@ -41,16 +42,22 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 }
 
 /// Adds a package's owned path to `package_files` and to the owners map (both
-/// as recorded and with any merged-/usr alias resolved).
-fn own(out: &mut Sink, manager: &str, package: &str, path: &str, aliases: &[(String, String)]) {
+/// as recorded and with any merged-/usr alias resolved). Past the table's
+/// limits (see [`Sink`]) the owners map stops growing with it.
+/// The package name is shared by all its paths in the map (a long name must
+/// not be copied once per file).
+fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)]) {
     if path.is_empty() || path == "/." || path == "/" {
         return;
     }
-    out.row(&PACKAGE_FILES, &[("manager", manager.into()), ("package", package.into()), ("path", path.into())]);
-    if let Some(real) = unalias(path, aliases) {
-        out.owners.insert(real, package.to_string());
+    let row = [("manager", manager.into()), ("package", (&**package).into()), ("path", path.into())];
+    if !out.try_row(&PACKAGE_FILES, &row) {
+        return;
     }
-    out.owners.insert(path.to_string(), package.to_string());
+    if let Some(real) = unalias(path, aliases) {
+        out.owners.insert(real, package.clone());
+    }
+    out.owners.insert(path.to_string(), package.clone());
 }
 
 fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
@@ -116,6 +123,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
             for p in pkgs.iter().filter(|p| !p.is_installed()) {
                 not_installed_row(out, p, DPKG_STATUS);
             }
+            // A file list is read once, for the first stanza that names it:
+            // repeated stanzas must not make one list's rows again each time.
+            let mut lists_read = HashSet::new();
             for p in pkgs.iter().filter(|p| p.is_installed()) {
                 dpkg_row(out, p, DPKG_STATUS);
                 let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
@@ -123,11 +133,16 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
                 }
                 for list in candidates {
+                    if lists_read.contains(&list) {
+                        break;
+                    }
                     match root.read_limited(&list, LIST_MAX_BYTES) {
                         Ok(b) => {
+                            let name: Arc<str> = p.name.as_str().into();
                             for path in list_paths(&String::from_utf8_lossy(&b), false) {
-                                own(out, "dpkg", &p.name, &path, aliases);
+                                own(out, "dpkg", &name, &path, aliases);
                             }
+                            lists_read.insert(list);
                             break;
                         }
                         Err(e) if e.is_not_found() => continue,
@@ -170,18 +185,32 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     not_installed_row(out, p, &path);
                 }
                 // Distroless stanzas usually carry no Status line: present means installed.
-                for p in pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()) {
+                let installed: Vec<&DpkgPackage> =
+                    pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()).collect();
+                for p in &installed {
                     dpkg_row(out, p, &path);
-                    let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
-                    match root.read_limited(&sums, LIST_MAX_BYTES) {
-                        Ok(b) => {
-                            for f in list_paths(&String::from_utf8_lossy(&b), true) {
-                                own(out, "dpkg", &p.name, &f, aliases);
-                            }
+                }
+                // One stanza per file, one file list per file: its files belong
+                // to that stanza's package, read once however many stanzas the file has.
+                let Some(owner) = installed.first() else { continue };
+                if installed.len() > 1 {
+                    let msg = format!(
+                        "{} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
+                        installed.len(),
+                        super::parse::truncate(&owner.name, 80)
+                    );
+                    out.error(C, Some(&path), &msg);
+                }
+                let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
+                match root.read_limited(&sums, LIST_MAX_BYTES) {
+                    Ok(b) => {
+                        let name: Arc<str> = owner.name.as_str().into();
+                        for f in list_paths(&String::from_utf8_lossy(&b), true) {
+                            own(out, "dpkg", &name, &f, aliases);
                         }
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => out.read_error(C, &sums, &e),
                     }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => out.read_error(C, &sums, &e),
                 }
             }
         }
@@ -228,8 +257,9 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 ("package_size", p.size.into()),
             ],
         );
+        let name: Arc<str> = p.name.as_str().into();
         for f in &p.files {
-            own(out, "apk", &p.name, f, aliases);
+            own(out, "apk", &name, f, aliases);
         }
     }
     true
@@ -244,9 +274,12 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 }
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
-    type Reader = fn(&[u8]) -> (Vec<RpmPackage>, Vec<String>);
-    const FORMATS: &[(&str, Reader)] =
-        &[("rpmdb.sqlite", rpm::read_sqlite), ("Packages.db", rpm::read_ndb), ("Packages", rpm::read_bdb)];
+    type Reader = fn(&[u8], &mut rpm::Work) -> (Vec<RpmPackage>, Vec<String>);
+    const FORMATS: &[(&str, Reader)] = &[
+        ("rpmdb.sqlite", rpm::read_sqlite_within),
+        ("Packages.db", rpm::read_ndb_within),
+        ("Packages", rpm::read_bdb_within),
+    ];
     let mut seen = HashSet::new();
     let mut found = false;
     for dir in RPM_DIRS {
@@ -270,7 +303,8 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                     continue;
                 }
             };
-            let (pkgs, errors) = read(&bytes);
+            let (pkgs, errors) = read(&bytes, &mut rpm::Work::new(bytes.len(), Some(scope.root.deadline())));
+            drop(bytes);
             for e in errors {
                 out.error(C, Some(&path), &e);
             }
@@ -300,8 +334,9 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                         ("db_path", path.as_str().into()),
                     ],
                 );
+                let name: Arc<str> = p.name.as_str().into();
                 for f in &p.files {
-                    own(out, "rpm", &p.name, f, aliases);
+                    own(out, "rpm", &name, f, aliases);
                 }
             }
         }
@@ -340,6 +375,56 @@ mod tests {
         assert_eq!(rpm_evr(&p), "1.0-2");
         p.epoch = Some(0);
         assert_eq!(rpm_evr(&p), "0:1.0-2");
+    }
+
+    /// The rpm sqlite CPU bomb through the collector: every row of Packages
+    /// shares one stored blob. The database yields no more headers than its
+    /// bytes hold, says why, and the rest of the crawl still arrives.
+    #[test]
+    fn an_rpmdb_whose_rows_share_one_blob_costs_what_the_file_holds() {
+        use crate::collectors::rpm::testutil::{fat_package_blob, sqlite_default_bomb};
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("var/lib/rpm")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/os-release"), "ID=fedora\n").unwrap();
+        let blob = fat_package_blob(4000, 40);
+        let db = sqlite_default_bomb(&blob, 5000);
+        std::fs::write(tmp.path().join("var/lib/rpm/rpmdb.sqlite"), &db).unwrap();
+        let opts = crate::crawl::CrawlOptions { root: tmp.path().into(), ..Default::default() };
+        let c = crate::crawl::crawl(&opts).unwrap();
+        let rows = |t: &str| {
+            c.batches.iter().filter(|b| crate::crawl::table_of(b).name == t).map(|b| b.num_rows()).sum::<usize>()
+        };
+        let most = (db.len() as u64 + rpm::SLACK) / blob.len() as u64;
+        assert!(rows("packages") as u64 <= most, "{} packages from a {}-byte file", rows("packages"), db.len());
+        assert!(rows("package_files") as u64 <= most * 4000);
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&c.batches, &mut text).unwrap();
+        let errors = String::from_utf8(text).unwrap();
+        assert!(errors.contains("bytes per database"), "{errors}");
+        assert_eq!(rows("os"), 1);
+    }
+
+    /// A long package name owning many files used to be copied into the
+    /// owners map once per file (half the peak of a long-name row bomb).
+    #[test]
+    fn the_owners_map_shares_one_copy_of_a_package_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("var/lib/dpkg/status.d");
+        std::fs::create_dir_all(&d).unwrap();
+        let name = "n".repeat(10_000);
+        std::fs::write(d.join("x"), format!("Package: {name}\nVersion: 1\n")).unwrap();
+        let sums: String = (0..1000).map(|i| format!("d41d8cd98f00b204e9800998ecf8427e  f{i}\n")).collect();
+        std::fs::write(d.join("x.md5sums"), sums).unwrap();
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default() };
+        let mut sink = Sink::new(common);
+        collect(&scope, &mut sink);
+        let owners: Vec<&Arc<str>> = sink.owners.values().collect();
+        assert_eq!(owners.len(), 1000);
+        assert!(owners.iter().all(|o| Arc::ptr_eq(o, owners[0]) && o.len() == 10_000));
     }
 
     #[test]

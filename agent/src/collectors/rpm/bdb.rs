@@ -23,7 +23,7 @@
 //! are checked for cycles and all chain walking shares one page budget
 //! proportional to the file, so the work stays linear in its size.
 
-use super::{RpmPackage, parse_header};
+use super::{RpmPackage, Work};
 
 const HASH_MAGIC: u32 = 0x0006_1561;
 const BTREE_MAGIC: u32 = 0x0005_3162;
@@ -58,6 +58,11 @@ struct Budget {
 
 /// Reads every package from the bytes of a BerkeleyDB hash `Packages` file.
 pub fn read_bdb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
+    read_bdb_within(bytes, &mut Work::new(bytes.len(), None))
+}
+
+/// [`read_bdb`] within `work`'s budget and deadline.
+pub fn read_bdb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
     let mut errors = Vec::new();
     let db = match Db::open(bytes, &mut errors) {
         Ok(db) => db,
@@ -66,7 +71,7 @@ pub fn read_bdb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
     let mut budget = Budget { pages_left: 2 * db.pages + 16, spent: false, seen_by: vec![0; db.pages], chain: 0 };
     let mut found = Vec::new();
     for pgno in 1..db.pages {
-        if let Err(e) = db.hash_page(pgno, &mut budget, &mut found, &mut errors) {
+        if let Err(e) = db.hash_page(pgno, &mut budget, work, &mut found, &mut errors) {
             errors.push(format!("Packages (BerkeleyDB): {e}"));
             break;
         }
@@ -137,6 +142,7 @@ impl<'a> Db<'a> {
         &self,
         pgno: usize,
         budget: &mut Budget,
+        work: &mut Work,
         found: &mut Vec<(u32, RpmPackage)>,
         errors: &mut Vec<String>,
     ) -> Result<(), String> {
@@ -166,7 +172,11 @@ impl<'a> Db<'a> {
             };
             let Some(key) = self.package_key(key, &at(2 * pair), errors) else { continue };
             let value = self.item(page, 2 * pair + 1, offsets_end).and_then(|v| self.value(v, budget));
-            match value.and_then(|blob| parse_header(&blob)) {
+            let parsed = match value {
+                Ok(blob) => work.parse(&blob)?,
+                Err(e) => Err(e),
+            };
+            match parsed {
                 Ok(p) => found.push((key, p)),
                 Err(e) if budget.spent => return Err(e),
                 Err(e) => errors.push(format!("Packages (BerkeleyDB): package {key} ({}): {e}", at(2 * pair + 1))),

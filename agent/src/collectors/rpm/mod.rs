@@ -13,12 +13,88 @@ mod ndb;
 mod sqlite;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
-pub use bdb::read_bdb;
+pub use bdb::{read_bdb, read_bdb_within};
 pub use header::parse_header;
-pub use ndb::read_ndb;
-pub use sqlite::read_sqlite;
+pub use ndb::{read_ndb, read_ndb_within};
+pub use sqlite::{read_sqlite, read_sqlite_within};
+
+use std::time::Instant;
+
+/// What reading one database may cost, whatever its bytes say. Every header
+/// is parsed through [`Work::parse`], which checks the scope's deadline first
+/// (so a scope that was given up stops using CPU) and charges the header's
+/// bytes: an honest database stores each header once, so all the headers it
+/// yields add up to no more than its own length. A database whose rows share
+/// one stored blob (an sqlite column DEFAULT, pages reached twice) would
+/// otherwise make one stored byte cost a parse per row. File lists joined
+/// from directory and base names are bounded the same way.
+#[derive(Debug)]
+pub struct Work {
+    deadline: Option<Instant>,
+    header_bytes: u64,
+    header_bytes_limit: u64,
+    path_bytes: u64,
+    path_bytes_limit: u64,
+    /// Headers parsed so far.
+    pub headers: u64,
+}
+
+/// Joined file paths may add up to this many times the database's length…
+pub const PATH_EXPANSION: u64 = 2;
+/// …plus this; and headers to the database's length plus this.
+pub const SLACK: u64 = 1 << 20;
+
+impl Work {
+    /// The budget of a database of `len` bytes, read until `deadline`.
+    pub fn new(len: usize, deadline: Option<Instant>) -> Self {
+        let len = len as u64;
+        Work {
+            deadline,
+            header_bytes: 0,
+            header_bytes_limit: len.saturating_add(SLACK),
+            path_bytes: 0,
+            path_bytes_limit: len.saturating_mul(PATH_EXPANSION).saturating_add(SLACK),
+            headers: 0,
+        }
+    }
+
+    /// Err once the deadline has passed: stop reading.
+    pub fn check_time(&self) -> Result<(), String> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => {
+                Err(format!("stopped after {} headers: the scope's wall time budget ran out", self.headers))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses one header blob: the outer Err means stop reading the database
+    /// (a budget ran out), the inner one is this package's problem.
+    pub fn parse(&mut self, blob: &[u8]) -> Result<Result<RpmPackage, String>, String> {
+        self.check_time()?;
+        self.header_bytes = self.header_bytes.saturating_add(blob.len() as u64);
+        if self.header_bytes > self.header_bytes_limit {
+            return Err(format!(
+                "stopped after {} headers: they add up to more than the {} bytes the database holds (rows share stored header blobs; budget: header bytes per database)",
+                self.headers, self.header_bytes_limit
+            ));
+        }
+        self.headers += 1;
+        let p = parse_header(blob);
+        if let Ok(p) = &p {
+            self.path_bytes = self.path_bytes.saturating_add(p.files.iter().map(|f| f.len() as u64).sum());
+            if self.path_bytes > self.path_bytes_limit {
+                return Err(format!(
+                    "stopped after {} headers: their file lists add up to more than {} bytes (budget: file list bytes per database)",
+                    self.headers, self.path_bytes_limit
+                ));
+            }
+        }
+        Ok(p)
+    }
+}
 
 /// One installed rpm, from its header blob.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -14,7 +14,7 @@
 //! a damaged blob become error strings; the other packages are still read.
 //! Overlaps are refused, so the total work is bounded by the file size.
 
-use super::{RpmPackage, parse_header};
+use super::{RpmPackage, Work};
 
 const FILE_MAGIC: &[u8; 4] = b"RpmP";
 const SLOT_MAGIC: &[u8; 4] = b"Slot";
@@ -38,6 +38,11 @@ struct Slot {
 
 /// Reads every package from the bytes of an NDB `Packages.db` file.
 pub fn read_ndb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
+    read_ndb_within(bytes, &mut Work::new(bytes.len(), None))
+}
+
+/// [`read_ndb`] within `work`'s budget and deadline.
+pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
     let mut errors = Vec::new();
     let slot_pages = match file_header(bytes) {
         Ok(n) => n,
@@ -58,7 +63,17 @@ pub fn read_ndb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
         }
         end = s.blkoff + s.blkcnt;
         last = Some(s);
-        match blob(bytes, &s).and_then(parse_header) {
+        let parsed = match blob(bytes, &s) {
+            Ok(b) => match work.parse(b) {
+                Ok(r) => r,
+                Err(stop) => {
+                    errors.push(format!("Packages.db: {stop}"));
+                    break;
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match parsed {
             Ok(p) => found.push((s.pkgidx, p)),
             Err(e) => errors.push(format!("Packages.db: package {} (slot {}): {e}", s.pkgidx, s.number)),
         }

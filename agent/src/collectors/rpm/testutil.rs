@@ -130,3 +130,24 @@ pub(crate) fn package_blob(name: &str, epoch: Option<u32>, version: &str, files:
     }
     w.build()
 }
+
+/// An `rpmdb.sqlite` whose `rows` records store no blob: the column was added
+/// later with `blob` as its DEFAULT, so every row reads that one stored blob.
+pub(crate) fn sqlite_default_bomb(blob: &[u8], rows: usize) -> Vec<u8> {
+    let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+    conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT); BEGIN;").expect("schema");
+    for _ in 0..rows {
+        conn.execute("INSERT INTO Packages DEFAULT VALUES", []).expect("insert");
+    }
+    let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute_batch(&format!("COMMIT; ALTER TABLE Packages ADD COLUMN blob BLOB NOT NULL DEFAULT x'{hex}';"))
+        .expect("add column");
+    conn.serialize(rusqlite::MAIN_DB).expect("serialize").to_vec()
+}
+
+/// A header of `files` owned paths of about `len` bytes each.
+pub(crate) fn fat_package_blob(files: usize, len: usize) -> Vec<u8> {
+    let paths: Vec<String> = (0..files).map(|i| format!("/usr/share/{i:0>len$}")).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    package_blob("fat", None, "1", &refs)
+}

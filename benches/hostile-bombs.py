@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Builds the row and CPU bombs of issue 24 (items 3 and 4) as root filesystems
+under DIR, to measure what a crawl of each costs (peak RSS, CPU):
+
+    python3 benches/hostile-bombs.py DIR
+    for b in statusd apk rpm; do
+        /usr/bin/time -f "$b %e s wall %U+%S s CPU %M KB" \
+            periscope-agent crawl --print --scope image --scope-id $b --root DIR/$b > /dev/null
+    done
+
+statusd: one distroless status.d file of 2,000 stanzas with 200-byte names and a
+         2,000-line md5sums (4 million package_files rows when read per stanza);
+apk:     a 64 KB F: directory followed by 40,000 one-letter R: lines
+         (2.6 GB of joined paths from a 220 KB database);
+rpm:     a 700 KB rpmdb.sqlite whose 20,000 rows store no blob and take a
+         260 KB header (20,000 files) from the column's DEFAULT.
+Nothing here is run by the test suite; the regression tests build smaller
+bombs of their own (agent/tests/hostile.rs, agent/src/collectors/).
+"""
+import os
+import sqlite3
+import struct
+import sys
+
+
+def header(name, files):
+    """An rpm header blob (no lead, no magic): NAME, VERSION, RELEASE and a file list."""
+    entries, data = [], bytearray()
+
+    def add(tag, ty, count, payload, align=1):
+        while len(data) % align:
+            data.append(0)
+        entries.append((tag, ty, len(data), count))
+        data.extend(payload)
+
+    def strs(v):
+        return b"".join(s.encode() + b"\0" for s in v)
+
+    add(1000, 6, 1, strs([name]))
+    add(1001, 6, 1, strs(["1"]))
+    add(1002, 6, 1, strs(["1"]))
+    add(1116, 4, len(files), b"".join(struct.pack(">I", 0) for _ in files), 4)
+    add(1117, 8, len(files), strs(files))
+    add(1118, 8, 1, strs(["/usr/share/bomb/"]))
+    out = struct.pack(">II", len(entries), len(data))
+    out += b"".join(struct.pack(">IIII", *e) for e in entries)
+    return out + bytes(data)
+
+
+def main(top):
+    d = os.path.join(top, "statusd/var/lib/dpkg/status.d")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "bomb"), "w") as f:
+        f.write(("Package: " + "n" * 200 + "\nVersion: 1\n\n") * 2000)
+    with open(os.path.join(d, "bomb.md5sums"), "w") as f:
+        f.writelines(f"d41d8cd98f00b204e9800998ecf8427e  usr/lib/f{i}\n" for i in range(2000))
+
+    d = os.path.join(top, "apk/lib/apk/db")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "installed"), "w") as f:
+        f.write("P:bomb\nV:1\nF:" + "d" * 65000 + "\n" + "R:a\n" * 40000 + "\n")
+
+    d = os.path.join(top, "rpm/var/lib/rpm")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "rpmdb.sqlite")
+    if os.path.exists(path):
+        os.remove(path)
+    blob = header("bomb", [f"f{i:08d}" for i in range(20000)])
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT)")
+    db.executemany("INSERT INTO Packages DEFAULT VALUES", ([] for _ in range(20000)))
+    db.commit()
+    db.execute(f"ALTER TABLE Packages ADD COLUMN blob BLOB NOT NULL DEFAULT x'{blob.hex()}'")
+    db.commit()
+    db.close()
+    for b in ["statusd", "apk", "rpm"]:
+        os.makedirs(os.path.join(top, b, "etc"), exist_ok=True)
+        with open(os.path.join(top, b, "etc/os-release"), "w") as f:
+            f.write("ID=bomb\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/bombs")
