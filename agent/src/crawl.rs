@@ -534,6 +534,10 @@ fn run_collectors(
                         fingerprints.push((col.name, fp));
                     }
                 }
+                // What the overlay merge refused (an attribute the driver would not follow as read here).
+                for (path, e) in scope.root.take_layer_anomalies() {
+                    sink.read_error("layers", &path, &e);
+                }
                 if let Some(p) = &plan {
                     for t in inherited {
                         sink.row(&tables::INHERITED, &[("table_name", t.name.into()), ("image_id", p.image_id.as_str().into())]);

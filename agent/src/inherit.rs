@@ -93,7 +93,7 @@ pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
 fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
     let name = e.path.rsplit('/').next().unwrap_or("");
     let parent = &e.path[..e.path.len() - name.len()];
-    if markers.aufs_files {
+    if markers.aufs_files() {
         // aufs-style markers: `.wh..wh..opq` makes its directory opaque, `.wh.<name>` deletes <name>.
         if name == ".wh..wh..opq" {
             return Change { path: parent.trim_end_matches('/').to_string(), whole: true };
@@ -342,7 +342,7 @@ mod tests {
         std::fs::write(l.join("tmp-file"), b"x").unwrap();
         let base =
             |markers| Base { image_id: "sha256:x".into(), own_layers: vec![l.to_path_buf()], markers, pid: None };
-        let got = changes(&base(Markers::ALL), &Budgets::default()).unwrap();
+        let got = changes(&base(Markers::FUSE_OVERLAYFS), &Budgets::default()).unwrap();
         assert!(got.contains(&ch("/var/lib/dpkg/status", true)), "{got:?}");
         assert!(got.contains(&ch("/opt/app", true)), "{got:?}");
         assert!(got.contains(&ch("/var/lib", false)), "{got:?}");
@@ -352,7 +352,7 @@ mod tests {
         assert!(got.contains(&ch("/var/lib/dpkg/.wh.status", true)), "{got:?}");
         // Over the entry budget: not listed in full, so the caller inherits nothing.
         let tight = Budgets { max_entries: 2, ..Budgets::default() };
-        let err = changes(&base(Markers::ALL), &tight).unwrap_err();
+        let err = changes(&base(Markers::FUSE_OVERLAYFS), &tight).unwrap_err();
         assert!(err.contains("directory entries"), "{err}");
     }
 }

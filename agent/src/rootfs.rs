@@ -193,6 +193,7 @@ fn layer_err(path: &str, e: crate::layers::LayerError) -> ReadError {
         LayerError::Loop => ReadError::Loop { path: path.to_string() },
         LayerError::Io(e) => errno(path, e),
         LayerError::TooMuch(what) => ReadError::Budget { path: path.to_string(), what: what.to_string() },
+        LayerError::Refused(why) => ReadError::Refused { path: path.to_string(), why },
     }
 }
 
@@ -289,14 +290,40 @@ impl Root {
         let shown = shown.into();
         let l = crate::layers::Layers::open(layers, markers)
             .map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
+        let deadline = Instant::now() + budgets.max_wall;
+        l.set_deadline(deadline);
         Ok(Root {
             inner: Backing::Layers(l),
             path: shown,
             budgets,
-            deadline: Instant::now() + budgets.max_wall,
+            deadline,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
         })
+    }
+
+    /// What the overlay merge refused so far (each naming the attribute), as
+    /// errors to report; empty for directory roots. Each is returned once.
+    pub fn take_layer_anomalies(&self) -> Vec<(String, ReadError)> {
+        match &self.inner {
+            Backing::Layers(l) => l
+                .take_anomalies()
+                .into_iter()
+                .map(|a| {
+                    let path = display_name(&a.path);
+                    (path.clone(), ReadError::Refused { path, why: a.message })
+                })
+                .collect(),
+            Backing::Dir(_) => Vec::new(),
+        }
+    }
+
+    /// Single-layer name lookups the overlay merge has made (0 for directory roots).
+    pub fn layer_lookups(&self) -> u64 {
+        match &self.inner {
+            Backing::Layers(l) => l.lookups(),
+            Backing::Dir(_) => 0,
+        }
     }
 
     pub fn budgets(&self) -> &Budgets {

@@ -236,7 +236,7 @@ pub fn snapshot_layers(mounts: &[api::snapshots::Mount]) -> Result<(Vec<PathBuf>
             if dirs.is_empty() {
                 return Err(format!("{t} mount without upperdir or lowerdir"));
             }
-            let markers = if t == "overlay" { Markers::KERNEL_OVERLAY } else { Markers::ALL };
+            let markers = if t == "overlay" { Markers::KERNEL_OVERLAY } else { Markers::FUSE_OVERLAYFS };
             Ok((dirs, markers))
         }
         t => Err(format!("snapshot mount type {t} is not one Periscope reads in userspace")),
@@ -467,7 +467,7 @@ mod tests {
         .unwrap();
         assert_eq!(d, ["/s/3/fs", "/s/2/fs", "/s/1/fs"].map(PathBuf::from).to_vec());
         let (_, m) = snapshot_layers(&[mount("fuse3.fuse-overlayfs", "o", &["lowerdir=/a"])]).unwrap();
-        assert_eq!(m, Markers::ALL);
+        assert_eq!(m, Markers::FUSE_OVERLAYFS);
         assert!(snapshot_layers(&[mount("btrfs", "/dev/x", &[])]).unwrap_err().contains("btrfs"));
         assert!(snapshot_layers(&[]).is_err());
         assert!(snapshot_layers(&[mount("overlay", "o", &["workdir=/w"])]).is_err());
