@@ -104,6 +104,11 @@ impl Markers {
         !matches!(self.opaque(dir), Ok(Opaque::No | Opaque::Xwhiteouts))
     }
 
+    /// Whether the directory `dir` carries a redirect the driver follows.
+    pub(crate) fn has_redirect(self, dir: BorrowedFd<'_>) -> bool {
+        self == Markers::Kernel && rustix::fs::fgetxattr(dir, REDIRECT_XATTR, &mut [0u8; 0]).is_ok()
+    }
+
     fn opaque(self, dir: BorrowedFd<'_>) -> Result<Opaque, String> {
         match self {
             Markers::Kernel => {

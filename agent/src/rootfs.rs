@@ -528,18 +528,21 @@ impl Root {
         }
     }
 
-    /// Whether the directory `rel` carries an overlay opaque marker of the
-    /// kinds `markers` honours (it hides lower layers' contents). A directory
-    /// that cannot be opened is not opaque.
-    pub fn dir_is_opaque(&self, rel: &[u8], markers: crate::layers::Markers) -> bool {
+    /// Whether the directory `rel` (in a container's own layer) may change
+    /// what lies below it in the lower layers: an opaque marker or a redirect
+    /// that `markers`' driver honours. A directory that cannot be opened may.
+    pub fn dir_hides_lower(&self, rel: &[u8], markers: crate::layers::Markers) -> bool {
         let shown = display_name(rel);
         self.resolve(OsStr::from_bytes(rel))
             .and_then(|h| {
                 h.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC)
                     .map_err(|e| pathrs_err(&shown, e))
             })
-            .map(|f| markers.is_opaque(OwnedFd::from(f).as_fd()))
-            .unwrap_or(false)
+            .map(|f| {
+                let fd = OwnedFd::from(f);
+                markers.is_opaque(fd.as_fd()) || markers.has_redirect(fd.as_fd())
+            })
+            .unwrap_or(true)
     }
 
     /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.
