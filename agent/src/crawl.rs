@@ -400,7 +400,10 @@ fn crawl_layers(
         Ok((layers, _)) if layers.is_empty() => {
             Err(format!("{kind} {id}: the storage driver reports no layer directories"))
         }
-        Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets).map_err(|e| e.to_string()),
+        Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets)
+            // A container's top layer is its upper directory; an image has none.
+            .map(|r| if kind == scope::CONTAINER { r.with_upper_layer() } else { r })
+            .map_err(|e| e.to_string()),
     };
     match root {
         Ok(root) => run_collectors(opts, root, common, shown, base, |_| {}),

@@ -20,6 +20,11 @@
 //!   roots below, or a bare name in the same parent) says where its lower
 //!   instances are; the kernel follows it by default. Invalid values make the
 //!   kernel refuse the lookup;
+//! - a container's upper layer differs: its xattr whiteouts are listed (then
+//!   hidden on lookup), and a redirected directory there shares its inode
+//!   with the lower directory it names, so the kernel serves whichever path
+//!   is looked up first (the other fails with ESTALE): reported, and shown
+//!   as a mount without an upper layer shows it;
 //! - a regular file with `trusted.overlay.metacopy` holds no data: the kernel
 //!   refuses it unless mounted with `metacopy=on` (then its data is a lower
 //!   file's). Either way its bytes are not the file's, so it is refused here.
@@ -63,6 +68,12 @@ const FUSE_OPAQUE_XATTRS: &[&str] = &["trusted.overlay.opaque", "user.overlay.op
 const MAX_REDIRECT: usize = 4096;
 /// Open descriptors the cache of merged directories may hold.
 const CACHE_FDS: usize = 512;
+const LISTED_HIDDEN: &str = "listed by its directory but hidden on lookup by an overlay whiteout (a 0:0 character \
+     device in a directory that is not merged, or trusted.overlay.whiteout outside a merged directory marked \
+     trusted.overlay.opaque=x)";
+const UPPER_REDIRECT: &str = "trusted.overlay.redirect on a directory of the container's upper layer: the kernel \
+     shows it or the other path to the same lower directory, whichever is looked up first (the other fails with \
+     ESTALE); shown here as in a mount without an upper layer";
 /// Anomalies remembered per scope (the first ones, by path).
 const MAX_ANOMALIES: usize = 1000;
 
@@ -168,6 +179,8 @@ pub struct Layers {
     /// Names looked up in single layers, for tests that bound the work.
     lookups: Cell<u64>,
     deadline: Cell<Option<Instant>>,
+    /// The top layer is a container's upper directory (see [`Layers::set_upper`]).
+    upper: Cell<bool>,
     anomalies: RefCell<BTreeMap<Vec<u8>, String>>,
 }
 
@@ -210,6 +223,8 @@ struct Inst {
 
 /// What one name is in a merged directory.
 struct Child {
+    /// A redirect in the upper layer decides where its lower instances are.
+    upper_redirect: bool,
     layer: usize,
     /// Index in the parent's instances of the one holding the top instance.
     parent_inst: usize,
@@ -231,6 +246,8 @@ struct Lookup {
     stop: bool,
     is_dir: bool,
     name: Name,
+    /// A redirect was followed from an upper layer (see [`Layers::set_upper`]).
+    upper_redirect: bool,
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
@@ -342,6 +359,7 @@ impl Layers {
             next_id: Cell::new(1),
             lookups: Cell::new(0),
             deadline: Cell::new(None),
+            upper: Cell::new(false),
             anomalies: RefCell::new(BTreeMap::new()),
         })
     }
@@ -349,6 +367,16 @@ impl Layers {
     /// Lookups past `deadline` fail with `TooMuch`, checked at every step.
     pub fn set_deadline(&self, deadline: Instant) {
         self.deadline.set(Some(deadline));
+    }
+
+    /// Says the top layer is a container's upper directory, which the kernel
+    /// reads differently: it drops no xattr whiteouts there from listings,
+    /// and a redirected upper directory shares its inode with the lower
+    /// directory it names, so of the two paths whichever is looked up first
+    /// works and the other fails (ESTALE). That order cannot be known: such
+    /// directories are shown as a lower-only mount shows them, and reported.
+    pub fn set_upper(&self, upper: bool) {
+        self.upper.set(upper);
     }
 
     /// Names looked up in single layers so far.
@@ -456,6 +484,7 @@ impl Layers {
                 }
                 Err(e) => return Err(LayerError::Io(e)),
                 Ok(n) => {
+                    d.upper_redirect |= layer == 0 && self.upper.get();
                     d.name = match parse_redirect(&buf[..n]).map_err(LayerError::Refused)? {
                         Name::Abs(mut comps) => {
                             // An absolute redirect restarts the lookup below, whatever stopped it above.
@@ -506,7 +535,7 @@ impl Layers {
     /// The name `name` in the merged directory `parent`, as the kernel's
     /// lookup finds it; its merged directory too when `want_dir`.
     fn child(&self, parent: &Dir, name: &[u8], want_dir: bool) -> Result<Option<Child>, LayerError> {
-        let mut d = Lookup { stop: false, is_dir: false, name: Name::Rel(name.to_vec()) };
+        let mut d = Lookup { stop: false, is_dir: false, name: Name::Rel(name.to_vec()), upper_redirect: false };
         let mut top: Option<(usize, usize, Stat)> = None;
         let mut insts = Vec::new();
         let (mut next, mut roots_from) = (0usize, None::<usize>);
@@ -549,17 +578,19 @@ impl Layers {
             self.next_id.set(id + 1);
             Dir { id, insts }
         });
-        Ok(Some(Child { layer, parent_inst, stat, dir }))
+        Ok(Some(Child { upper_redirect: d.upper_redirect, layer, parent_inst, stat, dir }))
     }
 
     /// `child`, with what the driver refuses remembered at `path` (the child's path).
     fn child_at(&self, parent: &Dir, path: &[Vec<u8>], want_dir: bool) -> Result<Option<Child>, LayerError> {
         let name = path.last().expect("a path below the root");
-        self.child(parent, name, want_dir).inspect_err(|e| {
-            if let LayerError::Refused(why) = e {
-                self.note(&join(path), why);
-            }
-        })
+        let r = self.child(parent, name, want_dir);
+        match &r {
+            Err(LayerError::Refused(why)) => self.note(&join(path), why),
+            Ok(Some(c)) if c.upper_redirect => self.note(&join(path), UPPER_REDIRECT),
+            _ => {}
+        }
+        r
     }
 
     fn cached(&self, parent: &Dir, name: &[u8]) -> Option<Arc<Dir>> {
@@ -709,7 +740,8 @@ impl Layers {
         let dir = self.dir_at(&canonical)?;
         // The merged readdir: names from every instance, top first; whiteouts hide lower names.
         // A directory with one instance is read as it is, whiteouts listed (a lookup then hides them).
-        let merged = dir.insts.len() > 1;
+        // fuse-overlayfs drops whiteouts from every listing.
+        let merged = dir.insts.len() > 1 || self.markers != Markers::Kernel;
         let mut seen = BTreeMap::<Vec<u8>, bool>::new();
         for inst in &dir.insts {
             // A new open file description: cached handles are read again, and a dup would share their offset.
@@ -737,6 +769,7 @@ impl Layers {
                     Ok(st)
                         if merged
                             && inst.xwhiteouts
+                            && !(inst.layer == 0 && self.upper.get())
                             && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
                             && st.st_size == 0 =>
                     {
@@ -752,19 +785,13 @@ impl Layers {
         let mut child_path = canonical.clone();
         for (name, _) in seen.into_iter().filter(|(_, v)| *v) {
             child_path.push(name);
-            match self.child(&dir, child_path.last().expect("pushed"), false) {
+            match self.child_at(&dir, &child_path, false) {
                 Ok(Some(c)) => out.push((child_path.pop().expect("pushed"), c.stat)),
                 Ok(None) => {
-                    self.note(
-                        &join(&child_path),
-                        "listed by its directory but hidden on lookup by an overlay whiteout (a 0:0 character \
-                         device in a directory that is not merged, or trusted.overlay.whiteout outside a merged \
-                         directory marked trusted.overlay.opaque=x)",
-                    );
+                    self.note(&join(&child_path), LISTED_HIDDEN);
                     child_path.pop();
                 }
-                Err(LayerError::Refused(why)) => {
-                    self.note(&join(&child_path), &why);
+                Err(LayerError::Refused(_)) => {
                     child_path.pop();
                 }
                 Err(e) => return Err(e),

@@ -302,6 +302,15 @@ impl Root {
         })
     }
 
+    /// Marks the top layer of a layered root as a container's upper
+    /// directory, which overlayfs reads differently from its lower layers.
+    pub fn with_upper_layer(self) -> Root {
+        if let Backing::Layers(l) = &self.inner {
+            l.set_upper(true);
+        }
+        self
+    }
+
     /// What the overlay merge refused so far (each naming the attribute), as
     /// errors to report; empty for directory roots. Each is returned once.
     pub fn take_layer_anomalies(&self) -> Vec<(String, ReadError)> {
