@@ -76,6 +76,8 @@ const UPPER_REDIRECT: &str = "trusted.overlay.redirect on a directory of the con
      ESTALE); shown here as in a mount without an upper layer";
 /// Anomalies remembered per scope (the first ones, by path).
 const MAX_ANOMALIES: usize = 1000;
+/// Bytes of an anomaly's path kept.
+const MAX_ANOMALY_PATH: usize = 4096;
 
 /// Which overlay rules the layers were written for, by storage driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,7 +394,10 @@ impl Layers {
             .collect()
     }
 
+    /// Remembers an anomaly; a path longer than [`MAX_ANOMALY_PATH`] is kept
+    /// as its start, so what the scope holds stays bounded.
     fn note(&self, path: &[u8], message: &str) {
+        let path = &path[..path.len().min(MAX_ANOMALY_PATH)];
         let mut a = self.anomalies.borrow_mut();
         if a.len() < MAX_ANOMALIES || a.contains_key(path) {
             a.entry(path.to_vec()).or_insert_with(|| message.to_string());
@@ -972,6 +977,38 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert_eq!(l.resolve(b"/s/f", true).err(), Some(LayerError::TooMuch("wall time of the scope")));
         assert!(l.lookups() <= 2, "{} lookups past the deadline", l.lookups());
+    }
+
+    /// What the merge refuses is reported once per path, naming the
+    /// attribute, and a scope remembers a bounded number of such paths.
+    #[test]
+    fn refused_entries_are_reported_and_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let (up, lo) = (t.path().join("up"), t.path().join("lo"));
+        std::fs::create_dir_all(up.join("m")).unwrap();
+        std::fs::create_dir_all(lo.join("m")).unwrap();
+        let set = |p: &std::path::Path| rustix::fs::lsetxattr(p, METACOPY_XATTR, b"", rustix::fs::XattrFlags::empty());
+        std::fs::write(up.join("m/probe"), "").unwrap();
+        if let Err(e) = set(&up.join("m/probe")) {
+            println!("SKIPPED: cannot set trusted.* xattrs here ({e}); needs root");
+            return;
+        }
+        for i in 0..MAX_ANOMALIES + 200 {
+            std::fs::write(up.join(format!("m/f{i}")), "").unwrap();
+            std::fs::write(lo.join(format!("m/f{i}")), "lower data").unwrap();
+            set(&up.join(format!("m/f{i}"))).unwrap();
+        }
+        let l = Layers::open(&[up, lo], Markers::KERNEL_OVERLAY).unwrap();
+        match l.resolve(b"/m/f1", true) {
+            Err(LayerError::Refused(why)) => assert!(why.contains(METACOPY_XATTR), "{why}"),
+            r => panic!("metacopy file not refused: {:?}", r.map(|f| f.stat.st_size)),
+        }
+        assert_eq!(l.list(b"/m", 10_000).unwrap(), Vec::<Vec<u8>>::new());
+        let a = l.take_anomalies();
+        assert_eq!(a.len(), MAX_ANOMALIES);
+        assert!(a.iter().all(|a| a.message.contains(METACOPY_XATTR)));
+        assert!(a.iter().any(|a| a.path == b"/m/f1"));
+        assert!(l.take_anomalies().is_empty(), "each is reported once");
     }
 
     #[test]
