@@ -322,6 +322,22 @@ fn file_xattr_present(dir: BorrowedFd<'_>, name: &[u8], xattr: &str) -> Result<b
     }
 }
 
+/// Whether this process can read `trusted.*` xattrs: it needs CAP_SYS_ADMIN
+/// (bit 21 of the effective set). Unknown (no /proc) counts as yes.
+fn trusted_xattrs_readable() -> bool {
+    static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READABLE.get_or_init(|| std::fs::read_to_string("/proc/self/status").map_or(true, |s| has_cap_sys_admin(&s)))
+}
+
+fn has_cap_sys_admin(status: &str) -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
 /// Path components, `.` and empty ones dropped (`..` kept for the caller).
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
     path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec).collect()
@@ -385,7 +401,7 @@ impl Layers {
             let xwhiteouts = markers.opaque(d.as_fd()) == Ok(Opaque::Xwhiteouts);
             insts.push(Inst { layer, fd: rustix::io::dup(d)?, xwhiteouts });
         }
-        Ok(Layers {
+        let l = Layers {
             dirs,
             markers,
             cache: RefCell::new(Cache::default()),
@@ -395,7 +411,23 @@ impl Layers {
             deadline: Cell::new(None),
             upper: Cell::new(false),
             anomalies: RefCell::new(BTreeMap::new()),
-        })
+        };
+        l.check_privilege(trusted_xattrs_readable());
+        Ok(l)
+    }
+
+    /// Without CAP_SYS_ADMIN the kernel hides every `trusted.*` xattr (reads
+    /// find none): opaque markers, redirects, xattr whiteouts and metacopy
+    /// would all go unseen, and the merge would show what layers deleted.
+    fn check_privilege(&self, trusted_readable: bool) {
+        if !trusted_readable && self.markers != Markers::Aufs {
+            self.note(
+                b"/",
+                "trusted.overlay.* attributes cannot be read without CAP_SYS_ADMIN (the kernel shows none): \
+                 opaque directories, redirects, xattr whiteouts and metacopy files go unseen, so this merged view \
+                 may show files the layers deleted or hid",
+            );
+        }
     }
 
     /// Lookups past `deadline` fail with `TooMuch`, checked at every step.
@@ -1099,6 +1131,29 @@ mod tests {
         assert!(a.iter().all(|a| a.message.contains(METACOPY_XATTR)));
         assert!(a.iter().any(|a| a.path == b"/m/f1"));
         assert!(l.take_anomalies().is_empty(), "each is reported once");
+    }
+
+    /// Review finding: the agent run with only CAP_SYS_PTRACE and
+    /// CAP_DAC_READ_SEARCH (as tests/docker.rs runs it) reads no trusted.*
+    /// xattr at all, so every opaque directory would be missed silently.
+    #[test]
+    fn a_merge_that_cannot_read_trusted_xattrs_says_so() {
+        assert!(has_cap_sys_admin("Name:\tx\nCapEff:\t000001fffeffffff\n"));
+        assert!(!has_cap_sys_admin("CapEff:\t0000000000080004\n"), "SYS_PTRACE and DAC_READ_SEARCH only");
+        assert!(!has_cap_sys_admin("CapEff:\tzz\n"));
+        let t = tempfile::tempdir().unwrap();
+        for (markers, warned) in
+            [(Markers::KERNEL_OVERLAY, true), (Markers::FUSE_OVERLAYFS, true), (Markers::Aufs, false)]
+        {
+            let l = Layers::open(&[t.path().to_path_buf()], markers).unwrap();
+            l.take_anomalies();
+            l.check_privilege(false);
+            let a = l.take_anomalies();
+            assert_eq!(a.len(), usize::from(warned), "{markers:?}");
+            assert!(a.iter().all(|a| a.path == b"/" && a.message.contains("CAP_SYS_ADMIN")));
+            l.check_privilege(true);
+            assert!(l.take_anomalies().is_empty());
+        }
     }
 
     #[test]
