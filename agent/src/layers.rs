@@ -38,7 +38,8 @@
 //! semantics as single roots: absolute targets restart at the merged root,
 //! `..` is clamped there, hops are capped at 40. Every step inside a layer
 //! opens one name relative to a directory handle with O_NOFOLLOW, so nothing
-//! can lead out of a layer. Merged directories are cached per scope, so a
+//! can lead out of a layer. Merged directories, and where followed symlinks
+//! lead, are cached per scope (bounded by the descriptors they hold), so a
 //! lookup costs one step per layer for its last component, not a walk of its
 //! whole prefix through every layer; the deadline is checked at every step.
 
