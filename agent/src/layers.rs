@@ -59,10 +59,26 @@ pub const MAX_HOPS: usize = 40;
 
 const WH_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
-const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
-const METACOPY_XATTR: &str = "trusted.overlay.metacopy";
-const WHITEOUT_XATTR: &str = "trusted.overlay.whiteout";
+/// The overlay xattrs the kernel reads, in one namespace.
+struct Xattrs {
+    opaque: &'static str,
+    redirect: &'static str,
+    metacopy: &'static str,
+    whiteout: &'static str,
+}
+const TRUSTED: Xattrs = Xattrs {
+    opaque: "trusted.overlay.opaque",
+    redirect: "trusted.overlay.redirect",
+    metacopy: "trusted.overlay.metacopy",
+    whiteout: "trusted.overlay.whiteout",
+};
+/// With the `userxattr` mount option (rootless Docker and Podman, unprivileged mounts).
+const USER: Xattrs = Xattrs {
+    opaque: "user.overlay.opaque",
+    redirect: "user.overlay.redirect",
+    metacopy: "user.overlay.metacopy",
+    whiteout: "user.overlay.whiteout",
+};
 /// The opaque xattrs fuse-overlayfs reads, in its order: the first present decides.
 const FUSE_OPAQUE_XATTRS: &[&str] = &["trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque"];
 /// Longest redirect read; longer ones are refused (the kernel reads any length).
@@ -88,6 +104,9 @@ pub enum Markers {
     /// Kernel overlayfs: 0:0 whiteouts, `trusted.overlay.*` read as the kernel
     /// reads them. aufs-style names and user xattrs are ordinary there.
     Kernel,
+    /// Kernel overlayfs mounted with `userxattr` (rootless, unprivileged):
+    /// the same rules in the `user.overlay.*` namespace, redirects never followed.
+    KernelUserXattr,
     /// fuse-overlayfs: 0:0 and `.wh.` whiteouts, opaque by xattr (trusted,
     /// then user.overlay, then user.fuseoverlayfs) or by `.wh..wh..opq`.
     FuseOverlayfs,
@@ -110,7 +129,16 @@ impl Markers {
 
     /// Whether `.wh.<name>` files and `.wh..wh..opq` are markers.
     pub fn aufs_files(self) -> bool {
-        self != Markers::Kernel
+        !self.kernel()
+    }
+
+    /// Whether the kernel's overlayfs reads these layers.
+    fn kernel(self) -> bool {
+        matches!(self, Markers::Kernel | Markers::KernelUserXattr)
+    }
+
+    fn xattrs(self) -> &'static Xattrs {
+        if self == Markers::KernelUserXattr { &USER } else { &TRUSTED }
     }
 
     /// Whether the directory `dir` hides lower layers' contents. A marker
@@ -122,15 +150,15 @@ impl Markers {
 
     /// Whether the directory `dir` carries a redirect the driver follows.
     pub(crate) fn has_redirect(self, dir: BorrowedFd<'_>) -> bool {
-        self == Markers::Kernel && rustix::fs::fgetxattr(dir, REDIRECT_XATTR, &mut [0u8; 0]).is_ok()
+        self.kernel() && rustix::fs::fgetxattr(dir, self.xattrs().redirect, &mut [0u8; 0]).is_ok()
     }
 
     fn opaque(self, dir: BorrowedFd<'_>) -> Result<Opaque, String> {
         match self {
-            Markers::Kernel => {
+            Markers::Kernel | Markers::KernelUserXattr => {
                 // The kernel reads one byte: a longer value does not fit and is not opaque.
                 let mut b = [0u8; 1];
-                Ok(match rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut b) {
+                Ok(match rustix::fs::fgetxattr(dir, self.xattrs().opaque, &mut b) {
                     Ok(1) if b[0] == b'y' => Opaque::Yes,
                     Ok(1) if b[0] == b'x' => Opaque::Xwhiteouts,
                     _ => Opaque::No,
@@ -186,6 +214,8 @@ pub struct Layers {
     deadline: Cell<Option<Instant>>,
     /// The top layer is a container's upper directory (see [`Layers::set_upper`]).
     upper: Cell<bool>,
+    /// Redirects are followed (see [`Layers::set_follow_redirects`]).
+    follow: Cell<bool>,
     anomalies: RefCell<BTreeMap<Vec<u8>, String>>,
 }
 
@@ -323,6 +353,20 @@ fn file_xattr_present(dir: BorrowedFd<'_>, name: &[u8], xattr: &str) -> Result<b
     }
 }
 
+/// Whether this host's overlayfs follows redirects by default: with
+/// `redirect_dir` on, or off but `redirect_always_follow` (the kernel's
+/// default). Unknown (no module parameters to read) counts as yes.
+fn host_follows_redirects() -> bool {
+    static FOLLOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOLLOWS.get_or_init(|| {
+        let param = |n: &str| std::fs::read_to_string(format!("/sys/module/overlay/parameters/{n}")).ok();
+        match (param("redirect_dir"), param("redirect_always_follow")) {
+            (Some(dir), Some(always)) => dir.trim() == "Y" || always.trim() == "Y",
+            _ => true,
+        }
+    })
+}
+
 /// Whether this process can read `trusted.*` xattrs: it needs CAP_SYS_ADMIN
 /// (bit 21 of the effective set). Unknown (no /proc) counts as yes.
 fn trusted_xattrs_readable() -> bool {
@@ -357,10 +401,8 @@ fn join(comps: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// A redirect's value as the kernel parses it: absolute components or one name.
-fn parse_redirect(v: &[u8]) -> Result<Name, String> {
-    let bad = |why: &str| {
-        Err(format!("{REDIRECT_XATTR}: {why} ({:?}), which the kernel refuses", String::from_utf8_lossy(v)))
-    };
+fn parse_redirect(xattr: &str, v: &[u8]) -> Result<Name, String> {
+    let bad = |why: &str| Err(format!("{xattr}: {why} ({:?}), which the kernel refuses", String::from_utf8_lossy(v)));
     if v.is_empty() {
         return bad("empty value");
     }
@@ -411,6 +453,7 @@ impl Layers {
             lookups: Cell::new(0),
             deadline: Cell::new(None),
             upper: Cell::new(false),
+            follow: Cell::new(markers == Markers::Kernel && host_follows_redirects()),
             anomalies: RefCell::new(BTreeMap::new()),
         };
         l.check_privilege(trusted_xattrs_readable());
@@ -421,7 +464,7 @@ impl Layers {
     /// find none): opaque markers, redirects, xattr whiteouts and metacopy
     /// would all go unseen, and the merge would show what layers deleted.
     fn check_privilege(&self, trusted_readable: bool) {
-        if !trusted_readable && self.markers != Markers::Aufs {
+        if !trusted_readable && matches!(self.markers, Markers::Kernel | Markers::FuseOverlayfs) {
             self.note(
                 b"/",
                 "trusted.overlay.* attributes cannot be read without CAP_SYS_ADMIN (the kernel shows none): \
@@ -444,6 +487,13 @@ impl Layers {
     /// directories are shown as a lower-only mount shows them, and reported.
     pub fn set_upper(&self, upper: bool) {
         self.upper.set(upper);
+    }
+
+    /// Says whether the kernel that would mount these layers follows
+    /// redirects. By default: for `trusted` xattrs, as this host's overlay
+    /// module is configured; never with `userxattr`.
+    pub fn set_follow_redirects(&self, follow: bool) {
+        self.follow.set(follow && self.markers == Markers::Kernel);
     }
 
     /// Names looked up in single layers so far.
@@ -486,11 +536,13 @@ impl Layers {
         base: BorrowedFd<'_>,
         name: &[u8],
         last: bool,
+        last_in_stack: bool,
         d: &mut Lookup,
         prefix: &[Vec<u8>],
         post: &[Vec<u8>],
     ) -> Result<Option<(Stat, Option<(OwnedFd, bool)>)>, LayerError> {
         self.step()?;
+        let x = self.markers.xattrs();
         let st = match rustix::fs::statat(base, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT | Errno::NAMETOOLONG) => {
                 if self.markers.aufs_files() {
@@ -506,11 +558,11 @@ impl Layers {
             Ok(st) => st,
         };
         let ft = FileType::from_raw_mode(st.st_mode);
-        let kernel = self.markers == Markers::Kernel;
+        let kernel = self.markers.kernel();
         let xwhiteout = kernel
             && ft == FileType::RegularFile
             && st.st_size == 0
-            && file_xattr_present(base, name, WHITEOUT_XATTR).map_err(LayerError::Io)?;
+            && file_xattr_present(base, name, x.whiteout).map_err(LayerError::Io)?;
         if is_chardev_whiteout(&st) || xwhiteout {
             d.stop = true;
             return Ok(None);
@@ -522,11 +574,12 @@ impl Layers {
             }
             if kernel
                 && ft == FileType::RegularFile
-                && file_xattr_present(base, name, METACOPY_XATTR).map_err(LayerError::Io)?
+                && file_xattr_present(base, name, x.metacopy).map_err(LayerError::Io)?
             {
                 return Err(LayerError::Refused(format!(
-                    "{METACOPY_XATTR}: a metadata-only copy whose data is another layer's file; the kernel refuses it \
-                     unless mounted with metacopy=on"
+                    "{}: a metadata-only copy whose data is another layer's file; the kernel refuses it \
+                     unless mounted with metacopy=on",
+                    x.metacopy
                 )));
             }
             d.stop = true;
@@ -536,8 +589,10 @@ impl Layers {
             d.is_dir = true;
         }
         let fd = open_dir_at(base, name).map_err(LayerError::Io)?;
-        if layer + 1 == self.dirs.len() {
-            // Nothing below the bottom layer: the kernel reads no opaque or redirect marker there.
+        // Nothing left to look in below (the bottom layer, or without redirects the
+        // parent's last instance): the kernel reads no opaque or redirect marker there.
+        let follow = self.follow.get();
+        if (follow && layer + 1 == self.dirs.len()) || (!follow && last_in_stack) {
             return Ok(Some((st, Some((fd, false)))));
         }
         let opaque = self.markers.opaque(fd.as_fd()).map_err(LayerError::Refused)?;
@@ -547,15 +602,24 @@ impl Layers {
         }
         if kernel {
             let mut buf = vec![0u8; MAX_REDIRECT];
-            match rustix::fs::fgetxattr(&fd, REDIRECT_XATTR, &mut buf) {
+            match rustix::fs::fgetxattr(&fd, x.redirect, &mut buf) {
                 Err(Errno::NODATA | Errno::NOTSUP) => {}
                 Err(Errno::RANGE) => {
-                    return Err(LayerError::Refused(format!("{REDIRECT_XATTR}: longer than {MAX_REDIRECT} bytes")));
+                    return Err(LayerError::Refused(format!("{}: longer than {MAX_REDIRECT} bytes", x.redirect)));
                 }
                 Err(e) => return Err(LayerError::Io(e)),
                 Ok(n) => {
                     d.upper_redirect |= layer == 0 && self.upper.get();
-                    d.name = match parse_redirect(&buf[..n]).map_err(LayerError::Refused)? {
+                    let parsed = parse_redirect(x.redirect, &buf[..n]).map_err(LayerError::Refused)?;
+                    if !follow {
+                        return Err(LayerError::Refused(format!(
+                            "{}: the kernel here does not follow redirects (redirect_dir=nofollow{}) and refuses \
+                             the directory",
+                            x.redirect,
+                            if self.markers == Markers::KernelUserXattr { ", implied by userxattr" } else { "" }
+                        )));
+                    }
+                    d.name = match parsed {
                         Name::Abs(mut comps) => {
                             // An absolute redirect restarts the lookup below, whatever stopped it above.
                             d.stop = false;
@@ -592,7 +656,7 @@ impl Layers {
                 Some(fd) => fd.as_fd(),
                 None => self.dirs[layer].as_fd(),
             };
-            match self.single(layer, base, c, last, d, &comps[..k], &comps[k + 1..])? {
+            match self.single(layer, base, c, last, false, d, &comps[..k], &comps[k + 1..])? {
                 None => return Ok(None),
                 Some(found) if last => return Ok(Some(found)),
                 Some((_, Some((fd, _)))) => held = Some(fd),
@@ -624,7 +688,10 @@ impl Layers {
                     let Some(inst) = parent.insts.get(next) else { break };
                     next += 1;
                     let found = match d.name.clone() {
-                        Name::Rel(n) => self.single(inst.layer, inst.fd.as_fd(), &n, true, &mut d, &[], &[])?,
+                        Name::Rel(n) => {
+                            let last_in_stack = next == parent.insts.len();
+                            self.single(inst.layer, inst.fd.as_fd(), &n, true, last_in_stack, &mut d, &[], &[])?
+                        }
                         Name::Abs(comps) => self.single_abs(inst.layer, &comps, &mut d)?,
                     };
                     (inst.layer, found)
@@ -858,7 +925,7 @@ impl Layers {
         // The merged readdir: names from every instance, top first; whiteouts hide lower names.
         // A directory with one instance is read as it is, whiteouts listed (a lookup then hides them).
         // fuse-overlayfs drops whiteouts from every listing.
-        let merged = dir.insts.len() > 1 || self.markers != Markers::Kernel;
+        let merged = dir.insts.len() > 1 || !self.markers.kernel();
         let mut seen = BTreeMap::<Vec<u8>, bool>::new();
         for inst in &dir.insts {
             // A new open file description: cached handles are read again, and a dup would share their offset.
@@ -890,7 +957,8 @@ impl Layers {
                             && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
                             && st.st_size == 0 =>
                     {
-                        !file_xattr_present(inst.fd.as_fd(), name, WHITEOUT_XATTR).map_err(LayerError::Io)?
+                        !file_xattr_present(inst.fd.as_fd(), name, self.markers.xattrs().whiteout)
+                            .map_err(LayerError::Io)?
                     }
                     _ => true,
                 };
@@ -1110,7 +1178,8 @@ mod tests {
         let (up, lo) = (t.path().join("up"), t.path().join("lo"));
         std::fs::create_dir_all(up.join("m")).unwrap();
         std::fs::create_dir_all(lo.join("m")).unwrap();
-        let set = |p: &std::path::Path| rustix::fs::lsetxattr(p, METACOPY_XATTR, b"", rustix::fs::XattrFlags::empty());
+        let set =
+            |p: &std::path::Path| rustix::fs::lsetxattr(p, TRUSTED.metacopy, b"", rustix::fs::XattrFlags::empty());
         std::fs::write(up.join("m/probe"), "").unwrap();
         if let Err(e) = set(&up.join("m/probe")) {
             println!("SKIPPED: cannot set trusted.* xattrs here ({e}); needs root");
@@ -1123,13 +1192,13 @@ mod tests {
         }
         let l = Layers::open(&[up, lo], Markers::KERNEL_OVERLAY).unwrap();
         match l.resolve(b"/m/f1", true) {
-            Err(LayerError::Refused(why)) => assert!(why.contains(METACOPY_XATTR), "{why}"),
+            Err(LayerError::Refused(why)) => assert!(why.contains(TRUSTED.metacopy), "{why}"),
             r => panic!("metacopy file not refused: {:?}", r.map(|f| f.stat.st_size)),
         }
         assert_eq!(l.list(b"/m", 10_000).unwrap(), Vec::<Vec<u8>>::new());
         let a = l.take_anomalies();
         assert_eq!(a.len(), MAX_ANOMALIES);
-        assert!(a.iter().all(|a| a.message.contains(METACOPY_XATTR)));
+        assert!(a.iter().all(|a| a.message.contains(TRUSTED.metacopy)));
         assert!(a.iter().any(|a| a.path == b"/m/f1"));
         assert!(l.take_anomalies().is_empty(), "each is reported once");
     }
@@ -1176,7 +1245,7 @@ mod tests {
             (b"/a\0b", Err(())),
         ];
         for (v, want) in cases {
-            let got = parse_redirect(v).map_err(|_| ());
+            let got = parse_redirect(TRUSTED.redirect, v).map_err(|_| ());
             let same = match (&got, want) {
                 (Ok(Name::Abs(a)), Ok(Name::Abs(b))) => a == b,
                 (Ok(Name::Rel(a)), Ok(Name::Rel(b))) => a == b,

@@ -311,6 +311,15 @@ impl Root {
         self
     }
 
+    /// Says whether the kernel that would mount a layered root follows
+    /// overlay redirects (by default, as this host's overlay module does).
+    pub fn with_overlay_redirects(self, follow: bool) -> Root {
+        if let Backing::Layers(l) = &self.inner {
+            l.set_follow_redirects(follow);
+        }
+        self
+    }
+
     /// What the overlay merge refused so far (each naming the attribute), as
     /// errors to report; empty for directory roots. Each is returned once.
     pub fn take_layer_anomalies(&self) -> Vec<(String, ReadError)> {

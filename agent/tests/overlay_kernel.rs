@@ -39,6 +39,8 @@ impl Drop for Unmount {
 
 struct Builder {
     layers: Vec<PathBuf>,
+    /// Write trusted.overlay.* as user.overlay.* and the other way round (for `userxattr` mounts).
+    swap: bool,
 }
 
 impl Builder {
@@ -64,6 +66,11 @@ impl Builder {
         symlink(target, p).unwrap();
     }
     fn xattr(&self, layer: usize, path: &str, name: &str, value: &[u8]) -> rustix::io::Result<()> {
+        let name = match (self.swap, name.strip_prefix("trusted.overlay."), name.strip_prefix("user.overlay.")) {
+            (true, Some(n), _) => format!("user.overlay.{n}"),
+            (true, _, Some(n)) => format!("trusted.overlay.{n}"),
+            _ => name.to_string(),
+        };
         rustix::fs::lsetxattr(self.p(layer, path), name, value, XattrFlags::empty())
     }
     fn x(&self, layer: usize, path: &str, name: &str, value: &[u8]) {
@@ -342,9 +349,10 @@ fn at_or_below(path: &str, top: &str) -> bool {
 
 /// Builds the layers afresh, mounts them, and reads both views, under `markers`
 /// for the agent. None when the mount is refused here.
-fn views(what: &'static str, markers: Markers, upper: bool, mount: Mount) -> Option<Views> {
+fn views(what: &'static str, markers: Markers, adjust: fn(Root) -> Root, mount: Mount) -> Option<Views> {
     let t = tempfile::tempdir().unwrap();
-    let b = Builder { layers: (0..3).map(|i| t.path().join(format!("l{i}"))).collect() };
+    let swap = markers == Markers::KernelUserXattr;
+    let b = Builder { layers: (0..3).map(|i| t.path().join(format!("l{i}"))).collect(), swap };
     for l in &b.layers {
         std::fs::create_dir_all(l).unwrap();
     }
@@ -369,7 +377,7 @@ fn views(what: &'static str, markers: Markers, upper: bool, mount: Mount) -> Opt
     println!("{what}: {} entries, {} listed but unreachable", kernel.len(), unreachable.len());
 
     let root = Root::from_layers(&b.layers, markers, "test", Budgets::default()).unwrap();
-    let root = if upper { root.with_upper_layer() } else { root };
+    let root = adjust(root);
     let (agent, _) = agent_view(&root);
     let anomalies: BTreeMap<String, String> =
         root.take_layer_anomalies().into_iter().map(|(p, e)| (p, e.to_string())).collect();
@@ -382,12 +390,17 @@ fn views(what: &'static str, markers: Markers, upper: bool, mount: Mount) -> Opt
 /// Images: every layer lower, read-only.
 #[test]
 fn merged_layers_equal_the_kernel_overlay_mount() {
-    let Some(v) = views("kernel overlay, all layers lower", Markers::KERNEL_OVERLAY, false, |layers, mnt, _| {
-        let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
-        let mut c = Command::new("mount");
-        c.args(["-t", "overlay", "overlay", "-o", &format!("ro,lowerdir={lower}")]).arg(mnt);
-        c
-    }) else {
+    let Some(v) = views(
+        "kernel overlay, all layers lower",
+        Markers::KERNEL_OVERLAY,
+        |r| r.with_overlay_redirects(true),
+        |layers, mnt, _| {
+            let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+            let mut c = Command::new("mount");
+            c.args(["-t", "overlay", "overlay", "-o", &format!("ro,lowerdir={lower}")]).arg(mnt);
+            c
+        },
+    ) else {
         return;
     };
     v.assert_equal();
@@ -406,13 +419,18 @@ fn merged_layers_equal_the_kernel_overlay_mount() {
 /// else must be equal; those paths the agent shows as the lower-only mount does.
 #[test]
 fn merged_layers_equal_the_kernel_overlay_mount_with_an_upper_layer() {
-    let Some(v) = views("kernel overlay, top layer upper", Markers::KERNEL_OVERLAY, true, |layers, mnt, work| {
-        let lower = layers[1..].iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
-        let opts = format!("ro,lowerdir={lower},upperdir={},workdir={}", layers[0].display(), work.display());
-        let mut c = Command::new("mount");
-        c.args(["-t", "overlay", "overlay", "-o", &opts]).arg(mnt);
-        c
-    }) else {
+    let Some(v) = views(
+        "kernel overlay, top layer upper",
+        Markers::KERNEL_OVERLAY,
+        |r| r.with_upper_layer().with_overlay_redirects(true),
+        |layers, mnt, work| {
+            let lower = layers[1..].iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+            let opts = format!("ro,lowerdir={lower},upperdir={},workdir={}", layers[0].display(), work.display());
+            let mut c = Command::new("mount");
+            c.args(["-t", "overlay", "overlay", "-o", &opts]).arg(mnt);
+            c
+        },
+    ) else {
         return;
     };
     const ESTALE: i32 = 116;
@@ -439,12 +457,17 @@ fn merged_layers_equal_the_kernel_overlay_mount_with_an_upper_layer() {
 /// directory and reports it: the mount may differ only there.
 #[test]
 fn merged_layers_equal_the_fuse_overlayfs_mount() {
-    let Some(v) = views("fuse-overlayfs", Markers::FUSE_OVERLAYFS, false, |layers, mnt, _| {
-        let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
-        let mut c = Command::new("fuse-overlayfs");
-        c.args(["-o", &format!("lowerdir={lower}")]).arg(mnt);
-        c
-    }) else {
+    let Some(v) = views(
+        "fuse-overlayfs",
+        Markers::FUSE_OVERLAYFS,
+        |r| r,
+        |layers, mnt, _| {
+            let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+            let mut c = Command::new("fuse-overlayfs");
+            c.args(["-o", &format!("lowerdir={lower}")]).arg(mnt);
+            c
+        },
+    ) else {
         return;
     };
     let unexplained: Vec<String> =
@@ -452,4 +475,47 @@ fn merged_layers_equal_the_fuse_overlayfs_mount() {
     assert!(unexplained.is_empty(), "{}: differs:\n{}", v.what, v.show(&unexplained));
     assert!(v.unreachable.keys().all(|u| v.anomalies.contains_key(u)), "{}: {:?}", v.what, v.unreachable);
     assert_eq!(v.anomalies.keys().collect::<Vec<_>>(), ["/opaque_empty"], "{:#?}", v.anomalies);
+}
+
+/// Hosts whose overlay module does not follow redirects (redirect_dir=nofollow):
+/// the kernel refuses every directory whose lookup would need one.
+#[test]
+fn merged_layers_equal_a_kernel_mount_that_does_not_follow_redirects() {
+    let Some(v) = views(
+        "kernel overlay, redirect_dir=nofollow",
+        Markers::KERNEL_OVERLAY,
+        |r| r.with_overlay_redirects(false),
+        |layers, mnt, _| {
+            let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+            let mut c = Command::new("mount");
+            c.args(["-t", "overlay", "overlay", "-o", &format!("ro,redirect_dir=nofollow,lowerdir={lower}")]).arg(mnt);
+            c
+        },
+    ) else {
+        return;
+    };
+    v.assert_equal();
+    assert!(v.anomalies.get("/redir_abs").is_some_and(|m| m.contains("nofollow")), "{:#?}", v.anomalies);
+}
+
+/// Rootless and unprivileged mounts (`userxattr`): the markers are user.overlay.*
+/// (the trusted.overlay.* ones are ordinary attributes), and redirects are not followed.
+#[test]
+fn merged_layers_equal_a_kernel_mount_with_user_xattrs() {
+    let Some(v) = views(
+        "kernel overlay, userxattr",
+        Markers::KernelUserXattr,
+        |r| r,
+        |layers, mnt, _| {
+            let lower = layers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+            let mut c = Command::new("mount");
+            c.args(["-t", "overlay", "overlay", "-o", &format!("ro,userxattr,lowerdir={lower}")]).arg(mnt);
+            c
+        },
+    ) else {
+        return;
+    };
+    v.assert_equal();
+    // The opaque_y case is opaque through user.overlay.opaque; the user_opaque one (now trusted) is not.
+    assert!(!v.agent.contains_key("/opaque_y/middle") && v.agent.contains_key("/user_opaque/lower"));
 }
