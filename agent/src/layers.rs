@@ -601,16 +601,28 @@ impl Layers {
             return Ok(Some((st, Some((fd, false)))));
         }
         if kernel {
-            let mut buf = vec![0u8; MAX_REDIRECT];
-            match rustix::fs::fgetxattr(&fd, x.redirect, &mut buf) {
+            // A small buffer first (most directories have no redirect, most redirects are short).
+            let mut small = [0u8; 256];
+            let read = match rustix::fs::fgetxattr(&fd, x.redirect, &mut small[..]) {
+                Ok(n) => Ok(small[..n].to_vec()),
+                Err(Errno::RANGE) => {
+                    let mut buf = vec![0u8; MAX_REDIRECT];
+                    rustix::fs::fgetxattr(&fd, x.redirect, &mut buf[..]).map(|n| {
+                        buf.truncate(n);
+                        buf
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match read {
                 Err(Errno::NODATA | Errno::NOTSUP) => {}
                 Err(Errno::RANGE) => {
                     return Err(LayerError::Refused(format!("{}: longer than {MAX_REDIRECT} bytes", x.redirect)));
                 }
                 Err(e) => return Err(LayerError::Io(e)),
-                Ok(n) => {
+                Ok(value) => {
                     d.upper_redirect |= layer == 0 && self.upper.get();
-                    let parsed = parse_redirect(x.redirect, &buf[..n]).map_err(LayerError::Refused)?;
+                    let parsed = parse_redirect(x.redirect, &value).map_err(LayerError::Refused)?;
                     if !follow {
                         return Err(LayerError::Refused(format!(
                             "{}: the kernel here does not follow redirects (redirect_dir=nofollow{}) and refuses \
