@@ -21,10 +21,10 @@
 //!   instances are; the kernel follows it by default. Invalid values make the
 //!   kernel refuse the lookup;
 //! - a container's upper layer differs: its xattr whiteouts are listed (then
-//!   hidden on lookup), and a redirected directory there shares its inode
-//!   with the lower directory it names, so the kernel serves whichever path
-//!   is looked up first (the other fails with ESTALE): reported, and shown
-//!   as a mount without an upper layer shows it;
+//!   hidden on lookup), and with an upper layer a redirected directory (in
+//!   any layer) shares its inode with the lower directory it names, so the
+//!   kernel serves whichever path is looked up first (the other fails with
+//!   ESTALE): reported, and shown as a mount without an upper layer shows it;
 //! - a regular file with `trusted.overlay.metacopy` holds no data: the kernel
 //!   refuses it unless mounted with `metacopy=on` (then its data is a lower
 //!   file's). Either way its bytes are not the file's, so it is refused here.
@@ -88,8 +88,8 @@ const CACHE_FDS: usize = 512;
 const LISTED_HIDDEN: &str = "listed by its directory but hidden on lookup by an overlay whiteout (a 0:0 character \
      device in a directory that is not merged, or trusted.overlay.whiteout outside a merged directory marked \
      trusted.overlay.opaque=x)";
-const UPPER_REDIRECT: &str = "trusted.overlay.redirect on a directory of the container's upper layer: the kernel \
-     shows it or the other path to the same lower directory, whichever is looked up first (the other fails with \
+const UPPER_REDIRECT: &str = "overlay redirect in a container mounted with an upper layer: the kernel shows this \
+     directory or the other path to the same lower directory, whichever is looked up first (the other fails with \
      ESTALE); shown here as in a mount without an upper layer";
 /// Symlinks whose resolution the cache keeps.
 const MAX_CACHED_LINKS: usize = 4096;
@@ -621,7 +621,7 @@ impl Layers {
                 }
                 Err(e) => return Err(LayerError::Io(e)),
                 Ok(value) => {
-                    d.upper_redirect |= layer == 0 && self.upper.get();
+                    d.upper_redirect |= self.upper.get();
                     let parsed = parse_redirect(x.redirect, &value).map_err(LayerError::Refused)?;
                     if !follow {
                         return Err(LayerError::Refused(format!(
