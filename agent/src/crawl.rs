@@ -400,7 +400,10 @@ fn crawl_layers(
         Ok((layers, _)) if layers.is_empty() => {
             Err(format!("{kind} {id}: the storage driver reports no layer directories"))
         }
-        Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets).map_err(|e| e.to_string()),
+        Ok((layers, markers)) => Root::from_layers(&layers, markers, &shown, budgets)
+            // A container's top layer is its upper directory; an image has none.
+            .map(|r| if kind == scope::CONTAINER { r.with_upper_layer() } else { r })
+            .map_err(|e| e.to_string()),
     };
     match root {
         Ok(root) => run_collectors(opts, root, common, shown, base, |_| {}),
@@ -554,6 +557,10 @@ fn run_these(
                     if let Some(fp) = fp.filter(|_| sink.errors() == errors_before) {
                         fingerprints.push((col.name, fp));
                     }
+                }
+                // What the overlay merge refused (an attribute the driver would not follow as read here).
+                for (path, e) in scope.root.take_layer_anomalies() {
+                    sink.read_error("layers", &path, &e);
                 }
                 if let Some(p) = &plan {
                     for t in inherited {
@@ -816,5 +823,55 @@ mod tests {
             assert_eq!(strings(&c.batches, "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
             assert!(c.complete, "attempt {attempt}");
         }
+    }
+
+    /// Issue 24, item 1: what the overlay merge refuses reaches the crawl as
+    /// `crawl_errors` rows of the `layers` collector, naming the attribute,
+    /// and the rest of the scope is still read.
+    #[test]
+    fn refused_overlay_entries_become_crawl_error_rows() {
+        let t = tempfile::tempdir().unwrap();
+        let (up, lo) = (t.path().join("up"), t.path().join("lo"));
+        for l in [&up, &lo] {
+            std::fs::create_dir_all(l.join("etc/cron.d")).unwrap();
+        }
+        std::fs::write(lo.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(lo.join("etc/group"), "root:x:0:\n").unwrap();
+        std::fs::write(up.join("etc/passwd"), "").unwrap();
+        let set = |p: PathBuf, name: &str, v: &[u8]| rustix::fs::lsetxattr(p, name, v, rustix::fs::XattrFlags::empty());
+        if let Err(e) = set(up.join("etc/passwd"), "trusted.overlay.metacopy", b"") {
+            println!("SKIPPED: cannot set trusted.* xattrs here ({e}); needs root");
+            return;
+        }
+        set(up.join("etc/cron.d"), "trusted.overlay.redirect", b"../x").unwrap();
+        let opts = CrawlOptions::default();
+        let c = crawl_layers(
+            &opts,
+            scope::IMAGE,
+            "sha256:x",
+            Ok((vec![up, lo], crate::layers::Markers::KERNEL_OVERLAY)),
+            "h",
+            None,
+        );
+        let mut out = Vec::new();
+        crate::print::print_json_lines(&c.batches, &mut out).unwrap();
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let layer_errors: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r["table"] == "crawl_errors" && r["collector"] == "layers")
+            .map(|r| (r["path"].as_str().unwrap().to_string(), r["message"].as_str().unwrap().to_string()))
+            .collect();
+        assert!(
+            layer_errors.iter().any(|(p, m)| p == "/etc/passwd" && m.contains("trusted.overlay.metacopy")),
+            "{layer_errors:?}"
+        );
+        assert!(
+            layer_errors.iter().any(|(p, m)| p == "/etc/cron.d" && m.contains("trusted.overlay.redirect")),
+            "{layer_errors:?}"
+        );
+        // The empty metadata-only copy is not read as /etc/passwd; the rest of the scope is.
+        assert!(!rows.iter().any(|r| r["table"] == "users"), "users read from a refused file");
+        assert!(rows.iter().any(|r| r["table"] == "groups" && r["name"] == "root"), "groups not read");
     }
 }

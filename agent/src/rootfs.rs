@@ -202,6 +202,7 @@ fn layer_err(path: &str, e: crate::layers::LayerError) -> ReadError {
         LayerError::Loop => ReadError::Loop { path: path.to_string() },
         LayerError::Io(e) => errno(path, e),
         LayerError::TooMuch(what) => ReadError::Budget { path: path.to_string(), what: what.to_string() },
+        LayerError::Refused(why) => ReadError::Refused { path: path.to_string(), why },
     }
 }
 
@@ -298,14 +299,58 @@ impl Root {
         let shown = shown.into();
         let l = crate::layers::Layers::open(layers, markers)
             .map_err(|e| RootError::Open { path: shown.clone(), message: e.to_string() })?;
+        let deadline = Instant::now() + budgets.max_wall;
+        l.set_deadline(deadline);
         Ok(Root {
             inner: Backing::Layers(l),
             path: shown,
             budgets,
-            deadline: Instant::now() + budgets.max_wall,
+            deadline,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
         })
+    }
+
+    /// Marks the top layer of a layered root as a container's upper
+    /// directory, which overlayfs reads differently from its lower layers.
+    pub fn with_upper_layer(self) -> Root {
+        if let Backing::Layers(l) = &self.inner {
+            l.set_upper(true);
+        }
+        self
+    }
+
+    /// Says whether the kernel that would mount a layered root follows
+    /// overlay redirects (by default, as this host's overlay module does).
+    pub fn with_overlay_redirects(self, follow: bool) -> Root {
+        if let Backing::Layers(l) = &self.inner {
+            l.set_follow_redirects(follow);
+        }
+        self
+    }
+
+    /// What the overlay merge refused so far (each naming the attribute), as
+    /// errors to report; empty for directory roots. Each is returned once.
+    pub fn take_layer_anomalies(&self) -> Vec<(String, ReadError)> {
+        match &self.inner {
+            Backing::Layers(l) => l
+                .take_anomalies()
+                .into_iter()
+                .map(|a| {
+                    let path = display_name(&a.path);
+                    (path.clone(), ReadError::Refused { path, why: a.message })
+                })
+                .collect(),
+            Backing::Dir(_) => Vec::new(),
+        }
+    }
+
+    /// Single-layer name lookups the overlay merge has made (0 for directory roots).
+    pub fn layer_lookups(&self) -> u64 {
+        match &self.inner {
+            Backing::Layers(l) => l.lookups(),
+            Backing::Dir(_) => 0,
+        }
     }
 
     pub fn budgets(&self) -> &Budgets {
@@ -518,18 +563,21 @@ impl Root {
         }
     }
 
-    /// Whether the directory `rel` carries an overlay opaque marker of the
-    /// kinds `markers` honours (it hides lower layers' contents). A directory
-    /// that cannot be opened is not opaque.
-    pub fn dir_is_opaque(&self, rel: &[u8], markers: crate::layers::Markers) -> bool {
+    /// Whether the directory `rel` (in a container's own layer) may change
+    /// what lies below it in the lower layers: an opaque marker or a redirect
+    /// that `markers`' driver honours. A directory that cannot be opened may.
+    pub fn dir_hides_lower(&self, rel: &[u8], markers: crate::layers::Markers) -> bool {
         let shown = display_name(rel);
         self.resolve(OsStr::from_bytes(rel))
             .and_then(|h| {
                 h.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC)
                     .map_err(|e| pathrs_err(&shown, e))
             })
-            .map(|f| markers.is_opaque(OwnedFd::from(f).as_fd()))
-            .unwrap_or(false)
+            .map(|f| {
+                let fd = OwnedFd::from(f);
+                markers.is_opaque(fd.as_fd()) || markers.has_redirect(fd.as_fd())
+            })
+            .unwrap_or(true)
     }
 
     /// Names in the directory `rel` (symlinks in `rel` followed in-root), sorted.

@@ -236,7 +236,12 @@ pub fn snapshot_layers(mounts: &[api::snapshots::Mount]) -> Result<(Vec<PathBuf>
             if dirs.is_empty() {
                 return Err(format!("{t} mount without upperdir or lowerdir"));
             }
-            let markers = if t == "overlay" { Markers::KERNEL_OVERLAY } else { Markers::ALL };
+            let markers = match t {
+                // Unprivileged and rootless overlay mounts keep their markers in user.overlay.* xattrs.
+                "overlay" if m.options.iter().any(|o| o == "userxattr") => Markers::KernelUserXattr,
+                "overlay" => Markers::KERNEL_OVERLAY,
+                _ => Markers::FUSE_OVERLAYFS,
+            };
             Ok((dirs, markers))
         }
         t => Err(format!("snapshot mount type {t} is not one Periscope reads in userspace")),
@@ -459,15 +464,20 @@ mod tests {
         let (d, m) = snapshot_layers(&[mount("bind", "/s/1/fs", &["rbind", "rw"])]).unwrap();
         assert_eq!(d, vec![PathBuf::from("/s/1/fs")]);
         assert_eq!(m, Markers::KERNEL_OVERLAY);
-        let (d, _) = snapshot_layers(&[mount(
+        let (d, m) = snapshot_layers(&[mount(
             "overlay",
             "overlay",
             &["index=off", "workdir=/s/3/work", "upperdir=/s/3/fs", "lowerdir=/s/2/fs:/s/1/fs"],
         )])
         .unwrap();
         assert_eq!(d, ["/s/3/fs", "/s/2/fs", "/s/1/fs"].map(PathBuf::from).to_vec());
+        assert_eq!(m, Markers::KERNEL_OVERLAY);
+        // Rootless containerd mounts with userxattr: the markers are user.overlay.* there.
+        let (_, m) =
+            snapshot_layers(&[mount("overlay", "overlay", &["userxattr", "lowerdir=/s/2/fs:/s/1/fs"])]).unwrap();
+        assert_eq!(m, Markers::KernelUserXattr);
         let (_, m) = snapshot_layers(&[mount("fuse3.fuse-overlayfs", "o", &["lowerdir=/a"])]).unwrap();
-        assert_eq!(m, Markers::ALL);
+        assert_eq!(m, Markers::FUSE_OVERLAYFS);
         assert!(snapshot_layers(&[mount("btrfs", "/dev/x", &[])]).unwrap_err().contains("btrfs"));
         assert!(snapshot_layers(&[]).is_err());
         assert!(snapshot_layers(&[mount("overlay", "o", &["workdir=/w"])]).is_err());
