@@ -137,7 +137,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.user(&request)?;
         // Planned here only for its result schema (refusals come back now, not at DoGet).
-        let schema = query::plan_schema(self.store.snapshot(), &query.query)
+        let schema = query::plan_schema(self.store.snapshot(), &query.query, &self.limits)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };

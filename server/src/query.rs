@@ -189,6 +189,32 @@ impl MemoryPool for QueryPool {
     }
 }
 
+/// Niceness of the query runtime's threads: below ingest's, so a CPU-bound
+/// query yields the cores to acknowledging agents.
+const QUERY_NICE: i32 = 10;
+
+/// The runtime remote SQL runs on (the Postgres and Flight SQL fronts, the gRPC
+/// query service's work, scheduled reports): apart from the one serving agents,
+/// so a query that computes without yielding (constant folding, a long
+/// function) holds its own workers, never ingest's, and at a lower priority.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("periscope-query")
+            .on_thread_start(|| {
+                // SAFETY: setpriority on this thread's own id (Linux: niceness is per thread); no memory involved.
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, QUERY_NICE);
+                }
+            })
+            .enable_all()
+            .build()
+            .expect("the query runtime starts")
+    })
+}
+
 fn options(access: Access) -> SQLOptions {
     match access {
         // Remote users read; DDL (CREATE EXTERNAL TABLE …), DML (INSERT, COPY … TO)
@@ -306,10 +332,19 @@ pub async fn stream_on(
 /// Plans `sql` as a remote read and returns its result schema without running
 /// it: the physical plan's, which is what [`execute`] streams (the logical
 /// plan may say Utf8 where execution produces Utf8View).
-pub async fn plan_schema(snapshot: Snapshot, sql: &str) -> Result<SchemaRef, QueryError> {
-    let ctx = catalog::context(snapshot).await?;
-    let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
-    Ok(df.create_physical_plan().await?.schema())
+pub async fn plan_schema(snapshot: Snapshot, sql: &str, limits: &Limits) -> Result<SchemaRef, QueryError> {
+    // Planning alone can be work (constant folding runs functions): the same limits as running.
+    let plan = async {
+        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+        let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
+        Ok::<_, QueryError>(df.create_physical_plan().await?.schema())
+    };
+    tokio::time::timeout(limits.timeout, plan).await.map_err(|_| {
+        QueryError::Limit(format!(
+            "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+            limits.timeout.as_secs()
+        ))
+    })?
 }
 
 /// A query refused memory: its pool's words (which limit, how much), else DataFusion's.

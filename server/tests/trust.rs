@@ -210,6 +210,19 @@ fn an_open_server_refuses_to_listen_beyond_loopback_unless_told_to() {
     assert_eq!(sql(&["--server", &url], "SELECT 1 AS one").len(), 1);
 }
 
+/// psql as user `u` with `password` on the Postgres front at `port`: (success, stdout, stderr).
+fn psql(port: &str, password: &str, sql: &str) -> (bool, String, String) {
+    let out = std::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
+        .args(["--no-psqlrc", "-X", "-A", "-t", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "20")
+        .output()
+        .expect("psql (scripts/install-test-deps.sh installs postgresql-client)");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
 /// A TCP connection to `to` from the loopback address `src` (127.0.0.0/8 is all this machine's).
 fn connect_from(src: &str, to: &str) -> std::net::TcpStream {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -249,16 +262,9 @@ fn idle_sockets_that_never_log_in_cannot_lock_psql_out() {
     // One address trying for more gets its extra sockets closed at once.
     let mut extra: Vec<std::net::TcpStream> = (0..3).map(|_| connect_from("127.0.0.2", &pg)).collect();
     assert!(extra.iter_mut().all(|s| closed_within(s, Duration::from_secs(5))), "a ninth login from one address");
-    let out = std::process::Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
-        .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "SELECT 6 * 7"])
-        .env("PGPASSWORD", "pw")
-        .env("PGCONNECT_TIMEOUT", "20")
-        .output()
-        .expect("psql (scripts/install-test-deps.sh installs postgresql-client)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "psql locked out by idle sockets: {err}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let (ok, out, err) = psql(&port, "pw", "SELECT 6 * 7");
+    assert!(ok, "psql locked out by idle sockets: {err}");
+    assert_eq!(out.trim(), "42");
     // The server closes the idle ones once the handshake time (10 s) is up.
     assert!(closed_within(&mut idle[0], Duration::from_secs(30)), "an idle handshake is closed by the server");
 }
@@ -270,21 +276,11 @@ fn password_guessing_is_slowed_on_every_front() {
     let pg = free_addr();
     let port = pg.rsplit(':').next().unwrap().to_string();
     let server = Server::start_full(data.path(), "127.0.0.1:0", &["--pg-listen", &pg, "--sql-user", "u:right"], &[]);
-    let psql = |pw: &str| {
-        let out = std::process::Command::new("psql")
-            .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
-            .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "SELECT 1"])
-            .env("PGPASSWORD", pw)
-            .env("PGCONNECT_TIMEOUT", "20")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
-    };
     for _ in 0..10 {
-        let (ok, _) = psql("guess");
+        let (ok, ..) = psql(&port, "guess", "SELECT 1");
         assert!(!ok);
     }
-    let (ok, err) = psql("right");
+    let (ok, _, err) = psql(&port, "right", "SELECT 1");
     assert!(!ok && err.contains("too many failed logins from 127.0.0.1"), "{err}");
     // The gRPC front shares the backoff: the same address is refused there too.
     let err = sql_refused(
@@ -339,4 +335,29 @@ fn a_node_cannot_enroll_as_an_enrolled_host_and_tokens_enroll_one_host_once() {
     enroll("db-1", &token).unwrap();
     admin(&["revoke", "db-1"]);
     assert_eq!(enroll("db-1", &token).unwrap_err().code(), tonic::Code::Unauthenticated, "a token is used once");
+}
+
+/// Issue 18 item 7: scalar functions allocated outside the query's memory pool,
+/// and constant folding ran them before the time limit started:
+/// `length(repeat('x', 2e9))` held 11.6 GB for 24 s under a 64 MiB limit.
+#[test]
+fn functions_cannot_allocate_past_the_limits_on_any_front() {
+    let data = tempfile::tempdir().unwrap();
+    let pg = free_addr();
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let server = Server::start_full(
+        data.path(),
+        "127.0.0.1:0",
+        &["--pg-listen", &pg, "--sql-user", "u:pw", "--query-memory-bytes", "67108864"],
+        &[],
+    );
+    let bomb = "SELECT length(repeat('x', 2000000000)) AS n";
+    let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
+    let err = sql_refused(&["--server", &server.url], bomb, &creds);
+    assert!(err.contains("repeat: these arguments ask for 2000000000 bytes"), "{err}");
+    let (ok, _, err) = psql(&port, "pw", bomb);
+    assert!(!ok && err.contains("more than one call may"), "{err}");
+    let (ok, out, err) = psql(&port, "pw", "SELECT length(repeat('x', 1000))");
+    assert!(ok && out.trim() == "1000", "{err}");
+    assert!(!server.exited());
 }

@@ -1,5 +1,6 @@
 //! Periscope's SQL functions, registered on every session.
 
+pub mod capped;
 pub mod cidr;
 pub mod version;
 
@@ -12,6 +13,7 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udf(ScalarUDF::from(f));
     }
     ctx.register_udf(ScalarUDF::from(cidr::CidrContains::default()));
+    capped::register(ctx);
 }
 
 /// A string argument as Utf8 (callers may pass Utf8View or LargeUtf8).
