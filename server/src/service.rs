@@ -65,6 +65,13 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    // Strictly increasing, should the server's clock step back: a crawl received later is stamped later.
+    let received_us = {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+        let prev = LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(now_us.max(l.saturating_add(1))));
+        now_us.max(prev.unwrap_or(i64::MIN).saturating_add(1))
+    };
     crate::store::check_rows(table, &batches, now_us)
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     if *who != Identity::Open {
@@ -84,7 +91,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
     if table.name == tables::CRAWLS.name {
         batches = batches
             .iter()
-            .map(|x| crate::store::stamp_received(x, now_us))
+            .map(|x| crate::store::stamp_received(x, received_us))
             .collect::<Result<_, _>>()
             .map_err(Status::internal)?;
         ipc = ipc::encode_wire(&table.schema(), &batches).map_err(|e| Status::internal(e.to_string()))?;
@@ -216,18 +223,38 @@ impl Query for QueryService {
             self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?;
         }
         let sql = request.into_inner().sql;
-        let (schema, rows) = query::stream_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
-            .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // The schema first, then each batch as the query produces it: the
-        // client sees rows (and can show progress) before the query ends.
-        let head = ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()))?;
-        let body = rows.map(move |b| {
-            let b = b.map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let chunk = ipc::encode(&schema, std::slice::from_ref(&b)).map_err(|e| Status::internal(e.to_string()))?;
-            Ok(SqlChunk { arrow_ipc: chunk })
+        // Planned and run on the query runtime; the chunks come back through a channel.
+        let (snapshot, limits) = (self.store.snapshot(), self.limits.clone());
+        let (planned_tx, planned_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = mpsc::channel::<Result<SqlChunk, Status>>(4);
+        query::runtime().spawn(async move {
+            let (schema, mut rows) = match query::stream_on(snapshot, &sql, query::Access::ReadOnly, &limits).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = planned_tx.send(Err(Status::invalid_argument(e.to_string())));
+                    return;
+                }
+            };
+            // The schema first, then each batch as the query produces it: the
+            // client sees rows (and can show progress) before the query ends.
+            let head = ipc::encode(&schema, &[]).map_err(|e| Status::internal(e.to_string()));
+            if planned_tx.send(head.map(|arrow_ipc| SqlChunk { arrow_ipc })).is_err() {
+                return;
+            }
+            while let Some(b) = rows.next().await {
+                let chunk = b.map_err(|e| Status::invalid_argument(e.to_string())).and_then(|b| {
+                    let c = ipc::encode(&schema, std::slice::from_ref(&b)).map_err(|e| Status::internal(e.to_string()));
+                    c.map(|arrow_ipc| SqlChunk { arrow_ipc })
+                });
+                let stop = chunk.is_err();
+                // A client gone: dropping the rows cancels the query.
+                if tx.send(chunk).await.is_err() || stop {
+                    return;
+                }
+            }
         });
-        let chunks = futures::stream::once(async move { Ok(SqlChunk { arrow_ipc: head }) }).chain(body);
+        let head = planned_rx.await.map_err(|_| Status::internal("the query's task ended"))??;
+        let chunks = futures::stream::once(async move { Ok(head) }).chain(ReceiverStream::new(rx));
         Ok(Response::new(Box::pin(chunks)))
     }
 }
@@ -347,14 +374,15 @@ pub async fn serve_with(
             limits: opts.limits.clone(),
         };
         let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
-        tokio::spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
+        query::runtime().spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
     });
     let pg = opts.pg.map(|l| {
         let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
         let (store, users, limits) = (store.clone(), opts.sql_users.clone(), opts.limits.clone());
-        tokio::spawn(crate::pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
+        query::runtime().spawn(crate::pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
     });
-    let scheduler = opts.reports.map(|r| tokio::spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
+    let scheduler =
+        opts.reports.map(|r| query::runtime().spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
     let grpc = builder
         .add_service(
             IngestServer::new(IngestService { store: store.clone(), auth })
