@@ -1309,6 +1309,10 @@ fn commit(shared: &Shared, through: u64, applied: &Applied) -> Result<(), StoreE
                     let why = source.to_string();
                     let (good, bad): (Vec<RecordBatch>, Vec<RecordBatch>) =
                         batches.into_iter().partition(|b| writes(table, b));
+                    if bad.is_empty() {
+                        // Every batch writes on its own: the disk's fault after all; retried as such.
+                        return Err(StoreError::Failed(format!("{}: {why}", tmp.display())));
+                    }
                     quarantine(data, &format!("flush {through}"), &why, table, &bad);
                     write_parquet(&tmp, table, &good)?;
                 }
