@@ -375,14 +375,64 @@ impl TableProvider for LiveTable {
 
 /// Builds a fresh session over `snapshot`.
 pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
-    context_with(snapshot, None).await
+    context_with(snapshot, None, None).await
 }
 
-/// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when given.
-pub async fn context_with(snapshot: Snapshot, runtime: Option<Arc<RuntimeEnv>>) -> Result<SessionContext> {
+/// The hosts a SQL user may read: every table, view and join of its sessions
+/// shows only rows whose `host` matches one of these patterns (`*` any run of
+/// characters, `?` one), and the fleet-wide report tables are not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadScope {
+    pub hosts: Vec<String>,
+}
+
+impl ReadScope {
+    /// `host LIKE p1 OR host LIKE p2 …`, each glob as a LIKE pattern (`\` escaping `%`, `_` and itself).
+    fn predicate(&self) -> Expr {
+        use datafusion::logical_expr::expr::Like;
+        let like = |glob: &str| {
+            let mut p = String::with_capacity(glob.len());
+            for c in glob.chars() {
+                match c {
+                    '*' => p.push('%'),
+                    '?' => p.push('_'),
+                    '%' | '_' | '\\' => {
+                        p.push('\\');
+                        p.push(c);
+                    }
+                    c => p.push(c),
+                }
+            }
+            Expr::Like(Like::new(
+                false,
+                Box::new(datafusion::prelude::col("host")),
+                Box::new(lit(p)),
+                Some('\\'),
+                false,
+            ))
+        };
+        self.hosts.iter().map(|g| like(g)).reduce(Expr::or).unwrap_or(lit(false))
+    }
+
+    /// `inner` as this scope lets it be read: a view over it filtered by
+    /// [`ReadScope::predicate`], the unfiltered provider registered under no name.
+    fn wrap(&self, inner: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
+        let plan =
+            LogicalPlanBuilder::scan("scoped", provider_as_source(inner), None)?.filter(self.predicate())?.build()?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(plan, None)))
+    }
+}
+
+/// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when
+/// given, showing only what `scope` admits when given.
+pub async fn context_with(
+    snapshot: Snapshot,
+    runtime: Option<Arc<RuntimeEnv>>,
+    scope: Option<&ReadScope>,
+) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
     let reports = snapshot.reports.clone();
-    register(session(runtime), reports, |k| k.provider(&snapshot)).await
+    register(session(runtime), reports, scope, |k| k.provider(&snapshot)).await
 }
 
 /// A long-lived session whose tables read `store` as of each query; the
@@ -392,10 +442,11 @@ pub async fn live_context(
     store: Arc<Store>,
     runtime: Option<Arc<RuntimeEnv>>,
     keep_for: Duration,
+    scope: Option<&ReadScope>,
 ) -> Result<SessionContext> {
     let reports = Some(store.dir().join(crate::report::REPORTS_DIR));
     let recent = Arc::default();
-    register(session(runtime), reports, |kind| {
+    register(session(runtime), reports, scope, |kind| {
         Ok(Arc::new(LiveTable { kind, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
     })
     .await
@@ -427,19 +478,28 @@ pub fn cache_config() -> CacheManagerConfig {
         .with_file_metadata_cache(Some(caches().get_file_metadata_cache()))
 }
 
-/// Registers every table (from `provider`), the views over them and the descriptions.
+/// Registers every table (from `provider`, filtered by `scope` when given),
+/// the views over them and the descriptions; the report tables only for an
+/// unscoped session (a report run covers the whole fleet).
 async fn register(
     ctx: SessionContext,
     reports: Option<std::path::PathBuf>,
+    scope: Option<&ReadScope>,
     provider: impl Fn(Kind) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
+    let provider = |k: Kind| match scope {
+        Some(s) => s.wrap(provider(k)?),
+        None => provider(k),
+    };
     crate::udf::register(&ctx);
     for t in TABLES {
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
         ctx.register_table(name, provider(Kind::History(t))?)?;
     }
     register_descriptions(&ctx)?;
-    crate::report::history::register(&ctx, reports.as_deref())?;
+    if scope.is_none() {
+        crate::report::history::register(&ctx, reports.as_deref())?;
+    }
     // The newest crawl of every scope, and of the scopes still alive: a host
     // not crawled within the host expiry leaves current state with its
     // containers, and a container its host's newest listing no longer shows
@@ -560,6 +620,40 @@ mod tests {
     use super::*;
     use periscope_proto::tables::CRAWL_ERRORS;
 
+    /// Host globs are globs: `*` and `?` are wildcards, SQL's `%` and `_` are plain characters.
+    #[tokio::test]
+    async fn a_read_scope_matches_host_globs_literally_but_for_star_and_question_mark() {
+        use arrow_array::{RecordBatch, StringArray};
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "host",
+            arrow_schema::DataType::Utf8,
+            false,
+        )]));
+        let hosts = StringArray::from(vec!["web_1", "web-1", "web%x", "webx", "db-1"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(hosts)]).unwrap();
+        let table: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap());
+        for (globs, want) in [
+            (vec!["web_*"], vec!["web_1"]),
+            (vec!["web%*"], vec!["web%x"]),
+            (vec!["web?1"], vec!["web-1", "web_1"]),
+            (vec!["web-1", "db-*"], vec!["db-1", "web-1"]),
+            (vec!["*"], vec!["db-1", "web%x", "web-1", "web_1", "webx"]),
+        ] {
+            let scope = ReadScope { hosts: globs.iter().map(|g| g.to_string()).collect() };
+            let ctx = SessionContext::new();
+            ctx.register_table("t", scope.wrap(table.clone()).unwrap()).unwrap();
+            let out = ctx.sql("SELECT host FROM t ORDER BY host").await.unwrap().collect().await.unwrap();
+            let got: Vec<String> = out
+                .iter()
+                .flat_map(|b| {
+                    let c = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
+                    (0..b.num_rows()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(got, want, "{globs:?}");
+        }
+    }
+
     /// `package_changes` as first defined, by set differences between each
     /// crawl's packages and its previous crawl's: what the view must equal.
     const PACKAGE_CHANGES_BY_SET_DIFFERENCE: &str = "CREATE VIEW package_changes_reference AS \
@@ -606,7 +700,7 @@ mod tests {
         let store = Arc::new(Store::open(tmp.path()).unwrap());
         let batch = crate::testutil::crawl_error_batch(3);
         store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 1).await.unwrap();
-        let ctx = live_context(store.clone(), None, Duration::from_secs(60)).await.unwrap();
+        let ctx = live_context(store.clone(), None, Duration::from_secs(60), None).await.unwrap();
         let count = |ctx: SessionContext| async move {
             let b = ctx.sql("SELECT count(*) FROM crawl_errors_history").await.unwrap().collect().await.unwrap();
             arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(b[0].column(0)).value(0)

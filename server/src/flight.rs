@@ -78,18 +78,26 @@ impl FlightSql {
         self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))
     }
 
+    /// The sandbox of the request's user: the server's limits, and the hosts it may read.
+    fn limits<T>(&self, request: &Request<T>) -> Result<query::Limits, Status> {
+        let user = self.user(request)?;
+        Ok(self.limits.scoped(self.users.scope(&user)))
+    }
+
     /// Every table and view the SQL catalog holds: (schema, name, type, Arrow schema).
-    async fn tables(&self) -> Result<Vec<(String, String, String, SchemaRef)>, Status> {
+    async fn tables(&self, limits: &query::Limits) -> Result<Vec<(String, String, String, SchemaRef)>, Status> {
         let (_, batches) = query::run_on(
             self.store.snapshot(),
             "SELECT table_schema, table_name, table_type FROM information_schema.tables \
              ORDER BY table_schema, table_name",
             query::Access::ReadOnly,
-            &self.limits,
+            limits,
         )
         .await
         .map_err(internal)?;
-        let ctx = crate::catalog::context(self.store.snapshot()).await.map_err(internal)?;
+        let ctx = crate::catalog::context_with(self.store.snapshot(), None, limits.scope.as_deref())
+            .await
+            .map_err(internal)?;
         let mut out = Vec::new();
         for b in &batches {
             let col = |i| arrow_array::cast::AsArray::as_string::<i32>(b.column(i)).clone();
@@ -135,9 +143,9 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.user(&request)?;
+        let limits = self.limits(&request)?;
         // Planned here only for its result schema (refusals come back now, not at DoGet).
-        let schema = query::plan_schema(self.store.snapshot(), &query.query, &self.limits)
+        let schema = query::plan_schema(self.store.snapshot(), &query.query, &limits)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };
@@ -149,10 +157,10 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.user(&request)?;
+        let limits = self.limits(&request)?;
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("statement handle is not a query"))?;
-        let (schema, batches) = query::run_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &self.limits)
+        let (schema, batches) = query::run_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &limits)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(stream(schema, batches))
@@ -219,9 +227,9 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.user(&request)?;
+        let limits = self.limits(&request)?;
         let mut b = query.into_builder();
-        for (schema, name, kind, arrow) in self.tables().await? {
+        for (schema, name, kind, arrow) in self.tables(&limits).await? {
             b.append(CATALOG, &schema, &name, &kind, &arrow).map_err(internal)?;
         }
         let schema = b.schema();

@@ -86,6 +86,10 @@ enum Cmd {
         /// comma-separated list). With any, remote SQL needs a user's credentials.
         #[arg(long, env = "PERISCOPE_SQL_USERS", value_delimiter = ',', hide_env_values = true)]
         sql_user: Vec<String>,
+        /// Confine a SQL user to some hosts, NAME=HOSTGLOB[|HOSTGLOB…] (`*`, `?`; repeatable): every table,
+        /// view and join its queries see holds only those hosts' rows, on every front, and no report tables.
+        #[arg(long, env = "PERISCOPE_SQL_SCOPES", value_delimiter = ',')]
+        sql_scope: Vec<String>,
         /// Memory one remote query may use, result included; beyond it the query is refused.
         #[arg(long, default_value_t = 1 << 30)]
         query_memory_bytes: usize,
@@ -336,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             flight_listen,
             pg_listen,
             sql_user,
+            sql_scope,
             query_memory_bytes,
             sql_memory_bytes,
             query_timeout_secs,
@@ -364,6 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
             };
             let sql_users = periscope_server::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
+                .and_then(|u| u.with_scopes(sql_scope.iter().map(String::as_str)))
                 .map_err(|e| anyhow::anyhow!(e))?;
             let flight = bind_front(flight_listen.as_deref(), "Flight SQL").await?;
             let pg = bind_front(pg_listen.as_deref(), "Postgres wire protocol").await?;
@@ -391,6 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 memory_bytes: query_memory_bytes,
                 timeout: std::time::Duration::from_secs(query_timeout_secs),
                 shared: None,
+                scope: None,
             }
             .sharing(sql_memory_bytes);
             let opts = service::ServeOptions {

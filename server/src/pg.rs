@@ -416,7 +416,7 @@ impl StartupHandler for PasswordLogin {
                         format!("too many connections: {MAX_CONNECTIONS} are being served; retry later"),
                     )
                 })?;
-                let session = session(&login.store, &login.limits)
+                let session = session(&login.store, &login.limits.scoped(login.users.scope(&user)))
                     .await
                     .map_err(|e| user_error("XX000", format!("cannot build a session: {e}")))?;
                 let _ = self.session.set(session);
@@ -478,7 +478,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// hook first, in a runtime with its own memory pool.
 async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session> {
     let keep_for = limits.timeout + Duration::from_secs(60);
-    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for).await?;
+    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for, limits.scope.as_deref()).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
         crate::catalog::CATALOG,

@@ -53,18 +53,25 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,
     pub shared: Option<Arc<SqlMemory>>,
+    /// The hosts the user may read (None: all of them).
+    pub scope: Option<Arc<crate::catalog::ReadScope>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(60), shared: None }
+        Limits { memory_bytes: 1 << 30, timeout: Duration::from_secs(60), shared: None, scope: None }
     }
 }
 
 impl Limits {
     /// No limits: the local CLI over a data directory, the user's own process.
     pub fn none() -> Limits {
-        Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64), shared: None }
+        Limits { memory_bytes: usize::MAX, timeout: Duration::from_secs(u32::MAX as u64), shared: None, scope: None }
+    }
+
+    /// These limits for a user who may read only `scope` (None: everything).
+    pub fn scoped(&self, scope: Option<Arc<crate::catalog::ReadScope>>) -> Limits {
+        Limits { scope, ..self.clone() }
     }
 
     /// These limits, drawing on a server-wide budget of `bytes` for all queries at once.
@@ -237,7 +244,7 @@ pub async fn run_on(
     access: Access,
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+    let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
     execute(&ctx, sql, access, limits).await
 }
 
@@ -304,7 +311,7 @@ pub async fn stream_on(
         ))
     };
     let plan = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
         let df = ctx.sql_with_options(sql, options(access)).await?;
         Ok::<_, QueryError>((df.execute_stream().await?, ctx))
     };
@@ -335,7 +342,7 @@ pub async fn stream_on(
 pub async fn plan_schema(snapshot: Snapshot, sql: &str, limits: &Limits) -> Result<SchemaRef, QueryError> {
     // Planning alone can be work (constant folding runs functions): the same limits as running.
     let plan = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?).await?;
+        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
         let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
         Ok::<_, QueryError>(df.create_physical_plan().await?.schema())
     };

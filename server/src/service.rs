@@ -219,12 +219,13 @@ impl Query for QueryService {
     type SqlStream = BoxStream<SqlChunk>;
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
-        if !self.users.is_empty() {
-            self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?;
-        }
+        let scope = match self.users.is_empty() {
+            true => None,
+            false => self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?),
+        };
         let sql = request.into_inner().sql;
         // Planned and run on the query runtime; the chunks come back through a channel.
-        let (snapshot, limits) = (self.store.snapshot(), self.limits.clone());
+        let (snapshot, limits) = (self.store.snapshot(), self.limits.scoped(scope));
         let (planned_tx, planned_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = mpsc::channel::<Result<SqlChunk, Status>>(4);
         query::runtime().spawn(async move {

@@ -25,6 +25,8 @@ pub struct SqlUsers {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Backoff for wrong passwords, per source address.
     throttle: crate::throttle::Throttle,
+    /// User name -> the hosts it may read; users not named read every host.
+    scopes: HashMap<String, std::sync::Arc<crate::catalog::ReadScope>>,
 }
 
 impl std::fmt::Debug for SqlUsers {
@@ -51,7 +53,30 @@ impl SqlUsers {
             }
             users.insert(name.to_string(), digest(password));
         }
-        Ok(SqlUsers { users, tokens: Mutex::default(), throttle: Default::default() })
+        Ok(SqlUsers { users, tokens: Mutex::default(), throttle: Default::default(), scopes: HashMap::new() })
+    }
+
+    /// These users, some of them confined to hosts: `NAME=GLOB[|GLOB…]`
+    /// entries (`*` any run of characters, `?` one), e.g. `team-a=web-*|api-?`.
+    pub fn with_scopes<'a>(mut self, entries: impl IntoIterator<Item = &'a str>) -> Result<SqlUsers, String> {
+        for e in entries {
+            let (name, globs) =
+                e.split_once('=').ok_or_else(|| format!("SQL scope {e:?}: expected NAME=HOSTGLOB[|HOSTGLOB…]"))?;
+            if !self.users.contains_key(name) {
+                return Err(format!("SQL scope {e:?}: no SQL user {name:?} (--sql-user)"));
+            }
+            let hosts: Vec<String> = globs.split('|').filter(|g| !g.is_empty()).map(str::to_string).collect();
+            if hosts.is_empty() {
+                return Err(format!("SQL scope {e:?}: no host pattern"));
+            }
+            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::catalog::ReadScope { hosts }));
+        }
+        Ok(self)
+    }
+
+    /// The hosts `user` may read, when it is confined to some.
+    pub fn scope(&self, user: &str) -> Option<std::sync::Arc<crate::catalog::ReadScope>> {
+        self.scopes.get(user).cloned()
     }
 
     /// Whether any user is configured (if not, the SQL fronts that need one refuse to start).

@@ -361,3 +361,119 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
     assert!(ok && out.trim() == "1000", "{err}");
     assert!(!server.exited());
 }
+
+/// The query that reads `host` from every table and view that has one, as `user` sees them: which hosts it saw.
+fn every_host_query(target: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(periscope_bin())
+        .arg("sql")
+        .args(target)
+        .args([
+            "--format",
+            "csv",
+            "SELECT DISTINCT table_name FROM information_schema.columns \
+             WHERE table_schema = 'public' AND column_name = 'host' ORDER BY table_name",
+        ])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tables: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect();
+    assert!(tables.len() > 40, "every history table, view and key table: {tables:?}");
+    let parts: Vec<String> = tables.iter().map(|t| format!("SELECT host FROM \"{t}\"")).collect();
+    format!("SELECT DISTINCT host FROM ({}) x ORDER BY host", parts.join(" UNION ALL "))
+}
+
+/// Issue 18 item 12: every SQL user read every host. A user confined to some
+/// hosts sees only their rows, through every table, view and join, on every front.
+#[test]
+fn scoped_users_see_only_their_hosts_on_every_front() {
+    let data = tempfile::tempdir().unwrap();
+    let (pg, flight) = (free_addr(), free_addr());
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let server = Server::start_full(
+        data.path(),
+        "127.0.0.1:0",
+        &[
+            "--pg-listen",
+            &pg,
+            "--flight-listen",
+            &flight,
+            "--sql-user",
+            "u:pw",
+            "--sql-user",
+            "team-a:pa",
+            "--sql-user",
+            "team-b:pb",
+            "--sql-scope",
+            "team-a=web-*",
+            "--sql-scope",
+            "team-b=db-?|nothing-*",
+        ],
+        &[],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for host in ["web-1", "db-1", "web_1"] {
+            let mut n = Node::enroll(&server.url, host, None).await;
+            let pkg: &[(&str, Value<'_>)] = &[("manager", "dpkg".into()), ("name", "bash".into())];
+            n.crawl("host", "m", now_us(), &tables::PACKAGES, &[pkg]).await.unwrap();
+            n.crawl("image", IMAGE, now_us(), &tables::PACKAGES, &[pkg]).await.unwrap();
+        }
+    });
+    let target = ["--server", server.url.as_str()];
+    let as_user = |u: &'static str, p: &'static str| [("PERISCOPE_USER", u), ("PERISCOPE_PASSWORD", p)];
+    let (q, qa, qb) = (
+        every_host_query(&target, &as_user("u", "pw")),
+        every_host_query(&target, &as_user("team-a", "pa")),
+        every_host_query(&target, &as_user("team-b", "pb")),
+    );
+    assert!(q.contains("report_results") && !qa.contains("report_") && !qb.contains("report_"), "{qa}");
+    let hosts = |env: &[(&str, &str)], sql: &str| -> Vec<String> {
+        let out = std::process::Command::new(periscope_bin())
+            .arg("sql")
+            .args(target)
+            .args(["--format", "csv", sql])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect()
+    };
+    // gRPC (the CLI): every table and view at once.
+    assert_eq!(hosts(&as_user("u", "pw"), &q), ["db-1", "web-1", "web_1"], "an unconfined user");
+    assert_eq!(hosts(&as_user("team-a", "pa"), &qa), ["web-1"], "team-a: web-*");
+    assert_eq!(hosts(&as_user("team-b", "pb"), &qb), ["db-1"], "team-b");
+    // A join of two tables, and the differential history view.
+    let join = "SELECT DISTINCT p.host FROM packages_history p JOIN crawls c ON c.host <> p.host ORDER BY 1";
+    assert!(hosts(&as_user("team-a", "pa"), join).is_empty(), "no other host's row to join with");
+    assert_eq!(hosts(&as_user("team-b", "pb"), "SELECT DISTINCT host FROM package_changes"), ["db-1"]);
+    // The fleet-wide report tables are not there for a confined user.
+    let err = sql_refused(&target, "SELECT count(*) FROM report_runs", &as_user("team-a", "pa"));
+    assert!(err.contains("report_runs"), "{err}");
+    // Postgres.
+    let psql_as = |user: &str, pw: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .arg(format!("host=127.0.0.1 port={port} user={user} dbname=periscope sslmode=disable"))
+            .args(["--no-psqlrc", "-X", "-A", "-t", "-c", sql])
+            .env("PGPASSWORD", pw)
+            .env("PGCONNECT_TIMEOUT", "20")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(psql_as("team-a", "pa", &qa), ["web-1"]);
+    assert_eq!(psql_as("team-b", "pb", &qb), ["db-1"]);
+    // Flight SQL, through the ADBC driver.
+    if let Some(py) = python() {
+        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
+            c = f.connect(sys.argv[1], db_kwargs={'username': sys.argv[2], 'password': sys.argv[3]}, autocommit=True)\n\
+            cur = c.cursor(); cur.execute(sys.argv[4]); print('\\n'.join(str(r[0]) for r in cur.fetchall()))";
+        let out = std::process::Command::new(py)
+            .args(["-c", client, &format!("grpc://{flight}"), "team-b", "pb", &qb])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "db-1");
+    }
+}

@@ -41,7 +41,10 @@ impl Target {
         label: String,
         limits: &Limits,
     ) -> Result<Target, query::QueryError> {
-        Ok(Target::Local { ctx: crate::catalog::context_with(snapshot, limits.runtime()?).await?, label })
+        Ok(Target::Local {
+            ctx: crate::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?,
+            label,
+        })
     }
 
     pub fn label(&self) -> String {

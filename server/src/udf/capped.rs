@@ -16,10 +16,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, FieldRef};
 use datafusion::common::{Result, exec_err};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
-use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 
 /// The most one call (one batch of rows) of a capped function may produce.
