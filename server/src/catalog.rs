@@ -36,6 +36,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, scope};
 
+use crate::scope::ReadScope;
 use crate::store::{Snapshot, Store};
 
 /// One table as of a snapshot: its committed Parquet files and its rows not
@@ -378,57 +379,12 @@ pub async fn context(snapshot: Snapshot) -> Result<SessionContext> {
     context_with(snapshot, None, None).await
 }
 
-/// The hosts a SQL user may read: every table, view and join of its sessions
-/// shows only rows whose `host` matches one of these patterns (`*` any run of
-/// characters, `?` one), and the fleet-wide report tables are not there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadScope {
-    pub hosts: Vec<String>,
-}
-
-impl ReadScope {
-    /// `host LIKE p1 OR host LIKE p2 …`, each glob as a LIKE pattern (`\` escaping `%`, `_` and itself).
-    fn predicate(&self) -> Expr {
-        use datafusion::logical_expr::expr::Like;
-        let like = |glob: &str| {
-            let mut p = String::with_capacity(glob.len());
-            for c in glob.chars() {
-                match c {
-                    '*' => p.push('%'),
-                    '?' => p.push('_'),
-                    '%' | '_' | '\\' => {
-                        p.push('\\');
-                        p.push(c);
-                    }
-                    c => p.push(c),
-                }
-            }
-            Expr::Like(Like::new(
-                false,
-                Box::new(datafusion::prelude::col("host")),
-                Box::new(lit(p)),
-                Some('\\'),
-                false,
-            ))
-        };
-        self.hosts.iter().map(|g| like(g)).reduce(Expr::or).unwrap_or(lit(false))
-    }
-
-    /// `inner` as this scope lets it be read: a view over it filtered by
-    /// [`ReadScope::predicate`], the unfiltered provider registered under no name.
-    fn wrap(&self, inner: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
-        let plan =
-            LogicalPlanBuilder::scan("scoped", provider_as_source(inner), None)?.filter(self.predicate())?.build()?;
-        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(plan, None)))
-    }
-}
-
 /// Builds a fresh session over `snapshot`, in `runtime` (memory limits) when
 /// given, showing only what `scope` admits when given.
 pub async fn context_with(
     snapshot: Snapshot,
     runtime: Option<Arc<RuntimeEnv>>,
-    scope: Option<&ReadScope>,
+    scope: Option<&Arc<ReadScope>>,
 ) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
     let reports = snapshot.reports.clone();
@@ -442,7 +398,7 @@ pub async fn live_context(
     store: Arc<Store>,
     runtime: Option<Arc<RuntimeEnv>>,
     keep_for: Duration,
-    scope: Option<&ReadScope>,
+    scope: Option<&Arc<ReadScope>>,
 ) -> Result<SessionContext> {
     let reports = Some(store.dir().join(crate::report::REPORTS_DIR));
     let recent = Arc::default();
@@ -484,11 +440,11 @@ pub fn cache_config() -> CacheManagerConfig {
 async fn register(
     ctx: SessionContext,
     reports: Option<std::path::PathBuf>,
-    scope: Option<&ReadScope>,
+    scope: Option<&Arc<ReadScope>>,
     provider: impl Fn(Kind) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
     let provider = |k: Kind| match scope {
-        Some(s) => s.wrap(provider(k)?),
+        Some(s) => Ok(s.wrap(provider(k)?)),
         None => provider(k),
     };
     crate::udf::register(&ctx);
@@ -639,9 +595,9 @@ mod tests {
             (vec!["web-1", "db-*"], vec!["db-1", "web-1"]),
             (vec!["*"], vec!["db-1", "web%x", "web-1", "web_1", "webx"]),
         ] {
-            let scope = ReadScope { hosts: globs.iter().map(|g| g.to_string()).collect() };
+            let scope = Arc::new(ReadScope { hosts: globs.iter().map(|g| g.to_string()).collect() });
             let ctx = SessionContext::new();
-            ctx.register_table("t", scope.wrap(table.clone()).unwrap()).unwrap();
+            ctx.register_table("t", scope.wrap(table.clone())).unwrap();
             let out = ctx.sql("SELECT host FROM t ORDER BY host").await.unwrap().collect().await.unwrap();
             let got: Vec<String> = out
                 .iter()

@@ -95,9 +95,8 @@ impl FlightSql {
         )
         .await
         .map_err(internal)?;
-        let ctx = crate::catalog::context_with(self.store.snapshot(), None, limits.scope.as_deref())
-            .await
-            .map_err(internal)?;
+        let ctx =
+            crate::catalog::context_with(self.store.snapshot(), None, limits.scope.as_ref()).await.map_err(internal)?;
         let mut out = Vec::new();
         for b in &batches {
             let col = |i| arrow_array::cast::AsArray::as_string::<i32>(b.column(i)).clone();

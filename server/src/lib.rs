@@ -15,6 +15,7 @@ pub mod pg;
 pub mod query;
 pub mod quickstart;
 pub mod report;
+pub mod scope;
 pub mod service;
 pub mod sqlauth;
 pub mod store;

@@ -156,7 +156,19 @@ fn refusal(statement: &Statement) -> Option<String> {
 }
 
 /// Refuses writes and server-wide settings before any other hook or the planner sees them.
-struct ReadOnly;
+struct ReadOnly {
+    /// The session's user is confined to some hosts: no EXPLAIN (see [`crate::query::SCOPED_EXPLAIN`]).
+    scoped: bool,
+}
+
+impl ReadOnly {
+    fn refusal(&self, statement: &Statement) -> Option<String> {
+        if self.scoped && matches!(statement, Statement::Explain { .. }) {
+            return Some(crate::query::SCOPED_EXPLAIN.into());
+        }
+        refusal(statement)
+    }
+}
 
 #[async_trait]
 impl QueryHook for ReadOnly {
@@ -166,7 +178,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        refusal(statement).map(|m| Err(user_error("25006", m)))
+        self.refusal(statement).map(|m| Err(user_error("25006", m)))
     }
 
     async fn handle_extended_parse_query(
@@ -175,7 +187,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        refusal(statement).map(|m| Err(user_error("25006", m)))
+        self.refusal(statement).map(|m| Err(user_error("25006", m)))
     }
 
     async fn handle_extended_query(
@@ -186,7 +198,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        refusal(statement).map(|m| Err(user_error("25006", m)))
+        self.refusal(statement).map(|m| Err(user_error("25006", m)))
     }
 }
 
@@ -478,7 +490,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// hook first, in a runtime with its own memory pool.
 async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session> {
     let keep_for = limits.timeout + Duration::from_secs(60);
-    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for, limits.scope.as_deref()).await?;
+    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for, limits.scope.as_ref()).await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
         crate::catalog::CATALOG,
@@ -486,7 +498,7 @@ async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session>
     )
     .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
-        Arc::new(ReadOnly),
+        Arc::new(ReadOnly { scoped: limits.scope.is_some() }),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
@@ -514,7 +526,8 @@ pub async fn serve(
     let keys = RandomPidSecretKeyGenerator::default();
     let login = Arc::new(Login { users, parameters, keys, slots, store: store.clone(), limits: limits.clone() });
     let parser =
-        DfSessionService::new_with_hooks(Arc::new(SessionContext::new()), vec![Arc::new(ReadOnly)]).query_parser();
+        DfSessionService::new_with_hooks(Arc::new(SessionContext::new()), vec![Arc::new(ReadOnly { scoped: true })])
+            .query_parser();
     let handshakes = Arc::new(Handshakes::default());
     let tls = tls.as_ref().map(tls_acceptor).transpose()?;
     tokio::pin!(shutdown);

@@ -54,7 +54,7 @@ pub struct Limits {
     pub timeout: Duration,
     pub shared: Option<Arc<SqlMemory>>,
     /// The hosts the user may read (None: all of them).
-    pub scope: Option<Arc<crate::catalog::ReadScope>>,
+    pub scope: Option<Arc<crate::scope::ReadScope>>,
 }
 
 impl Default for Limits {
@@ -70,7 +70,7 @@ impl Limits {
     }
 
     /// These limits for a user who may read only `scope` (None: everything).
-    pub fn scoped(&self, scope: Option<Arc<crate::catalog::ReadScope>>) -> Limits {
+    pub fn scoped(&self, scope: Option<Arc<crate::scope::ReadScope>>) -> Limits {
         Limits { scope, ..self.clone() }
     }
 
@@ -231,6 +231,20 @@ fn options(access: Access) -> SQLOptions {
     }
 }
 
+/// Refuses EXPLAIN to a user confined to some hosts: a plan, its statistics
+/// and ANALYZE's row counts describe the tables below the scope, the whole fleet.
+fn no_fleet_plans(df: &datafusion::dataframe::DataFrame, limits: &Limits) -> Result<(), QueryError> {
+    use datafusion::logical_expr::LogicalPlan;
+    if limits.scope.is_some() && matches!(df.logical_plan(), LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+        return Err(QueryError::Limit(SCOPED_EXPLAIN.into()));
+    }
+    Ok(())
+}
+
+/// Why a scoped user gets no EXPLAIN.
+pub const SCOPED_EXPLAIN: &str =
+    "EXPLAIN is refused to a user confined to some hosts: plans and their statistics describe the whole fleet";
+
 /// Runs `sql` against a data directory from outside the server (which may be running).
 pub async fn run(data: &Path, sql: &str, access: Access) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let snapshot = Store::read(data).map_err(|e| QueryError::Store(e.to_string()))?;
@@ -244,7 +258,7 @@ pub async fn run_on(
     access: Access,
     limits: &Limits,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-    let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
+    let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?;
     execute(&ctx, sql, access, limits).await
 }
 
@@ -259,6 +273,7 @@ pub async fn execute(
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let work = async {
         let df = ctx.sql_with_options(sql, options(access)).await?;
+        no_fleet_plans(&df, limits)?;
         let mut stream = df.execute_stream().await?;
         // The batches' own schema: the logical plan's may say Utf8 where the
         // physical plan produces Utf8View (a CASE mixing literals and casts),
@@ -311,8 +326,9 @@ pub async fn stream_on(
         ))
     };
     let plan = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
+        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?;
         let df = ctx.sql_with_options(sql, options(access)).await?;
+        no_fleet_plans(&df, limits)?;
         Ok::<_, QueryError>((df.execute_stream().await?, ctx))
     };
     // The session goes along with the stream: its tables hold the snapshot,
@@ -342,8 +358,9 @@ pub async fn stream_on(
 pub async fn plan_schema(snapshot: Snapshot, sql: &str, limits: &Limits) -> Result<SchemaRef, QueryError> {
     // Planning alone can be work (constant folding runs functions): the same limits as running.
     let plan = async {
-        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?;
+        let ctx = catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?;
         let df = ctx.sql_with_options(sql, options(Access::ReadOnly)).await?;
+        no_fleet_plans(&df, limits)?;
         Ok::<_, QueryError>(df.create_physical_plan().await?.schema())
     };
     tokio::time::timeout(limits.timeout, plan).await.map_err(|_| {

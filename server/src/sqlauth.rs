@@ -26,7 +26,7 @@ pub struct SqlUsers {
     /// Backoff for wrong passwords, per source address.
     throttle: crate::throttle::Throttle,
     /// User name -> the hosts it may read; users not named read every host.
-    scopes: HashMap<String, std::sync::Arc<crate::catalog::ReadScope>>,
+    scopes: HashMap<String, std::sync::Arc<crate::scope::ReadScope>>,
 }
 
 impl std::fmt::Debug for SqlUsers {
@@ -69,13 +69,13 @@ impl SqlUsers {
             if hosts.is_empty() {
                 return Err(format!("SQL scope {e:?}: no host pattern"));
             }
-            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::catalog::ReadScope { hosts }));
+            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::scope::ReadScope { hosts }));
         }
         Ok(self)
     }
 
     /// The hosts `user` may read, when it is confined to some.
-    pub fn scope(&self, user: &str) -> Option<std::sync::Arc<crate::catalog::ReadScope>> {
+    pub fn scope(&self, user: &str) -> Option<std::sync::Arc<crate::scope::ReadScope>> {
         self.scopes.get(user).cloned()
     }
 

@@ -415,7 +415,8 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     rt.block_on(async {
         for host in ["web-1", "db-1", "web_1"] {
             let mut n = Node::enroll(&server.url, host, None).await;
-            let pkg: &[(&str, Value<'_>)] = &[("manager", "dpkg".into()), ("name", "bash".into())];
+            let name = format!("pkg-{host}");
+            let pkg: &[(&str, Value<'_>)] = &[("manager", "dpkg".into()), ("name", name.as_str().into())];
             n.crawl("host", "m", now_us(), &tables::PACKAGES, &[pkg]).await.unwrap();
             n.crawl("image", IMAGE, now_us(), &tables::PACKAGES, &[pkg]).await.unwrap();
         }
@@ -447,6 +448,22 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     let join = "SELECT DISTINCT p.host FROM packages_history p JOIN crawls c ON c.host <> p.host ORDER BY 1";
     assert!(hosts(&as_user("team-a", "pa"), join).is_empty(), "no other host's row to join with");
     assert_eq!(hosts(&as_user("team-b", "pb"), "SELECT DISTINCT host FROM package_changes"), ["db-1"]);
+    // A user's expressions never run on another host's rows: each of these errors (quoting the row)
+    // as soon as it meets one of db-1's, and must not for team-a.
+    for sql in [
+        "SELECT count(*) AS n FROM packages_history WHERE CASE WHEN name = 'pkg-db-1' THEN CAST(name AS BIGINT) END IS NULL",
+        "SELECT count(*) AS n FROM packages WHERE CASE WHEN name = 'pkg-db-1' THEN CAST(name AS BIGINT) END IS NULL",
+        "SELECT count(*) AS n FROM latest_crawls WHERE CASE WHEN host = 'db-1' THEN CAST(host AS BIGINT) END IS NULL",
+    ] {
+        let n = hosts(&as_user("team-a", "pa"), sql);
+        assert_eq!(n.len(), 1, "{sql}: {n:?}");
+        assert_ne!(n[0], "0", "{sql}: team-a's own rows are there");
+    }
+    // Plans describe every host's files and rows: no EXPLAIN for a confined user, on any front.
+    for explain in ["EXPLAIN SELECT * FROM crawls", "EXPLAIN ANALYZE SELECT * FROM latest_crawls"] {
+        let err = sql_refused(&target, explain, &as_user("team-a", "pa"));
+        assert!(err.contains("EXPLAIN is refused to a user confined to some hosts"), "{err}");
+    }
     // The fleet-wide report tables are not there for a confined user.
     let err = sql_refused(&target, "SELECT count(*) FROM report_runs", &as_user("team-a", "pa"));
     assert!(err.contains("report_runs"), "{err}");
@@ -464,6 +481,14 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     };
     assert_eq!(psql_as("team-a", "pa", &qa), ["web-1"]);
     assert_eq!(psql_as("team-b", "pb", &qb), ["db-1"]);
+    let out = std::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} user=team-a dbname=periscope sslmode=disable"))
+        .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "EXPLAIN ANALYZE SELECT * FROM latest_crawls"])
+        .env("PGPASSWORD", "pa")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("EXPLAIN is refused"), "{err}");
     // Flight SQL, through the ADBC driver.
     if let Some(py) = python() {
         let client = "import sys, adbc_driver_flightsql.dbapi as f\n\

@@ -42,7 +42,7 @@ impl Target {
         limits: &Limits,
     ) -> Result<Target, query::QueryError> {
         Ok(Target::Local {
-            ctx: crate::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_deref()).await?,
+            ctx: crate::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?,
             label,
         })
     }
