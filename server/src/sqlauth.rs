@@ -69,7 +69,10 @@ impl SqlUsers {
             if hosts.is_empty() {
                 return Err(format!("SQL scope {e:?}: no host pattern"));
             }
-            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::scope::ReadScope { hosts }));
+            // Several entries for one user add up.
+            let mut all = self.scopes.get(name).map(|s| s.hosts.clone()).unwrap_or_default();
+            all.extend(hosts);
+            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::scope::ReadScope { hosts: all }));
         }
         Ok(self)
     }
@@ -183,6 +186,18 @@ mod tests {
         assert_eq!(users.identify_md(&md(&format!("Bearer {token}"))).unwrap(), "alice");
         assert!(users.identify_md(&md("Bearer 00")).is_err());
         assert!(SqlUsers::parse(["nocolon"]).is_err());
+    }
+
+    #[test]
+    fn scopes_name_known_users_and_add_up() {
+        let users = SqlUsers::parse(["a:pw", "b:pw"]).unwrap();
+        let users = users.with_scopes(["a=web-*", "a=db-1|db-2"]).unwrap();
+        assert_eq!(users.scope("a").unwrap().hosts, ["web-*", "db-1", "db-2"]);
+        assert!(users.scope("b").is_none(), "a user without a scope reads every host");
+        let none = SqlUsers::parse(["a:pw"]).unwrap();
+        assert!(none.with_scopes(["c=web-*"]).unwrap_err().contains("no SQL user \"c\""));
+        let none = SqlUsers::parse(["a:pw"]).unwrap();
+        assert!(none.with_scopes(["a="]).unwrap_err().contains("no host pattern"));
     }
 
     /// Issue 18 item 10: 1,000 wrong passwords took 1.3 s, unthrottled.
