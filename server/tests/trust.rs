@@ -343,16 +343,26 @@ fn a_node_cannot_enroll_as_an_enrolled_host_and_tokens_enroll_one_host_once() {
 #[test]
 fn functions_cannot_allocate_past_the_limits_on_any_front() {
     let data = tempfile::tempdir().unwrap();
-    let pg = free_addr();
+    let (pg, flight) = (free_addr(), free_addr());
     let port = pg.rsplit(':').next().unwrap().to_string();
     let server = Server::start_full(
         data.path(),
         "127.0.0.1:0",
-        &["--pg-listen", &pg, "--sql-user", "u:pw", "--query-memory-bytes", "67108864"],
+        &["--pg-listen", &pg, "--flight-listen", &flight, "--sql-user", "u:pw", "--query-memory-bytes", "67108864"],
         &[],
     );
     let bomb = "SELECT length(repeat('x', 2000000000)) AS n";
     let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
+    // Flight SQL's GetFlightInfo planned with no limits at all: the bomb was folded there.
+    if let Some(py) = python() {
+        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
+            c = f.connect(sys.argv[1], db_kwargs={'username': 'u', 'password': 'pw'}, autocommit=True)\n\
+            cur = c.cursor(); cur.execute(sys.argv[2]); print(cur.fetchall())";
+        let out =
+            std::process::Command::new(py).args(["-c", client, &format!("grpc://{flight}"), bomb]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("more than one call may"), "{err}");
+    }
     let err = sql_refused(&["--server", &server.url], bomb, &creds);
     assert!(err.contains("repeat: these arguments ask for 2000000000 bytes"), "{err}");
     let (ok, _, err) = psql(&port, "pw", bomb);
