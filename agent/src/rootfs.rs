@@ -234,6 +234,8 @@ pub struct Entry {
     pub changed: [i64; 4],
     pub ino: u64,
     pub dev: u64,
+    /// Hard links to the inode (st_nlink).
+    pub nlink: u64,
     pub depth: usize,
 }
 
@@ -251,6 +253,7 @@ impl Entry {
             changed: [st.st_mtime, st.st_mtime_nsec as i64, st.st_ctime, st.st_ctime_nsec as i64],
             ino: st.st_ino,
             dev: st.st_dev,
+            nlink: st.st_nlink as u64,
             depth,
         }
     }

@@ -372,3 +372,29 @@ fn an_apk_path_bomb_is_bounded_by_the_databases_size() {
     let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
     assert_eq!(names, ["bomb", "ok"], "the packages still arrive");
 }
+
+/// Issue 24 item 7, decided: a hard link reaches an inode, not a path, so a
+/// file of the root may also have names outside it (possible on the same
+/// filesystem). The agent reads it as the scope presents it, as a process in
+/// the container would, and says how many links it has: `files.links` above 1
+/// marks the files whose other names it cannot see. Refusing them would hide
+/// every hard-linked binary of ordinary images (busybox applets, git, perl).
+#[test]
+fn a_hard_link_from_outside_the_root_is_read_as_the_root_presents_it_and_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    fs::create_dir_all(root.join("usr/local/bin")).unwrap();
+    let outside = tmp.path().join("outside-secret");
+    fs::write(&outside, "PermitRootLogin yes\n").unwrap();
+    fs::hard_link(&outside, root.join("etc/ssh/sshd_config")).unwrap();
+    fs::write(root.join("usr/local/bin/tool"), "#!/bin/sh\n").unwrap();
+    let (rows, text) = crawl_rows(&opts(&root));
+    let file = |p: &str| rows["files"].iter().find(|r| s(r, "path") == p).unwrap_or_else(|| panic!("{p}: {text}"));
+    let linked = file("/etc/ssh/sshd_config");
+    assert_eq!(linked["links"], 2, "{linked:?}");
+    assert_eq!(file("/usr/local/bin/tool")["links"], 1);
+    // Read, as the container would: the scope's own view, whatever other names the inode has.
+    let config = rows["configs"].iter().find(|r| s(r, "path") == "/etc/ssh/sshd_config").expect("sshd_config read");
+    assert_eq!(s(config, "content"), "PermitRootLogin yes\n");
+}

@@ -197,6 +197,11 @@ pub const FILES: Table = Table {
         col("setgid", Boolean, "Set-group-id bit."),
         col("sha256", Utf8, "SHA-256 of a regular file's content, when under the hashing size cap."),
         col("package", Utf8, "Package that owns the path, from package_files; null when none does."),
+        col(
+            "links",
+            Int64,
+            "Hard links to the file (st_nlink). Above 1 for a regular file, its other names may lie outside this scope's tree: it is read as the scope presents it.",
+        ),
     ],
 };
 

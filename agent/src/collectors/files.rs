@@ -129,6 +129,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                 ("setgid", (e.mode & 0o2000 != 0).into()),
                 ("sha256", sha.as_ref().into()),
                 ("package", owner.as_deref().into()),
+                ("links", (e.nlink.min(i64::MAX as u64) as i64).into()),
             ],
         );
     }
