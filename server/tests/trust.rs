@@ -212,8 +212,13 @@ fn an_open_server_refuses_to_listen_beyond_loopback_unless_told_to() {
 
 /// psql as user `u` with `password` on the Postgres front at `port`: (success, stdout, stderr).
 fn psql(port: &str, password: &str, sql: &str) -> (bool, String, String) {
+    psql_as(port, "u", password, sql)
+}
+
+/// psql as `user` with `password` on the Postgres front at `port`: (success, stdout, stderr).
+fn psql_as(port: &str, user: &str, password: &str, sql: &str) -> (bool, String, String) {
     let out = std::process::Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=u dbname=periscope sslmode=disable"))
+        .arg(format!("host=127.0.0.1 port={port} user={user} dbname=periscope sslmode=disable"))
         .args(["--no-psqlrc", "-X", "-A", "-t", "-c", sql])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "20")
@@ -478,27 +483,13 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     let err = sql_refused(&target, "SELECT count(*) FROM report_runs", &as_user("team-a", "pa"));
     assert!(err.contains("report_runs"), "{err}");
     // Postgres.
-    let psql_as = |user: &str, pw: &str, sql: &str| {
-        let out = std::process::Command::new("psql")
-            .arg(format!("host=127.0.0.1 port={port} user={user} dbname=periscope sslmode=disable"))
-            .args(["--no-psqlrc", "-X", "-A", "-t", "-c", sql])
-            .env("PGPASSWORD", pw)
-            .env("PGCONNECT_TIMEOUT", "20")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
-    };
-    assert_eq!(psql_as("team-a", "pa", &qa), ["web-1"]);
-    assert_eq!(psql_as("team-b", "pb", &qb), ["db-1"]);
-    let out = std::process::Command::new("psql")
-        .arg(format!("host=127.0.0.1 port={port} user=team-a dbname=periscope sslmode=disable"))
-        .args(["--no-psqlrc", "-X", "-A", "-t", "-c", "EXPLAIN ANALYZE SELECT * FROM latest_crawls"])
-        .env("PGPASSWORD", "pa")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("EXPLAIN is refused"), "{err}");
+    for (user, pw, q, want) in [("team-a", "pa", &qa, "web-1"), ("team-b", "pb", &qb, "db-1")] {
+        let (ok, out, err) = psql_as(&port, user, pw, q);
+        assert!(ok, "{user}: {err}");
+        assert_eq!(out.lines().collect::<Vec<_>>(), [want], "{user}");
+    }
+    let (ok, _, err) = psql_as(&port, "team-a", "pa", "EXPLAIN ANALYZE SELECT * FROM latest_crawls");
+    assert!(!ok && err.contains("EXPLAIN is refused"), "{err}");
     // Flight SQL, through the ADBC driver.
     if let Some(py) = python() {
         let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
