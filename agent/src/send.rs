@@ -140,7 +140,9 @@ async fn client(url: &str) -> Result<IngestClient<tonic::transport::Channel>, Se
     }
     let channel =
         endpoint.connect().await.map_err(|e| SendError::Unreachable { url: url.into(), message: chain(&e) })?;
-    Ok(IngestClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(256 << 20))
+    Ok(IngestClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(periscope_proto::MAX_MESSAGE_BYTES))
 }
 
 /// Trades the enroll secret for a node key bound to `host`.

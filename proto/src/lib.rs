@@ -17,3 +17,7 @@ pub mod v1 {
 /// (3: `crawls.tables`, the `inherited` table and `ImagesResponse.stored`;
 /// 4: `crawls.received`, image rows trusted per host).
 pub const CONTRACT_VERSION: u32 = 4;
+
+/// Largest gRPC message either side sends or accepts: an agent's batch, or a
+/// chunk of a query's result.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

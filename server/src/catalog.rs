@@ -14,8 +14,8 @@
 //! those of every scope the index keeps. A context is built per query over a
 //! [`Snapshot`], so each query sees the rows acknowledged when it starts,
 //! flushed to Parquet or not.
-//! Stored compliance-report runs are `report_runs`, `report_checks` and
-//! `report_results` (see [`crate::report::history`]).
+//! Tables owned above this module (the stored compliance-report runs) are
+//! added through [`Extension`], so this module never imports their owners.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -387,8 +387,8 @@ pub async fn context_with(
     scope: Option<&Arc<ReadScope>>,
 ) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
-    let reports = snapshot.reports.clone();
-    register(session(runtime), reports, scope, |k| k.provider(&snapshot)).await
+    let data = snapshot.dir.clone();
+    register(session(runtime), data, scope, |k| k.provider(&snapshot)).await
 }
 
 /// A long-lived session whose tables read `store` as of each query; the
@@ -400,9 +400,9 @@ pub async fn live_context(
     keep_for: Duration,
     scope: Option<&Arc<ReadScope>>,
 ) -> Result<SessionContext> {
-    let reports = Some(store.dir().join(crate::report::REPORTS_DIR));
+    let data = Some(store.dir().to_path_buf());
     let recent = Arc::default();
-    register(session(runtime), reports, scope, |kind| {
+    register(session(runtime), data, scope, |kind| {
         Ok(Arc::new(LiveTable { kind, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
     })
     .await
@@ -434,12 +434,31 @@ pub fn cache_config() -> CacheManagerConfig {
         .with_file_metadata_cache(Some(caches().get_file_metadata_cache()))
 }
 
+/// Tables whose owner sits above the catalog (the report history): the owner
+/// implements this, and the binary adds it once with [`extend`], so that the
+/// catalog depends on nothing that depends on it.
+pub trait Extension: Send + Sync {
+    /// Registers the tables on `ctx`, read from the data directory `data`
+    /// (None: a snapshot of no data directory; register them empty).
+    fn register(&self, ctx: &SessionContext, data: Option<&std::path::Path>) -> Result<()>;
+}
+
+fn extensions() -> &'static std::sync::RwLock<Vec<Arc<dyn Extension>>> {
+    static EXTENSIONS: std::sync::RwLock<Vec<Arc<dyn Extension>>> = std::sync::RwLock::new(Vec::new());
+    &EXTENSIONS
+}
+
+/// Adds `tables` to every session built from now on in this process.
+pub fn extend(tables: Arc<dyn Extension>) {
+    extensions().write().unwrap_or_else(|e| e.into_inner()).push(tables);
+}
+
 /// Registers every table (from `provider`, filtered by `scope` when given),
-/// the views over them and the descriptions; the report tables only for an
+/// the views over them and the descriptions; the [`Extension`] tables only for an
 /// unscoped session (a report run covers the whole fleet).
 async fn register(
     ctx: SessionContext,
-    reports: Option<std::path::PathBuf>,
+    data: Option<std::path::PathBuf>,
     scope: Option<&Arc<ReadScope>>,
     provider: impl Fn(Kind) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
@@ -454,7 +473,10 @@ async fn register(
     }
     register_descriptions(&ctx)?;
     if scope.is_none() {
-        crate::report::history::register(&ctx, reports.as_deref())?;
+        let extensions = extensions().read().unwrap_or_else(|e| e.into_inner()).clone();
+        for e in extensions {
+            e.register(&ctx, data.as_deref())?;
+        }
     }
     // The newest crawl of every scope, and of the scopes still alive: a host
     // not crawled within the host expiry leaves current state with its

@@ -286,9 +286,7 @@ impl equivalent::Equivalent<ScopeKey> for KeyRef<'_> {
 /// history): a host that lists millions cannot take the index's memory.
 pub const MAX_LISTED_CONTAINERS: usize = 100_000;
 
-/// Longest key the index keeps (a host, scope id, container or image id);
-/// the store refuses rows with longer keys, and listings skip longer ids.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub use crate::rows::MAX_KEY_BYTES;
 
 const ALL_TABLES: u64 = u64::MAX;
 const UNCHANGED_IX: usize = 23;
@@ -1657,7 +1655,7 @@ mod tests {
                 .into_iter()
                 .map(|b| {
                     if periscope_agent::crawl::table_of(&b).name == CRAWLS.name {
-                        crate::store::stamp_received(&b, received).unwrap()
+                        crate::rows::stamp_received(&b, received).unwrap()
                     } else {
                         b
                     }

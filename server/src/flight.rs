@@ -292,7 +292,7 @@ fn table_types() -> RecordBatch {
 pub async fn serve(
     flight: FlightSql,
     listener: tokio::net::TcpListener,
-    tls: Option<crate::service::TlsFiles>,
+    tls: Option<crate::tls::TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let mut builder = tonic::transport::Server::builder();

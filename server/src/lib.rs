@@ -15,13 +15,16 @@ pub mod pg;
 pub mod query;
 pub mod quickstart;
 pub mod report;
+pub mod rows;
 pub mod scope;
+pub mod serve;
 pub mod service;
 pub mod sqlauth;
 pub mod store;
 #[cfg(test)]
 mod testutil;
 pub mod throttle;
+pub mod tls;
 pub mod udf;
 pub mod view;
 pub mod wal;

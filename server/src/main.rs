@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use periscope_server::output::{self, Format};
-use periscope_server::{query, quickstart, service};
+use periscope_server::{query, quickstart, serve, service};
 
 #[derive(Parser)]
 #[command(name = "periscope", version, about = "What is actually running in your container fleet, in SQL")]
@@ -282,6 +282,8 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    // The stored report runs are SQL tables on every front and in every subcommand.
+    periscope_server::catalog::extend(std::sync::Arc::new(periscope_server::report::history::Tables));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -301,7 +303,7 @@ fn main() -> ExitCode {
 /// Binds an optional SQL front's address and says where it listens.
 async fn bind_front(addr: Option<&str>, what: &str) -> anyhow::Result<Option<tokio::net::TcpListener>> {
     let Some(a) = addr else { return Ok(None) };
-    let l = service::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a} ({what}): {e}"))?;
+    let l = serve::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on {a} ({what}): {e}"))?;
     Ok(Some(l))
 }
 
@@ -352,7 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
-                (Some(c), Some(k)) => Some(service::TlsFiles {
+                (Some(c), Some(k)) => Some(periscope_server::tls::TlsFiles {
                     cert: read(c)?,
                     key: read(k)?,
                     client_ca: client_ca.as_ref().map(read).transpose()?,
@@ -360,8 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             let stop = shutdown_signal();
-            let listener =
-                service::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let listener = serve::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let agents_authenticated = enroll_secret.is_some() || enroll_tokens || client_ca.is_some();
             let auth = periscope_server::auth::AuthConfig {
                 enroll_secret,
@@ -400,7 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scope: None,
             }
             .sharing(sql_memory_bytes);
-            let opts = service::ServeOptions {
+            let opts = serve::ServeOptions {
                 auth,
                 tls,
                 store: periscope_server::store::StoreConfig {
@@ -425,7 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     limits,
                 }),
             };
-            service::serve_with(data, listener, opts, stop).await?;
+            serve::serve_with(data, listener, opts, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sql { sql, server, data, format, user } => {

@@ -53,9 +53,9 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::query::Limits;
-use crate::service::TlsFiles;
 use crate::sqlauth::SqlUsers;
 use crate::store::Store;
+use crate::tls::TlsFiles;
 
 fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))

@@ -405,7 +405,7 @@ pub async fn remote(
         }
         unreachable(m)
     })?;
-    let mut client = QueryClient::new(channel).max_decoding_message_size(crate::service::MAX_MESSAGE_BYTES);
+    let mut client = QueryClient::new(channel).max_decoding_message_size(periscope_proto::MAX_MESSAGE_BYTES);
     let server = |s: tonic::Status| QueryError::Server { url: url.to_string(), message: s.message().to_string() };
     let mut request = tonic::Request::new(SqlRequest { sql: sql.to_string() });
     if let Some((user, password)) = credentials {

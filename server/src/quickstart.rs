@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::output::{self, Format};
 use crate::query;
-use crate::service;
+use crate::serve;
 
 /// The example questions the quickstart asks and prints.
 pub const EXAMPLES: &[&str] = &[
@@ -34,10 +34,10 @@ pub fn default_data_dir() -> PathBuf {
 
 pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data)?;
-    let listener = service::bind("127.0.0.1:0").await?;
+    let listener = serve::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(service::serve(data.clone(), listener, async {
+    let server = tokio::spawn(serve::serve(data.clone(), listener, async {
         let _ = stopped.await;
     }));
     writeln!(out, "Periscope quickstart: server on {url}, data in {}", data.display())?;

@@ -2,7 +2,6 @@
 //! once durable) and `Query` (read-only SQL, results as Arrow IPC).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -12,27 +11,20 @@ use periscope_proto::v1::query_server::{Query, QueryServer};
 use periscope_proto::v1::{
     Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest,
 };
-use periscope_proto::{CONTRACT_VERSION, ipc, tables};
-use tokio::net::TcpListener;
+use periscope_proto::{CONTRACT_VERSION, MAX_MESSAGE_BYTES, ipc, tables};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Auth, AuthConfig, Identity};
+use crate::auth::{Auth, Identity};
 use crate::query;
 use crate::sqlauth::SqlUsers;
-use crate::store::{Store, StoreConfig};
+use crate::store::Store;
+use crate::tls::TlsFiles;
 
 /// Longest agent id accepted (agents send their host name).
 pub const MAX_AGENT_ID: usize = 1024;
-
-/// Largest message accepted from an agent.
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
-/// Largest Arrow IPC stream one compressed batch may inflate to (the agent
-/// coalesces a crawl's rows of a table into one batch, which for a large
-/// host's first crawl can be hundreds of MB).
-pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 
 pub struct IngestService {
     store: Arc<Store>,
@@ -72,7 +64,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
         let prev = LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(now_us.max(l.saturating_add(1))));
         now_us.max(prev.unwrap_or(i64::MIN).saturating_add(1))
     };
-    crate::store::check_rows(table, &batches, now_us)
+    crate::rows::check_rows(table, &batches, now_us)
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     if *who != Identity::Open {
         for x in &batches {
@@ -91,7 +83,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
     if table.name == tables::CRAWLS.name {
         batches = batches
             .iter()
-            .map(|x| crate::store::stamp_received(x, received_us))
+            .map(|x| crate::rows::stamp_received(x, received_us))
             .collect::<Result<_, _>>()
             .map_err(Status::internal)?;
         ipc = ipc::encode_wire(&table.schema(), &batches).map_err(|e| Status::internal(e.to_string()))?;
@@ -115,12 +107,12 @@ type Decoded = (&'static periscope_proto::tables::Table, Vec<arrow_array::Record
 async fn decode(table: String, zstd: bool, ipc: Vec<u8>) -> Result<Decoded, String> {
     let small = ipc::inflated_size(&ipc, zstd).is_some_and(|n| n <= INLINE_INFLATE_BYTES);
     if small {
-        let (t, b) = crate::store::decode_batch(&table, zstd, &ipc)?;
+        let (t, b) = crate::rows::decode_batch(&table, zstd, &ipc)?;
         return Ok((t, b, ipc));
     }
     let _permit = INFLATING.acquire().await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
-        let (t, b) = crate::store::decode_batch(&table, zstd, &ipc)?;
+        let (t, b) = crate::rows::decode_batch(&table, zstd, &ipc)?;
         Ok((t, b, ipc))
     })
     .await
@@ -294,67 +286,18 @@ impl Exposure {
     }
 }
 
-/// Binds `addr` for the server. Kept apart from [`serve`] so callers can learn the port first.
-pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
-/// Runs an open server (no enrollment) on `listener` until `shutdown` completes.
-pub async fn serve(
-    data: PathBuf,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    serve_with(data, listener, ServeOptions::default(), shutdown).await
-}
-
-/// TLS for the gRPC port, PEM-encoded.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    /// When set, clients must present a certificate this CA signed (mTLS);
-    /// its subject CN is the agent's host identity.
-    pub client_ca: Option<Vec<u8>>,
-}
-
-/// How `periscope serve` runs, beyond its data directory and gRPC listener.
-#[derive(Default)]
-pub struct ServeOptions {
-    /// Agent enrollment.
-    pub auth: AuthConfig,
-    /// TLS for the gRPC port (and the Flight SQL port).
-    pub tls: Option<TlsFiles>,
-    pub store: StoreConfig,
-    /// The sandbox for remote queries.
-    pub limits: query::Limits,
-    /// SQL users; when there are any, remote SQL needs one's credentials.
-    pub sql_users: Arc<SqlUsers>,
-    /// Where to serve Flight SQL, if at all (needs SQL users).
-    pub flight: Option<TcpListener>,
-    /// Where to serve the Postgres wire protocol, if at all (needs SQL users).
-    pub pg: Option<TcpListener>,
-    /// Run query packs on their schedules, if at all.
-    pub reports: Option<crate::report::schedule::ScheduleOptions>,
-}
-
-/// Runs the server on `listener` until `shutdown` completes.
-pub async fn serve_with(
-    data: PathBuf,
-    listener: TcpListener,
-    opts: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    if opts.flight.is_some() && opts.sql_users.is_empty() {
-        anyhow::bail!("Flight SQL needs at least one SQL user (--sql-user NAME:PASSWORD)");
-    }
-    if opts.pg.is_some() && opts.sql_users.is_empty() {
-        anyhow::bail!("the Postgres front needs at least one SQL user (--sql-user NAME:PASSWORD)");
-    }
-    let store = Arc::new(Store::open_with(&data, opts.store)?);
-    let auth = Arc::new(Auth::open(&data, opts.auth)?);
+/// The gRPC fronts, ingest and query, over `store`: TLS when `tls` is set,
+/// agents admitted by `auth`, remote SQL within `limits` for `users`. The
+/// caller serves the router on its listener.
+pub fn router(
+    store: Arc<Store>,
+    auth: Arc<Auth>,
+    limits: query::Limits,
+    users: Arc<SqlUsers>,
+    tls: Option<TlsFiles>,
+) -> anyhow::Result<Router> {
     let mut builder = tonic::transport::Server::builder();
-    if let Some(t) = opts.tls.clone() {
+    if let Some(t) = tls {
         use tonic::transport::{Certificate, Identity as TlsIdentity, ServerTlsConfig};
         let mut cfg = ServerTlsConfig::new().identity(TlsIdentity::from_pem(t.cert, t.key));
         if let Some(ca) = t.client_ca {
@@ -362,55 +305,15 @@ pub async fn serve_with(
         }
         builder = builder.tls_config(cfg)?;
     }
-    let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, data = %data.display(), "periscope server listening");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let flight = opts.flight.map(|l| {
-        let f = crate::flight::FlightSql {
-            store: store.clone(),
-            users: opts.sql_users.clone(),
-            limits: opts.limits.clone(),
-        };
-        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
-        query::runtime().spawn(crate::flight::serve(f, l, tls, stopped(stop_rx.clone())))
-    });
-    let pg = opts.pg.map(|l| {
-        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
-        let (store, users, limits) = (store.clone(), opts.sql_users.clone(), opts.limits.clone());
-        query::runtime().spawn(crate::pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
-    });
-    let scheduler =
-        opts.reports.map(|r| query::runtime().spawn(crate::report::schedule::run(store.clone(), r, stop_rx.clone())));
-    let grpc = builder
+    Ok(builder
         .add_service(
             IngestServer::new(IngestService { store: store.clone(), auth })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            QueryServer::new(QueryService { store: store.clone(), limits: opts.limits, users: opts.sql_users })
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stop_rx));
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    let (served, ()) = tokio::join!(grpc, shutdown);
-    served?;
-    for front in [flight, pg].into_iter().flatten() {
-        front.await??;
-    }
-    if let Some(s) = scheduler {
-        s.await?;
-    }
-    // Whatever is buffered goes to Parquet before a clean exit.
-    let closing = store.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await??;
-    Ok(())
+            QueryServer::new(QueryService { store, limits, users }).max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ))
 }
 
 #[cfg(test)]
@@ -435,33 +338,5 @@ mod tests {
         assert!(sql_only.check(&[any]).unwrap_err().contains("--client-ca"));
         let both = Exposure { agents_authenticated: true, sql_users: true };
         assert_eq!(both.check(&[any, lan]), Ok(()));
-    }
-    use arrow_array::RecordBatch;
-    use periscope_agent::encode::{Common, TableBuilder};
-    use periscope_proto::tables;
-
-    fn crawls_row(scope: &str, id: &str) -> RecordBatch {
-        let common = Common { host: "h".into(), scope: scope.into(), scope_id: id.into(), crawl_time_us: 1 };
-        let mut b = TableBuilder::new(&tables::CRAWLS);
-        b.push(&common, &[("rows", 1i64.into())]);
-        b.finish()
-    }
-
-    #[tokio::test]
-    async fn stored_images_are_known_from_ingest_and_after_a_restart() {
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path()).unwrap();
-        store.apply(&tables::CRAWLS, &[crawls_row("image", "sha256:old")], "a", 1, 1).await.unwrap();
-        assert!(store.index().has_image("h", "sha256:old"));
-        store.flush().unwrap();
-        let later = [crawls_row("image", "sha256:new"), crawls_row("container", "c1")];
-        store.apply(&tables::CRAWLS, &later, "a", 1, 2).await.unwrap();
-        let known = store.index();
-        assert!(known.has_image("h", "sha256:new") && !known.has_image("h", "c1"));
-        assert!(!known.has_image("other-host", "sha256:new"), "stored by h, not by another host");
-        drop(store);
-        // One from Parquet, one from the log.
-        let store = Store::open(data.path()).unwrap();
-        assert!(store.index().has_image("h", "sha256:old") && store.index().has_image("h", "sha256:new"));
     }
 }

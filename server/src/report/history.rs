@@ -20,7 +20,11 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
 
-use super::run::{Change, Item, Previous, Run};
+use super::outcome::{Change, Item, Previous, Run};
+use super::severity::Severity;
+
+/// Where runs are stored inside a data directory.
+pub const REPORTS_DIR: &str = "reports";
 
 pub const RUNS: &str = "report_runs";
 pub const CHECKS: &str = "report_checks";
@@ -211,6 +215,16 @@ pub fn register(ctx: &SessionContext, dir: Option<&Path>) -> datafusion::error::
     Ok(())
 }
 
+/// The report tables as a catalog extension: the runs stored under
+/// `<data>/`[`REPORTS_DIR`] of the data directory a session reads.
+pub struct Tables;
+
+impl crate::catalog::Extension for Tables {
+    fn register(&self, ctx: &SessionContext, data: Option<&Path>) -> datafusion::error::Result<()> {
+        register(ctx, data.map(|d| d.join(REPORTS_DIR)).as_deref())
+    }
+}
+
 /// Run ids with a file in `dir`.
 fn stems(dir: &Path) -> std::collections::HashSet<String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
@@ -286,7 +300,7 @@ pub async fn previous(dir: &Path, pack: &str) -> Result<Previous, HistoryError> 
 pub struct Point {
     pub run_id: String,
     pub started_us: i64,
-    /// Failing items per severity, in [`super::Severity::ALL`] order.
+    /// Failing items per severity, in [`Severity::ALL`] order.
     pub items: [i64; 5],
 }
 
@@ -316,7 +330,7 @@ pub async fn recent(dir: &Path, pack: &str, n: usize) -> Result<Vec<Point>, Hist
                 }
             };
             if sev.is_valid(i)
-                && let Some(s) = super::Severity::parse(sev.value(i))
+                && let Some(s) = Severity::parse(sev.value(i))
             {
                 points[idx].items[s as usize] += if items.is_valid(i) { items.value(i) } else { 0 };
             }
@@ -329,8 +343,7 @@ pub async fn recent(dir: &Path, pack: &str, n: usize) -> Result<Vec<Point>, Hist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Severity;
-    use crate::report::run::{CheckRun, Status, Summary};
+    use crate::report::outcome::{CheckRun, Status, Summary};
 
     fn item(name: &str) -> Item {
         Item {

@@ -8,10 +8,10 @@
 
 use std::fmt::Write;
 
-use super::Severity;
 use super::history::Point;
 use super::render::escape;
 use super::run::{Change, CheckRun, Item, Run, Status};
+use super::severity::Severity;
 
 const STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;color:#1f2328;max-width:1200px}

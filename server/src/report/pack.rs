@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::Severity;
+use super::severity::Severity;
 
 /// Columns every check's result must have. `scope_id`, `container` and any
 /// other columns are optional; extra columns are kept as the item's details.

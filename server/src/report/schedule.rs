@@ -84,7 +84,7 @@ pub async fn run(store: Arc<Store>, opts: ScheduleOptions, mut stop: tokio::sync
     for j in &jobs {
         eprintln!("periscope: scheduled pack {} ({} checks) at {:?}", j.pack.name, j.only.len(), j.expr);
     }
-    let history = store.dir().join(super::REPORTS_DIR);
+    let history = store.dir().join(super::history::REPORTS_DIR);
     loop {
         let now = Utc::now();
         for j in &mut jobs {
@@ -126,12 +126,12 @@ pub async fn run(store: Arc<Store>, opts: ScheduleOptions, mut stop: tokio::sync
                 r.run_id, s.checks, s.failed, s.errors, s.failing_items, s.new_items, s.resolved_items
             );
             if let Some(out) = &opts.out
-                && let Err(e) = super::write_files(&r, Some(&history), &out.join(&r.pack)).await
+                && let Err(e) = super::deliver::write_files(&r, Some(&history), &out.join(&r.pack)).await
             {
                 eprintln!("periscope: report {}: cannot write files: {e:#}", r.run_id);
             }
             if let Some(url) = &opts.webhook
-                && let Err(e) = super::post_webhook(url, &r).await
+                && let Err(e) = super::deliver::post_webhook(url, &r).await
             {
                 eprintln!("periscope: report {}: {e:#}", r.run_id);
             }

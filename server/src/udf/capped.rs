@@ -73,7 +73,7 @@ struct Capped {
 
 /// Byte lengths of a string argument's values (0 for nulls), `n` rows.
 fn lengths(a: &ArrayRef) -> Result<Vec<u64>> {
-    let a = super::to_utf8(a)?;
+    let a = super::args::to_utf8(a)?;
     let s = a.as_string::<i32>();
     Ok((0..s.len()).map(|i| if s.is_valid(i) { s.value(i).len() as u64 } else { 0 }).collect())
 }
@@ -166,7 +166,7 @@ mod tests {
 
     async fn run(sql: &str) -> Result<String> {
         let ctx = SessionContext::new();
-        crate::udf::register(&ctx);
+        register(&ctx);
         let batches = ctx.sql(sql).await?.collect().await?;
         Ok(arrow_cast::display::array_value_to_string(batches[0].column(0), 0)?)
     }

@@ -27,6 +27,11 @@ pub struct CidrContains {
     signature: Signature,
 }
 
+/// Registers `cidr_contains` on `ctx`.
+pub fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(CidrContains::default()));
+}
+
 impl Default for CidrContains {
     fn default() -> Self {
         CidrContains { signature: Signature::one_of(vec![TypeSignature::String(2)], Volatility::Immutable) }
@@ -69,7 +74,7 @@ impl ScalarUDFImpl for CidrContains {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [network, address] = datafusion::common::utils::take_function_args(self.name(), &args.args)?;
         let arrays = ColumnarValue::values_to_arrays(&[network.clone(), address.clone()])?;
-        let (n, a) = (super::to_utf8(&arrays[0])?, super::to_utf8(&arrays[1])?);
+        let (n, a) = (super::args::to_utf8(&arrays[0])?, super::args::to_utf8(&arrays[1])?);
         let (n, a) = (n.as_string::<i32>(), a.as_string::<i32>());
         // The network is usually one literal: parse it once.
         let fixed =
@@ -93,7 +98,9 @@ impl ScalarUDFImpl for CidrContains {
 #[cfg(test)]
 mod tests {
 
-    use super::super::first_value as one;
+    async fn one(sql: &str) -> String {
+        super::super::args::first_value(super::register, sql).await
+    }
 
     #[test]
     fn addresses_and_networks_of_both_families() {

@@ -56,6 +56,13 @@ pub fn all() -> Vec<VersionFunc> {
     ]
 }
 
+/// Registers every version function on `ctx`.
+pub fn register(ctx: &datafusion::prelude::SessionContext) {
+    for f in all() {
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(f));
+    }
+}
+
 impl ScalarUDFImpl for VersionFunc {
     fn name(&self) -> &str {
         self.name
@@ -71,7 +78,7 @@ impl ScalarUDFImpl for VersionFunc {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let arrays = arrays.iter().map(super::to_utf8).collect::<Result<Vec<_>>>()?;
+        let arrays = arrays.iter().map(super::args::to_utf8).collect::<Result<Vec<_>>>()?;
         let a = arrays[0].as_string::<i32>();
         let b = arrays[1].as_string::<i32>();
         let schemes = arrays.get(2).map(|s| s.as_string::<i32>());
@@ -121,7 +128,9 @@ impl ScalarUDFImpl for VersionFunc {
 mod tests {
     use datafusion::prelude::SessionContext;
 
-    use super::super::first_value as one;
+    async fn one(sql: &str) -> String {
+        super::super::args::first_value(super::register, sql).await
+    }
 
     #[tokio::test]
     async fn scalars_arrays_and_nulls() {
@@ -140,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_scheme_is_an_error_naming_it() {
         let ctx = SessionContext::new();
-        super::super::register(&ctx);
+        super::register(&ctx);
         let err = ctx.sql("SELECT version_lt('1', '2', 'npm')").await.unwrap().collect().await.unwrap_err();
         assert!(err.to_string().contains("unknown version scheme \"npm\""), "{err}");
     }

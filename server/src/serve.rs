@@ -1,0 +1,104 @@
+//! `periscope serve`: opens the store and starts each front beside the
+//! others (gRPC ingest and query, Flight SQL, Postgres) and the report
+//! scheduler, then closes the store cleanly once they have stopped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+use crate::auth::{Auth, AuthConfig};
+use crate::query;
+use crate::report::schedule;
+use crate::sqlauth::SqlUsers;
+use crate::store::{Store, StoreConfig};
+use crate::tls::TlsFiles;
+use crate::{flight, pg, service};
+
+/// Binds `addr` for the server. Kept apart from [`serve`] so callers can learn the port first.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Runs an open server (no enrollment) on `listener` until `shutdown` completes.
+pub async fn serve(
+    data: PathBuf,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    serve_with(data, listener, ServeOptions::default(), shutdown).await
+}
+
+/// How `periscope serve` runs, beyond its data directory and gRPC listener.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Agent enrollment.
+    pub auth: AuthConfig,
+    /// TLS for the gRPC port (and the Flight SQL port).
+    pub tls: Option<TlsFiles>,
+    pub store: StoreConfig,
+    /// The sandbox for remote queries.
+    pub limits: query::Limits,
+    /// SQL users; when there are any, remote SQL needs one's credentials.
+    pub sql_users: Arc<SqlUsers>,
+    /// Where to serve Flight SQL, if at all (needs SQL users).
+    pub flight: Option<TcpListener>,
+    /// Where to serve the Postgres wire protocol, if at all (needs SQL users).
+    pub pg: Option<TcpListener>,
+    /// Run query packs on their schedules, if at all.
+    pub reports: Option<schedule::ScheduleOptions>,
+}
+
+/// Runs the server on `listener` until `shutdown` completes.
+pub async fn serve_with(
+    data: PathBuf,
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    if opts.flight.is_some() && opts.sql_users.is_empty() {
+        anyhow::bail!("Flight SQL needs at least one SQL user (--sql-user NAME:PASSWORD)");
+    }
+    if opts.pg.is_some() && opts.sql_users.is_empty() {
+        anyhow::bail!("the Postgres front needs at least one SQL user (--sql-user NAME:PASSWORD)");
+    }
+    let store = Arc::new(Store::open_with(&data, opts.store)?);
+    let auth = Arc::new(Auth::open(&data, opts.auth)?);
+    let router = service::router(store.clone(), auth, opts.limits.clone(), opts.sql_users.clone(), opts.tls.clone())?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, data = %data.display(), "periscope server listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let flight = opts.flight.map(|l| {
+        let f = flight::FlightSql { store: store.clone(), users: opts.sql_users.clone(), limits: opts.limits.clone() };
+        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
+        query::runtime().spawn(flight::serve(f, l, tls, stopped(stop_rx.clone())))
+    });
+    let pg = opts.pg.map(|l| {
+        let tls = opts.tls.clone().map(|t| TlsFiles { client_ca: None, ..t });
+        let (store, users, limits) = (store.clone(), opts.sql_users.clone(), opts.limits.clone());
+        query::runtime().spawn(pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
+    });
+    let scheduler = opts.reports.map(|r| query::runtime().spawn(schedule::run(store.clone(), r, stop_rx.clone())));
+    let grpc = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stop_rx));
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let (served, ()) = tokio::join!(grpc, shutdown);
+    served?;
+    for front in [flight, pg].into_iter().flatten() {
+        front.await??;
+    }
+    if let Some(s) = scheduler {
+        s.await?;
+    }
+    // Whatever is buffered goes to Parquet before a clean exit.
+    let closing = store.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
+    Ok(())
+}
