@@ -36,8 +36,8 @@ use arrow_array::RecordBatch;
 use periscope_agent::collectors::Sink;
 use periscope_agent::encode::{Common, Value};
 use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINERS, CRAWLS, INHERITED, OS, PACKAGES, Table, UNCHANGED};
-use periscope_server::query::{self, Access};
-use periscope_server::store::{Store, StoreConfig};
+use periscope_query::query::{self, Access};
+use periscope_store::store::{Store, StoreConfig};
 
 /// The server's allocator (jemalloc, as `periscope` uses), counting the bytes
 /// live: what the store holds once opened (its current-state index, mostly)
@@ -410,7 +410,7 @@ fn duckdb_views(data: &std::path::Path) -> String {
         );
     }
     // The package_changes view, as Periscope defines it.
-    sql += &format!("{};\n", periscope_server::catalog::PACKAGE_CHANGES);
+    sql += &format!("{};\n", periscope_query::catalog::PACKAGE_CHANGES);
     sql
 }
 
@@ -632,7 +632,7 @@ async fn phases(store: &Store, qs: &[(&'static str, String, String)], runs: usiz
                 t.push(at.elapsed().as_secs_f64());
                 at = Instant::now();
             };
-            let ctx = periscope_server::catalog::context(store.snapshot()).await.unwrap();
+            let ctx = periscope_query::catalog::context(store.snapshot()).await.unwrap();
             lap(&mut t[0]);
             let df = ctx.sql(sql).await.unwrap();
             let plan = df.into_optimized_plan().unwrap();

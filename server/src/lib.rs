@@ -1,30 +1,13 @@
-//! Periscope's server, as a library.
+//! The `periscope` binary's library: the command line's pieces that wire the
+//! server's crates together.
 //!
-//! Data flows one way: agents' batches arrive through [`service`] (gRPC
-//! ingest), are made durable by [`store`] (a write-ahead log, then large Parquet files), and are answered in
-//! SQL by DataFusion over the [`catalog`] via [`query`]; [`output`] formats
-//! results for the `periscope` CLI; [`report`] runs query packs of compliance checks over it. [`quickstart`] runs all of it in one process.
+//! Data flows one way: agents' batches arrive through the gRPC front
+//! (`periscope-fronts`), are made durable by `periscope-store`, and are
+//! answered in SQL by `periscope-query`, which the fronts and the compliance
+//! reports (`periscope-report`) call. [`serve`] starts them side by side,
+//! [`output`] formats results for the terminal, and [`quickstart`] runs all of
+//! it in one process (the only server code that uses the agent crate).
 
-pub mod auth;
-pub mod catalog;
-pub mod current;
-pub mod delta;
-pub mod flight;
 pub mod output;
-pub mod pg;
-pub mod query;
 pub mod quickstart;
-pub mod report;
-pub mod rows;
-pub mod scope;
 pub mod serve;
-pub mod service;
-pub mod sqlauth;
-pub mod store;
-#[cfg(test)]
-mod testutil;
-pub mod throttle;
-pub mod tls;
-pub mod udf;
-pub mod view;
-pub mod wal;

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use periscope_fronts::service;
+use periscope_query::query;
 use periscope_server::output::{self, Format};
-use periscope_server::{query, quickstart, serve, service};
+use periscope_server::{quickstart, serve};
 
 #[derive(Parser)]
 #[command(name = "periscope", version, about = "What is actually running in your container fleet, in SQL")]
@@ -58,16 +60,16 @@ enum Cmd {
         flush_secs: u64,
         /// A host not crawled for this many seconds leaves current state (with
         /// its containers); its rows stay in the _history tables.
-        #[arg(long, default_value_t = periscope_server::store::HOST_EXPIRY.as_secs())]
+        #[arg(long, default_value_t = periscope_store::store::HOST_EXPIRY.as_secs())]
         host_expiry_secs: u64,
         /// Scopes (hosts, containers, images) the current-state index may hold, about
         /// 620 bytes each; beyond it rows of new scopes are refused (agents spool and
         /// retry) until containers leave it or the limit is raised (0: no limit).
-        #[arg(long, default_value_t = periscope_server::store::MAX_SCOPES)]
+        #[arg(long, default_value_t = periscope_store::store::MAX_SCOPES)]
         max_scopes: usize,
         /// Scopes one host may hold in the current-state index (0: no limit), so no agent
         /// can fill it for the others; beyond it that host's new scopes are refused.
-        #[arg(long, default_value_t = periscope_server::store::MAX_SCOPES_PER_HOST)]
+        #[arg(long, default_value_t = periscope_store::store::MAX_SCOPES_PER_HOST)]
         max_scopes_per_host: usize,
         /// Merge a table's small Parquet files into one once there are this many (0: never).
         #[arg(long, default_value_t = 16)]
@@ -209,7 +211,7 @@ enum ReportCmd {
         out: Option<PathBuf>,
         /// Exit with status 3 when a check of this severity or higher fails or cannot run.
         #[arg(long, value_enum)]
-        fail_on: Option<periscope_server::report::Severity>,
+        fail_on: Option<periscope_report::Severity>,
         /// Seconds a check may run before it is cancelled (unless the pack or check sets timeout_secs).
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
@@ -247,7 +249,7 @@ enum ReportFormat {
 }
 
 fn agents(cmd: AgentsCmd) -> anyhow::Result<ExitCode> {
-    use periscope_server::auth::admin;
+    use periscope_fronts::auth::admin;
     let when = |ms: u64| {
         chrono::DateTime::from_timestamp_millis(ms as i64)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -283,7 +285,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     // The stored report runs are SQL tables on every front and in every subcommand.
-    periscope_server::catalog::extend(std::sync::Arc::new(periscope_server::report::history::Tables));
+    periscope_query::catalog::extend(std::sync::Arc::new(periscope_report::history::Tables));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -354,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
-                (Some(c), Some(k)) => Some(periscope_server::tls::TlsFiles {
+                (Some(c), Some(k)) => Some(periscope_fronts::tls::TlsFiles {
                     cert: read(c)?,
                     key: read(k)?,
                     client_ca: client_ca.as_ref().map(read).transpose()?,
@@ -364,12 +366,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stop = shutdown_signal();
             let listener = serve::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let agents_authenticated = enroll_secret.is_some() || enroll_tokens || client_ca.is_some();
-            let auth = periscope_server::auth::AuthConfig {
+            let auth = periscope_fronts::auth::AuthConfig {
                 enroll_secret,
                 tokens: enroll_tokens,
                 node_key_ttl: node_key_ttl_secs.map(std::time::Duration::from_secs),
             };
-            let sql_users = periscope_server::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
+            let sql_users = periscope_fronts::sqlauth::SqlUsers::parse(sql_user.iter().map(String::as_str))
                 .and_then(|u| u.with_scopes(sql_scope.iter().map(String::as_str)))
                 .map_err(|e| anyhow::anyhow!(e))?;
             let flight = bind_front(flight_listen.as_deref(), "Flight SQL").await?;
@@ -394,7 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !agents_authenticated {
                 eprintln!("periscope: no --enroll-secret or --client-ca: any agent may send rows for any host");
             }
-            let limits = periscope_server::query::Limits {
+            let limits = periscope_query::query::Limits {
                 memory_bytes: query_memory_bytes,
                 timeout: std::time::Duration::from_secs(query_timeout_secs),
                 shared: None,
@@ -404,7 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opts = serve::ServeOptions {
                 auth,
                 tls,
-                store: periscope_server::store::StoreConfig {
+                store: periscope_store::store::StoreConfig {
                     flush_bytes,
                     flush_interval: std::time::Duration::from_secs(flush_secs),
                     host_expiry: std::time::Duration::from_secs(host_expiry_secs),
@@ -418,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sql_users: std::sync::Arc::new(sql_users),
                 flight,
                 pg,
-                reports: packs.map(|packs| periscope_server::report::schedule::ScheduleOptions {
+                reports: packs.map(|packs| periscope_report::schedule::ScheduleOptions {
                     packs,
                     timeout: std::time::Duration::from_secs(report_timeout_secs),
                     out: report_out,
@@ -459,7 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
-    use periscope_server::report::{self, pack, render, run};
+    use periscope_report::{self as report, pack, render, run};
     match cmd {
         ReportCmd::Check { packs, pack_dir } => {
             let mut bad = 0;

@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn formats() {
-        let b = crate::testutil::crawl_error_batch(2);
+        let b = periscope_store::testutil::crawl_error_batch(2);
         let s = b.schema();
         let mut t = Vec::new();
         write(Format::Table, &s, &[b.clone()], &mut t).unwrap();

@@ -9,8 +9,8 @@ use periscope_agent::crawl::{CrawlOptions, crawl_async, hostname};
 use tokio::sync::oneshot;
 
 use crate::output::{self, Format};
-use crate::query;
 use crate::serve;
+use periscope_query::query;
 
 /// The example questions the quickstart asks and prints.
 pub const EXAMPLES: &[&str] = &[

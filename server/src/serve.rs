@@ -9,13 +9,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::{Auth, AuthConfig};
-use crate::query;
-use crate::report::schedule;
-use crate::sqlauth::SqlUsers;
-use crate::store::{Store, StoreConfig};
-use crate::tls::TlsFiles;
-use crate::{flight, pg, service};
+use periscope_fronts::auth::{Auth, AuthConfig};
+use periscope_fronts::sqlauth::SqlUsers;
+use periscope_fronts::tls::TlsFiles;
+use periscope_fronts::{flight, pg, service};
+use periscope_query::query;
+use periscope_report::schedule;
+use periscope_store::store::{Store, StoreConfig};
 
 /// Binds `addr` for the server. Kept apart from [`serve`] so callers can learn the port first.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {

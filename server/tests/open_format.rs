@@ -143,7 +143,7 @@ fn walk_parquet(dir: &std::path::Path) -> usize {
 /// protocol, the schema and the files, and the commits after it replay on top.
 #[test]
 fn deltalake_reads_the_table_from_a_checkpoint_once_older_commits_are_gone() {
-    use periscope_server::delta::{CHECKPOINT_EVERY, DeltaLog, log_dir};
+    use periscope_store::delta::{CHECKPOINT_EVERY, DeltaLog, log_dir};
     let Some(py) = python() else { return };
     let data = tempfile::tempdir().unwrap();
     let table = data.path().join("packages");

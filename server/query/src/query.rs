@@ -19,7 +19,7 @@ use periscope_proto::v1::SqlRequest;
 use periscope_proto::v1::query_client::QueryClient;
 
 use crate::catalog;
-use crate::store::{Snapshot, Store};
+use periscope_store::store::{Snapshot, Store};
 
 /// Who is asking: remote users may only read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +282,7 @@ pub async fn execute(
         let (mut batches, mut bytes) = (Vec::new(), 0usize);
         while let Some(b) = stream.next().await {
             let b = b.map_err(|e| memory(e, ctx))?;
-            bytes = bytes.saturating_add(crate::store::batch_bytes(&b));
+            bytes = bytes.saturating_add(periscope_store::store::batch_bytes(&b));
             if bytes > limits.memory_bytes {
                 return Err(QueryError::Limit(format!(
                     "the result is larger than a query may use ({} bytes, --query-memory-bytes); \
@@ -383,7 +383,7 @@ fn memory(e: DataFusionError, ctx: &SessionContext) -> QueryError {
 /// Why the session's pool last refused memory, in its words (which limit,
 /// how much), and forgets it. None when it refused nothing since it was last
 /// asked, or when the session has no Periscope pool (no limits).
-pub(crate) fn take_refusal(ctx: &SessionContext) -> Option<String> {
+pub fn take_refusal(ctx: &SessionContext) -> Option<String> {
     let rt = ctx.runtime_env();
     let pool: &dyn std::any::Any = &*rt.memory_pool;
     pool.downcast_ref::<QueryPool>().and_then(|p| p.refused.lock().ok()?.take())
@@ -436,9 +436,9 @@ pub async fn remote(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreConfig;
     use datafusion::execution::memory_pool::MemoryConsumer;
     use periscope_proto::tables::CRAWL_ERRORS;
+    use periscope_store::store::StoreConfig;
 
     /// Queries draw on one server-wide budget: while another query's
     /// reservation holds most of it, a query that fits its own limit is
@@ -480,7 +480,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = StoreConfig { compact_files: 3, flush_interval: Duration::from_secs(3600), ..Default::default() };
         let store = Store::open_with(tmp.path(), cfg).unwrap();
-        let batch = crate::testutil::crawl_error_batch(1000);
+        let batch = periscope_store::testutil::crawl_error_batch(1000);
         for seq in 1..=2 {
             store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, seq).await.unwrap();
             store.flush().unwrap();

@@ -7,7 +7,7 @@
 //! earlier crawl it marked the table `unchanged` since, or, for a container
 //! that `inherited` the table, by its image's crawl, shown under the
 //! container — plus the `container` name column. Where those rows are comes
-//! from the store's incrementally maintained [`crate::current::Index`]: a
+//! from the store's incrementally maintained [`periscope_store::current::Index`]: a
 //! view is the history table with each row checked against it
 //! ([`crate::view::CurrentExec`]), never a recomputation.
 //! `latest_crawls` lists those live scopes' latest crawls and `scope_crawls`
@@ -37,7 +37,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, scope};
 
 use crate::scope::ReadScope;
-use crate::store::{Snapshot, Store};
+use periscope_store::store::{Snapshot, Store};
 
 /// One table as of a snapshot: its committed Parquet files and its rows not
 /// yet flushed, scanned as one. Holds the snapshot (and so, for a reader in
@@ -124,7 +124,7 @@ impl std::fmt::Debug for CurrentTable {
 
 /// Oldest crawl_time of a host still in current state.
 fn cutoff(snapshot: &Snapshot) -> i64 {
-    crate::store::expiry_cutoff(snapshot.host_expiry)
+    periscope_store::store::expiry_cutoff(snapshot.host_expiry)
 }
 
 /// The string a filter `name = 'literal'` (either way round) asks for.
@@ -174,7 +174,7 @@ impl TableProvider for CurrentTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         use crate::view::{CurrentExec, Mode};
         // Equality filters on host and scope narrow the containers an image's rows are shared with.
-        let only = crate::current::KeyFilter {
+        let only = periscope_store::current::KeyFilter {
             host: filters.iter().find_map(|f| equality(f, "host")),
             scope: filters.iter().find_map(|f| equality(f, "scope")),
         };
@@ -210,8 +210,8 @@ impl TableProvider for CurrentTable {
         let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let own = state.create_physical_plan(&input(None, &own_filters)?).await?;
         parts.push(Arc::new(CurrentExec::try_new(own, index.clone(), self.table, cutoff, only.clone(), Mode::Own)?));
-        let shares =
-            crate::current::inheritable(self.table) && only.scope.as_deref().is_none_or(|s| s == scope::CONTAINER);
+        let shares = periscope_store::current::inheritable(self.table)
+            && only.scope.as_deref().is_none_or(|s| s == scope::CONTAINER);
         if shares {
             let images = input(Some(qcol("t", "scope").eq(lit(scope::IMAGE))), &shared_filters)?;
             let images = state.create_physical_plan(&images).await?;
@@ -257,7 +257,7 @@ impl std::fmt::Debug for LatestCrawls {
 #[async_trait]
 impl TableProvider for LatestCrawls {
     fn schema(&self) -> SchemaRef {
-        crate::current::key_schema("crawl_time")
+        periscope_store::current::key_schema("crawl_time")
     }
 
     fn table_type(&self) -> TableType {
@@ -293,7 +293,7 @@ impl Kind {
         match self {
             Kind::History(t) => t.schema(),
             Kind::Current(t) => t.view_schema(),
-            Kind::Latest(_) => crate::current::key_schema("crawl_time"),
+            Kind::Latest(_) => periscope_store::current::key_schema("crawl_time"),
         }
     }
 
@@ -676,7 +676,7 @@ mod tests {
     async fn a_pinned_statement_sees_one_moment_and_an_unpinned_one_the_latest() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(tmp.path()).unwrap());
-        let batch = crate::testutil::crawl_error_batch(3);
+        let batch = periscope_store::testutil::crawl_error_batch(3);
         store.apply(&CRAWL_ERRORS, std::slice::from_ref(&batch), "a", 1, 1).await.unwrap();
         let ctx = live_context(store.clone(), None, Duration::from_secs(60), None).await.unwrap();
         let count = |ctx: SessionContext| async move {

@@ -219,7 +219,7 @@ pub fn register(ctx: &SessionContext, dir: Option<&Path>) -> datafusion::error::
 /// `<data>/`[`REPORTS_DIR`] of the data directory a session reads.
 pub struct Tables;
 
-impl crate::catalog::Extension for Tables {
+impl periscope_query::catalog::Extension for Tables {
     fn register(&self, ctx: &SessionContext, data: Option<&Path>) -> datafusion::error::Result<()> {
         register(ctx, data.map(|d| d.join(REPORTS_DIR)).as_deref())
     }
@@ -343,7 +343,7 @@ pub async fn recent(dir: &Path, pack: &str, n: usize) -> Result<Vec<Point>, Hist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::outcome::{CheckRun, Status, Summary};
+    use crate::outcome::{CheckRun, Status, Summary};
 
     fn item(name: &str) -> Item {
         Item {

@@ -2,7 +2,7 @@
 //! that are current state and adds the `container` column ([`Mode::Own`]), or
 //! turns an image's current rows into one row per live container sharing them
 //! ([`Mode::Inherit`]). Each row is checked against the index
-//! ([`crate::current::Current`]), so a query costs what its filtered history
+//! ([`periscope_store::current::Current`]), so a query costs what its filtered history
 //! rows cost, not what the fleet's 500,000 live scopes would cost as join keys.
 
 use std::fmt;
@@ -25,7 +25,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use periscope_proto::tables::{COMMON_COLUMNS, Table, scope};
 
-use crate::current::{Current, Heir, Index, KeyFilter};
+use periscope_store::current::{Current, Heir, Index, KeyFilter};
 
 /// What [`CurrentExec`] makes of its input rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

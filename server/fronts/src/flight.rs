@@ -4,7 +4,7 @@
 //! the handshake or on each call) and get a bearer token; catalog metadata
 //! (catalogs, schemas, tables with their Arrow schemas, table types) and
 //! SqlInfo let them browse. Queries run under the same sandbox as every remote
-//! query ([`crate::query::Limits`]).
+//! query ([`periscope_query::query::Limits`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,9 +26,9 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::query::{self, Limits};
 use crate::sqlauth::SqlUsers;
-use crate::store::Store;
+use periscope_query::query::{self, Limits};
+use periscope_store::store::Store;
 
 pub const CATALOG: &str = "periscope";
 
@@ -95,8 +95,9 @@ impl FlightSql {
         )
         .await
         .map_err(internal)?;
-        let ctx =
-            crate::catalog::context_with(self.store.snapshot(), None, limits.scope.as_ref()).await.map_err(internal)?;
+        let ctx = periscope_query::catalog::context_with(self.store.snapshot(), None, limits.scope.as_ref())
+            .await
+            .map_err(internal)?;
         let mut out = Vec::new();
         for b in &batches {
             let col = |i| arrow_array::cast::AsArray::as_string::<i32>(b.column(i)).clone();

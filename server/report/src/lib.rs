@@ -8,6 +8,9 @@
 //! [`render`] writes a run as a table, JSON, CSV and JUnit XML, [`html`] as a
 //! self-contained page, and [`schedule`] runs packs on their cron schedules
 //! inside `periscope serve`.
+//!
+//! May import: `periscope-query` (every check runs through it) and
+//! `periscope-store` (snapshots). Never a front or the binary.
 
 pub mod deliver;
 pub mod history;

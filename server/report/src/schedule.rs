@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::pack::{self, Pack};
 use super::run::{self, RunOptions, Target};
-use crate::store::Store;
+use periscope_store::store::Store;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct ScheduleOptions {
     /// POST each run's JSON here.
     pub webhook: Option<String>,
     /// The memory a check may use (and the server-wide SQL budget it draws on).
-    pub limits: crate::query::Limits,
+    pub limits: periscope_query::query::Limits,
 }
 
 /// One schedule: a pack and the checks it runs (None: those without their own schedule).

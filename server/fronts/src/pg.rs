@@ -52,10 +52,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use crate::query::Limits;
 use crate::sqlauth::SqlUsers;
-use crate::store::Store;
 use crate::tls::TlsFiles;
+use periscope_query::query::Limits;
+use periscope_store::store::Store;
 
 fn user_error(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))
@@ -157,14 +157,14 @@ fn refusal(statement: &Statement) -> Option<String> {
 
 /// Refuses writes and server-wide settings before any other hook or the planner sees them.
 struct ReadOnly {
-    /// The session's user is confined to some hosts: no EXPLAIN (see [`crate::query::SCOPED_EXPLAIN`]).
+    /// The session's user is confined to some hosts: no EXPLAIN (see [`periscope_query::query::SCOPED_EXPLAIN`]).
     scoped: bool,
 }
 
 impl ReadOnly {
     fn refusal(&self, statement: &Statement) -> Option<String> {
         if self.scoped && matches!(statement, Statement::Explain { .. }) {
-            return Some(crate::query::SCOPED_EXPLAIN.into());
+            return Some(periscope_query::query::SCOPED_EXPLAIN.into());
         }
         refusal(statement)
     }
@@ -234,7 +234,7 @@ fn worded(e: PgWireError, ctx: &SessionContext) -> PgWireError {
         PgWireError::UserError(info) => info.message.contains("Resources exhausted"),
         other => other.to_string().contains("Resources exhausted"),
     };
-    match crate::query::take_refusal(ctx) {
+    match periscope_query::query::take_refusal(ctx) {
         Some(why) if exhausted => user_error("53200", why),
         _ => e,
     }
@@ -278,10 +278,11 @@ impl SimpleQueryHandler for Sandboxed {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let session = self.session()?;
         // A refusal noted for an earlier statement is not this one's.
-        crate::query::take_refusal(&session.ctx);
+        periscope_query::query::take_refusal(&session.ctx);
         // Every table of the statement reads one snapshot of the store.
         let pinned = Arc::new(self.store.snapshot());
-        let work = crate::catalog::PINNED.scope(pinned, SimpleQueryHandler::do_query(&*session.inner, client, query));
+        let work = periscope_query::catalog::PINNED
+            .scope(pinned, SimpleQueryHandler::do_query(&*session.inner, client, query));
         let responses = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| cancelled(self.timeout))?
@@ -316,9 +317,9 @@ impl ExtendedQueryHandler for Sandboxed {
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let session = self.session()?;
-        crate::query::take_refusal(&session.ctx);
+        periscope_query::query::take_refusal(&session.ctx);
         let pinned = Arc::new(self.store.snapshot());
-        let work = crate::catalog::PINNED
+        let work = periscope_query::catalog::PINNED
             .scope(pinned, ExtendedQueryHandler::do_query(&*session.inner, client, portal, max_rows));
         let response = tokio::time::timeout_at(deadline, work)
             .await
@@ -490,10 +491,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// hook first, in a runtime with its own memory pool.
 async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session> {
     let keep_for = limits.timeout + Duration::from_secs(60);
-    let ctx = crate::catalog::live_context(store.clone(), limits.runtime()?, keep_for, limits.scope.as_ref()).await?;
+    let ctx = periscope_query::catalog::live_context(store.clone(), limits.runtime()?, keep_for, limits.scope.as_ref())
+        .await?;
     datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
         &ctx,
-        crate::catalog::CATALOG,
+        periscope_query::catalog::CATALOG,
         datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| anyhow::anyhow!("setting up pg_catalog: {e}"))?;

@@ -18,10 +18,10 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Auth, Identity};
-use crate::query;
 use crate::sqlauth::SqlUsers;
-use crate::store::Store;
 use crate::tls::TlsFiles;
+use periscope_query::query;
+use periscope_store::store::Store;
 
 /// Longest agent id accepted (agents send their host name).
 pub const MAX_AGENT_ID: usize = 1024;
@@ -64,7 +64,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
         let prev = LAST.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(now_us.max(l.saturating_add(1))));
         now_us.max(prev.unwrap_or(i64::MIN).saturating_add(1))
     };
-    crate::rows::check_rows(table, &batches, now_us)
+    periscope_store::rows::check_rows(table, &batches, now_us)
         .map_err(|e| Status::invalid_argument(format!("batch {}: {e}", b.seq)))?;
     if *who != Identity::Open {
         for x in &batches {
@@ -83,13 +83,14 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
     if table.name == tables::CRAWLS.name {
         batches = batches
             .iter()
-            .map(|x| crate::rows::stamp_received(x, received_us))
+            .map(|x| periscope_store::rows::stamp_received(x, received_us))
             .collect::<Result<_, _>>()
             .map_err(Status::internal)?;
         ipc = ipc::encode_wire(&table.schema(), &batches).map_err(|e| Status::internal(e.to_string()))?;
         zstd = true;
     }
-    let record = crate::wal::Record { table: b.table, agent: b.agent_id, epoch: b.boot_epoch, seq: b.seq, zstd, ipc };
+    let record =
+        periscope_store::wal::Record { table: b.table, agent: b.agent_id, epoch: b.boot_epoch, seq: b.seq, zstd, ipc };
     Ok(store.submit(record, table, batches, reserved).await)
 }
 
@@ -107,12 +108,12 @@ type Decoded = (&'static periscope_proto::tables::Table, Vec<arrow_array::Record
 async fn decode(table: String, zstd: bool, ipc: Vec<u8>) -> Result<Decoded, String> {
     let small = ipc::inflated_size(&ipc, zstd).is_some_and(|n| n <= INLINE_INFLATE_BYTES);
     if small {
-        let (t, b) = crate::rows::decode_batch(&table, zstd, &ipc)?;
+        let (t, b) = periscope_store::rows::decode_batch(&table, zstd, &ipc)?;
         return Ok((t, b, ipc));
     }
     let _permit = INFLATING.acquire().await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
-        let (t, b) = crate::rows::decode_batch(&table, zstd, &ipc)?;
+        let (t, b) = periscope_store::rows::decode_batch(&table, zstd, &ipc)?;
         Ok((t, b, ipc))
     })
     .await

@@ -429,7 +429,7 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
 /// tables or columns, syntax errors and results lacking [`REQUIRED_COLUMNS`]
 /// become the check's problem.
 pub async fn validate_sql(pack: &mut Pack) {
-    let ctx = match crate::catalog::context(crate::store::Snapshot::empty()).await {
+    let ctx = match periscope_query::catalog::context(periscope_store::store::Snapshot::empty()).await {
         Ok(c) => Arc::new(c),
         Err(e) => {
             // The catalog itself failing is our bug, not the pack's.

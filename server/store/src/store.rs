@@ -1510,7 +1510,7 @@ fn compact_partition(
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Hosts crawled before this (µs) have expired, `host_expiry` after their last crawl.
-pub(crate) fn expiry_cutoff(host_expiry: Duration) -> i64 {
+pub fn expiry_cutoff(host_expiry: Duration) -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     now.saturating_sub(host_expiry).as_micros() as i64
 }

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 
 pub use super::outcome::{Change, CheckRun, Item, Previous, Run, SeverityCount, Status, Summary};
 use super::pack::{Check, Pack};
-use crate::query::{self, Access, Limits};
+use periscope_query::query::{self, Access, Limits};
 
 /// Where a run's checks read from.
 pub enum Target {
@@ -26,22 +26,25 @@ pub enum Target {
 impl Target {
     /// A snapshot of the data directory `dir` (a server may be writing to it).
     pub async fn data(dir: &Path) -> Result<Target, query::QueryError> {
-        let snapshot = crate::store::Store::read(dir).map_err(|e| query::QueryError::Store(e.to_string()))?;
+        let snapshot = periscope_store::store::Store::read(dir).map_err(|e| query::QueryError::Store(e.to_string()))?;
         Target::snapshot(snapshot, dir.display().to_string()).await
     }
 
-    pub async fn snapshot(snapshot: crate::store::Snapshot, label: String) -> Result<Target, query::QueryError> {
+    pub async fn snapshot(
+        snapshot: periscope_store::store::Snapshot,
+        label: String,
+    ) -> Result<Target, query::QueryError> {
         Target::snapshot_in(snapshot, label, &Limits::none()).await
     }
 
     /// [`Target::snapshot`], its checks within the memory of `limits`.
     pub async fn snapshot_in(
-        snapshot: crate::store::Snapshot,
+        snapshot: periscope_store::store::Snapshot,
         label: String,
         limits: &Limits,
     ) -> Result<Target, query::QueryError> {
         Ok(Target::Local {
-            ctx: crate::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?,
+            ctx: periscope_query::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?,
             label,
         })
     }
@@ -221,7 +224,7 @@ fn diff(run: &mut Run, prev: Previous) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::severity::Severity;
+    use crate::severity::Severity;
 
     fn item(name: &str) -> Item {
         Item {

@@ -1,6 +1,6 @@
 //! What a run of a pack found: each check's status and failing items, how
 //! they changed since the previous run, and the run's summary. The JSON
-//! report is a [`Run`]; [`crate::report::history`] stores it and reads the [`Previous`] one back.
+//! report is a [`Run`]; [`crate::history`] stores it and reads the [`Previous`] one back.
 
 use std::collections::HashMap;
 

@@ -26,7 +26,7 @@ pub struct SqlUsers {
     /// Backoff for wrong passwords, per source address.
     throttle: crate::throttle::Throttle,
     /// User name -> the hosts it may read; users not named read every host.
-    scopes: HashMap<String, std::sync::Arc<crate::scope::ReadScope>>,
+    scopes: HashMap<String, std::sync::Arc<periscope_query::scope::ReadScope>>,
 }
 
 impl std::fmt::Debug for SqlUsers {
@@ -72,13 +72,13 @@ impl SqlUsers {
             // Several entries for one user add up.
             let mut all = self.scopes.get(name).map(|s| s.hosts.clone()).unwrap_or_default();
             all.extend(hosts);
-            self.scopes.insert(name.to_string(), std::sync::Arc::new(crate::scope::ReadScope { hosts: all }));
+            self.scopes.insert(name.to_string(), std::sync::Arc::new(periscope_query::scope::ReadScope { hosts: all }));
         }
         Ok(self)
     }
 
     /// The hosts `user` may read, when it is confined to some.
-    pub fn scope(&self, user: &str) -> Option<std::sync::Arc<crate::scope::ReadScope>> {
+    pub fn scope(&self, user: &str) -> Option<std::sync::Arc<periscope_query::scope::ReadScope>> {
         self.scopes.get(user).cloned()
     }
 
