@@ -39,56 +39,105 @@ use periscope_proto::tables::{COMMON_COLUMNS, CRAWLS, TABLES, Table, scope};
 use crate::scope::ReadScope;
 use periscope_store::store::{Snapshot, Store};
 
-/// One table as of a snapshot: its committed Parquet files and its rows not
-/// yet flushed, scanned as one. Holds the snapshot (and so, for a reader in
-/// another process, the shared store lock) while any plan uses it.
-struct StoredTable {
-    schema: SchemaRef,
-    files: Option<ListingTable>,
-    recent: MemTable,
-    _snapshot: Arc<Snapshot>,
+/// What a registered name shows.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `<table>_history` (and `crawls`): every stored row.
+    History(&'static Table),
+    /// `<table>`: current state.
+    Current(&'static Table),
+    /// Each scope's latest completed crawl, from the index: `latest_crawls`
+    /// (false) lists live scopes, `scope_crawls` (true) every scope the index
+    /// keeps: also expired hosts and their images (removed containers leave
+    /// it within a minute, their crawls staying in `crawls`).
+    Latest(bool),
 }
 
-impl std::fmt::Debug for StoredTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredTable").finish_non_exhaustive()
+impl Kind {
+    fn schema(self) -> SchemaRef {
+        match self {
+            Kind::History(t) => t.schema(),
+            Kind::Current(t) => t.view_schema(),
+            Kind::Latest(_) => periscope_store::current::key_schema("crawl_time"),
+        }
+    }
+
+    fn table_type(self) -> TableType {
+        match self {
+            Kind::History(_) => TableType::Base,
+            _ => TableType::View,
+        }
     }
 }
 
-impl StoredTable {
-    fn new(t: &Table, snapshot: &Arc<Snapshot>) -> Result<StoredTable> {
-        let schema = t.schema();
-        let paths = snapshot.files.get(t.name);
-        let files = if paths.is_empty() {
-            None
-        } else {
-            let urls =
-                paths.iter().map(|p| ListingTableUrl::parse(p.display().to_string())).collect::<Result<Vec<_>>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let cfg = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(schema.clone());
-            Some(ListingTable::try_new(cfg)?.with_cache(caches().get_file_statistic_cache()))
-        };
-        let recent = snapshot.batches.get(t.name).cloned().unwrap_or_default();
-        let recent = MemTable::try_new(schema.clone(), vec![recent])?;
-        Ok(StoredTable { schema, files, recent, _snapshot: snapshot.clone() })
+/// The catalog every table lives in (schema `public`).
+pub const CATALOG: &str = "periscope";
+
+/// Snapshots of recent scans with when they were taken.
+type RecentSnapshots = std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Arc<Snapshot>)>>;
+
+tokio::task_local! {
+    /// The snapshot every live [`SnapshotTable`] scanned within this scope reads, so one
+    /// statement sees one moment of the store (the Postgres front sets it per statement).
+    pub static PINNED: Arc<Snapshot>;
+}
+
+/// Where a [`SnapshotTable`] reads the store.
+enum Source {
+    /// One snapshot for every scan. Holding it holds, for a reader in another
+    /// process, the shared store lock while any plan uses it.
+    Fixed(Arc<Snapshot>),
+    /// The store as of each scan (or the pinned snapshot): for long-lived
+    /// sessions (the Postgres front), which must see crawls stored after they
+    /// started. Snapshots of recent scans are kept for `keep_for`: a plan
+    /// reads the files its snapshot listed after `scan` returns, and a
+    /// compaction must not delete them meanwhile. Queries end within their
+    /// time limit, shorter.
+    Live { store: Arc<Store>, recent: Arc<RecentSnapshots>, keep_for: Duration },
+}
+
+impl Source {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match self {
+            Source::Fixed(s) => s.clone(),
+            Source::Live { store, recent, keep_for } => {
+                let snapshot = PINNED.try_with(Arc::clone).unwrap_or_else(|_| Arc::new(store.snapshot()));
+                let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+                while recent.front().is_some_and(|(at, _)| at.elapsed() > *keep_for) {
+                    recent.pop_front();
+                }
+                recent.push_back((std::time::Instant::now(), snapshot.clone()));
+                snapshot
+            }
+        }
+    }
+}
+
+/// One registered name ([`Kind`]) read from a [`Source`].
+struct SnapshotTable {
+    kind: Kind,
+    source: Source,
+}
+
+impl std::fmt::Debug for SnapshotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotTable").field("kind", &self.kind).finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl TableProvider for StoredTable {
+impl TableProvider for SnapshotTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.kind.schema()
     }
 
     fn table_type(&self) -> TableType {
-        TableType::Base
+        self.kind.table_type()
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters prune Parquet row groups; they are applied again above the
-        // scan, since the in-memory part ignores them.
+        // Filters prune Parquet row groups and narrow the index lookups; they
+        // are applied again above the scan, since in-memory rows ignore them.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -99,27 +148,42 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let recent = self.recent.scan(state, projection, &[], limit).await?;
-        let Some(files) = &self.files else { return Ok(recent) };
-        let stored = files.scan(state, projection, filters, limit).await?;
-        UnionExec::try_new(vec![stored, recent])
+        let snapshot = self.source.snapshot();
+        match self.kind {
+            Kind::History(t) => stored(t, &snapshot, state, projection, filters, limit).await,
+            Kind::Current(t) => current(t, &snapshot, state, projection, filters, limit).await,
+            Kind::Latest(all) => {
+                let b = snapshot.index.latest(cutoff(&snapshot), all);
+                let b = arrow_array::RecordBatch::try_new(self.schema(), b.columns().to_vec())?;
+                MemTable::try_new(self.schema(), vec![vec![b]])?.scan(state, projection, filters, limit).await
+            }
+        }
     }
 }
 
-/// A table's current-state view as of a snapshot (see the module docs): its
-/// history rows that the index says are current, and its images' current
-/// rows under each container sharing them, planned anew at each scan so that
-/// filters reach the Parquet scans below.
-struct CurrentTable {
-    table: &'static Table,
-    schema: SchemaRef,
-    snapshot: Arc<Snapshot>,
-}
-
-impl std::fmt::Debug for CurrentTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CurrentTable").field("table", &self.table.name).finish()
+/// `<table>_history` as of a snapshot: its committed Parquet files and its
+/// rows not yet flushed, scanned as one.
+async fn stored(
+    t: &Table,
+    snapshot: &Snapshot,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = t.schema();
+    let recent = snapshot.batches.get(t.name).cloned().unwrap_or_default();
+    let recent = MemTable::try_new(schema.clone(), vec![recent])?.scan(state, projection, &[], limit).await?;
+    let paths = snapshot.files.get(t.name);
+    if paths.is_empty() {
+        return Ok(recent);
     }
+    let urls = paths.iter().map(|p| ListingTableUrl::parse(p.display().to_string())).collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let cfg = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
+    let files = ListingTable::try_new(cfg)?.with_cache(caches().get_file_statistic_cache());
+    let stored = files.scan(state, projection, filters, limit).await?;
+    UnionExec::try_new(vec![stored, recent])
 }
 
 /// Oldest crawl_time of a host still in current state.
@@ -151,227 +215,72 @@ fn qcol(relation: &str, name: &str) -> Expr {
     Expr::Column(Column::new(Some(relation), name))
 }
 
-#[async_trait]
-impl TableProvider for CurrentTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        use crate::view::{CurrentExec, Mode};
-        // Equality filters on host and scope narrow the containers an image's rows are shared with.
-        let only = periscope_store::current::KeyFilter {
-            host: filters.iter().find_map(|f| equality(f, "host")),
-            scope: filters.iter().find_map(|f| equality(f, "scope")),
-        };
-        let view = &self.schema;
-        let common: Vec<&str> = COMMON_COLUMNS.iter().map(|c| c.name).collect();
-        let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..view.fields().len()).collect());
-        // The history columns read: the common ones, then the table's own that are asked for.
-        let mut read: Vec<&str> = common.clone();
-        for &i in &wanted {
-            let name = view.field(i).name().as_str();
-            if !read.contains(&name) && self.table.columns.iter().any(|c| c.name == name) {
-                read.push(name);
-            }
-        }
-        let refs = |f: &Expr| f.column_refs().into_iter().map(|c| c.name.clone()).collect::<Vec<_>>();
-        let is_own = |c: &String| self.table.columns.iter().any(|t| t.name == c);
-        // Filters go below the operator where they mean the same on history
-        // rows: for a scope's own rows any but on `container`; for an image's
-        // rows shared with containers only those on the table's own columns.
-        let own_filters: Vec<Expr> =
-            filters.iter().filter(|f| refs(f).iter().all(|c| c != "container")).cloned().collect();
-        let shared_filters: Vec<Expr> = filters.iter().filter(|f| refs(f).iter().all(is_own)).cloned().collect();
-        let history = provider_as_source(Arc::new(StoredTable::new(self.table, &self.snapshot)?));
-        let input = |extra: Option<Expr>, fs: &[Expr]| -> Result<datafusion::logical_expr::LogicalPlan> {
-            let mut b = LogicalPlanBuilder::scan("t", history.clone(), None)?;
-            if let Some(f) = fs.iter().cloned().chain(extra).reduce(Expr::and) {
-                b = b.filter(f)?;
-            }
-            b.project(read.iter().map(|c| qcol("t", c)))?.build()
-        };
-        let cutoff = cutoff(&self.snapshot);
-        let index = self.snapshot.index.clone();
-        let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        let own = state.create_physical_plan(&input(None, &own_filters)?).await?;
-        parts.push(Arc::new(CurrentExec::try_new(own, index.clone(), self.table, cutoff, only.clone(), Mode::Own)?));
-        let shares = periscope_store::current::inheritable(self.table)
-            && only.scope.as_deref().is_none_or(|s| s == scope::CONTAINER);
-        if shares {
-            let images = input(Some(qcol("t", "scope").eq(lit(scope::IMAGE))), &shared_filters)?;
-            let images = state.create_physical_plan(&images).await?;
-            parts.push(Arc::new(CurrentExec::try_new(images, index, self.table, cutoff, only, Mode::Inherit)?));
-        }
-        let plan: Arc<dyn ExecutionPlan> = if parts.len() == 1 { parts.remove(0) } else { UnionExec::try_new(parts)? };
-        // The view's columns asked for, by name from the operator's output.
-        let out = plan.schema();
-        let exprs = wanted
-            .iter()
-            .map(|&i| {
-                let name = view.field(i).name();
-                let at = out.index_of(name)?;
-                let e: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
-                    Arc::new(datafusion::physical_expr::expressions::Column::new(name, at));
-                Ok((e, name.clone()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // The limit is a hint: DataFusion keeps its own above the scan.
-        let _ = limit;
-        let projected = view.project(&wanted)?;
-        Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new_with_schema_metadata(
-            exprs, plan, &projected,
-        )?))
-    }
-}
-
-/// `latest_crawls` (live scopes) or `scope_crawls` (every scope the index
-/// keeps: also expired hosts and their images; removed containers leave it
-/// within a minute, their crawls staying in `crawls`): each scope's latest
-/// completed crawl, from the index.
-struct LatestCrawls {
-    all: bool,
-    snapshot: Arc<Snapshot>,
-}
-
-impl std::fmt::Debug for LatestCrawls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LatestCrawls").field("all", &self.all).finish()
-    }
-}
-
-#[async_trait]
-impl TableProvider for LatestCrawls {
-    fn schema(&self) -> SchemaRef {
-        periscope_store::current::key_schema("crawl_time")
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let b = self.snapshot.index.latest(cutoff(&self.snapshot), self.all);
-        let b = arrow_array::RecordBatch::try_new(self.schema(), b.columns().to_vec())?;
-        MemTable::try_new(self.schema(), vec![vec![b]])?.scan(state, projection, filters, limit).await
-    }
-}
-
-/// What a registered name shows.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// `<table>_history` (and `crawls`): every stored row.
-    History(&'static Table),
-    /// `<table>`: current state.
-    Current(&'static Table),
-    /// `latest_crawls` (false) or `scope_crawls` (true).
-    Latest(bool),
-}
-
-impl Kind {
-    fn schema(self) -> SchemaRef {
-        match self {
-            Kind::History(t) => t.schema(),
-            Kind::Current(t) => t.view_schema(),
-            Kind::Latest(_) => periscope_store::current::key_schema("crawl_time"),
+/// A table's current-state view as of a snapshot (see the module docs): its
+/// history rows that the index says are current, and its images' current
+/// rows under each container sharing them, planned anew at each scan so that
+/// filters reach the Parquet scans below.
+async fn current(
+    t: &'static Table,
+    snapshot: &Arc<Snapshot>,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use crate::view::{CurrentExec, Mode};
+    // Equality filters on host and scope narrow the containers an image's rows are shared with.
+    let only = periscope_store::current::KeyFilter {
+        host: filters.iter().find_map(|f| equality(f, "host")),
+        scope: filters.iter().find_map(|f| equality(f, "scope")),
+    };
+    let view = &t.view_schema();
+    let common: Vec<&str> = COMMON_COLUMNS.iter().map(|c| c.name).collect();
+    let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..view.fields().len()).collect());
+    // The history columns read: the common ones, then the table's own that are asked for.
+    let mut read: Vec<&str> = common.clone();
+    for &i in &wanted {
+        let name = view.field(i).name().as_str();
+        if !read.contains(&name) && t.columns.iter().any(|c| c.name == name) {
+            read.push(name);
         }
     }
-
-    fn provider(self, snapshot: &Arc<Snapshot>) -> Result<Arc<dyn TableProvider>> {
-        Ok(match self {
-            Kind::History(t) => Arc::new(StoredTable::new(t, snapshot)?),
-            Kind::Current(t) => {
-                Arc::new(CurrentTable { table: t, schema: t.view_schema(), snapshot: snapshot.clone() })
-            }
-            Kind::Latest(all) => Arc::new(LatestCrawls { all, snapshot: snapshot.clone() }),
-        })
-    }
-}
-
-/// The catalog every table lives in (schema `public`).
-pub const CATALOG: &str = "periscope";
-
-/// Snapshots of recent scans with when they were taken.
-type RecentSnapshots = std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Arc<Snapshot>)>>;
-
-tokio::task_local! {
-    /// The snapshot every [`LiveTable`] scanned within this scope reads, so one
-    /// statement sees one moment of the store (the Postgres front sets it per statement).
-    pub static PINNED: Arc<Snapshot>;
-}
-
-/// One table read from the store as of each scan (or of the pinned snapshot): for long-lived sessions
-/// (the Postgres front), which must see crawls stored after they started.
-struct LiveTable {
-    kind: Kind,
-    store: Arc<Store>,
-    /// Snapshots of recent scans, kept for `keep_for`: a plan reads the files
-    /// its snapshot listed after `scan` returns, and a compaction must not
-    /// delete them meanwhile. Queries end within their time limit, shorter.
-    recent: Arc<RecentSnapshots>,
-    keep_for: Duration,
-}
-
-impl std::fmt::Debug for LiveTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTable").field("kind", &self.kind).finish()
-    }
-}
-
-#[async_trait]
-impl TableProvider for LiveTable {
-    fn schema(&self) -> SchemaRef {
-        self.kind.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        match self.kind {
-            Kind::History(_) => TableType::Base,
-            _ => TableType::View,
+    let refs = |f: &Expr| f.column_refs().into_iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let is_own = |c: &String| t.columns.iter().any(|t| t.name == c);
+    // Filters go below the operator where they mean the same on history
+    // rows: for a scope's own rows any but on `container`; for an image's
+    // rows shared with containers only those on the table's own columns.
+    let own_filters: Vec<Expr> = filters.iter().filter(|f| refs(f).iter().all(|c| c != "container")).cloned().collect();
+    let shared_filters: Vec<Expr> = filters.iter().filter(|f| refs(f).iter().all(is_own)).cloned().collect();
+    let source = Source::Fixed(snapshot.clone());
+    let history = provider_as_source(Arc::new(SnapshotTable { kind: Kind::History(t), source }));
+    let input = |extra: Option<Expr>, fs: &[Expr]| -> Result<datafusion::logical_expr::LogicalPlan> {
+        let mut b = LogicalPlanBuilder::scan("t", history.clone(), None)?;
+        if let Some(f) = fs.iter().cloned().chain(extra).reduce(Expr::and) {
+            b = b.filter(f)?;
         }
+        b.project(read.iter().map(|c| qcol("t", c)))?.build()
+    };
+    let cutoff = cutoff(snapshot);
+    let index = snapshot.index.clone();
+    let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    let own = state.create_physical_plan(&input(None, &own_filters)?).await?;
+    parts.push(Arc::new(CurrentExec::try_new(own, index.clone(), t, cutoff, only.clone(), Mode::Own)?));
+    let shares =
+        periscope_store::current::inheritable(t) && only.scope.as_deref().is_none_or(|s| s == scope::CONTAINER);
+    if shares {
+        let images = input(Some(qcol("t", "scope").eq(lit(scope::IMAGE))), &shared_filters)?;
+        let images = state.create_physical_plan(&images).await?;
+        parts.push(Arc::new(CurrentExec::try_new(images, index, t, cutoff, only, Mode::Inherit)?));
     }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = PINNED.try_with(Arc::clone).unwrap_or_else(|_| Arc::new(self.store.snapshot()));
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            while recent.front().is_some_and(|(at, _)| at.elapsed() > self.keep_for) {
-                recent.pop_front();
-            }
-            recent.push_back((std::time::Instant::now(), snapshot.clone()));
-        }
-        self.kind.provider(&snapshot)?.scan(state, projection, filters, limit).await
-    }
+    let plan: Arc<dyn ExecutionPlan> = if parts.len() == 1 { parts.remove(0) } else { UnionExec::try_new(parts)? };
+    // The view's columns asked for, by name from the operator's output.
+    let projected = view.project(&wanted)?;
+    let exprs = crate::view::columns(&plan, projected.fields().iter().map(|f| f.name().as_str()))?;
+    // The limit is a hint: DataFusion keeps its own above the scan.
+    let _ = limit;
+    Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new_with_schema_metadata(
+        exprs, plan, &projected,
+    )?))
 }
 
 /// Builds a fresh session over `snapshot`.
@@ -388,7 +297,10 @@ pub async fn context_with(
 ) -> Result<SessionContext> {
     let snapshot = Arc::new(snapshot);
     let data = snapshot.dir.clone();
-    register(session(runtime), data, scope, |k| k.provider(&snapshot)).await
+    register(session(runtime), data, scope, |kind| {
+        Ok(Arc::new(SnapshotTable { kind, source: Source::Fixed(snapshot.clone()) }))
+    })
+    .await
 }
 
 /// A long-lived session whose tables read `store` as of each query; the
@@ -403,7 +315,8 @@ pub async fn live_context(
     let data = Some(store.dir().to_path_buf());
     let recent = Arc::default();
     register(session(runtime), data, scope, |kind| {
-        Ok(Arc::new(LiveTable { kind, store: store.clone(), recent: Arc::clone(&recent), keep_for }))
+        let source = Source::Live { store: store.clone(), recent: Arc::clone(&recent), keep_for };
+        Ok(Arc::new(SnapshotTable { kind, source }))
     })
     .await
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, lit};
 use datafusion::physical_expr::PhysicalExpr;
@@ -152,15 +152,7 @@ impl TableProvider for ScopedTable {
             return Ok(scoped);
         }
         // Back to the columns asked for.
-        let out = scoped.schema();
-        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..wanted.len())
-            .map(|i| {
-                let f = out.field(i);
-                let c: Arc<dyn PhysicalExpr> =
-                    Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i));
-                (c, f.name().clone())
-            })
-            .collect();
+        let exprs = crate::view::columns(&scoped, wanted.iter().map(|&i| schema.field(i).name().as_str()))?;
         Ok(Arc::new(ProjectionExec::try_new(exprs, scoped)?))
     }
 }
@@ -214,11 +206,9 @@ impl ExecutionPlan for ScopeExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal("ScopeExec has one input".into()));
-        }
-        Ok(Arc::new(ScopeExec::new(children.swap_remove(0), self.host_at, self.scope.clone())))
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = crate::view::only_child(self.name(), children)?;
+        Ok(Arc::new(ScopeExec::new(input, self.host_at, self.scope.clone())))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {

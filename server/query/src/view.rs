@@ -27,6 +27,31 @@ use periscope_proto::tables::{COMMON_COLUMNS, Table, scope};
 
 use periscope_store::current::{Current, Heir, Index, KeyFilter};
 
+/// The output columns of `plan` named `names`, in that order, as projection
+/// expressions.
+pub fn columns<'a>(
+    plan: &Arc<dyn ExecutionPlan>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(Arc<dyn PhysicalExpr>, String)>> {
+    let out = plan.schema();
+    names
+        .into_iter()
+        .map(|name| {
+            let at = out.index_of(name)?;
+            let c: Arc<dyn PhysicalExpr> = Arc::new(datafusion::physical_expr::expressions::Column::new(name, at));
+            Ok((c, name.to_string()))
+        })
+        .collect()
+}
+
+/// The one child of a single-input operator `name` being rebuilt.
+pub fn only_child(name: &str, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+    match children.len() {
+        1 => Ok(children.swap_remove(0)),
+        n => Err(DataFusionError::Internal(format!("{name} has one input, given {n}"))),
+    }
+}
+
 /// What [`CurrentExec`] makes of its input rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -111,13 +136,10 @@ impl ExecutionPlan for CurrentExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal("CurrentExec has one input".into()));
-        }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         let s = &*self;
         Ok(Arc::new(CurrentExec::try_new(
-            children.swap_remove(0),
+            only_child(self.name(), children)?,
             s.index.clone(),
             s.table,
             s.cutoff,
