@@ -97,6 +97,8 @@ fn t0() -> i64 {
 
 #[path = "shared/names.rs"]
 mod names;
+#[path = "shared/package.rs"]
+mod package;
 use names::NAMES;
 
 fn package_version(i: usize, bump: usize) -> String {
@@ -108,20 +110,7 @@ fn push_packages(sink: &mut Sink, n: usize, salt: usize, bumped: &[usize]) {
         let k = (i * 7 + salt) % (n * 3);
         let name = if i < NAMES.len() { NAMES[i].to_string() } else { format!("{}-{}", NAMES[k % NAMES.len()], k) };
         let version = package_version(i + salt % 5, bumped.iter().filter(|&&b| b == i).count());
-        sink.row(
-            &PACKAGES,
-            &[
-                ("manager", "dpkg".into()),
-                ("name", name.as_str().into()),
-                ("version", version.as_str().into()),
-                ("architecture", "amd64".into()),
-                ("source", name.as_str().into()),
-                ("status", "install ok installed".into()),
-                ("maintainer", "Debian Developers <debian-devel@lists.debian.org>".into()),
-                ("installed_size", Value::Int(1000 + (i as i64 * 37) % 90_000)),
-                ("db_path", "/var/lib/dpkg/status".into()),
-            ],
-        );
+        package::push(sink, i, &name, &version, "install ok installed", None);
     }
 }
 

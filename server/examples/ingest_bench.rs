@@ -19,7 +19,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use periscope_agent::collectors::Sink;
 use periscope_agent::encode::{Common, Value};
-use periscope_proto::tables::{CRAWLS, PACKAGES, PROCESSES, UNCHANGED};
+use periscope_proto::tables::{CRAWLS, PROCESSES, UNCHANGED};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -27,6 +27,8 @@ fn env(name: &str, default: usize) -> usize {
 
 #[path = "shared/names.rs"]
 mod names;
+#[path = "shared/package.rs"]
+mod package;
 use names::NAMES;
 
 /// One host's full crawl: packages (a distro's worth, names and versions like Debian's) and processes.
@@ -41,21 +43,7 @@ fn full_crawl(host: usize, packages: usize, processes: usize) -> Vec<RecordBatch
     for i in 0..packages {
         let name = format!("{}-{}", NAMES[i % NAMES.len()], i / NAMES.len());
         let version = format!("{}.{}.{}-{}+deb12u{}", 1 + i % 7, i % 13, i % 29, 1 + i % 3, i % 5);
-        sink.row(
-            &PACKAGES,
-            &[
-                ("manager", "dpkg".into()),
-                ("name", name.as_str().into()),
-                ("version", version.as_str().into()),
-                ("architecture", "amd64".into()),
-                ("source", name.as_str().into()),
-                ("status", "installed".into()),
-                ("maintainer", "Debian Developers <debian-devel@lists.debian.org>".into()),
-                ("installed_size", Value::Int(1000 + (i as i64 * 37) % 90_000)),
-                ("db_path", "/var/lib/dpkg/status".into()),
-                ("description", "a package of the synthetic fleet".into()),
-            ],
-        );
+        package::push(&mut sink, i, &name, &version, "installed", Some("a package of the synthetic fleet"));
     }
     for p in 0..processes {
         let cmd = format!("/usr/bin/{} --worker {p}", NAMES[p % NAMES.len()]);
