@@ -33,19 +33,11 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let root_s = root.to_str().unwrap();
-    let (ok, _, err) = agent(&[
-        "crawl",
-        "--root",
-        root_s,
-        "--server",
-        &server.url,
-        "--host",
-        "e2e-host",
-        "--scope",
-        "image",
-        "--scope-id",
-        "bookworm",
-    ]);
+    let crawl = || {
+        let args = ["crawl", "--root", root_s, "--server", &server.url, "--host", "e2e-host"];
+        agent(&[&args[..], &["--scope", "image", "--scope-id", "bookworm"]].concat())
+    };
+    let (ok, _, err) = crawl();
     assert!(ok, "agent failed: {err}");
 
     let expected = dpkg_query(&root);
@@ -107,19 +99,7 @@ fn packages_from_sql_equal_dpkg_query_in_the_rootfs() {
     assert_eq!(below("1:0"), 1, "any epoch beats no epoch");
 
     // A second crawl replaces, not duplicates, the current view; history keeps both.
-    let (ok, _, err) = agent(&[
-        "crawl",
-        "--root",
-        root_s,
-        "--server",
-        &server.url,
-        "--host",
-        "e2e-host",
-        "--scope",
-        "image",
-        "--scope-id",
-        "bookworm",
-    ]);
+    let (ok, _, err) = crawl();
     assert!(ok, "second crawl failed: {err}");
     let n = |q: &str| s(&sql(&["--server", &server.url], q)[0], "n").parse::<usize>().unwrap();
     assert_eq!(n("SELECT count(*) AS n FROM packages WHERE name = 'bash'"), 1);

@@ -42,6 +42,38 @@ fn check<'a>(run: &'a Value, id: &str) -> &'a Value {
     run["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no check {id}"))
 }
 
+/// A report run written to a fresh directory: its exit code, its standard
+/// output, its `report.json` and the directory (the other formats are there).
+struct Ran {
+    code: i32,
+    stdout: String,
+    run: Value,
+    out: tempfile::TempDir,
+}
+
+/// `periscope report run ARGS --out DIR`, DIR a fresh directory.
+fn run_pack(args: &[&str]) -> Ran {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = report(&[&["run"], args, &["--out", out.path().to_str().unwrap()]].concat());
+    let run = read_json(&out.path().join("report.json"));
+    Ran { code, stdout, run, out }
+}
+
+/// The sorted, distinct values of `field` that start with `{tag}-` among the
+/// items failing check `id`, with that prefix taken off.
+fn failing(run: &Value, id: &str, field: &str, tag: &str) -> Vec<String> {
+    let prefix = format!("{tag}-");
+    let mut v: Vec<String> = check(run, id)["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i[field].as_str()?.strip_prefix(&prefix).map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Crawls this host (containers from Docker, configs of every scope) into the server.
 fn crawl_host(url: &str) {
     let (ok, _, err) = agent(&["crawl", "--server", url, "--collectors", "configs", "--containerd", "off"]);
@@ -207,23 +239,12 @@ fn every_cis_docker_check_fails_on_a_bad_container_and_passes_on_a_good_one() {
     crawl_host(&server.url);
     crawl_root(&server.url, roots[0].path(), &remap_off, "configs");
     crawl_root(&server.url, roots[1].path(), &remap_on, "configs");
-    let out = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let (code, table, _) = report(&[
-        "run",
-        "cis-docker",
-        "--packs",
-        queries().to_str().unwrap(),
-        "--server",
-        &server.url,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--fail-on",
-        "critical",
-    ]);
+    let packs = queries();
+    let Ran { code, stdout: table, run, out } =
+        run_pack(&["cis-docker", "--packs", packs.to_str().unwrap(), "--server", &server.url, "--fail-on", "critical"]);
     eprintln!("report run took {:?}", start.elapsed());
     assert_eq!(code, 3, "a critical check fails, so --fail-on critical exits 3");
-    let run = read_json(&out.path().join("report.json"));
 
     // (check, what fails it, what passes it): a container name, or a host for host-level checks.
     let cases: &[(&str, &str, &str)] = &[
@@ -356,22 +377,11 @@ fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() 
     let packs = tempfile::tempdir().unwrap();
     let pack = packs.path().join("broken.toml");
     std::fs::write(&pack, BROKEN_PACK).unwrap();
-    let out = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
     let start = Instant::now();
-    let (code, _, _) = report(&[
-        "run",
-        pack.to_str().unwrap(),
-        "--data",
-        d,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--fail-on",
-        "info",
-    ]);
+    let Ran { code, run, .. } = run_pack(&[pack.to_str().unwrap(), "--data", d, "--fail-on", "info"]);
     let took = start.elapsed();
     assert_eq!(code, 3);
-    let run = read_json(&out.path().join("report.json"));
     let file = pack.display().to_string();
 
     let good = check(&run, "bash-installed");
@@ -696,30 +706,11 @@ fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_r
     for (name, root) in hosts.iter().cloned().chain([("bookworm", debian_rootfs())]) {
         crawl_root(&server.url, &root, &format!("{tag}-{name}"), "os,packages");
     }
-    let out = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let (code, _, _) = report(&[
-        "run",
-        "packages",
-        "--packs",
-        queries().to_str().unwrap(),
-        "--data",
-        d,
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let packs = queries();
+    let Ran { code, run, .. } =
+        run_pack(&["packages", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
     assert_eq!(code, 0);
-    let run = read_json(&out.path().join("report.json"));
-    let failing_hosts = |id: &str| -> Vec<String> {
-        let mut v: Vec<String> = check(&run, id)["failing"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["host"].as_str().unwrap().trim_start_matches(&format!("{tag}-")).to_string())
-            .collect();
-        v.sort();
-        v
-    };
+    let failing_hosts = |id: &str| failing(&run, id, "host", &tag);
     assert_eq!(failing_hosts("bash-shellshock"), ["apk", "old"]);
     assert_eq!(failing_hosts("openssl-cve-2022-3602"), ["old"]);
     assert_eq!(failing_hosts("os-end-of-life"), ["apk", "old"]);
@@ -808,30 +799,10 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     crawl_host(&server.url);
-    let out = tempfile::tempdir().unwrap();
-    let (code, _, _) = report(&[
-        "run",
-        "runtime",
-        "--packs",
-        queries().to_str().unwrap(),
-        "--server",
-        &server.url,
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let packs = queries();
+    let Ran { code, run, .. } = run_pack(&["runtime", "--packs", packs.to_str().unwrap(), "--server", &server.url]);
     assert_eq!(code, 0);
-    let run = read_json(&out.path().join("report.json"));
-    let ours = |id: &str| -> Vec<String> {
-        let mut v: Vec<String> = check(&run, id)["failing"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["container"].as_str()?.strip_prefix(&format!("{tag}-")).map(str::to_string))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    };
+    let ours = |id: &str| failing(&run, id, "container", &tag);
     assert_eq!(ours("oom-killed"), ["oom"]);
     assert_eq!(ours("restart-loop"), ["loop"]);
     assert_eq!(ours("heap-above-memory-limit"), ["heap-big"]);
@@ -928,15 +899,13 @@ fn images_pack_flags_old_images_tag_drift_unapproved_bases_unowned_software_and_
     assert!(ok, "{err}");
     crawl_root(&server.url, root.path(), &format!("{tag}-local"), "unowned_files");
     crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-clean"), "unowned_files");
+    let packs = queries();
     let run_with = |params: &[&str]| -> Value {
-        let out = tempfile::tempdir().unwrap();
-        let packs = queries();
-        let o = out.path().to_str().unwrap();
-        let args = ["run", "images", "--packs", packs.to_str().unwrap(), "--server", &server.url, "--out", o];
+        let args = ["images", "--packs", packs.to_str().unwrap(), "--server", &server.url];
         let params: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
-        let (code, _, _) = report(&[&args[..], &params].concat());
-        assert_eq!(code, 0);
-        read_json(&out.path().join("report.json"))
+        let ran = run_pack(&[&args[..], &params].concat());
+        assert_eq!(ran.code, 0);
+        ran.run
     };
     let run = run_with(&[]);
     let items_of = |run: &Value, id: &str, field: &str| -> Vec<String> {

@@ -345,19 +345,6 @@ mod tests {
     use super::*;
     use crate::outcome::{CheckRun, Status, Summary};
 
-    fn item(name: &str) -> Item {
-        Item {
-            host: "h".into(),
-            scope: "container".into(),
-            scope_id: Some(format!("id-{name}")),
-            container: Some(name.into()),
-            item: name.into(),
-            reason: "r".into(),
-            change: Change::New,
-            details: vec![("image".into(), "debian".into())],
-        }
-    }
-
     fn run(n: i64, checks: Vec<(&str, Status, Vec<Item>)>) -> Run {
         Run {
             run_id: format!("p-{n}"),
@@ -395,15 +382,19 @@ mod tests {
     #[tokio::test]
     async fn previous_reads_each_checks_last_decided_run_of_the_same_pack() {
         let dir = tempfile::tempdir().unwrap();
-        store(dir.path(), &run(1, vec![("a", Status::Fail, vec![item("x")]), ("b", Status::Fail, vec![item("y")])]))
-            .unwrap();
+        store(
+            dir.path(),
+            &run(1, vec![("a", Status::Fail, vec![Item::example("x")]), ("b", Status::Fail, vec![Item::example("y")])]),
+        )
+        .unwrap();
         // Check b errored in the latest run: its items come from the run before.
-        store(dir.path(), &run(2, vec![("a", Status::Fail, vec![item("z")]), ("b", Status::Error, vec![])])).unwrap();
+        store(dir.path(), &run(2, vec![("a", Status::Fail, vec![Item::example("z")]), ("b", Status::Error, vec![])]))
+            .unwrap();
         // Another pack, and a run whose report_runs file never landed (a crash mid-store), are invisible.
-        let mut other = run(3, vec![("a", Status::Fail, vec![item("other")])]);
+        let mut other = run(3, vec![("a", Status::Fail, vec![Item::example("other")])]);
         other.pack = "q".into();
         store(dir.path(), &other).unwrap();
-        let mut half = run(4, vec![("a", Status::Fail, vec![item("half")])]);
+        let mut half = run(4, vec![("a", Status::Fail, vec![Item::example("half")])]);
         half.run_id = "p-4".into();
         store(dir.path(), &half).unwrap();
         std::fs::remove_file(dir.path().join(RUNS).join("p-4.parquet")).unwrap();

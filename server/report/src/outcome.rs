@@ -71,6 +71,23 @@ pub struct Item {
     pub details: Vec<(String, String)>,
 }
 
+#[cfg(test)]
+impl Item {
+    /// A new failing item of container `name` (scope id `id-{name}`), for tests.
+    pub(crate) fn example(name: &str) -> Item {
+        Item {
+            host: "h".into(),
+            scope: "container".into(),
+            scope_id: Some(format!("id-{name}")),
+            container: Some(name.into()),
+            item: name.into(),
+            reason: "r".into(),
+            change: Change::New,
+            details: vec![("image".into(), "debian".into())],
+        }
+    }
+}
+
 impl Item {
     /// What identifies an item across runs.
     pub fn key(&self) -> (String, String, String, String) {

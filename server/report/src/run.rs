@@ -226,19 +226,6 @@ mod tests {
     use super::*;
     use crate::severity::Severity;
 
-    fn item(name: &str) -> Item {
-        Item {
-            host: "h".into(),
-            scope: "container".into(),
-            scope_id: Some(name.into()),
-            container: None,
-            item: name.into(),
-            reason: "r".into(),
-            change: Change::New,
-            details: vec![],
-        }
-    }
-
     /// A run of pack "p" with `checks` and nothing else set.
     fn run_of(checks: Vec<CheckRun>) -> Run {
         Run {
@@ -270,7 +257,7 @@ mod tests {
             error: None,
             invalid: false,
             duration_ms: 0,
-            failing: names.iter().map(|n| item(n)).collect(),
+            failing: names.iter().map(|n| Item::example(n)).collect(),
             resolved: vec![],
         }
     }
@@ -292,7 +279,7 @@ mod tests {
             let mut run = run_of(vec![check(*status, now)]);
             let prev = Previous {
                 run_id: Some("before".into()),
-                failing: [("c".to_string(), before.iter().map(|n| item(n)).collect())].into(),
+                failing: [("c".to_string(), before.iter().map(|n| Item::example(n)).collect())].into(),
             };
             diff(&mut run, prev);
             run.summarize();
