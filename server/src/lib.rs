@@ -7,6 +7,9 @@
 //! reports (`periscope-report`) call. [`serve`] starts them side by side,
 //! [`output`] formats results for the terminal, and [`quickstart`] runs all of
 //! it in one process (the only server code that uses the agent crate).
+//!
+//! May import: every server crate and, for `quickstart` only, the agent.
+//! Nothing imports it.
 
 pub mod output;
 pub mod quickstart;

@@ -285,7 +285,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     // The stored report runs are SQL tables on every front and in every subcommand.
-    periscope_query::catalog::extend(std::sync::Arc::new(periscope_report::history::Tables));
+    periscope_report::install();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -28,6 +28,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    periscope_report::install();
     serve_with(data, listener, ServeOptions::default(), shutdown).await
 }
 

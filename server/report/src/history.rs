@@ -340,6 +340,15 @@ pub async fn recent(dir: &Path, pack: &str, n: usize) -> Result<Vec<Point>, Hist
     Ok(points)
 }
 
+/// Makes the stored report runs (the `report_*` tables) SQL tables of every
+/// catalog built from now on in this process; once is enough, more is
+/// harmless. Report runs over a data directory call it themselves; the
+/// binary calls it first thing, so every front and subcommand has them.
+pub fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| periscope_query::catalog::extend(Arc::new(Tables)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

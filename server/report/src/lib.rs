@@ -23,5 +23,5 @@ pub mod schedule;
 pub mod severity;
 
 pub use deliver::{TREND_RUNS, post_webhook, trend, write_files};
-pub use history::REPORTS_DIR;
+pub use history::{REPORTS_DIR, install};
 pub use severity::Severity;

@@ -43,6 +43,7 @@ impl Target {
         label: String,
         limits: &Limits,
     ) -> Result<Target, query::QueryError> {
+        super::history::install();
         Ok(Target::Local {
             ctx: periscope_query::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?,
             label,
@@ -243,6 +244,15 @@ mod tests {
             problems: vec![],
             checks,
         }
+    }
+
+    /// A report run from a library caller (no binary to register them) still
+    /// sees the stored runs as tables, empty before any run.
+    #[tokio::test]
+    async fn a_target_has_the_report_tables_without_the_binary() {
+        let target = Target::snapshot(periscope_store::store::Snapshot::empty(), "empty".into()).await.unwrap();
+        let (_, rows) = target.query("SELECT count(*) FROM report_runs", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     }
 
     fn check(status: Status, names: &[&str]) -> CheckRun {
