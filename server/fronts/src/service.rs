@@ -23,8 +23,7 @@ use crate::tls::TlsFiles;
 use periscope_query::query;
 use periscope_store::store::Store;
 
-/// Longest agent id accepted (agents send their host name).
-pub const MAX_AGENT_ID: usize = 1024;
+pub use periscope_store::rows::MAX_AGENT_ID;
 
 pub struct IngestService {
     store: Arc<Store>,

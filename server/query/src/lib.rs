@@ -7,8 +7,10 @@
 //! ([`query`]). Tables owned above it (report history) register through
 //! [`catalog::Extension`].
 //!
-//! May import: `periscope-store`, the wire contract, DataFusion. Never a
-//! front, the reports or the binary.
+//! May import: `periscope-store`, the wire contract (its gRPC client serves
+//! `periscope sql --server` and report runs against a server),
+//! `periscope-versions` (the version UDFs), DataFusion. Never a front, the
+//! reports or the binary.
 
 pub mod catalog;
 pub mod query;

@@ -4,7 +4,9 @@
 //! ([`wal`]), the Parquet files and their Delta logs ([`store`], [`delta`]),
 //! compaction and retention, and the current-state index ([`current`]) that
 //! says which stored rows are current. [`rows`] is what the store accepts
-//! from an agent. Its limits are its own configuration ([`store::StoreConfig`]).
+//! from an agent. Its limits are its own: configuration ([`store::StoreConfig`])
+//! and the ingest bounds declared in [`rows`] (sizes, keys, agent ids, times),
+//! which the fronts enforce.
 //!
 //! May import: the wire contract and table declarations (`periscope-proto`),
 //! Arrow and Parquet. Knows nothing of SQL, the network fronts or reports, and

@@ -19,6 +19,10 @@ pub const MAX_INFLATED_BYTES: usize = 1 << 30;
 /// the store refuses rows with longer keys, and listings skip longer ids.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Longest agent id the store records with a batch (agents send their host
+/// name); the ingest front refuses longer ones.
+pub const MAX_AGENT_ID: usize = 1024;
+
 /// Decodes an agent batch's wire bytes and checks them against the declared
 /// table; the rows come back under the declared schema (with its column
 /// descriptions, which the wire leaves out).

@@ -39,7 +39,7 @@ impl Record {
         let start = out.len();
         out.extend_from_slice(&[0; 8]);
         for s in [&self.table, &self.agent] {
-            // Callers bound both (declared table names; service::MAX_AGENT_ID).
+            // Callers bound both (declared table names; rows::MAX_AGENT_ID).
             let len = u16::try_from(s.len()).expect("table and agent names are shorter than 64 KiB");
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(s.as_bytes());
