@@ -245,6 +245,24 @@ impl Sandboxed {
         self.session.get().ok_or_else(|| user_error("28000", "not logged in".into()))
     }
 
+    /// Runs `work`, one statement of `session`, by `deadline`, every table it
+    /// reads seeing one snapshot of the store.
+    async fn statement<T>(
+        &self,
+        session: &Session,
+        deadline: tokio::time::Instant,
+        work: impl std::future::Future<Output = PgWireResult<T>>,
+    ) -> PgWireResult<T> {
+        // A refusal noted for an earlier statement is not this one's.
+        periscope_query::query::take_refusal(&session.ctx);
+        let pinned = Arc::new(self.store.snapshot());
+        let work = periscope_query::catalog::PINNED.scope(pinned, work);
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| cancelled(self.timeout))?
+            .map_err(|e| worded(e, &session.ctx))
+    }
+
     fn bounded(&self, response: Response, deadline: tokio::time::Instant) -> PgWireResult<Response> {
         let Response::Query(mut q) = response else { return Ok(response) };
         let timeout = self.timeout;
@@ -277,16 +295,8 @@ impl SimpleQueryHandler for Sandboxed {
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let session = self.session()?;
-        // A refusal noted for an earlier statement is not this one's.
-        periscope_query::query::take_refusal(&session.ctx);
-        // Every table of the statement reads one snapshot of the store.
-        let pinned = Arc::new(self.store.snapshot());
-        let work = periscope_query::catalog::PINNED
-            .scope(pinned, SimpleQueryHandler::do_query(&*session.inner, client, query));
-        let responses = tokio::time::timeout_at(deadline, work)
-            .await
-            .map_err(|_| cancelled(self.timeout))?
-            .map_err(|e| worded(e, &session.ctx))?;
+        let work = SimpleQueryHandler::do_query(&*session.inner, client, query);
+        let responses = self.statement(session, deadline, work).await?;
         responses.into_iter().map(|r| self.bounded(r, deadline)).collect()
     }
 }
@@ -317,14 +327,8 @@ impl ExtendedQueryHandler for Sandboxed {
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let session = self.session()?;
-        periscope_query::query::take_refusal(&session.ctx);
-        let pinned = Arc::new(self.store.snapshot());
-        let work = periscope_query::catalog::PINNED
-            .scope(pinned, ExtendedQueryHandler::do_query(&*session.inner, client, portal, max_rows));
-        let response = tokio::time::timeout_at(deadline, work)
-            .await
-            .map_err(|_| cancelled(self.timeout))?
-            .map_err(|e| worded(e, &session.ctx))?;
+        let work = ExtendedQueryHandler::do_query(&*session.inner, client, portal, max_rows);
+        let response = self.statement(session, deadline, work).await?;
         self.bounded(response, deadline)
     }
 }
