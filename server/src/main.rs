@@ -88,8 +88,10 @@ enum Cmd {
         /// comma-separated list). With any, remote SQL needs a user's credentials.
         #[arg(long, env = "PERISCOPE_SQL_USERS", value_delimiter = ',', hide_env_values = true)]
         sql_user: Vec<String>,
-        /// Confine a SQL user to some hosts, NAME=HOSTGLOB[|HOSTGLOB…] (`*`, `?`; repeatable): every table,
-        /// view and join its queries see holds only those hosts' rows, on every front, and no report tables.
+        /// Confine a SQL user, NAME=PATTERN[|PATTERN…] (repeatable): a host glob (`web-*`), a Kubernetes
+        /// namespace (`ns:team-a`) or a container label (`label:app=web*`). Every table, view and join its
+        /// queries see holds only those hosts' and containers' rows, on every front, and no report tables.
+        /// Once one user has a scope every user needs one (`NAME=*`: everything).
         #[arg(long, env = "PERISCOPE_SQL_SCOPES", value_delimiter = ',')]
         sql_scope: Vec<String>,
         /// Memory one remote query may use, result included; beyond it the query is refused.

@@ -76,14 +76,29 @@ impl Node {
         table: &'static Table,
         rows: &[&[(&str, Value<'_>)]],
     ) -> Result<(), tonic::Status> {
+        self.crawl_tables(scope, id, t, &[(table, rows)]).await
+    }
+
+    /// One crawl of a scope with rows of several tables, then its `crawls` row.
+    async fn crawl_tables(
+        &mut self,
+        scope: &str,
+        id: &str,
+        t: i64,
+        tables: &[(&'static Table, &[&[(&str, Value<'_>)]])],
+    ) -> Result<(), tonic::Status> {
         let common = Common { host: self.host.clone(), scope: scope.into(), scope_id: id.into(), crawl_time_us: t };
-        let mut b = TableBuilder::new(table);
-        for r in rows {
-            b.push(&common, r);
+        for (table, rows) in tables {
+            let mut b = TableBuilder::new(table);
+            for r in rows.iter() {
+                b.push(&common, r);
+            }
+            self.send(table, b.finish()).await?;
         }
-        self.send(table, b.finish()).await?;
+        let n: usize = tables.iter().map(|(_, r)| r.len()).sum();
+        let names: Vec<&str> = tables.iter().map(|(t, _)| t.name).collect();
         let mut c = TableBuilder::new(&tables::CRAWLS);
-        c.push(&common, &[("rows", (rows.len() as i64).into()), ("tables", table.name.into())]);
+        c.push(&common, &[("rows", (n as i64).into()), ("tables", names.join(",").as_str().into())]);
         self.send(&tables::CRAWLS, c.finish()).await.map(drop)
     }
 
@@ -379,14 +394,21 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
 
 /// The query that reads `host` from every table and view that has one, as `user` sees them: which hosts it saw.
 fn every_host_query(target: &[&str], env: &[(&str, &str)]) -> String {
+    every_table_query(target, env, "host", "host")
+}
+
+/// The query that reads `expr` from every table and view that has column `having`, as the user of `env` sees them.
+fn every_table_query(target: &[&str], env: &[(&str, &str)], having: &str, expr: &str) -> String {
     let out = std::process::Command::new(periscope_bin())
         .arg("sql")
         .args(target)
         .args([
             "--format",
             "csv",
-            "SELECT DISTINCT table_name FROM information_schema.columns \
-             WHERE table_schema = 'public' AND column_name = 'host' ORDER BY table_name",
+            &format!(
+                "SELECT DISTINCT table_name FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND column_name = '{having}' ORDER BY table_name"
+            ),
         ])
         .envs(env.iter().copied())
         .output()
@@ -394,8 +416,8 @@ fn every_host_query(target: &[&str], env: &[(&str, &str)]) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tables: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect();
     assert!(tables.len() > 40, "every history table, view and key table: {tables:?}");
-    let parts: Vec<String> = tables.iter().map(|t| format!("SELECT host FROM \"{t}\"")).collect();
-    format!("SELECT DISTINCT host FROM ({}) x ORDER BY host", parts.join(" UNION ALL "))
+    let parts: Vec<String> = tables.iter().map(|t| format!("SELECT {expr} AS x FROM \"{t}\"")).collect();
+    format!("SELECT DISTINCT x FROM ({}) x ORDER BY x", parts.join(" UNION ALL "))
 }
 
 /// Issue 18 item 12: every SQL user read every host. A user confined to some
@@ -423,6 +445,8 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
             "team-a=web-*",
             "--sql-scope",
             "team-b=db-?|nothing-*",
+            "--sql-scope",
+            "u=*",
         ],
         &[],
     );
@@ -501,5 +525,134 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "db-1");
+    }
+}
+
+/// Issue 18 item 12: read scopes by Kubernetes namespace and container label.
+/// A team sees its containers' rows, the rows about them and their images'
+/// rows, through every table and view, on every front, and nothing of the
+/// hosts' own state or of other teams' containers; a node's claim about its
+/// containers admits only that node's rows.
+#[test]
+fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
+    let data = tempfile::tempdir().unwrap();
+    let (pg, flight) = (free_addr(), free_addr());
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let server = Server::start_full(
+        data.path(),
+        "127.0.0.1:0",
+        &[
+            "--pg-listen",
+            &pg,
+            "--flight-listen",
+            &flight,
+            "--sql-user",
+            "team-a:pa",
+            "--sql-user",
+            "team-b:pb",
+            "--sql-scope",
+            "team-a=ns:team-a",
+            "--sql-scope",
+            "team-b=label:app=web*",
+        ],
+        &[],
+    );
+    const IMAGE_A: &str = "sha256:aaaa";
+    const IMAGE_B: &str = "sha256:bbbb";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let container = |id: &'static str, ns: &'static str, labels: &'static str, image: &'static str| {
+            vec![
+                ("container_id", Value::from(id)),
+                ("name", id.into()),
+                ("image_id", image.into()),
+                ("k8s_namespace", ns.into()),
+                ("labels", labels.into()),
+            ]
+        };
+        let pkg = |name: &'static str| vec![("manager", Value::from("dpkg")), ("name", name.into())];
+        let t = now_us();
+        let mut web = Node::enroll(&server.url, "web-1", None).await;
+        let (ca, cb) =
+            (container("c-a", "team-a", "{}", IMAGE_A), container("c-b", "team-b", r#"{"app":"web-front"}"#, IMAGE_B));
+        let host_pkg = pkg("pkg-host-web-1");
+        let listing: &[&[(&str, Value<'_>)]] = &[&ca, &cb];
+        let host_rows: &[&[(&str, Value<'_>)]] = &[&host_pkg];
+        web.crawl_tables("host", "m", t, &[(&tables::CONTAINERS, listing), (&tables::PACKAGES, host_rows)])
+            .await
+            .unwrap();
+        for (scope, id, name) in [
+            ("container", "c-a", "pkg-c-a"),
+            ("container", "c-b", "pkg-c-b"),
+            ("image", IMAGE_A, "pkg-img-a"),
+            ("image", IMAGE_B, "pkg-img-b"),
+        ] {
+            web.crawl(scope, id, t, &tables::PACKAGES, &[&pkg(name)]).await.unwrap();
+        }
+        // db-1 says it runs a container with web-1's container id, labelled for team-b:
+        // team-b may see db-1's own container, never web-1's c-a.
+        let mut db = Node::enroll(&server.url, "db-1", None).await;
+        let claimed = container("c-a", "team-b", r#"{"app":"web"}"#, IMAGE_A);
+        db.crawl("host", "m2", t, &tables::CONTAINERS, &[&claimed]).await.unwrap();
+        db.crawl("container", "c-a", t, &tables::PACKAGES, &[&pkg("pkg-db-c-a")]).await.unwrap();
+    });
+    let target = ["--server", server.url.as_str()];
+    let as_user = |u: &'static str, p: &'static str| [("PERISCOPE_USER", u), ("PERISCOPE_PASSWORD", p)];
+    let rows = |env: &[(&str, &str)], sql: &str| -> Vec<String> {
+        let out = std::process::Command::new(periscope_bin())
+            .arg("sql")
+            .args(target)
+            .args(["--format", "csv", sql])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect()
+    };
+    let (a, b) = (as_user("team-a", "pa"), as_user("team-b", "pb"));
+    let every =
+        |env: &[(&str, &str)]| every_table_query(&target, env, "scope_id", "host || ' ' || scope || ' ' || scope_id");
+    let (qa, qb) = (every(&a), every(&b));
+    // Every table and view: the team's containers, their images, and the host rows about those containers.
+    assert_eq!(rows(&a, &qa), ["web-1 container c-a", "web-1 host m", &format!("web-1 image {IMAGE_A}")]);
+    assert_eq!(
+        rows(&b, &qb),
+        [
+            "db-1 container c-a",
+            "db-1 host m2",
+            "web-1 container c-b",
+            "web-1 host m",
+            &format!("web-1 image {IMAGE_B}")
+        ]
+    );
+    let names = "SELECT DISTINCT name FROM packages_history ORDER BY 1";
+    assert_eq!(rows(&a, names), ["pkg-c-a", "pkg-img-a"], "no host package, no other team's");
+    assert_eq!(rows(&b, names), ["pkg-c-b", "pkg-db-c-a", "pkg-img-b"], "db-1's claim admits db-1's rows only");
+    let current = "SELECT DISTINCT host || ' ' || container_id FROM containers ORDER BY 1";
+    assert_eq!(rows(&a, current), ["web-1 c-a"]);
+    assert_eq!(rows(&b, current), ["db-1 c-a", "web-1 c-b"]);
+    // The current-state view, which names each container from its host's listing.
+    let inherited = "SELECT DISTINCT container || ' ' || name FROM packages WHERE scope = 'container' ORDER BY 1";
+    assert_eq!(rows(&a, inherited), ["c-a pkg-c-a"]);
+    // A user's expressions never run on rows it may not read.
+    let bomb = "SELECT count(*) AS n FROM packages_history WHERE CASE WHEN name = 'pkg-c-b' THEN CAST(name AS BIGINT) END IS NULL";
+    assert_eq!(rows(&a, bomb), ["2"]);
+    // Postgres and Flight SQL answer alike.
+    let (ok, out, err) = psql_as(&port, "team-a", "pa", names);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["pkg-c-a", "pkg-img-a"]);
+    let (ok, out, err) = psql_as(&port, "team-b", "pb", &qb);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5, "{out}");
+    if let Some(py) = python() {
+        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
+            c = f.connect(sys.argv[1], db_kwargs={'username': sys.argv[2], 'password': sys.argv[3]}, autocommit=True)\n\
+            cur = c.cursor(); cur.execute(sys.argv[4]); print('\\n'.join(str(r[0]) for r in cur.fetchall()))";
+        let out = std::process::Command::new(py)
+            .args(["-c", client, &format!("grpc://{flight}"), "team-a", "pa", names])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "pkg-c-a\npkg-img-a");
     }
 }

@@ -25,7 +25,7 @@ pub struct SqlUsers {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Backoff for wrong passwords, per source address.
     throttle: crate::throttle::Throttle,
-    /// User name -> the hosts it may read; users not named read every host.
+    /// User name -> what it may read; when empty, every user reads everything.
     scopes: HashMap<String, std::sync::Arc<periscope_query::scope::ReadScope>>,
 }
 
@@ -56,30 +56,48 @@ impl SqlUsers {
         Ok(SqlUsers { users, tokens: Mutex::default(), throttle: Default::default(), scopes: HashMap::new() })
     }
 
-    /// These users, some of them confined to hosts: `NAME=GLOB[|GLOB…]`
-    /// entries (`*` any run of characters, `?` one), e.g. `team-a=web-*|api-?`.
+    /// These users, confined to what they may read: `NAME=PATTERN[|PATTERN…]`
+    /// entries, each pattern a host glob (`web-*`, or `host:web-*`), a
+    /// Kubernetes namespace (`ns:team-a*`) or a container label
+    /// (`label:app=web*`); `*` any run of characters, `?` one. Entries for
+    /// one user add up. Once any user has a scope every user needs one
+    /// (`NAME=*` reads everything), so a user left out reads nothing rather than
+    /// everything.
     pub fn with_scopes<'a>(mut self, entries: impl IntoIterator<Item = &'a str>) -> Result<SqlUsers, String> {
+        use periscope_query::scope::ReadScope;
+        let mut scopes: HashMap<String, ReadScope> = HashMap::new();
         for e in entries {
-            let (name, globs) =
-                e.split_once('=').ok_or_else(|| format!("SQL scope {e:?}: expected NAME=HOSTGLOB[|HOSTGLOB…]"))?;
+            let (name, patterns) =
+                e.split_once('=').ok_or_else(|| format!("SQL scope {e:?}: expected NAME=PATTERN[|PATTERN…]"))?;
             if !self.users.contains_key(name) {
                 return Err(format!("SQL scope {e:?}: no SQL user {name:?} (--sql-user)"));
             }
-            let hosts: Vec<String> = globs.split('|').filter(|g| !g.is_empty()).map(str::to_string).collect();
-            if hosts.is_empty() {
-                return Err(format!("SQL scope {e:?}: no host pattern"));
+            let scope = scopes.entry(name.to_string()).or_default();
+            let before = scope.clone();
+            for p in patterns.split('|').filter(|p| !p.is_empty()) {
+                scope.add(p).map_err(|why| format!("SQL scope {e:?}: {why}"))?;
             }
-            // Several entries for one user add up.
-            let mut all = self.scopes.get(name).map(|s| s.hosts.clone()).unwrap_or_default();
-            all.extend(hosts);
-            self.scopes.insert(name.to_string(), std::sync::Arc::new(periscope_query::scope::ReadScope { hosts: all }));
+            if *scope == before {
+                return Err(format!("SQL scope {e:?}: no pattern"));
+            }
         }
+        if !scopes.is_empty() {
+            let mut open: Vec<&String> = self.users.keys().filter(|u| !scopes.contains_key(*u)).collect();
+            open.sort();
+            if let Some(u) = open.first() {
+                return Err(format!(
+                    "SQL user {u:?} has no --sql-scope while other users have one; \
+                     give it {u}=* to let it read every host"
+                ));
+            }
+        }
+        self.scopes = scopes.into_iter().map(|(u, s)| (u, std::sync::Arc::new(s))).collect();
         Ok(self)
     }
 
-    /// The hosts `user` may read, when it is confined to some.
+    /// What `user` may read, when it is confined (None: everything).
     pub fn scope(&self, user: &str) -> Option<std::sync::Arc<periscope_query::scope::ReadScope>> {
-        self.scopes.get(user).cloned()
+        self.scopes.get(user).filter(|s| !s.is_everything()).cloned()
     }
 
     /// Whether any user is configured (if not, the SQL fronts that need one refuse to start).
@@ -189,15 +207,27 @@ mod tests {
     }
 
     #[test]
-    fn scopes_name_known_users_and_add_up() {
+    fn scopes_name_known_users_add_up_and_leave_no_user_unconfined() {
+        let users = SqlUsers::parse(["a:pw", "b:pw", "c:pw"]).unwrap();
+        let users = users.with_scopes(["a=web-*", "a=db-1|ns:team-a|label:app=web*", "b=*", "c=host:x"]).unwrap();
+        let a = users.scope("a").unwrap();
+        assert_eq!(a.hosts, ["web-*", "db-1"]);
+        assert_eq!(a.namespaces, ["team-a"]);
+        assert_eq!(a.labels, [("app".to_string(), "web*".to_string())]);
+        assert!(users.scope("b").is_none(), "b=* reads everything");
+        assert_eq!(users.scope("c").unwrap().hosts, ["x"]);
+        // Issue 18 item 12: a user left out of the scopes read every host.
         let users = SqlUsers::parse(["a:pw", "b:pw"]).unwrap();
-        let users = users.with_scopes(["a=web-*", "a=db-1|db-2"]).unwrap();
-        assert_eq!(users.scope("a").unwrap().hosts, ["web-*", "db-1", "db-2"]);
-        assert!(users.scope("b").is_none(), "a user without a scope reads every host");
+        let err = users.with_scopes(["a=web-*"]).unwrap_err();
+        assert!(err.contains("SQL user \"b\" has no --sql-scope") && err.contains("b=*"), "{err}");
+        let unscoped = SqlUsers::parse(["a:pw", "b:pw"]).unwrap().with_scopes([]).unwrap();
+        assert!(unscoped.scope("a").is_none() && unscoped.scope("b").is_none(), "no scopes: all read everything");
         let none = SqlUsers::parse(["a:pw"]).unwrap();
         assert!(none.with_scopes(["c=web-*"]).unwrap_err().contains("no SQL user \"c\""));
-        let none = SqlUsers::parse(["a:pw"]).unwrap();
-        assert!(none.with_scopes(["a="]).unwrap_err().contains("no host pattern"));
+        for bad in ["a=", "a=ns:", "a=label:=x", "a=label:app", "a=host:"] {
+            let none = SqlUsers::parse(["a:pw"]).unwrap();
+            assert!(none.with_scopes([bad]).is_err(), "{bad}");
+        }
     }
 
     /// Issue 18 item 10: 1,000 wrong passwords took 1.3 s, unthrottled.

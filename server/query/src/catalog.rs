@@ -375,8 +375,10 @@ async fn register(
     scope: Option<&Arc<ReadScope>>,
     provider: impl Fn(Kind) -> Result<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext> {
+    // A scoped user's tables decide on containers from the unscoped listing of them.
+    let containers = provider(Kind::History(&periscope_proto::tables::CONTAINERS))?;
     let provider = |k: Kind| match scope {
-        Some(s) => Ok(s.wrap(provider(k)?)),
+        Some(s) => Ok(s.wrap(provider(k)?, containers.clone())),
         None => provider(k),
     };
     crate::udf::register(&ctx);
@@ -530,9 +532,10 @@ mod tests {
             (vec!["web-1", "db-*"], vec!["db-1", "web-1"]),
             (vec!["*"], vec!["db-1", "web%x", "web-1", "web_1", "webx"]),
         ] {
-            let scope = Arc::new(ReadScope { hosts: globs.iter().map(|g| g.to_string()).collect() });
+            let scope =
+                Arc::new(ReadScope { hosts: globs.iter().map(|g| g.to_string()).collect(), ..Default::default() });
             let ctx = SessionContext::new();
-            ctx.register_table("t", scope.wrap(table.clone())).unwrap();
+            ctx.register_table("t", scope.wrap(table.clone(), table.clone())).unwrap();
             let out = ctx.sql("SELECT host FROM t ORDER BY host").await.unwrap().collect().await.unwrap();
             let got: Vec<String> = out
                 .iter()

@@ -1,14 +1,24 @@
-//! Per-user read scopes: what a SQL user confined to some hosts may read.
+//! Per-user read scopes: what a SQL user confined to some hosts, Kubernetes
+//! namespaces or container labels may read.
 //!
 //! [`ScopedTable`] wraps each table the catalog registers for such a user.
 //! It accepts none of the user's filters (they stay above it), scans its
-//! table for the columns asked plus `host`, and [`ScopeExec`] drops every row
-//! whose host no pattern matches before anything above sees it. The user's
-//! expressions therefore never run on another host's rows: a view filtered
-//! in the same plan let DataFusion reorder the user's predicates before the
-//! scope's, so `CAST(name AS BIGINT)` errors quoted other hosts' values, and
-//! `ScopeExec` is a node of its own so that no optimizer merges a parent's
-//! filter into it.
+//! table for the columns asked plus those the scope decides on (`host`,
+//! `scope`, `scope_id`, and `container_id`/`image_id` where the table has
+//! them), and [`ScopeExec`] drops every row the scope does not admit before
+//! anything above sees it. The user's expressions therefore never run on
+//! another team's rows: a view filtered in the same plan let DataFusion
+//! reorder the user's predicates before the scope's, so `CAST(name AS BIGINT)`
+//! errors quoted other hosts' values, and `ScopeExec` is a node of its own so
+//! that no optimizer merges a parent's filter into it.
+//!
+//! Namespace and label grants are decided per container: the scan first reads
+//! the `containers` rows that hosts reported (all of history, so a removed
+//! container's past rows stay readable by its team) and admits, on that host
+//! only, the container's own scope, rows about it (`container_id`), its
+//! image's scope and rows about that image (`image_id`). A container's
+//! namespace and labels are what its own host's agent reported, so a node can
+//! show its own containers to a team, never another host's.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,13 +41,18 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-/// The hosts a SQL user may read: every table, view and join of its sessions
-/// shows only rows whose `host` matches one of these patterns (`*` any run of
-/// characters, `?` one, anything else itself), and the fleet-wide report
-/// tables are not there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a SQL user may read: every table, view and join of its sessions
+/// shows only rows whose `host` matches one of `hosts`, or that belong to a
+/// container matching one of `namespaces` or `labels` (see the module
+/// comment); patterns are globs (`*` any run of characters, `?` one,
+/// anything else itself). The fleet-wide report tables are not there.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadScope {
     pub hosts: Vec<String>,
+    /// Kubernetes namespaces (`k8s_namespace` of `containers`).
+    pub namespaces: Vec<String>,
+    /// Container labels: (key, value glob).
+    pub labels: Vec<(String, String)>,
 }
 
 /// Whether `name` matches `glob` (`*`: any run of characters, `?`: one).
@@ -70,9 +85,57 @@ pub fn glob_matches(glob: &str, name: &str) -> bool {
 }
 
 impl ReadScope {
-    /// Whether this scope admits rows of `host`.
+    /// Adds one pattern: `GLOB` or `host:GLOB` (host names), `ns:GLOB`
+    /// (Kubernetes namespaces), `label:KEY=GLOB` (a container label's value).
+    pub fn add(&mut self, pattern: &str) -> Result<(), String> {
+        let empty = || format!("{pattern:?}: empty pattern");
+        if let Some(ns) = pattern.strip_prefix("ns:") {
+            if ns.is_empty() {
+                return Err(empty());
+            }
+            self.namespaces.push(ns.to_string());
+        } else if let Some(label) = pattern.strip_prefix("label:") {
+            match label.split_once('=') {
+                Some((k, v)) if !k.is_empty() => self.labels.push((k.to_string(), v.to_string())),
+                _ => return Err(format!("{pattern:?}: expected label:KEY=VALUEGLOB")),
+            }
+        } else {
+            let host = pattern.strip_prefix("host:").unwrap_or(pattern);
+            if host.is_empty() {
+                return Err(empty());
+            }
+            self.hosts.push(host.to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether this scope admits every row (a host pattern of only `*`).
+    pub fn is_everything(&self) -> bool {
+        self.hosts.iter().any(|g| !g.is_empty() && g.chars().all(|c| c == '*'))
+    }
+
+    /// Whether this scope admits rows of every container on `host`.
     pub fn admits(&self, host: &str) -> bool {
         self.hosts.iter().any(|g| glob_matches(g, host))
+    }
+
+    /// Whether containers are admitted by their namespace or labels.
+    fn by_container(&self) -> bool {
+        !self.namespaces.is_empty() || !self.labels.is_empty()
+    }
+
+    /// Whether a container with this namespace and labels (a JSON object) is admitted.
+    fn admits_container(&self, namespace: Option<&str>, labels: Option<&str>) -> bool {
+        if namespace.is_some_and(|ns| self.namespaces.iter().any(|g| glob_matches(g, ns))) {
+            return true;
+        }
+        if self.labels.is_empty() {
+            return false;
+        }
+        let Some(Ok(serde_json::Value::Object(map))) = labels.map(serde_json::from_str::<serde_json::Value>) else {
+            return false;
+        };
+        self.labels.iter().any(|(k, g)| map.get(k).and_then(|v| v.as_str()).is_some_and(|v| glob_matches(g, v)))
     }
 
     /// `host LIKE …` for each pattern, ORed: handed to the table's own scan (where it
@@ -98,17 +161,88 @@ impl ReadScope {
         self.hosts.iter().map(|g| like(g)).reduce(Expr::or).unwrap_or(lit(false))
     }
 
-    /// `inner` as this scope lets it be read.
-    pub fn wrap(self: &Arc<Self>, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
-        Arc::new(ScopedTable { inner, scope: self.clone() })
+    /// `inner` as this scope lets it be read; `containers` is the unscoped
+    /// `containers_history` table, read for namespace and label grants.
+    pub fn wrap(
+        self: &Arc<Self>,
+        inner: Arc<dyn TableProvider>,
+        containers: Arc<dyn TableProvider>,
+    ) -> Arc<dyn TableProvider> {
+        Arc::new(ScopedTable { inner, containers, scope: self.clone() })
     }
+
+    /// The containers and images (by host) that namespace and label grants admit,
+    /// from the `containers` rows every host reported about its own containers.
+    async fn grants(&self, containers: &Arc<dyn TableProvider>, state: &dyn Session) -> Result<Grants> {
+        let mut g = Grants::default();
+        if !self.by_container() {
+            return Ok(g);
+        }
+        let schema = containers.schema();
+        let cols = ["host", "scope", "container_id", "image_id", "k8s_namespace", "labels"];
+        let projection = cols.iter().map(|c| schema.index_of(c)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let plan = containers.scan(state, Some(&projection), &[], None).await?;
+        let mut batches = datafusion::physical_plan::execute_stream(plan, state.task_ctx())?;
+        while let Some(b) = batches.next().await {
+            let b = b?;
+            let text = |i: usize| arrow_cast::cast(b.column(i), &arrow_schema::DataType::Utf8);
+            let (host, scope, container, image, ns, labels) =
+                (text(0)?, text(1)?, text(2)?, text(3)?, text(4)?, text(5)?);
+            let [host, scope, container, image, ns, labels] =
+                [&host, &scope, &container, &image, &ns, &labels].map(|a| a.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                let (Some(h), Some(periscope_proto::tables::scope::HOST), Some(c)) =
+                    (get(host, i), get(scope, i), get(container, i))
+                else {
+                    continue;
+                };
+                if self.admits_container(get(ns, i), get(labels, i)) {
+                    g.containers.insert((h.to_string(), c.to_string()));
+                    if let Some(im) = get(image, i) {
+                        g.images.insert((h.to_string(), im.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The containers and images a scope admits through namespace and label
+/// grants, each as (host, id).
+#[derive(Debug, Default)]
+struct Grants {
+    containers: std::collections::HashSet<(String, String)>,
+    images: std::collections::HashSet<(String, String)>,
+}
+
+/// Row `i` of `a`, None when null.
+fn get(a: &arrow_array::StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+/// Row `i` of an optional column, None when it is absent or null.
+fn get_opt(a: &Option<arrow_array::ArrayRef>, i: usize) -> Option<&str> {
+    a.as_ref().and_then(|a| get(a.as_string::<i32>(), i))
 }
 
 /// A table as a scoped user reads it (see the module comment).
 #[derive(Debug)]
 pub struct ScopedTable {
     inner: Arc<dyn TableProvider>,
+    containers: Arc<dyn TableProvider>,
     scope: Arc<ReadScope>,
+}
+
+/// Where, in the scan below a [`ScopeExec`], the columns it decides on are.
+#[derive(Debug, Clone, Copy)]
+struct Deciding {
+    host: usize,
+    /// `scope` and `scope_id`, `container_id` and `image_id` (where the table has them):
+    /// read only when containers are admitted by namespace or label.
+    scope: Option<(usize, usize)>,
+    container: Option<usize>,
+    image: Option<usize>,
 }
 
 #[async_trait]
@@ -134,20 +268,37 @@ impl TableProvider for ScopedTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.inner.schema();
-        let host = schema.index_of("host")?;
         let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..schema.fields().len()).collect());
         let mut read = wanted.clone();
-        if !read.contains(&host) {
-            read.push(host);
-        }
+        let mut need = |name: &str| -> Result<usize> {
+            let i = schema.index_of(name)?;
+            Ok(read.iter().position(|&r| r == i).unwrap_or_else(|| {
+                read.push(i);
+                read.len() - 1
+            }))
+        };
+        let by_container = self.scope.by_container();
+        let deciding = Deciding {
+            host: need("host")?,
+            scope: if by_container { Some((need("scope")?, need("scope_id")?)) } else { None },
+            container: if by_container && schema.index_of("container_id").is_ok() {
+                Some(need("container_id")?)
+            } else {
+                None
+            },
+            image: if by_container && schema.index_of("image_id").is_ok() { Some(need("image_id")?) } else { None },
+        };
+        // Host patterns prune the table's own scan where it can (never trusted: ScopeExec decides);
+        // container grants cannot be said as a filter there.
         let pruning = self.scope.pruning();
         let pushed = match self.inner.supports_filters_pushdown(&[&pruning])?.first() {
+            _ if by_container => Vec::new(),
             Some(TableProviderFilterPushDown::Unsupported) | None => Vec::new(),
             Some(_) => vec![pruning],
         };
+        let grants = Arc::new(self.scope.grants(&self.containers, state).await?);
         let input = self.inner.scan(state, Some(&read), &pushed, None).await?;
-        let host_at = read.iter().position(|&i| i == host).expect("host was added");
-        let scoped: Arc<dyn ExecutionPlan> = Arc::new(ScopeExec::new(input, host_at, self.scope.clone()));
+        let scoped: Arc<dyn ExecutionPlan> = Arc::new(ScopeExec::new(input, deciding, self.scope.clone(), grants));
         if read == wanted {
             return Ok(scoped);
         }
@@ -157,32 +308,54 @@ impl TableProvider for ScopedTable {
     }
 }
 
-/// Passes on only the rows whose host (column `host_at`) the scope admits.
+/// Passes on only the rows the scope admits.
 #[derive(Debug)]
 pub struct ScopeExec {
     input: Arc<dyn ExecutionPlan>,
-    host_at: usize,
+    deciding: Deciding,
     scope: Arc<ReadScope>,
+    grants: Arc<Grants>,
 }
 
 impl ScopeExec {
-    fn new(input: Arc<dyn ExecutionPlan>, host_at: usize, scope: Arc<ReadScope>) -> ScopeExec {
-        ScopeExec { input, host_at, scope }
+    fn new(input: Arc<dyn ExecutionPlan>, deciding: Deciding, scope: Arc<ReadScope>, grants: Arc<Grants>) -> ScopeExec {
+        ScopeExec { input, deciding, scope, grants }
     }
 }
 
 impl DisplayAs for ScopeExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ScopeExec: hosts={:?}", self.scope.hosts)
+        let s = &self.scope;
+        write!(f, "ScopeExec: hosts={:?} namespaces={:?} labels={:?}", s.hosts, s.namespaces, s.labels)
     }
 }
 
-/// `b` less the rows whose host `scope` does not admit.
-fn admitted(b: &RecordBatch, host_at: usize, scope: &ReadScope) -> Result<RecordBatch> {
-    let hosts = arrow_cast::cast(b.column(host_at), &arrow_schema::DataType::Utf8)?;
+/// `b` less the rows `scope` does not admit.
+fn admitted(b: &RecordBatch, at: Deciding, scope: &ReadScope, grants: &Grants) -> Result<RecordBatch> {
+    let text = |i: usize| arrow_cast::cast(b.column(i), &arrow_schema::DataType::Utf8);
+    let hosts = text(at.host)?;
     let hosts = hosts.as_string::<i32>();
-    let keep: BooleanArray =
-        (0..hosts.len()).map(|i| Some(hosts.is_valid(i) && scope.admits(hosts.value(i)))).collect();
+    let opt = |i: Option<usize>| i.map(text).transpose();
+    let (scopes, ids) = (opt(at.scope.map(|s| s.0))?, opt(at.scope.map(|s| s.1))?);
+    let (containers, images) = (opt(at.container)?, opt(at.image)?);
+    let container_grant = |host: &str, i: usize| {
+        use periscope_proto::tables::scope::{CONTAINER, IMAGE};
+        let has = |set: &std::collections::HashSet<(String, String)>, id: Option<&str>| {
+            id.is_some_and(|id| set.contains(&(host.to_string(), id.to_string())))
+        };
+        match get_opt(&scopes, i) {
+            Some(CONTAINER) if has(&grants.containers, get_opt(&ids, i)) => return true,
+            Some(IMAGE) if has(&grants.images, get_opt(&ids, i)) => return true,
+            _ => {}
+        }
+        has(&grants.containers, get_opt(&containers, i)) || has(&grants.images, get_opt(&images, i))
+    };
+    let keep: BooleanArray = (0..hosts.len())
+        .map(|i| {
+            let host = hosts.is_valid(i).then(|| hosts.value(i));
+            Some(host.is_some_and(|h| scope.admits(h) || (scope.by_container() && container_grant(h, i))))
+        })
+        .collect();
     Ok(arrow_select::filter::filter_record_batch(b, &keep)?)
 }
 
@@ -208,13 +381,13 @@ impl ExecutionPlan for ScopeExec {
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         let input = crate::view::only_child(self.name(), children)?;
-        Ok(Arc::new(ScopeExec::new(input, self.host_at, self.scope.clone())))
+        Ok(Arc::new(ScopeExec::new(input, self.deciding, self.scope.clone(), self.grants.clone())))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let (host_at, scope) = (self.host_at, self.scope.clone());
-        let rows = input.map(move |b| admitted(&b?, host_at, &scope));
+        let (at, scope, grants) = (self.deciding, self.scope.clone(), self.grants.clone());
+        let rows = input.map(move |b| admitted(&b?, at, &scope, &grants));
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), rows)))
     }
 }
