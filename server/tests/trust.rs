@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
 use common::*;
@@ -389,6 +389,20 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
     assert!(!ok && err.contains("more than one call may"), "{err}");
     let (ok, out, err) = psql(&port, "pw", "SELECT length(repeat('x', 1000))");
     assert!(ok && out.trim() == "1000", "{err}");
+    // Aggregates gathering more than one value may hold: array_agg of 1.5 GB held
+    // 470 MB of server memory under this 64 MiB limit.
+    let gather =
+        "SELECT cardinality(array_agg(repeat(CAST(v AS VARCHAR), 1000))) AS n FROM generate_series(1, 300000) t(v)";
+    let err = sql_refused(&["--server", &server.url], gather, &creds);
+    let pool = err.contains("more memory than a query may use");
+    assert!(pool || err.contains("array_agg: the values gathered into one result pass"), "{err}");
+    // A plan's task that panicked (an Arrow offset overflow expanding a folded constant)
+    // ended the gRPC answer as a success with no rows.
+    let overflow = "SELECT length(string_agg(repeat('x', 60000000), ',')) AS n FROM generate_series(1, 40)";
+    let err = sql_refused(&["--server", &server.url], overflow, &creds);
+    assert!(err.contains("the query failed inside the engine"), "{err}");
+    let (ok, _, err) = psql(&port, "pw", overflow);
+    assert!(!ok && err.contains("the query failed inside the engine"), "{err}");
     assert!(!server.exited());
 }
 
@@ -655,4 +669,73 @@ fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "pkg-c-a\npkg-img-a");
     }
+}
+
+/// Issue 18 item 7: a query computing without yielding (one long function
+/// call, a nested-loop join's batch) held a worker of the query runtime; two
+/// held both, and `SELECT 1` waited 116 s behind them, past every time limit.
+/// Each query now has a thread of its own: others are answered at once, and a
+/// client is answered at its time limit whatever its query's work does.
+#[test]
+fn queries_that_compute_without_yielding_starve_neither_sql_nor_ingest() {
+    let data = tempfile::tempdir().unwrap();
+    let pg = free_addr();
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let server = Server::start_full(
+        data.path(),
+        "127.0.0.1:0",
+        &["--pg-listen", &pg, "--sql-user", "u:pw", "--query-timeout-secs", "4"],
+        &[],
+    );
+    let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
+    // One call, under the function caps (the most one call may do), takes seconds in a debug build.
+    let heavy = "SELECT levenshtein(repeat('a', 14900) || v, repeat('b', 15000)) AS d FROM generate_series(1, 1) t(v)";
+    let started = Instant::now();
+    let busy: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new(periscope_bin())
+                .args(["sql", "--server", &server.url, heavy])
+                .envs(creds)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let timed = |what: &str, f: &mut dyn FnMut() -> bool| {
+        let t = Instant::now();
+        assert!(f(), "{what} failed");
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(3), "{what} waited {took:?} behind queries computing");
+    };
+    timed("SELECT 1 over gRPC", &mut || {
+        let out = std::process::Command::new(periscope_bin())
+            .args(["sql", "--server", &server.url, "--format", "csv", "SELECT 1 AS one"])
+            .envs(creds)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1) == Some("1")
+    });
+    timed("SELECT 1 over Postgres", &mut || {
+        let (ok, out, _) = psql(&port, "pw", "SELECT 1");
+        ok && out.trim() == "1"
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    timed("an agent's batch", &mut || {
+        rt.block_on(async {
+            let mut n = Node::enroll(&server.url, "web-1", None).await;
+            let pkg: &[(&str, Value<'_>)] = &[("manager", "dpkg".into()), ("name", "bash".into())];
+            n.crawl("host", "m", now_us(), &tables::PACKAGES, &[pkg]).await.is_ok()
+        })
+    });
+    // The busy queries' clients are answered at their time limit, not when the work ends.
+    for c in busy {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("query cancelled after 4 s"), "{err}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "the busy queries were answered after {took:?}");
+    assert!(!server.exited());
 }

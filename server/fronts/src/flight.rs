@@ -145,7 +145,8 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let limits = self.limits(&request)?;
         // Planned here only for its result schema (refusals come back now, not at DoGet).
-        let schema = query::plan_schema(self.store.snapshot(), &query.query, &limits)
+        let (snapshot, sql, l) = (self.store.snapshot(), query.query.clone(), limits.clone());
+        let schema = on_time(&limits, query::own_thread(async move { query::plan_schema(snapshot, &sql, &l).await }))
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };
@@ -160,9 +161,11 @@ impl FlightSqlService for FlightSql {
         let limits = self.limits(&request)?;
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("statement handle is not a query"))?;
-        let (schema, batches) = query::run_on(self.store.snapshot(), &sql, query::Access::ReadOnly, &limits)
-            .await
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let snapshot = self.store.snapshot();
+        let l = limits.clone();
+        let run = async move { query::run_on(snapshot, &sql, query::Access::ReadOnly, &l).await };
+        let (schema, batches) =
+            on_time(&limits, query::own_thread(run)).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(stream(schema, batches))
     }
 
@@ -306,4 +309,18 @@ pub async fn serve(
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await?;
     Ok(())
+}
+/// `work`'s answer, or a time-limit refusal when `limits` runs out first: the
+/// query's own clock fires only when its work yields; this one answers on time
+/// (dropping `work` stops the query at its next yield).
+async fn on_time<T>(
+    limits: &Limits,
+    work: impl std::future::Future<Output = Result<T, query::QueryError>>,
+) -> Result<T, query::QueryError> {
+    tokio::time::timeout(limits.timeout, work).await.map_err(|_| {
+        query::QueryError::Limit(format!(
+            "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+            limits.timeout.as_secs()
+        ))
+    })?
 }

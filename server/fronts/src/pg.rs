@@ -240,6 +240,11 @@ fn worded(e: PgWireError, ctx: &SessionContext) -> PgWireError {
     }
 }
 
+/// A statement whose engine panicked (see [`periscope_query::query::unpanicked`]): internal_error.
+fn failed(e: periscope_query::query::QueryError) -> PgWireError {
+    user_error("XX000", e.to_string())
+}
+
 impl Sandboxed {
     fn session(&self) -> PgWireResult<&Session> {
         self.session.get().ok_or_else(|| user_error("28000", "not logged in".into()))
@@ -256,10 +261,11 @@ impl Sandboxed {
         // A refusal noted for an earlier statement is not this one's.
         periscope_query::query::take_refusal(&session.ctx);
         let pinned = Arc::new(self.store.snapshot());
-        let work = periscope_query::catalog::PINNED.scope(pinned, work);
+        let work = periscope_query::catalog::PINNED.scope(pinned, periscope_query::query::unpanicked(work));
         tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| cancelled(self.timeout))?
+            .map_err(failed)?
             .map_err(|e| worded(e, &session.ctx))
     }
 
@@ -272,9 +278,10 @@ impl Sandboxed {
             let ctx = ctx.clone();
             async move {
                 let mut rows = rows?;
-                match tokio::time::timeout_at(deadline, rows.next()).await {
-                    Ok(Some(item)) => Some((item.map_err(|e| worded(e, &ctx)), Some(rows))),
-                    Ok(None) => None,
+                match tokio::time::timeout_at(deadline, periscope_query::query::unpanicked(rows.next())).await {
+                    Ok(Ok(Some(item))) => Some((item.map_err(|e| worded(e, &ctx)), Some(rows))),
+                    Ok(Ok(None)) => None,
+                    Ok(Err(e)) => Some((Err(failed(e)), None)),
                     // Dropping the rows stream cancels the query's execution.
                     Err(_) => Some((Err(cancelled(timeout)), None)),
                 }
@@ -561,7 +568,16 @@ pub async fn serve(
                 });
                 let queries = Arc::new(Sandboxed { session, parser: parser.clone(), timeout: limits.timeout, store: store.clone() });
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                // Each connection on a thread of its own: its queries' work too (see `own_thread`).
+                let socket = match socket.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("postgres front: {e}");
+                        continue;
+                    }
+                };
+                let started = periscope_query::query::spawn_own_thread(false, async move {
+                    let Ok(socket) = tokio::net::TcpStream::from_std(socket) else { return };
                     let handlers = Arc::new(Handlers { queries, login: login.clone() });
                     let conn = pgwire::tokio::process_socket(socket, tls, handlers);
                     tokio::pin!(conn);
@@ -582,6 +598,9 @@ pub async fn serve(
                         tracing::debug!(%addr, "postgres front: connection ended: {e}");
                     }
                 });
+                if let Err(e) = started {
+                    tracing::warn!(%addr, "postgres front: {e}");
+                }
             }
         }
     }

@@ -216,11 +216,12 @@ impl Query for QueryService {
             false => self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?),
         };
         let sql = request.into_inner().sql;
-        // Planned and run on the query runtime; the chunks come back through a channel.
+        // Planned and run on a thread of its own; the chunks come back through a channel.
         let (snapshot, limits) = (self.store.snapshot(), self.limits.scoped(scope));
+        let (timeout, deadline) = (limits.timeout, tokio::time::Instant::now() + limits.timeout);
         let (planned_tx, planned_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = mpsc::channel::<Result<SqlChunk, Status>>(4);
-        query::runtime().spawn(async move {
+        let started = query::spawn_own_thread(true, async move {
             let (schema, mut rows) = match query::stream_on(snapshot, &sql, query::Access::ReadOnly, &limits).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -246,8 +247,29 @@ impl Query for QueryService {
                 }
             }
         });
-        let head = planned_rx.await.map_err(|_| Status::internal("the query's task ended"))??;
-        let chunks = futures::stream::once(async move { Ok(head) }).chain(ReceiverStream::new(rx));
+        started.map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        // The query's own clock runs on its thread and fires only when its work yields;
+        // this one answers the client on time whatever that work does.
+        let cancelled = move || {
+            Status::invalid_argument(format!(
+                "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+                timeout.as_secs()
+            ))
+        };
+        let head = tokio::time::timeout_at(deadline, planned_rx)
+            .await
+            .map_err(|_| cancelled())?
+            .map_err(|_| Status::internal("the query's task ended"))??;
+        let chunks = futures::stream::unfold(Some(rx), move |rx| async move {
+            let mut rx = rx?;
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(rx))),
+                Ok(None) => None,
+                // Dropping the receiver stops the query at its next yield.
+                Err(_) => Some((Err(cancelled()), None)),
+            }
+        });
+        let chunks = futures::stream::once(async move { Ok(head) }).chain(chunks);
         Ok(Response::new(Box::pin(chunks)))
     }
 }

@@ -42,6 +42,26 @@ pub enum QueryError {
     Server { url: String, message: String },
     #[error("bad result from server at {url}: {message}")]
     Decode { url: String, message: String },
+    #[error("the query failed inside the engine ({0}); nothing of it was kept, and the server goes on")]
+    Failed(String),
+}
+
+/// Runs `work`, turning a panic inside it into [`QueryError::Failed`].
+/// DataFusion resumes a panic of any of a plan's tasks in the task polling
+/// the plan's stream; unguarded, that task died, its channel closed, and the
+/// gRPC front sent the client a successful answer with no rows
+/// (`string_agg` of a constant past 2 GiB panicked on an Arrow offset
+/// overflow). Every front polls its plans through this.
+pub async fn unpanicked<T>(work: impl std::future::Future<Output = T>) -> Result<T, QueryError> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work).catch_unwind().await.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        QueryError::Failed(why)
+    })
 }
 
 /// The sandbox every remote query runs in: a memory pool (no spilling to
@@ -210,16 +230,86 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .thread_name("periscope-query")
-            .on_thread_start(|| {
-                // SAFETY: setpriority on this thread's own id (Linux: niceness is per thread); no memory involved.
-                unsafe {
-                    libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, QUERY_NICE);
-                }
-            })
+            .on_thread_start(nice)
             .enable_all()
             .build()
             .expect("the query runtime starts")
     })
+}
+
+/// The most queries running on threads of their own at once ([`own_thread`]).
+pub const MAX_QUERY_THREADS: usize = 64;
+
+static QUERY_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `work` on a thread of its own, at the query runtime's lower priority,
+/// with a runtime of its own (DataFusion spawns a plan's partitions on the
+/// runtime that executes it, so they stay there too). An operator that
+/// computes for a long time without yielding (a nested-loop join's batch, a
+/// long function) holds only that thread: the OS shares the cores between it
+/// and every other query, where before two such queries held both workers of
+/// the query runtime and `SELECT 1` waited 116 s behind them (issue 18 item
+/// 7). The caller's clock goes on meanwhile; dropping the returned future
+/// cancels `work` at its next yield. At most [`MAX_QUERY_THREADS`] at once.
+pub fn own_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, QueryError>> + Send {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = spawn_own_thread(true, async move {
+        let mut tx = tx;
+        let answer = tokio::select! {
+            r = unpanicked(work) => Some(r.and_then(|r| r)),
+            // The caller gave up (time limit, client gone): stop at once.
+            _ = tx.closed() => None,
+        };
+        if let Some(r) = answer {
+            let _ = tx.send(r);
+        }
+    });
+    async move {
+        started?;
+        rx.await.map_err(|_| QueryError::Failed("the query's thread ended without an answer".into()))?
+    }
+}
+
+/// Runs `work` to its end on a new thread with a runtime of its own (see
+/// [`own_thread`]); `counted` ones are refused past [`MAX_QUERY_THREADS`]
+/// (a front bounding its own connections need not count them).
+pub fn spawn_own_thread(
+    counted: bool,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), QueryError> {
+    if counted && take(&QUERY_THREADS, MAX_QUERY_THREADS, 1).is_err() {
+        return Err(QueryError::Limit(format!(
+            "{MAX_QUERY_THREADS} queries are running on this server; retry when one ends"
+        )));
+    }
+    struct Done(bool);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            if self.0 {
+                QUERY_THREADS.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let done = Done(counted);
+    let spawned = std::thread::Builder::new().name("periscope-query".into()).spawn(move || {
+        let _done = done;
+        nice();
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(work),
+            Err(e) => eprintln!("periscope: cannot start a query thread's runtime: {e}"),
+        }
+    });
+    spawned.map(drop).map_err(|e| QueryError::Failed(format!("cannot start a query thread: {e}")))
+}
+
+/// Lowers the calling thread's priority to the query runtime's.
+fn nice() {
+    // SAFETY: setpriority on this thread's own id (Linux: niceness is per thread); no memory involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, QUERY_NICE);
+    }
 }
 
 fn options(access: Access) -> SQLOptions {
@@ -295,8 +385,8 @@ pub async fn execute(
         Ok((schema, batches))
     };
     // Dropping the query's stream on timeout cancels it (DataFusion's operators yield to tokio).
-    match tokio::time::timeout(limits.timeout, work).await {
-        Ok(r) => r,
+    match tokio::time::timeout(limits.timeout, unpanicked(work)).await {
+        Ok(r) => r?,
         Err(_) => Err(QueryError::Limit(format!(
             "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
             limits.timeout.as_secs()
@@ -333,7 +423,8 @@ pub async fn stream_on(
     };
     // The session goes along with the stream: its tables hold the snapshot,
     // and so the files the plan reads, which a compaction must not delete meanwhile.
-    let (stream, ctx) = tokio::time::timeout_at(deadline, plan).await.map_err(|_| cancelled(limits))??;
+    let (stream, ctx) =
+        tokio::time::timeout_at(deadline, unpanicked(plan)).await.map_err(|_| cancelled(limits))???;
     // The batches' own schema (see `execute`).
     let schema = stream.schema();
     let limits = limits.clone();
@@ -341,10 +432,11 @@ pub async fn stream_on(
         let limits = limits.clone();
         async move {
             let (mut stream, ctx) = state?;
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(Some(Ok(b))) => Some((Ok(b), Some((stream, ctx)))),
-                Ok(Some(Err(e))) => Some((Err(memory(e, &ctx)), None)),
-                Ok(None) => None,
+            match tokio::time::timeout_at(deadline, unpanicked(stream.next())).await {
+                Ok(Ok(Some(Ok(b)))) => Some((Ok(b), Some((stream, ctx)))),
+                Ok(Ok(Some(Err(e)))) => Some((Err(memory(e, &ctx)), None)),
+                Ok(Ok(None)) => None,
+                Ok(Err(failed)) => Some((Err(failed), None)),
                 Err(_) => Some((Err(cancelled(&limits)), None)),
             }
         }
@@ -363,12 +455,12 @@ pub async fn plan_schema(snapshot: Snapshot, sql: &str, limits: &Limits) -> Resu
         no_fleet_plans(&df, limits)?;
         Ok::<_, QueryError>(df.create_physical_plan().await?.schema())
     };
-    tokio::time::timeout(limits.timeout, plan).await.map_err(|_| {
+    tokio::time::timeout(limits.timeout, unpanicked(plan)).await.map_err(|_| {
         QueryError::Limit(format!(
             "query cancelled after {} s, the time limit for a query (--query-timeout-secs)",
             limits.timeout.as_secs()
         ))
-    })?
+    })??
 }
 
 /// A query refused memory: its pool's words (which limit, how much), else DataFusion's.
