@@ -174,19 +174,7 @@ impl MountTable {
     }
 
     /// The mounts of this host's mount namespace below the directory `dir`.
-    /// `/proc/<pid>/root` given as a path is that process's table.
     pub fn below_dir(dir: &Path) -> std::io::Result<MountTable> {
-        let pid = dir
-            .to_str()
-            .and_then(|s| s.trim_end_matches('/').strip_prefix("/proc/")?.strip_suffix("/root")?.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            let proc_dir = rustix::fs::open(
-                format!("/proc/{pid}"),
-                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )?;
-            return Self::of_process(proc_dir);
-        }
         let mut t = MountTable { source: Source::Dir(std::fs::canonicalize(dir)?), mounts: BTreeMap::new() };
         t.refresh()?;
         Ok(t)
@@ -337,6 +325,37 @@ mod tests {
         assert_eq!(t.refused_at(b"/opt"), None);
         assert_eq!(t.refused_at(b"/data/x"), None);
         assert_eq!(t.mounted_at(b"/data"), Some("ext4"));
+    }
+
+    /// A running container's table is its process's, relative to that process's root.
+    #[test]
+    fn a_process_table_is_relative_to_its_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path().join("opt/m");
+        std::fs::create_dir_all(&m).unwrap();
+        if !std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&m).status().unwrap().success() {
+            println!("SKIPPED: cannot mount tmpfs here; needs root");
+            return;
+        }
+        // A process chrooted into the directory, as a container's process is into its root.
+        let mut chrooted = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import os, sys; os.chroot(sys.argv[1]); print('in', flush=True); sys.stdin.read()"])
+            .arg(tmp.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(chrooted.stdout.take().unwrap()), &mut line).unwrap();
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY;
+        let proc_dir = rustix::fs::open(format!("/proc/{}", chrooted.id()), flags, rustix::fs::Mode::empty()).unwrap();
+        let t = MountTable::of_process(&proc_dir);
+        drop(chrooted.stdin.take());
+        let _ = chrooted.wait();
+        let _ = std::process::Command::new("umount").arg("-l").arg(&m).status();
+        assert_eq!(line, "in\n");
+        let t = t.unwrap();
+        assert_eq!(t.mounts.into_iter().collect::<Vec<_>>(), [(b"/opt/m".to_vec(), "tmpfs".to_string())]);
     }
 
     /// A directory root sees the host's mounts below it, relative to it, and not its own.
