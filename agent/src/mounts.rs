@@ -147,6 +147,10 @@ fn visible(all: &[MountEntry]) -> Vec<&MountEntry> {
     all.iter().filter(|m| enters(m, &by_id, all, &mut entered, &below, &overmounted) && !overmounted(m)).collect()
 }
 
+fn refused_of(mounts: &BTreeMap<Vec<u8>, String>) -> Vec<(Vec<u8>, String)> {
+    mounts.iter().filter(|(_, t)| refused_fs_type(t)).map(|(p, t)| (p.clone(), t.clone())).collect()
+}
+
 /// Where a scope's mount table is read from, again when it may have changed.
 #[derive(Debug)]
 enum Source {
@@ -162,20 +166,23 @@ pub struct MountTable {
     source: Source,
     /// In-root mount point → the type of the filesystem visible there.
     mounts: BTreeMap<Vec<u8>, String>,
+    /// The refused ones among them (looked up for every entry a walk meets).
+    refused: Vec<(Vec<u8>, String)>,
 }
 
 impl MountTable {
     /// The mounts of the process whose `/proc/<pid>` directory `proc_dir` is.
     pub fn of_process(proc_dir: impl AsFd) -> std::io::Result<MountTable> {
         let fd = rustix::io::fcntl_dupfd_cloexec(proc_dir.as_fd(), 0)?;
-        let mut t = MountTable { source: Source::Process(fd), mounts: BTreeMap::new() };
+        let mut t = MountTable { source: Source::Process(fd), mounts: BTreeMap::new(), refused: Vec::new() };
         t.refresh()?;
         Ok(t)
     }
 
     /// The mounts of this host's mount namespace below the directory `dir`.
     pub fn below_dir(dir: &Path) -> std::io::Result<MountTable> {
-        let mut t = MountTable { source: Source::Dir(std::fs::canonicalize(dir)?), mounts: BTreeMap::new() };
+        let source = Source::Dir(std::fs::canonicalize(dir)?);
+        let mut t = MountTable { source, mounts: BTreeMap::new(), refused: Vec::new() };
         t.refresh()?;
         Ok(t)
     }
@@ -213,6 +220,7 @@ impl MountTable {
                 *e = m.fs_type.clone();
             }
         }
+        self.refused = refused_of(&mounts);
         self.mounts = mounts;
         Ok(())
     }
@@ -220,15 +228,13 @@ impl MountTable {
     /// A table for the directory `dir` that lists `mounts` (in-root mount point, type), whatever is mounted.
     #[cfg(test)]
     pub(crate) fn for_tests(dir: &Path, mounts: &[(&str, &str)]) -> MountTable {
-        MountTable {
-            source: Source::Dir(std::fs::canonicalize(dir).unwrap()),
-            mounts: mounts.iter().map(|(p, t)| (p.as_bytes().to_vec(), t.to_string())).collect(),
-        }
+        let mounts = mounts.iter().map(|(p, t)| (p.as_bytes().to_vec(), t.to_string())).collect();
+        MountTable { source: Source::Dir(std::fs::canonicalize(dir).unwrap()), refused: refused_of(&mounts), mounts }
     }
 
     /// Refused mounts: (in-root mount point, filesystem type).
     pub fn refused(&self) -> impl Iterator<Item = (&[u8], &str)> {
-        self.mounts.iter().filter(|(_, t)| refused_fs_type(t)).map(|(p, t)| (p.as_slice(), t.as_str()))
+        self.refused.iter().map(|(p, t)| (p.as_slice(), t.as_str()))
     }
 
     /// The refused mount that `path` (absolute, normalized, in-root) is at or below.
@@ -313,12 +319,7 @@ mod tests {
 
     #[test]
     fn refused_at_matches_whole_components() {
-        let t = MountTable {
-            source: Source::Dir("/".into()),
-            mounts: [(b"/opt/hung".to_vec(), "fuse".to_string()), (b"/data".to_vec(), "ext4".to_string())]
-                .into_iter()
-                .collect(),
-        };
+        let t = MountTable::for_tests(Path::new("/"), &[("/opt/hung", "fuse"), ("/data", "ext4")]);
         assert_eq!(t.refused_at(b"/opt/hung"), Some((&b"/opt/hung"[..], "fuse")));
         assert_eq!(t.refused_at(b"/opt/hung/x/y"), Some((&b"/opt/hung"[..], "fuse")));
         assert_eq!(t.refused_at(b"/opt/hungry"), None);

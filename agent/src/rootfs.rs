@@ -583,19 +583,14 @@ impl Root {
     /// filesystem mounted there is asked anything; without openat2 the table
     /// alone decides.
     fn step(&self, dir: BorrowedFd<'_>, name: &[u8], child: &[u8]) -> Result<OwnedFd, ReadError> {
-        let shown = display_name(child);
-        let Some(mounts) = &self.mounts else {
-            return rustix::fs::openat(
-                dir,
-                OsStr::from_bytes(name),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| errno(&shown, e));
-        };
+        let shown = || display_name(child);
+        let name = OsStr::from_bytes(name);
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let plain = || rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| errno(&shown(), e));
+        let Some(mounts) = &self.mounts else { return plain() };
         let refused = |t: &MountTable| {
             t.refused_at(child).map(|(mount, fs)| ReadError::RefusedMount {
-                path: shown.clone(),
+                path: shown(),
                 mount: display_name(mount),
                 fs_type: fs.to_string(),
             })
@@ -603,16 +598,12 @@ impl Root {
         if let Some(e) = refused(&mounts.borrow()) {
             return Err(e);
         }
-        let name = OsStr::from_bytes(name);
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat2(dir, name, flags, Mode::empty(), ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS)
         {
             Ok(fd) => return Ok(fd),
             Err(Errno::XDEV) => {}
-            Err(Errno::NOSYS | Errno::PERM | Errno::AGAIN) => {
-                return rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| errno(&shown, e));
-            }
-            Err(e) => return Err(errno(&shown, e)),
+            Err(Errno::NOSYS | Errno::PERM | Errno::AGAIN) => return plain(),
+            Err(e) => return Err(errno(&shown(), e)),
         }
         // A mount point: stepped onto only when the table lists a filesystem there that is read.
         if mounts.borrow().mounted_at(child).is_none() && self.mount_refreshes.get() < MAX_MOUNT_REFRESHES {
@@ -623,12 +614,10 @@ impl Root {
             }
         }
         match mounts.borrow().mounted_at(child) {
-            Some(fs) if !refused_fs_type(fs) => {
-                rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| errno(&shown, e))
-            }
-            Some(fs) => Err(ReadError::RefusedMount { path: shown.clone(), mount: shown.clone(), fs_type: fs.into() }),
+            Some(fs) if !refused_fs_type(fs) => plain(),
+            Some(fs) => Err(ReadError::RefusedMount { path: shown(), mount: shown(), fs_type: fs.into() }),
             None => Err(ReadError::Refused {
-                path: shown.clone(),
+                path: shown(),
                 why: "a mount point the scope's mount table does not list (mounted or moved during the crawl); not stepped onto".into(),
             }),
         }
@@ -981,11 +970,15 @@ impl Root {
                 continue;
             }
             let sub = match handle {
-                // The inode just checked, reopened: no second lookup of the name.
-                Some(fd) => pathrs::Handle::from_fd(fd)
-                    .reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY | OpenFlags::O_CLOEXEC | OpenFlags::O_NONBLOCK)
-                    .map(OwnedFd::from)
-                    .map_err(|e| pathrs_err(&child, e)),
+                // The directory just checked, opened through its own "." (which crosses no mount):
+                // no second lookup of the name.
+                Some(fd) => rustix::fs::openat(
+                    &fd,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                    Mode::empty(),
+                )
+                .map_err(|e| errno(&child, e)),
                 None => rustix::fs::openat(
                     dir,
                     os,
