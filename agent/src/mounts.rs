@@ -70,7 +70,8 @@ pub fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'\\' && i + 3 < s.len() && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        let octal = |c: &[u8]| (b'0'..=b'3').contains(&c[0]) && c[1..].iter().all(|c| (b'0'..=b'7').contains(c));
+        if s[i] == b'\\' && i + 3 < s.len() && octal(&s[i + 1..i + 4]) {
             out.push(((s[i + 1] - b'0') << 6) | ((s[i + 2] - b'0') << 3) | (s[i + 3] - b'0'));
             i += 4;
         } else {
@@ -289,6 +290,7 @@ mod tests {
         );
         assert_eq!(unescape(b"a\\134b\\012"), b"a\\b\n");
         assert_eq!(unescape(b"trailing\\04"), b"trailing\\04");
+        assert_eq!(unescape(b"not\\777a byte"), b"not\\777a byte");
     }
 
     #[test]
