@@ -374,6 +374,47 @@ fn a_hung_fuse_mount_inside_a_scope_is_refused_not_waited_for() {
     drop(fuse);
 }
 
+/// A FUSE mount made below the root after its mount table was read, in a
+/// scope that refuses others: the walk sees a mount crossing the table does
+/// not list, reads the table again and refuses the mount, instead of blocking.
+#[test]
+fn a_fuse_mount_made_after_the_table_was_read_is_refused_too() {
+    use periscope_agent::mounts::MountTable;
+    use periscope_agent::rootfs::Root;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((root, first)) = root_with_fuse(tmp.path(), "hung") else { return };
+    first.freeze();
+    let r = Root::open(&root).unwrap().refuse_mounts(MountTable::below_dir(&root));
+    fs::create_dir_all(tmp.path().join("late")).unwrap();
+    let Some(late) = Fuse::mount(&tmp.path().join("late"), &root.join("srv/late")) else { return };
+    late.freeze();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut seen, mut errors) = (Vec::new(), Vec::new());
+        let walked = r.walk(
+            "/",
+            &mut |e| {
+                seen.push(e.path.clone());
+                true
+            },
+            &mut |e| errors.push(e.to_string()),
+        );
+        let read = r.read("/srv/late/hosts").map(|_| ()).map_err(|e| e.to_string());
+        let _ = tx.send((walked.map_err(|e| e.to_string()), seen, errors, read));
+    });
+    let (walked, seen, errors, read) =
+        rx.recv_timeout(Duration::from_secs(20)).expect("the walk blocked on the mount made after the table was read");
+    walked.unwrap();
+    assert_eq!(
+        errors,
+        ["/srv/late: not read: fuse.fuse-overlayfs filesystem mounted at /srv/late (--read-network-fs reads it)"]
+    );
+    assert!(read.unwrap_err().contains("not read: fuse.fuse-overlayfs filesystem mounted at /srv/late"));
+    assert!(seen.contains(&"/etc/os-release".to_string()), "{seen:?}");
+    assert!(!seen.iter().any(|p| p.starts_with("/srv/late") || p.starts_with("/opt/hung")), "{seen:?}");
+    drop((late, first));
+}
+
 /// With `--read-network-fs` the operator asks for FUSE and network
 /// filesystems too: the mount is read like any other directory, and if it
 /// hangs the watchdog still gives up that scope, not the crawl.
