@@ -514,12 +514,7 @@ fn run_these(
                 let _finished = SetOnDrop(finished);
                 thread_id.store(own_tid().unwrap_or(0), Ordering::SeqCst);
                 let mut sink = Sink::with_budgets(c.clone(), &budgets);
-                let mounts = scope.root.mount_report();
-                for (mount, fs) in &mounts.refused {
-                    let msg = format!("not read: {fs} filesystem mounted at {mount} (--read-network-fs reads it)");
-                    sink.not_read("rootfs", mount, &msg);
-                }
-                if let Some(e) = &mounts.unreadable {
+                if let Some(e) = &scope.root.mount_report().unreadable {
                     let msg = format!("cannot read the scope's mount table ({e}): FUSE and network filesystems below its root are not refused");
                     sink.error("rootfs", None, &msg);
                 }
@@ -577,6 +572,11 @@ fn run_these(
                 // What the overlay merge refused (an attribute the driver would not follow as read here).
                 for (path, e) in scope.root.take_layer_anomalies() {
                     sink.read_error("layers", &path, &e);
+                }
+                // The FUSE and network mounts the collectors met and did not read, once each.
+                for (mount, fs) in scope.root.take_refused_mounts_met() {
+                    let msg = format!("not read: {fs} filesystem mounted at {mount} (--read-network-fs reads it)");
+                    sink.not_read("rootfs", &mount, &msg);
                 }
                 if let Some(p) = &plan {
                     for t in inherited {

@@ -235,6 +235,8 @@ pub struct Root {
     mount_refreshes: Cell<u32>,
     /// What to report about refused mounts (see [`Root::mount_report`]).
     mount_report: MountReport,
+    /// Refused mounts a walk or a path met so far: mount point → filesystem type.
+    mounts_met: RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 /// What a root refuses to read of the mounts below it, as found when it was opened.
@@ -313,6 +315,7 @@ impl Root {
             mounts: None,
             mount_refreshes: Cell::new(0),
             mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         })
     }
 
@@ -328,6 +331,7 @@ impl Root {
             mounts: None,
             mount_refreshes: Cell::new(0),
             mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         }
     }
 
@@ -354,6 +358,7 @@ impl Root {
             mounts: None,
             mount_refreshes: Cell::new(0),
             mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         })
     }
 
@@ -380,6 +385,14 @@ impl Root {
     /// The refused mounts found when the root was opened, and whether the table could be read.
     pub fn mount_report(&self) -> &MountReport {
         &self.mount_report
+    }
+
+    /// The refused mounts that walks or paths met since the last call, each
+    /// once: (in-root mount point, filesystem type). Mounts nothing led to are
+    /// not reported (a host's `/` has one below its container storage for
+    /// every container on fuse-overlayfs).
+    pub fn take_refused_mounts_met(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.mounts_met.borrow_mut()).into_iter().collect()
     }
 
     /// Marks the top layer of a layered root as a container's upper
@@ -589,10 +602,10 @@ impl Root {
         let plain = || rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| errno(&shown(), e));
         let Some(mounts) = &self.mounts else { return plain() };
         let refused = |t: &MountTable| {
-            t.refused_at(child).map(|(mount, fs)| ReadError::RefusedMount {
-                path: shown(),
-                mount: display_name(mount),
-                fs_type: fs.to_string(),
+            t.refused_at(child).map(|(mount, fs)| {
+                let mount = display_name(mount);
+                self.mounts_met.borrow_mut().entry(mount.clone()).or_insert_with(|| fs.to_string());
+                ReadError::RefusedMount { path: shown(), mount, fs_type: fs.to_string() }
             })
         };
         if let Some(e) = refused(&mounts.borrow()) {
@@ -615,7 +628,10 @@ impl Root {
         }
         match mounts.borrow().mounted_at(child) {
             Some(fs) if !refused_fs_type(fs) => plain(),
-            Some(fs) => Err(ReadError::RefusedMount { path: shown(), mount: shown(), fs_type: fs.into() }),
+            Some(fs) => {
+                self.mounts_met.borrow_mut().entry(shown()).or_insert_with(|| fs.to_string());
+                Err(ReadError::RefusedMount { path: shown(), mount: shown(), fs_type: fs.into() })
+            }
             None => Err(ReadError::Refused {
                 path: shown(),
                 why: "a mount point the scope's mount table does not list (mounted or moved during the crawl); not stepped onto".into(),
@@ -933,12 +949,8 @@ impl Root {
                             continue;
                         }
                     },
-                    // A refused mount point the scope reports once, not once per walk.
-                    Err(ReadError::RefusedMount { path, mount, .. })
-                        if path == mount && self.mount_report.refused.iter().any(|(m, _)| *m == mount) =>
-                    {
-                        continue;
-                    }
+                    // A refused mount point: the scope reports it once, not once per walk.
+                    Err(ReadError::RefusedMount { path, mount, .. }) if path == mount => continue,
                     Err(e) => {
                         on_error(e);
                         continue;
@@ -1242,6 +1254,7 @@ mod tests {
         let table = MountTable::for_tests(p, &[("/opt/m", "nfs4"), ("/var/ok", "tmpfs")]);
         let r = Root::open(p).unwrap().refuse_mounts(Ok(table));
         assert_eq!(r.mount_report().refused, [("/opt/m".to_string(), "nfs4".to_string())]);
+        assert_eq!(r.take_refused_mounts_met(), [], "nothing led to it yet");
         for link in ["/etc/abs", "/etc/rel", "/etc/via", "/etc/up/secret", "/opt/m/secret", "/opt/m"] {
             let e = r.read(link).unwrap_err();
             assert!(
@@ -1276,6 +1289,9 @@ mod tests {
             }
         }
         assert!(matches!(r.walk("/etc/up", &mut |_| true, &mut |_| {}), Err(ReadError::RefusedMount { .. })));
+        assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())]);
+        r.walk("/opt", &mut |_| true, &mut |_| {}).unwrap();
+        assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())], "met by a walk");
     }
 
     #[test]
