@@ -43,6 +43,9 @@ pub struct CrawlOptions {
     /// a collector whose inputs' fingerprint is the same is not run, its
     /// tables reported `unread` (see [`crate::fingerprint`]). None: always read.
     pub fingerprints: Option<crate::fingerprint::Known>,
+    /// Read FUSE and network filesystems mounted below a scope's root too
+    /// (`--read-network-fs`); by default they are refused (see [`crate::mounts`]).
+    pub read_network_fs: bool,
 }
 
 impl Default for CrawlOptions {
@@ -60,6 +63,7 @@ impl Default for CrawlOptions {
             containerd: RuntimeMode::Auto,
             inherit: false,
             fingerprints: None,
+            read_network_fs: false,
         }
     }
 }
@@ -366,7 +370,7 @@ pub async fn crawl_docker_change(
     let crawl = tokio::task::spawn_blocking(move || match found {
         Target::Running(pid, layers, markers) => {
             let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
-            match crate::discover::docker::open_container_root(pid, &id, budgets) {
+            match crate::discover::docker::open_container_root(pid, &id, budgets, opts.read_network_fs) {
                 Ok(root) => {
                     let base = base.map(|b| crate::inherit::Base { pid: Some(pid), ..b });
                     let (common, shown) = (container_common(&id, &host), format!("/proc/{pid}/root"));
@@ -425,7 +429,7 @@ fn incomplete(mut c: Crawl) -> Crawl {
 fn crawl_container(opts: &CrawlOptions, id: &str, pid: i64, host: &str, base: Option<crate::inherit::Base>) -> Crawl {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let common = container_common(id, host);
-    match crate::discover::docker::open_container_root(pid, id, budgets) {
+    match crate::discover::docker::open_container_root(pid, id, budgets, opts.read_network_fs) {
         Ok(root) => run_collectors(opts, root, common, format!("/proc/{pid}/root"), base, |_| {}),
         Err(e) => {
             let mut sink = Sink::new(common.clone());
@@ -446,7 +450,10 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl, RootError> {
 /// Crawls one scope; `extra` adds rows gathered elsewhere (runtime APIs) before the crawl is sealed.
 pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<Crawl, RootError> {
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
-    let root = Root::with_budgets(&opts.root, budgets)?;
+    let mut root = Root::with_budgets(&opts.root, budgets)?;
+    if !opts.read_network_fs {
+        root = root.refuse_mounts(crate::mounts::MountTable::below_dir(&opts.root));
+    }
     let host = opts.host.clone().unwrap_or_else(hostname);
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
@@ -507,6 +514,10 @@ fn run_these(
                 let _finished = SetOnDrop(finished);
                 thread_id.store(own_tid().unwrap_or(0), Ordering::SeqCst);
                 let mut sink = Sink::with_budgets(c.clone(), &budgets);
+                if let Some(e) = &scope.root.mount_report().unreadable {
+                    let msg = format!("cannot read the scope's mount table ({e}): FUSE and network filesystems below its root are not refused");
+                    sink.error("rootfs", None, &msg);
+                }
                 // What the container put in front of its image decides which collectors it leaves to the image.
                 let plan = base.and_then(|b| match crate::inherit::changes(&b, &budgets) {
                     Ok(changes) => Some(crate::inherit::Plan::new(b.image_id, changes)),
@@ -561,6 +572,11 @@ fn run_these(
                 // What the overlay merge refused (an attribute the driver would not follow as read here).
                 for (path, e) in scope.root.take_layer_anomalies() {
                     sink.read_error("layers", &path, &e);
+                }
+                // The FUSE and network mounts the collectors met and did not read, once each.
+                for (mount, fs) in scope.root.take_refused_mounts_met() {
+                    let msg = format!("not read: {fs} filesystem mounted at {mount} (--read-network-fs reads it)");
+                    sink.not_read("rootfs", &mount, &msg);
                 }
                 if let Some(p) = &plan {
                     for t in inherited {

@@ -109,31 +109,9 @@ fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
 
 /// Mount points of a mountinfo file, as its process sees them (octal escapes undone).
 pub fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| {
-            let mut out = Vec::new();
-            let b = p.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                let oct = b
-                    .get(i + 1..i + 4)
-                    .and_then(|o| std::str::from_utf8(o).ok())
-                    .and_then(|o| u8::from_str_radix(o, 8).ok());
-                match (b[i], oct) {
-                    (b'\\', Some(v)) => {
-                        out.push(v);
-                        i += 4;
-                    }
-                    (c, _) => {
-                        out.push(c);
-                        i += 1;
-                    }
-                }
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
+    crate::mounts::parse_mountinfo(mountinfo.as_bytes())
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m.mount_point).into_owned())
         .collect()
 }
 

@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod inherit;
 pub mod layers;
 pub mod limits;
+pub mod mounts;
 pub mod print;
 pub mod rootfs;
 pub mod send;

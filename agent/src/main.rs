@@ -152,6 +152,10 @@ struct CrawlArgs {
     /// Bytes of any one string value in a row; longer values are cut (and reported).
     #[arg(long, default_value_t = Budgets::default().max_field_bytes)]
     max_field_bytes: usize,
+    /// Read FUSE and network filesystems (NFS, SMB, sshfs, Ceph, 9p, …) mounted below a scope's root too;
+    /// by default they are not read (a hung one would block the crawl) and a crawl_errors row names each.
+    #[arg(long)]
+    read_network_fs: bool,
 }
 
 impl CrawlArgs {
@@ -176,6 +180,7 @@ impl CrawlArgs {
             collectors: self.collectors,
             docker: self.docker,
             containerd: self.containerd,
+            read_network_fs: self.read_network_fs,
             ..CrawlOptions::default()
         }
     }

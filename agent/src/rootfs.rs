@@ -13,13 +13,23 @@
 //! reading, non-blocking. Directory walks never follow symlinks: each step
 //! opens one name relative to its parent's descriptor with `O_NOFOLLOW`.
 //!
+//! FUSE and network filesystems mounted below a directory root (a running
+//! container's, or one given by path) are never stepped onto unless the
+//! operator asks for them ([`Root::refuse_mounts`], [`crate::mounts`]): a
+//! hung one blocks any access, `fstat` included. Walks track each entry's real
+//! in-root path and refuse it by the mount table; opens by path first try the
+//! kernel's in-root resolution with `RESOLVE_NO_XDEV` (which fails at a mount
+//! crossing before the filesystem mounted there is asked anything), and a path
+//! that crosses a mount is first walked component by component, never onto a
+//! refused mount point, before the real open.
+//!
 //! Everything is bounded by [`Budgets`], per scope: bytes per file, bytes in
 //! total, directory entries, walk depth and wall time. Exhausting a budget is a
 //! [`ReadError::Budget`], which a collector reports as a `crawl_errors` row.
 //! Symlink hops are bounded by the resolver itself (the kernel's 40, or
 //! pathrs' equivalent in the fallback).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
@@ -29,7 +39,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pathrs::flags::OpenFlags;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use crate::mounts::{MountTable, refused_fs_type};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// Default cap on the bytes read from one file.
@@ -92,6 +104,8 @@ pub enum ReadError {
     Loop { path: String },
     #[error("{path}: refused: {why}")]
     Refused { path: String, why: String },
+    #[error("{path}: not read: {fs_type} filesystem mounted at {mount} (--read-network-fs reads it)")]
+    RefusedMount { path: String, mount: String, fs_type: String },
     #[error("{path}: scope budget exhausted: {what}")]
     Budget { path: String, what: String },
     #[error("{path}: {source}")]
@@ -215,7 +229,29 @@ pub struct Root {
     deadline: Instant,
     bytes_read: Cell<u64>,
     entries: Cell<u64>,
+    /// Mounts below a directory root, when FUSE or network ones are refused and there are some.
+    mounts: Option<RefCell<MountTable>>,
+    /// Times the mount table was read again after meeting a mount it did not list.
+    mount_refreshes: Cell<u32>,
+    /// What to report about refused mounts (see [`Root::mount_report`]).
+    mount_report: MountReport,
+    /// Refused mounts a walk or a path met so far: mount point → filesystem type.
+    mounts_met: RefCell<std::collections::BTreeMap<String, String>>,
 }
+
+/// What a root refuses to read of the mounts below it, as found when it was opened.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MountReport {
+    /// (in-root mount point, filesystem type) of each refused mount.
+    pub refused: Vec<(String, String)>,
+    /// Why the mount table could not be read, when it could not.
+    pub unreadable: Option<String>,
+}
+
+/// Times a scope's mount table is read again after meeting a mount it did not list.
+const MAX_MOUNT_REFRESHES: u32 = 16;
+/// Symlinks followed in one resolution, as the kernel's limit.
+const MAX_SYMLINK_HOPS: usize = 40;
 
 /// One entry met by [`Root::walk`].
 #[derive(Debug, Clone)]
@@ -276,6 +312,10 @@ impl Root {
             deadline: Instant::now() + budgets.max_wall,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
+            mounts: None,
+            mount_refreshes: Cell::new(0),
+            mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         })
     }
 
@@ -288,6 +328,10 @@ impl Root {
             deadline: Instant::now() + budgets.max_wall,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
+            mounts: None,
+            mount_refreshes: Cell::new(0),
+            mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         }
     }
 
@@ -311,7 +355,44 @@ impl Root {
             deadline,
             bytes_read: Cell::new(0),
             entries: Cell::new(0),
+            mounts: None,
+            mount_refreshes: Cell::new(0),
+            mount_report: MountReport::default(),
+            mounts_met: RefCell::default(),
         })
+    }
+
+    /// Refuses the FUSE and network filesystems `table` lists below this
+    /// directory root (see [`crate::mounts`]); a table that could not be read
+    /// is reported and refuses nothing. Layered roots are merged from layer
+    /// directories of the host's container storage and take no table.
+    pub fn refuse_mounts(mut self, table: std::io::Result<MountTable>) -> Root {
+        if !matches!(self.inner, Backing::Dir(_)) {
+            return self;
+        }
+        match table {
+            Ok(t) => {
+                self.mount_report.refused = t.refused().map(|(mp, fs)| (display_name(mp), fs.to_string())).collect();
+                if !self.mount_report.refused.is_empty() {
+                    self.mounts = Some(RefCell::new(t));
+                }
+            }
+            Err(e) => self.mount_report.unreadable = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// The refused mounts found when the root was opened, and whether the table could be read.
+    pub fn mount_report(&self) -> &MountReport {
+        &self.mount_report
+    }
+
+    /// The refused mounts that walks or paths met since the last call, each
+    /// once: (in-root mount point, filesystem type). Mounts nothing led to are
+    /// not reported (a host's `/` has one below its container storage for
+    /// every container on fuse-overlayfs).
+    pub fn take_refused_mounts_met(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.mounts_met.borrow_mut()).into_iter().collect()
     }
 
     /// Marks the top layer of a layered root as a container's upper
@@ -417,11 +498,144 @@ impl Root {
         let shown = display_name(rel.as_bytes());
         self.check_time(&shown)?;
         match &self.inner {
-            Backing::Dir(r) => r.resolve(inner_path(rel)).map_err(|e| pathrs_err(&shown, e)),
+            Backing::Dir(r) => {
+                if self.mounts.is_some() {
+                    // The kernel's in-root resolution, failing at any mount crossing before the
+                    // filesystem mounted there is asked anything: most paths cross none.
+                    let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+                    match rustix::fs::openat2(r, inner_path(rel), OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how) {
+                        Ok(fd) => return Ok(pathrs::Handle::from_fd(fd)),
+                        // A mount crossed, or no openat2 (seccomp, old kernel): walked with care first.
+                        Err(Errno::XDEV | Errno::NOSYS | Errno::PERM | Errno::AGAIN) => {
+                            self.careful(r.as_fd(), rel.as_bytes(), true)?;
+                        }
+                        Err(e) => return Err(errno(&shown, e)),
+                    }
+                }
+                r.resolve(inner_path(rel)).map_err(|e| pathrs_err(&shown, e))
+            }
             Backing::Layers(l) => {
                 let f = l.resolve(rel.as_bytes(), true).map_err(|e| layer_err(&shown, e))?;
                 Ok(pathrs::Handle::from_fd(l.handle(&f).map_err(|e| layer_err(&shown, e))?))
             }
+        }
+    }
+
+    /// Resolves `rel` inside the root component by component, as
+    /// `RESOLVE_IN_ROOT` would (absolute symlinks re-rooted, `..` clamped, at
+    /// most 40 symlinks), to decide whether it meets a refused mount: it never
+    /// steps onto one (see [`Root::step`]). Returns the real in-root path
+    /// (empty for the root) and an `O_PATH` descriptor of what it names, for
+    /// identity checks only: what is read is opened by pathrs.
+    fn careful(&self, root: BorrowedFd<'_>, rel: &[u8], follow_last: bool) -> Result<(Vec<u8>, OwnedFd), ReadError> {
+        let shown = display_name(rel);
+        let mut todo: std::collections::VecDeque<Vec<u8>> = rel.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+        // Directories below the root, with the length of the real path before each.
+        let mut stack: Vec<(OwnedFd, usize)> = Vec::new();
+        let mut path: Vec<u8> = Vec::new();
+        let mut hops = 0;
+        while let Some(name) = todo.pop_front() {
+            if name.is_empty() || name == b"." {
+                continue;
+            }
+            if name == b".." {
+                if let Some((_, len)) = stack.pop() {
+                    path.truncate(len);
+                }
+                continue;
+            }
+            self.check_time(&shown)?;
+            let mut child = path.clone();
+            child.push(b'/');
+            child.extend_from_slice(&name);
+            let dir = stack.last().map(|(fd, _)| fd.as_fd()).unwrap_or(root);
+            let fd = self.step(dir, &name, &child).map_err(|e| match e {
+                // Named by the path asked for, which may have reached the mount through symlinks.
+                ReadError::RefusedMount { mount, fs_type, .. } => {
+                    ReadError::RefusedMount { path: shown.clone(), mount, fs_type }
+                }
+                e => e,
+            })?;
+            let st = rustix::fs::fstat(&fd).map_err(|e| errno(&shown, e))?;
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Symlink if follow_last || !todo.is_empty() => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(ReadError::Loop { path: shown });
+                    }
+                    let target = rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| errno(&shown, e))?;
+                    let target = target.as_bytes();
+                    if target.starts_with(b"/") {
+                        stack.clear();
+                        path.clear();
+                    }
+                    for c in target.split(|&b| b == b'/').rev() {
+                        todo.push_front(c.to_vec());
+                    }
+                }
+                FileType::Directory => {
+                    stack.push((fd, path.len()));
+                    path = child;
+                }
+                _ if todo.is_empty() => return Ok((child, fd)),
+                _ => return Err(ReadError::NotFound { path: shown }),
+            }
+        }
+        let fd = match stack.pop() {
+            Some((fd, _)) => fd,
+            None => rustix::io::fcntl_dupfd_cloexec(root, 0).map_err(|e| errno(&shown, e))?,
+        };
+        Ok((path, fd))
+    }
+
+    /// Opens the entry `name` of the directory `dir`, at the real in-root
+    /// path `child`, as `O_PATH` without following it — unless it is at or
+    /// below a refused mount, or a mount point the scope's mount table does
+    /// not list as read (read again, a few times per scope, when it lists none
+    /// there). A mount crossing is seen by `RESOLVE_NO_XDEV` before the
+    /// filesystem mounted there is asked anything; without openat2 the table
+    /// alone decides.
+    fn step(&self, dir: BorrowedFd<'_>, name: &[u8], child: &[u8]) -> Result<OwnedFd, ReadError> {
+        let shown = || display_name(child);
+        let name = OsStr::from_bytes(name);
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let plain = || rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| errno(&shown(), e));
+        let Some(mounts) = &self.mounts else { return plain() };
+        let refused = |t: &MountTable| {
+            t.refused_at(child).map(|(mount, fs)| {
+                let mount = display_name(mount);
+                self.mounts_met.borrow_mut().entry(mount.clone()).or_insert_with(|| fs.to_string());
+                ReadError::RefusedMount { path: shown(), mount, fs_type: fs.to_string() }
+            })
+        };
+        if let Some(e) = refused(&mounts.borrow()) {
+            return Err(e);
+        }
+        match rustix::fs::openat2(dir, name, flags, Mode::empty(), ResolveFlags::NO_XDEV | ResolveFlags::NO_MAGICLINKS)
+        {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::XDEV) => {}
+            Err(Errno::NOSYS | Errno::PERM | Errno::AGAIN) => return plain(),
+            Err(e) => return Err(errno(&shown(), e)),
+        }
+        // A mount point: stepped onto only when the table lists a filesystem there that is read.
+        if mounts.borrow().mounted_at(child).is_none() && self.mount_refreshes.get() < MAX_MOUNT_REFRESHES {
+            self.mount_refreshes.set(self.mount_refreshes.get() + 1);
+            let _ = mounts.borrow_mut().refresh();
+            if let Some(e) = refused(&mounts.borrow()) {
+                return Err(e);
+            }
+        }
+        match mounts.borrow().mounted_at(child) {
+            Some(fs) if !refused_fs_type(fs) => plain(),
+            Some(fs) => {
+                self.mounts_met.borrow_mut().entry(shown()).or_insert_with(|| fs.to_string());
+                Err(ReadError::RefusedMount { path: shown(), mount: shown(), fs_type: fs.into() })
+            }
+            None => Err(ReadError::Refused {
+                path: shown(),
+                why: "a mount point the scope's mount table does not list (mounted or moved during the crawl); not stepped onto".into(),
+            }),
         }
     }
 
@@ -556,10 +770,14 @@ impl Root {
         let shown = display_name(rel.as_ref().as_bytes());
         self.check_time(&shown)?;
         match &self.inner {
-            Backing::Dir(r) => r
-                .readlink(inner_path(rel.as_ref()))
-                .map(|p| display_name(p.as_os_str().as_bytes()))
-                .map_err(|e| pathrs_err(&shown, e)),
+            Backing::Dir(r) => {
+                if self.mounts.is_some() {
+                    self.careful(r.as_fd(), rel.as_ref().as_bytes(), false)?;
+                }
+                r.readlink(inner_path(rel.as_ref()))
+                    .map(|p| display_name(p.as_os_str().as_bytes()))
+                    .map_err(|e| pathrs_err(&shown, e))
+            }
             Backing::Layers(l) => {
                 l.read_link(rel.as_ref().as_bytes()).map(|t| display_name(&t)).map_err(|e| layer_err(&shown, e))
             }
@@ -641,11 +859,24 @@ impl Root {
             }
             return self.walk_layers(l, base.as_bytes(), &base, 1, visit, on_error);
         }
+        // With refused mounts, entries are checked by their real in-root path: the start's, found
+        // with care, must be the directory opened.
+        let real = match (&self.inner, &self.mounts) {
+            (Backing::Dir(r), Some(_)) => Some(self.careful(r.as_fd(), start.as_bytes(), true)?),
+            _ => None,
+        };
         let dir = self.open_dir(start)?;
         let st = rustix::fs::fstat(&dir).map_err(|e| errno(start, e))?;
+        if let Some((_, fd)) = &real {
+            let seen = rustix::fs::fstat(fd).map_err(|e| errno(start, e))?;
+            if (seen.st_dev, seen.st_ino) != (st.st_dev, st.st_ino) {
+                return Err(ReadError::Refused { path: start.to_string(), why: "changed while being crawled".into() });
+            }
+        }
         let base = if start == "/" { String::new() } else { format!("/{}", start.trim_matches('/')) };
         let mut ancestors = vec![(st.st_dev as u64, st.st_ino as u64)];
-        self.walk_dir(dir.as_fd(), &base, base.as_bytes(), 1, &mut ancestors, visit, on_error)
+        let real = real.map(|(p, _)| p);
+        self.walk_dir(dir.as_fd(), &base, base.as_bytes(), real.as_deref(), 1, &mut ancestors, visit, on_error)
     }
 
     fn walk_layers(
@@ -688,6 +919,7 @@ impl Root {
         dir: BorrowedFd<'_>,
         path: &str,
         raw_path: &[u8],
+        real: Option<&[u8]>,
         depth: usize,
         ancestors: &mut Vec<(u64, u64)>,
         visit: &mut dyn FnMut(&Entry) -> bool,
@@ -706,12 +938,31 @@ impl Root {
             raw.push(b'/');
             raw.extend_from_slice(&name);
             let os = OsStr::from_bytes(&name);
-            let st = match rustix::fs::statat(dir, os, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(e) => {
-                    on_error(errno(&child, e));
-                    continue;
-                }
+            let real_child = real.map(|r| [r, &b"/"[..], &name[..]].concat());
+            let (st, handle) = match &real_child {
+                // Refused mounts below the root: never stat a mount point before knowing what is mounted there.
+                Some(real_child) => match self.step(dir, &name, real_child) {
+                    Ok(fd) => match rustix::fs::fstat(&fd) {
+                        Ok(st) => (st, Some(fd)),
+                        Err(e) => {
+                            on_error(errno(&child, e));
+                            continue;
+                        }
+                    },
+                    // A refused mount point: the scope reports it once, not once per walk.
+                    Err(ReadError::RefusedMount { path, mount, .. }) if path == mount => continue,
+                    Err(e) => {
+                        on_error(e);
+                        continue;
+                    }
+                },
+                None => match rustix::fs::statat(dir, os, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => (st, None),
+                    Err(e) => {
+                        on_error(errno(&child, e));
+                        continue;
+                    }
+                },
             };
             let entry = Entry::new(child.clone(), raw, &st, depth);
             let descend = visit(&entry);
@@ -730,15 +981,28 @@ impl Root {
                 on_error(ReadError::Refused { path: child, why: "directory cycle (bind mount or hard link)".into() });
                 continue;
             }
-            let sub = match rustix::fs::openat(
-                dir,
-                os,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-                Mode::empty(),
-            ) {
+            let sub = match handle {
+                // The directory just checked, opened through its own "." (which crosses no mount):
+                // no second lookup of the name.
+                Some(fd) => rustix::fs::openat(
+                    &fd,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                    Mode::empty(),
+                )
+                .map_err(|e| errno(&child, e)),
+                None => rustix::fs::openat(
+                    dir,
+                    os,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                    Mode::empty(),
+                )
+                .map_err(|e| errno(&child, e)),
+            };
+            let sub = match sub {
                 Ok(fd) => fd,
                 Err(e) => {
-                    on_error(errno(&child, e));
+                    on_error(e);
                     continue;
                 }
             };
@@ -747,7 +1011,16 @@ impl Root {
                 continue;
             }
             ancestors.push(id);
-            let r = self.walk_dir(sub.as_fd(), &child, &entry.raw, depth + 1, ancestors, visit, on_error);
+            let r = self.walk_dir(
+                sub.as_fd(),
+                &child,
+                &entry.raw,
+                real_child.as_deref(),
+                depth + 1,
+                ancestors,
+                visit,
+                on_error,
+            );
             ancestors.pop();
             r?;
         }
@@ -791,6 +1064,7 @@ fn for_each_name(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mounts::MountTable;
     use std::os::unix::fs::symlink;
 
     fn tree() -> (tempfile::TempDir, tempfile::TempDir) {
@@ -938,6 +1212,86 @@ mod tests {
         symlink("/marker", root.path().join("etc/real")).unwrap();
         let e = r.stream_expecting("/etc/real", Some((real.dev, real.ino)), 100, |_| {}).unwrap_err();
         assert!(matches!(e, ReadError::Refused { .. }), "{e}");
+    }
+
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    fn tmpfs(at: &Path, file: &str, content: &str) -> Option<Unmount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at).status().ok()?.success();
+        std::fs::write(at.join(file), content).unwrap();
+        ok.then(|| Unmount(at.to_path_buf()))
+    }
+
+    /// Issue 18 item 14: a mount the scope's table names as FUSE or network is
+    /// never stepped onto, by a walk or by a path, whatever symlinks lead to it,
+    /// while the other mounts below the root are read.
+    #[test]
+    fn refused_mounts_are_never_stepped_onto() {
+        let (root, _outside) = tree();
+        let p = root.path();
+        let Some(_m) = tmpfs(&p.join("opt/m"), "secret", "ON-THE-REFUSED-MOUNT") else {
+            println!("SKIPPED: cannot mount tmpfs here; needs root");
+            return;
+        };
+        let _ok = tmpfs(&p.join("var/ok"), "file", "on-a-read-mount").unwrap();
+        symlink("/opt/m/secret", p.join("etc/abs")).unwrap();
+        symlink("../opt/m/secret", p.join("etc/rel")).unwrap();
+        symlink("/opt", p.join("etc/dirlink")).unwrap();
+        symlink("dirlink/m/secret", p.join("etc/via")).unwrap();
+        symlink("/etc/../../opt/./m", p.join("etc/up")).unwrap();
+        // Without the table, every one of these reads the mount.
+        let open = Root::open(p).unwrap();
+        for link in ["/etc/abs", "/etc/rel", "/etc/via", "/etc/up/secret", "/opt/m/secret"] {
+            assert_eq!(open.read(link).unwrap(), b"ON-THE-REFUSED-MOUNT", "{link}");
+        }
+
+        let table = MountTable::for_tests(p, &[("/opt/m", "nfs4"), ("/var/ok", "tmpfs")]);
+        let r = Root::open(p).unwrap().refuse_mounts(Ok(table));
+        assert_eq!(r.mount_report().refused, [("/opt/m".to_string(), "nfs4".to_string())]);
+        assert_eq!(r.take_refused_mounts_met(), [], "nothing led to it yet");
+        for link in ["/etc/abs", "/etc/rel", "/etc/via", "/etc/up/secret", "/opt/m/secret", "/opt/m"] {
+            let e = r.read(link).unwrap_err();
+            assert!(
+                matches!(&e, ReadError::RefusedMount { mount, fs_type, .. } if mount == "/opt/m" && fs_type == "nfs4"),
+                "{link}: {e}"
+            );
+        }
+        assert!(matches!(r.list_dir("/etc/up"), Err(ReadError::RefusedMount { .. })));
+        assert!(matches!(r.read_link("/etc/up/secret"), Err(ReadError::RefusedMount { .. })));
+        assert_eq!(r.read_link("/etc/abs").unwrap(), "/opt/m/secret", "the link itself is not on the mount");
+        assert_eq!(r.read("/var/ok/file").unwrap(), b"on-a-read-mount");
+        assert_eq!(r.read("/etc/real").unwrap(), b"inside");
+
+        // Walks, also from a start reached through a symlink: the mount point is skipped, its
+        // files never listed; the scope reports the mount once, so no error per walk.
+        for start in ["/", "/opt", "/etc/dirlink"] {
+            let (mut seen, mut errs) = (Vec::new(), Vec::new());
+            r.walk(
+                start,
+                &mut |e| {
+                    seen.push(e.path.clone());
+                    true
+                },
+                &mut |e| errs.push(e.to_string()),
+            )
+            .unwrap();
+            assert!(!seen.iter().any(|p| p.ends_with("/m") || p.contains("/m/")), "{start}: {seen:?}");
+            assert!(errs.is_empty(), "{start}: {errs:?}");
+            if start == "/" {
+                assert!(seen.contains(&"/var/ok/file".to_string()), "{seen:?}");
+                assert!(seen.contains(&"/etc/real".to_string()), "{seen:?}");
+            }
+        }
+        assert!(matches!(r.walk("/etc/up", &mut |_| true, &mut |_| {}), Err(ReadError::RefusedMount { .. })));
+        assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())]);
+        r.walk("/opt", &mut |_| true, &mut |_| {}).unwrap();
+        assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())], "met by a walk");
     }
 
     #[test]

@@ -503,7 +503,11 @@ pub const CRAWLS: Table = Table {
         col("root", Utf8, "Root directory the scope was read through, on the agent's host."),
         col("duration_ms", Int64, "Wall time of the crawl in milliseconds."),
         col("rows", Int64, "Rows produced across all tables, excluding this one."),
-        col("errors", Int64, "Rows written to crawl_errors."),
+        col(
+            "errors",
+            Int64,
+            "Rows written to crawl_errors, except those saying what was left unread by configuration (a refused FUSE or network filesystem).",
+        ),
         col("degraded", Boolean, "True when any collector reported an error."),
         col(
             "tables",

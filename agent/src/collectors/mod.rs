@@ -236,9 +236,25 @@ impl Sink {
         );
     }
 
-    /// Records a read problem; the error text already names the path.
+    /// Says, as a `crawl_errors` row, what the agent left unread by its
+    /// configuration (a refused FUSE or network filesystem): not a problem of
+    /// the scope, so not counted in `crawls.errors` and not degrading the crawl.
+    pub fn not_read(&mut self, collector: &str, path: &str, message: &str) {
+        let (path, message) = (parse::cut(path, MAX_ERROR_QUOTE), parse::cut(message, MAX_ERROR_QUOTE));
+        tracing::info!(collector, path, scope_id = %self.common.scope_id, "{message}");
+        self.row(
+            &tables::CRAWL_ERRORS,
+            &[("collector", collector.into()), ("path", path.into()), ("message", message.into())],
+        );
+    }
+
+    /// Records a read problem; the error text already names the path. A path
+    /// on a refused filesystem is what the configuration asked for ([`Sink::not_read`]).
     pub fn read_error(&mut self, collector: &str, path: &str, e: &ReadError) {
-        self.error(collector, Some(path), &e.to_string());
+        match e {
+            ReadError::RefusedMount { .. } => self.not_read(collector, path, &e.to_string()),
+            _ => self.error(collector, Some(path), &e.to_string()),
+        }
     }
 
     pub fn errors(&self) -> usize {

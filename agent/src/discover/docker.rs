@@ -292,11 +292,14 @@ pub fn image_layers(inv: &Inventory) -> Vec<LayeredScope> {
 /// guarded against pid reuse: `/proc/<pid>` is opened once as a directory
 /// handle, its `cgroup` must name the container, and `root` is opened relative
 /// to that same handle, so both refer to one process even if the pid number
-/// is recycled in between (a dead process's handle fails instead).
+/// is recycled in between (a dead process's handle fails instead). Unless
+/// `read_network_fs`, the FUSE and network filesystems that process's mount
+/// table lists below its root are refused (see [`crate::mounts`]).
 pub fn open_container_root(
     pid: i64,
     container_id: &str,
     budgets: crate::rootfs::Budgets,
+    read_network_fs: bool,
 ) -> Result<crate::rootfs::Root, String> {
     use rustix::fs::{Mode, OFlags};
     let proc_path = format!("/proc/{pid}");
@@ -312,7 +315,9 @@ pub fn open_container_root(
     }
     let root = rustix::fs::openat(&dir, "root", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("{proc_path}/root: {e}"))?;
-    Ok(crate::rootfs::Root::from_fd(root, format!("{proc_path}/root"), budgets))
+    let root = crate::rootfs::Root::from_fd(root, format!("{proc_path}/root"), budgets);
+    // The same process's mount table, read through the directory whose cgroup was checked.
+    Ok(if read_network_fs { root } else { root.refuse_mounts(crate::mounts::MountTable::of_process(&dir)) })
 }
 
 /// Fills the discovery tables from `inv` into the host scope's sink.

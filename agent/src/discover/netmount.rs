@@ -143,21 +143,7 @@ pub type MountLine = (i64, i64, String, String, String, String, String, String, 
 
 /// Parses /proc/<pid>/mountinfo; octal escapes (\\040 for space) are decoded.
 pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
-    let unescape = |s: &str| -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    let unescape = |s: &str| String::from_utf8_lossy(&crate::mounts::unescape(s.as_bytes())).into_owned();
     text.lines()
         .filter_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
