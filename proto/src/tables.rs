@@ -96,9 +96,13 @@ pub const OS: Table = Table {
 
 pub const PACKAGES: Table = Table {
     name: "packages",
-    description: "Installed operating-system packages of a scope.",
+    description: "Installed packages of a scope: operating-system packages and application (language) packages.",
     columns: &[
-        col("manager", Utf8, "Package manager whose database lists the package: dpkg, apk or rpm."),
+        col(
+            "manager",
+            Utf8,
+            "Package manager or ecosystem that describes the package: dpkg, apk, rpm; pypi, npm, maven, golang, cargo, gem, composer, nuget.",
+        ),
         col("name", Utf8, "Package name."),
         col(
             "version",
@@ -125,6 +129,17 @@ pub const PACKAGES: Table = Table {
         col("url", Utf8, "Project home page (dpkg Homepage, apk U)."),
         col("commit", Utf8, "Build recipe commit, where recorded (apk c)."),
         col("package_size", Int64, "Size of the package archive in bytes, where recorded (apk S)."),
+        col(
+            "location",
+            Utf8,
+            "File the package was read from, inside the scope (a package database, a dist-info METADATA, a package.json, a jar, a binary).",
+        ),
+        col("purl", Utf8, "Package URL (https://github.com/package-url/purl-spec), as other tools write it; null where none is made yet."),
+        col(
+            "owner_package",
+            Utf8,
+            "For an application package: the OS package whose files include `location` (Debian's python3-requests is then one package seen twice); null when no OS package owns it.",
+        ),
     ],
 };
 

@@ -74,6 +74,7 @@ fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
             ("maintainer", p.maintainer.as_ref().into()),
             ("installed_size", p.installed_size.into()),
             ("db_path", db_path.into()),
+            ("location", db_path.into()),
             ("description", p.description.as_ref().into()),
             ("url", p.homepage.as_ref().into()),
         ],
@@ -90,6 +91,7 @@ fn not_installed_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
             ("architecture", p.architecture.as_ref().into()),
             ("status", p.status.as_ref().into()),
             ("db_path", db_path.into()),
+            ("location", db_path.into()),
         ],
     );
 }
@@ -251,6 +253,7 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 ("installed_size", p.installed_size.into()),
                 ("license", p.license.as_ref().into()),
                 ("db_path", APK_INSTALLED.into()),
+                ("location", APK_INSTALLED.into()),
                 ("description", p.description.as_ref().into()),
                 ("url", p.url.as_ref().into()),
                 ("commit", p.commit.as_ref().into()),
@@ -332,6 +335,7 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                             p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null),
                         ),
                         ("db_path", path.as_str().into()),
+                        ("location", path.as_str().into()),
                     ],
                 );
                 let name: Arc<str> = p.name.as_str().into();
