@@ -91,8 +91,9 @@ pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
 
 /// What one entry of a container's own layer means for the merged view.
 fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
-    let name = e.path.rsplit('/').next().unwrap_or("");
-    let parent = &e.path[..e.path.len() - name.len()];
+    let path = e.path.shown();
+    let name = path.rsplit('/').next().unwrap_or("");
+    let parent = &path[..path.len() - name.len()];
     if markers.aufs_files() {
         // aufs-style markers: `.wh..wh..opq` makes its directory opaque, `.wh.<name>` deletes <name>.
         if name == ".wh..wh..opq" {
@@ -103,8 +104,8 @@ fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
         }
     }
     // A directory redirected to other lower directories changes everything below it, as an opaque one does.
-    let whole = e.kind != FileType::Directory || root.dir_hides_lower(&e.raw, markers);
-    Change { path: e.path.clone(), whole }
+    let whole = e.kind != FileType::Directory || root.dir_hides_lower(&e.path.raw(), markers);
+    Change { path, whole }
 }
 
 /// Mount points of a mountinfo file, as its process sees them (octal escapes undone).

@@ -257,6 +257,35 @@ impl Sink {
     }
 }
 
+/// Problems met during a walk, kept until the walk is done (its visitor may
+/// be borrowing the sink): at most [`MAX_ERROR_ROWS`], the rest only counted,
+/// since a tree can hold millions of problems.
+#[derive(Default)]
+pub struct WalkErrors {
+    kept: Vec<ReadError>,
+    more: u64,
+}
+
+impl WalkErrors {
+    pub fn push(&mut self, e: ReadError) {
+        if (self.kept.len() as u64) < MAX_ERROR_ROWS {
+            self.kept.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Each kept problem as a `crawl_errors` row of `collector`, and one for the rest.
+    pub fn report(self, out: &mut Sink, collector: &str) {
+        for e in self.kept {
+            out.error(collector, None, &e.to_string());
+        }
+        if self.more > 0 {
+            out.error(collector, None, &format!("{} more problems in this walk were not recorded", self.more));
+        }
+    }
+}
+
 /// A collector: fills rows for its table(s) from one scope.
 pub type CollectFn = fn(&Scope, &mut Sink);
 
@@ -377,7 +406,7 @@ pub fn sha256_file(root: &Root, path: impl AsRef<std::ffi::OsStr>, cap: u64) -> 
 /// [`sha256_file`] of a walked entry: refused if the path no longer names the inode the walk saw.
 pub fn sha256_entry(root: &Root, e: &crate::rootfs::Entry, cap: u64) -> Result<Option<String>, ReadError> {
     use std::os::unix::ffi::OsStrExt;
-    sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.raw), Some((e.dev, e.ino)), cap)
+    sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.path.raw()), Some((e.dev, e.ino)), cap)
 }
 
 fn sha256_expecting(
