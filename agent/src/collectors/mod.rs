@@ -225,9 +225,13 @@ impl Sink {
     }
 
     /// Records a problem as a `crawl_errors` row.
-    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each.
+    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each; a
+    /// longer message loses its middle, so that what went wrong (said last,
+    /// after the path) is kept.
     pub fn error(&mut self, collector: &str, path: Option<&str>, message: &str) {
-        let (path, message) = (path.map(|p| parse::cut(p, MAX_ERROR_QUOTE)), parse::cut(message, MAX_ERROR_QUOTE));
+        let path = path.map(|p| parse::cut(p, MAX_ERROR_QUOTE));
+        let message = parse::cut_middle(message, MAX_ERROR_QUOTE, MAX_ERROR_QUOTE / 4);
+        let message = &*message;
         tracing::warn!(collector, path, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
         self.row(
@@ -517,6 +521,12 @@ mod tests {
             "{:?}",
             m.last()
         );
+        // A message naming a long path still says what went wrong.
+        let mut sink = Sink::new(common());
+        let path = "/d".repeat(40_000);
+        sink.error("c", Some(&path), &format!("{path}: File name too long (os error 36)"));
+        let m = messages(&sink.finish());
+        assert!(m[0].len() <= MAX_ERROR_QUOTE && m[0].ends_with("/d/d: File name too long (os error 36)"), "{m:?}");
     }
 
     /// A table's rows are finished into batches as they fill, so no batch's

@@ -36,6 +36,21 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `s` cut to at most `max` bytes by taking out its middle (marked `…`),
+/// keeping up to `tail` bytes of its end: a message that starts with a long
+/// path still ends with what went wrong.
+pub fn cut_middle(s: &str, max: usize, tail: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let tail = tail.min(max / 2);
+    let mut from = s.len() - tail;
+    while !s.is_char_boundary(from) {
+        from += 1;
+    }
+    format!("{}…{}", cut(s, max - "…".len() - tail), &s[from..]).into()
+}
+
 /// Problems in line order, bounded: past [`MAX_ERRORS`] they are only counted,
 /// and messages are not even formatted.
 #[derive(Default)]
