@@ -615,7 +615,7 @@ impl Root {
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
-        let buf = read_capped(file, rel, limit)?;
+        let buf = read_capped(file, rel, limit, size)?;
         if buf.len() as u64 > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size: buf.len() as u64, limit });
         }
@@ -627,9 +627,9 @@ impl Root {
     /// says whether the file was longer.
     pub fn read_prefix(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<(Vec<u8>, bool), ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
-        let (file, _) = self.open_file(rel.as_ref())?;
+        let (file, size) = self.open_file(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());
-        let mut buf = read_capped(file, rel, limit)?;
+        let mut buf = read_capped(file, rel, limit, size)?;
         let truncated = buf.len() as u64 > limit;
         buf.truncate(limit as usize);
         self.charge_bytes(rel, buf.len() as u64)?;
@@ -916,8 +916,10 @@ fn inner_path(rel: &OsStr) -> &Path {
     if start == b.len() { Path::new(".") } else { Path::new(OsStr::from_bytes(&b[start..])) }
 }
 
-fn read_capped(file: File, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
-    let mut buf = Vec::new();
+/// Reads at most `limit` bytes and one more; `size` (what fstat said) sizes
+/// the buffer, so a large file is not read into one twice its size.
+fn read_capped(file: File, rel: &str, limit: u64, size: u64) -> Result<Vec<u8>, ReadError> {
+    let mut buf = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0).saturating_add(1));
     // One byte more than allowed, to notice a file that grew after fstat.
     file.take(limit + 1).read_to_end(&mut buf).map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
     Ok(buf)

@@ -12,6 +12,7 @@ use super::dpkg::{DpkgPackage, parse_status};
 use super::rpm::{self, RpmPackage};
 use super::{Scope, Sink, unalias, usrmerge_aliases};
 use crate::encode::Value;
+use crate::rootfs::display_name;
 
 const C: &str = "packages";
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
@@ -95,19 +96,28 @@ fn not_installed_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
 }
 
 /// Paths from a dpkg file list: `info/<pkg>.list` (absolute paths) or a
-/// distroless `<pkg>.md5sums` ("<md5>  <relative path>").
-fn list_paths(text: &str, md5sums: bool) -> impl Iterator<Item = String> + '_ {
-    text.lines().filter_map(move |l| {
-        let p = if md5sums { l.split_once("  ").map(|(_, p)| p)? } else { l };
-        let p = p.trim_end();
+/// distroless `<pkg>.md5sums` ("<md5>  <relative path>"), shown as walked
+/// paths are (see [`display_name`]) so that a non-UTF-8 name is owned under
+/// the name the walk gives it. Each line becomes text on its own.
+fn list_paths(bytes: &[u8], md5sums: bool) -> impl Iterator<Item = String> + '_ {
+    super::parse::lines(bytes).filter_map(move |l| {
+        let p = if md5sums { l.windows(2).position(|w| w == b"  ").map(|i| &l[i + 2..])? } else { l };
+        let p = p.trim_ascii_end();
         if p.is_empty() {
             None
-        } else if p.starts_with('/') {
-            Some(p.to_string())
+        } else if p.starts_with(b"/") {
+            Some(display_name(p))
         } else {
-            Some(format!("/{p}"))
+            Some(format!("/{}", display_name(p)))
         }
     })
+}
+
+/// The problems of a parse as `crawl_errors` rows of `path`.
+fn parse_errors(out: &mut Sink, path: &str, errors: Vec<super::parse::StanzaError>) {
+    for e in errors {
+        out.error(C, Some(path), &format!("line {}: {}", e.line, e.message));
+    }
 }
 
 fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
@@ -116,10 +126,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
     match root.read(DPKG_STATUS) {
         Ok(bytes) => {
             found = true;
-            let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
-            for e in errors {
-                out.error(C, Some(DPKG_STATUS), &format!("line {}: {}", e.line, e.message));
-            }
+            let (pkgs, errors) = parse_status(&bytes);
+            drop(bytes);
+            parse_errors(out, DPKG_STATUS, errors);
             for p in pkgs.iter().filter(|p| !p.is_installed()) {
                 not_installed_row(out, p, DPKG_STATUS);
             }
@@ -139,7 +148,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     match root.read_limited(&list, LIST_MAX_BYTES) {
                         Ok(b) => {
                             let name: Arc<str> = p.name.as_str().into();
-                            for path in list_paths(&String::from_utf8_lossy(&b), false) {
+                            for path in list_paths(&b, false) {
                                 own(out, "dpkg", &name, &path, aliases);
                             }
                             lists_read.insert(list);
@@ -177,10 +186,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                         continue;
                     }
                 };
-                let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
-                for e in errors {
-                    out.error(C, Some(&path), &format!("line {}: {}", e.line, e.message));
-                }
+                let (pkgs, errors) = parse_status(&bytes);
+                drop(bytes);
+                parse_errors(out, &path, errors);
                 for p in pkgs.iter().filter(|p| p.status.is_some() && !p.is_installed()) {
                     not_installed_row(out, p, &path);
                 }
@@ -205,7 +213,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 match root.read_limited(&sums, LIST_MAX_BYTES) {
                     Ok(b) => {
                         let name: Arc<str> = owner.name.as_str().into();
-                        for f in list_paths(&String::from_utf8_lossy(&b), true) {
+                        for f in list_paths(&b, true) {
                             own(out, "dpkg", &name, &f, aliases);
                         }
                     }
@@ -232,10 +240,9 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
             return true;
         }
     };
-    let (pkgs, errors) = super::apk::parse_installed(&String::from_utf8_lossy(&bytes));
-    for e in errors {
-        out.error(C, Some(APK_INSTALLED), &format!("line {}: {}", e.line, e.message));
-    }
+    let (pkgs, errors) = super::apk::parse_installed(&bytes);
+    drop(bytes);
+    parse_errors(out, APK_INSTALLED, errors);
     for p in &pkgs {
         out.row(
             &PACKAGES,
@@ -429,9 +436,12 @@ mod tests {
 
     #[test]
     fn list_files() {
-        let l: Vec<_> = list_paths("/.\n/usr\n/usr/bin/x\n\n", false).collect();
+        let l: Vec<_> = list_paths(b"/.\n/usr\n/usr/bin/x\n\n", false).collect();
         assert_eq!(l, ["/.", "/usr", "/usr/bin/x"]);
-        let m: Vec<_> = list_paths("d41d8cd98f00b204e9800998ecf8427e  usr/lib/libz.so.1\nbad\n", true).collect();
+        let m: Vec<_> = list_paths(b"d41d8cd98f00b204e9800998ecf8427e  usr/lib/libz.so.1\nbad\n", true).collect();
         assert_eq!(m, ["/usr/lib/libz.so.1"]);
+        // Non-UTF-8 names as the walk shows them.
+        let x: Vec<_> = list_paths(b"/usr/bin/a\xffb\n", false).collect();
+        assert_eq!(x, ["/usr/bin/a\\xffb"]);
     }
 }

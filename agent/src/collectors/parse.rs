@@ -1,7 +1,9 @@
 //! Helpers shared by the text-database parsers (dpkg, apk, accounts): a bounded
-//! problem list and char-boundary-safe cutting. Every input is untrusted, so
-//! kept values are capped at [`MAX_VALUE`] bytes and problem reports stop after
-//! [`MAX_ERRORS`] (one final summary is added).
+//! problem list, char-boundary-safe cutting and lines of bytes. Every input is untrusted, so kept values are capped at [`MAX_VALUE`]
+//! bytes, problem reports stop after [`MAX_ERRORS`] (one final summary is
+//! added), and bytes become text only for the values kept, one value at a
+//! time (a whole database converted at once cost three bytes of text per
+//! invalid byte).
 
 /// Largest value a parser keeps, in bytes; longer values are cut and reported.
 pub const MAX_VALUE: usize = 64 * 1024;
@@ -34,6 +36,40 @@ pub fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The lines of `text` as `str::lines` cuts them (`\n` or `\r\n` ends
+/// one; a last line without an end counts), as bytes.
+pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let none = text.is_empty();
+    body.split(|&b| b == b'\n').filter(move |_| !none).map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+/// `bytes` as text, cut to at most `max` bytes: UTF-8 kept, anything else
+/// replaced (U+FFFD). Only the part kept is converted.
+pub fn text(bytes: &[u8], max: usize) -> String {
+    cut(&String::from_utf8_lossy(cut_bytes(bytes, max)), max).to_string()
+}
+
+/// `bytes` cut to at most `max` bytes, backing off (at most 3 bytes) to the
+/// start of a UTF-8 char so a valid one is not cut in two.
+pub fn cut_bytes(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut end = max;
+    for _ in 0..3 {
+        if end > 0 && bytes[end] & 0xc0 == 0x80 {
+            end -= 1;
+        }
+    }
+    &bytes[..end]
+}
+
+/// At most `n` chars of `bytes` as text, for messages.
+pub fn quote(bytes: &[u8], n: usize) -> String {
+    truncate(&String::from_utf8_lossy(&bytes[..bytes.len().min(4 * n)]), n).to_string()
 }
 
 /// `s` cut to at most `max` bytes by taking out its middle (marked `…`),
