@@ -12,9 +12,10 @@
 //! from the input until a value is kept (only kept values become text: file
 //! paths as walked paths are shown, see [`display_name`], other values with
 //! invalid UTF-8 replaced), caps every kept value at [`MAX_VALUE`] bytes, stops
-//! recording problems after [`MAX_ERRORS`] (one final summary is added).
+//! recording problems after [`MAX_ERRORS`] (one final summary is added) and
+//! stops at its scope's deadline (see [`Deadline`]).
 
-use super::parse::{Errors, StanzaError, cut_bytes, lines, quote, text};
+use super::parse::{Deadline, Errors, STOPPED, StanzaError, cut_bytes, lines, quote, text};
 pub use super::parse::{MAX_ERRORS, MAX_VALUE};
 use crate::rootfs::display_name;
 
@@ -58,6 +59,12 @@ pub struct ApkPackage {
 /// A line that is not `X:value` is reported and skipped. Unknown keys are
 /// ignored. Numbers that do not parse are reported and left as `None`.
 pub fn parse_installed(bytes: &[u8]) -> (Vec<ApkPackage>, Vec<StanzaError>) {
+    parse_installed_within(bytes, &mut Deadline::new(&mut || false))
+}
+
+/// [`parse_installed`] until `deadline` says the scope's time is up: the
+/// packages read so far are kept and one problem says where it stopped.
+pub fn parse_installed_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<ApkPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
     let mut errors = Errors::default();
     let mut draft: Option<Draft<'_>> = None;
@@ -69,6 +76,12 @@ pub fn parse_installed(bytes: &[u8]) -> (Vec<ApkPackage>, Vec<StanzaError>) {
                 d.finish(&mut pkgs, &mut errors);
             }
             continue;
+        }
+        let stop = if draft.is_none() { deadline.stanza() } else { deadline.line() };
+        if stop {
+            errors.push(lineno, || STOPPED.to_string());
+            draft = None;
+            break;
         }
         let d = draft.get_or_insert_with(|| Draft::new(lineno));
         match line {

@@ -42,14 +42,21 @@ impl DpkgPackage {
 }
 
 pub use super::parse::StanzaError;
-use super::parse::{Errors, MAX_VALUE, lines, quote, text};
+use super::parse::{Deadline, Errors, MAX_VALUE, STOPPED, lines, quote, text};
 
 /// Parses a whole status file.
+pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
+    parse_status_within(bytes, &mut Deadline::new(&mut || false))
+}
+
+/// Parses a status file until `deadline` says the scope's time is up (asked
+/// at every stanza): the packages read so far are kept and one problem says
+/// where it stopped.
 ///
 /// Values stay bytes borrowed from the input until a stanza is done; only
 /// the fields a package keeps become text, each cut to [`MAX_VALUE`] bytes.
 /// Problems are bounded (see [`Errors`]).
-pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
+pub fn parse_status_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
     let mut errors = Errors::default();
     // (name, value): the value runs from after the colon to the end of its last continuation line.
@@ -68,6 +75,11 @@ pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
             }
             start = lineno + 1;
             continue;
+        }
+        let stop = if fields.is_empty() { deadline.stanza() } else { deadline.line() };
+        if stop {
+            errors.push(lineno, || STOPPED.to_string());
+            break;
         }
         if line.starts_with(b" ") || line.starts_with(b"\t") {
             match fields.last_mut() {

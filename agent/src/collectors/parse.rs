@@ -1,5 +1,6 @@
 //! Helpers shared by the text-database parsers (dpkg, apk, accounts): a bounded
-//! problem list, char-boundary-safe cutting and lines of bytes. Every input is untrusted, so kept values are capped at [`MAX_VALUE`]
+//! problem list, char-boundary-safe cutting, lines of bytes and the deadline
+//! check. Every input is untrusted, so kept values are capped at [`MAX_VALUE`]
 //! bytes, problem reports stop after [`MAX_ERRORS`] (one final summary is
 //! added), and bytes become text only for the values kept, one value at a
 //! time (a whole database converted at once cost three bytes of text per
@@ -70,6 +71,49 @@ pub fn cut_bytes(bytes: &[u8], max: usize) -> &[u8] {
 /// At most `n` chars of `bytes` as text, for messages.
 pub fn quote(bytes: &[u8], n: usize) -> String {
     truncate(&String::from_utf8_lossy(&bytes[..bytes.len().min(4 * n)]), n).to_string()
+}
+
+/// Lines a parser may read between two asks whether its scope's time is up
+/// (it also asks at every stanza).
+pub const CHECK_EVERY_LINES: usize = 4096;
+
+/// How a parser learns that its scope's wall time has run out: `late` is
+/// asked at every stanza and every [`CHECK_EVERY_LINES`] lines, and once it
+/// says yes the parser stops, keeping what it has and saying where it stopped
+/// (a scope that was given up must stop using CPU).
+pub struct Deadline<'a> {
+    late: &'a mut dyn FnMut() -> bool,
+    lines: usize,
+}
+
+/// Why a parse stopped early.
+pub const STOPPED: &str = "stopped here: the scope's wall time budget ran out";
+
+impl<'a> Deadline<'a> {
+    pub fn new(late: &'a mut dyn FnMut() -> bool) -> Self {
+        Deadline { late, lines: 0 }
+    }
+
+    /// At a stanza's start: whether to stop.
+    pub fn stanza(&mut self) -> bool {
+        self.lines = 0;
+        (self.late)()
+    }
+
+    /// At any line: whether to stop (asks every [`CHECK_EVERY_LINES`] lines).
+    pub fn line(&mut self) -> bool {
+        self.lines += 1;
+        if self.lines < CHECK_EVERY_LINES {
+            return false;
+        }
+        self.lines = 0;
+        (self.late)()
+    }
+}
+
+/// A `late` for [`Deadline`] that is true once `deadline` has passed.
+pub fn past(deadline: std::time::Instant) -> impl FnMut() -> bool {
+    move || std::time::Instant::now() > deadline
 }
 
 /// `s` cut to at most `max` bytes by taking out its middle (marked `…`),
