@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Builds the row and CPU bombs of issue 24 (items 3 and 4) as root filesystems
-under DIR, to measure what a crawl of each costs (peak RSS, CPU):
+"""Builds the row, CPU and memory bombs of issue 24 (items 3, 4 and 6) as root
+filesystems under DIR, to measure what a crawl of each costs (peak RSS, CPU):
 
     python3 benches/hostile-bombs.py DIR
-    for b in statusd apk rpm; do
+    for b in statusd apk rpm longpaths ffnames dpkgff; do
         /usr/bin/time -f "$b %e s wall %U+%S s CPU %M KB" \
             periscope-agent crawl --print --scope image --scope-id $b --root DIR/$b > /dev/null
     done
@@ -13,7 +13,14 @@ statusd: one distroless status.d file of 2,000 stanzas with 200-byte names and a
 apk:     a 64 KB F: directory followed by 40,000 one-letter R: lines
          (2.6 GB of joined paths from a 220 KB database);
 rpm:     a 700 KB rpmdb.sqlite whose 20,000 rows store no blob and take a
-         260 KB header (20,000 files) from the column's DEFAULT.
+         260 KB header (20,000 files) from the column's DEFAULT;
+longpaths: 60 nested 255-byte directory names under /etc/ssh and under /usr/lib,
+         15,000 empty executables with 255-byte names at the bottom of each
+         (15 KB paths: every file is kept by `files` or `unowned_files`);
+ffnames: the same with names of 0xff bytes (61 KB of escaped text per path),
+         8,000 files each;
+dpkgff:  a 256,000,000-byte /var/lib/dpkg/status of 0xff bytes (under the
+         256 MiB per-file budget).
 Nothing here is run by the test suite; the regression tests build smaller
 bombs of their own (agent/tests/hostile.rs, agent/src/collectors/).
 """
@@ -47,6 +54,26 @@ def header(name, files):
     return out + bytes(data)
 
 
+def deep_tree(start, name, depth, files):
+    """`depth` directories named `name` nested under `start`, then `files`
+    empty executables with 255-byte names (made through descriptors: the
+    paths outgrow PATH_MAX). Left as is when already there."""
+    os.makedirs(start, exist_ok=True)
+    fd = os.open(start, os.O_DIRECTORY)
+    for _ in range(depth):
+        try:
+            os.mkdir(name, 0o755, dir_fd=fd)
+        except FileExistsError:
+            pass
+        sub = os.open(name, os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    for i in range(files):
+        f = b"%06d" % i + name[:249]
+        os.close(os.open(f, os.O_CREAT | os.O_WRONLY, 0o755, dir_fd=fd))
+    os.close(fd)
+
+
 def main(top):
     d = os.path.join(top, "statusd/var/lib/dpkg/status.d")
     os.makedirs(d, exist_ok=True)
@@ -73,7 +100,18 @@ def main(top):
     db.execute(f"ALTER TABLE Packages ADD COLUMN blob BLOB NOT NULL DEFAULT x'{blob.hex()}'")
     db.commit()
     db.close()
-    for b in ["statusd", "apk", "rpm"]:
+    for b, name, files in [("longpaths", b"d" * 255, 15000), ("ffnames", b"\xff" * 255, 8000)]:
+        for under in ["etc/ssh", "usr/lib"]:
+            deep_tree(os.path.join(top, b, under), name, 60, files)
+
+    d = os.path.join(top, "dpkgff/var/lib/dpkg")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "status"), "wb") as f:
+        chunk = b"\xff" * (1 << 20)
+        for _ in range(256_000_000 // len(chunk)):
+            f.write(chunk)
+        f.write(b"\xff" * (256_000_000 % len(chunk)))
+    for b in ["statusd", "apk", "rpm", "longpaths", "ffnames", "dpkgff"]:
         os.makedirs(os.path.join(top, b, "etc"), exist_ok=True)
         with open(os.path.join(top, b, "etc/os-release"), "w") as f:
             f.write("ID=bomb\n")

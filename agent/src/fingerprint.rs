@@ -69,7 +69,7 @@ pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
                         start,
                         &mut |e: &Entry| {
                             n += 1;
-                            h.update(&e.raw);
+                            e.path.for_each_chunk(|c| h.update(c));
                             h.update([0]);
                             for x in [e.ino as i64, e.size as i64, e.mode as i64, e.kind.as_raw_mode() as i64] {
                                 h.update(x.to_le_bytes());

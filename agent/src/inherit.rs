@@ -44,6 +44,10 @@ pub struct Base {
 
 /// Most entries of a container's own layers listed before giving up (and crawling everything).
 pub const MAX_CHANGED_ENTRIES: u64 = 200_000;
+/// Most bytes of changed paths kept before giving up the same way: long
+/// paths (64 KiB of text for a deep non-UTF-8 one) must not make the list
+/// cost more than the crawl it saves.
+pub const MAX_CHANGED_BYTES: usize = 32 << 20;
 
 /// One change the container made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +63,19 @@ pub struct Change {
 pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
     let mut out = Vec::new();
     let budgets = Budgets { max_entries: budgets.max_entries.min(MAX_CHANGED_ENTRIES), ..*budgets };
+    let mut bytes = 0usize;
     for layer in &base.own_layers {
         let root = Root::with_budgets(layer, budgets).map_err(|e| e.to_string())?;
         let mut failed: Option<String> = None;
         let walk = root.walk(
             "/",
             &mut |e: &Entry| {
-                out.push(layer_change(&root, e, base.markers));
+                if bytes > MAX_CHANGED_BYTES {
+                    return false;
+                }
+                let change = layer_change(&root, e, base.markers);
+                bytes += change.path.len();
+                out.push(change);
                 true
             },
             &mut |e| {
@@ -73,6 +83,9 @@ pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
             },
         );
         walk.map_err(|e| format!("{}: {e}", layer.display()))?;
+        if bytes > MAX_CHANGED_BYTES {
+            return Err(format!("{}: more than {MAX_CHANGED_BYTES} bytes of changed paths", layer.display()));
+        }
         if let Some(e) = failed {
             return Err(format!("{}: {e}", layer.display()));
         }
@@ -91,8 +104,9 @@ pub fn changes(base: &Base, budgets: &Budgets) -> Result<Vec<Change>, String> {
 
 /// What one entry of a container's own layer means for the merged view.
 fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
-    let name = e.path.rsplit('/').next().unwrap_or("");
-    let parent = &e.path[..e.path.len() - name.len()];
+    let path = e.path.shown();
+    let name = path.rsplit('/').next().unwrap_or("");
+    let parent = &path[..path.len() - name.len()];
     if markers.aufs_files() {
         // aufs-style markers: `.wh..wh..opq` makes its directory opaque, `.wh.<name>` deletes <name>.
         if name == ".wh..wh..opq" {
@@ -103,8 +117,8 @@ fn layer_change(root: &Root, e: &Entry, markers: Markers) -> Change {
         }
     }
     // A directory redirected to other lower directories changes everything below it, as an opaque one does.
-    let whole = e.kind != FileType::Directory || root.dir_hides_lower(&e.raw, markers);
-    Change { path: e.path.clone(), whole }
+    let whole = e.kind != FileType::Directory || root.dir_hides_lower(&e.path.raw(), markers);
+    Change { path, whole }
 }
 
 /// Mount points of a mountinfo file, as its process sees them (octal escapes undone).
@@ -442,5 +456,39 @@ mod tests {
         let tight = Budgets { max_entries: 2, ..Budgets::default() };
         let err = changes(&base(Markers::FUSE_OVERLAYFS), &tight).unwrap_err();
         assert!(err.contains("directory entries"), "{err}");
+    }
+
+    /// Issue 24 item 6: a container's own layer of deep non-UTF-8 names
+    /// made a change list of 61 KiB paths per entry (200,000 entries
+    /// allowed: gigabytes). Past [`MAX_CHANGED_BYTES`] the list is given up
+    /// like one over its entry budget: nothing inherited, the container read in full.
+    #[test]
+    fn a_change_list_of_long_paths_is_given_up_past_its_byte_budget() {
+        use std::os::unix::ffi::OsStrExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(&[0xff; 255]);
+        let mode = rustix::fs::Mode::from_raw_mode(0o755);
+        let mut fd = rustix::fs::open(tmp.path(), rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).unwrap();
+        for _ in 0..60 {
+            rustix::fs::mkdirat(&fd, name, mode).unwrap();
+            fd = rustix::fs::openat(&fd, name, rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).unwrap();
+        }
+        for i in 0..600 {
+            rustix::fs::openat(
+                &fd,
+                format!("f{i}").as_str(),
+                rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+                mode,
+            )
+            .unwrap();
+        }
+        let base = Base {
+            image_id: "sha256:x".into(),
+            own_layers: vec![tmp.path().to_path_buf()],
+            markers: Markers::KERNEL_OVERLAY,
+            pid: None,
+        };
+        let err = changes(&base, &Budgets::default()).unwrap_err();
+        assert!(err.contains("bytes of changed paths"), "{err}");
     }
 }

@@ -1137,7 +1137,7 @@ mod tests {
             "/",
             &mut |e| {
                 if e.kind == FileType::RegularFile {
-                    paths.push(e.path.clone());
+                    paths.push(e.path.shown());
                 }
                 true
             },

@@ -394,7 +394,7 @@ fn a_fuse_mount_made_after_the_table_was_read_is_refused_too() {
         let walked = r.walk(
             "/",
             &mut |e| {
-                seen.push(e.path.clone());
+                seen.push(e.path.shown());
                 true
             },
             &mut |e| errors.push(e.to_string()),

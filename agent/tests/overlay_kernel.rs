@@ -286,7 +286,7 @@ fn agent_view(root: &Root) -> (BTreeMap<String, Node>, Vec<String>) {
     root.walk(
         "/",
         &mut |e| {
-            seen.push((e.path.clone(), e.kind));
+            seen.push((e.path.shown(), e.kind));
             true
         },
         &mut |e| errors.push(e.to_string()),

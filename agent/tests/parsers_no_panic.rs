@@ -88,19 +88,14 @@ fn text_parsers_never_panic() {
         "dpkg",
         &[status[..status.len().min(20_000)].to_vec(), b"Package: a\nVersion: 1:2-3\nSource: b (4)\n".to_vec()],
         3000,
-        text(|t| {
+        |t| {
             let _ = dpkg::parse_status(t);
-        }),
+        },
     );
     let apk_db = b"C:Q1x=\nP:musl\nV:1.2.5-r0\nA:x86_64\nS:1\nI:2\nT:t\nF:lib\nR:ld.so\na:0:0:755\nR:libc.so\n\nP:b\nV:1\nF:usr/bin\nR:x\n".to_vec();
-    run(
-        "apk",
-        &[apk_db],
-        3000,
-        text(|t| {
-            let _ = apk::parse_installed(t);
-        }),
-    );
+    run("apk", &[apk_db], 3000, |t| {
+        let _ = apk::parse_installed(t);
+    });
     let accts = [read("etc/passwd"), read("etc/group"), read("etc/shadow")];
     run(
         "accounts",

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = periscope_agent::collectors::dpkg::parse_status(&String::from_utf8_lossy(data));
+    let _ = periscope_agent::collectors::dpkg::parse_status(data);
 });

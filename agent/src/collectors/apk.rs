@@ -8,12 +8,16 @@
 //! directory); `R:` lines before any `F:` are files in the root directory.
 //!
 //! Pure and total: any bytes in, packages and problems out. The input comes from
-//! an untrusted image, so the parser is single-pass and linear, borrows from the
-//! input until a value is kept, caps every kept value at [`MAX_VALUE`] bytes and
-//! stops recording problems after [`MAX_ERRORS`] (one final summary is added).
+//! an untrusted image, so the parser is single-pass and linear, borrows bytes
+//! from the input until a value is kept (only kept values become text: file
+//! paths as walked paths are shown, see [`display_name`], other values with
+//! invalid UTF-8 replaced), caps every kept value at [`MAX_VALUE`] bytes, stops
+//! recording problems after [`MAX_ERRORS`] (one final summary is added) and
+//! stops at its scope's deadline (see [`Deadline`]).
 
-use super::parse::{Errors, StanzaError, cut, truncate};
+use super::parse::{Deadline, Errors, STOPPED, StanzaError, cut_bytes, lines, quote, text};
 pub use super::parse::{MAX_ERRORS, MAX_VALUE};
+use crate::rootfs::display_name;
 
 /// One package of the installed database.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -54,23 +58,37 @@ pub struct ApkPackage {
 /// A stanza without `P:` or `V:` is reported (at its first line) and skipped.
 /// A line that is not `X:value` is reported and skipped. Unknown keys are
 /// ignored. Numbers that do not parse are reported and left as `None`.
-pub fn parse_installed(text: &str) -> (Vec<ApkPackage>, Vec<StanzaError>) {
+pub fn parse_installed(bytes: &[u8]) -> (Vec<ApkPackage>, Vec<StanzaError>) {
+    parse_installed_within(bytes, &mut Deadline::new(&mut || false))
+}
+
+/// [`parse_installed`] until `deadline` says the scope's time is up: the
+/// packages read so far are kept and one problem says where it stopped.
+pub fn parse_installed_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<ApkPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
     let mut errors = Errors::default();
     let mut draft: Option<Draft<'_>> = None;
-    let mut paths = PathBudget::for_input(text.len());
-    for (i, line) in text.lines().enumerate() {
+    let mut paths = PathBudget::for_input(bytes.len());
+    for (i, line) in lines(bytes).enumerate() {
         let lineno = i + 1;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             if let Some(d) = draft.take() {
                 d.finish(&mut pkgs, &mut errors);
             }
             continue;
         }
+        let stop = if draft.is_none() { deadline.stanza() } else { deadline.line() };
+        if stop {
+            errors.push(lineno, || STOPPED.to_string());
+            draft = None;
+            break;
+        }
         let d = draft.get_or_insert_with(|| Draft::new(lineno));
-        match line.as_bytes() {
-            [key, b':', ..] if key.is_ascii_alphabetic() => d.field(*key, &line[2..], lineno, &mut errors, &mut paths),
-            _ => errors.push(lineno, || format!("not a `X:value` line: {:?}", truncate(line, 80))),
+        match line {
+            [key, b':', value @ ..] if key.is_ascii_alphabetic() => {
+                d.field(*key, value, lineno, &mut errors, &mut paths)
+            }
+            _ => errors.push(lineno, || format!("not a `X:value` line: {:?}", quote(line, 80))),
         }
     }
     if let Some(d) = draft.take() {
@@ -94,15 +112,15 @@ enum Cwd {
 struct Draft<'a> {
     start: usize,
     any_field: bool,
-    name: Option<&'a str>,
-    version: Option<&'a str>,
-    arch: Option<&'a str>,
-    origin: Option<&'a str>,
-    license: Option<&'a str>,
-    description: Option<&'a str>,
-    url: Option<&'a str>,
-    maintainer: Option<&'a str>,
-    commit: Option<&'a str>,
+    name: Option<&'a [u8]>,
+    version: Option<&'a [u8]>,
+    arch: Option<&'a [u8]>,
+    origin: Option<&'a [u8]>,
+    license: Option<&'a [u8]>,
+    description: Option<&'a [u8]>,
+    url: Option<&'a [u8]>,
+    maintainer: Option<&'a [u8]>,
+    commit: Option<&'a [u8]>,
     size: Option<i64>,
     installed_size: Option<i64>,
     build_time: Option<i64>,
@@ -134,7 +152,7 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn field(&mut self, key: u8, value: &'a str, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
+    fn field(&mut self, key: u8, value: &'a [u8], line: usize, errors: &mut Errors, paths: &mut PathBudget) {
         self.any_field = true;
         let slot = match key {
             b'P' => &mut self.name,
@@ -160,26 +178,29 @@ impl<'a> Draft<'a> {
         *slot = Some(capped(key, value, line, errors));
     }
 
-    fn dir(&mut self, value: &str, line: usize, errors: &mut Errors) {
+    fn dir(&mut self, value: &[u8], line: usize, errors: &mut Errors) {
         let value = capped(b'F', value, line, errors);
-        let rel = value.trim_matches('/');
-        if rel.contains('\0') || rel.split('/').any(|c| c == "..") {
+        let start = value.iter().position(|&b| b != b'/').unwrap_or(value.len());
+        let end = value.iter().rposition(|&b| b != b'/').map_or(start, |e| e + 1);
+        let rel = &value[start..end.max(start)];
+        if rel.contains(&0) || rel.split(|&b| b == b'/').any(|c| c == b"..") {
             errors.push(line, || {
-                format!("F: directory {:?} is not a path below the root; its files are skipped", truncate(value, 80))
+                format!("F: directory {:?} is not a path below the root; its files are skipped", quote(value, 80))
             });
             self.cwd = Cwd::Rejected;
             return;
         }
-        self.dirs.push(format!("/{rel}"));
+        self.dirs.push(format!("/{}", display_name(rel)));
         self.cwd = Cwd::LastDir;
     }
 
-    fn file(&mut self, value: &str, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
+    fn file(&mut self, value: &[u8], line: usize, errors: &mut Errors, paths: &mut PathBudget) {
         let name = capped(b'R', value, line, errors);
-        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-            errors.push(line, || format!("R: {:?} is not a file name", truncate(name, 80)));
+        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+            errors.push(line, || format!("R: {:?} is not a file name", quote(name, 80)));
             return;
         }
+        let name = display_name(name);
         let path = match (self.cwd, self.dirs.last()) {
             (Cwd::Rejected, _) => return,
             (Cwd::LastDir, Some(dir)) if dir != "/" => format!("{dir}/{name}"),
@@ -194,7 +215,7 @@ impl<'a> Draft<'a> {
         if !self.any_field {
             return; // only malformed lines, each already reported
         }
-        let present = |v: Option<&'a str>| v.filter(|v| !v.is_empty());
+        let present = |v: Option<&'a [u8]>| v.filter(|v| !v.is_empty());
         let (Some(name), Some(version)) = (present(self.name), present(self.version)) else {
             let missing = match (present(self.name), present(self.version)) {
                 (None, None) => "P: and V:",
@@ -204,10 +225,10 @@ impl<'a> Draft<'a> {
             errors.push(self.start, || format!("stanza without {missing}; skipped"));
             return;
         };
-        let owned = |v: Option<&'a str>| present(v).map(str::to_owned);
+        let owned = |v: Option<&'a [u8]>| present(v).map(|v| text(v, MAX_VALUE));
         pkgs.push(ApkPackage {
-            name: name.to_owned(),
-            version: version.to_owned(),
+            name: text(name, MAX_VALUE),
+            version: text(version, MAX_VALUE),
             arch: owned(self.arch),
             origin: owned(self.origin),
             license: owned(self.license),
@@ -259,21 +280,21 @@ impl PathBudget {
 }
 
 /// Parses a decimal number field; a bad one is reported and stays `None`.
-fn number(slot: &mut Option<i64>, key: u8, value: &str, line: usize, errors: &mut Errors) {
-    let v = value.trim();
+fn number(slot: &mut Option<i64>, key: u8, value: &[u8], line: usize, errors: &mut Errors) {
+    let v = value.trim_ascii();
     if v.is_empty() {
         return;
     }
-    match v.parse::<i64>() {
-        Ok(n) if slot.is_none() => *slot = Some(n),
-        Ok(_) => errors.push(line, || format!("duplicate {}: field, keeping the first", key as char)),
-        Err(_) => errors.push(line, || format!("{}: not a number: {:?}", key as char, truncate(v, 80))),
+    match std::str::from_utf8(v).ok().and_then(|v| v.parse::<i64>().ok()) {
+        Some(n) if slot.is_none() => *slot = Some(n),
+        Some(_) => errors.push(line, || format!("duplicate {}: field, keeping the first", key as char)),
+        None => errors.push(line, || format!("{}: not a number: {:?}", key as char, quote(v, 80))),
     }
 }
 
 /// `value`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
-fn capped<'a>(key: u8, value: &'a str, line: usize, errors: &mut Errors) -> &'a str {
-    let kept = cut(value, MAX_VALUE);
+fn capped<'a>(key: u8, value: &'a [u8], line: usize, errors: &mut Errors) -> &'a [u8] {
+    let kept = cut_bytes(value, MAX_VALUE);
     if kept.len() < value.len() {
         errors.push(line, || format!("{}: value of {} bytes truncated to {}", key as char, value.len(), kept.len()));
     }
@@ -344,7 +365,7 @@ R:default.script
 
     #[test]
     fn realistic_database() {
-        let (p, e) = parse_installed(TWO);
+        let (p, e) = parse_installed(TWO.as_bytes());
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(p.len(), 2);
         let musl = &p[0];
@@ -443,7 +464,7 @@ R:default.script
             ),
         ];
         for (input, want, want_errors) in cases {
-            let (p, e) = parse_installed(input);
+            let (p, e) = parse_installed(input.as_bytes());
             let got: Vec<_> = p.iter().map(|p| (p.name.as_str(), p.version.as_str(), p.files.clone())).collect();
             let want: Vec<_> =
                 want.iter().map(|(n, v, f)| (*n, *v, f.iter().map(|s| s.to_string()).collect::<Vec<_>>())).collect();
@@ -460,14 +481,14 @@ R:default.script
         const BIG: usize = 50 * 1024 * 1024;
         // A garbage line: one short report, no copy of the line.
         let garbage = "x".repeat(BIG);
-        let (p, e) = parse_installed(&garbage);
+        let (p, e) = parse_installed(garbage.as_bytes());
         assert!(p.is_empty());
         assert_eq!(e.len(), 1);
         assert!(e[0].message.len() < 200, "{}", e[0].message.len());
 
         // A huge value is kept only up to MAX_VALUE, cut at a char boundary.
         let text = format!("P:a\nV:1\nT:x{}", "é".repeat(BIG / 2));
-        let (p, e) = parse_installed(&text);
+        let (p, e) = parse_installed(text.as_bytes());
         assert_eq!(p.len(), 1);
         let d = p[0].description.as_deref().unwrap_or_default();
         assert!(d.len() <= MAX_VALUE && d.len() > MAX_VALUE - 4, "{}", d.len());
@@ -476,7 +497,7 @@ R:default.script
 
         // A huge R: name on one line, then a normal one.
         let text = format!("P:a\nV:1\nF:d\nR:{}\nR:ok", "n".repeat(BIG));
-        let (p, e) = parse_installed(&text);
+        let (p, e) = parse_installed(text.as_bytes());
         assert_eq!(p[0].files.len(), 2);
         assert_eq!(p[0].files[1], "/d/ok");
         assert_eq!(e.len(), 1, "{e:?}");
@@ -485,7 +506,7 @@ R:default.script
     #[test]
     fn problems_are_bounded() {
         let text = "?\n".repeat(100_000);
-        let (p, e) = parse_installed(&text);
+        let (p, e) = parse_installed(text.as_bytes());
         assert!(p.is_empty());
         assert_eq!(e.len(), MAX_ERRORS + 1);
         let last = &e[MAX_ERRORS];

@@ -42,47 +42,83 @@ impl DpkgPackage {
 }
 
 pub use super::parse::StanzaError;
-use super::parse::truncate;
+use super::parse::{Deadline, Errors, MAX_VALUE, STOPPED, lines, quote, text};
 
 /// Parses a whole status file.
-pub fn parse_status(text: &str) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
+pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
+    parse_status_within(bytes, &mut Deadline::new(&mut || false))
+}
+
+/// Parses a status file until `deadline` says the scope's time is up (asked
+/// at every stanza): the packages read so far are kept and one problem says
+/// where it stopped.
+///
+/// Values stay bytes borrowed from the input until a stanza is done; only
+/// the fields a package keeps become text, each cut to [`MAX_VALUE`] bytes.
+/// Problems are bounded (see [`Errors`]).
+pub fn parse_status_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
-    let mut errors = Vec::new();
-    let mut fields: Vec<(&str, String)> = Vec::new();
+    let mut errors = Errors::default();
+    // (name, value): the value runs from after the colon to the end of its last continuation line.
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::new();
     let mut start = 1;
-    for (i, line) in text.lines().chain(std::iter::once("")).enumerate() {
+    let at = |piece: &[u8]| piece.as_ptr() as usize - bytes.as_ptr() as usize;
+    for (i, line) in lines(bytes).chain(std::iter::once(&b""[..])).enumerate() {
         let lineno = i + 1;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             if !fields.is_empty() {
                 match stanza(&fields) {
                     Ok(p) => pkgs.push(p),
-                    Err(message) => errors.push(StanzaError { line: start, message }),
+                    Err(message) => errors.push(start, || message),
                 }
                 fields.clear();
             }
             start = lineno + 1;
             continue;
         }
-        if line.starts_with([' ', '\t']) {
+        let stop = if fields.is_empty() { deadline.stanza() } else { deadline.line() };
+        if stop {
+            errors.push(lineno, || STOPPED.to_string());
+            break;
+        }
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
             match fields.last_mut() {
                 Some((_, v)) => {
-                    v.push('\n');
-                    v.push_str(line.trim());
+                    // Extend the value over this line, in place.
+                    let from = at(v);
+                    *v = &bytes[from..at(line) + line.len()];
                 }
-                None => errors.push(StanzaError { line: lineno, message: "continuation line before any field".into() }),
+                None => errors.push(lineno, || "continuation line before any field".into()),
             }
             continue;
         }
-        match line.split_once(':') {
-            Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => fields.push((k, v.trim().to_string())),
-            _ => errors.push(StanzaError { line: lineno, message: format!("not a field: {:?}", truncate(line, 80)) }),
+        match line.iter().position(|&b| b == b':') {
+            Some(c) if c > 0 && !line[..c].iter().any(u8::is_ascii_whitespace) => {
+                fields.push((&line[..c], &line[c + 1..]));
+            }
+            _ => errors.push(lineno, || format!("not a field: {:?}", quote(line, 80))),
         }
     }
-    (pkgs, errors)
+    (pkgs, errors.into_vec())
 }
 
-fn stanza(fields: &[(&str, String)]) -> Result<DpkgPackage, String> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+/// A field's value as text: its lines trimmed and joined by newlines, cut to [`MAX_VALUE`] bytes.
+fn value(v: &[u8]) -> String {
+    let mut out = Vec::new();
+    for (i, l) in lines(v).enumerate() {
+        if out.len() > MAX_VALUE {
+            break;
+        }
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(l.trim_ascii());
+    }
+    text(&out, MAX_VALUE)
+}
+
+fn stanza(fields: &[(&[u8], &[u8])]) -> Result<DpkgPackage, String> {
+    let get = |name: &str| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| value(v));
     let name = get("Package").filter(|n| !n.is_empty()).ok_or_else(|| "stanza without a Package field".to_string())?;
     let version = get("Version").filter(|v| !v.is_empty());
     let (source, source_version) = match get("Source") {
@@ -96,6 +132,11 @@ fn stanza(fields: &[(&str, String)]) -> Result<DpkgPackage, String> {
         None => (Some(name.clone()), version.clone()),
     };
     let installed_size = get("Installed-Size").and_then(|s| s.parse::<i64>().ok()).and_then(|k| k.checked_mul(1024));
+    let description = fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"Description"))
+        .and_then(|(_, v)| lines(v).next().map(|first| text(first.trim_ascii(), MAX_VALUE)))
+        .filter(|d| !d.is_empty());
     Ok(DpkgPackage {
         version,
         architecture: get("Architecture"),
@@ -104,7 +145,7 @@ fn stanza(fields: &[(&str, String)]) -> Result<DpkgPackage, String> {
         status: get("Status"),
         maintainer: get("Maintainer"),
         installed_size,
-        description: get("Description").and_then(|d| d.lines().next().map(str::to_string)).filter(|d| !d.is_empty()),
+        description,
         homepage: get("Homepage"),
         name,
     })
@@ -118,7 +159,7 @@ mod tests {
 
     #[test]
     fn parses_multiple_stanzas_with_continuations() {
-        let (p, e) = parse_status(TWO);
+        let (p, e) = parse_status(TWO.as_bytes());
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].name, "libc6");
@@ -171,7 +212,7 @@ mod tests {
             ("Package: g\nStatus: install ok installed\nVersion:\n", "g", None, "g", None, true),
         ];
         for (input, name, version, source, sv, installed) in cases {
-            let (p, e) = parse_status(input);
+            let (p, e) = parse_status(input.as_bytes());
             assert!(e.is_empty(), "{input:?}: {e:?}");
             assert_eq!(p.len(), 1, "{input:?}");
             let p = &p[0];
@@ -184,7 +225,7 @@ mod tests {
     #[test]
     fn bad_stanzas_are_reported_and_skipped() {
         let text = "Version: 1\nStatus: install ok installed\n\n\n\nPackage: ok\nVersion: 1\n\n continuation first\n\ngarbage line\nPackage: x\n";
-        let (p, e) = parse_status(text);
+        let (p, e) = parse_status(text.as_bytes());
         assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["ok", "x"]);
         assert_eq!(e[0], StanzaError { line: 1, message: "stanza without a Package field".into() });
         assert!(e.iter().any(|e| e.line == 9 && e.message.contains("continuation")), "{e:?}");
@@ -193,8 +234,8 @@ mod tests {
 
     #[test]
     fn crlf_and_empty_input() {
-        assert_eq!(parse_status("").0.len(), 0);
-        let (p, _) = parse_status("Package: a\r\nVersion: 1\r\n\r\n");
+        assert_eq!(parse_status(b"").0.len(), 0);
+        let (p, _) = parse_status(b"Package: a\r\nVersion: 1\r\n\r\n");
         assert_eq!(p[0].version.as_deref(), Some("1"));
     }
 }

@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use periscope_proto::tables::FILES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, mode_string, sha256_entry, unalias, usrmerge_aliases};
+use super::{Scope, Sink, WalkErrors, mode_string, sha256_entry, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::{Entry, kind_name};
 
@@ -54,27 +54,27 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     // Skip starts that lie inside another start walked without a depth bound.
     let starts: Vec<(String, Option<usize>)> = plans.into_iter().collect();
     let aliases = usrmerge_aliases(&scope.root);
-    let mut matched: BTreeMap<String, Entry> = BTreeMap::new();
+    // Matches keep only their entries (whose paths share their directories'
+    // storage); a match's text is made again when its row is.
+    let mut matched: Vec<Entry> = Vec::new();
     for (start, depth) in &starts {
         let covered =
             starts.iter().any(|(s, d)| d.is_none() && s != start && (s == "/" || start.starts_with(&format!("{s}/"))));
         if covered {
             continue;
         }
-        let mut errors = Vec::new();
+        let mut errors = WalkErrors::default();
         let r = scope.root.walk(
             start,
             &mut |e: &Entry| {
-                if set.is_match(&e.path) {
-                    matched.insert(e.path.clone(), e.clone());
+                if set.is_match(e.path.shown()) {
+                    matched.push(e.clone());
                 }
                 depth.is_none_or(|d| e.depth < d)
             },
             &mut |e| errors.push(e),
         );
-        for e in errors {
-            out.error(C, None, &e.to_string());
-        }
+        errors.report(out, C);
         match r {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
@@ -85,9 +85,16 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             Err(e) => out.error(C, Some(start), &e.to_string()),
         }
     }
-    for (path, e) in matched {
+    // In path order, each once (walks from overlapping starts meet some twice).
+    matched.sort_by(|a, b| a.path.cmp_raw(&b.path));
+    matched.dedup_by(|a, b| a.path.cmp_raw(&b.path).is_eq());
+    for e in matched {
+        if out.is_full(&FILES) {
+            break;
+        }
+        let path = e.path.shown();
         let target = if e.kind == FileType::Symlink {
-            match scope.root.read_link(OsStr::from_bytes(&e.raw)) {
+            match scope.root.read_link(OsStr::from_bytes(&e.path.raw())) {
                 Ok(t) => Some(t),
                 Err(err) => {
                     out.read_error(C, &path, &err);

@@ -225,9 +225,13 @@ impl Sink {
     }
 
     /// Records a problem as a `crawl_errors` row.
-    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each.
+    /// Path and message are quoted up to [`MAX_ERROR_QUOTE`] bytes each; a
+    /// longer message loses its middle, so that what went wrong (said last,
+    /// after the path) is kept.
     pub fn error(&mut self, collector: &str, path: Option<&str>, message: &str) {
-        let (path, message) = (path.map(|p| parse::cut(p, MAX_ERROR_QUOTE)), parse::cut(message, MAX_ERROR_QUOTE));
+        let path = path.map(|p| parse::cut(p, MAX_ERROR_QUOTE));
+        let message = parse::cut_middle(message, MAX_ERROR_QUOTE, MAX_ERROR_QUOTE / 4);
+        let message = &*message;
         tracing::warn!(collector, path, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
         self.row(
@@ -270,6 +274,35 @@ impl Sink {
         let mut out = std::mem::take(&mut self.done);
         out.extend(self.builders.iter_mut().filter(|b| !b.is_empty()).map(TableBuilder::finish));
         out
+    }
+}
+
+/// Problems met during a walk, kept until the walk is done (its visitor may
+/// be borrowing the sink): at most [`MAX_ERROR_ROWS`], the rest only counted,
+/// since a tree can hold millions of problems.
+#[derive(Default)]
+pub struct WalkErrors {
+    kept: Vec<ReadError>,
+    more: u64,
+}
+
+impl WalkErrors {
+    pub fn push(&mut self, e: ReadError) {
+        if (self.kept.len() as u64) < MAX_ERROR_ROWS {
+            self.kept.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Each kept problem as a `crawl_errors` row of `collector`, and one for the rest.
+    pub fn report(self, out: &mut Sink, collector: &str) {
+        for e in self.kept {
+            out.error(collector, None, &e.to_string());
+        }
+        if self.more > 0 {
+            out.error(collector, None, &format!("{} more problems in this walk were not recorded", self.more));
+        }
     }
 }
 
@@ -393,7 +426,7 @@ pub fn sha256_file(root: &Root, path: impl AsRef<std::ffi::OsStr>, cap: u64) -> 
 /// [`sha256_file`] of a walked entry: refused if the path no longer names the inode the walk saw.
 pub fn sha256_entry(root: &Root, e: &crate::rootfs::Entry, cap: u64) -> Result<Option<String>, ReadError> {
     use std::os::unix::ffi::OsStrExt;
-    sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.raw), Some((e.dev, e.ino)), cap)
+    sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.path.raw()), Some((e.dev, e.ino)), cap)
 }
 
 fn sha256_expecting(
@@ -504,6 +537,12 @@ mod tests {
             "{:?}",
             m.last()
         );
+        // A message naming a long path still says what went wrong.
+        let mut sink = Sink::new(common());
+        let path = "/d".repeat(40_000);
+        sink.error("c", Some(&path), &format!("{path}: File name too long (os error 36)"));
+        let m = messages(&sink.finish());
+        assert!(m[0].len() <= MAX_ERROR_QUOTE && m[0].ends_with("/d/d: File name too long (os error 36)"), "{m:?}");
     }
 
     /// A table's rows are finished into batches as they fill, so no batch's

@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
-use super::dpkg::{DpkgPackage, parse_status};
+use super::dpkg::{DpkgPackage, parse_status_within};
+use super::parse::{Deadline, past};
 use super::rpm::{self, RpmPackage};
 use super::{Scope, Sink, unalias, usrmerge_aliases};
 use crate::encode::Value;
+use crate::rootfs::display_name;
 
 const C: &str = "packages";
 pub const DPKG_STATUS: &str = "/var/lib/dpkg/status";
@@ -24,10 +26,16 @@ pub const RPM_DIRS: &[&str] = &["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
 const LIST_MAX_BYTES: u64 = 16 << 20;
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
+    collect_until(scope, out, &mut past(scope.root.deadline()))
+}
+
+/// [`collect`], with the text databases' parsers asking `late` whether the
+/// scope's time is up (see [`Deadline`]; rpm's readers take the deadline itself).
+fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut found = false;
-    found |= dpkg(scope, out, &aliases);
-    found |= apk(scope, out, &aliases);
+    found |= dpkg(scope, out, &aliases, late);
+    found |= apk(scope, out, &aliases, late);
     found |= rpm_dbs(scope, out, &aliases);
     if !found {
         out.error(
@@ -91,37 +99,44 @@ fn not_installed_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
             ("architecture", p.architecture.as_ref().into()),
             ("status", p.status.as_ref().into()),
             ("db_path", db_path.into()),
-            ("location", db_path.into()),
         ],
     );
 }
 
 /// Paths from a dpkg file list: `info/<pkg>.list` (absolute paths) or a
-/// distroless `<pkg>.md5sums` ("<md5>  <relative path>").
-fn list_paths(text: &str, md5sums: bool) -> impl Iterator<Item = String> + '_ {
-    text.lines().filter_map(move |l| {
-        let p = if md5sums { l.split_once("  ").map(|(_, p)| p)? } else { l };
-        let p = p.trim_end();
+/// distroless `<pkg>.md5sums` ("<md5>  <relative path>"), shown as walked
+/// paths are (see [`display_name`]) so that a non-UTF-8 name is owned under
+/// the name the walk gives it. Each line becomes text on its own.
+fn list_paths(bytes: &[u8], md5sums: bool) -> impl Iterator<Item = String> + '_ {
+    super::parse::lines(bytes).filter_map(move |l| {
+        let p = if md5sums { l.windows(2).position(|w| w == b"  ").map(|i| &l[i + 2..])? } else { l };
+        let p = p.trim_ascii_end();
         if p.is_empty() {
             None
-        } else if p.starts_with('/') {
-            Some(p.to_string())
+        } else if p.starts_with(b"/") {
+            Some(display_name(p))
         } else {
-            Some(format!("/{p}"))
+            Some(format!("/{}", display_name(p)))
         }
     })
 }
 
-fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
+/// The problems of a parse as `crawl_errors` rows of `path`.
+fn parse_errors(out: &mut Sink, path: &str, errors: Vec<super::parse::StanzaError>) {
+    for e in errors {
+        out.error(C, Some(path), &format!("line {}: {}", e.line, e.message));
+    }
+}
+
+fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
     let root = &scope.root;
     let mut found = false;
     match root.read(DPKG_STATUS) {
         Ok(bytes) => {
             found = true;
-            let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
-            for e in errors {
-                out.error(C, Some(DPKG_STATUS), &format!("line {}: {}", e.line, e.message));
-            }
+            let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
+            drop(bytes);
+            parse_errors(out, DPKG_STATUS, errors);
             for p in pkgs.iter().filter(|p| !p.is_installed()) {
                 not_installed_row(out, p, DPKG_STATUS);
             }
@@ -141,7 +156,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                     match root.read_limited(&list, LIST_MAX_BYTES) {
                         Ok(b) => {
                             let name: Arc<str> = p.name.as_str().into();
-                            for path in list_paths(&String::from_utf8_lossy(&b), false) {
+                            for path in list_paths(&b, false) {
                                 own(out, "dpkg", &name, &path, aliases);
                             }
                             lists_read.insert(list);
@@ -179,10 +194,9 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                         continue;
                     }
                 };
-                let (pkgs, errors) = parse_status(&String::from_utf8_lossy(&bytes));
-                for e in errors {
-                    out.error(C, Some(&path), &format!("line {}: {}", e.line, e.message));
-                }
+                let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
+                drop(bytes);
+                parse_errors(out, &path, errors);
                 for p in pkgs.iter().filter(|p| p.status.is_some() && !p.is_installed()) {
                     not_installed_row(out, p, &path);
                 }
@@ -207,7 +221,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
                 match root.read_limited(&sums, LIST_MAX_BYTES) {
                     Ok(b) => {
                         let name: Arc<str> = owner.name.as_str().into();
-                        for f in list_paths(&String::from_utf8_lossy(&b), true) {
+                        for f in list_paths(&b, true) {
                             own(out, "dpkg", &name, &f, aliases);
                         }
                     }
@@ -225,7 +239,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
     found
 }
 
-fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
+fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
     let bytes = match scope.root.read(APK_INSTALLED) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return false,
@@ -234,10 +248,9 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
             return true;
         }
     };
-    let (pkgs, errors) = super::apk::parse_installed(&String::from_utf8_lossy(&bytes));
-    for e in errors {
-        out.error(C, Some(APK_INSTALLED), &format!("line {}: {}", e.line, e.message));
-    }
+    let (pkgs, errors) = super::apk::parse_installed_within(&bytes, &mut Deadline::new(late));
+    drop(bytes);
+    parse_errors(out, APK_INSTALLED, errors);
     for p in &pkgs {
         out.row(
             &PACKAGES,
@@ -433,9 +446,55 @@ mod tests {
 
     #[test]
     fn list_files() {
-        let l: Vec<_> = list_paths("/.\n/usr\n/usr/bin/x\n\n", false).collect();
+        let l: Vec<_> = list_paths(b"/.\n/usr\n/usr/bin/x\n\n", false).collect();
         assert_eq!(l, ["/.", "/usr", "/usr/bin/x"]);
-        let m: Vec<_> = list_paths("d41d8cd98f00b204e9800998ecf8427e  usr/lib/libz.so.1\nbad\n", true).collect();
+        let m: Vec<_> = list_paths(b"d41d8cd98f00b204e9800998ecf8427e  usr/lib/libz.so.1\nbad\n", true).collect();
         assert_eq!(m, ["/usr/lib/libz.so.1"]);
+        // Non-UTF-8 names as the walk shows them.
+        let x: Vec<_> = list_paths(b"/usr/bin/a\xffb\n", false).collect();
+        assert_eq!(x, ["/usr/bin/a\\xffb"]);
+    }
+
+    /// Issue 24: the dpkg (status and status.d) and apk parsers ran to the
+    /// end of any database, whatever the scope's deadline (only rpm's
+    /// readers checked it), so a scope that was given up kept a core busy.
+    /// They now ask at every stanza. Told the time is up from the 6th
+    /// question on (the questions are counted, not timed), the collector
+    /// stops there, keeps what it read and says why.
+    #[test]
+    fn text_databases_stop_at_the_scopes_deadline() {
+        for (file, stanza) in [
+            ("var/lib/dpkg/status", "Package: p{}\nStatus: install ok installed\nVersion: 1\n\n"),
+            ("var/lib/dpkg/status.d/big", "Package: p{}\nVersion: 1\n\n"),
+            ("lib/apk/db/installed", "P:p{}\nV:1\nF:usr/bin\nR:p{}\n\n"),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, (0..1000).map(|i| stanza.replace("{}", &i.to_string())).collect::<String>()).unwrap();
+            let common = crate::encode::Common {
+                host: "h".into(),
+                scope: "image".into(),
+                scope_id: "x".into(),
+                crawl_time_us: 0,
+            };
+            let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+            let scope = Scope { common: common.clone(), root, config: Default::default() };
+            let mut sink = Sink::new(common);
+            let mut asked = 0;
+            collect_until(&scope, &mut sink, &mut || {
+                asked += 1;
+                asked > 5
+            });
+            let batches = sink.finish();
+            let packages: usize =
+                batches.iter().filter(|b| crate::crawl::table_of(b).name == "packages").map(|b| b.num_rows()).sum();
+            let mut text = Vec::new();
+            crate::print::print_json_lines(&batches, &mut text).unwrap();
+            let text = String::from_utf8(text).unwrap();
+            assert!((1..=5).contains(&packages), "{file}: {packages} packages of 1000 read past the deadline");
+            assert_eq!(asked, 6, "{file}");
+            assert!(text.contains("wall time budget ran out"), "{file}: {text}");
+        }
     }
 }

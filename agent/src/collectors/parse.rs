@@ -1,7 +1,10 @@
 //! Helpers shared by the text-database parsers (dpkg, apk, accounts): a bounded
-//! problem list and char-boundary-safe cutting. Every input is untrusted, so
-//! kept values are capped at [`MAX_VALUE`] bytes and problem reports stop after
-//! [`MAX_ERRORS`] (one final summary is added).
+//! problem list, char-boundary-safe cutting, lines of bytes and the deadline
+//! check. Every input is untrusted, so kept values are capped at [`MAX_VALUE`]
+//! bytes, problem reports stop after [`MAX_ERRORS`] (one final summary is
+//! added), and bytes become text only for the values kept, one value at a
+//! time (a whole database converted at once cost three bytes of text per
+//! invalid byte).
 
 /// Largest value a parser keeps, in bytes; longer values are cut and reported.
 pub const MAX_VALUE: usize = 64 * 1024;
@@ -34,6 +37,98 @@ pub fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The lines of `text` as `str::lines` cuts them (`\n` or `\r\n` ends
+/// one; a last line without an end counts), as bytes.
+pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let none = text.is_empty();
+    body.split(|&b| b == b'\n').filter(move |_| !none).map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+/// `bytes` as text, cut to at most `max` bytes: UTF-8 kept, anything else
+/// replaced (U+FFFD). Only the part kept is converted.
+pub fn text(bytes: &[u8], max: usize) -> String {
+    cut(&String::from_utf8_lossy(cut_bytes(bytes, max)), max).to_string()
+}
+
+/// `bytes` cut to at most `max` bytes, backing off (at most 3 bytes) to the
+/// start of a UTF-8 char so a valid one is not cut in two.
+pub fn cut_bytes(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut end = max;
+    for _ in 0..3 {
+        if end > 0 && bytes[end] & 0xc0 == 0x80 {
+            end -= 1;
+        }
+    }
+    &bytes[..end]
+}
+
+/// At most `n` chars of `bytes` as text, for messages.
+pub fn quote(bytes: &[u8], n: usize) -> String {
+    truncate(&String::from_utf8_lossy(&bytes[..bytes.len().min(4 * n)]), n).to_string()
+}
+
+/// Lines a parser may read between two asks whether its scope's time is up
+/// (it also asks at every stanza).
+pub const CHECK_EVERY_LINES: usize = 4096;
+
+/// How a parser learns that its scope's wall time has run out: `late` is
+/// asked at every stanza and every [`CHECK_EVERY_LINES`] lines, and once it
+/// says yes the parser stops, keeping what it has and saying where it stopped
+/// (a scope that was given up must stop using CPU).
+pub struct Deadline<'a> {
+    late: &'a mut dyn FnMut() -> bool,
+    lines: usize,
+}
+
+/// Why a parse stopped early.
+pub const STOPPED: &str = "stopped here: the scope's wall time budget ran out";
+
+impl<'a> Deadline<'a> {
+    pub fn new(late: &'a mut dyn FnMut() -> bool) -> Self {
+        Deadline { late, lines: 0 }
+    }
+
+    /// At a stanza's start: whether to stop.
+    pub fn stanza(&mut self) -> bool {
+        self.lines = 0;
+        (self.late)()
+    }
+
+    /// At any line: whether to stop (asks every [`CHECK_EVERY_LINES`] lines).
+    pub fn line(&mut self) -> bool {
+        self.lines += 1;
+        if self.lines < CHECK_EVERY_LINES {
+            return false;
+        }
+        self.lines = 0;
+        (self.late)()
+    }
+}
+
+/// A `late` for [`Deadline`] that is true once `deadline` has passed.
+pub fn past(deadline: std::time::Instant) -> impl FnMut() -> bool {
+    move || std::time::Instant::now() > deadline
+}
+
+/// `s` cut to at most `max` bytes by taking out its middle (marked `…`),
+/// keeping up to `tail` bytes of its end: a message that starts with a long
+/// path still ends with what went wrong.
+pub fn cut_middle(s: &str, max: usize, tail: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let tail = tail.min(max / 2);
+    let mut from = s.len() - tail;
+    while !s.is_char_boundary(from) {
+        from += 1;
+    }
+    format!("{}…{}", cut(s, max - "…".len() - tail), &s[from..]).into()
 }
 
 /// Problems in line order, bounded: past [`MAX_ERRORS`] they are only counted,

@@ -5,17 +5,16 @@
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, mode_string, sha256_entry, unalias, usrmerge_aliases};
+use super::{Scope, Sink, WalkErrors, mode_string, sha256_entry, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 
 const C: &str = "unowned_files";
 pub const DIRS: &[&str] = &["/usr", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
-/// executable, shared_library, or None for other files.
-pub fn classify(path: &str, mode: u32) -> Option<&'static str> {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let is_so = name.ends_with(".so") || name.contains(".so.");
+/// executable, shared_library, or None for other files, by a file's name and mode.
+pub fn classify(name: &[u8], mode: u32) -> Option<&'static str> {
+    let is_so = name.ends_with(b".so") || name.windows(4).any(|w| w == b".so.");
     if is_so {
         Some("shared_library")
     } else if mode & 0o111 != 0 {
@@ -27,21 +26,24 @@ pub fn classify(path: &str, mode: u32) -> Option<&'static str> {
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
+    // Found files keep only their entries (whose paths share their
+    // directories' storage); a file's text is made again when its row is.
     let mut found: Vec<(Entry, &'static str)> = Vec::new();
     for dir in DIRS {
         // A merged-/usr alias (/bin -> usr/bin) is walked through /usr.
         if scope.root.read_link(dir).is_ok() {
             continue;
         }
-        let mut errors = Vec::new();
+        let mut errors = WalkErrors::default();
         let r = scope.root.walk(
             dir,
             &mut |e: &Entry| {
                 if e.kind == FileType::RegularFile
-                    && let Some(kind) = classify(&e.path, e.mode)
+                    && let Some(kind) = classify(e.path.name(), e.mode)
                 {
-                    let owned = out.owners.contains_key(&e.path)
-                        || unalias(&e.path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
+                    let path = e.path.shown();
+                    let owned = out.owners.contains_key(&path)
+                        || unalias(&path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
                     if !owned {
                         found.push((e.clone(), kind));
                     }
@@ -50,9 +52,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             },
             &mut |e| errors.push(e),
         );
-        for e in errors {
-            out.error(C, None, &e.to_string());
-        }
+        errors.report(out, C);
         match r {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
@@ -65,10 +65,14 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
     }
     for (e, kind) in found {
+        if out.is_full(&UNOWNED_FILES) {
+            break;
+        }
+        let path = e.path.shown();
         let sha = match sha256_entry(&scope.root, &e, scope.config.hash_max_bytes) {
             Ok(h) => h,
             Err(err) => {
-                out.read_error(C, &e.path, &err);
+                out.read_error(C, &path, &err);
                 if err.is_budget() {
                     return;
                 }
@@ -78,7 +82,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         out.row(
             &UNOWNED_FILES,
             &[
-                ("path", e.path.as_str().into()),
+                ("path", path.as_str().into()),
                 ("kind", kind.into()),
                 ("size", (e.size as i64).into()),
                 ("mode", mode_string(e.mode).as_str().into()),
@@ -102,7 +106,8 @@ mod tests {
             ("/usr/share/doc/readme", 0o644, None),
             ("/usr/lib/python3/x.sol", 0o644, None),
         ] {
-            assert_eq!(classify(path, mode), kind, "{path}");
+            let name = path.rsplit('/').next().unwrap();
+            assert_eq!(classify(name.as_bytes(), mode), kind, "{path}");
         }
     }
 }

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, HealthConfig, ImageHistoryResponseItem, ImageInspect};
+use bollard::models::{ContainerInspectResponse, HealthConfig, ImageHistoryResponseItem, ImageInspect, SystemInfo};
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
 use periscope_proto::tables::{CONTAINER_MOUNTS, CONTAINER_PORTS, CONTAINERS, IMAGE_HISTORY, IMAGES};
 
 use crate::collectors::Sink;
 use crate::encode::Value;
+use crate::layers::Markers;
 
 const C: &str = "docker";
 
@@ -22,8 +23,46 @@ pub struct Inventory {
     pub endpoint: String,
     pub containers: Vec<ContainerInspectResponse>,
     pub images: Vec<(ImageInspect, Vec<ImageHistoryResponseItem>)>,
+    /// The engine mounts overlay layers with `userxattr` (see [`overlay_userxattr`]).
+    pub userxattr: bool,
     /// (what, message) for things that could not be read; each becomes a crawl_errors row.
     pub errors: Vec<(String, String)>,
+}
+
+/// Whether the engine mounts its overlay2 layers with the `userxattr`
+/// option, so that their opaque directories, redirects and xattr whiteouts
+/// are `user.overlay.*` attributes (and redirects are never followed): a
+/// rootless engine does on Linux 5.11 and later, where an unprivileged
+/// mount needs it. The overlay2 driver says so in its status (a `userxattr`
+/// row); an engine that reports no such row is judged as it judges itself:
+/// rootless (`name=rootless` among its security options) on a kernel of 5.11
+/// or later.
+pub fn overlay_userxattr(info: &SystemInfo) -> bool {
+    let row = info.driver_status.iter().flatten().find(|r| r.first().is_some_and(|k| k == "userxattr"));
+    if let Some(row) = row {
+        return row.get(1).is_some_and(|v| v == "true");
+    }
+    let rootless = info.security_options.iter().flatten().any(|o| o.split(',').any(|kv| kv == "name=rootless"));
+    let kernel = info.kernel_version.as_deref().and_then(|v| {
+        let mut parts = v.split(|c: char| !c.is_ascii_digit());
+        Some((parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?))
+    });
+    rootless && kernel.is_some_and(|k| k >= (5, 11))
+}
+
+/// The overlay rules of the layers a graph driver named `driver` writes,
+/// given whether the engine mounts overlay layers with `userxattr`.
+pub fn markers(driver: &str, userxattr: bool) -> Markers {
+    match driver {
+        "overlay2" | "overlay" if userxattr => Markers::KernelUserXattr,
+        _ => Markers::for_driver(driver),
+    }
+}
+
+/// [`overlay_userxattr`] of the engine behind `docker`; an engine that does
+/// not answer is taken as not rootless (the error says so).
+async fn engine_userxattr(docker: &Docker) -> Result<bool, String> {
+    docker.info().await.map(|i| overlay_userxattr(&i)).map_err(|e| format!("engine info: {e}"))
 }
 
 /// Whether a Docker endpoint is configured here: DOCKER_HOST, or the default socket.
@@ -37,6 +76,12 @@ pub async fn inventory(timeout: Duration) -> Result<Inventory, String> {
     let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let docker = connect(timeout).await?;
     let mut inv = Inventory { endpoint: endpoint.clone(), ..Default::default() };
+    match engine_userxattr(&docker).await {
+        Ok(u) => inv.userxattr = u,
+        Err(e) => {
+            inv.errors.push(("engine".into(), format!("{e}; its overlay layers are read as mounted without userxattr")))
+        }
+    }
 
     let list = docker
         .list_containers(Some(ListContainersOptions { all: true, ..Default::default() }))
@@ -81,9 +126,9 @@ pub async fn inventory(timeout: Duration) -> Result<Inventory, String> {
 pub enum Target {
     /// A running container: its main process's host pid, and its layers for
     /// when the process is gone by the time it is opened.
-    Running(i64, Vec<std::path::PathBuf>, crate::layers::Markers),
+    Running(i64, Vec<std::path::PathBuf>, Markers),
     /// A stopped container or an image: its layer directories, top first.
-    Layers(Vec<std::path::PathBuf>, crate::layers::Markers),
+    Layers(Vec<std::path::PathBuf>, Markers),
 }
 
 /// An engine connection with its API version negotiated.
@@ -127,9 +172,13 @@ pub async fn target(
             Err(e) => return Err(format!("container {id}: {e}")),
         }
     };
+    let userxattr = engine_userxattr(docker).await.unwrap_or_else(|e| {
+        tracing::warn!("{e}; its overlay layers are read as mounted without userxattr");
+        false
+    });
     let (layers, markers) = match gd {
-        Some(gd) => (layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)),
-        None => (Vec::new(), crate::layers::Markers::KERNEL_OVERLAY),
+        Some(gd) => (layer_dirs(&gd.data), markers(&gd.name, userxattr)),
+        None => (Vec::new(), Markers::KERNEL_OVERLAY),
     };
     // A container's image, for what the container shares with it.
     let mut base = None;
@@ -167,7 +216,7 @@ pub fn bases(inv: &Inventory) -> std::collections::HashMap<String, crate::inheri
         let (Some(id), Some(image_id), Some(gd)) = (&c.id, &c.image, &c.graph_driver) else { continue };
         let Some(img) = images.get(image_id.as_str()) else { continue };
         if let Some(own) = own_layers(&layer_dirs(&gd.data), img) {
-            let markers = crate::layers::Markers::for_driver(&gd.name);
+            let markers = markers(&gd.name, inv.userxattr);
             out.insert(
                 id.clone(),
                 crate::inherit::Base { image_id: image_id.clone(), own_layers: own, markers, pid: None },
@@ -263,7 +312,7 @@ pub fn layer_dirs(data: &std::collections::HashMap<String, String>) -> Vec<std::
 }
 
 /// A scope read through layers: id, layer directories (top first), and the markers its driver writes.
-pub type LayeredScope = (String, Vec<std::path::PathBuf>, crate::layers::Markers);
+pub type LayeredScope = (String, Vec<std::path::PathBuf>, Markers);
 
 /// Containers that are not running, with their layer directories.
 pub fn stopped(inv: &Inventory) -> Vec<LayeredScope> {
@@ -272,7 +321,7 @@ pub fn stopped(inv: &Inventory) -> Vec<LayeredScope> {
         .filter(|c| c.state.as_ref().and_then(|s| s.pid).unwrap_or(0) <= 0)
         .filter_map(|c| {
             let gd = c.graph_driver.as_ref()?;
-            Some((c.id.clone()?, layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)))
+            Some((c.id.clone()?, layer_dirs(&gd.data), markers(&gd.name, inv.userxattr)))
         })
         .collect()
 }
@@ -283,7 +332,7 @@ pub fn image_layers(inv: &Inventory) -> Vec<LayeredScope> {
         .iter()
         .filter_map(|(i, _)| {
             let gd = i.graph_driver.as_ref()?;
-            Some((i.id.clone()?, layer_dirs(&gd.data), crate::layers::Markers::for_driver(&gd.name)))
+            Some((i.id.clone()?, layer_dirs(&gd.data), markers(&gd.name, inv.userxattr)))
         })
         .collect()
 }
@@ -538,5 +587,96 @@ mod tests {
         assert_eq!(health(Some(&hc(&["CMD-SHELL", "curl -f localhost"]))), Some("curl -f localhost".into()));
         assert_eq!(health(Some(&hc(&["NONE"]))), None);
         assert_eq!(health(None), None);
+    }
+
+    /// `GET /info` of a rootless overlay2 engine (the rows moby's overlay2
+    /// driver and daemon write for one), and of this machine's rootful
+    /// engine (Docker 20.10.24, fuse-overlayfs) as it answers.
+    const ROOTLESS_INFO: &str = r#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"],["Supports d_type","true"],["Using metacopy","false"],["Native Overlay Diff","false"],["userxattr","true"]],"KernelVersion":"6.8.0-45-generic","SecurityOptions":["name=seccomp,profile=builtin","name=rootless","name=cgroupns"]}"#;
+    const ROOTFUL_INFO: &str = r#"{"Driver":"fuse-overlayfs","DriverStatus":null,"KernelVersion":"6.18.44-fc-v1300","SecurityOptions":["name=seccomp,profile=default"]}"#;
+
+    fn info(json: &str) -> SystemInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Issue 24: rootless Docker mounts its overlay2 layers with `userxattr`,
+    /// so their opaque directories (and redirects, whiteouts) are
+    /// `user.overlay.*` xattrs; the agent merged every overlay2 image by the
+    /// `trusted.overlay.*` rules, and so showed, under a directory the image
+    /// made opaque, what the layers below hold. The engine is asked now.
+    /// No rootless engine runs here: the machine's engine is rootful, and a
+    /// second, rootless dockerd needs a non-root user with subordinate ids,
+    /// newuidmap and a network helper that the test host does not have; so
+    /// the detection is tested from the info such an engine returns and the
+    /// merge from layers written as it writes them.
+    #[test]
+    fn a_rootless_engines_layers_are_merged_by_their_user_overlay_xattrs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (upper, lower) = (tmp.path().join("top/diff"), tmp.path().join("base/diff"));
+        std::fs::create_dir_all(upper.join("etc/cron.d")).unwrap();
+        std::fs::create_dir_all(lower.join("etc/cron.d")).unwrap();
+        std::fs::write(lower.join("etc/cron.d/miner"), "* * * * * root /tmp/m\n").unwrap();
+        std::fs::write(upper.join("etc/cron.d/ok"), "").unwrap();
+        rustix::fs::setxattr(upper.join("etc/cron.d"), "user.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
+            .unwrap();
+        let listing = |engine: &SystemInfo| -> Vec<String> {
+            let image: ImageInspect = serde_json::from_value(serde_json::json!({
+                "Id": "sha256:x",
+                "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper, "LowerDir": lower}},
+            }))
+            .unwrap();
+            let inv = Inventory {
+                images: vec![(image, Vec::new())],
+                userxattr: overlay_userxattr(engine),
+                ..Default::default()
+            };
+            let (_, layers, markers) = image_layers(&inv).remove(0);
+            let root = crate::rootfs::Root::from_layers(&layers, markers, "test", Default::default()).unwrap();
+            let mut paths = Vec::new();
+            root.walk(
+                "/etc",
+                &mut |e| {
+                    paths.push(e.path.shown());
+                    true
+                },
+                &mut |e| panic!("{e}"),
+            )
+            .unwrap();
+            paths
+        };
+        // The rootless engine's mount hides the lower directory's contents…
+        assert_eq!(listing(&info(ROOTLESS_INFO)), ["/etc/cron.d", "/etc/cron.d/ok"]);
+        // …a rootful engine's mount reads no user.* xattr as a marker.
+        let rootful = info(ROOTFUL_INFO.replace("fuse-overlayfs", "overlay2").as_str());
+        assert_eq!(listing(&rootful), ["/etc/cron.d", "/etc/cron.d/miner", "/etc/cron.d/ok"]);
+    }
+
+    #[test]
+    fn which_engines_mount_overlay_layers_with_userxattr() {
+        let rootless_no_row = |kernel: &str| {
+            let mut i = info(ROOTLESS_INFO);
+            i.driver_status.as_mut().unwrap().retain(|r| r[0] != "userxattr");
+            i.kernel_version = Some(kernel.into());
+            i
+        };
+        let row_false = {
+            let mut i = info(ROOTLESS_INFO);
+            i.driver_status.as_mut().unwrap().last_mut().unwrap()[1] = "false".into();
+            i
+        };
+        for (what, engine, userxattr) in [
+            ("rootless, the driver says so", info(ROOTLESS_INFO), true),
+            ("rootful (this machine's engine)", info(ROOTFUL_INFO), false),
+            ("rootless, no status row, Linux 5.15", rootless_no_row("5.15.0-91-generic"), true),
+            ("rootless, no status row, Linux 5.11", rootless_no_row("5.11.0"), true),
+            ("rootless, no status row, Linux 5.10 (no userxattr there)", rootless_no_row("5.10.0-28-amd64"), false),
+            ("rootless, no status row, kernel unknown", rootless_no_row(""), false),
+            ("the driver says no", row_false, false),
+        ] {
+            assert_eq!(overlay_userxattr(&engine), userxattr, "{what}");
+        }
+        assert_eq!(markers("overlay2", true), Markers::KernelUserXattr);
+        assert_eq!(markers("overlay2", false), Markers::KERNEL_OVERLAY);
+        assert_eq!(markers("fuse-overlayfs", true), Markers::FUSE_OVERLAYFS);
     }
 }
