@@ -134,7 +134,11 @@ pub const PACKAGES: Table = Table {
             Utf8,
             "File the package was read from, inside the scope (a package database, a dist-info METADATA, a package.json, a jar, a binary).",
         ),
-        col("purl", Utf8, "Package URL (https://github.com/package-url/purl-spec), as other tools write it; null where none is made yet."),
+        col(
+            "purl",
+            Utf8,
+            "Package URL (https://github.com/package-url/purl-spec), as other tools write it; null where none is made yet.",
+        ),
         col(
             "owner_package",
             Utf8,

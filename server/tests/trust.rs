@@ -589,8 +589,11 @@ fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
         let mut web = Node::enroll(&server.url, "web-1", None).await;
         let (ca, cb) =
             (container("c-a", "team-a", "{}", IMAGE_A), container("c-b", "team-b", r#"{"app":"web-front"}"#, IMAGE_B));
+        // Another team's container of team-a's image on the same host (a pause sandbox, a sidecar):
+        // sharing the image shares the image's rows, never the container's.
+        let cc = container("c-c", "team-c", "{}", IMAGE_A);
         let host_pkg = pkg("pkg-host-web-1");
-        let listing: &[&[(&str, Value<'_>)]] = &[&ca, &cb];
+        let listing: &[&[(&str, Value<'_>)]] = &[&ca, &cb, &cc];
         let host_rows: &[&[(&str, Value<'_>)]] = &[&host_pkg];
         web.crawl_tables("host", "m", t, &[(&tables::CONTAINERS, listing), (&tables::PACKAGES, host_rows)])
             .await
@@ -598,6 +601,7 @@ fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
         for (scope, id, name) in [
             ("container", "c-a", "pkg-c-a"),
             ("container", "c-b", "pkg-c-b"),
+            ("container", "c-c", "pkg-c-c"),
             ("image", IMAGE_A, "pkg-img-a"),
             ("image", IMAGE_B, "pkg-img-b"),
         ] {

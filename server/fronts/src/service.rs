@@ -221,7 +221,8 @@ impl Query for QueryService {
         let (timeout, deadline) = (limits.timeout, tokio::time::Instant::now() + limits.timeout);
         let (planned_tx, planned_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = mpsc::channel::<Result<SqlChunk, Status>>(4);
-        let started = query::spawn_own_thread(true, async move {
+        let failed = tx.clone();
+        let work = async move {
             let (schema, mut rows) = match query::stream_on(snapshot, &sql, query::Access::ReadOnly, &limits).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -241,10 +242,18 @@ impl Query for QueryService {
                     c.map(|arrow_ipc| SqlChunk { arrow_ipc })
                 });
                 let stop = chunk.is_err();
-                // A client gone: dropping the rows cancels the query.
-                if tx.send(chunk).await.is_err() || stop {
-                    return;
+                // A client gone, or one that stopped reading past the time limit (its
+                // window full): dropping the rows cancels the query and frees its thread.
+                match tokio::time::timeout_at(deadline, tx.send(chunk)).await {
+                    Ok(Ok(())) if !stop => {}
+                    _ => return,
                 }
+            }
+        };
+        let started = query::spawn_own_thread(true, async move {
+            // A worker that died mid-answer must not end the stream as if it were complete.
+            if let Err(e) = query::unpanicked(work).await {
+                let _ = failed.send_timeout(Err(Status::internal(e.to_string())), timeout).await;
             }
         });
         started.map_err(|e| Status::resource_exhausted(e.to_string()))?;

@@ -216,9 +216,11 @@ impl MemoryPool for QueryPool {
     }
 }
 
-/// Niceness of the query runtime's threads: below ingest's, so a CPU-bound
-/// query yields the cores to acknowledging agents.
-const QUERY_NICE: i32 = 10;
+/// Niceness of query threads: the lowest, so CPU-bound queries (each on a
+/// thread of its own, up to 64 of them plus the Postgres connections) yield
+/// the cores to acknowledging agents: at nice 19 a thread weighs 15 against an
+/// ingest worker's 1024.
+const QUERY_NICE: i32 = 19;
 
 /// The runtime remote SQL runs on (the Postgres and Flight SQL fronts, the gRPC
 /// query service's work, scheduled reports): apart from the one serving agents,

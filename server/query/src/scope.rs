@@ -343,12 +343,16 @@ fn admitted(b: &RecordBatch, at: Deciding, scope: &ReadScope, grants: &Grants) -
         let has = |set: &std::collections::HashSet<(String, String)>, id: Option<&str>| {
             id.is_some_and(|id| set.contains(&(host.to_string(), id.to_string())))
         };
+        // Each row is decided by one identity: a container's scope by its id, an image's by
+        // its id; a host's rows about a container (containers, mounts, processes, …) by that
+        // container alone, even when they also name its image (other teams run the same
+        // images: pause sandboxes, sidecars); only rows about an image alone by the image.
         match get_opt(&scopes, i) {
-            Some(CONTAINER) if has(&grants.containers, get_opt(&ids, i)) => return true,
-            Some(IMAGE) if has(&grants.images, get_opt(&ids, i)) => return true,
-            _ => {}
+            Some(CONTAINER) => has(&grants.containers, get_opt(&ids, i)),
+            Some(IMAGE) => has(&grants.images, get_opt(&ids, i)),
+            _ if containers.is_some() => has(&grants.containers, get_opt(&containers, i)),
+            _ => has(&grants.images, get_opt(&images, i)),
         }
-        has(&grants.containers, get_opt(&containers, i)) || has(&grants.images, get_opt(&images, i))
     };
     let keep: BooleanArray = (0..hosts.len())
         .map(|i| {

@@ -82,6 +82,52 @@ pub fn register(ctx: &SessionContext) {
             ctx.register_udaf(AggregateUDF::new_from_impl(Gathering { inner }));
         }
     }
+    ctx.add_analyzer_rule(Arc::new(NoGatheringWindows));
+}
+
+/// Refuses `array_agg` and `string_agg` as window functions: a window repeats
+/// (`OVER ()`) or grows (`OVER (ORDER BY …)`) the gathered value for every row
+/// of its partition, outside any memory pool (DataFusion's window operators
+/// reserve nothing), so 30,000 rows asked for 7 GB under a 64 MiB limit. An
+/// analyzer rule, so it holds for every front's plans.
+#[derive(Debug)]
+struct NoGatheringWindows;
+
+impl datafusion::optimizer::AnalyzerRule for NoGatheringWindows {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+        let mut refused = None;
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::WindowFunction(w) = e
+                        && let WindowFunctionDefinition::AggregateUDF(f) = &w.fun
+                        && GATHERING.contains(&f.name())
+                    {
+                        refused = Some(f.name().to_string());
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        })?;
+        match refused {
+            Some(f) => datafusion::common::plan_err!(
+                "{f} is refused as a window function: it would repeat or grow what it gathers for every row of \
+                 the window, outside the query's memory limit; aggregate with GROUP BY and join instead"
+            ),
+            None => Ok(plan),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "no_gathering_windows"
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -211,7 +257,13 @@ impl AggregateUDFImpl for Gathering {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(Gathered { inner: self.inner.accumulator(args)?, name: self.inner.name().into(), bytes: 0 }))
+        let distinct = args.is_distinct;
+        Ok(Box::new(Gathered {
+            inner: self.inner.accumulator(args)?,
+            name: self.inner.name().into(),
+            bytes: 0,
+            distinct,
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -224,8 +276,9 @@ impl AggregateUDFImpl for Gathering {
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let distinct = args.is_distinct;
         let inner = self.inner.inner().create_sliding_accumulator(args)?;
-        Ok(Box::new(Gathered { inner, name: self.inner.name().into(), bytes: 0 }))
+        Ok(Box::new(Gathered { inner, name: self.inner.name().into(), bytes: 0, distinct }))
     }
 
     fn with_beneficial_ordering(self: Arc<Self>, beneficial: bool) -> Result<Option<Arc<dyn AggregateUDFImpl>>> {
@@ -264,42 +317,69 @@ impl AggregateUDFImpl for Gathering {
     }
 }
 
-/// The bytes `a`'s values take, whatever buffers it shares: Arrow's slice size
-/// counts a view array's views but not the strings they point to, and a view
-/// array taken from a batch shares the whole batch's strings.
-fn held(a: &ArrayRef) -> Result<usize> {
-    let views = |lens: &mut dyn Iterator<Item = usize>| lens.fold(a.len() * 16, usize::saturating_add);
+/// Whether `t` holds view arrays anywhere (their slices keep whole data buffers alive).
+fn has_views(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8View | DataType::BinaryView => true,
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::Map(f, _) => {
+            has_views(f.data_type())
+        }
+        DataType::Struct(fs) => fs.iter().any(|f| has_views(f.data_type())),
+        DataType::Dictionary(_, v) => has_views(v),
+        _ => false,
+    }
+}
+
+/// `a` as the accumulator keeps it, and the bytes it holds. A top-level view
+/// array is compacted first: a view array taken from (or cast zero-copy out
+/// of) a batch shares that batch's whole strings, so one visible byte per
+/// row could keep 8 KB alive. Views nested deeper are counted with every
+/// buffer they share (too much, never too little).
+fn held(a: &ArrayRef) -> Result<(ArrayRef, usize)> {
+    let views = |a: &ArrayRef, lens: &mut dyn Iterator<Item = usize>| lens.fold(a.len() * 16, usize::saturating_add);
     Ok(match a.data_type() {
-        DataType::Utf8View => views(&mut a.as_string_view().iter().map(|v| v.map_or(0, str::len))),
-        DataType::BinaryView => views(&mut a.as_binary_view().iter().map(|v| v.map_or(0, <[u8]>::len))),
-        DataType::List(_) => {
-            let l = a.as_list::<i32>();
-            let (first, last) = (l.value_offsets()[0] as usize, l.value_offsets()[l.len()] as usize);
-            held(&l.values().slice(first, last - first))? + a.len() * 4
+        DataType::Utf8View => {
+            let kept: ArrayRef = Arc::new(a.as_string_view().gc());
+            let n = views(&kept, &mut kept.as_string_view().iter().map(|v| v.map_or(0, str::len)));
+            (kept, n)
         }
-        DataType::LargeList(_) => {
-            let l = a.as_list::<i64>();
-            let (first, last) = (l.value_offsets()[0] as usize, l.value_offsets()[l.len()] as usize);
-            held(&l.values().slice(first, last - first))? + a.len() * 8
+        DataType::BinaryView => {
+            let kept: ArrayRef = Arc::new(a.as_binary_view().gc());
+            let n = views(&kept, &mut kept.as_binary_view().iter().map(|v| v.map_or(0, <[u8]>::len)));
+            (kept, n)
         }
-        _ => a.to_data().get_slice_memory_size()?,
+        t if has_views(t) => (a.clone(), a.get_array_memory_size()),
+        _ => (a.clone(), a.to_data().get_slice_memory_size()?),
     })
 }
 
-/// A gathering aggregate's accumulator: counts the bytes it takes in.
+/// A gathering aggregate's accumulator: counts the bytes it takes in (for
+/// DISTINCT, what the inner accumulator kept: duplicates are not held).
 #[derive(Debug)]
 struct Gathered {
     inner: Box<dyn Accumulator>,
     name: String,
     bytes: usize,
+    distinct: bool,
 }
 
 impl Gathered {
-    fn take(&mut self, arrays: &[ArrayRef]) -> Result<()> {
+    /// `arrays` as they are to be kept, counted.
+    fn take(&mut self, arrays: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
+        let mut kept = Vec::with_capacity(arrays.len());
         for a in arrays {
-            self.bytes = self.bytes.saturating_add(held(a)?);
+            let (a, n) = held(a)?;
+            if !self.distinct {
+                self.bytes = self.bytes.saturating_add(n);
+            }
+            kept.push(a);
         }
-        if self.bytes as u64 > MAX_OUTPUT_BYTES {
+        self.check()?;
+        Ok(kept)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.size() as u64 > MAX_OUTPUT_BYTES {
             return exec_err!(
                 "{}: the values gathered into one result pass {MAX_OUTPUT_BYTES} bytes, more than one \
                  aggregate value may hold; a query's functions are capped so that no query can take the \
@@ -313,13 +393,15 @@ impl Gathered {
 
 impl Accumulator for Gathered {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.take(values)?;
-        self.inner.update_batch(values)
+        let kept = self.take(values)?;
+        self.inner.update_batch(&kept)?;
+        self.check()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.take(states)?;
-        self.inner.merge_batch(states)
+        let kept = self.take(states)?;
+        self.inner.merge_batch(&kept)?;
+        self.check()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -335,6 +417,11 @@ impl Accumulator for Gathered {
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if !self.distinct {
+            for a in values {
+                self.bytes = self.bytes.saturating_sub(held(a)?.1);
+            }
+        }
         self.inner.retract_batch(values)
     }
 
@@ -376,9 +463,28 @@ mod tests {
                 "SELECT sum(length(s)) FROM (SELECT string_agg(CAST(v AS VARCHAR), '') s FROM generate_series(1, 9999) t(v) GROUP BY v % 3)",
                 "38889",
             ),
+            // DISTINCT holds what is distinct: three values out of 3M rows of 1 KB.
+            (
+                "SELECT cardinality(array_agg(DISTINCT repeat(CAST(v % 3 AS VARCHAR), 1000))) FROM generate_series(1, 3000000) t(v)",
+                "3",
+            ),
         ] {
             assert_eq!(run(sql).await.unwrap(), want, "{sql}");
         }
+    }
+
+    /// A view array sliced out of a batch shares the whole batch's strings: what an
+    /// aggregate keeps of it is compacted to its own bytes, and counted as those.
+    #[test]
+    fn gathered_views_keep_only_their_own_bytes() {
+        let long: Vec<String> = (0..1000).map(|i| format!("{i}").repeat(2000)).collect();
+        let batch: ArrayRef = Arc::new(arrow_array::StringViewArray::from_iter_values(long.iter()));
+        let one = batch.slice(7, 1);
+        assert!(one.get_array_memory_size() > 1 << 20, "the slice shares the batch's strings");
+        let (kept, counted) = held(&one).unwrap();
+        assert!(kept.get_array_memory_size() < 64 << 10, "{}", kept.get_array_memory_size());
+        assert_eq!(counted, 16 + long[7].len());
+        assert_eq!(kept.as_string_view().value(0), long[7]);
     }
 
     /// Issue 18 item 7: each of these held gigabytes, or a core for seconds,
@@ -412,9 +518,20 @@ mod tests {
                 "SELECT v % 2, cardinality(array_agg(repeat(CAST(v AS VARCHAR), 1000))) FROM generate_series(1, 300000) t(v) GROUP BY 1",
                 "array_agg",
             ),
+            // As window functions they repeat or grow what they gather for every row.
+            (
+                "SELECT max(cardinality(a)) FROM (SELECT array_agg(v) OVER () a FROM generate_series(1, 30000) t(v)) x",
+                "array_agg is refused as a window function",
+            ),
+            (
+                "SELECT max(length(s)) FROM (SELECT string_agg(CAST(v AS VARCHAR), ',') OVER (ORDER BY v) s FROM generate_series(1, 30000) t(v)) x",
+                "string_agg is refused as a window function",
+            ),
         ] {
             let e = run(sql).await.unwrap_err().to_string();
-            let capped = e.contains("more than one call may") || e.contains("more than one aggregate value may hold");
+            let capped = e.contains("more than one call may")
+                || e.contains("more than one aggregate value may hold")
+                || e.contains("is refused as a window function");
             assert!(e.contains(what) && capped, "{sql}: {e}");
         }
     }
