@@ -6,7 +6,8 @@
 # fuse-overlayfs (a real FUSE filesystem to freeze under a crawl), openssl
 # (certificates for the TLS tests), psql (the Postgres front's client),
 # chromium (headless, to load and screenshot the HTML compliance report) and
-# script (a real terminal for the CLI's progress display).
+# script (a real terminal for the CLI's progress display), golang-go (to build a
+# real Go binary whose embedded module build info the agent reads).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -18,6 +19,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
 command -v script >/dev/null || need+=(bsdutils)
+command -v go >/dev/null || need+=(golang-go)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

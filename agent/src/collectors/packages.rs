@@ -29,6 +29,8 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     found |= dpkg(scope, out, &aliases);
     found |= apk(scope, out, &aliases);
     found |= rpm_dbs(scope, out, &aliases);
+    // Packages compiled into binaries share this table, so they are read (or inherited) with it.
+    super::binaries::collect(scope, out);
     if !found {
         out.error(
             C,
