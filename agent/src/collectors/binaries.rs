@@ -376,6 +376,10 @@ pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
     for p in packages {
         let s = |k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let (Some(name), Some(version)) = (s("name"), s("version")) else { continue };
+        // Build dependencies (build scripts, proc macros) ran at build time and are not in the binary; syft skips them too.
+        if s("kind").as_deref() == Some("build") {
+            continue;
+        }
         out.push(Crate {
             name,
             version,
