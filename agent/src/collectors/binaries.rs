@@ -196,10 +196,7 @@ fn layout_of<Elf: FileHeader<Endian = Endianness>>(data: &ReadCache<Bin>) -> Res
     let mut out = Layout::default();
     let sections = header.sections(endian, data).map_err(bad)?;
     for s in sections.iter() {
-        let name = match sections.section_name(endian, s) {
-            Ok(n) => n,
-            Err(_) => continue,
-        };
+        let name = sections.section_name(endian, s).map_err(bad)?;
         let wanted = match name {
             b".go.buildinfo" => &mut out.buildinfo,
             b".dep-v0" => &mut out.dep_v0,
