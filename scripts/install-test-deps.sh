@@ -6,7 +6,9 @@
 # fuse-overlayfs (a real FUSE filesystem to freeze under a crawl), openssl
 # (certificates for the TLS tests), psql (the Postgres front's client),
 # chromium (headless, to load and screenshot the HTML compliance report) and
-# script (a real terminal for the CLI's progress display).
+# script (a real terminal for the CLI's progress display), golang-go (to build a
+# real Go binary whose embedded module build info the agent reads) and binutils
+# (objcopy, to add and rename ELF sections in fixtures).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -18,6 +20,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v chromium >/dev/null || need+=(chromium)
 command -v script >/dev/null || need+=(bsdutils)
+command -v go >/dev/null || need+=(golang-go)
+command -v objcopy >/dev/null || need+=(binutils)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

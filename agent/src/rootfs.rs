@@ -615,7 +615,9 @@ impl Root {
         Ok(())
     }
 
-    fn charge_bytes(&self, path: &str, n: u64) -> Result<(), ReadError> {
+    /// Counts `n` bytes read from `path` against the scope's total (for
+    /// collectors that read ranges of a file they opened, e.g. ELF sections).
+    pub fn charge_bytes(&self, path: &str, n: u64) -> Result<(), ReadError> {
         let total = self.bytes_read.get().saturating_add(n);
         self.bytes_read.set(total);
         if total > self.budgets.max_total_bytes {

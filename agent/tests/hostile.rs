@@ -577,3 +577,102 @@ fn a_hard_link_from_outside_the_root_is_read_as_the_root_presents_it_and_flagged
     let config = rows["configs"].iter().find(|r| s(r, "path") == "/etc/ssh/sshd_config").expect("sshd_config read");
     assert_eq!(s(config, "content"), "PermitRootLogin yes\n");
 }
+
+/// Copies this host's /usr/bin/true into `dst` with a section `name` holding `data` (objcopy, a real ELF).
+fn elf_with_section(dst: &Path, name: &str, data: &[u8]) {
+    let blob = dst.with_extension("section");
+    fs::write(&blob, data).unwrap();
+    let st = Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!("{name}={}", blob.display()))
+        .arg("/usr/bin/true")
+        .arg(dst)
+        .status()
+        .expect("objcopy (binutils; scripts/install-test-deps.sh installs it)");
+    assert!(st.success());
+    fs::remove_file(blob).unwrap();
+    let mut p = fs::metadata(dst).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+    fs::set_permissions(dst, p).unwrap();
+}
+
+/// Rewrites the offset and size of section `name` in a little-endian ELF64 file's section header table.
+fn lie_about_section(path: &Path, name: &str, offset: Option<u64>, size: Option<u64>) {
+    let mut b = fs::read(path).unwrap();
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(&b, 0x28) as usize, u16_at(&b, 0x3a), u16_at(&b, 0x3c), u16_at(&b, 0x3e));
+    let sh = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(&b, sh(shstrndx) + 0x18) as usize;
+    let i = (0..shnum)
+        .find(|&i| {
+            let n = strtab + u32::from_le_bytes(b[sh(i)..sh(i) + 4].try_into().unwrap()) as usize;
+            b[n..].starts_with(name.as_bytes()) && b[n + name.len()] == 0
+        })
+        .unwrap();
+    if let Some(o) = offset {
+        b[sh(i) + 0x18..sh(i) + 0x20].copy_from_slice(&o.to_le_bytes());
+    }
+    if let Some(s) = size {
+        b[sh(i) + 0x20..sh(i) + 0x28].copy_from_slice(&s.to_le_bytes());
+    }
+    fs::write(path, b).unwrap();
+}
+
+/// Issue 17: binaries are hostile input too. Section headers that point past
+/// the end of the file or claim 4 GiB, a `.dep-v0` zlib bomb and a truncated
+/// Go build info each become a `crawl_errors` row naming the binary — no
+/// panic, no allocation of what the headers claim, no rows made up.
+#[test]
+fn lying_elf_sections_a_dep_v0_bomb_and_truncated_build_info_are_errors() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let mut go = b"\xff Go buildinf:\x08\x02".to_vec();
+    go.resize(32, 0);
+    go.extend([8, b'g', b'o', b'1', b'.', b'2', b'2', b'.', b'0', 0xc8, 0x01, b'x']); // module info: 200 bytes claimed, 1 there
+    elf_with_section(&bin.join("go-truncated"), ".go.buildinfo", &go);
+    elf_with_section(&bin.join("go-past-end"), ".go.buildinfo", &go);
+    let len = fs::metadata(bin.join("go-past-end")).unwrap().len();
+    lie_about_section(&bin.join("go-past-end"), ".go.buildinfo", Some(len + 4096), None);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(b"{\"packages\":[").unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        z.write_all(&spaces).unwrap(); // 64 MiB of blanks inflate from ~64 KiB
+    }
+    let bomb = z.finish().unwrap();
+    assert!(bomb.len() < 1 << 20);
+    elf_with_section(&bin.join("dep-bomb"), ".dep-v0", &bomb);
+    elf_with_section(&bin.join("dep-4gib"), ".dep-v0", b"x");
+    lie_about_section(&bin.join("dep-4gib"), ".dep-v0", None, Some(4 << 30));
+    elf_with_section(&bin.join("strtab-4gib"), ".dep-v0", b"x");
+    lie_about_section(&bin.join("strtab-4gib"), ".shstrtab", None, Some(4 << 30));
+
+    let start = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+    let app: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| matches!(s(r, "manager").as_str(), "golang" | "cargo"))
+        .map(|r| format!("{} {}", s(r, "location"), s(r, "name")))
+        .collect();
+    assert!(app.is_empty(), "packages made up from hostile binaries: {app:?}");
+    let errors: Vec<(String, String)> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "binaries")
+        .map(|r| (s(r, "path"), s(r, "message")))
+        .collect();
+    let error_of = |name: &str| {
+        let path = format!("/usr/local/bin/{name}");
+        errors.iter().find(|(p, _)| *p == path).map(|(_, m)| m.clone()).unwrap_or_else(|| panic!("{name}: {errors:?}"))
+    };
+    assert!(error_of("go-truncated").contains("module info of 200 bytes runs past"), "{errors:?}");
+    assert!(error_of("go-past-end").contains("beyond the end of the file"), "{errors:?}");
+    assert!(error_of("dep-bomb").contains(".dep-v0 inflated"), "{errors:?}");
+    assert!(error_of("dep-4gib").contains("4294967296 bytes exceeds the limit"), "{errors:?}");
+    assert!(error_of("strtab-4gib").contains("malformed ELF"), "{errors:?}");
+}

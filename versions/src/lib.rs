@@ -17,6 +17,7 @@ use std::cmp::Ordering;
 mod apk;
 mod deb;
 mod digits;
+mod golang;
 mod rpm;
 mod semantic;
 
@@ -31,6 +32,8 @@ pub enum Scheme {
     Apk,
     /// Semantic Versioning 2.0.0 precedence (a leading `v` is allowed).
     Semver,
+    /// Go module versions, ordered as `golang.org/x/mod/semver` orders them.
+    Golang,
 }
 
 impl Scheme {
@@ -41,6 +44,7 @@ impl Scheme {
             Scheme::Rpm => "rpm",
             Scheme::Apk => "apk",
             Scheme::Semver => "semver",
+            Scheme::Golang => "golang",
         }
     }
 }
@@ -53,7 +57,7 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk or semver")]
+    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver or golang")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -66,7 +70,8 @@ impl std::str::FromStr for Scheme {
             "deb" | "dpkg" | "debian" => Ok(Scheme::Deb),
             "rpm" => Ok(Scheme::Rpm),
             "apk" | "alpine" => Ok(Scheme::Apk),
-            "semver" => Ok(Scheme::Semver),
+            "semver" | "cargo" => Ok(Scheme::Semver),
+            "golang" | "go" => Ok(Scheme::Golang),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -87,12 +92,17 @@ impl std::str::FromStr for Scheme {
 ///   to the first character its grammar rejects, which sorts low).
 /// * semver: anything that is not strict SemVer (after one optional leading
 ///   `v`) is an error; build metadata is ignored.
+/// * golang: Go module versions as `golang.org/x/mod/semver` orders them
+///   (`v1` and `v1.2` shorthands, `+incompatible` ignored, pseudo-versions as
+///   pre-releases; `go1.19.8` read as `v1.19.8`); what it calls invalid, such
+///   as `(devel)`, is an error rather than sorted first.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
         Scheme::Rpm => rpm::compare(a, b),
         Scheme::Apk => Ok(apk::compare(a, b)),
         Scheme::Semver => semantic::compare(a, b),
+        Scheme::Golang => golang::compare(a, b),
     }
 }
 
@@ -118,12 +128,15 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
-/// (case-insensitive); `None` for any other manager.
+/// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` → [`Scheme::Semver`];
+/// `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
         "rpm" => Some(Scheme::Rpm),
         "apk" => Some(Scheme::Apk),
+        "golang" => Some(Scheme::Golang),
+        "cargo" => Some(Scheme::Semver),
         _ => None,
     }
 }
@@ -143,7 +156,10 @@ mod tests {
         assert_eq!(guess_scheme("rpm"), Some(Scheme::Rpm));
         assert_eq!(guess_scheme("apk"), Some(Scheme::Apk));
         assert_eq!(guess_scheme("pip"), None);
-        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver] {
+        assert_eq!(guess_scheme("golang"), Some(Scheme::Golang));
+        assert_eq!(guess_scheme("cargo"), Some(Scheme::Semver));
+        assert_eq!("cargo".parse::<Scheme>(), Ok(Scheme::Semver));
+        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang] {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
         }
     }

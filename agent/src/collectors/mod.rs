@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod binaries;
 pub mod configs;
 pub mod dpkg;
 pub mod files;
@@ -330,6 +331,7 @@ fn package_inputs(_: &CollectorConfig) -> Vec<String> {
     let mut v =
         strings(&[packages::DPKG_STATUS, packages::DPKG_STATUS_D, packages::DPKG_INFO, packages::APK_INSTALLED]);
     v.extend(strings(packages::RPM_DIRS));
+    v.extend(strings(binaries::DIRS));
     v
 }
 

@@ -37,6 +37,8 @@ fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) 
     found |= dpkg(scope, out, &aliases, late);
     found |= apk(scope, out, &aliases, late);
     found |= rpm_dbs(scope, out, &aliases);
+    // Packages compiled into binaries share this table, so they are read (or inherited) with it.
+    super::binaries::collect(scope, out);
     if !found {
         out.error(
             C,

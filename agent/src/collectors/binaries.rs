@@ -1,0 +1,628 @@
+//! Packages compiled into binaries: Go module build info (`.go.buildinfo`)
+//! and Rust cargo-auditable dependency lists (`.dep-v0`), read from ELF
+//! executables and shared objects as `packages` rows (managers `golang` and
+//! `cargo`), the binary's path as their `location`.
+//!
+//! A binary is decided from cheap headers first: a regular executable (or
+//! `*.so*`) file, then its 4-byte ELF magic, then its section headers (parsed
+//! by the `object` crate through a bounded reader, so a section header that
+//! points past the end of the file is refused before anything is allocated
+//! for it). Only then are the two small sections read, each capped, and
+//! `.dep-v0` inflated with a cap on its output. Every problem is a
+//! `crawl_errors` row naming the binary; nothing in a binary is executed.
+//!
+//! Go writes two layouts of build info: since Go 1.18 the version and module
+//! strings follow the 32-byte header inline (varint-length-prefixed), which is
+//! what is read here; before 1.18 the header holds pointers to Go string
+//! headers elsewhere in the data segment, which is not read yet (such a binary
+//! gets a `crawl_errors` row saying so). Stripped binaries without section
+//! headers are found by the build info magic at the start of the first
+//! writable `PT_LOAD` segment, as Go's `debug/buildinfo` finds them.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+
+use object::read::ReadCache;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::{Endianness, elf};
+use periscope_proto::tables::PACKAGES;
+use rustix::fs::FileType;
+
+use super::{Scope, Sink, unalias, usrmerge_aliases};
+use crate::rootfs::{Entry, ReadError};
+
+const C: &str = "binaries";
+
+/// Where binaries are looked for (merged-/usr aliases are walked through /usr).
+pub const DIRS: &[&str] = &[
+    "/usr/local",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/libexec",
+    "/bin",
+    "/sbin",
+    "/opt",
+    "/app",
+    "/srv",
+    "/home",
+    "/root",
+    "/var/www",
+];
+
+/// Bytes of headers (ELF header, program and section headers, section names) read per binary.
+pub const MAX_HEADER_BYTES: u64 = 8 << 20;
+/// Bytes of one `.go.buildinfo` or `.dep-v0` section read.
+pub const MAX_SECTION_BYTES: u64 = 4 << 20;
+/// Bytes `.dep-v0` may inflate to.
+pub const MAX_INFLATED_BYTES: u64 = 8 << 20;
+/// Bytes of a data segment searched for the build info magic when there is no section for it.
+pub const MAX_SCAN_BYTES: u64 = 1 << 20;
+/// Bytes this collector reads from all binaries of a scope.
+pub const MAX_SCOPE_BYTES: u64 = 512 << 20;
+
+/// Go's build info magic: `\xff Go buildinf:`.
+pub const GO_MAGIC: &[u8; 14] = b"\xff Go buildinf:";
+
+/// Why a binary could not be read; each becomes a `crawl_errors` row naming the binary.
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryError {
+    #[error("malformed ELF: {0}")]
+    Malformed(String),
+    #[error("{what}: {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { what: &'static str, size: u64, limit: u64 },
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One Go module as build info lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoModule {
+    pub path: String,
+    pub version: String,
+    /// The module it was replaced by (`=>` line): path and version.
+    pub replace: Option<(String, String)>,
+}
+
+/// A Go binary's build info.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoBuildInfo {
+    /// Toolchain, e.g. `go1.19.8`.
+    pub go_version: String,
+    pub main: Option<GoModule>,
+    pub deps: Vec<GoModule>,
+    /// `build GOARCH=...`, when recorded.
+    pub goarch: Option<String>,
+}
+
+/// One crate of a cargo-auditable dependency list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crate {
+    pub name: String,
+    pub version: String,
+    pub source: Option<String>,
+    pub root: bool,
+}
+
+/// What a binary holds.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub go: Option<GoBuildInfo>,
+    pub rust: Option<Vec<Crate>>,
+    /// Problems with one part (the other may still have been read).
+    pub errors: Vec<BinaryError>,
+}
+
+/// A binary opened for bounded positional reads. `left` is what it may still
+/// read (the per-binary header cap, then each section's own).
+pub struct Bin {
+    file: File,
+    len: u64,
+    pos: u64,
+    left: u64,
+    /// Bytes read in all.
+    pub read: u64,
+}
+
+impl Bin {
+    pub fn new(file: File, len: u64) -> Bin {
+        Bin { file, len, pos: 0, left: MAX_HEADER_BYTES, read: 0 }
+    }
+
+    /// Reads `size` bytes at `offset`, refusing ranges past the end of the file or over `limit`.
+    fn range(&mut self, offset: u64, size: u64, limit: u64, what: &'static str) -> Result<Vec<u8>, BinaryError> {
+        if size > limit {
+            return Err(BinaryError::TooLarge { what, size, limit });
+        }
+        let end = offset.checked_add(size).filter(|&e| e <= self.len).ok_or_else(|| {
+            BinaryError::Malformed(format!(
+                "{what} at offset {offset} with size {size} lies beyond the end of the file ({} bytes)",
+                self.len
+            ))
+        })?;
+        let mut buf = vec![0u8; (end - offset) as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| BinaryError::Malformed(format!("{what}: {e}")))?;
+        self.read += size;
+        Ok(buf)
+    }
+}
+
+impl object::read::ReadCacheOps for Bin {
+    fn len(&mut self) -> Result<u64, ()> {
+        Ok(self.len)
+    }
+    fn seek(&mut self, pos: u64) -> Result<u64, ()> {
+        self.pos = pos;
+        Ok(pos)
+    }
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+        let want = (buf.len() as u64).min(self.left) as usize;
+        if want == 0 && !buf.is_empty() {
+            return Err(());
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos).map_err(|_| ())?;
+        self.pos += n as u64;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ()> {
+        if buf.len() as u64 > self.left {
+            return Err(());
+        }
+        self.file.read_exact_at(buf, self.pos).map_err(|_| ())?;
+        self.pos += buf.len() as u64;
+        self.left -= buf.len() as u64;
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// Where the interesting parts of an ELF file are, from its headers.
+#[derive(Debug, Default)]
+struct Layout {
+    buildinfo: Option<(u64, u64)>,
+    dep_v0: Option<(u64, u64)>,
+    /// (file offset, file size) of the first writable PT_LOAD segment.
+    data_segment: Option<(u64, u64)>,
+}
+
+fn layout_of<Elf: FileHeader<Endian = Endianness>>(data: &ReadCache<Bin>) -> Result<Layout, BinaryError> {
+    let bad = |e: object::read::Error| BinaryError::Malformed(e.to_string());
+    let header = Elf::parse(data).map_err(bad)?;
+    let endian = header.endian().map_err(bad)?;
+    let mut out = Layout::default();
+    let sections = header.sections(endian, data).map_err(bad)?;
+    for s in sections.iter() {
+        let name = sections.section_name(endian, s).map_err(bad)?;
+        let wanted = match name {
+            b".go.buildinfo" => &mut out.buildinfo,
+            b".dep-v0" => &mut out.dep_v0,
+            _ => continue,
+        };
+        if s.sh_type(endian) == elf::SHT_NOBITS {
+            continue;
+        }
+        let (off, size): (u64, u64) = (s.sh_offset(endian).into(), s.sh_size(endian).into());
+        *wanted = Some((off, size));
+    }
+    if out.buildinfo.is_none() {
+        for p in header.program_headers(endian, data).map_err(bad)? {
+            if p.p_type(endian) == elf::PT_LOAD && p.p_flags(endian) & elf::PF_W != 0 {
+                out.data_segment = Some((p.p_offset(endian).into(), p.p_filesz(endian).into()));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads what a binary holds. `Ok(None)`: not an ELF file.
+pub fn read_binary(file: File, len: u64) -> Result<Option<(Found, u64)>, BinaryError> {
+    let mut magic = [0u8; 6];
+    if len < 64 || file.read_exact_at(&mut magic, 0).is_err() || &magic[..4] != b"\x7fELF" {
+        return Ok(None);
+    }
+    let data = ReadCache::new(Bin::new(file, len));
+    let layout = match magic[4] {
+        elf::ELFCLASS64 => layout_of::<elf::FileHeader64<Endianness>>(&data),
+        elf::ELFCLASS32 => layout_of::<elf::FileHeader32<Endianness>>(&data),
+        c => Err(BinaryError::Malformed(format!("unknown ELF class {c}"))),
+    };
+    let mut bin = data.into_inner();
+    bin.left = 0;
+    let layout = layout?;
+    let mut found = Found::default();
+    let go = match (layout.buildinfo, layout.data_segment) {
+        (Some((off, size)), _) => {
+            Some(bin.range(off, size, MAX_SECTION_BYTES, ".go.buildinfo section").and_then(|b| parse_go(&b)))
+        }
+        (None, Some((off, size))) => {
+            match bin.range(
+                off,
+                size.min(MAX_SCAN_BYTES).min(bin.len.saturating_sub(off)),
+                MAX_SCAN_BYTES,
+                "data segment",
+            ) {
+                Ok(b) => (0..b.len().saturating_sub(32))
+                    .step_by(16)
+                    .find(|&i| b[i..].starts_with(GO_MAGIC))
+                    .map(|i| parse_go(&b[i..])),
+                Err(e) => Some(Err(e)),
+            }
+        }
+        (None, None) => None,
+    };
+    match go {
+        Some(Ok(g)) => found.go = Some(g),
+        Some(Err(e)) => found.errors.push(e),
+        None => {}
+    }
+    if let Some((off, size)) = layout.dep_v0 {
+        match bin.range(off, size, MAX_SECTION_BYTES, ".dep-v0 section").and_then(|b| parse_dep_v0(&b)) {
+            Ok(c) => found.rust = Some(c),
+            Err(e) => found.errors.push(e),
+        }
+    }
+    Ok(Some((found, bin.read)))
+}
+
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &x) in b.iter().enumerate().take(10) {
+        v |= u64::from(x & 0x7f) << (7 * i);
+        if x & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Parses build info starting at its magic (Go ≥ 1.18's inline layout).
+pub fn parse_go(b: &[u8]) -> Result<GoBuildInfo, BinaryError> {
+    let bad = |m: &str| BinaryError::Malformed(format!("Go build info: {m}"));
+    if b.len() < 32 || !b.starts_with(GO_MAGIC) {
+        return Err(bad("no build info header"));
+    }
+    let flags = b[15];
+    if flags & 2 == 0 {
+        return Err(BinaryError::Unsupported("Go build info in the pre-1.18 pointer layout is not read yet".into()));
+    }
+    let mut rest = &b[32..];
+    let mut strings = Vec::new();
+    for what in ["version", "module info"] {
+        let (n, used) = varint(rest).ok_or_else(|| bad(&format!("truncated {what} length")))?;
+        let s = rest
+            .get(used..)
+            .and_then(|r| r.get(..usize::try_from(n).ok()?))
+            .ok_or_else(|| bad(&format!("{what} of {n} bytes runs past the section")))?;
+        strings.push(s);
+        rest = &rest[used + s.len()..];
+    }
+    let mut info = GoBuildInfo { go_version: String::from_utf8_lossy(strings[0]).into_owned(), ..Default::default() };
+    // Module info is framed by 16-byte sentinels (not UTF-8) and ends with a newline, as debug/buildinfo checks.
+    let m = strings[1];
+    let text = if m.len() >= 33 && m[m.len() - 17] == b'\n' {
+        String::from_utf8_lossy(&m[16..m.len() - 16]).into_owned()
+    } else {
+        String::new()
+    };
+    parse_modinfo(&text, &mut info);
+    Ok(info)
+}
+
+/// Reads the `path`/`mod`/`dep`/`=>`/`build` lines of Go module info.
+pub fn parse_modinfo(text: &str, info: &mut GoBuildInfo) {
+    let mut last_dep = false;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let module = |f: &[&str]| GoModule {
+            path: f.get(1).unwrap_or(&"").to_string(),
+            version: f.get(2).unwrap_or(&"").to_string(),
+            replace: None,
+        };
+        match f[0] {
+            "mod" if f.len() >= 2 => {
+                info.main = Some(module(&f));
+                last_dep = false;
+            }
+            "dep" if f.len() >= 2 => {
+                info.deps.push(module(&f));
+                last_dep = true;
+            }
+            "=>" if f.len() >= 2 => {
+                let r = (f[1].to_string(), f.get(2).unwrap_or(&"").to_string());
+                let target = if last_dep { info.deps.last_mut() } else { info.main.as_mut() };
+                if let Some(m) = target {
+                    m.replace = Some(r);
+                }
+            }
+            "build" => {
+                if let Some(a) = f.get(1).and_then(|s| s.strip_prefix("GOARCH=")) {
+                    info.goarch = Some(a.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Inflates and parses a `.dep-v0` section (zlib-compressed JSON, cargo-auditable's format).
+pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
+    let mut json = Vec::new();
+    flate2::read::ZlibDecoder::new(compressed)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| BinaryError::Malformed(format!(".dep-v0: not zlib data: {e}")))?;
+    if json.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(BinaryError::TooLarge {
+            what: ".dep-v0 inflated",
+            size: json.len() as u64,
+            limit: MAX_INFLATED_BYTES,
+        });
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&json).map_err(|e| BinaryError::Malformed(format!(".dep-v0: not JSON: {e}")))?;
+    let packages = v
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .ok_or_else(|| BinaryError::Malformed(".dep-v0: no \"packages\" list".into()))?;
+    let mut out = Vec::new();
+    for p in packages {
+        let s = |k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let (Some(name), Some(version)) = (s("name"), s("version")) else { continue };
+        // Build dependencies (build scripts, proc macros) ran at build time and are not in the binary; syft skips them too.
+        if s("kind").as_deref() == Some("build") {
+            continue;
+        }
+        out.push(Crate {
+            name,
+            version,
+            source: s("source"),
+            root: p.get("root").and_then(|r| r.as_bool()) == Some(true),
+        });
+    }
+    Ok(out)
+}
+
+/// Percent-encodes one purl segment as syft (packageurl-go) writes it: unreserved
+/// characters and sub-delimiters other than `+` stay, everything else is encoded.
+pub fn purl_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*,;=:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `pkg:<type>/<namespace segments>/<name>@<version>`, each segment encoded.
+pub fn purl(kind: &str, path: &str, version: &str) -> String {
+    let p: Vec<String> = path.split('/').map(purl_escape).collect();
+    let mut s = format!("pkg:{kind}/{}", p.join("/"));
+    if !version.is_empty() {
+        s.push('@');
+        s.push_str(&purl_escape(version));
+    }
+    s
+}
+
+/// The Go packages a binary's build info names, as (name, version, purl, note):
+/// the toolchain as `stdlib`, the main module, each dependency (a replaced
+/// one as its replacement, which is what was compiled in, as syft reports it).
+pub fn go_packages(g: &GoBuildInfo) -> Vec<(String, String, String, Option<String>)> {
+    let mut out = Vec::new();
+    if let Some(v) = g.go_version.split_whitespace().next().filter(|v| !v.is_empty()) {
+        out.push(("stdlib".to_string(), v.to_string(), purl("golang", "stdlib", v.trim_start_matches("go")), None));
+    }
+    for (m, is_main) in g.main.iter().map(|m| (m, true)).chain(g.deps.iter().map(|d| (d, false))) {
+        let (path, version, note) = match &m.replace {
+            Some((p, v)) => (p.clone(), v.clone(), Some(format!("replaces {}@{}", m.path, m.version))),
+            None => (m.path.clone(), m.version.clone(), None),
+        };
+        if path.is_empty() {
+            continue;
+        }
+        let note =
+            if is_main { Some(note.map_or("main module".to_string(), |n| format!("main module; {n}"))) } else { note };
+        out.push((path.clone(), version.clone(), purl("golang", &path, &version), note));
+    }
+    out
+}
+
+pub fn collect(scope: &Scope, out: &mut Sink) {
+    let aliases = usrmerge_aliases(&scope.root);
+    let mut candidates: Vec<Entry> = Vec::new();
+    for dir in DIRS {
+        if scope.root.read_link(dir).is_ok() {
+            continue;
+        }
+        let mut errors = Vec::new();
+        let r = scope.root.walk(
+            dir,
+            &mut |e: &Entry| {
+                if e.kind == FileType::RegularFile
+                    && e.size >= 64
+                    && super::unowned::classify(&e.path, e.mode).is_some()
+                {
+                    candidates.push(e.clone());
+                }
+                true
+            },
+            &mut |e| errors.push(e),
+        );
+        for e in errors {
+            out.error(C, None, &e.to_string());
+        }
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                out.read_error(C, dir, &e);
+                if e.is_budget() {
+                    break;
+                }
+            }
+        }
+    }
+    let mut spent = 0u64;
+    for e in candidates {
+        if spent > MAX_SCOPE_BYTES {
+            let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
+            out.error(C, Some(&e.path), &msg);
+            return;
+        }
+        let (file, len) = match open_entry(scope, &e) {
+            Ok(f) => f,
+            Err(err) => {
+                out.read_error(C, &e.path, &err);
+                if err.is_budget() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (found, read) = match read_binary(file, len) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(err) => {
+                out.error(C, Some(&e.path), &format!("{}: {err}", e.path));
+                continue;
+            }
+        };
+        spent += read;
+        if let Err(err) = scope.root.charge_bytes(&e.path, read) {
+            out.read_error(C, &e.path, &err);
+            return;
+        }
+        for err in &found.errors {
+            out.error(C, Some(&e.path), &format!("{}: {err}", e.path));
+        }
+        let owner = out
+            .owners
+            .get(&e.path)
+            .or_else(|| unalias(&e.path, &aliases).and_then(|p| out.owners.get(&p)))
+            .map(|s| s.to_string());
+        if let Some(g) = &found.go {
+            for (name, version, purl, note) in go_packages(g) {
+                row(
+                    out,
+                    "golang",
+                    &name,
+                    &version,
+                    &purl,
+                    &e.path,
+                    owner.as_deref(),
+                    g.goarch.as_deref(),
+                    note.as_deref(),
+                );
+            }
+        }
+        for c in found.rust.iter().flatten() {
+            let purl = purl("cargo", &c.name, &c.version);
+            let note = c.root.then_some("root crate");
+            row(out, "cargo", &c.name, &c.version, &purl, &e.path, owner.as_deref(), None, note);
+        }
+    }
+}
+
+/// Opens a walked file for reading, refusing it if the path no longer names the walked inode.
+fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let (file, len) = scope.root.open_file(std::ffi::OsStr::from_bytes(&e.raw))?;
+    let m = file.metadata().map_err(|err| ReadError::Io { path: e.path.clone(), source: err })?;
+    if (m.dev(), m.ino()) != (e.dev, e.ino) {
+        return Err(ReadError::Refused { path: e.path.clone(), why: "changed while being crawled".into() });
+    }
+    Ok((file, len))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    out: &mut Sink,
+    manager: &str,
+    name: &str,
+    version: &str,
+    purl: &str,
+    location: &str,
+    owner: Option<&str>,
+    arch: Option<&str>,
+    note: Option<&str>,
+) {
+    let version = (!version.is_empty()).then_some(version);
+    out.row(
+        &PACKAGES,
+        &[
+            ("manager", manager.into()),
+            ("name", name.into()),
+            ("version", version.into()),
+            ("architecture", arch.into()),
+            ("location", location.into()),
+            ("purl", purl.into()),
+            ("owner_package", owner.into()),
+            ("description", note.into()),
+        ],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modinfo_lines_with_replacements() {
+        let text = "path\texample.com/goapp\nmod\texample.com/goapp\t(devel)\t\n\
+            dep\texample.com/colors\tv0.3.0\n=>\texample.com/colorsfork\tv0.0.0-20191109021931-daa7c04131f5\th1:x=\n\
+            dep\texample.com/greet\tv1.0.0\th1:y=\nbuild\tGOARCH=amd64\n";
+        let mut g = GoBuildInfo { go_version: "go1.19.8".into(), ..Default::default() };
+        parse_modinfo(text, &mut g);
+        assert_eq!(g.goarch.as_deref(), Some("amd64"));
+        let p = go_packages(&g);
+        let names: Vec<(&str, &str, &str)> =
+            p.iter().map(|(n, v, u, _)| (n.as_str(), v.as_str(), u.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("stdlib", "go1.19.8", "pkg:golang/stdlib@1.19.8"),
+                ("example.com/goapp", "(devel)", "pkg:golang/example.com/goapp@(devel)"),
+                (
+                    "example.com/colorsfork",
+                    "v0.0.0-20191109021931-daa7c04131f5",
+                    "pkg:golang/example.com/colorsfork@v0.0.0-20191109021931-daa7c04131f5"
+                ),
+                ("example.com/greet", "v1.0.0", "pkg:golang/example.com/greet@v1.0.0"),
+            ]
+        );
+        assert_eq!(p[2].3.as_deref(), Some("replaces example.com/colors@v0.3.0"));
+    }
+
+    #[test]
+    fn purls_encode_plus_as_syft_does() {
+        assert_eq!(
+            purl("golang", "example.com/legacy", "v2.0.0+incompatible"),
+            "pkg:golang/example.com/legacy@v2.0.0%2Bincompatible"
+        );
+        assert_eq!(purl("cargo", "zstd-sys", "2.1.0+zstd.1.5.7"), "pkg:cargo/zstd-sys@2.1.0%2Bzstd.1.5.7");
+        assert_eq!(purl("golang", "./local", "(devel)"), "pkg:golang/./local@(devel)");
+    }
+
+    #[test]
+    fn truncated_and_old_build_info_are_errors() {
+        let mut b = GO_MAGIC.to_vec();
+        b.extend([8, 2]);
+        b.resize(32, 0);
+        b.extend([0x80, 0x80]); // a varint that never ends
+        assert!(matches!(parse_go(&b), Err(BinaryError::Malformed(_))));
+        let mut b2 = b[..32].to_vec();
+        b2.extend([50, b'g', b'o']); // 50 bytes claimed, 2 there
+        assert!(parse_go(&b2).unwrap_err().to_string().contains("runs past"));
+        b2[15] = 0; // pre-1.18 pointer layout
+        assert!(matches!(parse_go(&b2), Err(BinaryError::Unsupported(_))));
+    }
+}
