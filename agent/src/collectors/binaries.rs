@@ -448,7 +448,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             &mut |e: &Entry| {
                 if e.kind == FileType::RegularFile
                     && e.size >= 64
-                    && super::unowned::classify(&e.path, e.mode).is_some()
+                    && super::unowned::classify(e.path.name(), e.mode).is_some()
                 {
                     candidates.push(e.clone());
                 }
@@ -472,15 +472,16 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     }
     let mut spent = 0u64;
     for e in candidates {
+        let path = e.path.shown();
         if spent > MAX_SCOPE_BYTES {
             let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
-            out.error(C, Some(&e.path), &msg);
+            out.error(C, Some(&path), &msg);
             return;
         }
         let (file, len) = match open_entry(scope, &e) {
             Ok(f) => f,
             Err(err) => {
-                out.read_error(C, &e.path, &err);
+                out.read_error(C, &path, &err);
                 if err.is_budget() {
                     return;
                 }
@@ -491,22 +492,22 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(err) => {
-                out.error(C, Some(&e.path), &format!("{}: {err}", e.path));
+                out.error(C, Some(&path), &format!("{path}: {err}"));
                 continue;
             }
         };
         spent += read;
-        if let Err(err) = scope.root.charge_bytes(&e.path, read) {
-            out.read_error(C, &e.path, &err);
+        if let Err(err) = scope.root.charge_bytes(&path, read) {
+            out.read_error(C, &path, &err);
             return;
         }
         for err in &found.errors {
-            out.error(C, Some(&e.path), &format!("{}: {err}", e.path));
+            out.error(C, Some(&path), &format!("{path}: {err}"));
         }
         let owner = out
             .owners
-            .get(&e.path)
-            .or_else(|| unalias(&e.path, &aliases).and_then(|p| out.owners.get(&p)))
+            .get(path.as_str())
+            .or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p)))
             .map(|s| s.to_string());
         if let Some(g) = &found.go {
             for (name, version, purl, note) in go_packages(g) {
@@ -516,7 +517,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                     &name,
                     &version,
                     &purl,
-                    &e.path,
+                    &path,
                     owner.as_deref(),
                     g.goarch.as_deref(),
                     note.as_deref(),
@@ -526,7 +527,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         for c in found.rust.iter().flatten() {
             let purl = purl("cargo", &c.name, &c.version);
             let note = c.root.then_some("root crate");
-            row(out, "cargo", &c.name, &c.version, &purl, &e.path, owner.as_deref(), None, note);
+            row(out, "cargo", &c.name, &c.version, &purl, &path, owner.as_deref(), None, note);
         }
     }
 }
@@ -535,10 +536,10 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadError> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    let (file, len) = scope.root.open_file(std::ffi::OsStr::from_bytes(&e.raw))?;
-    let m = file.metadata().map_err(|err| ReadError::Io { path: e.path.clone(), source: err })?;
+    let (file, len) = scope.root.open_file(std::ffi::OsStr::from_bytes(&e.path.raw()))?;
+    let m = file.metadata().map_err(|err| ReadError::Io { path: e.path.quoted(), source: err })?;
     if (m.dev(), m.ino()) != (e.dev, e.ino) {
-        return Err(ReadError::Refused { path: e.path.clone(), why: "changed while being crawled".into() });
+        return Err(ReadError::Refused { path: e.path.quoted(), why: "changed while being crawled".into() });
     }
     Ok((file, len))
 }

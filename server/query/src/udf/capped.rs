@@ -55,6 +55,9 @@ enum Rule {
     Levenshtein,
     /// array_repeat(x, n): n elements.
     ArrayRepeat,
+    /// range/generate_series(start, stop[, step]) of integers: (stop - start) / step elements.
+    /// Over dates and timestamps the step is an interval: not capped here.
+    Range,
 }
 
 const CAPPED: &[(&str, Rule)] = &[
@@ -65,6 +68,8 @@ const CAPPED: &[(&str, Rule)] = &[
     ("regexp_replace", Rule::RegexpReplace),
     ("levenshtein", Rule::Levenshtein),
     ("array_repeat", Rule::ArrayRepeat),
+    ("range", Rule::Range),
+    ("generate_series", Rule::Range),
 ];
 
 /// Aggregates whose one value holds what they gathered.
@@ -178,6 +183,22 @@ impl Capped {
                 (zip(lengths(arg(0)?)?, lengths(arg(1)?)?, &|a, b| a.saturating_mul(b)), MAX_WORK, "comparisons")
             }
             Rule::ArrayRepeat => (sum(counts(arg(1)?)?), MAX_ELEMENTS, "elements"),
+            Rule::Range => match arrays.len() {
+                2 | 3 if arrays.iter().all(|a| a.data_type().is_integer()) => {
+                    let ints = |a: &ArrayRef| -> Result<Vec<i128>> {
+                        let a = arrow_cast::cast(a, &DataType::Int64)?;
+                        let v = a.as_primitive::<arrow_array::types::Int64Type>();
+                        Ok((0..v.len()).map(|i| if v.is_valid(i) { v.value(i) as i128 } else { 0 }).collect())
+                    };
+                    let (start, stop) = (ints(arg(0)?)?, ints(arg(1)?)?);
+                    let step = if arrays.len() == 3 { ints(arg(2)?)? } else { vec![1; rows] };
+                    let each = start.iter().zip(&stop).zip(&step).map(|((&a, &b), &s)| {
+                        if s == 0 { 0 } else { u64::try_from(((b - a) / s).max(0)).unwrap_or(u64::MAX) }
+                    });
+                    (sum(each.collect()), MAX_ELEMENTS, "elements")
+                }
+                _ => (0, MAX_ELEMENTS, "elements"),
+            },
         };
         if cost > cap {
             return exec_err!(
@@ -451,6 +472,9 @@ mod tests {
             ("SELECT regexp_replace('aaa', 'a', 'b', 'g')", "bbb"),
             ("SELECT levenshtein('kitten', 'sitting')", "3"),
             ("SELECT cardinality(array_repeat(1, 5))", "5"),
+            ("SELECT cardinality(range(1, 10))", "9"),
+            ("SELECT cardinality(generate_series(1, 10, 2))", "5"),
+            ("SELECT cardinality(range(DATE '2020-01-01', DATE '2020-02-01', INTERVAL '1 day'))", "31"),
             ("SELECT max(length(repeat(CAST(v AS VARCHAR), 80))) FROM generate_series(1, 20000) t(v)", "400"),
             ("SELECT repeat(NULL, 3) IS NULL", "true"),
             ("SELECT string_agg(CAST(v AS VARCHAR), ',' ORDER BY v DESC) FROM generate_series(1, 3) t(v)", "3,2,1"),
@@ -499,6 +523,8 @@ mod tests {
             ("SELECT length(regexp_replace(repeat('x', 100000), '', repeat('y', 1000), 'g'))", "regexp_replace"),
             ("SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))", "levenshtein"),
             ("SELECT cardinality(array_repeat(1, 100000000))", "array_repeat"),
+            ("SELECT cardinality(range(1, 600000000))", "range"),
+            ("SELECT cardinality(generate_series(-9223372036854775807, 9223372036854775807, 3))", "generate_series"),
             // Many rows each asking for a little.
             ("SELECT max(length(repeat(CAST(value AS VARCHAR), 100000))) FROM generate_series(1, 10000)", "repeat"),
             // Aggregates gathering more than one value may hold, grouped or not, ordered or not.
