@@ -1,5 +1,6 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
-//! (rpmvercmp over epoch, version and release), apk (apk-tools), and semver.
+//! (rpmvercmp over epoch, version and release), apk (apk-tools), semver and
+//! PEP 440 (Python packages).
 //! Pure functions with no I/O; the server wraps them as SQL functions such as
 //! `version_lt(version, '5.2.15-2+b2')`.
 //!
@@ -8,7 +9,8 @@
 //! what the manager refuses; [`compare`] lists what that is per scheme. No
 //! input panics. Each scheme is checked against its real tool: deb against
 //! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
-//! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec.
+//! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec,
+//! pep440 against Python's `packaging` library.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ use std::cmp::Ordering;
 mod apk;
 mod deb;
 mod digits;
+mod pep440;
 mod rpm;
 mod semantic;
 
@@ -31,6 +34,8 @@ pub enum Scheme {
     Apk,
     /// Semantic Versioning 2.0.0 precedence (a leading `v` is allowed).
     Semver,
+    /// Python packages (PyPI): PEP 440, ordered as pip and `packaging` order them.
+    Pep440,
 }
 
 impl Scheme {
@@ -41,6 +46,7 @@ impl Scheme {
             Scheme::Rpm => "rpm",
             Scheme::Apk => "apk",
             Scheme::Semver => "semver",
+            Scheme::Pep440 => "pep440",
         }
     }
 }
@@ -53,7 +59,7 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk or semver")]
+    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver or pep440")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -67,6 +73,7 @@ impl std::str::FromStr for Scheme {
             "rpm" => Ok(Scheme::Rpm),
             "apk" | "alpine" => Ok(Scheme::Apk),
             "semver" => Ok(Scheme::Semver),
+            "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -87,12 +94,15 @@ impl std::str::FromStr for Scheme {
 ///   to the first character its grammar rejects, which sorts low).
 /// * semver: anything that is not strict SemVer (after one optional leading
 ///   `v`) is an error; build metadata is ignored.
+/// * pep440: anything PEP 440 cannot normalize is an error (as `packaging`
+///   ≥ 22 refuses it), and release numbers past 2^64 − 1.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
         Scheme::Rpm => rpm::compare(a, b),
         Scheme::Apk => Ok(apk::compare(a, b)),
         Scheme::Semver => semantic::compare(a, b),
+        Scheme::Pep440 => pep440::compare(a, b),
     }
 }
 
@@ -118,12 +128,13 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
-/// (case-insensitive); `None` for any other manager.
+/// `pypi` → [`Scheme::Pep440`] (case-insensitive); `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
         "rpm" => Some(Scheme::Rpm),
         "apk" => Some(Scheme::Apk),
+        "pypi" => Some(Scheme::Pep440),
         _ => None,
     }
 }
@@ -143,7 +154,8 @@ mod tests {
         assert_eq!(guess_scheme("rpm"), Some(Scheme::Rpm));
         assert_eq!(guess_scheme("apk"), Some(Scheme::Apk));
         assert_eq!(guess_scheme("pip"), None);
-        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver] {
+        assert_eq!(guess_scheme("pypi"), Some(Scheme::Pep440));
+        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Pep440] {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
         }
     }

@@ -1,8 +1,8 @@
 //! `version_cmp(a, b[, scheme])` and `version_lt/le/gt/ge(a, b[, scheme])`:
 //! package versions ordered the way their package manager orders them.
 //!
-//! `scheme` is deb (the default), rpm, apk or semver — or a `packages.manager`
-//! value (dpkg, rpm, apk), so `version_lt(version, '3.0.7', manager)` works
+//! `scheme` is deb (the default), rpm, apk, semver or pep440 — or a
+//! `packages.manager` value (dpkg, rpm, apk, pypi), so `version_lt(version, '3.0.7', manager)` works
 //! across a mixed fleet. A NULL argument or a version the scheme cannot parse
 //! gives NULL (one odd database must not fail a fleet-wide query); an unknown
 //! scheme is an error naming it.
