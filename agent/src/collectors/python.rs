@@ -31,12 +31,38 @@ const FIRST_READ: u64 = 64 << 10;
 /// Top-level directories that are kernel interfaces, never packages.
 const PSEUDO: &[&str] = &["/proc", "/sys", "/dev"];
 
-/// What `collect` reads: anywhere in the root. No fingerprint is taken of a
-/// whole root (too many entries, see [`crate::fingerprint`]), so the daemon
-/// always runs it; a container inherits it from its image only when its
-/// own layers and mounts change nothing.
+/// Where Python environments live in practice, for change detection: the
+/// interpreters' own trees, and the places images put applications and
+/// virtualenvs. `collect` reads the whole root, but a container is re-read
+/// (rather than sharing its image's rows, see [`crate::inherit`]) and the
+/// daemon's fingerprint is taken only for changes here: Docker's own changes
+/// to every running container (/etc/hosts, /dev, /proc) must not make every
+/// container re-read `packages`. A container that installs packages in its
+/// own layer somewhere else is, for now, shown with its image's.
+pub const INPUTS: &[&str] = &[
+    "/usr/lib/python*",
+    "/usr/lib64/python*",
+    "/usr/local/lib/python*",
+    "/usr/local/lib64/python*",
+    "/usr/share/python*",
+    "/usr/src",
+    "/opt",
+    "/app",
+    "/srv",
+    "/home",
+    "/root",
+    "/var/www",
+    "/var/lib",
+    "/venv",
+    "/code",
+    "/workspace",
+    "/src",
+    "/data",
+];
+
+/// [`INPUTS`], as a collector declares them.
 pub fn inputs(_: &super::CollectorConfig) -> Vec<String> {
-    vec!["/".to_string()]
+    INPUTS.iter().map(|s| s.to_string()).collect()
 }
 
 /// The headers of a METADATA / PKG-INFO file that `packages` keeps.
@@ -311,6 +337,46 @@ mod tests {
         ] {
             assert_eq!(purl(name, version), want, "{name} {version}");
         }
+    }
+
+    /// What Docker changes in every running container (bind-mounted /etc
+    /// files, /dev, /proc, its init layer) leaves Python packages to the
+    /// image; a change where Python environments live does not.
+    #[test]
+    fn docker_own_changes_leave_python_packages_to_the_image() {
+        use crate::inherit::{Change, Plan};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let col = crate::collectors::collector("python").unwrap();
+        let config = Default::default();
+        let inherits = |changes: &[(&str, bool)]| {
+            let changes = changes.iter().map(|(p, w)| Change { path: p.to_string(), whole: *w }).collect();
+            Plan::new("sha256:x".into(), changes).inherits(col, &root, &config)
+        };
+        let docker = [
+            ("/etc", false),
+            ("/etc/hosts", true),
+            ("/etc/resolv.conf", true),
+            ("/etc/hostname", true),
+            ("/etc/mtab", true),
+            ("/dev", true),
+            ("/proc", true),
+            ("/sys", true),
+            ("/.dockerenv", true),
+            ("/tmp/x", true),
+            ("/usr/local/bin", true),
+        ];
+        assert!(inherits(&docker));
+        for p in [
+            "/app/venv/lib/python3.11/site-packages/x-1.0.dist-info",
+            "/usr/local/lib/python3.12/site-packages/x",
+            "/usr/lib/python3/dist-packages/x-1.0.egg-info",
+            "/opt/tool",
+            "/root/.local",
+        ] {
+            assert!(!inherits(&[(p, true)]), "{p}");
+        }
+        assert!(!inherits(&[("/usr/local", true)]), "a whole /usr/local replaced");
     }
 
     #[test]
