@@ -529,29 +529,54 @@ fn run_these(
                 let mut inherited: Vec<&'static Table> = Vec::new();
                 let (mut fingerprints, mut unread) = (Vec::new(), Vec::<&'static Table>::new());
                 let scope_key = crate::fingerprint::scope_key(&c);
-                for col in &collectors {
-                    let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
-                    if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
-                        inherited.extend(col.tables.iter().copied());
-                        continue;
-                    }
-                    // Inputs whose stat did not change since the last spooled crawl: not read again.
-                    let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {
-                        Some(None) => None,
-                        _ => {
-                            let mut inputs = (col.inputs)(&scope.config);
-                            if col.needs_owners {
-                                inputs.extend(collectors.iter().filter(|x| x.name == "packages").flat_map(|p| (p.inputs)(&scope.config)));
-                            }
-                            crate::fingerprint::of(&scope.root, &inputs)
+                // Decided for every collector before any runs: a table several collectors fill is
+                // inherited or left unread only when all of them leave it (see [`couple_shared_tables`]).
+                let mut steps: Vec<(Step, Option<crate::fingerprint::Fingerprint>)> = collectors
+                    .iter()
+                    .map(|col| {
+                        if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
+                            return (Step::Inherit, None);
                         }
-                    });
-                    if let (Some(k), Some(Some(f))) = (&known, fp) {
-                        if k.get(&(scope_key.clone(), col.name)) == Some(&Some(f)) {
-                            unread.extend(col.tables.iter().copied());
-                            fingerprints.push((col.name, Some(f)));
+                        // Inputs whose stat did not change since the last spooled crawl: not read again.
+                        let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {
+                            Some(None) => None,
+                            _ => {
+                                let mut inputs = (col.inputs)(&scope.config);
+                                if col.needs_owners {
+                                    inputs.extend(collectors.iter().filter(|x| x.name == "packages").flat_map(|p| (p.inputs)(&scope.config)));
+                                }
+                                crate::fingerprint::of(&scope.root, &inputs)
+                            }
+                        });
+                        if let (Some(k), Some(Some(f))) = (&known, fp) {
+                            if k.get(&(scope_key.clone(), col.name)) == Some(&Some(f)) {
+                                return (Step::Unread, fp);
+                            }
+                        }
+                        (Step::Run, fp)
+                    })
+                    .collect();
+                couple_shared_tables(&collectors, &mut steps);
+                for (col, (step, fp)) in collectors.iter().zip(steps) {
+                    let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
+                    let add = |to: &mut Vec<&'static Table>| {
+                        for t in col.tables {
+                            if !to.iter().any(|x| x.name == t.name) {
+                                to.push(t);
+                            }
+                        }
+                    };
+                    match step {
+                        Step::Inherit => {
+                            add(&mut inherited);
                             continue;
                         }
+                        Step::Unread => {
+                            add(&mut unread);
+                            fingerprints.push((col.name, fp.flatten()));
+                            continue;
+                        }
+                        Step::Run => {}
                     }
                     sink.set_collector(col.name);
                     let errors_before = sink.errors();
@@ -634,6 +659,44 @@ fn run_these(
     crawl.fingerprints = fingerprints;
     crawl.unread = unread;
     crawl
+}
+
+/// What a crawl does with one collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Its tables are the image's (see [`crate::inherit`]).
+    Inherit,
+    /// Its inputs' fingerprint did not change: its tables are as last sent.
+    Unread,
+    Run,
+}
+
+/// A table several collectors fill (`packages`: the OS databases and each
+/// language ecosystem) is one `inherited` or `unchanged` marker for all of
+/// its rows, so it can be left to the image or the last crawl only when
+/// every collector filling it is: any other is run, until that holds.
+fn couple_shared_tables(
+    collectors: &[&'static Collector],
+    steps: &mut [(Step, Option<crate::fingerprint::Fingerprint>)],
+) {
+    let shares = |a: &Collector, b: &Collector| a.tables.iter().any(|t| b.tables.iter().any(|u| u.name == t.name));
+    loop {
+        let mut changed = false;
+        for i in 0..collectors.len() {
+            if steps[i].0 == Step::Run {
+                continue;
+            }
+            let apart = (0..collectors.len())
+                .any(|j| j != i && steps[j].0 != steps[i].0 && shares(collectors[i], collectors[j]));
+            if apart {
+                steps[i].0 = Step::Run;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 /// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
@@ -765,6 +828,26 @@ mod tests {
                 (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// A table two collectors fill (packages: dpkg and pypi) is left to the
+    /// image or the last crawl only when both leave it; a collector of other
+    /// tables keeps its own decision.
+    #[test]
+    fn collectors_sharing_a_table_are_run_unless_all_of_them_may_be_skipped() {
+        let [os, packages, python] = ["os", "packages", "python"].map(|n| crate::collectors::collector(n).unwrap());
+        let cols = [os, packages, python];
+        let run = |steps: [Step; 3]| {
+            let mut s: Vec<_> = steps.iter().map(|s| (*s, None)).collect();
+            couple_shared_tables(&cols, &mut s);
+            s.iter().map(|(s, _)| *s).collect::<Vec<_>>()
+        };
+        use Step::*;
+        assert_eq!(run([Unread, Unread, Run]), [Unread, Run, Run]);
+        assert_eq!(run([Inherit, Run, Inherit]), [Inherit, Run, Run]);
+        assert_eq!(run([Run, Inherit, Unread]), [Run, Run, Run]);
+        assert_eq!(run([Run, Inherit, Inherit]), [Run, Inherit, Inherit]);
+        assert_eq!(run([Run, Unread, Unread]), [Run, Unread, Unread]);
     }
 
     static PANICS: Collector = Collector {

@@ -329,6 +329,11 @@ impl WalkPath {
         self.0.raw_name()
     }
 
+    /// The directory holding it (None for a walk's start).
+    pub fn parent(&self) -> Option<&WalkPath> {
+        self.0.parent.as_ref()
+    }
+
     /// Length of the raw path in bytes.
     pub fn len(&self) -> usize {
         self.0.len

@@ -676,3 +676,67 @@ fn lying_elf_sections_a_dep_v0_bomb_and_truncated_build_info_are_errors() {
     assert!(error_of("dep-4gib").contains("4294967296 bytes exceeds the limit"), "{errors:?}");
     assert!(error_of("strtab-4gib").contains("malformed ELF"), "{errors:?}");
 }
+
+/// Issue 17: Python metadata is read from anywhere in the root, so its files
+/// are hostile like any other. A METADATA whose header block is one 100 MB
+/// line costs at most 1 MiB of reading, is a crawl error, and the package is
+/// still reported from the complete lines before it; `*.dist-info`
+/// directories that are symlink loops, links out of the root, and a METADATA
+/// that links to another file are not followed.
+#[test]
+fn python_metadata_with_a_huge_header_line_and_dist_info_symlink_loops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let site = root.join("usr/local/lib/python3.11/site-packages");
+    fs::create_dir_all(site.join("evil-1.0.dist-info")).unwrap();
+    fs::create_dir_all(site.join("ok-2.0.dist-info")).unwrap();
+    fs::write(site.join("ok-2.0.dist-info/METADATA"), "Metadata-Version: 2.1\nName: ok\nVersion: 2.0\n\nbody\n")
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(site.join("evil-1.0.dist-info/METADATA")).unwrap();
+        f.write_all(b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\nSummary: ").unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\n\n").unwrap();
+    }
+    symlink("loop.dist-info", site.join("loop.dist-info")).unwrap();
+    symlink("b.dist-info", site.join("a.dist-info")).unwrap();
+    symlink("a.dist-info", site.join("b.dist-info")).unwrap();
+    symlink("/", site.join("up.dist-info")).unwrap();
+    symlink("../../../../..", site.join("parent-1.0.dist-info")).unwrap();
+    fs::create_dir_all(site.join("leak-1.0.dist-info")).unwrap();
+    symlink("/etc/os-release", site.join("leak-1.0.dist-info/METADATA")).unwrap();
+    // A directory loop one level down: site-packages/deep.dist-info/again -> ..
+    fs::create_dir_all(site.join("deep-1.0.dist-info")).unwrap();
+    symlink("..", site.join("deep-1.0.dist-info/again")).unwrap();
+
+    let start = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(start.elapsed() < Duration::from_secs(30), "took {:?}", start.elapsed());
+    let pypi: Vec<(String, String, String)> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "pypi")
+        .map(|r| (s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    let meta = |d: &str| format!("/usr/local/lib/python3.11/site-packages/{d}/METADATA");
+    assert_eq!(
+        pypi,
+        [
+            ("evil".into(), "1.0".into(), meta("evil-1.0.dist-info")),
+            ("ok".into(), "2.0".into(), meta("ok-2.0.dist-info"))
+        ],
+        "only the two real dist-info directories"
+    );
+    let errors: Vec<String> =
+        rows["crawl_errors"].iter().map(|r| format!("{} {}", s(r, "path"), s(r, "message"))).collect();
+    let huge: Vec<&String> = errors.iter().filter(|e| e.contains("longer than 1048576 bytes")).collect();
+    assert_eq!(huge.len(), 1, "{errors:?}");
+    assert!(huge[0].contains("evil-1.0.dist-info/METADATA"), "{huge:?}");
+    let evil = rows["packages"].iter().find(|r| s(r, "name") == "evil").unwrap();
+    assert_eq!(s(evil, "description"), "", "the cut Summary line is not trusted");
+    assert!(rows["packages"].iter().all(|r| !s(r, "name").contains("debian")), "os-release read as METADATA");
+}

@@ -1,5 +1,6 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
-//! (rpmvercmp over epoch, version and release), apk (apk-tools), and semver.
+//! (rpmvercmp over epoch, version and release), apk (apk-tools), semver and
+//! PEP 440 (Python packages).
 //! Pure functions with no I/O; the server wraps them as SQL functions such as
 //! `version_lt(version, '5.2.15-2+b2')`.
 //!
@@ -8,7 +9,8 @@
 //! what the manager refuses; [`compare`] lists what that is per scheme. No
 //! input panics. Each scheme is checked against its real tool: deb against
 //! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
-//! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec.
+//! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec,
+//! pep440 against Python's `packaging` library.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ mod apk;
 mod deb;
 mod digits;
 mod golang;
+mod pep440;
 mod rpm;
 mod semantic;
 
@@ -34,6 +37,8 @@ pub enum Scheme {
     Semver,
     /// Go module versions, ordered as `golang.org/x/mod/semver` orders them.
     Golang,
+    /// Python packages (PyPI): PEP 440, ordered as pip and `packaging` order them.
+    Pep440,
 }
 
 impl Scheme {
@@ -45,6 +50,7 @@ impl Scheme {
             Scheme::Apk => "apk",
             Scheme::Semver => "semver",
             Scheme::Golang => "golang",
+            Scheme::Pep440 => "pep440",
         }
     }
 }
@@ -57,7 +63,7 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver or golang")]
+    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang or pep440")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -72,6 +78,7 @@ impl std::str::FromStr for Scheme {
             "apk" | "alpine" => Ok(Scheme::Apk),
             "semver" | "cargo" => Ok(Scheme::Semver),
             "golang" | "go" => Ok(Scheme::Golang),
+            "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -96,6 +103,8 @@ impl std::str::FromStr for Scheme {
 ///   (`v1` and `v1.2` shorthands, `+incompatible` ignored, pseudo-versions as
 ///   pre-releases; `go1.19.8` read as `v1.19.8`); what it calls invalid, such
 ///   as `(devel)`, is an error rather than sorted first.
+/// * pep440: anything PEP 440 cannot normalize is an error (as `packaging`
+///   ≥ 22 refuses it), and release numbers past 2^64 − 1.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
@@ -103,6 +112,7 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
         Scheme::Apk => Ok(apk::compare(a, b)),
         Scheme::Semver => semantic::compare(a, b),
         Scheme::Golang => golang::compare(a, b),
+        Scheme::Pep440 => pep440::compare(a, b),
     }
 }
 
@@ -128,8 +138,8 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
-/// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` → [`Scheme::Semver`];
-/// `None` for any other manager.
+/// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` → [`Scheme::Semver`],
+/// `pypi` → [`Scheme::Pep440`]; `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
@@ -137,6 +147,7 @@ pub fn guess_scheme(manager: &str) -> Option<Scheme> {
         "apk" => Some(Scheme::Apk),
         "golang" => Some(Scheme::Golang),
         "cargo" => Some(Scheme::Semver),
+        "pypi" => Some(Scheme::Pep440),
         _ => None,
     }
 }
@@ -159,7 +170,8 @@ mod tests {
         assert_eq!(guess_scheme("golang"), Some(Scheme::Golang));
         assert_eq!(guess_scheme("cargo"), Some(Scheme::Semver));
         assert_eq!("cargo".parse::<Scheme>(), Ok(Scheme::Semver));
-        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang] {
+        assert_eq!(guess_scheme("pypi"), Some(Scheme::Pep440));
+        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang, Scheme::Pep440] {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
         }
     }

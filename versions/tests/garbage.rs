@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use periscope_versions::{Scheme, compare, ge, gt, le, lt};
 
-const SCHEMES: [Scheme; 4] = [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver];
+const SCHEMES: [Scheme; 5] = [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Pep440];
 
 fn hostile() -> Vec<String> {
     #[rustfmt::skip]

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod os;
 pub mod packages;
 pub mod parse;
+pub mod python;
 pub mod rpm;
 pub mod unowned;
 pub mod users;
@@ -350,6 +351,13 @@ pub const COLLECTORS: &[Collector] = &[
         tables: &[&tables::PACKAGES, &tables::PACKAGES_NOT_INSTALLED, &tables::PACKAGE_FILES],
         inputs: package_inputs,
         needs_owners: false,
+    },
+    Collector {
+        name: "python",
+        collect: python::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: python::inputs,
+        needs_owners: true,
     },
     Collector {
         name: "users",

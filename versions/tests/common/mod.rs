@@ -76,3 +76,8 @@ pub fn ordering_name(o: Ordering) -> &'static str {
         Ordering::Greater => "gt",
     }
 }
+
+/// The repository's top directory (for scripts/).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}

@@ -1,9 +1,10 @@
 //! `version_cmp(a, b[, scheme])` and `version_lt/le/gt/ge(a, b[, scheme])`:
 //! package versions ordered the way their package manager orders them.
 //!
-//! `scheme` is deb (the default), rpm, apk, semver or golang — or a
-//! `packages.manager` value (dpkg, rpm, apk; golang; cargo, which is semver),
-//! so `version_lt(version, '3.0.7', manager)` works across a mixed fleet.
+//! `scheme` is deb (the default), rpm, apk, semver, golang or pep440 — or a
+//! `packages.manager` value (dpkg, rpm, apk; golang; cargo, which is semver;
+//! pypi, which is pep440), so `version_lt(version, '3.0.7', manager)` works
+//! across a mixed fleet.
 //! golang orders Go module versions as `golang.org/x/mod/semver` does: `v1`
 //! and `v1.2` shorthands, `+incompatible` ignored, pseudo-versions
 //! (`v0.0.0-20191109021931-daa7c04131f5`) as the pre-releases they are, and
