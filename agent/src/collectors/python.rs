@@ -369,9 +369,11 @@ mod tests {
             ("/sys", true),
             ("/.dockerenv", true),
             ("/tmp/x", true),
-            ("/usr/local/bin", true),
         ];
         assert!(inherits(&docker));
+        let pkgs = crate::collectors::collector("packages").unwrap();
+        let changes: Vec<Change> = docker.iter().map(|(p, w)| Change { path: p.to_string(), whole: *w }).collect();
+        assert!(Plan::new("sha256:x".into(), changes).inherits(pkgs, &root, &config), "packages");
         for p in [
             "/app/venv/lib/python3.11/site-packages/x-1.0.dist-info",
             "/usr/local/lib/python3.12/site-packages/x",
