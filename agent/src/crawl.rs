@@ -529,11 +529,11 @@ fn run_these(
                 let mut inherited: Vec<&'static Table> = Vec::new();
                 let (mut fingerprints, mut unread) = (Vec::new(), Vec::<&'static Table>::new());
                 let scope_key = crate::fingerprint::scope_key(&c);
-                for col in &collectors {
-                    let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
+                // Decided for every collector first: collectors that fill one table (`packages`: the OS
+                // package databases and each language ecosystem) leave it to the image or unread only together.
+                let decisions = decide_together(&collectors, |col| {
                     if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
-                        inherited.extend(col.tables.iter().copied());
-                        continue;
+                        return Decision::Inherit;
                     }
                     // Inputs whose stat did not change since the last spooled crawl: not read again.
                     let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {
@@ -548,11 +548,25 @@ fn run_these(
                     });
                     if let (Some(k), Some(Some(f))) = (&known, fp) {
                         if k.get(&(scope_key.clone(), col.name)) == Some(&Some(f)) {
+                            return Decision::Unread(f);
+                        }
+                    }
+                    Decision::Run(fp)
+                });
+                for (col, decision) in collectors.iter().zip(decisions) {
+                    let _span = tracing::info_span!("collector", name = col.name, scope_id = %c.scope_id).entered();
+                    let fp = match decision {
+                        Decision::Inherit => {
+                            inherited.extend(col.tables.iter().copied());
+                            continue;
+                        }
+                        Decision::Unread(f) => {
                             unread.extend(col.tables.iter().copied());
                             fingerprints.push((col.name, Some(f)));
                             continue;
                         }
-                    }
+                        Decision::Run(fp) => fp,
+                    };
                     sink.set_collector(col.name);
                     let errors_before = sink.errors();
                     let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
@@ -634,6 +648,48 @@ fn run_these(
     crawl.fingerprints = fingerprints;
     crawl.unread = unread;
     crawl
+}
+
+/// What a crawl does with one collector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decision {
+    /// Its tables are the image's.
+    Inherit,
+    /// Its inputs' fingerprint is the last crawl's: its tables are as they were.
+    Unread([u8; 32]),
+    /// Read, with the fingerprint of its inputs when one was taken.
+    Run(Option<crate::fingerprint::Fingerprint>),
+}
+
+/// Each collector's [`Decision`], made so that a table filled by several
+/// collectors has one source: unless all of them would inherit it (or all
+/// leave it unread), all of them run. (The server reads a table's rows from
+/// one place: the crawl, an earlier crawl, or the image.)
+fn decide_together(collectors: &[&'static Collector], mut decide: impl FnMut(&Collector) -> Decision) -> Vec<Decision> {
+    let mut d: Vec<Decision> = collectors.iter().map(|c| decide(c)).collect();
+    let shares = |a: &Collector, b: &Collector| a.tables.iter().any(|t| b.tables.iter().any(|u| u.name == t.name));
+    let kind = |d: &Decision| std::mem::discriminant(d);
+    loop {
+        let mut changed = false;
+        for i in 0..collectors.len() {
+            for j in 0..collectors.len() {
+                if i != j && shares(collectors[i], collectors[j]) && kind(&d[i]) != kind(&d[j]) {
+                    for k in [i, j] {
+                        d[k] = match d[k] {
+                            Decision::Run(fp) => Decision::Run(fp),
+                            Decision::Unread(f) => Decision::Run(Some(Some(f))),
+                            // No fingerprint was taken for an inherited collector: it runs, and is fingerprinted next time.
+                            Decision::Inherit => Decision::Run(None),
+                        };
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return d;
+        }
+    }
 }
 
 /// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
@@ -777,6 +833,33 @@ mod tests {
         inputs: |_| Vec::new(),
         needs_owners: false,
     };
+
+    /// Collectors filling one table leave it to the image, or unread, only
+    /// all together: otherwise the server would read the table from two places.
+    #[test]
+    fn collectors_sharing_a_table_are_decided_together() {
+        let (os, packages) =
+            (crate::collectors::collector("os").unwrap(), crate::collectors::collector("packages").unwrap());
+        static ALSO_PACKAGES: Collector = Collector {
+            name: "also_packages",
+            collect: |_, _| {},
+            tables: &[&tables::PACKAGES],
+            inputs: |_| Vec::new(),
+            needs_owners: false,
+        };
+        let all = [os, packages, &ALSO_PACKAGES];
+        let run = |cols: &[&str]| {
+            decide_together(&all, |c| if cols.contains(&c.name) { Decision::Run(None) } else { Decision::Inherit })
+        };
+        assert_eq!(run(&[]), [Decision::Inherit; 3]);
+        assert_eq!(run(&["also_packages"]), [Decision::Inherit, Decision::Run(None), Decision::Run(None)]);
+        assert_eq!(run(&["packages"]), [Decision::Inherit, Decision::Run(None), Decision::Run(None)]);
+        let f = [7u8; 32];
+        let d = decide_together(&all, |c| if c.name == "packages" { Decision::Unread(f) } else { Decision::Run(None) });
+        assert_eq!(d, [Decision::Run(None), Decision::Run(Some(Some(f))), Decision::Run(None)]);
+        let d = decide_together(&all, |_| Decision::Unread(f));
+        assert_eq!(d, [Decision::Unread(f); 3]);
+    }
 
     static STOP_SPINNING: AtomicBool = AtomicBool::new(false);
 

@@ -8,6 +8,7 @@ pub mod configs;
 pub mod dpkg;
 pub mod files;
 pub mod groups;
+pub mod npm;
 pub mod os;
 pub mod packages;
 pub mod parse;
@@ -315,6 +316,13 @@ pub const COLLECTORS: &[Collector] = &[
         tables: &[&tables::PACKAGES, &tables::PACKAGES_NOT_INSTALLED, &tables::PACKAGE_FILES],
         inputs: package_inputs,
         needs_owners: false,
+    },
+    Collector {
+        name: "npm",
+        collect: npm::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(npm::INPUTS),
+        needs_owners: true,
     },
     Collector {
         name: "users",
