@@ -66,7 +66,7 @@ impl std::str::FromStr for Scheme {
             "deb" | "dpkg" | "debian" => Ok(Scheme::Deb),
             "rpm" => Ok(Scheme::Rpm),
             "apk" | "alpine" => Ok(Scheme::Apk),
-            "semver" => Ok(Scheme::Semver),
+            "semver" | "npm" => Ok(Scheme::Semver),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -117,13 +117,15 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 }
 
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
-/// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
-/// (case-insensitive); `None` for any other manager.
+/// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`],
+/// `npm` → [`Scheme::Semver`] (case-insensitive); `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
         "rpm" => Some(Scheme::Rpm),
         "apk" => Some(Scheme::Apk),
+        // node-semver's strict versions, which npm's registry holds: SemVer 2.0.0 with an optional `v`.
+        "npm" => Some(Scheme::Semver),
         _ => None,
     }
 }
@@ -142,6 +144,7 @@ mod tests {
         assert_eq!(guess_scheme("dpkg"), Some(Scheme::Deb));
         assert_eq!(guess_scheme("rpm"), Some(Scheme::Rpm));
         assert_eq!(guess_scheme("apk"), Some(Scheme::Apk));
+        assert_eq!(guess_scheme("npm"), Some(Scheme::Semver));
         assert_eq!(guess_scheme("pip"), None);
         for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver] {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
