@@ -151,23 +151,37 @@ impl Pattern {
         Pattern { parts }
     }
 
-    /// Whether a change at `path` touches what this pattern names.
-    fn touched_by(&self, change: &Change) -> bool {
-        let comps = components(&change.path);
-        for (i, part) in self.parts.iter().enumerate() {
-            let Some(c) = comps.get(i) else {
-                // The change is above the pattern: only a change of the whole subtree reaches it.
-                return change.whole;
+    /// Whether a change at `path` touches what this pattern names. A `**`
+    /// before other components matches any number of them; a whole change
+    /// above the pattern touches it only when `may_hold` says the path can
+    /// hold what the pattern names (a directory, a symlink, or gone).
+    fn touched_by(&self, change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
+        fn from(parts: &[Part], comps: &[&str], change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
+            let Some(part) = parts.first() else {
+                // At or below the pattern.
+                return true;
             };
-            match part {
-                Part::Any => return true,
-                Part::Literal(l) if l != c => return false,
-                Part::Glob(g) if !g.is_match(c) => return false,
-                _ => {}
+            if let Part::Any = part {
+                return parts.len() == 1 || (0..=comps.len()).any(|k| from(&parts[1..], &comps[k..], change, may_hold));
             }
+            let Some(c) = comps.first() else {
+                // The change is above the pattern: only a change of the whole subtree reaches it.
+                return change.whole && may_hold(&change.path);
+            };
+            let matched = match part {
+                Part::Literal(l) => l == c,
+                Part::Glob(g) => g.is_match(c),
+                Part::Any => unreachable!("handled above"),
+            };
+            matched && from(&parts[1..], &comps[1..], change, may_hold)
         }
-        // At or below the pattern.
-        true
+        from(&self.parts, &components(&change.path), change, may_hold)
+    }
+
+    /// Whether a change is at or below what this pattern names.
+    fn covers(&self, change: &Change) -> bool {
+        let changed = Change { path: change.path.clone(), whole: false };
+        self.touched_by(&changed, &|_| false)
     }
 }
 
@@ -231,10 +245,17 @@ impl Plan {
         Plan { image_id, changes }
     }
 
+    /// Whether the changes touch `inputs`. An input `!PATTERN` excludes
+    /// changes at or below PATTERN (what the collector's walk skips, e.g. the
+    /// /proc and /dev mount points every running container has).
     fn touched(&self, root: &Root, inputs: &[String]) -> bool {
+        let (excluded, inputs): (Vec<&String>, Vec<&String>) = inputs.iter().partition(|i| i.starts_with('!'));
+        let excluded: Vec<Pattern> = excluded.iter().map(|i| Pattern::new(&i[1..])).collect();
+        let changes: Vec<&Change> = self.changes.iter().filter(|c| !excluded.iter().any(|x| x.covers(c))).collect();
+        let may_hold = |p: &str| root.read_link(p).is_ok() || root.stamp(p).map_or(true, |(_, dir)| dir);
         inputs.iter().flat_map(|i| expand(root, i)).any(|p| {
             let pat = Pattern::new(&p);
-            self.changes.iter().any(|c| pat.touched_by(c))
+            changes.iter().any(|c| pat.touched_by(c, &may_hold))
         })
     }
 
@@ -280,8 +301,53 @@ mod tests {
             ("/", ch("/anything", true), true),
         ];
         for (pattern, change, want) in cases {
-            assert_eq!(Pattern::new(pattern).touched_by(change), *want, "{pattern} vs {change:?}");
+            assert_eq!(Pattern::new(pattern).touched_by(change, &|_| true), *want, "{pattern} vs {change:?}");
         }
+    }
+
+    /// A `**` inside a pattern matches any number of components; a whole
+    /// change above it touches it only where the path can hold it (not a file).
+    #[test]
+    fn inner_double_stars_and_what_a_path_can_hold() {
+        let dirs = |p: &str| !p.ends_with(".log") && p != "/etc/hosts";
+        let cases: &[(&str, Change, bool)] = &[
+            ("/**/node_modules/**", ch("/app/node_modules/ms/package.json", true), true),
+            ("/**/node_modules/**", ch("/node_modules/x", true), true),
+            ("/**/node_modules/**", ch("/a/b/node_modules", false), true),
+            ("/**/node_modules/**", ch("/app", true), true),
+            ("/**/node_modules/**", ch("/app", false), false),
+            ("/**/node_modules/**", ch("/var/log/app.log", true), false),
+            ("/**/node_modules/**", ch("/etc/hosts", true), false),
+            ("/**/node_modules/**", ch("/app/src/index.js", false), false),
+            ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/nodejs/a/package.json", true), true),
+            ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/libz.so", false), false),
+            ("/etc/passwd", ch("/etc", true), true),
+        ];
+        for (pattern, change, want) in cases {
+            assert_eq!(Pattern::new(pattern).touched_by(change, &dirs), *want, "{pattern} vs {change:?}");
+        }
+        let proc = Pattern::new("/proc/**");
+        assert!(proc.covers(&ch("/proc", true)) && proc.covers(&ch("/proc/kcore", true)));
+        assert!(!proc.covers(&ch("/", true)) && !proc.covers(&ch("/procs", true)));
+    }
+
+    /// Every running container has /proc, /dev and /sys mount points and
+    /// /etc/hosts bind-mounted: a collector walking the whole root but those
+    /// still leaves its table to the image; a node_modules of its own does not.
+    #[test]
+    fn excluded_inputs_and_file_mounts_leave_a_whole_root_walk_to_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("proc")).unwrap();
+        std::fs::write(tmp.path().join("etc/hosts"), "").unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let npm = crate::collectors::collector("npm").unwrap();
+        let config = CollectorConfig::default();
+        let mounts = vec![ch("/proc", true), ch("/proc/kcore", true), ch("/dev/shm", true), ch("/etc/hosts", true)];
+        assert!(Plan::new("i".into(), mounts.clone()).inherits(npm, &root, &config));
+        let mut own = mounts;
+        own.push(ch("/app/node_modules/x/package.json", true));
+        assert!(!Plan::new("i".into(), own).inherits(npm, &root, &config));
     }
 
     #[test]

@@ -41,8 +41,18 @@ pub const C: &str = "npm";
 /// Bytes read from one `package.json` (the largest on npm's registry are a few hundred KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
-/// What the collector reads: anywhere in the root.
-pub const INPUTS: &[&str] = &["/**"];
+/// What the collector reads (see [`crate::inherit`]): every node_modules and
+/// Debian's module directories, anywhere but in the directories it skips.
+pub const INPUTS: &[&str] = &[
+    "/**/node_modules/**",
+    "/usr/share/nodejs/**",
+    "/usr/lib/nodejs/**",
+    "/usr/lib/*/nodejs/**",
+    "!/proc/**",
+    "!/sys/**",
+    "!/dev/**",
+    "!/run/**",
+];
 
 /// Top-level directories not walked: pseudo-filesystems, and the container
 /// runtimes' storage on a host (each container and image is a scope of its own).
