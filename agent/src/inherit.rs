@@ -152,30 +152,36 @@ impl Pattern {
     }
 
     /// Whether a change at `path` touches what this pattern names. A `**`
-    /// before other components matches any number of them; a whole change
-    /// above the pattern touches it only when `may_hold` says the path can
-    /// hold what the pattern names (a directory, a symlink, or gone).
+    /// before other components matches any number of them. A whole change
+    /// above the pattern touches it — but past such an inner `**` (an input
+    /// anywhere in the root, read by a walk that follows no symlink) only
+    /// where `may_hold` says the path holds a directory now. A whiteout, file
+    /// or symlink a container puts over a directory of its image hides what
+    /// was below it; the image's view is not known here, so that change alone
+    /// is missed, and the container shows the image's rows from under it (an
+    /// over-report: what the container adds below such a pattern is seen).
     fn touched_by(&self, change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
-        fn from(parts: &[Part], comps: &[&str], change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
+        fn from(parts: &[Part], comps: &[&str], deep: bool, change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
             let Some(part) = parts.first() else {
                 // At or below the pattern.
                 return true;
             };
             if let Part::Any = part {
-                return parts.len() == 1 || (0..=comps.len()).any(|k| from(&parts[1..], &comps[k..], change, may_hold));
+                return parts.len() == 1
+                    || (0..=comps.len()).any(|k| from(&parts[1..], &comps[k..], true, change, may_hold));
             }
             let Some(c) = comps.first() else {
                 // The change is above the pattern: only a change of the whole subtree reaches it.
-                return change.whole && may_hold(&change.path);
+                return change.whole && (!deep || may_hold(&change.path));
             };
             let matched = match part {
                 Part::Literal(l) => l == c,
                 Part::Glob(g) => g.is_match(c),
                 Part::Any => unreachable!("handled above"),
             };
-            matched && from(&parts[1..], &comps[1..], change, may_hold)
+            matched && from(&parts[1..], &comps[1..], deep, change, may_hold)
         }
-        from(&self.parts, &components(&change.path), change, may_hold)
+        from(&self.parts, &components(&change.path), false, change, may_hold)
     }
 
     /// Whether a change is at or below what this pattern names.
@@ -252,7 +258,7 @@ impl Plan {
         let (excluded, inputs): (Vec<&String>, Vec<&String>) = inputs.iter().partition(|i| i.starts_with('!'));
         let excluded: Vec<Pattern> = excluded.iter().map(|i| Pattern::new(&i[1..])).collect();
         let changes: Vec<&Change> = self.changes.iter().filter(|c| !excluded.iter().any(|x| x.covers(c))).collect();
-        let may_hold = |p: &str| root.read_link(p).is_ok() || root.stamp(p).map_or(true, |(_, dir)| dir);
+        let may_hold = |p: &str| root.read_link(p).is_err() && root.stamp(p).is_ok_and(|(_, dir)| dir);
         inputs.iter().flat_map(|i| expand(root, i)).any(|p| {
             let pat = Pattern::new(&p);
             changes.iter().any(|c| pat.touched_by(c, &may_hold))
@@ -318,6 +324,11 @@ mod tests {
             ("/**/node_modules/**", ch("/app", false), false),
             ("/**/node_modules/**", ch("/var/log/app.log", true), false),
             ("/**/node_modules/**", ch("/etc/hosts", true), false),
+            // Above a pattern without an inner `**`: any whole change, as before.
+            ("/var/lib/dpkg", ch("/var/log/app.log", true), false),
+            ("/var/lib/dpkg", ch("/var.log", true), false),
+            ("/a/b/c", ch("/a/x.log", true), false),
+            ("/a/x.log/c", ch("/a/x.log", true), true),
             ("/**/node_modules/**", ch("/app/src/index.js", false), false),
             ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/nodejs/a/package.json", true), true),
             ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/libz.so", false), false),
@@ -343,11 +354,24 @@ mod tests {
         let root = Root::open(tmp.path()).unwrap();
         let npm = crate::collectors::collector("npm").unwrap();
         let config = CollectorConfig::default();
-        let mounts = vec![ch("/proc", true), ch("/proc/kcore", true), ch("/dev/shm", true), ch("/etc/hosts", true)];
+        std::os::unix::fs::symlink("/proc/mounts", tmp.path().join("etc/mtab")).unwrap();
+        let mounts = vec![
+            ch("/proc", true),
+            ch("/proc/kcore", true),
+            ch("/dev/shm", true),
+            ch("/etc/hosts", true),
+            ch("/etc/mtab", true),
+            ch("/etc", false),
+        ];
         assert!(Plan::new("i".into(), mounts.clone()).inherits(npm, &root, &config));
         let mut own = mounts;
         own.push(ch("/app/node_modules/x/package.json", true));
         assert!(!Plan::new("i".into(), own).inherits(npm, &root, &config));
+        // A directory the container made opaque or mounted may hold node_modules.
+        std::fs::create_dir_all(tmp.path().join("srv")).unwrap();
+        assert!(!Plan::new("i".into(), vec![ch("/srv", true)]).inherits(npm, &root, &config));
+        // A deleted file (a whiteout: gone) does not; nor, the one miss, a deleted directory above node_modules.
+        assert!(Plan::new("i".into(), vec![ch("/etc/group", true)]).inherits(npm, &root, &config));
     }
 
     #[test]
