@@ -318,13 +318,6 @@ pub const COLLECTORS: &[Collector] = &[
         needs_owners: false,
     },
     Collector {
-        name: "npm",
-        collect: npm::collect,
-        tables: &[&tables::PACKAGES],
-        inputs: |_| strings(npm::INPUTS),
-        needs_owners: true,
-    },
-    Collector {
         name: "users",
         collect: users::collect,
         tables: &[&tables::USERS],
@@ -357,6 +350,14 @@ pub const COLLECTORS: &[Collector] = &[
         collect: unowned::collect,
         tables: &[&tables::UNOWNED_FILES],
         inputs: |_| strings(unowned::DIRS),
+        needs_owners: true,
+    },
+    // Walks the whole root: last, so the scope's entry and time budgets go to the collectors above first.
+    Collector {
+        name: "npm",
+        collect: npm::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(npm::INPUTS),
         needs_owners: true,
     },
 ];
