@@ -41,7 +41,8 @@ pub fn scope_key(c: &crate::encode::Common) -> String {
 pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
     // Each input's literal leading directories, at their symlinks' targets too; nested ones walked once.
     let mut starts: BTreeSet<String> = BTreeSet::new();
-    for i in inputs {
+    // `!PATTERN` inputs only narrow what touches the others (see `inherit`): fingerprinting more is safe.
+    for i in inputs.iter().filter(|i| !i.starts_with('!')) {
         for p in crate::inherit::expand(root, i) {
             let lit: Vec<&str> =
                 p.split('/').filter(|c| !c.is_empty()).take_while(|c| !c.contains(['*', '?', '[', '{'])).collect();

@@ -165,23 +165,43 @@ impl Pattern {
         Pattern { parts }
     }
 
-    /// Whether a change at `path` touches what this pattern names.
-    fn touched_by(&self, change: &Change) -> bool {
-        let comps = components(&change.path);
-        for (i, part) in self.parts.iter().enumerate() {
-            let Some(c) = comps.get(i) else {
-                // The change is above the pattern: only a change of the whole subtree reaches it.
-                return change.whole;
+    /// Whether a change at `path` touches what this pattern names. A `**`
+    /// before other components matches any number of them. A whole change
+    /// above the pattern touches it — but past such an inner `**` (an input
+    /// anywhere in the root, read by a walk that follows no symlink) only
+    /// where `may_hold` says the path holds a directory now. A whiteout, file
+    /// or symlink a container puts over a directory of its image hides what
+    /// was below it; the image's view is not known here, so that change alone
+    /// is missed, and the container shows the image's rows from under it (an
+    /// over-report: what the container adds below such a pattern is seen).
+    fn touched_by(&self, change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
+        fn from(parts: &[Part], comps: &[&str], deep: bool, change: &Change, may_hold: &dyn Fn(&str) -> bool) -> bool {
+            let Some(part) = parts.first() else {
+                // At or below the pattern.
+                return true;
             };
-            match part {
-                Part::Any => return true,
-                Part::Literal(l) if l != c => return false,
-                Part::Glob(g) if !g.is_match(c) => return false,
-                _ => {}
+            if let Part::Any = part {
+                return parts.len() == 1
+                    || (0..=comps.len()).any(|k| from(&parts[1..], &comps[k..], true, change, may_hold));
             }
+            let Some(c) = comps.first() else {
+                // The change is above the pattern: only a change of the whole subtree reaches it.
+                return change.whole && (!deep || may_hold(&change.path));
+            };
+            let matched = match part {
+                Part::Literal(l) => l == c,
+                Part::Glob(g) => g.is_match(c),
+                Part::Any => unreachable!("handled above"),
+            };
+            matched && from(&parts[1..], &comps[1..], deep, change, may_hold)
         }
-        // At or below the pattern.
-        true
+        from(&self.parts, &components(&change.path), false, change, may_hold)
+    }
+
+    /// Whether a change is at or below what this pattern names.
+    fn covers(&self, change: &Change) -> bool {
+        let changed = Change { path: change.path.clone(), whole: false };
+        self.touched_by(&changed, &|_| false)
     }
 }
 
@@ -245,10 +265,17 @@ impl Plan {
         Plan { image_id, changes }
     }
 
+    /// Whether the changes touch `inputs`. An input `!PATTERN` excludes
+    /// changes at or below PATTERN (what the collector's walk skips, e.g. the
+    /// /proc and /dev mount points every running container has).
     fn touched(&self, root: &Root, inputs: &[String]) -> bool {
+        let (excluded, inputs): (Vec<&String>, Vec<&String>) = inputs.iter().partition(|i| i.starts_with('!'));
+        let excluded: Vec<Pattern> = excluded.iter().map(|i| Pattern::new(&i[1..])).collect();
+        let changes: Vec<&Change> = self.changes.iter().filter(|c| !excluded.iter().any(|x| x.covers(c))).collect();
+        let may_hold = |p: &str| root.read_link(p).is_err() && root.stamp(p).is_ok_and(|(_, dir)| dir);
         inputs.iter().flat_map(|i| expand(root, i)).any(|p| {
             let pat = Pattern::new(&p);
-            self.changes.iter().any(|c| pat.touched_by(c))
+            changes.iter().any(|c| pat.touched_by(c, &may_hold))
         })
     }
 
@@ -294,8 +321,71 @@ mod tests {
             ("/", ch("/anything", true), true),
         ];
         for (pattern, change, want) in cases {
-            assert_eq!(Pattern::new(pattern).touched_by(change), *want, "{pattern} vs {change:?}");
+            assert_eq!(Pattern::new(pattern).touched_by(change, &|_| true), *want, "{pattern} vs {change:?}");
         }
+    }
+
+    /// A `**` inside a pattern matches any number of components; a whole
+    /// change above it touches it only where the path can hold it (not a file).
+    #[test]
+    fn inner_double_stars_and_what_a_path_can_hold() {
+        let dirs = |p: &str| !p.ends_with(".log") && p != "/etc/hosts";
+        let cases: &[(&str, Change, bool)] = &[
+            ("/**/node_modules/**", ch("/app/node_modules/ms/package.json", true), true),
+            ("/**/node_modules/**", ch("/node_modules/x", true), true),
+            ("/**/node_modules/**", ch("/a/b/node_modules", false), true),
+            ("/**/node_modules/**", ch("/app", true), true),
+            ("/**/node_modules/**", ch("/app", false), false),
+            ("/**/node_modules/**", ch("/var/log/app.log", true), false),
+            ("/**/node_modules/**", ch("/etc/hosts", true), false),
+            // Above a pattern without an inner `**`: any whole change, as before.
+            ("/var/lib/dpkg", ch("/var/log/app.log", true), false),
+            ("/var/lib/dpkg", ch("/var.log", true), false),
+            ("/a/b/c", ch("/a/x.log", true), false),
+            ("/a/x.log/c", ch("/a/x.log", true), true),
+            ("/**/node_modules/**", ch("/app/src/index.js", false), false),
+            ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/nodejs/a/package.json", true), true),
+            ("/usr/lib/*/nodejs/**", ch("/usr/lib/x86_64-linux-gnu/libz.so", false), false),
+            ("/etc/passwd", ch("/etc", true), true),
+        ];
+        for (pattern, change, want) in cases {
+            assert_eq!(Pattern::new(pattern).touched_by(change, &dirs), *want, "{pattern} vs {change:?}");
+        }
+        let proc = Pattern::new("/proc/**");
+        assert!(proc.covers(&ch("/proc", true)) && proc.covers(&ch("/proc/kcore", true)));
+        assert!(!proc.covers(&ch("/", true)) && !proc.covers(&ch("/procs", true)));
+    }
+
+    /// Every running container has /proc, /dev and /sys mount points and
+    /// /etc/hosts bind-mounted: a collector walking the whole root but those
+    /// still leaves its table to the image; a node_modules of its own does not.
+    #[test]
+    fn excluded_inputs_and_file_mounts_leave_a_whole_root_walk_to_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("proc")).unwrap();
+        std::fs::write(tmp.path().join("etc/hosts"), "").unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        let npm = crate::collectors::collector("npm").unwrap();
+        let config = CollectorConfig::default();
+        std::os::unix::fs::symlink("/proc/mounts", tmp.path().join("etc/mtab")).unwrap();
+        let mounts = vec![
+            ch("/proc", true),
+            ch("/proc/kcore", true),
+            ch("/dev/shm", true),
+            ch("/etc/hosts", true),
+            ch("/etc/mtab", true),
+            ch("/etc", false),
+        ];
+        assert!(Plan::new("i".into(), mounts.clone()).inherits(npm, &root, &config));
+        let mut own = mounts;
+        own.push(ch("/app/node_modules/x/package.json", true));
+        assert!(!Plan::new("i".into(), own).inherits(npm, &root, &config));
+        // A directory the container made opaque or mounted may hold node_modules.
+        std::fs::create_dir_all(tmp.path().join("srv")).unwrap();
+        assert!(!Plan::new("i".into(), vec![ch("/srv", true)]).inherits(npm, &root, &config));
+        // A deleted file (a whiteout: gone) does not; nor, the one miss, a deleted directory above node_modules.
+        assert!(Plan::new("i".into(), vec![ch("/etc/group", true)]).inherits(npm, &root, &config));
     }
 
     #[test]

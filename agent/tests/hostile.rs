@@ -740,3 +740,64 @@ fn python_metadata_with_a_huge_header_line_and_dist_info_symlink_loops() {
     assert_eq!(s(evil, "description"), "", "the cut Summary line is not trusted");
     assert!(rows["packages"].iter().all(|r| !s(r, "name").contains("debian")), "os-release read as METADATA");
 }
+
+/// Node.js packages (issue 17) as an attacker would lay them out: a 1 GB
+/// (sparse) package.json, a node_modules symlinked into itself, a package
+/// directory nested past the depth budget, and manifests that are not JSON or
+/// nest JSON past serde_json's recursion limit. Each is a crawl_errors row of
+/// the `npm` collector; the honest packages beside them are still read, once.
+#[test]
+fn hostile_node_modules_are_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let nm = root.join("app/node_modules");
+    let manifest = |dir: &Path, name: &str| {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("package.json"), format!(r#"{{"name":"{name}","version":"1.0.0"}}"#)).unwrap();
+    };
+    manifest(&nm.join("good"), "good");
+    // 1 GB of holes: refused by its size before a byte is read.
+    fs::create_dir_all(nm.join("huge")).unwrap();
+    fs::File::create(nm.join("huge/package.json")).unwrap().set_len(1 << 30).unwrap();
+    // Cycles: a package whose node_modules is its parent's, and a package that is node_modules itself.
+    fs::create_dir_all(nm.join("good/node_modules")).unwrap();
+    symlink("../..", nm.join("good/node_modules/good")).unwrap();
+    symlink("../node_modules", nm.join("loop")).unwrap();
+    symlink("/app", nm.join("good/node_modules/app")).unwrap();
+    // 40 levels of node_modules/deep: 80 directories, past the depth budget of 64.
+    let mut dir = nm.clone();
+    for i in 0..40 {
+        dir = dir.join("deep");
+        manifest(&dir, &format!("deep{i}"));
+        dir = dir.join("node_modules");
+    }
+    fs::create_dir_all(nm.join("garbage")).unwrap();
+    fs::write(nm.join("garbage/package.json"), b"{\"name\": \"garbage\", \"version\": \xff").unwrap();
+    fs::create_dir_all(nm.join("nested")).unwrap();
+    fs::write(nm.join("nested/package.json"), "[".repeat(100_000)).unwrap();
+
+    let started = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    let npm: Vec<String> =
+        rows["packages"].iter().filter(|r| s(r, "manager") == "npm").map(|r| s(r, "location")).collect();
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "npm")
+        .map(|r| format!("{} {}", s(r, "path"), s(r, "message")))
+        .collect();
+    let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    assert_eq!(npm.iter().filter(|l| l.ends_with("/node_modules/good/package.json")).count(), 1, "{npm:?}");
+    assert!(
+        has("/app/node_modules/huge/package.json: 1073741824 bytes exceeds the per-file budget of 1048576"),
+        "{errors:?}"
+    );
+    assert!(has("/app/node_modules/garbage/package.json not a package.json"), "{errors:?}");
+    assert!(has("/app/node_modules/nested/package.json not a package.json: recursion limit"), "{errors:?}");
+    assert!(has("depth over 64"), "the cut walk is not reported: {errors:?}");
+    // Levels within the budget are read, the ones past it are not.
+    let deep: Vec<&String> = npm.iter().filter(|l| l.contains("/deep/")).collect();
+    assert!((20..40).contains(&deep.len()), "{} deep levels read: {deep:?}", deep.len());
+    assert_eq!(npm.len(), 1 + deep.len(), "{npm:?}");
+}

@@ -692,8 +692,10 @@ fn queries_that_compute_without_yielding_starve_neither_sql_nor_ingest() {
         &[],
     );
     let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
-    // One call, under the function caps (the most one call may do), takes seconds in a debug build.
-    let heavy = "SELECT levenshtein(repeat('a', 14900) || v, repeat('b', 15000)) AS d FROM generate_series(1, 1) t(v)";
+    // Two calls, each under the function caps (the most one call may do), take seconds each in a
+    // debug build, in one batch that never yields.
+    let heavy = "SELECT levenshtein(repeat('a', 14900) || v, repeat('b', 15000)) AS d, \
+                 levenshtein(repeat('c', 14900) || v, repeat('b', 15000)) AS e FROM generate_series(1, 1) t(v)";
     let started = Instant::now();
     let busy: Vec<std::process::Child> = (0..2)
         .map(|_| {
@@ -711,7 +713,9 @@ fn queries_that_compute_without_yielding_starve_neither_sql_nor_ingest() {
         let t = Instant::now();
         assert!(f(), "{what} failed");
         let took = t.elapsed();
-        assert!(took < Duration::from_secs(3), "{what} waited {took:?} behind queries computing");
+        // Answered as an idle debug server answers, on a loaded CI machine: seconds at most,
+        // where behind the busy queries it took their whole batch (13 s of CPU each here).
+        assert!(took < Duration::from_secs(6), "{what} waited {took:?} behind queries computing");
     };
     timed("SELECT 1 over gRPC", &mut || {
         let out = std::process::Command::new(periscope_bin())
@@ -740,6 +744,6 @@ fn queries_that_compute_without_yielding_starve_neither_sql_nor_ingest() {
         assert!(!out.status.success() && err.contains("query cancelled after 4 s"), "{err}");
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(8), "the busy queries were answered after {took:?}");
+    assert!(took < Duration::from_secs(12), "the busy queries were answered after {took:?}");
     assert!(!server.exited());
 }

@@ -76,7 +76,7 @@ impl std::str::FromStr for Scheme {
             "deb" | "dpkg" | "debian" => Ok(Scheme::Deb),
             "rpm" => Ok(Scheme::Rpm),
             "apk" | "alpine" => Ok(Scheme::Apk),
-            "semver" | "cargo" => Ok(Scheme::Semver),
+            "semver" | "cargo" | "npm" => Ok(Scheme::Semver),
             "golang" | "go" => Ok(Scheme::Golang),
             "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
@@ -138,7 +138,7 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
-/// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` → [`Scheme::Semver`],
+/// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` and `npm` → [`Scheme::Semver`],
 /// `pypi` → [`Scheme::Pep440`]; `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
@@ -148,6 +148,8 @@ pub fn guess_scheme(manager: &str) -> Option<Scheme> {
         "golang" => Some(Scheme::Golang),
         "cargo" => Some(Scheme::Semver),
         "pypi" => Some(Scheme::Pep440),
+        // node-semver's strict versions, which npm's registry holds: SemVer 2.0.0 with an optional `v`.
+        "npm" => Some(Scheme::Semver),
         _ => None,
     }
 }
@@ -166,6 +168,7 @@ mod tests {
         assert_eq!(guess_scheme("dpkg"), Some(Scheme::Deb));
         assert_eq!(guess_scheme("rpm"), Some(Scheme::Rpm));
         assert_eq!(guess_scheme("apk"), Some(Scheme::Apk));
+        assert_eq!(guess_scheme("npm"), Some(Scheme::Semver));
         assert_eq!(guess_scheme("pip"), None);
         assert_eq!(guess_scheme("golang"), Some(Scheme::Golang));
         assert_eq!(guess_scheme("cargo"), Some(Scheme::Semver));

@@ -9,6 +9,7 @@ pub mod configs;
 pub mod dpkg;
 pub mod files;
 pub mod groups;
+pub mod npm;
 pub mod os;
 pub mod packages;
 pub mod parse;
@@ -392,6 +393,14 @@ pub const COLLECTORS: &[Collector] = &[
         collect: unowned::collect,
         tables: &[&tables::UNOWNED_FILES],
         inputs: |_| strings(unowned::DIRS),
+        needs_owners: true,
+    },
+    // Walks the whole root: last, so the scope's entry and time budgets go to the collectors above first.
+    Collector {
+        name: "npm",
+        collect: npm::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(npm::INPUTS),
         needs_owners: true,
     },
 ];

@@ -1,0 +1,310 @@
+//! `packages` rows for installed Node.js packages (manager `npm`).
+//!
+//! An installed package is a package directory holding a `package.json`:
+//! `…/node_modules/<name>/package.json` and `…/node_modules/@scope/<name>/package.json`
+//! at any depth (nested `node_modules` included, so the global prefixes
+//! /usr/lib/node_modules and /usr/local/lib/node_modules too), and Debian's
+//! own module directories, /usr/share/nodejs, /usr/lib/nodejs and
+//! /usr/lib/<triplet>/nodejs, which hold packages without a `node_modules`.
+//!
+//! Not installed packages, and so not read:
+//! - a lock file (`package-lock.json`, `.package-lock.json`, `yarn.lock`)
+//!   alone: it says what an install would fetch, not what is on disk;
+//! - a project's own `package.json` outside those directories (the
+//!   application at /app, but equally a test fixture or a template inside a
+//!   package). npm itself lists the project as the root of its tree, not as
+//!   an installed package, and vulnerability data is about published
+//!   packages. syft reports every `package.json` it finds, these included;
+//!   the comparison test lists them as accepted differences.
+//! - a `package.json` without a string `name` and `version` (npm refuses to
+//!   publish such a package; nothing can be said of its version).
+//!
+//! The whole root is walked, never following a symlink (a symlinked
+//! `node_modules` cycle is not entered; pnpm's and workspaces' symlinked
+//! packages are read where they really are), skipping the kernel's
+//! pseudo-filesystems and the container runtimes' storage, which are crawled
+//! as scopes of their own. Each `package.json` is read up to
+//! [`MAX_MANIFEST_BYTES`]: a larger one is a `crawl_errors` row, never memory.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use periscope_proto::tables::PACKAGES;
+use rustix::fs::FileType;
+use serde_json::Value as Json;
+
+use super::{Scope, Sink, unalias, usrmerge_aliases};
+use crate::rootfs::Entry;
+
+pub const C: &str = "npm";
+
+/// Bytes read from one `package.json` (the largest on npm's registry are a few hundred KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// What the collector reads (see [`crate::inherit`]): every node_modules and
+/// Debian's module directories, anywhere but in the directories it skips.
+pub const INPUTS: &[&str] = &[
+    "/**/node_modules/**",
+    "/usr/share/nodejs/**",
+    "/usr/lib/nodejs/**",
+    "/usr/lib/*/nodejs/**",
+    "!/proc/**",
+    "!/sys/**",
+    "!/dev/**",
+    "!/run/**",
+];
+
+/// Top-level directories not walked: pseudo-filesystems, and the container
+/// runtimes' storage on a host (each container and image is a scope of its own).
+const SKIP: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/var/lib/kubelet",
+];
+
+/// Whether `path` is the manifest of an installed package (see the module doc).
+pub fn is_installed_manifest(path: &str) -> bool {
+    let c: Vec<&str> = path.split('/').collect();
+    let n = c.len();
+    if n < 3 || c[n - 1] != "package.json" {
+        return false;
+    }
+    let name = c[n - 2];
+    if name.is_empty() || name.starts_with('.') || name.starts_with('@') {
+        return false;
+    }
+    // The directory holding the package (or its @scope directory).
+    let holder = if n >= 4 && c[n - 3].starts_with('@') && c[n - 3].len() > 1 { n - 4 } else { n - 3 };
+    if c[holder] == "node_modules" {
+        return true;
+    }
+    // Debian: /usr/share/nodejs, /usr/lib/nodejs, /usr/lib/<triplet>/nodejs.
+    c[holder] == "nodejs"
+        && c[0].is_empty()
+        && c.get(1) == Some(&"usr")
+        && matches!((c.get(2), holder), (Some(&"share" | &"lib"), 3) | (Some(&"lib"), 4))
+}
+
+/// `pkg:npm/<namespace>/<name>@<version>` as the purl spec and syft write it
+/// (`@` of a scope percent-encoded: `pkg:npm/%40types/node@20.1.0`).
+pub fn purl(name: &str, version: &str) -> String {
+    let (ns, base) = match name.split_once('/') {
+        Some((ns, base)) if ns.starts_with('@') => (Some(ns), base),
+        _ => (None, name),
+    };
+    let mut out = String::from("pkg:npm/");
+    if let Some(ns) = ns {
+        out.push_str(&escape(ns, false));
+        out.push('/');
+    }
+    out.push_str(&escape(base, true));
+    out.push('@');
+    out.push_str(&escape(version, true));
+    out
+}
+
+/// Percent-encoding as Go's net/url (which syft's packageurl-go uses):
+/// a namespace as a query component, a name and version as a path segment.
+fn escape(s: &str, segment: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (segment && matches!(b, b'$' | b'&' | b'+' | b',' | b':' | b';' | b'=' | b'@'));
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What a `package.json` says of its package.
+#[derive(Debug, Default, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub license: Option<String>,
+    pub description: Option<String>,
+    pub homepage: Option<String>,
+    pub author: Option<String>,
+}
+
+/// Parses a `package.json` (a leading BOM ignored; a repeated key's last
+/// value wins, as in JSON.parse). Ok(None): no string name and version.
+pub fn parse(bytes: &[u8]) -> Result<Option<Manifest>, serde_json::Error> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let v: Json = serde_json::from_slice(bytes)?;
+    let s = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_string);
+    let (Some(name), Some(version)) = (s("name"), s("version")) else { return Ok(None) };
+    // "license": "MIT" | {"type": "MIT"}; the old "licenses": [{"type": …} | "…"].
+    let kind = |l: &Json| l.as_str().or_else(|| l.get("type").and_then(Json::as_str)).map(str::to_string);
+    let license = v.get("license").and_then(kind).or_else(|| {
+        let all: Vec<String> = v.get("licenses")?.as_array()?.iter().filter_map(kind).collect();
+        (!all.is_empty()).then(|| all.join(" OR "))
+    });
+    let author =
+        v.get("author").and_then(|a| a.as_str().or_else(|| a.get("name").and_then(Json::as_str))).map(str::to_string);
+    Ok(Some(Manifest {
+        name: name.trim().to_string(),
+        version: version.trim().to_string(),
+        license,
+        description: s("description"),
+        homepage: s("homepage"),
+        author,
+    }))
+}
+
+pub fn collect(scope: &Scope, out: &mut Sink) {
+    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut errors = Vec::new();
+    let walked = scope.root.walk(
+        "/",
+        &mut |e: &Entry| {
+            // Whole paths are made only where they decide: the skipped trees lie at most
+            // three levels down, and only files named package.json can be manifests.
+            if e.kind == FileType::Directory {
+                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
+            }
+            if e.kind == FileType::RegularFile && e.path.name() == b"package.json" {
+                let path = e.path.shown();
+                if is_installed_manifest(&path) {
+                    found.push((path, e.path.raw()));
+                }
+            }
+            false
+        },
+        &mut |e| errors.push(e),
+    );
+    for e in errors {
+        out.error(C, None, &e.to_string());
+    }
+    if let Err(e) = walked {
+        // Budget: the walk was cut; what it found is still reported.
+        out.error(C, Some("/"), &format!("walk for package.json cut short: {e}"));
+    }
+    let aliases = usrmerge_aliases(&scope.root);
+    for (path, raw) in found {
+        let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_MANIFEST_BYTES) {
+            Ok(b) => b,
+            Err(err) => {
+                out.read_error(C, &path, &err);
+                if err.is_budget() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let m = match parse(&bytes) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(err) => {
+                out.error(C, Some(&path), &format!("not a package.json: {err}"));
+                continue;
+            }
+        };
+        let owner =
+            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
+        let purl = purl(&m.name, &m.version);
+        out.row(
+            &PACKAGES,
+            &[
+                ("manager", "npm".into()),
+                ("name", m.name.as_str().into()),
+                ("version", m.version.as_str().into()),
+                ("maintainer", m.author.as_ref().into()),
+                ("license", m.license.as_ref().into()),
+                ("description", m.description.as_ref().into()),
+                ("url", m.homepage.as_ref().into()),
+                ("location", path.as_str().into()),
+                ("purl", purl.as_str().into()),
+                ("owner_package", owner.as_deref().into()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_manifests() {
+        for (path, yes) in [
+            ("/app/node_modules/ms/package.json", true),
+            ("/app/node_modules/@types/node/package.json", true),
+            ("/app/node_modules/a/node_modules/b/package.json", true),
+            ("/app/node_modules/a/node_modules/@s/b/package.json", true),
+            ("/usr/lib/node_modules/npm/package.json", true),
+            ("/usr/local/lib/node_modules/npm/node_modules/semver/package.json", true),
+            ("/usr/share/nodejs/semver/package.json", true),
+            ("/usr/share/nodejs/@types/semver/package.json", true),
+            ("/usr/lib/nodejs/ws/package.json", true),
+            ("/usr/lib/x86_64-linux-gnu/nodejs/bufferutil/package.json", true),
+            // Not a package directory: the project itself, a file inside a package, hidden ones.
+            ("/app/package.json", false),
+            ("/app/node_modules/package.json", false),
+            ("/app/node_modules/ms/lib/package.json", false),
+            ("/app/node_modules/@types/package.json", false),
+            ("/app/node_modules/.bin/package.json", false),
+            ("/app/node_modules/.package-lock.json", false),
+            ("/app/node_modules/ms/package-lock.json", false),
+            ("/usr/share/nodejs/package.json", false),
+            ("/usr/share/nodejs/semver/test/package.json", false),
+            ("/opt/usr/share/nodejs/semver/package.json", false),
+            ("/usr/lib/a/b/nodejs/x/package.json", false),
+        ] {
+            assert_eq!(is_installed_manifest(path), yes, "{path}");
+        }
+    }
+
+    /// As syft (packageurl-go) writes them; checked against syft's output in tests/npm_real.rs.
+    #[test]
+    fn purls() {
+        for (name, version, want) in [
+            ("ms", "2.1.3", "pkg:npm/ms@2.1.3"),
+            ("@types/node", "20.1.0", "pkg:npm/%40types/node@20.1.0"),
+            ("@npmcli/node-gyp", "3.0.0", "pkg:npm/%40npmcli/node-gyp@3.0.0"),
+            ("x", "1.0.0-rc.1+build.5", "pkg:npm/x@1.0.0-rc.1+build.5"),
+            ("a b", "1 2", "pkg:npm/a%20b@1%202"),
+            ("a/b", "1", "pkg:npm/a%2Fb@1"),
+        ] {
+            assert_eq!(purl(name, version), want);
+        }
+    }
+
+    #[test]
+    fn manifests() {
+        let m = parse(br#"{"name":"x","version":"1.0.0","license":{"type":"MIT","url":"u"},"author":{"name":"A"},"homepage":"h","description":"d"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            m,
+            Manifest {
+                name: "x".into(),
+                version: "1.0.0".into(),
+                license: Some("MIT".into()),
+                description: Some("d".into()),
+                homepage: Some("h".into()),
+                author: Some("A".into())
+            }
+        );
+        let m = parse(b"\xEF\xBB\xBF{\"name\":\"x\",\"version\":\"1\",\"version\":\"2\",\"licenses\":[{\"type\":\"MIT\"},\"GPL-2.0\"],\"author\":\"B <b@x>\"}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.version.as_str(), m.license.as_deref(), m.author.as_deref()),
+            ("2", Some("MIT OR GPL-2.0"), Some("B <b@x>"))
+        );
+        assert_eq!(parse(br#"{"name":"x"}"#).unwrap(), None);
+        assert_eq!(parse(br#"{"name":"x","version":1}"#).unwrap(), None);
+        assert!(parse(b"{").is_err());
+        assert!(parse(b"[]").unwrap().is_none());
+    }
+}
