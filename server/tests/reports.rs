@@ -723,6 +723,71 @@ fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_r
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
 }
 
+/// The root a fixture script builds (and caches), or None (skipped outside CI) when it cannot.
+fn fixture_root(script: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
+    let out = std::process::Command::new(&path).stderr(std::process::Stdio::inherit()).output();
+    match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().into()),
+        other => {
+            assert!(std::env::var("CI").is_err(), "{} failed in CI: {other:?}", path.display());
+            eprintln!("SKIPPED: {} failed ({other:?})", path.display());
+            None
+        }
+    }
+}
+
+/// Issue 17: application libraries are checked like OS packages. The Python
+/// fixture (wheels from PyPI, a virtualenv and Debian's python3-* packages)
+/// and the Node.js one (Debian's node-* packages and an npm install) hold
+/// real old releases; the pack names each below its fix, with where it was read.
+#[test]
+fn packages_pack_flags_application_libraries_below_their_fix() {
+    let (Some(python), Some(node)) = (fixture_root("python-fixture.sh"), fixture_root("node-fixture.sh")) else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let tag = format!("app{}", std::process::id());
+    crawl_root(&server.url, &python, &format!("{tag}-python"), "os,packages,python");
+    crawl_root(&server.url, &node, &format!("{tag}-node"), "os,packages,npm");
+    let packs = queries();
+    let Ran { run, .. } =
+        run_pack(&["packages", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
+    let id = "application-libraries-vulnerable";
+    let items = failing(&run, id, "host", &tag);
+    let mut found: Vec<String> = check(&run, id)["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["host"].as_str().unwrap().trim_start_matches(&format!("{tag}-")),
+                i["item"].as_str().unwrap()
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(items.len(), found.len(), "only this test's hosts: {found:?}");
+    // pip --target into /usr/local, and Debian's python3-requests/urllib3 (their egg-info).
+    for want in [
+        "python requests 2.31.0 at /usr/local/lib/python3.11/site-packages/requests-2.31.0.dist-info/METADATA",
+        "python urllib3 2.0.7 at /usr/local/lib/python3.11/site-packages/urllib3-2.0.7.dist-info/METADATA",
+        "python requests 2.28.1 at ",
+        "python urllib3 1.26.12 at ",
+        "node semver 7.3.5 at /usr/share/nodejs/semver/package.json",
+    ] {
+        assert!(found.iter().any(|f| f.starts_with(want)), "{want:?} not in {found:#?}");
+    }
+    // What is at or past its fix is not flagged.
+    assert!(
+        found.iter().all(|f| !f.contains(" flask ") && !f.contains("semver 7.5") && !f.contains("semver 7.6")),
+        "{found:#?}"
+    );
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+}
+
 /// The test image with `EXPOSE 8931/tcp`, built locally (no registry).
 fn exposed_image(base: &str) -> String {
     let name = format!("periscope-test/exposed:{}", base.rsplit(':').next().unwrap());

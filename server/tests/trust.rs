@@ -243,6 +243,18 @@ fn psql_as(port: &str, user: &str, password: &str, sql: &str) -> (bool, String, 
     (out.status.success(), text(out.stdout), text(out.stderr))
 }
 
+/// `sql` over Flight SQL at `flight` through the ADBC driver as `user`: each
+/// row's first column on a line of stdout, or the driver's error on stderr.
+fn flight_sql(py: &str, flight: &str, (user, password): (&str, &str), sql: &str) -> std::process::Output {
+    let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
+        c = f.connect(sys.argv[1], db_kwargs={'username': sys.argv[2], 'password': sys.argv[3]}, autocommit=True)\n\
+        cur = c.cursor(); cur.execute(sys.argv[4]); print('\\n'.join(str(r[0]) for r in cur.fetchall()))";
+    std::process::Command::new(py)
+        .args(["-c", client, &format!("grpc://{flight}"), user, password, sql])
+        .output()
+        .expect("run the ADBC Flight SQL client")
+}
+
 /// A TCP connection to `to` from the loopback address `src` (127.0.0.0/8 is all this machine's).
 fn connect_from(src: &str, to: &str) -> std::net::TcpStream {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -375,11 +387,7 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
     let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
     // Flight SQL's GetFlightInfo planned with no limits at all: the bomb was folded there.
     if let Some(py) = python() {
-        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
-            c = f.connect(sys.argv[1], db_kwargs={'username': 'u', 'password': 'pw'}, autocommit=True)\n\
-            cur = c.cursor(); cur.execute(sys.argv[2]); print(cur.fetchall())";
-        let out =
-            std::process::Command::new(py).args(["-c", client, &format!("grpc://{flight}"), bomb]).output().unwrap();
+        let out = flight_sql(&py, &flight, ("u", "pw"), bomb);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("more than one call may"), "{err}");
     }
@@ -530,13 +538,7 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     assert!(!ok && err.contains("EXPLAIN is refused"), "{err}");
     // Flight SQL, through the ADBC driver.
     if let Some(py) = python() {
-        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
-            c = f.connect(sys.argv[1], db_kwargs={'username': sys.argv[2], 'password': sys.argv[3]}, autocommit=True)\n\
-            cur = c.cursor(); cur.execute(sys.argv[4]); print('\\n'.join(str(r[0]) for r in cur.fetchall()))";
-        let out = std::process::Command::new(py)
-            .args(["-c", client, &format!("grpc://{flight}"), "team-b", "pb", &qb])
-            .output()
-            .unwrap();
+        let out = flight_sql(&py, &flight, ("team-b", "pb"), &qb);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "db-1");
     }
@@ -663,13 +665,7 @@ fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 5, "{out}");
     if let Some(py) = python() {
-        let client = "import sys, adbc_driver_flightsql.dbapi as f\n\
-            c = f.connect(sys.argv[1], db_kwargs={'username': sys.argv[2], 'password': sys.argv[3]}, autocommit=True)\n\
-            cur = c.cursor(); cur.execute(sys.argv[4]); print('\\n'.join(str(r[0]) for r in cur.fetchall()))";
-        let out = std::process::Command::new(py)
-            .args(["-c", client, &format!("grpc://{flight}"), "team-a", "pa", names])
-            .output()
-            .unwrap();
+        let out = flight_sql(&py, &flight, ("team-a", "pa"), names);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "pkg-c-a\npkg-img-a");
     }

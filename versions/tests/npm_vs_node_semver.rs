@@ -14,10 +14,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{hex, ordering_name, pairs, product};
+use common::{oracle_lines, ordering_name, pairs, product};
 use periscope_versions::{Scheme, compare, guess_scheme};
 
 #[rustfmt::skip]
@@ -53,17 +52,7 @@ for (const line of require("fs").readFileSync(0, "utf8").split("\n")) {{
 }}
 process.stdout.write(out.join("\n") + "\n");"#
     );
-    let mut child = Command::new("node")
-        .args(["-e", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+    oracle_lines(Command::new("node").args(["-e", &script]), corpus, "node-semver")
 }
 
 #[test]

@@ -12,10 +12,10 @@
 mod common;
 
 use std::cmp::Ordering;
-use std::io::Write;
+
 use std::process::{Command, Stdio};
 
-use common::{hex, ordering_name, pairs, product};
+use common::{oracle_lines, ordering_name, pairs, product, verdict};
 use periscope_versions::{Scheme, compare};
 
 #[rustfmt::skip]
@@ -114,28 +114,8 @@ for line in sys.stdin.read().splitlines():
     out.append(str((va > vb) - (va < vb)))
 sys.stdout.write("\n".join(out) + "\n")
 "#;
-    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
-    let mut child = Command::new(python)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).expect("feed python");
-    let out = child.wait_with_output().expect("wait for python");
-    assert!(out.status.success(), "the packaging oracle script failed: {}", out.status);
-    let verdicts: Vec<_> = String::from_utf8(out.stdout)
-        .expect("oracle output is UTF-8")
-        .lines()
-        .map(|line| match line {
-            "-1" => Ok(Ordering::Less),
-            "0" => Ok(Ordering::Equal),
-            "1" => Ok(Ordering::Greater),
-            other => Err(other.trim_start_matches("E ").to_string()),
-        })
-        .collect();
-    assert_eq!(verdicts.len(), corpus.len(), "one verdict per pair");
-    verdicts
+    let lines = oracle_lines(Command::new(python).args(["-c", SCRIPT]), corpus, "packaging");
+    lines.iter().map(|l| verdict(l)).collect()
 }
 
 #[test]

@@ -19,10 +19,10 @@
 mod common;
 
 use std::cmp::Ordering;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
-use common::{hex, ordering_name, pairs, product};
+use std::process::Command;
+
+use common::{oracle_lines, ordering_name, pairs, product, verdict};
 use periscope_versions::{Scheme, compare};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -104,29 +104,14 @@ for line in sys.stdin.read().splitlines():
     out.append(str(by_label) if by_ver == by_label else "X rpm.ver says %d, labelCompare %d" % (by_ver, by_label))
 sys.stdout.write("\n".join(out) + "\n")
 "#;
-    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
-    let mut child = Command::new(PYTHON)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
-    child.stdin.take().unwrap().write_all(input.as_bytes()).expect("feed python");
-    let out = child.wait_with_output().expect("wait for python");
-    assert!(out.status.success(), "the rpm oracle script failed: {}", out.status);
-    let verdicts: Vec<_> = String::from_utf8(out.stdout)
-        .expect("oracle output is UTF-8")
-        .lines()
-        .map(|line| match line {
-            "-1" => Ok(Ordering::Less),
-            "0" => Ok(Ordering::Equal),
-            "1" => Ok(Ordering::Greater),
-            other if other.starts_with("X ") => panic!("rpm disagrees with itself: {other}"),
-            other => Err(other.trim_start_matches("E ").to_string()),
+    let lines = oracle_lines(Command::new(PYTHON).args(["-c", SCRIPT]), corpus, "rpm");
+    lines
+        .iter()
+        .map(|l| {
+            assert!(!l.starts_with("X "), "rpm disagrees with itself: {l}");
+            verdict(l)
         })
-        .collect();
-    assert_eq!(verdicts.len(), corpus.len(), "one verdict per pair");
-    verdicts
+        .collect()
 }
 
 #[test]

@@ -81,3 +81,37 @@ pub fn ordering_name(o: Ordering) -> &'static str {
 pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
+
+/// What `oracle` (a reference implementation's program) prints for each pair
+/// of `corpus`, one line per pair: the pairs go to its stdin hex-encoded, `A B`
+/// per line, from a thread of their own so that neither side waits on a full pipe.
+pub fn oracle_lines(oracle: &mut std::process::Command, corpus: &[(String, String)], what: &str) -> Vec<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = oracle
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run the {what} oracle: {e}"));
+    let input: String = corpus.iter().map(|(a, b)| format!("{} {}\n", hex(a), hex(b))).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("wait for the oracle");
+    writer.join().unwrap().unwrap_or_else(|e| panic!("feed the {what} oracle: {e}"));
+    assert!(out.status.success(), "the {what} oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> =
+        String::from_utf8(out.stdout).expect("oracle output is UTF-8").lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), corpus.len(), "one verdict per pair");
+    lines
+}
+
+/// An oracle's `-1`, `0` or `1` as an ordering; `E why` (it refused a version) as the reason.
+pub fn verdict(line: &str) -> Result<Ordering, String> {
+    match line {
+        "-1" => Ok(Ordering::Less),
+        "0" => Ok(Ordering::Equal),
+        "1" => Ok(Ordering::Greater),
+        other => Err(other.trim_start_matches("E ").to_string()),
+    }
+}
