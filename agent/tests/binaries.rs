@@ -9,22 +9,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
-/// Runs a fixture script, or says why not: a skip with a printed reason, a failure in CI.
+/// A fixture script's output (see [`common::fixture`]).
 fn script(name: &str, test: &str) -> Option<PathBuf> {
-    let out = Command::new(repo_root().join("scripts").join(name)).stderr(Stdio::inherit()).output();
-    match out {
-        Ok(o) if o.status.success() => Some(PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())),
-        other => {
-            let why = format!("scripts/{name} failed ({other:?}); scripts/install-test-deps.sh installs golang-go");
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: {why}");
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
-    }
+    common::fixture(name, test, "golang-go and binutils (scripts/install-test-deps.sh) and PyPI")
 }
 
 type Pkg = (String, String, String, String, String);

@@ -9,9 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-use common::repo_root;
+use std::process::Command;
 
 fn required(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -21,12 +19,7 @@ fn required(why: &str) {
 }
 
 fn fixture() -> Option<PathBuf> {
-    let out = Command::new(repo_root().join("scripts/node-fixture.sh")).stderr(Stdio::inherit()).output().ok()?;
-    if !out.status.success() {
-        required("scripts/node-fixture.sh failed (needs npm with its bundled node_modules, and Debian's archive)");
-        return None;
-    }
-    Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
+    common::fixture("node-fixture.sh", "npm_real", "npm with its bundled node_modules, and Debian's archive")
 }
 
 type Row = serde_json::Map<String, serde_json::Value>;

@@ -9,23 +9,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-use common::repo_root;
+use std::process::Command;
 
 type Row = serde_json::Map<String, serde_json::Value>;
 
 /// The output of a script that prints a path, or None (skip, outside CI) when it fails.
 fn script(name: &str) -> Option<PathBuf> {
-    let path = repo_root().join("scripts").join(name);
-    match Command::new(&path).stderr(Stdio::inherit()).output() {
-        Ok(o) if o.status.success() => Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
-        other => {
-            assert!(std::env::var("CI").is_err(), "{} failed in CI: {other:?}", path.display());
-            eprintln!("SKIPPED: {} failed ({other:?}); it needs PyPI and Debian's archive", path.display());
-            None
-        }
-    }
+    common::fixture(name, "python_packages", "PyPI and Debian's archive")
 }
 
 fn crawl(root: &std::path::Path) -> Vec<Row> {

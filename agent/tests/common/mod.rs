@@ -149,3 +149,22 @@ impl Drop for Containers {
         }
     }
 }
+
+/// The path a fixture script (scripts/NAME) prints, building and caching what it
+/// stands for; None with a printed reason when it cannot, and a failure in CI,
+/// where the project's scripts must be able to build every fixture. `needs`
+/// says what the script needs, for the message.
+pub fn fixture(name: &str, test: &str, needs: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new(repo_root().join("scripts").join(name))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())),
+        other => {
+            let why = format!("scripts/{name} failed ({other:?}); it needs {needs}");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: {why}");
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
