@@ -15,7 +15,7 @@ use periscope_query::query;
 /// The example questions the quickstart asks and prints.
 pub const EXAMPLES: &[&str] = &[
     "SELECT name, version FROM packages WHERE name = 'bash'",
-    "SELECT architecture, count(*) AS packages FROM packages GROUP BY architecture ORDER BY packages DESC",
+    "SELECT manager, count(*) AS packages FROM packages GROUP BY manager ORDER BY packages DESC, manager",
     "SELECT name, version, installed_size / 1024 AS size_kib FROM packages ORDER BY installed_size DESC, name LIMIT 5",
 ];
 
@@ -57,8 +57,20 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
         .map(|b| arrow_cast::display::array_value_to_string(b.column(0), 0))
         .transpose()?
         .unwrap_or_else(|| "unknown (no os-release)".into());
-    let (_, n) = query::remote(&url, &format!("SELECT count(*) FROM packages WHERE {scope}"), None, |_| {}).await?;
-    let packages = arrow_cast::display::array_value_to_string(n[0].column(0), 0)?;
+    // OS packages and each application ecosystem's (pypi, npm, golang, …), largest first.
+    let by_manager =
+        format!("SELECT manager, count(*) AS n FROM packages WHERE {scope} GROUP BY manager ORDER BY n DESC, manager");
+    let (_, counts) = query::remote(&url, &by_manager, None, |_| {}).await?;
+    let (mut total, mut parts) = (0u64, Vec::new());
+    for b in &counts {
+        for i in 0..b.num_rows() {
+            let manager = arrow_cast::display::array_value_to_string(b.column(0), i)?;
+            let n = arrow_cast::display::array_value_to_string(b.column(1), i)?;
+            total += n.parse::<u64>().unwrap_or(0);
+            parts.push(format!("{manager} {n}"));
+        }
+    }
+    let packages = if parts.is_empty() { "0".to_string() } else { format!("{total} ({})", parts.join(", ")) };
     writeln!(out, "Crawled {} (root {}, scope id {})", c.common.host, root.display(), c.common.scope_id)?;
     writeln!(out, "  OS:          {os_name}")?;
     writeln!(out, "  packages:    {packages}")?;

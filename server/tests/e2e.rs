@@ -195,6 +195,15 @@ fn quickstart_prints_this_machines_bash_version_from_sql() {
     let release = String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
     assert_eq!(s(&hi[0], "kernel_release"), release.trim());
     assert_eq!(s(&hi[0], "cpu_count"), std::thread::available_parallelism().unwrap().get().to_string());
+    // The summary counts packages by manager (OS and application ecosystems) as SQL does.
+    let by_manager = sql(
+        &["--data", data.path().to_str().unwrap()],
+        "SELECT manager, count(*) AS n FROM packages WHERE scope = 'host' GROUP BY manager ORDER BY n DESC, manager",
+    );
+    let total: u64 = by_manager.iter().map(|r| s(r, "n").parse::<u64>().unwrap()).sum();
+    let parts: Vec<String> = by_manager.iter().map(|r| format!("{} {}", s(r, "manager"), s(r, "n"))).collect();
+    let line = format!("packages:    {total} ({})", parts.join(", "));
+    assert!(stdout.lines().any(|l| l.trim() == line), "{line:?} not in:\n{stdout}");
     let procs = sql(&["--data", data.path().to_str().unwrap()], "SELECT count(*) AS n FROM processes WHERE pid = 1");
     assert_eq!(s(&procs[0], "n"), "1");
     match Command::new("dpkg-query").args(["-W", "-f", "${Version}", "bash"]).output() {
