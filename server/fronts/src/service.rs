@@ -253,7 +253,7 @@ impl Query for QueryService {
         let started = query::spawn_own_thread(true, async move {
             // A worker that died mid-answer must not end the stream as if it were complete.
             if let Err(e) = query::unpanicked(work).await {
-                let _ = failed.send_timeout(Err(Status::internal(e.to_string())), timeout).await;
+                let _ = tokio::time::timeout_at(deadline, failed.send(Err(Status::internal(e.to_string())))).await;
             }
         });
         started.map_err(|e| Status::resource_exhausted(e.to_string()))?;

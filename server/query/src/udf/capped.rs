@@ -388,6 +388,18 @@ fn held(a: &ArrayRef) -> Result<(ArrayRef, usize)> {
             let list = arrow_array::LargeListArray::try_new(f.clone(), rebased, child, l.nulls().cloned())?;
             (Arc::new(list), n.saturating_add(a.len() * 8))
         }
+        // A struct holding views (the ordering values an ordered array_agg or string_agg carries
+        // with each value): each child compacted the same way.
+        DataType::Struct(fields) if has_views(a.data_type()) => {
+            let st = a.as_struct();
+            let (mut children, mut n) = (Vec::with_capacity(fields.len()), 0usize);
+            for c in st.columns() {
+                let (kept, bytes) = held(c)?;
+                children.push(kept);
+                n = n.saturating_add(bytes);
+            }
+            (Arc::new(arrow_array::StructArray::try_new(fields.clone(), children, st.nulls().cloned())?), n)
+        }
         // Views nested otherwise (rare in what is gathered): every buffer they share is counted.
         t if has_views(t) => (a.clone(), a.get_array_memory_size()),
         _ => (a.clone(), a.to_data().get_slice_memory_size()?),
@@ -512,6 +524,11 @@ mod tests {
             // its batch's strings, and is counted (and kept) as its own bytes, not the batch's.
             (
                 "SELECT sum(cardinality(a)) FROM (SELECT array_agg(arrow_cast(repeat(CAST(v AS VARCHAR), 50), 'Utf8View')) a FROM generate_series(1, 400000) t(v) GROUP BY v % 5000)",
+                "400000",
+            ),
+            // The same ordered: the ordering values travel as a struct of views beside each value.
+            (
+                "SELECT sum(cardinality(a)) FROM (SELECT array_agg(s ORDER BY s) a FROM (SELECT v, arrow_cast(repeat(CAST(v AS VARCHAR), 50), 'Utf8View') s FROM generate_series(1, 400000) t(v)) GROUP BY v % 5000)",
                 "400000",
             ),
             // DISTINCT holds what is distinct: three values out of 3M rows of 1 KB.
