@@ -404,13 +404,23 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
     let err = sql_refused(&["--server", &server.url], gather, &creds);
     let pool = err.contains("more memory than a query may use");
     assert!(pool || err.contains("array_agg: the values gathered into one result pass"), "{err}");
-    // A plan's task that panicked (an Arrow offset overflow expanding a folded constant)
-    // ended the gRPC answer as a success with no rows.
+    // A folded constant repeated for every row: this one panicked in a plan's
+    // task (an Arrow offset overflow), which ended the gRPC answer as a success
+    // with no rows; the next asked for ~490 GB outside the pool. Both are now
+    // refused before the copy.
     let overflow = "SELECT length(string_agg(repeat('x', 60000000), ',')) AS n FROM generate_series(1, 40)";
-    let err = sql_refused(&["--server", &server.url], overflow, &creds);
-    assert!(err.contains("the query failed inside the engine"), "{err}");
-    let (ok, _, err) = psql(&port, "pw", overflow);
-    assert!(!ok && err.contains("the query failed inside the engine"), "{err}");
+    let expand = "SELECT length(arrow_cast(repeat('x', 60000000), 'LargeUtf8')) AS n FROM generate_series(1, 30000)";
+    for sql in [overflow, expand] {
+        let err = sql_refused(&["--server", &server.url], sql, &creds);
+        assert!(err.contains("more than a query may build by repeating values"), "{err}");
+        let (ok, _, err) = psql(&port, "pw", sql);
+        assert!(!ok && err.contains("more than a query may build by repeating values"), "{err}");
+        if let Some(py) = python() {
+            let out = flight_sql(&py, &flight, ("u", "pw"), sql);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains("by repeating values"), "{err}");
+        }
+    }
     assert!(!server.exited());
 }
 

@@ -14,6 +14,8 @@
 
 pub mod catalog;
 pub mod query;
+pub mod repeat;
 pub mod scope;
 pub mod udf;
 pub mod view;
+pub mod width;

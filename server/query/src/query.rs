@@ -534,6 +534,25 @@ mod tests {
     use periscope_proto::tables::CRAWL_ERRORS;
     use periscope_store::store::StoreConfig;
 
+    /// A panic in a plan's task reached the fronts as a success with no rows
+    /// (the string_agg offset overflow, now refused before it happens); every
+    /// front polls through `unpanicked`, which makes it an error naming it.
+    #[tokio::test]
+    async fn a_panic_inside_a_query_becomes_its_error() {
+        let work = async {
+            let task = tokio::spawn(async { panic!("offset overflow") });
+            match task.await {
+                Ok(()) => 0,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        };
+        match unpanicked(work).await {
+            Err(QueryError::Failed(why)) => assert_eq!(why, "offset overflow"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(unpanicked(async { 7 }).await.unwrap(), 7);
+    }
+
     /// Queries draw on one server-wide budget: while another query's
     /// reservation holds most of it, a query that fits its own limit is
     /// refused, naming the budget; once that memory is given back it runs.

@@ -53,8 +53,18 @@ enum Rule {
     RegexpReplace,
     /// levenshtein(a, b): len(a) × len(b) comparisons.
     Levenshtein,
-    /// array_repeat(x, n): n elements.
+    /// array_repeat(x, n): n elements, each a copy of x.
     ArrayRepeat,
+    /// array_resize(a, n[, fill]): n elements, the new ones copies of fill.
+    ArrayResize,
+    /// array_to_string(a, sep[, null]): a separator (or the null text) for every element, nested ones included.
+    ArrayToString,
+    /// array_replace_all/array_replace_n(a, from, to[, n]): every element may become `to`.
+    ArrayReplaceAll,
+    /// Functions whose output is no larger than their inputs together (concat,
+    /// make_array, …): each value they make is checked after the call, so a
+    /// chain of them (`s || s` nested) stops at the cap instead of doubling.
+    Grows,
     /// range/generate_series(start, stop[, step]) of integers: (stop - start) / step elements.
     /// Over dates and timestamps the step is an interval: not capped here.
     Range,
@@ -68,9 +78,34 @@ const CAPPED: &[(&str, Rule)] = &[
     ("regexp_replace", Rule::RegexpReplace),
     ("levenshtein", Rule::Levenshtein),
     ("array_repeat", Rule::ArrayRepeat),
+    ("array_resize", Rule::ArrayResize),
     ("range", Rule::Range),
     ("generate_series", Rule::Range),
+    ("array_to_string", Rule::ArrayToString),
+    ("array_replace_all", Rule::ArrayReplaceAll),
+    ("array_replace_n", Rule::ArrayReplaceAll),
+    ("concat", Rule::Grows),
+    ("concat_ws", Rule::Grows),
+    ("array_concat", Rule::Grows),
+    ("array_append", Rule::Grows),
+    ("array_prepend", Rule::Grows),
+    ("array_union", Rule::Grows),
+    ("make_array", Rule::Grows),
+    ("flatten", Rule::Grows),
+    ("encode", Rule::Grows),
+    ("to_hex", Rule::Grows),
+    ("overlay", Rule::Grows),
+    ("translate", Rule::Grows),
+    ("named_struct", Rule::Grows),
+    ("struct", Rule::Grows),
+    ("map", Rule::Grows),
+    ("make_map", Rule::Grows),
+    (CONCAT_OPERATOR, Rule::Grows),
 ];
+
+/// `a || b` on strings is an operator, not a function: an analyzer rule
+/// wraps it in this checked identity function.
+const CONCAT_OPERATOR: &str = "periscope_concat_checked";
 
 /// Aggregates whose one value holds what they gathered.
 const GATHERING: &[&str] = &["array_agg", "string_agg"];
@@ -78,10 +113,12 @@ const GATHERING: &[&str] = &["array_agg", "string_agg"];
 /// Replaces each capped built-in function of `ctx` with its capped wrapper.
 pub fn register(ctx: &SessionContext) {
     for &(name, rule) in CAPPED {
-        if let Ok(inner) = ctx.udf(name) {
+        let inner = if name == CONCAT_OPERATOR { Ok(Arc::new(concat_operator())) } else { ctx.udf(name) };
+        if let Ok(inner) = inner {
             ctx.register_udf(ScalarUDF::new_from_impl(Capped { inner, rule }));
         }
     }
+    ctx.add_analyzer_rule(Arc::new(CheckedConcat));
     for name in GATHERING {
         if let Ok(inner) = ctx.udaf(name) {
             ctx.register_udaf(AggregateUDF::new_from_impl(Gathering { inner }));
@@ -135,6 +172,73 @@ impl datafusion::optimizer::AnalyzerRule for NoGatheringWindows {
     }
 }
 
+/// `a || b` on strings: an operator, which no function wrapper sees. Each
+/// is wrapped in `periscope_concat_checked`, whose value is checked like
+/// the [`Rule::Grows`] functions', so `s || s` nested stops at the cap.
+#[derive(Debug)]
+struct CheckedConcat;
+
+impl datafusion::optimizer::AnalyzerRule for CheckedConcat {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        config: &datafusion::config::ConfigOptions,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::expr::ScalarFunction;
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+        let _ = config;
+        let checked =
+            Arc::new(ScalarUDF::new_from_impl(Capped { inner: Arc::new(concat_operator()), rule: Rule::Grows }));
+        plan.transform_up_with_subqueries(|node| {
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let name = names.save(&e);
+                let e = e.transform_up(|e| match e {
+                    Expr::BinaryExpr(BinaryExpr { op: Operator::StringConcat, .. }) => {
+                        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(checked.clone(), vec![e]))))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })?;
+                Ok(if e.transformed { e.update_data(|e| name.restore(e)) } else { e })
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "checked_concat"
+    }
+}
+
+/// The identity function `periscope_concat_checked` wraps (checked by its [`Capped`] wrapper).
+fn concat_operator() -> ScalarUDF {
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Identity(Signature);
+    impl ScalarUDFImpl for Identity {
+        fn name(&self) -> &str {
+            CONCAT_OPERATOR
+        }
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+            arg_types.first().cloned().ok_or_else(|| datafusion::error::DataFusionError::Plan("one argument".into()))
+        }
+        fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+            args.arg_fields
+                .first()
+                .cloned()
+                .ok_or_else(|| datafusion::error::DataFusionError::Plan("one argument".into()))
+        }
+        fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+            args.args.into_iter().next().ok_or_else(|| datafusion::error::DataFusionError::Plan("one argument".into()))
+        }
+    }
+    ScalarUDF::new_from_impl(Identity(Signature::any(1, datafusion::logical_expr::Volatility::Immutable)))
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Capped {
     inner: Arc<ScalarUDF>,
@@ -153,6 +257,48 @@ fn counts(a: &ArrayRef) -> Result<Vec<u64>> {
     let a = arrow_cast::cast(a, &DataType::Int64)?;
     let v = a.as_primitive::<arrow_array::types::Int64Type>();
     Ok((0..v.len()).map(|i| if v.is_valid(i) { v.value(i).max(0) as u64 } else { 0 }).collect())
+}
+
+/// Elements of each row of a list argument, nested lists counted by their
+/// own elements (what `array_to_string` writes a separator between).
+fn leaf_counts(a: &dyn Array) -> Vec<u64> {
+    fn leaves(values: &dyn Array) -> Vec<u64> {
+        match values.data_type() {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => leaf_counts(values),
+            _ => vec![1; values.len()],
+        }
+    }
+    let ranges: Vec<(usize, usize)> = match a.data_type() {
+        DataType::List(_) => {
+            a.as_list::<i32>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
+        }
+        DataType::LargeList(_) => {
+            a.as_list::<i64>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
+        }
+        DataType::FixedSizeList(_, n) => {
+            let n = (*n).max(0) as usize;
+            (0..a.len()).map(|i| (i * n, (i + 1) * n)).collect()
+        }
+        _ => return vec![1; a.len()],
+    };
+    let values: ArrayRef = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>().values().clone(),
+        DataType::LargeList(_) => a.as_list::<i64>().values().clone(),
+        _ => a.as_fixed_size_list().values().clone(),
+    };
+    let inner = leaves(values.as_ref());
+    let mut prefix = Vec::with_capacity(inner.len() + 1);
+    prefix.push(0u64);
+    for n in inner {
+        prefix.push(prefix.last().copied().unwrap_or(0).saturating_add(n));
+    }
+    ranges
+        .into_iter()
+        .map(|(s, e)| {
+            let (s, e) = (s.min(prefix.len() - 1), e.min(prefix.len() - 1));
+            prefix[e.max(s)] - prefix[s]
+        })
+        .collect()
 }
 
 impl Capped {
@@ -182,7 +328,37 @@ impl Capped {
             Rule::Levenshtein => {
                 (zip(lengths(arg(0)?)?, lengths(arg(1)?)?, &|a, b| a.saturating_mul(b)), MAX_WORK, "comparisons")
             }
-            Rule::ArrayRepeat => (sum(counts(arg(1)?)?), MAX_ELEMENTS, "elements"),
+            Rule::ArrayRepeat | Rule::ArrayResize => {
+                let n = counts(arg(1)?)?;
+                let fill = arrays.get(if self.rule == Rule::ArrayRepeat { 0 } else { 2 });
+                let fill = fill.map(|a| crate::width::widths(a.as_ref())).unwrap_or_else(|| vec![0; rows]);
+                let bytes = zip(fill, n.clone(), &|w, n| w.saturating_mul(n));
+                if bytes > MAX_OUTPUT_BYTES {
+                    (bytes, MAX_OUTPUT_BYTES, "bytes")
+                } else {
+                    (sum(n), MAX_ELEMENTS, "elements")
+                }
+            }
+            Rule::ArrayToString => {
+                let (a, sep) = (arg(0)?, lengths(arg(1)?)?);
+                let null = if arrays.len() > 2 { lengths(arg(2)?)? } else { vec![0; rows] };
+                let each = leaf_counts(a.as_ref())
+                    .into_iter()
+                    .zip(crate::width::widths(a.as_ref()))
+                    .zip(sep.into_iter().zip(null))
+                    .map(|((n, w), (s, z))| n.saturating_mul(s + z).saturating_add(w));
+                (sum(each.collect()), MAX_OUTPUT_BYTES, "bytes")
+            }
+            Rule::ArrayReplaceAll => {
+                let (a, to) = (arg(0)?, crate::width::widths(arg(2)?.as_ref()));
+                let each = leaf_counts(a.as_ref())
+                    .into_iter()
+                    .zip(crate::width::widths(a.as_ref()))
+                    .zip(to)
+                    .map(|((n, w), t)| n.saturating_mul(t).saturating_add(w));
+                (sum(each.collect()), MAX_OUTPUT_BYTES, "bytes")
+            }
+            Rule::Grows => (0, MAX_OUTPUT_BYTES, "bytes"),
             Rule::Range => match arrays.len() {
                 2 | 3 if arrays.iter().all(|a| a.data_type().is_integer()) => {
                     let ints = |a: &ArrayRef| -> Result<Vec<i128>> {
@@ -238,7 +414,21 @@ impl ScalarUDFImpl for Capped {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         self.check(&args.args, args.number_rows)?;
-        self.inner.invoke_with_args(args)
+        let out = self.inner.invoke_with_args(args)?;
+        if self.rule == Rule::Grows {
+            let widest = match &out {
+                ColumnarValue::Scalar(v) => v.size() as u64,
+                ColumnarValue::Array(a) => crate::width::widths(a.as_ref()).into_iter().max().unwrap_or(0),
+            };
+            if widest > MAX_OUTPUT_BYTES {
+                return exec_err!(
+                    "{}: made a value of {widest} bytes, more than one value may hold ({MAX_OUTPUT_BYTES}); a \
+                     query's functions are capped so that no query can take the server's memory or time",
+                    if self.inner.name() == CONCAT_OPERATOR { "||" } else { self.inner.name() }
+                );
+            }
+        }
+        Ok(out)
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -567,6 +757,31 @@ mod tests {
             ("SELECT length(regexp_replace(repeat('x', 100000), '', repeat('y', 1000), 'g'))", "regexp_replace"),
             ("SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))", "levenshtein"),
             ("SELECT cardinality(array_repeat(1, 100000000))", "array_repeat"),
+            // Few elements, each a copy of a wide value.
+            (
+                "SELECT cardinality(array_repeat(repeat('x', 1000000), 1000))",
+                "array_repeat: these arguments ask for 1000",
+            ),
+            ("SELECT cardinality(array_resize(make_array('a'), 1000, repeat('x', 1000000)))", "array_resize"),
+            ("SELECT cardinality(array_resize(make_array(1), 100000000))", "array_resize"),
+            // A separator for every one of a million (empty) elements.
+            ("SELECT length(array_to_string(array_repeat('', 1000000), repeat('y', 1000000)))", "array_to_string"),
+            (
+                "SELECT cardinality(array_replace_all(array_repeat('a', 1000000), 'a', repeat('y', 1000)))",
+                "array_replace_all",
+            ),
+            // Functions no larger than their inputs, nested: each doubles what the last made.
+            (
+                "WITH a0 AS (SELECT arrow_cast(repeat(CAST(value AS VARCHAR), 30000000), 'LargeUtf8') AS s \
+                 FROM generate_series(1, 1)), a1 AS (SELECT s || s AS s FROM a0), a2 AS (SELECT s || s AS s FROM a1), \
+                 a3 AS (SELECT s || s AS s FROM a2) SELECT length(s) FROM a3",
+                "||: made a value of",
+            ),
+            (
+                "WITH a0 AS (SELECT repeat(CAST(value AS VARCHAR), 30000000) AS s FROM generate_series(1, 1)), \
+                 a1 AS (SELECT concat(s, s) AS s FROM a0), a2 AS (SELECT concat(s, s) AS s FROM a1) SELECT length(s) FROM a2",
+                "concat: made a value of",
+            ),
             ("SELECT cardinality(range(1, 600000000))", "range"),
             ("SELECT cardinality(generate_series(-9223372036854775807, 9223372036854775807, 3))", "generate_series"),
             // Many rows each asking for a little.
@@ -600,6 +815,7 @@ mod tests {
         ] {
             let e = run(sql).await.unwrap_err().to_string();
             let capped = e.contains("more than one call may")
+                || e.contains("more than one value may hold")
                 || e.contains("more than one aggregate value may hold")
                 || e.contains("is refused as a window function");
             assert!(e.contains(what) && capped, "{sql}: {e}");

@@ -12,4 +12,5 @@ pub fn register(ctx: &SessionContext) {
     version::register(ctx);
     cidr::register(ctx);
     capped::register(ctx);
+    crate::repeat::register(ctx);
 }
