@@ -9,6 +9,7 @@ pub mod configs;
 pub mod dpkg;
 pub mod files;
 pub mod groups;
+pub mod java;
 pub mod npm;
 pub mod os;
 pub mod packages;
@@ -17,6 +18,7 @@ pub mod python;
 pub mod rpm;
 pub mod unowned;
 pub mod users;
+pub mod zip;
 
 use std::collections::HashMap;
 
@@ -401,6 +403,14 @@ pub const COLLECTORS: &[Collector] = &[
         collect: npm::collect,
         tables: &[&tables::PACKAGES],
         inputs: |_| strings(npm::INPUTS),
+        needs_owners: true,
+    },
+    // Walks the whole root too.
+    Collector {
+        name: "java",
+        collect: java::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(java::INPUTS),
         needs_owners: true,
     },
 ];

@@ -1,0 +1,520 @@
+//! `packages` with manager `maven`: Java archives (`.jar`, `.war`, `.ear`,
+//! and Jenkins plugins `.jpi`/`.hpi`) anywhere in the root, read as zip
+//! files through [`super::zip`], never extracted, never run.
+//!
+//! Each `META-INF/maven/<group>/<artifact>/pom.properties` at an archive's
+//! root is one package: `name` is `group:artifact` (Maven's coordinates),
+//! `version` its version, `purl` `pkg:maven/<group>/<artifact>@<version>`
+//! as syft and the purl spec write it. A shaded jar holds one such file per
+//! library it absorbed, and each is reported. An archive with none is
+//! reported from its `META-INF/MANIFEST.MF` main section (a fallback, said
+//! so in `description`): `Bundle-SymbolicName` (else `Implementation-Title`,
+//! else the file name without its version) and `Implementation-Version`
+//! (else `Bundle-Version`); no purl, since the manifest names no Maven group
+//! and a guessed one would match vulnerability data by accident. An archive
+//! with neither says nothing.
+//!
+//! Archives inside archives — a Spring Boot jar's `BOOT-INF/lib`, a war's
+//! `WEB-INF/lib`, an ear's modules, any `*.jar` entry — are read to
+//! [`MAX_NESTING`] levels; their `location` is the outer file and the path
+//! inside it, Java's way: `/app/app.jar!/BOOT-INF/lib/x.jar`. A stored
+//! nested archive (Spring Boot stores them) is read in place; a deflated one
+//! is inflated into memory up to [`MAX_NESTED_BYTES`]. Each metadata file is
+//! inflated up to [`MAX_META_BYTES`] (a manifest only to the end of its main
+//! section), and a scope's archives inflate [`MAX_SCOPE_INFLATED`] bytes in
+//! all: a zip bomb, deep nesting or an archive past a cap is a
+//! `crawl_errors` row naming it, and the crawl goes on.
+//!
+//! The whole root is walked as the npm collector walks it (no symlink
+//! followed, pseudo-filesystems and container runtimes' storage skipped),
+//! so Debian's `/usr/share/java/x.jar -> x-1.2.jar` links are read once,
+//! at the file they point to.
+
+use std::collections::HashMap;
+
+use periscope_proto::tables::PACKAGES;
+use rustix::fs::FileType;
+
+use super::zip::{Archive, FileSource, Source, ZipError};
+use super::{Scope, Sink, unalias, usrmerge_aliases};
+use crate::rootfs::Entry;
+
+pub const C: &str = "java";
+
+/// Archive levels read below a file: ear → war → jar → a jar inside that.
+pub const MAX_NESTING: usize = 3;
+/// Bytes a deflated nested archive may inflate to: it is held in memory
+/// while read, so [`MAX_NESTING`] of them are at most 96 MiB at once.
+pub const MAX_NESTED_BYTES: u64 = 32 << 20;
+/// Bytes a `pom.properties` or a manifest's main section may inflate to.
+pub const MAX_META_BYTES: u64 = 1 << 20;
+/// Bytes all archives of a scope may inflate to.
+pub const MAX_SCOPE_INFLATED: u64 = 1 << 30;
+
+/// File name endings of Java archives (compared without case).
+pub const EXTENSIONS: &[&str] = &[".jar", ".war", ".ear", ".jpi", ".hpi"];
+
+/// What the collector reads (see [`crate::inherit`]).
+pub const INPUTS: &[&str] =
+    &["/**/*.jar", "/**/*.war", "/**/*.ear", "/**/*.jpi", "/**/*.hpi", "!/proc/**", "!/sys/**", "!/dev/**", "!/run/**"];
+
+/// Top-level directories not walked (as in [`super::npm`]).
+const SKIP: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/var/lib/kubelet",
+];
+
+fn is_archive_name(name: &[u8]) -> bool {
+    name.len() > 4 && EXTENSIONS.iter().any(|x| name[name.len() - 4..].eq_ignore_ascii_case(x.as_bytes()))
+}
+
+/// `META-INF/maven/<group>/<artifact>/pom.properties`, at the archive's root.
+fn is_pom_properties(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"META-INF/maven/") else { return false };
+    rest.ends_with(b"/pom.properties") && rest.iter().filter(|&&c| c == b'/').count() == 2
+}
+
+fn is_manifest(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"META-INF/MANIFEST.MF")
+}
+
+/// One package an archive describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub name: String,
+    pub version: String,
+    pub purl: Option<String>,
+    /// Where inside the outer file (empty for the file itself).
+    pub inner: String,
+    pub note: Option<String>,
+}
+
+/// A Java `.properties` file's keys and values (what Maven writes: `key=value`
+/// lines and `#` comments; `:` and blanks also separate, `\` escapes and
+/// continues lines, `\uXXXX` is a character).
+pub fn parse_properties(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut logical = String::new();
+    for raw in text.lines() {
+        let line = raw.trim_start_matches([' ', '\t', '\x0c']);
+        if logical.is_empty() && (line.starts_with('#') || line.starts_with('!')) {
+            continue;
+        }
+        // A line ending in an odd number of backslashes continues on the next.
+        let slashes = line.bytes().rev().take_while(|&c| c == b'\\').count();
+        if slashes % 2 == 1 {
+            logical.push_str(&line[..line.len() - 1]);
+            continue;
+        }
+        logical.push_str(line);
+        let l = std::mem::take(&mut logical);
+        if l.is_empty() {
+            continue;
+        }
+        let (k, v) = split_property(&l);
+        out.insert(unescape(k), unescape(v.trim_start_matches([' ', '\t', '\x0c'])));
+    }
+    out
+}
+
+fn split_property(l: &str) -> (&str, &str) {
+    let b = l.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'=' | b':' => return (&l[..i], &l[i + 1..]),
+            b' ' | b'\t' | b'\x0c' => {
+                let rest = l[i..].trim_start_matches([' ', '\t', '\x0c']);
+                let rest = rest.strip_prefix(['=', ':']).unwrap_or(rest);
+                return (&l[..i], rest);
+            }
+            _ => i += 1,
+        }
+    }
+    (l, "")
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('u') => {
+                let hex: String = it.clone().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) if hex.len() == 4 => {
+                        out.push(ch);
+                        it.nth(3);
+                    }
+                    _ => out.push('u'),
+                }
+            }
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\x0c'),
+            Some(o) => out.push(o),
+            None => {}
+        }
+    }
+    out
+}
+
+/// A manifest's main section as (header, value) pairs: `Name: value` lines,
+/// a line starting with one space continuing the previous value.
+pub fn parse_manifest(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
+        if line.is_empty() {
+            break;
+        }
+        if let Some(more) = line.strip_prefix(' ') {
+            if let Some((_, v)) = out.last_mut() {
+                v.push_str(more);
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// `pkg:maven/<group>/<artifact>@<version>`, each part encoded as syft (packageurl-go) encodes it.
+pub fn purl(group: &str, artifact: &str, version: &str) -> String {
+    super::binaries::purl("maven", &format!("{group}/{artifact}"), version)
+}
+
+/// The package a `pom.properties` names, if it names group, artifact and version.
+pub fn from_pom_properties(text: &str) -> Option<(String, String, String)> {
+    let p = parse_properties(text);
+    let get = |k: &str| p.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    Some((get("groupId")?, get("artifactId")?, get("version")?))
+}
+
+/// The fallback package a manifest names (see the module doc); `file` is the archive's file name.
+pub fn from_manifest(headers: &[(String, String)], file: &str) -> Option<(String, String)> {
+    let get = |k: &str| {
+        headers.iter().find(|(h, _)| h.eq_ignore_ascii_case(k)).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    };
+    let version = get("Implementation-Version").or_else(|| get("Bundle-Version"))?;
+    // Bundle-SymbolicName may carry OSGi directives: `org.foo.bar;singleton:=true`.
+    let name = get("Bundle-SymbolicName")
+        .map(|n| n.split(';').next().unwrap_or(n).trim())
+        .filter(|n| !n.is_empty())
+        .or_else(|| get("Implementation-Title"))
+        .map(str::to_string)
+        .or_else(|| {
+            let stem = file.rsplit('/').next().unwrap_or(file);
+            let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
+            // `commons-io-2.11.0` → `commons-io`: cut at the first `-` followed by a digit.
+            let cut = stem.as_bytes().windows(2).position(|w| w[0] == b'-' && w[1].is_ascii_digit());
+            let name = cut.map_or(stem, |i| &stem[..i]);
+            (!name.is_empty()).then(|| name.to_string())
+        })?;
+    Some((name, version.to_string()))
+}
+
+/// What reading a scope's archives has cost so far, against its caps.
+pub struct Work {
+    pub inflated: u64,
+    /// [`MAX_SCOPE_INFLATED`], but for tests.
+    pub limit: u64,
+}
+
+impl Default for Work {
+    fn default() -> Self {
+        Work { inflated: 0, limit: MAX_SCOPE_INFLATED }
+    }
+}
+
+/// A problem inside an archive: where (inside the outer file) and what.
+#[derive(Debug)]
+pub struct Problem {
+    pub inner: String,
+    pub error: ZipError,
+}
+
+/// Reads one archive (and those nested in it) from `src`: the packages
+/// found, and the problems met. `inner` is its path inside the outer file.
+pub fn read_archive(
+    src: &dyn Source,
+    inner: &str,
+    file_name: &str,
+    depth: usize,
+    work: &mut Work,
+) -> (Vec<Found>, Vec<Problem>) {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    scan(src, inner, file_name, depth, work, &mut found, &mut problems);
+    (found, problems)
+}
+
+fn problem(problems: &mut Vec<Problem>, inner: &str, error: ZipError) {
+    problems.push(Problem { inner: inner.to_string(), error });
+}
+
+fn scan(
+    src: &dyn Source,
+    inner: &str,
+    file_name: &str,
+    depth: usize,
+    work: &mut Work,
+    found: &mut Vec<Found>,
+    problems: &mut Vec<Problem>,
+) {
+    let archive = match Archive::open(src, &mut |n| is_pom_properties(n) || is_manifest(n) || is_archive_name(n)) {
+        Ok(a) => a,
+        Err(e) => return problem(problems, inner, e),
+    };
+    let over = |work: &Work| work.inflated > work.limit;
+    let before = found.len();
+    for e in archive.entries.iter().filter(|e| is_pom_properties(&e.name)) {
+        match archive.read(e, MAX_META_BYTES, &mut work.inflated) {
+            Ok(b) => {
+                if let Some((g, a, v)) = from_pom_properties(&String::from_utf8_lossy(&b)) {
+                    found.push(Found {
+                        purl: Some(purl(&g, &a, &v)),
+                        name: format!("{g}:{a}"),
+                        version: v,
+                        inner: inner.to_string(),
+                        note: None,
+                    });
+                }
+            }
+            Err(err) => problem(problems, inner, err),
+        }
+    }
+    if found.len() == before
+        && let Some(m) = archive.entries.iter().find(|e| is_manifest(&e.name))
+    {
+        match archive.read_head(m, MAX_META_BYTES, &mut work.inflated) {
+            Ok((b, cut)) => {
+                if cut {
+                    let what = "META-INF/MANIFEST.MF main section".to_string();
+                    problem(
+                        problems,
+                        inner,
+                        ZipError::TooLarge { what, size: MAX_META_BYTES + 1, limit: MAX_META_BYTES },
+                    );
+                }
+                if let Some((name, version)) = from_manifest(&parse_manifest(&String::from_utf8_lossy(&b)), file_name) {
+                    let note = Some("from META-INF/MANIFEST.MF (no pom.properties)".to_string());
+                    found.push(Found { name, version, purl: None, inner: inner.to_string(), note });
+                }
+            }
+            Err(err) => problem(problems, inner, err),
+        }
+    }
+    for e in archive.entries.iter().filter(|e| is_archive_name(&e.name) && !e.name.ends_with(b"/")) {
+        let name = e.name_lossy();
+        let path = if inner.is_empty() { format!("!/{name}") } else { format!("{inner}!/{name}") };
+        if depth >= MAX_NESTING {
+            let why = format!("an archive nested {} levels deep is not read (the limit is {MAX_NESTING})", depth + 1);
+            problem(problems, &path, ZipError::Unsupported(why));
+            continue;
+        }
+        // What the entry says it inflates to counts before it is inflated (a lie is caught as it inflates).
+        if over(work) || (!e.is_stored() && work.inflated + e.size.min(MAX_NESTED_BYTES) > work.limit) {
+            let what = "archives of this scope inflated".to_string();
+            problem(problems, &path, ZipError::TooLarge { what, size: work.inflated, limit: work.limit });
+            return;
+        }
+        if e.is_stored() {
+            match archive.window(e) {
+                Ok(w) => scan(&w, &path, &name, depth + 1, work, found, problems),
+                Err(err) => problems.push(Problem { inner: path, error: err }),
+            }
+            continue;
+        }
+        match archive.read(e, MAX_NESTED_BYTES, &mut work.inflated) {
+            Ok(bytes) => scan(&bytes, &path, &name, depth + 1, work, found, problems),
+            Err(err) => problems.push(Problem { inner: path, error: err }),
+        }
+    }
+}
+
+pub fn collect(scope: &Scope, out: &mut Sink) {
+    let mut candidates: Vec<Entry> = Vec::new();
+    let mut errors = super::WalkErrors::default();
+    let walked = scope.root.walk(
+        "/",
+        &mut |e: &Entry| {
+            if e.kind == FileType::Directory {
+                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
+            }
+            if e.kind == FileType::RegularFile && e.size >= 22 && is_archive_name(e.path.name()) {
+                candidates.push(e.clone());
+            }
+            false
+        },
+        &mut |e| errors.push(e),
+    );
+    errors.report(out, C);
+    if let Err(e) = walked {
+        out.error(C, Some("/"), &format!("walk for Java archives cut short: {e}"));
+    }
+    let aliases = usrmerge_aliases(&scope.root);
+    let mut work = Work::default();
+    for e in candidates {
+        let path = e.path.shown();
+        if let Err(err) = scope.root.check_time(&path) {
+            out.read_error(C, &path, &err);
+            return;
+        }
+        if work.inflated > work.limit {
+            let msg = format!("Java archives inflated {MAX_SCOPE_INFLATED} bytes in this scope; the rest are not read");
+            out.error(C, Some(&path), &msg);
+            return;
+        }
+        let (file, len) = match super::binaries::open_entry(scope, &e) {
+            Ok(f) => f,
+            Err(err) => {
+                out.read_error(C, &path, &err);
+                if err.is_budget() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let src = FileSource::new(file, len);
+        let file_name = String::from_utf8_lossy(e.path.name()).into_owned();
+        let (found, problems) = read_archive(&src, "", &file_name, 0, &mut work);
+        for p in problems {
+            // A file named *.jar that is not a zip at all says so once, like any other problem.
+            out.error(C, Some(&format!("{path}{}", p.inner)), &format!("{path}{}: {}", p.inner, p.error));
+        }
+        if let Err(err) = scope.root.charge_bytes(&path, src.bytes_read()) {
+            out.read_error(C, &path, &err);
+            return;
+        }
+        let owner = out
+            .owners
+            .get(path.as_str())
+            .or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p)))
+            .cloned();
+        for f in found {
+            let location = format!("{path}{}", f.inner);
+            out.row(
+                &PACKAGES,
+                &[
+                    ("manager", "maven".into()),
+                    ("name", f.name.as_str().into()),
+                    ("version", f.version.as_str().into()),
+                    ("location", location.as_str().into()),
+                    ("purl", f.purl.as_deref().into()),
+                    ("owner_package", owner.as_deref().into()),
+                    ("description", f.note.as_deref().into()),
+                ],
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::zip::tests::build;
+    use super::*;
+
+    #[test]
+    fn pom_properties_as_maven_writes_them() {
+        let text = "#Generated by Maven\n#Sat Oct 01 01:48:00 UTC 2025\nartifactId=commons-lang3\ngroupId=org.apache.commons\nversion=3.12.0\n";
+        assert_eq!(
+            from_pom_properties(text),
+            Some(("org.apache.commons".into(), "commons-lang3".into(), "3.12.0".into()))
+        );
+        let p = parse_properties("a = 1\nb:2\nc 3\n  d=x\\\n   y\ne=\\u0041\\=\\\\\n! comment\nf\n");
+        let get = |k: &str| p.get(k).map(String::as_str);
+        assert_eq!(
+            (get("a"), get("b"), get("c"), get("d"), get("e"), get("f")),
+            (Some("1"), Some("2"), Some("3"), Some("xy"), Some("A=\\"), Some(""))
+        );
+        assert_eq!(from_pom_properties("groupId=g\nartifactId=a\n"), None);
+    }
+
+    #[test]
+    fn manifest_fallback() {
+        let m = parse_manifest(
+            "Manifest-Version: 1.0\r\nBundle-SymbolicName: org.foo.bar;singleton:=tr\r\n ue\r\nBundle-Version: 1.2.3\r\n\r\nName: x\r\nImplementation-Version: 9\r\n",
+        );
+        assert_eq!(m.len(), 3);
+        assert_eq!(from_manifest(&m, "bar.jar"), Some(("org.foo.bar".into(), "1.2.3".into())));
+        let m = parse_manifest("Implementation-Version: 2.11.0\n");
+        assert_eq!(from_manifest(&m, "commons-io-2.11.0.jar"), Some(("commons-io".into(), "2.11.0".into())));
+        assert_eq!(from_manifest(&parse_manifest("Implementation-Title: x\n"), "x.jar"), None);
+    }
+
+    #[test]
+    fn purls_as_syft_writes_them() {
+        assert_eq!(
+            purl("org.apache.logging.log4j", "log4j-core", "2.19.0"),
+            "pkg:maven/org.apache.logging.log4j/log4j-core@2.19.0"
+        );
+        assert_eq!(purl("g", "a", "1.0+x"), "pkg:maven/g/a@1.0%2Bx");
+    }
+
+    #[test]
+    fn shaded_and_nested_archives_to_the_nesting_limit() {
+        let pom = |g: &str, a: &str, v: &str| format!("groupId={g}\nartifactId={a}\nversion={v}\n").into_bytes();
+        let lib = build(&[("META-INF/maven/g/lib/pom.properties", &pom("g", "lib", "1"), true)], b"");
+        let shaded = build(
+            &[
+                ("META-INF/maven/g/app/pom.properties", &pom("g", "app", "2"), true),
+                ("META-INF/maven/h/absorbed/pom.properties", &pom("h", "absorbed", "3"), false),
+                ("META-INF/maven/x/not-at-root/extra/pom.properties", &pom("x", "no", "0"), true),
+                ("BOOT-INF/lib/lib-1.jar", &lib, false),
+                ("WEB-INF/lib/lib-1.jar", &lib, true),
+            ],
+            b"",
+        );
+        let mut work = Work::default();
+        let (found, problems) = read_archive(&shaded, "", "app.jar", 0, &mut work);
+        assert!(problems.is_empty(), "{problems:?}");
+        let got: Vec<(String, String, String)> =
+            found.iter().map(|f| (f.name.clone(), f.version.clone(), f.inner.clone())).collect();
+        assert_eq!(
+            got,
+            [
+                ("g:app".into(), "2".into(), "".into()),
+                ("h:absorbed".into(), "3".into(), "".into()),
+                ("g:lib".into(), "1".into(), "!/BOOT-INF/lib/lib-1.jar".into()),
+                ("g:lib".into(), "1".into(), "!/WEB-INF/lib/lib-1.jar".into()),
+            ]
+        );
+        // Nested deeper than the limit: what is within it is read, the rest is a problem.
+        let mut z = lib.clone();
+        for i in 0..5 {
+            z = build(&[(&format!("l{i}.jar"), &z, i % 2 == 0)], b"");
+        }
+        let (found, problems) = read_archive(&z, "", "deep.jar", 0, &mut Work::default());
+        assert!(found.is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].inner, "!/l4.jar!/l3.jar!/l2.jar!/l1.jar");
+        assert!(problems[0].error.to_string().contains("nested 4 levels deep"), "{}", problems[0].error);
+    }
+
+    /// Deflated nested archives count against the scope's inflation cap:
+    /// once past it, the rest of the archive is a problem, not read.
+    #[test]
+    fn the_scopes_inflation_cap_stops_the_reading() {
+        let pom = b"groupId=g\nartifactId=a\nversion=1\n".to_vec();
+        let lib = build(&[("META-INF/maven/g/a/pom.properties", &pom, true)], b"");
+        let entries: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("lib{i}.jar"), lib.clone())).collect();
+        let refs: Vec<(&str, &[u8], bool)> = entries.iter().map(|(n, b)| (n.as_str(), &b[..], true)).collect();
+        let outer = build(&refs, b"");
+        let mut work = Work { inflated: 0, limit: 3 * lib.len() as u64 };
+        let (found, problems) = read_archive(&outer, "", "outer.jar", 0, &mut work);
+        assert!((2..=4).contains(&found.len()), "{found:?}");
+        assert!(problems.last().unwrap().error.to_string().contains("archives of this scope inflated"), "{problems:?}");
+    }
+}
