@@ -10,7 +10,8 @@
 # real Go binary whose embedded module build info the agent reads), binutils
 # (objcopy, to add and rename ELF sections in fixtures), a JDK and zip/unzip (to
 # build and read real jars, wars and ears) and libmaven3-core-java (Maven's own
-# ComparableVersion, the oracle for Maven version ordering).
+# ComparableVersion, the oracle for Maven version ordering) and ruby (Gem::Version,
+# the oracle for RubyGems version ordering).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -28,6 +29,7 @@ command -v jar >/dev/null || need+=(default-jdk-headless)
 command -v zip >/dev/null || need+=(zip)
 command -v unzip >/dev/null || need+=(unzip)
 [[ -f /usr/share/java/maven-artifact-3.x.jar ]] || need+=(libmaven3-core-java)
+command -v ruby >/dev/null || need+=(ruby)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

@@ -1,6 +1,6 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
 //! (rpmvercmp over epoch, version and release), apk (apk-tools), semver,
-//! PEP 440 (Python packages) and Maven (Java artifacts).
+//! PEP 440 (Python packages), Maven (Java artifacts) and RubyGems.
 //! Pure functions with no I/O; the server wraps them as SQL functions such as
 //! `version_lt(version, '5.2.15-2+b2')`.
 //!
@@ -11,7 +11,7 @@
 //! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
 //! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec,
 //! pep440 against Python's `packaging` library, maven against Maven's own
-//! `ComparableVersion`.
+//! `ComparableVersion`, rubygems against Ruby's `Gem::Version`.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +24,7 @@ mod golang;
 mod maven;
 mod pep440;
 mod rpm;
+mod rubygems;
 mod semantic;
 
 /// A versioning scheme.
@@ -43,6 +44,8 @@ pub enum Scheme {
     Pep440,
     /// Java artifacts (Maven coordinates), ordered as Maven's `ComparableVersion` orders them.
     Maven,
+    /// Ruby gems, ordered as RubyGems' `Gem::Version` orders them.
+    Rubygems,
 }
 
 impl Scheme {
@@ -56,6 +59,7 @@ impl Scheme {
             Scheme::Golang => "golang",
             Scheme::Pep440 => "pep440",
             Scheme::Maven => "maven",
+            Scheme::Rubygems => "rubygems",
         }
     }
 }
@@ -68,7 +72,7 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang, pep440 or maven")]
+    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang, pep440, maven or rubygems")]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -85,6 +89,7 @@ impl std::str::FromStr for Scheme {
             "golang" | "go" => Ok(Scheme::Golang),
             "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
             "maven" | "java" => Ok(Scheme::Maven),
+            "rubygems" | "gem" | "ruby" => Ok(Scheme::Rubygems),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -113,6 +118,8 @@ impl std::str::FromStr for Scheme {
 ///   ≥ 22 refuses it), and release numbers past 2^64 − 1.
 /// * maven: never an error; every string is a Maven version (see Maven's
 ///   `ComparableVersion`: `1.0 == 1-ga`, `1-rc1 < 1-SNAPSHOT < 1 < 1-sp < 1-1 < 1.1`).
+/// * rubygems: what `Gem::Version.new` refuses ("Malformed version number
+///   string": not `N(.X)*[-PRE(.PRE)*]` of ASCII letters and digits) is an error.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
@@ -122,6 +129,7 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
         Scheme::Golang => golang::compare(a, b),
         Scheme::Pep440 => pep440::compare(a, b),
         Scheme::Maven => Ok(maven::compare(a, b)),
+        Scheme::Rubygems => rubygems::compare(a, b),
     }
 }
 
@@ -148,7 +156,7 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
 /// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` and `npm` → [`Scheme::Semver`],
-/// `pypi` → [`Scheme::Pep440`], `maven` → [`Scheme::Maven`]; `None` for any other manager.
+/// `pypi` → [`Scheme::Pep440`], `maven` → [`Scheme::Maven`], `gem` → [`Scheme::Rubygems`]; `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
@@ -158,6 +166,7 @@ pub fn guess_scheme(manager: &str) -> Option<Scheme> {
         "cargo" => Some(Scheme::Semver),
         "pypi" => Some(Scheme::Pep440),
         "maven" => Some(Scheme::Maven),
+        "gem" => Some(Scheme::Rubygems),
         // node-semver's strict versions, which npm's registry holds: SemVer 2.0.0 with an optional `v`.
         "npm" => Some(Scheme::Semver),
         _ => None,
@@ -186,6 +195,8 @@ mod tests {
         assert_eq!(guess_scheme("pypi"), Some(Scheme::Pep440));
         assert_eq!(guess_scheme("maven"), Some(Scheme::Maven));
         assert_eq!(lt(Scheme::Maven, "2.14.1", "2.17.0"), Ok(true));
+        assert_eq!(guess_scheme("gem"), Some(Scheme::Rubygems));
+        assert_eq!(lt(Scheme::Rubygems, "1.0.b1", "1.0"), Ok(true));
         for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang, Scheme::Pep440, Scheme::Maven]
         {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
