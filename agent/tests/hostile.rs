@@ -929,3 +929,41 @@ fn zip_bombs_and_deeply_nested_jars_are_bounded_and_reported() {
     assert!(has("/app/not-a.jar", "not a zip archive"), "{errors:#?}");
     assert_eq!(errors.len(), 6, "{errors:#?}");
 }
+
+/// Gem specifications (issue 17) are Ruby code from the container, never
+/// run: a 1 GiB gemspec (sparse, its name and version first) costs 256 KiB
+/// of reading and is still reported; one that names nothing is a crawl
+/// error; a `specifications` directory linked into itself is not followed.
+#[test]
+fn hostile_gemspecs_are_bounded_and_never_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let specs = root.join("usr/local/bundle/specifications");
+    fs::create_dir_all(&specs).unwrap();
+    let f = fs::File::create(specs.join("big-1.0.gemspec")).unwrap();
+    {
+        use std::io::Write;
+        let mut w = &f;
+        w.write_all(b"# stub: big 1.0 ruby lib\nGem::Specification.new do |s|\n  s.name = \"big\".freeze\n  s.version = \"1.0\"\n  system(\"touch /tmp/PWNED\")\n").unwrap();
+    }
+    f.set_len(1 << 30).unwrap();
+    fs::write(specs.join("empty-1.0.gemspec"), "`rm -rf /`\n").unwrap();
+    symlink("../specifications", specs.join("specifications")).unwrap();
+    let started = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let gems: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "gem")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(gems, ["big 1.0 /usr/local/bundle/specifications/big-1.0.gemspec"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "gem")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("empty-1.0.gemspec: no gem name and version"), "{errors:?}");
+}

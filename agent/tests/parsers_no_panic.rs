@@ -5,7 +5,7 @@
 
 mod common;
 
-use periscope_agent::collectors::{accounts, apk, dpkg, java, os, rpm};
+use periscope_agent::collectors::{accounts, apk, dpkg, gem, java, os, rpm};
 
 /// xorshift64*: deterministic, so a failure reproduces with the printed case number.
 struct Rng(u64);
@@ -191,6 +191,19 @@ fn java_archive_reader_never_panics() {
         text(|t| {
             let _ = java::parse_properties(t);
             let _ = java::from_manifest(&java::parse_manifest(t), t);
+        }),
+    );
+}
+
+#[test]
+fn gemspec_reader_never_panics() {
+    let seed = b"# stub: rake 13.0.6 ruby lib\nGem::Specification.new do |s|\n  s.name = \"rake\".freeze\n  s.version = '13.0.6'\n  s.licenses = [\"MIT\".freeze, 'a\\'b']\n  s.summary = \"x\\\"y\\n\".freeze\nend\n";
+    run(
+        "gemspec",
+        &[seed.to_vec()],
+        3000,
+        text(|t| {
+            let _ = gem::parse(t);
         }),
     );
 }

@@ -8,6 +8,7 @@ pub mod binaries;
 pub mod configs;
 pub mod dpkg;
 pub mod files;
+pub mod gem;
 pub mod groups;
 pub mod java;
 pub mod npm;
@@ -411,6 +412,13 @@ pub const COLLECTORS: &[Collector] = &[
         collect: java::collect,
         tables: &[&tables::PACKAGES],
         inputs: |_| strings(java::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "gem",
+        collect: gem::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(gem::INPUTS),
         needs_owners: true,
     },
 ];
