@@ -11,7 +11,8 @@
 # (objcopy, to add and rename ELF sections in fixtures), a JDK and zip/unzip (to
 # build and read real jars, wars and ears) and libmaven3-core-java (Maven's own
 # ComparableVersion, the oracle for Maven version ordering) and ruby (Gem::Version,
-# the oracle for RubyGems version ordering).
+# the oracle for RubyGems version ordering) and composer (to install real PHP
+# packages, and its `composer show` as the oracle).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -30,6 +31,7 @@ command -v zip >/dev/null || need+=(zip)
 command -v unzip >/dev/null || need+=(unzip)
 [[ -f /usr/share/java/maven-artifact-3.x.jar ]] || need+=(libmaven3-core-java)
 command -v ruby >/dev/null || need+=(ruby)
+command -v composer >/dev/null || need+=(composer php-cli)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

@@ -967,3 +967,40 @@ fn hostile_gemspecs_are_bounded_and_never_run() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("empty-1.0.gemspec: no gem name and version"), "{errors:?}");
 }
+
+/// Composer's installed.json (issue 17) from a container: a 1 GiB one
+/// (sparse) is refused by its size before a byte is read, one that is not
+/// JSON or nests past serde_json's recursion limit is a crawl error, and an
+/// honest one beside them is read.
+#[test]
+fn hostile_composer_installed_json_is_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let dir = |d: &str| {
+        let p = root.join(d).join("vendor/composer");
+        fs::create_dir_all(&p).unwrap();
+        p.join("installed.json")
+    };
+    fs::write(dir("srv/ok"), r#"{"packages":[{"name":"psr/log","version":"1.1.4"}]}"#).unwrap();
+    fs::File::create(dir("srv/huge")).unwrap().set_len(1 << 30).unwrap();
+    fs::write(dir("srv/garbage"), b"{\"packages\": [\xff").unwrap();
+    fs::write(dir("srv/nested"), "[".repeat(100_000)).unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let php: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "composer")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(php, ["psr/log 1.1.4 /srv/ok/vendor/composer/installed.json"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "composer")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    let has = |a: &str, b: &str| errors.iter().any(|e| e.contains(a) && e.contains(b));
+    assert!(has("/srv/huge/vendor/composer/installed.json", "1073741824 bytes exceeds"), "{errors:#?}");
+    assert!(has("/srv/garbage/vendor/composer/installed.json", "not Composer's installed.json"), "{errors:#?}");
+    assert!(has("/srv/nested/vendor/composer/installed.json", "recursion limit"), "{errors:#?}");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+}

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod apk;
 pub mod binaries;
+pub mod composer;
 pub mod configs;
 pub mod dpkg;
 pub mod files;
@@ -419,6 +420,13 @@ pub const COLLECTORS: &[Collector] = &[
         collect: gem::collect,
         tables: &[&tables::PACKAGES],
         inputs: |_| strings(gem::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "composer",
+        collect: composer::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(composer::INPUTS),
         needs_owners: true,
     },
 ];
