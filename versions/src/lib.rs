@@ -1,6 +1,6 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
 //! (rpmvercmp over epoch, version and release), apk (apk-tools), semver,
-//! PEP 440 (Python packages), Maven (Java artifacts) and RubyGems.
+//! PEP 440 (Python packages), Maven (Java artifacts), RubyGems and Composer.
 //! Pure functions with no I/O; the server wraps them as SQL functions such as
 //! `version_lt(version, '5.2.15-2+b2')`.
 //!
@@ -11,13 +11,15 @@
 //! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
 //! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec,
 //! pep440 against Python's `packaging` library, maven against Maven's own
-//! `ComparableVersion`, rubygems against Ruby's `Gem::Version`.
+//! `ComparableVersion`, rubygems against Ruby's `Gem::Version`, composer
+//! against Composer's own semver library.
 
 #![forbid(unsafe_code)]
 
 use std::cmp::Ordering;
 
 mod apk;
+mod composer;
 mod deb;
 mod digits;
 mod golang;
@@ -46,6 +48,8 @@ pub enum Scheme {
     Maven,
     /// Ruby gems, ordered as RubyGems' `Gem::Version` orders them.
     Rubygems,
+    /// PHP packages, ordered as Composer orders them (normalized, then PHP's `version_compare`).
+    Composer,
 }
 
 impl Scheme {
@@ -60,6 +64,7 @@ impl Scheme {
             Scheme::Pep440 => "pep440",
             Scheme::Maven => "maven",
             Scheme::Rubygems => "rubygems",
+            Scheme::Composer => "composer",
         }
     }
 }
@@ -72,7 +77,9 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang, pep440, maven or rubygems")]
+    #[error(
+        "unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang, pep440, maven, rubygems or composer"
+    )]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -90,6 +97,7 @@ impl std::str::FromStr for Scheme {
             "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
             "maven" | "java" => Ok(Scheme::Maven),
             "rubygems" | "gem" | "ruby" => Ok(Scheme::Rubygems),
+            "composer" | "php" => Ok(Scheme::Composer),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -120,6 +128,8 @@ impl std::str::FromStr for Scheme {
 ///   `ComparableVersion`: `1.0 == 1-ga`, `1-rc1 < 1-SNAPSHOT < 1 < 1-sp < 1-1 < 1.1`).
 /// * rubygems: what `Gem::Version.new` refuses ("Malformed version number
 ///   string": not `N(.X)*[-PRE(.PRE)*]` of ASCII letters and digits) is an error.
+/// * composer: what Composer's `VersionParser::normalize` refuses is an
+///   error, and so is a branch (`dev-main`), which Composer never orders.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
@@ -130,6 +140,7 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
         Scheme::Pep440 => pep440::compare(a, b),
         Scheme::Maven => Ok(maven::compare(a, b)),
         Scheme::Rubygems => rubygems::compare(a, b),
+        Scheme::Composer => composer::compare(a, b),
     }
 }
 
@@ -156,7 +167,8 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
 /// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` and `npm` → [`Scheme::Semver`],
-/// `pypi` → [`Scheme::Pep440`], `maven` → [`Scheme::Maven`], `gem` → [`Scheme::Rubygems`]; `None` for any other manager.
+/// `pypi` → [`Scheme::Pep440`], `maven` → [`Scheme::Maven`], `gem` → [`Scheme::Rubygems`],
+/// `composer` → [`Scheme::Composer`]; `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
@@ -167,6 +179,7 @@ pub fn guess_scheme(manager: &str) -> Option<Scheme> {
         "pypi" => Some(Scheme::Pep440),
         "maven" => Some(Scheme::Maven),
         "gem" => Some(Scheme::Rubygems),
+        "composer" => Some(Scheme::Composer),
         // node-semver's strict versions, which npm's registry holds: SemVer 2.0.0 with an optional `v`.
         "npm" => Some(Scheme::Semver),
         _ => None,
@@ -197,6 +210,8 @@ mod tests {
         assert_eq!(lt(Scheme::Maven, "2.14.1", "2.17.0"), Ok(true));
         assert_eq!(guess_scheme("gem"), Some(Scheme::Rubygems));
         assert_eq!(lt(Scheme::Rubygems, "1.0.b1", "1.0"), Ok(true));
+        assert_eq!(guess_scheme("composer"), Some(Scheme::Composer));
+        assert_eq!(lt(Scheme::Composer, "v1.0.0-RC1", "1.0.0"), Ok(true));
         for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang, Scheme::Pep440, Scheme::Maven]
         {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
