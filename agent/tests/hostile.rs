@@ -1004,3 +1004,39 @@ fn hostile_composer_installed_json_is_bounded_and_reported() {
     assert!(has("/srv/nested/vendor/composer/installed.json", "recursion limit"), "{errors:#?}");
     assert_eq!(errors.len(), 3, "{errors:#?}");
 }
+
+/// .NET deps.json files (issue 17) from a container: a 1 GiB one (sparse)
+/// is refused by its size, one that is not JSON is a crawl error, and an
+/// honest one beside them is read.
+#[test]
+fn hostile_deps_json_is_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let app = root.join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("ok.deps.json"), r#"{"libraries":{"Newtonsoft.Json/13.0.3":{"type":"package"}}}"#).unwrap();
+    fs::File::create(app.join("huge.deps.json")).unwrap().set_len(1 << 30).unwrap();
+    fs::write(app.join("garbage.deps.json"), b"{\"libraries\": \xff").unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let libs: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "nuget")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(libs, ["Newtonsoft.Json 13.0.3 /app/ok.deps.json"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "nuget")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.contains("/app/huge.deps.json") && e.contains("1073741824 bytes exceeds")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("/app/garbage.deps.json") && e.contains("not a .NET deps.json")),
+        "{errors:#?}"
+    );
+}

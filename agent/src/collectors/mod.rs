@@ -13,6 +13,7 @@ pub mod gem;
 pub mod groups;
 pub mod java;
 pub mod npm;
+pub mod nuget;
 pub mod os;
 pub mod packages;
 pub mod parse;
@@ -427,6 +428,13 @@ pub const COLLECTORS: &[Collector] = &[
         collect: composer::collect,
         tables: &[&tables::PACKAGES],
         inputs: |_| strings(composer::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "nuget",
+        collect: nuget::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(nuget::INPUTS),
         needs_owners: true,
     },
 ];
