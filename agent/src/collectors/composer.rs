@@ -9,18 +9,16 @@
 //! install and is not read.
 //!
 //! Each installed.json is read up to [`MAX_INSTALLED_BYTES`]; larger, or not
-//! JSON, is a `crawl_errors` row. The whole root is walked as the npm
-//! collector walks it.
+//! JSON, is a `crawl_errors` row.
+//! Files are found by the walk the application collectors share ([`super::app_files`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use periscope_proto::tables::PACKAGES;
-use rustix::fs::FileType;
 use serde_json::Value as Json;
 
 use super::{Scope, Sink, unalias, usrmerge_aliases};
-use crate::rootfs::Entry;
 
 pub const C: &str = "composer";
 
@@ -29,17 +27,6 @@ pub const MAX_INSTALLED_BYTES: u64 = 32 << 20;
 
 /// What the collector reads (see [`crate::inherit`]).
 pub const INPUTS: &[&str] = &["/**/composer/installed.json", "!/proc/**", "!/sys/**", "!/dev/**", "!/run/**"];
-
-const SKIP: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/lib/kubelet",
-];
 
 /// One installed package.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,30 +79,10 @@ pub fn purl(name: &str, version: &str) -> String {
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut errors = super::WalkErrors::default();
-    let walked = scope.root.walk(
-        "/",
-        &mut |e: &Entry| {
-            if e.kind == FileType::Directory {
-                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
-            }
-            if e.kind == FileType::RegularFile
-                && e.path.name() == b"installed.json"
-                && e.path.parent().is_some_and(|d| d.name() == b"composer")
-            {
-                found.push((e.path.shown(), e.path.raw()));
-            }
-            false
-        },
-        &mut |e| errors.push(e),
-    );
-    errors.report(out, C);
-    if let Err(e) = walked {
-        out.error(C, Some("/"), &format!("walk for Composer's installed.json cut short: {e}"));
-    }
+    let found = super::app_files::take(scope, out, C, |f| &mut f.composer);
     let aliases = usrmerge_aliases(&scope.root);
-    for (path, raw) in found {
+    for e in found {
+        let (path, raw) = (e.path.shown(), e.path.raw());
         let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_INSTALLED_BYTES) {
             Ok(b) => b,
             Err(err) => {

@@ -14,16 +14,14 @@
 //! [`MAX_SPEC_BYTES`] (name and version come first; a longer one is read to
 //! there). `purl` is `pkg:gem/<name>@<version>`, as syft writes it.
 //!
-//! The whole root is walked as the npm collector walks it.
+//! Gemspecs are found by the walk the application collectors share ([`super::app_files`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use periscope_proto::tables::PACKAGES;
-use rustix::fs::FileType;
 
 use super::{Scope, Sink, unalias, usrmerge_aliases};
-use crate::rootfs::Entry;
 
 pub const C: &str = "gem";
 
@@ -39,28 +37,6 @@ pub const INPUTS: &[&str] = &[
     "!/dev/**",
     "!/run/**",
 ];
-
-const SKIP: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/lib/kubelet",
-];
-
-/// Whether a walked file is an installed gem specification.
-fn is_spec(e: &Entry) -> bool {
-    let name = e.path.name();
-    if e.kind != FileType::RegularFile || name.len() <= 8 || !name.ends_with(b".gemspec") {
-        return false;
-    }
-    let Some(dir) = e.path.parent() else { return false };
-    dir.name() == b"specifications"
-        || (dir.name() == b"default" && dir.parent().is_some_and(|d| d.name() == b"specifications"))
-}
 
 /// What a gemspec says of its gem.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -173,27 +149,10 @@ pub fn purl(name: &str, version: &str) -> String {
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut errors = super::WalkErrors::default();
-    let walked = scope.root.walk(
-        "/",
-        &mut |e: &Entry| {
-            if e.kind == FileType::Directory {
-                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
-            }
-            if is_spec(e) {
-                found.push((e.path.shown(), e.path.raw()));
-            }
-            false
-        },
-        &mut |e| errors.push(e),
-    );
-    errors.report(out, C);
-    if let Err(e) = walked {
-        out.error(C, Some("/"), &format!("walk for gem specifications cut short: {e}"));
-    }
+    let found = super::app_files::take(scope, out, C, |f| &mut f.gem);
     let aliases = usrmerge_aliases(&scope.root);
-    for (path, raw) in found {
+    for e in found {
+        let (path, raw) = (e.path.shown(), e.path.raw());
         let bytes = match scope.root.read_prefix(OsStr::from_bytes(&raw), MAX_SPEC_BYTES) {
             Ok((b, _)) => b,
             Err(err) => {

@@ -25,19 +25,18 @@
 //! all: a zip bomb, deep nesting or an archive past a cap is a
 //! `crawl_errors` row naming it, and the crawl goes on.
 //!
-//! The whole root is walked as the npm collector walks it (no symlink
-//! followed, pseudo-filesystems and container runtimes' storage skipped),
-//! so Debian's `/usr/share/java/x.jar -> x-1.2.jar` links are read once,
-//! at the file they point to.
+//! Archives are found by the walk the application collectors share
+//! ([`super::app_files`]: no symlink followed, pseudo-filesystems and
+//! container runtimes' storage skipped), so Debian's
+//! `/usr/share/java/x.jar -> x-1.2.jar` links are read once, at the file
+//! they point to.
 
 use std::collections::HashMap;
 
 use periscope_proto::tables::PACKAGES;
-use rustix::fs::FileType;
 
 use super::zip::{Archive, FileSource, Source, ZipError};
 use super::{Scope, Sink, unalias, usrmerge_aliases};
-use crate::rootfs::Entry;
 
 pub const C: &str = "java";
 
@@ -58,19 +57,7 @@ pub const EXTENSIONS: &[&str] = &[".jar", ".war", ".ear", ".jpi", ".hpi"];
 pub const INPUTS: &[&str] =
     &["/**/*.jar", "/**/*.war", "/**/*.ear", "/**/*.jpi", "/**/*.hpi", "!/proc/**", "!/sys/**", "!/dev/**", "!/run/**"];
 
-/// Top-level directories not walked (as in [`super::npm`]).
-const SKIP: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/lib/kubelet",
-];
-
-fn is_archive_name(name: &[u8]) -> bool {
+pub fn is_archive_name(name: &[u8]) -> bool {
     name.len() > 4 && EXTENSIONS.iter().any(|x| name[name.len() - 4..].eq_ignore_ascii_case(x.as_bytes()))
 }
 
@@ -345,25 +332,7 @@ fn scan(
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut candidates: Vec<Entry> = Vec::new();
-    let mut errors = super::WalkErrors::default();
-    let walked = scope.root.walk(
-        "/",
-        &mut |e: &Entry| {
-            if e.kind == FileType::Directory {
-                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
-            }
-            if e.kind == FileType::RegularFile && e.size >= 22 && is_archive_name(e.path.name()) {
-                candidates.push(e.clone());
-            }
-            false
-        },
-        &mut |e| errors.push(e),
-    );
-    errors.report(out, C);
-    if let Err(e) = walked {
-        out.error(C, Some("/"), &format!("walk for Java archives cut short: {e}"));
-    }
+    let candidates = super::app_files::take(scope, out, C, |f| &mut f.java);
     let aliases = usrmerge_aliases(&scope.root);
     let mut work = Work::default();
     for e in candidates {

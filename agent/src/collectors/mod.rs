@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod app_files;
 pub mod binaries;
 pub mod composer;
 pub mod configs;
@@ -81,6 +82,8 @@ pub struct Scope {
     pub common: Common,
     pub root: Root,
     pub config: CollectorConfig,
+    /// The application files one walk of the root found (see [`app_files`]), once a collector asked.
+    pub app_files: std::cell::RefCell<Option<app_files::AppFiles>>,
 }
 
 /// Rows of every table produced while crawling one scope, plus facts that

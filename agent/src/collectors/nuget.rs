@@ -9,18 +9,16 @@
 //! application's own assembly or a project it references).
 //!
 //! Each deps.json is read up to [`MAX_DEPS_BYTES`]; larger, or not JSON,
-//! is a `crawl_errors` row. The whole root is walked as the npm collector
-//! walks it.
+//! is a `crawl_errors` row.
+//! Files are found by the walk the application collectors share ([`super::app_files`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use periscope_proto::tables::PACKAGES;
-use rustix::fs::FileType;
 use serde_json::Value as Json;
 
 use super::{Scope, Sink, unalias, usrmerge_aliases};
-use crate::rootfs::Entry;
 
 pub const C: &str = "nuget";
 
@@ -29,17 +27,6 @@ pub const MAX_DEPS_BYTES: u64 = 16 << 20;
 
 /// What the collector reads (see [`crate::inherit`]).
 pub const INPUTS: &[&str] = &["/**/*.deps.json", "!/proc/**", "!/sys/**", "!/dev/**", "!/run/**"];
-
-const SKIP: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/lib/kubelet",
-];
 
 /// One library a deps.json lists.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,28 +59,10 @@ pub fn purl(name: &str, version: &str) -> String {
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut errors = super::WalkErrors::default();
-    let walked = scope.root.walk(
-        "/",
-        &mut |e: &Entry| {
-            if e.kind == FileType::Directory {
-                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
-            }
-            let name = e.path.name();
-            if e.kind == FileType::RegularFile && name.len() > 10 && name.ends_with(b".deps.json") {
-                found.push((e.path.shown(), e.path.raw()));
-            }
-            false
-        },
-        &mut |e| errors.push(e),
-    );
-    errors.report(out, C);
-    if let Err(e) = walked {
-        out.error(C, Some("/"), &format!("walk for .NET deps.json files cut short: {e}"));
-    }
+    let found = super::app_files::take(scope, out, C, |f| &mut f.nuget);
     let aliases = usrmerge_aliases(&scope.root);
-    for (path, raw) in found {
+    for e in found {
+        let (path, raw) = (e.path.shown(), e.path.raw());
         let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_DEPS_BYTES) {
             Ok(b) => b,
             Err(err) => {
