@@ -147,3 +147,44 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod inherit_tests {
+    use crate::inherit::{Change, Plan};
+
+    /// What Docker changes in every running container leaves the four
+    /// collectors' rows to the image; a change that can hold their files does not.
+    #[test]
+    fn docker_own_changes_leave_application_files_to_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let config = Default::default();
+        let docker = [
+            ("/etc", false),
+            ("/etc/hosts", true),
+            ("/etc/resolv.conf", true),
+            ("/etc/hostname", true),
+            ("/etc/mtab", true),
+            ("/dev", true),
+            ("/proc", true),
+            ("/sys", true),
+            ("/.dockerenv", true),
+            ("/run/secrets", true),
+        ];
+        for (name, theirs) in [
+            ("java", "/app/lib/log4j-core-2.14.1.jar"),
+            ("gem", "/usr/local/bundle/specifications/rack-2.2.3.gemspec"),
+            ("composer", "/var/www/html/vendor/composer/installed.json"),
+            ("nuget", "/app/App.deps.json"),
+        ] {
+            let col = crate::collectors::collector(name).unwrap();
+            let inherits = |changes: &[(&str, bool)]| {
+                let changes = changes.iter().map(|(p, w)| Change { path: p.to_string(), whole: *w }).collect();
+                Plan::new("sha256:x".into(), changes).inherits(col, &root, &config)
+            };
+            assert!(inherits(&docker), "{name}");
+            assert!(!inherits(&[(theirs, true)]), "{name}: {theirs}");
+            assert!(!inherits(&[("/app", true)]), "{name}: a whole /app replaced");
+        }
+    }
+}
