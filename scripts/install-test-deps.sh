@@ -12,7 +12,8 @@
 # build and read real jars, wars and ears) and libmaven3-core-java (Maven's own
 # ComparableVersion, the oracle for Maven version ordering) and ruby (Gem::Version,
 # the oracle for RubyGems version ordering) and composer (to install real PHP
-# packages, and its `composer show` as the oracle).
+# packages, and its `composer show` as the oracle) and curl (an upstream source
+# tarball from Debian's archive for the Composer fixture).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -32,6 +33,7 @@ command -v unzip >/dev/null || need+=(unzip)
 [[ -f /usr/share/java/maven-artifact-3.x.jar ]] || need+=(libmaven3-core-java)
 command -v ruby >/dev/null || need+=(ruby)
 command -v composer >/dev/null || need+=(composer php-cli)
+command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"
