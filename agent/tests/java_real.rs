@@ -225,3 +225,29 @@ fn java_archives_match_syft() {
         theirs_other.len() - ours_other.len()
     );
 }
+
+/// Past 65,535 entries an archive needs zip64 end records (Python's zipfile
+/// writes them, as the JDK's jar does): a jar of 70,002 entries whose last
+/// pom.properties comes after entry 65,535 is read whole.
+#[test]
+fn a_zip64_jar_of_70000_entries_is_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("app")).unwrap();
+    let jar = tmp.path().join("app/big.jar");
+    let script = r#"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("META-INF/maven/org.example/big/pom.properties", "groupId=org.example\nartifactId=big\nversion=1.0\n")
+    for i in range(70000):
+        z.writestr(f"c/{i}.class", b"x")
+    z.writestr("META-INF/maven/org.example/last/pom.properties", "groupId=org.example\nartifactId=last\nversion=2.0\n")
+"#;
+    let st = Command::new("python3").arg("-c").arg(script).arg(&jar).status().expect("python3");
+    assert!(st.success());
+    let bytes = std::fs::read(&jar).unwrap();
+    assert!(bytes.windows(4).any(|w| w == b"PK\x06\x06"), "a zip64 end record");
+    let (maven, errors) = crawl(tmp.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    let got: BTreeSet<(String, String)> = maven.iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
+    assert_eq!(got, [("org.example:big".into(), "1.0".into()), ("org.example:last".into(), "2.0".into())].into());
+}
