@@ -352,7 +352,9 @@ impl<'a> Archive<'a> {
         if e.size > cap {
             return Err(ZipError::TooLarge { what: e.name_lossy(), size: e.size, limit: cap });
         }
-        let mut out = Vec::new();
+        // Room for what the entry says it holds (at most `cap`), so a truthful entry costs its size, not
+        // the doubling growth to it; a lying one grows as it inflates, still within `cap`.
+        let mut out = Vec::with_capacity(e.size as usize + 1);
         let r = self.reader(e, cap)?.read_to_end(&mut out);
         *inflated += out.len() as u64;
         r.map_err(|err| ZipError::Malformed(format!("{}: {err}", e.name_lossy())))?;
