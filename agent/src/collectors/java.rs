@@ -21,9 +21,12 @@
 //! nested archive (Spring Boot stores them) is read in place; a deflated one
 //! is inflated into memory up to [`MAX_NESTED_BYTES`]. Each metadata file is
 //! inflated up to [`MAX_META_BYTES`] (a manifest only to the end of its main
-//! section), and a scope's archives inflate [`MAX_SCOPE_INFLATED`] bytes in
-//! all: a zip bomb, deep nesting or an archive past a cap is a
-//! `crawl_errors` row naming it, and the crawl goes on.
+//! section), and a scope's archives inflate [`MAX_SCOPE_INFLATED`] bytes and
+//! read [`MAX_SCOPE_CD_BYTES`] of central directory in all, within the
+//! scope's wall time, checked at every archive and entry: a zip bomb, deep
+//! nesting, entries that overlap to make one archive read many times, or an
+//! archive past a cap is a `crawl_errors` row naming it, and the crawl goes
+//! on. A file keeps at most [`MAX_PROBLEMS`] problems and [`MAX_FOUND`] packages.
 //!
 //! Archives are found by the walk the application collectors share
 //! ([`super::app_files`]: no symlink followed, pseudo-filesystems and
@@ -49,6 +52,14 @@ pub const MAX_NESTED_BYTES: u64 = 32 << 20;
 pub const MAX_META_BYTES: u64 = 1 << 20;
 /// Bytes all archives of a scope may inflate to.
 pub const MAX_SCOPE_INFLATED: u64 = 1 << 30;
+/// Bytes of central directories all archives of a scope may read: entries
+/// that overlap (many names for one stored nested archive) would otherwise
+/// have one file's directory read without end.
+pub const MAX_SCOPE_CD_BYTES: u64 = 1 << 30;
+/// Packages one file (with what is nested in it) may hold before the rest is not read.
+pub const MAX_FOUND: usize = 100_000;
+/// Problems kept for one file; the rest are counted in one more.
+pub const MAX_PROBLEMS: usize = 1000;
 
 /// File name endings of Java archives (compared without case).
 pub const EXTENSIONS: &[&str] = &[".jar", ".war", ".ear", ".jpi", ".hpi"];
@@ -217,11 +228,59 @@ pub struct Work {
     pub inflated: u64,
     /// [`MAX_SCOPE_INFLATED`], but for tests.
     pub limit: u64,
+    /// Bytes of central directories read.
+    pub cd_read: u64,
+    /// [`MAX_SCOPE_CD_BYTES`], but for tests.
+    pub cd_limit: u64,
+    /// The scope's wall-time deadline, checked at every archive opened.
+    pub deadline: Option<std::time::Instant>,
+    /// A limit was reached and said so: the scope's archives are read no further.
+    pub stopped: bool,
+    /// Problems not kept (past [`MAX_PROBLEMS`] for a file).
+    pub dropped: u64,
 }
 
 impl Default for Work {
     fn default() -> Self {
-        Work { inflated: 0, limit: MAX_SCOPE_INFLATED }
+        Work {
+            inflated: 0,
+            limit: MAX_SCOPE_INFLATED,
+            cd_read: 0,
+            cd_limit: MAX_SCOPE_CD_BYTES,
+            deadline: None,
+            stopped: false,
+            dropped: 0,
+        }
+    }
+}
+
+impl Work {
+    /// Whether reading must stop now, before something that says it will
+    /// inflate `next` bytes (said once, as a problem at `inner`; later calls only return true).
+    fn stop(&mut self, found: usize, next: u64, problems: &mut Vec<Problem>, inner: &str) -> bool {
+        if self.stopped {
+            return true;
+        }
+        let why = if self.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            "the scope's wall time ran out; its archives are read no further".to_string()
+        } else if self.inflated.saturating_add(next) > self.limit {
+            format!(
+                "archives of this scope inflated {} bytes (and {next} more next), over the limit of {}; the rest are not read",
+                self.inflated, self.limit
+            )
+        } else if self.cd_read > self.cd_limit {
+            format!(
+                "archives of this scope read {} bytes of central directory, over the limit of {}; the rest are not read",
+                self.cd_read, self.cd_limit
+            )
+        } else if found >= MAX_FOUND {
+            format!("more than {MAX_FOUND} packages in one file; the rest are not read")
+        } else {
+            return false;
+        };
+        self.stopped = true;
+        problems.push(Problem { inner: inner.to_string(), error: ZipError::Limit(why) });
+        true
     }
 }
 
@@ -243,12 +302,21 @@ pub fn read_archive(
 ) -> (Vec<Found>, Vec<Problem>) {
     let mut found = Vec::new();
     let mut problems = Vec::new();
+    let dropped = work.dropped;
     scan(src, inner, file_name, depth, work, &mut found, &mut problems);
+    if work.dropped > dropped {
+        let why = format!("{} more problems in this file were not recorded", work.dropped - dropped);
+        problems.push(Problem { inner: inner.to_string(), error: ZipError::Limit(why) });
+    }
     (found, problems)
 }
 
-fn problem(problems: &mut Vec<Problem>, inner: &str, error: ZipError) {
-    problems.push(Problem { inner: inner.to_string(), error });
+fn problem(work: &mut Work, problems: &mut Vec<Problem>, inner: &str, error: ZipError) {
+    if problems.len() < MAX_PROBLEMS {
+        problems.push(Problem { inner: inner.to_string(), error });
+    } else {
+        work.dropped += 1;
+    }
 }
 
 fn scan(
@@ -260,13 +328,19 @@ fn scan(
     found: &mut Vec<Found>,
     problems: &mut Vec<Problem>,
 ) {
+    if work.stop(found.len(), 0, problems, inner) {
+        return;
+    }
     let archive = match Archive::open(src, &mut |n| is_pom_properties(n) || is_manifest(n) || is_archive_name(n)) {
         Ok(a) => a,
-        Err(e) => return problem(problems, inner, e),
+        Err(e) => return problem(work, problems, inner, e),
     };
-    let over = |work: &Work| work.inflated > work.limit;
+    work.cd_read += archive.cd_size;
     let before = found.len();
     for e in archive.entries.iter().filter(|e| is_pom_properties(&e.name)) {
+        if work.stop(found.len(), e.size.min(MAX_META_BYTES), problems, inner) {
+            return;
+        }
         match archive.read(e, MAX_META_BYTES, &mut work.inflated) {
             Ok(b) => {
                 if let Some((g, a, v)) = from_pom_properties(&String::from_utf8_lossy(&b)) {
@@ -279,7 +353,7 @@ fn scan(
                     });
                 }
             }
-            Err(err) => problem(problems, inner, err),
+            Err(err) => problem(work, problems, inner, err),
         }
     }
     if found.len() == before
@@ -290,6 +364,7 @@ fn scan(
                 if cut {
                     let what = "META-INF/MANIFEST.MF main section".to_string();
                     problem(
+                        work,
                         problems,
                         inner,
                         ZipError::TooLarge { what, size: MAX_META_BYTES + 1, limit: MAX_META_BYTES },
@@ -300,7 +375,7 @@ fn scan(
                     found.push(Found { name, version, purl: None, inner: inner.to_string(), note });
                 }
             }
-            Err(err) => problem(problems, inner, err),
+            Err(err) => problem(work, problems, inner, err),
         }
     }
     for e in archive.entries.iter().filter(|e| is_archive_name(&e.name) && !e.name.ends_with(b"/")) {
@@ -308,25 +383,24 @@ fn scan(
         let path = if inner.is_empty() { format!("!/{name}") } else { format!("{inner}!/{name}") };
         if depth >= MAX_NESTING {
             let why = format!("an archive nested {} levels deep is not read (the limit is {MAX_NESTING})", depth + 1);
-            problem(problems, &path, ZipError::Unsupported(why));
+            problem(work, problems, &path, ZipError::Unsupported(why));
             continue;
         }
         // What the entry says it inflates to counts before it is inflated (a lie is caught as it inflates).
-        if over(work) || (!e.is_stored() && work.inflated + e.size.min(MAX_NESTED_BYTES) > work.limit) {
-            let what = "archives of this scope inflated".to_string();
-            problem(problems, &path, ZipError::TooLarge { what, size: work.inflated, limit: work.limit });
+        let next = if e.is_stored() { 0 } else { e.size.min(MAX_NESTED_BYTES) };
+        if work.stop(found.len(), next, problems, &path) {
             return;
         }
         if e.is_stored() {
             match archive.window(e) {
                 Ok(w) => scan(&w, &path, &name, depth + 1, work, found, problems),
-                Err(err) => problems.push(Problem { inner: path, error: err }),
+                Err(err) => problem(work, problems, &path, err),
             }
             continue;
         }
         match archive.read(e, MAX_NESTED_BYTES, &mut work.inflated) {
             Ok(bytes) => scan(&bytes, &path, &name, depth + 1, work, found, problems),
-            Err(err) => problems.push(Problem { inner: path, error: err }),
+            Err(err) => problem(work, problems, &path, err),
         }
     }
 }
@@ -334,16 +408,15 @@ fn scan(
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let candidates = super::app_files::take(scope, out, C, |f| &mut f.java);
     let aliases = usrmerge_aliases(&scope.root);
-    let mut work = Work::default();
+    let mut work = Work { deadline: Some(scope.root.deadline()), ..Work::default() };
     for e in candidates {
         let path = e.path.shown();
         if let Err(err) = scope.root.check_time(&path) {
             out.read_error(C, &path, &err);
             return;
         }
-        if work.inflated > work.limit {
-            let msg = format!("Java archives inflated {MAX_SCOPE_INFLATED} bytes in this scope; the rest are not read");
-            out.error(C, Some(&path), &msg);
+        if work.stopped {
+            // Said where it happened; the files after it are not opened.
             return;
         }
         let (file, len) = match super::binaries::open_entry(scope, &e) {
@@ -481,9 +554,44 @@ mod tests {
         let entries: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("lib{i}.jar"), lib.clone())).collect();
         let refs: Vec<(&str, &[u8], bool)> = entries.iter().map(|(n, b)| (n.as_str(), &b[..], true)).collect();
         let outer = build(&refs, b"");
-        let mut work = Work { inflated: 0, limit: 3 * lib.len() as u64 };
+        let mut work = Work { limit: 3 * lib.len() as u64, ..Work::default() };
         let (found, problems) = read_archive(&outer, "", "outer.jar", 0, &mut work);
         assert!((2..=4).contains(&found.len()), "{found:?}");
         assert!(problems.last().unwrap().error.to_string().contains("archives of this scope inflated"), "{problems:?}");
+    }
+
+    /// Many central directory entries naming one stored nested archive (its
+    /// bytes overlapping): each name reads that archive's directory again, so
+    /// the scope's central directory bytes stop it, with one problem.
+    #[test]
+    fn overlapping_entries_stop_at_the_scopes_directory_bytes() {
+        let pom = b"groupId=g\nartifactId=a\nversion=1\n";
+        let lib = build(&[("META-INF/maven/g/a/pom.properties", pom, false)], b"");
+        let one = build(&[("l.jar", &lib, false)], b"");
+        // Split into local part, central directory entry and end record; repeat the central entry.
+        let eocd = one.len() - 22;
+        let cd_size = u32::from_le_bytes(one[eocd + 12..eocd + 16].try_into().unwrap()) as usize;
+        let cd_at = eocd - cd_size;
+        let n = 5000u16;
+        let mut z = one[..cd_at].to_vec();
+        for _ in 0..n {
+            z.extend_from_slice(&one[cd_at..eocd]);
+        }
+        z.extend_from_slice(&one[eocd..eocd + 8]);
+        z.extend(n.to_le_bytes());
+        z.extend(n.to_le_bytes());
+        z.extend(((cd_size * n as usize) as u32).to_le_bytes());
+        z.extend((cd_at as u32).to_le_bytes());
+        z.extend([0, 0]);
+        let inner_cd = (lib.len() - 22 - 22) as u64; // at most: the nested archive's whole directory
+        let mut work = Work { cd_limit: 100 * inner_cd + (cd_size as u64) * n as u64, ..Work::default() };
+        let (found, problems) = read_archive(&z, "", "overlap.jar", 0, &mut work);
+        assert!(found.len() >= 90 && found.len() <= 5000, "{}", found.len());
+        assert!(found.len() < 5000, "stopped before reading every name");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].error.to_string().contains("bytes of central directory"), "{problems:?}");
+        // Past the stop nothing more is read, in this file or the next.
+        let (more, _) = read_archive(&lib, "", "next.jar", 0, &mut work);
+        assert!(more.is_empty());
     }
 }

@@ -47,6 +47,9 @@ pub enum ZipError {
     Unsupported(String),
     #[error("read error: {0}")]
     Io(#[from] std::io::Error),
+    /// A caller's limit over several archives (a scope's), reached.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// Bytes read at offsets: a file, a window into another source, or memory.
@@ -168,6 +171,8 @@ pub struct Archive<'a> {
     pub entries: Vec<Entry>,
     /// Entries the central directory lists.
     pub total: u64,
+    /// Bytes of central directory read.
+    pub cd_size: u64,
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -289,7 +294,7 @@ impl<'a> Archive<'a> {
                 "central directory holds {seen} entries, its end record says {total}"
             )));
         }
-        Ok(Archive { src, base, entries, total: seen })
+        Ok(Archive { src, base, entries, total: seen, cd_size })
     }
 
     /// Where an entry's data lies: (offset in the source, compressed length).
