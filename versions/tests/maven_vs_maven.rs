@@ -134,7 +134,7 @@ fn maven_matches_comparable_version() {
         versions.iter().flat_map(|a| versions.iter().map(move |b| (a.clone(), b.clone()))).collect();
     // …and generated ones, near neighbours and far.
     versions.extend(product(&[NUMBERS, SEPARATORS, QUALIFIERS, SEPARATORS, &["", "1", "2"]]));
-    corpus.extend(pairs(&versions[hand..], 20_000, 0x6d61_7665_6e));
+    corpus.extend(pairs(&versions[hand..], 20_000, 0x006d_6176_656e));
     let theirs = maven_verdicts(&java, &jar, &corpus);
     let mut wrong = Vec::new();
     for ((a, b), want) in corpus.iter().zip(&theirs) {

@@ -55,6 +55,9 @@ pub enum ZipError {
 /// Bytes read at offsets: a file, a window into another source, or memory.
 pub trait Source {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Fills `buf` from `offset`; an error if the source ends first.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 }
