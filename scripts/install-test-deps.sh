@@ -7,8 +7,13 @@
 # (certificates for the TLS tests), psql (the Postgres front's client),
 # chromium (headless, to load and screenshot the HTML compliance report) and
 # script (a real terminal for the CLI's progress display), golang-go (to build a
-# real Go binary whose embedded module build info the agent reads) and binutils
-# (objcopy, to add and rename ELF sections in fixtures).
+# real Go binary whose embedded module build info the agent reads), binutils
+# (objcopy, to add and rename ELF sections in fixtures), a JDK and zip/unzip (to
+# build and read real jars, wars and ears) and libmaven3-core-java (Maven's own
+# ComparableVersion, the oracle for Maven version ordering) and ruby (Gem::Version,
+# the oracle for RubyGems version ordering) and composer (to install real PHP
+# packages, and its `composer show` as the oracle) and curl (an upstream source
+# tarball from Debian's archive for the Composer fixture).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -22,6 +27,13 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v script >/dev/null || need+=(bsdutils)
 command -v go >/dev/null || need+=(golang-go)
 command -v objcopy >/dev/null || need+=(binutils)
+command -v jar >/dev/null || need+=(default-jdk-headless)
+command -v zip >/dev/null || need+=(zip)
+command -v unzip >/dev/null || need+=(unzip)
+[[ -f /usr/share/java/maven-artifact-3.x.jar ]] || need+=(libmaven3-core-java)
+command -v ruby >/dev/null || need+=(ruby)
+command -v composer >/dev/null || need+=(composer php-cli)
+command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

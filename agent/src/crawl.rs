@@ -483,7 +483,7 @@ fn run_these(
     extra: impl FnOnce(&mut Sink),
 ) -> Crawl {
     let started = Instant::now();
-    let scope = Scope { common: common.clone(), root, config: opts.config.clone() };
+    let scope = Scope { common: common.clone(), root, config: opts.config.clone(), app_files: Default::default() };
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let known = opts.fingerprints.clone();
     // The filesystem is read on a thread of its own, watched: a read that never

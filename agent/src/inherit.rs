@@ -490,7 +490,7 @@ mod tests {
         let config = CollectorConfig::default();
         let rows = |layers: &[PathBuf], c: &Collector| {
             let root = Root::from_layers(layers, Markers::KERNEL_OVERLAY, "t", Budgets::default()).unwrap();
-            let scope = Scope { common: common.clone(), root, config: config.clone() };
+            let scope = Scope { common: common.clone(), root, config: config.clone(), app_files: Default::default() };
             let mut sink = Sink::new(common.clone());
             (c.collect)(&scope, &mut sink);
             sink.finish()

@@ -801,3 +801,242 @@ fn hostile_node_modules_are_bounded_and_reported() {
     assert!((20..40).contains(&deep.len()), "{} deep levels read: {deep:?}", deep.len());
     assert_eq!(npm.len(), 1 + deep.len(), "{npm:?}");
 }
+
+/// Raw deflate data inflating to `mib` MiB of zeros, made in milliseconds: one
+/// MiB compressed and sync-flushed (so it ends on a byte and refers only to
+/// itself), repeated, then an empty final block.
+fn deflate_zeros(mib: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![0u8; 1 << 20]).unwrap();
+    z.flush().unwrap();
+    let mut out = z.get_ref().repeat(mib);
+    out.extend([0x03, 0x00]);
+    out
+}
+
+fn deflate(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(b).unwrap();
+    z.finish().unwrap()
+}
+
+/// A zip archive whose entries are (name, data as stored, method, size the headers claim when deflated).
+fn zip_of(entries: &[(&str, Vec<u8>, u16, u32)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut cd = Vec::new();
+    for (name, data, method, claimed) in entries {
+        let claimed = if *method == 0 { data.len() as u32 } else { *claimed };
+        let local = out.len() as u32;
+        let mut common = Vec::new();
+        common.extend(method.to_le_bytes());
+        common.extend([0u8; 8]); // time, date, crc
+        common.extend((data.len() as u32).to_le_bytes());
+        common.extend(claimed.to_le_bytes());
+        common.extend((name.len() as u16).to_le_bytes());
+        out.extend(0x0403_4b50u32.to_le_bytes());
+        out.extend([20, 0, 0, 0]);
+        out.extend(&common);
+        out.extend([0, 0]);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        cd.extend(0x0201_4b50u32.to_le_bytes());
+        cd.extend([20, 0, 20, 0, 0, 0]);
+        cd.extend(&common);
+        cd.extend([0u8; 12]);
+        cd.extend(local.to_le_bytes());
+        cd.extend(name.as_bytes());
+    }
+    let at = out.len() as u32;
+    out.extend(&cd);
+    out.extend(0x0605_4b50u32.to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend((entries.len() as u16).to_le_bytes());
+    out.extend((entries.len() as u16).to_le_bytes());
+    out.extend((cd.len() as u32).to_le_bytes());
+    out.extend(at.to_le_bytes());
+    out.extend([0, 0]);
+    out
+}
+
+/// Java archives (issue 17) as an attacker would make them: a nested jar that
+/// inflates to 1 GiB (its size told, then lied about), a pom.properties that
+/// inflates to 100 MiB, jars nested twelve deep, a central directory claiming
+/// 4 GiB, and a `.jar` that is not a zip. Each is a crawl_errors row of the
+/// `java` collector naming the archive (and the entry inside it); nothing is
+/// inflated past its cap, and the honest jar beside them is still read.
+#[test]
+fn zip_bombs_and_deeply_nested_jars_are_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let app = root.join("app");
+    fs::create_dir_all(&app).unwrap();
+    let pom = |a: &str| format!("groupId=org.example\nartifactId={a}\nversion=1.0\n").into_bytes();
+    fs::write(app.join("good.jar"), zip_of(&[("META-INF/maven/org.example/good/pom.properties", pom("good"), 0, 45)]))
+        .unwrap();
+    let gib = deflate_zeros(1024);
+    assert!(gib.len() < 2 << 20, "{}", gib.len());
+    fs::write(app.join("bomb.jar"), zip_of(&[("BOOT-INF/lib/bomb.jar", gib.clone(), 8, 1 << 30)])).unwrap();
+    fs::write(app.join("liar.jar"), zip_of(&[("WEB-INF/lib/liar.jar", gib, 8, 1000)])).unwrap();
+    let hundred = deflate_zeros(100);
+    fs::write(app.join("pom-bomb.jar"), zip_of(&[("META-INF/maven/a/b/pom.properties", hundred, 8, 10)])).unwrap();
+    let mut deep = zip_of(&[("META-INF/maven/org.example/deepest/pom.properties", pom("deepest"), 0, 49)]);
+    for i in 0..12 {
+        let (data, method) = if i % 2 == 0 { (deflate(&deep), 8) } else { (deep.clone(), 0) };
+        deep = zip_of(&[(&format!("lib/level{i}.jar"), data, method, deep.len() as u32)]);
+    }
+    fs::write(app.join("deep.jar"), deep).unwrap();
+    let mut lie = zip_of(&[("META-INF/maven/org.example/lie/pom.properties", pom("lie"), 0, 44)]);
+    let e = lie.len() - 22;
+    lie[e + 12..e + 16].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    fs::write(app.join("cd-lie.jar"), lie).unwrap();
+    fs::write(app.join("not-a.jar"), random_bytes(100_000, 7)).unwrap();
+
+    let started = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    let maven: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "maven")
+        .map(|r| format!("{} {}", s(r, "name"), s(r, "location")))
+        .collect();
+    assert_eq!(maven, ["org.example:good /app/good.jar"], "only the honest jar");
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "java")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    let has = |a: &str, b: &str| errors.iter().any(|e| e.contains(a) && e.contains(b));
+    assert!(
+        has("/app/bomb.jar!/BOOT-INF/lib/bomb.jar", "1073741824 bytes exceeds the limit of 33554432"),
+        "{errors:#?}"
+    );
+    assert!(
+        has("/app/liar.jar!/WEB-INF/lib/liar.jar", "inflated: 33554433 bytes exceeds the limit of 33554432"),
+        "{errors:#?}"
+    );
+    assert!(
+        has("/app/pom-bomb.jar", "pom.properties inflated: 1048577 bytes exceeds the limit of 1048576"),
+        "{errors:#?}"
+    );
+    assert!(
+        has("/app/deep.jar!/lib/level11.jar!/lib/level10.jar!/lib/level9.jar!/lib/level8.jar", "nested 4 levels deep"),
+        "{errors:#?}"
+    );
+    assert!(has("/app/cd-lie.jar", "central directory"), "{errors:#?}");
+    assert!(has("/app/not-a.jar", "not a zip archive"), "{errors:#?}");
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+}
+
+/// Gem specifications (issue 17) are Ruby code from the container, never
+/// run: a 1 GiB gemspec (sparse, its name and version first) costs 256 KiB
+/// of reading and is still reported; one that names nothing is a crawl
+/// error; a `specifications` directory linked into itself is not followed.
+#[test]
+fn hostile_gemspecs_are_bounded_and_never_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let specs = root.join("usr/local/bundle/specifications");
+    fs::create_dir_all(&specs).unwrap();
+    let f = fs::File::create(specs.join("big-1.0.gemspec")).unwrap();
+    {
+        use std::io::Write;
+        let mut w = &f;
+        w.write_all(b"# stub: big 1.0 ruby lib\nGem::Specification.new do |s|\n  s.name = \"big\".freeze\n  s.version = \"1.0\"\n  system(\"touch /tmp/PWNED\")\n").unwrap();
+    }
+    f.set_len(1 << 30).unwrap();
+    fs::write(specs.join("empty-1.0.gemspec"), "`rm -rf /`\n").unwrap();
+    symlink("../specifications", specs.join("specifications")).unwrap();
+    let started = Instant::now();
+    let (rows, _) = crawl_rows(&opts(root));
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let gems: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "gem")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(gems, ["big 1.0 /usr/local/bundle/specifications/big-1.0.gemspec"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "gem")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("empty-1.0.gemspec: no gem name and version"), "{errors:?}");
+}
+
+/// Composer's installed.json (issue 17) from a container: a 1 GiB one
+/// (sparse) is refused by its size before a byte is read, one that is not
+/// JSON or nests past serde_json's recursion limit is a crawl error, and an
+/// honest one beside them is read.
+#[test]
+fn hostile_composer_installed_json_is_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let dir = |d: &str| {
+        let p = root.join(d).join("vendor/composer");
+        fs::create_dir_all(&p).unwrap();
+        p.join("installed.json")
+    };
+    fs::write(dir("srv/ok"), r#"{"packages":[{"name":"psr/log","version":"1.1.4"}]}"#).unwrap();
+    fs::File::create(dir("srv/huge")).unwrap().set_len(1 << 30).unwrap();
+    fs::write(dir("srv/garbage"), b"{\"packages\": [\xff").unwrap();
+    fs::write(dir("srv/nested"), "[".repeat(100_000)).unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let php: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "composer")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(php, ["psr/log 1.1.4 /srv/ok/vendor/composer/installed.json"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "composer")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    let has = |a: &str, b: &str| errors.iter().any(|e| e.contains(a) && e.contains(b));
+    assert!(has("/srv/huge/vendor/composer/installed.json", "1073741824 bytes exceeds"), "{errors:#?}");
+    assert!(has("/srv/garbage/vendor/composer/installed.json", "not Composer's installed.json"), "{errors:#?}");
+    assert!(has("/srv/nested/vendor/composer/installed.json", "recursion limit"), "{errors:#?}");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+}
+
+/// .NET deps.json files (issue 17) from a container: a 1 GiB one (sparse)
+/// is refused by its size, one that is not JSON is a crawl error, and an
+/// honest one beside them is read.
+#[test]
+fn hostile_deps_json_is_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let app = root.join("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("ok.deps.json"), r#"{"libraries":{"Newtonsoft.Json/13.0.3":{"type":"package"}}}"#).unwrap();
+    fs::File::create(app.join("huge.deps.json")).unwrap().set_len(1 << 30).unwrap();
+    fs::write(app.join("garbage.deps.json"), b"{\"libraries\": \xff").unwrap();
+    let (rows, _) = crawl_rows(&opts(root));
+    let libs: Vec<String> = rows["packages"]
+        .iter()
+        .filter(|r| s(r, "manager") == "nuget")
+        .map(|r| format!("{} {} {}", s(r, "name"), s(r, "version"), s(r, "location")))
+        .collect();
+    assert_eq!(libs, ["Newtonsoft.Json 13.0.3 /app/ok.deps.json"]);
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "nuget")
+        .map(|r| format!("{} | {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.contains("/app/huge.deps.json") && e.contains("1073741824 bytes exceeds")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("/app/garbage.deps.json") && e.contains("not a .NET deps.json")),
+        "{errors:#?}"
+    );
+}

@@ -141,3 +141,116 @@ fn a_status_of_invalid_utf8_costs_its_bytes_not_three_times_them() {
     // 168 MB for this 34 MB file, 34 MB now.
     assert!(peak < 3 * SIZE / 2, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Raw deflate data for `parts` (bytes as given, or that many MiB of zeros),
+/// each compressed on its own and sync-flushed so they concatenate, then an
+/// empty final block: megabytes of zeros cost milliseconds.
+fn deflate_parts(parts: &[Result<&[u8], usize>]) -> Vec<u8> {
+    use std::io::Write;
+    let flushed = |b: &[u8]| {
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(b).unwrap();
+        z.flush().unwrap();
+        z.get_ref().clone()
+    };
+    let mib = flushed(&vec![0u8; 1 << 20]);
+    let mut out = Vec::new();
+    for p in parts {
+        match p {
+            Ok(b) => out.extend(flushed(b)),
+            Err(n) => out.extend(mib.repeat(*n)),
+        }
+    }
+    out.extend([0x03, 0x00]);
+    out
+}
+
+/// A zip of one stored entry of `pad` MiB of zeros, then `inner` (deflated,
+/// whose uncompressed length is `inner_len`) as `name`; returned deflated
+/// as a whole (with its uncompressed length), made without holding the zeros.
+fn nested_level(pad: usize, name: &str, inner: &[u8], inner_len: u64) -> (Vec<u8>, u64) {
+    let local = |name: &str, method: u16, csize: u64, usize_: u64| {
+        let mut h = Vec::new();
+        h.extend(0x0403_4b50u32.to_le_bytes());
+        h.extend([20, 0, 0, 0]);
+        h.extend(method.to_le_bytes());
+        h.extend([0u8; 8]);
+        h.extend((csize as u32).to_le_bytes());
+        h.extend((usize_ as u32).to_le_bytes());
+        h.extend((name.len() as u16).to_le_bytes());
+        h.extend([0, 0]);
+        h.extend(name.as_bytes());
+        h
+    };
+    let central = |name: &str, method: u16, csize: u64, usize_: u64, at: u64| {
+        let mut c = Vec::new();
+        c.extend(0x0201_4b50u32.to_le_bytes());
+        c.extend([20, 0, 20, 0, 0, 0]);
+        c.extend(method.to_le_bytes());
+        c.extend([0u8; 8]);
+        c.extend((csize as u32).to_le_bytes());
+        c.extend((usize_ as u32).to_le_bytes());
+        c.extend((name.len() as u16).to_le_bytes());
+        c.extend([0u8; 12]);
+        c.extend((at as u32).to_le_bytes());
+        c.extend(name.as_bytes());
+        c
+    };
+    let pad_len = (pad as u64) << 20;
+    let h1 = local("pad", 0, pad_len, pad_len);
+    let at2 = h1.len() as u64 + pad_len;
+    let h2 = local(name, 8, inner.len() as u64, inner_len);
+    let cd_at = at2 + h2.len() as u64 + inner.len() as u64;
+    let mut tail = central("pad", 0, pad_len, pad_len, 0);
+    tail.extend(central(name, 8, inner.len() as u64, inner_len, at2));
+    let cd_len = tail.len() as u32;
+    tail.extend(0x0605_4b50u32.to_le_bytes());
+    tail.extend([0u8; 4]);
+    tail.extend(2u16.to_le_bytes());
+    tail.extend(2u16.to_le_bytes());
+    tail.extend(cd_len.to_le_bytes());
+    tail.extend((cd_at as u32).to_le_bytes());
+    tail.extend([0, 0]);
+    let rest = [h2.as_slice(), inner, &tail].concat();
+    let total = h1.len() as u64 + pad_len + rest.len() as u64;
+    (deflate_parts(&[Ok(&h1), Err(pad), Ok(&rest)]), total)
+}
+
+/// Issue 17: a deflated archive nested in an archive is held in memory while
+/// it is read, so the worst is the nesting limit's worth of the largest one
+/// each: an ear whose war holds a jar holding a jar, each level 30 MiB of
+/// its own, all deflated (the file is a few hundred KiB). The crawl's peak
+/// heap stays under the three levels' bytes plus a margin, and the innermost
+/// jar, a fourth level, is not read.
+#[test]
+fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::create_dir_all(root.join("opt")).unwrap();
+    let pom = b"groupId=org.example\nartifactId=deepest\nversion=1\n";
+    let (mut data, mut len) = (deflate_parts(&[Ok(pom)]), pom.len() as u64);
+    let mut name = "META-INF/maven/org.example/deepest/pom.properties";
+    let names = ["lib/l4.jar", "lib/l3.jar", "WEB-INF/lib/l2.jar", "app.war"];
+    for (i, next) in names.iter().enumerate() {
+        let (d, l) = nested_level(if i == 0 { 0 } else { 30 }, name, &data, len);
+        (data, len) = (d, l);
+        name = next;
+    }
+    let (ear, _) = nested_level(0, name, &data, len);
+    // The ear itself is a plain zip: inflate its deflated whole to get its bytes.
+    let mut ear_bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(&ear[..]), &mut ear_bytes).unwrap();
+    assert!(ear_bytes.len() < 1 << 20, "{}", ear_bytes.len());
+    std::fs::write(root.join("opt/suite.ear"), &ear_bytes).unwrap();
+    let mut o = opts(root);
+    o.collectors = Some(vec!["java".into()]);
+    let ((rows, _), peak) = peak_of(|| crawl_rows(&o));
+    eprintln!("peak heap {:.1} MB for an ear nesting three 30 MiB deflated archives", peak as f64 / 1e6);
+    let errors: Vec<String> =
+        rows["crawl_errors"].iter().map(|r| format!("{} {}", s(r, "path"), s(r, "message"))).collect();
+    assert!(errors.iter().any(|e| e.contains("nested 4 levels deep")), "{errors:?}");
+    assert!(rows["packages"].is_empty());
+    assert!(peak < 3 * (30 << 20) + (16 << 20), "peak heap {:.1} MB", peak as f64 / 1e6);
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use periscope_agent::collectors::{accounts, apk, dpkg, os, rpm};
+use periscope_agent::collectors::{accounts, apk, dpkg, gem, java, os, rpm};
 
 /// xorshift64*: deterministic, so a failure reproduces with the printed case number.
 struct Rng(u64);
@@ -146,4 +146,64 @@ fn rpm_readers_never_panic() {
     run("rpm sqlite", &[b"SQLite format 3\0".to_vec()], 300, |b| {
         let _ = rpm::read_sqlite(b);
     });
+}
+
+/// Java archives: small real jars of this host's /usr/share/java, and one of
+/// them stored inside another (the nested path), mutated anywhere — the
+/// central directory, local headers, deflate streams, pom.properties.
+#[test]
+fn java_archive_reader_never_panics() {
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir("/usr/share/java")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jar") && !p.is_symlink())
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() < 16 << 10))
+        .take(4)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    if seeds.is_empty() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "no small jar in /usr/share/java");
+        eprintln!("SKIPPED java_archive_reader_never_panics: no small jar in /usr/share/java");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inner.jar"), &seeds[0]).unwrap();
+    let zipped = std::process::Command::new("zip")
+        .args(["-q", "-0", "outer.jar", "inner.jar"])
+        .current_dir(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if zipped {
+        seeds.push(std::fs::read(dir.path().join("outer.jar")).unwrap());
+    }
+    run("java archives", &seeds, 3000, |b| {
+        let _ = java::read_archive(&b.to_vec(), "", "x.jar", 0, &mut java::Work::default());
+    });
+    run(
+        "java text",
+        &[
+            b"groupId=g\nartifactId=a\\\n  b\nversion=\\u0031\n".to_vec(),
+            b"Manifest-Version: 1.0\r\nBundle-Version: 1\r\n x\r\n\r\n".to_vec(),
+        ],
+        3000,
+        text(|t| {
+            let _ = java::parse_properties(t);
+            let _ = java::from_manifest(&java::parse_manifest(t), t);
+        }),
+    );
+}
+
+#[test]
+fn gemspec_reader_never_panics() {
+    let seed = b"# stub: rake 13.0.6 ruby lib\nGem::Specification.new do |s|\n  s.name = \"rake\".freeze\n  s.version = '13.0.6'\n  s.licenses = [\"MIT\".freeze, 'a\\'b']\n  s.summary = \"x\\\"y\\n\".freeze\nend\n";
+    run(
+        "gemspec",
+        &[seed.to_vec()],
+        3000,
+        text(|t| {
+            let _ = gem::parse(t);
+        }),
+    );
 }

@@ -1,6 +1,6 @@
 //! Version ordering as each package manager defines it: deb (dpkg), rpm
-//! (rpmvercmp over epoch, version and release), apk (apk-tools), semver and
-//! PEP 440 (Python packages).
+//! (rpmvercmp over epoch, version and release), apk (apk-tools), semver,
+//! PEP 440 (Python packages), Maven (Java artifacts), RubyGems and Composer.
 //! Pure functions with no I/O; the server wraps them as SQL functions such as
 //! `version_lt(version, '5.2.15-2+b2')`.
 //!
@@ -10,18 +10,23 @@
 //! input panics. Each scheme is checked against its real tool: deb against
 //! `dpkg --compare-versions`, rpm against librpm (via python3-rpm), apk
 //! against apk-tools' own test corpus, semver against the SemVer 2.0.0 spec,
-//! pep440 against Python's `packaging` library.
+//! pep440 against Python's `packaging` library, maven against Maven's own
+//! `ComparableVersion`, rubygems against Ruby's `Gem::Version`, composer
+//! against Composer's own semver library.
 
 #![forbid(unsafe_code)]
 
 use std::cmp::Ordering;
 
 mod apk;
+mod composer;
 mod deb;
 mod digits;
 mod golang;
+mod maven;
 mod pep440;
 mod rpm;
+mod rubygems;
 mod semantic;
 
 /// A versioning scheme.
@@ -39,6 +44,12 @@ pub enum Scheme {
     Golang,
     /// Python packages (PyPI): PEP 440, ordered as pip and `packaging` order them.
     Pep440,
+    /// Java artifacts (Maven coordinates), ordered as Maven's `ComparableVersion` orders them.
+    Maven,
+    /// Ruby gems, ordered as RubyGems' `Gem::Version` orders them.
+    Rubygems,
+    /// PHP packages, ordered as Composer orders them (normalized, then PHP's `version_compare`).
+    Composer,
 }
 
 impl Scheme {
@@ -51,6 +62,9 @@ impl Scheme {
             Scheme::Semver => "semver",
             Scheme::Golang => "golang",
             Scheme::Pep440 => "pep440",
+            Scheme::Maven => "maven",
+            Scheme::Rubygems => "rubygems",
+            Scheme::Composer => "composer",
         }
     }
 }
@@ -63,7 +77,9 @@ impl std::fmt::Display for Scheme {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang or pep440")]
+    #[error(
+        "unknown version scheme {0:?}: expected deb, rpm, apk, semver, golang, pep440, maven, rubygems or composer"
+    )]
     UnknownScheme(String),
     #[error("invalid {scheme} version {version:?}: {reason}")]
     Invalid { scheme: &'static str, version: String, reason: String },
@@ -79,6 +95,9 @@ impl std::str::FromStr for Scheme {
             "semver" | "cargo" | "npm" => Ok(Scheme::Semver),
             "golang" | "go" => Ok(Scheme::Golang),
             "pep440" | "pypi" | "python" => Ok(Scheme::Pep440),
+            "maven" | "java" => Ok(Scheme::Maven),
+            "rubygems" | "gem" | "ruby" => Ok(Scheme::Rubygems),
+            "composer" | "php" => Ok(Scheme::Composer),
             _ => Err(VersionError::UnknownScheme(s.to_string())),
         }
     }
@@ -105,6 +124,12 @@ impl std::str::FromStr for Scheme {
 ///   as `(devel)`, is an error rather than sorted first.
 /// * pep440: anything PEP 440 cannot normalize is an error (as `packaging`
 ///   ≥ 22 refuses it), and release numbers past 2^64 − 1.
+/// * maven: never an error; every string is a Maven version (see Maven's
+///   `ComparableVersion`: `1.0 == 1-ga`, `1-rc1 < 1-SNAPSHOT < 1 < 1-sp < 1-1 < 1.1`).
+/// * rubygems: what `Gem::Version.new` refuses ("Malformed version number
+///   string": not `N(.X)*[-PRE(.PRE)*]` of ASCII letters and digits) is an error.
+/// * composer: what Composer's `VersionParser::normalize` refuses is an
+///   error, and so is a branch (`dev-main`), which Composer never orders.
 pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionError> {
     match scheme {
         Scheme::Deb => deb::compare(a, b),
@@ -113,6 +138,9 @@ pub fn compare(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, VersionErro
         Scheme::Semver => semantic::compare(a, b),
         Scheme::Golang => golang::compare(a, b),
         Scheme::Pep440 => pep440::compare(a, b),
+        Scheme::Maven => Ok(maven::compare(a, b)),
+        Scheme::Rubygems => rubygems::compare(a, b),
+        Scheme::Composer => composer::compare(a, b),
     }
 }
 
@@ -139,7 +167,8 @@ pub fn ge(scheme: Scheme, a: &str, b: &str) -> Result<bool, VersionError> {
 /// The scheme whose versions a package manager's inventory holds: `dpkg` →
 /// [`Scheme::Deb`], `rpm` → [`Scheme::Rpm`], `apk` → [`Scheme::Apk`]
 /// (case-insensitive), `golang` → [`Scheme::Golang`], `cargo` and `npm` → [`Scheme::Semver`],
-/// `pypi` → [`Scheme::Pep440`]; `None` for any other manager.
+/// `pypi` → [`Scheme::Pep440`], `maven` → [`Scheme::Maven`], `gem` → [`Scheme::Rubygems`],
+/// `composer` → [`Scheme::Composer`]; `None` for any other manager.
 pub fn guess_scheme(manager: &str) -> Option<Scheme> {
     match manager.to_ascii_lowercase().as_str() {
         "dpkg" => Some(Scheme::Deb),
@@ -148,6 +177,9 @@ pub fn guess_scheme(manager: &str) -> Option<Scheme> {
         "golang" => Some(Scheme::Golang),
         "cargo" => Some(Scheme::Semver),
         "pypi" => Some(Scheme::Pep440),
+        "maven" => Some(Scheme::Maven),
+        "gem" => Some(Scheme::Rubygems),
+        "composer" => Some(Scheme::Composer),
         // node-semver's strict versions, which npm's registry holds: SemVer 2.0.0 with an optional `v`.
         "npm" => Some(Scheme::Semver),
         _ => None,
@@ -174,7 +206,14 @@ mod tests {
         assert_eq!(guess_scheme("cargo"), Some(Scheme::Semver));
         assert_eq!("cargo".parse::<Scheme>(), Ok(Scheme::Semver));
         assert_eq!(guess_scheme("pypi"), Some(Scheme::Pep440));
-        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang, Scheme::Pep440] {
+        assert_eq!(guess_scheme("maven"), Some(Scheme::Maven));
+        assert_eq!(lt(Scheme::Maven, "2.14.1", "2.17.0"), Ok(true));
+        assert_eq!(guess_scheme("gem"), Some(Scheme::Rubygems));
+        assert_eq!(lt(Scheme::Rubygems, "1.0.b1", "1.0"), Ok(true));
+        assert_eq!(guess_scheme("composer"), Some(Scheme::Composer));
+        assert_eq!(lt(Scheme::Composer, "v1.0.0-RC1", "1.0.0"), Ok(true));
+        for s in [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Golang, Scheme::Pep440, Scheme::Maven]
+        {
             assert_eq!(s.name().parse::<Scheme>(), Ok(s));
         }
     }

@@ -9,7 +9,17 @@ use std::cmp::Ordering;
 
 use periscope_versions::{Scheme, compare, ge, gt, le, lt};
 
-const SCHEMES: [Scheme; 5] = [Scheme::Deb, Scheme::Rpm, Scheme::Apk, Scheme::Semver, Scheme::Pep440];
+const SCHEMES: [Scheme; 9] = [
+    Scheme::Deb,
+    Scheme::Rpm,
+    Scheme::Apk,
+    Scheme::Semver,
+    Scheme::Golang,
+    Scheme::Pep440,
+    Scheme::Maven,
+    Scheme::Rubygems,
+    Scheme::Composer,
+];
 
 fn hostile() -> Vec<String> {
     #[rustfmt::skip]

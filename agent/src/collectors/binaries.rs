@@ -533,7 +533,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 }
 
 /// Opens a walked file for reading, refusing it if the path no longer names the walked inode.
-fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadError> {
+pub(crate) fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadError> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let (file, len) = scope.root.open_file(std::ffi::OsStr::from_bytes(&e.path.raw()))?;

@@ -4,12 +4,17 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod app_files;
 pub mod binaries;
+pub mod composer;
 pub mod configs;
 pub mod dpkg;
 pub mod files;
+pub mod gem;
 pub mod groups;
+pub mod java;
 pub mod npm;
+pub mod nuget;
 pub mod os;
 pub mod packages;
 pub mod parse;
@@ -17,6 +22,7 @@ pub mod python;
 pub mod rpm;
 pub mod unowned;
 pub mod users;
+pub mod zip;
 
 use std::collections::HashMap;
 
@@ -76,6 +82,8 @@ pub struct Scope {
     pub common: Common,
     pub root: Root,
     pub config: CollectorConfig,
+    /// The application files one walk of the root found (see [`app_files`]), once a collector asked.
+    pub app_files: std::cell::RefCell<Option<app_files::AppFiles>>,
 }
 
 /// Rows of every table produced while crawling one scope, plus facts that
@@ -401,6 +409,35 @@ pub const COLLECTORS: &[Collector] = &[
         collect: npm::collect,
         tables: &[&tables::PACKAGES],
         inputs: |_| strings(npm::INPUTS),
+        needs_owners: true,
+    },
+    // Walks the whole root too.
+    Collector {
+        name: "java",
+        collect: java::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(java::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "gem",
+        collect: gem::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(gem::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "composer",
+        collect: composer::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(composer::INPUTS),
+        needs_owners: true,
+    },
+    Collector {
+        name: "nuget",
+        collect: nuget::collect,
+        tables: &[&tables::PACKAGES],
+        inputs: |_| strings(nuget::INPUTS),
         needs_owners: true,
     },
 ];

@@ -438,7 +438,7 @@ mod tests {
         let common =
             crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
         let root = crate::rootfs::Root::open(tmp.path()).unwrap();
-        let scope = Scope { common: common.clone(), root, config: Default::default() };
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
         let mut sink = Sink::new(common);
         collect(&scope, &mut sink);
         let owners: Vec<&Arc<str>> = sink.owners.values().collect();
@@ -481,7 +481,8 @@ mod tests {
                 crawl_time_us: 0,
             };
             let root = crate::rootfs::Root::open(tmp.path()).unwrap();
-            let scope = Scope { common: common.clone(), root, config: Default::default() };
+            let scope =
+                Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
             let mut sink = Sink::new(common);
             let mut asked = 0;
             collect_until(&scope, &mut sink, &mut || {

@@ -1,0 +1,190 @@
+//! One walk of the whole root for the collectors whose files are known by
+//! name alone wherever they lie: Java archives (`java`), gem specifications
+//! (`gem`), Composer's installed.json (`composer`) and .NET deps.json
+//! (`nuget`). The first of them to run walks the root once and keeps what
+//! all four look for; the others take their part. A scope's entry and wall
+//! budgets pay for one walk, not four.
+//!
+//! The walk is the npm collector's: no symlink followed, the kernel's
+//! pseudo-filesystems and the container runtimes' storage (crawled as
+//! scopes of their own) skipped. Problems with single entries are reported
+//! once, by the collector that walked; a walk cut short by a budget is
+//! reported by each collector, since each may miss files past the cut.
+
+use rustix::fs::FileType;
+
+use super::{Scope, Sink, WalkErrors};
+use crate::rootfs::Entry;
+
+/// Top-level directories not walked.
+pub const SKIP: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/containers",
+    "/var/lib/kubelet",
+];
+
+/// What the walk found, per collector.
+#[derive(Default)]
+pub struct AppFiles {
+    pub java: Vec<Entry>,
+    pub gem: Vec<Entry>,
+    pub composer: Vec<Entry>,
+    pub nuget: Vec<Entry>,
+    /// Why the walk stopped early, if it did.
+    pub cut: Option<String>,
+}
+
+/// Whether a walked file is an installed gem specification
+/// (`specifications/*.gemspec`, `specifications/default/*.gemspec`).
+fn is_gemspec(e: &Entry) -> bool {
+    let name = e.path.name();
+    if name.len() <= 8 || !name.ends_with(b".gemspec") {
+        return false;
+    }
+    let Some(dir) = e.path.parent() else { return false };
+    dir.name() == b"specifications"
+        || (dir.name() == b"default" && dir.parent().is_some_and(|d| d.name() == b"specifications"))
+}
+
+fn walk(scope: &Scope, out: &mut Sink, collector: &str) -> AppFiles {
+    let mut found = AppFiles::default();
+    let mut errors = WalkErrors::default();
+    let walked = scope.root.walk(
+        "/",
+        &mut |e: &Entry| {
+            if e.kind == FileType::Directory {
+                // Whole paths are made only where they decide: the skipped trees lie at most three levels down.
+                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
+            }
+            if e.kind != FileType::RegularFile {
+                return false;
+            }
+            let name = e.path.name();
+            if e.size >= 22 && super::java::is_archive_name(name) {
+                found.java.push(e.clone());
+            } else if is_gemspec(e) {
+                found.gem.push(e.clone());
+            } else if name == b"installed.json" && e.path.parent().is_some_and(|d| d.name() == b"composer") {
+                found.composer.push(e.clone());
+            } else if name.len() > 10 && name.ends_with(b".deps.json") {
+                found.nuget.push(e.clone());
+            }
+            false
+        },
+        &mut |e| errors.push(e),
+    );
+    errors.report(out, collector);
+    found.cut = walked.err().map(|e| e.to_string());
+    found
+}
+
+/// The files `collector` looks for, walking the root if no collector of the scope has yet.
+pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFiles) -> &mut Vec<Entry>) -> Vec<Entry> {
+    let mut cell = scope.app_files.borrow_mut();
+    let files = cell.get_or_insert_with(|| walk(scope, out, collector));
+    if let Some(why) = &files.cut {
+        out.error(
+            collector,
+            Some("/"),
+            &format!("walk of the root cut short, files past this point are not read: {why}"),
+        );
+    }
+    std::mem::take(part(files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::{Budgets, Root};
+
+    /// The four collectors share one walk: with an entry budget that one walk
+    /// of the root fits and two do not, each still finds its files and none
+    /// reports a cut walk.
+    #[test]
+    fn four_collectors_one_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        for i in 0..1000 {
+            std::fs::create_dir_all(r.join(format!("srv/d{}", i % 10))).unwrap();
+            std::fs::write(r.join(format!("srv/d{}/f{i}", i % 10)), "x").unwrap();
+        }
+        let pom = b"groupId=g\nartifactId=a\nversion=1\n";
+        std::fs::create_dir_all(r.join("app/vendor/composer")).unwrap();
+        std::fs::create_dir_all(r.join("gems/specifications")).unwrap();
+        std::fs::write(
+            r.join("app/a.jar"),
+            super::super::zip::tests::build(&[("META-INF/maven/g/a/pom.properties", pom, true)], b""),
+        )
+        .unwrap();
+        std::fs::write(r.join("app/vendor/composer/installed.json"), r#"[{"name":"psr/log","version":"1.1.4"}]"#)
+            .unwrap();
+        std::fs::write(r.join("gems/specifications/rake-13.0.6.gemspec"), "# stub: rake 13.0.6 ruby lib\n").unwrap();
+        std::fs::write(r.join("app/x.deps.json"), r#"{"libraries":{"A/1.0":{"type":"package"}}}"#).unwrap();
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = Root::with_budgets(r, Budgets { max_entries: 1500, ..Budgets::default() }).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+        let mut sink = Sink::new(common);
+        for c in [
+            super::super::java::collect,
+            super::super::gem::collect,
+            super::super::composer::collect,
+            super::super::nuget::collect,
+        ] {
+            c(&scope, &mut sink);
+        }
+        assert_eq!(sink.errors(), 0);
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for m in ["\"maven\"", "\"gem\"", "\"composer\"", "\"nuget\""] {
+            assert!(text.contains(m), "{m}: {text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod inherit_tests {
+    use crate::inherit::{Change, Plan};
+
+    /// What Docker changes in every running container leaves the four
+    /// collectors' rows to the image; a change that can hold their files does not.
+    #[test]
+    fn docker_own_changes_leave_application_files_to_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let config = Default::default();
+        let docker = [
+            ("/etc", false),
+            ("/etc/hosts", true),
+            ("/etc/resolv.conf", true),
+            ("/etc/hostname", true),
+            ("/etc/mtab", true),
+            ("/dev", true),
+            ("/proc", true),
+            ("/sys", true),
+            ("/.dockerenv", true),
+            ("/run/secrets", true),
+        ];
+        for (name, theirs) in [
+            ("java", "/app/lib/log4j-core-2.14.1.jar"),
+            ("gem", "/usr/local/bundle/specifications/rack-2.2.3.gemspec"),
+            ("composer", "/var/www/html/vendor/composer/installed.json"),
+            ("nuget", "/app/App.deps.json"),
+        ] {
+            let col = crate::collectors::collector(name).unwrap();
+            let inherits = |changes: &[(&str, bool)]| {
+                let changes = changes.iter().map(|(p, w)| Change { path: p.to_string(), whole: *w }).collect();
+                Plan::new("sha256:x".into(), changes).inherits(col, &root, &config)
+            };
+            assert!(inherits(&docker), "{name}");
+            assert!(!inherits(&[(theirs, true)]), "{name}: {theirs}");
+            assert!(!inherits(&[("/app", true)]), "{name}: a whole /app replaced");
+        }
+    }
+}
