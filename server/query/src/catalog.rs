@@ -382,6 +382,7 @@ async fn register(
         None => provider(k),
     };
     crate::udf::register(&ctx);
+    crate::repeat::register(&ctx);
     for t in TABLES {
         let name = if t.name == CRAWLS.name { t.name.to_string() } else { format!("{}_history", t.name) };
         ctx.register_table(name, provider(Kind::History(t))?)?;

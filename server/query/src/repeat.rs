@@ -332,6 +332,19 @@ impl datafusion::optimizer::AnalyzerRule for GuardWindowValues {
                             }
                             _ => false,
                         };
+                        // lag/lead fill the rows without a neighbour with their default: a wide one is copied for each.
+                        if let WindowFunctionDefinition::WindowUDF(f) = &w.fun
+                            && matches!(f.name(), "lag" | "lead")
+                            && let Some(Expr::Literal(d, _)) = w.params.args.get(2)
+                            && d.size() > WIDE_CONSTANT
+                        {
+                            return datafusion::common::plan_err!(
+                                "{}: a default of {} bytes would be copied for every row without a neighbour; \
+                                 defaults are limited to {WIDE_CONSTANT} bytes",
+                                f.name(),
+                                d.size()
+                            );
+                        }
                         if wide {
                             let a = w.params.args.remove(0);
                             w.params.args.insert(0, wrap(WINDOW_VALUE, a));
@@ -381,7 +394,8 @@ impl PhysicalOptimizerRule for GuardRepetition {
                 return Ok(Transformed::yes(node.replace_children(vec![left, right], keep())?));
             }
             if let Some(u) = node.downcast_ref::<UnnestExec>() {
-                let lists: Vec<usize> = u.list_column_indices().iter().map(|l| l.index_in_input_schema).collect();
+                let lists: Vec<(usize, bool)> =
+                    u.list_column_indices().iter().map(|l| (l.index_in_input_schema, l.depth > 1)).collect();
                 let input = Guarded::new(u.input().clone(), Role::Unnest(lists), batch);
                 let node = node.clone().replace_children(vec![input], keep())?;
                 return Ok(Transformed::yes(Guarded::new(node, Role::Rebatch, batch)));
@@ -431,8 +445,9 @@ enum Role {
     Probe(Arc<AtomicU64>),
     /// A streaming join's input: rows within this share of a full batch's limit.
     Narrow(u64),
-    /// Below `unnest` (these columns are unnested): the others are repeated for each element.
-    Unnest(Vec<usize>),
+    /// Below `unnest` (these columns are unnested, and whether more than one level deep):
+    /// the others are repeated for each element.
+    Unnest(Vec<(usize, bool)>),
     /// Above `unnest`: batches cut back to the batch size.
     Rebatch,
     /// Below an unbounded window, which holds all its input: charged to the query's memory pool.
@@ -494,16 +509,19 @@ impl Guarded {
                 Ok(vec![n])
             }
             Role::Unnest(lists) => {
-                let others: Vec<usize> = (0..batch.num_columns()).filter(|i| !lists.contains(i)).collect();
+                let others: Vec<usize> =
+                    (0..batch.num_columns()).filter(|i| !lists.iter().any(|l| l.0 == *i)).collect();
                 let w = row_widths(batch, Some(&others));
                 let top = w.iter().copied().max().unwrap_or(0);
                 if full(top) > limit {
                     return Err(refused("unnest repeating the other columns for every element", full(top)));
                 }
                 let mut elements = vec![0u64; n];
-                for &i in lists {
+                for &(i, deep) in lists {
                     let Some(c) = batch.columns().get(i) else { continue };
-                    for (e, len) in elements.iter_mut().zip(list_lengths(c.as_ref())) {
+                    // Unnested more than one level, a row becomes as many rows as it has nested elements.
+                    let lengths = if deep { crate::width::leaf_counts(c.as_ref()) } else { list_lengths(c.as_ref()) };
+                    for (e, len) in elements.iter_mut().zip(lengths) {
                         *e = (*e).max(len);
                     }
                 }
@@ -665,6 +683,7 @@ mod tests {
     async fn run(sql: &str) -> Result<Vec<RecordBatch>> {
         let ctx = SessionContext::new();
         crate::udf::register(&ctx);
+        register(&ctx);
         ctx.sql(sql).await?.collect().await
     }
 
@@ -711,8 +730,10 @@ mod tests {
              JOIN (SELECT value % 1 + 1 AS k FROM generate_series(1, 30000)) b ON a.k = b.k",
             "SELECT length(s) FROM (SELECT 1 AS k, repeat('z', 1000000) AS s) a \
              JOIN generate_series(1, 30000) b ON a.k < b.value",
-            // unnest repeating the other columns for every element.
+            // unnest repeating the other columns for every element, one level or more.
             "SELECT s, unnest(range(1, 30000)) FROM (SELECT repeat('u', 60000000) AS s)",
+            "SELECT length(s), unnest(unnest(n)) FROM (SELECT arrow_cast(repeat(CAST(value AS VARCHAR), 32000), 'LargeUtf8') AS s, \
+             make_array(range(1, 100000)) AS n FROM generate_series(1, 1))",
             // A window function repeating its pick for every row of the partition.
             "SELECT length(max(s) OVER ()) FROM (SELECT CASE WHEN value = 1 THEN repeat('v', 10000) ELSE 'v' END AS s \
              FROM generate_series(1, 30000)) t",

@@ -2,7 +2,7 @@
 //! guards ([`crate::repeat`]) and the capped functions count it.
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use datafusion::logical_expr::ColumnarValue;
 
@@ -129,6 +129,48 @@ pub fn value_width(v: &ColumnarValue) -> u64 {
             w.into_iter().max().unwrap_or(0)
         }
     }
+}
+
+/// Elements of each row of a list argument, nested lists counted by their
+/// own elements (what `array_to_string` writes a separator between).
+pub fn leaf_counts(a: &dyn Array) -> Vec<u64> {
+    fn leaves(values: &dyn Array) -> Vec<u64> {
+        match values.data_type() {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => leaf_counts(values),
+            _ => vec![1; values.len()],
+        }
+    }
+    let ranges: Vec<(usize, usize)> = match a.data_type() {
+        DataType::List(_) => {
+            a.as_list::<i32>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
+        }
+        DataType::LargeList(_) => {
+            a.as_list::<i64>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
+        }
+        DataType::FixedSizeList(_, n) => {
+            let n = (*n).max(0) as usize;
+            (0..a.len()).map(|i| (i * n, (i + 1) * n)).collect()
+        }
+        _ => return vec![1; a.len()],
+    };
+    let values: ArrayRef = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>().values().clone(),
+        DataType::LargeList(_) => a.as_list::<i64>().values().clone(),
+        _ => a.as_fixed_size_list().values().clone(),
+    };
+    let inner = leaves(values.as_ref());
+    let mut prefix = Vec::with_capacity(inner.len() + 1);
+    prefix.push(0u64);
+    for n in inner {
+        prefix.push(prefix.last().copied().unwrap_or(0).saturating_add(n));
+    }
+    ranges
+        .into_iter()
+        .map(|(s, e)| {
+            let (s, e) = (s.min(prefix.len() - 1), e.min(prefix.len() - 1));
+            prefix[e.max(s)] - prefix[s]
+        })
+        .collect()
 }
 
 #[cfg(test)]

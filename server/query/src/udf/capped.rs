@@ -61,6 +61,10 @@ enum Rule {
     ArrayToString,
     /// array_replace_all/array_replace_n(a, from, to[, n]): every element may become `to`.
     ArrayReplaceAll,
+    /// to_char/date_format(t, format): a format directive may print ~16 times its length.
+    ToChar,
+    /// regexp_match(s, pattern[, flags]): every group copies what it captured, up to the whole string.
+    RegexpMatch,
     /// Functions whose output is no larger than their inputs together (concat,
     /// make_array, …): each value they make is checked after the call, so a
     /// chain of them (`s || s` nested) stops at the cap instead of doubling.
@@ -82,6 +86,8 @@ const CAPPED: &[(&str, Rule)] = &[
     ("range", Rule::Range),
     ("generate_series", Rule::Range),
     ("array_to_string", Rule::ArrayToString),
+    ("to_char", Rule::ToChar),
+    ("regexp_match", Rule::RegexpMatch),
     ("array_replace_all", Rule::ArrayReplaceAll),
     ("array_replace_n", Rule::ArrayReplaceAll),
     ("concat", Rule::Grows),
@@ -259,46 +265,17 @@ fn counts(a: &ArrayRef) -> Result<Vec<u64>> {
     Ok((0..v.len()).map(|i| if v.is_valid(i) { v.value(i).max(0) as u64 } else { 0 }).collect())
 }
 
-/// Elements of each row of a list argument, nested lists counted by their
-/// own elements (what `array_to_string` writes a separator between).
-fn leaf_counts(a: &dyn Array) -> Vec<u64> {
-    fn leaves(values: &dyn Array) -> Vec<u64> {
-        match values.data_type() {
-            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => leaf_counts(values),
-            _ => vec![1; values.len()],
-        }
+/// The most characters one leaf value of a (nested) list type prints as, beyond
+/// its stored bytes (strings print as stored: 0).
+fn leaf_display_width(t: &DataType) -> u64 {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => leaf_display_width(f.data_type()),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 0,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => 330,
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => 80,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => 0,
+        _ => 64,
     }
-    let ranges: Vec<(usize, usize)> = match a.data_type() {
-        DataType::List(_) => {
-            a.as_list::<i32>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
-        }
-        DataType::LargeList(_) => {
-            a.as_list::<i64>().value_offsets().windows(2).map(|w| (w[0] as usize, w[1] as usize)).collect()
-        }
-        DataType::FixedSizeList(_, n) => {
-            let n = (*n).max(0) as usize;
-            (0..a.len()).map(|i| (i * n, (i + 1) * n)).collect()
-        }
-        _ => return vec![1; a.len()],
-    };
-    let values: ArrayRef = match a.data_type() {
-        DataType::List(_) => a.as_list::<i32>().values().clone(),
-        DataType::LargeList(_) => a.as_list::<i64>().values().clone(),
-        _ => a.as_fixed_size_list().values().clone(),
-    };
-    let inner = leaves(values.as_ref());
-    let mut prefix = Vec::with_capacity(inner.len() + 1);
-    prefix.push(0u64);
-    for n in inner {
-        prefix.push(prefix.last().copied().unwrap_or(0).saturating_add(n));
-    }
-    ranges
-        .into_iter()
-        .map(|(s, e)| {
-            let (s, e) = (s.min(prefix.len() - 1), e.min(prefix.len() - 1));
-            prefix[e.max(s)] - prefix[s]
-        })
-        .collect()
 }
 
 impl Capped {
@@ -342,21 +319,36 @@ impl Capped {
             Rule::ArrayToString => {
                 let (a, sep) = (arg(0)?, lengths(arg(1)?)?);
                 let null = if arrays.len() > 2 { lengths(arg(2)?)? } else { vec![0; rows] };
-                let each = leaf_counts(a.as_ref())
+                // Numbers and times print wider than they are stored (1e308: 309 characters from 8 bytes).
+                let printed = leaf_display_width(a.data_type());
+                let each = crate::width::leaf_counts(a.as_ref())
                     .into_iter()
                     .zip(crate::width::widths(a.as_ref()))
                     .zip(sep.into_iter().zip(null))
-                    .map(|((n, w), (s, z))| n.saturating_mul(s + z).saturating_add(w));
+                    .map(|((n, w), (s, z))| n.saturating_mul(s + z + printed).saturating_add(w));
                 (sum(each.collect()), MAX_OUTPUT_BYTES, "bytes")
             }
             Rule::ArrayReplaceAll => {
                 let (a, to) = (arg(0)?, crate::width::widths(arg(2)?.as_ref()));
-                let each = leaf_counts(a.as_ref())
+                let each = crate::width::leaf_counts(a.as_ref())
                     .into_iter()
                     .zip(crate::width::widths(a.as_ref()))
                     .zip(to)
                     .map(|((n, w), t)| n.saturating_mul(t).saturating_add(w));
                 (sum(each.collect()), MAX_OUTPUT_BYTES, "bytes")
+            }
+            Rule::ToChar => {
+                // `%c` prints 24 bytes from 2.
+                let format = lengths(arg(1)?)?;
+                (sum(format).saturating_mul(16), MAX_OUTPUT_BYTES, "bytes")
+            }
+            Rule::RegexpMatch => {
+                let (s, p) = (lengths(arg(0)?)?, arg(1)?);
+                let p = super::args::to_utf8(p)?;
+                let p = p.as_string::<i32>();
+                let groups =
+                    (0..p.len()).map(|i| if p.is_valid(i) { p.value(i).matches('(').count() as u64 + 1 } else { 1 });
+                (sum(s.into_iter().zip(groups).map(|(s, g)| s.saturating_mul(g)).collect()), MAX_OUTPUT_BYTES, "bytes")
             }
             Rule::Grows => (0, MAX_OUTPUT_BYTES, "bytes"),
             Rule::Range => match arrays.len() {

@@ -12,5 +12,4 @@ pub fn register(ctx: &SessionContext) {
     version::register(ctx);
     cidr::register(ctx);
     capped::register(ctx);
-    crate::repeat::register(ctx);
 }
