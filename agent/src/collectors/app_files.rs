@@ -97,6 +97,49 @@ pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFil
     std::mem::take(part(files))
 }
 
+/// Reads each file of `found` (up to `max` bytes), parses it with `parse`,
+/// and hands every item to `row` with the file's path and the OS package
+/// that owns it. A file that cannot be read or parsed is a crawl error saying
+/// it is not `what`; a spent scope budget ends the loop.
+pub fn each_manifest<T, E: std::fmt::Display>(
+    scope: &Scope,
+    out: &mut Sink,
+    collector: &'static str,
+    found: Vec<Entry>,
+    (max, what): (u64, &str),
+    parse: impl Fn(&[u8]) -> Result<Vec<T>, E>,
+    mut row: impl FnMut(&mut Sink, T, &str, Option<&str>),
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let aliases = super::usrmerge_aliases(&scope.root);
+    for e in found {
+        let (path, raw) = (e.path.shown(), e.path.raw());
+        let bytes = match scope.root.read_limited(std::ffi::OsStr::from_bytes(&raw), max) {
+            Ok(b) => b,
+            Err(err) => {
+                out.read_error(collector, &path, &err);
+                if err.is_budget() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let items = match parse(&bytes) {
+            Ok(items) => items,
+            Err(err) => {
+                out.error(collector, Some(&path), &format!("{path}: not {what}: {err}"));
+                continue;
+            }
+        };
+        drop(bytes);
+        let owner =
+            out.owners.get(&path).or_else(|| super::unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
+        for item in items {
+            row(out, item, &path, owner.as_deref());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,13 +12,10 @@
 //! JSON, is a `crawl_errors` row.
 //! Files are found by the walk the application collectors share ([`super::app_files`]).
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-
 use periscope_proto::tables::PACKAGES;
 use serde_json::Value as Json;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink};
 
 pub const C: &str = "composer";
 
@@ -80,30 +77,14 @@ pub fn purl(name: &str, version: &str) -> String {
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let found = super::app_files::take(scope, out, C, |f| &mut f.composer);
-    let aliases = usrmerge_aliases(&scope.root);
-    for e in found {
-        let (path, raw) = (e.path.shown(), e.path.raw());
-        let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_INSTALLED_BYTES) {
-            Ok(b) => b,
-            Err(err) => {
-                out.read_error(C, &path, &err);
-                if err.is_budget() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let packages = match parse(&bytes) {
-            Ok(p) => p,
-            Err(err) => {
-                out.error(C, Some(&path), &format!("{path}: not Composer's installed.json: {err}"));
-                continue;
-            }
-        };
-        drop(bytes);
-        let owner =
-            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
-        for p in packages {
+    super::app_files::each_manifest(
+        scope,
+        out,
+        C,
+        found,
+        (MAX_INSTALLED_BYTES, "Composer's installed.json"),
+        parse,
+        |out, p, path, owner| {
             let purl = purl(&p.name, &p.version);
             out.row(
                 &PACKAGES,
@@ -115,13 +96,13 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                     ("license", p.license.as_deref().into()),
                     ("description", p.description.as_deref().into()),
                     ("url", p.homepage.as_deref().into()),
-                    ("location", path.as_str().into()),
+                    ("location", path.into()),
                     ("purl", purl.as_str().into()),
-                    ("owner_package", owner.as_deref().into()),
+                    ("owner_package", owner.into()),
                 ],
             );
-        }
-    }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -12,13 +12,10 @@
 //! is a `crawl_errors` row.
 //! Files are found by the walk the application collectors share ([`super::app_files`]).
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-
 use periscope_proto::tables::PACKAGES;
 use serde_json::Value as Json;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink};
 
 pub const C: &str = "nuget";
 
@@ -60,30 +57,14 @@ pub fn purl(name: &str, version: &str) -> String {
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let found = super::app_files::take(scope, out, C, |f| &mut f.nuget);
-    let aliases = usrmerge_aliases(&scope.root);
-    for e in found {
-        let (path, raw) = (e.path.shown(), e.path.raw());
-        let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_DEPS_BYTES) {
-            Ok(b) => b,
-            Err(err) => {
-                out.read_error(C, &path, &err);
-                if err.is_budget() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let libs = match parse(&bytes) {
-            Ok(l) => l,
-            Err(err) => {
-                out.error(C, Some(&path), &format!("{path}: not a .NET deps.json: {err}"));
-                continue;
-            }
-        };
-        drop(bytes);
-        let owner =
-            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
-        for l in libs {
+    super::app_files::each_manifest(
+        scope,
+        out,
+        C,
+        found,
+        (MAX_DEPS_BYTES, "a .NET deps.json"),
+        parse,
+        |out, l, path, owner| {
             let purl = purl(&l.name, &l.version);
             out.row(
                 &PACKAGES,
@@ -92,13 +73,13 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                     ("name", l.name.as_str().into()),
                     ("version", l.version.as_str().into()),
                     ("description", l.kind.as_deref().into()),
-                    ("location", path.as_str().into()),
+                    ("location", path.into()),
                     ("purl", purl.as_str().into()),
-                    ("owner_package", owner.as_deref().into()),
+                    ("owner_package", owner.into()),
                 ],
             );
-        }
-    }
+        },
+    );
 }
 
 #[cfg(test)]
