@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type Row = serde_json::Map<String, serde_json::Value>;
+use common::Row;
 
 fn s(r: &Row, k: &str) -> String {
     r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string()
@@ -22,18 +22,7 @@ fn fixture(test: &str) -> Option<PathBuf> {
 }
 
 fn crawl(root: &Path) -> (Vec<Row>, Vec<Row>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_periscope-agent"))
-        .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Row> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let errors =
-        rows.iter().filter(|r| s(r, "table") == "crawl_errors" && s(r, "collector") == "composer").cloned().collect();
-    let php = rows.into_iter().filter(|r| s(r, "table") == "packages" && s(r, "manager") == "composer").collect();
-    (php, errors)
+    common::crawl_printed(root, "composer", "composer")
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-type Row = serde_json::Map<String, serde_json::Value>;
+use common::Row;
 
 fn s(r: &Row, k: &str) -> String {
     r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string()
@@ -22,20 +22,8 @@ fn fixture(test: &str) -> Option<PathBuf> {
     common::fixture("java-fixture.sh", test, "the JDK's jar, Info-ZIP's zip and Debian's archive")
 }
 
-/// `packages` rows of manager maven, and the `java` collector's errors, from `periscope-agent crawl --print`.
 fn crawl(root: &Path) -> (Vec<Row>, Vec<Row>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_periscope-agent"))
-        .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Row> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let errors =
-        rows.iter().filter(|r| s(r, "table") == "crawl_errors" && s(r, "collector") == "java").cloned().collect();
-    let maven = rows.into_iter().filter(|r| s(r, "table") == "packages" && s(r, "manager") == "maven").collect();
-    (maven, errors)
+    common::crawl_printed(root, "maven", "java")
 }
 
 /// Every `META-INF/maven/*/*/pom.properties` of a jar file, as `unzip` reads them: (group:artifact, version).

@@ -63,6 +63,28 @@ pub fn rows_of(batches: &[RecordBatch]) -> (Rows, String) {
     (rows, text)
 }
 
+/// A row as `crawl --print` writes it.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// `packages` rows of `manager`, and the errors of `collector`, from
+/// `periscope-agent crawl --print` of `root` as an image.
+pub fn crawl_printed(root: &Path, manager: &str, collector: &str) -> (Vec<Row>, Vec<Row>) {
+    // Only the agent's own tests have its binary (this module is shared with the server's).
+    let agent = option_env!("CARGO_BIN_EXE_periscope-agent").expect("the agent's tests");
+    let out = Command::new(agent)
+        .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Row> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let errors =
+        rows.iter().filter(|r| s(r, "table") == "crawl_errors" && s(r, "collector") == collector).cloned().collect();
+    let packages = rows.into_iter().filter(|r| s(r, "table") == "packages" && s(r, "manager") == manager).collect();
+    (packages, errors)
+}
+
 pub fn s(row: &serde_json::Map<String, serde_json::Value>, col: &str) -> String {
     match row.get(col) {
         Some(serde_json::Value::String(v)) => v.clone(),
