@@ -702,6 +702,7 @@ fn couple_shared_tables(
 /// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
 /// that collector's `crawl_errors` row, and the rows it made so far are kept.
 fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
+    scope.root.fresh_entry_budget();
     let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
     if let Err(panic) = std::panic::catch_unwind(run) {
         let msg = format!("internal error: the collector panicked and was stopped: {}", panic_message(&*panic));
@@ -828,6 +829,60 @@ mod tests {
                 (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Where an entry budget cuts a collector's walk depends on the root
+    /// alone: not on how many entries other collectors visited before it (the
+    /// unchanged-host daemon test resent a host's whole `packages` table every
+    /// crawl, because collectors skipped as unchanged left more budget to the
+    /// walks after them), and the application collectors share one walk.
+    #[test]
+    fn an_entry_budget_cuts_each_collector_where_the_root_alone_decides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let write = |p: &str, text: &str, mode: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            let p = r.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        // 400 unowned executables that unowned_files and the binaries collector walk, 300 other files.
+        for i in 0..400 {
+            write(&format!("usr/bin/tool{i}"), "#!/bin/sh\n", 0o755);
+        }
+        for i in 0..300 {
+            write(&format!("srv/data/f{i}"), "x", 0o644);
+        }
+        write("srv/venv/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA", "Name: six\nVersion: 1.16.0\n\n", 0o644);
+        write("srv/node_modules/ms/package.json", r#"{"name":"ms","version":"2.1.3"}"#, 0o644);
+        // One walk of the whole root fits; the walks of several collectors together do not.
+        let budgets = Budgets { max_entries: 1000, ..Budgets::default() };
+        let crawl = |collectors: Option<Vec<String>>| {
+            let opts = CrawlOptions {
+                root: r.into(),
+                scope: scope::IMAGE.into(),
+                scope_id: Some("budget".into()),
+                budgets,
+                collectors,
+                docker: RuntimeMode::Off,
+                containerd: RuntimeMode::Off,
+                ..Default::default()
+            };
+            crawl(&opts).unwrap()
+        };
+        let all = crawl(None);
+        let errors = strings(&all.batches, "crawl_errors", "message");
+        assert!(errors.iter().all(|m| !m.contains("directory entries")), "{errors:?}");
+        let mut names = strings(&all.batches, "packages", "name");
+        names.sort();
+        assert_eq!(names, ["ms", "six"], "{errors:?}");
+        assert_eq!(strings(&all.batches, "unowned_files", "path").len(), 400);
+        // The same rows when the collectors before them do not run.
+        let alone = crawl(Some(vec!["python".into(), "npm".into()]));
+        let mut alone_names = strings(&alone.batches, "packages", "name");
+        alone_names.sort();
+        assert_eq!(alone_names, names);
     }
 
     /// A table two collectors fill (packages: dpkg and pypi) is left to the

@@ -134,7 +134,7 @@ struct CrawlArgs {
     /// Per-scope budget: bytes read across all files.
     #[arg(long, default_value_t = Budgets::default().max_total_bytes)]
     max_total_bytes: u64,
-    /// Per-scope budget: directory entries visited.
+    /// Per-collector budget within a scope: directory entries visited.
     #[arg(long, default_value_t = Budgets::default().max_entries)]
     max_entries: u64,
     /// Per-scope budget: directory depth of walks.

@@ -54,7 +54,8 @@ pub struct Budgets {
     pub max_file_bytes: u64,
     /// Bytes read from all files of the scope.
     pub max_total_bytes: u64,
-    /// Directory entries visited across all walks of the scope.
+    /// Directory entries visited by any one collector of the scope (its walks
+    /// and listings; see [`Root::fresh_entry_budget`]).
     pub max_entries: u64,
     /// Directory depth below a walk's starting point.
     pub max_depth: usize,
@@ -632,6 +633,17 @@ impl Root {
             });
         }
         Ok(())
+    }
+
+    /// Starts the entry budget afresh: called before each collector, so that
+    /// where a budget cuts a walk depends on the root alone, never on which
+    /// collectors ran before it. (Collectors whose inputs did not change are
+    /// not run again; with one shared count, the same root would be cut at a
+    /// different place every crawl and its rows resent as changed.) A scope
+    /// still visits at most `max_entries` per collector, and its wall budget
+    /// bounds them all.
+    pub fn fresh_entry_budget(&self) {
+        self.entries.set(0);
     }
 
     /// Directory entries the scope may still visit.

@@ -1,15 +1,19 @@
 //! One walk of the whole root for the collectors whose files are known by
-//! name alone wherever they lie: Java archives (`java`), gem specifications
-//! (`gem`), Composer's installed.json (`composer`) and .NET deps.json
-//! (`nuget`). The first of them to run walks the root once and keeps what
-//! all four look for; the others take their part. A scope's entry and wall
-//! budgets pay for one walk, not four.
+//! name alone wherever they lie: Python metadata (`python`), installed
+//! package.json (`npm`), Java archives (`java`), gem specifications (`gem`),
+//! Composer's installed.json (`composer`) and .NET deps.json (`nuget`). The
+//! first of them to run walks the root once and keeps what all six look for;
+//! the others take their part. A scope pays for one walk, not six.
 //!
-//! The walk is the npm collector's: no symlink followed, the kernel's
-//! pseudo-filesystems and the container runtimes' storage (crawled as
-//! scopes of their own) skipped. Problems with single entries are reported
-//! once, by the collector that walked; a walk cut short by a budget is
-//! reported by each collector, since each may miss files past the cut.
+//! No symlink is followed; the kernel's pseudo-filesystems and the container
+//! runtimes' storage (crawled as scopes of their own) are skipped. Problems
+//! with single entries are reported once, by the collector that walked; a
+//! walk cut short by a budget is reported by each collector, since each may
+//! miss files past the cut. The walk is its collector's first, and each
+//! collector starts with a fresh entry budget (see
+//! [`crate::rootfs::Root::fresh_entry_budget`]), so where a budget cuts it
+//! depends on the root alone, not on which collectors ran before: an
+//! unchanged root gives the same rows every crawl.
 
 use rustix::fs::FileType;
 
@@ -31,6 +35,8 @@ pub const SKIP: &[&str] = &[
 /// What the walk found, per collector.
 #[derive(Default)]
 pub struct AppFiles {
+    pub python: Vec<Entry>,
+    pub npm: Vec<Entry>,
     pub java: Vec<Entry>,
     pub gem: Vec<Entry>,
     pub composer: Vec<Entry>,
@@ -65,7 +71,13 @@ fn walk(scope: &Scope, out: &mut Sink, collector: &str) -> AppFiles {
                 return false;
             }
             let name = e.path.name();
-            if e.size >= 22 && super::java::is_archive_name(name) {
+            if super::python::is_metadata(e) {
+                found.python.push(e.clone());
+            } else if name == b"package.json" {
+                if super::npm::is_installed_manifest(&e.path.shown()) {
+                    found.npm.push(e.clone());
+                }
+            } else if e.size >= 22 && super::java::is_archive_name(name) {
                 found.java.push(e.clone());
             } else if is_gemspec(e) {
                 found.gem.push(e.clone());

@@ -19,7 +19,8 @@
 //! - a `package.json` without a string `name` and `version` (npm refuses to
 //!   publish such a package; nothing can be said of its version).
 //!
-//! The whole root is walked, never following a symlink (a symlinked
+//! The whole root is walked once for all application collectors (see
+//! [`super::app_files`]), never following a symlink (a symlinked
 //! `node_modules` cycle is not entered; pnpm's and workspaces' symlinked
 //! packages are read where they really are), skipping the kernel's
 //! pseudo-filesystems and the container runtimes' storage, which are crawled
@@ -30,11 +31,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use periscope_proto::tables::PACKAGES;
-use rustix::fs::FileType;
 use serde_json::Value as Json;
 
 use super::{Scope, Sink, unalias, usrmerge_aliases};
-use crate::rootfs::Entry;
 
 pub const C: &str = "npm";
 
@@ -52,19 +51,6 @@ pub const INPUTS: &[&str] = &[
     "!/sys/**",
     "!/dev/**",
     "!/run/**",
-];
-
-/// Top-level directories not walked: pseudo-filesystems, and the container
-/// runtimes' storage on a host (each container and image is a scope of its own).
-const SKIP: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/lib/kubelet",
 ];
 
 /// Whether `path` is the manifest of an installed package (see the module doc).
@@ -162,35 +148,10 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Manifest>, serde_json::Error> {
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
-    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut errors = Vec::new();
-    let walked = scope.root.walk(
-        "/",
-        &mut |e: &Entry| {
-            // Whole paths are made only where they decide: the skipped trees lie at most
-            // three levels down, and only files named package.json can be manifests.
-            if e.kind == FileType::Directory {
-                return e.depth > 3 || !SKIP.contains(&e.path.shown().as_str());
-            }
-            if e.kind == FileType::RegularFile && e.path.name() == b"package.json" {
-                let path = e.path.shown();
-                if is_installed_manifest(&path) {
-                    found.push((path, e.path.raw()));
-                }
-            }
-            false
-        },
-        &mut |e| errors.push(e),
-    );
-    for e in errors {
-        out.error(C, None, &e.to_string());
-    }
-    if let Err(e) = walked {
-        // Budget: the walk was cut; what it found is still reported.
-        out.error(C, Some("/"), &format!("walk for package.json cut short: {e}"));
-    }
+    let found = super::app_files::take(scope, out, C, |f| &mut f.npm);
     let aliases = usrmerge_aliases(&scope.root);
-    for (path, raw) in found {
+    for e in found {
+        let (path, raw) = (e.path.shown(), e.path.raw());
         let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(err) => {

@@ -4,9 +4,10 @@
 //! `*.egg-info/PKG-INFO` or a `*.egg-info` file (setuptools installs,
 //! Debian's python3-* packages) — as `importlib.metadata` finds them.
 //!
-//! The whole root is walked (never through a symlink, so a looping or
-//! escaping `*.dist-info` link is not followed), pseudo-filesystems aside,
-//! within the scope's entry, depth and time budgets. Only the metadata's
+//! The whole root is walked once for all application collectors (see
+//! [`super::app_files`]: never through a symlink, so a looping or escaping
+//! `*.dist-info` link is not followed; pseudo-filesystems and the runtimes'
+//! storage aside), within the scope's entry, depth and time budgets. Only the metadata's
 //! headers are read: up to the first blank line, at most [`MAX_HEADER_BYTES`];
 //! a header block longer than that is a `crawl_errors` row, and the package
 //! is still reported from the complete header lines before the cut. Each row
@@ -27,9 +28,6 @@ const C: &str = "python";
 pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 /// First read: most header blocks end within it, and the body (a README) is not read.
 const FIRST_READ: u64 = 64 << 10;
-
-/// Top-level directories that are kernel interfaces, never packages.
-const PSEUDO: &[&[u8]] = &[b"proc", b"sys", b"dev"];
 
 /// Where Python environments live in practice, for change detection: the
 /// interpreters' own trees, and the places images put applications and
@@ -201,7 +199,7 @@ fn percent(s: &str) -> String {
 }
 
 /// Whether a walked entry is a distribution's metadata file.
-fn is_metadata(e: &Entry) -> bool {
+pub fn is_metadata(e: &Entry) -> bool {
     if e.kind != FileType::RegularFile {
         return false;
     }
@@ -219,28 +217,7 @@ fn is_metadata(e: &Entry) -> bool {
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let root = &scope.root;
-    let mut found: Vec<Entry> = Vec::new();
-    let mut errors = Vec::new();
-    let walked = root.walk(
-        "/",
-        &mut |e: &Entry| {
-            if e.depth == 1 && PSEUDO.contains(&e.path.name()) {
-                return false;
-            }
-            if is_metadata(e) {
-                found.push(e.clone());
-            }
-            e.kind == FileType::Directory
-        },
-        &mut |e| errors.push(e),
-    );
-    for e in errors {
-        out.error(C, None, &e.to_string());
-    }
-    if let Err(e) = walked {
-        let msg = format!("walk for Python packages cut short, packages past this point are not reported: {e}");
-        out.error(C, Some("/"), &msg);
-    }
+    let found = super::app_files::take(scope, out, C, |f| &mut f.python);
     let aliases = usrmerge_aliases(root);
     for e in found {
         if let Err(err) = read_one(scope, out, &e, &aliases)
