@@ -854,7 +854,11 @@ mod tests {
         for i in 0..300 {
             write(&format!("srv/data/f{i}"), "x", 0o644);
         }
-        write("srv/venv/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA", "Name: six\nVersion: 1.16.0\n\n", 0o644);
+        write(
+            "srv/venv/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA",
+            "Name: six\nVersion: 1.16.0\n\n",
+            0o644,
+        );
         write("srv/node_modules/ms/package.json", r#"{"name":"ms","version":"2.1.3"}"#, 0o644);
         // One walk of the whole root fits; the walks of several collectors together do not.
         let budgets = Budgets { max_entries: 1000, ..Budgets::default() };
