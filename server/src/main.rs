@@ -1,7 +1,9 @@
 //! `periscope`: the server, the SQL client and local commands.
 
+/// jemalloc, counting what each remote query's threads hold (see `periscope_query::account`).
 #[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOC: periscope_query::account::Counting<tikv_jemallocator::Jemalloc> =
+    periscope_query::account::Counting(tikv_jemallocator::Jemalloc);
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -518,6 +518,9 @@ async fn session(store: &Arc<Store>, limits: &Limits) -> anyhow::Result<Session>
     ];
     let ctx = Arc::new(ctx);
     let inner = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
+    // The session's own catalog aside, what its statements hold counts against the
+    // query limit from here on, across statements: an open cursor's buffers stay charged.
+    periscope_query::account::restart();
     Ok(Session { inner, ctx })
 }
 

@@ -242,10 +242,12 @@ impl Query for QueryService {
                     c.map(|arrow_ipc| SqlChunk { arrow_ipc })
                 });
                 let stop = chunk.is_err();
+                // The chunk is freed by the thread that sends it to the client, not the query's.
+                let sent = chunk.as_ref().map_or(0, |c| c.arrow_ipc.capacity());
                 // A client gone, or one that stopped reading past the time limit (its
                 // window full): dropping the rows cancels the query and frees its thread.
                 match tokio::time::timeout_at(deadline, tx.send(chunk)).await {
-                    Ok(Ok(())) if !stop => {}
+                    Ok(Ok(())) if !stop => periscope_query::account::handed_off(sent),
                     _ => return,
                 }
             }

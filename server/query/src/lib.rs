@@ -12,6 +12,7 @@
 //! `periscope-versions` (the version UDFs), DataFusion. Never a front, the
 //! reports or the binary.
 
+pub mod account;
 pub mod catalog;
 pub mod query;
 pub mod repeat;

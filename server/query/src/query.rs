@@ -96,6 +96,8 @@ impl Limits {
 
     /// These limits, drawing on a server-wide budget of `bytes` for all queries at once.
     pub fn sharing(self, bytes: usize) -> Limits {
+        // Pools draw on `bytes`; what queries hold in all, outside their pools too, on twice that.
+        crate::account::set_total_limit(bytes.saturating_mul(2));
         Limits { shared: Some(Arc::new(SqlMemory::new(bytes))), ..self }
     }
 
@@ -103,6 +105,8 @@ impl Limits {
         if self.memory_bytes == usize::MAX {
             return Ok(None);
         }
+        // On a query's own thread: what it holds outside the pool counts too.
+        crate::account::start_query(self.memory_bytes.saturating_mul(2));
         let pool = QueryPool {
             limit: self.memory_bytes,
             used: AtomicUsize::new(0),
@@ -187,6 +191,9 @@ impl MemoryPool for QueryPool {
 
     fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
         let consumer = r.consumer().name();
+        if let Some(why) = crate::account::over() {
+            return Err(self.refuse(why));
+        }
         if let Err(used) = take(&self.used, self.limit, additional) {
             return Err(self.refuse(format!(
                 "query needs more memory than a query may use ({} bytes, --query-memory-bytes): \
@@ -298,7 +305,19 @@ pub fn spawn_own_thread(
     let spawned = std::thread::Builder::new().name("periscope-query".into()).spawn(move || {
         let _done = done;
         nice();
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        // What the thread and its runtime's blocking threads allocate is the query's (see `account`).
+        let account = Arc::new(crate::account::Account::default());
+        let _tag = crate::account::enter(&account);
+        let blocking = account.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(move || {
+                nice();
+                crate::account::enter_for_good(&blocking);
+            })
+            .on_thread_stop(crate::account::leave_for_good)
+            .build();
+        match runtime {
             Ok(rt) => rt.block_on(work),
             Err(e) => eprintln!("periscope: cannot start a query thread's runtime: {e}"),
         }
@@ -382,6 +401,8 @@ pub async fn execute(
                     limits.memory_bytes
                 )));
             }
+            // Returned to the caller's thread, which frees it; the result has a cap of its own (above).
+            crate::account::handed_off(periscope_store::store::batch_bytes(&b));
             batches.push(b);
         }
         Ok((schema, batches))

@@ -62,7 +62,7 @@ use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec};
 use datafusion::physical_plan::unnest::UnnestExec;
-use datafusion::physical_plan::windows::WindowAggExec;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, RecordBatchStream};
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt};
@@ -376,6 +376,17 @@ impl PhysicalOptimizerRule for GuardRepetition {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
         let batch = usize::from(config.execution.batch_size) as u64;
         plan.transform_up(|node| {
+            // Every batch a scan, a join or unnest makes, and every one a window holds, passes
+            // a guard, which asks the query's account (see `account`): operators that buffer
+            // outside the pool (a bounded window's input) or multiply rows are stopped there.
+            if node.children().is_empty() {
+                return Ok(Transformed::yes(Guarded::new(node, Role::Check, batch)));
+            }
+            if node.is::<BoundedWindowAggExec>() {
+                let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
+                let inputs = children.into_iter().map(|c| Guarded::new(c, Role::Check, batch)).collect();
+                return Ok(Transformed::yes(node.replace_children(inputs, keep())?));
+            }
             let collected = node.is::<CrossJoinExec>() || node.is::<HashJoinExec>() || node.is::<NestedLoopJoinExec>();
             if (collected || (node.children().len() == 2 && node.name().contains("Join"))) && !filters_only(&node) {
                 let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
@@ -391,7 +402,8 @@ impl PhysicalOptimizerRule for GuardRepetition {
                 };
                 let left = Guarded::new(left, l, batch);
                 let right = Guarded::new(right, r, batch);
-                return Ok(Transformed::yes(node.replace_children(vec![left, right], keep())?));
+                let join = node.replace_children(vec![left, right], keep())?;
+                return Ok(Transformed::yes(Guarded::new(join, Role::Check, batch)));
             }
             if let Some(u) = node.downcast_ref::<UnnestExec>() {
                 let lists: Vec<(usize, bool)> =
@@ -452,6 +464,9 @@ enum Role {
     Rebatch,
     /// Below an unbounded window, which holds all its input: charged to the query's memory pool.
     Charge,
+    /// Above a scan, a join or a bounded window's input: only the query's account is asked
+    /// (as every guard asks it, see [`crate::account`]).
+    Check,
 }
 
 #[derive(Debug)]
@@ -470,6 +485,8 @@ impl Guarded {
 
     /// Where `batch` is cut (the end of each slice), or why it is refused.
     fn cuts(&self, batch: &RecordBatch, charged: Option<&mut MemoryReservation>) -> Result<Vec<usize>> {
+        // Whatever else it asks, a guard passes no batch of a query that holds too much.
+        crate::account::check()?;
         let n = batch.num_rows();
         let limit = MAX_REPEATED_BYTES;
         // Batches may be longer than the batch size (memory tables, cross join output).
@@ -498,6 +515,7 @@ impl Guarded {
                 }
                 Ok(vec![n])
             }
+            Role::Check => Ok(vec![n]),
             Role::Rebatch => {
                 let step = self.batch as usize;
                 Ok((1..=n.div_ceil(step)).map(|i| (i * step).min(n)).collect())
@@ -574,6 +592,7 @@ impl DisplayAs for Guarded {
             Role::Unnest(_) => "unnest",
             Role::Rebatch => "rebatch",
             Role::Charge => "charge",
+            Role::Check => "check",
         };
         write!(f, "RepetitionGuard: {role}")
     }

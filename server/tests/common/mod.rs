@@ -84,6 +84,18 @@ impl Server {
 }
 
 impl Server {
+    /// The server's peak resident memory in bytes since the last [`Server::reset_peak`] (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+        kb.trim().parse::<u64>().unwrap() * 1024
+    }
+
+    /// Starts [`Server::peak_rss`] again from the server's resident memory now.
+    pub fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
     /// Whether the process has ended (e.g. crashed on purpose).
     pub fn exited(&self) -> bool {
         // SAFETY-free check: try_wait needs &mut; poll the pid instead.

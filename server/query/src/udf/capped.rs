@@ -37,6 +37,9 @@ use datafusion::prelude::SessionContext;
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 /// The most character comparisons one call of `levenshtein` may make (about a quarter second).
 pub const MAX_WORK: u64 = 250_000_000;
+/// The most one call of a function no larger than its arguments (concat, `||`,
+/// make_array, …) may make: what a full batch may hold of a repeated value.
+pub const MAX_CALL_BYTES: u64 = 256 << 20;
 /// The most elements one call of `array_repeat` may produce.
 pub const MAX_ELEMENTS: u64 = 16 << 20;
 
@@ -281,10 +284,27 @@ fn leaf_display_width(t: &DataType) -> u64 {
 impl Capped {
     /// Refuses a call whose arguments ask for more than the caps allow.
     fn check(&self, args: &[ColumnarValue], rows: usize) -> Result<()> {
-        // Checked after the call, on what it made: expanding its constant
-        // arguments to arrays here would only copy them once more.
+        // What it makes is at most its arguments together: a constant counts once per row
+        // (measured, not expanded to an array, which would only copy it once more). Each value
+        // is checked after the call too.
         if self.rule == Rule::Grows {
-            return Ok(());
+            let total = args.iter().fold(0u64, |t, a| {
+                t.saturating_add(match a {
+                    ColumnarValue::Scalar(s) => (s.size() as u64).saturating_mul(rows as u64),
+                    ColumnarValue::Array(a) => {
+                        crate::width::widths(a.as_ref()).into_iter().fold(0u64, u64::saturating_add)
+                    }
+                })
+            });
+            let name = if self.inner.name() == CONCAT_OPERATOR { "||" } else { self.inner.name() };
+            if total > MAX_CALL_BYTES {
+                return exec_err!(
+                    "{name}: these arguments ask for {total} bytes in one call, more than one call may make \
+                     ({}); a query's functions are capped so that no query can take the server's memory or time",
+                    MAX_CALL_BYTES
+                );
+            }
+            return crate::account::check_more(total);
         }
         let arrays: Vec<ArrayRef> = args.iter().map(|a| a.to_array(rows)).collect::<Result<_>>()?;
         let arg = |i: usize| arrays.get(i).ok_or_else(|| datafusion::error::DataFusionError::Plan("argument".into()));
@@ -411,6 +431,9 @@ impl ScalarUDFImpl for Capped {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Many calls that each pass their cap add up (a chain of `||`, a hundred folded
+        // constants): each call first asks whether its query already holds too much.
+        crate::account::check()?;
         self.check(&args.args, args.number_rows)?;
         let out = self.inner.invoke_with_args(args)?;
         if self.rule == Rule::Grows {
@@ -634,12 +657,14 @@ impl Gathered {
 
 impl Accumulator for Gathered {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        crate::account::check()?;
         let kept = self.take(values)?;
         self.inner.update_batch(&kept)?;
         self.check()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        crate::account::check()?;
         let kept = self.take(states)?;
         self.inner.merge_batch(&kept)?;
         self.check()
@@ -779,6 +804,12 @@ mod tests {
                 "WITH a0 AS (SELECT repeat(CAST(value AS VARCHAR), 30000000) AS s FROM generate_series(1, 1)), \
                  a1 AS (SELECT concat(s, s) AS s FROM a0), a2 AS (SELECT concat(s, s) AS s FROM a1) SELECT length(s) FROM a2",
                 "concat: made a value of",
+            ),
+            // Many arguments, each a little: concat reserves their sum before it copies.
+            (
+                "SELECT max(length(concat(s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s))) FROM \
+                 (SELECT CAST(v AS VARCHAR) || repeat('w', 32000) AS s FROM generate_series(1, 40000) t(v))",
+                "concat: these arguments ask for",
             ),
             ("SELECT cardinality(range(1, 600000000))", "range"),
             ("SELECT cardinality(generate_series(-9223372036854775807, 9223372036854775807, 3))", "generate_series"),
