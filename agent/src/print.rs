@@ -9,21 +9,37 @@ use crate::crawl::table_of;
 
 pub fn print_json_lines(batches: &[RecordBatch], out: &mut impl Write) -> anyhow::Result<()> {
     for b in batches {
-        let table = table_of(b).name;
-        let mut buf = Vec::new();
-        let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
-        w.write(b)?;
-        w.finish()?;
-        drop(w);
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)?;
-        for row in rows {
-            let mut obj = serde_json::Map::with_capacity(row.len() + 1);
-            obj.insert("table".into(), table.into());
-            obj.extend(row);
-            serde_json::to_writer(&mut *out, &obj)?;
-            out.write_all(b"\n")?;
+        print_batch(b, out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Every crawl's rows, read back one batch at a time (see [`crate::rows::Rows`]).
+pub fn print_crawls(crawls: &[crate::crawl::Crawl], out: &mut impl Write) -> anyhow::Result<()> {
+    for c in crawls {
+        for b in c.batches.iter() {
+            print_batch(&b?, out)?;
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+fn print_batch(b: &RecordBatch, out: &mut impl Write) -> anyhow::Result<()> {
+    let table = table_of(b).name;
+    let mut buf = Vec::new();
+    let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
+    w.write(b)?;
+    w.finish()?;
+    drop(w);
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)?;
+    for row in rows {
+        let mut obj = serde_json::Map::with_capacity(row.len() + 1);
+        obj.insert("table".into(), table.into());
+        obj.extend(row);
+        serde_json::to_writer(&mut *out, &obj)?;
+        out.write_all(b"\n")?;
+    }
     Ok(())
 }

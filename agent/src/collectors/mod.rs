@@ -98,8 +98,8 @@ pub struct Scope {
 pub struct Sink {
     common: Common,
     builders: Vec<TableBuilder>,
-    /// Batches already finished, in the order they filled.
-    done: Vec<arrow_array::RecordBatch>,
+    /// Batches already finished, in the order they filled (past a few MiB, on disk).
+    done: crate::rows::Rows,
     /// Per table: rows and string bytes taken, and which limits it hit (reported once each).
     taken: HashMap<&'static str, Taken>,
     limits: Budgets,
@@ -140,7 +140,7 @@ impl Sink {
         Sink {
             common,
             builders: Vec::new(),
-            done: Vec::new(),
+            done: crate::rows::Rows::new(),
             taken: HashMap::new(),
             limits: *budgets,
             errors: 0,
@@ -280,10 +280,18 @@ impl Sink {
         &self.common
     }
 
-    /// Every batch of the tables that received rows.
-    pub fn finish(mut self) -> Vec<arrow_array::RecordBatch> {
+    /// Every batch of the tables that received rows, all in memory (for a few rows: see [`Sink::finish_rows`]).
+    pub fn finish(self) -> Vec<arrow_array::RecordBatch> {
+        self.finish_rows().to_vec()
+    }
+
+    /// Every batch of the tables that received rows, as a crawl holds them
+    /// (past a few MiB, on disk).
+    pub fn finish_rows(mut self) -> crate::rows::Rows {
         let mut out = std::mem::take(&mut self.done);
-        out.extend(self.builders.iter_mut().filter(|b| !b.is_empty()).map(TableBuilder::finish));
+        for b in self.builders.iter_mut().filter(|b| !b.is_empty()) {
+            out.push(b.finish());
+        }
         out
     }
 }

@@ -411,14 +411,12 @@ mod tests {
         std::fs::write(tmp.path().join("var/lib/rpm/rpmdb.sqlite"), &db).unwrap();
         let opts = crate::crawl::CrawlOptions { root: tmp.path().into(), ..Default::default() };
         let c = crate::crawl::crawl(&opts).unwrap();
-        let rows = |t: &str| {
-            c.batches.iter().filter(|b| crate::crawl::table_of(b).name == t).map(|b| b.num_rows()).sum::<usize>()
-        };
+        let rows = |t: &str| c.batches.rows_of(periscope_proto::tables::TABLES.iter().find(|x| x.name == t).unwrap());
         let most = (db.len() as u64 + rpm::SLACK) / blob.len() as u64;
         assert!(rows("packages") as u64 <= most, "{} packages from a {}-byte file", rows("packages"), db.len());
         assert!(rows("package_files") as u64 <= most * 4000);
         let mut text = Vec::new();
-        crate::print::print_json_lines(&c.batches, &mut text).unwrap();
+        crate::print::print_json_lines(&c.batches.to_vec(), &mut text).unwrap();
         let errors = String::from_utf8(text).unwrap();
         assert!(errors.contains("bytes per database"), "{errors}");
         assert_eq!(rows("os"), 1);
