@@ -875,6 +875,17 @@ impl Root {
         self.stream_expecting(rel, None, limit, f)
     }
 
+    /// Like [`Root::stream`], until `f` returns false (a parser that stopped
+    /// at its deadline): the rest of the file is not read.
+    pub fn stream_until(
+        &self,
+        rel: impl AsRef<OsStr>,
+        limit: u64,
+        f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, ReadError> {
+        self.stream_inner(rel.as_ref(), None, limit, f)
+    }
+
     /// Like [`Root::stream`], but refuses to read unless the opened file is
     /// the inode `(dev, ino)` a walk saw — a file swapped (e.g. for a symlink)
     /// after the walk is reported, not read in its place.
@@ -885,9 +896,22 @@ impl Root {
         limit: u64,
         mut f: impl FnMut(&[u8]),
     ) -> Result<u64, ReadError> {
+        self.stream_inner(rel.as_ref(), expect, limit, |chunk| {
+            f(chunk);
+            true
+        })
+    }
+
+    fn stream_inner(
+        &self,
+        rel: &OsStr,
+        expect: Option<(u64, u64)>,
+        limit: u64,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
-        let (mut file, size) = self.open_file(rel.as_ref())?;
-        let rel = &display_name(rel.as_ref().as_bytes());
+        let (mut file, size) = self.open_file(rel)?;
+        let rel = &display_name(rel.as_bytes());
         if let Some(want) = expect {
             use std::os::unix::fs::MetadataExt;
             let m = file.metadata().map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
@@ -910,7 +934,9 @@ impl Root {
                 return Err(ReadError::TooLarge { path: rel.to_string(), size: total, limit });
             }
             self.charge_bytes(rel, n as u64)?;
-            f(&buf[..n]);
+            if !f(&buf[..n]) {
+                break;
+            }
         }
         Ok(total)
     }

@@ -17,6 +17,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
+use periscope_agent::collectors::Sink;
+use periscope_agent::crawl::{CrawlOptions, crawl};
+use periscope_agent::encode::Common;
+use periscope_proto::tables::PACKAGE_FILES;
 use rustix::fs::{Mode, OFlags};
 
 struct Counting;
@@ -56,10 +60,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Heap bytes `f` needed at its peak, above what was allocated before it.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+/// This test's turn: held for its whole body, setup included, so that no
+/// other test's allocations (another's setup) count in its peak.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Heap bytes `f` needed at its peak, above what was allocated before it
+/// (call it holding [`turn`]).
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let base = NOW.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let out = f();
@@ -88,6 +98,7 @@ fn deep_tree(start: &Path, dir: &[u8], depth: usize, files: usize, file: impl Fn
 
 #[test]
 fn kept_entries_of_deep_long_paths_cost_their_names_not_their_paths() {
+    let _turn = turn();
     const DEPTH: usize = 40;
     const FILES: usize = 1500;
     for (what, dir, file) in [
@@ -129,6 +140,7 @@ fn kept_entries_of_deep_long_paths_cost_their_names_not_their_paths() {
 /// parser reads bytes now and makes text of the values it keeps only.
 #[test]
 fn a_status_of_invalid_utf8_costs_its_bytes_not_three_times_them() {
+    let _turn = turn();
     const SIZE: usize = 32 << 20;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -224,6 +236,7 @@ fn nested_level(pad: usize, name: &str, inner: &[u8], inner_len: u64) -> (Vec<u8
 /// jar, a fourth level, is not read.
 #[test]
 fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -253,4 +266,67 @@ fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
     assert!(errors.iter().any(|e| e.contains("nested 4 levels deep")), "{errors:?}");
     assert!(rows["packages"].is_empty());
     assert!(peak < 3 * (30 << 20) + (16 << 20), "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 21: a package database was read whole (up to the 256 MiB per-file
+/// budget) and then parsed: a 256 MB status cost 275 MB. It is parsed as it
+/// is read now, 64 KiB at a time, a line kept up to a bound: a 64 MiB
+/// Description costs what a short one does.
+#[test]
+fn a_big_dpkg_status_is_parsed_as_it_is_read() {
+    let _turn = turn();
+    const SIZE: usize = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    let mut status = b"Package: big\nStatus: install ok installed\nVersion: 1\nDescription: ".to_vec();
+    status.resize(SIZE, b'x');
+    status.extend_from_slice(b"\n more\n\nPackage: small\nStatus: install ok installed\nVersion: 2\n");
+    std::fs::write(root.join("var/lib/dpkg/status"), &status).unwrap();
+    drop(status);
+    let o = CrawlOptions { collectors: Some(vec!["packages".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for a {:.1} MB status", peak as f64 / 1e6, SIZE as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["big", "small"]);
+    assert_eq!(s(&rows["packages"][0], "description").len(), periscope_agent::collectors::parse::MAX_VALUE);
+    // Read whole, the file alone was 64 MiB of heap.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 21: every row of a scope was held until the scope ended (500,000
+/// unowned executables: 270 MB). Past a few MiB, finished batches wait on
+/// disk now: a scope of 100 MB of rows holds a bounded part of them.
+#[test]
+fn many_rows_in_one_scope_wait_on_disk() {
+    let _turn = turn();
+    const ROWS: usize = 600_000;
+    let common = Common { host: "h".into(), scope: "image".into(), scope_id: "rows".into(), crawl_time_us: 0 };
+    let (rows, peak) = peak_of(|| {
+        let mut sink = Sink::new(common);
+        let mut path = String::new();
+        for i in 0..ROWS {
+            path.clear();
+            path.push_str(&format!("/usr/lib/{i:0>140}"));
+            let row = [("manager", "dpkg".into()), ("package", "p".into()), ("path", path.as_str().into())];
+            assert!(sink.try_row(&PACKAGE_FILES, &row));
+        }
+        sink.finish_rows()
+    });
+    eprintln!("peak heap {:.1} MB for {ROWS} rows of 150-byte paths ({rows:?})", peak as f64 / 1e6);
+    assert_eq!(rows.num_rows(), ROWS);
+    assert!(rows.spilled() > 0, "{rows:?}");
+    assert!(rows.memory_bytes() <= periscope_agent::rows::SPILL_BYTES, "{rows:?}");
+    // Read back one batch at a time, every row is there.
+    let mut n = 0;
+    let (_, reading) = peak_of(|| {
+        for b in rows.iter() {
+            n += b.unwrap().num_rows();
+        }
+    });
+    assert_eq!(n, ROWS);
+    // Held, the rows were 90 MB of paths and more.
+    assert!(peak < 40 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert!(reading < 40 << 20, "peak heap reading back {:.1} MB", reading as f64 / 1e6);
 }

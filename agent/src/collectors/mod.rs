@@ -325,6 +325,36 @@ impl WalkErrors {
     }
 }
 
+/// Read problems of named paths met while rows are being made, said after
+/// problems found before them (as when everything was read first): at most
+/// [`MAX_ERROR_ROWS`] kept, the rest only counted, as the sink would.
+#[derive(Default)]
+pub struct ReadErrors {
+    kept: Vec<(String, ReadError)>,
+    more: u64,
+}
+
+impl ReadErrors {
+    pub fn push(&mut self, path: String, e: ReadError) {
+        if (self.kept.len() as u64) < MAX_ERROR_ROWS {
+            self.kept.push((path, e));
+        } else if !matches!(e, ReadError::RefusedMount { .. }) {
+            self.more += 1;
+        }
+    }
+
+    /// Each kept problem as a `crawl_errors` row of `collector`; the rest counted.
+    pub fn report(self, out: &mut Sink, collector: &str) {
+        for (path, e) in self.kept {
+            out.read_error(collector, &path, &e);
+        }
+        // Past the error rows' limit: counted in `crawls.errors`, as they were, but not kept.
+        for _ in 0..self.more {
+            out.error(collector, None, "a read problem");
+        }
+    }
+}
+
 /// A collector: fills rows for its table(s) from one scope.
 pub type CollectFn = fn(&Scope, &mut Sink);
 

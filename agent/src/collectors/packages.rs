@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
-use super::dpkg::{DpkgPackage, parse_status_within};
+use super::dpkg::{DpkgPackage, StatusParser};
 use super::parse::{Deadline, past};
 use super::rpm::{self, RpmPackage};
 use super::{Scope, Sink, unalias, usrmerge_aliases};
@@ -130,52 +130,69 @@ fn parse_errors(out: &mut Sink, path: &str, errors: Vec<super::parse::StanzaErro
     }
 }
 
+/// Streams a dpkg status file through [`StatusParser`], 64 KiB at a time:
+/// `each` gets every package as its stanza ends, and the file is never
+/// whole in memory (a 256 MB status cost its size and more).
+fn stream_status(
+    root: &crate::rootfs::Root,
+    path: &str,
+    late: &mut dyn FnMut() -> bool,
+    each: &mut dyn FnMut(DpkgPackage),
+) -> Result<Vec<super::parse::StanzaError>, crate::rootfs::ReadError> {
+    let mut deadline = Deadline::new(late);
+    let mut parser = StatusParser::new(&mut deadline);
+    root.stream_until(path, u64::MAX, |chunk| parser.feed(chunk, each))?;
+    Ok(parser.finish(each))
+}
+
 fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
     let root = &scope.root;
     let mut found = false;
-    match root.read(DPKG_STATUS) {
-        Ok(bytes) => {
+    // A file list is read once, for the first stanza that names it:
+    // repeated stanzas must not make one list's rows again each time.
+    let mut lists_read = HashSet::new();
+    let mut later = super::ReadErrors::default();
+    let streamed = stream_status(root, DPKG_STATUS, late, &mut |p| {
+        if !p.is_installed() {
+            not_installed_row(out, &p, DPKG_STATUS);
+            return;
+        }
+        dpkg_row(out, &p, DPKG_STATUS);
+        let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
+        if let Some(arch) = &p.architecture {
+            candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
+        }
+        for list in candidates {
+            if lists_read.contains(&list) {
+                break;
+            }
+            match root.read_limited(&list, LIST_MAX_BYTES) {
+                Ok(b) => {
+                    let name: Arc<str> = p.name.as_str().into();
+                    for path in list_paths(&b, false) {
+                        own(out, "dpkg", &name, &path, aliases);
+                    }
+                    lists_read.insert(list);
+                    break;
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    later.push(list, e);
+                    break;
+                }
+            }
+        }
+    });
+    match streamed {
+        Ok(errors) => {
             found = true;
-            let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
-            drop(bytes);
             parse_errors(out, DPKG_STATUS, errors);
-            for p in pkgs.iter().filter(|p| !p.is_installed()) {
-                not_installed_row(out, p, DPKG_STATUS);
-            }
-            // A file list is read once, for the first stanza that names it:
-            // repeated stanzas must not make one list's rows again each time.
-            let mut lists_read = HashSet::new();
-            for p in pkgs.iter().filter(|p| p.is_installed()) {
-                dpkg_row(out, p, DPKG_STATUS);
-                let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
-                if let Some(arch) = &p.architecture {
-                    candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
-                }
-                for list in candidates {
-                    if lists_read.contains(&list) {
-                        break;
-                    }
-                    match root.read_limited(&list, LIST_MAX_BYTES) {
-                        Ok(b) => {
-                            let name: Arc<str> = p.name.as_str().into();
-                            for path in list_paths(&b, false) {
-                                own(out, "dpkg", &name, &path, aliases);
-                            }
-                            lists_read.insert(list);
-                            break;
-                        }
-                        Err(e) if e.is_not_found() => continue,
-                        Err(e) => {
-                            out.read_error(C, &list, &e);
-                            break;
-                        }
-                    }
-                }
-            }
+            later.report(out, C);
         }
         Err(e) if e.is_not_found() => {}
         Err(e) => {
             found = true;
+            later.report(out, C);
             out.error(C, Some(DPKG_STATUS), &format!("dpkg database unreadable: {e}"));
         }
     }
@@ -189,40 +206,38 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
                     continue;
                 }
                 let path = format!("{DPKG_STATUS_D}/{name}");
-                let bytes = match root.read(&path) {
-                    Ok(b) => b,
+                // Distroless stanzas usually carry no Status line: present means installed.
+                let (mut installed, mut owner) = (0usize, None::<String>);
+                let streamed = stream_status(root, &path, late, &mut |p| {
+                    if p.status.is_some() && !p.is_installed() {
+                        not_installed_row(out, &p, &path);
+                        return;
+                    }
+                    dpkg_row(out, &p, &path);
+                    installed += 1;
+                    owner.get_or_insert(p.name);
+                });
+                match streamed {
+                    Ok(errors) => parse_errors(out, &path, errors),
                     Err(e) => {
                         out.read_error(C, &path, &e);
                         continue;
                     }
-                };
-                let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
-                drop(bytes);
-                parse_errors(out, &path, errors);
-                for p in pkgs.iter().filter(|p| p.status.is_some() && !p.is_installed()) {
-                    not_installed_row(out, p, &path);
-                }
-                // Distroless stanzas usually carry no Status line: present means installed.
-                let installed: Vec<&DpkgPackage> =
-                    pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()).collect();
-                for p in &installed {
-                    dpkg_row(out, p, &path);
                 }
                 // One stanza per file, one file list per file: its files belong
                 // to that stanza's package, read once however many stanzas the file has.
-                let Some(owner) = installed.first() else { continue };
-                if installed.len() > 1 {
+                let Some(owner) = owner else { continue };
+                if installed > 1 {
                     let msg = format!(
-                        "{} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
-                        installed.len(),
-                        super::parse::truncate(&owner.name, 80)
+                        "{installed} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
+                        super::parse::truncate(&owner, 80)
                     );
                     out.error(C, Some(&path), &msg);
                 }
                 let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
                 match root.read_limited(&sums, LIST_MAX_BYTES) {
                     Ok(b) => {
-                        let name: Arc<str> = owner.name.as_str().into();
+                        let name: Arc<str> = owner.as_str().into();
                         for f in list_paths(&b, true) {
                             own(out, "dpkg", &name, &f, aliases);
                         }
