@@ -144,7 +144,6 @@ pub fn coalesce_into(
                 }
             }
         }
-        drop(add);
         if !run.is_empty() {
             emit(merge(run))?;
         }
