@@ -26,20 +26,28 @@ pub fn print_crawls(crawls: &[crate::crawl::Crawl], out: &mut impl Write) -> any
     Ok(())
 }
 
+/// Rows made JSON at a time: a whole batch (up to
+/// [`crate::collectors::BATCH_ROWS`] rows) as JSON values cost 100 MB of heap.
+const PRINT_ROWS: usize = 1024;
+
 fn print_batch(b: &RecordBatch, out: &mut impl Write) -> anyhow::Result<()> {
     let table = table_of(b).name;
     let mut buf = Vec::new();
-    let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
-    w.write(b)?;
-    w.finish()?;
-    drop(w);
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)?;
-    for row in rows {
-        let mut obj = serde_json::Map::with_capacity(row.len() + 1);
-        obj.insert("table".into(), table.into());
-        obj.extend(row);
-        serde_json::to_writer(&mut *out, &obj)?;
-        out.write_all(b"\n")?;
+    for at in (0..b.num_rows()).step_by(PRINT_ROWS) {
+        let part = b.slice(at, PRINT_ROWS.min(b.num_rows() - at));
+        buf.clear();
+        let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
+        w.write(&part)?;
+        w.finish()?;
+        drop(w);
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&buf)?;
+        for row in rows {
+            let mut obj = serde_json::Map::with_capacity(row.len() + 1);
+            obj.insert("table".into(), table.into());
+            obj.extend(row);
+            serde_json::to_writer(&mut *out, &obj)?;
+            out.write_all(b"\n")?;
+        }
     }
     Ok(())
 }
