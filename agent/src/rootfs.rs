@@ -1124,20 +1124,30 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        let mut names = Vec::new();
+        // The names, sorted, are held while the directory is walked: in one
+        // buffer, each known by where it lies, not an allocation each.
+        let mut bytes = Vec::new();
+        let mut names: Vec<(u32, u32)> = Vec::new();
         for_each_name(dir, &at.quoted(), |n| {
             self.charge_entry_at(|| at.quoted())?;
-            names.push(n.to_vec());
+            let (from, to) = (bytes.len(), bytes.len() + n.len());
+            let (Ok(from), Ok(to)) = (u32::try_from(from), u32::try_from(to)) else {
+                return Err(ReadError::Budget { path: at.quoted(), what: "names in one directory over 4 GiB".into() });
+            };
+            names.push((from, to));
+            bytes.extend_from_slice(n);
             Ok(())
         })?;
-        names.sort();
+        let of = |(from, to): (u32, u32)| &bytes[from as usize..to as usize];
+        names.sort_unstable_by(|a, b| of(*a).cmp(of(*b)));
         for name in names {
-            let path = at.child(&name);
-            let os = OsStr::from_bytes(&name);
-            let real_child = real.map(|r| [r, &b"/"[..], &name[..]].concat());
+            let name = of(name);
+            let path = at.child(name);
+            let os = OsStr::from_bytes(name);
+            let real_child = real.map(|r| [r, &b"/"[..], name].concat());
             let (st, handle) = match &real_child {
                 // Refused mounts below the root: never stat a mount point before knowing what is mounted there.
-                Some(real_child) => match self.step(dir, &name, real_child) {
+                Some(real_child) => match self.step(dir, name, real_child) {
                     Ok(fd) => match rustix::fs::fstat(&fd) {
                         Ok(st) => (st, Some(fd)),
                         Err(e) => {
