@@ -333,28 +333,34 @@ fn many_rows_in_one_scope_wait_on_disk() {
 
 /// Issue 21: `crawl --print` made a whole batch JSON values at once, up to
 /// 65,536 rows (a root of 500,000 unowned executables peaked at 198 MB RSS,
-/// 100 MB of it JSON values of one batch). Rows are made JSON a thousand at
-/// a time now.
+/// 100 MB of it JSON values of one batch), and a thousand long rows at once
+/// still cost hundreds of MB (issue 24's roots of 15 KB paths). Rows are
+/// made JSON about a MiB of the batch at a time now.
 #[test]
 fn printing_a_full_batch_costs_a_few_rows_not_the_batch() {
     let _turn = turn();
-    let common = Common { host: "h".into(), scope: "image".into(), scope_id: "print".into(), crawl_time_us: 0 };
-    let mut sink = Sink::new(common);
-    for i in 0..periscope_agent::collectors::BATCH_ROWS {
-        let path = format!("/usr/bin/e{i:07}");
-        let row = [("manager", "dpkg".into()), ("package", "p".into()), ("path", path.as_str().into())];
-        assert!(sink.try_row(&PACKAGE_FILES, &row));
+    // A batch is full at BATCH_ROWS rows, or at BATCH_BYTES (8 MiB) of strings.
+    for (rows, path_len) in [(periscope_agent::collectors::BATCH_ROWS, 17), (400, 20_000)] {
+        let common = Common { host: "h".into(), scope: "image".into(), scope_id: "print".into(), crawl_time_us: 0 };
+        let mut sink = Sink::new(common);
+        for i in 0..rows {
+            let path = format!("/usr/bin/e{i:0>width$}", width = path_len - 10);
+            let row = [("manager", "dpkg".into()), ("package", "p".into()), ("path", path.as_str().into())];
+            assert!(sink.try_row(&PACKAGE_FILES, &row));
+        }
+        let batches = sink.finish();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).max(), Some(rows));
+        let mut lines = 0usize;
+        let mut count = LineCount(&mut lines);
+        let (r, peak) = peak_of(|| periscope_agent::print::print_json_lines(&batches, &mut count));
+        r.unwrap();
+        eprintln!("peak heap {:.1} MB printing a batch of {lines} rows of {path_len}-byte paths", peak as f64 / 1e6);
+        assert_eq!(lines, rows);
+        // The whole batch as JSON values measured 66.3 MB for the short rows,
+        // 1,024 rows at a time 1.0 MB; the long rows, 400 at once, 18.6 MB (0.2 MB
+        // now).
+        assert!(peak < 4 << 20, "{path_len}-byte paths: peak heap {:.1} MB", peak as f64 / 1e6);
     }
-    let batches = sink.finish();
-    assert_eq!(batches.iter().map(|b| b.num_rows()).max(), Some(periscope_agent::collectors::BATCH_ROWS));
-    let mut lines = 0usize;
-    let mut count = LineCount(&mut lines);
-    let (r, peak) = peak_of(|| periscope_agent::print::print_json_lines(&batches, &mut count));
-    r.unwrap();
-    eprintln!("peak heap {:.1} MB printing a batch of {lines} rows", peak as f64 / 1e6);
-    assert_eq!(lines, periscope_agent::collectors::BATCH_ROWS);
-    // The whole batch as JSON values measured 66.3 MB here, a thousand rows 1.0 MB.
-    assert!(peak < 4 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
 
 /// Counts the lines written to it, keeping nothing.
