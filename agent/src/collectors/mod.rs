@@ -330,23 +330,37 @@ impl WalkErrors {
 /// [`MAX_ERROR_ROWS`] kept, the rest only counted, as the sink would.
 #[derive(Default)]
 pub struct ReadErrors {
-    kept: Vec<(String, ReadError)>,
+    /// Path and message as their row quotes them (a problem's own text can
+    /// hold a path of 64 KiB), and whether it is a refused mount.
+    kept: Vec<(String, String, bool)>,
     more: u64,
 }
 
 impl ReadErrors {
     pub fn push(&mut self, path: String, e: ReadError) {
+        let refused = matches!(e, ReadError::RefusedMount { .. });
         if (self.kept.len() as u64) < MAX_ERROR_ROWS {
-            self.kept.push((path, e));
-        } else if !matches!(e, ReadError::RefusedMount { .. }) {
+            let path = parse::cut(&path, MAX_ERROR_QUOTE).to_string();
+            let message = e.to_string();
+            let message = match refused {
+                true => parse::cut(&message, MAX_ERROR_QUOTE).to_string(),
+                false => parse::cut_middle(&message, MAX_ERROR_QUOTE, MAX_ERROR_QUOTE / 4).into_owned(),
+            };
+            self.kept.push((path, message, refused));
+        } else if !refused {
             self.more += 1;
         }
     }
 
-    /// Each kept problem as a `crawl_errors` row of `collector`; the rest counted.
+    /// Each kept problem as a `crawl_errors` row of `collector` (as
+    /// [`Sink::read_error`] makes it); the rest counted.
     pub fn report(self, out: &mut Sink, collector: &str) {
-        for (path, e) in self.kept {
-            out.read_error(collector, &path, &e);
+        for (path, message, refused) in self.kept {
+            if refused {
+                out.not_read(collector, &path, &message);
+            } else {
+                out.error(collector, Some(&path), &message);
+            }
         }
         // Past the error rows' limit: counted in `crawls.errors`, as they were, but not kept.
         for _ in 0..self.more {
