@@ -430,3 +430,31 @@ fn problems_hashing_files_are_said_at_once_not_kept() {
     // Kept to the end, the problems measured 75.0 MB here (19.2 MB said at once).
     assert!(peak < 40 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Issue 21: apk's installed database was read whole (up to the 256 MiB
+/// per-file budget) and all its packages made before the first row. It is
+/// parsed as it is read now, each package's rows made as its stanza ends:
+/// a 64 MiB description costs what a short one does.
+#[test]
+fn a_big_apk_database_is_parsed_as_it_is_read() {
+    let _turn = turn();
+    const SIZE: usize = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
+    let mut db = b"P:big\nV:1\nT:".to_vec();
+    db.resize(SIZE, b'x');
+    db.extend_from_slice(b"\nF:usr/bin\nR:big\n\nP:small\nV:2\nF:usr/bin\nR:small\n");
+    std::fs::write(root.join("lib/apk/db/installed"), &db).unwrap();
+    drop(db);
+    let o = CrawlOptions { collectors: Some(vec!["packages".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for a {:.1} MB apk database", peak as f64 / 1e6, SIZE as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["big", "small"]);
+    let files: Vec<String> = rows["package_files"].iter().map(|r| s(r, "path")).collect();
+    assert_eq!(files, ["/usr/bin/big", "/usr/bin/small"]);
+    // Read whole, it measured 67.3 MB of heap; parsed as read, 0.6 MB.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}

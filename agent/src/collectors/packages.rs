@@ -257,45 +257,59 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
 }
 
 fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
-    let bytes = match scope.root.read(APK_INSTALLED) {
-        Ok(b) => b,
+    // Its size bounds the paths its parser makes (see `apk::PathBudget`).
+    let len = match scope.root.stamp(APK_INSTALLED) {
+        Ok((stamp, _)) => usize::try_from(stamp[2]).unwrap_or(0),
         Err(e) if e.is_not_found() => return false,
         Err(e) => {
             out.error(C, Some(APK_INSTALLED), &format!("apk database unreadable: {e}"));
             return true;
         }
     };
-    let (pkgs, errors) = super::apk::parse_installed_within(&bytes, &mut Deadline::new(late));
-    drop(bytes);
-    parse_errors(out, APK_INSTALLED, errors);
-    for p in &pkgs {
-        out.row(
-            &PACKAGES,
-            &[
-                ("manager", "apk".into()),
-                ("name", (&p.name).into()),
-                ("version", (&p.version).into()),
-                ("architecture", p.arch.as_ref().into()),
-                ("source", p.origin.as_ref().or(Some(&p.name)).into()),
-                ("source_version", (&p.version).into()),
-                ("status", "installed".into()),
-                ("maintainer", p.maintainer.as_ref().into()),
-                ("installed_size", p.installed_size.into()),
-                ("license", p.license.as_ref().into()),
-                ("db_path", APK_INSTALLED.into()),
-                ("location", APK_INSTALLED.into()),
-                ("description", p.description.as_ref().into()),
-                ("url", p.url.as_ref().into()),
-                ("commit", p.commit.as_ref().into()),
-                ("package_size", p.size.into()),
-            ],
-        );
-        let name: Arc<str> = p.name.as_str().into();
-        for f in &p.files {
-            own(out, "apk", &name, f, aliases);
+    // Parsed as it is read, each package's rows made as its stanza ends: a
+    // database read whole cost its size, and its packages' paths four times
+    // that, before the first row.
+    let mut deadline = Deadline::new(late);
+    let mut parser = super::apk::InstalledParser::new(len, &mut deadline);
+    let mut row = |p: super::apk::ApkPackage| apk_rows(out, &p, aliases);
+    let read = scope.root.stream_until(APK_INSTALLED, u64::MAX, |chunk| parser.feed(chunk, &mut row));
+    let errors = parser.finish(&mut row);
+    if let Err(e) = read {
+        if e.is_not_found() {
+            return false;
         }
+        out.error(C, Some(APK_INSTALLED), &format!("apk database unreadable: {e}"));
     }
+    parse_errors(out, APK_INSTALLED, errors);
     true
+}
+
+fn apk_rows(out: &mut Sink, p: &super::apk::ApkPackage, aliases: &[(String, String)]) {
+    out.row(
+        &PACKAGES,
+        &[
+            ("manager", "apk".into()),
+            ("name", (&p.name).into()),
+            ("version", (&p.version).into()),
+            ("architecture", p.arch.as_ref().into()),
+            ("source", p.origin.as_ref().or(Some(&p.name)).into()),
+            ("source_version", (&p.version).into()),
+            ("status", "installed".into()),
+            ("maintainer", p.maintainer.as_ref().into()),
+            ("installed_size", p.installed_size.into()),
+            ("license", p.license.as_ref().into()),
+            ("db_path", APK_INSTALLED.into()),
+            ("location", APK_INSTALLED.into()),
+            ("description", p.description.as_ref().into()),
+            ("url", p.url.as_ref().into()),
+            ("commit", p.commit.as_ref().into()),
+            ("package_size", p.size.into()),
+        ],
+    );
+    let name: Arc<str> = p.name.as_str().into();
+    for f in &p.files {
+        own(out, "apk", &name, f, aliases);
+    }
 }
 
 /// rpm's [E:]V-R, the string its ordering compares.
