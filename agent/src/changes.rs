@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
-use periscope_proto::tables::{self, COMMON_COLUMNS, CRAWLS, INHERITED, UNCHANGED};
-use sha2::{Digest, Sha256};
+use periscope_proto::tables::{self, CRAWLS, INHERITED, UNCHANGED};
 
 use crate::collectors::Sink;
 use crate::crawl::{Crawl, table_of};
 use crate::encode::Value;
+use crate::rows::Rows;
 
 type Key = (String, String, String, &'static str);
 
@@ -34,8 +34,9 @@ pub struct Tracker {
 
 /// A crawl rewritten for sending, and what to remember once it is spooled.
 #[derive(Debug, Default)]
-pub struct Reduced {
-    pub batches: Vec<RecordBatch>,
+pub struct Reduced<'a> {
+    /// What to send, in order: a crawl's table is read back (see [`Rows`]) only as it is sent.
+    pub parts: Vec<Part<'a>>,
     pub tables_sent: usize,
     pub tables_unchanged: usize,
     /// Of the unchanged, those not even read (see [`crate::fingerprint`]).
@@ -43,31 +44,42 @@ pub struct Reduced {
     pending: Vec<(Key, Option<Sent>)>,
 }
 
-impl Reduced {
-    pub fn extend(&mut self, other: Reduced) {
-        self.batches.extend(other.batches);
+/// Batches to send: one made for the send, or one table of a crawl.
+#[derive(Debug)]
+pub enum Part<'a> {
+    Batch(RecordBatch),
+    Table(&'a Rows, &'static tables::Table),
+}
+
+impl Part<'_> {
+    fn table(&self) -> &'static tables::Table {
+        match self {
+            Part::Batch(b) => table_of(b),
+            Part::Table(_, t) => t,
+        }
+    }
+}
+
+impl<'a> Reduced<'a> {
+    pub fn extend(&mut self, other: Reduced<'a>) {
+        self.parts.extend(other.parts);
         self.tables_sent += other.tables_sent;
         self.tables_unchanged += other.tables_unchanged;
         self.tables_unread += other.tables_unread;
         self.pending.extend(other.pending);
     }
-}
 
-/// Digest of a table's rows without the common columns (which name the
-/// scope and the crawl, and so differ every time).
-fn digest(batches: &[&RecordBatch]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for b in batches {
-        let keep: Vec<usize> = (0..b.num_columns())
-            .filter(|&i| !COMMON_COLUMNS.iter().any(|c| c.name == b.schema().field(i).name()))
-            .collect();
-        let b = b.project(&keep).expect("projection of existing columns");
-        // IPC bytes are a deterministic function of the values: equal rows, equal bytes.
-        let bytes = periscope_proto::ipc::encode(b.schema_ref(), std::slice::from_ref(&b)).expect("IPC encoding");
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
+    /// Every batch to send, all in memory at once (for tests).
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Batch(b) => out.push(b.clone()),
+                Part::Table(rows, t) => out.extend(rows.of_table(t).map(|b| b.expect("spilled rows read back"))),
+            }
+        }
+        out
     }
-    h.finalize().into()
 }
 
 /// Merges batches of one table into one batch, so many small scopes cost one
@@ -75,37 +87,72 @@ fn digest(batches: &[&RecordBatch]) -> [u8; 32] {
 /// their first-seen order; `unchanged` and then `crawls` go last, so every
 /// crawl's completion marker still arrives after its rows.
 pub fn coalesce(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let mut groups = by_table(batches);
+    let mut out = Vec::new();
+    coalesce_into(batches.into_iter().map(Part::Batch).collect(), |b| {
+        out.push(b);
+        Ok(())
+    })
+    .expect("batches in memory");
+    out
+}
+
+/// [`coalesce`] of `parts`, each merged batch handed to `emit` as soon as it
+/// is made: a crawl's spilled tables are read back one batch at a time, so
+/// what this holds is bounded by [`MERGE_BYTES`], not by the crawls' size.
+pub fn coalesce_into(
+    parts: Vec<Part<'_>>,
+    mut emit: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut groups: Vec<(&'static tables::Table, Vec<Part<'_>>)> = Vec::new();
+    for p in parts {
+        let t = p.table();
+        match groups.iter_mut().find(|(x, _)| x.name == t.name) {
+            Some((_, v)) => v.push(p),
+            None => groups.push((t, vec![p])),
+        }
+    }
     let rank = |t: &tables::Table| match t.name {
         n if n == UNCHANGED.name => 1,
         n if n == CRAWLS.name => 2,
         _ => 0,
     };
     groups.sort_by_key(|(t, _)| rank(t));
-    let mut out = Vec::new();
     for (_, v) in groups {
         // Merged up to a bound: many scopes' rows of one table must not make
         // a string column past Arrow's 2 GiB offsets (a panic in concat).
         let mut run: Vec<RecordBatch> = Vec::new();
         let mut size = 0;
-        for b in v {
+        let mut add = |b: RecordBatch, run: &mut Vec<RecordBatch>| -> anyhow::Result<()> {
             let n = b.get_array_memory_size();
             if !run.is_empty() && size + n > MERGE_BYTES {
-                out.push(merge(std::mem::take(&mut run)));
+                emit(merge(std::mem::take(run)))?;
                 size = 0;
             }
             size += n;
             run.push(b);
+            Ok(())
+        };
+        for p in v {
+            match p {
+                Part::Batch(b) => add(b, &mut run)?,
+                Part::Table(rows, t) => {
+                    for b in rows.of_table(t) {
+                        let b =
+                            b.map_err(|e| anyhow::anyhow!("cannot read back a crawl's spilled {} rows: {e}", t.name))?;
+                        add(b, &mut run)?;
+                    }
+                }
+            }
         }
         if !run.is_empty() {
-            out.push(merge(run));
+            emit(merge(run))?;
         }
     }
-    out
+    Ok(())
 }
 
-/// Most bytes of batches [`coalesce`] merges into one.
-pub const MERGE_BYTES: usize = 64 << 20;
+/// Most bytes of batches [`coalesce`] merges into one (and so holds at once).
+pub const MERGE_BYTES: usize = 8 << 20;
 
 fn merge(v: Vec<RecordBatch>) -> RecordBatch {
     if v.len() == 1 {
@@ -115,51 +162,37 @@ fn merge(v: Vec<RecordBatch>) -> RecordBatch {
     }
 }
 
-/// Batches grouped by table, tables in first-seen order.
-fn by_table<B: std::borrow::Borrow<RecordBatch>>(
-    batches: impl IntoIterator<Item = B>,
-) -> Vec<(&'static tables::Table, Vec<B>)> {
-    let mut groups: Vec<(&'static tables::Table, Vec<B>)> = Vec::new();
-    for b in batches {
-        let t = table_of(b.borrow());
-        match groups.iter_mut().find(|(x, _)| x.name == t.name) {
-            Some((_, v)) => v.push(b),
-            None => groups.push((t, vec![b])),
-        }
-    }
-    groups
-}
-
 impl Tracker {
     /// The batches to send for `crawl`: changed tables in full, an
     /// `unchanged` row for each table equal to what the server has, the
     /// `crawls` row last.
-    pub fn reduce(&self, crawl: &Crawl) -> Reduced {
+    pub fn reduce<'a>(&self, crawl: &'a Crawl) -> Reduced<'a> {
         let c = &crawl.common;
         let key = |t: &'static str| (c.host.clone(), c.scope.clone(), c.scope_id.clone(), t);
-        let by_table = by_table(crawl.batches.iter());
+        let rows = &crawl.batches;
+        let tables = rows.tables();
         let mut out = Reduced::default();
         let mut marker = Sink::new(c.clone());
-        let mut crawls_batches = Vec::new();
-        for (t, batches) in &by_table {
+        let mut crawls_parts = Vec::new();
+        for &t in &tables {
             if t.name == CRAWLS.name {
-                crawls_batches.extend(batches.iter().map(|b| (*b).clone()));
+                crawls_parts.push(Part::Table(rows, t));
                 continue;
             }
             if t.name == INHERITED.name {
                 // A few bytes, always sent: a crawl's inherited tables stand
                 // for its rows, so the server never follows them back in time.
-                out.batches.extend(batches.iter().map(|b| (*b).clone()));
+                out.parts.push(Part::Table(rows, t));
                 continue;
             }
-            let d = digest(batches);
+            let d = rows.digest(t).expect("a table with rows has a digest");
             match self.sent.get(&key(t.name)) {
                 Some(prev) if prev.digest == d => {
                     marker.row(&UNCHANGED, &[("table_name", t.name.into()), ("since", Value::Int(prev.since_us))]);
                     out.tables_unchanged += 1;
                 }
                 _ => {
-                    out.batches.extend(batches.iter().map(|b| (*b).clone()));
+                    out.parts.push(Part::Table(rows, t));
                     out.pending.push((key(t.name), Some(Sent { digest: d, since_us: c.crawl_time_us })));
                     out.tables_sent += 1;
                 }
@@ -176,17 +209,17 @@ impl Tracker {
         // Tables the server has rows of that this crawl has none of: nothing
         // to send (the new crawl's own rows are what counts), but forget them.
         for (k, _) in self.sent.iter().filter(|(k, _)| k.0 == c.host && k.1 == c.scope && k.2 == c.scope_id) {
-            if !by_table.iter().any(|(t, _)| t.name == k.3) && !crawl.unread.iter().any(|t| t.name == k.3) {
+            if !tables.iter().any(|t| t.name == k.3) && !crawl.unread.iter().any(|t| t.name == k.3) {
                 out.pending.push((k.clone(), None));
             }
         }
-        out.batches.extend(marker.finish());
-        out.batches.extend(crawls_batches);
+        out.parts.extend(marker.finish().into_iter().map(Part::Batch));
+        out.parts.extend(crawls_parts);
         out
     }
 
     /// Remembers what was spooled for the server.
-    pub fn commit(&mut self, reduced: Reduced) {
+    pub fn commit(&mut self, reduced: Reduced<'_>) {
         for (k, s) in reduced.pending {
             match s {
                 Some(s) => self.sent.insert(k, s),
@@ -213,7 +246,7 @@ mod tests {
         m.row(&CRAWLS, &[("rows", (versions.len() as i64).into())]);
         batches.extend(m.finish());
         Crawl {
-            batches,
+            batches: Rows::from(batches),
             rows: versions.len(),
             errors: 0,
             complete: true,
@@ -225,22 +258,29 @@ mod tests {
         }
     }
 
-    fn tables(r: &Reduced) -> Vec<&'static str> {
-        r.batches.iter().map(|b| table_of(b).name).collect()
+    fn tables(r: &Reduced<'_>) -> Vec<&'static str> {
+        names(&r.batches())
+    }
+
+    fn names(batches: &[RecordBatch]) -> Vec<&'static str> {
+        batches.iter().map(|b| table_of(b).name).collect()
     }
 
     #[test]
     fn only_changed_tables_are_resent_and_only_after_an_ack() {
         let mut t = Tracker::default();
-        let first = t.reduce(&crawl(1, &["5.2"]));
+        let first_crawl = crawl(1, &["5.2"]);
+        let first = t.reduce(&first_crawl);
         assert_eq!(tables(&first), ["packages", "crawls"]);
         // Not acknowledged: the next crawl sends everything again.
         assert_eq!(tables(&t.reduce(&crawl(2, &["5.2"]))), ["packages", "crawls"]);
         t.commit(first);
-        let same = t.reduce(&crawl(3, &["5.2"]));
+        let same_crawl = crawl(3, &["5.2"]);
+        let same = t.reduce(&same_crawl);
         assert_eq!(tables(&same), ["unchanged", "crawls"]);
         assert_eq!((same.tables_sent, same.tables_unchanged), (0, 1));
-        let since = same.batches[0].column_by_name("since").unwrap();
+        let sent = same.batches();
+        let since = sent[0].column_by_name("since").unwrap();
         assert_eq!(
             arrow_array::cast::AsArray::as_primitive::<arrow_array::types::TimestampMicrosecondType>(since).value(0),
             1,
@@ -248,13 +288,16 @@ mod tests {
         );
         t.commit(same);
         // Still 1 after an unchanged crawl was acknowledged.
-        let again = t.reduce(&crawl(4, &["5.2"]));
+        let again_crawl = crawl(4, &["5.2"]);
+        let again = t.reduce(&again_crawl);
         assert_eq!(tables(&again), ["unchanged", "crawls"]);
-        let changed = t.reduce(&crawl(5, &["5.3"]));
+        let changed_crawl = crawl(5, &["5.3"]);
+        let changed = t.reduce(&changed_crawl);
         assert_eq!(tables(&changed), ["packages", "crawls"]);
         t.commit(changed);
         // Emptied, then back to the old rows: sent again, not marked unchanged against a forgotten crawl.
-        let empty = t.reduce(&crawl(6, &[]));
+        let empty_crawl = crawl(6, &[]);
+        let empty = t.reduce(&empty_crawl);
         assert_eq!(tables(&empty), ["crawls"]);
         t.commit(empty);
         assert_eq!(tables(&t.reduce(&crawl(7, &["5.3"]))), ["packages", "crawls"]);
@@ -267,10 +310,13 @@ mod tests {
             let mut c = crawl(time, &["5.2"]);
             let mut s = Sink::new(c.common.clone());
             s.row(&INHERITED, &[("table_name", "os".into()), ("image_id", "sha256:i".into())]);
-            c.batches.splice(0..0, s.finish());
+            let mut all = s.finish();
+            all.extend(c.batches.to_vec());
+            c.batches = Rows::from(all);
             c
         };
-        let first = t.reduce(&with_inherited(1));
+        let first_crawl = with_inherited(1);
+        let first = t.reduce(&first_crawl);
         t.commit(first);
         assert_eq!(tables(&t.reduce(&with_inherited(2))), ["inherited", "unchanged", "crawls"]);
     }
@@ -278,15 +324,14 @@ mod tests {
     #[test]
     fn coalesce_merges_per_table_and_keeps_crawls_last() {
         let mut t = Tracker::default();
-        let a = t.reduce(&crawl(1, &["1"]));
+        let a_crawl = crawl(1, &["1"]);
+        let a = t.reduce(&a_crawl);
         t.commit(a);
-        let mut batches = t.reduce(&crawl(2, &["1"])).batches; // unchanged, crawls
-        batches.extend(crawl(3, &["2", "3"]).batches); // packages, crawls
+        let second = crawl(2, &["1"]);
+        let mut batches = t.reduce(&second).batches(); // unchanged, crawls
+        batches.extend(crawl(3, &["2", "3"]).batches.to_vec()); // packages, crawls
         let merged = coalesce(batches);
-        assert_eq!(
-            tables(&Reduced { batches: merged.clone(), ..Default::default() }),
-            ["packages", "unchanged", "crawls"]
-        );
+        assert_eq!(names(&merged), ["packages", "unchanged", "crawls"]);
         assert_eq!(merged.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [2, 1, 2]);
     }
 }

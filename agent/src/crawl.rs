@@ -12,6 +12,7 @@ use periscope_proto::tables::{self, Table, scope};
 use crate::collectors::{COLLECTORS, Collector, CollectorConfig, Scope, Sink};
 use crate::encode::Common;
 use crate::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES, Root, RootError};
+use crate::rows::Rows;
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -68,11 +69,11 @@ impl Default for CrawlOptions {
     }
 }
 
-/// The result of crawling one scope: one batch per table that has rows, the
-/// `crawls` batch last.
+/// The result of crawling one scope: its tables' batches (past a few MiB
+/// waiting on disk, see [`Rows`]), the `crawls` batch last.
 #[derive(Debug)]
 pub struct Crawl {
-    pub batches: Vec<RecordBatch>,
+    pub batches: Rows,
     pub rows: usize,
     pub errors: usize,
     pub common: Common,
@@ -756,9 +757,8 @@ pub const WATCHDOG_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 /// Finishes a scope's rows and appends the `crawls` row that marks it complete.
 fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
     let errors = sink.errors();
-    let batches = sink.finish();
     let mut crawl = Crawl {
-        batches: Vec::new(),
+        batches: sink.finish_rows(),
         rows: 0,
         errors,
         complete: true,
@@ -768,7 +768,7 @@ fn seal(sink: Sink, common: Common, root: String, started: Instant) -> Crawl {
         fingerprints: Vec::new(),
         unread: Vec::new(),
     };
-    crawl.add_rows(batches);
+    crawl.add_rows(Vec::new());
     crawl
 }
 
@@ -777,16 +777,12 @@ impl Crawl {
     /// e.g. the agent's health) and renews the `crawls` row that comes last,
     /// so that it still counts and names every table the crawl has rows of.
     pub fn add_rows(&mut self, rows: Vec<RecordBatch>) {
-        self.batches.retain(|b| table_of(b).name != tables::CRAWLS.name);
-        self.batches.extend(rows.into_iter().filter(|b| b.num_rows() > 0));
-        self.rows = self.batches.iter().map(RecordBatch::num_rows).sum();
-        let mut names: Vec<&str> = Vec::new();
-        for b in &self.batches {
-            let t = table_of(b).name;
-            if !names.contains(&t) {
-                names.push(t);
-            }
+        self.batches.remove_table(&tables::CRAWLS);
+        for b in rows {
+            self.batches.push(b);
         }
+        self.rows = self.batches.num_rows();
+        let names: Vec<&str> = self.batches.tables().iter().map(|t| t.name).collect();
         let listed = names.join(",");
         let mut marker = Sink::new(self.common.clone());
         marker.row(
@@ -801,7 +797,9 @@ impl Crawl {
                 ("tables", listed.as_str().into()),
             ],
         );
-        self.batches.extend(marker.finish());
+        for b in marker.finish() {
+            self.batches.push(b);
+        }
     }
 }
 
@@ -876,15 +874,15 @@ mod tests {
             crawl(&opts).unwrap()
         };
         let all = crawl(None);
-        let errors = strings(&all.batches, "crawl_errors", "message");
+        let errors = strings(&all.batches.to_vec(), "crawl_errors", "message");
         assert!(errors.iter().all(|m| !m.contains("directory entries")), "{errors:?}");
-        let mut names = strings(&all.batches, "packages", "name");
+        let mut names = strings(&all.batches.to_vec(), "packages", "name");
         names.sort();
         assert_eq!(names, ["ms", "six"], "{errors:?}");
-        assert_eq!(strings(&all.batches, "unowned_files", "path").len(), 400);
+        assert_eq!(strings(&all.batches.to_vec(), "unowned_files", "path").len(), 400);
         // The same rows when the collectors before them do not run.
         let alone = crawl(Some(vec!["python".into(), "npm".into()]));
-        let mut alone_names = strings(&alone.batches, "packages", "name");
+        let mut alone_names = strings(&alone.batches.to_vec(), "packages", "name");
         alone_names.sort();
         assert_eq!(alone_names, names);
     }
@@ -947,8 +945,8 @@ mod tests {
         let root = Root::open(tmp.path()).unwrap();
         let c = run_these(&opts, vec![&SPINS], root, common, "shown".into(), None, |_| {});
         STOP_SPINNING.store(true, Ordering::SeqCst);
-        let messages = strings(&c.batches, "crawl_errors", "message");
-        assert_eq!(strings(&c.batches, "crawl_errors", "collector"), ["watchdog"], "{messages:?}");
+        let messages = strings(&c.batches.to_vec(), "crawl_errors", "message");
+        assert_eq!(strings(&c.batches.to_vec(), "crawl_errors", "collector"), ["watchdog"], "{messages:?}");
         assert!(messages[0].contains("still computing") && !messages[0].contains("FUSE"), "{messages:?}");
         assert!(!c.complete);
     }
@@ -972,13 +970,13 @@ mod tests {
             };
             let these = vec![&PANICS, crate::collectors::collector("os").unwrap()];
             let c = run_these(&opts, these, root, common, "shown".into(), None, |_| panic!("a bug in discovery"));
-            let collectors = strings(&c.batches, "crawl_errors", "collector");
-            let messages = strings(&c.batches, "crawl_errors", "message");
+            let collectors = strings(&c.batches.to_vec(), "crawl_errors", "collector");
+            let messages = strings(&c.batches.to_vec(), "crawl_errors", "message");
             assert_eq!(collectors, ["panics", "discovery"], "attempt {attempt}: {messages:?}");
             assert!(messages[1].contains("a bug in discovery"), "{messages:?}");
             assert!(messages[0].contains("panicked") && messages[0].contains("a bug in one collector"), "{messages:?}");
             // The rows made before the panic and the next collector's rows still arrive.
-            assert_eq!(strings(&c.batches, "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
+            assert_eq!(strings(&c.batches.to_vec(), "os", "id"), ["before-the-panic", "debian"], "attempt {attempt}");
             assert!(c.complete, "attempt {attempt}");
         }
     }
@@ -1012,7 +1010,7 @@ mod tests {
             None,
         );
         let mut out = Vec::new();
-        crate::print::print_json_lines(&c.batches, &mut out).unwrap();
+        crate::print::print_json_lines(&c.batches.to_vec(), &mut out).unwrap();
         let rows: Vec<serde_json::Value> =
             String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let layer_errors: Vec<(String, String)> = rows

@@ -139,14 +139,19 @@ impl Outbox {
         for c in crawls {
             r.extend(self.tracker.reduce(c));
         }
-        let batches = crate::changes::coalesce(std::mem::take(&mut r.batches));
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let msgs = crate::send::number(&self.agent_id, self.epoch, &mut self.seq, &batches)?;
-        let bytes: usize = msgs.iter().map(|m| m.arrow_ipc.len()).sum();
-        for m in &msgs {
+        // Merged, encoded and spooled one batch at a time: spilled rows are
+        // read back as they go, never all at once.
+        let (mut rows, mut bytes) = (0usize, 0usize);
+        let (agent_id, epoch, seq) = (&self.agent_id, self.epoch, &mut self.seq);
+        let mut spool = self.spool.writer();
+        crate::changes::coalesce_into(std::mem::take(&mut r.parts), |b| {
+            let m = crate::send::number_one(agent_id, epoch, seq, &b)?;
             tracing::debug!(table = %m.table, rows = m.rows, bytes = m.arrow_ipc.len(), "batch");
-        }
-        let evicted = self.spool.push(&msgs)?;
+            rows += b.num_rows();
+            bytes += m.arrow_ipc.len();
+            Ok(spool.write(&m)?)
+        })?;
+        let evicted = spool.finish()?;
         let (sent, unchanged, unread) = (r.tables_sent, r.tables_unchanged, r.tables_unread);
         if evicted > 0 {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.

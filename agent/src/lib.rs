@@ -18,5 +18,6 @@ pub mod limits;
 pub mod mounts;
 pub mod print;
 pub mod rootfs;
+pub mod rows;
 pub mod send;
 pub mod spool;

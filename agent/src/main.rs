@@ -329,14 +329,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = CrawlOptions { inherit: !print, ..crawl.options() };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let crawls = rt.block_on(crawl_async(opts))?;
-            let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
             if print {
                 // Buffered: stdout is line-buffered, and a crawl prints tens of thousands of lines.
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-                return periscope_agent::print::print_json_lines(&batches, &mut out);
+                return periscope_agent::print::print_crawls(&crawls, &mut out);
             }
             let server = server.expect("clap enforces --server or --print");
-            let report = rt.block_on(periscope_agent::send::send(&server, &hostname(), &batches))?;
+            let report = rt.block_on(periscope_agent::send::send_crawls(&server, &hostname(), &crawls))?;
             let errors: usize = crawls.iter().map(|c| c.errors).sum();
             eprintln!(
                 "periscope-agent: sent {} rows in {} batches ({} bytes) for {} scope(s), first {} {}, to {server}; {errors} crawl errors",

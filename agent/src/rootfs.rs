@@ -875,6 +875,17 @@ impl Root {
         self.stream_expecting(rel, None, limit, f)
     }
 
+    /// Like [`Root::stream`], until `f` returns false (a parser that stopped
+    /// at its deadline): the rest of the file is not read.
+    pub fn stream_until(
+        &self,
+        rel: impl AsRef<OsStr>,
+        limit: u64,
+        f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, ReadError> {
+        self.stream_inner(rel.as_ref(), None, limit, f)
+    }
+
     /// Like [`Root::stream`], but refuses to read unless the opened file is
     /// the inode `(dev, ino)` a walk saw — a file swapped (e.g. for a symlink)
     /// after the walk is reported, not read in its place.
@@ -885,9 +896,22 @@ impl Root {
         limit: u64,
         mut f: impl FnMut(&[u8]),
     ) -> Result<u64, ReadError> {
+        self.stream_inner(rel.as_ref(), expect, limit, |chunk| {
+            f(chunk);
+            true
+        })
+    }
+
+    fn stream_inner(
+        &self,
+        rel: &OsStr,
+        expect: Option<(u64, u64)>,
+        limit: u64,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
-        let (mut file, size) = self.open_file(rel.as_ref())?;
-        let rel = &display_name(rel.as_ref().as_bytes());
+        let (mut file, size) = self.open_file(rel)?;
+        let rel = &display_name(rel.as_bytes());
         if let Some(want) = expect {
             use std::os::unix::fs::MetadataExt;
             let m = file.metadata().map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
@@ -910,7 +934,9 @@ impl Root {
                 return Err(ReadError::TooLarge { path: rel.to_string(), size: total, limit });
             }
             self.charge_bytes(rel, n as u64)?;
-            f(&buf[..n]);
+            if !f(&buf[..n]) {
+                break;
+            }
         }
         Ok(total)
     }
@@ -1098,20 +1124,30 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        let mut names = Vec::new();
+        // The names, sorted, are held while the directory is walked: in one
+        // buffer, each known by where it lies, not an allocation each.
+        let mut bytes = Vec::new();
+        let mut names: Vec<(u32, u32)> = Vec::new();
         for_each_name(dir, &at.quoted(), |n| {
             self.charge_entry_at(|| at.quoted())?;
-            names.push(n.to_vec());
+            let (from, to) = (bytes.len(), bytes.len() + n.len());
+            let (Ok(from), Ok(to)) = (u32::try_from(from), u32::try_from(to)) else {
+                return Err(ReadError::Budget { path: at.quoted(), what: "names in one directory over 4 GiB".into() });
+            };
+            names.push((from, to));
+            bytes.extend_from_slice(n);
             Ok(())
         })?;
-        names.sort();
+        let of = |(from, to): (u32, u32)| &bytes[from as usize..to as usize];
+        names.sort_unstable_by(|a, b| of(*a).cmp(of(*b)));
         for name in names {
-            let path = at.child(&name);
-            let os = OsStr::from_bytes(&name);
-            let real_child = real.map(|r| [r, &b"/"[..], &name[..]].concat());
+            let name = of(name);
+            let path = at.child(name);
+            let os = OsStr::from_bytes(name);
+            let real_child = real.map(|r| [r, &b"/"[..], name].concat());
             let (st, handle) = match &real_child {
                 // Refused mounts below the root: never stat a mount point before knowing what is mounted there.
-                Some(real_child) => match self.step(dir, &name, real_child) {
+                Some(real_child) => match self.step(dir, name, real_child) {
                     Ok(fd) => match rustix::fs::fstat(&fd) {
                         Ok(st) => (st, Some(fd)),
                         Err(e) => {

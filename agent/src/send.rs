@@ -62,24 +62,25 @@ pub fn number(
     next_seq: &mut u64,
     batches: &[RecordBatch],
 ) -> Result<Vec<Batch>, SendError> {
-    let mut msgs = Vec::with_capacity(batches.len());
-    for b in batches {
-        let table = table_of(b);
-        let arrow_ipc = ipc::encode_wire(b.schema_ref(), std::slice::from_ref(b))
-            .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
-        *next_seq += 1;
-        msgs.push(Batch {
-            contract_version: CONTRACT_VERSION,
-            agent_id: agent_id.to_string(),
-            boot_epoch: epoch,
-            seq: *next_seq,
-            table: table.name.to_string(),
-            rows: b.num_rows() as u64,
-            arrow_ipc,
-            compression: periscope_proto::v1::Compression::Zstd as i32,
-        });
-    }
-    Ok(msgs)
+    batches.iter().map(|b| number_one(agent_id, epoch, next_seq, b)).collect()
+}
+
+/// [`number`] of one batch.
+pub fn number_one(agent_id: &str, epoch: u64, next_seq: &mut u64, b: &RecordBatch) -> Result<Batch, SendError> {
+    let table = table_of(b);
+    let arrow_ipc = ipc::encode_wire(b.schema_ref(), std::slice::from_ref(b))
+        .map_err(|e| SendError::Encode { table: table.name, message: e.to_string() })?;
+    *next_seq += 1;
+    Ok(Batch {
+        contract_version: CONTRACT_VERSION,
+        agent_id: agent_id.to_string(),
+        boot_epoch: epoch,
+        seq: *next_seq,
+        table: table.name.to_string(),
+        rows: b.num_rows() as u64,
+        arrow_ipc,
+        compression: periscope_proto::v1::Compression::Zstd as i32,
+    })
 }
 
 /// A fresh boot epoch: the start of this agent process's numbering.
@@ -91,6 +92,18 @@ pub fn new_epoch() -> u64 {
 pub async fn send(url: &str, agent_id: &str, batches: &[RecordBatch]) -> Result<SendReport, SendError> {
     let msgs = number(agent_id, new_epoch(), &mut 0, batches)?;
     send_numbered(url, None, msgs, |_| {}).await
+}
+
+/// Sends crawls' batches, encoding them one at a time as their rows are read
+/// back (only the compressed bodies are held), and waits until every one is acknowledged.
+pub async fn send_crawls(url: &str, agent_id: &str, crawls: &[crate::crawl::Crawl]) -> anyhow::Result<SendReport> {
+    let (epoch, mut seq, mut msgs) = (new_epoch(), 0, Vec::new());
+    for c in crawls {
+        for b in c.batches.iter() {
+            msgs.push(number_one(agent_id, epoch, &mut seq, &b?)?);
+        }
+    }
+    Ok(send_numbered(url, None, msgs, |_| {}).await?)
 }
 
 /// `msg` as a request carrying the node key, when there is one.

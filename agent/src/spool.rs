@@ -69,29 +69,17 @@ impl Spool {
     /// Appends `batches` durably, in order; returns how many older batches
     /// were evicted to stay within the size limit.
     pub fn push(&mut self, batches: &[Batch]) -> std::io::Result<u64> {
+        let mut w = self.writer();
         for b in batches {
-            let n = self.next;
-            self.next += 1;
-            let tmp = self.dir.join(format!(".{}.tmp", name(n)));
-            let bytes = b.encode_to_vec();
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.dir.join(name(n)))?;
-            self.files.push_back((n, bytes.len() as u64));
-            self.bytes += bytes.len() as u64;
+            w.write(b)?;
         }
-        File::open(&self.dir)?.sync_all()?;
-        let mut evicted = 0;
-        // Oldest first, but never the batches just written.
-        while self.bytes > self.max_bytes && self.files.len() > batches.len() {
-            let (n, len) = self.files.pop_front().expect("non-empty");
-            let _ = fs::remove_file(self.dir.join(name(n)));
-            self.bytes -= len;
-            evicted += 1;
-        }
-        self.evicted += evicted;
-        Ok(evicted)
+        w.finish()
+    }
+
+    /// Appends batches one at a time (each durable once its file is renamed);
+    /// [`Writer::finish`] syncs the directory and evicts what no longer fits.
+    pub fn writer(&mut self) -> Writer<'_> {
+        Writer { spool: self, written: 0 }
     }
 
     /// Up to `max_bytes` (at least one) of the oldest batches, with their file numbers.
@@ -127,6 +115,47 @@ impl Spool {
             self.bytes -= len;
             let _ = fs::remove_file(self.dir.join(name(n)));
         }
+    }
+}
+
+/// Batches being appended to a [`Spool`] (see [`Spool::writer`]).
+pub struct Writer<'a> {
+    spool: &'a mut Spool,
+    written: usize,
+}
+
+impl Writer<'_> {
+    pub fn write(&mut self, b: &Batch) -> std::io::Result<()> {
+        let s = &mut *self.spool;
+        let n = s.next;
+        s.next += 1;
+        let tmp = s.dir.join(format!(".{}.tmp", name(n)));
+        let bytes = b.encode_to_vec();
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, s.dir.join(name(n)))?;
+        s.files.push_back((n, bytes.len() as u64));
+        s.bytes += bytes.len() as u64;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Makes the new files' names durable; returns how many older batches
+    /// were evicted to stay within the size limit.
+    pub fn finish(self) -> std::io::Result<u64> {
+        let s = self.spool;
+        File::open(&s.dir)?.sync_all()?;
+        let mut evicted = 0;
+        // Oldest first, but never the batches just written.
+        while s.bytes > s.max_bytes && s.files.len() > self.written {
+            let (n, len) = s.files.pop_front().expect("non-empty");
+            let _ = fs::remove_file(s.dir.join(name(n)));
+            s.bytes -= len;
+            evicted += 1;
+        }
+        s.evicted += evicted;
+        Ok(evicted)
     }
 }
 

@@ -54,10 +54,10 @@ async fn a_container_only_its_cgroup_reveals_is_crawled() {
         .iter()
         .find(|c| c.common.scope == "container" && c.common.scope_id == id)
         .expect("cgroup-only container crawled");
-    let (rows, _) = rows_of(&c.batches);
+    let (rows, _) = rows_of(&c.batches.to_vec());
     let want = in_chroot(&debian_rootfs(), &["dpkg-query", "-W"]).lines().count();
     assert_eq!(rows["packages"].len(), want);
-    let (host, _) = rows_of(&crawls[0].batches);
+    let (host, _) = rows_of(&crawls[0].batches.to_vec());
     let p = host["processes"].iter().find(|p| s(p, "pid") == fixture.child.id().to_string()).expect("process listed");
     assert_eq!(s(p, "container_id"), id);
     drop(fixture);

@@ -138,7 +138,7 @@ async fn containerd_containers_are_discovered_and_crawled_in_every_state() {
         ..Default::default()
     };
     let crawls = crawl_async(opts).await.expect("crawl");
-    let (rows, _) = rows_of(&crawls[0].batches);
+    let (rows, _) = rows_of(&crawls[0].batches.to_vec());
     let ctrd_errors: Vec<_> = rows["crawl_errors"].iter().filter(|r| s(r, "collector") == "containerd").collect();
     assert!(ctrd_errors.is_empty(), "{ctrd_errors:?}");
     let mine: BTreeMap<String, &serde_json::Map<String, serde_json::Value>> =
@@ -183,7 +183,7 @@ async fn containerd_containers_are_discovered_and_crawled_in_every_state() {
             .iter()
             .find(|c| c.common.scope == "container" && c.common.scope_id == id)
             .unwrap_or_else(|| panic!("container {id} not crawled"));
-        rows_of(&c.batches).0
+        rows_of(&c.batches.to_vec()).0
     };
     for id in ["run", "exit", "new", "priv"] {
         let got: BTreeMap<String, String> =

@@ -166,14 +166,14 @@ async fn every_container_appears_with_its_settings() {
     let crawls = crawl_async(opts).await.expect("crawl");
     let c = &crawls[0];
     assert_eq!(c.common.scope, "host");
-    let (rows, _) = rows_of(&c.batches);
+    let (rows, _) = rows_of(&c.batches.to_vec());
 
     // The running container was crawled through /proc/<pid>/root as its own scope.
     let inside = crawls
         .iter()
         .find(|c| c.common.scope == "container" && c.common.scope_id == running)
         .expect("running container crawled");
-    let (crows, _) = rows_of(&inside.batches);
+    let (crows, _) = rows_of(&inside.batches.to_vec());
     let want: std::collections::BTreeMap<String, String> =
         in_chroot(&debian_rootfs(), &["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"])
             .lines()
@@ -187,7 +187,10 @@ async fn every_container_appears_with_its_settings() {
     assert_eq!(got, want_running, "packages of the running container: its image's plus the one planted in it");
     assert_eq!(crows["files"].iter().map(|r| s(r, "path")).collect::<Vec<_>>(), ["/tmp/planted"]);
     assert!(
-        crawls.iter().filter(|c| c.common.scope_id != running).all(|c| !rows_of(&c.batches).1.contains("/tmp/planted")),
+        crawls
+            .iter()
+            .filter(|c| c.common.scope_id != running)
+            .all(|c| !rows_of(&c.batches.to_vec()).1.contains("/tmp/planted")),
         "the planted file shows up for its container only"
     );
     let image_id = String::from_utf8(
@@ -203,7 +206,7 @@ async fn every_container_appears_with_its_settings() {
             .iter()
             .find(|c| c.common.scope == scope && c.common.scope_id == id)
             .unwrap_or_else(|| panic!("{scope} {id} not crawled"));
-        let (crows, _) = rows_of(&c.batches);
+        let (crows, _) = rows_of(&c.batches.to_vec());
         let got: std::collections::BTreeMap<String, String> =
             crows["packages"].iter().map(|r| (s(r, "name"), s(r, "version"))).collect();
         assert_eq!(got, want, "packages of {scope} {id}");
@@ -211,7 +214,7 @@ async fn every_container_appears_with_its_settings() {
     // The whiteout hides the deleted file in the stopped container only.
     let configs_of = |id: &str| -> Vec<String> {
         let c = crawls.iter().find(|c| c.common.scope_id == id).unwrap_or_else(|| panic!("{id} not crawled"));
-        rows_of(&c.batches).0["configs"].iter().map(|r| s(r, "path")).collect()
+        rows_of(&c.batches.to_vec()).0["configs"].iter().map(|r| s(r, "path")).collect()
     };
     assert!(configs_of(&image_id).contains(&"/etc/login.defs".to_string()));
     assert!(!configs_of(&deleter).contains(&"/etc/login.defs".to_string()), "the whiteout hides login.defs");
@@ -349,7 +352,7 @@ async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
     unsafe { std::env::remove_var("DOCKER_HOST") };
     let crawls = c.expect("the crawl itself succeeds");
     assert_eq!(crawls.len(), 1);
-    let (rows, _) = rows_of(&crawls[0].batches);
+    let (rows, _) = rows_of(&crawls[0].batches.to_vec());
     let err = rows["crawl_errors"].iter().find(|r| s(r, "collector") == "docker").expect("docker error row");
     assert!(s(err, "message").contains("nothing.sock"), "{err:?}");
     assert_eq!(rows["os"].len(), 1, "the rest of the crawl still arrives");

@@ -150,7 +150,7 @@ fn hostile_rootfs_is_crawled_safely_and_every_problem_recorded() {
     opts.config.config_files.push("/proc/self/environ".into());
     let started = Instant::now();
     std::thread::spawn(move || {
-        let _ = tx.send(periscope_agent::crawl::crawl(&opts).map(|c| rows_of(&c.batches)));
+        let _ = tx.send(periscope_agent::crawl::crawl(&opts).map(|c| rows_of(&c.batches.to_vec())));
     });
     let (rows, text) =
         rx.recv_timeout(Duration::from_secs(120)).expect("crawl did not finish in 120 s").expect("crawl failed");
@@ -455,8 +455,8 @@ fn with_read_network_fs_a_fuse_mount_is_read_and_the_watchdog_still_bounds_a_hun
     let start = Instant::now();
     let second = periscope_agent::crawl::crawl(&o).unwrap();
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
-    let (r1, _) = rows_of(&first.batches);
-    let (r2, _) = rows_of(&second.batches);
+    let (r1, _) = rows_of(&first.batches.to_vec());
+    let (r2, _) = rows_of(&second.batches.to_vec());
     let watchdog =
         |r: &Rows| r["crawl_errors"].iter().find(|r| s(r, "collector") == "watchdog").map(|r| s(r, "message"));
     assert!(watchdog(&r1).is_some_and(|m| m.contains("a read did not return")), "{r1:?}");

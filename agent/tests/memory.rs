@@ -17,6 +17,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
+use periscope_agent::collectors::Sink;
+use periscope_agent::crawl::{CrawlOptions, crawl};
+use periscope_agent::encode::Common;
+use periscope_proto::tables::PACKAGE_FILES;
 use rustix::fs::{Mode, OFlags};
 
 struct Counting;
@@ -56,10 +60,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Heap bytes `f` needed at its peak, above what was allocated before it.
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+/// This test's turn: held for its whole body, setup included, so that no
+/// other test's allocations (another's setup) count in its peak.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Heap bytes `f` needed at its peak, above what was allocated before it
+/// (call it holding [`turn`]).
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let base = NOW.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let out = f();
@@ -88,6 +98,7 @@ fn deep_tree(start: &Path, dir: &[u8], depth: usize, files: usize, file: impl Fn
 
 #[test]
 fn kept_entries_of_deep_long_paths_cost_their_names_not_their_paths() {
+    let _turn = turn();
     const DEPTH: usize = 40;
     const FILES: usize = 1500;
     for (what, dir, file) in [
@@ -129,6 +140,7 @@ fn kept_entries_of_deep_long_paths_cost_their_names_not_their_paths() {
 /// parser reads bytes now and makes text of the values it keeps only.
 #[test]
 fn a_status_of_invalid_utf8_costs_its_bytes_not_three_times_them() {
+    let _turn = turn();
     const SIZE: usize = 32 << 20;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -224,6 +236,7 @@ fn nested_level(pad: usize, name: &str, inner: &[u8], inner_len: u64) -> (Vec<u8
 /// jar, a fourth level, is not read.
 #[test]
 fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
+    let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
@@ -253,4 +266,195 @@ fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
     assert!(errors.iter().any(|e| e.contains("nested 4 levels deep")), "{errors:?}");
     assert!(rows["packages"].is_empty());
     assert!(peak < 3 * (30 << 20) + (16 << 20), "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 21: a package database was read whole (up to the 256 MiB per-file
+/// budget) and then parsed: a 256 MB status cost 275 MB. It is parsed as it
+/// is read now, 64 KiB at a time, a line kept up to a bound: a 64 MiB
+/// Description costs what a short one does.
+#[test]
+fn a_big_dpkg_status_is_parsed_as_it_is_read() {
+    let _turn = turn();
+    const SIZE: usize = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    let mut status = b"Package: big\nStatus: install ok installed\nVersion: 1\nDescription: ".to_vec();
+    status.resize(SIZE, b'x');
+    status.extend_from_slice(b"\n more\n\nPackage: small\nStatus: install ok installed\nVersion: 2\n");
+    std::fs::write(root.join("var/lib/dpkg/status"), &status).unwrap();
+    drop(status);
+    let o = CrawlOptions { collectors: Some(vec!["packages".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for a {:.1} MB status", peak as f64 / 1e6, SIZE as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["big", "small"]);
+    assert_eq!(s(&rows["packages"][0], "description").len(), periscope_agent::collectors::parse::MAX_VALUE);
+    // Read whole, the file alone was 64 MiB of heap.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 21: every row of a scope was held until the scope ended (500,000
+/// unowned executables: 270 MB). Past a few MiB, finished batches wait on
+/// disk now: a scope of 100 MB of rows holds a bounded part of them.
+#[test]
+fn many_rows_in_one_scope_wait_on_disk() {
+    let _turn = turn();
+    const ROWS: usize = 600_000;
+    let common = Common { host: "h".into(), scope: "image".into(), scope_id: "rows".into(), crawl_time_us: 0 };
+    let (rows, peak) = peak_of(|| {
+        let mut sink = Sink::new(common);
+        let mut path = String::new();
+        for i in 0..ROWS {
+            path.clear();
+            path.push_str(&format!("/usr/lib/{i:0>140}"));
+            let row = [("manager", "dpkg".into()), ("package", "p".into()), ("path", path.as_str().into())];
+            assert!(sink.try_row(&PACKAGE_FILES, &row));
+        }
+        sink.finish_rows()
+    });
+    eprintln!("peak heap {:.1} MB for {ROWS} rows of 150-byte paths ({rows:?})", peak as f64 / 1e6);
+    assert_eq!(rows.num_rows(), ROWS);
+    assert!(rows.spilled() > 0, "{rows:?}");
+    assert!(rows.memory_bytes() <= periscope_agent::rows::SPILL_BYTES, "{rows:?}");
+    // Read back one batch at a time, every row is there.
+    let mut n = 0;
+    let (_, reading) = peak_of(|| {
+        for b in rows.iter() {
+            n += b.unwrap().num_rows();
+        }
+    });
+    assert_eq!(n, ROWS);
+    // Held, the rows were 90 MB of paths and more.
+    assert!(peak < 40 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert!(reading < 40 << 20, "peak heap reading back {:.1} MB", reading as f64 / 1e6);
+}
+
+/// Issue 21: `crawl --print` made a whole batch JSON values at once, up to
+/// 65,536 rows (a root of 500,000 unowned executables peaked at 198 MB RSS,
+/// 100 MB of it JSON values of one batch), and a thousand long rows at once
+/// still cost hundreds of MB (issue 24's roots of 15 KB paths). Rows are
+/// made JSON about a MiB of the batch at a time now.
+#[test]
+fn printing_a_full_batch_costs_a_few_rows_not_the_batch() {
+    let _turn = turn();
+    // A batch is full at BATCH_ROWS rows, or at BATCH_BYTES (8 MiB) of strings.
+    for (rows, path_len) in [(periscope_agent::collectors::BATCH_ROWS, 17), (400, 20_000)] {
+        let common = Common { host: "h".into(), scope: "image".into(), scope_id: "print".into(), crawl_time_us: 0 };
+        let mut sink = Sink::new(common);
+        for i in 0..rows {
+            let path = format!("/usr/bin/e{i:0>width$}", width = path_len - 10);
+            let row = [("manager", "dpkg".into()), ("package", "p".into()), ("path", path.as_str().into())];
+            assert!(sink.try_row(&PACKAGE_FILES, &row));
+        }
+        let batches = sink.finish();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).max(), Some(rows));
+        let mut lines = 0usize;
+        let mut count = LineCount(&mut lines);
+        let (r, peak) = peak_of(|| periscope_agent::print::print_json_lines(&batches, &mut count));
+        r.unwrap();
+        eprintln!("peak heap {:.1} MB printing a batch of {lines} rows of {path_len}-byte paths", peak as f64 / 1e6);
+        assert_eq!(lines, rows);
+        // The whole batch as JSON values measured 66.3 MB for the short rows,
+        // 1,024 rows at a time 1.0 MB; the long rows, 400 at once, 18.6 MB (0.2 MB
+        // now).
+        assert!(peak < 4 << 20, "{path_len}-byte paths: peak heap {:.1} MB", peak as f64 / 1e6);
+    }
+}
+
+/// Counts the lines written to it, keeping nothing.
+struct LineCount<'a>(&'a mut usize);
+
+impl std::io::Write for LineCount<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        *self.0 += buf.iter().filter(|&&c| c == b'\n').count();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A walk holds one directory's names while it walks it (they are sorted
+/// first, so rows and digests do not follow the filesystem's order); one
+/// directory of 200,000 names held each in its own allocation.
+#[test]
+fn a_walk_holds_a_big_directorys_names_in_one_buffer() {
+    let _turn = turn();
+    const FILES: usize = 200_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("usr/bin");
+    deep_tree(&dir, b"d", 0, FILES, |i| format!("e{i:07}").into_bytes());
+    let root = periscope_agent::rootfs::Root::open(tmp.path()).unwrap();
+    let mut seen = 0usize;
+    let (r, peak) = peak_of(|| {
+        root.walk(
+            "/usr/bin",
+            &mut |_| {
+                seen += 1;
+                true
+            },
+            &mut |e| panic!("{e}"),
+        )
+    });
+    r.unwrap();
+    eprintln!("peak heap {:.1} MB walking {seen} names of 8 bytes", peak as f64 / 1e6);
+    assert_eq!(seen, FILES);
+    // A Vec each (and a stable sort's scratch) measured 12.7 MB here, for
+    // 1.6 MB of names; one buffer 4.2 MB.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 24 item 6: `unowned_files` kept each problem hashing a file until
+/// all its walks were done, with the file's whole path twice (the row's and
+/// the error's own text). Paths past PATH_MAX cannot be opened to hash, so
+/// a root of 15,000 executables under 15 KB paths held 270 MB of problems
+/// (379 MB RSS). Each problem is its (quoted) error row at once now.
+#[test]
+fn problems_hashing_files_are_said_at_once_not_kept() {
+    let _turn = turn();
+    const FILES: usize = 6000;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    deep_tree(&root.join("usr/lib"), &[b'd'; 250], 20, FILES, |i| format!("{i:06}").into_bytes());
+    let o = CrawlOptions { collectors: Some(vec!["unowned_files".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for {FILES} files of 5 KB paths that cannot be hashed", peak as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    assert_eq!(rows["unowned_files"].len(), FILES);
+    let too_long = rows["crawl_errors"].iter().filter(|r| s(r, "message").contains("too long")).count();
+    assert_eq!(too_long, FILES);
+    // Kept to the end, the problems measured 75.0 MB here (19.2 MB said at once).
+    assert!(peak < 40 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 21: apk's installed database was read whole (up to the 256 MiB
+/// per-file budget) and all its packages made before the first row. It is
+/// parsed as it is read now, each package's rows made as its stanza ends:
+/// a 64 MiB description costs what a short one does.
+#[test]
+fn a_big_apk_database_is_parsed_as_it_is_read() {
+    let _turn = turn();
+    const SIZE: usize = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
+    let mut db = b"P:big\nV:1\nT:".to_vec();
+    db.resize(SIZE, b'x');
+    db.extend_from_slice(b"\nF:usr/bin\nR:big\n\nP:small\nV:2\nF:usr/bin\nR:small\n");
+    std::fs::write(root.join("lib/apk/db/installed"), &db).unwrap();
+    drop(db);
+    let o = CrawlOptions { collectors: Some(vec!["packages".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for a {:.1} MB apk database", peak as f64 / 1e6, SIZE as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let names: Vec<String> = rows["packages"].iter().map(|r| s(r, "name")).collect();
+    assert_eq!(names, ["big", "small"]);
+    let files: Vec<String> = rows["package_files"].iter().map(|r| s(r, "path")).collect();
+    assert_eq!(files, ["/usr/bin/big", "/usr/bin/small"]);
+    // Read whole, it measured 67.3 MB of heap; parsed as read, 0.6 MB.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }

@@ -252,7 +252,7 @@ fn sqlite_database_matches_rpm() {
     };
     let c = periscope_agent::crawl::crawl(&opts).expect("crawl");
     let mut out = Vec::new();
-    periscope_agent::print::print_json_lines(&c.batches, &mut out).unwrap();
+    periscope_agent::print::print_json_lines(&c.batches.to_vec(), &mut out).unwrap();
     let rows: Vec<serde_json::Value> =
         String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let pkg = |n: &str| {

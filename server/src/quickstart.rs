@@ -45,7 +45,7 @@ pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) ->
 
     let opts = CrawlOptions { root: root.clone(), inherit: true, ..Default::default() };
     let crawls = crawl_async(opts).await?;
-    let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.iter().cloned()).collect();
+    let batches: Vec<_> = crawls.iter().flat_map(|c| c.batches.to_vec()).collect();
     let report = periscope_agent::send::send(&url, &hostname(), &batches).await?;
     let c = &crawls[0];
     let scope = format!("host = {} AND scope_id = {}", quote(&c.common.host), quote(&c.common.scope_id));

@@ -15,7 +15,7 @@
 //! recording problems after [`MAX_ERRORS`] (one final summary is added) and
 //! stops at its scope's deadline (see [`Deadline`]).
 
-use super::parse::{Deadline, Errors, STOPPED, StanzaError, cut_bytes, lines, quote, text};
+use super::parse::{Deadline, Errors, STOPPED, StanzaError, cut_bytes, quote, text};
 pub use super::parse::{MAX_ERRORS, MAX_VALUE};
 use crate::rootfs::display_name;
 
@@ -66,35 +66,122 @@ pub fn parse_installed(bytes: &[u8]) -> (Vec<ApkPackage>, Vec<StanzaError>) {
 /// packages read so far are kept and one problem says where it stopped.
 pub fn parse_installed_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<ApkPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
-    let mut errors = Errors::default();
-    let mut draft: Option<Draft<'_>> = None;
-    let mut paths = PathBudget::for_input(bytes.len());
-    for (i, line) in lines(bytes).enumerate() {
-        let lineno = i + 1;
-        if line.trim_ascii().is_empty() {
-            if let Some(d) = draft.take() {
-                d.finish(&mut pkgs, &mut errors);
+    let mut parser = InstalledParser::new(bytes.len(), deadline);
+    parser.feed(bytes, &mut |p| pkgs.push(p));
+    let errors = parser.finish(&mut |p| pkgs.push(p));
+    (pkgs, errors)
+}
+
+/// Bytes of a line kept: a key, its colon and the longest value kept, and a
+/// few bytes more to find a char boundary and to see that a value was cut.
+const LINE_KEEP: usize = 2 + MAX_VALUE + 8;
+
+/// [`parse_installed_within`] fed a piece at a time (the database as it is
+/// read), each package handed over as its stanza ends: what it holds is a
+/// line of at most [`LINE_KEEP`] bytes and one stanza, whatever the file's size.
+pub struct InstalledParser<'d, 'l> {
+    deadline: &'d mut Deadline<'l>,
+    errors: Errors,
+    paths: PathBudget,
+    draft: Option<Draft>,
+    stopped: bool,
+    /// The line being read: its first [`LINE_KEEP`] bytes, its length and
+    /// whether it is blank so far.
+    line: Vec<u8>,
+    len: usize,
+    blank: bool,
+    lineno: usize,
+    /// Whether anything was fed (an empty database has no lines).
+    any: bool,
+}
+
+impl<'d, 'l> InstalledParser<'d, 'l> {
+    /// A parser of a database of `len` bytes (which bounds the paths it makes, see [`PathBudget`]).
+    pub fn new(len: usize, deadline: &'d mut Deadline<'l>) -> Self {
+        InstalledParser {
+            deadline,
+            errors: Errors::default(),
+            paths: PathBudget::for_input(len),
+            draft: None,
+            stopped: false,
+            line: Vec::new(),
+            len: 0,
+            blank: true,
+            lineno: 0,
+            any: false,
+        }
+    }
+
+    /// Reads `bytes`; false once the deadline stopped it (the rest need not be fed).
+    pub fn feed(&mut self, mut bytes: &[u8], pkg: &mut dyn FnMut(ApkPackage)) -> bool {
+        while !self.stopped && !bytes.is_empty() {
+            self.any = true;
+            let (part, ended) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], true),
+                None => (bytes, false),
+            };
+            let keep = LINE_KEEP.saturating_sub(self.line.len()).min(part.len());
+            self.line.extend_from_slice(&part[..keep]);
+            self.len += part.len();
+            self.blank &= part.iter().all(u8::is_ascii_whitespace);
+            bytes = &bytes[part.len() + usize::from(ended)..];
+            if ended {
+                self.end_line(pkg);
             }
-            continue;
         }
-        let stop = if draft.is_none() { deadline.stanza() } else { deadline.line() };
+        !self.stopped
+    }
+
+    /// Ends the input (a last line without its newline counts); the problems met.
+    pub fn finish(mut self, pkg: &mut dyn FnMut(ApkPackage)) -> Vec<StanzaError> {
+        if !self.stopped && self.len > 0 {
+            self.end_line(pkg);
+        }
+        if let Some(d) = self.draft.take() {
+            d.finish(pkg, &mut self.errors);
+        }
+        self.errors.into_vec()
+    }
+
+    fn end_line(&mut self, pkg: &mut dyn FnMut(ApkPackage)) {
+        self.lineno += 1;
+        let lineno = self.lineno;
+        let mut line = std::mem::take(&mut self.line);
+        let (len, blank) = (std::mem::replace(&mut self.len, 0), std::mem::replace(&mut self.blank, true));
+        // `\r\n` ends a line too.
+        let len = if line.len() == len && line.last() == Some(&b'\r') {
+            line.pop();
+            len - 1
+        } else {
+            len
+        };
+        self.read_line(&line, len, blank, lineno, pkg);
+        line.clear();
+        self.line = line;
+    }
+
+    fn read_line(&mut self, line: &[u8], len: usize, blank: bool, lineno: usize, pkg: &mut dyn FnMut(ApkPackage)) {
+        if blank {
+            if let Some(d) = self.draft.take() {
+                d.finish(pkg, &mut self.errors);
+            }
+            return;
+        }
+        let stop = if self.draft.is_none() { self.deadline.stanza() } else { self.deadline.line() };
         if stop {
-            errors.push(lineno, || STOPPED.to_string());
-            draft = None;
-            break;
+            self.errors.push(lineno, || STOPPED.to_string());
+            self.draft = None;
+            self.stopped = true;
+            return;
         }
-        let d = draft.get_or_insert_with(|| Draft::new(lineno));
+        let d = self.draft.get_or_insert_with(|| Draft::new(lineno));
         match line {
             [key, b':', value @ ..] if key.is_ascii_alphabetic() => {
-                d.field(*key, value, lineno, &mut errors, &mut paths)
+                d.field(*key, value, len - 2, lineno, &mut self.errors, &mut self.paths)
             }
-            _ => errors.push(lineno, || format!("not a `X:value` line: {:?}", quote(line, 80))),
+            _ => self.errors.push(lineno, || format!("not a `X:value` line: {:?}", quote(line, 80))),
         }
     }
-    if let Some(d) = draft.take() {
-        d.finish(&mut pkgs, &mut errors);
-    }
-    (pkgs, errors.into_vec())
 }
 
 /// Where `R:` lines currently land.
@@ -108,19 +195,19 @@ enum Cwd {
     Rejected,
 }
 
-/// A stanza being read: scalar values still borrowed from the input.
-struct Draft<'a> {
+/// A stanza being read: scalar values as bytes, each capped at [`MAX_VALUE`].
+struct Draft {
     start: usize,
     any_field: bool,
-    name: Option<&'a [u8]>,
-    version: Option<&'a [u8]>,
-    arch: Option<&'a [u8]>,
-    origin: Option<&'a [u8]>,
-    license: Option<&'a [u8]>,
-    description: Option<&'a [u8]>,
-    url: Option<&'a [u8]>,
-    maintainer: Option<&'a [u8]>,
-    commit: Option<&'a [u8]>,
+    name: Option<Vec<u8>>,
+    version: Option<Vec<u8>>,
+    arch: Option<Vec<u8>>,
+    origin: Option<Vec<u8>>,
+    license: Option<Vec<u8>>,
+    description: Option<Vec<u8>>,
+    url: Option<Vec<u8>>,
+    maintainer: Option<Vec<u8>>,
+    commit: Option<Vec<u8>>,
     size: Option<i64>,
     installed_size: Option<i64>,
     build_time: Option<i64>,
@@ -129,7 +216,7 @@ struct Draft<'a> {
     dirs: Vec<String>,
 }
 
-impl<'a> Draft<'a> {
+impl Draft {
     fn new(start: usize) -> Self {
         Draft {
             start,
@@ -152,7 +239,8 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn field(&mut self, key: u8, value: &'a [u8], line: usize, errors: &mut Errors, paths: &mut PathBudget) {
+    /// One `X:value` line; `len` is the value's length, of which `value` may be only the first bytes.
+    fn field(&mut self, key: u8, value: &[u8], len: usize, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
         self.any_field = true;
         let slot = match key {
             b'P' => &mut self.name,
@@ -164,22 +252,26 @@ impl<'a> Draft<'a> {
             b'U' => &mut self.url,
             b'm' => &mut self.maintainer,
             b'c' => &mut self.commit,
+            // A number longer than a kept line is none (its kept start may be blanks).
+            b'S' | b'I' | b't' if len > value.len() => {
+                return errors.push(line, || format!("{}: not a number: {:?}", key as char, quote(value, 80)));
+            }
             b'S' => return number(&mut self.size, key, value, line, errors),
             b'I' => return number(&mut self.installed_size, key, value, line, errors),
             b't' => return number(&mut self.build_time, key, value, line, errors),
-            b'F' => return self.dir(value, line, errors),
-            b'R' => return self.file(value, line, errors, paths),
+            b'F' => return self.dir(value, len, line, errors),
+            b'R' => return self.file(value, len, line, errors, paths),
             _ => return,
         };
         if slot.is_some() {
             errors.push(line, || format!("duplicate {}: field, keeping the first", key as char));
             return;
         }
-        *slot = Some(capped(key, value, line, errors));
+        *slot = Some(capped(key, value, len, line, errors).to_vec());
     }
 
-    fn dir(&mut self, value: &[u8], line: usize, errors: &mut Errors) {
-        let value = capped(b'F', value, line, errors);
+    fn dir(&mut self, value: &[u8], len: usize, line: usize, errors: &mut Errors) {
+        let value = capped(b'F', value, len, line, errors);
         let start = value.iter().position(|&b| b != b'/').unwrap_or(value.len());
         let end = value.iter().rposition(|&b| b != b'/').map_or(start, |e| e + 1);
         let rel = &value[start..end.max(start)];
@@ -194,8 +286,8 @@ impl<'a> Draft<'a> {
         self.cwd = Cwd::LastDir;
     }
 
-    fn file(&mut self, value: &[u8], line: usize, errors: &mut Errors, paths: &mut PathBudget) {
-        let name = capped(b'R', value, line, errors);
+    fn file(&mut self, value: &[u8], len: usize, line: usize, errors: &mut Errors, paths: &mut PathBudget) {
+        let name = capped(b'R', value, len, line, errors);
         if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
             errors.push(line, || format!("R: {:?} is not a file name", quote(name, 80)));
             return;
@@ -211,13 +303,15 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn finish(self, pkgs: &mut Vec<ApkPackage>, errors: &mut Errors) {
+    fn finish(self, pkg: &mut dyn FnMut(ApkPackage), errors: &mut Errors) {
         if !self.any_field {
             return; // only malformed lines, each already reported
         }
-        let present = |v: Option<&'a [u8]>| v.filter(|v| !v.is_empty());
-        let (Some(name), Some(version)) = (present(self.name), present(self.version)) else {
-            let missing = match (present(self.name), present(self.version)) {
+        fn present(v: &Option<Vec<u8>>) -> Option<&[u8]> {
+            v.as_deref().filter(|v| !v.is_empty())
+        }
+        let (Some(name), Some(version)) = (present(&self.name), present(&self.version)) else {
+            let missing = match (present(&self.name), present(&self.version)) {
                 (None, None) => "P: and V:",
                 (None, _) => "P:",
                 _ => "V:",
@@ -225,19 +319,19 @@ impl<'a> Draft<'a> {
             errors.push(self.start, || format!("stanza without {missing}; skipped"));
             return;
         };
-        let owned = |v: Option<&'a [u8]>| present(v).map(|v| text(v, MAX_VALUE));
-        pkgs.push(ApkPackage {
+        let owned = |v: &Option<Vec<u8>>| present(v).map(|v| text(v, MAX_VALUE));
+        pkg(ApkPackage {
             name: text(name, MAX_VALUE),
             version: text(version, MAX_VALUE),
-            arch: owned(self.arch),
-            origin: owned(self.origin),
-            license: owned(self.license),
+            arch: owned(&self.arch),
+            origin: owned(&self.origin),
+            license: owned(&self.license),
             size: self.size,
             installed_size: self.installed_size,
-            description: owned(self.description),
-            url: owned(self.url),
-            maintainer: owned(self.maintainer),
-            commit: owned(self.commit),
+            description: owned(&self.description),
+            url: owned(&self.url),
+            maintainer: owned(&self.maintainer),
+            commit: owned(&self.commit),
             build_time: self.build_time,
             files: self.files,
             dirs: self.dirs,
@@ -292,11 +386,12 @@ fn number(slot: &mut Option<i64>, key: u8, value: &[u8], line: usize, errors: &m
     }
 }
 
-/// `value`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
-fn capped<'a>(key: u8, value: &'a [u8], line: usize, errors: &mut Errors) -> &'a [u8] {
+/// `value` (the first bytes of one of `len` bytes), cut to [`MAX_VALUE`]
+/// bytes at a char boundary (reported if cut).
+fn capped<'a>(key: u8, value: &'a [u8], len: usize, line: usize, errors: &mut Errors) -> &'a [u8] {
     let kept = cut_bytes(value, MAX_VALUE);
-    if kept.len() < value.len() {
-        errors.push(line, || format!("{}: value of {} bytes truncated to {}", key as char, value.len(), kept.len()));
+    if kept.len() < len {
+        errors.push(line, || format!("{}: value of {len} bytes truncated to {}", key as char, kept.len()));
     }
     kept
 }
@@ -512,5 +607,40 @@ R:default.script
         let last = &e[MAX_ERRORS];
         assert_eq!(last.line, MAX_ERRORS + 1);
         assert!(last.message.starts_with("99000 more problems"), "{last:?}");
+    }
+
+    /// Fed in pieces cut anywhere (a byte at a time included), the parser
+    /// says what it says of the whole database in one piece.
+    #[test]
+    fn fed_in_pieces_it_reads_what_it_reads_whole() {
+        let long = format!(
+            "P:x\nV:1\nT:{}\nF:d\nR:{}\nS:{}7\n",
+            "d".repeat(MAX_VALUE + 100),
+            "é".repeat(MAX_VALUE),
+            " ".repeat(2 * MAX_VALUE)
+        );
+        let inputs: Vec<Vec<u8>> = vec![
+            TWO.as_bytes().to_vec(),
+            TWO.replace('\n', "\r\n").into_bytes(),
+            b"P:a\nV:1\nS: 12x\n\n \t\nbad line\n?\nP:b\r".to_vec(),
+            long.into_bytes(),
+            b"".to_vec(),
+            b"\n".to_vec(),
+            b"\n\nP:a\nV:1".to_vec(),
+        ];
+        for input in &inputs {
+            let whole = parse_installed(input);
+            for size in [1, 2, 3, 7, 64, 4096] {
+                let mut pkgs = Vec::new();
+                let mut never = || false;
+                let mut deadline = Deadline::new(&mut never);
+                let mut parser = InstalledParser::new(input.len(), &mut deadline);
+                for piece in input.chunks(size) {
+                    assert!(parser.feed(piece, &mut |p| pkgs.push(p)));
+                }
+                let errors = parser.finish(&mut |p| pkgs.push(p));
+                assert_eq!((pkgs, errors), whole, "{size}-byte pieces of {:?}", quote(input, 200));
+            }
+        }
     }
 }

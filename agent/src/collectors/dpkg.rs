@@ -42,7 +42,7 @@ impl DpkgPackage {
 }
 
 pub use super::parse::StanzaError;
-use super::parse::{Deadline, Errors, MAX_VALUE, STOPPED, lines, quote, text};
+use super::parse::{Deadline, Errors, MAX_VALUE, STOPPED, quote, text};
 
 /// Parses a whole status file.
 pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
@@ -51,77 +51,221 @@ pub fn parse_status(bytes: &[u8]) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
 
 /// Parses a status file until `deadline` says the scope's time is up (asked
 /// at every stanza): the packages read so far are kept and one problem says
-/// where it stopped.
-///
-/// Values stay bytes borrowed from the input until a stanza is done; only
-/// the fields a package keeps become text, each cut to [`MAX_VALUE`] bytes.
-/// Problems are bounded (see [`Errors`]).
+/// where it stopped. See [`StatusParser`], which this feeds in one piece.
 pub fn parse_status_within(bytes: &[u8], deadline: &mut Deadline<'_>) -> (Vec<DpkgPackage>, Vec<StanzaError>) {
     let mut pkgs = Vec::new();
-    let mut errors = Errors::default();
-    // (name, value): the value runs from after the colon to the end of its last continuation line.
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut start = 1;
-    let at = |piece: &[u8]| piece.as_ptr() as usize - bytes.as_ptr() as usize;
-    for (i, line) in lines(bytes).chain(std::iter::once(&b""[..])).enumerate() {
-        let lineno = i + 1;
-        if line.trim_ascii().is_empty() {
-            if !fields.is_empty() {
-                match stanza(&fields) {
-                    Ok(p) => pkgs.push(p),
-                    Err(message) => errors.push(start, || message),
-                }
-                fields.clear();
-            }
-            start = lineno + 1;
-            continue;
+    let mut p = StatusParser::new(deadline);
+    p.feed(bytes, &mut |x| pkgs.push(x));
+    let errors = p.finish(&mut |x| pkgs.push(x));
+    (pkgs, errors)
+}
+
+/// Bytes of one line a parser keeps: a value is cut to [`MAX_VALUE`] bytes
+/// anyway, so a longer line (a 190 MB Description) costs no more than this.
+/// Only a line with more leading blanks than this reads differently.
+pub const LINE_KEEP: usize = 2 * MAX_VALUE;
+
+/// The fields a package keeps, in the order of [`StatusParser::values`].
+const KEPT: [&str; 8] =
+    ["Package", "Version", "Source", "Installed-Size", "Architecture", "Status", "Maintainer", "Homepage"];
+
+/// A status file parsed as it is read, in chunks of any size: each package
+/// is handed over as its stanza ends, and what the parser holds is bounded
+/// by [`LINE_KEEP`] and the kept fields' values, never by the file.
+///
+/// Pure and total: any bytes in, packages and per-stanza problems out. Only
+/// the fields a package keeps become text, each cut to [`MAX_VALUE`] bytes;
+/// problems are bounded (see [`Errors`]).
+pub struct StatusParser<'d, 'l> {
+    deadline: &'d mut Deadline<'l>,
+    errors: Errors,
+    stopped: bool,
+    // The line being read.
+    line: Vec<u8>,
+    len: usize,
+    blank: bool,
+    colon: Option<usize>,
+    blank_before_colon: bool,
+    last_byte: u8,
+    lineno: usize,
+    // The stanza being read.
+    start: usize,
+    fields: usize,
+    values: [Option<Vec<u8>>; KEPT.len()],
+    /// Description's first line, and whether it was cut at [`LINE_KEEP`].
+    description: Option<(Vec<u8>, bool)>,
+    /// The kept field that continuation lines extend now.
+    extending: Option<usize>,
+}
+
+impl<'d, 'l> StatusParser<'d, 'l> {
+    pub fn new(deadline: &'d mut Deadline<'l>) -> Self {
+        StatusParser {
+            deadline,
+            errors: Errors::default(),
+            stopped: false,
+            line: Vec::new(),
+            len: 0,
+            blank: true,
+            colon: None,
+            blank_before_colon: false,
+            last_byte: 0,
+            lineno: 0,
+            start: 1,
+            fields: 0,
+            values: Default::default(),
+            description: None,
+            extending: None,
         }
-        let stop = if fields.is_empty() { deadline.stanza() } else { deadline.line() };
+    }
+
+    /// Whether the deadline stopped the parse (the rest of the input is ignored).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Reads `chunk`; false once stopped.
+    pub fn feed(&mut self, mut chunk: &[u8], each: &mut dyn FnMut(DpkgPackage)) -> bool {
+        while !self.stopped && !chunk.is_empty() {
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.take(&chunk[..i]);
+                    self.end_line(each);
+                    chunk = &chunk[i + 1..];
+                }
+                None => {
+                    self.take(chunk);
+                    chunk = &[];
+                }
+            }
+        }
+        !self.stopped
+    }
+
+    /// The end of the input: the last stanza, and the problems found.
+    pub fn finish(mut self, each: &mut dyn FnMut(DpkgPackage)) -> Vec<StanzaError> {
+        if !self.stopped && self.len > 0 {
+            self.end_line(each);
+        }
+        if !self.stopped {
+            // As if a blank line followed.
+            self.lineno += 1;
+            self.flush(each);
+        }
+        self.errors.into_vec()
+    }
+
+    fn take(&mut self, seg: &[u8]) {
+        if seg.is_empty() {
+            return;
+        }
+        match self.colon {
+            Some(_) => {}
+            None => match seg.iter().position(|&b| b == b':') {
+                Some(c) => {
+                    self.blank_before_colon |= seg[..c].iter().any(u8::is_ascii_whitespace);
+                    self.colon = Some(self.len + c);
+                }
+                None => self.blank_before_colon |= seg.iter().any(u8::is_ascii_whitespace),
+            },
+        }
+        self.blank &= seg.iter().all(u8::is_ascii_whitespace);
+        let room = LINE_KEEP.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&seg[..seg.len().min(room)]);
+        self.len += seg.len();
+        self.last_byte = seg[seg.len() - 1];
+    }
+
+    fn end_line(&mut self, each: &mut dyn FnMut(DpkgPackage)) {
+        if self.last_byte == b'\r' && self.len > 0 {
+            self.len -= 1;
+            self.line.truncate(self.len);
+        }
+        self.lineno += 1;
+        self.line_done(each);
+        self.line.clear();
+        (self.len, self.blank, self.colon, self.blank_before_colon, self.last_byte) = (0, true, None, false, 0);
+    }
+
+    fn flush(&mut self, each: &mut dyn FnMut(DpkgPackage)) {
+        if self.fields > 0 {
+            let values = std::mem::take(&mut self.values);
+            let description = self.description.take();
+            match stanza(values, description) {
+                Ok(p) => each(p),
+                Err(message) => self.errors.push(self.start, || message),
+            }
+            self.fields = 0;
+            self.extending = None;
+        }
+        self.start = self.lineno + 1;
+    }
+
+    fn line_done(&mut self, each: &mut dyn FnMut(DpkgPackage)) {
+        let lineno = self.lineno;
+        if self.blank {
+            self.flush(each);
+            return;
+        }
+        let stop = if self.fields == 0 { self.deadline.stanza() } else { self.deadline.line() };
         if stop {
-            errors.push(lineno, || STOPPED.to_string());
-            break;
+            self.errors.push(lineno, || STOPPED.to_string());
+            self.stopped = true;
+            return;
         }
+        let cut = self.len > self.line.len();
+        let line = &self.line[..];
         if line.starts_with(b" ") || line.starts_with(b"\t") {
-            match fields.last_mut() {
-                Some((_, v)) => {
-                    // Extend the value over this line, in place.
-                    let from = at(v);
-                    *v = &bytes[from..at(line) + line.len()];
+            if self.fields == 0 {
+                self.errors.push(lineno, || "continuation line before any field".into());
+            } else if let Some(i) = self.extending {
+                let v = self.values[i].as_mut().expect("a field being extended has a value");
+                add_line(v, false, line, cut);
+            }
+            return;
+        }
+        match self.colon {
+            Some(c) if c > 0 && !self.blank_before_colon => {
+                self.fields += 1;
+                self.extending = None;
+                let (name, value) = if c < line.len() { (&line[..c], &line[c + 1..]) } else { (line, &b""[..]) };
+                if name.eq_ignore_ascii_case(b"Description") && self.description.is_none() {
+                    self.description = Some((value.to_vec(), cut));
                 }
-                None => errors.push(lineno, || "continuation line before any field".into()),
+                if let Some(i) = KEPT.iter().position(|k| name.eq_ignore_ascii_case(k.as_bytes()))
+                    && self.values[i].is_none()
+                {
+                    let mut v = Vec::new();
+                    add_line(&mut v, true, value, cut);
+                    self.values[i] = Some(v);
+                    self.extending = Some(i);
+                }
             }
-            continue;
-        }
-        match line.iter().position(|&b| b == b':') {
-            Some(c) if c > 0 && !line[..c].iter().any(u8::is_ascii_whitespace) => {
-                fields.push((&line[..c], &line[c + 1..]));
-            }
-            _ => errors.push(lineno, || format!("not a field: {:?}", quote(line, 80))),
+            _ => self.errors.push(lineno, || format!("not a field: {:?}", quote(line, 80))),
         }
     }
-    (pkgs, errors.into_vec())
 }
 
-/// A field's value as text: its lines trimmed and joined by newlines, cut to [`MAX_VALUE`] bytes.
-fn value(v: &[u8]) -> String {
-    let mut out = Vec::new();
-    for (i, l) in lines(v).enumerate() {
-        if out.len() > MAX_VALUE {
-            break;
-        }
-        if i > 0 {
-            out.push(b'\n');
-        }
-        out.extend_from_slice(l.trim_ascii());
+/// Adds one line of a field's value as dpkg's text shows it: lines trimmed
+/// and joined by newlines, no more once past [`MAX_VALUE`] bytes. A line cut
+/// at [`LINE_KEEP`] keeps its trailing blanks (what follows them is lost).
+fn add_line(out: &mut Vec<u8>, first: bool, line: &[u8], cut: bool) {
+    if out.len() > MAX_VALUE {
+        return;
     }
-    text(&out, MAX_VALUE)
+    if !first {
+        out.push(b'\n');
+    }
+    let line = if cut { line.trim_ascii_start() } else { line.trim_ascii() };
+    out.extend_from_slice(line);
 }
 
-fn stanza(fields: &[(&[u8], &[u8])]) -> Result<DpkgPackage, String> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| value(v));
-    let name = get("Package").filter(|n| !n.is_empty()).ok_or_else(|| "stanza without a Package field".to_string())?;
-    let version = get("Version").filter(|v| !v.is_empty());
-    let (source, source_version) = match get("Source") {
+fn stanza(values: [Option<Vec<u8>>; KEPT.len()], description: Option<(Vec<u8>, bool)>) -> Result<DpkgPackage, String> {
+    let [name, version, source, installed_size, architecture, status, maintainer, homepage] =
+        values.map(|v| v.map(|v| text(&v, MAX_VALUE)));
+    let name = name.filter(|n| !n.is_empty()).ok_or_else(|| "stanza without a Package field".to_string())?;
+    let version = version.filter(|v| !v.is_empty());
+    let (source, source_version) = match source {
         Some(s) => match s.split_once(' ') {
             Some((n, rest)) => {
                 let v = rest.trim().trim_start_matches('(').trim_end_matches(')').trim();
@@ -131,22 +275,20 @@ fn stanza(fields: &[(&[u8], &[u8])]) -> Result<DpkgPackage, String> {
         },
         None => (Some(name.clone()), version.clone()),
     };
-    let installed_size = get("Installed-Size").and_then(|s| s.parse::<i64>().ok()).and_then(|k| k.checked_mul(1024));
-    let description = fields
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(b"Description"))
-        .and_then(|(_, v)| lines(v).next().map(|first| text(first.trim_ascii(), MAX_VALUE)))
+    let installed_size = installed_size.and_then(|s| s.parse::<i64>().ok()).and_then(|k| k.checked_mul(1024));
+    let description = description
+        .map(|(d, cut)| text(if cut { d.trim_ascii_start() } else { d.trim_ascii() }, MAX_VALUE))
         .filter(|d| !d.is_empty());
     Ok(DpkgPackage {
         version,
-        architecture: get("Architecture"),
+        architecture,
         source,
         source_version,
-        status: get("Status"),
-        maintainer: get("Maintainer"),
+        status,
+        maintainer,
         installed_size,
         description,
-        homepage: get("Homepage"),
+        homepage,
         name,
     })
 }

@@ -98,8 +98,8 @@ pub struct Scope {
 pub struct Sink {
     common: Common,
     builders: Vec<TableBuilder>,
-    /// Batches already finished, in the order they filled.
-    done: Vec<arrow_array::RecordBatch>,
+    /// Batches already finished, in the order they filled (past a few MiB, on disk).
+    done: crate::rows::Rows,
     /// Per table: rows and string bytes taken, and which limits it hit (reported once each).
     taken: HashMap<&'static str, Taken>,
     limits: Budgets,
@@ -140,7 +140,7 @@ impl Sink {
         Sink {
             common,
             builders: Vec::new(),
-            done: Vec::new(),
+            done: crate::rows::Rows::new(),
             taken: HashMap::new(),
             limits: *budgets,
             errors: 0,
@@ -280,10 +280,18 @@ impl Sink {
         &self.common
     }
 
-    /// Every batch of the tables that received rows.
-    pub fn finish(mut self) -> Vec<arrow_array::RecordBatch> {
+    /// Every batch of the tables that received rows, all in memory (for a few rows: see [`Sink::finish_rows`]).
+    pub fn finish(self) -> Vec<arrow_array::RecordBatch> {
+        self.finish_rows().to_vec()
+    }
+
+    /// Every batch of the tables that received rows, as a crawl holds them
+    /// (past a few MiB, on disk).
+    pub fn finish_rows(mut self) -> crate::rows::Rows {
         let mut out = std::mem::take(&mut self.done);
-        out.extend(self.builders.iter_mut().filter(|b| !b.is_empty()).map(TableBuilder::finish));
+        for b in self.builders.iter_mut().filter(|b| !b.is_empty()) {
+            out.push(b.finish());
+        }
         out
     }
 }
@@ -313,6 +321,50 @@ impl WalkErrors {
         }
         if self.more > 0 {
             out.error(collector, None, &format!("{} more problems in this walk were not recorded", self.more));
+        }
+    }
+}
+
+/// Read problems of named paths met while rows are being made, said after
+/// problems found before them (as when everything was read first): at most
+/// [`MAX_ERROR_ROWS`] kept, the rest only counted, as the sink would.
+#[derive(Default)]
+pub struct ReadErrors {
+    /// Path and message as their row quotes them (a problem's own text can
+    /// hold a path of 64 KiB), and whether it is a refused mount.
+    kept: Vec<(String, String, bool)>,
+    more: u64,
+}
+
+impl ReadErrors {
+    pub fn push(&mut self, path: String, e: ReadError) {
+        let refused = matches!(e, ReadError::RefusedMount { .. });
+        if (self.kept.len() as u64) < MAX_ERROR_ROWS {
+            let path = parse::cut(&path, MAX_ERROR_QUOTE).to_string();
+            let message = e.to_string();
+            let message = match refused {
+                true => parse::cut(&message, MAX_ERROR_QUOTE).to_string(),
+                false => parse::cut_middle(&message, MAX_ERROR_QUOTE, MAX_ERROR_QUOTE / 4).into_owned(),
+            };
+            self.kept.push((path, message, refused));
+        } else if !refused {
+            self.more += 1;
+        }
+    }
+
+    /// Each kept problem as a `crawl_errors` row of `collector` (as
+    /// [`Sink::read_error`] makes it); the rest counted.
+    pub fn report(self, out: &mut Sink, collector: &str) {
+        for (path, message, refused) in self.kept {
+            if refused {
+                out.not_read(collector, &path, &message);
+            } else {
+                out.error(collector, Some(&path), &message);
+            }
+        }
+        // Past the error rows' limit: counted in `crawls.errors`, as they were, but not kept.
+        for _ in 0..self.more {
+            out.error(collector, None, "a read problem");
         }
     }
 }

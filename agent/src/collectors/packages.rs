@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 
-use super::dpkg::{DpkgPackage, parse_status_within};
+use super::dpkg::{DpkgPackage, StatusParser};
 use super::parse::{Deadline, past};
 use super::rpm::{self, RpmPackage};
 use super::{Scope, Sink, unalias, usrmerge_aliases};
@@ -130,52 +130,69 @@ fn parse_errors(out: &mut Sink, path: &str, errors: Vec<super::parse::StanzaErro
     }
 }
 
+/// Streams a dpkg status file through [`StatusParser`], 64 KiB at a time:
+/// `each` gets every package as its stanza ends, and the file is never
+/// whole in memory (a 256 MB status cost its size and more).
+fn stream_status(
+    root: &crate::rootfs::Root,
+    path: &str,
+    late: &mut dyn FnMut() -> bool,
+    each: &mut dyn FnMut(DpkgPackage),
+) -> Result<Vec<super::parse::StanzaError>, crate::rootfs::ReadError> {
+    let mut deadline = Deadline::new(late);
+    let mut parser = StatusParser::new(&mut deadline);
+    root.stream_until(path, u64::MAX, |chunk| parser.feed(chunk, each))?;
+    Ok(parser.finish(each))
+}
+
 fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
     let root = &scope.root;
     let mut found = false;
-    match root.read(DPKG_STATUS) {
-        Ok(bytes) => {
+    // A file list is read once, for the first stanza that names it:
+    // repeated stanzas must not make one list's rows again each time.
+    let mut lists_read = HashSet::new();
+    let mut later = super::ReadErrors::default();
+    let streamed = stream_status(root, DPKG_STATUS, late, &mut |p| {
+        if !p.is_installed() {
+            not_installed_row(out, &p, DPKG_STATUS);
+            return;
+        }
+        dpkg_row(out, &p, DPKG_STATUS);
+        let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
+        if let Some(arch) = &p.architecture {
+            candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
+        }
+        for list in candidates {
+            if lists_read.contains(&list) {
+                break;
+            }
+            match root.read_limited(&list, LIST_MAX_BYTES) {
+                Ok(b) => {
+                    let name: Arc<str> = p.name.as_str().into();
+                    for path in list_paths(&b, false) {
+                        own(out, "dpkg", &name, &path, aliases);
+                    }
+                    lists_read.insert(list);
+                    break;
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    later.push(list, e);
+                    break;
+                }
+            }
+        }
+    });
+    match streamed {
+        Ok(errors) => {
             found = true;
-            let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
-            drop(bytes);
             parse_errors(out, DPKG_STATUS, errors);
-            for p in pkgs.iter().filter(|p| !p.is_installed()) {
-                not_installed_row(out, p, DPKG_STATUS);
-            }
-            // A file list is read once, for the first stanza that names it:
-            // repeated stanzas must not make one list's rows again each time.
-            let mut lists_read = HashSet::new();
-            for p in pkgs.iter().filter(|p| p.is_installed()) {
-                dpkg_row(out, p, DPKG_STATUS);
-                let mut candidates = vec![format!("{DPKG_INFO}/{}.list", p.name)];
-                if let Some(arch) = &p.architecture {
-                    candidates.push(format!("{DPKG_INFO}/{}:{arch}.list", p.name));
-                }
-                for list in candidates {
-                    if lists_read.contains(&list) {
-                        break;
-                    }
-                    match root.read_limited(&list, LIST_MAX_BYTES) {
-                        Ok(b) => {
-                            let name: Arc<str> = p.name.as_str().into();
-                            for path in list_paths(&b, false) {
-                                own(out, "dpkg", &name, &path, aliases);
-                            }
-                            lists_read.insert(list);
-                            break;
-                        }
-                        Err(e) if e.is_not_found() => continue,
-                        Err(e) => {
-                            out.read_error(C, &list, &e);
-                            break;
-                        }
-                    }
-                }
-            }
+            later.report(out, C);
         }
         Err(e) if e.is_not_found() => {}
         Err(e) => {
             found = true;
+            later.report(out, C);
             out.error(C, Some(DPKG_STATUS), &format!("dpkg database unreadable: {e}"));
         }
     }
@@ -189,40 +206,38 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
                     continue;
                 }
                 let path = format!("{DPKG_STATUS_D}/{name}");
-                let bytes = match root.read(&path) {
-                    Ok(b) => b,
+                // Distroless stanzas usually carry no Status line: present means installed.
+                let (mut installed, mut owner) = (0usize, None::<String>);
+                let streamed = stream_status(root, &path, late, &mut |p| {
+                    if p.status.is_some() && !p.is_installed() {
+                        not_installed_row(out, &p, &path);
+                        return;
+                    }
+                    dpkg_row(out, &p, &path);
+                    installed += 1;
+                    owner.get_or_insert(p.name);
+                });
+                match streamed {
+                    Ok(errors) => parse_errors(out, &path, errors),
                     Err(e) => {
                         out.read_error(C, &path, &e);
                         continue;
                     }
-                };
-                let (pkgs, errors) = parse_status_within(&bytes, &mut Deadline::new(late));
-                drop(bytes);
-                parse_errors(out, &path, errors);
-                for p in pkgs.iter().filter(|p| p.status.is_some() && !p.is_installed()) {
-                    not_installed_row(out, p, &path);
-                }
-                // Distroless stanzas usually carry no Status line: present means installed.
-                let installed: Vec<&DpkgPackage> =
-                    pkgs.iter().filter(|p| p.status.is_none() || p.is_installed()).collect();
-                for p in &installed {
-                    dpkg_row(out, p, &path);
                 }
                 // One stanza per file, one file list per file: its files belong
                 // to that stanza's package, read once however many stanzas the file has.
-                let Some(owner) = installed.first() else { continue };
-                if installed.len() > 1 {
+                let Some(owner) = owner else { continue };
+                if installed > 1 {
                     let msg = format!(
-                        "{} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
-                        installed.len(),
-                        super::parse::truncate(&owner.name, 80)
+                        "{installed} installed stanzas in one status.d file; its {name}.md5sums is read once, as {}'s",
+                        super::parse::truncate(&owner, 80)
                     );
                     out.error(C, Some(&path), &msg);
                 }
                 let sums = format!("{DPKG_STATUS_D}/{name}.md5sums");
                 match root.read_limited(&sums, LIST_MAX_BYTES) {
                     Ok(b) => {
-                        let name: Arc<str> = owner.name.as_str().into();
+                        let name: Arc<str> = owner.as_str().into();
                         for f in list_paths(&b, true) {
                             own(out, "dpkg", &name, &f, aliases);
                         }
@@ -242,45 +257,59 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
 }
 
 fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
-    let bytes = match scope.root.read(APK_INSTALLED) {
-        Ok(b) => b,
+    // Its size bounds the paths its parser makes (see `apk::PathBudget`).
+    let len = match scope.root.stamp(APK_INSTALLED) {
+        Ok((stamp, _)) => usize::try_from(stamp[2]).unwrap_or(0),
         Err(e) if e.is_not_found() => return false,
         Err(e) => {
             out.error(C, Some(APK_INSTALLED), &format!("apk database unreadable: {e}"));
             return true;
         }
     };
-    let (pkgs, errors) = super::apk::parse_installed_within(&bytes, &mut Deadline::new(late));
-    drop(bytes);
-    parse_errors(out, APK_INSTALLED, errors);
-    for p in &pkgs {
-        out.row(
-            &PACKAGES,
-            &[
-                ("manager", "apk".into()),
-                ("name", (&p.name).into()),
-                ("version", (&p.version).into()),
-                ("architecture", p.arch.as_ref().into()),
-                ("source", p.origin.as_ref().or(Some(&p.name)).into()),
-                ("source_version", (&p.version).into()),
-                ("status", "installed".into()),
-                ("maintainer", p.maintainer.as_ref().into()),
-                ("installed_size", p.installed_size.into()),
-                ("license", p.license.as_ref().into()),
-                ("db_path", APK_INSTALLED.into()),
-                ("location", APK_INSTALLED.into()),
-                ("description", p.description.as_ref().into()),
-                ("url", p.url.as_ref().into()),
-                ("commit", p.commit.as_ref().into()),
-                ("package_size", p.size.into()),
-            ],
-        );
-        let name: Arc<str> = p.name.as_str().into();
-        for f in &p.files {
-            own(out, "apk", &name, f, aliases);
+    // Parsed as it is read, each package's rows made as its stanza ends: a
+    // database read whole cost its size, and its packages' paths four times
+    // that, before the first row.
+    let mut deadline = Deadline::new(late);
+    let mut parser = super::apk::InstalledParser::new(len, &mut deadline);
+    let mut row = |p: super::apk::ApkPackage| apk_rows(out, &p, aliases);
+    let read = scope.root.stream_until(APK_INSTALLED, u64::MAX, |chunk| parser.feed(chunk, &mut row));
+    let errors = parser.finish(&mut row);
+    if let Err(e) = read {
+        if e.is_not_found() {
+            return false;
         }
+        out.error(C, Some(APK_INSTALLED), &format!("apk database unreadable: {e}"));
     }
+    parse_errors(out, APK_INSTALLED, errors);
     true
+}
+
+fn apk_rows(out: &mut Sink, p: &super::apk::ApkPackage, aliases: &[(String, String)]) {
+    out.row(
+        &PACKAGES,
+        &[
+            ("manager", "apk".into()),
+            ("name", (&p.name).into()),
+            ("version", (&p.version).into()),
+            ("architecture", p.arch.as_ref().into()),
+            ("source", p.origin.as_ref().or(Some(&p.name)).into()),
+            ("source_version", (&p.version).into()),
+            ("status", "installed".into()),
+            ("maintainer", p.maintainer.as_ref().into()),
+            ("installed_size", p.installed_size.into()),
+            ("license", p.license.as_ref().into()),
+            ("db_path", APK_INSTALLED.into()),
+            ("location", APK_INSTALLED.into()),
+            ("description", p.description.as_ref().into()),
+            ("url", p.url.as_ref().into()),
+            ("commit", p.commit.as_ref().into()),
+            ("package_size", p.size.into()),
+        ],
+    );
+    let name: Arc<str> = p.name.as_str().into();
+    for f in &p.files {
+        own(out, "apk", &name, f, aliases);
+    }
 }
 
 /// rpm's [E:]V-R, the string its ordering compares.
@@ -411,14 +440,12 @@ mod tests {
         std::fs::write(tmp.path().join("var/lib/rpm/rpmdb.sqlite"), &db).unwrap();
         let opts = crate::crawl::CrawlOptions { root: tmp.path().into(), ..Default::default() };
         let c = crate::crawl::crawl(&opts).unwrap();
-        let rows = |t: &str| {
-            c.batches.iter().filter(|b| crate::crawl::table_of(b).name == t).map(|b| b.num_rows()).sum::<usize>()
-        };
+        let rows = |t: &str| c.batches.rows_of(periscope_proto::tables::TABLES.iter().find(|x| x.name == t).unwrap());
         let most = (db.len() as u64 + rpm::SLACK) / blob.len() as u64;
         assert!(rows("packages") as u64 <= most, "{} packages from a {}-byte file", rows("packages"), db.len());
         assert!(rows("package_files") as u64 <= most * 4000);
         let mut text = Vec::new();
-        crate::print::print_json_lines(&c.batches, &mut text).unwrap();
+        crate::print::print_json_lines(&c.batches.to_vec(), &mut text).unwrap();
         let errors = String::from_utf8(text).unwrap();
         assert!(errors.contains("bytes per database"), "{errors}");
         assert_eq!(rows("os"), 1);

@@ -41,7 +41,7 @@ pub type Rows = BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>
 
 pub fn crawl_rows(opts: &CrawlOptions) -> (Rows, String) {
     let c = crawl(opts).expect("crawl");
-    rows_of(&c.batches)
+    rows_of(&c.batches.to_vec())
 }
 
 /// Groups batches' rows by table; also returns everything as JSON lines text.
