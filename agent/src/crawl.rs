@@ -703,7 +703,7 @@ fn couple_shared_tables(
 /// Runs one collector; a panic in it (a bug, or a limit we missed) becomes
 /// that collector's `crawl_errors` row, and the rows it made so far are kept.
 fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
-    scope.root.fresh_entry_budget();
+    scope.root.fresh_budgets();
     let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
     if let Err(panic) = std::panic::catch_unwind(run) {
         let msg = format!("internal error: the collector panicked and was stopped: {}", panic_message(&*panic));
@@ -858,8 +858,9 @@ mod tests {
             0o644,
         );
         write("srv/node_modules/ms/package.json", r#"{"name":"ms","version":"2.1.3"}"#, 0o644);
-        // One walk of the whole root fits; the walks of several collectors together do not.
-        let budgets = Budgets { max_entries: 1000, ..Budgets::default() };
+        // One walk of the whole root fits; the walks of several collectors together do not. Likewise
+        // the bytes: unowned_files hashes 4,000, and npm (after it) reads 31 more.
+        let budgets = Budgets { max_entries: 1000, max_total_bytes: 4010, ..Budgets::default() };
         let crawl = |collectors: Option<Vec<String>>| {
             let opts = CrawlOptions {
                 root: r.into(),
@@ -875,7 +876,7 @@ mod tests {
         };
         let all = crawl(None);
         let errors = strings(&all.batches.to_vec(), "crawl_errors", "message");
-        assert!(errors.iter().all(|m| !m.contains("directory entries")), "{errors:?}");
+        assert!(errors.iter().all(|m| !m.contains("directory entries") && !m.contains("total bytes")), "{errors:?}");
         let mut names = strings(&all.batches.to_vec(), "packages", "name");
         names.sort();
         assert_eq!(names, ["ms", "six"], "{errors:?}");

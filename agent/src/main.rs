@@ -131,7 +131,7 @@ struct CrawlArgs {
     /// Per-file read budget in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
-    /// Per-scope budget: bytes read across all files.
+    /// Per-collector budget within a scope: bytes read across all files.
     #[arg(long, default_value_t = Budgets::default().max_total_bytes)]
     max_total_bytes: u64,
     /// Per-collector budget within a scope: directory entries visited.

@@ -52,10 +52,10 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
 pub struct Budgets {
     /// Bytes read from any one file.
     pub max_file_bytes: u64,
-    /// Bytes read from all files of the scope.
+    /// Bytes read from all files by any one collector of the scope (see [`Root::fresh_budgets`]).
     pub max_total_bytes: u64,
     /// Directory entries visited by any one collector of the scope (its walks
-    /// and listings; see [`Root::fresh_entry_budget`]).
+    /// and listings; see [`Root::fresh_budgets`]).
     pub max_entries: u64,
     /// Directory depth below a walk's starting point.
     pub max_depth: usize,
@@ -635,15 +635,16 @@ impl Root {
         Ok(())
     }
 
-    /// Starts the entry budget afresh: called before each collector, so that
-    /// where a budget cuts a walk depends on the root alone, never on which
-    /// collectors ran before it. (Collectors whose inputs did not change are
-    /// not run again; with one shared count, the same root would be cut at a
-    /// different place every crawl and its rows resent as changed.) A scope
-    /// still visits at most `max_entries` per collector, and its wall budget
-    /// bounds them all.
-    pub fn fresh_entry_budget(&self) {
+    /// Starts the entry and total-bytes budgets afresh: called before each
+    /// collector, so that where a budget cuts a walk or a read depends on the
+    /// root alone, never on which collectors ran before it. (Collectors whose
+    /// inputs did not change are not run again; with one shared count, the
+    /// same root would be cut at a different place every crawl and its rows
+    /// resent as changed.) A scope still reads at most `max_entries` and
+    /// `max_total_bytes` per collector, and its wall budget bounds them all.
+    pub fn fresh_budgets(&self) {
         self.entries.set(0);
+        self.bytes_read.set(0);
     }
 
     /// Directory entries the scope may still visit.

@@ -11,7 +11,7 @@
 //! walk cut short by a budget is reported by each collector, since each may
 //! miss files past the cut. The walk is its collector's first, and each
 //! collector starts with a fresh entry budget (see
-//! [`crate::rootfs::Root::fresh_entry_budget`]), so where a budget cuts it
+//! [`crate::rootfs::Root::fresh_budgets`]), so where a budget cuts it
 //! depends on the root alone, not on which collectors ran before: an
 //! unchanged root gives the same rows every crawl.
 
