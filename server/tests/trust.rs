@@ -225,6 +225,16 @@ fn an_open_server_refuses_to_listen_beyond_loopback_unless_told_to() {
     assert_eq!(sql(&["--server", &url], "SELECT 1 AS one").len(), 1);
 }
 
+/// A server on `data` serving the Postgres and Flight SQL fronts beside gRPC, with `args` added:
+/// (the server, the Postgres front's port, the Flight SQL front's address).
+fn with_sql_fronts(data: &std::path::Path, args: &[&str]) -> (Server, String, String) {
+    let (pg, flight) = (free_addr(), free_addr());
+    let port = pg.rsplit(':').next().unwrap().to_string();
+    let fronts = ["--pg-listen", pg.as_str(), "--flight-listen", flight.as_str()];
+    let server = Server::start_full(data, "127.0.0.1:0", &[&fronts[..], args].concat(), &[]);
+    (server, port, flight)
+}
+
 /// psql as user `u` with `password` on the Postgres front at `port`: (success, stdout, stderr).
 fn psql(port: &str, password: &str, sql: &str) -> (bool, String, String) {
     psql_as(port, "u", password, sql)
@@ -375,14 +385,8 @@ fn a_node_cannot_enroll_as_an_enrolled_host_and_tokens_enroll_one_host_once() {
 #[test]
 fn functions_cannot_allocate_past_the_limits_on_any_front() {
     let data = tempfile::tempdir().unwrap();
-    let (pg, flight) = (free_addr(), free_addr());
-    let port = pg.rsplit(':').next().unwrap().to_string();
-    let server = Server::start_full(
-        data.path(),
-        "127.0.0.1:0",
-        &["--pg-listen", &pg, "--flight-listen", &flight, "--sql-user", "u:pw", "--query-memory-bytes", "67108864"],
-        &[],
-    );
+    let (server, port, flight) =
+        with_sql_fronts(data.path(), &["--sql-user", "u:pw", "--query-memory-bytes", "67108864"]);
     let bomb = "SELECT length(repeat('x', 2000000000)) AS n";
     let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
     // Flight SQL's GetFlightInfo planned with no limits at all: the bomb was folded there.
@@ -435,17 +439,10 @@ fn functions_cannot_allocate_past_the_limits_on_any_front() {
 #[test]
 fn many_allocations_add_up_to_a_refusal_on_every_front() {
     let data = tempfile::tempdir().unwrap();
-    let (pg, flight) = (free_addr(), free_addr());
-    let port = pg.rsplit(':').next().unwrap().to_string();
     let limit: u64 = 256 << 20;
-    let server = Server::start_full(
+    let (server, port, flight) = with_sql_fronts(
         data.path(),
-        "127.0.0.1:0",
         &[
-            "--pg-listen",
-            &pg,
-            "--flight-listen",
-            &flight,
             "--sql-user",
             "u:pw",
             "--query-memory-bytes",
@@ -454,7 +451,6 @@ fn many_allocations_add_up_to_a_refusal_on_every_front() {
             "--query-timeout-secs",
             "600",
         ],
-        &[],
     );
     let creds = [("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")];
     // (The 32 KB constant is folded from repeat: a literal that long would pass no command line.)
@@ -544,16 +540,9 @@ fn every_table_query(target: &[&str], env: &[(&str, &str)], having: &str, expr: 
 #[test]
 fn scoped_users_see_only_their_hosts_on_every_front() {
     let data = tempfile::tempdir().unwrap();
-    let (pg, flight) = (free_addr(), free_addr());
-    let port = pg.rsplit(':').next().unwrap().to_string();
-    let server = Server::start_full(
+    let (server, port, flight) = with_sql_fronts(
         data.path(),
-        "127.0.0.1:0",
         &[
-            "--pg-listen",
-            &pg,
-            "--flight-listen",
-            &flight,
             "--sql-user",
             "u:pw",
             "--sql-user",
@@ -567,7 +556,6 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
             "--sql-scope",
             "u=*",
         ],
-        &[],
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -649,16 +637,9 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
 #[test]
 fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
     let data = tempfile::tempdir().unwrap();
-    let (pg, flight) = (free_addr(), free_addr());
-    let port = pg.rsplit(':').next().unwrap().to_string();
-    let server = Server::start_full(
+    let (server, port, flight) = with_sql_fronts(
         data.path(),
-        "127.0.0.1:0",
         &[
-            "--pg-listen",
-            &pg,
-            "--flight-listen",
-            &flight,
             "--sql-user",
             "team-a:pa",
             "--sql-user",
@@ -668,7 +649,6 @@ fn namespace_and_label_scopes_see_only_their_containers_on_every_front() {
             "--sql-scope",
             "team-b=label:app=web*",
         ],
-        &[],
     );
     const IMAGE_A: &str = "sha256:aaaa";
     const IMAGE_B: &str = "sha256:bbbb";
