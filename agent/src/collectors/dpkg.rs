@@ -155,6 +155,13 @@ impl<'d, 'l> StatusParser<'d, 'l> {
         self.errors.into_vec()
     }
 
+    /// Gives up on the input (a read failed part way): the stanza being
+    /// read is dropped, not made from what was read of it (a version cut
+    /// short); the problems met so far are kept.
+    pub fn abort(self) -> Vec<StanzaError> {
+        self.errors.into_vec()
+    }
+
     fn take(&mut self, seg: &[u8]) {
         if seg.is_empty() {
             return;
@@ -372,6 +379,26 @@ mod tests {
         assert_eq!(e[0], StanzaError { line: 1, message: "stanza without a Package field".into() });
         assert!(e.iter().any(|e| e.line == 9 && e.message.contains("continuation")), "{e:?}");
         assert!(e.iter().any(|e| e.line == 11 && e.message.contains("not a field")), "{e:?}");
+    }
+
+    /// A read that fails part way keeps the packages whose stanzas ended
+    /// and the problems met, and makes no package of the one cut short.
+    #[test]
+    fn aborted_it_drops_the_stanza_cut_short() {
+        let input = "Version: 0\n\nPackage: a\nVersion: 1\n\nPackage: b\nVersion: 2.0-1\n";
+        let cut = input.find("2.0").unwrap() + 2;
+        for size in [1, 2, 5, 4096] {
+            let mut pkgs = Vec::new();
+            let mut never = || false;
+            let mut deadline = Deadline::new(&mut never);
+            let mut parser = StatusParser::new(&mut deadline);
+            for piece in input.as_bytes()[..cut].chunks(size) {
+                parser.feed(piece, &mut |p| pkgs.push(p));
+            }
+            let errors = parser.abort();
+            assert_eq!(pkgs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a"], "{size}-byte pieces");
+            assert_eq!(errors, [StanzaError { line: 1, message: "stanza without a Package field".into() }]);
+        }
     }
 
     #[test]
