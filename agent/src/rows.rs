@@ -209,6 +209,12 @@ impl Rows {
         self.iter().collect::<Result<_, _>>().expect("internal error: a crawl's spilled rows cannot be read back")
     }
 
+    /// Empties the spill file, so that spilled batches cannot be read back.
+    #[cfg(test)]
+    pub fn break_spill(&self) {
+        self.spill.as_ref().expect("a spill file").set_len(0).unwrap();
+    }
+
     fn load(&self, h: &Held) -> std::io::Result<RecordBatch> {
         match &h.at {
             Place::Memory(b) => Ok(b.clone()),
