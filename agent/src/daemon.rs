@@ -422,6 +422,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let spool = Spool::open(&opts.spool_dir, opts.spool_max_bytes)
         .map_err(|e| anyhow::anyhow!("spool {}: {e}", opts.spool_dir.display()))?;
+    // Crawls spill their rows next to the spool: a directory known writable and on disk.
+    crate::rows::set_spill_dir(&opts.spool_dir);
     if spool.depth() > 0 {
         eprintln!("periscope-agent: {} batch(es) left in the spool by a previous run", spool.depth());
     }
