@@ -158,8 +158,12 @@ impl Outbox {
     /// prints one summary line. A crawl that cannot be spooled (its spill
     /// file cannot be read back, the spool cannot be written) is skipped
     /// and said so: the daemon goes on, and the next crawl sends its scope.
-    async fn send(&mut self, what: &str, crawls: &[Crawl]) -> Sent {
-        let (s, skipped) = self.spool_or_skip(what, crawls);
+    /// The crawls (their rows, spill files and all) are dropped once spooled,
+    /// before delivery and the wait for the next crawl.
+    async fn send(&mut self, what: &str, crawls: Vec<Crawl>) -> Sent {
+        let (s, skipped) = self.spool_or_skip(what, &crawls);
+        let scopes = crawls.len();
+        drop(crawls);
         let delivered = self.drain().await;
         let status = match &delivered {
             Ok(()) => "delivered".to_string(),
@@ -168,7 +172,7 @@ impl Outbox {
         let skipped_text = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
         eprintln!(
             "periscope-agent: {what}: {} scope(s){skipped_text}, {} table(s) sent, {} unchanged ({} not re-read), {} rows, {} bytes; {status}; spool {} batch(es), {} evicted",
-            crawls.len(),
+            scopes,
             s.sent,
             s.unchanged,
             s.unread,
@@ -490,10 +494,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             let rows = health.batch(first, opts.interval, &out.spool);
             first.add_rows(rows);
         }
-        let sent = out.send("full crawl", &crawls).await;
+        let errors = crawls.iter().map(|c| c.errors as i64).sum();
+        let sent = out.send("full crawl", crawls).await;
         health.last_crawl_ms = started.elapsed().as_millis() as i64;
         health.last = sent;
-        health.errors = crawls.iter().map(|c| c.errors as i64).sum();
+        health.errors = errors;
         health.rss = crate::limits::rss_bytes();
         if opts.once {
             anyhow::ensure!(sent.skipped == 0, "{} scope(s) of the crawl could not be spooled", sent.skipped);
@@ -528,7 +533,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     };
                     if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change, &out.inheritable()).await {
                         let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
-                        out.send(&what, std::slice::from_ref(&c)).await;
+                        out.send(&what, vec![c]).await;
                     }
                 }
             }
