@@ -82,6 +82,28 @@ struct Sent {
     delivered: bool,
     rows: usize,
     bytes: usize,
+    /// Scopes that could not be spooled (see [`Outbox::send`]).
+    skipped: usize,
+}
+
+/// What [`Outbox::spool_crawls`] spooled.
+#[derive(Debug, Default)]
+struct Spooled {
+    rows: usize,
+    bytes: usize,
+    sent: usize,
+    unchanged: usize,
+    unread: usize,
+}
+
+impl Spooled {
+    fn add(&mut self, o: Spooled) {
+        self.rows += o.rows;
+        self.bytes += o.bytes;
+        self.sent += o.sent;
+        self.unchanged += o.unchanged;
+        self.unread += o.unread;
+    }
 }
 
 /// The agent's own health, kept between full crawls for the `agents` row.
@@ -133,8 +155,67 @@ const DRAIN_CHUNK_BYTES: u64 = 32 << 20;
 
 impl Outbox {
     /// Spools `crawls` change-only, then drains the spool to the server;
-    /// prints one summary line.
-    async fn send(&mut self, what: &str, crawls: &[Crawl]) -> anyhow::Result<Sent> {
+    /// prints one summary line. A crawl that cannot be spooled (its spill
+    /// file cannot be read back, the spool cannot be written) is skipped
+    /// and said so: the daemon goes on, and the next crawl sends its scope.
+    /// The crawls (their rows, spill files and all) are dropped once spooled,
+    /// before delivery and the wait for the next crawl.
+    async fn send(&mut self, what: &str, crawls: Vec<Crawl>) -> Sent {
+        let (s, skipped) = self.spool_or_skip(what, &crawls);
+        let scopes = crawls.len();
+        drop(crawls);
+        let delivered = self.drain().await;
+        let status = match &delivered {
+            Ok(()) => "delivered".to_string(),
+            Err(e) => format!("delivery failed: {e}"),
+        };
+        let skipped_text = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
+        eprintln!(
+            "periscope-agent: {what}: {} scope(s){skipped_text}, {} table(s) sent, {} unchanged ({} not re-read), {} rows, {} bytes; {status}; spool {} batch(es), {} evicted",
+            scopes,
+            s.sent,
+            s.unchanged,
+            s.unread,
+            s.rows,
+            s.bytes,
+            self.spool.depth(),
+            self.spool.evicted,
+        );
+        Sent { delivered: delivered.is_ok(), rows: s.rows, bytes: s.bytes, skipped }
+    }
+
+    /// Spools `crawls`; when that fails, each alone, skipping the ones that
+    /// fail again: one crawl's failure must not cost the others theirs.
+    /// What was spooled, and how many crawls were skipped.
+    fn spool_or_skip(&mut self, what: &str, crawls: &[Crawl]) -> (Spooled, usize) {
+        let skip = |c: &Crawl, e: anyhow::Error| {
+            eprintln!("periscope-agent: {what}: {} {} skipped: {e:#}", c.common.scope, c.common.scope_id);
+        };
+        match self.spool_crawls(crawls) {
+            Ok(s) => return (s, 0),
+            Err(e) if crawls.len() == 1 => {
+                skip(&crawls[0], e);
+                return (Spooled::default(), 1);
+            }
+            Err(e) => tracing::warn!("{what}: spooling failed ({e:#}); spooling each scope alone"),
+        }
+        let (mut s, mut skipped) = (Spooled::default(), 0);
+        for c in crawls {
+            match self.spool_crawls(std::slice::from_ref(c)) {
+                Ok(x) => s.add(x),
+                Err(e) => {
+                    skip(c, e);
+                    skipped += 1;
+                }
+            }
+        }
+        (s, skipped)
+    }
+
+    /// Spools `crawls` change-only and remembers what the server will have.
+    /// On an error nothing of them stays in the spool and nothing is
+    /// remembered (digests, fingerprints, images): they are sent in full next time.
+    fn spool_crawls(&mut self, crawls: &[Crawl]) -> anyhow::Result<Spooled> {
         let mut r = Reduced::default();
         for c in crawls {
             r.extend(self.tracker.reduce(c));
@@ -142,17 +223,27 @@ impl Outbox {
         // Merged, encoded and spooled one batch at a time: spilled rows are
         // read back as they go, never all at once.
         let (mut rows, mut bytes) = (0usize, 0usize);
+        let seq_before = self.seq;
         let (agent_id, epoch, seq) = (&self.agent_id, self.epoch, &mut self.seq);
         let mut spool = self.spool.writer();
-        crate::changes::coalesce_into(std::mem::take(&mut r.parts), |b| {
+        let spooled = crate::changes::coalesce_into(std::mem::take(&mut r.parts), |b| {
             let m = crate::send::number_one(agent_id, epoch, seq, &b)?;
             tracing::debug!(table = %m.table, rows = m.rows, bytes = m.arrow_ipc.len(), "batch");
             rows += b.num_rows();
             bytes += m.arrow_ipc.len();
             Ok(spool.write(&m)?)
-        })?;
+        });
+        if let Err(e) = spooled {
+            // Its batches taken back, their numbers are free again: the server sees no gap.
+            let undone = spool.abandon();
+            self.seq = seq_before;
+            if let Err(u) = undone {
+                tracing::warn!("spool: cannot sync after taking batches back: {u}");
+            }
+            return Err(e);
+        }
         let evicted = spool.finish()?;
-        let (sent, unchanged, unread) = (r.tables_sent, r.tables_unchanged, r.tables_unread);
+        let s = Spooled { rows, bytes, sent: r.tables_sent, unchanged: r.tables_unchanged, unread: r.tables_unread };
         if evicted > 0 {
             // The server may now lack rows that unchanged markers would point at: resend everything next time.
             self.forget();
@@ -175,18 +266,7 @@ impl Outbox {
             // Spooled is as good as sent: the spool delivers it, in order.
             self.tracker.commit(r);
         }
-        let delivered = self.drain().await;
-        let status = match &delivered {
-            Ok(()) => "delivered".to_string(),
-            Err(e) => format!("delivery failed: {e}"),
-        };
-        eprintln!(
-            "periscope-agent: {what}: {} scope(s), {sent} table(s) sent, {unchanged} unchanged ({unread} not re-read), {rows} rows, {bytes} bytes; {status}; spool {} batch(es), {} evicted",
-            crawls.len(),
-            self.spool.depth(),
-            self.spool.evicted,
-        );
-        Ok(Sent { delivered: delivered.is_ok(), rows, bytes })
+        Ok(s)
     }
 
     /// Forgets what the server has, so that the next crawl reads and sends everything.
@@ -346,6 +426,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let spool = Spool::open(&opts.spool_dir, opts.spool_max_bytes)
         .map_err(|e| anyhow::anyhow!("spool {}: {e}", opts.spool_dir.display()))?;
+    // Crawls spill their rows next to the spool: a directory known writable and on disk.
+    crate::rows::set_spill_dir(&opts.spool_dir);
     if spool.depth() > 0 {
         eprintln!("periscope-agent: {} batch(es) left in the spool by a previous run", spool.depth());
     }
@@ -412,12 +494,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             let rows = health.batch(first, opts.interval, &out.spool);
             first.add_rows(rows);
         }
-        let sent = out.send("full crawl", &crawls).await?;
+        let errors = crawls.iter().map(|c| c.errors as i64).sum();
+        let sent = out.send("full crawl", crawls).await;
         health.last_crawl_ms = started.elapsed().as_millis() as i64;
         health.last = sent;
-        health.errors = crawls.iter().map(|c| c.errors as i64).sum();
+        health.errors = errors;
         health.rss = crate::limits::rss_bytes();
         if opts.once {
+            anyhow::ensure!(sent.skipped == 0, "{} scope(s) of the crawl could not be spooled", sent.skipped);
             anyhow::ensure!(sent.delivered, "the crawl is spooled but could not be delivered to {}", opts.server);
             return Ok(());
         }
@@ -449,10 +533,88 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     };
                     if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change, &out.inheritable()).await {
                         let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
-                        out.send(&what, std::slice::from_ref(&c)).await?;
+                        out.send(&what, vec![c]).await;
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::Sink;
+    use periscope_proto::tables::PACKAGE_FILES;
+
+    fn crawl(id: &str, spilled: bool) -> Crawl {
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: id.into(), crawl_time_us: 1 };
+        let mut sink = Sink::new(common.clone());
+        for i in 0..100 {
+            sink.row(
+                &PACKAGE_FILES,
+                &[("manager", "dpkg".into()), ("package", "p".into()), ("path", format!("/f{i}").as_str().into())],
+            );
+        }
+        let mut batches = crate::rows::Rows::new();
+        for b in sink.finish() {
+            batches.push_within(b, if spilled { 0 } else { usize::MAX });
+        }
+        Crawl {
+            rows: batches.num_rows(),
+            batches,
+            errors: 0,
+            common,
+            complete: true,
+            root: "/".into(),
+            duration_ms: 0,
+            fingerprints: Vec::new(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// A spill file that could not be read back made `send` fail, and the
+    /// daemon stopped with part of a crawl spooled and no `crawls` marker.
+    /// Now that crawl alone is skipped: none of its batches stay spooled,
+    /// its digests are not remembered, and the others are spooled.
+    #[test]
+    fn a_spill_read_back_error_skips_that_crawl_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = Outbox {
+            server: "http://127.0.0.1:9".into(),
+            agent_id: "a".into(),
+            epoch: 1,
+            seq: 0,
+            tracker: Tracker::default(),
+            spool: Spool::open(dir.path(), 1 << 30).unwrap(),
+            images_sent: Default::default(),
+            images_stored: Default::default(),
+            stopped_sent: Default::default(),
+            stopped_now: Default::default(),
+            fingerprints: Default::default(),
+            enroll_secret: None,
+            node_key: None,
+            key_file: dir.path().join("node_key"),
+        };
+        let bad = crawl("bad", true);
+        assert!(bad.batches.spilled() > 0);
+        bad.batches.break_spill();
+        let (s, skipped) = out.spool_or_skip("test", &[crawl("good", false), bad]);
+        assert_eq!(skipped, 1);
+        assert_eq!((s.sent, s.rows), (1, 100));
+        // The good crawl's batches alone, numbered without a gap.
+        assert_eq!(out.spool.depth() as u64, out.seq);
+        assert_eq!(out.images_sent.iter().collect::<Vec<_>>(), ["good"]);
+        // The bad one's table is sent in full next time; the good one's is unchanged.
+        let (s, skipped) = out.spool_or_skip("test", &[crawl("good", false), crawl("bad", true)]);
+        assert_eq!((s.sent, s.unchanged, skipped), (1, 1, 0));
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+                .count(),
+            0
+        );
     }
 }

@@ -46,7 +46,9 @@ enum Cmd {
         /// One full crawl and send, then exit (non-zero when the send failed).
         #[arg(long)]
         once: bool,
-        /// Where batches wait, durably, until the server acknowledges them.
+        /// Where batches wait, durably, until the server acknowledges them. A crawl's rows
+        /// past 4 MiB per scope wait here too, in unlinked files, until sent (`crawl` puts
+        /// those in $TMPDIR).
         #[arg(long, env = "PERISCOPE_SPOOL_DIR", default_value = "/var/lib/periscope-agent/spool")]
         spool_dir: PathBuf,
         /// Spool size limit in bytes; beyond it the oldest batches are evicted (and counted).

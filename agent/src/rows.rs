@@ -1,7 +1,8 @@
 //! A scope's finished batches, waiting to be sent or printed. A crawl's rows
 //! are held here, not in a plain list: past [`SPILL_BYTES`] in memory, more
 //! batches wait on disk, in an unlinked temporary file (Arrow IPC, one
-//! stream per batch), and are read back one at a time when sent. A row bomb
+//! stream per batch) in the spill directory (see [`set_spill_dir`]), and are
+//! read back one at a time when sent. A row bomb
 //! then costs disk, not memory: what a scope holds in memory is bounded by
 //! [`SPILL_BYTES`] plus one batch, whatever its files say.
 //!
@@ -12,6 +13,8 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
@@ -23,6 +26,26 @@ use periscope_proto::tables::{COMMON_COLUMNS, Table};
 use sha2::{Digest, Sha256};
 
 use crate::crawl::table_of;
+
+/// Where spill files are made; `None`: the temporary directory.
+static SPILL_DIR: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+/// Making a spill file failed: later scopes keep their rows in memory
+/// without trying again (and saying so again) each scope of each crawl.
+static SPILL_BROKEN: AtomicBool = AtomicBool::new(false);
+/// A spill problem was warned of: one warning per process.
+static SPILL_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process's spill files in `dir` (the daemon's spool directory,
+/// on disk and writable: a read-only root filesystem has no writable /tmp,
+/// and a tmpfs /tmp costs memory). Without it, the temporary directory.
+pub fn set_spill_dir(dir: impl Into<PathBuf>) {
+    *SPILL_DIR.write().unwrap_or_else(|e| e.into_inner()) = Some(dir.into());
+    SPILL_BROKEN.store(false, Ordering::Relaxed);
+}
+
+fn spill_dir() -> PathBuf {
+    SPILL_DIR.read().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(std::env::temp_dir)
+}
 
 /// Bytes of batches a [`Rows`] keeps in memory; later batches wait on disk.
 pub const SPILL_BYTES: usize = 4 << 20;
@@ -104,14 +127,20 @@ impl Rows {
         self.rows += b.num_rows();
         let size = b.get_array_memory_size();
         let rows = b.num_rows();
-        let at = if self.in_memory + size <= memory || self.spill_failed {
+        let cannot = self.spill_failed || (self.spill.is_none() && SPILL_BROKEN.load(Ordering::Relaxed));
+        let at = if self.in_memory + size <= memory || cannot {
             self.in_memory += size;
             Place::Memory(b)
         } else {
             match self.write(&b) {
                 Ok((offset, len)) => Place::Disk { schema: b.schema(), offset, len },
                 Err(e) => {
-                    tracing::warn!("cannot spill a crawl's rows to a temporary file, keeping them in memory: {e}");
+                    if !SPILL_WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "cannot spill crawls' rows to a file in {}, keeping them in memory: {e} (said once)",
+                            spill_dir().display()
+                        );
+                    }
                     self.spill_failed = true;
                     self.in_memory += size;
                     Place::Memory(b)
@@ -124,7 +153,11 @@ impl Rows {
     /// Appends `b` to the spill file: its offset and length there.
     fn write(&mut self, b: &RecordBatch) -> std::io::Result<(u64, u64)> {
         if self.spill.is_none() {
-            self.spill = Some(unlinked_temp_file()?);
+            let file = unlinked_temp_file(&spill_dir());
+            if file.is_err() {
+                SPILL_BROKEN.store(true, Ordering::Relaxed);
+            }
+            self.spill = Some(file?);
         }
         let mut file = self.spill.as_ref().expect("just made");
         let offset = file.seek(std::io::SeekFrom::End(0))?;
@@ -209,6 +242,12 @@ impl Rows {
         self.iter().collect::<Result<_, _>>().expect("internal error: a crawl's spilled rows cannot be read back")
     }
 
+    /// Empties the spill file, so that spilled batches cannot be read back.
+    #[cfg(test)]
+    pub fn break_spill(&self) {
+        self.spill.as_ref().expect("a spill file").set_len(0).unwrap();
+    }
+
     fn load(&self, h: &Held) -> std::io::Result<RecordBatch> {
         match &h.at {
             Place::Memory(b) => Ok(b.clone()),
@@ -244,33 +283,38 @@ impl Read for At<'_> {
     }
 }
 
-/// A temporary file with no name: gone when closed, whatever happens to the
-/// agent, and never seen by a crawl of the host.
-fn unlinked_temp_file() -> std::io::Result<File> {
+/// A temporary file with no name in `dir`: gone when closed, whatever
+/// happens to the agent, and never seen by a crawl of the host.
+fn unlinked_temp_file(dir: &Path) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags};
-    let dir = std::env::temp_dir();
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    match rustix::fs::open(&dir, flags, Mode::from_raw_mode(0o600)) {
+    match rustix::fs::open(dir, flags, Mode::from_raw_mode(0o600)) {
         Ok(fd) => Ok(File::from(fd)),
         // No O_TMPFILE on this filesystem: a fresh name, unlinked at once.
-        Err(_) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let pid = std::process::id();
-            for n in 0..100u32 {
-                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                let path = dir.join(format!(".periscope-rows-{pid}-{}-{n}", nanos.as_nanos()));
-                match std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
-                    Ok(f) => {
-                        std::fs::remove_file(&path)?;
-                        return Ok(f);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
+        Err(_) => named_then_unlinked(dir),
+    }
+}
+
+fn named_then_unlinked(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let pid = std::process::id();
+    for n in 0..100u32 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let path = dir.join(format!(".periscope-rows-{pid}-{}-{n}", nanos.as_nanos()));
+        match std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    // A file that would outlive the agent is not used: emptied, it costs nothing.
+                    let _ = f.set_len(0);
+                    return Err(std::io::Error::new(e.kind(), format!("cannot unlink {}: {e}", path.display())));
                 }
+                return Ok(f);
             }
-            Err(std::io::Error::other("no free temporary file name"))
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
+    Err(std::io::Error::other("no free temporary file name"))
 }
 
 /// A table's digest, fed batch by batch: one hash per column over its values
@@ -419,6 +463,19 @@ mod tests {
         let mut b = Sink::new(common(1));
         b.row(&OS, &[("id", Value::Null), ("name", "ab".into())]);
         assert_ne!(Rows::from(a.finish()).digest(&OS), Rows::from(b.finish()).digest(&OS));
+    }
+
+    /// Spill files are made in the directory asked for, and leave no name there.
+    #[test]
+    fn spill_files_leave_nothing_in_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for make in [unlinked_temp_file, named_then_unlinked] {
+            let f = make(dir.path()).unwrap();
+            (&f).write_all(b"rows").unwrap();
+            assert_eq!(f.metadata().unwrap().len(), 4);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+        assert!(unlinked_temp_file(&dir.path().join("missing")).is_err());
     }
 
     /// Spilled batches come back in order, with their rows and schema.

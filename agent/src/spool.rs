@@ -141,6 +141,18 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Takes back the batches this writer wrote (a send that failed part
+    /// way must not leave half of a crawl to be delivered), then finishes.
+    pub fn abandon(self) -> std::io::Result<u64> {
+        let s = &mut *self.spool;
+        for _ in 0..self.written {
+            let (n, len) = s.files.pop_back().expect("written here");
+            let _ = fs::remove_file(s.dir.join(name(n)));
+            s.bytes -= len;
+        }
+        Writer { spool: self.spool, written: 0 }.finish()
+    }
+
     /// Makes the new files' names durable; returns how many older batches
     /// were evicted to stay within the size limit.
     pub fn finish(self) -> std::io::Result<u64> {

@@ -143,6 +143,13 @@ impl<'d, 'l> InstalledParser<'d, 'l> {
         self.errors.into_vec()
     }
 
+    /// Gives up on the input (a read failed part way): the package being
+    /// read is dropped, not made from what was read of it (a version cut
+    /// short); the problems met so far are kept.
+    pub fn abort(self) -> Vec<StanzaError> {
+        self.errors.into_vec()
+    }
+
     fn end_line(&mut self, pkg: &mut dyn FnMut(ApkPackage)) {
         self.lineno += 1;
         let lineno = self.lineno;
@@ -641,6 +648,28 @@ R:default.script
                 let errors = parser.finish(&mut |p| pkgs.push(p));
                 assert_eq!((pkgs, errors), whole, "{size}-byte pieces of {:?}", quote(input, 200));
             }
+        }
+    }
+
+    /// A read that fails part way keeps the packages whose stanzas ended
+    /// and the problems met, and makes no package of the one cut short.
+    #[test]
+    fn aborted_it_drops_the_package_cut_short() {
+        let input = "?\nP:a\nV:1\n\nP:b\nV:2.0-r1\n\nP:c\nV:3.1-r0\n";
+        let cut = input.find("3.1").unwrap() + 2;
+        for size in [1, 2, 5, 4096] {
+            let mut pkgs = Vec::new();
+            let mut never = || false;
+            let mut deadline = Deadline::new(&mut never);
+            let mut parser = InstalledParser::new(input.len(), &mut deadline);
+            for piece in input.as_bytes()[..cut].chunks(size) {
+                parser.feed(piece, &mut |p| pkgs.push(p));
+            }
+            let errors = parser.abort();
+            let names: Vec<_> = pkgs.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+            assert_eq!(names, [("a", "1"), ("b", "2.0-r1")], "{size}-byte pieces");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].line, 1);
         }
     }
 }

@@ -155,6 +155,13 @@ impl<'d, 'l> StatusParser<'d, 'l> {
         self.errors.into_vec()
     }
 
+    /// Gives up on the input (a read failed part way): the stanza being
+    /// read is dropped, not made from what was read of it (a version cut
+    /// short); the problems met so far are kept.
+    pub fn abort(self) -> Vec<StanzaError> {
+        self.errors.into_vec()
+    }
+
     fn take(&mut self, seg: &[u8]) {
         if seg.is_empty() {
             return;
@@ -372,6 +379,63 @@ mod tests {
         assert_eq!(e[0], StanzaError { line: 1, message: "stanza without a Package field".into() });
         assert!(e.iter().any(|e| e.line == 9 && e.message.contains("continuation")), "{e:?}");
         assert!(e.iter().any(|e| e.line == 11 && e.message.contains("not a field")), "{e:?}");
+    }
+
+    /// Fed in pieces cut anywhere (a byte at a time included), the parser
+    /// says what it says of the whole status file in one piece.
+    #[test]
+    fn fed_in_pieces_it_reads_what_it_reads_whole() {
+        let long = format!(
+            "Package: x\nVersion: 1\nDescription: {}\n {}\nMaintainer: {}m\n",
+            "d".repeat(LINE_KEEP + 100),
+            "é".repeat(MAX_VALUE),
+            " ".repeat(LINE_KEEP + 7)
+        );
+        let bad = "Version: 1\nStatus: install ok installed\n\n\n\nPackage: ok\nVersion: 1\n\n continuation first\n\ngarbage line\nPackage: x\n";
+        let inputs: Vec<Vec<u8>> = vec![
+            TWO.as_bytes().to_vec(),
+            TWO.replace('\n', "\r\n").into_bytes(),
+            bad.as_bytes().to_vec(),
+            long.into_bytes(),
+            b"".to_vec(),
+            b"\n".to_vec(),
+            b"\n\nPackage: a\nVersion: 1".to_vec(),
+            b"Package: a\r".to_vec(),
+        ];
+        for input in &inputs {
+            let whole = parse_status(input);
+            for size in [1, 2, 3, 7, 64, 4096] {
+                let mut pkgs = Vec::new();
+                let mut never = || false;
+                let mut deadline = Deadline::new(&mut never);
+                let mut parser = StatusParser::new(&mut deadline);
+                for piece in input.chunks(size) {
+                    assert!(parser.feed(piece, &mut |p| pkgs.push(p)));
+                }
+                let errors = parser.finish(&mut |p| pkgs.push(p));
+                assert_eq!((pkgs, errors), whole, "{size}-byte pieces of {:?}", quote(input, 200));
+            }
+        }
+    }
+
+    /// A read that fails part way keeps the packages whose stanzas ended
+    /// and the problems met, and makes no package of the one cut short.
+    #[test]
+    fn aborted_it_drops_the_stanza_cut_short() {
+        let input = "Version: 0\n\nPackage: a\nVersion: 1\n\nPackage: b\nVersion: 2.0-1\n";
+        let cut = input.find("2.0").unwrap() + 2;
+        for size in [1, 2, 5, 4096] {
+            let mut pkgs = Vec::new();
+            let mut never = || false;
+            let mut deadline = Deadline::new(&mut never);
+            let mut parser = StatusParser::new(&mut deadline);
+            for piece in input.as_bytes()[..cut].chunks(size) {
+                parser.feed(piece, &mut |p| pkgs.push(p));
+            }
+            let errors = parser.abort();
+            assert_eq!(pkgs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a"], "{size}-byte pieces");
+            assert_eq!(errors, [StanzaError { line: 1, message: "stanza without a Package field".into() }]);
+        }
     }
 
     #[test]

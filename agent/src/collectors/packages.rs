@@ -132,17 +132,21 @@ fn parse_errors(out: &mut Sink, path: &str, errors: Vec<super::parse::StanzaErro
 
 /// Streams a dpkg status file through [`StatusParser`], 64 KiB at a time:
 /// `each` gets every package as its stanza ends, and the file is never
-/// whole in memory (a 256 MB status cost its size and more).
+/// whole in memory (a 256 MB status cost its size and more). The parse's
+/// problems come back whether or not the read ended well; a read that
+/// failed part way makes no package of the stanza it cut short.
 fn stream_status(
     root: &crate::rootfs::Root,
     path: &str,
     late: &mut dyn FnMut() -> bool,
     each: &mut dyn FnMut(DpkgPackage),
-) -> Result<Vec<super::parse::StanzaError>, crate::rootfs::ReadError> {
+) -> (Vec<super::parse::StanzaError>, Result<(), crate::rootfs::ReadError>) {
     let mut deadline = Deadline::new(late);
     let mut parser = StatusParser::new(&mut deadline);
-    root.stream_until(path, u64::MAX, |chunk| parser.feed(chunk, each))?;
-    Ok(parser.finish(each))
+    match root.stream_until(path, u64::MAX, |chunk| parser.feed(chunk, each)) {
+        Ok(_) => (parser.finish(each), Ok(())),
+        Err(e) => (parser.abort(), Err(e)),
+    }
 }
 
 fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut dyn FnMut() -> bool) -> bool {
@@ -152,7 +156,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
     // repeated stanzas must not make one list's rows again each time.
     let mut lists_read = HashSet::new();
     let mut later = super::ReadErrors::default();
-    let streamed = stream_status(root, DPKG_STATUS, late, &mut |p| {
+    let (errors, streamed) = stream_status(root, DPKG_STATUS, late, &mut |p| {
         if !p.is_installed() {
             not_installed_row(out, &p, DPKG_STATUS);
             return;
@@ -184,7 +188,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
         }
     });
     match streamed {
-        Ok(errors) => {
+        Ok(()) => {
             found = true;
             parse_errors(out, DPKG_STATUS, errors);
             later.report(out, C);
@@ -192,6 +196,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
         Err(e) if e.is_not_found() => {}
         Err(e) => {
             found = true;
+            parse_errors(out, DPKG_STATUS, errors);
             later.report(out, C);
             out.error(C, Some(DPKG_STATUS), &format!("dpkg database unreadable: {e}"));
         }
@@ -208,7 +213,7 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
                 let path = format!("{DPKG_STATUS_D}/{name}");
                 // Distroless stanzas usually carry no Status line: present means installed.
                 let (mut installed, mut owner) = (0usize, None::<String>);
-                let streamed = stream_status(root, &path, late, &mut |p| {
+                let (errors, streamed) = stream_status(root, &path, late, &mut |p| {
                     if p.status.is_some() && !p.is_installed() {
                         not_installed_row(out, &p, &path);
                         return;
@@ -217,12 +222,10 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
                     installed += 1;
                     owner.get_or_insert(p.name);
                 });
-                match streamed {
-                    Ok(errors) => parse_errors(out, &path, errors),
-                    Err(e) => {
-                        out.read_error(C, &path, &e);
-                        continue;
-                    }
+                parse_errors(out, &path, errors);
+                if let Err(e) = streamed {
+                    out.read_error(C, &path, &e);
+                    continue;
                 }
                 // One stanza per file, one file list per file: its files belong
                 // to that stanza's package, read once however many stanzas the file has.
@@ -273,7 +276,12 @@ fn apk(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut d
     let mut parser = super::apk::InstalledParser::new(len, &mut deadline);
     let mut row = |p: super::apk::ApkPackage| apk_rows(out, &p, aliases);
     let read = scope.root.stream_until(APK_INSTALLED, u64::MAX, |chunk| parser.feed(chunk, &mut row));
-    let errors = parser.finish(&mut row);
+    // A read that failed part way (the scope's byte budget, EIO, a file
+    // grown past max_file_bytes) cut the last package short: it makes no row.
+    let errors = match &read {
+        Ok(_) => parser.finish(&mut row),
+        Err(_) => parser.abort(),
+    };
     if let Err(e) = read {
         if e.is_not_found() {
             return false;
@@ -471,6 +479,69 @@ mod tests {
         let owners: Vec<&Arc<str>> = sink.owners.values().collect();
         assert_eq!(owners.len(), 1000);
         assert!(owners.iter().all(|o| Arc::ptr_eq(o, owners[0]) && o.len() == 10_000));
+    }
+
+    /// A database read that fails part way (here the scope's byte budget,
+    /// charged per 64 KiB chunk, runs out after the first chunk) used to make
+    /// a row of the package the failure cut short, with its version cut
+    /// too; dpkg's dropped the problems of the stanzas read before it.
+    #[test]
+    fn a_database_read_cut_short_makes_no_row_of_its_last_package() {
+        let chunk = 64 << 10;
+        for (file, bad, stanza, last, rest) in [
+            (
+                "var/lib/dpkg/status",
+                "Version: 0\n\n",
+                "Package: p\nStatus: install ok installed\nVersion: 1\n\n",
+                "Package: last\nStatus: install ok installed\nVersion: 1.2",
+                ".3-1\n\n",
+            ),
+            (
+                "var/lib/dpkg/status.d/x",
+                "Version: 0\n\n",
+                "Package: p\nVersion: 1\n\n",
+                "Package: last\nVersion: 1.2",
+                ".3-1\n\n",
+            ),
+            ("lib/apk/db/installed", "?\n", "P:p\nV:1\n\n", "P:last\nV:1.2", ".3-r0\n\n"),
+        ] {
+            let mut text = bad.to_string();
+            while text.len() + stanza.len() + last.len() < chunk {
+                text.push_str(stanza);
+            }
+            text.push_str(&"\n".repeat(chunk - text.len() - last.len()));
+            text.push_str(last);
+            assert_eq!(text.len(), chunk);
+            text.push_str(rest);
+            text.push_str(&stanza.repeat(1000));
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            let common = crate::encode::Common {
+                host: "h".into(),
+                scope: "image".into(),
+                scope_id: "x".into(),
+                crawl_time_us: 0,
+            };
+            let budgets = crate::rootfs::Budgets { max_total_bytes: chunk as u64 + 1, ..Default::default() };
+            let root = crate::rootfs::Root::with_budgets(tmp.path(), budgets).unwrap();
+            let scope =
+                Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+            let mut sink = Sink::new(common);
+            if file.contains("apk") {
+                assert!(apk(&scope, &mut sink, &[], &mut || false));
+            } else {
+                assert!(dpkg(&scope, &mut sink, &[], &mut || false));
+            }
+            let mut out = Vec::new();
+            crate::print::print_json_lines(&sink.finish(), &mut out).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.contains("\"p\""), "{file}: {out}");
+            assert!(!out.contains("\"last\""), "{file}: a row of the package cut short: {out}");
+            assert!(out.contains("total bytes read over"), "{file}: {out}");
+            assert!(out.contains("line 1: "), "{file}: the earlier stanza's problem is lost: {out}");
+        }
     }
 
     #[test]
