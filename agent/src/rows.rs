@@ -317,6 +317,19 @@ fn named_then_unlinked(dir: &Path) -> std::io::Result<File> {
     Err(std::io::Error::other("no free temporary file name"))
 }
 
+/// Feeds `h` each row of a fixed-width column: tagged present (then its
+/// bytes) or null.
+fn fixed_width(h: &mut Sha256, col: &dyn Array, value: impl Fn(usize) -> [u8; 8]) {
+    for r in 0..col.len() {
+        if col.is_valid(r) {
+            h.update([1]);
+            h.update(value(r));
+        } else {
+            h.update([0]);
+        }
+    }
+}
+
 /// A table's digest, fed batch by batch: one hash per column over its values
 /// in row order (each value tagged null or not, strings with their length),
 /// so batch boundaries never show.
@@ -355,25 +368,11 @@ impl Digester {
                 }
                 DataType::Int64 => {
                     let a = col.as_primitive::<Int64Type>();
-                    for r in 0..a.len() {
-                        if present(r) {
-                            h.update([1]);
-                            h.update(a.value(r).to_le_bytes());
-                        } else {
-                            h.update([0]);
-                        }
-                    }
+                    fixed_width(h, col.as_ref(), |r| a.value(r).to_le_bytes());
                 }
                 DataType::Timestamp(..) => {
                     let a = col.as_primitive::<TimestampMicrosecondType>();
-                    for r in 0..a.len() {
-                        if present(r) {
-                            h.update([1]);
-                            h.update(a.value(r).to_le_bytes());
-                        } else {
-                            h.update([0]);
-                        }
-                    }
+                    fixed_width(h, col.as_ref(), |r| a.value(r).to_le_bytes());
                 }
                 DataType::Boolean => {
                     let a = col.as_boolean();
