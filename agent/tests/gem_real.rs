@@ -25,22 +25,8 @@ fn fixture(test: &str) -> Option<PathBuf> {
 
 /// `packages` rows of manager gem, by location, and the gem collector's errors.
 fn crawl(root: &Path) -> (BTreeMap<String, Row>, Vec<Row>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_periscope-agent"))
-        .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Row> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let errors =
-        rows.iter().filter(|r| s(r, "table") == "crawl_errors" && s(r, "collector") == "gem").cloned().collect();
-    let gems = rows
-        .into_iter()
-        .filter(|r| s(r, "table") == "packages" && s(r, "manager") == "gem")
-        .map(|r| (s(&r, "location"), r))
-        .collect();
-    (gems, errors)
+    let (rows, errors) = common::crawl_printed(root, "gem", "gem");
+    (rows.into_iter().map(|r| (s(&r, "location"), r)).collect(), errors)
 }
 
 #[test]

@@ -30,21 +30,8 @@ fn s(r: &Row, k: &str) -> String {
 
 /// `packages` rows of manager npm, by location, from `periscope-agent crawl --print`.
 fn crawl(root: &Path) -> (BTreeMap<String, Row>, Vec<Row>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_periscope-agent"))
-        .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Row> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let errors = rows.iter().filter(|r| s(r, "table") == "crawl_errors").cloned().collect();
-    let npm = rows
-        .into_iter()
-        .filter(|r| s(r, "table") == "packages" && s(r, "manager") == "npm")
-        .map(|r| (s(&r, "location"), r))
-        .collect();
-    (npm, errors)
+    let (rows, errors) = common::crawl_printed(root, "npm", "npm");
+    (rows.into_iter().map(|r| (s(&r, "location"), r)).collect(), errors)
 }
 
 #[test]

@@ -27,13 +27,10 @@
 //! as scopes of their own. Each `package.json` is read up to
 //! [`MAX_MANIFEST_BYTES`]: a larger one is a `crawl_errors` row, never memory.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-
 use periscope_proto::tables::PACKAGES;
 use serde_json::Value as Json;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink};
 
 pub const C: &str = "npm";
 
@@ -149,46 +146,33 @@ pub fn parse(bytes: &[u8]) -> Result<Option<Manifest>, serde_json::Error> {
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let found = super::app_files::take(scope, out, C, |f| &mut f.npm);
-    let aliases = usrmerge_aliases(&scope.root);
-    for e in found {
-        let (path, raw) = (e.path.shown(), e.path.raw());
-        let bytes = match scope.root.read_limited(OsStr::from_bytes(&raw), MAX_MANIFEST_BYTES) {
-            Ok(b) => b,
-            Err(err) => {
-                out.read_error(C, &path, &err);
-                if err.is_budget() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let m = match parse(&bytes) {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
-            Err(err) => {
-                out.error(C, Some(&path), &format!("not a package.json: {err}"));
-                continue;
-            }
-        };
-        let owner =
-            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
-        let purl = purl(&m.name, &m.version);
-        out.row(
-            &PACKAGES,
-            &[
-                ("manager", "npm".into()),
-                ("name", m.name.as_str().into()),
-                ("version", m.version.as_str().into()),
-                ("maintainer", m.author.as_ref().into()),
-                ("license", m.license.as_ref().into()),
-                ("description", m.description.as_ref().into()),
-                ("url", m.homepage.as_ref().into()),
-                ("location", path.as_str().into()),
-                ("purl", purl.as_str().into()),
-                ("owner_package", owner.as_deref().into()),
-            ],
-        );
-    }
+    let parse = |b: &[u8]| parse(b).map(|m| m.into_iter().collect::<Vec<_>>());
+    super::app_files::each_manifest(
+        scope,
+        out,
+        C,
+        found,
+        (MAX_MANIFEST_BYTES, "a package.json"),
+        parse,
+        |out, m, path, owner| {
+            let purl = purl(&m.name, &m.version);
+            out.row(
+                &PACKAGES,
+                &[
+                    ("manager", "npm".into()),
+                    ("name", m.name.as_str().into()),
+                    ("version", m.version.as_str().into()),
+                    ("maintainer", m.author.as_ref().into()),
+                    ("license", m.license.as_ref().into()),
+                    ("description", m.description.as_ref().into()),
+                    ("url", m.homepage.as_ref().into()),
+                    ("location", path.into()),
+                    ("purl", purl.as_str().into()),
+                    ("owner_package", owner.into()),
+                ],
+            );
+        },
+    );
 }
 
 #[cfg(test)]
