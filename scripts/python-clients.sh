@@ -9,7 +9,7 @@
 set -euo pipefail
 cache="${PERISCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope}"
 venv="$cache/venv-clients"
-want="duckdb==1.1.3 deltalake==1.6.6 adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1 packaging==24.2"
+want="duckdb==1.1.3 deltalake==1.6.6 adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1 packaging==24.2 semver==3.0.4"
 if [[ ! -f "$venv/.ok" || "$(cat "$venv/.ok")" != "$want" ]]; then
   echo "python-clients: installing $want into $venv" >&2
   rm -rf "$venv"

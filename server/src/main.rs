@@ -147,6 +147,11 @@ enum Cmd {
         #[arg(long, env = "PERISCOPE_USER")]
         user: Option<String>,
     },
+    /// Vulnerability data: import OSV advisories, matched against the fleet in the `vulnerabilities` view.
+    Vulns {
+        #[command(subcommand)]
+        cmd: VulnsCmd,
+    },
     /// Agent enrollment: list enrolled hosts, revoke a host's node keys, issue per-host enrollment tokens.
     Agents {
         #[command(subcommand)]
@@ -160,6 +165,23 @@ enum Cmd {
         /// Root filesystem to crawl.
         #[arg(long, default_value = "/")]
         root: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum VulnsCmd {
+    /// Import OSV records (JSON files, directories of them, osv.dev's all.zip
+    /// archives) into the data directory: new ids and newer `modified` times
+    /// are stored, the rest counted unchanged. Safe while a server runs on it.
+    Import {
+        /// Files, directories and zip archives of OSV records.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, env = "PERISCOPE_DATA")]
+        data: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -280,6 +302,37 @@ fn agents(cmd: AgentsCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn vulns(cmd: VulnsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VulnsCmd::Import { paths, data, json } => {
+            let s = periscope_vulns::import::import(&data, &paths).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "{} records read: {} new, {} updated, {} unchanged ({} of those stored withdrawn); {} errors",
+                    s.records,
+                    s.new,
+                    s.updated,
+                    s.unchanged,
+                    s.withdrawn,
+                    s.errors.len()
+                );
+                for (eco, n) in &s.affected {
+                    println!("  affected entries  {eco}: {n}");
+                }
+                for (why, n) in &s.unmatched {
+                    println!("  not matched       {why}: {n}");
+                }
+                for e in &s.errors {
+                    println!("  error             {e}");
+                }
+            }
+            Ok(if s.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+    }
+}
+
 /// Exit status of `periscope report run` when the --fail-on gate trips.
 const GATE_FAILED: u8 = 3;
 
@@ -290,6 +343,7 @@ fn main() -> ExitCode {
         .init();
     // The stored report runs are SQL tables on every front and in every subcommand.
     periscope_report::install();
+    periscope_vulns::install();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -461,6 +515,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Report { cmd } => report(cmd).await,
         Cmd::Agents { cmd } => agents(cmd),
+        Cmd::Vulns { cmd } => vulns(cmd),
     }
 }
 

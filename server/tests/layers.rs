@@ -17,8 +17,12 @@ use syn::visit::Visit;
 
 /// The server's crates from the bottom up: each may depend on crates of
 /// earlier layers only, never on one of its own layer or a later one.
-const LAYERS: &[&[&str]] =
-    &[&["periscope-store"], &["periscope-query"], &["periscope-fronts", "periscope-report"], &["periscope-server"]];
+const LAYERS: &[&[&str]] = &[
+    &["periscope-store"],
+    &["periscope-query"],
+    &["periscope-fronts", "periscope-report", "periscope-vulns"],
+    &["periscope-server"],
+];
 
 /// The only server crate that may depend on the agent (for `quickstart`).
 const MAY_USE_AGENT: &str = "periscope-server";

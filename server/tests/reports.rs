@@ -79,15 +79,6 @@ fn crawl_host(url: &str) {
     assert!(ok, "crawl failed: {err}");
 }
 
-/// Crawls a fixture root as host `host` with `collectors`.
-fn crawl_root(url: &str, root: &Path, host: &str, collectors: &str) {
-    let root = root.to_str().unwrap();
-    let args =
-        ["crawl", "--server", url, "--root", root, "--host", host, "--collectors", collectors, "--docker", "off"];
-    let (ok, _, err) = agent(&[&args[..], &["--containerd", "off"]].concat());
-    assert!(ok, "crawl of {root} failed: {err}");
-}
-
 /// An HTTP endpoint that takes POSTs: each body arrives on the receiver.
 fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
     use std::io::{BufRead, BufReader, Read, Write};
@@ -236,8 +227,8 @@ fn every_cis_docker_check_fails_on_a_bad_container_and_passes_on_a_good_one() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     crawl_host(&server.url);
-    crawl_root(&server.url, roots[0].path(), &remap_off, "configs");
-    crawl_root(&server.url, roots[1].path(), &remap_on, "configs");
+    crawl_root(&server.url, roots[0].path(), &remap_off, "configs", &[]);
+    crawl_root(&server.url, roots[1].path(), &remap_on, "configs", &[]);
     let start = Instant::now();
     let packs = queries();
     let Ran { code, stdout: table, run, out } =
@@ -371,7 +362,7 @@ fn a_broken_pack_reports_each_problem_in_the_run_and_its_good_checks_complete() 
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let t = Instant::now();
-    crawl_root(&server.url, &debian_rootfs(), "fixture-debian", "os,packages");
+    crawl_root(&server.url, &debian_rootfs(), "fixture-debian", "os,packages", &[]);
     eprintln!("fixture crawl took {:?}", t.elapsed());
     let packs = tempfile::tempdir().unwrap();
     let pack = packs.path().join("broken.toml");
@@ -629,7 +620,7 @@ fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
     let server = Server::start_full(data.path(), "127.0.0.1:0", &args, &[]);
     let target = ["--server", server.url.as_str()];
     let start = Instant::now();
-    crawl_root(&server.url, root.path(), "sched-host", "configs");
+    crawl_root(&server.url, root.path(), "sched-host", "configs", &[]);
     let changes = || -> Vec<String> {
         sql(&target, "SELECT change FROM report_results WHERE check_id = 'daemon-json' ORDER BY started")
             .iter()
@@ -642,7 +633,7 @@ fn serve_runs_packs_on_their_schedules_and_stores_diffed_runs() {
         c.contains(&"new".to_string()) && c.contains(&"still_failing".to_string())
     });
     std::fs::remove_file(root.path().join("etc/docker/daemon.json")).unwrap();
-    crawl_root(&server.url, root.path(), "sched-host", "configs");
+    crawl_root(&server.url, root.path(), "sched-host", "configs", &[]);
     wait_for("a run that marks it resolved", timeout, || changes().contains(&"resolved".to_string()));
     let c = changes();
     let first_resolved = c.iter().position(|x| x == "resolved").unwrap();
@@ -703,7 +694,7 @@ fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_r
     let tag = format!("pk{}", std::process::id());
     let hosts = [("old", old.path().to_path_buf()), ("fixed", fixed.path().to_path_buf()), ("apk", apk.path().into())];
     for (name, root) in hosts.iter().cloned().chain([("bookworm", debian_rootfs())]) {
-        crawl_root(&server.url, &root, &format!("{tag}-{name}"), "os,packages");
+        crawl_root(&server.url, &root, &format!("{tag}-{name}"), "os,packages", &[]);
     }
     let packs = queries();
     let Ran { code, run, .. } =
@@ -723,20 +714,6 @@ fn packages_pack_flags_vulnerable_versions_and_end_of_life_releases_in_crawled_r
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
 }
 
-/// The root a fixture script builds (and caches), or None (skipped outside CI) when it cannot.
-fn fixture_root(script: &str) -> Option<std::path::PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
-    let out = std::process::Command::new(&path).stderr(std::process::Stdio::inherit()).output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().into()),
-        other => {
-            assert!(std::env::var("CI").is_err(), "{} failed in CI: {other:?}", path.display());
-            eprintln!("SKIPPED: {} failed ({other:?})", path.display());
-            None
-        }
-    }
-}
-
 /// Issue 17: application libraries are checked like OS packages. The Python
 /// fixture (wheels from PyPI, a virtualenv and Debian's python3-* packages)
 /// and the Node.js one (Debian's node-* packages and an npm install) hold
@@ -749,8 +726,8 @@ fn packages_pack_flags_application_libraries_below_their_fix() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let tag = format!("app{}", std::process::id());
-    crawl_root(&server.url, &python, &format!("{tag}-python"), "os,packages,python");
-    crawl_root(&server.url, &node, &format!("{tag}-node"), "os,packages,npm");
+    crawl_root(&server.url, &python, &format!("{tag}-python"), "os,packages,python", &[]);
+    crawl_root(&server.url, &node, &format!("{tag}-node"), "os,packages,npm", &[]);
     let packs = queries();
     let Ran { run, .. } =
         run_pack(&["packages", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
@@ -970,8 +947,8 @@ fn images_pack_flags_old_images_tag_drift_unapproved_bases_unowned_software_and_
     let server = Server::start(data.path());
     let (ok, _, err) = agent(&["crawl", "--server", &server.url, "--collectors", "packages", "--containerd", "off"]);
     assert!(ok, "{err}");
-    crawl_root(&server.url, root.path(), &format!("{tag}-local"), "unowned_files");
-    crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-clean"), "unowned_files");
+    crawl_root(&server.url, root.path(), &format!("{tag}-local"), "unowned_files", &[]);
+    crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-clean"), "unowned_files", &[]);
     let packs = queries();
     let run_with = |params: &[&str]| -> Value {
         let args = ["images", "--packs", packs.to_str().unwrap(), "--server", &server.url];

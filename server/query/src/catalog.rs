@@ -354,6 +354,17 @@ pub trait Extension: Send + Sync {
     /// Registers the tables on `ctx`, read from the data directory `data`
     /// (None: a snapshot of no data directory; register them empty).
     fn register(&self, ctx: &SessionContext, data: Option<&std::path::Path>) -> Result<()>;
+
+    /// Whether read-scoped sessions get the tables too: data that belongs to
+    /// no host (advisories), as opposed to fleet-wide results (report runs).
+    fn public(&self) -> bool {
+        false
+    }
+
+    /// Views to create once every table is registered (`CREATE VIEW ...`), in order.
+    fn views(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 fn extensions() -> &'static std::sync::RwLock<Vec<Arc<dyn Extension>>> {
@@ -368,7 +379,7 @@ pub fn extend(tables: Arc<dyn Extension>) {
 
 /// Registers every table (from `provider`, filtered by `scope` when given),
 /// the views over them and the descriptions; the [`Extension`] tables only for an
-/// unscoped session (a report run covers the whole fleet).
+/// unscoped session (a report run covers the whole fleet), unless they are public.
 async fn register(
     ctx: SessionContext,
     data: Option<std::path::PathBuf>,
@@ -388,11 +399,15 @@ async fn register(
         ctx.register_table(name, provider(Kind::History(t))?)?;
     }
     register_descriptions(&ctx)?;
-    if scope.is_none() {
-        let extensions = extensions().read().unwrap_or_else(|e| e.into_inner()).clone();
-        for e in extensions {
-            e.register(&ctx, data.as_deref())?;
-        }
+    let extensions: Vec<Arc<dyn Extension>> = extensions()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|e| scope.is_none() || e.public())
+        .cloned()
+        .collect();
+    for e in &extensions {
+        e.register(&ctx, data.as_deref())?;
     }
     // The newest crawl of every scope, and of the scopes still alive: a host
     // not crawled within the host expiry leaves current state with its
@@ -404,6 +419,9 @@ async fn register(
         ctx.register_table(t.name, provider(Kind::Current(t))?)?;
     }
     ctx.sql(PACKAGE_CHANGES).await?;
+    for view in extensions.iter().flat_map(|e| e.views()) {
+        ctx.sql(view).await?;
+    }
     Ok(ctx)
 }
 

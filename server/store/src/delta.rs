@@ -60,11 +60,27 @@ pub fn log_dir(table_dir: &Path) -> PathBuf {
     table_dir.join("_delta_log")
 }
 
+/// What a log states about its table in its `metaData` action.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The Delta schema string: the table's columns, then [`PARTITION`].
+    pub schema: String,
+}
+
+impl Meta {
+    /// The metadata of a declared table.
+    pub fn of(t: &Table) -> Meta {
+        Meta { name: t.name, description: t.description, schema: schema_string(t) }
+    }
+}
+
 /// A table's log as replayed: its latest version and the files it holds.
 #[derive(Debug, Default)]
 pub struct DeltaLog {
     dir: PathBuf,
-    table: Option<&'static Table>,
+    table: Option<Meta>,
     next: u64,
     /// Relative path → its `add` action (size, partition, stats), which a checkpoint repeats.
     files: BTreeMap<String, Value>,
@@ -181,8 +197,15 @@ fn shorten(s: &str) -> String {
 impl DeltaLog {
     /// Replays the log of the table in `table_dir` (empty when it has none yet).
     pub fn open(table_dir: &Path, table: &'static Table) -> Result<DeltaLog, String> {
+        DeltaLog::open_as(table_dir, Meta::of(table))
+    }
+
+    /// Replays the log of a table that is not one of the declared ones (the
+    /// advisory tables), stating `meta` when it commits.
+    pub fn open_as(table_dir: &Path, meta: Meta) -> Result<DeltaLog, String> {
         let dir = log_dir(table_dir);
-        let mut log = DeltaLog { dir: dir.clone(), table: Some(table), ..Default::default() };
+        let table = meta;
+        let mut log = DeltaLog { dir: dir.clone(), table: Some(table.clone()), ..Default::default() };
         let listing = Listing::read(&dir)?;
         // From the newest checkpoint that reads; a damaged one costs replaying from an older one, or from 0.
         for &v in listing.checkpoints.iter().rev() {
@@ -195,7 +218,7 @@ impl DeltaLog {
                     }
                     Err(e) => {
                         tracing::warn!("Delta log: checkpoint {v} not used: {e}");
-                        log = DeltaLog { dir: dir.clone(), table: Some(table), ..Default::default() };
+                        log = DeltaLog { dir: dir.clone(), table: Some(table.clone()), ..Default::default() };
                         log.checkpoint_due = true;
                     }
                 },
@@ -227,7 +250,7 @@ impl DeltaLog {
         let listing = Listing::read(&dir)?;
         let newest = listing.commits.keys().next_back().copied().max(listing.checkpoints.last().copied());
         let next = newest.map_or(0, |v| v + 1);
-        Ok(DeltaLog { dir, table: Some(table), next, restarted: next > 0, ..Default::default() })
+        Ok(DeltaLog { dir, table: Some(Meta::of(table)), next, restarted: next > 0, ..Default::default() })
     }
 
     /// Replays one action onto the state. A file action that is not an
@@ -278,7 +301,7 @@ impl DeltaLog {
     /// `table_dir`): nothing when it already does. `data_change` says whether
     /// rows changed (a flush, retention) or were only rearranged (a compaction).
     pub fn sync(&mut self, table_dir: &Path, files: &[PathBuf], data_change: bool) -> Result<(), String> {
-        let table = self.table.ok_or("internal error: a Delta log without its table")?;
+        let table = self.table.clone().ok_or("internal error: a Delta log without its table")?;
         let mut want: BTreeMap<String, PathBuf> = BTreeMap::new();
         for f in files {
             let rel =
@@ -296,11 +319,11 @@ impl DeltaLog {
                 "operationParameters": {"partitionBy": format!("[\"{PARTITION}\"]")}, "engineInfo": engine}}));
             actions.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
             actions.push(json!({"metaData": {
-                "id": table_uuid(table),
+                "id": table_uuid(table.name),
                 "name": table.name,
                 "description": table.description,
                 "format": {"provider": "parquet", "options": {}},
-                "schemaString": schema_string(table),
+                "schemaString": table.schema,
                 "partitionColumns": [PARTITION],
                 "configuration": {},
                 "createdTime": now,
@@ -310,13 +333,11 @@ impl DeltaLog {
         // A table that gained columns since the log last stated its schema:
         // the new schema is committed first (Delta's schema evolution), so
         // readers see the new columns, null in the older files.
-        let evolved = self
-            .metadata
-            .as_ref()
-            .filter(|m| !restating && m["schemaString"].as_str() != Some(schema_string(table).as_str()));
+        let evolved =
+            self.metadata.as_ref().filter(|m| !restating && m["schemaString"].as_str() != Some(table.schema.as_str()));
         if let Some(m) = evolved {
             let mut m = m.clone();
-            m["schemaString"] = Value::String(schema_string(table));
+            m["schemaString"] = Value::String(table.schema.clone());
             actions.push(json!({ "metaData": m }));
             changed = true;
         }
@@ -631,9 +652,9 @@ fn checkpoint_schema() -> Arc<Schema> {
 }
 
 /// A stable table id (a UUID derived from the table name), so that every data directory names a table alike.
-fn table_uuid(t: &Table) -> String {
+fn table_uuid(name: &str) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("periscope table {}", t.name).as_bytes());
+    let h = sha2::Sha256::digest(format!("periscope table {name}").as_bytes());
     let x: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
 }
@@ -848,7 +869,7 @@ mod tests {
         assert!(v1.contains("\"metaData\"") && v1.contains("\"add\""), "{v1}");
         let reopened = DeltaLog::open(dir, &CRAWL_ERRORS).unwrap();
         assert_eq!(reopened.metadata.as_ref().unwrap()["schemaString"], json!(schema_string(&CRAWL_ERRORS)));
-        assert_eq!(reopened.metadata.as_ref().unwrap()["id"], json!(table_uuid(&CRAWL_ERRORS)), "the same table");
+        assert_eq!(reopened.metadata.as_ref().unwrap()["id"], json!(table_uuid(CRAWL_ERRORS.name)), "the same table");
         // Once stated, not again.
         let mut log = reopened;
         let c = day.join("wal-3.parquet");

@@ -250,3 +250,28 @@ pub fn run_agent(url: &str, spool: &Path, args: &[&str]) -> (Agent, std::sync::m
     });
     (Agent(child), rx)
 }
+
+/// The root a fixture script builds (and caches), or None (skipped outside CI) when it cannot.
+pub fn fixture_root(script: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
+    let out = std::process::Command::new(&path).stderr(std::process::Stdio::inherit()).output();
+    match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().into()),
+        other => {
+            assert!(std::env::var("CI").is_err(), "{} failed in CI: {other:?}", path.display());
+            eprintln!("SKIPPED: {} failed ({other:?})", path.display());
+            None
+        }
+    }
+}
+
+/// Crawls a fixture root as host `host` with `collectors` (Docker and
+/// containerd off unless `extra` turns one on).
+pub fn crawl_root(url: &str, root: &Path, host: &str, collectors: &str, extra: &[&str]) {
+    let root = root.to_str().unwrap();
+    let docker = if extra.contains(&"--docker") { &[][..] } else { &["--docker", "off"][..] };
+    let args =
+        ["crawl", "--server", url, "--root", root, "--host", host, "--collectors", collectors, "--containerd", "off"];
+    let (ok, _, err) = agent(&[&args[..], docker, extra].concat());
+    assert!(ok, "crawl of {root} failed: {err}");
+}

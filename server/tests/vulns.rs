@@ -1,0 +1,236 @@
+//! Issue 19: OSV advisories imported into a running server's data directory
+//! and matched against real crawls — wheels from PyPI, Go and Rust binaries,
+//! a debootstrap root and a running container of it — checked against an
+//! independent evaluation of the same records (tests/osv_oracle.py: the OSV
+//! specification's algorithm with packaging, python-semver and dpkg itself).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+
+type Row = serde_json::Map<String, Value>;
+
+fn import(data: &Path, paths: &[&Path]) -> String {
+    let out = Command::new(periscope_bin())
+        .args(["vulns", "import", "--data", data.to_str().unwrap()])
+        .args(paths)
+        .output()
+        .expect("run periscope vulns import");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "import failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// A Debian 12 record of the kind the Debian security tracker publishes.
+fn debian(id: &str, source: &str, release: &str, events: Value, withdrawn: bool) -> Value {
+    let mut r = json!({
+        "id": id, "modified": "2026-11-01T00:00:00Z", "published": "2026-10-01T00:00:00Z",
+        "aliases": [format!("CVE-2026-{}", id.len() * 1000 + source.len())],
+        "summary": format!("{source} - test advisory"),
+        "affected": [{"package": {"ecosystem": release, "name": source},
+                      "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
+    });
+    if withdrawn {
+        r["withdrawn"] = "2026-11-02T00:00:00Z".into();
+    }
+    r
+}
+
+/// A column's value as text; `-` for null (which the JSON output leaves out).
+fn text(row: &Row, col: &str) -> String {
+    match row.get(col) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+#[test]
+fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
+    if !docker_available("vulnerabilities_match_real_crawls_as_an_independent_evaluation_does") {
+        return;
+    }
+    let (Some(python), Some(binaries)) = (fixture_root("python-fixture.sh"), fixture_root("binary-fixtures.sh")) else {
+        return;
+    };
+    let Some(py) = common::python() else { return };
+    let image = docker_test_image();
+    let tag = format!("vu{}", std::process::id());
+    let web = format!("{tag}-web");
+    let mut cs = Containers(Vec::new());
+    cs.create(&["run", "-d", "--name", &web, &image, "sleep", "600"]);
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let target = ["--server", server.url.as_str()];
+    crawl_root(&server.url, &python, &format!("{tag}-python"), "os,packages,python", &[]);
+    crawl_root(&server.url, &binaries, &format!("{tag}-bin"), "os,packages", &[]);
+    // The debootstrap root as a host, with this machine's Docker containers and images beside it.
+    crawl_root(&server.url, &debian_rootfs(), &format!("{tag}-deb"), "os,packages", &["--docker", "on"]);
+
+    // Debian records written from the OSV specification against what the root holds.
+    let installed: BTreeMap<String, (String, String)> = sql(
+        &target,
+        &format!(
+            "SELECT name, source, source_version FROM packages WHERE host = '{tag}-deb' AND scope = 'host' \
+             AND name IN ('bash', 'coreutils', 'tar', 'libc6')"
+        ),
+    )
+    .iter()
+    .map(|r| (text(r, "name"), (text(r, "source"), text(r, "source_version"))))
+    .collect();
+    assert_eq!(installed.len(), 4, "{installed:?}");
+    let sv = |n: &str| installed[n].1.clone();
+    assert_eq!(installed["libc6"].0, "glibc");
+    let records = tempfile::tempdir().unwrap();
+    let bash_fix = format!("{}+deb12u9", sv("bash"));
+    let mine = [
+        // Below its fix: affected, with the fix named.
+        debian("PTEST-1", "bash", "Debian:12", json!([{"introduced": "0"}, {"fixed": bash_fix}]), false),
+        // Fixed long ago: not affected.
+        debian("PTEST-2", "coreutils", "Debian:12", json!([{"introduced": "0"}, {"fixed": "8.0-1"}]), false),
+        // No fix yet: affected, no fixed version.
+        debian("PTEST-3", "tar", "Debian:12", json!([{"introduced": "0"}]), false),
+        // Withdrawn: matches nothing.
+        debian("PTEST-4", "bash", "Debian:12", json!([{"introduced": "0"}, {"fixed": "99"}]), true),
+        // Another release: matches nothing here.
+        debian("PTEST-5", "bash", "Debian:11", json!([{"introduced": "0"}, {"fixed": "99"}]), false),
+        // Keyed by source package (libc6 is built from glibc); last_affected is inclusive.
+        debian("PTEST-6", "glibc", "Debian:12", json!([{"introduced": "0"}, {"last_affected": sv("libc6")}]), false),
+        // A binary package's name is not a source package's: not matched.
+        debian("PTEST-7", "libc6", "Debian:12", json!([{"introduced": "0"}, {"fixed": "99"}]), false),
+    ];
+    for r in &mine {
+        std::fs::write(records.path().join(format!("{}.json", r["id"].as_str().unwrap())), r.to_string()).unwrap();
+    }
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("vulns/tests/data/osv");
+    // Imported while the server runs; its next query sees them.
+    let summary = import(data.path(), &[&samples, records.path()]);
+    assert!(summary.contains("not matched       GIT range not matched"), "{summary}");
+
+    let found = sql(
+        &target,
+        &format!(
+            "SELECT host, scope, scope_id, container, image, container_state, manager, package, version, advisory, \
+                    fixed_version, severity, array_to_string(aliases, ',') AS aliases \
+             FROM vulnerabilities WHERE host LIKE '{tag}-%'"
+        ),
+    );
+    // The same question of a data directory directly gives the same rows.
+    let direct = sql(
+        &["--data", data.path().to_str().unwrap()],
+        &format!("SELECT count(*) AS n FROM vulnerabilities WHERE host LIKE '{tag}-%'"),
+    );
+    assert_eq!(direct[0]["n"], json!(found.len()));
+
+    // The independent evaluation, over the same packages and records.
+    let packages = sql(
+        &target,
+        &format!(
+            "SELECT p.host, p.scope, p.scope_id, p.manager, p.name, p.version, p.source, p.source_version, \
+                    o.id AS os_id, o.version_id AS os_version_id \
+             FROM packages p LEFT JOIN os o ON o.host = p.host AND o.scope = p.scope AND o.scope_id = p.scope_id \
+             WHERE p.host LIKE '{tag}-%'"
+        ),
+    );
+    let mut paths: Vec<String> = Vec::new();
+    for dir in [
+        samples.join("go"),
+        samples.join("pypi"),
+        samples.join("crates-io"),
+        samples.join("debian"),
+        records.path().into(),
+    ] {
+        for f in std::fs::read_dir(dir).unwrap().flatten() {
+            paths.push(f.path().to_string_lossy().into_owned());
+        }
+    }
+    let job = json!({"records": paths, "packages": packages});
+    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/osv_oracle.py");
+    let mut child = Command::new(&py)
+        .arg(&oracle)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the oracle");
+    serde_json::to_writer(child.stdin.take().unwrap(), &job).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "oracle failed");
+    let expected: Vec<Vec<Value>> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let key = |host: &str, scope: &str, id: &str, manager: &str, name: &str, version: &str, adv: &str, fixed: &str| {
+        // Go module versions carry a `v`; OSV's events do not.
+        let fixed = if manager == "golang" { fixed.trim_start_matches('v') } else { fixed };
+        format!("{host} {scope} {id} {manager} {name} {version} {adv} fixed={fixed}")
+    };
+    let mut got: Vec<String> = found
+        .iter()
+        .map(|r| {
+            key(
+                &text(r, "host"),
+                &text(r, "scope"),
+                &text(r, "scope_id"),
+                &text(r, "manager"),
+                &text(r, "package"),
+                &text(r, "version"),
+                &text(r, "advisory"),
+                &text(r, "fixed_version"),
+            )
+        })
+        .collect();
+    let mut want: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            let s = |i: usize| e[i].as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+            key(&s(0), &s(1), &s(2), &s(3), &s(4), &s(5), &s(6), &s(7))
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    let only_got: Vec<_> = got.iter().filter(|g| !want.contains(g)).collect();
+    let only_want: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
+    assert!(only_got.is_empty() && only_want.is_empty(), "Periscope only: {only_got:#?}\noracle only: {only_want:#?}");
+
+    // Not vacuous: every ecosystem of the fixtures has exposures.
+    let count = |f: &dyn Fn(&Row) -> bool| found.iter().filter(|r| f(r)).count();
+    for manager in ["pypi", "golang", "dpkg"] {
+        assert!(count(&|r: &Row| text(r, "manager") == manager) > 0, "no {manager} rows: {found:#?}");
+    }
+    // The running container carries its image's exposures, named as such.
+    let in_web: Vec<&Row> =
+        found.iter().filter(|r| text(r, "container") == web && text(r, "advisory") == "PTEST-1").collect();
+    assert_eq!(in_web.len(), 1, "{found:#?}");
+    assert_eq!(text(in_web[0], "fixed_version"), bash_fix);
+    assert_eq!(text(in_web[0], "image"), image);
+    assert_eq!(text(in_web[0], "container_state"), "running");
+    assert_eq!(text(in_web[0], "severity"), "-");
+    let on_host = |adv: &str| {
+        found
+            .iter()
+            .filter(|r| {
+                text(r, "host") == format!("{tag}-deb") && text(r, "scope") == "host" && text(r, "advisory") == adv
+            })
+            .map(|r| format!("{} {}", text(r, "package"), text(r, "fixed_version")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(on_host("PTEST-1"), [format!("bash {bash_fix}")]);
+    assert_eq!(on_host("PTEST-3"), ["tar -"]);
+    assert!(on_host("PTEST-6").contains(&"libc6 -".to_string()), "{:?}", on_host("PTEST-6"));
+    for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7"] {
+        assert!(found.iter().all(|r| text(r, "advisory") != none), "{none} matched");
+    }
+    eprintln!(
+        "vulnerabilities: {} rows ({} pypi, {} golang, {} cargo, {} dpkg), equal to the oracle's",
+        found.len(),
+        count(&|r: &Row| text(r, "manager") == "pypi"),
+        count(&|r: &Row| text(r, "manager") == "golang"),
+        count(&|r: &Row| text(r, "manager") == "cargo"),
+        count(&|r: &Row| text(r, "manager") == "dpkg"),
+    );
+}

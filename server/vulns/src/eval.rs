@@ -1,0 +1,318 @@
+//! Whether an installed version is affected by an OSV `affected` entry, by the
+//! evaluation the OSV specification gives: a version listed in `versions` is
+//! affected; otherwise each SEMVER or ECOSYSTEM range's events are sorted by
+//! version (`introduced: "0"` first) and walked in order — at or past an
+//! `introduced` the version is affected, at or past a `fixed`, or past a
+//! `last_affected`, it is not — and a range with `limit` events covers only
+//! versions below one of them (`*`: no limit). GIT ranges name commits, which
+//! an installed package does not carry: they are never matched, and an import
+//! counts them.
+//!
+//! A range whose events the ecosystem's version order cannot read is not
+//! matched either (an import counts it); an installed version that order
+//! cannot read matches only an identical `versions` entry.
+
+use std::cmp::Ordering;
+
+use periscope_versions::{Scheme, compare};
+
+use crate::ecosystem::event_version;
+use crate::osv::{Event, Range};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Introduced,
+    Fixed,
+    LastAffected,
+    Limit,
+}
+
+/// One range, ready to evaluate: events sorted, versions in the scheme's form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    events: Vec<(Kind, String)>,
+    limits: Vec<String>,
+}
+
+/// An `affected` entry ready to evaluate against many versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    scheme: Scheme,
+    ranges: Vec<Prepared>,
+    versions: Vec<String>,
+    /// Why parts of the entry are not matched (GIT ranges, unreadable versions, ...).
+    pub unmatched: Vec<String>,
+}
+
+fn event(e: &Event) -> Result<(Kind, &str), String> {
+    let set: Vec<(Kind, &str)> = [
+        (Kind::Introduced, &e.introduced),
+        (Kind::Fixed, &e.fixed),
+        (Kind::LastAffected, &e.last_affected),
+        (Kind::Limit, &e.limit),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    .collect();
+    match set.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(format!("an event sets {} of introduced, fixed, last_affected and limit", set.len())),
+    }
+}
+
+/// "0" introduces from the beginning of time: lowest of all.
+fn order(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, String> {
+    match (a == "0", b == "0") {
+        (true, true) => Ok(Ordering::Equal),
+        (true, false) => Ok(Ordering::Less),
+        (false, true) => Ok(Ordering::Greater),
+        _ => compare(scheme, a, b).map_err(|e| e.to_string()),
+    }
+}
+
+impl Entry {
+    /// Prepares the entry of ecosystem `key` (see [`crate::ecosystem`]) for
+    /// matching under `scheme`.
+    pub fn new(key: &str, scheme: Scheme, ranges: &[Range], versions: &[String]) -> Entry {
+        let mut unmatched = Vec::new();
+        let mut prepared = Vec::new();
+        for r in ranges {
+            match r.kind.as_str() {
+                "SEMVER" | "ECOSYSTEM" => match prepare(key, scheme, r) {
+                    Ok(p) => prepared.push(p),
+                    Err(e) => unmatched.push(format!("{} range not matched: {e}", r.kind)),
+                },
+                "GIT" => unmatched.push("GIT range not matched: it names commits".to_string()),
+                other => unmatched.push(format!("{other:?} range not matched: unknown range type")),
+            }
+        }
+        let versions = versions.iter().map(|v| event_version(key, v)).collect();
+        Entry { scheme, ranges: prepared, versions, unmatched }
+    }
+
+    /// None when `installed` is not affected; otherwise the lowest `fixed`
+    /// version above it among the ranges that affect it (None inside when
+    /// none does: no fix, or affected by the `versions` list alone).
+    pub fn affects(&self, installed: &str) -> Option<Option<String>> {
+        let mut hit = self
+            .versions
+            .iter()
+            .any(|v| v == installed || (v != "0" && compare(self.scheme, v, installed).ok() == Some(Ordering::Equal)));
+        let mut fixed: Option<&str> = None;
+        for r in &self.ranges {
+            if !r.affects(self.scheme, installed) {
+                continue;
+            }
+            hit = true;
+            for (k, v) in &r.events {
+                if *k == Kind::Fixed
+                    && compare(self.scheme, v, installed).ok() == Some(Ordering::Greater)
+                    && fixed.is_none_or(|f| compare(self.scheme, v, f).ok() == Some(Ordering::Less))
+                {
+                    fixed = Some(v);
+                }
+            }
+        }
+        hit.then(|| fixed.map(str::to_string))
+    }
+}
+
+fn prepare(key: &str, scheme: Scheme, r: &Range) -> Result<Prepared, String> {
+    let mut events = Vec::with_capacity(r.events.len());
+    let mut limits = Vec::new();
+    for e in &r.events {
+        let (kind, v) = event(e)?;
+        let v = event_version(key, v);
+        if v != "0" && !(kind == Kind::Limit && v == "*") {
+            // Refuse what the order cannot read now, not at every comparison.
+            compare(scheme, &v, &v).map_err(|e| e.to_string())?;
+        } else if kind != Kind::Introduced && kind != Kind::Limit {
+            return Err(format!("{kind:?} at \"0\""));
+        }
+        if kind == Kind::Limit {
+            limits.push(v);
+        } else {
+            events.push((kind, v));
+        }
+    }
+    if !events.iter().any(|(k, _)| *k == Kind::Introduced) {
+        return Err("no introduced event".to_string());
+    }
+    let mut failed = None;
+    events.sort_by(|a, b| {
+        order(scheme, &a.1, &b.1).unwrap_or_else(|e| {
+            failed = Some(e);
+            Ordering::Equal
+        })
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Prepared { events, limits }),
+    }
+}
+
+impl Prepared {
+    fn affects(&self, scheme: Scheme, v: &str) -> bool {
+        let cmp = |e: &str| order(scheme, v, e).ok();
+        let below_a_limit =
+            self.limits.is_empty() || self.limits.iter().any(|l| l == "*" || cmp(l) == Some(Ordering::Less));
+        if !below_a_limit {
+            return false;
+        }
+        let mut affected = false;
+        for (kind, e) in &self.events {
+            let Some(c) = cmp(e) else { return false };
+            match kind {
+                Kind::Introduced if e == "0" || c != Ordering::Less => affected = true,
+                Kind::Fixed if c != Ordering::Less => affected = false,
+                Kind::LastAffected if c == Ordering::Greater => affected = false,
+                _ => {}
+            }
+        }
+        affected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(kind: &str, events: &[(&str, &str)]) -> Range {
+        let events = events
+            .iter()
+            .map(|(k, v)| {
+                let v = Some(v.to_string());
+                match *k {
+                    "introduced" => Event { introduced: v, ..Default::default() },
+                    "fixed" => Event { fixed: v, ..Default::default() },
+                    "last_affected" => Event { last_affected: v, ..Default::default() },
+                    _ => Event { limit: v, ..Default::default() },
+                }
+            })
+            .collect();
+        Range { kind: kind.to_string(), repo: None, events }
+    }
+
+    fn entry(key: &str, scheme: Scheme, ranges: &[Range], versions: &[&str]) -> Entry {
+        Entry::new(key, scheme, ranges, &versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+    }
+
+    fn hits(e: &Entry, vs: &[&str]) -> Vec<String> {
+        vs.iter()
+            .map(|v| match e.affects(v) {
+                None => "-".to_string(),
+                Some(None) => "open".to_string(),
+                Some(Some(f)) => f,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn introduced_zero_fixed_and_last_affected_follow_the_specification() {
+        let e = entry("PyPI", Scheme::Pep440, &[range("ECOSYSTEM", &[("introduced", "0"), ("fixed", "2.2.2")])], &[]);
+        assert_eq!(hits(&e, &["0.1", "2.2.1", "2.2.2", "3.0", "2.2.2rc1"]), ["2.2.2", "2.2.2", "-", "-", "2.2.2"]);
+        let e = entry(
+            "PyPI",
+            Scheme::Pep440,
+            &[range("ECOSYSTEM", &[("introduced", "1.0"), ("last_affected", "1.4")])],
+            &[],
+        );
+        assert_eq!(hits(&e, &["0.9", "1.0", "1.4", "1.4.post1", "1.5"]), ["-", "open", "open", "-", "-"]);
+    }
+
+    #[test]
+    fn events_are_sorted_before_the_walk_and_several_ranges_each_count() {
+        // Two branches in one range, written out of order: [1.0, 1.2) and [2.0, 2.1).
+        let e = entry(
+            "crates.io",
+            Scheme::Semver,
+            &[range(
+                "SEMVER",
+                &[("fixed", "2.1.0"), ("introduced", "2.0.0"), ("fixed", "1.2.0"), ("introduced", "1.0.0")],
+            )],
+            &[],
+        );
+        assert_eq!(hits(&e, &["0.9.0", "1.1.0", "1.2.0", "2.0.5", "2.1.0"]), ["-", "1.2.0", "-", "2.1.0", "-"]);
+        // Separate ranges: the lowest fix above the version among those that affect it.
+        let e = entry(
+            "npm",
+            Scheme::Semver,
+            &[
+                range("SEMVER", &[("introduced", "0"), ("fixed", "1.5.0")]),
+                range("SEMVER", &[("introduced", "1.0.0"), ("fixed", "1.3.0")]),
+            ],
+            &[],
+        );
+        assert_eq!(hits(&e, &["0.5.0", "1.1.0", "1.4.0"]), ["1.5.0", "1.3.0", "1.5.0"]);
+    }
+
+    #[test]
+    fn limits_bound_a_range_and_versions_lists_match_exactly() {
+        let e = entry(
+            "Go",
+            Scheme::Golang,
+            &[
+                range("SEMVER", &[("introduced", "0"), ("limit", "1.5.0")]),
+                range("SEMVER", &[("introduced", "2.0.0"), ("limit", "*")]),
+            ],
+            &[],
+        );
+        assert_eq!(hits(&e, &["v1.4.9", "v1.5.0", "v1.9.0", "v2.3.0"]), ["open", "-", "-", "open"]);
+        let e = entry("PyPI", Scheme::Pep440, &[], &["1.0", "1.1"]);
+        assert_eq!(hits(&e, &["1.0", "1.0.0", "1.0.1", "not a version"]), ["open", "open", "-", "-"]);
+        assert!(e.unmatched.is_empty());
+    }
+
+    #[test]
+    fn go_events_gain_their_v_and_the_toolchain_reads_as_go_versions() {
+        let e = entry("Go", Scheme::Golang, &[range("SEMVER", &[("introduced", "1.21.0"), ("fixed", "1.21.5")])], &[]);
+        assert_eq!(hits(&e, &["go1.21.3", "v1.21.3", "go1.21.5", "go1.20.1"]), ["v1.21.5", "v1.21.5", "-", "-"]);
+    }
+
+    #[test]
+    fn git_ranges_and_unreadable_events_are_not_matched_and_say_why() {
+        let git = Range {
+            repo: Some("https://github.com/x/y".into()),
+            ..range("GIT", &[("introduced", "abc"), ("fixed", "def")])
+        };
+        let e = entry(
+            "crates.io",
+            Scheme::Semver,
+            &[
+                git,
+                range("SEMVER", &[("introduced", "0.0.0-0"), ("fixed", "not.semver")]),
+                range("SEMVER", &[("fixed", "1.0.0")]),
+            ],
+            &[],
+        );
+        assert_eq!(hits(&e, &["0.5.0"]), ["-"]);
+        assert_eq!(e.unmatched.len(), 3, "{:?}", e.unmatched);
+        assert!(e.unmatched[0].starts_with("GIT range not matched"));
+        assert!(e.unmatched[1].contains("not.semver"), "{:?}", e.unmatched);
+        assert!(e.unmatched[2].contains("no introduced event"), "{:?}", e.unmatched);
+        let two = Event { introduced: Some("0".into()), fixed: Some("1".into()), ..Default::default() };
+        let e = entry("npm", Scheme::Semver, &[Range { kind: "SEMVER".into(), repo: None, events: vec![two] }], &[]);
+        assert!(e.unmatched[0].contains("sets 2 of"), "{:?}", e.unmatched);
+    }
+
+    #[test]
+    fn distributions_compare_in_their_own_order() {
+        let e = entry(
+            "Debian:12",
+            Scheme::Deb,
+            &[range("ECOSYSTEM", &[("introduced", "0"), ("fixed", "5.2.15-2+deb12u1")])],
+            &[],
+        );
+        assert_eq!(
+            hits(&e, &["5.2.15-2", "5.2.15-2+b2", "5.2.15-2+deb12u1", "1:1.0"]),
+            ["5.2.15-2+deb12u1", "5.2.15-2+deb12u1", "-", "-"]
+        );
+        let e = entry(
+            "Alpine:v3.19",
+            Scheme::Apk,
+            &[range("ECOSYSTEM", &[("introduced", "0"), ("fixed", "3.1.4-r5")])],
+            &[],
+        );
+        assert_eq!(hits(&e, &["3.1.4-r4", "3.1.4-r5"]), ["3.1.4-r5", "-"]);
+    }
+}

@@ -1,0 +1,243 @@
+//! The advisory tables and the `vulnerabilities` view in every SQL session.
+//!
+//! * `advisories_history`, `advisory_affected_history`: every stored version
+//!   of every record; `advisories`, `advisory_affected`: each id's current one.
+//! * `vulnerabilities`: one row per current package of a scope and standing
+//!   advisory that affects its installed version (see [`VULNERABILITIES`]).
+//! * Functions the view is built from, usable on their own:
+//!   `osv_ecosystem(manager, os_id, os_version_id)`,
+//!   `osv_package_key(ecosystem_key, name, source)` and
+//!   `osv_match(ecosystem_key, ranges, versions, version)`.
+//!
+//! Advisories are public data: read-scoped users get the tables too, and the
+//! view over their own packages.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::{DataType, Field, SchemaRef};
+use datafusion::common::Result;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::prelude::SessionContext;
+
+use crate::ecosystem;
+use crate::eval::Entry;
+use crate::osv::Range;
+use crate::store::{ADVISORIES, ADVISORIES_SCHEMA, AFFECTED, AFFECTED_SCHEMA, committed};
+
+/// Each id's current record: its newest `modified`, the newest import on a tie.
+pub const CURRENT_ADVISORIES: &str = "CREATE VIEW advisories AS \
+    SELECT id, modified, published, withdrawn, aliases, summary, details, severity, cvss_vector, cvss_score, \
+           database_severity, source, imported \
+    FROM (SELECT *, row_number() OVER (PARTITION BY id ORDER BY modified DESC, imported DESC) AS n \
+          FROM advisories_history) WHERE n = 1";
+
+/// The `affected` entries of each id's current record.
+pub const CURRENT_AFFECTED: &str = "CREATE VIEW advisory_affected AS \
+    SELECT f.* FROM advisory_affected_history f \
+    JOIN advisories a ON a.id = f.advisory_id AND a.modified = f.modified AND a.imported = f.imported";
+
+/// One row per (current package of a scope, standing advisory affecting its
+/// installed version). Distribution packages meet advisories of their scope's
+/// release (from its `os` row) by source package where the distribution keys
+/// advisories so (Debian, Ubuntu, Alpine; compared by source version), by
+/// package otherwise; application packages meet their ecosystem's by name.
+pub const VULNERABILITIES: &str = "CREATE VIEW vulnerabilities AS \
+    WITH p AS ( \
+      SELECT p.host, p.scope, p.scope_id, p.container, p.manager, p.name, p.version, p.location, p.purl, \
+             osv_ecosystem(p.manager, o.id, o.version_id) AS ecosystem_key, \
+             p.source, \
+             CASE WHEN p.manager IN ('dpkg', 'apk') THEN COALESCE(p.source_version, p.version) ELSE p.version END AS match_version \
+      FROM packages p LEFT JOIN os o ON o.host = p.host AND o.scope = p.scope AND o.scope_id = p.scope_id), \
+    k AS (SELECT *, osv_package_key(ecosystem_key, name, source) AS package_key FROM p WHERE ecosystem_key IS NOT NULL), \
+    m AS ( \
+      SELECT k.*, f.advisory_id, f.ecosystem, osv_match(f.ecosystem_key, f.ranges, f.versions, k.match_version) AS hit \
+      FROM k JOIN advisory_affected f ON f.ecosystem_key = k.ecosystem_key AND f.package_key = k.package_key) \
+    SELECT m.host, m.scope, m.scope_id, m.container, \
+           CASE WHEN m.scope = 'image' THEN m.scope_id ELSE c.image_id END AS image_id, \
+           c.image, c.state AS container_state, \
+           m.manager, m.name AS package, m.version, m.location, m.purl, m.ecosystem, \
+           m.advisory_id AS advisory, a.aliases, NULLIF(m.hit, '') AS fixed_version, \
+           a.severity, a.cvss_score, a.summary, a.published, a.modified \
+    FROM m JOIN advisories a ON a.id = m.advisory_id AND a.withdrawn IS NULL \
+    LEFT JOIN containers c ON m.scope = 'container' AND c.host = m.host AND c.container_id = m.scope_id \
+    WHERE m.hit IS NOT NULL";
+
+/// The catalog extension (see [`periscope_query::catalog::Extension`]).
+pub struct Tables;
+
+impl periscope_query::catalog::Extension for Tables {
+    fn register(&self, ctx: &SessionContext, data: Option<&Path>) -> Result<()> {
+        for (table, schema) in [(ADVISORIES, &*ADVISORIES_SCHEMA), (AFFECTED, &*AFFECTED_SCHEMA)] {
+            ctx.register_table(format!("{table}_history"), provider(data, table, schema)?)?;
+        }
+        for f in functions() {
+            ctx.register_udf(f);
+        }
+        Ok(())
+    }
+
+    fn public(&self) -> bool {
+        true
+    }
+
+    fn views(&self) -> &'static [&'static str] {
+        &[CURRENT_ADVISORIES, CURRENT_AFFECTED, VULNERABILITIES]
+    }
+}
+
+fn provider(data: Option<&Path>, table: &'static str, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let files = match data {
+        Some(d) => committed(d, table).map_err(datafusion::error::DataFusionError::Execution)?,
+        None => Vec::new(),
+    };
+    if files.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?));
+    }
+    let urls = files.iter().map(|f| ListingTableUrl::parse(f.to_string_lossy())).collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config =
+        ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema.clone());
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// The functions [`VULNERABILITIES`] is built from.
+pub fn functions() -> Vec<ScalarUDF> {
+    [Func::Ecosystem, Func::PackageKey, Func::Match]
+        .into_iter()
+        .map(|kind| {
+            let n = match kind {
+                Func::Ecosystem | Func::PackageKey => 3,
+                Func::Match => 4,
+            };
+            ScalarUDF::from(OsvFunc { kind, signature: Signature::any(n, Volatility::Immutable) })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Func {
+    Ecosystem,
+    PackageKey,
+    Match,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct OsvFunc {
+    kind: Func,
+    signature: Signature,
+}
+
+fn utf8(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match a.data_type() {
+        DataType::Utf8 => a.clone(),
+        _ => arrow_cast::cast(a, &DataType::Utf8)?,
+    })
+}
+
+fn utf8_list(a: &ArrayRef) -> Result<ArrayRef> {
+    let want = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    Ok(if a.data_type() == &want { a.clone() } else { arrow_cast::cast(a, &want)? })
+}
+
+impl ScalarUDFImpl for OsvFunc {
+    fn name(&self) -> &str {
+        match self.kind {
+            Func::Ecosystem => "osv_ecosystem",
+            Func::PackageKey => "osv_package_key",
+            Func::Match => "osv_match",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let n = args.number_rows;
+        let mut out = StringBuilder::with_capacity(n, n * 8);
+        let text = |i: usize| -> Result<ArrayRef> { utf8(&arrays[i]) };
+        match self.kind {
+            Func::Ecosystem => {
+                let (m, id, ver) = (text(0)?, text(1)?, text(2)?);
+                let (m, id, ver) = (m.as_string::<i32>(), id.as_string::<i32>(), ver.as_string::<i32>());
+                for i in 0..n {
+                    let key = if m.is_null(i) {
+                        None
+                    } else if let Some(app) = ecosystem::of_manager(m.value(i)) {
+                        Some(app.to_string())
+                    } else if matches!(m.value(i), "dpkg" | "apk" | "rpm") && id.is_valid(i) && ver.is_valid(i) {
+                        ecosystem::of_os(id.value(i), ver.value(i))
+                    } else {
+                        None
+                    };
+                    out.append_option(key);
+                }
+            }
+            Func::PackageKey => {
+                let (k, name, source) = (text(0)?, text(1)?, text(2)?);
+                let (k, name, source) = (k.as_string::<i32>(), name.as_string::<i32>(), source.as_string::<i32>());
+                for i in 0..n {
+                    if k.is_null(i) || name.is_null(i) {
+                        out.append_null();
+                        continue;
+                    }
+                    let key = k.value(i);
+                    let by_source = ecosystem::by_source(key) && source.is_valid(i) && !source.value(i).is_empty();
+                    let name = if by_source { source.value(i) } else { name.value(i) };
+                    out.append_value(ecosystem::name_key(key, name));
+                }
+            }
+            Func::Match => {
+                let (k, ranges, versions, installed) = (text(0)?, text(1)?, utf8_list(&arrays[2])?, text(3)?);
+                let (k, ranges, installed) =
+                    (k.as_string::<i32>(), ranges.as_string::<i32>(), installed.as_string::<i32>());
+                let versions = versions.as_list::<i32>();
+                let offsets = versions.value_offsets();
+                let listed = versions.values().as_string::<i32>();
+                // Entries repeat across rows (one advisory, many installs): prepare each once per batch.
+                let mut prepared: HashMap<(&str, &str, Vec<&str>), Option<Entry>> = HashMap::new();
+                for i in 0..n {
+                    if k.is_null(i) || ranges.is_null(i) || installed.is_null(i) {
+                        out.append_null();
+                        continue;
+                    }
+                    let these: Vec<&str> = if versions.is_null(i) {
+                        Vec::new()
+                    } else {
+                        (offsets[i] as usize..offsets[i + 1] as usize)
+                            .filter(|&j| listed.is_valid(j))
+                            .map(|j| listed.value(j))
+                            .collect()
+                    };
+                    let entry = prepared.entry((k.value(i), ranges.value(i), these)).or_insert_with_key(
+                        |(key, ranges, these)| {
+                            let scheme = ecosystem::scheme_of_key(key)?;
+                            let ranges: Vec<Range> = serde_json::from_str(ranges).ok()?;
+                            let these: Vec<String> = these.iter().map(|v| v.to_string()).collect();
+                            Some(Entry::new(key, scheme, &ranges, &these))
+                        },
+                    );
+                    match entry.as_ref().and_then(|e| e.affects(installed.value(i))) {
+                        None => out.append_null(),
+                        Some(fixed) => out.append_value(fixed.unwrap_or_default()),
+                    }
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
