@@ -29,6 +29,11 @@ fn import(data: &Path, paths: &[&Path]) -> String {
 /// A Debian 12 record of the kind the Debian security tracker publishes.
 fn debian(id: &str, source: &str, release: &str, events: Value, withdrawn: bool) -> Value {
     let mut r = json!({
+        "severity": if id == "PTEST-1" {
+            json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}])
+        } else {
+            json!([])
+        },
         "id": id, "modified": "2026-11-01T00:00:00Z", "published": "2026-10-01T00:00:00Z",
         "aliases": [format!("CVE-2026-{}", id.len() * 1000 + source.len())],
         "summary": format!("{source} - test advisory"),
@@ -209,7 +214,7 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     assert_eq!(text(in_web[0], "fixed_version"), bash_fix);
     assert_eq!(text(in_web[0], "image"), image);
     assert_eq!(text(in_web[0], "container_state"), "running");
-    assert_eq!(text(in_web[0], "severity"), "-");
+    assert_eq!(text(in_web[0], "severity"), "CRITICAL");
     let on_host = |adv: &str| {
         found
             .iter()
@@ -225,6 +230,7 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7"] {
         assert!(found.iter().all(|r| text(r, "advisory") != none), "{none} matched");
     }
+    vulns_pack_names_the_exposures(data.path(), &tag, &web, &image, &bash_fix);
     eprintln!(
         "vulnerabilities: {} rows ({} pypi, {} golang, {} cargo, {} dpkg), equal to the oracle's",
         found.len(),
@@ -232,5 +238,65 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
         count(&|r: &Row| text(r, "manager") == "golang"),
         count(&|r: &Row| text(r, "manager") == "cargo"),
         count(&|r: &Row| text(r, "manager") == "dpkg"),
+    );
+}
+
+/// Runs queries/vulns.toml over the data directory and returns report.json.
+fn run_vulns_pack(data: &Path, params: &[&str]) -> Value {
+    let out = tempfile::tempdir().unwrap();
+    let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries");
+    let st = Command::new(periscope_bin())
+        .args(["report", "run", "vulns", "--packs", packs.to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args(["--out", out.path().to_str().unwrap(), "--no-store"])
+        .args(params)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "report run vulns: {st}");
+    let run: Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    for c in run["checks"].as_array().unwrap() {
+        assert_ne!(c["status"], "error", "{c}");
+    }
+    run
+}
+
+/// The items of check `id` on this test's hosts, as "host-suffix item: reason".
+fn items(run: &Value, id: &str, tag: &str) -> Vec<String> {
+    let check = run["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+    let mut v: Vec<String> = check["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| {
+            let host = i["host"].as_str()?.strip_prefix(&format!("{tag}-"))?;
+            Some(format!("{host} {} {}: {}", i["scope"].as_str()?, i["item"].as_str()?, i["reason"].as_str()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn vulns_pack_names_the_exposures(data: &Path, tag: &str, web: &str, image: &str, bash_fix: &str) {
+    let run = run_vulns_pack(data, &[]);
+    let critical = items(&run, "critical-high-running", tag);
+    let bash = critical.iter().find(|i| i.contains("(PTEST-1)")).unwrap_or_else(|| panic!("{critical:#?}"));
+    assert!(
+        bash.starts_with("deb container bash ") && bash.ends_with(&format!(": CRITICAL, fixed in {bash_fix}")),
+        "{bash}"
+    );
+    let check = run["checks"].as_array().unwrap().iter().find(|c| c["id"] == "critical-high-running").unwrap();
+    assert!(check["failing"].as_array().unwrap().iter().any(|i| i["container"] == web), "{check}");
+    // Nothing here is older than 30 days: the packages arrived with this test's crawls.
+    assert!(items(&run, "exposed-longer-than", tag).is_empty());
+    assert!(items(&run, "fix-available", tag).iter().any(|i| i.contains("(PTEST-1)")));
+    let rebuild = items(&run, "rebuild-fixes-most", tag);
+    assert!(rebuild.iter().any(|i| i.starts_with(&format!("deb image {image}: "))), "{rebuild:#?}");
+    // With no window at all, every exposure is over it, dated by its arrival.
+    let run = run_vulns_pack(data, &["--param", "max_exposure_days=-1"]);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let old = items(&run, "exposed-longer-than", tag);
+    assert!(
+        old.iter().any(|i| i.starts_with("deb host tar ") && i.ends_with(&format!("(PTEST-3): exposed since {today}"))),
+        "{old:#?}"
     );
 }

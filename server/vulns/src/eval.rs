@@ -34,12 +34,14 @@ pub struct Prepared {
     limits: Vec<String>,
 }
 
-/// An `affected` entry ready to evaluate against many versions.
+/// The ranges of an `affected` entry, ready to evaluate against many
+/// versions. Its `versions` list is not kept: [`Entry::affects`] reads it
+/// where it lies (a Linux advisory lists thousands).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    key: String,
     scheme: Scheme,
     ranges: Vec<Prepared>,
-    versions: Vec<String>,
     /// Why parts of the entry are not matched (GIT ranges, unreadable versions, ...).
     pub unmatched: Vec<String>,
 }
@@ -73,7 +75,7 @@ fn order(scheme: Scheme, a: &str, b: &str) -> Result<Ordering, String> {
 impl Entry {
     /// Prepares the entry of ecosystem `key` (see [`crate::ecosystem`]) for
     /// matching under `scheme`.
-    pub fn new(key: &str, scheme: Scheme, ranges: &[Range], versions: &[String]) -> Entry {
+    pub fn new(key: &str, scheme: Scheme, ranges: &[Range]) -> Entry {
         let mut unmatched = Vec::new();
         let mut prepared = Vec::new();
         for r in ranges {
@@ -86,18 +88,18 @@ impl Entry {
                 other => unmatched.push(format!("{other:?} range not matched: unknown range type")),
             }
         }
-        let versions = versions.iter().map(|v| event_version(key, v)).collect();
-        Entry { scheme, ranges: prepared, versions, unmatched }
+        Entry { key: key.to_string(), scheme, ranges: prepared, unmatched }
     }
 
-    /// None when `installed` is not affected; otherwise the lowest `fixed`
-    /// version above it among the ranges that affect it (None inside when
-    /// none does: no fix, or affected by the `versions` list alone).
-    pub fn affects(&self, installed: &str) -> Option<Option<String>> {
-        let mut hit = self
-            .versions
-            .iter()
-            .any(|v| v == installed || (v != "0" && compare(self.scheme, v, installed).ok() == Some(Ordering::Equal)));
+    /// None when `installed` is not affected (by the ranges, or by the entry's
+    /// `versions` list, `listed`); otherwise the lowest `fixed` version above
+    /// it among the ranges that affect it (None inside when none does: no
+    /// fix, or affected by the list alone).
+    pub fn affects<'a>(&self, installed: &str, listed: impl IntoIterator<Item = &'a str>) -> Option<Option<String>> {
+        let mut hit = listed.into_iter().any(|v| {
+            let v = event_version(&self.key, v);
+            v == installed || (v != "0" && compare(self.scheme, &v, installed).ok() == Some(Ordering::Equal))
+        });
         let mut fixed: Option<&str> = None;
         for r in &self.ranges {
             if !r.affects(self.scheme, installed) {
@@ -193,13 +195,14 @@ mod tests {
         Range { kind: kind.to_string(), repo: None, events }
     }
 
-    fn entry(key: &str, scheme: Scheme, ranges: &[Range], versions: &[&str]) -> Entry {
-        Entry::new(key, scheme, ranges, &versions.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+    /// An entry with its `versions` list.
+    fn entry<'a>(key: &str, scheme: Scheme, ranges: &[Range], versions: &'a [&'a str]) -> (Entry, &'a [&'a str]) {
+        (Entry::new(key, scheme, ranges), versions)
     }
 
-    fn hits(e: &Entry, vs: &[&str]) -> Vec<String> {
+    fn hits((e, listed): &(Entry, &[&str]), vs: &[&str]) -> Vec<String> {
         vs.iter()
-            .map(|v| match e.affects(v) {
+            .map(|v| match e.affects(v, listed.iter().copied()) {
                 None => "-".to_string(),
                 Some(None) => "open".to_string(),
                 Some(Some(f)) => f,
@@ -260,7 +263,7 @@ mod tests {
         assert_eq!(hits(&e, &["v1.4.9", "v1.5.0", "v1.9.0", "v2.3.0"]), ["open", "-", "-", "open"]);
         let e = entry("PyPI", Scheme::Pep440, &[], &["1.0", "1.1"]);
         assert_eq!(hits(&e, &["1.0", "1.0.0", "1.0.1", "not a version"]), ["open", "open", "-", "-"]);
-        assert!(e.unmatched.is_empty());
+        assert!(e.0.unmatched.is_empty());
     }
 
     #[test]
@@ -286,13 +289,14 @@ mod tests {
             &[],
         );
         assert_eq!(hits(&e, &["0.5.0"]), ["-"]);
-        assert_eq!(e.unmatched.len(), 3, "{:?}", e.unmatched);
-        assert!(e.unmatched[0].starts_with("GIT range not matched"));
-        assert!(e.unmatched[1].contains("not.semver"), "{:?}", e.unmatched);
-        assert!(e.unmatched[2].contains("no introduced event"), "{:?}", e.unmatched);
+        let why = &e.0.unmatched;
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert!(why[0].starts_with("GIT range not matched"));
+        assert!(why[1].contains("not.semver"), "{why:?}");
+        assert!(why[2].contains("no introduced event"), "{why:?}");
         let two = Event { introduced: Some("0".into()), fixed: Some("1".into()), ..Default::default() };
         let e = entry("npm", Scheme::Semver, &[Range { kind: "SEMVER".into(), repo: None, events: vec![two] }], &[]);
-        assert!(e.unmatched[0].contains("sets 2 of"), "{:?}", e.unmatched);
+        assert!(e.0.unmatched[0].contains("sets 2 of"), "{:?}", e.0.unmatched);
     }
 
     #[test]

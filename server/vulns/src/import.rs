@@ -133,7 +133,7 @@ pub fn import(data: &Path, paths: &[PathBuf]) -> Result<Summary, String> {
                 }
                 Some(t) => {
                     let scheme = t.scheme.expect("checked above");
-                    why.extend(Entry::new(&t.key, scheme, &a.ranges, &a.versions).unmatched);
+                    why.extend(Entry::new(&t.key, scheme, &a.ranges).unmatched);
                 }
             }
             for w in &why {

@@ -209,29 +209,20 @@ impl ScalarUDFImpl for OsvFunc {
                 let offsets = versions.value_offsets();
                 let listed = versions.values().as_string::<i32>();
                 // Entries repeat across rows (one advisory, many installs): prepare each once per batch.
-                let mut prepared: HashMap<(&str, &str, Vec<&str>), Option<Entry>> = HashMap::new();
+                let mut prepared: HashMap<(&str, &str), Option<Entry>> = HashMap::new();
                 for i in 0..n {
                     if k.is_null(i) || ranges.is_null(i) || installed.is_null(i) {
                         out.append_null();
                         continue;
                     }
-                    let these: Vec<&str> = if versions.is_null(i) {
-                        Vec::new()
-                    } else {
-                        (offsets[i] as usize..offsets[i + 1] as usize)
-                            .filter(|&j| listed.is_valid(j))
-                            .map(|j| listed.value(j))
-                            .collect()
-                    };
-                    let entry = prepared.entry((k.value(i), ranges.value(i), these)).or_insert_with_key(
-                        |(key, ranges, these)| {
-                            let scheme = ecosystem::scheme_of_key(key)?;
-                            let ranges: Vec<Range> = serde_json::from_str(ranges).ok()?;
-                            let these: Vec<String> = these.iter().map(|v| v.to_string()).collect();
-                            Some(Entry::new(key, scheme, &ranges, &these))
-                        },
-                    );
-                    match entry.as_ref().and_then(|e| e.affects(installed.value(i))) {
+                    let entry = prepared.entry((k.value(i), ranges.value(i))).or_insert_with_key(|(key, ranges)| {
+                        let scheme = ecosystem::scheme_of_key(key)?;
+                        let ranges: Vec<Range> = serde_json::from_str(ranges).ok()?;
+                        Some(Entry::new(key, scheme, &ranges))
+                    });
+                    let these = if versions.is_null(i) { 0..0 } else { offsets[i] as usize..offsets[i + 1] as usize };
+                    let these = these.filter(|&j| listed.is_valid(j)).map(|j| listed.value(j));
+                    match entry.as_ref().and_then(|e| e.affects(installed.value(i), these)) {
                         None => out.append_null(),
                         Some(fixed) => out.append_value(fixed.unwrap_or_default()),
                     }
