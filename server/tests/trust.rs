@@ -629,6 +629,55 @@ fn scoped_users_see_only_their_hosts_on_every_front() {
     }
 }
 
+/// Issue 19: advisories are public, exposures are not. A confined user reads
+/// every advisory, and the vulnerabilities of its own hosts only, on every front.
+#[test]
+fn confined_users_read_every_advisory_and_only_their_own_exposures() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, port, _) = with_sql_fronts(
+        data.path(),
+        &["--sql-user", "u:pw", "--sql-user", "team-a:pa", "--sql-scope", "team-a=web-*", "--sql-scope", "u=*"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for host in ["web-1", "db-1"] {
+            let mut n = Node::enroll(&server.url, host, None).await;
+            let pkg: &[(&str, Value<'_>)] =
+                &[("manager", "pypi".into()), ("name", "urllib3".into()), ("version", "1.26.0".into())];
+            n.crawl("host", "m", now_us(), &tables::PACKAGES, &[pkg]).await.unwrap();
+        }
+    });
+    let records = tempfile::tempdir().unwrap();
+    let record = serde_json::json!({"id": "TEST-URLLIB3", "modified": "2026-11-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "urllib3"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.2.2"}]}]}]});
+    std::fs::write(records.path().join("r.json"), record.to_string()).unwrap();
+    let out = std::process::Command::new(periscope_bin())
+        .args(["vulns", "import", "--data", data.path().to_str().unwrap(), records.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let target = ["--server", server.url.as_str()];
+    let rows = |(u, p): (&str, &str), sql: &str| -> Vec<String> {
+        let out = std::process::Command::new(periscope_bin())
+            .arg("sql")
+            .args(target)
+            .args(["--format", "csv", sql])
+            .envs([("PERISCOPE_USER", u), ("PERISCOPE_PASSWORD", p)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect()
+    };
+    let exposed = "SELECT host || ' ' || package || ' ' || fixed_version FROM vulnerabilities ORDER BY 1";
+    assert_eq!(rows(("u", "pw"), exposed), ["db-1 urllib3 2.2.2", "web-1 urllib3 2.2.2"]);
+    assert_eq!(rows(("team-a", "pa"), exposed), ["web-1 urllib3 2.2.2"]);
+    assert_eq!(rows(("team-a", "pa"), "SELECT id FROM advisories"), ["TEST-URLLIB3"]);
+    let (ok, out, err) = psql_as(&port, "team-a", "pa", exposed);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["web-1 urllib3 2.2.2"]);
+}
+
 /// Issue 18 item 12: read scopes by Kubernetes namespace and container label.
 /// A team sees its containers' rows, the rows about them and their images'
 /// rows, through every table and view, on every front, and nothing of the
