@@ -230,6 +230,20 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7"] {
         assert!(found.iter().all(|r| text(r, "advisory") != none), "{none} matched");
     }
+    // The history view's open spans are the current exposures, one per package version.
+    let open = |view: &str, cond: &str| -> Vec<String> {
+        sql(
+            &target,
+            &format!(
+                "SELECT DISTINCT host || ' ' || scope || ' ' || scope_id || ' ' || package || ' ' || version || ' ' || advisory AS x \
+                 FROM {view} WHERE host LIKE '{tag}-%' {cond} ORDER BY x"
+            ),
+        )
+        .iter()
+        .map(|r| text(r, "x"))
+        .collect()
+    };
+    assert_eq!(open("vulnerabilities_history", "AND until IS NULL"), open("vulnerabilities", ""));
     vulns_pack_names_the_exposures(data.path(), &tag, &web, &image, &bash_fix);
     eprintln!(
         "vulnerabilities: {} rows ({} pypi, {} golang, {} cargo, {} dpkg), equal to the oracle's",
@@ -299,4 +313,53 @@ fn vulns_pack_names_the_exposures(data: &Path, tag: &str, web: &str, image: &str
         old.iter().any(|i| i.starts_with("deb host tar ") && i.ends_with(&format!("(PTEST-3): exposed since {today}"))),
         "{old:#?}"
     );
+}
+
+/// `vulnerabilities_history`: an exposure begins with the crawl that first
+/// shows the package version and ends with the one that no longer does.
+#[test]
+fn an_exposure_spans_the_crawls_that_held_the_package() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let root = tempfile::tempdir().unwrap();
+    let info = root.path().join("usr/lib/python3/dist-packages/urllib3-1.26.0.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(info.join("METADATA"), "Metadata-Version: 2.1\nName: urllib3\nVersion: 1.26.0\n").unwrap();
+    let host = format!("span{}", std::process::id());
+    crawl_root(&server.url, root.path(), &host, "os,packages,python", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The next crawl of the same host still shows it; the one after, gone.
+    crawl_root(&server.url, root.path(), &host, "os,packages,python", &[]);
+    std::fs::remove_dir_all(&info).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    crawl_root(&server.url, root.path(), &host, "os,packages,python", &[]);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("vulns/tests/data/osv/pypi");
+    import(data.path(), &[&samples]);
+    let target = ["--server", server.url.as_str()];
+    let crawls: Vec<String> = sql(
+        &target,
+        &format!("SELECT CAST(crawl_time AS VARCHAR) AS t FROM crawls WHERE host = '{host}' ORDER BY crawl_time"),
+    )
+    .iter()
+    .map(|r| text(r, "t"))
+    .collect();
+    assert_eq!(crawls.len(), 3, "{crawls:?}");
+    let spans = sql(
+        &target,
+        &format!(
+            "SELECT package, version, advisory, fixed_version, CAST(since AS VARCHAR) AS since, CAST(until AS VARCHAR) AS until \
+             FROM vulnerabilities_history WHERE host = '{host}' ORDER BY advisory"
+        ),
+    );
+    // urllib3 1.26.0 is below several real fixes in the sample (1.26.5, 1.26.17, ...).
+    assert!(spans.len() >= 3, "{spans:#?}");
+    for s in &spans {
+        assert_eq!((text(s, "package"), text(s, "version")), ("urllib3".into(), "1.26.0".into()));
+        assert_eq!((text(s, "since"), text(s, "until")), (crawls[0].clone(), crawls[2].clone()), "{s:?}");
+    }
+    // The same advisories as the current view showed, now gone from it.
+    let now = sql(&target, &format!("SELECT count(*) AS n FROM vulnerabilities WHERE host = '{host}'"));
+    assert_eq!(now[0]["n"], json!(0));
+    let fixes: Vec<String> = spans.iter().map(|s| text(s, "fixed_version")).collect();
+    assert!(fixes.contains(&"1.26.5".to_string()), "{fixes:?}");
 }

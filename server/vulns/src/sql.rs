@@ -71,6 +71,55 @@ pub const VULNERABILITIES: &str = "CREATE VIEW vulnerabilities AS \
     LEFT JOIN containers c ON m.scope = 'container' AND c.host = m.host AND c.container_id = m.scope_id \
     WHERE m.hit IS NOT NULL";
 
+/// When each exposure began and ended: one row per span of a package
+/// version in a scope (from `package_changes`: added, then removed or still
+/// there) and standing advisory affecting that version. `since` is the crawl
+/// that first showed the version, `until` the crawl that no longer did (null:
+/// still there). A scope is matched with its newest `os` row (a container's,
+/// its image's), and a package version with the source its rows name.
+pub const VULNERABILITIES_HISTORY: &str = "CREATE VIEW vulnerabilities_history AS \
+    WITH ev AS ( \
+      SELECT host, scope, scope_id, manager, name, version, crawl_time, action, \
+             LEAD(crawl_time) OVER (PARTITION BY host, scope, scope_id, manager, name, version, architecture \
+               ORDER BY crawl_time, action) AS next_time, \
+             LEAD(action) OVER (PARTITION BY host, scope, scope_id, manager, name, version, architecture \
+               ORDER BY crawl_time, action) AS next_action \
+      FROM package_changes), \
+    spans AS ( \
+      SELECT DISTINCT host, scope, scope_id, manager, name, version, crawl_time AS since, \
+             CASE WHEN next_action = 'removed' THEN next_time END AS until \
+      FROM ev WHERE action = 'added'), \
+    osl AS ( \
+      SELECT host, scope, scope_id, id, version_id FROM ( \
+        SELECT host, scope, scope_id, id, version_id, \
+               row_number() OVER (PARTITION BY host, scope, scope_id ORDER BY crawl_time DESC) AS n \
+        FROM os_history) x WHERE n = 1), \
+    img AS ( \
+      SELECT host, container_id, image_id FROM ( \
+        SELECT host, container_id, image_id, \
+               row_number() OVER (PARTITION BY host, container_id ORDER BY crawl_time DESC) AS n \
+        FROM containers_history) x WHERE n = 1), \
+    src AS ( \
+      SELECT manager, name, version, min(source) AS source, min(source_version) AS source_version \
+      FROM packages_history GROUP BY manager, name, version), \
+    k AS ( \
+      SELECT s.host, s.scope, s.scope_id, s.manager, s.name, s.version, s.since, s.until, src.source, \
+             osv_ecosystem(s.manager, COALESCE(o.id, oi.id), COALESCE(o.version_id, oi.version_id)) AS ecosystem_key, \
+             CASE WHEN s.manager IN ('dpkg', 'apk') THEN COALESCE(src.source_version, s.version) ELSE s.version END AS match_version \
+      FROM spans s \
+      LEFT JOIN osl o ON o.host = s.host AND o.scope = s.scope AND o.scope_id = s.scope_id \
+      LEFT JOIN img i ON s.scope = 'container' AND i.host = s.host AND i.container_id = s.scope_id \
+      LEFT JOIN osl oi ON oi.host = i.host AND oi.scope = 'image' AND oi.scope_id = i.image_id \
+      LEFT JOIN src ON src.manager = s.manager AND src.name = s.name AND src.version = s.version), \
+    kk AS (SELECT *, osv_package_key(ecosystem_key, name, source) AS package_key FROM k WHERE ecosystem_key IS NOT NULL), \
+    m AS ( \
+      SELECT kk.*, f.advisory_id, osv_match(f.ecosystem_key, f.ranges, f.versions, kk.match_version) AS hit \
+      FROM kk JOIN advisory_affected f ON f.ecosystem_key = kk.ecosystem_key AND f.package_key = kk.package_key) \
+    SELECT m.host, m.scope, m.scope_id, m.manager, m.name AS package, m.version, m.advisory_id AS advisory, a.aliases, \
+           NULLIF(m.hit, '') AS fixed_version, a.severity, a.published, m.since, m.until \
+    FROM m JOIN advisories a ON a.id = m.advisory_id AND a.withdrawn IS NULL \
+    WHERE m.hit IS NOT NULL";
+
 /// The catalog extension (see [`periscope_query::catalog::Extension`]).
 pub struct Tables;
 
@@ -90,7 +139,7 @@ impl periscope_query::catalog::Extension for Tables {
     }
 
     fn views(&self) -> &'static [&'static str] {
-        &[CURRENT_ADVISORIES, CURRENT_AFFECTED, VULNERABILITIES]
+        &[CURRENT_ADVISORIES, CURRENT_AFFECTED, VULNERABILITIES, VULNERABILITIES_HISTORY]
     }
 }
 
