@@ -120,6 +120,13 @@ enum Cmd {
         /// Seconds a scheduled check may run before it is cancelled (unless its pack says otherwise).
         #[arg(long, default_value_t = 60)]
         report_timeout_secs: u64,
+        /// Import OSV advisories from this file, directory or http(s) URL (an all.zip, a record)
+        /// at start and every --vulns-interval-secs: only new and modified records are stored (repeatable).
+        #[arg(long = "vulns-source", value_name = "PATH_OR_URL")]
+        vulns_sources: Vec<String>,
+        /// Seconds between imports of the --vulns-source sources.
+        #[arg(long, default_value_t = 6 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        vulns_interval_secs: u64,
         /// Serve on non-loopback addresses without agent authentication (--enroll-secret
         /// or --client-ca) or without SQL users: any machine that reaches the ports may
         /// then write any host's rows or read the whole fleet. Refused unless given.
@@ -410,6 +417,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report_out,
             report_webhook,
             report_timeout_secs,
+            vulns_sources,
+            vulns_interval_secs,
             insecure_open,
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
@@ -485,6 +494,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     webhook: report_webhook,
                     limits,
                 }),
+                vulns: (!vulns_sources.is_empty())
+                    .then(|| (vulns_sources, std::time::Duration::from_secs(vulns_interval_secs))),
             };
             serve::serve_with(data, listener, opts, stop).await?;
             Ok(ExitCode::SUCCESS)

@@ -34,6 +34,7 @@ pub fn default_data_dir() -> PathBuf {
 
 pub async fn run(data: PathBuf, root: PathBuf, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
     periscope_report::install();
+    periscope_vulns::install();
     std::fs::create_dir_all(&data)?;
     let listener = serve::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

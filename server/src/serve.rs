@@ -29,6 +29,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     periscope_report::install();
+    periscope_vulns::install();
     serve_with(data, listener, ServeOptions::default(), shutdown).await
 }
 
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     pub pg: Option<TcpListener>,
     /// Run query packs on their schedules, if at all.
     pub reports: Option<schedule::ScheduleOptions>,
+    /// Import advisories from these sources now and at this interval, if at all.
+    pub vulns: Option<(Vec<String>, std::time::Duration)>,
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -85,6 +88,9 @@ pub async fn serve_with(
         query::runtime().spawn(pg::serve(store, users, limits, l, tls, stopped(stop_rx.clone())))
     });
     let scheduler = opts.reports.map(|r| query::runtime().spawn(schedule::run(store.clone(), r, stop_rx.clone())));
+    let vulns = opts.vulns.map(|(sources, every)| {
+        tokio::spawn(periscope_vulns::source::run(data.clone(), sources, every, stop_rx.clone()))
+    });
     let grpc = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stop_rx));
     let shutdown = async move {
         shutdown.await;
@@ -97,6 +103,9 @@ pub async fn serve_with(
     }
     if let Some(s) = scheduler {
         s.await?;
+    }
+    if let Some(v) = vulns {
+        v.await?;
     }
     // Whatever is buffered goes to Parquet before a clean exit.
     let closing = store.clone();

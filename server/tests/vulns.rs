@@ -363,3 +363,51 @@ fn an_exposure_spans_the_crawls_that_held_the_package() {
     let fixes: Vec<String> = spans.iter().map(|s| text(s, "fixed_version")).collect();
     assert!(fixes.contains(&"1.26.5".to_string()), "{fixes:?}");
 }
+
+/// `serve --vulns-source`: a directory and a URL imported at start, and
+/// again on the interval, picking up a record added meanwhile.
+#[test]
+fn a_server_imports_its_advisory_sources_on_an_interval() {
+    let Some(py) = common::python() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("vulns/tests/data/osv");
+    for f in ["go/GO-2022-0969.json", "pypi/PYSEC-2023-74.json"] {
+        let from = samples.join(f);
+        std::fs::copy(&from, dir.path().join(from.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(samples.join("crates-io/RUSTSEC-2016-0001.json"), web.path().join("one.json")).unwrap();
+    // A plain HTTP server on loopback stands in for osv.dev.
+    let port = free_addr().rsplit(':').next().unwrap().to_string();
+    let mut http = Command::new(&py)
+        .args(["-m", "http.server", &port, "--bind", "127.0.0.1", "--directory", web.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("http.server", std::time::Duration::from_secs(20), || {
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/one.json");
+    let server = Server::start_full(
+        data.path(),
+        &free_addr(),
+        &["--vulns-source", dir.path().to_str().unwrap(), "--vulns-source", &url, "--vulns-interval-secs", "1"],
+        &[],
+    );
+    let target = ["--server", server.url.as_str()];
+    let ids = || -> Vec<String> {
+        sql(&target, "SELECT id FROM advisories ORDER BY id").iter().map(|r| text(r, "id")).collect()
+    };
+    wait_for("the first import", std::time::Duration::from_secs(60), || ids().len() == 3);
+    assert_eq!(ids(), ["GO-2022-0969", "PYSEC-2023-74", "RUSTSEC-2016-0001"]);
+    std::fs::copy(samples.join("debian/DSA-3029-1.json"), dir.path().join("DSA-3029-1.json")).unwrap();
+    wait_for("the next round", std::time::Duration::from_secs(60), || ids().len() == 4);
+    // Rounds that find nothing new store nothing.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let n = sql(&target, "SELECT count(*) AS n FROM advisories_history");
+    assert_eq!(n[0]["n"], json!(4));
+    let _ = http.kill();
+    let _ = http.wait();
+}

@@ -7,6 +7,7 @@ pub mod ecosystem;
 pub mod eval;
 pub mod import;
 pub mod osv;
+pub mod source;
 pub mod sql;
 pub mod store;
 
