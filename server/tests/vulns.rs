@@ -411,3 +411,28 @@ fn a_server_imports_its_advisory_sources_on_an_interval() {
     let _ = http.kill();
     let _ = http.wait();
 }
+
+/// Other engines read the advisory tables as they read the fleet's: the
+/// Python `deltalake` package opens both Delta tables and finds every row.
+#[test]
+fn deltalake_reads_the_advisory_tables() {
+    let Some(py) = common::python() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("vulns/tests/data/osv");
+    import(data.path(), &[&samples.join("go"), &samples.join("crates-io")]);
+    import(data.path(), &[&samples.join("pypi")]);
+    let want = sql(
+        &["--data", data.path().to_str().unwrap()],
+        "SELECT (SELECT count(*) FROM advisories_history) AS a, (SELECT count(*) FROM advisory_affected_history) AS f",
+    );
+    let script = r#"
+import sys, deltalake
+for t in ("advisories", "advisory_affected"):
+    d = deltalake.DeltaTable(sys.argv[1] + "/tables/" + t)
+    print(t, d.to_pyarrow_table().num_rows, len(d.file_uris()))
+"#;
+    let out = Command::new(&py).args(["-c", script, data.path().to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(got, format!("advisories {} 2\nadvisory_affected {} 2\n", want[0]["a"], want[0]["f"]));
+}
