@@ -3,7 +3,9 @@
 //! osv.dev publishes, into the stored tables ([`crate::store`]).
 //!
 //! A record is stored when its id is new or its `modified` time is newer than
-//! the stored one; an older or equal one is counted unchanged. Withdrawn
+//! the stored one (this import's earlier records included: a second copy of
+//! an id is stored only when it is newer); an older or equal one is counted
+//! unchanged. Withdrawn
 //! records are stored too (with their `withdrawn` time), so they stop
 //! matching. A file that does not read or parse is counted and named in the
 //! summary; the rest of the import still lands. Inputs are bounded: a record
@@ -13,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::ecosystem::{self, name_key};
+use crate::ecosystem::{self, Target, name_key};
 use crate::eval::Entry;
 use crate::osv::{self, Record};
 use crate::store::{ADVISORIES_SCHEMA, AFFECTED_SCHEMA, Rows, Val, Writer};
@@ -46,121 +48,172 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// Records buffered before they are written out as one file per table, at most.
+const RECORDS_PER_FILE: usize = 20_000;
+
+/// Bytes of text buffered before they are written out, at most (a record is
+/// at most [`MAX_RECORD_BYTES`], so a file holds at most this plus one).
+const BYTES_PER_FILE: usize = 64 << 20;
+
 /// Reads every record under `paths` and stores what is new into the data
-/// directory `data`.
+/// directory `data`. Records stream through: what is held at once is bounded
+/// by [`RECORDS_PER_FILE`] and [`BYTES_PER_FILE`], plus one id and time per
+/// stored record.
 pub fn import(data: &Path, paths: &[PathBuf]) -> Result<Summary, String> {
+    let writer = Writer::open(data)?;
+    let (mut stored, newest) = writer.stored()?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let stamp = now.max(newest.saturating_add(1));
+    let mut out = Out { writer: &writer, stamp, part: 0, pending: Pending::new(), failed: None };
     let mut summary = Summary::default();
-    let mut found: HashMap<String, (Record, String)> = HashMap::new();
-    let mut take = |rec: Record, source: String, summary: &mut Summary| {
-        summary.records += 1;
-        let Some(m) = osv::micros(&rec.modified) else {
-            summary.errors.push(format!("{source}: {}: modified time {:?} is not RFC 3339", rec.id, rec.modified));
-            return;
-        };
-        // The same id twice in one import: the newer record wins.
-        match found.get(&rec.id) {
-            Some((old, _)) if osv::micros(&old.modified).is_some_and(|o| o >= m) => summary.unchanged += 1,
-            Some(_) => {
-                summary.unchanged += 1;
-                found.insert(rec.id.clone(), (rec, source));
-            }
-            None => {
-                found.insert(rec.id.clone(), (rec, source));
-            }
-        }
-    };
     for p in paths {
         read_path(
             p,
             0,
             &mut |bytes, source, summary| match osv::parse(bytes) {
-                Ok(records) => records.into_iter().for_each(|r| take(r, source.to_string(), summary)),
+                Ok(records) => {
+                    for rec in records {
+                        take(&rec, source, &mut stored, &mut out, summary);
+                    }
+                }
                 Err(e) => summary.errors.push(format!("{source}: {e}")),
             },
             &mut summary,
         );
     }
-    let writer = Writer::open(data)?;
-    let (stored, newest) = writer.stored()?;
-    let now = chrono::Utc::now().timestamp_micros();
-    let stamp = now.max(newest.saturating_add(1));
-    let mut advisories = Rows::new(&ADVISORIES_SCHEMA);
-    let mut affected = Rows::new(&AFFECTED_SCHEMA);
-    let mut ids: Vec<&String> = found.keys().collect();
-    ids.sort();
-    for id in ids {
-        let (rec, source) = &found[id];
-        let modified = osv::micros(&rec.modified).expect("checked when read");
-        match stored.get(id) {
-            Some(&s) if s >= modified => {
-                summary.unchanged += 1;
-                continue;
-            }
-            Some(_) => summary.updated += 1,
-            None => summary.new += 1,
-        }
-        let withdrawn = rec.withdrawn.as_deref().and_then(osv::micros);
-        summary.withdrawn += u64::from(rec.withdrawn.is_some());
-        let rated = rec.rated();
-        advisories.push(&[
-            Val::Text(Some(id)),
-            Val::Time(Some(modified)),
-            Val::Time(rec.published.as_deref().and_then(osv::micros)),
-            // A withdrawn time that does not read still withdraws: the record's modified time stands in.
-            Val::Time(rec.withdrawn.as_ref().map(|_| withdrawn.unwrap_or(modified))),
-            Val::List(&rec.aliases),
-            Val::Text(rec.summary.as_deref()),
-            Val::Text(rec.details.as_deref()),
-            Val::Text(rated.rating.as_deref()),
-            Val::Text(rated.vector.as_deref()),
-            Val::Float(rated.score),
-            Val::Text(rated.database.as_deref()),
-            Val::Text(Some(source)),
-            Val::Time(Some(stamp)),
-        ]);
-        for a in &rec.affected {
-            let Some(pkg) = &a.package else {
-                *summary.unmatched.entry("entry names no package".into()).or_default() += 1;
-                continue;
-            };
-            *summary.affected.entry(pkg.ecosystem.clone()).or_default() += 1;
-            let target = ecosystem::of_advisory(&pkg.ecosystem);
-            let mut why: Vec<String> = Vec::new();
-            match &target {
-                None => why.push(format!("ecosystem {:?} not matched: Periscope has no packages of it", pkg.ecosystem)),
-                Some(t) if t.scheme.is_none() => {
-                    why.push(format!("ecosystem {:?} not matched: no version order for it yet", pkg.ecosystem))
-                }
-                Some(t) => {
-                    let scheme = t.scheme.expect("checked above");
-                    why.extend(Entry::new(&t.key, scheme, &a.ranges).unmatched);
-                }
-            }
-            for w in &why {
-                // Counted by kind, not by the version that did not read.
-                let kind = w.split(':').next().unwrap_or(w).to_string();
-                *summary.unmatched.entry(kind).or_default() += 1;
-            }
-            let ranges = serde_json::to_string(&a.ranges).expect("ranges serialize");
-            let key = target.as_ref().map(|t| t.key.as_str());
-            let unmatched = (!why.is_empty()).then(|| why.join("; "));
-            affected.push(&[
-                Val::Text(Some(id)),
-                Val::Time(Some(modified)),
-                Val::Time(Some(stamp)),
-                Val::Text(Some(&pkg.ecosystem)),
-                Val::Text(key),
-                Val::Text(Some(&pkg.name)),
-                Val::Text(Some(&name_key(key.unwrap_or(""), &pkg.name))),
-                Val::Text(pkg.purl.as_deref()),
-                Val::Text(Some(&ranges)),
-                Val::List(&a.versions),
-                Val::Text(unmatched.as_deref()),
-            ]);
+    out.flush();
+    match out.failed {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// Rows waiting to be written.
+struct Pending {
+    advisories: Rows,
+    affected: Rows,
+    records: usize,
+    bytes: usize,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            advisories: Rows::new(&ADVISORIES_SCHEMA),
+            affected: Rows::new(&AFFECTED_SCHEMA),
+            records: 0,
+            bytes: 0,
         }
     }
-    writer.append(stamp, advisories.finish(), affected.finish())?;
-    Ok(summary)
+}
+
+/// Where an import's rows go: files `import-<stamp>-<part>` of both tables.
+struct Out<'a> {
+    writer: &'a Writer,
+    stamp: i64,
+    part: u32,
+    pending: Pending,
+    /// The first write that failed: the import stops storing and says so.
+    failed: Option<String>,
+}
+
+impl Out<'_> {
+    fn flush(&mut self) {
+        let p = std::mem::replace(&mut self.pending, Pending::new());
+        if p.records == 0 || self.failed.is_some() {
+            return;
+        }
+        let name = format!("import-{}-{:05}", self.stamp, self.part);
+        self.part += 1;
+        if let Err(e) = self.writer.append(self.stamp, &name, p.advisories.finish(), p.affected.finish()) {
+            self.failed = Some(e);
+        }
+    }
+}
+
+/// Stores `rec` when it is new or newer than what is stored (this import's
+/// earlier records included).
+fn take(rec: &Record, source: &str, stored: &mut HashMap<String, i64>, out: &mut Out<'_>, summary: &mut Summary) {
+    summary.records += 1;
+    let Some(modified) = osv::micros(&rec.modified) else {
+        summary.errors.push(format!("{source}: {}: modified time {:?} is not RFC 3339", rec.id, rec.modified));
+        return;
+    };
+    match stored.get(&rec.id) {
+        Some(&s) if s >= modified => {
+            summary.unchanged += 1;
+            return;
+        }
+        Some(_) => summary.updated += 1,
+        None => summary.new += 1,
+    }
+    stored.insert(rec.id.clone(), modified);
+    summary.withdrawn += u64::from(rec.withdrawn.is_some());
+    let id = &rec.id;
+    let rated = rec.rated();
+    let p = &mut out.pending;
+    p.records += 1;
+    p.bytes += id.len()
+        + rec.summary.as_ref().map_or(0, String::len)
+        + rec.details.as_ref().map_or(0, String::len)
+        + rec.aliases.iter().map(String::len).sum::<usize>();
+    p.advisories.push(&[
+        Val::Text(Some(id)),
+        Val::Time(Some(modified)),
+        Val::Time(rec.published.as_deref().and_then(osv::micros)),
+        // A withdrawn time that does not read still withdraws: the record's modified time stands in.
+        Val::Time(rec.withdrawn.as_deref().map(|w| osv::micros(w).unwrap_or(modified))),
+        Val::List(&rec.aliases),
+        Val::Text(rec.summary.as_deref()),
+        Val::Text(rec.details.as_deref()),
+        Val::Text(rated.rating.as_deref()),
+        Val::Text(rated.vector.as_deref()),
+        Val::Float(rated.score),
+        Val::Text(rated.database.as_deref()),
+        Val::Text(Some(source)),
+        Val::Time(Some(out.stamp)),
+    ]);
+    for a in &rec.affected {
+        let Some(pkg) = &a.package else {
+            *summary.unmatched.entry("entry names no package".into()).or_default() += 1;
+            continue;
+        };
+        *summary.affected.entry(pkg.ecosystem.clone()).or_default() += 1;
+        let target = ecosystem::of_advisory(&pkg.ecosystem);
+        let mut why: Vec<String> = Vec::new();
+        match &target {
+            None => why.push(format!("ecosystem {:?} not matched: Periscope has no packages of it", pkg.ecosystem)),
+            Some(Target { scheme: None, .. }) => {
+                why.push(format!("ecosystem {:?} not matched: no version order for it yet", pkg.ecosystem))
+            }
+            Some(Target { key, scheme: Some(scheme) }) => why.extend(Entry::new(key, *scheme, &a.ranges).unmatched),
+        }
+        for w in &why {
+            // Counted by kind, not by the version that did not read.
+            let kind = w.split(':').next().unwrap_or(w).to_string();
+            *summary.unmatched.entry(kind).or_default() += 1;
+        }
+        let ranges = serde_json::to_string(&a.ranges).expect("ranges serialize");
+        let key = target.as_ref().map(|t| t.key.as_str());
+        let unmatched = (!why.is_empty()).then(|| why.join("; "));
+        p.bytes += ranges.len() + a.versions.iter().map(String::len).sum::<usize>() + pkg.name.len();
+        p.affected.push(&[
+            Val::Text(Some(id)),
+            Val::Time(Some(modified)),
+            Val::Time(Some(out.stamp)),
+            Val::Text(Some(&pkg.ecosystem)),
+            Val::Text(key),
+            Val::Text(Some(&pkg.name)),
+            Val::Text(Some(&name_key(key.unwrap_or(""), &pkg.name))),
+            Val::Text(pkg.purl.as_deref()),
+            Val::Text(Some(&ranges)),
+            Val::List(&a.versions),
+            Val::Text(unmatched.as_deref()),
+        ]);
+    }
+    if p.records >= RECORDS_PER_FILE || p.bytes >= BYTES_PER_FILE {
+        out.flush();
+    }
 }
 
 type Sink<'a> = dyn FnMut(&[u8], &str, &mut Summary) + 'a;

@@ -230,8 +230,8 @@ impl Writer {
     }
 
     /// Writes `advisories` and `affected` rows (same import) as one file each,
-    /// the affected rows first, and commits both.
-    pub fn append(&self, stamp: i64, advisories: RecordBatch, affected: RecordBatch) -> Result<(), String> {
+    /// named `name`, the affected rows first, and commits both.
+    pub fn append(&self, stamp: i64, name: &str, advisories: RecordBatch, affected: RecordBatch) -> Result<(), String> {
         let day = chrono::DateTime::from_timestamp_micros(stamp).ok_or("import time out of range")?;
         let day = format!("day={}", day.format("%Y-%m-%d"));
         for (table, batch) in [(AFFECTED, affected), (ADVISORIES, advisories)] {
@@ -240,7 +240,7 @@ impl Writer {
             }
             let dir = table_dir(&self.data, table).join(&day);
             fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let name = format!("import-{stamp}.parquet");
+            let name = format!("{name}.parquet");
             let tmp = dir.join(format!(".{name}.tmp"));
             write(&tmp, &batch).map_err(|e| format!("{}: {e}", tmp.display()))?;
             fs::rename(&tmp, dir.join(&name)).map_err(|e| format!("{}: {e}", dir.display()))?;

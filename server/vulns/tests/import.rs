@@ -162,3 +162,34 @@ fn the_delta_logs_hold_every_imported_file() {
         assert!(first.contains("\"schemaString\"") && first.contains(r#"\"name\":\"modified\""#), "{first}");
     }
 }
+
+/// An import streams: a large archive is written in parts as it is read,
+/// not held whole, and every record arrives.
+#[tokio::test]
+async fn a_large_archive_is_written_in_parts_and_arrives_whole() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let zip_path = src.path().join("all.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let n = 45_000;
+    for i in 0..n {
+        z.start_file(format!("X-{i}.json"), opts).unwrap();
+        let r = serde_json::json!({"id": format!("X-{i}"), "modified": "2026-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "PyPI", "name": format!("p{}", i % 100)},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0"}]}]}]});
+        z.write_all(r.to_string().as_bytes()).unwrap();
+    }
+    z.finish().unwrap();
+    let s = import(data.path(), &[zip_path]).unwrap();
+    assert_eq!((s.new, s.errors.len()), (n, 0));
+    for table in [periscope_vulns::store::ADVISORIES, periscope_vulns::store::AFFECTED] {
+        let files = periscope_vulns::store::committed(data.path(), table).unwrap();
+        assert_eq!(files.len(), 3, "{table}: 20,000 records a file: {files:?}");
+    }
+    let r = query(data.path(), "SELECT count(*), count(DISTINCT id) FROM advisories").await;
+    assert_eq!(r, [[n.to_string(), n.to_string()]]);
+    let r = query(data.path(), "SELECT count(*) FROM advisory_affected").await;
+    assert_eq!(r, [[n.to_string()]]);
+}
