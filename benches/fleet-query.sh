@@ -3,9 +3,11 @@
 # 300 images by default) written through Periscope's store, then the canonical
 # fleet questions answered by Periscope and by DuckDB over the same Parquet
 # files, side by side (p50/p95 over RUNS runs), plus bytes on disk per row.
+# ADVISORIES synthetic OSV records (default 30,000) are imported for the two
+# vulnerability questions (DuckDB compares their versions as strings).
 # Target: Periscope no slower than DuckDB, p50 under 1 s per question.
 #
-#   benches/fleet-query.sh        HOSTS=10000 CONTAINERS=50 IMAGES=300 IMAGE_PACKAGES=150 HOST_PACKAGES=300 RUNS=7
+#   benches/fleet-query.sh        HOSTS=10000 CONTAINERS=50 IMAGES=300 IMAGE_PACKAGES=150 HOST_PACKAGES=300 ADVISORIES=30000 RUNS=7
 #
 # FLEET_DATA=DIR keeps the written fleet in DIR and, when DIR already holds
 # one, queries it instead of writing a new one; DUCKDB=0 leaves DuckDB out.
