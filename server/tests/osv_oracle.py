@@ -4,7 +4,8 @@ specification, with each ecosystem's own version library (packaging for PyPI,
 python-semver for Go and crates.io, dpkg itself for Debian).
 
 stdin: {"records": [paths of OSV JSON files], "packages": [{manager, name,
-version, source, source_version, os_id, os_version_id, host, scope, scope_id}]}.
+version, source, source_version, owner_package, os_id, os_version_id, host, scope,
+scope_id}]}.
 stdout: a JSON list of [host, scope, scope_id, manager, name, version, advisory id,
 fixed or null].
 """
@@ -73,39 +74,36 @@ def package_eco(p):
     return None
 
 
-def evaluate(cmp, affected, v):
-    """(affected?, lowest fixed above v among the ranges that affect v)."""
+def affects(cmp, affected, v):
+    """Whether v is affected, by the specification's evaluation."""
     def ok(a, b):
         try:
             return cmp(a, b)
         except (InvalidVersion, ValueError, TypeError):
             return None
 
-    hit = False
     for listed in affected.get("versions") or []:
         if listed == v or ok(listed, v) == 0:
-            hit = True
-    fixes = []
+            return True
     for r in affected.get("ranges") or []:
         if r["type"] not in ("SEMVER", "ECOSYSTEM"):
             continue
         events = []
-        bad = False
         for e in r.get("events") or []:
             (kind, ver), = e.items()
             events.append((kind, ver))
         limits = [ver for kind, ver in events if kind == "limit"]
         events = [(k, x) for k, x in events if k != "limit"]
-        for k, x in events:
-            if x != "0" and ok(x, x) is None:
-                bad = True
-        if bad or not any(k == "introduced" for k, _ in events):
+        if any(x != "0" and ok(x, x) is None for _, x in events) or not any(k == "introduced" for k, _ in events):
             continue
 
+        # By version ("0" lowest); at one version, introduced first.
         def order(a, b):
             if a[1] == "0" or b[1] == "0":
-                return (a[1] != "0") - (b[1] != "0")
-            return ok(a[1], b[1])
+                c = (a[1] != "0") - (b[1] != "0")
+            else:
+                c = ok(a[1], b[1])
+            return c or (a[0] != "introduced") - (b[0] != "introduced")
 
         events.sort(key=functools.cmp_to_key(order))
         if limits and not any(l == "*" or ok(v, l) == -1 for l in limits):
@@ -123,15 +121,25 @@ def evaluate(cmp, affected, v):
             elif kind == "last_affected" and c > 0:
                 affected_now = False
         if affected_now:
-            hit = True
-            fixes += [x for kind, x in events if kind == "fixed" and ok(x, v) == 1]
-    if not hit:
-        return False, None
+            return True
+    return False
+
+
+def lowest_fixing(cmp, affected, v):
+    """The lowest version the record names as fixed, above v, that it does not affect."""
+    fixes = set()
+    for r in affected.get("ranges") or []:
+        if r["type"] in ("SEMVER", "ECOSYSTEM"):
+            fixes |= {e["fixed"] for e in r.get("events") or [] if "fixed" in e}
     best = None
     for f in fixes:
-        if best is None or ok(f, best) == -1:
+        try:
+            above = cmp(f, v) == 1
+        except (InvalidVersion, ValueError, TypeError):
+            continue
+        if above and not affects(cmp, affected, f) and (best is None or cmp(f, best) == -1):
             best = f
-    return True, best
+    return best
 
 
 def main():
@@ -150,15 +158,16 @@ def main():
     out = []
     for p in job["packages"]:
         eco = package_eco(p)
-        if eco is None:
+        # A distribution package's files are the distribution's to fix: not matched as PyPI/npm/...
+        if eco is None or p.get("owner_package"):
             continue
         name = p["source"] if eco.startswith("Debian:") and p.get("source") else p.get("name")
         version = p["source_version"] if eco.startswith("Debian:") and p.get("source_version") else p.get("version")
         if version is None:
             continue
         for rid, a in by_key.get((eco, norm(eco, name)), []):
-            hit, fixed = evaluate(ECOSYSTEMS[eco], a, version)
-            if hit:
+            if affects(ECOSYSTEMS[eco], a, version):
+                fixed = lowest_fixing(ECOSYSTEMS[eco], a, version)
                 out.append([p["host"], p["scope"], p["scope_id"], p["manager"], p["name"], p.get("version"), rid, fixed])
     json.dump(out, sys.stdout)
 

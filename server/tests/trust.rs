@@ -678,6 +678,67 @@ fn confined_users_read_every_advisory_and_only_their_own_exposures() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["web-1 urllib3 2.2.2"]);
 }
 
+/// Issue 19: no node's rows decide another host's exposures. The history
+/// view once took each package version's source from any host's rows, so a
+/// node naming libssl3's source `a` (or its source version `0`) hid (or
+/// raised) every other host's openssl exposures.
+#[test]
+fn a_node_cannot_change_another_hosts_exposures() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, _, _) = with_sql_fronts(data.path(), &["--sql-user", "u:pw"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let os: &[(&str, Value<'_>)] = &[("id", "debian".into()), ("version_id", "12".into())];
+        let pkg = |source: &'static str, sv: &'static str| -> Vec<(&'static str, Value<'static>)> {
+            vec![
+                ("manager", "dpkg".into()),
+                ("name", "libssl3".into()),
+                ("version", "3.0.11-1~deb12u2".into()),
+                ("source", source.into()),
+                ("source_version", sv.into()),
+            ]
+        };
+        let (honest, crafted, lowered) = (pkg("openssl", "3.0.11-1~deb12u2"), pkg("a", "0"), pkg("openssl", "0"));
+        let mut victim = Node::enroll(&server.url, "victim", None).await;
+        let rows: &[&[(&str, Value<'_>)]] = &[&honest];
+        victim.crawl_tables("host", "m", now_us(), &[(&tables::OS, &[os]), (&tables::PACKAGES, rows)]).await.unwrap();
+        for (host, p) in [("attacker-1", &crafted), ("attacker-2", &lowered)] {
+            let mut n = Node::enroll(&server.url, host, None).await;
+            let rows: &[&[(&str, Value<'_>)]] = &[p];
+            n.crawl_tables("host", "m", now_us(), &[(&tables::OS, &[os]), (&tables::PACKAGES, rows)]).await.unwrap();
+        }
+    });
+    let records = tempfile::tempdir().unwrap();
+    // Affects openssl below 3.0.13-1~deb12u1 only; an already-fixed one the lowered source version would match.
+    for (id, fixed) in [("DSA-TEST-1", "3.0.13-1~deb12u1"), ("DSA-TEST-0", "3.0.9-1")] {
+        let record = serde_json::json!({"id": id, "modified": "2026-11-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]});
+        std::fs::write(records.path().join(format!("{id}.json")), record.to_string()).unwrap();
+    }
+    let out = std::process::Command::new(periscope_bin())
+        .args(["vulns", "import", "--data", data.path().to_str().unwrap(), records.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let rows = |sql: &str| -> Vec<String> {
+        let out = std::process::Command::new(periscope_bin())
+            .args(["sql", "--server", &server.url, "--format", "csv", sql])
+            .envs([("PERISCOPE_USER", "u"), ("PERISCOPE_PASSWORD", "pw")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().skip(1).map(str::to_string).collect()
+    };
+    for view in ["vulnerabilities", "vulnerabilities_history"] {
+        let q = format!("SELECT package || ' ' || advisory FROM {view} WHERE host = 'victim' ORDER BY 1");
+        assert_eq!(rows(&q), ["libssl3 DSA-TEST-1"], "{view}");
+    }
+    // Each attacker's own rows follow what it said, and only its own.
+    let q = "SELECT host || ' ' || advisory FROM vulnerabilities_history WHERE host LIKE 'attacker%' ORDER BY 1";
+    assert_eq!(rows(q), ["attacker-2 DSA-TEST-0", "attacker-2 DSA-TEST-1"]);
+}
+
 /// Issue 18 item 12: read scopes by Kubernetes namespace and container label.
 /// A team sees its containers' rows, the rows about them and their images'
 /// rows, through every table and view, on every front, and nothing of the

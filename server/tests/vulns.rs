@@ -110,6 +110,38 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
         // A binary package's name is not a source package's: not matched.
         debian("PTEST-7", "libc6", "Debian:12", json!([{"introduced": "0"}, {"fixed": "99"}]), false),
     ];
+    // PyPI records with the shapes the specification allows and the samples lack (urllib3 2.0.7 and
+    // requests 2.31.0 are in the Python fixture's /usr/local).
+    let pypi = |id: &str, name: &str, ranges: Value| {
+        json!({"id": id, "modified": "2026-11-01T00:00:00Z",
+               "affected": [{"package": {"ecosystem": "PyPI", "name": name}, "ranges": ranges}]})
+    };
+    let ecosystem = |events: Value| json!({"type": "ECOSYSTEM", "events": events});
+    let mine = [
+        mine.to_vec(),
+        vec![
+            // Overlapping ranges: 2.1.0 is still inside the first, so the fixing version is 2.5.0.
+            pypi(
+                "PTEST-8",
+                "urllib3",
+                json!([
+                    ecosystem(json!([{"introduced": "0"}, {"fixed": "2.5.0"}])),
+                    ecosystem(json!([{"introduced": "2.0.0"}, {"fixed": "2.1.0"}]))
+                ]),
+            ),
+            // introduced and fixed at one version, listed fixed first: an empty span.
+            pypi("PTEST-9", "urllib3", json!([ecosystem(json!([{"fixed": "2.0.7"}, {"introduced": "2.0.7"}]))])),
+            // last_affected is inclusive; the next branch's fix is the lowest fixing version.
+            pypi(
+                "PTEST-10",
+                "Requests",
+                json!([ecosystem(
+                    json!([{"introduced": "0"}, {"last_affected": "2.31.0"}, {"introduced": "3.0"}, {"fixed": "3.1"}])
+                )]),
+            ),
+        ],
+    ]
+    .concat();
     for r in &mine {
         std::fs::write(records.path().join(format!("{}.json", r["id"].as_str().unwrap())), r.to_string()).unwrap();
     }
@@ -137,7 +169,7 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     let packages = sql(
         &target,
         &format!(
-            "SELECT p.host, p.scope, p.scope_id, p.manager, p.name, p.version, p.source, p.source_version, \
+            "SELECT p.host, p.scope, p.scope_id, p.manager, p.name, p.version, p.source, p.source_version, p.owner_package, \
                     o.id AS os_id, o.version_id AS os_version_id \
              FROM packages p LEFT JOIN os o ON o.host = p.host AND o.scope = p.scope AND o.scope_id = p.scope_id \
              WHERE p.host LIKE '{tag}-%'"
@@ -201,6 +233,7 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     let only_got: Vec<_> = got.iter().filter(|g| !want.contains(g)).collect();
     let only_want: Vec<_> = want.iter().filter(|w| !got.contains(w)).collect();
     assert!(only_got.is_empty() && only_want.is_empty(), "Periscope only: {only_got:#?}\noracle only: {only_want:#?}");
+    assert_eq!(got, want, "the same rows, as often");
 
     // Not vacuous: every ecosystem of the fixtures has exposures.
     let count = |f: &dyn Fn(&Row) -> bool| found.iter().filter(|r| f(r)).count();
@@ -225,9 +258,19 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
             .collect::<Vec<_>>()
     };
     assert_eq!(on_host("PTEST-1"), [format!("bash {bash_fix}")]);
+    let python_host = |adv: &str| {
+        found
+            .iter()
+            .filter(|r| text(r, "host") == format!("{tag}-python") && text(r, "advisory") == adv)
+            .map(|r| format!("{} {} {}", text(r, "package"), text(r, "version"), text(r, "fixed_version")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(python_host("PTEST-8"), ["urllib3 2.0.7 2.5.0"]);
+    assert_eq!(python_host("PTEST-10"), ["requests 2.31.0 3.1"]);
+    assert!(python_host("PTEST-9").is_empty());
     assert_eq!(on_host("PTEST-3"), ["tar -"]);
     assert!(on_host("PTEST-6").contains(&"libc6 -".to_string()), "{:?}", on_host("PTEST-6"));
-    for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7"] {
+    for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7", "PTEST-9"] {
         assert!(found.iter().all(|r| text(r, "advisory") != none), "{none} matched");
     }
     // The history view's open spans are the current exposures, one per package version.

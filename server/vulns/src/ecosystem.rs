@@ -4,8 +4,11 @@
 //! * Distributions are named by release, as OSV names them (`Debian:12`,
 //!   `Ubuntu:22.04:LTS`, `Alpine:v3.19`, `Rocky Linux:9`, ...). A scope's key
 //!   comes from its `os` row (os-release ID and VERSION_ID); Ubuntu's `:LTS`
-//!   suffix is dropped on both sides. Debian, Ubuntu and Alpine key their
-//!   advisories by *source* package; the rpm distributions by binary package.
+//!   suffix is dropped on both sides. Debian, Ubuntu, Alpine, Wolfi and
+//!   Chainguard key their advisories by *source* (origin) package; the rpm
+//!   distributions by binary package. SUSE's advisories mostly name module
+//!   streams (`SUSE:Linux Enterprise Module for Basesystem 15 SP5`), which a
+//!   scope's os-release does not name: those are not matched.
 //! * Application ecosystems are named by the package's manager: pypi → PyPI,
 //!   npm → npm, golang → Go, cargo → crates.io, maven → Maven, gem → RubyGems,
 //!   composer → Packagist, nuget → NuGet.
@@ -143,7 +146,7 @@ pub fn of_manager(manager: &str) -> Option<&'static str> {
 
 /// Whether advisories of the ecosystem `key` name source packages.
 pub fn by_source(key: &str) -> bool {
-    ["Debian:", "Ubuntu:", "Alpine:"].iter().any(|p| key.starts_with(p))
+    ["Debian:", "Ubuntu:", "Alpine:"].iter().any(|p| key.starts_with(p)) || key == "Wolfi" || key == "Chainguard"
 }
 
 /// A package name as its ecosystem compares names: PyPI's normalized form

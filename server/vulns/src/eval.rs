@@ -92,34 +92,39 @@ impl Entry {
     }
 
     /// None when `installed` is not affected (by the ranges, or by the entry's
-    /// `versions` list, `listed`); otherwise the lowest `fixed` version above
-    /// it among the ranges that affect it (None inside when none does: no
-    /// fix, or affected by the list alone).
-    pub fn affects<'a>(&self, installed: &str, listed: impl IntoIterator<Item = &'a str>) -> Option<Option<String>> {
-        let mut hit = listed.into_iter().any(|v| {
-            let v = event_version(&self.key, v);
-            v == installed || (v != "0" && compare(self.scheme, &v, installed).ok() == Some(Ordering::Equal))
-        });
-        let mut fixed: Option<&str> = None;
-        for r in &self.ranges {
-            if !r.affects(self.scheme, installed) {
-                continue;
-            }
-            hit = true;
-            for (k, v) in &r.events {
-                if *k == Kind::Fixed
-                    && compare(self.scheme, v, installed).ok() == Some(Ordering::Greater)
-                    && fixed.is_none_or(|f| compare(self.scheme, v, f).ok() == Some(Ordering::Less))
-                {
-                    fixed = Some(v);
-                }
-            }
+    /// `versions` list, `listed`); otherwise the lowest fixing version above
+    /// it: the lowest `fixed` event above it that the entry does not affect
+    /// (None inside when there is none: no fix, or only a `last_affected`).
+    pub fn affects(&self, installed: &str, listed: &[&str]) -> Option<Option<String>> {
+        let affected = |v: &str| self.ranges.iter().any(|r| r.affects(self.scheme, v)) || self.lists(v, listed);
+        if !affected(installed) {
+            return None;
         }
-        hit.then(|| fixed.map(str::to_string))
+        let above = |v: &str| compare(self.scheme, v, installed).ok() == Some(Ordering::Greater);
+        let mut fixes: Vec<&str> = (self.ranges.iter())
+            .flat_map(|r| r.events.iter().filter(|(k, v)| *k == Kind::Fixed && above(v)).map(|(_, v)| v.as_str()))
+            .collect();
+        fixes.sort_by(|a, b| compare(self.scheme, a, b).unwrap_or(Ordering::Equal));
+        fixes.dedup();
+        Some(fixes.into_iter().find(|f| !affected(f)).map(str::to_string))
+    }
+
+    /// Whether `v` is in the entry's `versions` list.
+    fn lists(&self, v: &str, listed: &[&str]) -> bool {
+        listed.iter().any(|l| {
+            let l = event_version(&self.key, l);
+            l == v || (l != "0" && compare(self.scheme, &l, v).ok() == Some(Ordering::Equal))
+        })
     }
 }
 
+/// The most events a range may hold (real ranges hold a handful; Linux's a few hundred).
+pub const MAX_EVENTS: usize = 10_000;
+
 fn prepare(key: &str, scheme: Scheme, r: &Range) -> Result<Prepared, String> {
+    if r.events.len() > MAX_EVENTS {
+        return Err(format!("{} events, over the {MAX_EVENTS}-event limit", r.events.len()));
+    }
     let mut events = Vec::with_capacity(r.events.len());
     let mut limits = Vec::new();
     for e in &r.events {
@@ -140,12 +145,16 @@ fn prepare(key: &str, scheme: Scheme, r: &Range) -> Result<Prepared, String> {
     if !events.iter().any(|(k, _)| *k == Kind::Introduced) {
         return Err("no introduced event".to_string());
     }
+    // At one version, `introduced` sorts first: `introduced X, fixed X` is an
+    // empty span in whichever order the record lists them.
+    let rank = |k: Kind| u8::from(k != Kind::Introduced);
     let mut failed = None;
-    events.sort_by(|a, b| {
-        order(scheme, &a.1, &b.1).unwrap_or_else(|e| {
+    events.sort_by(|a, b| match order(scheme, &a.1, &b.1) {
+        Ok(o) => o.then(rank(a.0).cmp(&rank(b.0))),
+        Err(e) => {
             failed = Some(e);
             Ordering::Equal
-        })
+        }
     });
     match failed {
         Some(e) => Err(e),
@@ -202,7 +211,7 @@ mod tests {
 
     fn hits((e, listed): &(Entry, &[&str]), vs: &[&str]) -> Vec<String> {
         vs.iter()
-            .map(|v| match e.affects(v, listed.iter().copied()) {
+            .map(|v| match e.affects(v, listed) {
                 None => "-".to_string(),
                 Some(None) => "open".to_string(),
                 Some(Some(f)) => f,
@@ -236,7 +245,7 @@ mod tests {
             &[],
         );
         assert_eq!(hits(&e, &["0.9.0", "1.1.0", "1.2.0", "2.0.5", "2.1.0"]), ["-", "1.2.0", "-", "2.1.0", "-"]);
-        // Separate ranges: the lowest fix above the version among those that affect it.
+        // Overlapping ranges: a fix one range names but the other still covers fixes nothing.
         let e = entry(
             "npm",
             Scheme::Semver,
@@ -246,7 +255,30 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(hits(&e, &["0.5.0", "1.1.0", "1.4.0"]), ["1.5.0", "1.3.0", "1.5.0"]);
+        assert_eq!(hits(&e, &["0.5.0", "1.1.0", "1.4.0"]), ["1.5.0", "1.5.0", "1.5.0"]);
+        // A branch that ends in last_affected has no fix of its own; the next branch's fix is a fixing version.
+        let events = [("introduced", "0"), ("last_affected", "1.4.0"), ("introduced", "2.0.0"), ("fixed", "2.5.0")];
+        let e = entry("npm", Scheme::Semver, &[range("SEMVER", &events)], &[]);
+        assert_eq!(hits(&e, &["1.2.0", "1.5.0", "2.1.0"]), ["2.5.0", "-", "2.5.0"]);
+        // Listed versions are affected, so none of them is a fix.
+        let e = entry(
+            "npm",
+            Scheme::Semver,
+            &[range("SEMVER", &[("introduced", "1.0.0"), ("fixed", "1.1.0")])],
+            &["1.1.0"],
+        );
+        assert_eq!(hits(&e, &["1.0.5", "1.1.0"]), ["open", "open"]);
+    }
+
+    #[test]
+    fn at_one_version_introduced_comes_first_whatever_the_record_order() {
+        for events in [[("introduced", "1.0.0"), ("fixed", "1.0.0")], [("fixed", "1.0.0"), ("introduced", "1.0.0")]] {
+            let e = entry("crates.io", Scheme::Semver, &[range("SEMVER", &events)], &[]);
+            assert_eq!(hits(&e, &["0.9.0", "1.0.0", "1.1.0"]), ["-", "-", "-"], "{events:?}");
+        }
+        let many: Vec<(&str, &str)> = std::iter::repeat_n(("introduced", "1.0.0"), MAX_EVENTS + 1).collect();
+        let e = entry("npm", Scheme::Semver, &[range("SEMVER", &many)], &[]);
+        assert!(e.0.unmatched[0].contains("over the 10000-event limit"), "{:?}", e.0.unmatched);
     }
 
     #[test]

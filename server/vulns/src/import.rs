@@ -24,6 +24,15 @@ use crate::store::{ADVISORIES_SCHEMA, AFFECTED_SCHEMA, Rows, Val, Writer};
 /// Linux kernel advisories with long version lists, are a few MB).
 pub const MAX_RECORD_BYTES: u64 = 32 << 20;
 
+/// How far ahead of the importing machine's clock a `modified` time may be.
+const MAX_CLOCK_SKEW_US: i64 = 86_400_000_000;
+
+/// The most bytes one zip archive may inflate to, all members together, and
+/// the most members it may hold (osv.dev's largest archive holds a few GB in
+/// a few hundred thousand records): past either the rest is not read.
+pub const MAX_ARCHIVE_BYTES: u64 = 16 << 30;
+pub const MAX_ARCHIVE_MEMBERS: usize = 2_000_000;
+
 /// How deep a directory is walked.
 const MAX_DEPTH: usize = 16;
 
@@ -60,6 +69,12 @@ const BYTES_PER_FILE: usize = 64 << 20;
 /// by [`RECORDS_PER_FILE`] and [`BYTES_PER_FILE`], plus one id and time per
 /// stored record.
 pub fn import(data: &Path, paths: &[PathBuf]) -> Result<Summary, String> {
+    import_until(data, paths, &|| false)
+}
+
+/// [`import`], ending early (what was read is stored) once `stop` says so:
+/// it is asked between files and between an archive's members.
+pub fn import_until(data: &Path, paths: &[PathBuf], stop: &dyn Fn() -> bool) -> Result<Summary, String> {
     let writer = Writer::open(data)?;
     let (mut stored, newest) = writer.stored()?;
     let now = chrono::Utc::now().timestamp_micros();
@@ -67,8 +82,12 @@ pub fn import(data: &Path, paths: &[PathBuf]) -> Result<Summary, String> {
     let mut out = Out { writer: &writer, stamp, part: 0, pending: Pending::new(), failed: None };
     let mut summary = Summary::default();
     for p in paths {
+        if stop() {
+            break;
+        }
         read_path(
             p,
+            stop,
             0,
             &mut |bytes, source, summary| match osv::parse(bytes) {
                 Ok(records) => {
@@ -139,6 +158,13 @@ fn take(rec: &Record, source: &str, stored: &mut HashMap<String, i64>, out: &mut
         summary.errors.push(format!("{source}: {}: modified time {:?} is not RFC 3339", rec.id, rec.modified));
         return;
     };
+    // A record from the future would pin its id: every later correction would count as older.
+    if modified > out.stamp.saturating_add(MAX_CLOCK_SKEW_US) {
+        summary
+            .errors
+            .push(format!("{source}: {}: modified time {} is in the future, not imported", rec.id, rec.modified));
+        return;
+    }
     match stored.get(&rec.id) {
         Some(&s) if s >= modified => {
             summary.unchanged += 1;
@@ -180,19 +206,30 @@ fn take(rec: &Record, source: &str, stored: &mut HashMap<String, i64>, out: &mut
         };
         *summary.affected.entry(pkg.ecosystem.clone()).or_default() += 1;
         let target = ecosystem::of_advisory(&pkg.ecosystem);
-        let mut why: Vec<String> = Vec::new();
+        // (kind, why): counted by kind, not by the version that did not read.
+        let mut why: Vec<(String, String)> = Vec::new();
+        let eco = &pkg.ecosystem;
         match &target {
-            None => why.push(format!("ecosystem {:?} not matched: Periscope has no packages of it", pkg.ecosystem)),
+            None => why.push((format!("ecosystem {eco} not matched"), "Periscope has no packages of it".into())),
+            Some(Target { scheme: None, .. }) if eco.starts_with("Ubuntu:") => why.push((
+                format!("ecosystem {eco} not matched"),
+                "an Ubuntu Pro or FIPS stream applies only to enrolled machines".into(),
+            )),
             Some(Target { scheme: None, .. }) => {
-                why.push(format!("ecosystem {:?} not matched: no version order for it yet", pkg.ecosystem))
+                why.push((format!("ecosystem {eco} not matched"), "no version order for it yet".into()))
             }
-            Some(Target { key, scheme: Some(scheme) }) => why.extend(Entry::new(key, *scheme, &a.ranges).unmatched),
+            Some(Target { key, scheme: Some(scheme) }) => why.extend(
+                Entry::new(key, *scheme, &a.ranges).unmatched.into_iter().map(|w| match w.split_once(": ") {
+                    Some((kind, _)) => (kind.to_string(), w.clone()),
+                    None => (w.clone(), w),
+                }),
+            ),
         }
-        for w in &why {
-            // Counted by kind, not by the version that did not read.
-            let kind = w.split(':').next().unwrap_or(w).to_string();
-            *summary.unmatched.entry(kind).or_default() += 1;
+        for (kind, _) in &why {
+            *summary.unmatched.entry(kind.clone()).or_default() += 1;
         }
+        let why: Vec<String> =
+            why.into_iter().map(|(k, w)| if w.starts_with(&k) { w } else { format!("{k}: {w}") }).collect();
         let ranges = serde_json::to_string(&a.ranges).expect("ranges serialize");
         let key = target.as_ref().map(|t| t.key.as_str());
         let unmatched = (!why.is_empty()).then(|| why.join("; "));
@@ -218,7 +255,7 @@ fn take(rec: &Record, source: &str, stored: &mut HashMap<String, i64>, out: &mut
 
 type Sink<'a> = dyn FnMut(&[u8], &str, &mut Summary) + 'a;
 
-fn read_path(path: &Path, depth: usize, sink: &mut Sink<'_>, summary: &mut Summary) {
+fn read_path(path: &Path, stop: &dyn Fn() -> bool, depth: usize, sink: &mut Sink<'_>, summary: &mut Summary) {
     let shown = path.display().to_string();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -240,8 +277,11 @@ fn read_path(path: &Path, depth: usize, sink: &mut Sink<'_>, summary: &mut Summa
             if name.starts_with('.') || link {
                 continue;
             }
+            if stop() {
+                return;
+            }
             if e.is_dir() || name.ends_with(".json") || name.ends_with(".zip") {
-                read_path(&e, depth + 1, sink, summary);
+                read_path(&e, stop, depth + 1, sink, summary);
             }
         }
         return;
@@ -253,7 +293,7 @@ fn read_path(path: &Path, depth: usize, sink: &mut Sink<'_>, summary: &mut Summa
         return summary.errors.push(format!("{shown}: {} bytes, over the {MAX_RECORD_BYTES}-byte limit", meta.len()));
     }
     if shown.ends_with(".zip") {
-        return read_zip(path, sink, summary);
+        return read_zip(path, stop, sink, summary);
     }
     match std::fs::read(path) {
         Ok(bytes) => sink(&bytes, &shown, summary),
@@ -261,7 +301,11 @@ fn read_path(path: &Path, depth: usize, sink: &mut Sink<'_>, summary: &mut Summa
     }
 }
 
-fn read_zip(path: &Path, sink: &mut Sink<'_>, summary: &mut Summary) {
+fn read_zip(path: &Path, stop: &dyn Fn() -> bool, sink: &mut Sink<'_>, summary: &mut Summary) {
+    read_zip_within(path, stop, MAX_ARCHIVE_BYTES, sink, summary)
+}
+
+fn read_zip_within(path: &Path, stop: &dyn Fn() -> bool, budget: u64, sink: &mut Sink<'_>, summary: &mut Summary) {
     let shown = path.display().to_string();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -272,7 +316,18 @@ fn read_zip(path: &Path, sink: &mut Sink<'_>, summary: &mut Summary) {
         Err(e) => return summary.errors.push(format!("{shown}: not a zip archive: {e}")),
     };
     let mut buf = Vec::new();
-    for i in 0..zip.len() {
+    let mut inflated = 0u64;
+    if zip.len() > MAX_ARCHIVE_MEMBERS {
+        summary.errors.push(format!("{shown}: {} members, only the first {MAX_ARCHIVE_MEMBERS} read", zip.len()));
+    }
+    for i in 0..zip.len().min(MAX_ARCHIVE_MEMBERS) {
+        if stop() {
+            return;
+        }
+        if inflated > budget {
+            summary.errors.push(format!("{shown}: inflates past {budget} bytes; members from {i} on not read"));
+            break;
+        }
         let mut member = match zip.by_index(i) {
             Ok(m) => m,
             Err(e) => {
@@ -293,12 +348,48 @@ fn read_zip(path: &Path, sink: &mut Sink<'_>, summary: &mut Summary) {
         let source = format!("{shown}:{name}");
         buf.clear();
         // The declared size may lie: read one byte past the limit to know.
-        match (&mut member).take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf) {
+        let read = (&mut member).take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf);
+        inflated += buf.len() as u64;
+        match read {
             Ok(n) if n as u64 > MAX_RECORD_BYTES => {
                 summary.errors.push(format!("{source}: over the {MAX_RECORD_BYTES}-byte limit, not read"))
             }
             Ok(_) => sink(&buf, &source, summary),
             Err(e) => summary.errors.push(format!("{source}: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive's members together may inflate only so far (a zip of
+    /// overlapping members inflates terabytes from megabytes): past the
+    /// budget, the rest is named and not read.
+    #[test]
+    fn an_archive_stops_at_its_inflation_budget() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.zip");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for i in 0..3 {
+            z.start_file(format!("{i}.json"), zip::write::SimpleFileOptions::default()).unwrap();
+            z.write_all(&[b' '; 1000]).unwrap();
+        }
+        z.finish().unwrap();
+        let mut read = Vec::new();
+        let mut summary = Summary::default();
+        read_zip_within(&path, &|| false, 1500, &mut |_, source, _| read.push(source.to_string()), &mut summary);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert!(
+            summary.errors[0].contains("inflates past 1500 bytes; members from 2 on not read"),
+            "{:?}",
+            summary.errors
+        );
+        // And an import asked to stop reads nothing more.
+        let (mut n, mut summary) = (0, Summary::default());
+        read_zip_within(&path, &|| true, u64::MAX, &mut |_, _, _| n += 1, &mut summary);
+        assert_eq!(n, 0);
     }
 }

@@ -3,13 +3,14 @@
 //! at the directory it copies osv.dev's archives into). Each round imports
 //! every source in one import, so only records new or modified since the
 //! last round are stored; a source that cannot be read is logged and the
-//! others still land.
+//! others still land. A round in progress ends between files (or an
+//! archive's members) when the server stops; what it read is kept.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::import::{Summary, import};
+use crate::import::{Summary, import_until};
 
 /// The largest download read from a URL source (osv.dev's biggest per-ecosystem archive is a few hundred MB).
 pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
@@ -17,8 +18,8 @@ pub const MAX_DOWNLOAD_BYTES: u64 = 4 << 30;
 /// Imports `sources` into `data` now and then every `every`, until `stop` turns true.
 pub async fn run(data: PathBuf, sources: Vec<String>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let (d, s) = (data.clone(), sources.clone());
-        match tokio::task::spawn_blocking(move || once(&d, &s)).await {
+        let (d, s, rx) = (data.clone(), sources.clone(), stop.clone());
+        match tokio::task::spawn_blocking(move || once(&d, &s, &|| *rx.borrow())).await {
             Ok(Ok(summary)) => {
                 tracing::info!(
                     records = summary.records,
@@ -42,8 +43,9 @@ pub async fn run(data: PathBuf, sources: Vec<String>, every: Duration, mut stop:
     }
 }
 
-/// One round: URLs downloaded to temporary files first, then one import of everything.
-pub fn once(data: &Path, sources: &[String]) -> Result<Summary, String> {
+/// One round: URLs downloaded to temporary files first, then one import of
+/// everything, ended early (what was read is stored) once `stop` says so.
+pub fn once(data: &Path, sources: &[String], stop: &dyn Fn() -> bool) -> Result<Summary, String> {
     let scratch = tempfile::Builder::new()
         .prefix(".vulns-download-")
         .tempdir_in(data)
@@ -51,6 +53,9 @@ pub fn once(data: &Path, sources: &[String]) -> Result<Summary, String> {
     let mut paths = Vec::new();
     let mut failed = Vec::new();
     for (i, s) in sources.iter().enumerate() {
+        if stop() {
+            break;
+        }
         if s.starts_with("http://") || s.starts_with("https://") {
             let ext = if s.ends_with(".zip") { "zip" } else { "json" };
             let to = scratch.path().join(format!("source-{i}.{ext}"));
@@ -62,7 +67,7 @@ pub fn once(data: &Path, sources: &[String]) -> Result<Summary, String> {
             paths.push(PathBuf::from(s));
         }
     }
-    let mut summary = import(data, &paths)?;
+    let mut summary = import_until(data, &paths, stop)?;
     summary.errors.extend(failed);
     Ok(summary)
 }

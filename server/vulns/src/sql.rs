@@ -20,7 +20,7 @@ use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Field, SchemaRef};
-use datafusion::common::Result;
+use datafusion::common::{Result, exec_err};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -56,7 +56,8 @@ pub const VULNERABILITIES: &str = "CREATE VIEW vulnerabilities AS \
              osv_ecosystem(p.manager, o.id, o.version_id) AS ecosystem_key, \
              p.source, \
              CASE WHEN p.manager IN ('dpkg', 'apk') THEN COALESCE(p.source_version, p.version) ELSE p.version END AS match_version \
-      FROM packages p LEFT JOIN os o ON o.host = p.host AND o.scope = p.scope AND o.scope_id = p.scope_id), \
+      FROM packages p LEFT JOIN os o ON o.host = p.host AND o.scope = p.scope AND o.scope_id = p.scope_id \
+      WHERE p.owner_package IS NULL), \
     k AS (SELECT *, osv_package_key(ecosystem_key, name, source) AS package_key FROM p WHERE ecosystem_key IS NOT NULL), \
     m AS ( \
       SELECT k.*, f.advisory_id, f.ecosystem, osv_match(f.ecosystem_key, f.ranges, f.versions, k.match_version) AS hit \
@@ -74,9 +75,11 @@ pub const VULNERABILITIES: &str = "CREATE VIEW vulnerabilities AS \
 /// When each exposure began and ended: one row per span of a package
 /// version in a scope (from `package_changes`: added, then removed or still
 /// there) and standing advisory affecting that version. `since` is the crawl
-/// that first showed the version, `until` the crawl that no longer did (null:
-/// still there). A scope is matched with its newest `os` row (a container's,
-/// its image's), and a package version with the source its rows name.
+/// that first showed the version, `until` the crawl that no longer did, or,
+/// for a scope that left current state (a removed container, an expired
+/// host), its last crawl; null: still there. A scope is matched with its
+/// newest `os` row (a container's, its image's), and a package version with
+/// the source its host's rows name (no host's rows decide another's).
 pub const VULNERABILITIES_HISTORY: &str = "CREATE VIEW vulnerabilities_history AS \
     WITH ev AS ( \
       SELECT host, scope, scope_id, manager, name, version, crawl_time, action, \
@@ -87,7 +90,7 @@ pub const VULNERABILITIES_HISTORY: &str = "CREATE VIEW vulnerabilities_history A
       FROM package_changes), \
     spans AS ( \
       SELECT DISTINCT host, scope, scope_id, manager, name, version, crawl_time AS since, \
-             CASE WHEN next_action = 'removed' THEN next_time END AS until \
+             CASE WHEN next_action = 'removed' THEN next_time END AS removed \
       FROM ev WHERE action = 'added'), \
     osl AS ( \
       SELECT host, scope, scope_id, id, version_id FROM ( \
@@ -100,18 +103,25 @@ pub const VULNERABILITIES_HISTORY: &str = "CREATE VIEW vulnerabilities_history A
                row_number() OVER (PARTITION BY host, container_id ORDER BY crawl_time DESC) AS n \
         FROM containers_history) x WHERE n = 1), \
     src AS ( \
-      SELECT manager, name, version, min(source) AS source, min(source_version) AS source_version \
-      FROM packages_history GROUP BY manager, name, version), \
+      SELECT host, manager, name, version, min(source) AS source, min(source_version) AS source_version, \
+             min(owner_package) AS owner_package \
+      FROM packages_history GROUP BY host, manager, name, version), \
+    lastc AS (SELECT host, scope, scope_id, max(crawl_time) AS last FROM crawls GROUP BY host, scope, scope_id), \
+    live AS (SELECT DISTINCT host, scope, scope_id FROM latest_crawls), \
     k AS ( \
-      SELECT s.host, s.scope, s.scope_id, s.manager, s.name, s.version, s.since, s.until, src.source, \
+      SELECT s.host, s.scope, s.scope_id, s.manager, s.name, s.version, s.since, src.source, src.owner_package, \
+             CASE WHEN s.removed IS NOT NULL THEN s.removed WHEN lv.host IS NULL THEN lc.last END AS until, \
              osv_ecosystem(s.manager, COALESCE(o.id, oi.id), COALESCE(o.version_id, oi.version_id)) AS ecosystem_key, \
              CASE WHEN s.manager IN ('dpkg', 'apk') THEN COALESCE(src.source_version, s.version) ELSE s.version END AS match_version \
       FROM spans s \
       LEFT JOIN osl o ON o.host = s.host AND o.scope = s.scope AND o.scope_id = s.scope_id \
       LEFT JOIN img i ON s.scope = 'container' AND i.host = s.host AND i.container_id = s.scope_id \
       LEFT JOIN osl oi ON oi.host = i.host AND oi.scope = 'image' AND oi.scope_id = i.image_id \
-      LEFT JOIN src ON src.manager = s.manager AND src.name = s.name AND src.version = s.version), \
-    kk AS (SELECT *, osv_package_key(ecosystem_key, name, source) AS package_key FROM k WHERE ecosystem_key IS NOT NULL), \
+      LEFT JOIN src ON src.host = s.host AND src.manager = s.manager AND src.name = s.name AND src.version = s.version \
+      LEFT JOIN live lv ON lv.host = s.host AND lv.scope = s.scope AND lv.scope_id = s.scope_id \
+      LEFT JOIN lastc lc ON lc.host = s.host AND lc.scope = s.scope AND lc.scope_id = s.scope_id), \
+    kk AS (SELECT *, osv_package_key(ecosystem_key, name, source) AS package_key FROM k \
+           WHERE ecosystem_key IS NOT NULL AND owner_package IS NULL), \
     m AS ( \
       SELECT kk.*, f.advisory_id, osv_match(f.ecosystem_key, f.ranges, f.versions, kk.match_version) AS hit \
       FROM kk JOIN advisory_affected f ON f.ecosystem_key = kk.ecosystem_key AND f.package_key = kk.package_key) \
@@ -144,8 +154,13 @@ impl periscope_query::catalog::Extension for Tables {
 }
 
 fn provider(data: Option<&Path>, table: &'static str, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
-    let files = match data {
-        Some(d) => committed(d, table).map_err(datafusion::error::DataFusionError::Execution)?,
+    // A log that does not replay costs the advisory tables, never the session.
+    let files = match data.map(|d| committed(d, table)) {
+        Some(Ok(files)) => files,
+        Some(Err(e)) => {
+            tracing::error!("{table}: {e}; read as empty until the next import repairs its log");
+            Vec::new()
+        }
         None => Vec::new(),
     };
     if files.is_empty() {
@@ -185,16 +200,42 @@ struct OsvFunc {
     signature: Signature,
 }
 
-fn utf8(a: &ArrayRef) -> Result<ArrayRef> {
-    Ok(match a.data_type() {
-        DataType::Utf8 => a.clone(),
-        _ => arrow_cast::cast(a, &DataType::Utf8)?,
-    })
+/// The longest `ranges` text `osv_match` reads (real entries hold a few KB).
+pub const MAX_RANGES_BYTES: usize = 1 << 20;
+
+/// The most `versions` entries one call of `osv_match` compares against, over
+/// all its rows (a Linux advisory lists a few thousand; a batch, a few of those).
+pub const MAX_LISTED: usize = 50_000_000;
+
+/// One argument: a column, or a constant read once (never copied per row).
+struct Arg {
+    array: ArrayRef,
+    constant: bool,
 }
 
-fn utf8_list(a: &ArrayRef) -> Result<ArrayRef> {
-    let want = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
-    Ok(if a.data_type() == &want { a.clone() } else { arrow_cast::cast(a, &want)? })
+impl Arg {
+    fn of(v: &ColumnarValue, ty: &DataType) -> Result<Arg> {
+        let (array, constant) = match v {
+            ColumnarValue::Array(a) => (a.clone(), false),
+            ColumnarValue::Scalar(s) => (s.to_array_of_size(1)?, true),
+        };
+        let array = if array.data_type() == ty { array } else { arrow_cast::cast(&array, ty)? };
+        Ok(Arg { array, constant })
+    }
+
+    fn row(&self, i: usize) -> usize {
+        if self.constant { 0 } else { i }
+    }
+
+    fn text(&self, i: usize) -> Option<&str> {
+        let a = self.array.as_string::<i32>();
+        let i = self.row(i);
+        a.is_valid(i).then(|| a.value(i))
+    }
+}
+
+fn list_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 impl ScalarUDFImpl for OsvFunc {
@@ -215,63 +256,77 @@ impl ScalarUDFImpl for OsvFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let n = args.number_rows;
+        let text = |i: usize| Arg::of(&args.args[i], &DataType::Utf8);
         let mut out = StringBuilder::with_capacity(n, n * 8);
-        let text = |i: usize| -> Result<ArrayRef> { utf8(&arrays[i]) };
         match self.kind {
             Func::Ecosystem => {
                 let (m, id, ver) = (text(0)?, text(1)?, text(2)?);
-                let (m, id, ver) = (m.as_string::<i32>(), id.as_string::<i32>(), ver.as_string::<i32>());
                 for i in 0..n {
-                    let key = if m.is_null(i) {
-                        None
-                    } else if let Some(app) = ecosystem::of_manager(m.value(i)) {
-                        Some(app.to_string())
-                    } else if matches!(m.value(i), "dpkg" | "apk" | "rpm") && id.is_valid(i) && ver.is_valid(i) {
-                        ecosystem::of_os(id.value(i), ver.value(i))
-                    } else {
-                        None
+                    let key = match (m.text(i), id.text(i), ver.text(i)) {
+                        (Some(m), ..) if ecosystem::of_manager(m).is_some() => {
+                            ecosystem::of_manager(m).map(str::to_string)
+                        }
+                        (Some("dpkg" | "apk" | "rpm"), Some(id), Some(ver)) => ecosystem::of_os(id, ver),
+                        _ => None,
                     };
                     out.append_option(key);
                 }
             }
             Func::PackageKey => {
                 let (k, name, source) = (text(0)?, text(1)?, text(2)?);
-                let (k, name, source) = (k.as_string::<i32>(), name.as_string::<i32>(), source.as_string::<i32>());
                 for i in 0..n {
-                    if k.is_null(i) || name.is_null(i) {
+                    let (Some(key), Some(name)) = (k.text(i), name.text(i)) else {
                         out.append_null();
                         continue;
-                    }
-                    let key = k.value(i);
-                    let by_source = ecosystem::by_source(key) && source.is_valid(i) && !source.value(i).is_empty();
-                    let name = if by_source { source.value(i) } else { name.value(i) };
+                    };
+                    let name = match source.text(i) {
+                        Some(src) if ecosystem::by_source(key) && !src.is_empty() => src,
+                        _ => name,
+                    };
                     out.append_value(ecosystem::name_key(key, name));
                 }
             }
             Func::Match => {
-                let (k, ranges, versions, installed) = (text(0)?, text(1)?, utf8_list(&arrays[2])?, text(3)?);
-                let (k, ranges, installed) =
-                    (k.as_string::<i32>(), ranges.as_string::<i32>(), installed.as_string::<i32>());
-                let versions = versions.as_list::<i32>();
-                let offsets = versions.value_offsets();
-                let listed = versions.values().as_string::<i32>();
-                // Entries repeat across rows (one advisory, many installs): prepare each once per batch.
+                let (k, ranges, installed) = (text(0)?, text(1)?, text(3)?);
+                let versions = Arg::of(&args.args[2], &list_type())?;
+                let lists = versions.array.as_list::<i32>();
+                let offsets = lists.value_offsets();
+                let listed = lists.values().as_string::<i32>();
+                let per_row = |i: usize| {
+                    let r = versions.row(i);
+                    if lists.is_null(r) { 0..0 } else { offsets[r] as usize..offsets[r + 1] as usize }
+                };
+                let work: usize = if versions.constant {
+                    per_row(0).len().saturating_mul(n)
+                } else {
+                    (0..n).map(|i| per_row(i).len()).sum()
+                };
+                if work > MAX_LISTED {
+                    return exec_err!("osv_match: {work} listed versions in one call, over the {MAX_LISTED} limit");
+                }
+                // Entries repeat across rows (one advisory, many installs): prepare each once per call.
                 let mut prepared: HashMap<(&str, &str), Option<Entry>> = HashMap::new();
                 for i in 0..n {
-                    if k.is_null(i) || ranges.is_null(i) || installed.is_null(i) {
+                    let (Some(key), Some(ranges), Some(installed)) = (k.text(i), ranges.text(i), installed.text(i))
+                    else {
                         out.append_null();
                         continue;
+                    };
+                    if ranges.len() > MAX_RANGES_BYTES {
+                        return exec_err!(
+                            "osv_match: ranges of {} bytes, over the {MAX_RANGES_BYTES}-byte limit",
+                            ranges.len()
+                        );
                     }
-                    let entry = prepared.entry((k.value(i), ranges.value(i))).or_insert_with_key(|(key, ranges)| {
+                    let entry = prepared.entry((key, ranges)).or_insert_with_key(|(key, ranges)| {
                         let scheme = ecosystem::scheme_of_key(key)?;
                         let ranges: Vec<Range> = serde_json::from_str(ranges).ok()?;
                         Some(Entry::new(key, scheme, &ranges))
                     });
-                    let these = if versions.is_null(i) { 0..0 } else { offsets[i] as usize..offsets[i + 1] as usize };
-                    let these = these.filter(|&j| listed.is_valid(j)).map(|j| listed.value(j));
-                    match entry.as_ref().and_then(|e| e.affects(installed.value(i), these)) {
+                    let these: Vec<&str> =
+                        per_row(i).filter(|&j| listed.is_valid(j)).map(|j| listed.value(j)).collect();
+                    match entry.as_ref().and_then(|e| e.affects(installed, &these)) {
                         None => out.append_null(),
                         Some(fixed) => out.append_value(fixed.unwrap_or_default()),
                     }

@@ -103,8 +103,14 @@ async fn a_newer_record_replaces_the_current_one_and_withdrawing_it_is_kept() {
     std::fs::write(src.path().join("old.json"), rec.to_string()).unwrap();
     let s = import(data.path(), &[src.path().join("old.json")]).unwrap();
     assert_eq!((s.new, s.updated, s.unchanged), (0, 0, 1));
-    rec["modified"] = "2030-01-01T00:00:00Z".into();
-    rec["withdrawn"] = "2030-01-01T00:00:00Z".into();
+    // A time far ahead of the clock would pin the id against every later correction: refused.
+    rec["modified"] = "2999-01-01T00:00:00Z".into();
+    std::fs::write(src.path().join("future.json"), rec.to_string()).unwrap();
+    let s = import(data.path(), &[src.path().join("future.json")]).unwrap();
+    assert_eq!(s.new + s.updated, 0);
+    assert!(s.errors[0].contains("is in the future, not imported"), "{:?}", s.errors);
+    rec["modified"] = "2026-06-01T00:00:00Z".into();
+    rec["withdrawn"] = "2026-06-01T00:00:00Z".into();
     rec["summary"] = "newer".into();
     rec["affected"][0]["ranges"][0]["events"] = serde_json::json!([{"introduced": "0"}, {"fixed": "9.9"}]);
     std::fs::write(src.path().join("new.json"), rec.to_string()).unwrap();
