@@ -112,6 +112,16 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     ];
     // PyPI records with the shapes the specification allows and the samples lack (urllib3 2.0.7 and
     // requests 2.31.0 are in the Python fixture's /usr/local).
+    // A crates.io record for a crate compiled into the fixture's uv binary (the sample's advisories
+    // name none of its versions), so the SemVer comparison is exercised too.
+    let crates = sql(
+        &target,
+        &format!(
+            "SELECT name, version FROM packages WHERE host = '{tag}-bin' AND manager = 'cargo' ORDER BY name LIMIT 1"
+        ),
+    );
+    assert_eq!(crates.len(), 1, "uv's cargo-auditable dependencies");
+    let (krate, krate_version) = (text(&crates[0], "name"), text(&crates[0], "version"));
     let pypi = |id: &str, name: &str, ranges: Value| {
         json!({"id": id, "modified": "2026-11-01T00:00:00Z",
                "affected": [{"package": {"ecosystem": "PyPI", "name": name}, "ranges": ranges}]})
@@ -131,6 +141,9 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
             ),
             // introduced and fixed at one version, listed fixed first: an empty span.
             pypi("PTEST-9", "urllib3", json!([ecosystem(json!([{"fixed": "2.0.7"}, {"introduced": "2.0.7"}]))])),
+            json!({"id": "PTEST-11", "modified": "2026-11-01T00:00:00Z",
+                   "affected": [{"package": {"ecosystem": "crates.io", "name": krate},
+                                 "ranges": [{"type": "SEMVER", "events": [{"introduced": "0.0.0-0"}, {"fixed": "999.0.0"}]}]}]}),
             // last_affected is inclusive; the next branch's fix is the lowest fixing version.
             pypi(
                 "PTEST-10",
@@ -237,7 +250,7 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
 
     // Not vacuous: every ecosystem of the fixtures has exposures.
     let count = |f: &dyn Fn(&Row) -> bool| found.iter().filter(|r| f(r)).count();
-    for manager in ["pypi", "golang", "dpkg"] {
+    for manager in ["pypi", "golang", "cargo", "dpkg"] {
         assert!(count(&|r: &Row| text(r, "manager") == manager) > 0, "no {manager} rows: {found:#?}");
     }
     // The running container carries its image's exposures, named as such.
@@ -268,6 +281,12 @@ fn vulnerabilities_match_real_crawls_as_an_independent_evaluation_does() {
     assert_eq!(python_host("PTEST-8"), ["urllib3 2.0.7 2.5.0"]);
     assert_eq!(python_host("PTEST-10"), ["requests 2.31.0 3.1"]);
     assert!(python_host("PTEST-9").is_empty());
+    let in_uv: Vec<String> = found
+        .iter()
+        .filter(|r| text(r, "advisory") == "PTEST-11")
+        .map(|r| format!("{} {} {}", text(r, "package"), text(r, "version"), text(r, "fixed_version")))
+        .collect();
+    assert_eq!(in_uv, [format!("{krate} {krate_version} 999.0.0")]);
     assert_eq!(on_host("PTEST-3"), ["tar -"]);
     assert!(on_host("PTEST-6").contains(&"libc6 -".to_string()), "{:?}", on_host("PTEST-6"));
     for none in ["PTEST-2", "PTEST-4", "PTEST-5", "PTEST-7", "PTEST-9"] {
