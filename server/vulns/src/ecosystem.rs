@@ -152,8 +152,9 @@ pub fn by_source(key: &str) -> bool {
 /// A package name as its ecosystem compares names: PyPI's normalized form
 /// (PEP 503: lower case, runs of `-`, `_`, `.` as one `-`), Packagist's and
 /// NuGet's lower case; everything else as written.
-pub fn name_key(key: &str, name: &str) -> String {
-    match key {
+pub fn name_key<'a>(key: &str, name: &'a str) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    Cow::Owned(match key {
         "PyPI" => {
             let mut out = String::with_capacity(name.len());
             let mut sep = false;
@@ -171,8 +172,8 @@ pub fn name_key(key: &str, name: &str) -> String {
             out
         }
         "Packagist" | "NuGet" => name.trim().to_lowercase(),
-        _ => name.trim().to_string(),
-    }
+        _ => return Cow::Borrowed(name.trim()),
+    })
 }
 
 /// The version an advisory event is compared with, in the form the scheme

@@ -262,15 +262,21 @@ impl ScalarUDFImpl for OsvFunc {
         match self.kind {
             Func::Ecosystem => {
                 let (m, id, ver) = (text(0)?, text(1)?, text(2)?);
+                // A scope's rows arrive together: its release is worked out once per run of rows.
+                let mut last: Option<((&str, &str), Option<String>)> = None;
                 for i in 0..n {
-                    let key = match (m.text(i), id.text(i), ver.text(i)) {
+                    match (m.text(i), id.text(i), ver.text(i)) {
                         (Some(m), ..) if ecosystem::of_manager(m).is_some() => {
-                            ecosystem::of_manager(m).map(str::to_string)
+                            out.append_option(ecosystem::of_manager(m))
                         }
-                        (Some("dpkg" | "apk" | "rpm"), Some(id), Some(ver)) => ecosystem::of_os(id, ver),
-                        _ => None,
-                    };
-                    out.append_option(key);
+                        (Some("dpkg" | "apk" | "rpm"), Some(id), Some(ver)) => {
+                            if last.as_ref().is_none_or(|(k, _)| *k != (id, ver)) {
+                                last = Some(((id, ver), ecosystem::of_os(id, ver)));
+                            }
+                            out.append_option(last.as_ref().and_then(|(_, key)| key.as_deref()));
+                        }
+                        _ => out.append_null(),
+                    }
                 }
             }
             Func::PackageKey => {
@@ -284,7 +290,7 @@ impl ScalarUDFImpl for OsvFunc {
                         Some(src) if ecosystem::by_source(key) && !src.is_empty() => src,
                         _ => name,
                     };
-                    out.append_value(ecosystem::name_key(key, name));
+                    out.append_value(&*ecosystem::name_key(key, name));
                 }
             }
             Func::Match => {
