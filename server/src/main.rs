@@ -577,13 +577,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(path) => std::fs::write(&path, doc).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
                 None => std::io::Write::write_all(&mut std::io::stdout().lock(), doc.as_bytes())?,
             }
-            eprintln!(
-                "periscope: sbom of {} {} on host {}: {} packages",
-                inv.subject.kind.scope(),
-                inv.subject.name,
-                inv.subject.host,
-                inv.packages.len()
-            );
+            let s = &inv.subject;
+            let on = if s.kind == inventory::Kind::Host { String::new() } else { format!(" on host {}", s.host) };
+            eprintln!("periscope: sbom of {} {}{on}: {} packages", s.kind.scope(), s.name, inv.packages.len());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quickstart { data, root } => {

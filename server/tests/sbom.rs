@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -22,8 +22,13 @@ const FORMATS: [&str; 2] = ["cyclonedx-json", "spdx-json"];
 
 /// Runs `periscope sbom` with `args`; the document, or the failure's stderr.
 fn sbom(args: &[&str], epoch: Option<&str>) -> Result<String, String> {
+    sbom_as(args, epoch, &[])
+}
+
+/// [`sbom`] with extra environment variables (a SQL user's credentials).
+fn sbom_as(args: &[&str], epoch: Option<&str>, env: &[(&str, &str)]) -> Result<String, String> {
     let mut cmd = Command::new(periscope_bin());
-    cmd.arg("sbom").args(args).env_remove("SOURCE_DATE_EPOCH");
+    cmd.arg("sbom").args(args).env_remove("SOURCE_DATE_EPOCH").envs(env.iter().copied());
     if let Some(e) = epoch {
         cmd.env("SOURCE_DATE_EPOCH", e);
     }
@@ -126,7 +131,7 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
     let test = "sboms_of_real_crawls_validate_match_the_store_and_read_back";
     let Some(py) = common::python() else { return };
     let Some(python_root) = fixture_root("python-fixture.sh") else { return };
-    let syft = fixture_root("syft.sh").map(PathBuf::from);
+    let syft = fixture_root("syft.sh");
     let docker = docker_available(test);
     let deb_root = debian_rootfs();
     let tag = format!("sb{}", std::process::id());
@@ -337,41 +342,65 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
         && r["relationshipType"] == "CONTAINS"
         && r["relatedSpdxElement"] == inner));
 
-    if !docker {
-        return;
-    }
-    // The running container names its image: id and tag.
-    let cdx = &docs[&(format!("container {web}"), "cyclonedx-json")];
-    let subject = &cdx["metadata"]["component"];
-    assert_eq!(subject["type"], "container");
-    assert_eq!(subject["name"], web.as_str());
-    assert_eq!(subject["version"], image_id.as_str());
-    assert_eq!(prop(subject, "periscope:image:id"), [image_id.as_str()]);
-    assert_eq!(prop(subject, "periscope:container:id"), [container_id.as_str()]);
-    assert_eq!(prop(subject, "periscope:image:tag"), [image.as_str()]);
-    assert_eq!(prop(subject, "periscope:container:state"), ["running"]);
-    let spdx = &docs[&(format!("container {web}"), "spdx-json")];
-    let root = &spdx["packages"][0];
-    assert_eq!(
-        (root["SPDXID"].as_str(), root["primaryPackagePurpose"].as_str()),
-        (Some("SPDXRef-Subject"), Some("CONTAINER"))
-    );
-    assert_eq!(root["versionInfo"], image_id.as_str());
-    assert!(root["comment"].as_str().unwrap().contains(&format!("image_id: {image_id}")));
-    let image_doc = &docs[&(format!("image {image}"), "cyclonedx-json")];
-    assert_eq!(image_doc["metadata"]["component"]["name"], image.as_str());
-    assert_eq!(image_doc["metadata"]["component"]["version"], image_id.as_str());
-    // By a unique id prefix, and by the image id's own prefix.
-    let by_prefix = sbom(&[&remote[..], &["--container", &container_id[..12]]].concat(), Some(EPOCH)).unwrap();
-    assert_eq!(by_prefix, sbom(&[&remote[..], &["--container", &web]].concat(), Some(EPOCH)).unwrap());
+    let mut on_first = String::new();
+    if docker {
+        // The running container names its image: id and tag.
+        let cdx = &docs[&(format!("container {web}"), "cyclonedx-json")];
+        let subject = &cdx["metadata"]["component"];
+        assert_eq!(subject["type"], "container");
+        assert_eq!(subject["name"], web.as_str());
+        assert_eq!(subject["version"], image_id.as_str());
+        assert_eq!(prop(subject, "periscope:image:id"), [image_id.as_str()]);
+        assert_eq!(prop(subject, "periscope:container:id"), [container_id.as_str()]);
+        assert_eq!(prop(subject, "periscope:image:tag"), [image.as_str()]);
+        assert_eq!(prop(subject, "periscope:container:state"), ["running"]);
+        let spdx = &docs[&(format!("container {web}"), "spdx-json")];
+        let root = &spdx["packages"][0];
+        assert_eq!(
+            (root["SPDXID"].as_str(), root["primaryPackagePurpose"].as_str()),
+            (Some("SPDXRef-Subject"), Some("CONTAINER"))
+        );
+        assert_eq!(root["versionInfo"], image_id.as_str());
+        assert!(root["comment"].as_str().unwrap().contains(&format!("image_id: {image_id}")));
+        let image_doc = &docs[&(format!("image {image}"), "cyclonedx-json")];
+        assert_eq!(image_doc["metadata"]["component"]["name"], image.as_str());
+        assert_eq!(image_doc["metadata"]["component"]["version"], image_id.as_str());
+        // A container by a unique id prefix, an image by a prefix of its id (without `sha256:`).
+        let by_prefix = sbom(&[&remote[..], &["--container", &container_id[..12]]].concat(), Some(EPOCH)).unwrap();
+        assert_eq!(by_prefix, sbom(&[&remote[..], &["--container", &web]].concat(), Some(EPOCH)).unwrap());
+        let by_id = sbom(&[&remote[..], &["--image", &image_id[7..19], "--host", &deb]].concat(), Some(EPOCH)).unwrap();
+        let by_id: Value = serde_json::from_str(&by_id).unwrap();
+        assert_eq!(&by_id, image_doc, "--image by id prefix and by tag");
 
-    // The same container seen from a second host: the name alone is ambiguous, --host decides.
-    let deb2 = format!("{tag}-deb2");
-    crawl_root(&server.url, &deb_root, &deb2, "os,packages", &["--docker", "on"]);
-    let err = sbom(&[&remote[..], &["--container", &web]].concat(), None).unwrap_err();
-    assert!(err.contains("--host") && err.contains(&deb) && err.contains(&deb2), "{err}");
-    let on_first = sbom(&[&remote[..], &["--container", &web, "--host", &deb]].concat(), Some(EPOCH)).unwrap();
-    assert_eq!(on_first, by_prefix);
-    let err = sbom(&[&remote[..], &["--container", "no-such-container"]].concat(), None).unwrap_err();
-    assert!(err.contains("no crawled container"), "{err}");
+        // The same container seen from a second host: the name alone is ambiguous, --host decides.
+        let deb2 = format!("{tag}-deb2");
+        crawl_root(&server.url, &deb_root, &deb2, "os,packages", &["--docker", "on"]);
+        let err = sbom(&[&remote[..], &["--container", &web]].concat(), None).unwrap_err();
+        assert!(err.contains("--host") && err.contains(&deb) && err.contains(&deb2), "{err}");
+        on_first = sbom(&[&remote[..], &["--container", &web, "--host", &deb]].concat(), Some(EPOCH)).unwrap();
+        assert_eq!(on_first, by_prefix);
+        let err = sbom(&[&remote[..], &["--container", "no-such-container"]].concat(), None).unwrap_err();
+        assert!(err.contains("no crawled container"), "{err}");
+    }
+
+    // From a server with SQL users, a user confined to one host gets that host's SBOMs,
+    // the documents the data directory gives, and no other host's.
+    server.stop();
+    let scope = format!("deb={deb}");
+    let args = ["--sql-user", "all:pa", "--sql-user", "deb:pd", "--sql-scope", "all=*", "--sql-scope", &scope];
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &args, &[]);
+    let scoped = ["--server", server.url.as_str()];
+    let as_deb = [("PERISCOPE_USER", "deb"), ("PERISCOPE_PASSWORD", "pd")];
+    let whole = sbom(&[&local[..], &["--host", &deb]].concat(), Some(EPOCH)).unwrap();
+    assert_eq!(sbom_as(&[&scoped[..], &["--host", &deb]].concat(), Some(EPOCH), &as_deb).unwrap(), whole);
+    let err = sbom_as(&[&scoped[..], &["--host", &pyh]].concat(), None, &as_deb).unwrap_err();
+    assert!(err.contains("no crawl of host"), "{err}");
+    let as_all = [("PERISCOPE_USER", "all"), ("PERISCOPE_PASSWORD", "pa")];
+    assert!(sbom_as(&[&scoped[..], &["--host", &pyh]].concat(), None, &as_all).is_ok());
+    assert!(sbom(&[&scoped[..], &["--host", &deb]].concat(), None).is_err(), "no user, no SBOM");
+    if docker {
+        // The other host's container of that name is not the user's to see: the name is not ambiguous to it.
+        let mine = sbom_as(&[&scoped[..], &["--container", &web]].concat(), Some(EPOCH), &as_deb).unwrap();
+        assert_eq!(mine, on_first);
+    }
 }
