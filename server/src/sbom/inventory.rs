@@ -32,21 +32,23 @@ impl Source {
     }
 
     /// The rows of `sql` as JSON objects (null columns left out).
-    async fn rows(&self, sql: &str) -> Result<Vec<Row>, QueryError> {
+    async fn rows(&self, sql: &str) -> Result<Vec<Row>, String> {
         let (_, batches) = match self {
-            Source::Local(ctx) => query::execute(ctx, sql, Access::ReadOnly, &Limits::none()).await?,
-            Source::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref(), |_| {}).await?,
-        };
+            Source::Local(ctx) => query::execute(ctx, sql, Access::ReadOnly, &Limits::none()).await,
+            Source::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref(), |_| {}).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let json = |e: &dyn std::fmt::Display| format!("internal error: the result of {sql:?} as JSON: {e}");
         let mut w = arrow_json::ArrayWriter::new(Vec::new());
         for b in &batches {
-            w.write(b).map_err(|e| QueryError::Failed(format!("result of {sql:?} as JSON: {e}")))?;
+            w.write(b).map_err(|e| json(&e))?;
         }
-        w.finish().map_err(|e| QueryError::Failed(e.to_string()))?;
+        w.finish().map_err(|e| json(&e))?;
         let bytes = w.into_inner();
         if bytes.is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_slice(&bytes).map_err(|e| QueryError::Failed(format!("result of {sql:?} as JSON: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| json(&e))
     }
 }
 
@@ -166,7 +168,7 @@ pub async fn read(source: &Source, selector: &Selector, files: bool) -> Result<I
         lit(subject.kind.scope()),
         lit(&subject.scope_id)
     );
-    let q = |sql: String| async move { source.rows(&sql).await.map_err(|e| e.to_string()) };
+    let q = |sql: String| async move { source.rows(&sql).await };
     let os = q(format!(
         "SELECT id, version_id, version_codename, name, pretty_name FROM os WHERE {scope} \
          ORDER BY id, version_id LIMIT 1"
@@ -288,7 +290,7 @@ fn assign_keys(packages: &mut [Package]) {
 }
 
 async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String> {
-    let q = |sql: String| async move { source.rows(&sql).await.map_err(|e| e.to_string()) };
+    let q = |sql: String| async move { source.rows(&sql).await };
     let on = |host: &Option<String>| host.as_ref().map(|h| format!(" AND host = {}", lit(h))).unwrap_or_default();
     let crawled = "to_char(crawl_time, '%Y-%m-%dT%H:%M:%SZ') AS crawled";
     match selector {
@@ -484,8 +486,7 @@ async fn images(source: &Source, filter: &str) -> Result<Vec<(String, Image)>, S
             "SELECT DISTINCT host, image_id, repo_tags, repo_digests, architecture, os FROM images WHERE {filter} \
              ORDER BY host, image_id"
         ))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let list = |r: &Row, c: &str| -> Vec<String> {
         let mut v: Vec<String> = text(r, c)
             .unwrap_or_default()
