@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use periscope_fronts::service;
 use periscope_query::query;
 use periscope_server::output::{self, Format};
-use periscope_server::{quickstart, serve};
+use periscope_server::{quickstart, sbom, serve};
 
 #[derive(Parser)]
 #[command(name = "periscope", version, about = "What is actually running in your container fleet, in SQL")]
@@ -150,6 +150,37 @@ enum Cmd {
         data: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// SQL user to authenticate as (password from PERISCOPE_PASSWORD).
+        #[arg(long, env = "PERISCOPE_USER")]
+        user: Option<String>,
+    },
+    /// Write the inventory of one container, image or host as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON),
+    /// from a server (its SQL, within the user's read scope) or a data directory.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["container", "image", "host"])))]
+    Sbom {
+        /// A container: its name, id or a unique id prefix.
+        #[arg(long, conflicts_with = "image")]
+        container: Option<String>,
+        /// An image: its id (or a unique prefix), a tag (`repo:tag`; `repo` is `repo:latest`) or a registry digest.
+        #[arg(long)]
+        image: Option<String>,
+        /// A host: alone, the host's own filesystem; with --container or --image, the host to look on.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = sbom::Format::CyclonedxJson)]
+        format: sbom::Format,
+        /// Write the document here instead of to stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Leave out the files each package owns (CycloneDX lists them as nested file components).
+        #[arg(long)]
+        no_files: bool,
+        /// Server to ask.
+        #[arg(long, env = "PERISCOPE_SERVER", default_value = "http://127.0.0.1:7700")]
+        server: String,
+        /// Read this data directory directly instead of a server (safe while a server writes to it).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// SQL user to authenticate as (password from PERISCOPE_PASSWORD).
         #[arg(long, env = "PERISCOPE_USER")]
         user: Option<String>,
@@ -517,6 +548,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             output::write(format, &schema, &batches, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sbom { container, image, host, format, output, no_files, server, data, user } => {
+            use sbom::inventory::{self, Selector, Source};
+            let selector = match (container, image, host) {
+                (Some(name_or_id), _, host) => Selector::Container { name_or_id, host },
+                (None, Some(id_or_ref), host) => Selector::Image { id_or_ref, host },
+                (None, None, Some(host)) => Selector::Host { host },
+                (None, None, None) => anyhow::bail!("name a --container, --image or --host"),
+            };
+            let created = sbom::timestamp().map_err(anyhow::Error::msg)?;
+            let source = match data {
+                Some(dir) => {
+                    if !dir.join("tables").is_dir() {
+                        anyhow::bail!("{} is not a Periscope data directory (no tables/ inside)", dir.display());
+                    }
+                    Source::data(&dir).await?
+                }
+                None => {
+                    let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
+                    Source::Remote { url: server, credentials }
+                }
+            };
+            let inv = inventory::read(&source, &selector, !no_files).await.map_err(anyhow::Error::msg)?;
+            let doc = sbom::render(format, &inv, &created);
+            match output {
+                Some(path) => std::fs::write(&path, doc).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout().lock(), doc.as_bytes())?,
+            }
+            let s = &inv.subject;
+            let on = if s.kind == inventory::Kind::Host { String::new() } else { format!(" on host {}", s.host) };
+            eprintln!("periscope: sbom of {} {}{on}: {} packages", s.kind.scope(), s.name, inv.packages.len());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quickstart { data, root } => {
