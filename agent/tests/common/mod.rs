@@ -70,7 +70,9 @@ pub type Row = serde_json::Map<String, serde_json::Value>;
 /// `periscope-agent crawl --print` of `root` as an image.
 pub fn crawl_printed(root: &Path, manager: &str, collector: &str) -> (Vec<Row>, Vec<Row>) {
     // Only the agent's own tests have its binary (this module is shared with the server's).
-    let agent = option_env!("CARGO_BIN_EXE_periscope-agent").expect("the agent's tests");
+    let Some(agent) = option_env!("CARGO_BIN_EXE_periscope-agent") else {
+        panic!("crawl_printed runs in the agent's tests only");
+    };
     let out = Command::new(agent)
         .args(["crawl", "--print", "--scope", "image", "--scope-id", "x", "--root"])
         .arg(root)
