@@ -1143,13 +1143,15 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        // One merged listing per directory gives each entry's stat; no per-entry re-resolution.
+        // One merged listing per directory, its names in one buffer; each is looked up in the
+        // directory the listing found (no re-resolution of its path) as the walk meets it.
         let raw = if at.is_empty() { b"/".to_vec() } else { at.raw() };
-        let names = l.list_stat(&raw, self.entries_left()).map_err(|e| layer_err(&at.quoted(), e))?;
+        let mut names = l.names(&raw, self.entries_left()).map_err(|e| layer_err(&at.quoted(), e))?;
         drop(raw);
-        for (name, st) in names {
+        for i in 0..names.len() {
+            let Some(st) = l.stat(&mut names, i).map_err(|e| layer_err(&at.quoted(), e))? else { continue };
             self.charge_entry_at(|| at.quoted())?;
-            let entry = Entry::new(at.child(&name), &st, depth);
+            let entry = Entry::new(at.child(names.name(i)), &st, depth);
             if !visit(&entry) || entry.kind != FileType::Directory {
                 continue;
             }
@@ -1160,6 +1162,8 @@ impl Root {
                 });
                 continue;
             }
+            // Below, this directory's descriptors (one per layer holding it) are not held.
+            names.release();
             self.walk_layers(l, &entry.path, depth + 1, visit, on_error)?;
         }
         Ok(())

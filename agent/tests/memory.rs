@@ -463,3 +463,44 @@ fn a_big_apk_database_is_parsed_as_it_is_read() {
     // Read whole, it measured 67.3 MB of heap; parsed as read, 0.6 MB.
     assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Issue 21: a layered root's listing of a directory held every entry's
+/// name in its own allocation, twice over (a map of the names the layers
+/// list, then each with its whole stat), before the walk visited the first:
+/// about 84 MB for one directory of 500,000 files. A listing holds its names
+/// in one buffer now, and each is looked up (and stat'd) as the walk visits it.
+#[test]
+fn a_layered_walk_holds_a_big_directorys_names_not_their_stats() {
+    let _turn = turn();
+    const FILES: usize = 100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (upper, lower) = (tmp.path().join("upper"), tmp.path().join("lower"));
+    // Half the names in each layer, some in both: a merged directory, its names deduplicated.
+    deep_tree(&lower.join("usr/bin"), b"d", 0, FILES / 2 + 1000, |i| format!("e{i:07}").into_bytes());
+    deep_tree(&upper.join("usr/bin"), b"d", 0, FILES / 2, |i| format!("e{:07}", FILES / 2 + i).into_bytes());
+    let root = periscope_agent::rootfs::Root::from_layers(
+        &[upper, lower],
+        periscope_agent::layers::Markers::KERNEL_OVERLAY,
+        "layers",
+        periscope_agent::rootfs::Budgets::default(),
+    )
+    .unwrap();
+    let (mut seen, mut last) = (0usize, Vec::new());
+    let (r, peak) = peak_of(|| {
+        root.walk(
+            "/usr/bin",
+            &mut |e| {
+                assert!(e.path.name() > &last[..], "in order");
+                last = e.path.name().to_vec();
+                seen += 1;
+                true
+            },
+            &mut |e| panic!("{e}"),
+        )
+    });
+    r.unwrap();
+    eprintln!("peak heap {:.1} MB walking {seen} names of 8 bytes in two layers", peak as f64 / 1e6);
+    assert_eq!(seen, FILES);
+    // A Vec and a stat each measured 24.2 MB here; one buffer of names 3.8 MB.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
