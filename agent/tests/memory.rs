@@ -550,3 +550,25 @@ fn a_crawls_freed_batches_go_back_to_the_system() {
     // Freed blocks kept, 29.7 MB more here (debug build); given back, 16.7 MB.
     assert!(more < 23_000_000, "{:.1} MB more than an empty root's", more as f64 / 1e6);
 }
+
+/// Issue 21: `files` kept every entry its globs matched until its walks
+/// were done, to sort them, however few rows its table could take: a root
+/// of 500,000 files under /etc/ssh peaked at 127 MB RSS (release). Each
+/// match is its row as the walk meets it now.
+#[test]
+fn files_matches_become_rows_as_met_not_kept() {
+    let _turn = turn();
+    const FILES: usize = 50_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    deep_tree(&root.join("etc/ssh"), b"d", 0, FILES, |i| format!("k{i:07}").into_bytes());
+    let mut o = CrawlOptions { collectors: Some(vec!["files".into()]), ..opts(root) };
+    o.budgets.max_rows_per_table = 1000;
+    let ((rows, _), peak) = peak_of(|| crawl_rows(&o));
+    eprintln!("peak heap {:.1} MB for {FILES} matches, 1,000 rows", peak as f64 / 1e6);
+    assert_eq!(rows["files"].len(), 1000);
+    // Kept and sorted, the matches measured 16.1 MB here; as rows, 3.4 MB.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
