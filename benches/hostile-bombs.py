@@ -3,7 +3,7 @@
 filesystems under DIR, to measure what a crawl of each costs (peak RSS, CPU):
 
     python3 benches/hostile-bombs.py DIR
-    for b in statusd apk rpm longpaths ffnames dpkgff; do
+    for b in statusd apk rpm longpaths ffnames dpkgff manyexec manyssh desc; do
         /usr/bin/time -f "$b %e s wall %U+%S s CPU %M KB" \
             periscope-agent crawl --print --scope image --scope-id $b --root DIR/$b > /dev/null
     done
@@ -20,7 +20,13 @@ longpaths: 60 nested 255-byte directory names under /etc/ssh and under /usr/lib,
 ffnames: the same with names of 0xff bytes (61 KB of escaped text per path),
          8,000 files each;
 dpkgff:  a 256,000,000-byte /var/lib/dpkg/status of 0xff bytes (under the
-         256 MiB per-file budget).
+         256 MiB per-file budget);
+manyexec: 500,000 empty executables in /usr/bin (issue 21: 500,000
+         unowned_files rows);
+manyssh: 500,000 empty files under /etc/ssh (all matched by the files
+         collector's /etc/ssh/**);
+desc:    a 190 MB dpkg status of two packages, one with a 190 MB
+         Description (issue 21).
 Nothing here is run by the test suite; the regression tests build smaller
 bombs of their own (agent/tests/hostile.rs, agent/src/collectors/).
 """
@@ -111,7 +117,26 @@ def main(top):
         for _ in range(256_000_000 // len(chunk)):
             f.write(chunk)
         f.write(b"\xff" * (256_000_000 % len(chunk)))
-    for b in ["statusd", "apk", "rpm", "longpaths", "ffnames", "dpkgff"]:
+    for b, d in [("manyexec", "usr/bin"), ("manyssh", "etc/ssh")]:
+        d = os.path.join(top, b, d)
+        os.makedirs(d, exist_ok=True)
+        fd = os.open(d, os.O_DIRECTORY)
+        for i in range(500_000):
+            try:
+                os.close(os.open("e%07d" % i, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o755, dir_fd=fd))
+            except FileExistsError:
+                pass
+        os.close(fd)
+
+    d = os.path.join(top, "desc/var/lib/dpkg")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "status"), "wb") as f:
+        f.write(b"Package: big\nStatus: install ok installed\nVersion: 1\nDescription: ")
+        chunk = b"x" * (1 << 20)
+        for _ in range(190):
+            f.write(chunk)
+        f.write(b"\n more\n\nPackage: small\nStatus: install ok installed\nVersion: 2\n")
+    for b in ["statusd", "apk", "rpm", "longpaths", "ffnames", "dpkgff", "manyexec", "manyssh", "desc"]:
         os.makedirs(os.path.join(top, b, "etc"), exist_ok=True)
         with open(os.path.join(top, b, "etc/os-release"), "w") as f:
             f.write("ID=bomb\n")

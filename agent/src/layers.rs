@@ -921,80 +921,189 @@ impl Layers {
     /// Names in the merged directory at `path` (symlinks followed), sorted.
     /// At most `max` names; more is a `TooMuch` error, before any more work.
     pub fn list(&self, path: &[u8], max: u64) -> Result<Vec<Vec<u8>>, LayerError> {
-        Ok(self.list_stat(path, max)?.into_iter().map(|(n, _)| n).collect())
+        let mut names = self.names(path, max)?;
+        let mut out = Vec::new();
+        for i in 0..names.len() {
+            if self.stat(&mut names, i)?.is_some() {
+                out.push(names.name(i).to_vec());
+            }
+        }
+        Ok(out)
     }
 
-    /// Like [`Layers::list`], with each visible entry's stat (its topmost
-    /// instance, not following symlinks). Names the driver lists but would
-    /// not look up (or refuses) are left out and remembered as anomalies.
-    pub fn list_stat(&self, path: &[u8], max: u64) -> Result<Vec<(Vec<u8>, Stat)>, LayerError> {
+    /// The names the merged directory at `path` (symlinks followed) lists,
+    /// sorted: those its driver's readdir shows, not yet looked up (see
+    /// [`Layers::stat`]). At most `max` names; more is a `TooMuch` error,
+    /// before any more work. What it holds is the names, in one buffer: a
+    /// directory of 500,000 files held each name in an allocation of its
+    /// own, and then with its stat, 84 MB.
+    pub fn names(&self, path: &[u8], max: u64) -> Result<Names, LayerError> {
         let r = self.components(path, true)?;
-        let canonical = r.done;
         let dir = match r.at {
             Some(d) => d,
-            None => self.dir_at(&canonical)?,
+            None => self.dir_at(&r.done)?,
         };
         // The merged readdir: names from every instance, top first; whiteouts hide lower names.
         // A directory with one instance is read as it is, whiteouts listed (a lookup then hides them).
         // fuse-overlayfs drops whiteouts from every listing.
         let merged = dir.insts.len() > 1 || !self.markers.kernel();
-        let mut seen = BTreeMap::<Vec<u8>, bool>::new();
+        let mut bytes = Vec::new();
+        // The names of the instances above, sorted, each once, and whether it is shown.
+        let mut seen: Vec<Listed> = Vec::new();
         for inst in &dir.insts {
+            let known =
+                |bytes: &[u8], seen: &[Listed], name: &[u8]| seen.binary_search_by(|l| l.of(bytes).cmp(name)).is_ok();
+            // This instance's names that no instance above listed, in the order read.
+            let mut new: Vec<Listed> = Vec::new();
+            let mut add = |bytes: &mut Vec<u8>, name: &[u8], shown: bool| {
+                let (from, to) = (bytes.len(), bytes.len() + name.len());
+                let (Ok(from), Ok(to)) = (u32::try_from(from), u32::try_from(to)) else {
+                    return Err(LayerError::TooMuch("names in one directory over 4 GiB"));
+                };
+                bytes.extend_from_slice(name);
+                new.push(Listed { from, to, shown });
+                Ok(())
+            };
             // A new open file description: cached handles are read again, and a dup would share their offset.
             let fresh = open_dir_at(inst.fd.as_fd(), b".").map_err(LayerError::Io)?;
             let mut rd = rustix::fs::Dir::new(fresh).map_err(LayerError::Io)?;
+            let mut count = seen.len();
             while let Some(ent) = rd.read() {
                 let ent = ent.map_err(LayerError::Io)?;
                 let name = ent.file_name().to_bytes();
-                if seen.len() as u64 >= max {
+                if count as u64 >= max {
                     return Err(LayerError::TooMuch("directory entries over the scope budget"));
                 }
-                if name == b"." || name == b".." || seen.contains_key(name) {
+                if name == b"." || name == b".." || known(&bytes, &seen, name) {
                     continue;
                 }
                 if self.markers.aufs_files() && name == OPAQUE_MARKER {
                     continue;
                 }
                 if let Some(hidden) = name.strip_prefix(WH_PREFIX).filter(|_| self.markers.aufs_files()) {
-                    seen.entry(hidden.to_vec()).or_insert(false);
+                    if !known(&bytes, &seen, hidden) {
+                        add(&mut bytes, hidden, false)?;
+                        count += 1;
+                    }
                     continue;
                 }
                 self.step()?;
-                let visible = match rustix::fs::statat(&inst.fd, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if merged && is_chardev_whiteout(&st) => false,
-                    Ok(st)
-                        if merged
-                            && inst.xwhiteouts
-                            && !(inst.layer == 0 && self.upper.get())
-                            && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
-                            && st.st_size == 0 =>
-                    {
-                        !file_xattr_present(inst.fd.as_fd(), name, self.markers.xattrs().whiteout)
-                            .map_err(LayerError::Io)?
-                    }
-                    _ => true,
-                };
-                seen.insert(name.to_vec(), visible);
+                // Outside a merged directory every name is shown: no stat needed.
+                let shown = !merged
+                    || match rustix::fs::statat(&inst.fd, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) if is_chardev_whiteout(&st) => false,
+                        Ok(st)
+                            if inst.xwhiteouts
+                                && !(inst.layer == 0 && self.upper.get())
+                                && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                                && st.st_size == 0 =>
+                        {
+                            !file_xattr_present(inst.fd.as_fd(), name, self.markers.xattrs().whiteout)
+                                .map_err(LayerError::Io)?
+                        }
+                        _ => true,
+                    };
+                add(&mut bytes, name, shown)?;
+                count += 1;
             }
+            // Within one instance the first of a name read decides (aufs: `.wh.x` and `x`), as
+            // before: a stable sort keeps the order read.
+            new.sort_by(|a, b| a.of(&bytes).cmp(b.of(&bytes)));
+            new.dedup_by(|b, a| a.of(&bytes) == b.of(&bytes));
+            seen = merge_sorted(seen, new, &bytes);
         }
-        // Each listed name as a lookup sees it.
-        let mut out = Vec::new();
-        let mut child_path = canonical.clone();
-        for (name, _) in seen.into_iter().filter(|(_, v)| *v) {
-            child_path.push(name);
-            match self.child_at(&dir, &child_path, false) {
-                Ok(Some(c)) => out.push((child_path.pop().expect("pushed"), c.stat)),
-                Ok(None) => {
-                    self.note(&join(&child_path), LISTED_HIDDEN);
-                    child_path.pop();
-                }
-                Err(LayerError::Refused(_)) => {
-                    child_path.pop();
-                }
-                Err(e) => return Err(e),
+        seen.retain(|l| l.shown);
+        Ok(Names { path: r.done, dir: Some(dir), bytes, names: seen })
+    }
+
+    /// The `i`th of `names` as a lookup sees it: the stat of its topmost
+    /// instance (not following a symlink), or None for a name the driver
+    /// lists but would not look up, or refuses (remembered as an anomaly).
+    pub fn stat(&self, names: &mut Names, i: usize) -> Result<Option<Stat>, LayerError> {
+        let dir = match &names.dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = self.dir_at(&names.path)?;
+                names.dir = Some(d.clone());
+                d
             }
-        }
-        Ok(out)
+        };
+        let l = names.names[i];
+        names.path.push(l.of(&names.bytes).to_vec());
+        let r = self.child_at(&dir, &names.path, false);
+        let r = match r {
+            Ok(Some(c)) => Ok(Some(c.stat)),
+            Ok(None) => {
+                self.note(&join(&names.path), LISTED_HIDDEN);
+                Ok(None)
+            }
+            Err(LayerError::Refused(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        names.path.pop();
+        r
+    }
+}
+
+/// One name of a merged listing: where it lies in [`Names::bytes`], and whether readdir shows it.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    from: u32,
+    to: u32,
+    shown: bool,
+}
+
+impl Listed {
+    fn of(self, bytes: &[u8]) -> &[u8] {
+        &bytes[self.from as usize..self.to as usize]
+    }
+}
+
+/// Two sorted lists of distinct names, as one.
+fn merge_sorted(a: Vec<Listed>, b: Vec<Listed>, bytes: &[u8]) -> Vec<Listed> {
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        out.push(if x.of(bytes) <= y.of(bytes) { a.next() } else { b.next() }.expect("peeked"));
+    }
+    out.extend(a);
+    out.extend(b);
+    out
+}
+
+/// A merged directory's listed names (see [`Layers::names`]), each looked
+/// up only when asked for ([`Layers::stat`]).
+pub struct Names {
+    /// The directory's symlink-free path (while a name is looked up, with it).
+    path: Vec<Vec<u8>>,
+    /// The merged directory, until [`Names::release`].
+    dir: Option<Arc<Dir>>,
+    bytes: Vec<u8>,
+    names: Vec<Listed>,
+}
+
+impl Names {
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The `i`th name.
+    pub fn name(&self, i: usize) -> &[u8] {
+        self.names[i].of(&self.bytes)
+    }
+
+    /// Lets go of the directory's descriptors (one per layer holding it)
+    /// until the next lookup: a walk does so before it goes down into a
+    /// subdirectory, so what it holds does not grow with depth times layers.
+    pub fn release(&mut self) {
+        self.dir = None;
     }
 }
 

@@ -264,6 +264,7 @@ fn with_config(mut args: Vec<std::ffi::OsString>) -> anyhow::Result<Vec<std::ffi
 }
 
 fn main() -> ExitCode {
+    periscope_agent::limits::release_big_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "error".into()),

@@ -677,6 +677,7 @@ impl Root {
         let shown = display_name(rel.as_bytes());
         self.check_time(&shown)?;
         match &self.inner {
+            Backing::Dir(r) if is_long(rel) => self.resolve_long(r, rel.as_bytes(), true, &shown),
             Backing::Dir(r) => {
                 if self.mounts.is_some() {
                     // The kernel's in-root resolution, failing at any mount crossing before the
@@ -700,12 +701,55 @@ impl Root {
         }
     }
 
+    /// Resolves a path the kernel does not take in one call (longer than
+    /// PATH_MAX: a walk reaches such paths through descriptors) with the
+    /// same RESOLVE_IN_ROOT semantics: its first piece in-root, each further
+    /// piece below the directory the previous one reached, with
+    /// `RESOLVE_BENEATH` (resolving a path is resolving its pieces in turn,
+    /// as long as none climbs above where it starts or restarts at the root
+    /// through an absolute symlink: those fail with EXDEV, and the path is
+    /// then resolved component by component, as are all long paths of a
+    /// scope with refused mounts, see [`Root::careful`]). The last piece's
+    /// symlink is followed when `follow_last`.
+    fn resolve_long(
+        &self,
+        r: &pathrs::Root,
+        rel: &[u8],
+        follow_last: bool,
+        shown: &str,
+    ) -> Result<pathrs::Handle, ReadError> {
+        let carefully = || self.careful(r.as_fd(), rel, follow_last).map(|(_, fd)| pathrs::Handle::from_fd(fd));
+        if self.mounts.is_some() {
+            return carefully();
+        }
+        let mut pieces = path_pieces(rel, PATH_MAX - 1);
+        let first = pieces.next().unwrap_or_default();
+        let mut at = OwnedFd::from(r.resolve(inner_path(OsStr::from_bytes(first))).map_err(|e| pathrs_err(shown, e))?);
+        let mut pieces = pieces.peekable();
+        while let Some(piece) = pieces.next() {
+            self.check_time(shown)?;
+            let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+            if !follow_last && pieces.peek().is_none() {
+                flags |= OFlags::NOFOLLOW;
+            }
+            let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            at = match rustix::fs::openat2(&at, OsStr::from_bytes(piece), flags, Mode::empty(), how) {
+                Ok(fd) => fd,
+                // Out of the piece's start (`..`, an absolute symlink), or no openat2 (seccomp, old kernel).
+                Err(Errno::XDEV | Errno::NOSYS | Errno::PERM | Errno::AGAIN) => return carefully(),
+                Err(e) => return Err(errno(shown, e)),
+            };
+        }
+        Ok(pathrs::Handle::from_fd(at))
+    }
+
     /// Resolves `rel` inside the root component by component, as
     /// `RESOLVE_IN_ROOT` would (absolute symlinks re-rooted, `..` clamped, at
     /// most 40 symlinks), to decide whether it meets a refused mount: it never
     /// steps onto one (see [`Root::step`]). Returns the real in-root path
-    /// (empty for the root) and an `O_PATH` descriptor of what it names, for
-    /// identity checks only: what is read is opened by pathrs.
+    /// (empty for the root) and an `O_PATH` descriptor of what it names:
+    /// for identity checks, and what is read of a path too long for pathrs
+    /// (see [`Root::resolve_long`]); other paths are read as pathrs opens them.
     fn careful(&self, root: BorrowedFd<'_>, rel: &[u8], follow_last: bool) -> Result<(Vec<u8>, OwnedFd), ReadError> {
         let shown = display_name(rel);
         let mut todo: std::collections::VecDeque<Vec<u8>> = rel.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
@@ -975,6 +1019,12 @@ impl Root {
         let shown = display_name(rel.as_ref().as_bytes());
         self.check_time(&shown)?;
         match &self.inner {
+            Backing::Dir(r) if is_long(rel.as_ref()) => {
+                let link = self.resolve_long(r, rel.as_ref().as_bytes(), false, &shown)?;
+                rustix::fs::readlinkat(&link, "", Vec::new())
+                    .map(|t| display_name(t.as_bytes()))
+                    .map_err(|e| errno(&shown, if e == Errno::NOENT { Errno::INVAL } else { e }))
+            }
             Backing::Dir(r) => {
                 if self.mounts.is_some() {
                     self.careful(r.as_fd(), rel.as_ref().as_bytes(), false)?;
@@ -1093,13 +1143,15 @@ impl Root {
         visit: &mut dyn FnMut(&Entry) -> bool,
         on_error: &mut dyn FnMut(ReadError),
     ) -> Result<(), ReadError> {
-        // One merged listing per directory gives each entry's stat; no per-entry re-resolution.
+        // One merged listing per directory, its names in one buffer; each is looked up in the
+        // directory the listing found (no re-resolution of its path) as the walk meets it.
         let raw = if at.is_empty() { b"/".to_vec() } else { at.raw() };
-        let names = l.list_stat(&raw, self.entries_left()).map_err(|e| layer_err(&at.quoted(), e))?;
+        let mut names = l.names(&raw, self.entries_left()).map_err(|e| layer_err(&at.quoted(), e))?;
         drop(raw);
-        for (name, st) in names {
+        for i in 0..names.len() {
+            let Some(st) = l.stat(&mut names, i).map_err(|e| layer_err(&at.quoted(), e))? else { continue };
             self.charge_entry_at(|| at.quoted())?;
-            let entry = Entry::new(at.child(&name), &st, depth);
+            let entry = Entry::new(at.child(names.name(i)), &st, depth);
             if !visit(&entry) || entry.kind != FileType::Directory {
                 continue;
             }
@@ -1110,6 +1162,8 @@ impl Root {
                 });
                 continue;
             }
+            // Below, this directory's descriptors (one per layer holding it) are not held.
+            names.release();
             self.walk_layers(l, &entry.path, depth + 1, visit, on_error)?;
         }
         Ok(())
@@ -1228,6 +1282,39 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// Bytes of a path the kernel takes in one call, its NUL included.
+const PATH_MAX: usize = 4096;
+
+/// Whether `rel` is too long to be resolved in one call (see [`Root::resolve_long`]).
+fn is_long(rel: &OsStr) -> bool {
+    inner_path(rel).as_os_str().len() >= PATH_MAX
+}
+
+/// `path` (leading slashes dropped) cut at slashes into pieces of at most
+/// `max` bytes: resolved in turn, they resolve it. A single name longer
+/// than `max` is a piece of its own (which no filesystem has: the kernel
+/// says so).
+fn path_pieces(path: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = &path[path.iter().position(|&c| c != b'/').unwrap_or(path.len())..];
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = if rest.len() <= max {
+            rest.len()
+        } else {
+            match rest[..=max].iter().rposition(|&c| c == b'/') {
+                Some(0) | None => rest.iter().position(|&c| c == b'/').unwrap_or(rest.len()),
+                Some(i) => i,
+            }
+        };
+        let piece = &rest[..end];
+        rest = &rest[end..];
+        rest = &rest[rest.iter().position(|&c| c != b'/').unwrap_or(rest.len())..];
+        Some(piece)
+    })
 }
 
 /// `rel` relative to the root: leading slashes dropped, empty meaning the root itself.
@@ -1496,6 +1583,92 @@ mod tests {
         assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())]);
         r.walk("/opt", &mut |_| true, &mut |_| {}).unwrap();
         assert_eq!(r.take_refused_mounts_met(), [("/opt/m".to_string(), "nfs4".to_string())], "met by a walk");
+    }
+
+    /// Issue 24: a walk reaches paths longer than PATH_MAX through
+    /// descriptors, but every later open by path failed there with
+    /// ENAMETOOLONG (a root of deep long names: 17,000 files without a sha256,
+    /// each an error row). Such paths resolve in pieces now, with
+    /// RESOLVE_IN_ROOT's semantics: symlinks down there resolve in the root,
+    /// `..` is clamped at it, also across the pieces' boundaries, and nothing
+    /// leads out — with and without refused mounts in the scope.
+    #[test]
+    fn paths_longer_than_path_max_are_read_in_root() {
+        let (root, outside) = tree();
+        let p = root.path();
+        let name = "n".repeat(200);
+        let mut fd = rustix::fs::open(p, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut deep = String::new();
+        for _ in 0..50 {
+            rustix::fs::mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            fd = rustix::fs::openat(&fd, name.as_str(), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+            deep.push('/');
+            deep.push_str(&name);
+        }
+        assert!(deep.len() > 2 * PATH_MAX, "{}", deep.len());
+        let file =
+            rustix::fs::openat(&fd, "file", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o644)).unwrap();
+        rustix::io::write(&file, b"deep").unwrap();
+        let marker = outside.path().join("marker");
+        let up = format!("{}marker", "../".repeat(100));
+        for (link, target) in [
+            ("abs", "/marker"),
+            ("out", marker.to_str().unwrap()),
+            ("outdir", outside.path().to_str().unwrap()),
+            ("up", up.as_str()),
+            ("dirlink", "/etc"),
+            ("loop", "loop"),
+        ] {
+            rustix::fs::symlinkat(target, &fd, link).unwrap();
+        }
+        let back = format!("{}{}/file", "/..".repeat(25), format!("/{name}").repeat(25));
+        let table = MountTable::for_tests(p, &[("/opt/none", "nfs4")]);
+        for (what, r) in [
+            ("plain", Root::open(p).unwrap()),
+            ("with refused mounts", Root::open(p).unwrap().refuse_mounts(Ok(table))),
+        ] {
+            let at = |rel: &str| format!("{deep}/{rel}");
+            assert_eq!(r.read(at("file")).unwrap(), b"deep", "{what}");
+            assert_eq!(r.read(at("abs")).unwrap(), b"inside-marker", "{what}");
+            assert_eq!(r.read(at("up")).unwrap(), b"inside-marker", "{what}");
+            assert_eq!(r.read(at("dirlink/real")).unwrap(), b"inside", "{what}");
+            assert_eq!(r.read(format!("{deep}{back}")).unwrap(), b"deep", "{what}: `..` across pieces");
+            assert!(r.read(at("out")).unwrap_err().is_not_found(), "{what}");
+            assert!(r.read(at("outdir/marker")).unwrap_err().is_not_found(), "{what}");
+            assert!(matches!(r.read(at("loop")), Err(ReadError::Loop { .. })), "{what}: {:?}", r.read(at("loop")));
+            assert!(matches!(r.read(at("")), Err(ReadError::NotRegular { kind: "directory", .. })), "{what}");
+            assert_eq!(r.read_link(at("abs")).unwrap(), "/marker", "{what}");
+            assert!(r.read_link(at("file")).is_err(), "{what}");
+            assert_eq!(r.list_dir(&deep).unwrap().len(), 7, "{what}");
+            // What a walk met is read by the path it met it at.
+            let mut met = Vec::new();
+            r.walk(
+                "/",
+                &mut |e| {
+                    if e.path.name() == b"file" {
+                        met.push(e.clone());
+                    }
+                    true
+                },
+                &mut |e| panic!("{what}: {e}"),
+            )
+            .unwrap();
+            let [e] = &met[..] else { panic!("{what}: {met:?}") };
+            let read = r.stream_expecting(OsStr::from_bytes(&e.path.raw()), Some((e.dev, e.ino)), 100, |_| {});
+            assert_eq!(read.unwrap(), 4, "{what}");
+        }
+    }
+
+    #[test]
+    fn path_pieces_cut_at_slashes() {
+        fn pieces(p: &str, max: usize) -> Vec<&str> {
+            path_pieces(p.as_bytes(), max).map(|b| std::str::from_utf8(b).unwrap()).collect()
+        }
+        assert_eq!(pieces("/aa/bb/cc", 5), ["aa/bb", "cc"]);
+        assert_eq!(pieces("//aa//bb/cc/", 5), ["aa/", "bb/cc"]);
+        assert_eq!(pieces("aaaaaaa/b", 5), ["aaaaaaa", "b"]);
+        assert_eq!(pieces("a/bbbbbbb/c", 5), ["a", "bbbbbbb", "c"]);
+        assert_eq!(pieces("/", 5), Vec::<&str>::new());
     }
 
     #[test]

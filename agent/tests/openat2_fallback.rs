@@ -10,6 +10,7 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 
 use common::*;
+use rustix::fs::{Mode, OFlags};
 
 const FILTER: &str = r#"
 import errno, os, sys, seccomp
@@ -66,8 +67,21 @@ fn without_openat2_the_crawl_is_the_same_and_still_confined() {
     std::fs::create_dir_all(root.join("etc")).unwrap();
     symlink(&secret, root.join("etc/os-release")).unwrap();
     symlink("../../../../secret", root.join("etc/passwd")).unwrap();
+    // A file deeper than PATH_MAX (made through descriptors), hashed by unowned_files: its path
+    // is resolved in pieces, and without openat2 component by component.
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    let mut fd = rustix::fs::open(root.join("usr/lib"), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    let dir = "d".repeat(250);
+    for _ in 0..20 {
+        rustix::fs::mkdirat(&fd, dir.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        fd = rustix::fs::openat(&fd, dir.as_str(), OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+    let deep = rustix::fs::openat(&fd, "deep-exec", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o755));
+    rustix::io::write(deep.unwrap(), b"#!/bin/sh\n").unwrap();
     let escaped = agent(&root, true);
     assert!(!escaped.contains("LEAKED-SECRET"), "{escaped}");
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b"#!/bin/sh\n"));
+    assert!(escaped.contains(&sha), "the file past PATH_MAX was not hashed: {escaped}");
     assert_eq!(escaped, agent(&root, false));
 
     let debian = debian_rootfs();
