@@ -296,7 +296,17 @@ fn collectors_whose_inputs_did_not_change_are_not_run_again() {
 
     // One more package: the packages collector (and those that name owners) run again.
     std::fs::write(r.join("var/lib/dpkg/status"), format!("{}{}{}", pkg("alpha"), pkg("beta"), pkg("gamma"))).unwrap();
-    next_full_crawl(&rx);
+    // Crawls already made (or begun) before the write still find nothing changed: the one
+    // that reads the new database re-reads more than one collector's inputs.
+    let mut crawls = 0;
+    loop {
+        let (l, _) = next_full_crawl(&rx);
+        crawls += 1;
+        assert!(crawls <= 5, "no crawl read the changed database: {l}");
+        if unread(&l) < unread(&second) {
+            break;
+        }
+    }
     let (after, _) = next_full_crawl(&rx);
     assert_eq!(names("SELECT name FROM packages ORDER BY name"), ["alpha", "beta", "gamma"]);
     assert_eq!(names("SELECT name FROM users"), ["root"]);
