@@ -22,8 +22,10 @@
 //! (`3.40.1`, `20914`, `1.2.3`). For them a marker string of the library's
 //! own code decides presence (`SQLite format 3`, libxml2's version-check
 //! message, musl's dynamic loader banner), and the version is taken only when
-//! the file holds exactly one bare string of that shape; two or more (an ICU
-//! code page number looks like a libxml2 version) leave it unknown.
+//! the file holds exactly one bare string of that shape that is not the
+//! version another banner of the file states (OpenSSL 3 writes `3.0.19` beside
+//! its banner); two or more (an ICU code page number looks like a libxml2
+//! version) leave it unknown.
 //!
 //! One file naming two versions of a library is ambiguous: each version's
 //! evidence is reported with no version. What one file can make is bounded:
@@ -139,6 +141,8 @@ pub const MAX_BANNER: usize = 256;
 pub const MAX_DISTINCT: usize = 64;
 /// Bytes of a version token looked at.
 const MAX_TOKEN: usize = 40;
+/// Distinct bare version candidates kept per library (one is needed, the rest may be other libraries' versions).
+const MAX_BARE: usize = 8;
 
 /// Libraries whose version is a bare string, and the index of their candidate list.
 const BARE: [Library; 3] = [Library::Sqlite, Library::Libxml2, Library::Musl];
@@ -177,7 +181,7 @@ const PAIRS: [u64; 1024] = {
 
 #[derive(Debug, Default)]
 struct Bare {
-    /// Distinct candidates as written, with the first offset of each (at most two are needed).
+    /// Distinct candidates as written, with the first offset of each (at most [`MAX_BARE`]).
     values: Vec<(String, u64)>,
     more: bool,
 }
@@ -426,7 +430,7 @@ fn candidate(into: &mut Bare, s: String, offset: u64) {
     if into.values.iter().any(|(v, _)| *v == s) {
         return;
     }
-    if into.values.len() < 2 {
+    if into.values.len() < MAX_BARE {
         into.values.push((s, offset));
     } else {
         into.more = true;
@@ -609,7 +613,11 @@ impl State {
             if let Some(b) = BARE.iter().position(|&l| l == lib) {
                 let Some((marker, at)) = &self.markers[lib.ix()] else { continue };
                 let c = &self.bare[b];
-                let f = match (&c.values[..], c.more) {
+                // A bare string that is the version another banner of the file states is that
+                // library's (OpenSSL 3 writes "3.0.19" beside its banner: SQLite's shape).
+                let theirs = |v: &str| self.seen.iter().any(|s| s.version.as_deref() == Some(v));
+                let values: Vec<&(String, u64)> = c.values.iter().filter(|(v, _)| !theirs(v)).collect();
+                let f = match (&values[..], c.more) {
                     ([(v, offset)], false) => Finding {
                         library: lib,
                         version: Some(if lib == Library::Libxml2 { libxml2_dotted(v) } else { v.clone() }),
@@ -757,6 +765,10 @@ mod tests {
         // Two candidates (SQLite's and Python's): present, version unknown, the marker as evidence.
         let two = b"\x003.40.1\0\x003.11.2\0SQLite format 3\0";
         assert_eq!(one(two), [(Sqlite, None, "SQLite format 3".into())]);
+        // OpenSSL 3's OPENSSL_VERSION_STR beside its banner is OpenSSL's, not a second SQLite candidate.
+        let with_openssl = b"\0OpenSSL 3.0.19 27 Jan 2026\x003.0.19\0platform\0\x003.40.1\0SQLite format 3\0";
+        let got = one(with_openssl);
+        assert_eq!(got[1], (Sqlite, v("3.40.1"), "3.40.1".into()), "{got:?}");
         let xml = b"\xc4\x08\xe4\xff::20914\0\0Fatal: program compiled against libxml %d using libxml %d\n\0";
         assert_eq!(one(xml), [(Libxml2, v("2.9.14"), "20914".into())]);
         let icu = b"\x0020127\0\x0020914\0compiled against libxml %d using libxml %d\0";
