@@ -821,16 +821,14 @@ fn packs_flag_outdated_embedded_openssl_and_unidentified_software() {
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
     assert_eq!(
         items(&run, "unidentified-software-in-usr-local"),
-        [
-            "fixture /usr/local/bin/plain-static",
-            "fixture /usr/local/bin/ssl-dynamic",
-            "fixture /usr/local/bin/tool.sh",
-        ]
+        ["fixture /usr/local/bin/plain-static", "fixture /usr/local/bin/ssl-dynamic", "fixture /usr/local/bin/tool.sh"]
     );
     // What identifies the rest is what SQL shows.
     let rows = sql(
         &["--data", data.path().to_str().unwrap()],
-        &format!("SELECT path, identified FROM unowned_files WHERE host = '{tag}-fixture' AND path LIKE '%/fat-static'"),
+        &format!(
+            "SELECT path, identified FROM unowned_files WHERE host = '{tag}-fixture' AND path LIKE '%/fat-static'"
+        ),
     );
     let fat = rows[0]["identified"].as_str().unwrap();
     assert!(fat.starts_with("openssl 3.0.") && fat.contains("; zlib 1.2.") && fat.contains("; sqlite 3."), "{fat}");
