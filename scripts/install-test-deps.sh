@@ -13,7 +13,10 @@
 # ComparableVersion, the oracle for Maven version ordering) and ruby (Gem::Version,
 # the oracle for RubyGems version ordering) and composer (to install real PHP
 # packages, and its `composer show` as the oracle) and curl (an upstream source
-# tarball from Debian's archive for the Composer fixture).
+# tarball from Debian's archive for the Composer fixture), gcc, pkg-config and
+# the -dev packages of OpenSSL, zlib, SQLite, libpng, libxml2, expat and libcurl,
+# busybox-static and musl (real binaries with those libraries linked statically
+# or copied in, for the embedded_libraries fixture).
 set -euo pipefail
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
@@ -34,6 +37,12 @@ command -v unzip >/dev/null || need+=(unzip)
 command -v ruby >/dev/null || need+=(ruby)
 command -v composer >/dev/null || need+=(composer php-cli)
 command -v curl >/dev/null || need+=(curl)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+for p in libssl-dev zlib1g-dev libsqlite3-dev libpng-dev libxml2-dev libexpat1-dev libcurl4-openssl-dev \
+  busybox-static musl; do
+  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || need+=("$p")
+done
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}" >&2
   log="$(mktemp)"

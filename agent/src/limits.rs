@@ -1,7 +1,8 @@
 //! The agent's self-limits: a CPU niceness applied at start, and a memory
 //! ceiling checked after every full crawl. Over the ceiling, the next crawls
-//! skip the optional collectors (files, configs, unowned_files) until the
-//! agent's memory is back under it: degraded, reported, never killed.
+//! skip the optional collectors (files, configs, unowned_files and
+//! embedded_libraries) until the agent's memory is back under it: degraded,
+//! reported, never killed.
 //! The default ceiling follows the agent's own cgroup: 80% of its memory
 //! limit when it has one (a DaemonSet's resources.limits.memory), else 512 MiB.
 
@@ -27,7 +28,7 @@ pub fn release_big_blocks() {
 }
 
 /// Collectors the agent drops first when it is over its memory ceiling.
-pub const OPTIONAL_COLLECTORS: &[&str] = &["files", "configs", "unowned_files"];
+pub const OPTIONAL_COLLECTORS: &[&str] = &["files", "configs", "unowned_files", "embedded_libraries"];
 
 /// Resident memory of this process, from /proc/self/statm.
 pub fn rss_bytes() -> Option<u64> {

@@ -58,7 +58,7 @@ enum Cmd {
         /// it is traded for is kept in the spool directory.
         #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
         enroll_secret: Option<String>,
-        /// Memory ceiling in bytes; over it, crawls skip files, configs and unowned_files
+        /// Memory ceiling in bytes; over it, crawls skip files, configs, unowned_files and embedded_libraries
         /// (default: 80% of the agent's cgroup memory limit, else 512 MiB).
         #[arg(long)]
         max_memory_bytes: Option<u64>,

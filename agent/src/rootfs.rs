@@ -1018,6 +1018,42 @@ impl Root {
         Ok(total)
     }
 
+    /// Feeds a file opened with [`Root::open_file`] to `f` in chunks from its
+    /// start, at most `limit` bytes (and the per-file budget) however long it
+    /// is, each chunk counted against the scope's byte budget and its
+    /// deadline, until `f` returns false. Returns the bytes read and whether
+    /// the file went on past `limit` (its `size` as opened). For collectors that
+    /// read a file's headers positionally first, then its contents, from one open.
+    pub fn stream_opened(
+        &self,
+        file: &File,
+        rel: &str,
+        size: u64,
+        limit: u64,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(u64, bool), ReadError> {
+        use std::os::unix::fs::FileExt;
+        let limit = limit.min(self.budgets.max_file_bytes);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        while total < limit {
+            self.check_time(rel)?;
+            let want = (limit - total).min(buf.len() as u64) as usize;
+            let n = file
+                .read_at(&mut buf[..want], total)
+                .map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            self.charge_bytes(rel, n as u64)?;
+            if !f(&buf[..n]) {
+                return Ok((total, false));
+            }
+        }
+        Ok((total, total >= limit && size > limit))
+    }
+
     /// Identity (device, inode) of what `rel` resolves to, to notice two paths
     /// naming one file (e.g. /var/lib/rpm linked to /usr/lib/sysimage/rpm).
     /// What change detection compares of `rel` (symlinks followed in-root):

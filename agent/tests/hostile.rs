@@ -1042,3 +1042,118 @@ fn hostile_deps_json_is_bounded_and_reported() {
         "{errors:#?}"
     );
 }
+
+/// Issue 17: library banners are hostile input too. A banner split across
+/// the agent's 64 KiB reads is found once, at its offset; a file of 10,000
+/// fake banners makes at most 16 rows and says so; a 1 GiB file is read only
+/// up to the per-file budget, the rest said not read; a file named like a
+/// library that is not ELF is not read for banners; a lying but well-formed
+/// banner is reported as written, one broken after its version not at all;
+/// and a spent scope budget stops the reading with an error.
+#[test]
+fn hostile_library_banners_are_bounded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(root.join("usr/local/lib")).unwrap();
+    let elf = fs::read("/usr/bin/true").unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = bin.join(name);
+        fs::write(&p, bytes).unwrap();
+        let mut perm = fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&p, perm).unwrap();
+    };
+    // A real ELF file with bytes placed at given offsets past its end.
+    let with = |parts: &[(usize, &[u8])]| {
+        let mut b = elf.clone();
+        for (at, bytes) in parts {
+            if b.len() < at + bytes.len() {
+                b.resize(at + bytes.len(), 0x90);
+            }
+            b[*at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        b.extend_from_slice(&[0x90; 64]);
+        b
+    };
+    let ssl = b"\0OpenSSL 3.0.11 19 Sep 2023\0";
+    let zlib = b" deflate 1.2.13 Copyright 1995-2022 Jean-loup Gailly \0";
+    // Split at the first and second 64 KiB read boundaries.
+    write("split", &with(&[(65536 - 13, ssl), (131072 - 20, zlib)]));
+    let mut fake = Vec::new();
+    for i in 0..10_000 {
+        fake.extend_from_slice(format!("\0OpenSSL 1.0.{i} 1 Jan 2020\0").as_bytes());
+    }
+    write("fake-banners", &with(&[(elf.len(), &fake)]));
+    write("lying", &with(&[(elf.len(), b"\0OpenSSL 99.99.99x 1 Jan 2099\0")]));
+    write("lying-garbage", &with(&[(elf.len(), b"\0OpenSSL 99.99.99x\xff\xfe garbage\x01 1 Jan 2099\0")]));
+    // Not ELF, named like a library and holding a banner.
+    fs::write(root.join("usr/local/lib/libcrypto.so.3"), b"not ELF\0OpenSSL 3.0.11 19 Sep 2023\0").unwrap();
+    // 1 GiB, sparse: a banner in its first MiB and one at its end.
+    let huge = bin.join("huge");
+    fs::write(&huge, with(&[(4096, ssl)])).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&huge).unwrap();
+    f.set_len(1 << 30).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, zlib, (1 << 30) - 100).unwrap();
+    let mut perm = fs::metadata(&huge).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&huge, perm).unwrap();
+
+    let mut o = opts(root);
+    o.collectors = Some(vec!["unowned_files".into(), "embedded_libraries".into()]);
+    let start = Instant::now();
+    let (rows, _) = crawl_rows(&o);
+    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+    let libs: Vec<(String, String, String, i64)> = rows["embedded_libraries"]
+        .iter()
+        .map(|r| (s(r, "path"), s(r, "library"), s(r, "version"), r["evidence_offset"].as_i64().unwrap()))
+        .collect();
+    let of = |name: &str| -> Vec<(String, String, i64)> {
+        let path = format!("/usr/local/bin/{name}");
+        libs.iter().filter(|l| l.0 == path).map(|l| (l.1.clone(), l.2.clone(), l.3)).collect()
+    };
+    let (s3, z) = ("openssl".to_string(), "zlib".to_string());
+    assert_eq!(of("split"), [(s3.clone(), "3.0.11".into(), 65536 - 12), (z.clone(), "1.2.13".into(), 131072 - 20)]);
+    let fakes = of("fake-banners");
+    assert_eq!(fakes.len(), 16, "{fakes:?}");
+    assert!(fakes.iter().all(|(l, v, _)| *l == s3 && v.is_empty()), "no version from a file naming 10,000: {fakes:?}");
+    // Lying: the version a well-formed banner states, as written; the evidence lets a person judge it.
+    assert_eq!(of("lying"), [(s3.clone(), "99.99.99x".into(), elf.len() as i64 + 1)]);
+    assert_eq!(of("lying-garbage"), []);
+    assert!(libs.iter().all(|l| l.0 != "/usr/local/lib/libcrypto.so.3"), "{libs:?}");
+    // Only the first 256 MiB (the per-file budget) of the 1 GiB file.
+    assert_eq!(of("huge"), [(s3.clone(), "3.0.11".into(), 4097)]);
+
+    let errors: Vec<(String, String, String)> =
+        rows["crawl_errors"].iter().map(|r| (s(r, "collector"), s(r, "path"), s(r, "message"))).collect();
+    let error_of = |name: &str| -> Vec<&str> {
+        let path = format!("/usr/local/bin/{name}");
+        errors.iter().filter(|e| e.0 == "embedded_libraries" && e.1 == path).map(|e| e.2.as_str()).collect()
+    };
+    assert!(
+        matches!(error_of("fake-banners")[..], [m] if m.contains("more library banners than are kept")),
+        "{errors:?}"
+    );
+    let cut = format!("only the first {} of its {} bytes were looked at", 256 << 20, 1u64 << 30);
+    assert!(matches!(error_of("huge")[..], [m] if m.contains(&cut)), "{errors:?}");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    // The cut is the configured budget, not a problem of the scope.
+    assert_eq!(s(&rows["crawls"][0], "errors"), "1");
+    // unowned_files names what was found, and nothing for the file that is not ELF.
+    let identified =
+        |path: &str| rows["unowned_files"].iter().find(|r| s(r, "path") == path).map(|r| s(r, "identified")).unwrap();
+    assert_eq!(identified("/usr/local/bin/split"), "openssl 3.0.11; zlib 1.2.13");
+    assert_eq!(identified("/usr/local/lib/libcrypto.so.3"), "");
+
+    // A spent scope byte budget stops both collectors' reading, each with an error.
+    o.budgets.max_total_bytes = 4 << 20;
+    let (rows, _) = crawl_rows(&o);
+    let budget: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "message").contains("scope budget exhausted"))
+        .map(|r| s(r, "collector"))
+        .collect();
+    assert!(budget.contains(&"unowned_files".to_string()), "{budget:?}");
+    assert!(budget.contains(&"embedded_libraries".to_string()), "{budget:?}");
+}

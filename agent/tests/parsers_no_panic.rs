@@ -207,3 +207,31 @@ fn gemspec_reader_never_panics() {
         }),
     );
 }
+
+/// The library banner scanner: no panic, and the same findings whether a
+/// file comes in one piece or in chunks split anywhere (banners across reads).
+#[test]
+fn banner_scanner_never_panics_and_chunking_never_changes_what_it_finds() {
+    let seeds: Vec<Vec<u8>> = [
+        &b"\0OpenSSL 3.0.19 27 Jan 2026\0\x003.0.19\0 deflate 1.2.13 Copyright 1995-2022 Jean-loup Gailly \0"[..],
+        b"\0OpenSSL 1.1.1 (compatible; BoringSSL)\0\0LibreSSL 3.8.2\0\0libcurl/7.88.1\0CLIENT libcurl 7.88.1\r\n",
+        b"\nlibpng version 1.6.39\n\0expat_2.5.0\0BusyBox v1.35.0 (Debian)\0",
+        b"GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n\0musl libc (x86_64)\0\x001.2.3\0",
+        b"\x003.40.1\0SQLite format 3\0::20914\0compiled against libxml %d using libxml %d\n\0",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect();
+    let split = std::cell::Cell::new(0u64);
+    run("banners", &seeds, 20_000, |b| {
+        let whole = periscope_banners::scan_bytes(b);
+        let s = split.get().wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        split.set(s);
+        let size = 1 + (s >> 33) as usize % (b.len() + 1);
+        let mut scanner = periscope_banners::Scanner::new();
+        for chunk in b.chunks(size) {
+            scanner.feed(chunk);
+        }
+        assert_eq!(scanner.finish(), whole, "chunks of {size}");
+    });
+}

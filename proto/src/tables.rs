@@ -245,6 +245,36 @@ pub const UNOWNED_FILES: Table = Table {
         col("mode", Utf8, "Permission bits in octal."),
         col("mtime", Timestamp, "Last modification time."),
         col("sha256", Utf8, "SHA-256 of the content, when under the hashing size cap."),
+        col(
+            "identified",
+            Utf8,
+            "What identifies the file, '; '-separated: its Go main module (golang:example.com/app@v1.2.3, or golang:go1.22.1 without one), its cargo-auditable root crate (cargo:uv@0.13.9), each library embedded in it (openssl 3.0.11; sqlite, by name alone when its version is unknown: see embedded_libraries). Null when nothing does.",
+        ),
+    ],
+};
+
+pub const EMBEDDED_LIBRARIES: Table = Table {
+    name: "embedded_libraries",
+    description: "Well-known C libraries copied or statically linked into ELF executables and shared objects (OpenSSL, LibreSSL, BoringSSL, zlib, libcurl, SQLite, libpng, libxml2, expat, BusyBox, glibc, musl), identified by the version banners of their own code: each ELF file under /usr, /opt, /bin, /sbin, /lib*, /app, /srv and /var/www that no package owns, and each package-owned one named like one of these libraries (libcrypto.so.3, libc.so.6, busybox).",
+    columns: &[
+        col("path", Utf8, "The ELF file, absolute inside the scope."),
+        col(
+            "library",
+            Utf8,
+            "openssl, libressl, boringssl, zlib, libcurl, sqlite, libpng, libxml2, expat, busybox, glibc or musl.",
+        ),
+        col(
+            "version",
+            Utf8,
+            "The version the evidence states, as written (libxml2's 20914 as 2.9.14). Null when it is unknown: the library has none (BoringSSL), the file names two versions of it, or no single bare version string stands beside its marker (SQLite, libxml2, musl).",
+        ),
+        col(
+            "evidence",
+            Utf8,
+            "The string found, as a person can look it up in the file: printable ASCII as it is, a backslash as \\\\, other bytes as \\xNN (at most 256 bytes).",
+        ),
+        col("evidence_offset", Int64, "Byte offset of the evidence in the file."),
+        col("owner_package", Utf8, "The OS package that owns the file, if any."),
     ],
 };
 
@@ -562,7 +592,7 @@ pub const AGENTS: Table = Table {
         col(
             "degraded",
             Boolean,
-            "True when the agent skipped optional collectors (files, configs, unowned_files) to stay under its memory ceiling.",
+            "True when the agent skipped optional collectors (files, configs, unowned_files, embedded_libraries) to stay under its memory ceiling.",
         ),
     ],
 };
@@ -622,6 +652,7 @@ pub const TABLES: &[&Table] = &[
     &UNCHANGED,
     &AGENTS,
     &INHERITED,
+    &EMBEDDED_LIBRARIES,
 ];
 
 /// Looks a table up by name.

@@ -21,7 +21,8 @@ const COMPARED: &[(&str, &[&str])] = &[
     ("users", &["name", "uid", "shell", "password_set"]),
     ("groups", &["name", "gid", "members"]),
     ("files", &["path", "type", "sha256", "package"]),
-    ("unowned_files", &["path", "kind", "sha256"]),
+    ("unowned_files", &["path", "kind", "sha256", "identified"]),
+    ("embedded_libraries", &["path", "library", "version", "evidence_offset"]),
 ];
 
 /// The row's `cols`, nulls (explicit in printed rows, absent in SQL's JSON) as empty.
@@ -88,25 +89,49 @@ fn containers_send_only_what_their_layers_and_mounts_change_and_sql_shows_their_
         sql(&target, &q).iter().map(|r| s(r, "table_name")).collect()
     };
     let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    let fs_tables =
-        ["os", "packages", "packages_not_installed", "package_files", "users", "groups", "files", "unowned_files"];
+    let fs_tables = [
+        "os",
+        "packages",
+        "packages_not_installed",
+        "package_files",
+        "users",
+        "groups",
+        "files",
+        "unowned_files",
+        "embedded_libraries",
+    ];
     // /etc/hosts and resolv.conf are the container's own (bind mounts): configs is always read.
     assert_eq!(shared(&plain), set(&fs_tables));
     // /etc/passwd changed: users and files (which matches /etc/passwd) are read; the rest is the image's.
     let without = |drop: &[&str]| set(&fs_tables.iter().filter(|t| !drop.contains(t)).copied().collect::<Vec<_>>());
     assert_eq!(shared(&passwd), without(&["users", "files"]));
-    // A volume over /usr/local/bin: files (/usr/local/bin/*) and unowned_files (/usr) are read; a directory
-    // mounted anywhere may hold node_modules, so npm reads it, and packages (whose table npm shares) with it.
+    // A volume over /usr/local/bin: files (/usr/local/bin/*), unowned_files and embedded_libraries (/usr) are
+    // read; a directory mounted anywhere may hold node_modules, so npm reads it, and packages (whose table npm
+    // shares) with it.
     assert_eq!(
         shared(&mounted),
-        without(&["files", "unowned_files", "packages", "packages_not_installed", "package_files"])
+        without(&[
+            "files",
+            "unowned_files",
+            "embedded_libraries",
+            "packages",
+            "packages_not_installed",
+            "package_files"
+        ])
     );
     // /etc/group deleted (a whiteout in the container's layer).
     assert_eq!(shared(&no_group), without(&["groups", "files"]));
     // The dpkg file lists replaced by an empty directory (opaque): packages, and what names owners, are read.
     assert_eq!(
         shared(&opaque),
-        without(&["packages", "packages_not_installed", "package_files", "files", "unowned_files"])
+        without(&[
+            "packages",
+            "packages_not_installed",
+            "package_files",
+            "files",
+            "unowned_files",
+            "embedded_libraries"
+        ])
     );
 
     // The oracle: a full crawl of every container, read by the agent itself.

@@ -765,6 +765,76 @@ fn packages_pack_flags_application_libraries_below_their_fix() {
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
 }
 
+/// Issue 17: libraries compiled into binaries, and unowned software nothing
+/// identifies. The embedded-libraries fixture (Debian's OpenSSL 3.0 and other
+/// libraries linked statically, scripts/embedded-fixtures.sh) passes the
+/// OpenSSL check and shows the /usr/local binaries nothing identifies; a root
+/// with OpenSSL 1.1.1's banner in one binary and two OpenSSL banners in another
+/// fails it, each item naming the file and the banner.
+#[test]
+fn packs_flag_outdated_embedded_openssl_and_unidentified_software() {
+    let Some(fixture) = fixture_root("embedded-fixtures.sh") else { return };
+    let legacy = tempfile::tempdir().unwrap();
+    let bin = legacy.path().join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let elf = std::fs::read("/usr/bin/true").unwrap();
+    let old = b"\0OpenSSL 1.1.1w  11 Sep 2023\0";
+    let new = b"\0OpenSSL 3.0.11 19 Sep 2023\0";
+    for (name, banners) in [("legacy-ssl", vec![&old[..]]), ("two-ssl", vec![&old[..], &new[..]])] {
+        let path = bin.join(name);
+        std::fs::write(&path, [&elf[..], &banners.concat()].concat()).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let tag = format!("emb{}", std::process::id());
+    let collectors = "packages,unowned_files,embedded_libraries";
+    crawl_root(&server.url, &fixture, &format!("{tag}-fixture"), collectors, &[]);
+    crawl_root(&server.url, legacy.path(), &format!("{tag}-legacy"), collectors, &[]);
+    let packs = queries();
+    let items = |run: &Value, id: &str| -> Vec<String> {
+        let mut v: Vec<String> = check(run, id)["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| {
+                let host = i["host"].as_str()?.strip_prefix(&format!("{tag}-"))?;
+                Some(format!("{host} {}", i["item"].as_str().unwrap()))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let Ran { run, .. } =
+        run_pack(&["packages", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+    assert_eq!(
+        items(&run, "embedded-openssl-outdated"),
+        [
+            "legacy /usr/local/bin/legacy-ssl: OpenSSL 1.1.1w  11 Sep 2023",
+            "legacy /usr/local/bin/two-ssl: OpenSSL 1.1.1w  11 Sep 2023",
+            "legacy /usr/local/bin/two-ssl: OpenSSL 3.0.11 19 Sep 2023",
+        ]
+    );
+    let Ran { run, .. } =
+        run_pack(&["images", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
+    assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+    assert_eq!(
+        items(&run, "unidentified-software-in-usr-local"),
+        ["fixture /usr/local/bin/plain-static", "fixture /usr/local/bin/ssl-dynamic", "fixture /usr/local/bin/tool.sh"]
+    );
+    // What identifies the rest is what SQL shows.
+    let rows = sql(
+        &["--data", data.path().to_str().unwrap()],
+        &format!(
+            "SELECT path, identified FROM unowned_files WHERE host = '{tag}-fixture' AND path LIKE '%/fat-static'"
+        ),
+    );
+    let fat = rows[0]["identified"].as_str().unwrap();
+    assert!(fat.starts_with("openssl 3.0.") && fat.contains("; zlib 1.2.") && fat.contains("; sqlite 3."), "{fat}");
+    server.stop();
+}
+
 /// The test image with `EXPOSE 8931/tcp`, built locally (no registry).
 fn exposed_image(base: &str) -> String {
     let name = format!("periscope-test/exposed:{}", base.rsplit(':').next().unwrap());

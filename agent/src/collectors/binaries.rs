@@ -24,7 +24,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use object::read::ReadCache;
-use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 use object::{Endianness, elf};
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
@@ -113,7 +113,12 @@ pub struct Found {
     pub rust: Option<Vec<Crate>>,
     /// Problems with one part (the other may still have been read).
     pub errors: Vec<BinaryError>,
+    /// The shared libraries it links (`DT_NEEDED`), at most [`MAX_NEEDED`].
+    pub needed: Vec<String>,
 }
+
+/// `DT_NEEDED` entries kept per binary.
+pub const MAX_NEEDED: usize = 256;
 
 /// A binary opened for bounded positional reads. `left` is what it may still
 /// read (the per-binary header cap, then each section's own).
@@ -187,6 +192,7 @@ struct Layout {
     dep_v0: Option<(u64, u64)>,
     /// (file offset, file size) of the first writable PT_LOAD segment.
     data_segment: Option<(u64, u64)>,
+    needed: Vec<String>,
 }
 
 fn layout_of<Elf: FileHeader<Endian = Endianness>>(data: &ReadCache<Bin>) -> Result<Layout, BinaryError> {
@@ -207,6 +213,17 @@ fn layout_of<Elf: FileHeader<Endian = Endianness>>(data: &ReadCache<Bin>) -> Res
         }
         let (off, size): (u64, u64) = (s.sh_offset(endian).into(), s.sh_size(endian).into());
         *wanted = Some((off, size));
+    }
+    // The libraries it links: what `embedded_libraries` does not count as embedded. Best effort:
+    // a dynamic section that does not parse leaves the list empty.
+    if let Ok(Some((dyns, link))) = sections.dynamic(endian, data)
+        && let Ok(strings) = sections.strings(endian, data, link)
+    {
+        for d in dyns.iter().filter(|d| d.tag(endian) == elf::DT_NEEDED).take(MAX_NEEDED) {
+            if let Ok(name) = d.string(endian, strings) {
+                out.needed.push(String::from_utf8_lossy(&name[..name.len().min(256)]).into_owned());
+            }
+        }
     }
     if out.buildinfo.is_none() {
         for p in header.program_headers(endian, data).map_err(bad)? {
@@ -234,7 +251,7 @@ pub fn read_binary(file: File, len: u64) -> Result<Option<(Found, u64)>, BinaryE
     let mut bin = data.into_inner();
     bin.left = 0;
     let layout = layout?;
-    let mut found = Found::default();
+    let mut found = Found { needed: layout.needed, ..Found::default() };
     let go = match (layout.buildinfo, layout.data_segment) {
         (Some((off, size)), _) => {
             Some(bin.range(off, size, MAX_SECTION_BYTES, ".go.buildinfo section").and_then(|b| parse_go(&b)))
@@ -431,6 +448,27 @@ pub fn go_packages(g: &GoBuildInfo) -> Vec<(String, String, String, Option<Strin
         let note =
             if is_main { Some(note.map_or("main module".to_string(), |n| format!("main module; {n}"))) } else { note };
         out.push((path.clone(), version.clone(), purl("golang", &path, &version), note));
+    }
+    out
+}
+
+/// What a binary's build info identifies it as (for `unowned_files.identified`):
+/// its Go main module (`golang:example.com/app@v1.2.3`, or the toolchain,
+/// `golang:go1.22.1`, for a binary built without one) and its cargo-auditable
+/// root crates (`cargo:uv@0.13.9`).
+pub fn identities(found: &Found) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(g) = &found.go {
+        match g.main.as_ref().filter(|m| !m.path.is_empty()) {
+            Some(m) if m.version.is_empty() => out.push(format!("golang:{}", m.path)),
+            Some(m) => out.push(format!("golang:{}@{}", m.path, m.version)),
+            None => out.extend(g.go_version.split_whitespace().next().map(|v| format!("golang:{v}"))),
+        }
+    }
+    if let Some(crates) = &found.rust {
+        let roots: Vec<&Crate> = crates.iter().filter(|c| c.root).collect();
+        let named = if roots.is_empty() { crates.iter().take(1).collect() } else { roots };
+        out.extend(named.iter().map(|c| format!("cargo:{}@{}", c.name, c.version)));
     }
     out
 }

@@ -9,6 +9,7 @@ pub mod binaries;
 pub mod composer;
 pub mod configs;
 pub mod dpkg;
+pub mod embedded;
 pub mod files;
 pub mod gem;
 pub mod groups;
@@ -108,6 +109,8 @@ pub struct Sink {
     collector: &'static str,
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
     pub owners: HashMap<String, std::sync::Arc<str>>,
+    /// ELF files `unowned_files` read and scanned, left for `embedded_libraries` (see [`embedded`]).
+    pub elf_scans: HashMap<embedded::FileKey, embedded::ElfScan>,
 }
 
 /// A table's batch is finished once its string bytes reach this…
@@ -146,6 +149,7 @@ impl Sink {
             errors: 0,
             collector: "crawl",
             owners: HashMap::new(),
+            elf_scans: HashMap::new(),
         }
     }
 
@@ -453,6 +457,14 @@ pub const COLLECTORS: &[Collector] = &[
         collect: unowned::collect,
         tables: &[&tables::UNOWNED_FILES],
         inputs: |_| strings(unowned::DIRS),
+        needs_owners: true,
+    },
+    // After unowned_files, whose reads of unowned binaries it takes over (see [`embedded`]).
+    Collector {
+        name: "embedded_libraries",
+        collect: embedded::collect,
+        tables: &[&tables::EMBEDDED_LIBRARIES],
+        inputs: |_| strings(embedded::DIRS),
         needs_owners: true,
     },
     // Walks the whole root: last, so the scope's entry and time budgets go to the collectors above first.

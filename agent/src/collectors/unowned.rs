@@ -1,11 +1,16 @@
 //! `unowned_files`: executables and shared libraries under the system
 //! directories that no package database claims — software copied or compiled
-//! into an image (typically /usr/local) where no package manager sees it.
+//! into an image (typically /usr/local) where no package manager sees it —
+//! with what identifies each: the Go or Rust build info and the embedded
+//! libraries of an ELF file, read in the one pass that hashes it (see
+//! [`super::embedded::examine`]), so "unowned software nothing identifies" is
+//! `WHERE identified IS NULL`.
 
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, WalkErrors, mode_string, sha256_entry, unalias, usrmerge_aliases};
+use super::embedded::{self, Examined};
+use super::{Scope, Sink, WalkErrors, mode_string, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 
@@ -70,18 +75,26 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     }
 }
 
-/// The row of one unowned file; false when hashing it hit a scope budget.
+/// The row of one unowned file; false when reading it hit a scope budget.
+/// An ELF file is read whole (up to the per-file budget) for its libraries
+/// as it is hashed; its scan is kept for `embedded_libraries`.
 fn row(scope: &Scope, out: &mut Sink, e: &Entry, kind: &str, path: String) -> bool {
-    let sha = match sha256_entry(&scope.root, e, scope.config.hash_max_bytes) {
-        Ok(h) => h,
+    let Examined { sha256: sha, elf } = match embedded::examine(scope, e, &path, Some(scope.config.hash_max_bytes)) {
+        Ok(x) => x,
         Err(err) => {
             out.read_error(C, &path, &err);
             if err.is_budget() {
                 return false;
             }
-            None
+            Examined::default()
         }
     };
+    let identified = elf.as_ref().and_then(embedded::ElfScan::identified);
+    if let Some(scan) = elf
+        && out.elf_scans.len() < embedded::MAX_KEPT_SCANS
+    {
+        out.elf_scans.insert(embedded::key(e), scan);
+    }
     out.row(
         &UNOWNED_FILES,
         &[
@@ -91,6 +104,7 @@ fn row(scope: &Scope, out: &mut Sink, e: &Entry, kind: &str, path: String) -> bo
             ("mode", mode_string(e.mode).as_str().into()),
             ("mtime", Value::Int(e.mtime.saturating_mul(1_000_000))),
             ("sha256", sha.as_ref().into()),
+            ("identified", identified.as_ref().into()),
         ],
     );
     true

@@ -1241,6 +1241,7 @@ pub fn inheritable(t: &Table) -> bool {
         &tables::FILES,
         &tables::CONFIGS,
         &tables::UNOWNED_FILES,
+        &tables::EMBEDDED_LIBRARIES,
     ]
     .iter()
     .any(|x| x.name == t.name)
