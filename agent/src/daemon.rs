@@ -276,6 +276,7 @@ impl Outbox {
         self.images_stored.clear();
         self.stopped_sent.clear();
         self.fingerprints.clear();
+        crate::collectors::embedded::forget_examined();
     }
 
     /// The node key to send with, enrolling first when there is none yet.

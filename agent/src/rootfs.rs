@@ -201,12 +201,28 @@ fn pathrs_err(path: &str, e: pathrs::error::Error) -> ReadError {
 fn reopen(fd: BorrowedFd<'_>, flags: OFlags, shown: &str) -> Result<File, ReadError> {
     use std::sync::OnceLock;
     static PROC_FD: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    let dir = PROC_FD.get_or_init(|| {
-        let d = rustix::fs::open("/proc/self/fd", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .ok()?;
-        let is_proc = rustix::fs::fstatfs(&d).is_ok_and(|st| st.f_type as i64 == 0x9fa0);
-        is_proc.then_some(d)
-    });
+    // Kept once known: the directory, or that /proc/self/fd is missing or not procfs. A
+    // passing failure (out of descriptors, memory) is not kept.
+    let opened = || -> Result<Option<OwnedFd>, Errno> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open("/proc/self/fd", flags, Mode::empty()) {
+            Ok(d) => Ok((rustix::fs::fstatfs(&d)?.f_type as i64 == 0x9fa0).then_some(d)),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::ACCESS | Errno::PERM) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let dir = match PROC_FD.get() {
+        Some(d) => d.as_ref(),
+        None => match opened() {
+            Ok(d) => {
+                if d.is_none() {
+                    tracing::warn!("no procfs at /proc/self/fd: files are reopened the slower way (pathrs)");
+                }
+                PROC_FD.get_or_init(|| d).as_ref()
+            }
+            Err(_) => None,
+        },
+    };
     match dir {
         Some(dir) => {
             use std::os::fd::AsRawFd;

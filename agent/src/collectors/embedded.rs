@@ -90,12 +90,25 @@ pub fn key(e: &Entry) -> FileKey {
 }
 
 /// What one read of a file found.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Examined {
     /// Its SHA-256, when a hash was asked for and the file is within its cap.
     pub sha256: Option<String>,
     /// None: not an ELF file.
     pub elf: Option<ElfScan>,
+}
+
+impl Examined {
+    /// About the bytes it holds, with its key (for [`EXAMINED`]'s bound).
+    fn weight(&self) -> usize {
+        let elf = self.elf.as_ref().map_or(0, |e| {
+            let libraries: usize =
+                e.libraries.iter().map(|f| 64 + f.evidence.len() + f.version.as_ref().map_or(0, String::len)).sum();
+            let build: usize = e.build.iter().map(|b| 24 + b.len()).sum();
+            std::mem::size_of::<ElfScan>() + libraries + build
+        });
+        128 + self.sha256.as_ref().map_or(0, String::len) + elf
+    }
 }
 
 /// Whether a file name is one of the libraries' own (`libcrypto.so.3`,
@@ -110,11 +123,94 @@ pub fn library_named(name: &[u8]) -> bool {
     name == "busybox" || name.starts_with("ld-musl-") || old_glibc || LIBRARIES.iter().any(|l| l.is_needed_as(&name))
 }
 
+/// What a file's examination depends on: the inode and what changes with
+/// its contents (size, mtime, and ctime, which no one can set back), and the
+/// budgets it was read within.
+#[derive(Hash, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    times: [i64; 4],
+    max_file_bytes: u64,
+    hash_cap: Option<u64>,
+}
+
+/// Examinations kept across crawls: an unchanged file is not read again.
+/// A host's unowned binaries were read whole on every crawl of the daemon
+/// (1.5 GB here: 274 files under /usr/local and /opt, 20% of an unchanged
+/// crawl's CPU). Files with one inode in several containers (one image
+/// layer) are read once. At most [`MAX_KEPT_EXAMINED`]; when full, it starts
+/// again empty. [`forget_examined`] empties it (`run --resend-every`).
+static EXAMINED: std::sync::Mutex<Option<(HashMap<Stamp, Examined>, usize)>> = std::sync::Mutex::new(None);
+
+/// Seconds since its last change after which a file's examination is kept.
+const SETTLED_SECS: i64 = 2;
+
+/// Files whose examination is kept (most are a few hundred bytes).
+pub const MAX_KEPT_EXAMINED: usize = 20_000;
+
+/// Bytes the kept examinations may hold, by [`Examined::weight`].
+pub const MAX_KEPT_EXAMINED_BYTES: usize = 8 << 20;
+
+/// Forgets every kept examination: the next crawl reads every file again.
+pub fn forget_examined() {
+    *EXAMINED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 /// Reads one walked file, once: its SHA-256 when `hash_cap` is given and the
-/// file is no longer, and, when it is ELF, its headers and banners.
+/// file is no longer, and, when it is ELF, its headers and banners. A file
+/// examined before, unchanged since (see [`EXAMINED`]), is not read.
 pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> Result<Examined, ReadError> {
-    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
     let (file, len) = super::binaries::open_entry(scope, e)?;
+    let m = file.metadata().map_err(|err| ReadError::Io { path: path.to_string(), source: err })?;
+    let stamp = Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        times: [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()],
+        max_file_bytes: scope.root.budgets().max_file_bytes,
+        hash_cap,
+    };
+    if let Some(kept) = EXAMINED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|(k, _)| k.get(&stamp)) {
+        return Ok(kept.clone());
+    }
+    let examined = examine_opened(scope, file, len, path, hash_cap)?;
+    // As git does with racily clean files: a file changed within the last
+    // seconds may change again within the same timestamp tick (a few ms),
+    // after it was read, and keep its stamp; it is read again next time. A
+    // file with a kept examination is never replaced by another with its
+    // stamp: a new inode's ctime is when it was made, after what was kept.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if m.ctime() > now - SETTLED_SECS || m.mtime() > now - SETTLED_SECS {
+        return Ok(examined);
+    }
+    let weight = examined.weight();
+    if weight > MAX_KEPT_EXAMINED_BYTES / 64 {
+        return Ok(examined);
+    }
+    let mut kept = EXAMINED.lock().unwrap_or_else(|e| e.into_inner());
+    let (kept, bytes) = kept.get_or_insert_with(Default::default);
+    if kept.len() >= MAX_KEPT_EXAMINED || *bytes + weight > MAX_KEPT_EXAMINED_BYTES {
+        kept.clear();
+        *bytes = 0;
+    }
+    if let Some(old) = kept.insert(stamp, examined.clone()) {
+        *bytes -= old.weight();
+    }
+    *bytes += weight;
+    Ok(examined)
+}
+
+fn examine_opened(
+    scope: &Scope,
+    file: std::fs::File,
+    len: u64,
+    path: &str,
+    hash_cap: Option<u64>,
+) -> Result<Examined, ReadError> {
+    use sha2::Digest;
     let mut magic = [0u8; 4];
     let is_elf = len >= 64 && file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"\x7fELF";
     let hash_cap = hash_cap.filter(|&cap| len <= cap);
@@ -273,6 +369,59 @@ mod tests {
         ] {
             assert_eq!(library_named(name.as_bytes()), want, "{name}");
         }
+    }
+
+    /// The daemon read a host's 1.5 GB of unowned binaries on every crawl.
+    #[test]
+    fn an_unchanged_file_is_read_once_and_a_changed_one_again() {
+        use crate::rootfs::{Budgets, Root};
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("usr/local/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let tool = bin.join("tool");
+        let elf = |tail: &[u8]| [&b"\x7fELF"[..], &[0u8; 60], b"zlib 1.2.13 ", tail].concat();
+        std::fs::write(&tool, elf(b"one")).unwrap();
+        // Read within the last seconds, a file may still change within its timestamp's tick.
+        std::thread::sleep(std::time::Duration::from_millis(SETTLED_SECS as u64 * 1000 + 1100));
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        // A scope that may read nothing: what it gets, it gets without reading.
+        let scope = |max_total_bytes| {
+            let root = Root::with_budgets(dir.path(), Budgets { max_total_bytes, ..Budgets::default() }).unwrap();
+            Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() }
+        };
+        let entry = |scope: &Scope| {
+            let mut found = None;
+            scope
+                .root
+                .walk(
+                    "/usr/local/bin",
+                    &mut |e| {
+                        found = Some(e.clone());
+                        true
+                    },
+                    &mut |e| panic!("{e}"),
+                )
+                .unwrap();
+            found.unwrap()
+        };
+        let (reads, spent) = (scope(1 << 20), scope(0));
+        let first = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        let again = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        assert!(first.sha256.is_some());
+        assert_eq!(again.sha256, first.sha256, "kept, not read");
+        assert_eq!(again.elf, first.elf);
+        // Rewritten in place, same size, its mtime set back: its ctime moved, so it is read again.
+        let mtime = std::fs::metadata(&tool).unwrap().modified().unwrap();
+        std::fs::write(&tool, elf(b"two")).unwrap();
+        std::fs::File::options().write(true).open(&tool).unwrap().set_modified(mtime).unwrap();
+        let e = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap_err();
+        assert!(e.is_budget(), "{e}");
+        let changed = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        assert_ne!(changed.sha256, first.sha256);
+        // A file changed just now is read each time.
+        let now = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap_err();
+        assert!(now.is_budget(), "{now}");
     }
 
     #[test]
