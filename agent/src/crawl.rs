@@ -47,6 +47,11 @@ pub struct CrawlOptions {
     /// Read FUSE and network filesystems mounted below a scope's root too
     /// (`--read-network-fs`); by default they are refused (see [`crate::mounts`]).
     pub read_network_fs: bool,
+    /// With [`CrawlOptions::fingerprints`]: a collector whose inputs are too
+    /// large to fingerprint (a walk of a host's whole tree) runs at most once
+    /// per this period and scope, its tables `unread` in between (see
+    /// [`crate::fingerprint::window`]). Zero: it runs every crawl.
+    pub rewalk_large: std::time::Duration,
 }
 
 impl Default for CrawlOptions {
@@ -65,6 +70,7 @@ impl Default for CrawlOptions {
             inherit: false,
             fingerprints: None,
             read_network_fs: false,
+            rewalk_large: std::time::Duration::ZERO,
         }
     }
 }
@@ -487,6 +493,7 @@ fn run_these(
     let scope = Scope { common: common.clone(), root, config: opts.config.clone(), app_files: Default::default() };
     let budgets = Budgets { max_file_bytes: opts.max_file_bytes, ..opts.budgets };
     let known = opts.fingerprints.clone();
+    let rewalk_large = opts.rewalk_large;
     // The filesystem is read on a thread of its own, watched: a read that never
     // returns (a hung FUSE or NFS mount inside the scope) cannot be interrupted,
     // so past its wall budget plus a grace period the scope is given up — an
@@ -538,6 +545,13 @@ fn run_these(
                         if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
                             return (Step::Inherit, None);
                         }
+                        // Inputs too large to fingerprint: not walked again within their period.
+                        let window = crate::fingerprint::window(&scope_key, col.name, rewalk_large);
+                        if let (Some(k), Some(w)) = (&known, window) {
+                            if k.get(&(scope_key.clone(), col.name)) == Some(&Some(w)) {
+                                return (Step::Unread, Some(Some(w)));
+                            }
+                        }
                         // Inputs whose stat did not change since the last spooled crawl: not read again.
                         let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {
                             Some(None) => None,
@@ -546,7 +560,7 @@ fn run_these(
                                 if col.needs_owners {
                                     inputs.extend(collectors.iter().filter(|x| x.name == "packages").flat_map(|p| (p.inputs)(&scope.config)));
                                 }
-                                crate::fingerprint::of(&scope.root, &inputs)
+                                crate::fingerprint::of(&scope.root, &inputs).or(window)
                             }
                         });
                         if let (Some(k), Some(Some(f))) = (&known, fp) {

@@ -95,6 +95,34 @@ pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
     Some(h.finalize().into())
 }
 
+/// The stand-in fingerprint of inputs too large to fingerprint, for a
+/// daemon that walks them at most once per `period`: it names the period
+/// the current time falls in, so the collector runs when a new one begins
+/// and is `unread` until then. Periods start at an offset drawn from the
+/// scope and collector, so a fleet's agents and one agent's collectors do
+/// not all walk at once. None when `period` is zero (they run every crawl).
+/// On a 2-core build machine the host's walks of / (application packages,
+/// unowned files, embedded libraries) were 70% of an unchanged crawl's CPU.
+pub fn window(scope_key: &str, collector: &str, period: std::time::Duration) -> Fingerprint {
+    let secs = period.as_secs();
+    if secs == 0 {
+        return None;
+    }
+    let seed: [u8; 32] =
+        Sha256::new().chain_update(scope_key).chain_update([0]).chain_update(collector).finalize().into();
+    let offset = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) % secs;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let n = (now + offset) / secs;
+    Some(
+        Sha256::new()
+            .chain_update(b"large inputs, period")
+            .chain_update(seed)
+            .chain_update(n.to_le_bytes())
+            .finalize()
+            .into(),
+    )
+}
+
 /// Whether path `a` lies inside directory `b`.
 fn inside(a: &str, b: &str) -> bool {
     b == "/" || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'))
@@ -129,6 +157,23 @@ mod tests {
         std::fs::create_dir_all(r.join("lib/apk/db")).unwrap();
         std::fs::write(r.join("lib/apk/db/installed"), "P:x\n").unwrap();
         assert_ne!(fp(), third, "an absent input appeared");
+    }
+
+    #[test]
+    fn a_window_names_its_period_and_differs_by_scope_and_collector() {
+        use std::time::Duration;
+        assert_eq!(window("h/host/x", "python", Duration::ZERO), None);
+        // A period of a century does not turn over between two calls.
+        let long = Duration::from_secs(100 * 365 * 86400);
+        let w = window("h/host/x", "python", long);
+        assert!(w.is_some());
+        assert_eq!(window("h/host/x", "python", long), w);
+        assert_ne!(window("h/host/y", "python", long), w);
+        assert_ne!(window("h/host/x", "npm", long), w);
+        // A one-second period turns over within about a second.
+        let first = window("h/host/x", "python", Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_ne!(window("h/host/x", "python", Duration::from_secs(1)), first);
     }
 
     #[test]

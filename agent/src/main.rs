@@ -68,6 +68,11 @@ enum Cmd {
         /// Every this many full crawls, resend all tables, changed or not (0: never).
         #[arg(long, default_value_t = 0)]
         resend_every: u64,
+        /// Inputs too large to fingerprint (a host's whole tree: application packages,
+        /// unowned files, embedded libraries) are walked again at most once per this many
+        /// seconds, their tables sent unchanged in between (0: every crawl).
+        #[arg(long, default_value_t = 600)]
+        rewalk_large_secs: u64,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -300,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_memory_bytes,
             nice,
             resend_every,
+            rewalk_large_secs,
             tls,
             crawl,
         } => {
@@ -316,7 +322,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 splay: std::time::Duration::from_secs(splay),
                 once,
                 // A server resolves what containers share with their image.
-                crawl: CrawlOptions { inherit: true, ..crawl.options() },
+                crawl: CrawlOptions {
+                    inherit: true,
+                    rewalk_large: std::time::Duration::from_secs(rewalk_large_secs),
+                    ..crawl.options()
+                },
             };
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {

@@ -251,6 +251,44 @@ fn two_hosts_with_the_same_image_each_crawl_it_and_see_their_own_crawl() {
     assert_eq!(listed.len(), 2, "{listed:?}");
 }
 
+/// Issue 21: a host's walks of its whole tree were 70% of an unchanged
+/// crawl's CPU. Inputs too large to fingerprint are walked again only once
+/// per `--rewalk-large-secs`; with 0, every crawl, as before.
+#[test]
+fn inputs_too_large_to_fingerprint_are_walked_once_per_period() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("usr/local/bin")).unwrap();
+    std::fs::create_dir_all(r.join("etc")).unwrap();
+    std::fs::write(r.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").unwrap();
+    // More entries than a fingerprint stats (20,000): unowned executables.
+    for i in 0..20_100 {
+        use std::os::unix::fs::PermissionsExt;
+        let p = r.join(format!("usr/local/bin/t{i}"));
+        std::fs::write(&p, "").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let root_arg = r.display().to_string();
+    let unread = |line: &str| -> u64 {
+        line.split(" unchanged (").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap()
+    };
+    let second_crawl = |rewalk: &str, host: &str| {
+        let spool = tempfile::tempdir().unwrap();
+        let args = ["--interval", "1", "--root", &root_arg, "--host", host, "--scope-id", host, "--docker", "off"];
+        let more = ["--containerd", "off", "--collectors", "os,unowned_files", "--rewalk-large-secs", rewalk];
+        let (_agent, rx) = run_agent(&server.url, spool.path(), &[&args[..], &more].concat());
+        next_full_crawl(&rx);
+        next_full_crawl(&rx).0
+    };
+    let every = second_crawl("0", "rewalk-every");
+    let hourly = second_crawl("3600", "rewalk-hourly");
+    // os: unchanged and not read either way; unowned_files: read again only with no period.
+    assert_eq!(unread(&every), 1, "{every}");
+    assert_eq!(unread(&hourly), 2, "{hourly}");
+}
+
 /// A root whose files did not change is not read again: the second crawl
 /// stats its collectors' inputs, finds them as they were and sends their
 /// tables unchanged without reading them; a changed package database is read
