@@ -18,15 +18,26 @@
 #   /opt/vendor/bin/fat-static    libcrypto.a, libz.a, libsqlite3.a and libexpat.a in one binary
 #   /opt/vendor/bin/xml-app       libxml2.a (libxml2-dev) static, ICU and the rest dynamic
 #   /opt/vendor/bin/curl-app      libcurl.a (libcurl4-openssl-dev) static, its dependencies dynamic
-#   /opt/vendor/lib/libcrypto.so.3       Debian's libcrypto.so.3 (libssl3), copied
+#   /opt/vendor/lib/libcrypto.so.3       Debian's libcrypto.so.3 (libssl3, libssl3t64 since Debian 13), copied
 #   /app/bin/busybox              Debian's busybox-static binary, copied
-#   /usr/lib/x86_64-linux-gnu/libcrypto.so.3 and /usr/bin/openssl, owned by libssl3 and openssl
-#                                 through this machine's own dpkg status stanzas and file lists
+#   /usr/lib/<multiarch>/libcrypto.so.3 and /usr/bin/openssl, owned by the packages that own them here
+#                                 (dpkg -S), through this machine's own dpkg status stanzas and file lists
 # Cached outside the clone; the stamp names the packages' versions, so an upgrade rebuilds it.
 set -euo pipefail
 cache="${PERISCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope}"
-pkgs=(gcc libc6 libc6-dev libssl-dev libssl3 openssl zlib1g-dev libsqlite3-dev libpng-dev libxml2-dev libexpat1-dev
-  libcurl4-openssl-dev busybox-static musl)
+# The multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu) and the packages owning OpenSSL's
+# libcrypto.so.3 and command here: libssl3, or libssl3t64 since Debian 13's 64-bit time_t transition.
+multiarch="$( (dpkg-architecture -qDEB_HOST_MULTIARCH || gcc -print-multiarch) 2>/dev/null || true)"
+lib="/usr/lib/$multiarch"
+owner() { dpkg -S "$1" 2>/dev/null | sed -n '1s/[:,].*//p'; }
+ssl_pkg="$(owner "$lib/libcrypto.so.3")"
+openssl_pkg="$(owner /usr/bin/openssl)"
+[[ -n "$multiarch" && -n "$ssl_pkg" && -n "$openssl_pkg" ]] || {
+  echo "embedded-fixtures: no package owns $lib/libcrypto.so.3 or /usr/bin/openssl (scripts/install-test-deps.sh installs libssl-dev and openssl)" >&2
+  exit 1
+}
+pkgs=(gcc libc6 libc6-dev libssl-dev "$ssl_pkg" "$openssl_pkg" zlib1g-dev libsqlite3-dev libpng-dev libxml2-dev
+  libexpat1-dev libcurl4-openssl-dev busybox-static musl)
 versions="$(dpkg-query -W -f='${Package}=${Version} ' "${pkgs[@]}" 2>/dev/null || true)"
 want="v2 $versions"
 dir="$cache/embedded"
@@ -44,10 +55,8 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then echo "$root"; exit 0;
 rm -rf "$root" "$stamp" "$dir/work"
 work="$dir/work"
 mkdir -p "$work" "$root/usr/local/bin" "$root/usr/local/lib/glibc" "$root/usr/local/musl/lib" \
-  "$root/opt/vendor/bin" "$root/opt/vendor/lib" "$root/app/bin" "$root/usr/bin" "$root/usr/lib/x86_64-linux-gnu" \
+  "$root/opt/vendor/bin" "$root/opt/vendor/lib" "$root/app/bin" "$root/usr/bin" "$root$lib" \
   "$root/var/lib/dpkg/info"
-multiarch="$(gcc -print-multiarch)"
-lib="/usr/lib/$multiarch"
 cd "$work"
 
 # Each program calls its library's own version function, as programs that report what they run on do,
@@ -176,10 +185,10 @@ cp -L "$busybox" "$root/app/bin/busybox"
 
 # Package-owned files: libssl3's libcrypto.so.3 and openssl's /usr/bin/openssl, with this
 # machine's own dpkg status stanzas and file lists for the two packages.
-cp -L "$lib/libcrypto.so.3" "$root/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
+cp -L "$lib/libcrypto.so.3" "$root$lib/libcrypto.so.3"
 cp -L /usr/bin/openssl "$root/usr/bin/openssl"
-dpkg-query -s libssl3 openssl > "$root/var/lib/dpkg/status"
-for list in /var/lib/dpkg/info/{libssl3,openssl}{,:*}.list; do
+dpkg-query -s "$ssl_pkg" "$openssl_pkg" > "$root/var/lib/dpkg/status"
+for list in /var/lib/dpkg/info/{"$ssl_pkg","$openssl_pkg"}{,:*}.list; do
   [[ -f "$list" ]] && cp "$list" "$root/var/lib/dpkg/info/"
 done
 

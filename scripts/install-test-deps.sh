@@ -39,7 +39,9 @@ command -v composer >/dev/null || need+=(composer php-cli)
 command -v curl >/dev/null || need+=(curl)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-for p in libssl-dev zlib1g-dev libsqlite3-dev libpng-dev libxml2-dev libexpat1-dev libcurl4-openssl-dev \
+# openssl by name too: the embedded fixture copies its /usr/bin/openssl with its dpkg records (an openssl
+# command from elsewhere on PATH is not the package), beside the libcrypto.so.3 libssl-dev pulls in.
+for p in openssl libssl-dev zlib1g-dev libsqlite3-dev libpng-dev libxml2-dev libexpat1-dev libcurl4-openssl-dev \
   busybox-static musl; do
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || need+=("$p")
 done

@@ -40,6 +40,20 @@ fn dpkg_version(package: &str, admindir: Option<&Path>) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The package owning `path` on this machine, by `dpkg -S` (libssl3, or libssl3t64 since Debian 13).
+fn dpkg_owner(path: &str) -> String {
+    let out = Command::new("dpkg").args(["-S", path]).output().expect("dpkg -S");
+    assert!(out.status.success(), "dpkg -S {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    line.split([':', ',']).next().unwrap().trim().to_string()
+}
+
+/// This machine's multiarch library directory, as the fixture script names it (`/usr/lib/x86_64-linux-gnu`).
+fn multiarch_lib() -> String {
+    let out = Command::new("gcc").arg("-print-multiarch").output().expect("gcc -print-multiarch");
+    format!("/usr/lib/{}", String::from_utf8(out.stdout).unwrap().trim())
+}
+
 type Lib = (String, String, String, String); // path, library, version, owner
 
 fn crawl(root: &Path, collectors: &[&str]) -> Rows {
@@ -76,7 +90,9 @@ fn embedded_libraries_in_real_binaries_are_debians_versions() {
     let (ssl, z, sqlite, png) = (v("libssl-dev"), v("zlib1g-dev"), v("libsqlite3-dev"), v("libpng-dev"));
     let (xml, expat, curl, busybox) =
         (v("libxml2-dev"), v("libexpat1-dev"), v("libcurl4-openssl-dev"), v("busybox-static"));
-    let (glibc, musl, libssl3) = (v("libc6"), v("musl"), v("libssl3"));
+    let owned_crypto = format!("{}/libcrypto.so.3", multiarch_lib());
+    let ssl_pkg = dpkg_owner(&owned_crypto);
+    let (glibc, musl, libssl3) = (v("libc6"), v("musl"), v(&ssl_pkg));
     let row = |p: &str, l: &str, v: &str, o: &str| (p.to_string(), l.to_string(), v.to_string(), o.to_string());
     let want: BTreeSet<Lib> = [
         row("/usr/local/bin/ssl-static", "openssl", &ssl, ""),
@@ -96,7 +112,7 @@ fn embedded_libraries_in_real_binaries_are_debians_versions() {
         row("/opt/vendor/lib/libcrypto.so.3", "openssl", &libssl3, ""),
         row("/app/bin/busybox", "busybox", &busybox, ""),
         // Package-owned, and named like the library: read, with its owner.
-        row("/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "openssl", &libssl3, "libssl3"),
+        row(&owned_crypto, "openssl", &libssl3, &ssl_pkg),
         // Not here: ssl-dynamic and /usr/bin/openssl (OPENSSL_VERSION_TEXT from the headers of a
         // libcrypto.so.3 they link; the latter owned and not named like a library anyway),
         // plain-static (glibc static: its banner is not linked in), tool.sh (not ELF).
@@ -134,6 +150,12 @@ fn embedded_libraries_in_real_binaries_are_debians_versions() {
     .map(|(p, i)| (p.to_string(), i))
     .collect();
     assert_eq!(identified, want);
+    // Every file read whole for it, but the script, which is not ELF: "nothing identifies it"
+    // is examined = 'elf' and identified null (ssl-dynamic and plain-static).
+    for r in &rows["unowned_files"] {
+        let want = if s(r, "path").ends_with("tool.sh") { "not_elf" } else { "elf" };
+        assert_eq!(s(r, "examined"), want, "{r:?}");
+    }
     // Each unowned file is still hashed in the same read.
     for r in &rows["unowned_files"] {
         let bytes = std::fs::read(root.join(s(r, "path").trim_start_matches('/'))).unwrap();
@@ -224,13 +246,13 @@ fn embedded_libraries_compared_with_syft() {
     let rows = crawl(&root, &["packages", "unowned_files", "embedded_libraries"]);
     let ours: BTreeSet<(String, String, String)> = libraries(&rows).into_iter().map(|(p, l, v, _)| (p, l, v)).collect();
     let busybox = upstream(&dpkg_version("busybox-static", None));
-    let openssl = upstream(&dpkg_version("openssl", None));
+    let openssl = upstream(&dpkg_version(&dpkg_owner("/usr/bin/openssl"), None));
     // Both: busybox at the same version.
     assert!(theirs.contains(&("/app/bin/busybox".into(), "busybox".into(), busybox.clone())), "{theirs:?}");
     assert!(ours.contains(&("/app/bin/busybox".into(), "busybox".into(), busybox)));
     // Only syft: the openssl command, by its name and the OPENSSL_VERSION_TEXT it prints. It links
     // libcrypto.so.3 (DT_NEEDED): that banner is the headers', the code is libcrypto.so.3's, which
-    // Periscope reports at /usr/lib/x86_64-linux-gnu/libcrypto.so.3 (owned by libssl3).
+    // Periscope reports at /usr/lib/<multiarch>/libcrypto.so.3 (owned by libssl3).
     let only_theirs: Vec<_> = theirs.difference(&ours).collect();
     assert_eq!(only_theirs, [&("/usr/bin/openssl".to_string(), "openssl".to_string(), openssl)], "{theirs:?}");
     // Only Periscope: everything else, in files syft's classifiers do not select by name.

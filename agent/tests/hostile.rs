@@ -677,6 +677,41 @@ fn lying_elf_sections_a_dep_v0_bomb_and_truncated_build_info_are_errors() {
     assert!(error_of("strtab-4gib").contains("malformed ELF"), "{errors:?}");
 }
 
+/// Issue 17 review: a `.dep-v0` may name every one of its crates a root, each
+/// with a name of any length (the JSON is bounded at 8 MiB inflated, not its
+/// strings): `unowned_files.identified`, and the scan the agent keeps per file
+/// for `embedded_libraries`, hold at most 4 root crates of 256 bytes and a
+/// note of the rest.
+#[test]
+fn a_dep_v0_of_thousands_of_long_root_crates_identifies_within_bounds() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let name = "n".repeat(600);
+    let packages: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"name":"c{i}-{name}","version":"1.0.{i}","source":"crates.io","root":true}}"#))
+        .collect();
+    let json = format!(r#"{{"packages":[{}]}}"#, packages.join(","));
+    assert!(json.len() < 8 << 20);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(json.as_bytes()).unwrap();
+    elf_with_section(&bin.join("roots"), ".dep-v0", &z.finish().unwrap());
+
+    let mut o = opts(root);
+    o.collectors = Some(vec!["unowned_files".into(), "embedded_libraries".into()]);
+    let (rows, _) = crawl_rows(&o);
+    let r = rows["unowned_files"].iter().find(|r| s(r, "path") == "/usr/local/bin/roots").unwrap();
+    let identified = s(r, "identified");
+    let ids: Vec<&str> = identified.split("; ").collect();
+    assert_eq!(ids.len(), 5, "{identified}");
+    assert!(ids.iter().all(|i| i.len() <= 256), "{identified}");
+    assert!(ids[0].starts_with("cargo:c0-nnn") && ids[0].ends_with('…'), "{}", ids[0]);
+    assert_eq!(ids[4], "cargo:… and 9996 more root crates");
+    assert_eq!(s(r, "examined"), "elf");
+}
+
 /// Issue 17: Python metadata is read from anywhere in the root, so its files
 /// are hostile like any other. A METADATA whose header block is one 100 MB
 /// line costs at most 1 MiB of reading, is a crawl error, and the package is
@@ -1122,8 +1157,9 @@ fn hostile_library_banners_are_bounded_and_reported() {
     assert_eq!(of("lying"), [(s3.clone(), "99.99.99x".into(), elf.len() as i64 + 1)]);
     assert_eq!(of("lying-garbage"), []);
     assert!(libs.iter().all(|l| l.0 != "/usr/local/lib/libcrypto.so.3"), "{libs:?}");
-    // Only the first 256 MiB (the per-file budget) of the 1 GiB file.
-    assert_eq!(of("huge"), [(s3.clone(), "3.0.11".into(), 4097)]);
+    // Only the first 256 MiB (the per-file budget) of the 1 GiB file: OpenSSL is there, but
+    // whether its banner is the file's only one cannot be told from a prefix.
+    assert_eq!(of("huge"), [(s3.clone(), "".into(), 4097)]);
 
     let errors: Vec<(String, String, String)> =
         rows["crawl_errors"].iter().map(|r| (s(r, "collector"), s(r, "path"), s(r, "message"))).collect();
@@ -1140,20 +1176,36 @@ fn hostile_library_banners_are_bounded_and_reported() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     // The cut is the configured budget, not a problem of the scope.
     assert_eq!(s(&rows["crawls"][0], "errors"), "1");
-    // unowned_files names what was found, and nothing for the file that is not ELF.
-    let identified =
-        |path: &str| rows["unowned_files"].iter().find(|r| s(r, "path") == path).map(|r| s(r, "identified")).unwrap();
-    assert_eq!(identified("/usr/local/bin/split"), "openssl 3.0.11; zlib 1.2.13");
-    assert_eq!(identified("/usr/local/lib/libcrypto.so.3"), "");
+    // unowned_files names what was found, and says how much of each file it read for it: nothing
+    // of the file that is not ELF, and only the headers of the one over its hash cap.
+    let unowned = |path: &str| {
+        let r = rows["unowned_files"].iter().find(|r| s(r, "path") == path).unwrap();
+        (s(r, "identified"), s(r, "examined"))
+    };
+    assert_eq!(unowned("/usr/local/bin/split"), ("openssl 3.0.11; zlib 1.2.13".into(), "elf".into()));
+    assert_eq!(unowned("/usr/local/lib/libcrypto.so.3"), ("".into(), "not_elf".into()));
+    assert_eq!(unowned("/usr/local/bin/huge"), ("".into(), "elf_headers".into()));
 
+    // Files over the hash cap are not read through by unowned_files: a scope byte budget below
+    // the per-file one is spent by embedded_libraries alone, and unowned_files keeps every row.
+    // (Examinations are kept across crawls of unchanged files: forget them, so each crawl reads.)
+    let budget_errors = |o: &periscope_agent::crawl::CrawlOptions| {
+        periscope_agent::collectors::embedded::forget_examined();
+        let (rows, _) = crawl_rows(o);
+        let budget: Vec<String> = rows["crawl_errors"]
+            .iter()
+            .filter(|r| s(r, "message").contains("scope budget exhausted"))
+            .map(|r| s(r, "collector"))
+            .collect();
+        (budget, rows["unowned_files"].len())
+    };
+    o.budgets.max_total_bytes = 200 << 20;
+    let (budget, unowned_rows) = budget_errors(&o);
+    assert_eq!(budget, ["embedded_libraries"]);
+    assert_eq!(unowned_rows, 6);
     // A spent scope byte budget stops both collectors' reading, each with an error.
-    o.budgets.max_total_bytes = 4 << 20;
-    let (rows, _) = crawl_rows(&o);
-    let budget: Vec<String> = rows["crawl_errors"]
-        .iter()
-        .filter(|r| s(r, "message").contains("scope budget exhausted"))
-        .map(|r| s(r, "collector"))
-        .collect();
+    o.budgets.max_total_bytes = 100 << 10;
+    let (budget, _) = budget_errors(&o);
     assert!(budget.contains(&"unowned_files".to_string()), "{budget:?}");
     assert!(budget.contains(&"embedded_libraries".to_string()), "{budget:?}");
 }

@@ -28,8 +28,11 @@
 //! version) leave it unknown.
 //!
 //! One file naming two versions of a library is ambiguous: each version's
-//! evidence is reported with no version. What one file can make is bounded:
-//! [`MAX_DISTINCT`] distinct banners are kept, the rest only noted.
+//! evidence is reported with no version. So is a file read only in part
+//! ([`Scanner::finish_prefix`]): what its prefix holds may be its only
+//! banner or not, and its only bare version string or not. What one file can
+//! make is bounded: [`MAX_DISTINCT`] distinct banners are kept, the rest only
+//! noted, and strings are made only for banners kept.
 //!
 //! Banners split across the chunks fed are found: the scanner keeps the last
 //! [`MAX_BANNER`] bytes of each chunk until the next arrives.
@@ -88,8 +91,7 @@ impl Library {
         }
     }
 
-    /// Shared-object names the library is linked under, without `.so…`
-    /// (`libpng` also matches `libpng16`: digits may follow a stem).
+    /// Shared-object names the library is linked under, without `.so…`.
     fn stems(self) -> &'static [&'static str] {
         match self {
             Library::OpenSsl | Library::LibreSsl | Library::BoringSsl => &["libcrypto", "libssl"],
@@ -111,7 +113,10 @@ impl Library {
     pub fn is_needed_as(self, needed: &str) -> bool {
         self.stems().iter().any(|stem| {
             needed.strip_prefix(stem).is_some_and(|rest| {
-                let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+                // libpng's soname carries its series (libpng16.so.16); no other library's
+                // does, and a digit there is another library's (NSS's libssl3.so).
+                let rest =
+                    if self == Library::Libpng { rest.trim_start_matches(|c: char| c.is_ascii_digit()) } else { rest };
                 rest == ".so" || rest.starts_with(".so.")
             })
         })
@@ -246,11 +251,23 @@ impl Scanner {
     }
 
     /// Scans what is left and says what the file holds.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
+        self.end(true)
+    }
+
+    /// Like [`Scanner::finish`] for a file that was fed only in part (cut at
+    /// a budget): what it holds, every version unknown. That a bare version
+    /// string is the only one, or a banner's version the only one of its
+    /// library, cannot be told from a prefix.
+    pub fn finish_prefix(self) -> Report {
+        self.end(false)
+    }
+
+    fn end(mut self, whole: bool) -> Report {
         let len = self.buf.len();
         scan(&self.buf, self.base, self.start, len, &mut self.state);
         let overflowed = self.state.overflow.iter().any(|&o| o);
-        Report { findings: self.state.findings(), overflowed }
+        Report { findings: self.state.findings(whole), overflowed }
     }
 }
 
@@ -344,12 +361,20 @@ fn plain(t: &[u8], min: usize, max: usize) -> bool {
     dotted(t, min, max) == Some(t.len())
 }
 
-/// OpenSSL's versions: `1.0.2k`, `1.1.1w`, `3.0.11`, `3.2.0-alpha1`, `1.0.2k-fips`.
+/// OpenSSL's versions: `1.0.2k`, `1.1.1w`, `3.0.11`, `3.2.0-alpha1`, `1.0.2k-fips`, and a fork's
+/// build suffix, as quictls writes it (`3.0.13+quic`, `1.1.1w+quic`).
 fn openssl_version(t: &[u8]) -> bool {
     let Some(n) = dotted(t, 3, 3) else { return false };
     let rest = &t[n..];
     let letters = rest.iter().take(2).take_while(|b| b.is_ascii_lowercase()).count();
-    let rest = &rest[letters..];
+    let mut rest = &rest[letters..];
+    if let Some(plus) = rest.iter().position(|&b| b == b'+') {
+        let build = &rest[plus + 1..];
+        if build.is_empty() || build.len() > 16 || !build.iter().all(u8::is_ascii_lowercase) {
+            return false;
+        }
+        rest = &rest[..plus];
+    }
     if rest.is_empty() || rest == b"-fips" || rest == b"-dev" {
         return true;
     }
@@ -373,15 +398,15 @@ const MONTHS: [&[u8; 3]; 12] =
     [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 /// A match at one position: the library, its version if the token fits, and the evidence's length.
-struct Hit {
+/// Borrowed: strings are made only for what a file keeps (see [`State::add`]).
+struct Hit<'a> {
     library: Library,
-    version: Option<String>,
+    version: Option<&'a [u8]>,
     len: usize,
 }
 
-fn hit(library: Library, token: &[u8], fits: bool, len: usize) -> Option<Hit> {
-    let version = fits.then(|| String::from_utf8_lossy(token).into_owned());
-    Some(Hit { library, version, len })
+fn hit(library: Library, token: &[u8], fits: bool, len: usize) -> Option<Hit<'_>> {
+    Some(Hit { library, version: fits.then_some(token), len })
 }
 
 /// Tries every anchor starting at `buf[i]`.
@@ -395,17 +420,15 @@ fn at(buf: &[u8], base: u64, i: usize, state: &mut State) {
         [b'2', b'0' | b'1'] => {
             let delimited = before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b"._-".contains(&b)));
             if delimited && w.len() > 5 && w[..5].iter().all(u8::is_ascii_digit) && w[5] == NUL {
-                let s = String::from_utf8_lossy(&w[..5]).into_owned();
-                candidate(&mut state.bare[1], s, offset);
+                candidate(&mut state.bare[1], &w[..5], offset);
             }
         }
         _ => {
             for m in [marker(w), banner(w, before)].into_iter().flatten() {
-                let evidence = escape(&w[..m.len]);
                 if BARE.contains(&m.library) {
-                    state.markers[m.library.ix()].get_or_insert((evidence, offset));
+                    state.markers[m.library.ix()].get_or_insert_with(|| (escape(&w[..m.len]), offset));
                 } else {
-                    state.add(m.library, m.version, evidence, offset);
+                    state.add(m.library, m.version, &w[..m.len], offset);
                 }
             }
         }
@@ -422,23 +445,24 @@ fn bare(w: &[u8], skip: usize, lead: &[u8], parts: &[usize], offset: u64, into: 
     let count = t[..n].iter().filter(|&&b| b == b'.').count() + 1;
     let short = t[..n].split(|&b| b == b'.').all(|p| p.len() <= 2);
     if parts.contains(&count) && short && t.get(n) == Some(&NUL) {
-        candidate(into, String::from_utf8_lossy(&t[..n]).into_owned(), offset);
+        candidate(into, &t[..n], offset);
     }
 }
 
-fn candidate(into: &mut Bare, s: String, offset: u64) {
-    if into.values.iter().any(|(v, _)| *v == s) {
+/// A bare version string (ASCII digits and dots), kept when new.
+fn candidate(into: &mut Bare, s: &[u8], offset: u64) {
+    if into.values.iter().any(|(v, _)| v.as_bytes() == s) {
         return;
     }
     if into.values.len() < MAX_BARE {
-        into.values.push((s, offset));
+        into.values.push((String::from_utf8_lossy(s).into_owned(), offset));
     } else {
         into.more = true;
     }
 }
 
 /// The markers of libraries whose version is a bare string.
-fn marker(w: &[u8]) -> Option<Hit> {
+fn marker(w: &[u8]) -> Option<Hit<'_>> {
     let found = |library, s: &[u8]| w.starts_with(s).then_some(Hit { library, version: None, len: s.len() });
     match [w[0], w[1]] {
         [b'S', b'Q'] => {
@@ -454,7 +478,7 @@ fn marker(w: &[u8]) -> Option<Hit> {
 }
 
 /// The banners that carry their version.
-fn banner(w: &[u8], before: Option<u8>) -> Option<Hit> {
+fn banner(w: &[u8], before: Option<u8>) -> Option<Hit<'_>> {
     let mut c = Cur { w, i: 0 };
     match [w[0], w[1]] {
         [b'O', b'p'] => {
@@ -469,11 +493,13 @@ fn banner(w: &[u8], before: Option<u8>) -> Option<Hit> {
             if t == b"1.1.1" && c.lit(b" (compatible; BoringSSL)") && c.peek() == Some(NUL) {
                 return Some(Hit { library: Library::BoringSsl, version: None, len: c.i });
             }
-            // OPENSSL_VERSION_TEXT: "OpenSSL 3.0.11 19 Sep 2023", 1.x with two spaces before a one-digit day.
+            // OPENSSL_VERSION_TEXT: "OpenSSL 3.0.11 19 Sep 2023", 1.x with two spaces before a one-digit
+            // day, Red Hat's FIPS builds with a token before the date ("OpenSSL 1.1.1k  FIPS 25 Mar 2021").
             if !c.byte(b' ') {
                 return None;
             }
             c.byte(b' ');
+            c.lit(b"FIPS ");
             if !(c.digits(1, 2) && c.byte(b' ')) {
                 return None;
             }
@@ -596,18 +622,23 @@ fn banner(w: &[u8], before: Option<u8>) -> Option<Hit> {
 }
 
 impl State {
-    fn add(&mut self, library: Library, version: Option<String>, evidence: String, offset: u64) {
-        if self.seen.iter().any(|s| s.library == library && s.version == version) {
+    /// Keeps a banner unless one of its library and version is kept: a
+    /// file of a million copies of one banner makes strings for one.
+    fn add(&mut self, library: Library, version: Option<&[u8]>, evidence: &[u8], offset: u64) {
+        if self.seen.iter().any(|s| s.library == library && s.version.as_deref().map(str::as_bytes) == version) {
             return;
         }
         if self.seen.len() >= MAX_DISTINCT {
             self.overflow[library.ix()] = true;
             return;
         }
-        self.seen.push(Seen { library, version, evidence, offset });
+        // Version tokens are ASCII (see `Cur::token`): the string is the bytes.
+        let version = version.map(|v| String::from_utf8_lossy(v).into_owned());
+        self.seen.push(Seen { library, version, evidence: escape(evidence), offset });
     }
 
-    fn findings(self) -> Vec<Finding> {
+    /// What the file holds; `whole`: every byte of it was scanned.
+    fn findings(self, whole: bool) -> Vec<Finding> {
         let mut out = Vec::new();
         for lib in LIBRARIES {
             if let Some(b) = BARE.iter().position(|&l| l == lib) {
@@ -617,7 +648,7 @@ impl State {
                 // library's (OpenSSL 3 writes "3.0.19" beside its banner: SQLite's shape).
                 let theirs = |v: &str| self.seen.iter().any(|s| s.version.as_deref() == Some(v));
                 let values: Vec<&(String, u64)> = c.values.iter().filter(|(v, _)| !theirs(v)).collect();
-                let f = match (&values[..], c.more) {
+                let f = match (&values[..], c.more || !whole) {
                     ([(v, offset)], false) => Finding {
                         library: lib,
                         version: Some(if lib == Library::Libxml2 { libxml2_dotted(v) } else { v.clone() }),
@@ -637,13 +668,13 @@ impl State {
                 evidence: s.evidence.clone(),
                 offset: s.offset,
             };
-            match (versioned.len(), self.overflow[lib.ix()]) {
+            match (versioned.len(), self.overflow[lib.ix()] || !whole) {
                 (1, false) => out.push(finding(versioned[0], versioned[0].version.clone())),
                 (0, false) => out.extend(mine.first().map(|s| finding(s, None))),
                 // Two versions in one file, or more banners than were kept: each with no version.
                 _ => out.extend(versioned.iter().map(|s| finding(s, None))),
             }
-            if versioned.is_empty() && self.overflow[lib.ix()] {
+            if versioned.is_empty() && (self.overflow[lib.ix()] || !whole) {
                 out.extend(mine.first().map(|s| finding(s, None)));
             }
         }
@@ -699,6 +730,14 @@ mod tests {
             (b"\0OpenSSL 1.1.1w  11 Sep 2023\0", &[(OpenSsl, Some("1.1.1w"), "OpenSSL 1.1.1w  11 Sep 2023")]),
             (b"\0OpenSSL 1.0.2k-fips  26 Jan 2017\0", &[(OpenSsl, Some("1.0.2k-fips"), "OpenSSL 1.0.2k-fips  26 Jan 2017")]),
             (b"\0OpenSSL 3.2.0-alpha1 7 Sep 2023\0", &[(OpenSsl, Some("3.2.0-alpha1"), "OpenSSL 3.2.0-alpha1 7 Sep 2023")]),
+            // quictls (Node.js's OpenSSL): its build suffix is part of the version as written.
+            (b"\0OpenSSL 3.0.13+quic 30 Jan 2024\0", &[(OpenSsl, Some("3.0.13+quic"), "OpenSSL 3.0.13+quic 30 Jan 2024")]),
+            (b"\0OpenSSL 1.1.1w+quic  11 Sep 2023\0", &[(OpenSsl, Some("1.1.1w+quic"), "OpenSSL 1.1.1w+quic  11 Sep 2023")]),
+            (b"\0OpenSSL 3.0.13+QUIC! 30 Jan 2024\0", &[]),
+            (b"\0OpenSSL 3.0.13+ 30 Jan 2024\0", &[(OpenSsl, None, "OpenSSL 3.0.13+ 30 Jan 2024")]),
+            // Red Hat Enterprise Linux 8's FIPS builds: a token between the version and the date.
+            (b"\0OpenSSL 1.1.1k  FIPS 25 Mar 2021\0", &[(OpenSsl, Some("1.1.1k"), "OpenSSL 1.1.1k  FIPS 25 Mar 2021")]),
+            (b"\0OpenSSL 1.1.1k  FIPS\0", &[]),
             // The shape with a token that is no OpenSSL version: the library, no version.
             (b"\0OpenSSL 3.x 1 Jan 2020\0", &[(OpenSsl, None, "OpenSSL 3.x 1 Jan 2020")]),
             // Sentences naming OpenSSL are not its banner.
@@ -849,10 +888,36 @@ mod tests {
         assert_eq!(escape(b"a\\b\xff\n"), "a\\\\b\\xff\\x0a");
     }
 
+    /// A file cut at a budget: what its prefix holds, no version (another
+    /// banner or bare string may follow the cut).
+    #[test]
+    fn a_prefix_states_no_version() {
+        let bytes = b"\0OpenSSL 3.0.19 27 Jan 2026\0\x003.40.1\0SQLite format 3\0\0OpenSSL 3.x 1 Jan 2020\0";
+        let mut s = Scanner::new();
+        s.feed(bytes);
+        let got: Vec<(Library, Option<String>, String)> =
+            s.finish_prefix().findings.into_iter().map(|f| (f.library, f.version, f.evidence)).collect();
+        assert_eq!(
+            got,
+            [(OpenSsl, None, "OpenSSL 3.0.19 27 Jan 2026".into()), (Sqlite, None, "SQLite format 3".into())]
+        );
+        let mut s = Scanner::new();
+        s.feed(b"\0OpenSSL 3.x 1 Jan 2020\0");
+        assert_eq!(s.finish_prefix().findings[0].evidence, "OpenSSL 3.x 1 Jan 2020");
+        // Read whole, the same bytes state both versions.
+        assert_eq!(
+            one(bytes)[..2],
+            [(OpenSsl, v("3.0.19"), "OpenSSL 3.0.19 27 Jan 2026".into()), (Sqlite, v("3.40.1"), "3.40.1".into())]
+        );
+    }
+
     #[test]
     fn needed_names() {
         assert!(OpenSsl.is_needed_as("libcrypto.so.3"));
         assert!(OpenSsl.is_needed_as("libssl.so.1.1"));
+        // NSS's libssl3.so is not OpenSSL's libssl; only libpng's soname carries digits.
+        assert!(!OpenSsl.is_needed_as("libssl3.so"));
+        assert!(!Zlib.is_needed_as("libz3.so.1"));
         assert!(Libpng.is_needed_as("libpng16.so.16"));
         assert!(Zlib.is_needed_as("libz.so.1"));
         assert!(!Zlib.is_needed_as("libzstd.so.1"));

@@ -248,7 +248,12 @@ pub const UNOWNED_FILES: Table = Table {
         col(
             "identified",
             Utf8,
-            "What identifies the file, '; '-separated: its Go main module (golang:example.com/app@v1.2.3, or golang:go1.22.1 without one), its cargo-auditable root crate (cargo:uv@0.13.9), each library embedded in it (openssl 3.0.11; sqlite, by name alone when its version is unknown: see embedded_libraries). Null when nothing does.",
+            "What identifies the file, '; '-separated: its Go main module (golang:example.com/app@v1.2.3, or golang:go1.22.1 without one), its cargo-auditable root crates (cargo:uv@0.13.9; at most 4, each at most 256 bytes, then 'cargo:… and N more root crates'), each library embedded in it (openssl 3.0.11; sqlite, by name alone when its version is unknown: see embedded_libraries). Null when nothing does, or when the file was not read for it: see examined.",
+        ),
+        col(
+            "examined",
+            Utf8,
+            "How much of the file was read for identified: elf (an ELF file read whole: a null identified means nothing identifies it), elf_prefix (an ELF file read up to the per-file budget only), elf_headers (an ELF file over the hashing size cap: only its headers, for Go and Rust build info; its libraries are in embedded_libraries), not_elf (not an ELF file, e.g. a script: nothing is looked for). Null when it could not be read (see crawl_errors).",
         ),
     ],
 };
@@ -266,7 +271,7 @@ pub const EMBEDDED_LIBRARIES: Table = Table {
         col(
             "version",
             Utf8,
-            "The version the evidence states, as written (libxml2's 20914 as 2.9.14). Null when it is unknown: the library has none (BoringSSL), the file names two versions of it, or no single bare version string stands beside its marker (SQLite, libxml2, musl).",
+            "The version the evidence states, as written (libxml2's 20914 as 2.9.14; quictls' 3.0.13+quic; 1.1.1k of Red Hat's 'OpenSSL 1.1.1k  FIPS 25 Mar 2021'). Null when it is unknown: the library has none (BoringSSL), the banner's version does not parse, the file names two versions of it or more banners than are kept, no single bare version string stands beside its marker (SQLite, libxml2, musl), or the file was read only up to the per-file budget (crawl_errors says so).",
         ),
         col(
             "evidence",

@@ -768,9 +768,12 @@ fn packages_pack_flags_application_libraries_below_their_fix() {
 /// Issue 17: libraries compiled into binaries, and unowned software nothing
 /// identifies. The embedded-libraries fixture (Debian's OpenSSL 3.0 and other
 /// libraries linked statically, scripts/embedded-fixtures.sh) passes the
-/// OpenSSL check and shows the /usr/local binaries nothing identifies; a root
-/// with OpenSSL 1.1.1's banner in one binary and two OpenSSL banners in another
-/// fails it, each item naming the file and the banner.
+/// OpenSSL check and shows the /usr/local binaries nothing identifies (ELF
+/// files read whole; not its shell script); a root with OpenSSL 1.1.1's
+/// banner in one binary and two OpenSSL banners in another fails it, each
+/// item naming the file and the banner, and so do an old quictls (3.0.1+quic)
+/// and RHEL 8's FIPS banner; a current quictls, a package's own old
+/// libcrypto (left to the package checks) and a pip entry-point script do not.
 #[test]
 fn packs_flag_outdated_embedded_openssl_and_unidentified_software() {
     let Some(fixture) = fixture_root("embedded-fixtures.sh") else { return };
@@ -780,11 +783,34 @@ fn packs_flag_outdated_embedded_openssl_and_unidentified_software() {
     let elf = std::fs::read("/usr/bin/true").unwrap();
     let old = b"\0OpenSSL 1.1.1w  11 Sep 2023\0";
     let new = b"\0OpenSSL 3.0.11 19 Sep 2023\0";
-    for (name, banners) in [("legacy-ssl", vec![&old[..]]), ("two-ssl", vec![&old[..], &new[..]])] {
-        let path = bin.join(name);
-        std::fs::write(&path, [&elf[..], &banners.concat()].concat()).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executable = |path: &std::path::Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    for (name, banners) in [
+        ("legacy-ssl", vec![&old[..]]),
+        ("two-ssl", vec![&old[..], &new[..]]),
+        ("quic-old", vec![&b"\0OpenSSL 3.0.1+quic 14 Dec 2021\0"[..]]),
+        ("quic-new", vec![&b"\0OpenSSL 3.0.13+quic 30 Jan 2024\0"[..]]),
+        ("rhel-fips", vec![&b"\0OpenSSL 1.1.1k  FIPS 25 Mar 2021\0"[..]]),
+    ] {
+        executable(&bin.join(name), &[&elf[..], &banners.concat()].concat());
     }
+    executable(&bin.join("pip"), b"#!/usr/local/bin/python3\nfrom pip._internal.cli.main import main\nmain()\n");
+    // A package's own old libcrypto, as dpkg lists it.
+    let owned = "/usr/lib/x86_64-linux-gnu/libcrypto.so.1.1";
+    let lib = legacy.path().join(owned.trim_start_matches('/'));
+    std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+    std::fs::write(&lib, [&elf[..], &old[..]].concat()).unwrap();
+    let dpkg = legacy.path().join("var/lib/dpkg");
+    std::fs::create_dir_all(dpkg.join("info")).unwrap();
+    std::fs::write(
+        dpkg.join("status"),
+        "Package: libssl1.1\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\n\
+         Version: 1.1.1w-0+deb11u1\nDescription: Secure Sockets Layer toolkit - shared libraries\n\n",
+    )
+    .unwrap();
+    std::fs::write(dpkg.join("info/libssl1.1:amd64.list"), format!("/usr/lib/x86_64-linux-gnu\n{owned}\n")).unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let tag = format!("emb{}", std::process::id());
@@ -812,16 +838,36 @@ fn packs_flag_outdated_embedded_openssl_and_unidentified_software() {
         items(&run, "embedded-openssl-outdated"),
         [
             "legacy /usr/local/bin/legacy-ssl: OpenSSL 1.1.1w  11 Sep 2023",
+            "legacy /usr/local/bin/quic-old: OpenSSL 3.0.1+quic 14 Dec 2021",
+            "legacy /usr/local/bin/rhel-fips: OpenSSL 1.1.1k  FIPS 25 Mar 2021",
             "legacy /usr/local/bin/two-ssl: OpenSSL 1.1.1w  11 Sep 2023",
             "legacy /usr/local/bin/two-ssl: OpenSSL 3.0.11 19 Sep 2023",
         ]
     );
+    let reasons: Vec<&str> = check(&run, "embedded-openssl-outdated")["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["host"].as_str().is_some_and(|h| h == format!("{tag}-legacy")))
+        .map(|i| i["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"OpenSSL 1.1.1k below 3.0.7"), "{reasons:?}");
+    assert!(reasons.contains(&"OpenSSL 3.0.1+quic below 3.0.7"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.starts_with("OpenSSL of unknown version (")), "{reasons:?}");
+    // The package-owned copy is there, with its owner: the check leaves it to the package checks.
+    let rows = sql(
+        &["--data", data.path().to_str().unwrap()],
+        &format!("SELECT owner_package FROM embedded_libraries WHERE host = '{tag}-legacy' AND path = '{owned}'"),
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["owner_package"], "libssl1.1");
     let Ran { run, .. } =
         run_pack(&["images", "--packs", packs.to_str().unwrap(), "--data", data.path().to_str().unwrap()]);
     assert!(run["checks"].as_array().unwrap().iter().all(|c| c["status"] != "error"), "{run}");
+    // Not the scripts (tool.sh, pip), which are not ELF: nothing is looked for in them.
     assert_eq!(
         items(&run, "unidentified-software-in-usr-local"),
-        ["fixture /usr/local/bin/plain-static", "fixture /usr/local/bin/ssl-dynamic", "fixture /usr/local/bin/tool.sh"]
+        ["fixture /usr/local/bin/plain-static", "fixture /usr/local/bin/ssl-dynamic"]
     );
     // What identifies the rest is what SQL shows.
     let rows = sql(

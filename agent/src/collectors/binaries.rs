@@ -452,10 +452,19 @@ pub fn go_packages(g: &GoBuildInfo) -> Vec<(String, String, String, Option<Strin
     out
 }
 
+/// Identities [`identities`] gives one binary at most, a note of the rest after them.
+pub const MAX_IDENTITIES: usize = 4;
+/// Bytes of one identity kept (a longer one is cut, ending in `…`).
+pub const MAX_IDENTITY_BYTES: usize = 256;
+
 /// What a binary's build info identifies it as (for `unowned_files.identified`):
 /// its Go main module (`golang:example.com/app@v1.2.3`, or the toolchain,
 /// `golang:go1.22.1`, for a binary built without one) and its cargo-auditable
-/// root crates (`cargo:uv@0.13.9`).
+/// root crates (`cargo:uv@0.13.9`). Bounded whatever the build info says:
+/// every crate of an 8 MiB `.dep-v0` may claim to be a root, with a name of
+/// any length, and a scan is kept per file ([`super::embedded::KeptScans`]).
+/// At most [`MAX_IDENTITIES`], each at most [`MAX_IDENTITY_BYTES`], then
+/// `cargo:… and N more root crates`.
 pub fn identities(found: &Found) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(g) = &found.go {
@@ -468,7 +477,21 @@ pub fn identities(found: &Found) -> Vec<String> {
     if let Some(crates) = &found.rust {
         let roots: Vec<&Crate> = crates.iter().filter(|c| c.root).collect();
         let named = if roots.is_empty() { crates.iter().take(1).collect() } else { roots };
-        out.extend(named.iter().map(|c| format!("cargo:{}@{}", c.name, c.version)));
+        let room = MAX_IDENTITIES.saturating_sub(out.len());
+        out.extend(named.iter().take(room).map(|c| format!("cargo:{}@{}", c.name, c.version)));
+        if named.len() > room {
+            out.push(format!("cargo:… and {} more root crates", named.len() - room));
+        }
+    }
+    for id in &mut out {
+        if id.len() > MAX_IDENTITY_BYTES {
+            let mut end = MAX_IDENTITY_BYTES - '…'.len_utf8();
+            while !id.is_char_boundary(end) {
+                end -= 1;
+            }
+            id.truncate(end);
+            id.push('…');
+        }
     }
     out
 }
@@ -649,6 +672,34 @@ mod tests {
         );
         assert_eq!(purl("cargo", "zstd-sys", "2.1.0+zstd.1.5.7"), "pkg:cargo/zstd-sys@2.1.0%2Bzstd.1.5.7");
         assert_eq!(purl("golang", "./local", "(devel)"), "pkg:golang/./local@(devel)");
+    }
+
+    /// Build info is the binary's to write: one root crate per package of an
+    /// 8 MiB `.dep-v0`, each named with kilobytes, made one string each.
+    #[test]
+    fn identities_are_bounded_whatever_the_build_info_says() {
+        let long = "é".repeat(1000);
+        let crates = (0..10_000)
+            .map(|i| Crate { name: format!("{long}{i}"), version: "1.0.0".into(), source: None, root: true })
+            .collect();
+        let go = GoBuildInfo {
+            go_version: "go1.22.1".into(),
+            main: Some(GoModule { path: "example.com/app".into(), version: "v1.2.3".into(), replace: None }),
+            ..Default::default()
+        };
+        let found = Found { go: Some(go), rust: Some(crates), ..Found::default() };
+        let ids = identities(&found);
+        assert_eq!(ids.len(), MAX_IDENTITIES + 1, "{ids:?}");
+        assert_eq!(ids[0], "golang:example.com/app@v1.2.3");
+        assert!(ids.iter().all(|i| i.len() <= MAX_IDENTITY_BYTES), "{ids:?}");
+        assert!(ids[1].starts_with("cargo:éé") && ids[1].ends_with('…'), "{}", ids[1]);
+        assert_eq!(ids[MAX_IDENTITIES], "cargo:… and 9997 more root crates");
+        // Within the bounds, as written.
+        let one = Found {
+            rust: Some(vec![Crate { name: "uv".into(), version: "0.13.9".into(), source: None, root: true }]),
+            ..Found::default()
+        };
+        assert_eq!(identities(&one), ["cargo:uv@0.13.9"]);
     }
 
     #[test]

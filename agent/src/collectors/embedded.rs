@@ -26,11 +26,15 @@
 //! it: its banner there comes from the library's headers (the `openssl`
 //! command prints `OPENSSL_VERSION_TEXT`), not its code.
 //!
-//! `unowned_files` reads each unowned file anyway (to hash it): it scans it in
-//! the same pass ([`examine`]), names what it found in its `identified`
-//! column, and leaves the scan in [`Sink::elf_scans`] so this collector does
-//! not read the file again. Whichever collector reads a file, its rows are the
-//! same.
+//! `unowned_files` reads each unowned file within its hash cap anyway (to
+//! hash it): it scans it in the same pass ([`examine`]), names what it found
+//! in its `identified` column, and leaves the scan in [`Sink::elf_scans`] so
+//! this collector does not read the file again. A longer ELF file it reads
+//! only the headers of (its build info), leaving the banners to this
+//! collector, whose byte budget is its own: read up to `max_file_bytes`
+//! there, a few images' large binaries (CUDA, conda) spent unowned_files'
+//! budget and cost it its rows. Whichever collector reads a file, its rows
+//! are the same.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -52,8 +56,10 @@ pub const DIRS: &[&str] =
 /// Rows one file makes at most; past it, a `crawl_errors` row.
 pub const MAX_ROWS_PER_FILE: usize = 16;
 
-/// Scans `unowned_files` keeps for this collector (past it, this collector reads the rest itself).
+/// Scans `unowned_files` keeps for this collector (past it, this collector reads the rest itself)…
 pub const MAX_KEPT_SCANS: usize = 100_000;
+/// …and the bytes they may hold, by [`ElfScan::weight`].
+pub const MAX_KEPT_SCAN_BYTES: usize = 8 << 20;
 
 /// What reading one ELF file found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,13 +68,71 @@ pub struct ElfScan {
     pub libraries: Vec<Finding>,
     /// Libraries found past [`MAX_ROWS_PER_FILE`], or banners past the scanner's own limit.
     pub too_many: bool,
-    /// The file was longer than the per-file budget: (bytes read, its size).
+    /// The file was longer than the per-file budget: (bytes read, its size). Its libraries have no version.
     pub cut: Option<(u64, u64)>,
+    /// Only its headers were read (it is over the hash cap `unowned_files` read it with): no libraries.
+    pub headers_only: bool,
     /// What its Go or Rust build info names (see [`super::binaries::identities`]).
     pub build: Vec<String>,
 }
 
+/// The scans `unowned_files` leaves for `embedded_libraries`, by file; at
+/// most [`MAX_KEPT_SCANS`] holding [`MAX_KEPT_SCAN_BYTES`]. A scan is
+/// bounded (16 findings of at most 256-byte evidence, a few build
+/// identities of 256 bytes), but a scope holds as many as it has files.
+#[derive(Debug, Default)]
+pub struct KeptScans {
+    scans: HashMap<FileKey, ElfScan>,
+    bytes: usize,
+}
+
+impl KeptScans {
+    pub fn get(&self, key: &FileKey) -> Option<&ElfScan> {
+        self.scans.get(key)
+    }
+
+    /// Keeps a scan of a file read whole or cut at the per-file budget;
+    /// false when it is not kept (headers only, or past the bounds).
+    pub fn keep(&mut self, key: FileKey, scan: ElfScan) -> bool {
+        let weight = scan.weight();
+        if scan.headers_only
+            || self.scans.len() >= MAX_KEPT_SCANS
+            || self.bytes + weight > MAX_KEPT_SCAN_BYTES
+            || self.scans.contains_key(&key)
+        {
+            return false;
+        }
+        self.bytes += weight;
+        self.scans.insert(key, scan);
+        true
+    }
+
+    /// The bytes the kept scans hold, by [`ElfScan::weight`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl ElfScan {
+    /// About the heap bytes it holds, and its own.
+    pub fn weight(&self) -> usize {
+        let libraries: usize =
+            self.libraries.iter().map(|f| 64 + f.evidence.len() + f.version.as_ref().map_or(0, String::len)).sum();
+        let build: usize = self.build.iter().map(|b| 24 + b.len()).sum();
+        std::mem::size_of::<ElfScan>() + libraries + build
+    }
+
+    /// `unowned_files.examined`: how much of the file was read for what identifies it.
+    pub fn examined(&self) -> &'static str {
+        if self.headers_only {
+            "elf_headers"
+        } else if self.cut.is_some() {
+            "elf_prefix"
+        } else {
+            "elf"
+        }
+    }
+
     /// `unowned_files.identified`: its build info, then each library (`openssl
     /// 3.0.11`, or `sqlite` when the version is unknown), `; `-separated.
     pub fn identified(&self) -> Option<String> {
@@ -101,13 +165,7 @@ pub struct Examined {
 impl Examined {
     /// About the bytes it holds, with its key (for [`EXAMINED`]'s bound).
     fn weight(&self) -> usize {
-        let elf = self.elf.as_ref().map_or(0, |e| {
-            let libraries: usize =
-                e.libraries.iter().map(|f| 64 + f.evidence.len() + f.version.as_ref().map_or(0, String::len)).sum();
-            let build: usize = e.build.iter().map(|b| 24 + b.len()).sum();
-            std::mem::size_of::<ElfScan>() + libraries + build
-        });
-        128 + self.sha256.as_ref().map_or(0, String::len) + elf
+        128 + self.sha256.as_ref().map_or(0, String::len) + self.elf.as_ref().map_or(0, ElfScan::weight)
     }
 }
 
@@ -159,8 +217,9 @@ pub fn forget_examined() {
 }
 
 /// Reads one walked file, once: its SHA-256 when `hash_cap` is given and the
-/// file is no longer, and, when it is ELF, its headers and banners. A file
-/// examined before, unchanged since (see [`EXAMINED`]), is not read.
+/// file is no longer, and, when it is ELF, its headers and, unless it is over
+/// a given `hash_cap`, its banners. A file examined before, unchanged since
+/// (see [`EXAMINED`]), is not read.
 pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> Result<Examined, ReadError> {
     use std::os::unix::fs::MetadataExt;
     let (file, len) = super::binaries::open_entry(scope, e)?;
@@ -213,12 +272,15 @@ fn examine_opened(
     use sha2::Digest;
     let mut magic = [0u8; 4];
     let is_elf = len >= 64 && file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"\x7fELF";
-    let hash_cap = hash_cap.filter(|&cap| len <= cap);
+    // Asked for a hash (unowned_files), a file over the hash cap is not read
+    // through: its banners are left to embedded_libraries' own budget.
+    let within = hash_cap.is_none_or(|cap| len <= cap);
+    let hash_cap = hash_cap.filter(|_| within);
     if !is_elf && hash_cap.is_none() {
         return Ok(Examined::default());
     }
     let mut needed = Vec::new();
-    let mut elf = is_elf.then(ElfScan::default);
+    let mut elf = is_elf.then(|| ElfScan { headers_only: !within, ..ElfScan::default() });
     if let Some(scan) = &mut elf {
         // Malformed headers leave the build info unread and nothing excluded as linked; the banners are still read.
         if let Ok(Ok(Some((found, read)))) = file.try_clone().map(|f| super::binaries::read_binary(f, len)) {
@@ -226,6 +288,9 @@ fn examine_opened(
             scan.build = super::binaries::identities(&found);
             needed = found.needed;
         }
+    }
+    if !within {
+        return Ok(Examined { sha256: None, elf });
     }
     let mut hasher = hash_cap.map(|_| sha2::Sha256::new());
     let mut scanner = is_elf.then(Scanner::new);
@@ -241,7 +306,8 @@ fn examine_opened(
     })?;
     let sha256 = hasher.filter(|_| !cut).map(|h| format!("{:x}", h.finalize()));
     if let (Some(scan), Some(scanner)) = (&mut elf, scanner) {
-        let report = scanner.finish();
+        // Cut at the per-file budget, what the file holds is known, its versions not.
+        let report = if cut { scanner.finish_prefix() } else { scanner.finish() };
         let mut libraries = report.findings;
         libraries.retain(|f| !needed.iter().any(|n| f.library.is_needed_as(n)));
         scan.too_many = report.overflowed || libraries.len() > MAX_ROWS_PER_FILE;
@@ -285,7 +351,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                 if owner.is_some() && !library_named(e.path.name()) {
                     return true;
                 }
-                let scan = match out.elf_scans.get(&key(e)) {
+                let scan = match out.elf_scans.get(&key(e)).filter(|s| !s.headers_only) {
                     Some(s) => s.clone(),
                     None => match examine(scope, e, &path, None) {
                         Ok(Examined { elf: Some(s), .. }) => s,
@@ -341,7 +407,7 @@ fn rows(out: &mut Sink, path: &str, owner: Option<&str>, scan: &ElfScan) {
     }
     if let Some((read, size)) = scan.cut {
         let msg = format!(
-            "{path}: only the first {read} of its {size} bytes were looked at (budget max_file_bytes); libraries past them are not reported"
+            "{path}: only the first {read} of its {size} bytes were looked at (budget max_file_bytes); libraries past them are not reported, and those found have no version"
         );
         out.not_read(C, path, &msg);
     }

@@ -110,7 +110,7 @@ pub struct Sink {
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
     pub owners: HashMap<String, std::sync::Arc<str>>,
     /// ELF files `unowned_files` read and scanned, left for `embedded_libraries` (see [`embedded`]).
-    pub elf_scans: HashMap<embedded::FileKey, embedded::ElfScan>,
+    pub elf_scans: embedded::KeptScans,
 }
 
 /// A table's batch is finished once its string bytes reach this…
@@ -149,7 +149,7 @@ impl Sink {
             errors: 0,
             collector: "crawl",
             owners: HashMap::new(),
-            elf_scans: HashMap::new(),
+            elf_scans: embedded::KeptScans::default(),
         }
     }
 

@@ -3,8 +3,15 @@
 //! into an image (typically /usr/local) where no package manager sees it —
 //! with what identifies each: the Go or Rust build info and the embedded
 //! libraries of an ELF file, read in the one pass that hashes it (see
-//! [`super::embedded::examine`]), so "unowned software nothing identifies" is
-//! `WHERE identified IS NULL`.
+//! [`super::embedded::examine`]), and how much of it was read for that
+//! (`examined`), so "unowned software nothing identifies" is
+//! `WHERE examined = 'elf' AND identified IS NULL`: an ELF file read whole,
+//! not a script, a file that could not be read, or one read in part.
+//!
+//! Only files within the hash cap (`hash_max_bytes`, 16 MiB) are read
+//! through; of a longer ELF file only the headers, for its build info
+//! (`examined = 'elf_headers'`): its banners are `embedded_libraries`' to
+//! read, within that collector's own byte budget.
 
 use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
@@ -76,24 +83,27 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 }
 
 /// The row of one unowned file; false when reading it hit a scope budget.
-/// An ELF file is read whole (up to the per-file budget) for its libraries
-/// as it is hashed; its scan is kept for `embedded_libraries`.
+/// An ELF file within the hash cap is read whole (up to the per-file budget)
+/// for its libraries as it is hashed; its scan is kept for `embedded_libraries`.
 fn row(scope: &Scope, out: &mut Sink, e: &Entry, kind: &str, path: String) -> bool {
-    let Examined { sha256: sha, elf } = match embedded::examine(scope, e, &path, Some(scope.config.hash_max_bytes)) {
-        Ok(x) => x,
-        Err(err) => {
-            out.read_error(C, &path, &err);
-            if err.is_budget() {
-                return false;
+    let (Examined { sha256: sha, elf }, read) =
+        match embedded::examine(scope, e, &path, Some(scope.config.hash_max_bytes)) {
+            Ok(x) => (x, true),
+            Err(err) => {
+                out.read_error(C, &path, &err);
+                if err.is_budget() {
+                    return false;
+                }
+                (Examined::default(), false)
             }
-            Examined::default()
-        }
-    };
+        };
     let identified = elf.as_ref().and_then(embedded::ElfScan::identified);
-    if let Some(scan) = elf
-        && out.elf_scans.len() < embedded::MAX_KEPT_SCANS
-    {
-        out.elf_scans.insert(embedded::key(e), scan);
+    let examined = match &elf {
+        Some(scan) => Some(scan.examined()),
+        None => read.then_some("not_elf"),
+    };
+    if let Some(scan) = elf {
+        out.elf_scans.keep(embedded::key(e), scan);
     }
     out.row(
         &UNOWNED_FILES,
@@ -105,6 +115,7 @@ fn row(scope: &Scope, out: &mut Sink, e: &Entry, kind: &str, path: String) -> bo
             ("mtime", Value::Int(e.mtime.saturating_mul(1_000_000))),
             ("sha256", sha.as_ref().into()),
             ("identified", identified.as_ref().into()),
+            ("examined", examined.into()),
         ],
     );
     true
@@ -113,6 +124,35 @@ fn row(scope: &Scope, out: &mut Sink, e: &Entry, kind: &str, path: String) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scope's kept scans are bounded in bytes, not only in count: each
+    /// may be several KiB of evidence and build identities.
+    #[test]
+    fn kept_scans_are_bounded_in_bytes() {
+        use periscope_banners::{Finding, Library};
+        let heavy = embedded::ElfScan {
+            libraries: (0..embedded::MAX_ROWS_PER_FILE)
+                .map(|i| Finding {
+                    library: Library::OpenSsl,
+                    version: Some(format!("1.0.{i}")),
+                    evidence: "x".repeat(256),
+                    offset: 0,
+                })
+                .collect(),
+            build: vec!["y".repeat(256); 5],
+            ..Default::default()
+        };
+        let mut kept = embedded::KeptScans::default();
+        let mut n = 0u64;
+        while kept.keep((0, n, 0, [0; 4]), heavy.clone()) {
+            n += 1;
+        }
+        assert!(n > 100 && kept.bytes() <= embedded::MAX_KEPT_SCAN_BYTES, "{n} scans, {} bytes", kept.bytes());
+        // What is not kept, embedded_libraries reads itself; a headers-only scan is never kept.
+        assert!(kept.get(&(0, n, 0, [0; 4])).is_none());
+        let mut fresh = embedded::KeptScans::default();
+        assert!(!fresh.keep((1, 1, 0, [0; 4]), embedded::ElfScan { headers_only: true, ..Default::default() }));
+    }
 
     #[test]
     fn classification() {
