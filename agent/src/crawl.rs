@@ -605,7 +605,11 @@ fn run_these(
                         sink.owners = std::mem::take(&mut scratch.owners);
                     }
                     guarded(col, &scope, &mut sink);
-                    if let Some(fp) = fp.filter(|_| sink.errors() == errors_before) {
+                    // Errors make a collector run again next crawl, except where its inputs are too large
+                    // to fingerprint: a walk of a host's tree that meets the same unreadable file each
+                    // time runs again when its period ends.
+                    let window = crate::fingerprint::window(&scope_key, col.name, rewalk_large);
+                    if let Some(fp) = fp.filter(|f| sink.errors() == errors_before || (window.is_some() && *f == window)) {
                         fingerprints.push((col.name, fp));
                     }
                 }

@@ -268,6 +268,8 @@ fn inputs_too_large_to_fingerprint_are_walked_once_per_period() {
         std::fs::write(&p, "").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    // And a problem every walk meets (a tree deeper than the walks go): a crawl_errors row each time.
+    std::fs::create_dir_all(r.join("usr/local/deep").join(["d"; 70].join("/"))).unwrap();
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
     let root_arg = r.display().to_string();
