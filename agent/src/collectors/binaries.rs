@@ -499,38 +499,13 @@ pub fn identities(found: &Found) -> Vec<String> {
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut candidates: Vec<Entry> = Vec::new();
-    for dir in DIRS {
-        if scope.root.read_link(dir).is_ok() {
-            continue;
+    super::walk_dirs(scope, out, C, DIRS, &mut |e: &Entry, _: &mut Sink| {
+        if e.kind == FileType::RegularFile && e.size >= 64 && super::unowned::classify(e.path.name(), e.mode).is_some()
+        {
+            candidates.push(e.clone());
         }
-        let mut errors = Vec::new();
-        let r = scope.root.walk(
-            dir,
-            &mut |e: &Entry| {
-                if e.kind == FileType::RegularFile
-                    && e.size >= 64
-                    && super::unowned::classify(e.path.name(), e.mode).is_some()
-                {
-                    candidates.push(e.clone());
-                }
-                true
-            },
-            &mut |e| errors.push(e),
-        );
-        for e in errors {
-            out.error(C, None, &e.to_string());
-        }
-        match r {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                out.read_error(C, dir, &e);
-                if e.is_budget() {
-                    break;
-                }
-            }
-        }
-    }
+        true
+    });
     let mut spent = 0u64;
     for e in candidates {
         let path = e.path.shown();

@@ -43,7 +43,7 @@ use periscope_banners::{Finding, LIBRARIES, Scanner};
 use periscope_proto::tables::EMBEDDED_LIBRARIES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, WalkErrors, unalias, usrmerge_aliases};
+use super::{Scope, Sink, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::{Entry, ReadError};
 
@@ -331,56 +331,35 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     // Past a scope budget, no more files are read (the walks still report their own problems).
     let mut stopped = false;
-    for dir in DIRS {
-        if scope.root.read_link(dir).is_ok() {
-            continue;
+    super::walk_dirs(scope, out, C, DIRS, &mut |e: &Entry, out: &mut Sink| {
+        if stopped
+            || e.kind != FileType::RegularFile
+            || e.size < 64
+            || super::unowned::classify(e.path.name(), e.mode).is_none()
+        {
+            return true;
         }
-        let mut errors = WalkErrors::default();
-        let r = scope.root.walk(
-            dir,
-            &mut |e: &Entry| {
-                if stopped
-                    || e.kind != FileType::RegularFile
-                    || e.size < 64
-                    || super::unowned::classify(e.path.name(), e.mode).is_none()
-                {
+        let path = e.path.shown();
+        let owner = owner(&out.owners, &path, &aliases).map(str::to_string);
+        if owner.is_some() && !library_named(e.path.name()) {
+            return true;
+        }
+        let scan = match out.elf_scans.get(&key(e)).filter(|s| !s.headers_only) {
+            Some(s) => s.clone(),
+            None => match examine(scope, e, &path, None) {
+                Ok(Examined { elf: Some(s), .. }) => s,
+                Ok(_) => return true,
+                Err(err) => {
+                    out.read_error(C, &path, &err);
+                    stopped = err.is_budget();
                     return true;
                 }
-                let path = e.path.shown();
-                let owner = owner(&out.owners, &path, &aliases).map(str::to_string);
-                if owner.is_some() && !library_named(e.path.name()) {
-                    return true;
-                }
-                let scan = match out.elf_scans.get(&key(e)).filter(|s| !s.headers_only) {
-                    Some(s) => s.clone(),
-                    None => match examine(scope, e, &path, None) {
-                        Ok(Examined { elf: Some(s), .. }) => s,
-                        Ok(_) => return true,
-                        Err(err) => {
-                            out.read_error(C, &path, &err);
-                            stopped = err.is_budget();
-                            return true;
-                        }
-                    },
-                };
-                rows(out, &path, owner.as_deref(), &scan);
-                stopped = out.is_full(&EMBEDDED_LIBRARIES);
-                true
             },
-            &mut |e| errors.push(e),
-        );
-        errors.report(out, C);
-        match r {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                out.read_error(C, dir, &e);
-                if e.is_budget() {
-                    break;
-                }
-            }
-        }
-    }
+        };
+        rows(out, &path, owner.as_deref(), &scan);
+        stopped = out.is_full(&EMBEDDED_LIBRARIES);
+        true
+    });
 }
 
 /// One file's rows, and what was not read or kept of it.

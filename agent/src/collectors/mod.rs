@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use periscope_proto::tables::{self, Table};
 
 use crate::encode::{Common, TableBuilder, Value};
-use crate::rootfs::{Budgets, ReadError, Root};
+use crate::rootfs::{Budgets, Entry, ReadError, Root};
 
 /// What the configurable collectors look at.
 #[derive(Debug, Clone)]
@@ -329,6 +329,38 @@ impl WalkErrors {
     }
 }
 
+/// Walks each of `dirs` in turn, `visit` seeing every entry with the sink
+/// (whether to descend, as [`Root::walk`]); a merged-/usr alias (/bin ->
+/// usr/bin) is not walked, its files are met through /usr. The walks'
+/// problems become `collector`'s rows ([`WalkErrors`]); a missing directory
+/// is none; an exhausted budget ends the walks.
+pub fn walk_dirs(
+    scope: &Scope,
+    out: &mut Sink,
+    collector: &str,
+    dirs: &[&str],
+    visit: &mut dyn FnMut(&Entry, &mut Sink) -> bool,
+) {
+    for dir in dirs {
+        if scope.root.read_link(dir).is_ok() {
+            continue;
+        }
+        let mut errors = WalkErrors::default();
+        let r = scope.root.walk(dir, &mut |e: &Entry| visit(e, out), &mut |e| errors.push(e));
+        errors.report(out, collector);
+        match r {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                out.read_error(collector, dir, &e);
+                if e.is_budget() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Read problems of named paths met while rows are being made, said after
 /// problems found before them (as when everything was read first): at most
 /// [`MAX_ERROR_ROWS`] kept, the rest only counted, as the sink would.
@@ -544,7 +576,7 @@ pub fn sha256_file(root: &Root, path: impl AsRef<std::ffi::OsStr>, cap: u64) -> 
 }
 
 /// [`sha256_file`] of a walked entry: refused if the path no longer names the inode the walk saw.
-pub fn sha256_entry(root: &Root, e: &crate::rootfs::Entry, cap: u64) -> Result<Option<String>, ReadError> {
+pub fn sha256_entry(root: &Root, e: &Entry, cap: u64) -> Result<Option<String>, ReadError> {
     use std::os::unix::ffi::OsStrExt;
     sha256_expecting(root, std::ffi::OsStr::from_bytes(&e.path.raw()), Some((e.dev, e.ino)), cap)
 }

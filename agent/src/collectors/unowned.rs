@@ -17,7 +17,7 @@ use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
 use super::embedded::{self, Examined};
-use super::{Scope, Sink, WalkErrors, mode_string, unalias, usrmerge_aliases};
+use super::{Scope, Sink, mode_string, unalias, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 
@@ -44,42 +44,20 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     // paths held 270 MB).
     // Past a budget while hashing, no more rows (the walks still report their own problems).
     let mut stopped = false;
-    for dir in DIRS {
-        // A merged-/usr alias (/bin -> usr/bin) is walked through /usr.
-        if scope.root.read_link(dir).is_ok() {
-            continue;
-        }
-        let mut errors = WalkErrors::default();
-        let r = scope.root.walk(
-            dir,
-            &mut |e: &Entry| {
-                if !stopped
-                    && e.kind == FileType::RegularFile
-                    && let Some(kind) = classify(e.path.name(), e.mode)
-                {
-                    let path = e.path.shown();
-                    let owned = out.owners.contains_key(&path)
-                        || unalias(&path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
-                    if !owned && !out.is_full(&UNOWNED_FILES) {
-                        stopped = !row(scope, out, e, kind, path);
-                    }
-                }
-                true
-            },
-            &mut |e| errors.push(e),
-        );
-        errors.report(out, C);
-        match r {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                out.error(C, Some(dir), &e.to_string());
-                if e.is_budget() {
-                    break;
-                }
+    super::walk_dirs(scope, out, C, DIRS, &mut |e: &Entry, out: &mut Sink| {
+        if !stopped
+            && e.kind == FileType::RegularFile
+            && let Some(kind) = classify(e.path.name(), e.mode)
+        {
+            let path = e.path.shown();
+            let owned =
+                out.owners.contains_key(&path) || unalias(&path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
+            if !owned && !out.is_full(&UNOWNED_FILES) {
+                stopped = !row(scope, out, e, kind, path);
             }
         }
-    }
+        true
+    });
 }
 
 /// The row of one unowned file; false when reading it hit a scope budget.
