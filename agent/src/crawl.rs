@@ -537,6 +537,8 @@ fn run_these(
                 let mut inherited: Vec<&'static Table> = Vec::new();
                 let (mut fingerprints, mut unread) = (Vec::new(), Vec::<&'static Table>::new());
                 let scope_key = crate::fingerprint::scope_key(&c);
+                // Only a host's: a container or image large enough has its collectors run each crawl.
+                let host_rewalk = if c.scope == scope::HOST { rewalk_large } else { std::time::Duration::ZERO };
                 // Decided for every collector before any runs: a table several collectors fill is
                 // inherited or left unread only when all of them leave it (see [`couple_shared_tables`]).
                 let mut steps: Vec<(Step, Option<crate::fingerprint::Fingerprint>)> = collectors
@@ -545,8 +547,8 @@ fn run_these(
                         if plan.as_ref().is_some_and(|p| p.inherits(col, &scope.root, &scope.config)) {
                             return (Step::Inherit, None);
                         }
-                        // Inputs too large to fingerprint: not walked again within their period.
-                        let window = crate::fingerprint::window(&scope_key, col.name, rewalk_large);
+                        // A host's inputs too large to fingerprint: not walked again within their period.
+                        let window = crate::fingerprint::window(&scope_key, col.name, host_rewalk);
                         if let (Some(k), Some(w)) = (&known, window) {
                             if k.get(&(scope_key.clone(), col.name)) == Some(&Some(w)) {
                                 return (Step::Unread, Some(Some(w)));
@@ -560,7 +562,11 @@ fn run_these(
                                 if col.needs_owners {
                                     inputs.extend(collectors.iter().filter(|x| x.name == "packages").flat_map(|p| (p.inputs)(&scope.config)));
                                 }
-                                crate::fingerprint::of(&scope.root, &inputs).or(window)
+                                match crate::fingerprint::of_inputs(&scope.root, &inputs) {
+                                    crate::fingerprint::Taken::Of(f) => Some(f),
+                                    crate::fingerprint::Taken::TooLarge => window,
+                                    crate::fingerprint::Taken::Failed => None,
+                                }
                             }
                         });
                         if let (Some(k), Some(Some(f))) = (&known, fp) {
@@ -594,7 +600,7 @@ fn run_these(
                         Step::Run => {}
                     }
                     sink.set_collector(col.name);
-                    let errors_before = sink.errors();
+                    let (errors_before, cuts_before) = (sink.errors(), sink.cuts());
                     let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
                     if col.needs_owners && sink.owners.is_empty() && packages_not_read {
                         // The package databases are the image's, but this collector names owners: read them, keep only the owners.
@@ -608,8 +614,12 @@ fn run_these(
                     // Errors make a collector run again next crawl, except where its inputs are too large
                     // to fingerprint: a walk of a host's tree that meets the same unreadable file each
                     // time runs again when its period ends.
-                    let window = crate::fingerprint::window(&scope_key, col.name, rewalk_large);
-                    if let Some(fp) = fp.filter(|f| sink.errors() == errors_before || (window.is_some() && *f == window)) {
+                    let window = crate::fingerprint::window(&scope_key, col.name, host_rewalk);
+                    let kept = |f: &crate::fingerprint::Fingerprint| {
+                        sink.errors() == errors_before
+                            || (window.is_some() && *f == window && sink.cuts() == cuts_before)
+                    };
+                    if let Some(fp) = fp.filter(kept) {
                         fingerprints.push((col.name, fp));
                     }
                 }
@@ -725,6 +735,7 @@ fn guarded(col: &Collector, scope: &Scope, sink: &mut Sink) {
     let run = std::panic::AssertUnwindSafe(|| (col.collect)(scope, sink));
     if let Err(panic) = std::panic::catch_unwind(run) {
         let msg = format!("internal error: the collector panicked and was stopped: {}", panic_message(&*panic));
+        sink.mark_cut();
         sink.error(col.name, None, &msg);
     }
 }

@@ -276,7 +276,6 @@ impl Outbox {
         self.images_stored.clear();
         self.stopped_sent.clear();
         self.fingerprints.clear();
-        crate::collectors::embedded::forget_examined();
     }
 
     /// The node key to send with, enrolling first when there is none yet.
@@ -459,6 +458,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         n += 1;
         if opts.resend_every > 0 && n.is_multiple_of(opts.resend_every) {
             out.forget();
+            // Files are read again too (not on a spool eviction: what was read has not changed).
+            crate::collectors::embedded::forget_examined();
         }
         // Over the memory ceiling after the last crawl: this one skips the optional collectors.
         health.degraded = health.rss.is_some_and(|r| r > health.memory_limit);

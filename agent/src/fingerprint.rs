@@ -9,8 +9,13 @@
 //! A fingerprint is taken before the collector reads, so a change during a
 //! read makes the next fingerprint differ. Inputs too large to stat cheaply
 //! (more than [`MAX_STAMPS`] entries, say a walk of /usr) have no
-//! fingerprint, and their collector always runs. Collectors that met errors
-//! are always run again.
+//! fingerprint: their collector runs every crawl, except on a host scope with
+//! `run --rewalk-large-secs`, where it runs once per period ([`window`]).
+//! Inputs whose fingerprint cannot be taken (a stat error, a walk problem)
+//! have none either, and their collector always runs. Collectors that met
+//! errors are run again next crawl; on a host, one that walks a tree too
+//! large to fingerprint and met only problems of single paths (not a spent
+//! budget or a panic) waits for its period.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -37,8 +42,26 @@ pub fn scope_key(c: &crate::encode::Common) -> String {
     format!("{}/{}/{}", c.host, c.scope, c.scope_id)
 }
 
+/// What taking a fingerprint gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Of([u8; 32]),
+    /// More than [`MAX_STAMPS`] entries.
+    TooLarge,
+    /// A stat or a walk failed.
+    Failed,
+}
+
 /// The fingerprint of everything `inputs` (paths and globs) name in `root`.
 pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
+    match of_inputs(root, inputs) {
+        Taken::Of(f) => Some(f),
+        Taken::TooLarge | Taken::Failed => None,
+    }
+}
+
+/// [`of`], saying why there is none.
+pub fn of_inputs(root: &Root, inputs: &[String]) -> Taken {
     // Each input's literal leading directories, at their symlinks' targets too; nested ones walked once.
     let mut starts: BTreeSet<String> = BTreeSet::new();
     // `!PATTERN` inputs only narrow what touches the others (see `inherit`): fingerprinting more is safe.
@@ -58,7 +81,7 @@ pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
         h.update([0]);
         match root.stamp(start) {
             Err(e) if e.is_not_found() => h.update(b"absent"),
-            Err(_) => return None,
+            Err(_) => return Taken::Failed,
             Ok((stamp, dir)) => {
                 n += 1;
                 for x in stamp {
@@ -82,25 +105,29 @@ pub fn of(root: &Root, inputs: &[String]) -> Fingerprint {
                         },
                         &mut |_| failed = true,
                     );
+                    if n > MAX_STAMPS {
+                        return Taken::TooLarge;
+                    }
                     if walked.is_err() || failed {
-                        return None;
+                        return Taken::Failed;
                     }
                 }
             }
         }
         if n > MAX_STAMPS {
-            return None;
+            return Taken::TooLarge;
         }
     }
-    Some(h.finalize().into())
+    Taken::Of(h.finalize().into())
 }
 
 /// The stand-in fingerprint of inputs too large to fingerprint, for a
 /// daemon that walks them at most once per `period`: it names the period
 /// the current time falls in, so the collector runs when a new one begins
 /// and is `unread` until then. Periods start at an offset drawn from the
-/// scope and collector, so a fleet's agents and one agent's collectors do
-/// not all walk at once. None when `period` is zero (they run every crawl).
+/// scope, so a fleet's agents do not all walk at once; one scope's
+/// collectors share it, since collectors filling one table (`packages`:
+/// python, npm, java, ...) run together. None when `period` is zero.
 /// On a 2-core build machine the host's walks of / (application packages,
 /// unowned files, embedded libraries) were 70% of an unchanged crawl's CPU.
 pub fn window(scope_key: &str, collector: &str, period: std::time::Duration) -> Fingerprint {
@@ -108,19 +135,12 @@ pub fn window(scope_key: &str, collector: &str, period: std::time::Duration) -> 
     if secs == 0 {
         return None;
     }
-    let seed: [u8; 32] =
-        Sha256::new().chain_update(scope_key).chain_update([0]).chain_update(collector).finalize().into();
+    let seed: [u8; 32] = Sha256::new().chain_update(scope_key).finalize().into();
     let offset = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) % secs;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let n = (now + offset) / secs;
-    Some(
-        Sha256::new()
-            .chain_update(b"large inputs, period")
-            .chain_update(seed)
-            .chain_update(n.to_le_bytes())
-            .finalize()
-            .into(),
-    )
+    let n = (u128::from(now) + u128::from(offset)) / u128::from(secs);
+    let token = Sha256::new().chain_update(b"large inputs, period").chain_update(seed).chain_update(collector);
+    Some(token.chain_update(n.to_le_bytes()).finalize().into())
 }
 
 /// Whether path `a` lies inside directory `b`.
@@ -185,5 +205,15 @@ mod tests {
             std::fs::write(d.join(format!("f{i}")), "").unwrap();
         }
         assert_eq!(of(&Root::open(tmp.path()).unwrap(), &["/usr".to_string()]), None);
+        assert_eq!(of_inputs(&Root::open(tmp.path()).unwrap(), &["/usr".to_string()]), Taken::TooLarge);
+    }
+
+    /// Only inputs too large to stat get a period (see [`window`]); a small
+    /// tree whose walk meets a problem is read every crawl.
+    #[test]
+    fn a_walk_problem_is_a_failure_not_a_large_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("usr/lib").join(["d"; 70].join("/"))).unwrap();
+        assert_eq!(of_inputs(&Root::open(tmp.path()).unwrap(), &["/usr".to_string()]), Taken::Failed);
     }
 }

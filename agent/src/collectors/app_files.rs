@@ -100,6 +100,7 @@ pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFil
     let mut cell = scope.app_files.borrow_mut();
     let files = cell.get_or_insert_with(|| walk(scope, out, collector));
     if let Some(why) = &files.cut {
+        out.mark_cut();
         out.error(
             collector,
             Some("/"),

@@ -200,10 +200,25 @@ struct Stamp {
 /// crawl's CPU). Files with one inode in several containers (one image
 /// layer) are read once. At most [`MAX_KEPT_EXAMINED`]; when full, it starts
 /// again empty. [`forget_examined`] empties it (`run --resend-every`).
-static EXAMINED: std::sync::Mutex<Option<(HashMap<Stamp, Examined>, usize)>> = std::sync::Mutex::new(None);
+/// Each with the bytes its reading took, charged again when it is used.
+static EXAMINED: std::sync::Mutex<Option<(HashMap<Stamp, (Examined, u64)>, usize)>> = std::sync::Mutex::new(None);
 
-/// Seconds since its last change after which a file's examination is kept.
+/// Seconds since its last change after which a file's examination is kept:
+/// past the kernel's writeback of dirty pages (30 s by default), since a
+/// write through a shared mapping to a page already dirty moves no time.
+#[cfg(not(test))]
+const SETTLED_SECS: i64 = 120;
+/// In unit tests, which cannot wait two minutes.
+#[cfg(test)]
 const SETTLED_SECS: i64 = 2;
+
+/// Filesystems whose ctime is the kernel's clock, not a value stored in an
+/// image (erofs, squashfs) or kept by a server (FUSE, NFS): ext4, xfs,
+/// btrfs, overlayfs, tmpfs, zfs. Only their files' examinations are kept.
+const HONEST_TIMES: [i64; 6] = [0xEF53, 0x5846_5342, 0x9123_683E, 0x794C_7630, 0x0102_1994, 0x2FC1_2FC1];
+
+/// What a kept examination costs beyond its [`Examined::weight`]: its key and its table slot.
+const KEPT_ENTRY_BYTES: usize = 256;
 
 /// Files whose examination is kept (most are a few hundred bytes).
 pub const MAX_KEPT_EXAMINED: usize = 20_000;
@@ -232,10 +247,19 @@ pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> R
         max_file_bytes: scope.root.budgets().max_file_bytes,
         hash_cap,
     };
-    if let Some(kept) = EXAMINED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|(k, _)| k.get(&stamp)) {
-        return Ok(kept.clone());
+    let hit = EXAMINED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|(k, _)| k.get(&stamp).cloned());
+    if let Some((kept, read)) = hit {
+        // Counted as read: where a budget cuts must not depend on what this process read before.
+        scope.root.charge_bytes(path, read)?;
+        #[cfg(test)]
+        tests::HITS.with(|h| h.set(h.get() + 1));
+        return Ok(kept);
     }
-    let examined = examine_opened(scope, file, len, path, hash_cap)?;
+    let honest = rustix::fs::fstatfs(&file).is_ok_and(|st| HONEST_TIMES.contains(&(st.f_type as i64)));
+    let Opened { examined, read, complete } = examine_opened(scope, file, len, path, hash_cap)?;
+    if !complete || !honest {
+        return Ok(examined);
+    }
     // As git does with racily clean files: a file changed within the last
     // seconds may change again within the same timestamp tick (a few ms),
     // after it was read, and keep its stamp; it is read again next time. A
@@ -245,7 +269,7 @@ pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> R
     if m.ctime() > now - SETTLED_SECS || m.mtime() > now - SETTLED_SECS {
         return Ok(examined);
     }
-    let weight = examined.weight();
+    let weight = examined.weight() + KEPT_ENTRY_BYTES;
     if weight > MAX_KEPT_EXAMINED_BYTES / 64 {
         return Ok(examined);
     }
@@ -255,11 +279,19 @@ pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> R
         kept.clear();
         *bytes = 0;
     }
-    if let Some(old) = kept.insert(stamp, examined.clone()) {
-        *bytes -= old.weight();
+    if let Some((old, _)) = kept.insert(stamp, (examined.clone(), read)) {
+        *bytes -= old.weight() + KEPT_ENTRY_BYTES;
     }
     *bytes += weight;
     Ok(examined)
+}
+
+/// What [`examine_opened`] found, the bytes it read, and whether nothing
+/// passing (an I/O error, no descriptor) left any of it unread.
+struct Opened {
+    examined: Examined,
+    read: u64,
+    complete: bool,
 }
 
 fn examine_opened(
@@ -268,29 +300,40 @@ fn examine_opened(
     len: u64,
     path: &str,
     hash_cap: Option<u64>,
-) -> Result<Examined, ReadError> {
+) -> Result<Opened, ReadError> {
     use sha2::Digest;
     let mut magic = [0u8; 4];
-    let is_elf = len >= 64 && file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"\x7fELF";
+    let magic_read = len < 64 || file.read_exact_at(&mut magic, 0).is_ok();
+    let is_elf = len >= 64 && magic_read && &magic == b"\x7fELF";
+    let (mut total, mut complete) = (0u64, magic_read);
     // Asked for a hash (unowned_files), a file over the hash cap is not read
     // through: its banners are left to embedded_libraries' own budget.
     let within = hash_cap.is_none_or(|cap| len <= cap);
     let hash_cap = hash_cap.filter(|_| within);
     if !is_elf && hash_cap.is_none() {
-        return Ok(Examined::default());
+        return Ok(Opened { examined: Examined::default(), read: 0, complete });
     }
     let mut needed = Vec::new();
     let mut elf = is_elf.then(|| ElfScan { headers_only: !within, ..ElfScan::default() });
     if let Some(scan) = &mut elf {
         // Malformed headers leave the build info unread and nothing excluded as linked; the banners are still read.
-        if let Ok(Ok(Some((found, read)))) = file.try_clone().map(|f| super::binaries::read_binary(f, len)) {
-            scope.root.charge_bytes(path, read)?;
-            scan.build = super::binaries::identities(&found);
-            needed = found.needed;
+        match file.try_clone().map(|f| super::binaries::read_binary(f, len)) {
+            Ok(Ok(Some((found, read)))) => {
+                scope.root.charge_bytes(path, read)?;
+                total += read;
+                scan.build = super::binaries::identities(&found);
+                needed = found.needed;
+            }
+            // What the file says (malformed, unsupported, too large) is the same next time; a read error may not be.
+            Ok(Ok(None))
+            | Ok(Err(super::binaries::BinaryError::Malformed(_)))
+            | Ok(Err(super::binaries::BinaryError::Unsupported(_)))
+            | Ok(Err(super::binaries::BinaryError::TooLarge { .. })) => {}
+            Ok(Err(super::binaries::BinaryError::Read(_))) | Err(_) => complete = false,
         }
     }
     if !within {
-        return Ok(Examined { sha256: None, elf });
+        return Ok(Opened { examined: Examined { sha256: None, elf }, read: total, complete });
     }
     let mut hasher = hash_cap.map(|_| sha2::Sha256::new());
     let mut scanner = is_elf.then(Scanner::new);
@@ -315,7 +358,7 @@ fn examine_opened(
         scan.libraries = libraries;
         scan.cut = cut.then_some((read, len));
     }
-    Ok(Examined { sha256, elf })
+    Ok(Opened { examined: Examined { sha256, elf }, read: total + read, complete })
 }
 
 /// The OS package owning `path` (through a merged-/usr alias too).
@@ -396,6 +439,11 @@ fn rows(out: &mut Sink, path: &str, owner: Option<&str>, scan: &ElfScan) {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Examinations this thread took from [`EXAMINED`].
+        pub static HITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     #[test]
     fn library_names() {
         for (name, want) in [
@@ -430,7 +478,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(SETTLED_SECS as u64 * 1000 + 1100));
         let common =
             crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
-        // A scope that may read nothing: what it gets, it gets without reading.
+        let hits = || HITS.with(|h| h.get());
         let scope = |max_total_bytes| {
             let root = Root::with_budgets(dir.path(), Budgets { max_total_bytes, ..Budgets::default() }).unwrap();
             Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() }
@@ -452,10 +500,15 @@ mod tests {
         };
         let (reads, spent) = (scope(1 << 20), scope(0));
         let first = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
-        let again = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        let before = hits();
+        let again = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        assert_eq!(hits(), before + 1, "kept, not read");
         assert!(first.sha256.is_some());
-        assert_eq!(again.sha256, first.sha256, "kept, not read");
+        assert_eq!(again.sha256, first.sha256);
         assert_eq!(again.elf, first.elf);
+        // What a kept examination read is charged as if read again: budgets cut where they did.
+        let e = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap_err();
+        assert!(e.is_budget(), "{e}");
         // Rewritten in place, same size, its mtime set back: its ctime moved, so it is read again.
         let mtime = std::fs::metadata(&tool).unwrap().modified().unwrap();
         std::fs::write(&tool, elf(b"two")).unwrap();
@@ -465,8 +518,9 @@ mod tests {
         let changed = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
         assert_ne!(changed.sha256, first.sha256);
         // A file changed just now is read each time.
-        let now = examine(&spent, &entry(&spent), "/usr/local/bin/tool", Some(1 << 20)).unwrap_err();
-        assert!(now.is_budget(), "{now}");
+        let before = hits();
+        let now = examine(&reads, &entry(&reads), "/usr/local/bin/tool", Some(1 << 20)).unwrap();
+        assert_eq!((hits(), now.sha256), (before, changed.sha256));
     }
 
     #[test]

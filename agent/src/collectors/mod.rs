@@ -105,6 +105,8 @@ pub struct Sink {
     taken: HashMap<&'static str, Taken>,
     limits: Budgets,
     errors: usize,
+    /// Errors that cut a collector short (a budget spent, a panic), not a path's own problem.
+    cuts: usize,
     /// The collector running now, named on limit errors.
     collector: &'static str,
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
@@ -147,6 +149,7 @@ impl Sink {
             taken: HashMap::new(),
             limits: *budgets,
             errors: 0,
+            cuts: 0,
             collector: "crawl",
             owners: HashMap::new(),
             elf_scans: embedded::KeptScans::default(),
@@ -270,6 +273,9 @@ impl Sink {
     /// Records a read problem; the error text already names the path. A path
     /// on a refused filesystem is what the configuration asked for ([`Sink::not_read`]).
     pub fn read_error(&mut self, collector: &str, path: &str, e: &ReadError) {
+        if e.is_budget() {
+            self.cuts += 1;
+        }
         match e {
             ReadError::RefusedMount { .. } => self.not_read(collector, path, &e.to_string()),
             _ => self.error(collector, Some(path), &e.to_string()),
@@ -278,6 +284,16 @@ impl Sink {
 
     pub fn errors(&self) -> usize {
         self.errors
+    }
+
+    /// Errors so far that cut a collector short: a budget spent ([`Sink::read_error`]), a panic.
+    pub fn cuts(&self) -> usize {
+        self.cuts
+    }
+
+    /// Counts an error reported otherwise as one that cut a collector short.
+    pub fn mark_cut(&mut self) {
+        self.cuts += 1;
     }
 
     pub fn common(&self) -> &Common {
