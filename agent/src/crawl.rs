@@ -549,10 +549,10 @@ fn run_these(
                         }
                         // A host's inputs too large to fingerprint: not walked again within their period.
                         let window = crate::fingerprint::window(&scope_key, col.name, host_rewalk);
-                        if let (Some(k), Some(w)) = (&known, window) {
-                            if k.get(&(scope_key.clone(), col.name)) == Some(&Some(w)) {
-                                return (Step::Unread, Some(Some(w)));
-                            }
+                        if let (Some(k), Some(w)) = (&known, window)
+                            && k.get(&(scope_key.clone(), col.name)) == Some(&Some(w))
+                        {
+                            return (Step::Unread, Some(Some(w)));
                         }
                         // Inputs whose stat did not change since the last spooled crawl: not read again.
                         let fp = known.as_ref().map(|k| match k.get(&(scope_key.clone(), col.name)) {

@@ -1000,10 +1000,10 @@ impl Root {
         rel: &OsStr,
         expect: Option<(u64, u64)>,
         limit: u64,
-        mut f: impl FnMut(&[u8]) -> bool,
+        f: impl FnMut(&[u8]) -> bool,
     ) -> Result<u64, ReadError> {
         let limit = limit.min(self.budgets.max_file_bytes);
-        let (mut file, size) = self.open_file(rel)?;
+        let (file, size) = self.open_file(rel)?;
         let rel = &display_name(rel.as_bytes());
         if let Some(want) = expect {
             use std::os::unix::fs::MetadataExt;
@@ -1015,41 +1015,27 @@ impl Root {
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }
-        let mut buf = vec![0u8; 64 << 10];
-        let mut total = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| ReadError::Io { path: rel.to_string(), source: e })?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > limit {
-                return Err(ReadError::TooLarge { path: rel.to_string(), size: total, limit });
-            }
-            self.charge_bytes(rel, n as u64)?;
-            if !f(&buf[..n]) {
-                break;
-            }
+        let (total, stopped) = self.feed(&file, rel, limit, f)?;
+        // Grown past the limit since it was opened: refused, as a file that long would have been.
+        use std::os::unix::fs::FileExt;
+        let mut more = [0u8; 1];
+        if !stopped && total == limit && file.read_at(&mut more, total).is_ok_and(|n| n > 0) {
+            return Err(ReadError::TooLarge { path: rel.to_string(), size: total + 1, limit });
         }
         Ok(total)
     }
 
-    /// Feeds a file opened with [`Root::open_file`] to `f` in chunks from its
-    /// start, at most `limit` bytes (and the per-file budget) however long it
-    /// is, each chunk counted against the scope's byte budget and its
-    /// deadline, until `f` returns false. Returns the bytes read and whether
-    /// the file went on past `limit` (its `size` as opened). For collectors that
-    /// read a file's headers positionally first, then its contents, from one open.
-    pub fn stream_opened(
+    /// Feeds `file` to `f` in chunks from its start, at most `limit` bytes,
+    /// each chunk counted against the scope's byte budget and its deadline,
+    /// until `f` returns false. Returns the bytes read and whether `f` stopped.
+    fn feed(
         &self,
         file: &File,
         rel: &str,
-        size: u64,
         limit: u64,
         mut f: impl FnMut(&[u8]) -> bool,
     ) -> Result<(u64, bool), ReadError> {
         use std::os::unix::fs::FileExt;
-        let limit = limit.min(self.budgets.max_file_bytes);
         let mut buf = vec![0u8; 64 << 10];
         let mut total = 0u64;
         while total < limit {
@@ -1064,10 +1050,29 @@ impl Root {
             total += n as u64;
             self.charge_bytes(rel, n as u64)?;
             if !f(&buf[..n]) {
-                return Ok((total, false));
+                return Ok((total, true));
             }
         }
-        Ok((total, total >= limit && size > limit))
+        Ok((total, false))
+    }
+
+    /// Feeds a file opened with [`Root::open_file`] to `f` in chunks from its
+    /// start, at most `limit` bytes (and the per-file budget) however long it
+    /// is, each chunk counted against the scope's byte budget and its
+    /// deadline, until `f` returns false. Returns the bytes read and whether
+    /// the file went on past `limit` (its `size` as opened). For collectors that
+    /// read a file's headers positionally first, then its contents, from one open.
+    pub fn stream_opened(
+        &self,
+        file: &File,
+        rel: &str,
+        size: u64,
+        limit: u64,
+        f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(u64, bool), ReadError> {
+        let limit = limit.min(self.budgets.max_file_bytes);
+        let (total, stopped) = self.feed(file, rel, limit, f)?;
+        Ok((total, !stopped && total >= limit && size > limit))
     }
 
     /// Identity (device, inode) of what `rel` resolves to, to notice two paths

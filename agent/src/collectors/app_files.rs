@@ -145,8 +145,7 @@ pub fn each_manifest<T, E: std::fmt::Display>(
             }
         };
         drop(bytes);
-        let owner =
-            out.owners.get(&path).or_else(|| super::unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
+        let owner = out.owner(&path, &aliases).cloned();
         for item in items {
             row(out, item, &path, owner.as_deref());
         }

@@ -29,7 +29,7 @@ use object::{Endianness, elf};
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 use crate::rootfs::{Entry, ReadError};
 
 const C: &str = "binaries";
@@ -540,11 +540,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         for err in &found.errors {
             out.error(C, Some(&path), &format!("{path}: {err}"));
         }
-        let owner = out
-            .owners
-            .get(path.as_str())
-            .or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p)))
-            .map(|s| s.to_string());
+        let owner = out.owner(&path, &aliases).map(|s| s.to_string());
         if let Some(g) = &found.go {
             for (name, version, purl, note) in go_packages(g) {
                 row(

@@ -43,7 +43,7 @@ use periscope_banners::{Finding, LIBRARIES, Scanner};
 use periscope_proto::tables::EMBEDDED_LIBRARIES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::{Entry, ReadError};
 
@@ -201,7 +201,10 @@ struct Stamp {
 /// layer) are read once. At most [`MAX_KEPT_EXAMINED`]; when full, it starts
 /// again empty. [`forget_examined`] empties it (`run --resend-every`).
 /// Each with the bytes its reading took, charged again when it is used.
-static EXAMINED: std::sync::Mutex<Option<(HashMap<Stamp, (Examined, u64)>, usize)>> = std::sync::Mutex::new(None);
+static EXAMINED: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
+
+/// Kept examinations with the bytes each read, and their total weight.
+type Kept = (HashMap<Stamp, (Examined, u64)>, usize);
 
 /// Seconds since its last change after which a file's examination is kept:
 /// past the kernel's writeback of dirty pages (30 s by default), since a
@@ -255,7 +258,7 @@ pub fn examine(scope: &Scope, e: &Entry, path: &str, hash_cap: Option<u64>) -> R
         tests::HITS.with(|h| h.set(h.get() + 1));
         return Ok(kept);
     }
-    let honest = rustix::fs::fstatfs(&file).is_ok_and(|st| HONEST_TIMES.contains(&(st.f_type as i64)));
+    let honest = rustix::fs::fstatfs(&file).is_ok_and(|st| HONEST_TIMES.contains(&{ st.f_type }));
     let Opened { examined, read, complete } = examine_opened(scope, file, len, path, hash_cap)?;
     if !complete || !honest {
         return Ok(examined);
@@ -361,15 +364,6 @@ fn examine_opened(
     Ok(Opened { examined: Examined { sha256, elf }, read: total + read, complete })
 }
 
-/// The OS package owning `path` (through a merged-/usr alias too).
-fn owner<'a>(
-    owners: &'a HashMap<String, std::sync::Arc<str>>,
-    path: &str,
-    aliases: &[(String, String)],
-) -> Option<&'a str> {
-    owners.get(path).or_else(|| unalias(path, aliases).and_then(|p| owners.get(&p))).map(|s| &**s)
-}
-
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     // Past a scope budget, no more files are read (the walks still report their own problems).
@@ -383,7 +377,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             return true;
         }
         let path = e.path.shown();
-        let owner = owner(&out.owners, &path, &aliases).map(str::to_string);
+        let owner = out.owner(&path, &aliases).map(|s| s.to_string());
         if owner.is_some() && !library_named(e.path.name()) {
             return true;
         }

@@ -11,7 +11,7 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use periscope_proto::tables::FILES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, WalkErrors, mode_string, sha256_entry, unalias, usrmerge_aliases};
+use super::{Scope, Sink, WalkErrors, mode_string, sha256_entry, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::{Entry, kind_name};
 
@@ -135,7 +135,7 @@ fn row(scope: &Scope, out: &mut Sink, e: &Entry, path: String, aliases: &[(Strin
     } else {
         None
     };
-    let owner = out.owners.get(&path).or_else(|| unalias(&path, aliases).and_then(|p| out.owners.get(&p))).cloned();
+    let owner = out.owner(&path, aliases).cloned();
     out.row(
         &FILES,
         &[

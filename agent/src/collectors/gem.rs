@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use periscope_proto::tables::PACKAGES;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 
 pub const C: &str = "gem";
 
@@ -167,8 +167,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             out.error(C, Some(&path), &format!("{path}: no gem name and version in this gemspec"));
             continue;
         };
-        let owner =
-            out.owners.get(&path).or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p))).cloned();
+        let owner = out.owner(&path, &aliases).cloned();
         let purl = purl(&spec.name, &spec.version);
         let license = (!spec.licenses.is_empty()).then(|| spec.licenses.join(", "));
         let authors = (!spec.authors.is_empty()).then(|| spec.authors.join(", "));

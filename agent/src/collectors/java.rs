@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use periscope_proto::tables::PACKAGES;
 
 use super::zip::{Archive, FileSource, Source, ZipError};
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 
 pub const C: &str = "java";
 
@@ -440,11 +440,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             out.read_error(C, &path, &err);
             return;
         }
-        let owner = out
-            .owners
-            .get(path.as_str())
-            .or_else(|| unalias(&path, &aliases).and_then(|p| out.owners.get(&p)))
-            .cloned();
+        let owner = out.owner(&path, &aliases).cloned();
         for f in found {
             let location = format!("{path}{}", f.inner);
             out.row(

@@ -296,6 +296,12 @@ impl Sink {
         self.cuts += 1;
     }
 
+    /// The OS package owning `path`, found under it or under the path a
+    /// merged-/usr alias (/bin -> usr/bin, see [`usrmerge_aliases`]) makes of it.
+    pub fn owner(&self, path: &str, aliases: &[(String, String)]) -> Option<&std::sync::Arc<str>> {
+        self.owners.get(path).or_else(|| unalias(path, aliases).and_then(|p| self.owners.get(&p)))
+    }
+
     pub fn common(&self) -> &Common {
         &self.common
     }

@@ -19,7 +19,7 @@
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
 
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 use crate::rootfs::Entry;
 
 const C: &str = "python";
@@ -267,10 +267,7 @@ fn read_one(
     // Who owns the metadata file (or, for lists that name only directories, its dist-info directory).
     let owner = {
         let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        [path.as_str(), dir]
-            .iter()
-            .find_map(|p| out.owners.get(*p).or_else(|| unalias(p, aliases).and_then(|u| out.owners.get(&u))))
-            .cloned()
+        [path.as_str(), dir].iter().find_map(|p| out.owner(p, aliases)).cloned()
     };
     let purl = purl(&m.name, &m.version);
     out.row(

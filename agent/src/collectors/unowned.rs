@@ -17,7 +17,7 @@ use periscope_proto::tables::UNOWNED_FILES;
 use rustix::fs::FileType;
 
 use super::embedded::{self, Examined};
-use super::{Scope, Sink, mode_string, unalias, usrmerge_aliases};
+use super::{Scope, Sink, mode_string, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::Entry;
 
@@ -50,9 +50,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             && let Some(kind) = classify(e.path.name(), e.mode)
         {
             let path = e.path.shown();
-            let owned =
-                out.owners.contains_key(&path) || unalias(&path, &aliases).is_some_and(|p| out.owners.contains_key(&p));
-            if !owned && !out.is_full(&UNOWNED_FILES) {
+            if out.owner(&path, &aliases).is_none() && !out.is_full(&UNOWNED_FILES) {
                 stopped = !row(scope, out, e, kind, path);
             }
         }
