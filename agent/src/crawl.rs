@@ -610,7 +610,9 @@ fn run_these(
                         }
                         sink.owners = std::mem::take(&mut scratch.owners);
                     }
+                    let ran = std::time::Instant::now();
                     guarded(col, &scope, &mut sink);
+                    crate::metrics::collector_ran(col.name, ran.elapsed());
                     // Errors make a collector run again next crawl, except where its inputs are too large
                     // to fingerprint: a walk of a host's tree that meets the same unreadable file each
                     // time runs again when its period ends.

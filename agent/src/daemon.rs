@@ -40,6 +40,8 @@ pub struct RunOptions {
     /// (0: never), so a server that lost data is made whole again.
     pub resend_every: u64,
     pub crawl: CrawlOptions,
+    /// Told ready once the first full crawl is spooled (`/readyz`).
+    pub telemetry: Option<std::sync::Arc<periscope_telemetry::Telemetry>>,
 }
 
 /// A random duration below `max`, from the clock's low bits (no RNG needed for splay).
@@ -165,6 +167,12 @@ impl Outbox {
         let scopes = crawls.len();
         drop(crawls);
         let delivered = self.drain().await;
+        crate::metrics::sent(s.rows, s.bytes);
+        if delivered.is_err() {
+            crate::metrics::send_failed();
+        }
+        crate::metrics::METRICS.spool_batches.set(self.spool.depth() as i64);
+        crate::metrics::METRICS.spool_evicted.set(self.spool.evicted as i64);
         let status = match &delivered {
             Ok(()) => "delivered".to_string(),
             Err(e) => format!("delivery failed: {e}"),
@@ -350,7 +358,11 @@ impl Outbox {
             let key = self.node_key().await?;
             let spool = &mut self.spool;
             if let Err(e) =
-                crate::send::send_numbered(&self.server, key.as_deref(), msgs, |i| spool.remove(ns[i])).await
+                crate::send::send_numbered(&self.server, key.as_deref(), msgs, |i| {
+                    crate::metrics::acknowledged(1);
+                    spool.remove(ns[i])
+                })
+                .await
             {
                 let had_key = self.node_key.is_some();
                 self.forget_key(&e);
@@ -502,6 +514,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         health.last = sent;
         health.errors = errors;
         health.rss = crate::limits::rss_bytes();
+        crate::metrics::crawled("full", started.elapsed());
+        let m = &crate::metrics::METRICS;
+        m.resident_bytes.set(health.rss.unwrap_or(0) as i64);
+        m.degraded.set(health.degraded as i64);
+        if let Some(t) = &opts.telemetry {
+            // Ready once a crawl is spooled: delivery may wait for the server, and the spool keeps it.
+            t.set_ready(sent.skipped == 0);
+        }
         if opts.once {
             anyhow::ensure!(sent.skipped == 0, "{} scope(s) of the crawl could not be spooled", sent.skipped);
             anyhow::ensure!(sent.delivered, "the crawl is spooled but could not be delivered to {}", opts.server);
@@ -533,9 +553,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             Err(e) => { tracing::warn!("{e}"); continue }
                         },
                     };
+                    let started = std::time::Instant::now();
                     if let Some(c) = crawl_docker_change(&opts.crawl, &docker, &change, &out.inheritable()).await {
                         let what = format!("event crawl of {} {}", c.common.scope, c.common.scope_id);
                         out.send(&what, vec![c]).await;
+                        crate::metrics::crawled("event", started.elapsed());
                     }
                 }
             }

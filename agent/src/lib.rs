@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod inherit;
 pub mod layers;
 pub mod limits;
+pub mod metrics;
 pub mod mounts;
 pub mod print;
 pub mod rootfs;

@@ -73,6 +73,10 @@ enum Cmd {
         /// seconds, their tables sent unchanged in between (0: every crawl).
         #[arg(long, default_value_t = 600)]
         rewalk_large_secs: u64,
+        /// Serve GET /healthz, /readyz (200 once the first crawl is spooled) and /metrics
+        /// (Prometheus/OpenMetrics text) on this address, e.g. 0.0.0.0:9464; off by default.
+        #[arg(long, env = "PERISCOPE_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
@@ -270,12 +274,7 @@ fn with_config(mut args: Vec<std::ffi::OsString>) -> anyhow::Result<Vec<std::ffi
 
 fn main() -> ExitCode {
     periscope_agent::limits::release_big_blocks();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    periscope_telemetry::init_logs("error");
     let args = match with_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
@@ -306,10 +305,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             nice,
             resend_every,
             rewalk_large_secs,
+            metrics_listen,
             tls,
             crawl,
         } => {
             tls.apply()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let telemetry = match metrics_listen {
+                Some(addr) => {
+                    let mut registry = periscope_telemetry::Registry::default();
+                    periscope_agent::metrics::register(&mut registry);
+                    let t = periscope_telemetry::Telemetry::new(registry, || {});
+                    let bound = rt.block_on(periscope_telemetry::serve(&addr, t.clone()))?;
+                    eprintln!("periscope-agent: /healthz, /readyz and /metrics on http://{bound}");
+                    Some(t)
+                }
+                None => None,
+            };
             let opts = periscope_agent::daemon::RunOptions {
                 server,
                 spool_dir,
@@ -327,8 +339,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     rewalk_large: std::time::Duration::from_secs(rewalk_large_secs),
                     ..crawl.options()
                 },
+                telemetry,
             };
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             rt.block_on(async {
                 tokio::select! {
                     r = periscope_agent::daemon::run(opts) => r,

@@ -132,6 +132,10 @@ enum Cmd {
         /// then write any host's rows or read the whole fleet. Refused unless given.
         #[arg(long)]
         insecure_open: bool,
+        /// Serve GET /healthz, /readyz (200 once the store is open and the fronts listen) and
+        /// /metrics (Prometheus/OpenMetrics text) on this address, e.g. 0.0.0.0:9465; off by default.
+        #[arg(long, env = "PERISCOPE_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
     },
     /// Compliance reports: run query packs of checks and validate pack files.
     Report {
@@ -375,10 +379,7 @@ fn vulns(cmd: VulnsCmd) -> anyhow::Result<ExitCode> {
 const GATE_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERISCOPE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    periscope_telemetry::init_logs("warn");
     // The stored report runs are SQL tables on every front and in every subcommand.
     periscope_report::install();
     periscope_vulns::install();
@@ -451,6 +452,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             vulns_sources,
             vulns_interval_secs,
             insecure_open,
+            metrics_listen,
         } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
             let tls = match (&tls_cert, &tls_key) {
@@ -527,6 +529,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 vulns: (!vulns_sources.is_empty())
                     .then(|| (vulns_sources, std::time::Duration::from_secs(vulns_interval_secs))),
+                metrics: metrics_listen,
             };
             serve::serve_with(data, listener, opts, stop).await?;
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,8 @@ use periscope_fronts::{flight, pg, service};
 use periscope_query::query;
 use periscope_report::schedule;
 use periscope_store::store::{Store, StoreConfig};
+use periscope_telemetry::prometheus_client::metrics::gauge::Gauge;
+use periscope_telemetry::{Registry, Telemetry};
 
 /// Binds `addr` for the server. Kept apart from [`serve`] so callers can learn the port first.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
@@ -53,6 +55,57 @@ pub struct ServeOptions {
     pub reports: Option<schedule::ScheduleOptions>,
     /// Import advisories from these sources now and at this interval, if at all.
     pub vulns: Option<(Vec<String>, std::time::Duration)>,
+    /// Where to serve /healthz, /readyz and /metrics, if at all.
+    pub metrics: Option<String>,
+}
+
+/// The store's own gauges, read at each scrape (see [`periscope_store::store::Store::stats`]).
+struct StoreGauges {
+    unflushed_bytes: Gauge,
+    unflushed_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    scopes: Gauge,
+    failed: Gauge,
+}
+
+/// Binds `addr` and serves the server's metrics and health there; ready from the start
+/// (it is called once the store is open and every front is bound).
+async fn telemetry(addr: &str, store: Arc<Store>) -> anyhow::Result<()> {
+    let mut r = Registry::default();
+    periscope_fronts::metrics::register(&mut r);
+    periscope_query::metrics::register(&mut r);
+    let g = StoreGauges {
+        unflushed_bytes: Gauge::default(),
+        unflushed_age: Gauge::default(),
+        scopes: Gauge::default(),
+        failed: Gauge::default(),
+    };
+    r.register(
+        "periscope_server_unflushed_bytes",
+        "Acknowledged rows held in the write-ahead log and memory, not yet in Parquet",
+        g.unflushed_bytes.clone(),
+    );
+    r.register(
+        "periscope_server_flush_lag_seconds",
+        "How long the oldest row not yet in Parquet has waited",
+        g.unflushed_age.clone(),
+    );
+    r.register("periscope_server_index_scopes", "Scopes (hosts, containers, images) in the current-state index", g.scopes.clone());
+    r.register("periscope_server_store_failed", "1 once the store stopped accepting rows after a failure", g.failed.clone());
+    // Weak: the endpoint outlives `serve_with`, which must be able to close the store and free its directory.
+    let (weak, weak2) = (Arc::downgrade(&store), Arc::downgrade(&store));
+    let refresh = move || {
+        let s = weak.upgrade().map(|s| s.stats()).unwrap_or_default();
+        g.unflushed_bytes.set(s.unflushed_bytes as i64);
+        g.unflushed_age.set(s.unflushed_age.as_secs_f64());
+        g.scopes.set(s.scopes as i64);
+        g.failed.set(s.failed as i64);
+    };
+    // Not ready once the store stopped accepting rows (or is closed): ingest must go elsewhere.
+    let t = Telemetry::with_check(r, refresh, move || weak2.upgrade().is_some_and(|s| !s.stats().failed));
+    t.set_ready(true);
+    let bound = periscope_telemetry::serve(addr, t).await?;
+    eprintln!("periscope: /healthz, /readyz and /metrics on http://{bound}");
+    Ok(())
 }
 
 /// Runs the server on `listener` until `shutdown` completes.
@@ -71,6 +124,9 @@ pub async fn serve_with(
     let store = Arc::new(Store::open_with(&data, opts.store)?);
     let auth = Arc::new(Auth::open(&data, opts.auth)?);
     let router = service::router(store.clone(), auth, opts.limits.clone(), opts.sql_users.clone(), opts.tls.clone())?;
+    if let Some(addr) = &opts.metrics {
+        telemetry(addr, store.clone()).await?;
+    }
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, data = %data.display(), "periscope server listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -218,6 +218,7 @@ impl Sink {
     fn limit_error(&mut self, message: &str) {
         tracing::warn!(collector = self.collector, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
+        crate::metrics::crawl_error(self.collector);
         let values = [("collector", self.collector.into()), ("path", Value::Null), ("message", message.into())];
         self.push(&tables::CRAWL_ERRORS, &values);
     }
@@ -252,6 +253,7 @@ impl Sink {
         let message = &*message;
         tracing::warn!(collector, path, scope_id = %self.common.scope_id, "{message}");
         self.errors += 1;
+        crate::metrics::crawl_error(collector);
         self.row(
             &tables::CRAWL_ERRORS,
             &[("collector", collector.into()), ("path", path.into()), ("message", message.into())],

@@ -164,8 +164,11 @@ impl FlightSqlService for FlightSql {
         let snapshot = self.store.snapshot();
         let l = limits.clone();
         let run = async move { query::run_on(snapshot, &sql, query::Access::ReadOnly, &l).await };
-        let (schema, batches) =
-            on_time(&limits, query::own_thread(run)).await.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut timed = periscope_query::metrics::Timed::start("flight");
+        let ran = on_time(&limits, query::own_thread(run)).await;
+        timed.outcome = periscope_query::metrics::outcome(&ran);
+        drop(timed);
+        let (schema, batches) = ran.map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(stream(schema, batches))
     }
 

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod flight;
+pub mod metrics;
 pub mod pg;
 pub mod service;
 pub mod sqlauth;

@@ -262,11 +262,19 @@ impl Sandboxed {
         periscope_query::query::take_refusal(&session.ctx);
         let pinned = Arc::new(self.store.snapshot());
         let work = periscope_query::catalog::PINNED.scope(pinned, periscope_query::query::unpanicked(work));
-        tokio::time::timeout_at(deadline, work)
+        let mut timed = periscope_query::metrics::Timed::start("pg");
+        let done = tokio::time::timeout_at(deadline, work)
             .await
-            .map_err(|_| cancelled(self.timeout))?
-            .map_err(failed)?
-            .map_err(|e| worded(e, &session.ctx))
+            .map_err(|_| cancelled(self.timeout))
+            .and_then(|r| r.map_err(failed))
+            .and_then(|r| r.map_err(|e| worded(e, &session.ctx)));
+        timed.outcome = match &done {
+            Ok(_) => "ok",
+            // 57014: the time limit; 53200: a memory limit (see `cancelled`, `worded`).
+            Err(PgWireError::UserError(info)) if info.code == "57014" || info.code == "53200" => "refused",
+            Err(_) => "error",
+        };
+        done
     }
 
     fn bounded(&self, response: Response, deadline: tokio::time::Instant) -> PgWireResult<Response> {

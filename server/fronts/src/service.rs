@@ -88,6 +88,7 @@ async fn submit(store: &Store, who: &Identity, b: Batch) -> Result<Receiver, Sta
         ipc = ipc::encode_wire(&table.schema(), &batches).map_err(|e| Status::internal(e.to_string()))?;
         zstd = true;
     }
+    crate::metrics::received(table.name, batches.iter().map(|x| x.num_rows()).sum(), ipc.len());
     let record =
         periscope_store::wal::Record { table: b.table, agent: b.agent_id, epoch: b.boot_epoch, seq: b.seq, zstd, ipc };
     Ok(store.submit(record, table, batches, reserved).await)
@@ -129,7 +130,7 @@ impl Ingest for IngestService {
     type SendStream = BoxStream<Ack>;
 
     async fn send(&self, request: Request<Streaming<Batch>>) -> Result<Response<Self::SendStream>, Status> {
-        let who = self.auth.identify(&request)?;
+        let who = self.auth.identify(&request).inspect_err(|_| crate::metrics::refused())?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         // Batches are validated and logged as they arrive, without waiting for
@@ -142,7 +143,11 @@ impl Ingest for IngestService {
                 let item = match msg {
                     Ok(b) => {
                         let seq = b.seq;
-                        submit(&store, &who, b).await.map(|rx| (seq, rx))
+                        let submitted = submit(&store, &who, b).await.map(|rx| (seq, rx));
+                        if submitted.is_err() {
+                            crate::metrics::refused();
+                        }
+                        submitted
                     }
                     Err(s) => Err(s),
                 };
@@ -223,9 +228,12 @@ impl Query for QueryService {
         let (tx, rx) = mpsc::channel::<Result<SqlChunk, Status>>(4);
         let failed = tx.clone();
         let work = async move {
+            // Counted when the work ends, however it ends (a dropped client included).
+            let mut timed = periscope_query::metrics::Timed::start("grpc");
             let (schema, mut rows) = match query::stream_on(snapshot, &sql, query::Access::ReadOnly, &limits).await {
                 Ok(s) => s,
                 Err(e) => {
+                    timed.outcome = if matches!(e, query::QueryError::Limit(_)) { "refused" } else { "error" };
                     let _ = planned_tx.send(Err(Status::invalid_argument(e.to_string())));
                     return;
                 }
@@ -237,6 +245,9 @@ impl Query for QueryService {
                 return;
             }
             while let Some(b) = rows.next().await {
+                if let Err(e) = &b {
+                    timed.outcome = if matches!(e, query::QueryError::Limit(_)) { "refused" } else { "error" };
+                }
                 let chunk = b.map_err(|e| Status::invalid_argument(e.to_string())).and_then(|b| {
                     let c = ipc::encode(&schema, std::slice::from_ref(&b)).map_err(|e| Status::internal(e.to_string()));
                     c.map(|arrow_ipc| SqlChunk { arrow_ipc })

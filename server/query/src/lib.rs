@@ -13,6 +13,7 @@
 //! reports or the binary.
 
 pub mod account;
+pub mod metrics;
 pub mod catalog;
 pub mod query;
 pub mod repeat;

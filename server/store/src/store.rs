@@ -297,6 +297,21 @@ impl Shared {
 
 type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
 
+/// See [`Store::stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Acknowledged rows held in the log and in memory only, not yet in Parquet.
+    pub unflushed_bytes: usize,
+    /// Since when the oldest of them has waited.
+    pub unflushed_age: std::time::Duration,
+    /// A flush is writing Parquet now.
+    pub flushing: bool,
+    /// Scopes in the current-state index.
+    pub scopes: usize,
+    /// The store stopped accepting rows after a failure.
+    pub failed: bool,
+}
+
 enum Cmd {
     Append {
         record: Record,
@@ -877,6 +892,19 @@ impl Store {
             }
         }
         Ok(reservation)
+    }
+
+    /// How far the store is behind its log, and how large its index is (for `/metrics`).
+    pub fn stats(&self) -> StoreStats {
+        let s = self.shared.lock();
+        let flushing: usize = s.flushing.iter().flatten().flat_map(|(_, b)| b.iter()).map(batch_bytes).sum();
+        StoreStats {
+            unflushed_bytes: s.active_bytes + flushing,
+            unflushed_age: s.active_since.map(|t| t.elapsed()).unwrap_or_default(),
+            flushing: s.flushing.is_some(),
+            scopes: s.index.len(),
+            failed: s.failed.is_some(),
+        }
     }
 
     /// Current state as of now, without the rows: enough to ask what the fleet has (an image's inventory, say).
