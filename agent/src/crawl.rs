@@ -94,6 +94,27 @@ pub struct Crawl {
     pub unread: Vec<&'static Table>,
 }
 
+/// Whether `path` is this machine's own root mounted elsewhere (a DaemonSet's
+/// hostPath of `/` at /host, with the host's PID namespace): it is PID 1's
+/// root directory, or, where PID 1 may not be inspected (a sandbox's init),
+/// its `proc` is a proc filesystem of the agent's own PID namespace.
+fn is_init_root(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(path), std::fs::metadata("/proc/1/root")) {
+        return a.dev() == b.dev() && a.ino() == b.ino();
+    }
+    // `proc` itself, never through a symlink an untrusted tree could plant: a proc filesystem (not a
+    // directory an image could fill) whose `self` names this process in this PID namespace.
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(root) = rustix::fs::open(path, flags, Mode::empty()) else { return false };
+    let Ok(proc) = rustix::fs::openat(&root, "proc", flags, Mode::empty()) else { return false };
+    let is_proc = rustix::fs::fstatfs(&proc).is_ok_and(|st| st.f_type == libc::PROC_SUPER_MAGIC);
+    is_proc
+        && rustix::fs::readlinkat(&proc, "self", Vec::new())
+            .is_ok_and(|l| l.as_bytes() == std::process::id().to_string().as_bytes())
+}
+
 /// This machine's host name.
 pub fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
@@ -112,7 +133,7 @@ fn derive_scope_id(root: &Root, path: &Path, host: &str) -> String {
             return id;
         }
     }
-    if path == Path::new("/") {
+    if path == Path::new("/") || is_init_root(path) {
         host.to_string()
     } else {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
@@ -145,8 +166,27 @@ impl RuntimeMode {
 
 impl CrawlOptions {
     /// Crawling the agent's own machine (scope host, root /): live state and runtime discovery belong here.
+    /// Also when the root is the host's `/` mounted into the agent's container
+    /// (a DaemonSet's read-only hostPath at /host, with the host's PID namespace).
     pub fn is_live(&self) -> bool {
-        self.scope == scope::HOST && self.root == Path::new("/")
+        self.scope == scope::HOST && (self.root == Path::new("/") || is_init_root(&self.root))
+    }
+
+    /// The host name rows are stamped with: `--host` (PERISCOPE_HOST), else for
+    /// a host's root mounted into the agent's container that root's
+    /// /etc/hostname (the container's own name is not the host's), else this machine's.
+    pub fn host_name(&self) -> String {
+        if let Some(h) = &self.host {
+            return h.clone();
+        }
+        if self.root != Path::new("/") && self.is_live() {
+            let named = Root::open(&self.root).ok().and_then(|r| r.read_limited("/etc/hostname", 256).ok());
+            let name = named.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+                return name;
+            }
+        }
+        hostname()
     }
 }
 
@@ -372,7 +412,7 @@ pub async fn crawl_docker_change(
     };
     let opts = opts.clone();
     let kind = if *image { scope::IMAGE } else { scope::CONTAINER };
-    let host = opts.host.clone().unwrap_or_else(hostname);
+    let host = opts.host_name();
     let base = base.filter(|b| opts.inherit && inheritable.contains(&b.image_id));
     let crawl = tokio::task::spawn_blocking(move || match found {
         Target::Running(pid, layers, markers) => {
@@ -461,7 +501,7 @@ pub fn crawl_with(opts: &CrawlOptions, extra: impl FnOnce(&mut Sink)) -> Result<
     if !opts.read_network_fs {
         root = root.refuse_mounts(crate::mounts::MountTable::below_dir(&opts.root));
     }
-    let host = opts.host.clone().unwrap_or_else(hostname);
+    let host = opts.host_name();
     let scope_id = opts.scope_id.clone().unwrap_or_else(|| derive_scope_id(&root, &opts.root, &host));
     let common = Common { host, scope: opts.scope.clone(), scope_id, crawl_time_us: now_us() };
     Ok(run_collectors(opts, root, common, opts.root.display().to_string(), None, extra))
@@ -627,7 +667,14 @@ fn run_these(
                 }
                 // What the overlay merge refused (an attribute the driver would not follow as read here).
                 for (path, e) in scope.root.take_layer_anomalies() {
-                    sink.read_error("layers", &path, &e);
+                    match &e {
+                        // A capability the deployment did not grant: said once per scope, not an error of it.
+                        // Matched whole, at /: no name or attribute value of the image can be taken for it.
+                        crate::rootfs::ReadError::Refused { path: at, why } if at == "/" && why == crate::layers::UNPRIVILEGED => {
+                            sink.not_read("layers", &path, &e.to_string())
+                        }
+                        _ => sink.read_error("layers", &path, &e),
+                    }
                 }
                 // The FUSE and network mounts the collectors met and did not read, once each.
                 for (mount, fs) in scope.root.take_refused_mounts_met() {

@@ -12,7 +12,7 @@ use periscope_proto::tables::scope;
 use tokio::sync::mpsc;
 
 use crate::changes::{Reduced, Tracker};
-use crate::crawl::{Crawl, CrawlOptions, crawl_discovered, crawl_docker_change, discover, hostname};
+use crate::crawl::{Crawl, CrawlOptions, crawl_discovered, crawl_docker_change, discover};
 use crate::discover::docker;
 use crate::spool::Spool;
 
@@ -424,7 +424,7 @@ async fn watch_docker(tx: mpsc::Sender<docker::Change>) {
 
 /// Runs until the future returns (or after one crawl with `once`).
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let host = opts.crawl.host.clone().unwrap_or_else(hostname);
+    let host = opts.crawl.host_name();
     let watch = opts.crawl.docker.wanted(opts.crawl.is_live(), docker::configured()) && !opts.once;
     let (tx, mut rx) = mpsc::channel::<docker::Change>(4096);
     // Event crawls look the named object up through their own connection; the

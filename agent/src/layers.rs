@@ -367,6 +367,12 @@ fn host_follows_redirects() -> bool {
     })
 }
 
+/// How a merged view read without CAP_SYS_ADMIN is flagged, at `/`: a limit of
+/// the agent's deployment (its capabilities), not a problem of the scope.
+pub const UNPRIVILEGED: &str = "trusted.overlay.* attributes cannot be read without CAP_SYS_ADMIN (the kernel shows \
+     none): opaque directories, redirects, xattr whiteouts and metacopy files go unseen, so this merged view may show \
+     files the layers deleted or hid";
+
 /// Whether this process can read `trusted.*` xattrs: it needs CAP_SYS_ADMIN
 /// (bit 21 of the effective set). Unknown (no /proc) counts as yes.
 fn trusted_xattrs_readable() -> bool {
@@ -465,12 +471,7 @@ impl Layers {
     /// would all go unseen, and the merge would show what layers deleted.
     fn check_privilege(&self, trusted_readable: bool) {
         if !trusted_readable && matches!(self.markers, Markers::Kernel | Markers::FuseOverlayfs) {
-            self.note(
-                b"/",
-                "trusted.overlay.* attributes cannot be read without CAP_SYS_ADMIN (the kernel shows none): \
-                 opaque directories, redirects, xattr whiteouts and metacopy files go unseen, so this merged view \
-                 may show files the layers deleted or hid",
-            );
+            self.note(b"/", UNPRIVILEGED);
         }
     }
 

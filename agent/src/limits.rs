@@ -62,9 +62,14 @@ pub fn cgroup_memory_limit() -> Option<u64> {
     None
 }
 
-/// The ceiling when none is configured.
+/// The ceiling when none is configured: 80% of the container's memory limit
+/// — PERISCOPE_MEMORY_LIMIT_BYTES when set (Kubernetes' downward API gives a
+/// pod its `limits.memory` so: in a cgroup namespace with the host's cgroup
+/// filesystem mounted, the agent's own limit cannot be read), else its
+/// cgroup's — or 512 MiB when there is none.
 pub fn default_memory_limit() -> u64 {
-    cgroup_memory_limit().map_or(512 << 20, |l| l / 10 * 8)
+    let given = std::env::var("PERISCOPE_MEMORY_LIMIT_BYTES").ok().and_then(|v| v.trim().parse::<u64>().ok());
+    given.filter(|&l| l > 0).or_else(cgroup_memory_limit).map_or(512 << 20, |l| l / 10 * 8)
 }
 
 /// Raises this process's niceness to `nice` (never lowers it); returns the niceness now.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use periscope_agent::crawl::{CrawlOptions, RuntimeMode, crawl_async, hostname};
+use periscope_agent::crawl::{CrawlOptions, RuntimeMode, crawl_async};
 use periscope_agent::rootfs::{Budgets, DEFAULT_MAX_FILE_BYTES};
 
 #[derive(Parser)]
@@ -59,7 +59,8 @@ enum Cmd {
         #[arg(long, env = "PERISCOPE_ENROLL_SECRET", hide_env_values = true)]
         enroll_secret: Option<String>,
         /// Memory ceiling in bytes; over it, crawls skip files, configs, unowned_files and embedded_libraries
-        /// (default: 80% of the agent's cgroup memory limit, else 512 MiB).
+        /// (default: 80% of PERISCOPE_MEMORY_LIMIT_BYTES, the container's limit as Kubernetes' downward API
+        /// gives it, else of the agent's cgroup memory limit, else 512 MiB).
         #[arg(long)]
         max_memory_bytes: Option<u64>,
         /// CPU niceness to run at (raised only).
@@ -120,8 +121,9 @@ struct CrawlArgs {
     /// Root filesystem to crawl.
     #[arg(long, default_value = "/")]
     root: PathBuf,
-    /// Host name to stamp on rows (default: this machine's).
-    #[arg(long)]
+    /// Host name to stamp on rows (default: this machine's). In a Kubernetes pod, set
+    /// PERISCOPE_HOST to the node's name (downward API `spec.nodeName`).
+    #[arg(long, env = "PERISCOPE_HOST")]
     host: Option<String>,
     /// Scope kind of the root: host, container or image.
     #[arg(long, default_value = "host", value_parser = ["host", "container", "image"])]
@@ -360,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return periscope_agent::print::print_crawls(&crawls, &mut out);
             }
             let server = server.expect("clap enforces --server or --print");
-            let report = rt.block_on(periscope_agent::send::send_crawls(&server, &hostname(), &crawls))?;
+            let report = rt.block_on(periscope_agent::send::send_crawls(&server, &crawls[0].common.host, &crawls))?;
             let errors: usize = crawls.iter().map(|c| c.errors).sum();
             eprintln!(
                 "periscope-agent: sent {} rows in {} batches ({} bytes) for {} scope(s), first {} {}, to {server}; {errors} crawl errors",

@@ -1354,9 +1354,15 @@ impl Root {
                     continue;
                 }
             };
-            if let Err(e) = check_fs(sub.as_fd(), &entry.path.quoted()) {
-                on_error(e);
-                continue;
+            match check_fs(sub.as_fd(), &entry.path.quoted()) {
+                Ok(()) => {}
+                // A kernel pseudo-filesystem holds no content of the scope (a container's bind of the
+                // host's / brings /proc, /sys and /dev/pts below it): passed by, not an error.
+                Err(ReadError::Refused { .. }) => continue,
+                Err(e) => {
+                    on_error(e);
+                    continue;
+                }
             }
             ancestors.push(id);
             let r =

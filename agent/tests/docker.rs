@@ -409,11 +409,13 @@ async fn the_agent_needs_no_privileged_mode() {
     }
     assert!(rows.iter().any(|r| r["table"] == "packages" && r["scope"] == "image"), "the image was crawled");
     // Without CAP_SYS_ADMIN no trusted.* xattr can be read (overlay opaque markers, redirects): each
-    // scope read through its layers says its merged view may be wrong (issue 24). Nothing else fails.
-    let (blind, errors): (Vec<_>, Vec<_>) = rows.iter().filter(|r| r["table"] == "crawl_errors").partition(|r| {
+    // scope read through its layers says its merged view may be wrong (issue 24), a limit of the
+    // agent's privileges and so not an error of the scope. No crawl has an error.
+    let (blind, others): (Vec<_>, Vec<_>) = rows.iter().filter(|r| r["table"] == "crawl_errors").partition(|r| {
         r["collector"] == "layers" && r["message"].as_str().is_some_and(|m| m.contains("CAP_SYS_ADMIN"))
     });
-    assert!(errors.is_empty(), "{errors:?}");
+    let failed: Vec<_> = rows.iter().filter(|r| r["table"] == "crawls" && r["errors"] != 0).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{others:?}");
     assert!(blind.iter().any(|r| r["scope_id"] == stopped.as_str()), "{blind:?}");
     assert!(!blind.iter().any(|r| r["scope_id"] == running.as_str()), "a running container is read through its mount");
 }

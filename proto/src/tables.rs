@@ -560,7 +560,7 @@ pub const CRAWLS: Table = Table {
         col(
             "errors",
             Int64,
-            "Rows written to crawl_errors, except those saying what was left unread by configuration (a refused FUSE or network filesystem).",
+            "Rows written to crawl_errors, except those saying what was left unread by configuration (a refused FUSE or network filesystem; overlay attributes hidden from an agent without CAP_SYS_ADMIN).",
         ),
         col("degraded", Boolean, "True when any collector reported an error."),
         col(

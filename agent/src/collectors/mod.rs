@@ -272,6 +272,20 @@ impl Sink {
         );
     }
 
+    /// Says, as a `crawl_errors` row, what the scope does not hold that a
+    /// reader might look for (no os-release in an image built FROM scratch):
+    /// a fact about the scope, not a failure to read it, so not counted in
+    /// `crawls.errors`.
+    pub fn absent(&mut self, collector: &str, path: Option<&str>, message: &str) {
+        let path = path.map(|p| parse::cut(p, MAX_ERROR_QUOTE));
+        let message = parse::cut(message, MAX_ERROR_QUOTE);
+        tracing::info!(collector, path, scope_id = %self.common.scope_id, "{message}");
+        self.row(
+            &tables::CRAWL_ERRORS,
+            &[("collector", collector.into()), ("path", path.into()), ("message", message.into())],
+        );
+    }
+
     /// Records a read problem; the error text already names the path. A path
     /// on a refused filesystem is what the configuration asked for ([`Sink::not_read`]).
     pub fn read_error(&mut self, collector: &str, path: &str, e: &ReadError) {

@@ -63,7 +63,17 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
     }
     if source.is_none() {
-        out.error("os", Some(CANDIDATES[0]), &format!("no os-release found (looked for {})", CANDIDATES.join(", ")));
+        let message = format!("no os-release found (looked for {})", CANDIDATES.join(", "));
+        // A root with a package database is a distribution's, and without os-release its packages
+        // match no distribution's advisories: an error. Without either (FROM scratch), a fact.
+        use super::packages::{APK_INSTALLED, DPKG_STATUS, DPKG_STATUS_D, RPM_DIRS};
+        let files = [DPKG_STATUS, APK_INSTALLED].iter().any(|p| scope.root.open_file(p).is_ok());
+        let dirs = std::iter::once(&DPKG_STATUS_D).chain(RPM_DIRS).any(|d| scope.root.list_dir(d).is_ok());
+        if files || dirs {
+            out.error("os", Some(CANDIDATES[0]), &message);
+        } else {
+            out.absent("os", Some(CANDIDATES[0]), &message);
+        }
         if release.is_none() && !busybox {
             return;
         }

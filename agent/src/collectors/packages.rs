@@ -40,14 +40,18 @@ fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) 
     // Packages compiled into binaries share this table, so they are read (or inherited) with it.
     super::binaries::collect(scope, out);
     if !found {
-        out.error(
-            C,
-            None,
-            &format!(
-                "no package database found: {DPKG_STATUS}, {DPKG_STATUS_D}, {APK_INSTALLED} and rpm databases under {} are not found",
-                RPM_DIRS.join(", ")
-            ),
+        let message = format!(
+            "no package database found: {DPKG_STATUS}, {DPKG_STATUS_D}, {APK_INSTALLED} and rpm databases under {} are not found",
+            RPM_DIRS.join(", ")
         );
+        // A distribution's root without its database is an error; a root with no distribution at all
+        // (an image built FROM scratch, a static binary and its files) simply has no OS packages.
+        let distribution = ["/etc/os-release", "/usr/lib/os-release"].iter().any(|p| scope.root.open_file(p).is_ok());
+        if distribution {
+            out.error(C, None, &message);
+        } else {
+            out.absent(C, None, &message);
+        }
     }
 }
 

@@ -84,35 +84,43 @@ pub fn v2(read: &dyn Fn(&str) -> Option<String>) -> Metrics {
 }
 
 /// The metrics of the cgroups `pid` is in, under the cgroup filesystem at `base`.
-pub fn for_pid(pid: i64, base: &std::path::Path) -> Option<Metrics> {
-    let text = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10)?;
+pub fn for_pid(pid: i64, base: &std::path::Path) -> Result<Metrics, String> {
+    let unreadable = || "cgroup unreadable (stopped?)".to_string();
+    let text = super::read_host(format!("/proc/{pid}/cgroup"), 64 << 10).ok_or_else(unreadable)?;
     if base.join("cgroup.controllers").exists() {
-        let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_string();
-        let dir = base.join(path);
-        return Some(v2(&|f| super::read_host(dir.join(f), 64 << 10)));
+        let path = text.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(unreadable)?;
+        // Seen from a cgroup namespace of its own (a pod's, a container's on cgroup v2), another
+        // container's cgroup is a path above that namespace's root, which no mount here shows.
+        if path.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "its cgroup {path} lies outside the agent's cgroup namespace: the agent needs the host's \
+                 (a systemd service or `docker run --cgroupns host`); Kubernetes gives every pod its own on cgroup v2"
+            ));
+        }
+        let dir = base.join(path.trim_start_matches('/'));
+        return Ok(v2(&|f| super::read_host(dir.join(f), 64 << 10)));
     }
     // v1: each line is id:controllers:path; a controller's directory may be shared ("cpu,cpuacct").
     let mut dirs = Vec::new();
     for l in text.lines() {
         let mut it = l.splitn(3, ':');
-        let (_, ctrls, path) = (it.next(), it.next()?, it.next()?);
+        let (Some(ctrls), Some(path)) = (it.nth(1), it.next()) else { continue };
         for c in ctrls.split(',').filter(|c| !c.is_empty()) {
             dirs.push((c.to_string(), base.join(c).join(path.trim_start_matches('/'))));
         }
     }
-    Some(v1(&|ctrl, f| dirs.iter().find(|(c, _)| c == ctrl).and_then(|(_, d)| super::read_host(d.join(f), 64 << 10))))
+    Ok(v1(&|ctrl, f| dirs.iter().find(|(c, _)| c == ctrl).and_then(|(_, d)| super::read_host(d.join(f), 64 << 10))))
 }
 
 pub fn fill(running: &[(String, i64)], out: &mut Sink) {
     let base = std::path::Path::new("/sys/fs/cgroup");
     for (id, pid) in running {
-        let Some(m) = for_pid(*pid, base) else {
-            out.error(
-                "container_metrics",
-                Some(&format!("/proc/{pid}/cgroup")),
-                &format!("container {id}: cgroup unreadable (stopped?)"),
-            );
-            continue;
+        let m = match for_pid(*pid, base) {
+            Ok(m) => m,
+            Err(why) => {
+                out.error("container_metrics", Some(&format!("/proc/{pid}/cgroup")), &format!("container {id}: {why}"));
+                continue;
+            }
         };
         let v = |x: Option<i64>| x.map_or(Value::Null, Value::Int);
         out.row(
