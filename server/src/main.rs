@@ -256,11 +256,12 @@ enum ReportCmd {
     /// Run a pack now: print the failures, write reports, store the run and exit
     /// with status 3 when a check at or above --fail-on fails or cannot run.
     Run {
-        /// Pack name (looked up as <packs>/<name>.toml) or path to a pack file.
+        /// Pack name (looked up as <packs>/<name>.toml, else among the compiled-in packs: cis-docker,
+        /// images, packages, runtime, vulns) or path to a pack file.
         pack: String,
-        /// Directory of pack files.
-        #[arg(long, env = "PERISCOPE_PACKS", default_value = "queries")]
-        packs: PathBuf,
+        /// Directory of pack files, adding packs and overriding compiled-in ones of the same name.
+        #[arg(long, env = "PERISCOPE_PACKS")]
+        packs: Option<PathBuf>,
         /// Read this data directory instead of a server (safe while a server writes to it); the run is stored
         /// in <data>/reports.
         #[arg(long)]
@@ -298,12 +299,12 @@ enum ReportCmd {
     },
     /// Load and validate pack files (fields, ids, schedules, SQL planned against the catalog) without running them.
     Check {
-        /// Pack names or paths.
+        /// Pack names or paths (names as `report run` finds them).
         #[arg(required = true)]
         packs: Vec<String>,
-        /// Directory of pack files.
-        #[arg(long, env = "PERISCOPE_PACKS", default_value = "queries")]
-        pack_dir: PathBuf,
+        /// Directory of pack files, adding packs and overriding compiled-in ones of the same name.
+        #[arg(long, env = "PERISCOPE_PACKS")]
+        pack_dir: Option<PathBuf>,
     },
 }
 
@@ -602,7 +603,7 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
         ReportCmd::Check { packs, pack_dir } => {
             let mut bad = 0;
             for name in packs {
-                let p = pack::load(&pack::locate(&name, &pack_dir)).await;
+                let p = pack::load_source(&pack::find(&name, pack_dir.as_deref()), &Default::default()).await;
                 let problems: Vec<_> = p.all_problems().collect();
                 for problem in &problems {
                     eprintln!("{problem}");
@@ -633,13 +634,16 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             webhook,
             params,
         } => {
-            let path = pack::locate(&pack, &packs);
-            if !path.is_file() {
-                anyhow::bail!("no pack {pack:?}: {} is not a file", path.display());
+            let source = pack::find(&pack, packs.as_deref());
+            if let pack::Source::File(path) = &source
+                && !path.is_file()
+            {
+                let builtin: Vec<&str> = pack::BUILTIN.iter().map(|(n, _)| *n).collect();
+                anyhow::bail!("no pack {pack:?}: {} is not a file, nor a compiled-in pack ({})", path.display(), builtin.join(", "));
             }
             let overrides =
                 params.iter().map(|p| pack::parse_param(p)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
-            let loaded = pack::load_with(&path, &overrides).await;
+            let loaded = pack::load_source(&source, &overrides).await;
             let (target, history) = match &data {
                 Some(dir) => {
                     if !dir.join("tables").is_dir() {

@@ -130,6 +130,58 @@ pub fn locate(pack: &str, dir: &Path) -> PathBuf {
     }
 }
 
+/// The starter packs of `queries/`, compiled into the binary: `periscope report
+/// run cis-docker` works from any directory.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("cis-docker", include_str!("../../../queries/cis-docker.toml")),
+    ("images", include_str!("../../../queries/images.toml")),
+    ("packages", include_str!("../../../queries/packages.toml")),
+    ("runtime", include_str!("../../../queries/runtime.toml")),
+    ("vulns", include_str!("../../../queries/vulns.toml")),
+];
+
+/// How a compiled-in pack is named in messages and reports.
+pub fn builtin_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("<built-in>/{name}.toml"))
+}
+
+/// Where a pack comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Builtin { name: &'static str, text: &'static str },
+}
+
+/// Finds a pack as [`locate`] does in `dir` when one is given (`--packs DIR`
+/// adds packs and overrides compiled-in ones of the same name), else among
+/// the compiled-in packs; a name found nowhere is the file it would have been.
+pub fn find(pack: &str, dir: Option<&Path>) -> Source {
+    let in_dir = locate(pack, dir.unwrap_or(Path::new(".")));
+    let is_name = !(Path::new(pack).extension().is_some_and(|e| e == "toml") || Path::new(pack).components().count() > 1);
+    if !is_name || (dir.is_some() && in_dir.is_file()) {
+        return Source::File(in_dir);
+    }
+    match BUILTIN.iter().find(|(n, _)| *n == pack) {
+        Some((name, text)) => Source::Builtin { name, text },
+        None => Source::File(in_dir),
+    }
+}
+
+/// [`load_with`] of a pack from wherever [`find`] found it.
+pub async fn load_source(source: &Source, overrides: &std::collections::BTreeMap<String, toml::Value>) -> Pack {
+    match source {
+        Source::File(path) => load_with(path, overrides).await,
+        Source::Builtin { name, text } => {
+            let path = builtin_path(name);
+            let mut pack = parse(&path, text);
+            override_params(&mut pack, &path, overrides);
+            substitute_params(&mut pack);
+            validate_sql(&mut pack).await;
+            pack
+        }
+    }
+}
+
 /// Every pack file in `dir` (`*.toml`), sorted.
 pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -152,6 +204,13 @@ pub async fn load(path: &Path) -> Pack {
 /// the pack does not declare is a problem (a typo must not be ignored).
 pub async fn load_with(path: &Path, overrides: &std::collections::BTreeMap<String, toml::Value>) -> Pack {
     let mut pack = parse_file(path);
+    override_params(&mut pack, path, overrides);
+    substitute_params(&mut pack);
+    validate_sql(&mut pack).await;
+    pack
+}
+
+fn override_params(pack: &mut Pack, path: &Path, overrides: &std::collections::BTreeMap<String, toml::Value>) {
     for (k, v) in overrides {
         if pack.params.contains_key(k) {
             pack.params.insert(k.clone(), v.clone());
@@ -161,9 +220,6 @@ pub async fn load_with(path: &Path, overrides: &std::collections::BTreeMap<Strin
             pack.problems.push(Problem { file: path.to_path_buf(), line: 0, check: None, message });
         }
     }
-    substitute_params(&mut pack);
-    validate_sql(&mut pack).await;
-    pack
 }
 
 /// Parses `NAME=VALUE` (VALUE as a TOML value: `30`, `"text"`, `["a", "b"]`; bare text is a string).
