@@ -357,12 +357,11 @@ impl Outbox {
             let (ns, msgs): (Vec<u64>, Vec<_>) = chunk.into_iter().unzip();
             let key = self.node_key().await?;
             let spool = &mut self.spool;
-            if let Err(e) =
-                crate::send::send_numbered(&self.server, key.as_deref(), msgs, |i| {
-                    crate::metrics::acknowledged(1);
-                    spool.remove(ns[i])
-                })
-                .await
+            if let Err(e) = crate::send::send_numbered(&self.server, key.as_deref(), msgs, |i| {
+                crate::metrics::acknowledged(1);
+                spool.remove(ns[i])
+            })
+            .await
             {
                 let had_key = self.node_key.is_some();
                 self.forget_key(&e);

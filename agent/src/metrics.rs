@@ -73,10 +73,26 @@ pub fn register(r: &mut Registry) {
         "Batches the server acknowledged (stored durably)",
         m.acked_batches.clone(),
     );
-    r.register("periscope_agent_send_failures", "Deliveries that failed and left batches in the spool", m.send_failures.clone());
-    r.register("periscope_agent_spool_batches", "Batches waiting in the spool for an acknowledgement", m.spool_batches.clone());
-    r.register("periscope_agent_spool_evicted_batches", "Batches evicted from a full spool since start", m.spool_evicted.clone());
-    r.register("periscope_agent_resident_memory_bytes", "Resident memory after the last full crawl", m.resident_bytes.clone());
+    r.register(
+        "periscope_agent_send_failures",
+        "Deliveries that failed and left batches in the spool",
+        m.send_failures.clone(),
+    );
+    r.register(
+        "periscope_agent_spool_batches",
+        "Batches waiting in the spool for an acknowledgement",
+        m.spool_batches.clone(),
+    );
+    r.register(
+        "periscope_agent_spool_evicted_batches",
+        "Batches evicted from a full spool since start",
+        m.spool_evicted.clone(),
+    );
+    r.register(
+        "periscope_agent_resident_memory_bytes",
+        "Resident memory after the last full crawl",
+        m.resident_bytes.clone(),
+    );
     r.register(
         "periscope_agent_degraded",
         "1 while over the memory ceiling (optional collectors skipped), else 0",

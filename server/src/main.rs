@@ -639,7 +639,11 @@ async fn report(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
                 && !path.is_file()
             {
                 let builtin: Vec<&str> = pack::BUILTIN.iter().map(|(n, _)| *n).collect();
-                anyhow::bail!("no pack {pack:?}: {} is not a file, nor a compiled-in pack ({})", path.display(), builtin.join(", "));
+                anyhow::bail!(
+                    "no pack {pack:?}: {} is not a file, nor a compiled-in pack ({})",
+                    path.display(),
+                    builtin.join(", ")
+                );
             }
             let overrides =
                 params.iter().map(|p| pack::parse_param(p)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;

@@ -89,8 +89,16 @@ async fn telemetry(addr: &str, store: Arc<Store>) -> anyhow::Result<()> {
         "How long the oldest row not yet in Parquet has waited",
         g.unflushed_age.clone(),
     );
-    r.register("periscope_server_index_scopes", "Scopes (hosts, containers, images) in the current-state index", g.scopes.clone());
-    r.register("periscope_server_store_failed", "1 once the store stopped accepting rows after a failure", g.failed.clone());
+    r.register(
+        "periscope_server_index_scopes",
+        "Scopes (hosts, containers, images) in the current-state index",
+        g.scopes.clone(),
+    );
+    r.register(
+        "periscope_server_store_failed",
+        "1 once the store stopped accepting rows after a failure",
+        g.failed.clone(),
+    );
     // Weak: the endpoint outlives `serve_with`, which must be able to close the store and free its directory.
     let (weak, weak2) = (Arc::downgrade(&store), Arc::downgrade(&store));
     let refresh = move || {

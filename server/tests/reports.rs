@@ -1128,7 +1128,11 @@ fn the_starter_packs_are_built_in_and_a_pack_directory_overrides_them() {
             .env_remove("PERISCOPE_PACKS")
             .output()
             .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let names = ["cis-docker", "images", "packages", "runtime", "vulns"];
     let (code, stdout, stderr) = in_dir(&[&["check"][..], &names].concat());
@@ -1136,17 +1140,24 @@ fn the_starter_packs_are_built_in_and_a_pack_directory_overrides_them() {
     for name in names {
         let text = std::fs::read_to_string(queries().join(format!("{name}.toml"))).unwrap();
         let checks = text.matches("[[check]]").count();
-        let line = stdout.lines().find(|l| l.contains(&format!("<built-in>/{name}.toml"))).unwrap_or_else(|| panic!("{name}: {stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("<built-in>/{name}.toml")))
+            .unwrap_or_else(|| panic!("{name}: {stdout}"));
         assert!(line.contains(&format!(": {checks} checks, {checks} runnable, 0 problems")), "{line}");
     }
     // An empty data directory: the run finds the pack and runs every check.
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(data.path().join("tables")).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = in_dir(&["run", "runtime", "--data", data.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        in_dir(&["run", "runtime", "--data", data.path().to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
     assert!(code == 0 || code == 3, "{stdout}\n{stderr}");
     let run = read_json(&out.path().join("report.json"));
-    assert_eq!(run["checks"].as_array().unwrap().len(), std::fs::read_to_string(queries().join("runtime.toml")).unwrap().matches("[[check]]").count());
+    assert_eq!(
+        run["checks"].as_array().unwrap().len(),
+        std::fs::read_to_string(queries().join("runtime.toml")).unwrap().matches("[[check]]").count()
+    );
 
     // --packs DIR: its runtime.toml wins; cis-docker is still the compiled-in one.
     let dir = tempfile::tempdir().unwrap();
@@ -1155,9 +1166,13 @@ fn the_starter_packs_are_built_in_and_a_pack_directory_overrides_them() {
         "[pack]\nname = \"runtime\"\ntitle = \"Ours\"\n\n[[check]]\nid = \"ours\"\ntitle = \"t\"\nseverity = \"low\"\nrationale = \"r\"\nremediation = \"m\"\nsql = \"SELECT host, scope, scope_id AS item, '' AS reason FROM os WHERE false\"\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = in_dir(&["check", "runtime", "cis-docker", "--pack-dir", dir.path().to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        in_dir(&["check", "runtime", "cis-docker", "--pack-dir", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("{}: 1 checks, 1 runnable, 0 problems", dir.path().join("runtime.toml").display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}: 1 checks, 1 runnable, 0 problems", dir.path().join("runtime.toml").display())),
+        "{stdout}"
+    );
     assert!(stdout.contains("<built-in>/cis-docker.toml"), "{stdout}");
     let (code, _, stderr) = in_dir(&["run", "no-such-pack", "--data", data.path().to_str().unwrap()]);
     assert_ne!(code, 0);

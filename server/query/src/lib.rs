@@ -13,8 +13,8 @@
 //! reports or the binary.
 
 pub mod account;
-pub mod metrics;
 pub mod catalog;
+pub mod metrics;
 pub mod query;
 pub mod repeat;
 pub mod scope;

@@ -157,7 +157,8 @@ pub enum Source {
 /// the compiled-in packs; a name found nowhere is the file it would have been.
 pub fn find(pack: &str, dir: Option<&Path>) -> Source {
     let in_dir = locate(pack, dir.unwrap_or(Path::new(".")));
-    let is_name = !(Path::new(pack).extension().is_some_and(|e| e == "toml") || Path::new(pack).components().count() > 1);
+    let is_name =
+        !(Path::new(pack).extension().is_some_and(|e| e == "toml") || Path::new(pack).components().count() > 1);
     if !is_name || (dir.is_some() && in_dir.is_file()) {
         return Source::File(in_dir);
     }
