@@ -29,6 +29,10 @@ async fn every_container_appears_with_its_settings() {
         "50",
         "--cap-add",
         "NET_ADMIN",
+        "-e",
+        "JAVA_TOOL_OPTIONS=-Xmx2g",
+        "-e",
+        "DB_PASSWORD=periscope-test-secret",
         "-v",
         "/var/run/docker.sock:/var/run/docker.sock:ro",
         "-p",
@@ -166,7 +170,7 @@ async fn every_container_appears_with_its_settings() {
     let crawls = crawl_async(opts).await.expect("crawl");
     let c = &crawls[0];
     assert_eq!(c.common.scope, "host");
-    let (rows, _) = rows_of(&c.batches.to_vec());
+    let (rows, text) = rows_of(&c.batches.to_vec());
 
     // The running container was crawled through /proc/<pid>/root as its own scope.
     let inside = crawls
@@ -315,6 +319,22 @@ async fn every_container_appears_with_its_settings() {
     let mo = metrics(&oom);
     assert_eq!(s(mo, "memory_limit_bytes"), (32 << 20).to_string());
     assert_eq!(s(mo, "oom_kills"), oom_kills.to_string(), "oom_kill counter as the kernel reports it");
+
+    // Its environment, with the secret's value never stored: only a hash of it.
+    let env = |name: &str| {
+        rows["container_env"]
+            .iter()
+            .find(|e| s(e, "container_id") == running && s(e, "name") == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", rows["container_env"]))
+    };
+    assert_eq!(
+        (s(env("JAVA_TOOL_OPTIONS"), "value"), s(env("JAVA_TOOL_OPTIONS"), "redacted")),
+        ("-Xmx2g".into(), "false".into())
+    );
+    let secret = env("DB_PASSWORD");
+    assert_eq!(s(secret, "redacted"), "true");
+    assert!(s(secret, "value").starts_with("sha256:"), "{secret:?}");
+    assert!(!text.contains("periscope-test-secret"), "the secret is in no row of the crawl");
 
     // docker.sock mounts are one WHERE away.
     let sock: Vec<_> = rows["container_mounts"].iter().filter(|m| s(m, "source").ends_with("docker.sock")).collect();

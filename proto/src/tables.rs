@@ -356,6 +356,17 @@ pub const CONTAINER_MOUNTS: Table = Table {
     ],
 };
 
+pub const CONTAINER_ENV: Table = Table {
+    name: "container_env",
+    description: "Environment variables each container is configured with (docker inspect's Config.Env, the containerd spec's process.env). A value whose name looks secret (holding PASS, TOKEN, SECRET, KEY, CREDENTIAL, AUTH or PRIVATE, in any case; PERISCOPE_SQL_USERS) or that is a URL with a password is never stored: 'sha256:' and 16 hex digits of its SHA-256 stand in for it, so equal secrets show as equal (a short or guessable one can still be guessed from it).",
+    columns: &[
+        col("container_id", Utf8, "Container id."),
+        col("name", Utf8, "Variable name."),
+        col("value", Utf8, "Value, or its hash when the name looks secret (see `redacted`)."),
+        col("redacted", Boolean, "True when the value was replaced by its hash."),
+    ],
+};
+
 pub const CONTAINER_PORTS: Table = Table {
     name: "container_ports",
     description: "Ports each container exposes and where they are published on the host.",
@@ -642,6 +653,7 @@ pub const TABLES: &[&Table] = &[
     &UNOWNED_FILES,
     &CONTAINERS,
     &CONTAINER_MOUNTS,
+    &CONTAINER_ENV,
     &CONTAINER_PORTS,
     &IMAGES,
     &IMAGE_HISTORY,

@@ -50,7 +50,9 @@ fn k8s_objects(py: &str) -> Vec<Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml") && p.file_name().is_some_and(|n| n != "kustomization.yaml")
+        })
         .collect();
     files.sort();
     let out = Command::new(py).args(["-c", script]).args(&files).output().unwrap();
@@ -73,7 +75,10 @@ fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
 fn known(v: &Value, what: &str, keys: &[&str]) {
     if let Some(m) = v.as_object() {
         let unknown: Vec<&String> = m.keys().filter(|k| !keys.contains(&k.as_str())).collect();
-        assert!(unknown.is_empty(), "{what}: the test does not translate {unknown:?}; teach it (server/tests/deploy.rs)");
+        assert!(
+            unknown.is_empty(),
+            "{what}: the test does not translate {unknown:?}; teach it (server/tests/deploy.rs)"
+        );
     }
 }
 
@@ -241,11 +246,18 @@ fn docker_run(pod: &Value, claims: &[Value], k: &Kubelet, name: &str, image_tag:
                     "Socket" => {
                         use std::os::unix::fs::FileTypeExt;
                         let t = std::fs::metadata(path).map(|m| m.file_type());
-                        assert!(t.is_ok_and(|t| t.is_socket()), "hostPath {}: not a socket on this host", path.display());
+                        assert!(
+                            t.is_ok_and(|t| t.is_socket()),
+                            "hostPath {}: not a socket on this host",
+                            path.display()
+                        );
                     }
                     // DirectoryOrCreate and untyped: absent here, the kubelet would make an empty directory.
                     _ if !path.exists() => {
-                        eprintln!("deploy: hostPath {} is not on this host: an empty directory stands in", path.display());
+                        eprintln!(
+                            "deploy: hostPath {} is not on this host: an empty directory stands in",
+                            path.display()
+                        );
                         let empty = k.scratch.join(format!("absent-{name}"));
                         std::fs::create_dir_all(&empty).unwrap();
                         opt(&mut run, "--mount", mount(&empty));
@@ -327,7 +339,8 @@ fn docker_run(pod: &Value, claims: &[Value], k: &Kubelet, name: &str, image_tag:
 
 /// A Kubernetes quantity ("256Mi", "1G", "1000") in bytes.
 fn quantity_bytes(q: &str) -> u64 {
-    let units = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000)];
+    let units =
+        [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("k", 1000), ("M", 1_000_000), ("G", 1_000_000_000)];
     for (suffix, n) in units {
         if let Some(v) = q.strip_suffix(suffix) {
             return v.parse::<u64>().unwrap_or_else(|_| panic!("quantity {q}")) * n;
@@ -394,7 +407,11 @@ impl Drop for Cleanup {
             if std::thread::panicking() {
                 let logs = Command::new("docker").args(["logs", "--tail", "40", c]).output();
                 if let Ok(l) = logs {
-                    eprintln!("--- docker logs {c}:\n{}{}", String::from_utf8_lossy(&l.stdout), String::from_utf8_lossy(&l.stderr));
+                    eprintln!(
+                        "--- docker logs {c}:\n{}{}",
+                        String::from_utf8_lossy(&l.stdout),
+                        String::from_utf8_lossy(&l.stderr)
+                    );
                 }
             }
             let _ = Command::new("docker").args(["rm", "-f", c]).output();
@@ -436,7 +453,11 @@ fn scrape(py: &str, url: &str) -> BTreeMap<String, Vec<(BTreeMap<String, String>
     use std::io::Write;
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the OpenMetrics parser refused {url}: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused {url}: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -477,17 +498,18 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    let generated: BTreeSet<(String, String)> = kustomization["secretGenerator"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|g| {
-            let name = str_of(&g["name"], "secretGenerator name").to_string();
-            g["literals"].as_array().into_iter().flatten().map(move |l| {
-                (name.clone(), str_of(l, "literal").split_once('=').expect("KEY=VALUE").0.to_string())
+    let generated: BTreeSet<(String, String)> =
+        kustomization["secretGenerator"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| {
+                let name = str_of(&g["name"], "secretGenerator name").to_string();
+                g["literals"].as_array().into_iter().flatten().map(move |l| {
+                    (name.clone(), str_of(l, "literal").split_once('=').expect("KEY=VALUE").0.to_string())
+                })
             })
-        })
-        .collect();
+            .collect();
 
     sweep();
     // The images, from the binaries these tests run, under a tag of this run.
@@ -516,7 +538,11 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
     let mut cleanup = Cleanup { containers: Vec::new(), network: network.clone() };
     let node_name = format!("deploy-node-{}", std::process::id());
     let mut secrets = BTreeMap::new();
-    for e in [&statefulset, &daemonset].iter().flat_map(|o| o["spec"]["template"]["spec"]["containers"][0]["env"].as_array()).flatten() {
+    for e in [&statefulset, &daemonset]
+        .iter()
+        .flat_map(|o| o["spec"]["template"]["spec"]["containers"][0]["env"].as_array())
+        .flatten()
+    {
         if let Some(s) = e["valueFrom"].get("secretKeyRef") {
             let value = match str_of(&e["name"], "env") {
                 "PERISCOPE_ENROLL_SECRET" => ENROLL_SECRET.to_string(),
@@ -528,7 +554,8 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
             secrets.insert(key, value);
         }
     }
-    let kubelet = Kubelet { node_name: node_name.clone(), secrets, network: network.clone(), scratch: scratch.path().into() };
+    let kubelet =
+        Kubelet { node_name: node_name.clone(), secrets, network: network.clone(), scratch: scratch.path().into() };
 
     // The server, reachable from the agent by its Service's name.
     let server_name = format!("periscope-server-{}", std::process::id());
@@ -540,7 +567,8 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
     // Named before it runs: a run that fails after creating the container still has it removed.
     cleanup.containers.push(server_name.clone());
     docker(&args);
-    let server_ip = docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &server_name]);
+    let server_ip =
+        docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &server_name]);
     let server_c = &statefulset["spec"]["template"]["spec"]["containers"][0];
     let (ready_port, ready_path) = probe(server_c, "readinessProbe");
     wait_for("the server's readiness probe", Duration::from_secs(60), || {
@@ -571,10 +599,8 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
     let server = format!("http://{server_ip}:{grpc_port}");
 
     // What the engine holds before the agent starts (the agent's own container comes after).
-    let want_containers: BTreeSet<String> =
-        docker(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_string).collect();
-    let want_images: BTreeSet<String> =
-        docker(&["images", "-q", "--no-trunc"]).lines().map(str::to_string).collect();
+    let want_containers: BTreeSet<String> = docker(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_string).collect();
+    let want_images: BTreeSet<String> = docker(&["images", "-q", "--no-trunc"]).lines().map(str::to_string).collect();
 
     let agent_name = format!("periscope-agent-{}", std::process::id());
     let run = docker_run(&daemonset["spec"]["template"]["spec"], &[], &kubelet, &agent_name, &tag);
@@ -625,21 +651,56 @@ fn the_daemonset_and_statefulset_run_as_written_crawl_this_host_without_errors()
 
     // No crawl has an error. What the capabilities leave unread is said, and only that.
     let errors = ask(&server, &format!("SELECT scope, scope_id, errors FROM crawls WHERE {host} AND errors > 0"));
-    let detail = ask(&server, &format!("SELECT scope_id, collector, path, message FROM crawl_errors WHERE {host} LIMIT 40"));
+    let detail =
+        ask(&server, &format!("SELECT scope_id, collector, path, message FROM crawl_errors WHERE {host} LIMIT 40"));
     assert!(errors.is_empty(), "crawls with errors: {errors:?}\n{detail:?}");
-    let caps: Vec<&str> =
-        agent_c["securityContext"]["capabilities"]["add"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let hidden =
-        ask(&server, &format!("SELECT count(*) AS n FROM crawl_errors WHERE {host} AND message LIKE '%CAP_SYS_ADMIN%'"));
+    let caps: Vec<&str> = agent_c["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let hidden = ask(
+        &server,
+        &format!("SELECT count(*) AS n FROM crawl_errors WHERE {host} AND message LIKE '%CAP_SYS_ADMIN%'"),
+    );
     if caps.iter().any(|c| *c == "SYS_ADMIN" || *c == "CAP_SYS_ADMIN") {
         assert_eq!(hidden[0]["n"], 0, "with SYS_ADMIN every overlay attribute is read");
     } else if !want_images.is_empty() {
-        assert!(hidden[0]["n"].as_u64().unwrap_or(0) > 0, "without SYS_ADMIN, layered scopes say what they cannot read");
+        assert!(
+            hidden[0]["n"].as_u64().unwrap_or(0) > 0,
+            "without SYS_ADMIN, layered scopes say what they cannot read"
+        );
     }
+
+    // The containers' environments are there, and no secret of this deployment is, but as a hash.
+    let secrets = ask(
+        &server,
+        &format!(
+            "SELECT name, redacted FROM container_env WHERE {host} AND container_id = '{}' ORDER BY name",
+            docker(&["inspect", "-f", "{{.Id}}", &server_name])
+        ),
+    );
+    let redacted: BTreeMap<String, String> = secrets.iter().map(|r| (s(r, "name"), s(r, "redacted"))).collect();
+    for name in ["PERISCOPE_ENROLL_SECRET", "PERISCOPE_SQL_USERS"] {
+        assert_eq!(redacted.get(name).map(String::as_str), Some("true"), "{name} in {secrets:?}");
+    }
+    let leaked = ask(
+        &server,
+        &format!(
+            "SELECT count(*) AS n FROM container_env WHERE value LIKE '%{SQL_PASSWORD}%' OR value LIKE '%{ENROLL_SECRET}%'"
+        ),
+    );
+    assert_eq!(leaked[0]["n"], 0, "a secret stored in clear");
 
     // Both /metrics, as Prometheus would scrape them.
     let port = |c: &Value, name: &str| {
-        c["ports"].as_array().into_iter().flatten().find(|p| p["name"] == name).and_then(|p| p["containerPort"].as_u64())
+        c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["containerPort"].as_u64())
     };
     let agent_metrics = port(agent_c, "metrics").expect("the agent's metrics port");
     let m = scrape(&py, &format!("http://{agent_ip}:{agent_metrics}/metrics"));

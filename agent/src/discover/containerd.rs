@@ -315,6 +315,7 @@ fn container_rows(c: &Container, out: &mut Sink) {
     let id = c.meta.id.as_str();
     let spec = c.spec();
     let proc_ = &spec["process"];
+    super::env_rows(id, proc_["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str()), out);
     let label = |k: &str| c.meta.labels.get(k).map(String::as_str);
     let caps: BTreeSet<String> = strs(&proc_["capabilities"]["bounding"]).into_iter().collect();
     let have_spec = !spec.is_null();

@@ -391,6 +391,7 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
     let Some(id) = c.id.as_deref() else { return };
     let hc = c.host_config.clone().unwrap_or_default();
     let cfg = c.config.clone().unwrap_or_default();
+    super::env_rows(id, cfg.env.iter().flatten().map(String::as_str), out);
     let st = c.state.clone().unwrap_or_default();
     let labels = cfg.labels.clone().unwrap_or_default();
     let label = |k: &str| labels.get(k).map(String::as_str);
