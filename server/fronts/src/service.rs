@@ -259,7 +259,12 @@ impl Query for QueryService {
                 // window full): dropping the rows cancels the query and frees its thread.
                 match tokio::time::timeout_at(deadline, tx.send(chunk)).await {
                     Ok(Ok(())) if !stop => periscope_query::account::handed_off(sent),
-                    _ => return,
+                    Ok(_) => return,
+                    // Past the time limit, with the client not reading: cancelled, as a limit.
+                    Err(_) => {
+                        timed.outcome = "refused";
+                        return;
+                    }
                 }
             }
         };

@@ -70,6 +70,8 @@ impl Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
-        finished(self.front, self.outcome, self.started.elapsed());
+        // Dropped by a panic unwinding through the query's work: it failed.
+        let outcome = if std::thread::panicking() { "error" } else { self.outcome };
+        finished(self.front, outcome, self.started.elapsed());
     }
 }
