@@ -653,7 +653,6 @@ pub const TABLES: &[&Table] = &[
     &UNOWNED_FILES,
     &CONTAINERS,
     &CONTAINER_MOUNTS,
-    &CONTAINER_ENV,
     &CONTAINER_PORTS,
     &IMAGES,
     &IMAGE_HISTORY,
@@ -670,6 +669,8 @@ pub const TABLES: &[&Table] = &[
     &AGENTS,
     &INHERITED,
     &EMBEDDED_LIBRARIES,
+    // Appended: a table's place in this list is its bit in the index's table sets.
+    &CONTAINER_ENV,
 ];
 
 /// Looks a table up by name.
