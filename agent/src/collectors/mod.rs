@@ -264,12 +264,7 @@ impl Sink {
     /// configuration (a refused FUSE or network filesystem): not a problem of
     /// the scope, so not counted in `crawls.errors` and not degrading the crawl.
     pub fn not_read(&mut self, collector: &str, path: &str, message: &str) {
-        let (path, message) = (parse::cut(path, MAX_ERROR_QUOTE), parse::cut(message, MAX_ERROR_QUOTE));
-        tracing::info!(collector, path, scope_id = %self.common.scope_id, "{message}");
-        self.row(
-            &tables::CRAWL_ERRORS,
-            &[("collector", collector.into()), ("path", path.into()), ("message", message.into())],
-        );
+        self.said(collector, Some(path), message);
     }
 
     /// Says, as a `crawl_errors` row, what the scope does not hold that a
@@ -277,6 +272,11 @@ impl Sink {
     /// a fact about the scope, not a failure to read it, so not counted in
     /// `crawls.errors`.
     pub fn absent(&mut self, collector: &str, path: Option<&str>, message: &str) {
+        self.said(collector, path, message);
+    }
+
+    /// A `crawl_errors` row not counted in `crawls.errors` ([`Sink::not_read`], [`Sink::absent`]).
+    fn said(&mut self, collector: &str, path: Option<&str>, message: &str) {
         let path = path.map(|p| parse::cut(p, MAX_ERROR_QUOTE));
         let message = parse::cut(message, MAX_ERROR_QUOTE);
         tracing::info!(collector, path, scope_id = %self.common.scope_id, "{message}");

@@ -270,6 +270,10 @@ struct State {
     active_bytes: usize,
     active_since: Option<Instant>,
     flushing: Option<Buffer>,
+    /// `flushing`'s bytes and the time its oldest row arrived, taken from
+    /// `active` when it rotated (for [`Store::stats`], without a pass over the rows).
+    flushing_bytes: usize,
+    flushing_since: Option<Instant>,
     flush_requested: bool,
     closing: bool,
     failed: Option<String>,
@@ -711,6 +715,8 @@ impl Store {
             active,
             active_bytes,
             flushing: None,
+            flushing_bytes: 0,
+            flushing_since: None,
             flush_requested: false,
             closing: false,
             failed: None,
@@ -897,10 +903,11 @@ impl Store {
     /// How far the store is behind its log, and how large its index is (for `/metrics`).
     pub fn stats(&self) -> StoreStats {
         let s = self.shared.lock();
-        let flushing: usize = s.flushing.iter().flatten().flat_map(|(_, b)| b.iter()).map(batch_bytes).sum();
+        // The rows being flushed arrived before any still in `active`.
+        let oldest = s.flushing_since.or(s.active_since);
         StoreStats {
-            unflushed_bytes: s.active_bytes + flushing,
-            unflushed_age: s.active_since.map(|t| t.elapsed()).unwrap_or_default(),
+            unflushed_bytes: s.active_bytes + s.flushing_bytes,
+            unflushed_age: oldest.map(|t| t.elapsed()).unwrap_or_default(),
             flushing: s.flushing.is_some(),
             scopes: s.index.len(),
             failed: s.failed.is_some(),
@@ -1065,8 +1072,8 @@ fn write_loop(shared: &Shared, mut segment: Segment, mut applied: Applied, rx: m
                     segment = next;
                     let mut s = shared.lock();
                     s.flushing = Some(std::mem::take(&mut s.active));
-                    s.active_bytes = 0;
-                    s.active_since = None;
+                    s.flushing_bytes = std::mem::take(&mut s.active_bytes);
+                    s.flushing_since = s.active_since.take();
                     drop(s);
                     let _ = r.send((segment.number, applied.clone()));
                 }
@@ -1233,6 +1240,7 @@ fn commit(shared: &Shared, through: u64, applied: &Applied) -> Result<(), StoreE
         }
         s.files = Arc::new(s.files.succeed(tables));
         s.flushing = None;
+        (s.flushing_bytes, s.flushing_since) = (0, None);
         shared.cond.notify_all();
     }
     drop(lock);
