@@ -8,8 +8,8 @@
 //! reports as anomalies, each naming the attribute.
 //!
 //! Needs root (trusted.* xattrs, mount). Where either is refused the test says
-//! so and compares nothing: the documented rules are pinned by the unit tests
-//! in `src/layers.rs` instead.
+//! so and compares nothing (in CI, CI=true, it fails instead): the documented
+//! rules are pinned by the unit tests in `src/layers.rs` instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -347,6 +347,13 @@ fn at_or_below(path: &str, top: &str) -> bool {
     path == top || path.strip_prefix(top).is_some_and(|r| r.starts_with('/'))
 }
 
+/// Says why nothing was compared; in CI (root on this machine) the comparison
+/// is the point of the test, so a refusal there is a failure, not a skip.
+fn skip(what: &str, why: &str) {
+    assert!(std::env::var("CI").is_err(), "{what}: {why} (CI must compare with a real mount)");
+    println!("SKIPPED {what}: {why}");
+}
+
 /// Builds the layers afresh, mounts them, and reads both views, under `markers`
 /// for the agent. None when the mount is refused here.
 fn views(what: &'static str, markers: Markers, adjust: fn(Root) -> Root, mount: Mount) -> Option<Views> {
@@ -357,7 +364,7 @@ fn views(what: &'static str, markers: Markers, adjust: fn(Root) -> Root, mount: 
         std::fs::create_dir_all(l).unwrap();
     }
     if let Err(e) = b.xattr(0, "", "trusted.overlay.probe", b"1") {
-        println!("SKIPPED {what}: cannot set trusted.* xattrs here ({e}); needs root on a filesystem with xattrs");
+        skip(what, &format!("cannot set trusted.* xattrs here ({e}); needs root on a filesystem with xattrs"));
         return None;
     }
     build(&b);
@@ -366,7 +373,7 @@ fn views(what: &'static str, markers: Markers, adjust: fn(Root) -> Root, mount: 
     std::fs::create_dir_all(&scratch).unwrap();
     let mounted = mount(&b.layers, &mnt, &scratch).output().expect("run mount");
     if !mounted.status.success() {
-        println!("SKIPPED {what}: the mount was refused here: {}", String::from_utf8_lossy(&mounted.stderr).trim());
+        skip(what, &format!("the mount was refused here: {}", String::from_utf8_lossy(&mounted.stderr).trim()));
         return None;
     }
     let guard = Unmount(mnt.clone());
