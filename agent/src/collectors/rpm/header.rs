@@ -21,6 +21,9 @@ pub const MAX_DATA_LEN: u32 = 256 << 20;
 /// [`FILE_LIST_SLACK`]) once directory names are joined to base names.
 const FILE_LIST_EXPANSION: usize = 8;
 const FILE_LIST_SLACK: usize = 1 << 20;
+/// What one owned path costs in memory beyond its bytes (a `String`, and a
+/// slot in the lists it passes through), charged even for an empty one.
+pub const PATH_COST: usize = 32;
 
 const ENTRY_LEN: usize = 16;
 
@@ -288,9 +291,26 @@ impl<'a> Header<'a> {
     }
 
     /// Owned paths: DIRNAMES[DIRINDEXES[i]] + BASENAMES[i], else OLDFILENAMES.
+    /// Each path is charged its bytes plus [`PATH_COST`] against the header's
+    /// expansion limit, and the number of names is checked before any list
+    /// of them is made: empty names cost memory too.
     fn files(&self) -> Result<Vec<String>, String> {
+        let limit = self.data.len().saturating_mul(FILE_LIST_EXPANSION).saturating_add(FILE_LIST_SLACK);
+        let refuse = |total: usize| {
+            Err(format!("file list would expand to {total} bytes from {} data bytes; refusing", self.data.len()))
+        };
+        // Counts that cannot fit in the data are refused as such by `string_array` below.
+        let names = |tag: u32| self.get(tag).filter(|e| e.count <= self.data.len() - e.offset).map_or(0, |e| e.count);
+        let least = names(tag::BASENAMES).max(names(tag::OLDFILENAMES)).saturating_mul(PATH_COST);
+        if least > limit {
+            return refuse(least);
+        }
         let Some(base) = self.string_array(tag::BASENAMES)? else {
             let old = self.string_array(tag::OLDFILENAMES)?.unwrap_or_default();
+            let total = old.iter().fold(0usize, |t, p| t.saturating_add(p.len() + PATH_COST));
+            if total > limit {
+                return refuse(total);
+            }
             return Ok(old.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect());
         };
         let dirs = self.string_array(tag::DIRNAMES)?.ok_or("header has BASENAMES but no DIRNAMES")?;
@@ -303,14 +323,10 @@ impl<'a> Header<'a> {
             let dir = dirs
                 .get(d as usize)
                 .ok_or_else(|| format!("file {i}: DIRINDEXES value {d} beyond the {} DIRNAMES", dirs.len()))?;
-            total = total.saturating_add(dir.len() + base[i].len());
+            total = total.saturating_add(dir.len() + base[i].len() + PATH_COST);
         }
-        let limit = self.data.len().saturating_mul(FILE_LIST_EXPANSION).saturating_add(FILE_LIST_SLACK);
         if total > limit {
-            return Err(format!(
-                "file list would expand to {total} bytes from {} data bytes; refusing",
-                self.data.len()
-            ));
+            return refuse(total);
         }
         Ok(idx
             .iter()
@@ -478,6 +494,8 @@ mod tests {
             .strings(tag::BASENAMES, &vec![""; 20_000])
             .int32(tag::DIRINDEXES, &vec![0; 20_000])
             .build();
+        // Zero bytes, each an empty name: no path bytes, but a String each (the review's 3 MB header made 157 MB).
+        let empty_names = base().strings(tag::OLDFILENAMES, &vec![""; 200_000]).build();
         let w = base();
         let dl = w.data_len() as u32;
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -564,6 +582,7 @@ mod tests {
                 "no DIRNAMES",
             ),
             ("a file list that would explode in memory", bomb, "file list would expand"),
+            ("200,000 empty OLDFILENAMES (each still a String)", empty_names, "file list would expand"),
         ];
         for (what, blob, needle) in cases {
             match parse_header(&blob) {

@@ -84,7 +84,8 @@ impl Work {
         self.headers += 1;
         let p = parse_header(blob);
         if let Ok(p) = &p {
-            self.path_bytes = self.path_bytes.saturating_add(p.files.iter().map(|f| f.len() as u64).sum());
+            let cost = p.files.iter().map(|f| (f.len() + header::PATH_COST) as u64).sum();
+            self.path_bytes = self.path_bytes.saturating_add(cost);
             if self.path_bytes > self.path_bytes_limit {
                 return Err(format!(
                     "stopped after {} headers: their file lists add up to more than {} bytes (budget: file list bytes per database)",

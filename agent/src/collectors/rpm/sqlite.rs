@@ -43,7 +43,11 @@ pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Ve
     }
     let mut packages = Vec::new();
     let mut errors = Vec::new();
-    if let Err(e) = read_rows(&conn, work, &mut packages, &mut errors) {
+    let read = read_rows(&conn, work, &mut packages, &mut errors);
+    // In hnum order, as rpm lists them; sorted here, not by SQLite (see [`read_rows`]).
+    packages.sort_by_key(|(hnum, _)| *hnum);
+    let packages = packages.into_iter().map(|(_, p)| p).collect();
+    if let Err(e) = read {
         match work.check_time() {
             Err(late) => errors.push(format!("rpmdb.sqlite: {late} (SQLite interrupted: {e})")),
             Ok(()) => errors.push(format!("rpmdb.sqlite: reading Packages: {e}")),
@@ -112,13 +116,18 @@ fn check_schema(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads rows in the table's own order. Nothing is asked of SQLite that it
+/// must sort: where `hnum` is not the table's key, `ORDER BY hnum` made it
+/// copy every row's blob (a 1 MiB column DEFAULT) into a sorter that spilled
+/// gigabytes to temporary files before the first row came back, beyond the
+/// reach of the per-database work budget.
 fn read_rows(
     conn: &Connection,
     work: &mut Work,
-    packages: &mut Vec<RpmPackage>,
+    packages: &mut Vec<(i64, RpmPackage)>,
     errors: &mut Vec<String>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")?;
+    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages")?;
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
@@ -146,7 +155,7 @@ fn read_rows(
             other => Err(format!("blob is {:?}, not a BLOB", other.data_type())),
         };
         match result {
-            Ok(p) => packages.push(p),
+            Ok(p) => packages.push((hnum, p)),
             Err(e) => errors.push(format!("rpmdb.sqlite: package hnum {hnum}: {e}")),
         }
     }
@@ -291,6 +300,26 @@ mod tests {
         assert!(work.headers <= bound, "{} headers parsed from a {}-byte file", work.headers, bytes.len());
         assert!(pkgs.len() as u64 >= work.headers - 1, "{} of {}", pkgs.len(), work.headers);
         assert!(errs.iter().any(|e| e.contains("bytes per database")), "{errs:?}");
+    }
+
+    /// The review's sort bomb: `hnum` is not the table's key, so `ORDER BY
+    /// hnum` made SQLite copy each row's 1 MiB DEFAULT blob into a sorter
+    /// (gigabytes of temporary files, all before the first row and the work
+    /// budget) until the deadline. Read in the table's order, the first rows
+    /// come back at once and the header budget stops the rest.
+    #[test]
+    fn a_table_whose_hnum_is_not_its_key_is_not_sorted_by_sqlite() {
+        use crate::collectors::rpm::testutil::{package_blob, sqlite_default_bomb_keyed};
+        let mut blob = package_blob("p", None, "1", &["/a"]);
+        blob.resize(1 << 20, 0);
+        let bytes = sqlite_default_bomb_keyed(&blob, 4000, "INTEGER");
+        let started = std::time::Instant::now();
+        let mut work = Work::new(bytes.len(), Some(started + std::time::Duration::from_secs(5)));
+        let (pkgs, errs) = read_sqlite_within(&bytes, &mut work);
+        assert!(!errs.iter().any(|e| e.contains("wall time")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("bytes per database")), "{errs:?}");
+        assert!(!pkgs.is_empty() && work.headers <= 3, "{} packages, {} headers", pkgs.len(), work.headers);
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     }
 
     /// Past the scope's deadline no header is parsed: a scope that was given

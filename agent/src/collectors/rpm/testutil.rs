@@ -134,10 +134,17 @@ pub(crate) fn package_blob(name: &str, epoch: Option<u32>, version: &str, files:
 /// An `rpmdb.sqlite` whose `rows` records store no blob: the column was added
 /// later with `blob` as its DEFAULT, so every row reads that one stored blob.
 pub(crate) fn sqlite_default_bomb(blob: &[u8], rows: usize) -> Vec<u8> {
+    sqlite_default_bomb_keyed(blob, rows, "INTEGER PRIMARY KEY AUTOINCREMENT")
+}
+
+/// [`sqlite_default_bomb`] with `hnum` declared as `hnum_type` (plain
+/// `INTEGER`: not the table's key, so its order is not the table's) and
+/// numbered from `rows` down to 1.
+pub(crate) fn sqlite_default_bomb_keyed(blob: &[u8], rows: usize, hnum_type: &str) -> Vec<u8> {
     let mut conn = rusqlite::Connection::open_in_memory().expect("open");
-    conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT); BEGIN;").expect("schema");
-    for _ in 0..rows {
-        conn.execute("INSERT INTO Packages DEFAULT VALUES", []).expect("insert");
+    conn.execute_batch(&format!("CREATE TABLE Packages (hnum {hnum_type}); BEGIN;")).expect("schema");
+    for i in 0..rows {
+        conn.execute("INSERT INTO Packages (hnum) VALUES (?1)", [(rows - i) as i64]).expect("insert");
     }
     let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
     conn.execute_batch(&format!("COMMIT; ALTER TABLE Packages ADD COLUMN blob BLOB NOT NULL DEFAULT x'{hex}';"))
