@@ -928,6 +928,21 @@ impl Root {
         Ok((file, st.st_size as u64))
     }
 
+    /// Opens a regular file to be read whole by the caller, with its size:
+    /// refused over the per-file budget, and its size charged to the scope's
+    /// byte budget as [`Root::read`] would charge it. The caller reads no more
+    /// than the size returned.
+    pub fn open_sized(&self, rel: impl AsRef<OsStr>) -> Result<(File, u64), ReadError> {
+        let limit = self.budgets.max_file_bytes;
+        let (file, size) = self.open_file(rel.as_ref())?;
+        let rel = &display_name(rel.as_ref().as_bytes());
+        if size > limit {
+            return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
+        }
+        self.charge_bytes(rel, size)?;
+        Ok((file, size))
+    }
+
     /// Reads a whole regular file, refusing files over the per-file budget.
     pub fn read(&self, rel: impl AsRef<OsStr>) -> Result<Vec<u8>, ReadError> {
         self.read_limited(rel, self.budgets.max_file_bytes)

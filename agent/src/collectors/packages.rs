@@ -333,11 +333,16 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 }
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
-    type Reader = fn(&[u8], &mut rpm::Work) -> (Vec<RpmPackage>, Vec<String>);
+    type Read = (Vec<RpmPackage>, Vec<String>);
+    /// How a format is read: from its bytes, or (sqlite) copied straight from the file into SQLite's memory.
+    enum Reader {
+        Bytes(fn(&[u8], &mut rpm::Work) -> Read),
+        File(fn(std::fs::File, usize, &mut rpm::Work) -> Read),
+    }
     const FORMATS: &[(&str, Reader)] = &[
-        ("rpmdb.sqlite", rpm::read_sqlite_within),
-        ("Packages.db", rpm::read_ndb_within),
-        ("Packages", rpm::read_bdb_within),
+        ("rpmdb.sqlite", Reader::File(|f, len, work| rpm::read_sqlite_from(f, len, work))),
+        ("Packages.db", Reader::Bytes(rpm::read_ndb_within)),
+        ("Packages", Reader::Bytes(rpm::read_bdb_within)),
     ];
     let mut seen = HashSet::new();
     let mut found = false;
@@ -355,15 +360,24 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
                 }
             }
             found = true;
-            let bytes = match scope.root.read(&path) {
-                Ok(b) => b,
+            let deadline = Some(scope.root.deadline());
+            let read = match read {
+                Reader::Bytes(read) => scope.root.read(&path).map(|bytes| {
+                    let mut work = rpm::Work::new(bytes.len(), deadline);
+                    read(&bytes, &mut work)
+                }),
+                Reader::File(read) => scope.root.open_sized(&path).map(|(file, len)| {
+                    let len = len as usize;
+                    read(file, len, &mut rpm::Work::new(len, deadline))
+                }),
+            };
+            let (pkgs, errors) = match read {
+                Ok(r) => r,
                 Err(e) => {
                     out.error(C, Some(&path), &format!("rpm database unreadable: {e}"));
                     continue;
                 }
             };
-            let (pkgs, errors) = read(&bytes, &mut rpm::Work::new(bytes.len(), Some(scope.root.deadline())));
-            drop(bytes);
             for e in errors {
                 out.error(C, Some(&path), &e);
             }

@@ -18,7 +18,7 @@ pub(crate) mod testutil;
 pub use bdb::{read_bdb, read_bdb_within};
 pub use header::parse_header;
 pub use ndb::{read_ndb, read_ndb_within};
-pub use sqlite::{read_sqlite, read_sqlite_within};
+pub use sqlite::{read_sqlite, read_sqlite_from, read_sqlite_within};
 
 use std::time::Instant;
 

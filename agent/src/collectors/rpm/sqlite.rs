@@ -31,7 +31,14 @@ pub fn read_sqlite(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 /// [`read_sqlite`] within `work`'s budget and deadline (SQLite's own work
 /// is interrupted at the deadline too).
 pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    let mut conn = match open(bytes).and_then(|c| check_schema(&c).map(|()| c)) {
+    read_sqlite_from(bytes, bytes.len(), work)
+}
+
+/// [`read_sqlite_within`] from the `len` bytes `file` yields, copied into
+/// SQLite's memory as they are read: the database is held once, not also as
+/// a buffer of ours.
+pub fn read_sqlite_from(file: impl Read, len: usize, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+    let mut conn = match open(file, len).and_then(|c| check_schema(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => return (Vec::new(), vec![format!("rpmdb.sqlite: {e}")]),
     };
@@ -56,14 +63,16 @@ pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Ve
     (packages, errors)
 }
 
-/// A defensive in-memory connection holding a copy of `bytes`.
-fn open(bytes: &[u8]) -> Result<Connection, String> {
-    if bytes.len() < MIN_LEN || !bytes.starts_with(MAGIC) {
-        return Err(format!("not an SQLite database ({} bytes, no \"SQLite format 3\" header)", bytes.len()));
+/// A defensive in-memory connection holding a copy of the `len` bytes `file` yields.
+fn open(mut file: impl Read, len: usize) -> Result<Connection, String> {
+    let mut head = Vec::with_capacity(20);
+    file.by_ref().take(20).read_to_end(&mut head).map_err(|e| format!("reading the file: {e}"))?;
+    if len < MIN_LEN || !head.starts_with(MAGIC) {
+        return Err(format!("not an SQLite database ({len} bytes, no \"SQLite format 3\" header)"));
     }
     let mut conn = Connection::open_in_memory().map_err(|e| format!("opening an in-memory database: {e}"))?;
     harden(&conn).map_err(|e| format!("configuring the in-memory database: {e}"))?;
-    conn.deserialize_read_exact(MAIN_DB, without_wal(bytes), bytes.len(), true)
+    conn.deserialize_read_exact(MAIN_DB, without_wal(&head).chain(file), len, true)
         .map_err(|e| format!("loading the database bytes: {e}"))?;
     conn.execute_batch("PRAGMA query_only = ON; PRAGMA cell_size_check = ON;")
         .map_err(|e| format!("configuring the database: {e}"))?;
@@ -78,14 +87,15 @@ fn harden(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The file's bytes with the header's WAL read/write versions (offsets 18
-/// and 19; 2 = WAL) set back to 1 (rollback journal). rpm keeps its database
-/// in WAL mode, which an in-memory database cannot open; the `-wal` file is
-/// not ours to read, so what the main file holds is what we report.
-fn without_wal(bytes: &[u8]) -> impl Read + '_ {
-    let (head, rest) = bytes.split_at(18);
-    let (versions, rest) = rest.split_at(2);
-    let patched = [versions[0], versions[1]].map(|v| if v == 2 { 1 } else { v });
+/// The file's first bytes with the header's WAL read/write versions
+/// (offsets 18 and 19; 2 = WAL) set back to 1 (rollback journal). rpm keeps
+/// its database in WAL mode, which an in-memory database cannot open; the
+/// `-wal` file is not ours to read, so what the main file holds is what we
+/// report.
+fn without_wal(head: &[u8]) -> impl Read + '_ {
+    let (head, rest) = head.split_at(head.len().min(18));
+    let (versions, rest) = rest.split_at(rest.len().min(2));
+    let patched: Vec<u8> = versions.iter().map(|&v| if v == 2 { 1 } else { v }).collect();
     head.chain(Cursor::new(patched)).chain(rest)
 }
 
