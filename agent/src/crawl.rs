@@ -551,10 +551,15 @@ fn run_these(
     let finished = done.clone();
     let tid = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let thread_id = tid.clone();
+    // While the thread runs the scope is marked: a run it kills leaves the mark (see [`crate::quarantine`]).
+    let mut marker = None;
     let spawned = if still_hung {
         // The thread given up on last time is still blocked: do not pile another one on it.
-        Err("a previous crawl of it is still blocked".to_string())
+        Err("cannot start its crawl thread: a previous crawl of it is still blocked".to_string())
+    } else if let Some(why) = crate::quarantine::held(&key) {
+        Err(why)
     } else {
+        marker = Some(crate::quarantine::crawling(&key));
         std::thread::Builder::new()
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {
@@ -688,11 +693,11 @@ fn run_these(
                 }
                 let _ = tx.send((sink, fingerprints, unread));
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("cannot start its crawl thread: {e}"))
     };
     let mut complete = true;
     let (mut fingerprints, mut unread) = (Vec::new(), Vec::new());
-    let received = spawned.map_err(|e| format!("cannot start its crawl thread: {e}")).and_then(|_| {
+    let received = spawned.and_then(|_| {
         rx.recv_timeout(limit).map_err(|e| match e {
             std::sync::mpsc::RecvTimeoutError::Timeout => {
                 HUNG.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), done.clone());
@@ -715,6 +720,8 @@ fn run_these(
             }
         })
     });
+    // Returned, or given up on (then HUNG keeps it from being started again while it is blocked).
+    drop(marker);
     let mut sink = match received {
         Ok((sink, f, u)) => {
             (fingerprints, unread) = (f, u);

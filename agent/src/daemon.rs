@@ -439,6 +439,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("spool {}: {e}", opts.spool_dir.display()))?;
     // Crawls spill their rows next to the spool: a directory known writable and on disk.
     crate::rows::set_spill_dir(&opts.spool_dir);
+    // Scopes the last run died crawling are left unread for a while (see `quarantine`).
+    match crate::quarantine::Quarantine::open(&opts.spool_dir.join("crawling")) {
+        Ok((q, left)) => {
+            for (key, since) in left {
+                eprintln!(
+                    "periscope-agent: the last run stopped while crawling {key} (at {since}, Unix time); it is left unread for {} s",
+                    crate::quarantine::PERIOD.as_secs()
+                );
+            }
+            crate::quarantine::install(q);
+        }
+        Err(e) => tracing::warn!("no crawl markers (a scope that kills the agent will be crawled again at once): {e}"),
+    }
     if spool.depth() > 0 {
         eprintln!("periscope-agent: {} batch(es) left in the spool by a previous run", spool.depth());
     }

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod mounts;
 pub mod print;
+pub mod quarantine;
 pub mod rootfs;
 pub mod rows;
 pub mod send;

@@ -1209,3 +1209,74 @@ fn hostile_library_banners_are_bounded_and_reported() {
     assert!(budget.contains(&"unowned_files".to_string()), "{budget:?}");
     assert!(budget.contains(&"embedded_libraries".to_string()), "{budget:?}");
 }
+
+/// Issue 24 review: a scope costing more memory than the agent is given (a
+/// bomb no budget anticipated) got the agent killed by the kernel, and on
+/// every restart it crawled that scope again first and died again — in a
+/// 256 MiB pod, 18 kills in 10 minutes and no row of the host ever sent. A run
+/// killed mid-scope (here blocked on a frozen FUSE mount it was asked to read,
+/// then sent SIGKILL, as the OOM killer does) leaves that scope's marker; the
+/// next run leaves the scope unread for a period, says why in `crawl_errors`,
+/// and gets on with the crawl instead of blocking (or dying) on it again.
+#[test]
+fn a_scope_whose_crawl_killed_the_agent_is_left_unread_by_the_next_run() {
+    let t = tempfile::tempdir().unwrap();
+    let Some((root, fuse)) = root_with_fuse(t.path(), "app") else { return };
+    fuse.freeze();
+    let spool = t.path().join("spool");
+    let run = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_periscope-agent"));
+        cmd.args(["run", "--once", "--server", "http://127.0.0.1:1", "--host", "qhost", "--scope-id", "qscope"])
+            .args(["--docker", "off", "--containerd", "off", "--read-network-fs", "--max-wall-secs", "5"])
+            .arg("--spool-dir")
+            .arg(&spool)
+            .arg("--root")
+            .arg(&root)
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let mut first = run().spawn().unwrap();
+    let markers = spool.join("crawling");
+    let marked = || {
+        fs::read_dir(&markers)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("crawling-")))
+            .unwrap_or(false)
+    };
+    let start = Instant::now();
+    while !marked() {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended before its crawl was seen");
+        assert!(start.elapsed() < Duration::from_secs(60), "no crawl marker in {}", markers.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Blocked on the frozen mount (the watchdog would give up after 15 s): killed now.
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let start = Instant::now();
+    let second = run().output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(start.elapsed() < Duration::from_secs(15), "the second run waited on the scope: {stderr}");
+    // No server listens: the run spools its crawl and says it could not deliver it.
+    assert!(stderr.contains("the crawl is spooled"), "{stderr}");
+    assert!(stderr.contains("the last run stopped while crawling qhost/host/qscope"), "{stderr}");
+    // What it spooled for the server: the scope's crawl says why it was not read, and nothing of it was.
+    let mut sp = periscope_agent::spool::Spool::open(&spool, 1 << 30).unwrap();
+    let mut why = Vec::new();
+    let mut tables = std::collections::BTreeSet::new();
+    for (_, b) in sp.peek(u64::MAX) {
+        tables.insert(b.table.clone());
+        if b.table != "crawl_errors" {
+            continue;
+        }
+        let (_, batches) = periscope_proto::ipc::decode_wire(&b.arrow_ipc, b.compression != 0, 1 << 30).unwrap();
+        for rb in batches {
+            let msg = rb.column_by_name("message").unwrap();
+            let msg = msg.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+            why.extend(msg.iter().flatten().map(str::to_string));
+        }
+    }
+    assert!(why.iter().any(|m| m.contains("stopped before it finished")), "{why:?}");
+    assert!(!tables.contains("packages") && !tables.contains("unowned_files"), "{tables:?}");
+    drop(fuse);
+}
