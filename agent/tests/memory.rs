@@ -572,3 +572,49 @@ fn files_matches_become_rows_as_met_not_kept() {
     // Kept and sorted, the matches measured 16.1 MB here; as rows, 3.4 MB.
     assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Issue 24 review: rpm databases were read whole before parsing, so a
+/// 250 MB file (sparse, or zeros that compress to nothing in a layer) peaked
+/// at 283 MB as `Packages` and 541 MB as `rpmdb.sqlite` (our buffer, then
+/// SQLite's copy). BerkeleyDB and NDB are now read a page or a blob at a time
+/// from the file (NDB keeping 1,000 of its 4 million slot problems here), and
+/// SQLite's copy is made straight from it. (SQLite allocates with the system's
+/// malloc, which this count does not see: it checks that our buffer is gone.)
+#[test]
+fn rpm_databases_are_not_read_into_a_buffer_of_their_size() {
+    let _turn = turn();
+    const SIZE: u64 = 64 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dir = root.join("var/lib/rpm");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A BerkeleyDB hash metadata page (little-endian) over 16,384 empty 4 KiB pages, none of them written.
+    let mut meta = vec![0u8; 512];
+    meta[12..16].copy_from_slice(&0x0006_1561u32.to_le_bytes());
+    meta[16..20].copy_from_slice(&9u32.to_le_bytes());
+    meta[20..24].copy_from_slice(&4096u32.to_le_bytes());
+    meta[32..36].copy_from_slice(&((SIZE / 4096 - 1) as u32).to_le_bytes());
+    let f = std::fs::File::create(dir.join("Packages")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &meta, 0).unwrap();
+    f.set_len(SIZE).unwrap();
+    // An NDB file header claiming every page holds slots, none of them used (each slot a problem).
+    let mut head = b"RpmP".to_vec();
+    head.extend_from_slice(&[0; 8]);
+    head.extend_from_slice(&((SIZE / 4096) as u32).to_le_bytes());
+    let f = std::fs::File::create(dir.join("Packages.db")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &head, 0).unwrap();
+    f.set_len(SIZE).unwrap();
+    let f = std::fs::File::create(dir.join("rpmdb.sqlite")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"SQLite format 3\0", 0).unwrap();
+    f.set_len(SIZE).unwrap();
+    let o = CrawlOptions { collectors: Some(vec!["packages".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for three {:.1} MB rpm databases", peak as f64 / 1e6, SIZE as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "path")).collect();
+    assert!(errors.iter().any(|p| p.ends_with("rpmdb.sqlite")), "{errors:?}");
+    let ndb = rows["crawl_errors"].iter().filter(|r| s(r, "path").ends_with("Packages.db")).count();
+    assert_eq!(ndb, 1001, "the first 1,000 slot problems and a count of the rest");
+    // Read whole, each file alone was 64 MiB of heap.
+    assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}

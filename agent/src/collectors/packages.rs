@@ -334,15 +334,13 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
     type Read = (Vec<RpmPackage>, Vec<String>);
-    /// How a format is read: from its bytes, or (sqlite) copied straight from the file into SQLite's memory.
-    enum Reader {
-        Bytes(fn(&[u8], &mut rpm::Work) -> Read),
-        File(fn(std::fs::File, usize, &mut rpm::Work) -> Read),
-    }
+    /// Each format is read from the file, never into a buffer of its size: sqlite copied straight into
+    /// SQLite's memory, BerkeleyDB and NDB a page or a blob at a time.
+    type Reader = fn(std::fs::File, usize, &mut rpm::Work) -> Read;
     const FORMATS: &[(&str, Reader)] = &[
-        ("rpmdb.sqlite", Reader::File(|f, len, work| rpm::read_sqlite_from(f, len, work))),
-        ("Packages.db", Reader::Bytes(rpm::read_ndb_within)),
-        ("Packages", Reader::Bytes(rpm::read_bdb_within)),
+        ("rpmdb.sqlite", |file, len, work| rpm::read_sqlite_from(file, len, work)),
+        ("Packages.db", |file, len, work| rpm::read_ndb_from(&rpm::FileSource { file, len: len as u64 }, work)),
+        ("Packages", |file, len, work| rpm::read_bdb_from(&rpm::FileSource { file, len: len as u64 }, work)),
     ];
     let mut seen = HashSet::new();
     let mut found = false;
@@ -361,16 +359,10 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
             }
             found = true;
             let deadline = Some(scope.root.deadline());
-            let read = match read {
-                Reader::Bytes(read) => scope.root.read(&path).map(|bytes| {
-                    let mut work = rpm::Work::new(bytes.len(), deadline);
-                    read(&bytes, &mut work)
-                }),
-                Reader::File(read) => scope.root.open_sized(&path).map(|(file, len)| {
-                    let len = len as usize;
-                    read(file, len, &mut rpm::Work::new(len, deadline))
-                }),
-            };
+            let read = scope.root.open_sized(&path).map(|(file, len)| {
+                let len = len as usize;
+                read(file, len, &mut rpm::Work::new(len, deadline))
+            });
             let (pkgs, errors) = match read {
                 Ok(r) => r,
                 Err(e) => {

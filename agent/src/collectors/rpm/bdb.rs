@@ -21,9 +21,11 @@
 //! values are header blobs. Every page is scanned rather than walking the hash
 //! buckets, so no bucket arithmetic can be turned against us; overflow chains
 //! are checked for cycles and all chain walking shares one page budget
-//! proportional to the file, so the work stays linear in its size.
+//! proportional to the file, so the work stays linear in its size. Pages are
+//! read one at a time from a [`Source`]: a file is never held whole, only the
+//! header blob being reassembled.
 
-use super::{RpmPackage, Work};
+use super::{RpmPackage, Source, Work};
 
 const HASH_MAGIC: u32 = 0x0006_1561;
 const BTREE_MAGIC: u32 = 0x0005_3162;
@@ -40,7 +42,7 @@ const OFFPAGE_LEN: usize = 12;
 
 /// The file, split into pages, read in the byte order of its metadata.
 struct Db<'a> {
-    bytes: &'a [u8],
+    src: &'a dyn Source,
     big_endian: bool,
     page_size: usize,
     pages: usize,
@@ -63,15 +65,21 @@ pub fn read_bdb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 
 /// [`read_bdb`] within `work`'s budget and deadline.
 pub fn read_bdb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+    read_bdb_from(&bytes, work)
+}
+
+/// [`read_bdb_within`], reading pages from `src` as they are needed.
+pub fn read_bdb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
     let mut errors = Vec::new();
-    let db = match Db::open(bytes, &mut errors) {
+    let db = match Db::open(src, &mut errors) {
         Ok(db) => db,
         Err(e) => return (Vec::new(), vec![format!("Packages (BerkeleyDB): {e}")]),
     };
     let mut budget = Budget { pages_left: 2 * db.pages + 16, spent: false, seen_by: vec![0; db.pages], chain: 0 };
     let mut found = Vec::new();
+    let mut page = vec![0; db.page_size];
     for pgno in 1..db.pages {
-        if let Err(e) = db.hash_page(pgno, &mut budget, work, &mut found, &mut errors) {
+        if let Err(e) = db.hash_page(pgno, &mut page, &mut budget, work, &mut found, &mut errors) {
             errors.push(format!("Packages (BerkeleyDB): {e}"));
             break;
         }
@@ -81,10 +89,14 @@ pub fn read_bdb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<S
 }
 
 impl<'a> Db<'a> {
-    fn open(bytes: &'a [u8], errors: &mut Vec<String>) -> Result<Self, String> {
-        if bytes.len() < META_LEN {
-            return Err(format!("{} bytes is shorter than the 512-byte metadata page", bytes.len()));
+    fn open(src: &'a dyn Source, errors: &mut Vec<String>) -> Result<Self, String> {
+        let len = src.size();
+        if len < META_LEN as u64 {
+            return Err(format!("{len} bytes is shorter than the 512-byte metadata page"));
         }
+        let mut meta = [0u8; META_LEN];
+        src.read_at(0, &mut meta).map_err(|e| format!("reading the metadata page: {e}"))?;
+        let bytes = &meta[..];
         let magic_at = |big| Self::u32_in(bytes, 12, big);
         let big_endian = match (magic_at(false), magic_at(true)) {
             (HASH_MAGIC, _) => false,
@@ -92,7 +104,7 @@ impl<'a> Db<'a> {
             (BTREE_MAGIC, _) | (_, BTREE_MAGIC) => return Err("a BerkeleyDB btree, not a hash database".into()),
             (m, _) => return Err(format!("not a BerkeleyDB hash database (magic {m:#010x})")),
         };
-        let db = Db { bytes, big_endian, page_size: 0, pages: 0 };
+        let db = Db { src, big_endian, page_size: 0, pages: 0 };
         let version = db.u32(bytes, 16);
         if !(8..=10).contains(&version) {
             return Err(format!("unsupported hash version {version}"));
@@ -105,7 +117,7 @@ impl<'a> Db<'a> {
             return Err(format!("encrypted (algorithm {}); cannot read", bytes[24]));
         }
         let claimed = (db.u32(bytes, 32) as usize).saturating_add(1);
-        let present = bytes.len() / page_size;
+        let present = usize::try_from(len / page_size as u64).unwrap_or(usize::MAX);
         if present < claimed {
             errors.push(format!(
                 "Packages (BerkeleyDB): metadata says {claimed} pages but the file holds {present}; reading those"
@@ -130,10 +142,13 @@ impl<'a> Db<'a> {
         usize::from(if self.big_endian { u16::from_be_bytes(x) } else { u16::from_le_bytes(x) })
     }
 
-    /// Page `pgno` (which must be below `self.pages`) and its type byte.
-    fn page(&self, pgno: usize) -> (&'a [u8], u8) {
-        let page = &self.bytes[pgno * self.page_size..(pgno + 1) * self.page_size];
-        (page, page[25])
+    /// Reads page `pgno` (which must be below `self.pages`) into `buf` and
+    /// returns its type byte.
+    fn page(&self, pgno: usize, buf: &mut [u8]) -> Result<u8, String> {
+        self.src
+            .read_at((pgno * self.page_size) as u64, buf)
+            .map_err(|e| format!("reading page {pgno}: {e}"))?;
+        Ok(buf[25])
     }
 
     /// Every key/value pair on one page, if it is a hash page. Problems with
@@ -141,12 +156,14 @@ impl<'a> Db<'a> {
     fn hash_page(
         &self,
         pgno: usize,
+        page: &mut [u8],
         budget: &mut Budget,
         work: &mut Work,
         found: &mut Vec<(u32, RpmPackage)>,
         errors: &mut Vec<String>,
     ) -> Result<(), String> {
-        let (page, kind) = self.page(pgno);
+        let kind = self.page(pgno, page)?;
+        let page = &*page;
         if kind != P_HASH && kind != P_HASH_UNSORTED {
             return Ok(());
         }
@@ -186,7 +203,7 @@ impl<'a> Db<'a> {
     }
 
     /// The bytes of item `i` on a hash page, type byte included.
-    fn item(&self, page: &'a [u8], i: usize, offsets_end: usize) -> Result<&'a [u8], String> {
+    fn item<'p>(&self, page: &'p [u8], i: usize, offsets_end: usize) -> Result<&'p [u8], String> {
         let start = self.u16(page, PAGE_HEADER + 2 * i);
         let end = if i == 0 { self.page_size } else { self.u16(page, PAGE_HEADER + 2 * (i - 1)) };
         if start < offsets_end || start >= end || end > self.page_size {
@@ -216,7 +233,7 @@ impl<'a> Db<'a> {
     }
 
     /// A value item's bytes, following its overflow chain when off-page.
-    fn value(&self, item: &'a [u8], budget: &mut Budget) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    fn value<'p>(&self, item: &'p [u8], budget: &mut Budget) -> Result<std::borrow::Cow<'p, [u8]>, String> {
         match item.split_first() {
             Some((&H_KEYDATA, v)) => Ok(v.into()),
             Some((&H_OFFPAGE, _)) if item.len() == OFFPAGE_LEN => {
@@ -239,6 +256,7 @@ impl<'a> Db<'a> {
         }
         budget.chain += 1;
         let mut out = Vec::with_capacity(len);
+        let mut page = vec![0; self.page_size];
         let mut pgno = first;
         while out.len() < len {
             if pgno == 0 || pgno >= self.pages {
@@ -257,19 +275,19 @@ impl<'a> Db<'a> {
                 return Err(format!("overflow chain from page {first} loops back to page {pgno}"));
             }
             budget.seen_by[pgno] = budget.chain;
-            let (page, kind) = self.page(pgno);
+            let kind = self.page(pgno, &mut page)?;
             if kind != P_OVERFLOW {
                 return Err(format!("overflow chain from page {first} reaches page {pgno} of type {kind}"));
             }
-            if self.u32(page, 8) as usize != pgno {
-                return Err(format!("overflow page {pgno} says it is page {}", self.u32(page, 8)));
+            if self.u32(&page, 8) as usize != pgno {
+                return Err(format!("overflow page {pgno} says it is page {}", self.u32(&page, 8)));
             }
-            let piece = self.u16(page, 22);
+            let piece = self.u16(&page, 22);
             if piece == 0 || PAGE_HEADER + piece > self.page_size || out.len() + piece > len {
                 return Err(format!("overflow page {pgno} holds {piece} bytes, which does not fit"));
             }
             out.extend_from_slice(&page[PAGE_HEADER..PAGE_HEADER + piece]);
-            pgno = self.u32(page, 16) as usize;
+            pgno = self.u32(&page, 16) as usize;
         }
         Ok(out)
     }

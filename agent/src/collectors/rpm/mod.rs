@@ -15,12 +15,55 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use bdb::{read_bdb, read_bdb_within};
+pub use bdb::{read_bdb, read_bdb_from, read_bdb_within};
 pub use header::parse_header;
-pub use ndb::{read_ndb, read_ndb_within};
+pub use ndb::{read_ndb, read_ndb_from, read_ndb_within};
 pub use sqlite::{read_sqlite, read_sqlite_from, read_sqlite_within};
 
 use std::time::Instant;
+
+/// A database's bytes, read piece by piece: from a buffer, or from the file
+/// itself (so a large or sparse file is not held in memory whole).
+pub trait Source {
+    /// Its length in bytes (a file's, as it was when opened).
+    fn size(&self) -> u64;
+    /// Fills `buf` from byte `at`; an error when those bytes are not there.
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl Source for &[u8] {
+    fn size(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = usize::try_from(at).unwrap_or(usize::MAX);
+        match start.checked_add(buf.len()).and_then(|end| self.get(start..end)) {
+            Some(b) => {
+                buf.copy_from_slice(b);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// An open file of `len` bytes (its size when it was opened).
+pub struct FileSource {
+    pub file: std::fs::File,
+    pub len: u64,
+}
+
+impl Source for FileSource {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if at.saturating_add(buf.len() as u64) > self.len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, at)
+    }
+}
 
 /// What reading one database may cost, whatever its bytes say. Every header
 /// is parsed through [`Work::parse`], which checks the scope's deadline first

@@ -12,9 +12,12 @@
 //!
 //! Slots that point outside the file, overlap another slot's blocks or lead to
 //! a damaged blob become error strings; the other packages are still read.
-//! Overlaps are refused, so the total work is bounded by the file size.
+//! Overlaps are refused, so the total work is bounded by the file size. The
+//! file is read from a [`Source`] a slot page and a blob at a time, never
+//! whole; used slots beyond [`MAX_SLOTS`] and problems beyond [`MAX_ERRORS`]
+//! are counted, not kept.
 
-use super::{RpmPackage, Work};
+use super::{RpmPackage, Source, Work};
 
 const FILE_MAGIC: &[u8; 4] = b"RpmP";
 const SLOT_MAGIC: &[u8; 4] = b"Slot";
@@ -26,6 +29,11 @@ const BLOCK: usize = 16;
 const PAGE: usize = 4096;
 const BLOB_HEAD_LEN: usize = 16;
 const BLOB_TAIL_LEN: usize = 12;
+/// Used slots kept (rpm numbers packages in one database from 1; a large
+/// distribution has a few thousand).
+const MAX_SLOTS: usize = 1 << 20;
+/// Problems kept as error strings; the rest are counted in one more.
+const MAX_ERRORS: usize = 1000;
 
 /// One used slot: where a package's blob lives.
 #[derive(Debug, Clone, Copy)]
@@ -43,16 +51,28 @@ pub fn read_ndb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 
 /// [`read_ndb`] within `work`'s budget and deadline.
 pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    let mut errors = Vec::new();
-    let slot_pages = match file_header(bytes) {
+    read_ndb_from(&bytes, work)
+}
+
+/// [`read_ndb_within`], reading slot pages and blobs from `src` as they are needed.
+pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+    let mut errors = Errors::default();
+    let slot_pages = match file_header(src) {
         Ok(n) => n,
         Err(e) => return (Vec::new(), vec![format!("Packages.db: {e}")]),
     };
-    let mut slots = read_slots(bytes, slot_pages, &mut errors);
+    let mut slots = match read_slots(src, slot_pages, work, &mut errors) {
+        Ok(s) => s,
+        Err(stop) => {
+            errors.push(format!("Packages.db: {stop}"));
+            return (Vec::new(), errors.finish());
+        }
+    };
     slots.sort_by_key(|s| s.blkoff);
     let mut found = Vec::new();
     let mut end = slot_pages * PAGE / BLOCK;
     let mut last: Option<Slot> = None;
+    let mut area = Vec::new();
     for s in slots {
         if let Some(prev) = last.filter(|_| s.blkoff < end) {
             errors.push(format!(
@@ -63,7 +83,7 @@ pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<S
         }
         end = s.blkoff + s.blkcnt;
         last = Some(s);
-        let parsed = match blob(bytes, &s) {
+        let parsed = match blob(src, &s, &mut area) {
             Ok(b) => match work.parse(b) {
                 Ok(r) => r,
                 Err(stop) => {
@@ -79,7 +99,31 @@ pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<S
         }
     }
     found.sort_by_key(|(idx, _)| *idx);
-    (found.into_iter().map(|(_, p)| p).collect(), errors)
+    (found.into_iter().map(|(_, p)| p).collect(), errors.finish())
+}
+
+/// The first [`MAX_ERRORS`] problems, and how many more there were.
+#[derive(Default)]
+struct Errors {
+    kept: Vec<String>,
+    more: usize,
+}
+
+impl Errors {
+    fn push(&mut self, e: String) {
+        if self.kept.len() < MAX_ERRORS {
+            self.kept.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.kept.push(format!("Packages.db: {} more problems like these", self.more));
+        }
+        self.kept
+    }
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -90,19 +134,21 @@ fn le32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Checks the file header and returns how many slot pages the file holds.
-fn file_header(bytes: &[u8]) -> Result<usize, String> {
-    if bytes.len() < FILE_HEADER_LEN || &bytes[..4] != FILE_MAGIC {
-        return Err(format!("not an NDB package database ({} bytes, no \"RpmP\" magic)", bytes.len()));
+fn file_header(src: &dyn Source) -> Result<usize, String> {
+    let size = src.size();
+    let mut bytes = [0u8; FILE_HEADER_LEN];
+    if size < FILE_HEADER_LEN as u64 || src.read_at(0, &mut bytes).is_err() || &bytes[..4] != FILE_MAGIC {
+        return Err(format!("not an NDB package database ({size} bytes, no \"RpmP\" magic)"));
     }
-    let version = le32(bytes, 4);
+    let version = le32(&bytes, 4);
     if version != 0 {
         return Err(format!("unsupported NDB version {version}"));
     }
-    let pages = le32(bytes, 12) as usize;
+    let pages = le32(&bytes, 12) as usize;
     if pages == 0 {
         return Err("file header says there are no slot pages".into());
     }
-    let whole = bytes.len() / PAGE;
+    let whole = usize::try_from(size / PAGE as u64).unwrap_or(usize::MAX);
     if pages > whole {
         return Err(format!("file header claims {pages} slot pages but the file holds {whole} whole pages"));
     }
@@ -110,15 +156,25 @@ fn file_header(bytes: &[u8]) -> Result<usize, String> {
 }
 
 /// Every used slot that points at blocks inside the file after the slot
-/// pages; anything else is an error string.
-fn read_slots(bytes: &[u8], pages: usize, errors: &mut Vec<String>) -> Vec<Slot> {
-    let file_blocks = bytes.len() / BLOCK;
+/// pages; anything else is an error string. Err: the deadline passed.
+fn read_slots(src: &dyn Source, pages: usize, work: &Work, errors: &mut Errors) -> Result<Vec<Slot>, String> {
+    let file_blocks = usize::try_from(src.size() / BLOCK as u64).unwrap_or(usize::MAX);
     let first_blob_block = pages * PAGE / BLOCK;
     let mut slots: Vec<Slot> = Vec::new();
     let mut owners = std::collections::HashMap::new();
+    let mut page = vec![0u8; PAGE];
+    let mut over = 0usize;
     for number in FILE_HEADER_LEN / SLOT_LEN..pages * PAGE / SLOT_LEN {
         let at = number * SLOT_LEN;
-        let raw = &bytes[at..at + SLOT_LEN];
+        if number == FILE_HEADER_LEN / SLOT_LEN || at.is_multiple_of(PAGE) {
+            work.check_time()?;
+            let start = at - at % PAGE;
+            if let Err(e) = src.read_at(start as u64, &mut page) {
+                errors.push(format!("Packages.db: reading slot page {}: {e}", start / PAGE));
+                break;
+            }
+        }
+        let raw = &page[at % PAGE..at % PAGE + SLOT_LEN];
         if &raw[..4] != SLOT_MAGIC {
             errors.push(format!("Packages.db: slot {number} has no \"Slot\" magic"));
             continue;
@@ -140,6 +196,7 @@ fn read_slots(bytes: &[u8], pages: usize, errors: &mut Vec<String>) -> Vec<Slot>
         };
         match problem {
             Some(p) => errors.push(format!("Packages.db: slot {number} (package {pkgidx}): {p}")),
+            None if slots.len() >= MAX_SLOTS => over += 1,
             None => match owners.insert(pkgidx, number) {
                 Some(first) => errors.push(format!(
                     "Packages.db: slot {number} (package {pkgidx}): package already in slot {first}; skipped"
@@ -148,14 +205,19 @@ fn read_slots(bytes: &[u8], pages: usize, errors: &mut Vec<String>) -> Vec<Slot>
             },
         }
     }
-    slots
+    if over > 0 {
+        errors.push(format!("Packages.db: {over} used slots beyond the first {MAX_SLOTS} not read"));
+    }
+    Ok(slots)
 }
 
-/// The header blob inside a slot's blocks, after checking head, tail and
-/// checksum.
-fn blob<'a>(bytes: &'a [u8], s: &Slot) -> Result<&'a [u8], String> {
-    let start = s.blkoff * BLOCK;
-    let area = &bytes[start..start + s.blkcnt * BLOCK];
+/// The header blob inside a slot's blocks (read into `area`), after checking
+/// head, tail and checksum.
+fn blob<'a>(src: &dyn Source, s: &Slot, area: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+    area.clear();
+    area.resize(s.blkcnt * BLOCK, 0);
+    src.read_at((s.blkoff * BLOCK) as u64, area).map_err(|e| format!("reading blocks {}+{}: {e}", s.blkoff, s.blkcnt))?;
+    let area = &area[..];
     if area.len() < BLOB_HEAD_LEN + BLOB_TAIL_LEN {
         return Err(format!("{} blocks are too few for a blob", s.blkcnt));
     }
