@@ -145,9 +145,7 @@ impl<'a> Db<'a> {
     /// Reads page `pgno` (which must be below `self.pages`) into `buf` and
     /// returns its type byte.
     fn page(&self, pgno: usize, buf: &mut [u8]) -> Result<u8, String> {
-        self.src
-            .read_at((pgno * self.page_size) as u64, buf)
-            .map_err(|e| format!("reading page {pgno}: {e}"))?;
+        self.src.read_at((pgno * self.page_size) as u64, buf).map_err(|e| format!("reading page {pgno}: {e}"))?;
         Ok(buf[25])
     }
 

@@ -216,7 +216,8 @@ fn read_slots(src: &dyn Source, pages: usize, work: &Work, errors: &mut Errors) 
 fn blob<'a>(src: &dyn Source, s: &Slot, area: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
     area.clear();
     area.resize(s.blkcnt * BLOCK, 0);
-    src.read_at((s.blkoff * BLOCK) as u64, area).map_err(|e| format!("reading blocks {}+{}: {e}", s.blkoff, s.blkcnt))?;
+    src.read_at((s.blkoff * BLOCK) as u64, area)
+        .map_err(|e| format!("reading blocks {}+{}: {e}", s.blkoff, s.blkcnt))?;
     let area = &area[..];
     if area.len() < BLOB_HEAD_LEN + BLOB_TAIL_LEN {
         return Err(format!("{} blocks are too few for a blob", s.blkcnt));
