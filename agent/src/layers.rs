@@ -1469,9 +1469,36 @@ mod tests {
             }
             root.layer_lookups()
         };
+        // As the agent does at start: the cache's budget follows the descriptor limit.
+        crate::limits::raise_fd_limit();
+        assert!(cache_fds() >= 900, "the chain merged from 100 layers fits in {} descriptors", cache_fds());
         let (two, hundred) = (crawl(2), crawl(100));
         println!("{hundred} lookups in 100 layers against {two} in 2");
         assert!(hundred <= 2 * two, "{hundred} lookups in 100 layers against {two} in 2");
+    }
+
+    /// The cache lets go of what was used least recently, one entry at a
+    /// time, not of everything: a directory looked up again stays.
+    #[test]
+    fn the_cache_lets_the_least_recently_used_go_first() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = |id: u64, fds: usize| {
+            let insts = (0..fds).map(|l| Inst::new(l, rustix::io::dup(std::fs::File::open(t.path()).unwrap()).unwrap(), false));
+            Cached::Dir(Arc::new(Dir { id, insts: insts.collect() }))
+        };
+        let key = |n: u64| Key::Dir(0, n.to_string().into_bytes());
+        let mut c = Cache::new(10);
+        for n in 0..5 {
+            c.put(key(n), dir(n + 1, 2));
+        }
+        assert!(c.get(&key(0)).is_some());
+        c.put(key(5), dir(6, 3));
+        // 13 descriptors wanted, 10 allowed: 1 and 2, the least recently used, go.
+        let kept: Vec<u64> = (0..6).filter(|&n| c.entries.contains_key(&key(n))).collect();
+        assert_eq!(kept, [0, 3, 4, 5]);
+        assert_eq!((c.fds, c.entries.len(), c.order.len()), (9, 4, 4));
+        c.put(key(6), dir(7, 11));
+        assert_eq!(c.entries.len(), 1, "an entry over the whole budget is kept alone");
     }
 
     /// What the merge refuses is reported once per path, naming the
