@@ -880,7 +880,9 @@ impl Layers {
 
     /// Remembers that the symlink `name` in `parent` leads to the directory `dir` at `path`.
     fn remember_link(&self, parent: &Dir, name: &[u8], path: &[Vec<u8>], dir: &Arc<Dir>, hops: usize) {
-        self.cache.borrow_mut().put(Key::Link(parent.id, name.to_vec()), Cached::Link(path.to_vec(), dir.clone(), hops));
+        self.cache
+            .borrow_mut()
+            .put(Key::Link(parent.id, name.to_vec()), Cached::Link(path.to_vec(), dir.clone(), hops));
     }
 
     /// The merged directory at the symlink-free path `comps`: each level from
@@ -1483,7 +1485,8 @@ mod tests {
     fn the_cache_lets_the_least_recently_used_go_first() {
         let t = tempfile::tempdir().unwrap();
         let dir = |id: u64, fds: usize| {
-            let insts = (0..fds).map(|l| Inst::new(l, rustix::io::dup(std::fs::File::open(t.path()).unwrap()).unwrap(), false));
+            let insts =
+                (0..fds).map(|l| Inst::new(l, rustix::io::dup(std::fs::File::open(t.path()).unwrap()).unwrap(), false));
             Cached::Dir(Arc::new(Dir { id, insts: insts.collect() }))
         };
         let key = |n: u64| Key::Dir(0, n.to_string().into_bytes());

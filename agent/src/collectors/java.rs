@@ -404,8 +404,13 @@ fn scan(
             }
             continue;
         }
-        match archive.inflate(e, MAX_NESTED_BYTES, MAX_NESTED_IN_MEMORY, &mut work.inflated, &mut crate::rows::spill_file)
-        {
+        match archive.inflate(
+            e,
+            MAX_NESTED_BYTES,
+            MAX_NESTED_IN_MEMORY,
+            &mut work.inflated,
+            &mut crate::rows::spill_file,
+        ) {
             Ok(inflated) => scan(&inflated, &path, &name, depth + 1, work, found, problems),
             Err(err) => problem(work, problems, &path, err),
         }

@@ -428,7 +428,11 @@ impl<'a> Archive<'a> {
             *inflated += n as u64;
             total += n as u64;
             if total > cap {
-                return Err(ZipError::TooLarge { what: format!("{} inflated", e.name_lossy()), size: total, limit: cap });
+                return Err(ZipError::TooLarge {
+                    what: format!("{} inflated", e.name_lossy()),
+                    size: total,
+                    limit: cap,
+                });
             }
             match &mut file {
                 None if total <= in_memory => mem.extend_from_slice(&chunk[..n]),
@@ -631,7 +635,9 @@ pub mod tests {
         let mut back = vec![0u8; data.len()];
         got.read_at(0, &mut back).unwrap();
         assert_eq!(back, data);
-        assert!(matches!(a.inflate(small, 1 << 30, 64 << 10, &mut inflated, &mut spill), Ok(Inflated::Memory(v)) if v == b"tiny"));
+        assert!(
+            matches!(a.inflate(small, 1 << 30, 64 << 10, &mut inflated, &mut spill), Ok(Inflated::Memory(v)) if v == b"tiny")
+        );
         assert_eq!(spilled.get(), 1, "only the big one");
         assert_eq!(inflated, data.len() as u64 + 4);
         let err = a
