@@ -27,6 +27,24 @@ pub fn release_big_blocks() {
     }
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit,
+/// as Go's runtime does at start (call it first thing): the soft limit is
+/// often 1024 for compatibility with select(2), which the agent never uses,
+/// and the merge of an image's layers holds one descriptor per layer for
+/// each directory it caches (see `layers::cache_fds`). Returns the soft limit
+/// now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let raised = rustix::process::Rlimit { current: l.maximum, maximum: l.maximum };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            l = getrlimit(Resource::Nofile);
+        }
+    }
+    l.current.unwrap_or(u64::MAX)
+}
+
 /// Collectors the agent drops first when it is over its memory ceiling.
 pub const OPTIONAL_COLLECTORS: &[&str] = &["files", "configs", "unowned_files", "embedded_libraries"];
 

@@ -276,6 +276,7 @@ fn with_config(mut args: Vec<std::ffi::OsString>) -> anyhow::Result<Vec<std::ffi
 
 fn main() -> ExitCode {
     periscope_agent::limits::release_big_blocks();
+    periscope_agent::limits::raise_fd_limit();
     periscope_telemetry::init_logs("error");
     let args = match with_config(std::env::args_os().collect()) {
         Ok(a) => a,

@@ -283,6 +283,12 @@ impl Read for At<'_> {
     }
 }
 
+/// A temporary file with no name in the spill directory (see
+/// [`set_spill_dir`]), for what a collector would otherwise hold in memory.
+pub fn spill_file() -> std::io::Result<File> {
+    unlinked_temp_file(&spill_dir())
+}
+
 /// A temporary file with no name in `dir`: gone when closed, whatever
 /// happens to the agent, and never seen by a crawl of the host.
 fn unlinked_temp_file(dir: &Path) -> std::io::Result<File> {

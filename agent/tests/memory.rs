@@ -228,14 +228,15 @@ fn nested_level(pad: usize, name: &str, inner: &[u8], inner_len: u64) -> (Vec<u8
     (deflate_parts(&[Ok(&h1), Err(pad), Ok(&rest)]), total)
 }
 
-/// Issue 17: a deflated archive nested in an archive is held in memory while
-/// it is read, so the worst is the nesting limit's worth of the largest one
-/// each: an ear whose war holds a jar holding a jar, each level 30 MiB of
-/// its own, all deflated (the file is a few hundred KiB). The crawl's peak
-/// heap stays under the three levels' bytes plus a margin, and the innermost
-/// jar, a fourth level, is not read.
+/// Issue 17, then issue 24 (review item 8): a deflated archive nested in an
+/// archive was held in memory while it was read, so an ear whose war holds a
+/// jar holding a jar, each level 30 MiB of its own, all deflated (the file is
+/// 33 KB), held three levels at once: 94 MB of heap here, 124 MB peak RSS for
+/// the release agent. A nested archive past 2 MiB is inflated into an
+/// unlinked temporary file and read from there now. Every level is still
+/// read (the innermost jar, a fourth level, is refused by name).
 #[test]
-fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
+fn nested_deflated_archives_are_read_from_disk_not_memory() {
     let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -265,7 +266,8 @@ fn nested_deflated_archives_cost_the_nesting_limits_worth_of_memory() {
         rows["crawl_errors"].iter().map(|r| format!("{} {}", s(r, "path"), s(r, "message"))).collect();
     assert!(errors.iter().any(|e| e.contains("nested 4 levels deep")), "{errors:?}");
     assert!(rows["packages"].is_empty());
-    assert!(peak < 3 * (30 << 20) + (16 << 20), "peak heap {:.1} MB", peak as f64 / 1e6);
+    // Held in memory, 94.5 MB; inflated into temporary files, 2.2 MB.
+    assert!(peak < 3 * (2 << 20) + (4 << 20), "peak heap {:.1} MB", peak as f64 / 1e6);
 }
 
 /// Issue 21: a package database was read whole (up to the 256 MiB per-file

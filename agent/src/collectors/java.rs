@@ -19,7 +19,8 @@
 //! [`MAX_NESTING`] levels; their `location` is the outer file and the path
 //! inside it, Java's way: `/app/app.jar!/BOOT-INF/lib/x.jar`. A stored
 //! nested archive (Spring Boot stores them) is read in place; a deflated one
-//! is inflated into memory up to [`MAX_NESTED_BYTES`]. Each metadata file is
+//! is inflated up to [`MAX_NESTED_BYTES`], into memory while small and past
+//! [`MAX_NESTED_IN_MEMORY`] into an unlinked temporary file. Each metadata file is
 //! inflated up to [`MAX_META_BYTES`] (a manifest only to the end of its main
 //! section), and a scope's archives inflate [`MAX_SCOPE_INFLATED`] bytes and
 //! read [`MAX_SCOPE_CD_BYTES`] of central directory in all, within the
@@ -45,9 +46,14 @@ pub const C: &str = "java";
 
 /// Archive levels read below a file: ear → war → jar → a jar inside that.
 pub const MAX_NESTING: usize = 3;
-/// Bytes a deflated nested archive may inflate to: it is held in memory
-/// while read, so [`MAX_NESTING`] of them are at most 96 MiB at once.
+/// Bytes a deflated nested archive may inflate to (Spring Boot's
+/// `BOOT-INF/lib` jars are up to tens of MB).
 pub const MAX_NESTED_BYTES: u64 = 32 << 20;
+/// Bytes of a deflated nested archive held in memory while it is read; a
+/// larger one is inflated into an unlinked temporary file in the spill
+/// directory (`rows::spill_file`) and read from there, so [`MAX_NESTING`]
+/// levels hold at most 6 MiB at once.
+pub const MAX_NESTED_IN_MEMORY: u64 = 2 << 20;
 /// Bytes a `pom.properties` or a manifest's main section may inflate to.
 pub const MAX_META_BYTES: u64 = 1 << 20;
 /// Bytes all archives of a scope may inflate to.
@@ -398,8 +404,14 @@ fn scan(
             }
             continue;
         }
-        match archive.read(e, MAX_NESTED_BYTES, &mut work.inflated) {
-            Ok(bytes) => scan(&bytes, &path, &name, depth + 1, work, found, problems),
+        match archive.inflate(
+            e,
+            MAX_NESTED_BYTES,
+            MAX_NESTED_IN_MEMORY,
+            &mut work.inflated,
+            &mut crate::rows::spill_file,
+        ) {
+            Ok(inflated) => scan(&inflated, &path, &name, depth + 1, work, found, problems),
             Err(err) => problem(work, problems, &path, err),
         }
     }

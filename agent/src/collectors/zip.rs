@@ -107,6 +107,27 @@ impl Source for FileSource {
     }
 }
 
+/// An inflated entry: in memory while small, else in a temporary file (see [`Archive::inflate`]).
+pub enum Inflated {
+    Memory(Vec<u8>),
+    File(FileSource),
+}
+
+impl Source for Inflated {
+    fn len(&self) -> u64 {
+        match self {
+            Inflated::Memory(v) => Source::len(v),
+            Inflated::File(f) => f.len(),
+        }
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            Inflated::Memory(v) => v.read_at(offset, buf),
+            Inflated::File(f) => f.read_at(offset, buf),
+        }
+    }
+}
+
 /// `len` bytes of another source from `start` (a stored entry, read in place).
 pub struct Window<'a> {
     inner: &'a dyn Source,
@@ -376,6 +397,65 @@ impl<'a> Archive<'a> {
         Ok(out)
     }
 
+    /// Inflates a whole entry of at most `cap` bytes to read it as an
+    /// archive: in memory up to `in_memory` bytes, past that into the file
+    /// `spill` gives (an unlinked temporary file), so what a nested archive
+    /// holds in memory does not grow with its size. `inflated` counts what
+    /// came out, also when the entry is refused for its size.
+    pub fn inflate(
+        &self,
+        e: &Entry,
+        cap: u64,
+        in_memory: u64,
+        inflated: &mut u64,
+        spill: &mut dyn FnMut() -> std::io::Result<std::fs::File>,
+    ) -> Result<Inflated, ZipError> {
+        use std::io::Write;
+        if e.size > cap {
+            return Err(ZipError::TooLarge { what: e.name_lossy(), size: e.size, limit: cap });
+        }
+        let mut r = self.reader(e, cap)?;
+        let malformed = |err: std::io::Error| ZipError::Malformed(format!("{}: {err}", e.name_lossy()));
+        // Room for what the entry says it holds when that fits in memory (a lie grows as it inflates).
+        let mut mem = Vec::with_capacity(e.size.min(in_memory) as usize + 1);
+        let mut file: Option<std::fs::File> = None;
+        let (mut chunk, mut total) = (vec![0u8; 64 << 10], 0u64);
+        loop {
+            let n = r.read(&mut chunk).map_err(malformed)?;
+            if n == 0 {
+                break;
+            }
+            *inflated += n as u64;
+            total += n as u64;
+            if total > cap {
+                return Err(ZipError::TooLarge {
+                    what: format!("{} inflated", e.name_lossy()),
+                    size: total,
+                    limit: cap,
+                });
+            }
+            match &mut file {
+                None if total <= in_memory => mem.extend_from_slice(&chunk[..n]),
+                None => {
+                    let mut f = spill().map_err(|err| {
+                        ZipError::Io(std::io::Error::new(
+                            err.kind(),
+                            format!("{}: no temporary file to inflate it into: {err}", e.name_lossy()),
+                        ))
+                    })?;
+                    f.write_all(&mem).and_then(|()| f.write_all(&chunk[..n]))?;
+                    mem = Vec::new();
+                    file = Some(f);
+                }
+                Some(f) => f.write_all(&chunk[..n])?,
+            }
+        }
+        Ok(match file {
+            Some(f) => Inflated::File(FileSource::new(f, total)),
+            None => Inflated::Memory(mem),
+        })
+    }
+
     /// Reads an entry up to the first blank line (a manifest's main
     /// section), at most `cap` bytes; the flag says it was cut there.
     pub fn read_head(&self, e: &Entry, cap: u64, inflated: &mut u64) -> Result<(Vec<u8>, bool), ZipError> {
@@ -533,5 +613,39 @@ pub mod tests {
         assert!(Archive::open(&bad, &mut |_| true).err().unwrap().to_string().contains("past where it can be"));
         assert!(matches!(Archive::open(&b"PK\x05\x06".to_vec(), &mut |_| true), Err(ZipError::NotZip(_))));
         assert!(matches!(Archive::open(&vec![0u8; 100], &mut |_| true), Err(ZipError::NotZip(_))));
+    }
+
+    /// A nested archive past its memory allowance is inflated into the
+    /// spill file and reads the same; one with no file to go to says why.
+    #[test]
+    fn inflate_spills_past_its_memory_allowance() {
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let zip = build(&[("big.jar", &data, true), ("small.jar", b"tiny", true)], b"");
+        let a = Archive::open(&zip, &mut |_| true).unwrap();
+        let (big, small) = (&a.entries[0], &a.entries[1]);
+        let mut inflated = 0;
+        let tmp = tempfile::tempdir().unwrap();
+        let spilled = std::cell::Cell::new(0);
+        let mut spill = || {
+            spilled.set(spilled.get() + 1);
+            tempfile::tempfile_in(tmp.path())
+        };
+        let got = a.inflate(big, 1 << 30, 64 << 10, &mut inflated, &mut spill).unwrap();
+        assert!(matches!(got, Inflated::File(_)));
+        let mut back = vec![0u8; data.len()];
+        got.read_at(0, &mut back).unwrap();
+        assert_eq!(back, data);
+        assert!(
+            matches!(a.inflate(small, 1 << 30, 64 << 10, &mut inflated, &mut spill), Ok(Inflated::Memory(v)) if v == b"tiny")
+        );
+        assert_eq!(spilled.get(), 1, "only the big one");
+        assert_eq!(inflated, data.len() as u64 + 4);
+        let err = a
+            .inflate(big, 1 << 30, 64 << 10, &mut inflated, &mut || Err(std::io::ErrorKind::ReadOnlyFilesystem.into()))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("big.jar: no temporary file"), "{err}");
+        let err = a.inflate(big, 100_000, 64 << 10, &mut inflated, &mut spill).err().unwrap();
+        assert!(err.to_string().contains("exceeds the limit of 100000"), "{err}");
     }
 }
