@@ -633,3 +633,40 @@ fn big_account_files_are_parsed_as_they_are_read() {
     // Made before their rows, the records were about 130 MB.
     assert!(peak < 24 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Issue 24: composer's installed.json, .NET's deps.json and npm's
+/// package.json were parsed into a whole `serde_json::Value`, and every
+/// entry made before the first row: 4 MB of `[0,0,…]` in an installed.json
+/// peaked at 99 MB RSS, a deps.json of 1.3M library keys at 395 MB. Only the
+/// fields rows use are read into memory now, at most 10,000 entries a file.
+#[test]
+fn json_manifests_cost_the_fields_rows_use() {
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for d in ["app/vendor/composer", "app/node_modules/x"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let mut zeros = b"[".to_vec();
+    zeros.extend_from_slice(&b"0,".repeat(1_900_000));
+    zeros.extend_from_slice(b"{\"name\":\"psr/log\",\"version\":\"1.1.4\"}]");
+    std::fs::write(root.join("app/vendor/composer/installed.json"), &zeros).unwrap();
+    let keys: Vec<String> = (0..300_000).map(|i| format!("\"{i:x}/1\":0")).collect();
+    std::fs::write(root.join("app/x.deps.json"), format!("{{\"libraries\":{{{}}}}}", keys.join(","))).unwrap();
+    zeros.truncate(1 << 20);
+    zeros.splice(0..1, b"{\"name\":\"x\",\"version\":\"1\",\"a\":[".iter().copied());
+    zeros.truncate((1 << 20) - 2);
+    zeros.extend_from_slice(b"]}");
+    std::fs::write(root.join("app/node_modules/x/package.json"), &zeros).unwrap();
+    drop((zeros, keys));
+    let o = CrawlOptions { collectors: Some(vec!["composer".into(), "nuget".into(), "npm".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for 7.8 MB of JSON manifests", peak as f64 / 1e6);
+    // As whole values, the installed.json alone was about 60 MB of heap, the deps.json 100 MB.
+    assert!(peak < 24 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let count = |m: &str| rows["packages"].iter().filter(|r| s(r, "manager") == m).count();
+    assert_eq!((count("composer"), count("nuget"), count("npm")), (1, 10_000, 1));
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+    assert!(errors.len() == 1 && errors[0].contains("290000 entries past the first 10000"), "{errors:?}");
+}

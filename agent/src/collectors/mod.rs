@@ -14,6 +14,7 @@ pub mod files;
 pub mod gem;
 pub mod groups;
 pub mod java;
+pub mod json;
 pub mod npm;
 pub mod nuget;
 pub mod os;
