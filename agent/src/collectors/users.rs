@@ -168,4 +168,31 @@ mod tests {
         assert_eq!(got, want);
         assert!(!rows.iter().any(|r| r["table"] == "crawl_errors"), "{rows:?}");
     }
+
+    /// A shadow of more names than are kept costs [`MAX_SHADOW_ENTRIES`]
+    /// entries: the names past them have no password state, and an error says so.
+    #[test]
+    fn shadow_names_past_the_limit_are_counted_not_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        let last = MAX_SHADOW_ENTRIES + 1;
+        std::fs::write(tmp.path().join("etc/passwd"), format!("u0:x:0:0:::\nu{last}:x:1:1:::\n")).unwrap();
+        let shadow: String = (0..=last).map(|i| format!("u{i}:!\n")).collect();
+        std::fs::write(tmp.path().join("etc/shadow"), shadow).unwrap();
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+        let mut sink = Sink::new(common);
+        collect(&scope, &mut sink);
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let locked: Vec<_> = rows.iter().filter(|r| r["table"] == "users").map(|r| r["locked"].clone()).collect();
+        assert_eq!(locked, [serde_json::Value::Bool(true), serde_json::Value::Null]);
+        let errors: Vec<&str> =
+            rows.iter().filter(|r| r["table"] == "crawl_errors").map(|r| r["message"].as_str().unwrap()).collect();
+        assert!(errors.len() == 1 && errors[0].contains("the 2 past them is not kept"), "{errors:?}");
+    }
 }
