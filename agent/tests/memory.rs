@@ -620,3 +620,101 @@ fn rpm_databases_are_not_read_into_a_buffer_of_their_size() {
     // Read whole, each file alone was 64 MiB of heap.
     assert!(peak < 8 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
 }
+
+/// Issue 24: every path a package owns was a key of the owners map, twice
+/// with a merged-/usr link (as listed and as the real path): one package
+/// whose .list named 1,000,000 files in /bin peaked at 355 MB RSS. An owned
+/// path costs 12 bytes of the map now (see `collectors::owners`), and
+/// lookups still find it through the link.
+#[test]
+fn a_huge_file_list_costs_its_paths_hashes_not_their_text() {
+    let _turn = turn();
+    const FILES: usize = 300_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    std::fs::write(root.join("usr/bin/0000007"), b"#!/bin/sh\n").unwrap();
+    std::fs::write(root.join("var/lib/dpkg/status"), b"Package: p\nStatus: install ok installed\nVersion: 1\n\n")
+        .unwrap();
+    let list: String = (0..FILES).map(|i| format!("/bin/{i:07}\n")).collect();
+    std::fs::write(root.join("var/lib/dpkg/info/p.list"), list).unwrap();
+    let o = CrawlOptions {
+        collectors: Some(vec!["packages".into(), "files".into(), "unowned_files".into()]),
+        ..opts(root)
+    };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for {FILES} owned paths", peak as f64 / 1e6);
+    assert_eq!(c.batches.rows_of(&PACKAGE_FILES), FILES);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    // /usr/bin/0000007 is walked under its real path and owned through /bin.
+    assert!(rows.get("unowned_files").is_none_or(|r| r.is_empty()), "{:?}", rows.get("unowned_files"));
+    // As two String keys a path, the map alone was about 60 MB.
+    assert!(peak < 24 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 24: /etc/passwd and /etc/group were read whole (up to 16 MiB),
+/// every record made (one String per group member) before the first row:
+/// 16 MB of one-line accounts peaked at 315 MB RSS, 16 MB of groups with
+/// 32,000 members each at 514 MB. They are parsed as they are read now, a
+/// row made as each line ends and one line held.
+#[test]
+fn big_account_files_are_parsed_as_they_are_read() {
+    let _turn = turn();
+    const USERS: usize = 250_000;
+    const GROUPS: usize = 64;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), b"a:x:0:0:b:/c:/d\n".repeat(USERS)).unwrap();
+    let mut group = b"g:x:1:".to_vec();
+    group.extend_from_slice(&b"a,".repeat(32_000));
+    group.push(b'\n');
+    std::fs::write(root.join("etc/group"), group.repeat(GROUPS)).unwrap();
+    let o = CrawlOptions { collectors: Some(vec!["users".into(), "groups".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for {USERS} accounts and {GROUPS} groups of 32,000 members", peak as f64 / 1e6);
+    let table = |name: &str| periscope_proto::tables::TABLES.iter().find(|t| t.name == name).unwrap();
+    assert_eq!(c.batches.rows_of(table("users")), USERS);
+    assert_eq!(c.batches.rows_of(table("groups")), GROUPS);
+    // Made before their rows, the records were about 130 MB.
+    assert!(peak < 24 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+}
+
+/// Issue 24: composer's installed.json, .NET's deps.json and npm's
+/// package.json were parsed into a whole `serde_json::Value`, and every
+/// entry made before the first row: 4 MB of `[0,0,…]` in an installed.json
+/// peaked at 99 MB RSS, a deps.json of 1.3M library keys at 395 MB. Only the
+/// fields rows use are read into memory now, at most 10,000 entries a file.
+#[test]
+fn json_manifests_cost_the_fields_rows_use() {
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for d in ["app/vendor/composer", "app/node_modules/x"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let mut zeros = b"[".to_vec();
+    zeros.extend_from_slice(&b"0,".repeat(1_900_000));
+    zeros.extend_from_slice(b"{\"name\":\"psr/log\",\"version\":\"1.1.4\"}]");
+    std::fs::write(root.join("app/vendor/composer/installed.json"), &zeros).unwrap();
+    let keys: Vec<String> = (0..300_000).map(|i| format!("\"{i:x}/1\":0")).collect();
+    std::fs::write(root.join("app/x.deps.json"), format!("{{\"libraries\":{{{}}}}}", keys.join(","))).unwrap();
+    zeros.truncate(1 << 20);
+    zeros.splice(0..1, b"{\"name\":\"x\",\"version\":\"1\",\"a\":[".iter().copied());
+    zeros.truncate((1 << 20) - 2);
+    zeros.extend_from_slice(b"]}");
+    std::fs::write(root.join("app/node_modules/x/package.json"), &zeros).unwrap();
+    drop((zeros, keys));
+    let o = CrawlOptions { collectors: Some(vec!["composer".into(), "nuget".into(), "npm".into()]), ..opts(root) };
+    let (c, peak) = peak_of(|| crawl(&o).unwrap());
+    eprintln!("peak heap {:.1} MB for 7.8 MB of JSON manifests", peak as f64 / 1e6);
+    // As whole values, the installed.json alone was about 60 MB of heap, the deps.json 100 MB.
+    assert!(peak < 24 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    let (rows, _) = rows_of(&c.batches.to_vec());
+    let count = |m: &str| rows["packages"].iter().filter(|r| s(r, "manager") == m).count();
+    assert_eq!((count("composer"), count("nuget"), count("npm")), (1, 10_000, 1));
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+    assert!(errors.len() == 1 && errors[0].contains("290000 entries past the first 10000"), "{errors:?}");
+}

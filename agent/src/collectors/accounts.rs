@@ -39,8 +39,9 @@ pub struct Group {
     pub name: String,
     /// `None` when the field is not a decimal number (reported).
     pub gid: Option<i64>,
-    /// Supplementary members, in file order; empty names are dropped.
-    pub members: Vec<String>,
+    /// Supplementary members, in file order, comma-separated; empty names
+    /// are dropped (one string, not one per member: a list may hold 32,000).
+    pub members: String,
 }
 
 /// What one line of `/etc/shadow` says about an account, without its hash.
@@ -62,119 +63,291 @@ pub struct Shadow {
     pub expire_days: Option<i64>,
 }
 
-/// Parses `/etc/passwd`. Lines without exactly 7 fields or with an empty name
-/// are reported and skipped; a non-numeric uid or gid is reported and `None`.
+/// Parses `/etc/passwd` (see [`Records::passwd`], which reads it as it comes).
 pub fn parse_passwd(text: &str) -> (Vec<User>, Vec<StanzaError>) {
-    records(text, "passwd", &[7], |f, line, errors| {
-        let name = name(f[0], line, errors)?;
-        let uid = id(f[2], "uid", &name, line, errors);
-        let gid = id(f[3], "gid", &name, line, errors);
-        Some(User {
-            uid,
-            gid,
-            gecos: kept(f[4], "gecos", &name, line, errors),
-            home: kept(f[5], "home", &name, line, errors),
-            shell: kept(f[6], "shell", &name, line, errors),
-            name,
-        })
-    })
+    Records::passwd().parse(text.as_bytes())
 }
 
-/// Parses `/etc/group`. Lines without exactly 4 fields or with an empty name
-/// are reported and skipped; a non-numeric gid is reported and `None`.
+/// Parses `/etc/group` (see [`Records::group`], which reads it as it comes).
 pub fn parse_group(text: &str) -> (Vec<Group>, Vec<StanzaError>) {
-    records(text, "group", &[4], |f, line, errors| {
-        let name = name(f[0], line, errors)?;
-        let gid = id(f[2], "gid", &name, line, errors);
-        let members = capped(f[3], "member list", &name, line, errors);
-        let members = members.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect();
-        Some(Group { name, gid, members })
+    Records::group().parse(text.as_bytes())
+}
+
+/// Parses `/etc/shadow` (see [`Records::shadow`], which reads it as it comes).
+pub fn parse_shadow(text: &str) -> (Vec<Shadow>, Vec<StanzaError>) {
+    Records::shadow().parse(text.as_bytes())
+}
+
+fn user(f: &[Field<'_>; MOST_FIELDS], line: usize, errors: &mut Errors) -> Option<User> {
+    let name = name(f[0], line, errors)?;
+    let uid = id(f[2], "uid", &name, line, errors);
+    let gid = id(f[3], "gid", &name, line, errors);
+    Some(User {
+        uid,
+        gid,
+        gecos: kept(f[4], "gecos", &name, line, errors),
+        home: kept(f[5], "home", &name, line, errors),
+        shell: kept(f[6], "shell", &name, line, errors),
+        name,
     })
 }
 
-/// Parses `/etc/shadow`. Lines with neither 9 fields nor the old 2-field form,
-/// or with an empty name, are reported and skipped; non-numeric day counts
-/// are reported and `None` (empty ones are just `None`).
-pub fn parse_shadow(text: &str) -> (Vec<Shadow>, Vec<StanzaError>) {
-    records(text, "shadow", &[9, 2], |f, line, errors| {
-        let name = name(f[0], line, errors)?;
-        let password = f[1];
-        let mut days = |i: usize, what: &str| {
-            let v = f[i];
-            if v.is_empty() {
-                return None;
+fn group(f: &[Field<'_>; MOST_FIELDS], line: usize, errors: &mut Errors) -> Option<Group> {
+    let name = name(f[0], line, errors)?;
+    let gid = id(f[2], "gid", &name, line, errors);
+    let list = capped(f[3], "member list", &name, line, errors);
+    let mut members = String::with_capacity(list.len());
+    for m in list.split(',').filter(|m| !m.is_empty()) {
+        if !members.is_empty() {
+            members.push(',');
+        }
+        members.push_str(m);
+    }
+    Some(Group { name, gid, members })
+}
+
+fn shadow(f: &[Field<'_>; MOST_FIELDS], line: usize, errors: &mut Errors) -> Option<Shadow> {
+    let name = name(f[0], line, errors)?;
+    let password = f[1].text;
+    let mut days = |i: usize, what: &str| {
+        let v = f[i].text;
+        if v.is_empty() {
+            return None;
+        }
+        match digits(f[i]) {
+            Some(n) => Some(n),
+            None => {
+                // Never quote the value: keep shadow problems free of field text.
+                errors.push(line, || format!("{what} of {name:?} is not a day count"));
+                None
             }
-            match digits(v) {
-                Some(n) => Some(n),
-                None => {
-                    // Never quote the value: keep shadow problems free of field text.
-                    errors.push(line, || format!("{what} of {name:?} is not a day count"));
-                    None
-                }
-            }
-        };
-        let last_change_days = days(2, "last change");
-        let max_days = days(4, "maximum age");
-        let expire_days = days(7, "expiry");
-        Some(Shadow {
-            password_set: !password.is_empty() && !password.starts_with(['!', '*']),
-            locked: password.starts_with('!'),
-            empty_password: password.is_empty(),
-            last_change_days,
-            max_days,
-            expire_days,
-            name,
-        })
+        }
+    };
+    let last_change_days = days(2, "last change");
+    let max_days = days(4, "maximum age");
+    let expire_days = days(7, "expiry");
+    Some(Shadow {
+        password_set: !password.is_empty() && !password.starts_with(['!', '*']),
+        locked: password.starts_with('!'),
+        empty_password: password.is_empty(),
+        last_change_days,
+        max_days,
+        expire_days,
+        name,
     })
 }
 
 /// Most fields in any of the formats; lines are split into at most this many.
 const MOST_FIELDS: usize = 9;
 
-/// The shared line loop: skips blanks, comments and NIS compat entries, checks
-/// the field count, and hands the fields (missing ones empty) to `make`.
-fn records<'a, T>(
+/// Bytes of a field kept while reading: enough for [`MAX_VALUE`] bytes of
+/// text whatever char straddles the cut.
+const KEEP: usize = MAX_VALUE + 4;
+
+/// A field of a line: its text (at most [`KEEP`] bytes of it) and its whole length.
+#[derive(Clone, Copy)]
+struct Field<'a> {
     text: &'a str,
-    file: &str,
-    counts: &[usize],
-    mut make: impl FnMut(&[&'a str; MOST_FIELDS], usize, &mut Errors) -> Option<T>,
-) -> (Vec<T>, Vec<StanzaError>) {
-    let mut out = Vec::new();
-    let mut errors = Errors::default();
-    for (i, line) in text.lines().enumerate() {
-        let lineno = i + 1;
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with(['#', '+', '-']) {
-            continue;
+    len: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Leading blanks of a line (`str::trim_start`'s ASCII ones).
+    Start,
+    /// In the fields of a record line.
+    Fields,
+    /// In a comment or NIS compat line, skipped.
+    Skip,
+}
+
+/// One of the formats read as it comes, a chunk at a time: skips blanks,
+/// comments and NIS compat entries, checks the field count, and hands each
+/// record to `each` as its line ends. One line is held at a time, each of
+/// its fields up to [`KEEP`] bytes (its length counted beyond), so a file
+/// costs a line's worth of memory however long it is.
+pub struct Records<T> {
+    file: &'static str,
+    counts: &'static [usize],
+    make: fn(&[Field<'_>; MOST_FIELDS], usize, &mut Errors) -> Option<T>,
+    fields: [Vec<u8>; MOST_FIELDS],
+    lens: [usize; MOST_FIELDS],
+    /// The field being read; past [`MOST_FIELDS`], `over`.
+    n: usize,
+    over: bool,
+    /// The current field's last byte (a `\r` before `\n` is not part of it).
+    last: u8,
+    at: At,
+    line: usize,
+    errors: Errors,
+}
+
+impl Records<User> {
+    /// `/etc/passwd`: lines without exactly 7 fields or with an empty name
+    /// are reported and skipped; a non-numeric uid or gid is reported and `None`.
+    pub fn passwd() -> Self {
+        Self::new("passwd", &[7], user)
+    }
+}
+
+impl Records<Group> {
+    /// `/etc/group`: lines without exactly 4 fields or with an empty name
+    /// are reported and skipped; a non-numeric gid is reported and `None`.
+    pub fn group() -> Self {
+        Self::new("group", &[4], group)
+    }
+}
+
+impl Records<Shadow> {
+    /// `/etc/shadow`: lines with neither 9 fields nor the old 2-field form,
+    /// or with an empty name, are reported and skipped; non-numeric day
+    /// counts are reported and `None` (empty ones are just `None`).
+    pub fn shadow() -> Self {
+        Self::new("shadow", &[9, 2], shadow)
+    }
+}
+
+impl<T> Records<T> {
+    fn new(
+        file: &'static str,
+        counts: &'static [usize],
+        make: fn(&[Field<'_>; MOST_FIELDS], usize, &mut Errors) -> Option<T>,
+    ) -> Self {
+        Records {
+            file,
+            counts,
+            make,
+            fields: Default::default(),
+            lens: [0; MOST_FIELDS],
+            n: 0,
+            over: false,
+            last: 0,
+            at: At::Start,
+            line: 0,
+            errors: Errors::default(),
         }
-        let mut fields = [""; MOST_FIELDS];
-        let mut n = 0;
-        for field in line.split(':') {
-            if n == MOST_FIELDS {
-                n += 1;
-                break;
+    }
+
+    /// All of `bytes` at once.
+    fn parse(mut self, bytes: &[u8]) -> (Vec<T>, Vec<StanzaError>) {
+        let mut out = Vec::new();
+        self.feed(bytes, &mut |r| out.push(r));
+        let errors = self.finish(&mut |r| out.push(r));
+        (out, errors)
+    }
+
+    /// Reads the next chunk of the file; each record whose line ends in it goes to `each`.
+    pub fn feed(&mut self, mut chunk: &[u8], each: &mut dyn FnMut(T)) {
+        while let Some(&b) = chunk.first() {
+            match self.at {
+                At::Start => {
+                    if b == b'\n' {
+                        self.end_line(each);
+                    } else if !matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c) {
+                        self.at = if matches!(b, b'#' | b'+' | b'-') { At::Skip } else { At::Fields };
+                        continue;
+                    }
+                    chunk = &chunk[1..];
+                }
+                At::Skip => match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.end_line(each);
+                        chunk = &chunk[i + 1..];
+                    }
+                    None => return,
+                },
+                At::Fields => {
+                    let stop = chunk.iter().position(|&b| b == b':' || b == b'\n');
+                    let seg = &chunk[..stop.unwrap_or(chunk.len())];
+                    self.add(seg);
+                    let Some(i) = stop else { return };
+                    if chunk[i] == b':' {
+                        self.next_field();
+                    } else {
+                        self.end_line(each);
+                    }
+                    chunk = &chunk[i + 1..];
+                }
             }
-            fields[n] = field;
-            n += 1;
         }
+    }
+
+    /// Ends the file (a last line without its newline is a line) and returns its problems.
+    pub fn finish(mut self, each: &mut dyn FnMut(T)) -> Vec<StanzaError> {
+        if self.at != At::Start {
+            // A `\r` with no `\n` after it stays, as `str::lines` leaves it.
+            self.last = 0;
+            self.end_line(each);
+        }
+        self.errors.into_vec()
+    }
+
+    /// The problems so far, the line being read dropped (a read that failed part way).
+    pub fn abort(self) -> Vec<StanzaError> {
+        self.errors.into_vec()
+    }
+
+    fn add(&mut self, seg: &[u8]) {
+        if self.over || seg.is_empty() {
+            return;
+        }
+        let field = &mut self.fields[self.n];
+        let keep = KEEP.saturating_sub(field.len()).min(seg.len());
+        field.extend_from_slice(&seg[..keep]);
+        self.lens[self.n] += seg.len();
+        self.last = seg[seg.len() - 1];
+    }
+
+    fn next_field(&mut self) {
+        if self.n + 1 == MOST_FIELDS {
+            self.over = true;
+        } else if !self.over {
+            self.n += 1;
+            self.last = 0;
+        }
+    }
+
+    fn end_line(&mut self, each: &mut dyn FnMut(T)) {
+        self.line += 1;
+        if self.at == At::Fields {
+            if !self.over && self.last == b'\r' {
+                self.lens[self.n] -= 1;
+                if self.fields[self.n].len() > self.lens[self.n] {
+                    self.fields[self.n].pop();
+                }
+            }
+            self.record(each);
+        }
+        for f in &mut self.fields[..=self.n] {
+            f.clear();
+        }
+        self.lens = [0; MOST_FIELDS];
+        (self.n, self.over, self.last, self.at) = (0, false, 0, At::Start);
+    }
+
+    fn record(&mut self, each: &mut dyn FnMut(T)) {
+        let (lineno, file, counts) = (self.line, self.file, self.counts);
+        let n = if self.over { MOST_FIELDS + 1 } else { self.n + 1 };
         if !counts.contains(&n) {
             let expected = counts.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
             let found = if n > MOST_FIELDS { format!("more than {MOST_FIELDS}") } else { n.to_string() };
-            errors.push(lineno, || {
+            self.errors.push(lineno, || {
                 format!("{file}: expected {expected} colon-separated fields, found {found}; line skipped")
             });
-            continue;
+            return;
         }
-        if let Some(record) = make(&fields, lineno, &mut errors) {
-            out.push(record);
+        let texts: [std::borrow::Cow<'_, str>; MOST_FIELDS] =
+            std::array::from_fn(|i| String::from_utf8_lossy(&self.fields[i]));
+        let fields: [Field<'_>; MOST_FIELDS] = std::array::from_fn(|i| Field { text: &texts[i], len: self.lens[i] });
+        if let Some(record) = (self.make)(&fields, lineno, &mut self.errors) {
+            each(record);
         }
     }
-    (out, errors.into_vec())
 }
 
 /// The record's name, or `None` (reported) when empty.
-fn name(field: &str, line: usize, errors: &mut Errors) -> Option<String> {
-    if field.is_empty() {
+fn name(field: Field<'_>, line: usize, errors: &mut Errors) -> Option<String> {
+    if field.len == 0 {
         errors.push(line, || "empty name; line skipped".to_string());
         return None;
     }
@@ -182,34 +355,35 @@ fn name(field: &str, line: usize, errors: &mut Errors) -> Option<String> {
 }
 
 /// A uid or gid: `None` (reported) unless a decimal number.
-fn id(field: &str, what: &str, name: &str, line: usize, errors: &mut Errors) -> Option<i64> {
+fn id(field: Field<'_>, what: &str, name: &str, line: usize, errors: &mut Errors) -> Option<i64> {
     let n = digits(field);
     if n.is_none() {
-        errors.push(line, || format!("{what} of {name:?} is not a number: {:?}", truncate(field, 40)));
+        errors.push(line, || format!("{what} of {name:?} is not a number: {:?}", truncate(field.text, 40)));
     }
     n
 }
 
 /// A non-negative decimal number (no sign, no spaces) that fits in i64.
-fn digits(field: &str) -> Option<i64> {
-    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+fn digits(field: Field<'_>) -> Option<i64> {
+    let text = field.text;
+    if text.is_empty() || text.len() < field.len || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    field.parse().ok()
+    text.parse().ok()
 }
 
 /// An optional text field: `None` when empty, capped otherwise.
-fn kept(field: &str, what: &str, name: &str, line: usize, errors: &mut Errors) -> Option<String> {
+fn kept(field: Field<'_>, what: &str, name: &str, line: usize, errors: &mut Errors) -> Option<String> {
     Some(capped(field, what, name, line, errors)).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
 /// `field`, cut to [`MAX_VALUE`] bytes at a char boundary (reported if cut).
-fn capped<'a>(field: &'a str, what: &str, name: &str, line: usize, errors: &mut Errors) -> &'a str {
-    let kept = cut(field, MAX_VALUE);
-    if kept.len() < field.len() {
+fn capped<'a>(field: Field<'a>, what: &str, name: &str, line: usize, errors: &mut Errors) -> &'a str {
+    let kept = cut(field.text, MAX_VALUE);
+    if kept.len() < field.len.max(field.text.len()) {
         errors.push(line, || {
             let whose = if name.is_empty() { String::new() } else { format!(" of {:?}", truncate(name, 40)) };
-            format!("{what}{whose} has {} bytes, truncated to {}", field.len(), kept.len())
+            format!("{what}{whose} has {} bytes, truncated to {}", field.len.max(field.text.len()), kept.len())
         });
     }
     kept
@@ -302,7 +476,7 @@ mod tests {
         let g = |name: &str, gid: Option<i64>, members: &[&str]| Group {
             name: name.into(),
             gid,
-            members: members.iter().map(|m| m.to_string()).collect(),
+            members: members.join(","),
         };
         let cases: Vec<Case<Group>> = vec![
             ("", vec![], &[]),
@@ -434,7 +608,7 @@ mod tests {
 
         let text = format!("g:x:1:{}\n", "m,".repeat(MAX_VALUE));
         let (g, e) = parse_group(&text);
-        assert_eq!(g[0].members.len(), MAX_VALUE / 2);
+        assert_eq!(g[0].members.split(',').count(), MAX_VALUE / 2);
         assert_eq!(e.len(), 1);
 
         let (_, e) = parse_group(&"?\n".repeat(5000));
@@ -444,6 +618,41 @@ mod tests {
             "{:?}",
             e[MAX_ERRORS]
         );
+    }
+
+    /// Read a chunk at a time, split anywhere (in a field, between `\r` and
+    /// `\n`, in leading blanks), the files give what they give whole.
+    #[test]
+    fn fed_in_pieces_it_reads_what_it_reads_whole() {
+        let long = "é".repeat(MAX_VALUE);
+        let passwd = format!(
+            "  root:x:0:0:root:/root:/bin/bash\r\n\r\n# c:x\n+::::::\na:x:1:1:{long}:/h:/s\r\nb:x:2\n\
+             c:x:3:3:::::::::::\n:x:1:1:::\nlast:x:9:9:::/bin/sh\r"
+        );
+        let group = format!("g:x:5:a,,b,\r\nbig:x:6:{}\nh:x::\nend:x:7:z", "m,".repeat(MAX_VALUE));
+        let shadow = "root:*:19000:0:99999:7:::\r\nold:$1$abc\nbad:x:1\n";
+        fn pieces<T>(mut r: Records<T>, bytes: &[u8], size: usize) -> (Vec<T>, Vec<StanzaError>) {
+            let mut out = Vec::new();
+            for chunk in bytes.chunks(size) {
+                r.feed(chunk, &mut |x| out.push(x));
+            }
+            let errors = r.finish(&mut |x| out.push(x));
+            (out, errors)
+        }
+        for size in [1, 2, 3, 7, 64, 4096, 65536] {
+            assert_eq!(pieces(Records::passwd(), passwd.as_bytes(), size), parse_passwd(&passwd), "{size}");
+            assert_eq!(pieces(Records::group(), group.as_bytes(), size), parse_group(&group), "{size}");
+            assert_eq!(pieces(Records::shadow(), shadow.as_bytes(), size), parse_shadow(shadow), "{size}");
+        }
+        let (users, errors) = parse_passwd(&passwd);
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["root", "a", "last"]);
+        assert_eq!(users[2].shell.as_deref(), Some("/bin/sh\r"), "a \\r ends a line only before \\n");
+        assert_eq!(users[1].gecos.as_deref().map(str::len), Some(MAX_VALUE));
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        let (groups, _) = parse_group(&group);
+        assert_eq!(groups[0].members, "a,b");
+        assert_eq!(groups[1].members.len(), MAX_VALUE - 1);
     }
 
     /// The files of a real Debian root, when the test machine has one cached.

@@ -110,17 +110,26 @@ pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFil
     std::mem::take(part(files))
 }
 
+/// The items a manifest's parser kept, and how many more it listed past its
+/// collector's cap (each parser keeps a bounded list, whatever the file says).
+#[derive(Debug, Default)]
+pub struct Kept<T> {
+    pub items: Vec<T>,
+    pub dropped: u64,
+}
+
 /// Reads each file of `found` (up to `max` bytes), parses it with `parse`,
 /// and hands every item to `row` with the file's path and the OS package
 /// that owns it. A file that cannot be read or parsed is a crawl error saying
-/// it is not `what`; a spent scope budget ends the loop.
+/// it is not `what`, and so are the items past the parser's cap; a spent
+/// scope budget ends the loop.
 pub fn each_manifest<T, E: std::fmt::Display>(
     scope: &Scope,
     out: &mut Sink,
     collector: &'static str,
     found: Vec<Entry>,
     (max, what): (u64, &str),
-    parse: impl Fn(&[u8]) -> Result<Vec<T>, E>,
+    parse: impl Fn(&[u8]) -> Result<Kept<T>, E>,
     mut row: impl FnMut(&mut Sink, T, &str, Option<&str>),
 ) {
     use std::os::unix::ffi::OsStrExt;
@@ -137,8 +146,8 @@ pub fn each_manifest<T, E: std::fmt::Display>(
                 continue;
             }
         };
-        let items = match parse(&bytes) {
-            Ok(items) => items,
+        let kept = match parse(&bytes) {
+            Ok(kept) => kept,
             Err(err) => {
                 out.error(collector, Some(&path), &format!("{path}: not {what}: {err}"));
                 continue;
@@ -146,7 +155,11 @@ pub fn each_manifest<T, E: std::fmt::Display>(
         };
         drop(bytes);
         let owner = out.owner(&path, &aliases).cloned();
-        for item in items {
+        if kept.dropped > 0 {
+            let (n, more) = (kept.items.len(), kept.dropped);
+            out.error(collector, Some(&path), &format!("{path}: {more} entries past the first {n} are not read"));
+        }
+        for item in kept.items {
             row(out, item, &path, owner.as_deref());
         }
     }

@@ -14,9 +14,11 @@ pub mod files;
 pub mod gem;
 pub mod groups;
 pub mod java;
+pub mod json;
 pub mod npm;
 pub mod nuget;
 pub mod os;
+pub mod owners;
 pub mod packages;
 pub mod parse;
 pub mod python;
@@ -110,7 +112,7 @@ pub struct Sink {
     /// The collector running now, named on limit errors.
     collector: &'static str,
     /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
-    pub owners: HashMap<String, std::sync::Arc<str>>,
+    pub owners: owners::Owners,
     /// ELF files `unowned_files` read and scanned, left for `embedded_libraries` (see [`embedded`]).
     pub elf_scans: embedded::KeptScans,
 }
@@ -151,7 +153,7 @@ impl Sink {
             errors: 0,
             cuts: 0,
             collector: "crawl",
-            owners: HashMap::new(),
+            owners: owners::Owners::default(),
             elf_scans: embedded::KeptScans::default(),
         }
     }
@@ -315,7 +317,7 @@ impl Sink {
     /// The OS package owning `path`, found under it or under the path a
     /// merged-/usr alias (/bin -> usr/bin, see [`usrmerge_aliases`]) makes of it.
     pub fn owner(&self, path: &str, aliases: &[(String, String)]) -> Option<&std::sync::Arc<str>> {
-        self.owners.get(path).or_else(|| unalias(path, aliases).and_then(|p| self.owners.get(&p)))
+        self.owners.get(path, aliases)
     }
 
     pub fn common(&self) -> &Common {

@@ -28,8 +28,9 @@
 //! [`MAX_MANIFEST_BYTES`]: a larger one is a `crawl_errors` row, never memory.
 
 use periscope_proto::tables::PACKAGES;
-use serde_json::Value as Json;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::json::{Key, Loose, skip_scalars};
 use super::{Scope, Sink};
 
 pub const C: &str = "npm";
@@ -121,32 +122,80 @@ pub struct Manifest {
 
 /// Parses a `package.json` (a leading BOM ignored; a repeated key's last
 /// value wins, as in JSON.parse). Ok(None): no string name and version.
+/// Only the fields a row uses are read into memory (see [`super::json`]).
 pub fn parse(bytes: &[u8]) -> Result<Option<Manifest>, serde_json::Error> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let v: Json = serde_json::from_slice(bytes)?;
-    let s = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_string);
-    let (Some(name), Some(version)) = (s("name"), s("version")) else { return Ok(None) };
+    let mut d = serde_json::Deserializer::from_slice(bytes);
+    let f = d.deserialize_any(FieldsVisitor)?;
+    d.end()?;
+    let (Some(name), Some(version)) = (f.name.and_then(|v| v.text), f.version.and_then(|v| v.text)) else {
+        return Ok(None);
+    };
     // "license": "MIT" | {"type": "MIT"}; the old "licenses": [{"type": …} | "…"].
-    let kind = |l: &Json| l.as_str().or_else(|| l.get("type").and_then(Json::as_str)).map(str::to_string);
-    let license = v.get("license").and_then(kind).or_else(|| {
-        let all: Vec<String> = v.get("licenses")?.as_array()?.iter().filter_map(kind).collect();
+    let kind = |l: Loose| l.text.or(l.kind);
+    let license = f.license.and_then(kind).or_else(|| {
+        let all: Vec<String> = f.licenses?.items.into_iter().filter_map(kind).collect();
         (!all.is_empty()).then(|| all.join(" OR "))
     });
-    let author =
-        v.get("author").and_then(|a| a.as_str().or_else(|| a.get("name").and_then(Json::as_str))).map(str::to_string);
     Ok(Some(Manifest {
         name: name.trim().to_string(),
         version: version.trim().to_string(),
         license,
-        description: s("description"),
-        homepage: s("homepage"),
-        author,
+        description: f.description.and_then(|v| v.text),
+        homepage: f.homepage.and_then(|v| v.text),
+        author: f.author.and_then(|a| a.text.or(a.name)),
     }))
+}
+
+/// The fields of a manifest a row uses (others skipped; not an object: none).
+#[derive(Default)]
+struct Fields {
+    name: Option<Loose>,
+    version: Option<Loose>,
+    license: Option<Loose>,
+    licenses: Option<Loose>,
+    description: Option<Loose>,
+    homepage: Option<Loose>,
+    author: Option<Loose>,
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a package.json")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut f = Fields::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key.0.as_deref() {
+                Some("name") => &mut f.name,
+                Some("version") => &mut f.version,
+                Some("license") => &mut f.license,
+                Some("licenses") => &mut f.licenses,
+                Some("description") => &mut f.description,
+                Some("homepage") => &mut f.homepage,
+                Some("author") => &mut f.author,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value::<Loose>()?);
+        }
+        Ok(f)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Fields::default())
+    }
+    skip_scalars!(Fields::default());
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let found = super::app_files::take(scope, out, C, |f| &mut f.npm);
-    let parse = |b: &[u8]| parse(b).map(|m| m.into_iter().collect::<Vec<_>>());
+    let parse = |b: &[u8]| parse(b).map(|m| super::app_files::Kept { items: m.into_iter().collect(), dropped: 0 });
     super::app_files::each_manifest(
         scope,
         out,
@@ -251,5 +300,53 @@ mod tests {
         assert_eq!(parse(br#"{"name":"x","version":1}"#).unwrap(), None);
         assert!(parse(b"{").is_err());
         assert!(parse(b"[]").unwrap().is_none());
+    }
+
+    /// The parser before it read only what rows use: a whole `serde_json::Value`.
+    fn by_value(bytes: &[u8]) -> Option<Option<Manifest>> {
+        use serde_json::Value as Json;
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let v: Json = serde_json::from_slice(bytes).ok()?;
+        let s = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_string);
+        let (Some(name), Some(version)) = (s("name"), s("version")) else { return Some(None) };
+        let kind = |l: &Json| l.as_str().or_else(|| l.get("type").and_then(Json::as_str)).map(str::to_string);
+        let license = v.get("license").and_then(kind).or_else(|| {
+            let all: Vec<String> = v.get("licenses")?.as_array()?.iter().filter_map(kind).collect();
+            (!all.is_empty()).then(|| all.join(" OR "))
+        });
+        let author = v
+            .get("author")
+            .and_then(|a| a.as_str().or_else(|| a.get("name").and_then(Json::as_str)))
+            .map(str::to_string);
+        Some(Some(Manifest {
+            name: name.trim().to_string(),
+            version: version.trim().to_string(),
+            license,
+            description: s("description"),
+            homepage: s("homepage"),
+            author,
+        }))
+    }
+
+    /// Read field by field, manifests give what a whole JSON value gave.
+    #[test]
+    fn reads_what_a_whole_value_read() {
+        let cases: &[&[u8]] = &[
+            br#"[]"#,
+            br#"null"#,
+            br#"{"name":"a"}"#,
+            br#"{"name":" a ","version":"1 ","name":"b"}"#,
+            br#"{"name":"a","version":1}"#,
+            br#"{"name":"a","version":"1","license":{"type":"MIT","name":"x"},"author":{"name":"n","email":"e"}}"#,
+            br#"{"name":"a","version":"1","license":3,"licenses":[{"type":"A"},"B",7,{"name":"C"}],"author":"s"}"#,
+            br#"{"name":"a","version":"1","licenses":[],"author":["x"],"description":"","homepage":{"x":1}}"#,
+            br#"{"name":"a","version":"1","licenses":{"type":"A"},"dependencies":{"x":"^1"},"z":[[[[]]]]}"#,
+            b"\xEF\xBB\xBF{\"name\":\"a\",\"version\":\"1\"}",
+            br#"{"name":"a","version":"1""#,
+            br#"{"name":"a","version":"1"}}"#,
+        ];
+        for case in cases {
+            assert_eq!(parse(case).ok(), by_value(case), "{}", String::from_utf8_lossy(case));
+        }
     }
 }

@@ -11,7 +11,7 @@ use periscope_proto::tables::{PACKAGE_FILES, PACKAGES, PACKAGES_NOT_INSTALLED};
 use super::dpkg::{DpkgPackage, StatusParser};
 use super::parse::{Deadline, past};
 use super::rpm::{self, RpmPackage};
-use super::{Scope, Sink, unalias, usrmerge_aliases};
+use super::{Scope, Sink, usrmerge_aliases};
 use crate::encode::Value;
 use crate::rootfs::display_name;
 
@@ -55,8 +55,8 @@ fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) 
     }
 }
 
-/// Adds a package's owned path to `package_files` and to the owners map (both
-/// as recorded and with any merged-/usr alias resolved). Past the table's
+/// Adds a package's owned path to `package_files` and to the owners map
+/// (see [`super::owners`]: 12 bytes a path, aliases found by lookup). Past the table's
 /// limits (see [`Sink`]) the owners map stops growing with it.
 /// The package name is shared by all its paths in the map (a long name must
 /// not be copied once per file).
@@ -68,10 +68,7 @@ fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &
     if !out.try_row(&PACKAGE_FILES, &row) {
         return;
     }
-    if let Some(real) = unalias(path, aliases) {
-        out.owners.insert(real, package.clone());
-    }
-    out.owners.insert(path.to_string(), package.clone());
+    out.owners.insert(path, package, aliases);
 }
 
 fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {
@@ -486,7 +483,8 @@ mod tests {
         let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
         let mut sink = Sink::new(common);
         collect(&scope, &mut sink);
-        let owners: Vec<&Arc<str>> = sink.owners.values().collect();
+        assert_eq!(sink.owners.len(), 1000);
+        let owners: Vec<&Arc<str>> = (0..1000).filter_map(|i| sink.owner(&format!("/f{i}"), &[])).collect();
         assert_eq!(owners.len(), 1000);
         assert!(owners.iter().all(|o| Arc::ptr_eq(o, owners[0]) && o.len() == 10_000));
     }
