@@ -26,7 +26,11 @@ manyexec: 500,000 empty executables in /usr/bin (issue 21: 500,000
 manyssh: 500,000 empty files under /etc/ssh (all matched by the files
          collector's /etc/ssh/**);
 desc:    a 190 MB dpkg status of two packages, one with a 190 MB
-         Description (issue 21).
+         Description (issue 21);
+and the second review's roots (see `review_bombs`): rpmsparse, rpmsqlsparse,
+rpmold, rpmsort, composer4, composer30, nuget15, group16, passwd16, owners.
+The review's nested .ear and 100-layer image are built by the tests
+(agent/tests/memory.rs, agent/src/layers.rs).
 Nothing here is run by the test suite; the regression tests build smaller
 bombs of their own (agent/tests/hostile.rs, agent/src/collectors/).
 """
@@ -142,5 +146,73 @@ def main(top):
             f.write("ID=bomb\n")
 
 
+def rpm_blob(name, add_entries=(), tail=b""):
+    """An rpm header blob of NAME, VERSION, RELEASE and `add_entries`
+    ((tag, type, count, payload) each), then `tail` bytes of data."""
+    entries, data = [], bytearray()
+    for tag, ty, count, payload in [(1000, 6, 1, name.encode() + b"\0"), (1001, 6, 1, b"1\0"), (1002, 6, 1, b"1\0"),
+                                    *add_entries]:
+        entries.append((tag, ty, len(data), count))
+        data.extend(payload)
+    data.extend(tail)
+    return struct.pack(">II", len(entries), len(data)) + b"".join(struct.pack(">IIII", *e) for e in entries) + data
+
+
+def sqlite_db(path, schema, rows=(), default_blob=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        os.remove(path)
+    db = sqlite3.connect(path)
+    db.execute(schema)
+    db.executemany("INSERT INTO Packages (hnum) VALUES (?)", ((h,) for h in rows))
+    db.commit()
+    if default_blob is not None:
+        db.execute(f"ALTER TABLE Packages ADD COLUMN blob BLOB NOT NULL DEFAULT x'{default_blob.hex()}'")
+        db.commit()
+    return db
+
+
+def review_bombs(top):
+    """The second review's roots (issue 24): each was a few MB of input, or
+    compresses to that in an image layer."""
+    def put(root, rel, data):
+        p = os.path.join(top, root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    # rpm databases of 250 MB, sparse: BerkeleyDB, and sqlite with its magic.
+    os.truncate(put("rpmsparse", "var/lib/rpm/Packages", b""), 250 << 20)
+    os.truncate(put("rpmsqlsparse", "var/lib/rpm/rpmdb.sqlite", b"SQLite format 3\0"), 250 << 20)
+    # A header of 3,000,000 empty OLDFILENAMES (3 MB).
+    db = sqlite_db(os.path.join(top, "rpmold/var/lib/rpm/rpmdb.sqlite"),
+                   "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB NOT NULL)")
+    db.execute("INSERT INTO Packages VALUES (1, ?)", (rpm_blob("old", [(1027, 8, 3_000_000, b"\0" * 3_000_000)]),))
+    db.commit()
+    # hnum not the table's key, 200,000 rows taking a 1 MiB header from the column DEFAULT (4 MB).
+    sqlite_db(os.path.join(top, "rpmsort/var/lib/rpm/rpmdb.sqlite"), "CREATE TABLE Packages (hnum INTEGER)",
+              range(200_000, 0, -1), rpm_blob("s", [(1009, 4, 1, b"\0\0\0\1")], b"\0" * (1 << 20))).close()
+    # JSON manifests: [0,0,…] as installed.json (4 and 30 MB), 1.3M keys in a deps.json (16 MB).
+    for name, mb in [("composer4", 4), ("composer30", 30)]:
+        put(name, "app/vendor/composer/installed.json", b"[" + b"0," * ((mb << 20) // 2 - 2) + b"0]")
+    put("nuget15", "app/x.deps.json", b'{"libraries":{' + b",".join(b'"%x/1":0' % i for i in range(1_300_000)) + b"}}")
+    # Account files: 16 MB of one-letter group members, a million passwd lines.
+    line = b"g:x:1:" + b"a," * 32000 + b"\n"
+    put("group16", "etc/group", line * ((16 << 20) // len(line)))
+    put("passwd16", "etc/passwd", b"a:x:0:0:b:/c:/d\n" * ((16 << 20) // 16))
+    # One dpkg package owning 1,000,000 paths through the merged-/usr /bin link (12 MB).
+    put("owners", "var/lib/dpkg/status", b"Package: p\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n")
+    put("owners", "var/lib/dpkg/info/p.list", b"".join(b"/bin/%07d\n" % i for i in range(1_000_000)))
+    os.makedirs(os.path.join(top, "owners/usr/bin"), exist_ok=True)
+    if not os.path.islink(os.path.join(top, "owners/bin")):
+        os.symlink("usr/bin", os.path.join(top, "owners/bin"))
+    for b in ["rpmsparse", "rpmsqlsparse", "rpmold", "rpmsort", "composer4", "composer30", "nuget15", "group16",
+              "passwd16", "owners"]:
+        put(b, "etc/os-release", b"ID=bomb\n")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/bombs")
+    top = sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/bombs"
+    main(top)
+    review_bombs(top)
