@@ -70,6 +70,14 @@ fn open(mut file: impl Read, len: usize) -> Result<Connection, String> {
     if len < MIN_LEN || !head.starts_with(MAGIC) {
         return Err(format!("not an SQLite database ({len} bytes, no \"SQLite format 3\" header)"));
     }
+    // Checked before the file is copied: a sparse file behind a bare magic is refused, not loaded.
+    let page_size = match head.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]])) {
+        Some(1) => 65536,
+        n => u32::from(n.unwrap_or(0)),
+    };
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(format!("not an SQLite database: its header's page size is {page_size}"));
+    }
     let mut conn = Connection::open_in_memory().map_err(|e| format!("opening an in-memory database: {e}"))?;
     harden(&conn).map_err(|e| format!("configuring the in-memory database: {e}"))?;
     conn.deserialize_read_exact(MAIN_DB, without_wal(&head).chain(file), len, true)
@@ -258,10 +266,13 @@ mod tests {
             db_bytes(RPM_SCHEMA, &(1..200).map(|i| (i, Some(package_blob("p", None, "1", &[])))).collect::<Vec<_>>());
         let mut garbage = MAGIC.to_vec();
         garbage.resize(4096, 0xa5);
+        let mut zeros = MAGIC.to_vec();
+        zeros.resize(4096, 0);
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
             ("empty", Vec::new(), "not an SQLite database"),
             ("text", b"hello, world".to_vec(), "not an SQLite database"),
             ("magic then garbage", garbage, "rpmdb.sqlite: "),
+            ("magic then zeros (a sparse file)", zeros, "its header's page size is 0"),
             ("truncated to two pages", good[..8192].to_vec(), "rpmdb.sqlite: "),
             (
                 "no Packages table",
