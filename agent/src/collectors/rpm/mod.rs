@@ -22,6 +22,41 @@ pub use sqlite::{read_sqlite, read_sqlite_from, read_sqlite_within};
 
 use std::time::Instant;
 
+/// Problems kept as error strings per database; the rest are counted in one more.
+pub const MAX_ERRORS: usize = 1000;
+
+/// The first [`MAX_ERRORS`] problems of one database, and how many more there
+/// were: a database of nothing but bad items would otherwise make an error
+/// string per few bytes (a 240 MB BerkeleyDB file: 3.5 GB, then an abort).
+/// Messages past the cap are not even formatted.
+pub struct Errors {
+    file: &'static str,
+    kept: Vec<String>,
+    more: usize,
+}
+
+impl Errors {
+    /// Problems of the database `file` names (the prefix of the count line).
+    pub fn new(file: &'static str) -> Self {
+        Errors { file, kept: Vec::new(), more: 0 }
+    }
+
+    pub fn push(&mut self, message: impl FnOnce() -> String) {
+        if self.kept.len() < MAX_ERRORS {
+            self.kept.push(message());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.kept.push(format!("{}: {} more problems like these", self.file, self.more));
+        }
+        self.kept
+    }
+}
+
 /// A database's bytes, read piece by piece: from a buffer, or from the file
 /// itself (so a large or sparse file is not held in memory whole).
 pub trait Source {

@@ -14,10 +14,10 @@
 //! a damaged blob become error strings; the other packages are still read.
 //! Overlaps are refused, so the total work is bounded by the file size. The
 //! file is read from a [`Source`] a slot page and a blob at a time, never
-//! whole; used slots beyond [`MAX_SLOTS`] and problems beyond [`MAX_ERRORS`]
+//! whole; used slots beyond [`MAX_SLOTS`] and problems beyond [`super::MAX_ERRORS`]
 //! are counted, not kept.
 
-use super::{RpmPackage, Source, Work};
+use super::{Errors, RpmPackage, Source, Work};
 
 const FILE_MAGIC: &[u8; 4] = b"RpmP";
 const SLOT_MAGIC: &[u8; 4] = b"Slot";
@@ -32,8 +32,6 @@ const BLOB_TAIL_LEN: usize = 12;
 /// Used slots kept (rpm numbers packages in one database from 1; a large
 /// distribution has a few thousand).
 const MAX_SLOTS: usize = 1 << 20;
-/// Problems kept as error strings; the rest are counted in one more.
-const MAX_ERRORS: usize = 1000;
 
 /// One used slot: where a package's blob lives.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +54,7 @@ pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<S
 
 /// [`read_ndb_within`], reading slot pages and blobs from `src` as they are needed.
 pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    let mut errors = Errors::default();
+    let mut errors = Errors::new("Packages.db");
     let slot_pages = match file_header(src) {
         Ok(n) => n,
         Err(e) => return (Vec::new(), vec![format!("Packages.db: {e}")]),
@@ -64,7 +62,7 @@ pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec
     let mut slots = match read_slots(src, slot_pages, work, &mut errors) {
         Ok(s) => s,
         Err(stop) => {
-            errors.push(format!("Packages.db: {stop}"));
+            errors.push(|| format!("Packages.db: {stop}"));
             return (Vec::new(), errors.finish());
         }
     };
@@ -75,10 +73,12 @@ pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec
     let mut area = Vec::new();
     for s in slots {
         if let Some(prev) = last.filter(|_| s.blkoff < end) {
-            errors.push(format!(
-                "Packages.db: slot {} (package {}) overlaps the blob of slot {} (package {}); skipped",
-                s.number, s.pkgidx, prev.number, prev.pkgidx
-            ));
+            errors.push(|| {
+                format!(
+                    "Packages.db: slot {} (package {}) overlaps the blob of slot {} (package {}); skipped",
+                    s.number, s.pkgidx, prev.number, prev.pkgidx
+                )
+            });
             continue;
         }
         end = s.blkoff + s.blkcnt;
@@ -87,7 +87,7 @@ pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec
             Ok(b) => match work.parse(b) {
                 Ok(r) => r,
                 Err(stop) => {
-                    errors.push(format!("Packages.db: {stop}"));
+                    errors.push(|| format!("Packages.db: {stop}"));
                     break;
                 }
             },
@@ -95,35 +95,11 @@ pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec
         };
         match parsed {
             Ok(p) => found.push((s.pkgidx, p)),
-            Err(e) => errors.push(format!("Packages.db: package {} (slot {}): {e}", s.pkgidx, s.number)),
+            Err(e) => errors.push(|| format!("Packages.db: package {} (slot {}): {e}", s.pkgidx, s.number)),
         }
     }
     found.sort_by_key(|(idx, _)| *idx);
     (found.into_iter().map(|(_, p)| p).collect(), errors.finish())
-}
-
-/// The first [`MAX_ERRORS`] problems, and how many more there were.
-#[derive(Default)]
-struct Errors {
-    kept: Vec<String>,
-    more: usize,
-}
-
-impl Errors {
-    fn push(&mut self, e: String) {
-        if self.kept.len() < MAX_ERRORS {
-            self.kept.push(e);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        if self.more > 0 {
-            self.kept.push(format!("Packages.db: {} more problems like these", self.more));
-        }
-        self.kept
-    }
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -170,13 +146,13 @@ fn read_slots(src: &dyn Source, pages: usize, work: &Work, errors: &mut Errors) 
             work.check_time()?;
             let start = at - at % PAGE;
             if let Err(e) = src.read_at(start as u64, &mut page) {
-                errors.push(format!("Packages.db: reading slot page {}: {e}", start / PAGE));
+                errors.push(|| format!("Packages.db: reading slot page {}: {e}", start / PAGE));
                 break;
             }
         }
         let raw = &page[at % PAGE..at % PAGE + SLOT_LEN];
         if &raw[..4] != SLOT_MAGIC {
-            errors.push(format!("Packages.db: slot {number} has no \"Slot\" magic"));
+            errors.push(|| format!("Packages.db: slot {number} has no \"Slot\" magic"));
             continue;
         }
         let (pkgidx, blkoff, blkcnt) = (le32(raw, 4), le32(raw, 8) as usize, le32(raw, 12) as usize);
@@ -195,18 +171,18 @@ fn read_slots(src: &dyn Source, pages: usize, work: &Work, errors: &mut Errors) 
             None
         };
         match problem {
-            Some(p) => errors.push(format!("Packages.db: slot {number} (package {pkgidx}): {p}")),
+            Some(p) => errors.push(|| format!("Packages.db: slot {number} (package {pkgidx}): {p}")),
             None if slots.len() >= MAX_SLOTS => over += 1,
             None => match owners.insert(pkgidx, number) {
-                Some(first) => errors.push(format!(
-                    "Packages.db: slot {number} (package {pkgidx}): package already in slot {first}; skipped"
-                )),
+                Some(first) => errors.push(|| {
+                    format!("Packages.db: slot {number} (package {pkgidx}): package already in slot {first}; skipped")
+                }),
                 None => slots.push(Slot { number, pkgidx, blkoff, blkcnt }),
             },
         }
     }
     if over > 0 {
-        errors.push(format!("Packages.db: {over} used slots beyond the first {MAX_SLOTS} not read"));
+        errors.push(|| format!("Packages.db: {over} used slots beyond the first {MAX_SLOTS} not read"));
     }
     Ok(slots)
 }

@@ -15,7 +15,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OptionalExtension};
 
-use super::{RpmPackage, Work};
+use super::{Errors, RpmPackage, Work};
 
 /// Most rows read from `Packages` (a large distribution image has ~3000).
 const MAX_ROWS: usize = 1_000_000;
@@ -49,18 +49,18 @@ pub fn read_sqlite_from(file: impl Read, len: usize, work: &mut Work) -> (Vec<Rp
         }
     }
     let mut packages = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors = Errors::new("rpmdb.sqlite");
     let read = read_rows(&conn, work, &mut packages, &mut errors);
     // In hnum order, as rpm lists them; sorted here, not by SQLite (see [`read_rows`]).
     packages.sort_by_key(|(hnum, _)| *hnum);
     let packages = packages.into_iter().map(|(_, p)| p).collect();
     if let Err(e) = read {
         match work.check_time() {
-            Err(late) => errors.push(format!("rpmdb.sqlite: {late} (SQLite interrupted: {e})")),
-            Ok(()) => errors.push(format!("rpmdb.sqlite: reading Packages: {e}")),
+            Err(late) => errors.push(|| format!("rpmdb.sqlite: {late} (SQLite interrupted: {e})")),
+            Ok(()) => errors.push(|| format!("rpmdb.sqlite: reading Packages: {e}")),
         }
     }
-    (packages, errors)
+    (packages, errors.finish())
 }
 
 /// A defensive in-memory connection holding a copy of the `len` bytes `file` yields.
@@ -143,7 +143,7 @@ fn read_rows(
     conn: &Connection,
     work: &mut Work,
     packages: &mut Vec<(i64, RpmPackage)>,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages")?;
     let mut rows = stmt.query([])?;
@@ -151,13 +151,13 @@ fn read_rows(
     while let Some(row) = rows.next()? {
         n += 1;
         if n > MAX_ROWS {
-            errors.push(format!("rpmdb.sqlite: more than {MAX_ROWS} packages; stopped reading"));
+            errors.push(|| format!("rpmdb.sqlite: more than {MAX_ROWS} packages; stopped reading"));
             break;
         }
         let hnum = match row.get_ref(0)? {
             ValueRef::Integer(i) => i,
             _ => {
-                errors.push(format!("rpmdb.sqlite: row {n}: hnum is not an integer"));
+                errors.push(|| format!("rpmdb.sqlite: row {n}: hnum is not an integer"));
                 continue;
             }
         };
@@ -165,7 +165,7 @@ fn read_rows(
             ValueRef::Blob(b) => match work.parse(b) {
                 Ok(r) => r,
                 Err(stop) => {
-                    errors.push(format!("rpmdb.sqlite: {stop}"));
+                    errors.push(|| format!("rpmdb.sqlite: {stop}"));
                     break;
                 }
             },
@@ -174,7 +174,7 @@ fn read_rows(
         };
         match result {
             Ok(p) => packages.push((hnum, p)),
-            Err(e) => errors.push(format!("rpmdb.sqlite: package hnum {hnum}: {e}")),
+            Err(e) => errors.push(|| format!("rpmdb.sqlite: package hnum {hnum}: {e}")),
         }
     }
     Ok(())
