@@ -551,18 +551,19 @@ fn run_these(
     let finished = done.clone();
     let tid = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let thread_id = tid.clone();
-    // While the thread runs the scope is marked: a run it kills leaves the mark (see [`crate::quarantine`]).
-    let mut marker = None;
     let spawned = if still_hung {
         // The thread given up on last time is still blocked: do not pile another one on it.
         Err("cannot start its crawl thread: a previous crawl of it is still blocked".to_string())
     } else if let Some(why) = crate::quarantine::held(&key) {
         Err(why)
     } else {
-        marker = Some(crate::quarantine::crawling(&key));
+        // While the thread runs the scope is marked: a run it kills leaves the mark (see [`crate::quarantine`]).
+        // The thread owns the mark, so a thread given up on by the watchdog but still running keeps it.
+        let marker = crate::quarantine::crawling(&key);
         std::thread::Builder::new()
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {
+                let _marker = marker;
                 // Set however the thread ends, a panic included.
                 let _finished = SetOnDrop(finished);
                 thread_id.store(own_tid().unwrap_or(0), Ordering::SeqCst);
@@ -720,8 +721,6 @@ fn run_these(
             }
         })
     });
-    // Returned, or given up on (then HUNG keeps it from being started again while it is blocked).
-    drop(marker);
     let mut sink = match received {
         Ok((sink, f, u)) => {
             (fingerprints, unread) = (f, u);

@@ -65,17 +65,25 @@ impl Quarantine {
                 continue;
             };
             if name.starts_with("crawling-") {
-                // The last run did not finish this scope.
+                // The last run did not finish this scope. Kept on disk for later restarts; when that
+                // fails, held for this run anyway (the mark stays, and the next start tries again).
                 let until = now + PERIOD.as_secs();
-                std::fs::write(dir.join(file_name("quarantine", key)), format!("{key}\n{since}\n{until}\n"))?;
-                std::fs::remove_file(&path)?;
+                let q = dir.join(file_name("quarantine", key));
+                match std::fs::write(&q, format!("{key}\n{since}\n{until}\n")) {
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(e) => tracing::warn!("cannot keep the quarantine of {key} in {}: {e}", q.display()),
+                }
                 held.insert(key.to_string(), (since, until));
             } else if name.starts_with("quarantine-") {
                 match lines.next().and_then(|s| s.parse::<u64>().ok()) {
                     Some(until) if until > now => {
                         held.insert(key.to_string(), (since, until));
                     }
-                    _ => std::fs::remove_file(&path)?,
+                    _ => {
+                        let _ = std::fs::remove_file(&path);
+                    }
                 }
             }
         }
