@@ -244,7 +244,9 @@ impl<T> Records<T> {
                     if b == b'\n' {
                         self.end_line(each);
                     } else if !matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c) {
-                        self.at = if matches!(b, b'#' | b'+' | b'-') { At::Skip } else { At::Fields };
+                        // `+name` and `-name` lines are NIS markers to nss_compat only: nss_files (Debian's
+                        // and musl's default) reads them as accounts of that name, so they are reported.
+                        self.at = if b == b'#' { At::Skip } else { At::Fields };
                         continue;
                     }
                     chunk = &chunk[1..];
@@ -328,6 +330,25 @@ impl<T> Records<T> {
     fn record(&mut self, each: &mut dyn FnMut(T)) {
         let (lineno, file, counts) = (self.line, self.file, self.counts);
         let n = if self.over { MOST_FIELDS + 1 } else { self.n + 1 };
+        // `+name`/`-name` lines: NIS markers to nss_compat, accounts of that name to nss_files (Debian's and musl's
+        // default). A complete, valid one is reported, as nss_files would serve it; the markers themselves
+        // (`+::::::`, `+@netgroup`, `-user`) are skipped without a word.
+        let compat = matches!(self.fields[0].first(), Some(b'+' | b'-'));
+        if compat {
+            let marker = self.fields[0].len() == 1 || self.fields[0].get(1) == Some(&b'@');
+            if marker || !counts.contains(&n) {
+                return;
+            }
+            let texts: [std::borrow::Cow<'_, str>; MOST_FIELDS] =
+                std::array::from_fn(|i| String::from_utf8_lossy(&self.fields[i]));
+            let fields: [Field<'_>; MOST_FIELDS] =
+                std::array::from_fn(|i| Field { text: &texts[i], len: self.lens[i] });
+            let mut problems = Errors::default();
+            if let Some(record) = (self.make)(&fields, lineno, &mut problems).filter(|_| problems.is_empty()) {
+                each(record);
+            }
+            return;
+        }
         if !counts.contains(&n) {
             let expected = counts.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ");
             let found = if n > MOST_FIELDS { format!("more than {MOST_FIELDS}") } else { n.to_string() };
@@ -435,6 +456,12 @@ mod tests {
                 &[],
             ),
             ("+::::::\n-baduser::::::\n+@admins\nroot:x:0:0:root:/root:/bin/bash\n", vec![root()], &[]),
+            // nss_files serves a complete `+` line as the account `+evil`: a uid 0 it must not hide.
+            (
+                "+evil:x:0:0::/root:/bin/sh\n",
+                vec![user("+evil", Some(0), Some(0), None, Some("/root"), Some("/bin/sh"))],
+                &[],
+            ),
             ("svc:x:10:20:::\n", vec![user("svc", Some(10), Some(20), None, None, None)], &[]),
             (
                 "a:x:1:1:A User,Room 1,,:/home/a:/bin/sh\n",

@@ -152,6 +152,10 @@ impl Errors {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty() && self.dropped == 0
+    }
+
     pub fn into_vec(mut self) -> Vec<StanzaError> {
         if self.dropped > 0 {
             let message = format!("{} more problems from this line on were not recorded", self.dropped);
