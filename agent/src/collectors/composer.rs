@@ -16,7 +16,7 @@ use periscope_proto::tables::PACKAGES;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::app_files::Kept;
-use super::json::{Key, Loose, skip_scalars};
+use super::json::{Key, Loose, Pick, skip_scalars};
 use super::{Scope, Sink};
 
 pub const C: &str = "composer";
@@ -121,9 +121,9 @@ struct Package(Option<Installed>);
 
 impl<'de> de::Deserialize<'de> for Package {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let l = Fields::deserialize(d)?;
+        let [name, version, license, description, homepage, authors] =
+            Pick(["name", "version", "license", "description", "homepage", "authors"]).deserialize(d)?;
         let s = |v: Option<Loose>| v.and_then(|v| v.text).filter(|x| !x.is_empty());
-        let Fields { name, version, license, description, homepage, authors } = l;
         let (Some(name), Some(version)) = (s(name), s(version)) else { return Ok(Package(None)) };
         let licenses: Vec<String> =
             license.as_ref().map_or(vec![], |l| l.items.iter().filter_map(|i| i.text.clone()).collect());
@@ -136,56 +136,6 @@ impl<'de> de::Deserialize<'de> for Package {
             author: authors.and_then(|a| a.items.into_iter().next()).and_then(|a| a.name),
         })))
     }
-}
-
-/// The fields of a package entry a row uses (others skipped; not an object: none).
-#[derive(Default)]
-struct Fields {
-    name: Option<Loose>,
-    version: Option<Loose>,
-    license: Option<Loose>,
-    description: Option<Loose>,
-    homepage: Option<Loose>,
-    authors: Option<Loose>,
-}
-
-impl<'de> de::Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldsVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a package")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let mut f = Fields::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key.0.as_deref() {
-                Some("name") => &mut f.name,
-                Some("version") => &mut f.version,
-                Some("license") => &mut f.license,
-                Some("description") => &mut f.description,
-                Some("homepage") => &mut f.homepage,
-                Some("authors") => &mut f.authors,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            *slot = Some(map.next_value::<Loose>()?);
-        }
-        Ok(f)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Fields::default())
-    }
-    skip_scalars!(Fields::default());
 }
 
 /// `pkg:composer/<vendor>/<package>@<version>`.

@@ -159,3 +159,41 @@ macro_rules! skip_scalars {
     };
 }
 pub(crate) use skip_scalars;
+
+/// The fields named in `.0` of a JSON object, as [`Loose`] values in that
+/// order (a repeated key's last value wins); every other field is skipped as
+/// it is read. A value that is not an object gives none of them.
+pub struct Pick<const N: usize>(pub [&'static str; N]);
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Pick<N> {
+    type Value = [Option<Loose>; N];
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Pick<N> {
+    type Value = [Option<Loose>; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Self::Value = std::array::from_fn(|_| None);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0.as_deref().and_then(|k| self.0.iter().position(|want| *want == k)) {
+                Some(i) => out[i] = Some(map.next_value::<Loose>()?),
+                None => map.next_value::<IgnoredAny>().map(drop)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(std::array::from_fn(|_| None))
+    }
+
+    skip_scalars!(std::array::from_fn(|_| None));
+}

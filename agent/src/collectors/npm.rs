@@ -28,9 +28,9 @@
 //! [`MAX_MANIFEST_BYTES`]: a larger one is a `crawl_errors` row, never memory.
 
 use periscope_proto::tables::PACKAGES;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::DeserializeSeed;
 
-use super::json::{Key, Loose, skip_scalars};
+use super::json::{Loose, Pick};
 use super::{Scope, Sink};
 
 pub const C: &str = "npm";
@@ -126,71 +126,26 @@ pub struct Manifest {
 pub fn parse(bytes: &[u8]) -> Result<Option<Manifest>, serde_json::Error> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut d = serde_json::Deserializer::from_slice(bytes);
-    let f = d.deserialize_any(FieldsVisitor)?;
+    let [name, version, license, licenses, description, homepage, author] =
+        Pick(["name", "version", "license", "licenses", "description", "homepage", "author"]).deserialize(&mut d)?;
     d.end()?;
-    let (Some(name), Some(version)) = (f.name.and_then(|v| v.text), f.version.and_then(|v| v.text)) else {
+    let (Some(name), Some(version)) = (name.and_then(|v| v.text), version.and_then(|v| v.text)) else {
         return Ok(None);
     };
     // "license": "MIT" | {"type": "MIT"}; the old "licenses": [{"type": …} | "…"].
     let kind = |l: Loose| l.text.or(l.kind);
-    let license = f.license.and_then(kind).or_else(|| {
-        let all: Vec<String> = f.licenses?.items.into_iter().filter_map(kind).collect();
+    let license = license.and_then(kind).or_else(|| {
+        let all: Vec<String> = licenses?.items.into_iter().filter_map(kind).collect();
         (!all.is_empty()).then(|| all.join(" OR "))
     });
     Ok(Some(Manifest {
         name: name.trim().to_string(),
         version: version.trim().to_string(),
         license,
-        description: f.description.and_then(|v| v.text),
-        homepage: f.homepage.and_then(|v| v.text),
-        author: f.author.and_then(|a| a.text.or(a.name)),
+        description: description.and_then(|v| v.text),
+        homepage: homepage.and_then(|v| v.text),
+        author: author.and_then(|a| a.text.or(a.name)),
     }))
-}
-
-/// The fields of a manifest a row uses (others skipped; not an object: none).
-#[derive(Default)]
-struct Fields {
-    name: Option<Loose>,
-    version: Option<Loose>,
-    license: Option<Loose>,
-    licenses: Option<Loose>,
-    description: Option<Loose>,
-    homepage: Option<Loose>,
-    author: Option<Loose>,
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a package.json")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-        let mut f = Fields::default();
-        while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key.0.as_deref() {
-                Some("name") => &mut f.name,
-                Some("version") => &mut f.version,
-                Some("license") => &mut f.license,
-                Some("licenses") => &mut f.licenses,
-                Some("description") => &mut f.description,
-                Some("homepage") => &mut f.homepage,
-                Some("author") => &mut f.author,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            *slot = Some(map.next_value::<Loose>()?);
-        }
-        Ok(f)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Fields::default())
-    }
-    skip_scalars!(Fields::default());
 }
 
 pub fn collect(scope: &Scope, out: &mut Sink) {
