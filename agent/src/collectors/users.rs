@@ -120,6 +120,19 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
 mod tests {
     use super::*;
 
+    /// The rows this collector makes of the root at `root`, as printed.
+    fn collected(root: &std::path::Path) -> Vec<serde_json::Value> {
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = crate::rootfs::Root::open(root).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+        let mut sink = Sink::new(common);
+        collect(&scope, &mut sink);
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
+        String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
     /// Each account gets what shadow says of its name (the first of two
     /// entries, as getspnam takes it), NULLs where shadow does not list it.
     #[test]
@@ -132,16 +145,7 @@ mod tests {
         let shadow =
             "set:$6$x:1::::::\nlocked:!$6$x:1::::::\nempty::1::::::\nstar:*:1::::::\ntwice::1::::::\ntwice:!:1::::::\n";
         std::fs::write(tmp.path().join("etc/shadow"), shadow).unwrap();
-        let common =
-            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
-        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
-        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
-        let mut sink = Sink::new(common);
-        collect(&scope, &mut sink);
-        let mut text = Vec::new();
-        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
-        let rows: Vec<serde_json::Value> =
-            String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = collected(tmp.path());
         let got: Vec<(String, serde_json::Value, serde_json::Value, serde_json::Value)> = rows
             .iter()
             .filter(|r| r["table"] == "users")
@@ -181,16 +185,7 @@ mod tests {
         std::fs::write(tmp.path().join("etc/passwd"), format!("u0:x:0:0:::\nu{last}:x:1:1:::\n")).unwrap();
         let shadow: String = (0..=last).map(|i| format!("u{i}:!\n")).collect();
         std::fs::write(tmp.path().join("etc/shadow"), shadow).unwrap();
-        let common =
-            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
-        let root = crate::rootfs::Root::open(tmp.path()).unwrap();
-        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
-        let mut sink = Sink::new(common);
-        collect(&scope, &mut sink);
-        let mut text = Vec::new();
-        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
-        let rows: Vec<serde_json::Value> =
-            String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = collected(tmp.path());
         let locked: Vec<_> = rows.iter().filter(|r| r["table"] == "users").map(|r| r["locked"].clone()).collect();
         assert_eq!(locked, [serde_json::Value::Bool(true), serde_json::Value::Null]);
         let errors: Vec<&str> =
