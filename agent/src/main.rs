@@ -347,7 +347,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(async {
                 tokio::select! {
                     r = periscope_agent::daemon::run(opts) => r,
-                    _ = shutdown() => Ok(()),
+                    _ = shutdown() => {
+                        // Now, not when the scope being read returns (up to its wall budget): what was
+                        // spooled is on disk, and a crawl cut short is read again by the next start.
+                        periscope_agent::quarantine::stopping();
+                        eprintln!("periscope-agent: stopping");
+                        std::process::exit(0)
+                    }
                 }
             })
         }

@@ -12,8 +12,9 @@
 //! the last run did not survive: it becomes a quarantine, kept on disk, and
 //! until it expires ([`PERIOD`]) the scope is reported by one `watchdog` error
 //! row instead of being read, while every other scope is crawled as usual.
-//! A run killed for another reason (a reboot, `kill -9`) mid-scope costs that
-//! scope one period too; the row says what is known.
+//! A run stopped on purpose (SIGTERM, SIGINT) removes its marks first
+//! ([`stopping`]); one killed otherwise (a reboot, `kill -9`) mid-scope costs
+//! that scope one period too; the row says what is known.
 //!
 //! Without one installed (the one-shot `crawl` command) nothing is written.
 
@@ -136,9 +137,30 @@ pub fn held(key: &str) -> Option<String> {
     global()?.held(key)
 }
 
-/// [`Quarantine::crawling`] of the installed quarantine; a guard doing nothing without one.
+/// Set by [`stopping`]: no scope is marked any more.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// [`Quarantine::crawling`] of the installed quarantine; a guard doing nothing
+/// without one, or once the agent is stopping.
 pub fn crawling(key: &str) -> Marker {
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        return Marker(None);
+    }
     global().map_or(Marker(None), |q| q.crawling(key))
+}
+
+/// The agent is being stopped on purpose (SIGTERM, SIGINT): the scopes being
+/// crawled did not kill it, so their marks go and the next start reads them.
+/// Without this, every restart of a rolling update would cost a scope an hour.
+pub fn stopping() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let Some(q) = global() else { return };
+    let Ok(dir) = std::fs::read_dir(&q.dir) else { return };
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy().starts_with("crawling-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Removes its marker when dropped.

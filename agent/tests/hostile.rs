@@ -1248,21 +1248,36 @@ fn a_scope_whose_crawl_killed_the_agent_is_left_unread_by_the_next_run() {
             .stderr(std::process::Stdio::piped());
         cmd
     };
-    let mut first = run().spawn().unwrap();
     let markers = spool.join("crawling");
-    let marked = || {
-        fs::read_dir(&markers)
+    let marked = |markers: &Path| {
+        fs::read_dir(markers)
             .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("crawling-")))
             .unwrap_or(false)
     };
+    let wait_marked = |run: &mut std::process::Child| {
+        let start = Instant::now();
+        while !marked(&markers) {
+            assert!(run.try_wait().unwrap().is_none(), "the run ended before its crawl was seen");
+            assert!(start.elapsed() < Duration::from_secs(60), "no crawl marker in {}", markers.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Blocked on the frozen mount now (the watchdog would give up after 15 s).
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Stopped on purpose (SIGTERM, as a rolling update does): the mark goes, nothing is quarantined.
+    let mut stopped = run().spawn().unwrap();
+    wait_marked(&mut stopped);
+    let pid = rustix::process::Pid::from_raw(stopped.id() as i32).unwrap();
     let start = Instant::now();
-    while !marked() {
-        assert!(first.try_wait().unwrap().is_none(), "the first run ended before its crawl was seen");
-        assert!(start.elapsed() < Duration::from_secs(60), "no crawl marker in {}", markers.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Blocked on the frozen mount (the watchdog would give up after 15 s): killed now.
-    std::thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    stopped.wait().unwrap();
+    // At once, not when the watchdog gives up on the blocked scope (15 s).
+    assert!(start.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", start.elapsed());
+    assert!(!marked(&markers), "a stopped run left its crawl marker");
+
+    let mut first = run().spawn().unwrap();
+    wait_marked(&mut first);
+    // Killed (SIGKILL, as the OOM killer does): the mark stays.
     first.kill().unwrap();
     first.wait().unwrap();
 
