@@ -331,11 +331,11 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
     type Read = (Vec<RpmPackage>, Vec<String>);
-    /// Each format is read from the file, never into a buffer of its size: sqlite copied straight into
-    /// SQLite's memory, BerkeleyDB and NDB a page or a blob at a time.
+    /// Each format is read from the file, never into a buffer of its size: sqlite a page at a time
+    /// through a read-only VFS, BerkeleyDB and NDB a page or a blob at a time.
     type Reader = fn(std::fs::File, usize, &mut rpm::Work) -> Read;
     const FORMATS: &[(&str, Reader)] = &[
-        ("rpmdb.sqlite", |file, len, work| rpm::read_sqlite_from(file, len, work)),
+        ("rpmdb.sqlite", |file, len, work| rpm::read_sqlite_from(rpm::FileSource { file, len: len as u64 }, work)),
         ("Packages.db", |file, len, work| rpm::read_ndb_from(&rpm::FileSource { file, len: len as u64 }, work)),
         ("Packages", |file, len, work| rpm::read_bdb_from(&rpm::FileSource { file, len: len as u64 }, work)),
     ];

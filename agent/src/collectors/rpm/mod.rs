@@ -11,6 +11,7 @@ mod bdb;
 mod header;
 mod ndb;
 mod sqlite;
+mod vfs;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -79,6 +80,15 @@ impl Source for &[u8] {
             }
             None => Err(std::io::ErrorKind::UnexpectedEof.into()),
         }
+    }
+}
+
+impl Source for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.as_slice().size()
+    }
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.as_slice().read_at(at, buf)
     }
 }
 

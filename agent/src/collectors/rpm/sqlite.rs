@@ -2,26 +2,26 @@
 //! holds a table `Packages(hnum INTEGER PRIMARY KEY, blob BLOB)` whose blobs
 //! are header blobs.
 //!
-//! The file's bytes are copied into an in-memory, read-only SQLite database
-//! (`sqlite3_deserialize`); no path is ever opened. The connection is made
-//! defensive before the bytes are loaded: triggers and views are off, the
-//! schema is untrusted, `Packages` must be a plain table whose two columns are
-//! stored (not generated), and rows are capped, so a hostile file can only
-//! make us read the bytes it already has.
-
-use std::io::{Cursor, Read};
+//! SQLite reads the file through [`super::vfs`], a page at a time, straight
+//! from the rooted file the collector opened: the database is never copied
+//! into memory, and no path is ever opened. The connection is made defensive
+//! before the first statement: triggers and views are off, the schema is
+//! untrusted, `Packages` must be a plain table whose two columns are stored
+//! (not generated), and rows are capped, so a hostile file can only make us
+//! read the bytes it already has.
 
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, MAIN_DB, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{Errors, RpmPackage, Work};
+use super::vfs::{self, Pending};
+use super::{Errors, RpmPackage, Source, Work};
 
 /// Most rows read from `Packages` (a large distribution image has ~3000).
 const MAX_ROWS: usize = 1_000_000;
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Smallest SQLite file: one 512-byte page.
-const MIN_LEN: usize = 512;
+const MIN_LEN: u64 = 512;
 
 /// Reads every package from the bytes of an `rpmdb.sqlite` file.
 pub fn read_sqlite(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
@@ -31,14 +31,13 @@ pub fn read_sqlite(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 /// [`read_sqlite`] within `work`'s budget and deadline (SQLite's own work
 /// is interrupted at the deadline too).
 pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    read_sqlite_from(bytes, bytes.len(), work)
+    read_sqlite_from(bytes.to_vec(), work)
 }
 
-/// [`read_sqlite_within`] from the `len` bytes `file` yields, copied into
-/// SQLite's memory as they are read: the database is held once, not also as
-/// a buffer of ours.
-pub fn read_sqlite_from(file: impl Read, len: usize, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    let mut conn = match open(file, len).and_then(|c| check_schema(&c).map(|()| c)) {
+/// [`read_sqlite_within`] from `source` (an open file), which SQLite reads
+/// as it needs pages: what it holds in memory does not grow with the file.
+pub fn read_sqlite_from(source: impl Source + Send + 'static, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+    let mut conn = match open(Box::new(source)).and_then(|c| check_schema(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => return (Vec::new(), vec![format!("rpmdb.sqlite: {e}")]),
     };
@@ -63,26 +62,27 @@ pub fn read_sqlite_from(file: impl Read, len: usize, work: &mut Work) -> (Vec<Rp
     (packages, errors.finish())
 }
 
-/// A defensive in-memory connection holding a copy of the `len` bytes `file` yields.
-fn open(mut file: impl Read, len: usize) -> Result<Connection, String> {
-    let mut head = Vec::with_capacity(20);
-    file.by_ref().take(20).read_to_end(&mut head).map_err(|e| format!("reading the file: {e}"))?;
-    if len < MIN_LEN || !head.starts_with(MAGIC) {
+/// A defensive, read-only connection reading `source` through [`vfs`].
+fn open(source: Box<dyn Source + Send>) -> Result<Connection, String> {
+    let len = source.size();
+    let mut head = [0u8; 18];
+    if len < MIN_LEN || source.read_at(0, &mut head).is_err() || !head.starts_with(MAGIC) {
         return Err(format!("not an SQLite database ({len} bytes, no \"SQLite format 3\" header)"));
     }
-    // Checked before the file is copied: a sparse file behind a bare magic is refused, not loaded.
-    let page_size = match head.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]])) {
-        Some(1) => 65536,
-        n => u32::from(n.unwrap_or(0)),
+    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
+        1 => 65536,
+        n => u32::from(n),
     };
     if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
         return Err(format!("not an SQLite database: its header's page size is {page_size}"));
     }
-    let mut conn = Connection::open_in_memory().map_err(|e| format!("opening an in-memory database: {e}"))?;
-    harden(&conn).map_err(|e| format!("configuring the in-memory database: {e}"))?;
-    conn.deserialize_read_exact(MAIN_DB, without_wal(&head).chain(file), len, true)
-        .map_err(|e| format!("loading the database bytes: {e}"))?;
-    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cell_size_check = ON;")
+    let pending = Pending::new(source)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags_and_vfs(pending.name(), flags, vfs::NAME)
+        .map_err(|e| format!("opening the database: {e}"))?;
+    drop(pending);
+    harden(&conn).map_err(|e| format!("configuring the database: {e}"))?;
+    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cell_size_check = ON; PRAGMA temp_store = MEMORY;")
         .map_err(|e| format!("configuring the database: {e}"))?;
     Ok(conn)
 }
@@ -93,18 +93,6 @@ fn harden(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_VIEW, false)?;
     Ok(())
-}
-
-/// The file's first bytes with the header's WAL read/write versions
-/// (offsets 18 and 19; 2 = WAL) set back to 1 (rollback journal). rpm keeps
-/// its database in WAL mode, which an in-memory database cannot open; the
-/// `-wal` file is not ours to read, so what the main file holds is what we
-/// report.
-fn without_wal(head: &[u8]) -> impl Read + '_ {
-    let (head, rest) = head.split_at(head.len().min(18));
-    let (versions, rest) = rest.split_at(rest.len().min(2));
-    let patched: Vec<u8> = versions.iter().map(|&v| if v == 2 { 1 } else { v }).collect();
-    head.chain(Cursor::new(patched)).chain(rest)
 }
 
 /// `Packages` must be an ordinary table with stored `hnum` and `blob` columns.
@@ -184,7 +172,9 @@ fn read_rows(
 mod tests {
     use super::*;
     use crate::collectors::rpm::testutil::package_blob;
-    use rusqlite::params;
+    use rusqlite::{MAIN_DB, params};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Builds a database the way rpm lays it out and returns its file bytes.
     fn db_bytes(schema: &str, rows: &[(i64, Option<Vec<u8>>)]) -> Vec<u8> {
@@ -257,6 +247,41 @@ mod tests {
         bytes[19] = 2;
         let (pkgs, errs) = read_sqlite(&bytes);
         assert_eq!((names(&pkgs), errs), (vec!["wal"], vec![]));
+    }
+
+    /// A database followed by a terabyte of zeros (a sparse file, or a valid
+    /// header over a few MB that compress from hundreds): the packages come
+    /// back, and only the pages SQLite needs are read. When the file was
+    /// copied into an in-memory database first, its whole length was held.
+    #[test]
+    fn a_file_far_longer_than_its_database_is_read_a_page_at_a_time() {
+        struct Padded {
+            db: Vec<u8>,
+            len: u64,
+            read: Arc<AtomicU64>,
+        }
+        impl Source for Padded {
+            fn size(&self) -> u64 {
+                self.len
+            }
+            fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+                self.read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                for (i, b) in buf.iter_mut().enumerate() {
+                    *b = usize::try_from(at + i as u64).ok().and_then(|i| self.db.get(i)).copied().unwrap_or(0);
+                }
+                Ok(())
+            }
+        }
+        let rows: Vec<_> =
+            (1..=50).map(|i| (i, Some(package_blob(&format!("p{i}"), None, "1", &["/usr/bin/x"])))).collect();
+        let db = db_bytes(RPM_SCHEMA, &rows);
+        let db_len = db.len() as u64;
+        let read = Arc::new(AtomicU64::new(0));
+        let padded = Padded { db, len: 1 << 40, read: read.clone() };
+        let (pkgs, errs) = read_sqlite_from(padded, &mut Work::new(usize::MAX, None));
+        assert_eq!((pkgs.len(), errs), (50, Vec::<String>::new()));
+        let read = read.load(Ordering::Relaxed);
+        assert!(read <= db_len * 2, "read {read} bytes of a {db_len}-byte database in a 1 TiB file");
     }
 
     /// Files that are not an rpm database at all: no packages, one error.
