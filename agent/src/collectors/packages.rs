@@ -330,14 +330,14 @@ pub fn rpm_evr(p: &RpmPackage) -> String {
 }
 
 fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool {
-    type Read = (Vec<RpmPackage>, Vec<String>);
     /// Each format is read from the file, never into a buffer of its size: sqlite a page at a time
-    /// through a read-only VFS, BerkeleyDB and NDB a page or a blob at a time.
-    type Reader = fn(std::fs::File, usize, &mut rpm::Work) -> Read;
+    /// through a read-only VFS, BerkeleyDB and NDB a page or a blob at a time. Each package's rows
+    /// are made as it is read, so a database costs one header at a time.
+    type Reader = fn(rpm::FileSource, &mut rpm::Work, rpm::Each) -> Vec<String>;
     const FORMATS: &[(&str, Reader)] = &[
-        ("rpmdb.sqlite", |file, len, work| rpm::read_sqlite_from(rpm::FileSource { file, len: len as u64 }, work)),
-        ("Packages.db", |file, len, work| rpm::read_ndb_from(&rpm::FileSource { file, len: len as u64 }, work)),
-        ("Packages", |file, len, work| rpm::read_bdb_from(&rpm::FileSource { file, len: len as u64 }, work)),
+        ("rpmdb.sqlite", |src, work, each| rpm::read_sqlite_from(src, work, each)),
+        ("Packages.db", |src, work, each| rpm::read_ndb_from(&src, work, each)),
+        ("Packages", |src, work, each| rpm::read_bdb_from(&src, work, each)),
     ];
     let mut seen = HashSet::new();
     let mut found = false;
@@ -356,55 +356,51 @@ fn rpm_dbs(scope: &Scope, out: &mut Sink, aliases: &[(String, String)]) -> bool 
             }
             found = true;
             let deadline = Some(scope.root.deadline());
-            let read = scope.root.open_sized(&path).map(|(file, len)| {
-                let len = len as usize;
-                read(file, len, &mut rpm::Work::new(len, deadline))
-            });
-            let (pkgs, errors) = match read {
-                Ok(r) => r,
+            let (file, len) = match scope.root.open_sized(&path) {
+                Ok(f) => f,
                 Err(e) => {
                     out.error(C, Some(&path), &format!("rpm database unreadable: {e}"));
                     continue;
                 }
             };
+            let mut work = rpm::Work::new(usize::try_from(len).unwrap_or(usize::MAX), deadline);
+            let errors = read(rpm::FileSource { file, len }, &mut work, &mut |_, p| rpm_rows(out, &p, &path, aliases));
             for e in errors {
                 out.error(C, Some(&path), &e);
-            }
-            for p in &pkgs {
-                let evr = rpm_evr(p);
-                let source = p.source_rpm.as_deref().map(source_name);
-                out.row(
-                    &PACKAGES,
-                    &[
-                        ("manager", "rpm".into()),
-                        ("name", (&p.name).into()),
-                        ("version", evr.as_str().into()),
-                        ("architecture", p.arch.as_ref().into()),
-                        ("source", source.flatten().into()),
-                        ("source_version", p.source_rpm.as_ref().into()),
-                        ("status", "installed".into()),
-                        ("maintainer", Value::Null),
-                        ("installed_size", p.size.into()),
-                        ("epoch", p.epoch.into()),
-                        ("release", (&p.release).into()),
-                        ("license", p.license.as_ref().into()),
-                        ("vendor", p.vendor.as_ref().into()),
-                        (
-                            "install_time",
-                            p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null),
-                        ),
-                        ("db_path", path.as_str().into()),
-                        ("location", path.as_str().into()),
-                    ],
-                );
-                let name: Arc<str> = p.name.as_str().into();
-                for f in &p.files {
-                    own(out, "rpm", &name, f, aliases);
-                }
             }
         }
     }
     found
+}
+
+fn rpm_rows(out: &mut Sink, p: &RpmPackage, path: &str, aliases: &[(String, String)]) {
+    let evr = rpm_evr(p);
+    let source = p.source_rpm.as_deref().map(source_name);
+    out.row(
+        &PACKAGES,
+        &[
+            ("manager", "rpm".into()),
+            ("name", (&p.name).into()),
+            ("version", evr.as_str().into()),
+            ("architecture", p.arch.as_ref().into()),
+            ("source", source.flatten().into()),
+            ("source_version", p.source_rpm.as_ref().into()),
+            ("status", "installed".into()),
+            ("maintainer", Value::Null),
+            ("installed_size", p.size.into()),
+            ("epoch", p.epoch.into()),
+            ("release", (&p.release).into()),
+            ("license", p.license.as_ref().into()),
+            ("vendor", p.vendor.as_ref().into()),
+            ("install_time", p.install_time.map(|t| Value::Int(t.saturating_mul(1_000_000))).unwrap_or(Value::Null)),
+            ("db_path", path.into()),
+            ("location", path.into()),
+        ],
+    );
+    let name: Arc<str> = p.name.as_str().into();
+    for f in &p.files {
+        own(out, "rpm", &name, f, aliases);
+    }
 }
 
 /// The source package name from a source rpm file name: `bash-5.1.8-9.el9.src.rpm` → `bash`.

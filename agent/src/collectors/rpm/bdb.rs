@@ -25,7 +25,7 @@
 //! read one at a time from a [`Source`]: a file is never held whole, only the
 //! header blob being reassembled.
 
-use super::{Errors, RpmPackage, Source, Work};
+use super::{Each, Errors, RpmPackage, Source, Work, check_blob_len, collect};
 
 const HASH_MAGIC: u32 = 0x0006_1561;
 const BTREE_MAGIC: u32 = 0x0005_3162;
@@ -65,30 +65,29 @@ pub fn read_bdb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 
 /// [`read_bdb`] within `work`'s budget and deadline.
 pub fn read_bdb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    read_bdb_from(&bytes, work)
+    collect(|each| read_bdb_from(&bytes, work, each))
 }
 
-/// [`read_bdb_within`], reading pages from `src` as they are needed.
-pub fn read_bdb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+/// [`read_bdb_within`], reading pages from `src` as they are needed; each
+/// package goes to `each` (keyed by its record key) in page order, and the
+/// problems come back.
+pub fn read_bdb_from(src: &dyn Source, work: &mut Work, each: Each) -> Vec<String> {
     let mut errors = Errors::new("Packages (BerkeleyDB)");
     let db = match Db::open(src, &mut errors) {
         Ok(db) => db,
-        Err(e) => return (Vec::new(), vec![format!("Packages (BerkeleyDB): {e}")]),
+        Err(e) => return vec![format!("Packages (BerkeleyDB): {e}")],
     };
     let mut budget = Budget { pages_left: 2 * db.pages + 16, spent: false, seen_by: vec![0; db.pages], chain: 0 };
-    let mut found = Vec::new();
     let mut page = vec![0; db.page_size];
     for pgno in 1..db.pages {
         // Per page, not only per header parsed: pages of nothing but bad items parse no header.
-        let read =
-            work.check_time().and_then(|()| db.hash_page(pgno, &mut page, &mut budget, work, &mut found, &mut errors));
+        let read = work.check_time().and_then(|()| db.hash_page(pgno, &mut page, &mut budget, work, each, &mut errors));
         if let Err(e) = read {
             errors.push(|| format!("Packages (BerkeleyDB): {e}"));
             break;
         }
     }
-    found.sort_by_key(|(key, _)| *key);
-    (found.into_iter().map(|(_, p)| p).collect(), errors.finish())
+    errors.finish()
 }
 
 impl<'a> Db<'a> {
@@ -162,7 +161,7 @@ impl<'a> Db<'a> {
         page: &mut [u8],
         budget: &mut Budget,
         work: &mut Work,
-        found: &mut Vec<(u32, RpmPackage)>,
+        each: Each,
         errors: &mut Errors,
     ) -> Result<(), String> {
         let kind = self.page(pgno, page)?;
@@ -197,7 +196,7 @@ impl<'a> Db<'a> {
                 Err(e) => Err(e),
             };
             match parsed {
-                Ok(p) => found.push((key, p)),
+                Ok(p) => each(i64::from(key), p),
                 Err(e) if budget.spent => return Err(e),
                 Err(e) => errors.push(|| format!("Packages (BerkeleyDB): package {key} ({}): {e}", at(2 * pair + 1))),
             }
@@ -257,6 +256,7 @@ impl<'a> Db<'a> {
         if len == 0 || len > room {
             return Err(format!("overflow length {len} impossible in a file of {} pages", self.pages));
         }
+        check_blob_len(len)?;
         budget.chain += 1;
         let mut out = Vec::with_capacity(len);
         let mut page = vec![0; self.page_size];
@@ -437,6 +437,20 @@ mod tests {
 
     /// Big-endian, small pages: values span overflow chains of several pages
     /// and the pairs are spread over two hash pages.
+    /// An overflow chain longer than any real header is refused before it is
+    /// reassembled in memory.
+    #[test]
+    fn an_overflow_longer_than_any_real_header_is_refused_unread() {
+        let mut w = BdbWriter::new(false, 65536);
+        let huge = vec![0; crate::collectors::rpm::MAX_BLOB + 1];
+        let (fa, fh) = (w.overflow(&big_blob("alpha", None)), w.overflow(&huge));
+        w.hash_page(vec![w.key(1), Item::OffPage { first: fa, len: big_blob("alpha", None).len() as u32 }]);
+        w.hash_page(vec![w.key(2), Item::OffPage { first: fh, len: huge.len() as u32 }]);
+        let (pkgs, errs) = read_bdb(&w.build());
+        assert_eq!(names(&pkgs), ["alpha"]);
+        assert!(errs.len() == 1 && errs[0].contains("larger than"), "{errs:?}");
+    }
+
     #[test]
     fn overflow_chains_across_pages_big_endian() {
         let mut w = BdbWriter::new(true, 512);

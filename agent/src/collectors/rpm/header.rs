@@ -21,6 +21,10 @@ pub const MAX_DATA_LEN: u32 = 256 << 20;
 /// [`FILE_LIST_SLACK`]) once directory names are joined to base names.
 const FILE_LIST_EXPANSION: usize = 8;
 const FILE_LIST_SLACK: usize = 1 << 20;
+/// …and to no more than this in all (with [`PATH_COST`] per path): about
+/// 500,000 paths, 25 times a kernel-devel's. One header's list is held
+/// whole while its package's rows are made.
+pub const MAX_FILE_LIST: usize = 32 << 20;
 /// What one owned path costs in memory beyond its bytes (a `String`, and a
 /// slot in the lists it passes through), charged even for an empty one.
 pub const PATH_COST: usize = 32;
@@ -295,9 +299,13 @@ impl<'a> Header<'a> {
     /// expansion limit, and the number of names is checked before any list
     /// of them is made: empty names cost memory too.
     fn files(&self) -> Result<Vec<String>, String> {
-        let limit = self.data.len().saturating_mul(FILE_LIST_EXPANSION).saturating_add(FILE_LIST_SLACK);
+        let limit =
+            self.data.len().saturating_mul(FILE_LIST_EXPANSION).saturating_add(FILE_LIST_SLACK).min(MAX_FILE_LIST);
         let refuse = |total: usize| {
-            Err(format!("file list would expand to {total} bytes from {} data bytes; refusing", self.data.len()))
+            Err(format!(
+                "file list would expand to {total} bytes from {} data bytes, more than the {limit} allowed; refusing",
+                self.data.len()
+            ))
         };
         // Counts that cannot fit in the data are refused as such by `string_array` below.
         let names = |tag: u32| self.get(tag).filter(|e| e.count <= self.data.len() - e.offset).map_or(0, |e| e.count);

@@ -26,6 +26,37 @@ use std::time::Instant;
 /// Problems kept as error strings per database; the rest are counted in one more.
 pub const MAX_ERRORS: usize = 1000;
 
+/// Largest header blob read. rpm itself accepts 256 MiB of header data, but
+/// the largest real headers hold a few MB (a kernel-devel of 20,000 files:
+/// under 2 MB); one blob is held whole while it is parsed, so this bounds
+/// what a database can make us hold at once.
+pub const MAX_BLOB: usize = 32 << 20;
+
+/// Err naming the budget when a blob of `len` bytes is larger than [`MAX_BLOB`].
+pub fn check_blob_len(len: usize) -> Result<(), String> {
+    if len > MAX_BLOB {
+        return Err(format!(
+            "header blob of {len} bytes is larger than the {MAX_BLOB} bytes read per header (rpm allows 256 MiB; real headers hold a few MB); skipped"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a reader hands each package as soon as it is parsed, with its key
+/// in the database (sqlite's hnum, NDB's package index, BerkeleyDB's key):
+/// packages come in the order the file stores them, and none is held after
+/// it is handed over, so a database costs one header at a time.
+pub type Each<'a> = &'a mut dyn FnMut(i64, RpmPackage);
+
+/// Collects what a reader hands over, in key order (rpm's `-qa` order): for
+/// tests and callers that want the whole list.
+pub fn collect(read: impl FnOnce(Each) -> Vec<String>) -> (Vec<RpmPackage>, Vec<String>) {
+    let mut found = Vec::new();
+    let errors = read(&mut |key, p| found.push((key, p)));
+    found.sort_by_key(|(key, _)| *key);
+    (found.into_iter().map(|(_, p)| p).collect(), errors)
+}
+
 /// The first [`MAX_ERRORS`] problems of one database, and how many more there
 /// were: a database of nothing but bad items would otherwise make an error
 /// string per few bytes (a 240 MB BerkeleyDB file: 3.5 GB, then an abort).
@@ -162,6 +193,9 @@ impl Work {
     /// (a budget ran out), the inner one is this package's problem.
     pub fn parse(&mut self, blob: &[u8]) -> Result<Result<RpmPackage, String>, String> {
         self.check_time()?;
+        if let Err(e) = check_blob_len(blob.len()) {
+            return Ok(Err(e));
+        }
         self.header_bytes = self.header_bytes.saturating_add(blob.len() as u64);
         if self.header_bytes > self.header_bytes_limit {
             return Err(format!(

@@ -17,7 +17,7 @@
 //! whole; used slots beyond [`MAX_SLOTS`] and problems beyond [`super::MAX_ERRORS`]
 //! are counted, not kept.
 
-use super::{Errors, RpmPackage, Source, Work};
+use super::{Each, Errors, RpmPackage, Source, Work, check_blob_len, collect};
 
 const FILE_MAGIC: &[u8; 4] = b"RpmP";
 const SLOT_MAGIC: &[u8; 4] = b"Slot";
@@ -49,25 +49,26 @@ pub fn read_ndb(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 
 /// [`read_ndb`] within `work`'s budget and deadline.
 pub fn read_ndb_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    read_ndb_from(&bytes, work)
+    collect(|each| read_ndb_from(&bytes, work, each))
 }
 
-/// [`read_ndb_within`], reading slot pages and blobs from `src` as they are needed.
-pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+/// [`read_ndb_within`], reading slot pages and blobs from `src` as they are
+/// needed; each package goes to `each` (keyed by its package index) in the
+/// order its blob lies in the file, and the problems come back.
+pub fn read_ndb_from(src: &dyn Source, work: &mut Work, each: Each) -> Vec<String> {
     let mut errors = Errors::new("Packages.db");
     let slot_pages = match file_header(src) {
         Ok(n) => n,
-        Err(e) => return (Vec::new(), vec![format!("Packages.db: {e}")]),
+        Err(e) => return vec![format!("Packages.db: {e}")],
     };
     let mut slots = match read_slots(src, slot_pages, work, &mut errors) {
         Ok(s) => s,
         Err(stop) => {
             errors.push(|| format!("Packages.db: {stop}"));
-            return (Vec::new(), errors.finish());
+            return errors.finish();
         }
     };
     slots.sort_by_key(|s| s.blkoff);
-    let mut found = Vec::new();
     let mut end = slot_pages * PAGE / BLOCK;
     let mut last: Option<Slot> = None;
     let mut area = Vec::new();
@@ -94,12 +95,11 @@ pub fn read_ndb_from(src: &dyn Source, work: &mut Work) -> (Vec<RpmPackage>, Vec
             Err(e) => Err(e),
         };
         match parsed {
-            Ok(p) => found.push((s.pkgidx, p)),
+            Ok(p) => each(i64::from(s.pkgidx), p),
             Err(e) => errors.push(|| format!("Packages.db: package {} (slot {}): {e}", s.pkgidx, s.number)),
         }
     }
-    found.sort_by_key(|(idx, _)| *idx);
-    (found.into_iter().map(|(_, p)| p).collect(), errors.finish())
+    errors.finish()
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -190,6 +190,7 @@ fn read_slots(src: &dyn Source, pages: usize, work: &Work, errors: &mut Errors) 
 /// The header blob inside a slot's blocks (read into `area`), after checking
 /// head, tail and checksum.
 fn blob<'a>(src: &dyn Source, s: &Slot, area: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+    check_blob_len(s.blkcnt.saturating_mul(BLOCK).saturating_sub(BLOB_HEAD_LEN + BLOB_TAIL_LEN))?;
     area.clear();
     area.resize(s.blkcnt * BLOCK, 0);
     src.read_at((s.blkoff * BLOCK) as u64, area)
@@ -313,6 +314,16 @@ mod tests {
 
     fn names(p: &[RpmPackage]) -> Vec<&str> {
         p.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// A blob larger than any real header (a sparse file's zeros cost
+    /// nothing to ship) is refused before it is read into memory.
+    #[test]
+    fn a_blob_larger_than_any_real_header_is_refused_unread() {
+        let (bytes, _) = three().package(12, 4, vec![0; crate::collectors::rpm::MAX_BLOB + 1]).build();
+        let (pkgs, errs) = read_ndb(&bytes);
+        assert_eq!(names(&pkgs), ["bash", "glibc", "zlib"]);
+        assert!(errs.len() == 1 && errs[0].contains("package 4") && errs[0].contains("larger than"), "{errs:?}");
     }
 
     fn set32(b: &mut [u8], at: usize, v: u32) {

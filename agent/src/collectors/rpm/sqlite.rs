@@ -15,7 +15,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::vfs::{self, Pending};
-use super::{Errors, RpmPackage, Source, Work};
+use super::{Each, Errors, MAX_BLOB, RpmPackage, Source, Work, check_blob_len, collect};
 
 /// Most rows read from `Packages` (a large distribution image has ~3000).
 const MAX_ROWS: usize = 1_000_000;
@@ -31,35 +31,33 @@ pub fn read_sqlite(bytes: &[u8]) -> (Vec<RpmPackage>, Vec<String>) {
 /// [`read_sqlite`] within `work`'s budget and deadline (SQLite's own work
 /// is interrupted at the deadline too).
 pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
-    read_sqlite_from(bytes.to_vec(), work)
+    collect(|each| read_sqlite_from(bytes.to_vec(), work, each))
 }
 
 /// [`read_sqlite_within`] from `source` (an open file), which SQLite reads
 /// as it needs pages: what it holds in memory does not grow with the file.
-pub fn read_sqlite_from(source: impl Source + Send + 'static, work: &mut Work) -> (Vec<RpmPackage>, Vec<String>) {
+/// Each package goes to `each` as it is read, in the table's stored order
+/// (see [`read_rows`]); the problems come back.
+pub fn read_sqlite_from(source: impl Source + Send + 'static, work: &mut Work, each: Each) -> Vec<String> {
     let mut conn = match open(Box::new(source)).and_then(|c| check_schema(&c).map(|()| c)) {
         Ok(c) => c,
-        Err(e) => return (Vec::new(), vec![format!("rpmdb.sqlite: {e}")]),
+        Err(e) => return vec![format!("rpmdb.sqlite: {e}")],
     };
     if let Some(deadline) = work.deadline {
         let late = move || std::time::Instant::now() > deadline;
         if let Err(e) = conn.progress_handler(10_000, Some(late)) {
-            return (Vec::new(), vec![format!("rpmdb.sqlite: setting a deadline on the database: {e}")]);
+            return vec![format!("rpmdb.sqlite: setting a deadline on the database: {e}")];
         }
     }
-    let mut packages = Vec::new();
     let mut errors = Errors::new("rpmdb.sqlite");
-    let read = read_rows(&conn, work, &mut packages, &mut errors);
-    // In hnum order, as rpm lists them; sorted here, not by SQLite (see [`read_rows`]).
-    packages.sort_by_key(|(hnum, _)| *hnum);
-    let packages = packages.into_iter().map(|(_, p)| p).collect();
+    let read = read_rows(&conn, work, each, &mut errors);
     if let Err(e) = read {
         match work.check_time() {
             Err(late) => errors.push(|| format!("rpmdb.sqlite: {late} (SQLite interrupted: {e})")),
             Ok(()) => errors.push(|| format!("rpmdb.sqlite: reading Packages: {e}")),
         }
     }
-    (packages, errors.finish())
+    errors.finish()
 }
 
 /// A defensive, read-only connection reading `source` through [`vfs`].
@@ -127,14 +125,14 @@ fn check_schema(conn: &Connection) -> Result<(), String> {
 /// copy every row's blob (a 1 MiB column DEFAULT) into a sorter that spilled
 /// gigabytes to temporary files before the first row came back, beyond the
 /// reach of the per-database work budget.
-fn read_rows(
-    conn: &Connection,
-    work: &mut Work,
-    packages: &mut Vec<(i64, RpmPackage)>,
-    errors: &mut Errors,
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages")?;
-    let mut rows = stmt.query([])?;
+///
+/// A blob larger than [`MAX_BLOB`] is not even loaded: SQLite hands over its
+/// length alone.
+fn read_rows(conn: &Connection, work: &mut Work, each: Each, errors: &mut Errors) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT hnum, CASE WHEN typeof(blob) = 'blob' AND length(blob) <= ?1 THEN blob END, typeof(blob), length(blob) FROM Packages",
+    )?;
+    let mut rows = stmt.query([MAX_BLOB as i64])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
         n += 1;
@@ -149,19 +147,22 @@ fn read_rows(
                 continue;
             }
         };
-        let result = match row.get_ref(1)? {
-            ValueRef::Blob(b) => match work.parse(b) {
+        let result = match (row.get_ref(2)?.as_str().unwrap_or(""), row.get_ref(1)?) {
+            ("blob", ValueRef::Blob(b)) => match work.parse(b) {
                 Ok(r) => r,
                 Err(stop) => {
                     errors.push(|| format!("rpmdb.sqlite: {stop}"));
                     break;
                 }
             },
-            ValueRef::Null => Err("blob is NULL".into()),
-            other => Err(format!("blob is {:?}, not a BLOB", other.data_type())),
+            ("blob", _) => Err(check_blob_len(usize::try_from(row.get::<_, i64>(3)?).unwrap_or(usize::MAX))
+                .err()
+                .unwrap_or_else(|| "blob is unreadable".into())),
+            ("null", _) => Err("blob is NULL".into()),
+            (other, _) => Err(format!("blob is {other}, not a BLOB")),
         };
         match result {
-            Ok(p) => packages.push((hnum, p)),
+            Ok(p) => each(hnum, p),
             Err(e) => errors.push(|| format!("rpmdb.sqlite: package hnum {hnum}: {e}")),
         }
     }
@@ -278,10 +279,26 @@ mod tests {
         let db_len = db.len() as u64;
         let read = Arc::new(AtomicU64::new(0));
         let padded = Padded { db, len: 1 << 40, read: read.clone() };
-        let (pkgs, errs) = read_sqlite_from(padded, &mut Work::new(usize::MAX, None));
+        let (pkgs, errs) = collect(|each| read_sqlite_from(padded, &mut Work::new(usize::MAX, None), each));
         assert_eq!((pkgs.len(), errs), (50, Vec::<String>::new()));
         let read = read.load(Ordering::Relaxed);
         assert!(read <= db_len * 2, "read {read} bytes of a {db_len}-byte database in a 1 TiB file");
+
+        // A blob larger than any real header is skipped without being loaded.
+        let huge = vec![0u8; MAX_BLOB + 1];
+        let rows = [
+            (1, Some(package_blob("a", None, "1", &[]))),
+            (2, Some(huge)),
+            (3, Some(package_blob("c", None, "1", &[]))),
+        ];
+        let db = db_bytes(RPM_SCHEMA, &rows);
+        let read = Arc::new(AtomicU64::new(0));
+        let padded = Padded { db, len: 1 << 40, read: read.clone() };
+        let (pkgs, errs) = collect(|each| read_sqlite_from(padded, &mut Work::new(usize::MAX, None), each));
+        assert_eq!(names(&pkgs), ["a", "c"]);
+        assert!(errs.len() == 1 && errs[0].contains("hnum 2") && errs[0].contains("larger than"), "{errs:?}");
+        let read = read.load(Ordering::Relaxed);
+        assert!(read < 1 << 20, "read {read} bytes to skip a {}-byte blob", MAX_BLOB + 1);
     }
 
     /// Files that are not an rpm database at all: no packages, one error.
