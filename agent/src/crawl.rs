@@ -344,8 +344,10 @@ pub async fn crawl_discovered(
                 }
                 crawls.push(c);
             }
+            let all = docker::bases(inv);
+            crate::quarantine::read_through(all.iter().map(|(c, b)| read_through(&host, c, &b.image_id)), true);
             if opts.inherit {
-                bases = docker::bases(inv);
+                bases = all;
                 bases.retain(|_, b: &mut crate::inherit::Base| inheritable.contains(&b.image_id));
             }
         }
@@ -389,6 +391,11 @@ pub async fn crawl_discovered(
     join.await.expect("crawl task panicked")
 }
 
+/// A container's scope key and that of the image it is read through (see [`crate::quarantine`]).
+fn read_through(host: &str, container: &str, image: &str) -> (String, String) {
+    (format!("{host}/{}/{container}", scope::CONTAINER), format!("{host}/{}/{image}", scope::IMAGE))
+}
+
 /// Crawls the one container or image a Docker event named, as its own scope:
 /// running containers through /proc/<pid>/root, the others through their
 /// layers. No host rows: the container's settings arrive with the next full
@@ -413,6 +420,9 @@ pub async fn crawl_docker_change(
     let opts = opts.clone();
     let kind = if *image { scope::IMAGE } else { scope::CONTAINER };
     let host = opts.host_name();
+    if let (false, Some(b)) = (*image, &base) {
+        crate::quarantine::read_through([read_through(&host, &id, &b.image_id)], false);
+    }
     let base = base.filter(|b| opts.inherit && inheritable.contains(&b.image_id));
     let crawl = tokio::task::spawn_blocking(move || match found {
         Target::Running(pid, layers, markers) => {
@@ -540,6 +550,11 @@ fn run_these(
     // error row, the rest of the crawl goes on — and the thread is abandoned.
     let limit = opts.budgets.max_wall + WATCHDOG_GRACE;
     let key = format!("{}/{}/{}", common.host, common.scope, common.scope_id);
+    // A container is read through its image: see [`crate::quarantine`].
+    let image_key = base
+        .as_ref()
+        .map(|b| format!("{}/{}/{}", common.host, scope::IMAGE, b.image_id))
+        .or_else(|| crate::quarantine::image_of(&key));
     let still_hung = {
         let mut hung = HUNG.lock().unwrap_or_else(|e| e.into_inner());
         hung.retain(|_, returned| !returned.load(Ordering::SeqCst));
@@ -554,12 +569,12 @@ fn run_these(
     let spawned = if still_hung {
         // The thread given up on last time is still blocked: do not pile another one on it.
         Err("cannot start its crawl thread: a previous crawl of it is still blocked".to_string())
-    } else if let Some(why) = crate::quarantine::held(&key) {
+    } else if let Some(why) = crate::quarantine::held(&key, image_key.as_deref()) {
         Err(why)
     } else {
         // While the thread runs the scope is marked: a run it kills leaves the mark (see [`crate::quarantine`]).
         // The thread owns the mark, so a thread given up on by the watchdog but still running keeps it.
-        let marker = crate::quarantine::crawling(&key);
+        let marker = crate::quarantine::crawling(&key, image_key.as_deref());
         std::thread::Builder::new()
             .name(format!("crawl {}", common.scope_id))
             .spawn(move || {

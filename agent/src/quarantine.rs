@@ -16,6 +16,14 @@
 //! ([`stopping`]); one killed otherwise (a reboot, `kill -9`) mid-scope costs
 //! that scope one period too; the row says what is known.
 //!
+//! A container is read through its image: while one is crawled, its mark
+//! names its image too, and a container whose image is quarantined is left
+//! unread with it. Otherwise an image whose content kills the agent would
+//! cost one restart per container made from it (a hundred replicas: a
+//! hundred restarts, under Kubernetes' growing back-off, before the host is
+//! reported), and a container that dies reading its image's files would
+//! hand the same death to its siblings.
+//!
 //! Without one installed (the one-shot `crawl` command) nothing is written.
 
 use std::collections::BTreeMap;
@@ -66,17 +74,22 @@ impl Quarantine {
                 continue;
             };
             if name.starts_with("crawling-") {
-                // The last run did not finish this scope. Kept on disk for later restarts; when that
-                // fails, held for this run anyway (the mark stays, and the next start tries again).
+                // The last run did not finish this scope (nor, then, the image it names after its
+                // time). Kept on disk for later restarts; when that fails, held for this run anyway
+                // (the mark stays, and the next start tries again).
                 let until = now + PERIOD.as_secs();
-                let q = dir.join(file_name("quarantine", key));
-                match std::fs::write(&q, format!("{key}\n{since}\n{until}\n")) {
-                    Ok(()) => {
-                        let _ = std::fs::remove_file(&path);
+                let mut kept = true;
+                for key in std::iter::once(key).chain(lines.filter(|k| !k.is_empty())) {
+                    let q = dir.join(file_name("quarantine", key));
+                    if let Err(e) = std::fs::write(&q, format!("{key}\n{since}\n{until}\n")) {
+                        tracing::warn!("cannot keep the quarantine of {key} in {}: {e}", q.display());
+                        kept = false;
                     }
-                    Err(e) => tracing::warn!("cannot keep the quarantine of {key} in {}: {e}", q.display()),
+                    held.insert(key.to_string(), (since, until));
                 }
-                held.insert(key.to_string(), (since, until));
+                if kept {
+                    let _ = std::fs::remove_file(&path);
+                }
             } else if name.starts_with("quarantine-") {
                 match lines.next().and_then(|s| s.parse::<u64>().ok()) {
                     Some(until) if until > now => {
@@ -110,10 +123,22 @@ impl Quarantine {
         ))
     }
 
-    /// Marks `key` as being crawled until the returned guard is dropped.
-    pub fn crawling(&self, key: &str) -> Marker {
+    /// Why the container `key`, read through the image `image` (its scope
+    /// key), is not to be read now: it is quarantined, or its image is.
+    pub fn held_with(&self, key: &str, image: Option<&str>) -> Option<String> {
+        self.held(key).or_else(|| {
+            let image = image?;
+            let why = self.held(image)?;
+            Some(format!("its image is quarantined ({image}), and it is read through its image: {why}"))
+        })
+    }
+
+    /// Marks `key` (and `image`, the image it is read through) as being
+    /// crawled until the returned guard is dropped.
+    pub fn crawling(&self, key: &str, image: Option<&str>) -> Marker {
         let path = self.dir.join(file_name("crawling", key));
-        match std::fs::write(&path, format!("{key}\n{}\n", now())) {
+        let image = image.map(|i| format!("{i}\n")).unwrap_or_default();
+        match std::fs::write(&path, format!("{key}\n{}\n{image}", now())) {
             Ok(()) => Marker(Some(path)),
             Err(e) => {
                 tracing::warn!("cannot write the crawl marker {}: {e}", path.display());
@@ -128,13 +153,40 @@ pub fn install(q: Quarantine) {
     *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(q));
 }
 
+/// Makes the process stop marking scopes (a test's quarantine is done with).
+pub fn uninstall() {
+    *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 fn global() -> Option<Arc<Quarantine>> {
     GLOBAL.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// [`Quarantine::held`] of the installed quarantine; None without one.
-pub fn held(key: &str) -> Option<String> {
-    global()?.held(key)
+/// [`Quarantine::held_with`] of the installed quarantine; None without one.
+pub fn held(key: &str, image: Option<&str>) -> Option<String> {
+    global()?.held_with(key, image)
+}
+
+/// Container scope key → the scope key of the image it is read through, as
+/// discovery last saw them (whether or not the container inherits the
+/// image's rows: a quarantined image's crawl is incomplete, so its
+/// containers inherit nothing and read all of it).
+static IMAGES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// Records which image each container is read through: `all` replaces what
+/// was known (a full crawl's inventory), otherwise the entries are added
+/// (one container's event).
+pub fn read_through(entries: impl IntoIterator<Item = (String, String)>, all: bool) {
+    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if all {
+        images.clear();
+    }
+    images.extend(entries);
+}
+
+/// The image scope key the container `key` is read through, if known.
+pub fn image_of(key: &str) -> Option<String> {
+    IMAGES.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
 }
 
 /// Set by [`stopping`]: no scope is marked any more.
@@ -142,11 +194,11 @@ static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 
 /// [`Quarantine::crawling`] of the installed quarantine; a guard doing nothing
 /// without one, or once the agent is stopping.
-pub fn crawling(key: &str) -> Marker {
+pub fn crawling(key: &str, image: Option<&str>) -> Marker {
     if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
         return Marker(None);
     }
-    global().map_or(Marker(None), |q| q.crawling(key))
+    global().map_or(Marker(None), |q| q.crawling(key, image))
 }
 
 /// The agent is being stopped on purpose (SIGTERM, SIGINT): the scopes being
@@ -188,10 +240,10 @@ mod tests {
         let (q, left) = Quarantine::open(d.path()).unwrap();
         assert!(left.is_empty());
         // A crawl that returns leaves nothing behind.
-        drop(q.crawling("h/container/ok"));
+        drop(q.crawling("h/container/ok", None));
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
         // A run that dies mid-scope leaves its marker (forgotten here, as the kill would).
-        std::mem::forget(q.crawling("h/image/bomb"));
+        std::mem::forget(q.crawling("h/image/bomb", None));
         let (q, left) = Quarantine::open(d.path()).unwrap();
         assert_eq!(keys(&left), ["h/image/bomb"]);
         let why = q.held("h/image/bomb").expect("quarantined");
@@ -208,5 +260,28 @@ mod tests {
         assert!(left.is_empty());
         assert!(!file.exists());
         assert_eq!(q.held("h/image/bomb"), None);
+    }
+
+    /// An image that killed the agent holds every container read through it;
+    /// a container that did holds its image (and so its siblings) too.
+    #[test]
+    fn a_container_is_held_with_its_image() {
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = Quarantine::open(d.path()).unwrap();
+        std::mem::forget(q.crawling("h/image/bomb", None));
+        let (q, _) = Quarantine::open(d.path()).unwrap();
+        let why = q.held_with("h/container/c1", Some("h/image/bomb")).expect("held with its image");
+        assert!(why.contains("its image is quarantined (h/image/bomb)"), "{why}");
+        assert_eq!(q.held_with("h/container/c2", Some("h/image/fine")), None);
+        assert_eq!(q.held_with("h/container/c3", None), None);
+
+        let d = tempfile::tempdir().unwrap();
+        let (q, _) = Quarantine::open(d.path()).unwrap();
+        std::mem::forget(q.crawling("h/container/c1", Some("h/image/shared")));
+        let (q, left) = Quarantine::open(d.path()).unwrap();
+        assert_eq!(keys(&left), ["h/container/c1", "h/image/shared"]);
+        assert!(q.held("h/image/shared").is_some());
+        assert!(q.held_with("h/container/c2", Some("h/image/shared")).is_some());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2, "one quarantine file each, the mark gone");
     }
 }

@@ -354,6 +354,73 @@ async fn every_container_appears_with_its_settings() {
     assert!(rows["image_history"].iter().any(|h| s(h, "image_id") == s(img, "image_id")));
 }
 
+/// An image whose crawl killed the agent (the mark a dead run leaves is
+/// written here; `hostile.rs` kills a real run on a frozen FUSE mount) is
+/// quarantined, and so is every container read through it: one death, not
+/// one per container. Its containers' crawls inherit nothing from an image
+/// whose crawl is incomplete, so they would read it all and die in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_quarantined_image_are_left_unread_with_it() {
+    let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_available("containers_of_a_quarantined_image_are_left_unread_with_it") {
+        return;
+    }
+    let image = docker_test_image();
+    let tag = format!("pq{}", std::process::id());
+    let mut cs = Containers(Vec::new());
+    let replicas: Vec<String> =
+        (0..2).map(|i| cs.create(&["create", "--name", &format!("{tag}-{i}"), &image, "true"])).collect();
+    // Another image (same layers, its own id): a label is all it adds.
+    let other = format!("periscope-test/other:{tag}");
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", &other, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    build.stdin.take().unwrap().write_all(format!("FROM {image}\nLABEL periscope.test={tag}\n").as_bytes()).unwrap();
+    assert!(build.wait().unwrap().success(), "docker build of {other}");
+    let bystander = cs.create(&["create", "--name", &format!("{tag}-other"), &other, "true"]);
+    let inspect = |what: &str| {
+        let out = Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", what]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let image_id = inspect(&image);
+    let host = format!("qhost{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("crawling-dead"), format!("{host}/image/{image_id}\n1700000000\n")).unwrap();
+    let (q, left) = periscope_agent::quarantine::Quarantine::open(dir.path()).unwrap();
+    assert_eq!(left.len(), 1);
+    periscope_agent::quarantine::install(q);
+    let opts = CrawlOptions {
+        host: Some(host),
+        collectors: Some(vec!["os".into(), "packages".into()]),
+        docker: RuntimeMode::On,
+        ..Default::default()
+    };
+    let crawls = crawl_async(opts).await;
+    periscope_agent::quarantine::uninstall();
+    let crawls = crawls.expect("crawl");
+    let of = |id: &str| {
+        let c = crawls.iter().find(|c| c.common.scope_id == id).unwrap_or_else(|| panic!("{id} crawled"));
+        rows_of(&c.batches.to_vec()).0
+    };
+    let image_rows = of(&image_id);
+    assert!(image_rows["packages"].is_empty());
+    assert!(image_rows["crawl_errors"].iter().any(|r| s(r, "message").contains("stopped before it finished")));
+    for r in &replicas {
+        let rows = of(r);
+        assert!(rows["packages"].is_empty(), "{r} was read though its image is quarantined");
+        let why: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+        assert!(why.iter().any(|m| m.contains("its image is quarantined")), "{r}: {why:?}");
+    }
+    // A container of another image is read as usual.
+    assert!(!of(&bystander)["packages"].is_empty(), "the bystander container was not read");
+    drop(cs);
+    let _ = Command::new("docker").args(["rmi", &other]).output();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_engine_is_a_crawl_error_not_a_failure() {
     // A DOCKER_HOST nobody listens on; this test needs no engine.
