@@ -11,6 +11,7 @@
 //! read the bytes it already has.
 
 use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -39,16 +40,13 @@ pub fn read_sqlite_within(bytes: &[u8], work: &mut Work) -> (Vec<RpmPackage>, Ve
 /// Each package goes to `each` as it is read, in the table's stored order
 /// (see [`read_rows`]); the problems come back.
 pub fn read_sqlite_from(source: impl Source + Send + 'static, work: &mut Work, each: Each) -> Vec<String> {
-    let mut conn = match open(Box::new(source)).and_then(|c| check_schema(&c).map(|()| c)) {
+    let conn = match open(Box::new(source), work.deadline).and_then(|c| check_schema(&c).map(|()| c)) {
         Ok(c) => c,
-        Err(e) => return vec![format!("rpmdb.sqlite: {e}")],
-    };
-    if let Some(deadline) = work.deadline {
-        let late = move || std::time::Instant::now() > deadline;
-        if let Err(e) = conn.progress_handler(10_000, Some(late)) {
-            return vec![format!("rpmdb.sqlite: setting a deadline on the database: {e}")];
+        Err(e) => {
+            let late = work.check_time().err().map(|late| format!(" ({late})")).unwrap_or_default();
+            return vec![format!("rpmdb.sqlite: {e}{late}")];
         }
-    }
+    };
     let mut errors = Errors::new("rpmdb.sqlite");
     let read = read_rows(&conn, work, each, &mut errors);
     if let Err(e) = read {
@@ -60,8 +58,11 @@ pub fn read_sqlite_from(source: impl Source + Send + 'static, work: &mut Work, e
     errors.finish()
 }
 
-/// A defensive, read-only connection reading `source` through [`vfs`].
-fn open(source: Box<dyn Source + Send>) -> Result<Connection, String> {
+/// A defensive, read-only connection reading `source` through [`vfs`],
+/// interrupted past `deadline` from its first step: loading the schema (which
+/// the first query or some pragmas do) walks pages the file chose, and
+/// nested interior pages can make that walk take forever.
+fn open(source: Box<dyn Source + Send>, deadline: Option<std::time::Instant>) -> Result<Connection, String> {
     let len = source.size();
     let mut head = [0u8; 18];
     if len < MIN_LEN || source.read_at(0, &mut head).is_err() || !head.starts_with(MAGIC) {
@@ -76,12 +77,25 @@ fn open(source: Box<dyn Source + Send>) -> Result<Connection, String> {
     }
     let pending = Pending::new(source)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags_and_vfs(pending.name(), flags, vfs::NAME)
+    let mut conn = Connection::open_with_flags_and_vfs(pending.name(), flags, vfs::NAME)
         .map_err(|e| format!("opening the database: {e}"))?;
     drop(pending);
+    if let Some(deadline) = deadline {
+        let late = move || std::time::Instant::now() > deadline;
+        conn.progress_handler(1000, Some(late)).map_err(|e| format!("setting a deadline on the database: {e}"))?;
+    }
     harden(&conn).map_err(|e| format!("configuring the database: {e}"))?;
-    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cell_size_check = ON; PRAGMA temp_store = MEMORY;")
+    // No value SQLite loads may be larger than a header blob we would read: a
+    // self-linked overflow chain otherwise makes one TEXT value of a 2 KB file
+    // up to 1 GB (SQLite's default limit).
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, (MAX_BLOB + 64) as i32)
         .map_err(|e| format!("configuring the database: {e}"))?;
+    // The header's suggested cache size (bytes 48..52) is the file's to choose: up
+    // to every page read would stay cached. Ours: 2 MiB.
+    conn.execute_batch(
+        "PRAGMA cache_size = -2048; PRAGMA query_only = ON; PRAGMA cell_size_check = ON; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(|e| format!("configuring the database: {e}"))?;
     Ok(conn)
 }
 
@@ -95,13 +109,22 @@ fn harden(conn: &Connection) -> rusqlite::Result<()> {
 
 /// `Packages` must be an ordinary table with stored `hnum` and `blob` columns.
 fn check_schema(conn: &Connection) -> Result<(), String> {
-    let kind: Option<String> = conn
-        .query_row("SELECT type FROM sqlite_schema WHERE name = 'Packages' COLLATE NOCASE", [], |r| r.get(0))
+    let kind: Option<(String, Option<String>)> = conn
+        .query_row("SELECT type, sql FROM sqlite_schema WHERE name = 'Packages' COLLATE NOCASE", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .map_err(|e| format!("reading the schema: {e}"))?;
-    match kind.as_deref() {
-        Some("table") => {}
-        Some(other) => return Err(format!("Packages is a {other}, not a table")),
+    match kind {
+        // A virtual table (FTS, R-tree) is a "table" too, whose module would read shadow tables the file wrote.
+        Some((kind, sql)) if kind == "table" => {
+            let words: Vec<String> =
+                sql.unwrap_or_default().split_whitespace().take(2).map(|w| w.to_ascii_uppercase()).collect();
+            if words != ["CREATE", "TABLE"] {
+                return Err("Packages is not a plain table (a virtual table?)".into());
+            }
+        }
+        Some((other, _)) => return Err(format!("Packages is a {other}, not a table")),
         None => return Err("no Packages table".into()),
     }
     let mut stmt =
@@ -126,11 +149,14 @@ fn check_schema(conn: &Connection) -> Result<(), String> {
 /// gigabytes to temporary files before the first row came back, beyond the
 /// reach of the per-database work budget.
 ///
-/// A blob larger than [`MAX_BLOB`] is not even loaded: SQLite hands over its
-/// length alone.
+/// Nothing larger than a header is loaded: a blob over [`MAX_BLOB`] is
+/// passed over on its length alone, a non-integer `hnum` and a non-blob
+/// `blob` on their types (`length()` of a text would load it; `octet_length`
+/// does not), and no blob of a row whose `hnum` is not an integer (reaching
+/// it would walk the overflow pages of whatever `hnum` holds).
 fn read_rows(conn: &Connection, work: &mut Work, each: Each, errors: &mut Errors) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT hnum, CASE WHEN typeof(blob) = 'blob' AND length(blob) <= ?1 THEN blob END, typeof(blob), length(blob) FROM Packages",
+        "SELECT CASE WHEN typeof(hnum) = 'integer' THEN hnum END, CASE WHEN typeof(hnum) = 'integer' AND typeof(blob) = 'blob' AND octet_length(blob) <= ?1 THEN blob END, typeof(blob), octet_length(blob) FROM Packages",
     )?;
     let mut rows = stmt.query([MAX_BLOB as i64])?;
     let mut n = 0;
@@ -299,6 +325,129 @@ mod tests {
         assert!(errs.len() == 1 && errs[0].contains("hnum 2") && errs[0].contains("larger than"), "{errs:?}");
         let read = read.load(Ordering::Relaxed);
         assert!(read < 1 << 20, "read {read} bytes to skip a {}-byte blob", MAX_BLOB + 1);
+
+        // Nor is a value of the wrong type, whatever its length: a text blob
+        // (`length()` would load it), a blob hnum.
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(LOOSE_SCHEMA.replace("INTEGER PRIMARY KEY", "").as_str()).unwrap();
+        let big = "x".repeat(MAX_BLOB + 1);
+        conn.execute("INSERT INTO Packages VALUES (1, ?1)", [&big]).unwrap();
+        conn.execute(
+            "INSERT INTO Packages VALUES (?1, ?2)",
+            params![big.as_bytes(), package_blob("b", None, "1", &[])],
+        )
+        .unwrap();
+        conn.execute("INSERT INTO Packages VALUES (3, ?1)", [package_blob("c", None, "1", &[])]).unwrap();
+        let db = conn.serialize(MAIN_DB).unwrap().to_vec();
+        drop(conn);
+        let read = Arc::new(AtomicU64::new(0));
+        let padded = Padded { db, len: 1 << 40, read: read.clone() };
+        let (pkgs, errs) = collect(|each| read_sqlite_from(padded, &mut Work::new(usize::MAX, None), each));
+        assert_eq!(names(&pkgs), ["c"]);
+        assert!(
+            errs.len() == 2
+                && errs[0].contains("text, not a BLOB")
+                && errs[1].contains("row 2: hnum is not an integer"),
+            "{errs:?}"
+        );
+        let read = read.load(Ordering::Relaxed);
+        assert!(read < 1 << 20, "read {read} bytes to pass over two {}-byte values", MAX_BLOB + 1);
+    }
+
+    /// A schema table whose interior pages each point 60 times at the next:
+    /// loading the schema visits its one row 60^4 times (seconds; each level
+    /// more, 60 times that). The deadline holds from the connection's first
+    /// step, not from the first row of Packages.
+    #[test]
+    fn a_schema_that_takes_forever_to_load_stops_at_the_deadline() {
+        const PAGE: usize = 1024;
+        const LEVELS: usize = 4;
+        let mut file = vec![0u8; PAGE * (LEVELS + 2)];
+        let (leaf, packages) = (LEVELS + 1, LEVELS + 2);
+        let h = &mut file[..100];
+        h[..16].copy_from_slice(MAGIC);
+        h[16..18].copy_from_slice(&(PAGE as u16).to_be_bytes());
+        h[18..24].copy_from_slice(&[1, 1, 0, 64, 32, 32]);
+        h[24..28].copy_from_slice(&1u32.to_be_bytes()); // change counter…
+        h[28..32].copy_from_slice(&(packages as u32).to_be_bytes());
+        h[40..44].copy_from_slice(&1u32.to_be_bytes()); // schema cookie
+        h[44..48].copy_from_slice(&4u32.to_be_bytes()); // schema format
+        h[56..60].copy_from_slice(&1u32.to_be_bytes()); // UTF-8
+        h[92..96].copy_from_slice(&1u32.to_be_bytes()); // …and the version it is valid for
+        h[96..100].copy_from_slice(&3_045_000u32.to_be_bytes());
+        // Interior table pages 1..=LEVELS: 60 cells and the right-most pointer, all to the next page.
+        for level in 1..=LEVELS {
+            let page = &mut file[(level - 1) * PAGE..level * PAGE];
+            let at = if level == 1 { 100 } else { 0 };
+            let cells = 60usize;
+            let content = PAGE - cells * 5;
+            page[at] = 0x05;
+            page[at + 3..at + 5].copy_from_slice(&(cells as u16).to_be_bytes());
+            page[at + 5..at + 7].copy_from_slice(&(content as u16).to_be_bytes());
+            page[at + 8..at + 12].copy_from_slice(&((level + 1) as u32).to_be_bytes());
+            for i in 0..cells {
+                let cell = content + i * 5;
+                page[at + 12 + 2 * i..at + 14 + 2 * i].copy_from_slice(&(cell as u16).to_be_bytes());
+                page[cell..cell + 4].copy_from_slice(&((level + 1) as u32).to_be_bytes());
+                page[cell + 4] = 1; // rowid key 1
+            }
+        }
+        // The leaf: one schema row naming Packages, rooted at the last page (an empty leaf).
+        let sql = b"CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB)";
+        let (ty, name) = (b"table", b"Packages");
+        let mut record =
+            vec![7, (13 + 2 * ty.len()) as u8, (13 + 2 * name.len()) as u8, (13 + 2 * name.len()) as u8, 1];
+        record.extend_from_slice(&[0x80 | ((13 + 2 * sql.len()) >> 7) as u8, ((13 + 2 * sql.len()) & 0x7f) as u8]);
+        record.extend_from_slice(ty);
+        record.extend_from_slice(name);
+        record.extend_from_slice(name);
+        record.push(packages as u8);
+        record.extend_from_slice(sql);
+        let mut cell = vec![record.len() as u8, 1];
+        cell.extend_from_slice(&record);
+        let page = &mut file[(leaf - 1) * PAGE..leaf * PAGE];
+        let content = PAGE - cell.len();
+        page[0] = 0x0d;
+        page[3..5].copy_from_slice(&1u16.to_be_bytes());
+        page[5..7].copy_from_slice(&(content as u16).to_be_bytes());
+        page[8..10].copy_from_slice(&(content as u16).to_be_bytes());
+        page[content..].copy_from_slice(&cell);
+        let page = &mut file[(packages - 1) * PAGE..];
+        page[0] = 0x0d;
+        page[5..7].copy_from_slice(&(PAGE as u16).to_be_bytes());
+
+        // Python's sqlite3, with no deadline, takes 8 s to load this schema here and then calls it malformed.
+        let start = std::time::Instant::now();
+        let mut work = Work::new(file.len(), Some(start + std::time::Duration::from_millis(200)));
+        let (pkgs, errs) = read_sqlite_within(&file, &mut work);
+        let took = start.elapsed();
+        assert!(pkgs.is_empty());
+        assert!(errs.len() == 1 && errs[0].contains("wall time"), "{errs:?}");
+        assert!(took < std::time::Duration::from_secs(3), "the schema took {took:?} to give up on");
+    }
+
+    /// FTS5 says its virtual tables are of type "table", and its module
+    /// would read shadow tables the file wrote: refused before any query.
+    #[test]
+    fn a_virtual_packages_table_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE VIRTUAL TABLE Packages USING fts5(hnum, blob)").unwrap();
+        let bytes = conn.serialize(MAIN_DB).unwrap().to_vec();
+        let (pkgs, errs) = read_sqlite(&bytes);
+        assert!(pkgs.is_empty());
+        assert!(errs.len() == 1 && errs[0].contains("not a plain table"), "{errs:?}");
+    }
+
+    /// The header's suggested cache size (bytes 48..52) would keep up to every
+    /// page read in memory; ours is 2 MiB whatever the file says.
+    #[test]
+    fn the_files_cache_size_is_not_ours() {
+        let mut bytes = db_bytes(RPM_SCHEMA, &[(1, Some(package_blob("a", None, "1", &[])))]);
+        bytes[48..52].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+        let conn = open(Box::new(bytes), None).unwrap();
+        check_schema(&conn).unwrap();
+        let size: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0)).unwrap();
+        assert_eq!(size, -2048);
     }
 
     /// Files that are not an rpm database at all: no packages, one error.
