@@ -334,3 +334,92 @@ fn a_full_index_refuses_an_agents_new_scope_with_a_clear_error() {
     let ids: Vec<String> = rows.iter().map(|r| s(r, "scope_id")).collect();
     assert_eq!(ids, ["first"]);
 }
+
+/// Issue 17's "done": a container of an official-style image — OS from the
+/// debootstrap root, a Python runtime's packages under /usr/local and a
+/// virtualenv under /app, Node.js packages in /app/node_modules and Debian's
+/// /usr/share/nodejs, Spring Boot and shaded jars, a Go binary and
+/// cargo-auditable binaries — shows every application package in SQL, with
+/// location, purl and owning OS package: the same rows a crawl of each part
+/// on its own gives (those are checked against pip, npm and syft in the agent's
+/// tests).
+#[test]
+fn a_container_of_an_official_style_image_shows_every_application_package_in_sql() {
+    if !docker_available("a_container_of_an_official_style_image_shows_every_application_package_in_sql") {
+        return;
+    }
+    let parts = ["python-fixture.sh", "node-fixture.sh", "java-fixture.sh", "binary-fixtures.sh"];
+    let Some(parts) = parts.iter().map(|p| fixture_root(p)).collect::<Option<Vec<_>>>() else { return };
+    let base = docker_test_image();
+    let tag = format!("of{}", std::process::id());
+    let collectors = "os,packages,python,npm,java";
+
+    // The image: the base, each part copied over it, dpkg's status the base's and the parts' stanzas.
+    let ctx = tempfile::tempdir().unwrap();
+    let rootfs = ctx.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("var/lib/dpkg")).unwrap();
+    let mut status = std::fs::read_to_string(debian_rootfs().join("var/lib/dpkg/status")).unwrap();
+    for part in &parts {
+        let st = Command::new("cp").arg("-a").arg(format!("{}/.", part.display())).arg(&rootfs).status().unwrap();
+        assert!(st.success(), "copying {}", part.display());
+        if let Ok(extra) = std::fs::read_to_string(part.join("var/lib/dpkg/status")) {
+            status = format!("{}\n\n{}\n", status.trim_end(), extra.trim());
+        }
+    }
+    std::fs::write(rootfs.join("var/lib/dpkg/status"), status).unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {base}\nCOPY rootfs/ /\n")).unwrap();
+    let image = format!("periscope-test/official:{tag}");
+    let out = Command::new("docker").args(["build", "-q", "-t", &image]).arg(ctx.path()).output().unwrap();
+    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    struct Rmi(String);
+    impl Drop for Rmi {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _rmi = Rmi(image.clone());
+    let name = format!("{tag}-app");
+    let mut cs = Containers(Vec::new());
+    cs.create(&["run", "-d", "--name", &name, &image, "sleep", "600"]);
+
+    // What each part shows crawled on its own.
+    type Pkg = (String, String, String, String, String, String);
+    let row = |r: &serde_json::Map<String, serde_json::Value>| -> Pkg {
+        let v = |c: &str| r.get(c).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        (v("manager"), v("name"), v("version"), v("purl"), v("location"), v("owner_package"))
+    };
+    let mut want = std::collections::BTreeSet::new();
+    for part in &parts {
+        let root = part.to_str().unwrap();
+        let args = ["crawl", "--print", "--root", root, "--docker", "off", "--containerd", "off"];
+        let (ok, out, err) = agent(&[&args[..], &["--collectors", collectors]].concat());
+        assert!(ok, "crawl of {root}: {err}");
+        for line in out.lines() {
+            let r: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+            if r["table"] == "packages" && r["manager"] != "dpkg" {
+                want.insert(row(&r));
+            }
+        }
+    }
+    for m in ["pypi", "npm", "maven", "golang", "cargo"] {
+        assert!(want.iter().any(|p| p.0 == m), "no {m} package in the parts: {want:?}");
+    }
+    assert!(want.iter().any(|p| !p.5.is_empty()), "no application package owned by an OS package");
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    crawl_root(&server.url, &debian_rootfs(), &tag, collectors, &["--docker", "on"]);
+    let got: std::collections::BTreeSet<Pkg> = sql(
+        &["--server", server.url.as_str()],
+        &format!(
+            "SELECT manager, name, version, purl, location, owner_package FROM packages \
+             WHERE host = '{tag}' AND container = '{name}' AND manager <> 'dpkg'"
+        ),
+    )
+    .iter()
+    .map(row)
+    .collect();
+    let (missing, extra): (Vec<_>, Vec<_>) = (want.difference(&got).collect(), got.difference(&want).collect());
+    assert!(missing.is_empty() && extra.is_empty(), "missing from SQL: {missing:#?}\nnot in the parts: {extra:#?}");
+    println!("{} application packages of the container in SQL, as its parts show them", got.len());
+}
