@@ -664,9 +664,10 @@ fn run_these(
                     let (errors_before, cuts_before) = (sink.errors(), sink.cuts());
                     let packages_not_read = inherited.iter().chain(&unread).any(|t| t.name == tables::PACKAGES.name);
                     if col.needs_owners && sink.owners.is_empty() && packages_not_read {
-                        // The package databases are the image's, but this collector names owners: read them, keep only the owners.
+                        // The package databases are the image's, but this collector names owners: read them, keep only the owners
+                        // (pip's file lists own files too).
                         let mut scratch = Sink::with_budgets(c.clone(), &budgets);
-                        if let Some(p) = collectors.iter().find(|x| x.name == "packages") {
+                        for p in collectors.iter().filter(|x| x.name == "packages" || x.name == "python") {
                             guarded(p, &scope, &mut scratch);
                         }
                         sink.owners = std::mem::take(&mut scratch.owners);

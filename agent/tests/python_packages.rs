@@ -116,3 +116,46 @@ fn python_packages_match_syft() {
         "only Periscope: {only_ours:?}\nonly syft: {only_theirs:?}"
     );
 }
+
+/// The files pip installed belong to their distribution as pip's own lists
+/// say (RECORD, installed-files.txt), read by Python's `importlib.metadata`
+/// as the reference: the `package_files` rows of manager `pypi` equal its
+/// (name, path) pairs for the two site directories pip wrote, and none of
+/// those paths is an unowned file any more (the wheels' compiled extensions
+/// were). Debian's python3-* egg-info stay owned by dpkg, and list nothing.
+#[test]
+fn files_pip_installed_belong_to_their_distribution() {
+    let Some(root) = script("python-fixture.sh") else { return };
+    let sites = ["/usr/local/lib/python3.11/site-packages", "/app/venv/lib/python3.11/site-packages"];
+    let reference = r#"
+import importlib.metadata as md, json, os, sys
+root, out = sys.argv[1], set()
+for site in sys.argv[2:]:
+    for d in md.distributions(path=[root + site]):
+        for f in d.files or []:
+            out.add((d.metadata["Name"], "/" + os.path.relpath(os.path.normpath(str(d.locate_file(f))), root)))
+print(json.dumps(sorted(out)))
+"#;
+    let out = Command::new("python3").args(["-c", reference]).arg(&root).args(sites).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: BTreeSet<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(want.len() > 1000, "importlib.metadata listed {} files", want.len());
+    let rows = crawl(&root);
+    let got: BTreeSet<(String, String)> = rows
+        .iter()
+        .filter(|r| s(r, "table") == "package_files" && s(r, "manager") == "pypi")
+        .map(|r| (s(r, "package"), s(r, "path")))
+        .collect();
+    let (missing, extra): (Vec<_>, Vec<_>) = (want.difference(&got).collect(), got.difference(&want).collect());
+    assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
+    let unowned: Vec<String> = rows.iter().filter(|r| s(r, "table") == "unowned_files").map(|r| s(r, "path")).collect();
+    let listed: BTreeSet<&str> = want.iter().map(|(_, p)| p.as_str()).collect();
+    assert!(unowned.iter().all(|p| !listed.contains(p.as_str())), "listed by a distribution yet unowned: {unowned:?}");
+    assert!(!unowned.iter().any(|p| p.ends_with(".so")), "a wheel's compiled extension is still unowned: {unowned:?}");
+    assert!(
+        !rows.iter().any(|r| s(r, "table") == "package_files"
+            && s(r, "manager") == "pypi"
+            && s(r, "path").starts_with("/usr/lib/python3/dist-packages")),
+        "a dpkg-owned distribution's files were listed as pypi's"
+    );
+}

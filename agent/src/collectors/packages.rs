@@ -61,6 +61,24 @@ fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) 
 /// The package name is shared by all its paths in the map (a long name must
 /// not be copied once per file).
 fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)]) {
+    own_as(out, manager, package, path, aliases, true);
+}
+
+/// [`own`] for a package manager that installs over the OS's (pip): the path
+/// is listed as the package's, but an owner the OS package databases already
+/// named stays its owner.
+pub(crate) fn own_unclaimed(
+    out: &mut Sink,
+    manager: &str,
+    package: &Arc<str>,
+    path: &str,
+    aliases: &[(String, String)],
+) {
+    let steal = out.owners.get(path, aliases).is_none();
+    own_as(out, manager, package, path, aliases, steal);
+}
+
+fn own_as(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)], owner: bool) {
     if path.is_empty() || path == "/." || path == "/" {
         return;
     }
@@ -68,7 +86,9 @@ fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &
     if !out.try_row(&PACKAGE_FILES, &row) {
         return;
     }
-    out.owners.insert(path, package, aliases);
+    if owner {
+        out.owners.insert(path, package, aliases);
+    }
 }
 
 fn dpkg_row(out: &mut Sink, p: &DpkgPackage, db_path: &str) {

@@ -15,6 +15,15 @@
 //! spec write it (`pkg:pypi/<PEP 503 name>@<version>`), and the OS package
 //! whose file list holds that file (`owner_package`), so Debian's
 //! python3-requests appears once as dpkg and once as pypi owned by it.
+//!
+//! A distribution no OS package owns lists its files too, as pip and
+//! `importlib.metadata` read them: a dist-info's `RECORD` (paths relative to
+//! the site directory, `../../../bin/flask` for a console script), an
+//! egg-info's `installed-files.txt` (relative to the egg-info), at most
+//! [`MAX_FILE_LIST_BYTES`] each. Each path, resolved lexically (nothing is
+//! opened), becomes a `package_files` row of manager `pypi` and, unless an
+//! OS package already owns it, the package's in the owners map: pip's
+//! console scripts and compiled extensions are then no longer unowned files.
 
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
@@ -26,6 +35,8 @@ const C: &str = "python";
 
 /// Bytes of a metadata file read to find the end of its headers.
 pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// Bytes of a `RECORD` or `installed-files.txt` read (a large distribution's: ~1 MB).
+pub const MAX_FILE_LIST_BYTES: u64 = 4 << 20;
 /// First read: most header blocks end within it, and the body (a README) is not read.
 const FIRST_READ: u64 = 64 << 10;
 
@@ -287,7 +298,98 @@ fn read_one(
             ("owner_package", owner.as_deref().into()),
         ],
     );
+    if owner.is_none() {
+        own_files(scope, out, &path, &e.path.raw(), &m.name, aliases)?;
+    }
     Ok(())
+}
+
+/// The files a distribution's own list names (see the module's doc), for a
+/// metadata file at `path` (`raw`: its bytes, to read the list beside it).
+fn own_files(
+    scope: &Scope,
+    out: &mut Sink,
+    path: &str,
+    raw: &[u8],
+    name: &str,
+    aliases: &[(String, String)],
+) -> Result<(), crate::rootfs::ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    let (Some((dir, file)), Some(raw_dir)) =
+        (path.rsplit_once('/'), raw.iter().rposition(|&b| b == b'/').map(|at| &raw[..at]))
+    else {
+        return Ok(());
+    };
+    let (list, base) = match file {
+        "METADATA" => ("RECORD", dir.rsplit_once('/').map_or("", |(site, _)| site)),
+        "PKG-INFO" => ("installed-files.txt", dir),
+        _ => return Ok(()), // a single-file egg-info lists nothing
+    };
+    let list_raw = [raw_dir, b"/", list.as_bytes()].concat();
+    let list_path = format!("{dir}/{list}");
+    let (bytes, truncated) = match scope.root.read_prefix(std::ffi::OsStr::from_bytes(&list_raw), MAX_FILE_LIST_BYTES) {
+        Ok(r) => r,
+        Err(err) if err.is_budget() => return Err(err),
+        Err(err) if err.is_not_found() => return Ok(()),
+        Err(err) => {
+            out.read_error(C, &list_path, &err);
+            return Ok(());
+        }
+    };
+    let mut lines = bytes.split(|&b| b == b'\n').collect::<Vec<_>>();
+    if truncated {
+        lines.pop(); // cut mid-line
+        let msg = format!("longer than {MAX_FILE_LIST_BYTES} bytes: the files it names past there are not attributed");
+        out.error(C, Some(&list_path), &msg);
+    }
+    let package: std::sync::Arc<str> = name.into();
+    for line in lines {
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        let entry =
+            if file == "METADATA" { record_path(line.trim_end_matches('\r')) } else { Some(line.trim().into()) };
+        if let Some(p) = entry.filter(|p| !p.is_empty()) {
+            super::packages::own_unclaimed(out, "pypi", &package, &resolve(base, &p), aliases);
+        }
+    }
+    Ok(())
+}
+
+/// The path field of a `RECORD` line (CSV: `path,hash,size`, the path quoted
+/// when it holds a comma or a quote, `""` standing for a quote).
+fn record_path(line: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let Some(rest) = line.strip_prefix('"') else {
+        return Some(line.split(',').next().unwrap_or("").into());
+    };
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push('"');
+            }
+            '"' => return Some(out.into()),
+            c => out.push(c),
+        }
+    }
+    None // no closing quote
+}
+
+/// `rel` joined to the directory `base`, `.` and `..` resolved by name alone
+/// (`..` stops at the root, as in the root itself).
+fn resolve(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let start = if rel.starts_with('/') { "" } else { base };
+    for p in start.split('/').chain(rel.split('/')) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 fn has_blank_line(b: &[u8]) -> bool {
@@ -358,6 +460,19 @@ mod tests {
             assert!(!inherits(&[(p, true)]), "{p}");
         }
         assert!(!inherits(&[("/usr/local", true)]), "a whole /usr/local replaced");
+    }
+
+    #[test]
+    fn record_paths_are_csv_fields_resolved_by_name() {
+        assert_eq!(record_path("flask/app.py,sha256=x,123").as_deref(), Some("flask/app.py"));
+        assert_eq!(record_path("\"a,b\"\"c.py\",,").as_deref(), Some("a,b\"c.py"));
+        assert_eq!(record_path("\"unterminated,").as_deref(), None);
+        let site = "/usr/local/lib/python3.11/site-packages";
+        assert_eq!(resolve(site, "../../../bin/flask"), "/usr/local/bin/flask");
+        assert_eq!(resolve(site, "./x/../y.py"), "/usr/local/lib/python3.11/site-packages/y.py");
+        // A list cannot name a path above the root, nor make one relative.
+        assert_eq!(resolve(site, "../../../../../../../../etc/passwd"), "/etc/passwd");
+        assert_eq!(resolve(site, "/abs/path"), "/abs/path");
     }
 
     #[test]
