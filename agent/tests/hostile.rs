@@ -530,6 +530,83 @@ fn repeated_dpkg_stanzas_read_their_file_list_once() {
     assert_eq!(files.len(), 500);
 }
 
+/// dpkg file lists hard-linked to one file are read once, and none is read
+/// once package_files is full (130 links to a 16 MB list: 63 s of CPU).
+#[test]
+fn hard_linked_dpkg_file_lists_are_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let info = root.join("var/lib/dpkg/info");
+    fs::create_dir_all(&info).unwrap();
+    let stanzas: String =
+        (0..50).map(|i| format!("Package: p{i}\nStatus: install ok installed\nVersion: 1\n\n")).collect();
+    fs::write(root.join("var/lib/dpkg/status"), stanzas).unwrap();
+    let list: String = (0..400).map(|i| format!("/usr/lib/p/f{i}\n")).collect();
+    fs::write(info.join("p0.list"), list).unwrap();
+    for i in 1..50 {
+        fs::hard_link(info.join("p0.list"), info.join(format!("p{i}.list"))).unwrap();
+    }
+    let (rows, _) = crawl_rows(&opts(root));
+    let (files, _) = files_and_errors(&rows);
+    assert_eq!(files.len(), 400, "the one file's paths once, not once per name");
+    assert_eq!(rows["packages"].len(), 50);
+}
+
+/// A million hard links to one empty `x.egg-info` fit in a layer of a few
+/// MB; each match was kept (220 MB). At most `MAX_MATCHES` per collector are,
+/// and the rest are counted in an error row.
+#[test]
+fn matches_past_the_per_collector_cap_are_counted_not_kept() {
+    use periscope_agent::collectors::app_files::MAX_MATCHES;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let d = root.join("srv/d");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("0.egg-info"), "Name: linked\nVersion: 1\n\n").unwrap();
+    for i in 1..MAX_MATCHES + 10 {
+        fs::hard_link(d.join("0.egg-info"), d.join(format!("{i}.egg-info"))).unwrap();
+    }
+    let mut o = opts(root);
+    o.collectors = Some(vec!["os".into(), "python".into()]);
+    let (rows, _) = crawl_rows(&o);
+    let pypi = rows["packages"].iter().filter(|r| s(r, "manager") == "pypi").count();
+    assert_eq!(pypi, MAX_MATCHES);
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+    assert!(errors.iter().any(|e| e.starts_with("10 more files than the 50000")), "{errors:?}");
+}
+
+/// Python metadata hard-linked under many names is read once: 2,100 links to
+/// a 1 MB header block spent the collector's whole byte budget (35 s of CPU)
+/// and left the packages past them unread. Each name is still a row.
+#[test]
+fn hard_linked_python_metadata_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let d = root.join("srv/p");
+    fs::create_dir_all(&d).unwrap();
+    let header = format!("Name: big\nVersion: 1\n{}\n", "X-Junk: a\n".repeat(100_000));
+    fs::write(d.join("0.egg-info"), &header).unwrap();
+    for i in 1..200 {
+        fs::hard_link(d.join("0.egg-info"), d.join(format!("{i}.egg-info"))).unwrap();
+    }
+    fs::create_dir_all(root.join("srv/z/real-1.0.dist-info")).unwrap();
+    fs::write(root.join("srv/z/real-1.0.dist-info/METADATA"), "Name: real\nVersion: 1.0\n\n").unwrap();
+    let mut o = opts(root);
+    o.collectors = Some(vec!["os".into(), "python".into()]);
+    // 200 names of a 1 MB file: 200 MB read if each were read, more than this budget.
+    o.budgets.max_total_bytes = 64 << 20;
+    let (rows, _) = crawl_rows(&o);
+    let names: Vec<String> =
+        rows["packages"].iter().filter(|r| s(r, "manager") == "pypi").map(|r| s(r, "name")).collect();
+    assert_eq!(names.iter().filter(|n| *n == "big").count(), 200, "a row per name");
+    assert!(names.iter().any(|n| n == "real"), "the package past the links was read");
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 /// apk row bomb: a 20 KB `F:` directory followed by 10,000 one-letter `R:`
 /// lines joined to 200 MB of paths from a 60 KB database (a 400 KB one took
 /// 4.2 GB and panicked). Joined paths are bounded by the database's size.

@@ -32,15 +32,38 @@ pub const SKIP: &[&str] = &[
     "/var/lib/kubelet",
 ];
 
+/// Files kept per collector: each costs about 200 bytes until its collector
+/// reads it, and a layer of a few MB can hold a million hard links to one
+/// empty `x.egg-info` (220 MB when all were kept). A large Node.js image
+/// installs a few thousand package.json.
+pub const MAX_MATCHES: usize = 50_000;
+
+/// One collector's files, at most [`MAX_MATCHES`], and how many more matched.
+#[derive(Default)]
+pub struct Found {
+    pub entries: Vec<Entry>,
+    pub dropped: u64,
+}
+
+impl Found {
+    fn push(&mut self, e: &Entry) {
+        if self.entries.len() < MAX_MATCHES {
+            self.entries.push(e.clone());
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
 /// What the walk found, per collector.
 #[derive(Default)]
 pub struct AppFiles {
-    pub python: Vec<Entry>,
-    pub npm: Vec<Entry>,
-    pub java: Vec<Entry>,
-    pub gem: Vec<Entry>,
-    pub composer: Vec<Entry>,
-    pub nuget: Vec<Entry>,
+    pub python: Found,
+    pub npm: Found,
+    pub java: Found,
+    pub gem: Found,
+    pub composer: Found,
+    pub nuget: Found,
     /// Why the walk stopped early, if it did.
     pub cut: Option<String>,
 }
@@ -72,19 +95,19 @@ fn walk(scope: &Scope, out: &mut Sink, collector: &str) -> AppFiles {
             }
             let name = e.path.name();
             if super::python::is_metadata(e) {
-                found.python.push(e.clone());
+                found.python.push(e);
             } else if name == b"package.json" {
                 if super::npm::is_installed_manifest(&e.path.shown()) {
-                    found.npm.push(e.clone());
+                    found.npm.push(e);
                 }
             } else if e.size >= 22 && super::java::is_archive_name(name) {
-                found.java.push(e.clone());
+                found.java.push(e);
             } else if is_gemspec(e) {
-                found.gem.push(e.clone());
+                found.gem.push(e);
             } else if name == b"installed.json" && e.path.parent().is_some_and(|d| d.name() == b"composer") {
-                found.composer.push(e.clone());
+                found.composer.push(e);
             } else if name.len() > 10 && name.ends_with(b".deps.json") {
-                found.nuget.push(e.clone());
+                found.nuget.push(e);
             }
             false
         },
@@ -96,7 +119,7 @@ fn walk(scope: &Scope, out: &mut Sink, collector: &str) -> AppFiles {
 }
 
 /// The files `collector` looks for, walking the root if no collector of the scope has yet.
-pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFiles) -> &mut Vec<Entry>) -> Vec<Entry> {
+pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFiles) -> &mut Found) -> Vec<Entry> {
     let mut cell = scope.app_files.borrow_mut();
     let files = cell.get_or_insert_with(|| walk(scope, out, collector));
     if let Some(why) = &files.cut {
@@ -107,7 +130,16 @@ pub fn take(scope: &Scope, out: &mut Sink, collector: &str, part: fn(&mut AppFil
             &format!("walk of the root cut short, files past this point are not read: {why}"),
         );
     }
-    std::mem::take(part(files))
+    let found = std::mem::take(part(files));
+    if found.dropped > 0 {
+        out.mark_cut();
+        let msg = format!(
+            "{} more files than the {MAX_MATCHES} this collector reads per scope matched; they are not read (budget: files per collector)",
+            found.dropped
+        );
+        out.error(collector, Some("/"), &msg);
+    }
+    found.entries
 }
 
 /// The items a manifest's parser kept, and how many more it listed past its

@@ -116,6 +116,23 @@ impl Metadata {
     }
 }
 
+/// The headers [`parse_headers`] keeps: those [`Metadata`] is made of.
+const USED: &[&str] = &[
+    "Name",
+    "Version",
+    "Summary",
+    "License-Expression",
+    "License",
+    "Home-page",
+    "Project-URL",
+    "Maintainer-email",
+    "Maintainer",
+    "Author-email",
+    "Author",
+];
+/// Project-URL headers kept (real packages list a handful).
+const MAX_PROJECT_URLS: usize = 64;
+
 /// Parses the header block of core metadata (RFC 822 style: `Key: value`,
 /// continuation lines start with a blank, the block ends at the first empty
 /// line). `truncated` says the bytes are a prefix of a longer file: a last
@@ -123,6 +140,7 @@ impl Metadata {
 pub fn parse_headers(bytes: &[u8], truncated: bool) -> Result<Metadata, String> {
     let text = String::from_utf8_lossy(bytes);
     let mut fields: Vec<(&str, String)> = Vec::new();
+    let (mut keeping, mut urls) = (false, 0);
     let mut ended = false;
     let mut lines = text.split('\n').peekable();
     while let Some(raw) = lines.next() {
@@ -136,14 +154,25 @@ pub fn parse_headers(bytes: &[u8], truncated: bool) -> Result<Metadata, String> 
             break;
         }
         if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = fields.last_mut() {
+            if keeping && let Some((_, v)) = fields.last_mut() {
                 v.push('\n');
                 v.push_str(line.trim());
             }
             continue;
         }
+        // Only the headers rows use are kept (a header block of a million
+        // other lines made a String each), the first of each, Project-URL up to a cap.
+        keeping = false;
         if let Some((k, v)) = line.split_once(':') {
-            fields.push((k.trim(), v.trim().to_string()));
+            let k = k.trim();
+            let used = USED.iter().any(|u| k.eq_ignore_ascii_case(u));
+            let first = !fields.iter().any(|(f, _)| f.eq_ignore_ascii_case(k));
+            let url = k.eq_ignore_ascii_case("Project-URL") && urls < MAX_PROJECT_URLS;
+            if used && (first || url) {
+                urls += usize::from(url);
+                fields.push((k, v.trim().to_string()));
+                keeping = true;
+            }
         }
     }
     let get = |name: &str| {
@@ -230,8 +259,12 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     let root = &scope.root;
     let found = super::app_files::take(scope, out, C, |f| &mut f.python);
     let aliases = usrmerge_aliases(root);
+    // Metadata files with several names are read once: 2,100 hard links to
+    // one 1 MB file spent the collector's 2 GB byte budget (35 s of CPU) and
+    // left every package past them unread.
+    let mut linked = std::collections::HashMap::new();
     for e in found {
-        if let Err(err) = read_one(scope, out, &e, &aliases)
+        if let Err(err) = read_one(scope, out, &e, &aliases, &mut linked)
             && err.is_budget()
         {
             out.read_error(C, &e.path.shown(), &err);
@@ -245,36 +278,23 @@ fn read_one(
     out: &mut Sink,
     e: &Entry,
     aliases: &[(String, String)],
+    linked: &mut std::collections::HashMap<(u64, u64), Option<Metadata>>,
 ) -> Result<(), crate::rootfs::ReadError> {
-    use std::os::unix::ffi::OsStrExt;
-    let (path, raw) = (e.path.shown(), e.path.raw());
-    let raw = std::ffi::OsStr::from_bytes(&raw);
-    let mut read = |limit| match scope.root.read_prefix(raw, limit) {
-        Ok(r) => Ok(Some(r)),
-        Err(err) if err.is_budget() => Err(err),
-        Err(err) => {
-            out.read_error(C, &path, &err);
-            Ok(None)
+    let path = e.path.shown();
+    let m = match linked.get(&(e.dev, e.ino)) {
+        Some(Some(m)) => m.clone(),
+        Some(None) => return Ok(()), // its problem was reported for its first name
+        None => {
+            let m = read_metadata(scope, out, e, &path)?;
+            if e.nlink > 1 {
+                linked.insert((e.dev, e.ino), m.clone());
+            }
+            match m {
+                Some(m) => m,
+                None => return Ok(()),
+            }
         }
     };
-    let Some((mut bytes, mut truncated)) = read(FIRST_READ)? else { return Ok(()) };
-    if truncated && !has_blank_line(&bytes) {
-        let Some(r) = read(MAX_HEADER_BYTES)? else { return Ok(()) };
-        (bytes, truncated) = r;
-    }
-    let m = match parse_headers(&bytes, truncated) {
-        Ok(m) => m,
-        Err(why) => {
-            out.error(C, Some(&path), &format!("not a Python package's metadata: {why}"));
-            return Ok(());
-        }
-    };
-    if m.cut {
-        let msg = format!(
-            "metadata headers longer than {MAX_HEADER_BYTES} bytes: read up to there, the rest of the file is ignored"
-        );
-        out.error(C, Some(&path), &msg);
-    }
     // Who owns the metadata file (or, for lists that name only directories, its dist-info directory).
     let owner = {
         let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -302,6 +322,46 @@ fn read_one(
         own_files(scope, out, &path, &e.path.raw(), &m.name, aliases)?;
     }
     Ok(())
+}
+
+/// The metadata a file holds, None when it is unreadable or not metadata
+/// (each reported as an error row).
+fn read_metadata(
+    scope: &Scope,
+    out: &mut Sink,
+    e: &Entry,
+    path: &str,
+) -> Result<Option<Metadata>, crate::rootfs::ReadError> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = e.path.raw();
+    let raw = std::ffi::OsStr::from_bytes(&raw);
+    let mut read = |limit| match scope.root.read_prefix(raw, limit) {
+        Ok(r) => Ok(Some(r)),
+        Err(err) if err.is_budget() => Err(err),
+        Err(err) => {
+            out.read_error(C, path, &err);
+            Ok(None)
+        }
+    };
+    let Some((mut bytes, mut truncated)) = read(FIRST_READ)? else { return Ok(None) };
+    if truncated && !has_blank_line(&bytes) {
+        let Some(r) = read(MAX_HEADER_BYTES)? else { return Ok(None) };
+        (bytes, truncated) = r;
+    }
+    let m = match parse_headers(&bytes, truncated) {
+        Ok(m) => m,
+        Err(why) => {
+            out.error(C, Some(path), &format!("not a Python package's metadata: {why}"));
+            return Ok(None);
+        }
+    };
+    if m.cut {
+        let msg = format!(
+            "metadata headers longer than {MAX_HEADER_BYTES} bytes: read up to there, the rest of the file is ignored"
+        );
+        out.error(C, Some(path), &msg);
+    }
+    Ok(Some(m))
 }
 
 /// The files a distribution's own list names (see the module's doc), for a
