@@ -677,6 +677,53 @@ fn lying_elf_sections_a_dep_v0_bomb_and_truncated_build_info_are_errors() {
     assert!(error_of("strtab-4gib").contains("malformed ELF"), "{errors:?}");
 }
 
+/// A `.dep-v0` list of more crates than any real binary links (uv: about
+/// 530), with entries that are not packages: the first 10,000 entries are
+/// read, the rest counted, each cut a `crawl_errors` row naming the binary;
+/// an honest binary and a Python package beside it are still reported.
+#[test]
+fn a_dep_v0_of_more_crates_than_are_kept_is_cut_and_reported() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let dep_v0 = |entries: &[String]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(format!(r#"{{"packages":[{}]}}"#, entries.join(",")).as_bytes()).unwrap();
+        z.finish().unwrap()
+    };
+    let mut many: Vec<String> = vec!["0".into(), r#"{"name":"no-version"}"#.into()];
+    many.extend((0..10_005).map(|i| format!(r#"{{"name":"c{i}","version":"1.0.{i}"}}"#)));
+    elf_with_section(&bin.join("many"), ".dep-v0", &dep_v0(&many));
+    elf_with_section(
+        &bin.join("honest"),
+        ".dep-v0",
+        &dep_v0(&[r#"{"name":"uv","version":"0.13.9","root":true}"#.into()]),
+    );
+    let site = root.join("usr/lib/python3/dist-packages/requests-2.31.0.dist-info");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("METADATA"), "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n\n").unwrap();
+
+    let (rows, _) = crawl_rows(&opts(root));
+    let cargo = |bin: &str| {
+        let location = format!("/usr/local/bin/{bin}");
+        rows["packages"].iter().filter(|r| s(r, "manager") == "cargo" && s(r, "location") == location).count()
+    };
+    assert_eq!((cargo("many"), cargo("honest")), (9_998, 1));
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "binaries")
+        .map(|r| format!("{} {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.starts_with("/usr/local/bin/many ")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("2 entries are not packages")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains(".dep-v0 packages: 7 past the first 10000")), "{errors:?}");
+    assert!(rows["packages"].iter().any(|r| s(r, "manager") == "pypi" && s(r, "name") == "requests"));
+}
+
 /// Issue 17 review: a `.dep-v0` may name every one of its crates a root, each
 /// with a name of any length (the JSON is bounded at 8 MiB inflated, not its
 /// strings): `unowned_files.identified`, and the scan the agent keeps per file

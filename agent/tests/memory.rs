@@ -718,3 +718,24 @@ fn json_manifests_cost_the_fields_rows_use() {
     let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
     assert!(errors.len() == 1 && errors[0].contains("290000 entries past the first 10000"), "{errors:?}");
 }
+
+/// A Rust binary's `.dep-v0` is the binary's to write: 8 KB of zlib inflate
+/// to 8 MiB of `{"packages":[0,0,…]}`, which as a whole `serde_json::Value`
+/// peaked at 148 MB RSS in a crawl (and was parsed by three collectors).
+/// Only the fields rows use are read, of at most 10,000 entries; the heap
+/// holds the inflated text and little else.
+#[test]
+fn a_dep_v0_list_costs_its_text_not_a_value() {
+    use std::io::Write;
+    let _turn = turn();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(b"{\"packages\":[").unwrap();
+    z.write_all(&b"0,".repeat(4_194_280)).unwrap();
+    z.write_all(b"0]}").unwrap();
+    let bomb = z.finish().unwrap();
+    assert!(bomb.len() < 16 << 10, "{}", bomb.len());
+    let (list, peak) = peak_of(|| periscope_agent::collectors::binaries::parse_dep_v0(&bomb).unwrap());
+    eprintln!("peak heap {:.1} MB for {} bytes of .dep-v0", peak as f64 / 1e6, bomb.len());
+    assert!(peak < 16 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert_eq!((list.crates.len(), list.malformed, list.more), (0, 10_000, 4_194_281 - 10_000));
+}

@@ -28,7 +28,9 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 use object::{Endianness, elf};
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::json::{Key, Loose, Pick, skip_scalars};
 use super::{Scope, Sink, usrmerge_aliases};
 use crate::rootfs::{Entry, ReadError};
 
@@ -75,6 +77,9 @@ pub enum BinaryError {
     Read(#[from] ReadError),
     #[error("{0}")]
     Unsupported(String),
+    /// A list cut at its cap: what was kept is still read.
+    #[error("{what}: {more} past the first {limit} are not read")]
+    TooMany { what: &'static str, more: u64, limit: usize },
 }
 
 /// One Go module as build info lists it.
@@ -279,7 +284,21 @@ pub fn read_binary(file: File, len: u64) -> Result<Option<(Found, u64)>, BinaryE
     }
     if let Some((off, size)) = layout.dep_v0 {
         match bin.range(off, size, MAX_SECTION_BYTES, ".dep-v0 section").and_then(|b| parse_dep_v0(&b)) {
-            Ok(c) => found.rust = Some(c),
+            Ok(list) => {
+                if list.malformed > 0 {
+                    let n = list.malformed;
+                    let m = format!(".dep-v0: {n} entries are not packages with a string name and version");
+                    found.errors.push(BinaryError::Malformed(m));
+                }
+                if list.more > 0 {
+                    found.errors.push(BinaryError::TooMany {
+                        what: ".dep-v0 packages",
+                        more: list.more,
+                        limit: MAX_CRATES,
+                    });
+                }
+                found.rust = Some(list.crates);
+            }
             Err(e) => found.errors.push(e),
         }
     }
@@ -366,8 +385,26 @@ pub fn parse_modinfo(text: &str, info: &mut GoBuildInfo) {
     }
 }
 
+/// Entries of a `.dep-v0` package list read per binary. uv, a large Rust
+/// program, lists about 530 crates; past this the rest are counted, not kept
+/// (a `crawl_errors` row).
+pub const MAX_CRATES: usize = 10_000;
+
+/// The crates a `.dep-v0` lists, and what of the list was not kept.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DepList {
+    pub crates: Vec<Crate>,
+    /// Entries past the first [`MAX_CRATES`], skipped unread.
+    pub more: u64,
+    /// Entries read that are not a package with a string name and version.
+    pub malformed: u64,
+}
+
 /// Inflates and parses a `.dep-v0` section (zlib-compressed JSON, cargo-auditable's format).
-pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
+/// Only the fields rows use are read into memory (see [`super::json`]): the
+/// list is the binary's to write, and 8 KB of zlib inflate to 8 MiB of `[0,0,…]`,
+/// which as a whole `serde_json::Value` cost 150 MB.
+pub fn parse_dep_v0(compressed: &[u8]) -> Result<DepList, BinaryError> {
     let mut json = Vec::new();
     flate2::read::ZlibDecoder::new(compressed)
         .take(MAX_INFLATED_BYTES + 1)
@@ -380,28 +417,100 @@ pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
             limit: MAX_INFLATED_BYTES,
         });
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&json).map_err(|e| BinaryError::Malformed(format!(".dep-v0: not JSON: {e}")))?;
-    let packages = v
-        .get("packages")
-        .and_then(|p| p.as_array())
-        .ok_or_else(|| BinaryError::Malformed(".dep-v0: no \"packages\" list".into()))?;
-    let mut out = Vec::new();
-    for p in packages {
-        let s = |k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        let (Some(name), Some(version)) = (s("name"), s("version")) else { continue };
-        // Build dependencies (build scripts, proc macros) ran at build time and are not in the binary; syft skips them too.
-        if s("kind").as_deref() == Some("build") {
-            continue;
-        }
-        out.push(Crate {
-            name,
-            version,
-            source: s("source"),
-            root: p.get("root").and_then(|r| r.as_bool()) == Some(true),
-        });
+    let mut list = None;
+    let mut d = serde_json::Deserializer::from_slice(&json);
+    d.deserialize_any(DepDocument(&mut list))
+        .and_then(|()| d.end())
+        .map_err(|e| BinaryError::Malformed(format!(".dep-v0: not JSON: {e}")))?;
+    list.ok_or_else(|| BinaryError::Malformed(".dep-v0: no \"packages\" list".into()))
+}
+
+/// The document: `{"packages": [...], ...}`; its list, when it has one, is put in `.0`.
+struct DepDocument<'a>(&'a mut Option<DepList>);
+
+impl<'de> Visitor<'de> for DepDocument<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a cargo-auditable dependency list")
     }
-    Ok(out)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key.0.as_deref() == Some("packages") {
+                // A repeated key: the last value counts, as it did in a whole value.
+                *self.0 = map.next_value_seed(DepPackages)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    skip_scalars!(());
+}
+
+/// The `packages` value: a list is read, anything else is no list.
+struct DepPackages;
+
+impl<'de> DeserializeSeed<'de> for DepPackages {
+    type Value = Option<DepList>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepPackages {
+    type Value = Option<DepList>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of packages")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = DepList::default();
+        let mut read = 0;
+        while read < MAX_CRATES {
+            let Some(entry) = seq.next_element::<DepEntry>()? else { return Ok(Some(list)) };
+            read += 1;
+            match entry {
+                DepEntry::Crate(c) => list.crates.push(c),
+                DepEntry::Build => {}
+                DepEntry::Malformed => list.malformed += 1,
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            list.more += 1;
+        }
+        Ok(Some(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    skip_scalars!(None);
+}
+
+/// One entry of the list.
+enum DepEntry {
+    Crate(Crate),
+    /// A build dependency (a build script, a proc macro): it ran at build
+    /// time and is not in the binary; syft skips them too.
+    Build,
+    /// Not an object with a string name and version.
+    Malformed,
+}
+
+impl<'de> serde::Deserialize<'de> for DepEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let [name, version, source, kind, root] = Pick(["name", "version", "source", "kind", "root"]).deserialize(d)?;
+        let text = |v: Option<Loose>| v.and_then(|v| v.text);
+        let (Some(name), Some(version)) = (text(name), text(version)) else { return Ok(DepEntry::Malformed) };
+        if text(kind).as_deref() == Some("build") {
+            return Ok(DepEntry::Build);
+        }
+        let root = root.and_then(|r| r.flag) == Some(true);
+        Ok(DepEntry::Crate(Crate { name, version, source: text(source), root }))
+    }
 }
 
 /// Percent-encodes one purl segment as syft (packageurl-go) writes it: unreserved
@@ -671,6 +780,57 @@ mod tests {
             ..Found::default()
         };
         assert_eq!(identities(&one), ["cargo:uv@0.13.9"]);
+    }
+
+    fn zlib(json: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(json.as_bytes()).unwrap();
+        z.finish().unwrap()
+    }
+
+    /// Only name, version, source, kind and root are read; build
+    /// dependencies are left out; entries that are not packages are counted.
+    #[test]
+    fn dep_v0_entries_as_rows_use_them() {
+        let json = r#"{"format":1,"packages":[
+            {"name":"uv","version":"0.13.9","source":"local","kind":"runtime","dependencies":[1,2],"root":true},
+            {"name":"cc","version":"1.2.0","source":"crates.io","kind":"build"},
+            {"name":"zstd-sys","version":"2.1.0+zstd.1.5.7","source":"crates.io","root":"yes"},
+            0, [], {"name":"no-version"}, {"name":1,"version":"1.0"}]}"#;
+        let list = parse_dep_v0(&zlib(json)).unwrap();
+        let c = |name: &str, version: &str, source: &str, root| Crate {
+            name: name.into(),
+            version: version.into(),
+            source: Some(source.into()),
+            root,
+        };
+        assert_eq!(
+            list,
+            DepList {
+                crates: vec![c("uv", "0.13.9", "local", true), c("zstd-sys", "2.1.0+zstd.1.5.7", "crates.io", false)],
+                more: 0,
+                malformed: 4,
+            }
+        );
+        // A repeated key: the last list counts; a document without one is an error.
+        let twice = parse_dep_v0(&zlib(r#"{"packages":[{"name":"a","version":"1"}],"packages":[]}"#)).unwrap();
+        assert!(twice.crates.is_empty());
+        for no_list in [r#"{"packages":{"name":"a"}}"#, "[1]", r#"{"format":1}"#, "7"] {
+            let e = parse_dep_v0(&zlib(no_list)).unwrap_err().to_string();
+            assert!(e.contains("no \"packages\" list"), "{no_list}: {e}");
+        }
+        assert!(parse_dep_v0(&zlib(r#"{"packages":[1,"#)).unwrap_err().to_string().contains("not JSON"));
+    }
+
+    /// The list is the binary's to write: past [`MAX_CRATES`] entries the rest are counted, not read.
+    #[test]
+    fn dep_v0_entries_past_the_cap_are_counted() {
+        let entries: Vec<String> =
+            (0..MAX_CRATES + 7).map(|i| format!(r#"{{"name":"c{i}","version":"1.0.{i}"}}"#)).collect();
+        let list = parse_dep_v0(&zlib(&format!(r#"{{"packages":[{}]}}"#, entries.join(",")))).unwrap();
+        assert_eq!((list.crates.len(), list.more, list.malformed), (MAX_CRATES, 7, 0));
+        assert_eq!(list.crates.last().unwrap().name, format!("c{}", MAX_CRATES - 1));
     }
 
     #[test]
