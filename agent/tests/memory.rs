@@ -739,3 +739,35 @@ fn a_dep_v0_list_costs_its_text_not_a_value() {
     assert!(peak < 16 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
     assert_eq!((list.crates.len(), list.malformed, list.more), (0, 10_000, 4_194_281 - 10_000));
 }
+
+/// Go build info is the binary's to write: a 4 MiB `.go.buildinfo` of
+/// `dep\ta` lines lists 699,030 modules, each kept (216 MB peak RSS in a
+/// crawl, 699,031 packages rows). The first 10,000 are kept, the rest counted.
+#[test]
+fn go_build_info_costs_the_modules_kept() {
+    use periscope_agent::collectors::binaries;
+    let _turn = turn();
+    let mut m = vec![0u8; 16];
+    m.extend_from_slice(&b"dep\ta\n".repeat(699_030));
+    m.push(b'\n');
+    m.extend_from_slice(&[0u8; 16]);
+    let mut section = b"\xff Go buildinf:\x08\x02".to_vec();
+    section.resize(32, 0);
+    section.extend_from_slice(b"\x06go1.22");
+    let mut n = m.len();
+    while n >= 0x80 {
+        section.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    section.push(n as u8);
+    section.extend_from_slice(&m);
+    drop(m);
+    let ((info, rows), peak) = peak_of(|| {
+        let info = binaries::parse_go(&section).unwrap();
+        let rows = binaries::go_packages(&info).len();
+        (info, rows)
+    });
+    eprintln!("peak heap {:.1} MB for {} bytes of Go build info", peak as f64 / 1e6, section.len());
+    assert!(peak < 12 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert_eq!((info.deps.len(), info.more_deps, rows), (10_000, 689_030, 10_001));
+}

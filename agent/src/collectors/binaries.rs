@@ -97,10 +97,19 @@ pub struct GoBuildInfo {
     /// Toolchain, e.g. `go1.19.8`.
     pub go_version: String,
     pub main: Option<GoModule>,
+    /// The first [`MAX_GO_DEPS`] dependencies.
     pub deps: Vec<GoModule>,
+    /// Dependencies listed past them, not kept.
+    pub more_deps: u64,
     /// `build GOARCH=...`, when recorded.
     pub goarch: Option<String>,
 }
+
+/// Dependencies kept from one binary's Go build info. A large Go program
+/// (kubelet, the docker CLI) lists a few hundred modules; the build info is
+/// the binary's to write, and 4 MiB of `dep\ta` lines are 699,030 of them.
+/// Past this the rest are counted, not kept (a `crawl_errors` row).
+pub const MAX_GO_DEPS: usize = 10_000;
 
 /// One crate of a cargo-auditable dependency list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +287,16 @@ pub fn read_binary(file: File, len: u64) -> Result<Option<(Found, u64)>, BinaryE
         (None, None) => None,
     };
     match go {
-        Some(Ok(g)) => found.go = Some(g),
+        Some(Ok(g)) => {
+            if g.more_deps > 0 {
+                found.errors.push(BinaryError::TooMany {
+                    what: "Go build info dependencies",
+                    more: g.more_deps,
+                    limit: MAX_GO_DEPS,
+                });
+            }
+            found.go = Some(g);
+        }
         Some(Err(e)) => found.errors.push(e),
         None => {}
     }
@@ -349,35 +367,51 @@ pub fn parse_go(b: &[u8]) -> Result<GoBuildInfo, BinaryError> {
     Ok(info)
 }
 
-/// Reads the `path`/`mod`/`dep`/`=>`/`build` lines of Go module info.
+/// Reads the `path`/`mod`/`dep`/`=>`/`build` lines of Go module info: the
+/// first [`MAX_GO_DEPS`] dependencies, the others counted in `more_deps`.
 pub fn parse_modinfo(text: &str, info: &mut GoBuildInfo) {
-    let mut last_dep = false;
+    /// The module a `=>` line replaces: the last `mod` or `dep` line's.
+    enum Last {
+        Main,
+        Dep,
+        /// A dependency past the cap, not kept: its replacement is not either.
+        Dropped,
+    }
+    let mut last = Last::Main;
     for line in text.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let module = |f: &[&str]| GoModule {
-            path: f.get(1).unwrap_or(&"").to_string(),
-            version: f.get(2).unwrap_or(&"").to_string(),
-            replace: None,
+        let mut f = line.split('\t');
+        let (kind, a, b) = (f.next().unwrap_or(""), f.next(), f.next());
+        let pair = || (a.unwrap_or("").to_string(), b.unwrap_or("").to_string());
+        let module = || {
+            let (path, version) = pair();
+            GoModule { path, version, replace: None }
         };
-        match f[0] {
-            "mod" if f.len() >= 2 => {
-                info.main = Some(module(&f));
-                last_dep = false;
+        match kind {
+            "mod" if a.is_some() => {
+                info.main = Some(module());
+                last = Last::Main;
             }
-            "dep" if f.len() >= 2 => {
-                info.deps.push(module(&f));
-                last_dep = true;
+            "dep" if a.is_some() && info.deps.len() < MAX_GO_DEPS => {
+                info.deps.push(module());
+                last = Last::Dep;
             }
-            "=>" if f.len() >= 2 => {
-                let r = (f[1].to_string(), f.get(2).unwrap_or(&"").to_string());
-                let target = if last_dep { info.deps.last_mut() } else { info.main.as_mut() };
+            "dep" if a.is_some() => {
+                info.more_deps += 1;
+                last = Last::Dropped;
+            }
+            "=>" if a.is_some() => {
+                let target = match last {
+                    Last::Main => info.main.as_mut(),
+                    Last::Dep => info.deps.last_mut(),
+                    Last::Dropped => None,
+                };
                 if let Some(m) = target {
-                    m.replace = Some(r);
+                    m.replace = Some(pair());
                 }
             }
             "build" => {
-                if let Some(a) = f.get(1).and_then(|s| s.strip_prefix("GOARCH=")) {
-                    info.goarch = Some(a.to_string());
+                if let Some(arch) = a.and_then(|s| s.strip_prefix("GOARCH=")) {
+                    info.goarch = Some(arch.to_string());
                 }
             }
             _ => {}
@@ -780,6 +814,26 @@ mod tests {
             ..Found::default()
         };
         assert_eq!(identities(&one), ["cargo:uv@0.13.9"]);
+    }
+
+    /// The build info is the binary's to write: past [`MAX_GO_DEPS`]
+    /// dependencies the rest are counted, and a replacement of one not kept
+    /// is not put on the last one kept; lines after them are still read.
+    #[test]
+    fn go_dependencies_past_the_cap_are_counted() {
+        let mut text = String::from("mod\texample.com/app\tv1.0.0\n");
+        for i in 0..MAX_GO_DEPS + 3 {
+            text.push_str(&format!("dep\texample.com/m{i}\tv0.0.{i}\n"));
+        }
+        text.push_str("=>\texample.com/fork\tv9.9.9\nbuild\tGOARCH=arm64\n");
+        let mut g = GoBuildInfo { go_version: "go1.22.1".into(), ..Default::default() };
+        parse_modinfo(&text, &mut g);
+        assert_eq!((g.deps.len(), g.more_deps), (MAX_GO_DEPS, 3));
+        assert_eq!(g.deps.last().unwrap().path, format!("example.com/m{}", MAX_GO_DEPS - 1));
+        assert!(g.deps.iter().all(|d| d.replace.is_none()));
+        assert_eq!(g.goarch.as_deref(), Some("arm64"));
+        assert_eq!(g.main.as_ref().unwrap().path, "example.com/app");
+        assert_eq!(go_packages(&g).len(), 1 + 1 + MAX_GO_DEPS);
     }
 
     fn zlib(json: &str) -> Vec<u8> {
