@@ -8,8 +8,15 @@
 //! by the `object` crate through a bounded reader, so a section header that
 //! points past the end of the file is refused before anything is allocated
 //! for it). Only then are the two small sections read, each capped, and
-//! `.dep-v0` inflated with a cap on its output. Every problem is a
-//! `crawl_errors` row naming the binary; nothing in a binary is executed.
+//! `.dep-v0` inflated with a cap on its output and read field by field.
+//! Every problem is a `crawl_errors` row naming the binary; nothing in a
+//! binary is executed.
+//!
+//! What a binary lists is its own to write, so what is kept is bounded
+//! whatever it says: 10,000 modules or crates a binary ([`MAX_GO_DEPS`],
+//! [`MAX_CRATES`]), a file with several links read once, and binaries' rows
+//! at most half the room the `packages` table has when they are read
+//! ([`SHARE_OF_PACKAGES`]), so the collectors after them keep theirs.
 //!
 //! Go writes two layouts of build info: since Go 1.18 the version and module
 //! strings follow the 32-byte header inline (varint-length-prefixed), which is
@@ -19,6 +26,7 @@
 //! headers are found by the build info magic at the start of the first
 //! writable `PT_LOAD` segment, as Go's `debug/buildinfo` finds them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -639,6 +647,49 @@ pub fn identities(found: &Found) -> Vec<String> {
     out
 }
 
+/// Of the room the `packages` table has when binaries are read (its rows
+/// and string bytes, see [`Sink::room`]), binaries' rows take at most one
+/// part in this many: the collectors after them that fill the table (python,
+/// npm, java, gem, composer, nuget) keep the rest. Before, 120 hard links to
+/// one binary listing 699,030 modules filled the table, and a Python
+/// package's row was dropped.
+pub const SHARE_OF_PACKAGES: u64 = 2;
+
+/// What binaries' rows may take of the `packages` table (see [`SHARE_OF_PACKAGES`]).
+struct Share {
+    start: (u64, u64),
+    limit: (u64, u64),
+}
+
+impl Share {
+    fn new(out: &Sink) -> Share {
+        let start = out.room(&PACKAGES);
+        Share { start, limit: (start.0 / SHARE_OF_PACKAGES, start.1 / SHARE_OF_PACKAGES) }
+    }
+
+    /// Whether binaries' rows have taken their share; if so, says so as a
+    /// `crawl_errors` row naming the binary whose rows are not all made.
+    fn spent(&self, out: &mut Sink, path: &str) -> bool {
+        let now = out.room(&PACKAGES);
+        let taken = (self.start.0.saturating_sub(now.0), self.start.1.saturating_sub(now.1));
+        if taken.0 < self.limit.0 && taken.1 < self.limit.1 {
+            return false;
+        }
+        let (rows, bytes) = self.limit;
+        let message = if rows == 0 || bytes == 0 {
+            format!("{path}: the packages table is full in this scope; the modules of binaries are not read")
+        } else {
+            format!(
+                "{path}: binaries' packages rows reached their share of the packages table in this scope \
+             ({rows} rows or {bytes} bytes of strings, 1/{SHARE_OF_PACKAGES} of its room); \
+             the rest of this binary's modules and those of the binaries after it are not read"
+            )
+        };
+        out.error(C, Some(path), &message);
+        true
+    }
+}
+
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut candidates: Vec<Entry> = Vec::new();
@@ -649,25 +700,58 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
         true
     });
+    // The links of one file side by side, where the walk met the first, so
+    // that each file is read once and what it holds kept only until its last
+    // link is reported (120 links to a binary were 120 reads).
+    let mut first: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut place: Vec<usize> = Vec::with_capacity(candidates.len());
+    for (i, e) in candidates.iter().enumerate() {
+        place.push(if e.nlink > 1 { *first.entry((e.dev, e.ino)).or_insert(i) } else { i });
+    }
+    drop(first);
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| place[i]);
     let mut spent = 0u64;
-    for e in candidates {
+    let share = Share::new(out);
+    // The file last read, by (device, inode), and what it holds.
+    type Read = ((u64, u64), Result<Option<Found>, BinaryError>);
+    let mut last: Option<Read> = None;
+    for e in order.into_iter().map(|i| &candidates[i]) {
         let path = e.path.shown();
-        if spent > MAX_SCOPE_BYTES {
-            let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
-            out.error(C, Some(&path), &msg);
+        if share.spent(out, &path) {
             return;
         }
-        let (file, len) = match open_entry(scope, &e) {
-            Ok(f) => f,
-            Err(err) => {
-                out.read_error(C, &path, &err);
-                if err.is_budget() {
+        if last.as_ref().is_none_or(|(id, _)| *id != (e.dev, e.ino)) {
+            last = None;
+            if spent > MAX_SCOPE_BYTES {
+                let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
+                out.error(C, Some(&path), &msg);
+                return;
+            }
+            let (file, len) = match open_entry(scope, e) {
+                Ok(f) => f,
+                Err(err) => {
+                    out.read_error(C, &path, &err);
+                    if err.is_budget() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            #[cfg(test)]
+            tests::READS.with(|r| r.set(r.get() + 1));
+            let outcome = read_binary(file, len);
+            if let Ok(Some((_, read))) = &outcome {
+                spent += read;
+                if let Err(err) = scope.root.charge_bytes(&path, *read) {
+                    out.read_error(C, &path, &err);
                     return;
                 }
-                continue;
             }
-        };
-        let (found, read) = match read_binary(file, len) {
+            last = Some(((e.dev, e.ino), outcome.map(|o| o.map(|(found, _)| found))));
+        }
+        let Some((_, outcome)) = &last else { continue };
+        let found = match outcome {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(err) => {
@@ -675,34 +759,23 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                 continue;
             }
         };
-        spent += read;
-        if let Err(err) = scope.root.charge_bytes(&path, read) {
-            out.read_error(C, &path, &err);
-            return;
-        }
         for err in &found.errors {
             out.error(C, Some(&path), &format!("{path}: {err}"));
         }
         let owner = out.owner(&path, &aliases).map(|s| s.to_string());
+        let at = At { location: &path, owner: owner.as_deref(), share: &share };
         if let Some(g) = &found.go {
             for (name, version, purl, note) in go_packages(g) {
-                row(
-                    out,
-                    "golang",
-                    &name,
-                    &version,
-                    &purl,
-                    &path,
-                    owner.as_deref(),
-                    g.goarch.as_deref(),
-                    note.as_deref(),
-                );
+                if !row(out, &at, "golang", &name, &version, &purl, g.goarch.as_deref(), note.as_deref()) {
+                    return;
+                }
             }
         }
         for c in found.rust.iter().flatten() {
             let purl = purl("cargo", &c.name, &c.version);
-            let note = c.root.then_some("root crate");
-            row(out, "cargo", &c.name, &c.version, &purl, &path, owner.as_deref(), None, note);
+            if !row(out, &at, "cargo", &c.name, &c.version, &purl, None, c.root.then_some("root crate")) {
+                return;
+            }
         }
     }
 }
@@ -719,18 +792,28 @@ pub(crate) fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadEr
     Ok((file, len))
 }
 
+/// Where a binary's rows are: its path, its owner, and the share of the table they may take.
+struct At<'a> {
+    location: &'a str,
+    owner: Option<&'a str>,
+    share: &'a Share,
+}
+
+/// Makes one row; false once binaries' rows have taken their share (see [`Share::spent`]).
 #[allow(clippy::too_many_arguments)]
 fn row(
     out: &mut Sink,
+    at: &At,
     manager: &str,
     name: &str,
     version: &str,
     purl: &str,
-    location: &str,
-    owner: Option<&str>,
     arch: Option<&str>,
     note: Option<&str>,
-) {
+) -> bool {
+    if at.share.spent(out, at.location) {
+        return false;
+    }
     let version = (!version.is_empty()).then_some(version);
     out.row(
         &PACKAGES,
@@ -739,17 +822,129 @@ fn row(
             ("name", name.into()),
             ("version", version.into()),
             ("architecture", arch.into()),
-            ("location", location.into()),
+            ("location", at.location.into()),
             ("purl", purl.into()),
-            ("owner_package", owner.into()),
+            ("owner_package", at.owner.into()),
             ("description", note.into()),
         ],
     );
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::{Budgets, Root};
+
+    thread_local! {
+        /// Files [`collect`] read with [`read_binary`] on this thread.
+        pub static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A `.go.buildinfo` section (Go 1.18's inline layout) listing `deps` modules.
+    fn go_section(deps: usize) -> Vec<u8> {
+        let mut m = vec![0u8; 16];
+        m.extend_from_slice(b"path\texample.com/app\nmod\texample.com/app\tv1.0.0\n");
+        for i in 0..deps {
+            m.extend_from_slice(format!("dep\texample.com/m{i}\tv0.0.{i}\n").as_bytes());
+        }
+        m.extend_from_slice(&[0u8; 16]);
+        let mut b = GO_MAGIC.to_vec();
+        b.extend([8, 2]);
+        b.resize(32, 0);
+        b.extend(b"\x06go1.22");
+        let mut n = m.len();
+        while n >= 0x80 {
+            b.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        b.push(n as u8);
+        b.extend(m);
+        b
+    }
+
+    /// `/usr/bin/true` with `data` added as section `name`, at `dst`, executable.
+    fn elf_with_section(dst: &std::path::Path, name: &str, data: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let blob = dst.with_extension("section");
+        std::fs::write(&blob, data).unwrap();
+        let st = std::process::Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!("{name}={}", blob.display()))
+            .arg("/usr/bin/true")
+            .arg(dst)
+            .status()
+            .expect("objcopy (binutils; scripts/install-test-deps.sh installs it)");
+        assert!(st.success());
+        std::fs::remove_file(blob).unwrap();
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    type Pairs = Vec<(String, String)>;
+
+    /// What [`collect`] makes of `root` under `budgets`: (path, name) of each
+    /// `golang` row, and (path, message) of each error row, with the files it read.
+    fn collected(root: &std::path::Path, budgets: Budgets) -> (Pairs, Pairs, usize) {
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = Root::with_budgets(root, budgets).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+        let mut sink = Sink::with_budgets(common, &budgets);
+        let before = READS.with(|r| r.get());
+        collect(&scope, &mut sink);
+        let reads = READS.with(|r| r.get()) - before;
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let pick = |table: &str, a: &str, b: &str| {
+            rows.iter()
+                .filter(|r| r["table"] == table)
+                .map(|r| (r[a].as_str().unwrap_or("").to_string(), r[b].as_str().unwrap_or("").to_string()))
+                .collect::<Vec<_>>()
+        };
+        (pick("packages", "location", "name"), pick("crawl_errors", "path", "message"), reads)
+    }
+
+    /// A binary with 120 hard links was read, and its build info parsed, 120
+    /// times. It is read once now and reported under each of its paths (in
+    /// any directory); and binaries' rows stop at their share of the
+    /// `packages` table, saying so, so the collectors after them keep room
+    /// for theirs.
+    #[test]
+    fn a_hard_linked_binary_is_read_once_and_its_rows_kept_to_their_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |d: &str| {
+            let d = tmp.path().join(d);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let (local, usr_bin, opt) = (dir("usr/local/bin"), dir("usr/bin"), dir("opt"));
+        elf_with_section(&local.join("tool"), ".go.buildinfo", &go_section(98));
+        elf_with_section(&usr_bin.join("other"), ".go.buildinfo", &go_section(0));
+        for link in [local.join("link1"), local.join("link2"), opt.join("link3")] {
+            std::fs::hard_link(local.join("tool"), link).unwrap();
+        }
+        let links = ["/usr/local/bin/tool", "/usr/local/bin/link1", "/usr/local/bin/link2", "/opt/link3"];
+        let (rows, errors, reads) = collected(tmp.path(), Budgets::default());
+        assert_eq!(reads, 2);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rows.len(), 4 * 100 + 2);
+        for path in links {
+            assert_eq!(rows.iter().filter(|(p, _)| p == path).count(), 100, "{path}");
+        }
+        assert_eq!(rows.iter().filter(|(p, _)| p == "/usr/bin/other").count(), 2);
+
+        // Half of 500 rows: two links' 100 rows each, then 50 of the third's, and no more.
+        let (rows, errors, reads) = collected(tmp.path(), Budgets { max_rows_per_table: 500, ..Budgets::default() });
+        assert_eq!((rows.len(), reads), (250, 1));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let (path, message) = &errors[0];
+        assert!(links.contains(&path.as_str()), "{path}");
+        assert!(message.starts_with(&format!("{path}: binaries' packages rows reached their share")), "{message}");
+        assert!(message.contains("(250 rows or"), "{message}");
+        assert_eq!(rows.iter().filter(|(p, _)| p == path).count(), 50);
+    }
 
     #[test]
     fn modinfo_lines_with_replacements() {
