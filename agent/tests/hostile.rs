@@ -754,6 +754,111 @@ fn lying_elf_sections_a_dep_v0_bomb_and_truncated_build_info_are_errors() {
     assert!(error_of("strtab-4gib").contains("malformed ELF"), "{errors:?}");
 }
 
+/// A `.dep-v0` list of more crates than any real binary links (uv: about
+/// 530), with entries that are not packages: the first 10,000 entries are
+/// read, the rest counted, each cut a `crawl_errors` row naming the binary;
+/// an honest binary and a Python package beside it are still reported.
+#[test]
+fn a_dep_v0_of_more_crates_than_are_kept_is_cut_and_reported() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let dep_v0 = |entries: &[String]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(format!(r#"{{"packages":[{}]}}"#, entries.join(",")).as_bytes()).unwrap();
+        z.finish().unwrap()
+    };
+    let mut many: Vec<String> = vec!["0".into(), r#"{"name":"no-version"}"#.into()];
+    many.extend((0..10_005).map(|i| format!(r#"{{"name":"c{i}","version":"1.0.{i}"}}"#)));
+    elf_with_section(&bin.join("many"), ".dep-v0", &dep_v0(&many));
+    elf_with_section(
+        &bin.join("honest"),
+        ".dep-v0",
+        &dep_v0(&[r#"{"name":"uv","version":"0.13.9","root":true}"#.into()]),
+    );
+    let site = root.join("usr/lib/python3/dist-packages/requests-2.31.0.dist-info");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("METADATA"), "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n\n").unwrap();
+
+    let (rows, _) = crawl_rows(&opts(root));
+    let cargo = |bin: &str| {
+        let location = format!("/usr/local/bin/{bin}");
+        rows["packages"].iter().filter(|r| s(r, "manager") == "cargo" && s(r, "location") == location).count()
+    };
+    assert_eq!((cargo("many"), cargo("honest")), (9_998, 1));
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "binaries")
+        .map(|r| format!("{} {}", s(r, "path"), s(r, "message")))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.starts_with("/usr/local/bin/many ")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("2 entries are not packages")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains(".dep-v0 packages: 7 past the first 10000")), "{errors:?}");
+    assert!(rows["packages"].iter().any(|r| s(r, "manager") == "pypi" && s(r, "name") == "requests"));
+}
+
+/// Go build info is the binary's to write: 4 MiB of `dep` lines list
+/// 699,030 modules, and 120 hard links to such a binary made 84 million rows
+/// that filled the `packages` table, so a Python package after them was
+/// dropped. Each binary keeps its first 10,000 modules, a hard-linked one is
+/// read once, and binaries' rows stop at half the table's room, each cut a
+/// `crawl_errors` row naming the binary; the Python package is still there.
+#[test]
+fn go_build_info_of_too_many_modules_and_its_hard_links_leave_room_for_other_packages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let bin = root.join("usr/local/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let mut m = vec![0u8; 16];
+    for i in 0..10_003 {
+        m.extend_from_slice(format!("dep\texample.com/m{i}\tv0.0.{i}\n").as_bytes());
+    }
+    m.extend_from_slice(&[0u8; 16]);
+    let mut go = b"\xff Go buildinf:\x08\x02".to_vec();
+    go.resize(32, 0);
+    go.extend_from_slice(b"\x06go1.22");
+    let mut n = m.len();
+    while n >= 0x80 {
+        go.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    go.push(n as u8);
+    go.extend_from_slice(&m);
+    elf_with_section(&bin.join("go-many"), ".go.buildinfo", &go);
+    for i in 0..5 {
+        fs::hard_link(bin.join("go-many"), bin.join(format!("go-link{i}"))).unwrap();
+    }
+    let site = root.join("usr/lib/python3/dist-packages/requests-2.31.0.dist-info");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("METADATA"), "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n\n").unwrap();
+
+    let mut o = opts(root);
+    o.budgets.max_rows_per_table = 30_000;
+    let (rows, _) = crawl_rows(&o);
+    let golang = rows["packages"].iter().filter(|r| s(r, "manager") == "golang").count();
+    assert_eq!(golang, 15_000, "half the table's room");
+    assert!(rows["packages"].iter().any(|r| s(r, "manager") == "pypi" && s(r, "name") == "requests"));
+    let errors: Vec<String> = rows["crawl_errors"]
+        .iter()
+        .filter(|r| s(r, "collector") == "binaries")
+        .map(|r| format!("{} {}", s(r, "path"), s(r, "message")))
+        .collect();
+    let cut: Vec<&String> = errors.iter().filter(|e| e.contains("3 past the first 10000")).collect();
+    assert_eq!(cut.len(), 2, "the two paths read: {errors:?}");
+    let share: Vec<&String> = errors.iter().filter(|e| e.contains("reached their share")).collect();
+    assert_eq!(share.len(), 1, "{errors:?}");
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        !rows["crawl_errors"].iter().any(|r| s(r, "message").contains("max_rows_per_table")),
+        "the table never filled"
+    );
+}
+
 /// Issue 17 review: a `.dep-v0` may name every one of its crates a root, each
 /// with a name of any length (the JSON is bounded at 8 MiB inflated, not its
 /// strings): `unowned_files.identified`, and the scan the agent keeps per file

@@ -718,3 +718,56 @@ fn json_manifests_cost_the_fields_rows_use() {
     let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
     assert!(errors.len() == 1 && errors[0].contains("290000 entries past the first 10000"), "{errors:?}");
 }
+
+/// A Rust binary's `.dep-v0` is the binary's to write: 8 KB of zlib inflate
+/// to 8 MiB of `{"packages":[0,0,…]}`, which as a whole `serde_json::Value`
+/// peaked at 148 MB RSS in a crawl (and was parsed by three collectors).
+/// Only the fields rows use are read, of at most 10,000 entries; the heap
+/// holds the inflated text and little else.
+#[test]
+fn a_dep_v0_list_costs_its_text_not_a_value() {
+    use std::io::Write;
+    let _turn = turn();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(b"{\"packages\":[").unwrap();
+    z.write_all(&b"0,".repeat(4_194_280)).unwrap();
+    z.write_all(b"0]}").unwrap();
+    let bomb = z.finish().unwrap();
+    assert!(bomb.len() < 16 << 10, "{}", bomb.len());
+    let (list, peak) = peak_of(|| periscope_agent::collectors::binaries::parse_dep_v0(&bomb).unwrap());
+    eprintln!("peak heap {:.1} MB for {} bytes of .dep-v0", peak as f64 / 1e6, bomb.len());
+    assert!(peak < 16 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert_eq!((list.crates.len(), list.malformed, list.more), (0, 10_000, 4_194_281 - 10_000));
+}
+
+/// Go build info is the binary's to write: a 4 MiB `.go.buildinfo` of
+/// `dep\ta` lines lists 699,030 modules, each kept (216 MB peak RSS in a
+/// crawl, 699,031 packages rows). The first 10,000 are kept, the rest counted.
+#[test]
+fn go_build_info_costs_the_modules_kept() {
+    use periscope_agent::collectors::binaries;
+    let _turn = turn();
+    let mut m = vec![0u8; 16];
+    m.extend_from_slice(&b"dep\ta\n".repeat(699_030));
+    m.push(b'\n');
+    m.extend_from_slice(&[0u8; 16]);
+    let mut section = b"\xff Go buildinf:\x08\x02".to_vec();
+    section.resize(32, 0);
+    section.extend_from_slice(b"\x06go1.22");
+    let mut n = m.len();
+    while n >= 0x80 {
+        section.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    section.push(n as u8);
+    section.extend_from_slice(&m);
+    drop(m);
+    let ((info, rows), peak) = peak_of(|| {
+        let info = binaries::parse_go(&section).unwrap();
+        let rows = binaries::go_packages(&info).len();
+        (info, rows)
+    });
+    eprintln!("peak heap {:.1} MB for {} bytes of Go build info", peak as f64 / 1e6, section.len());
+    assert!(peak < 12 << 20, "peak heap {:.1} MB", peak as f64 / 1e6);
+    assert_eq!((info.deps.len(), info.more_deps, rows), (10_000, 689_030, 10_001));
+}

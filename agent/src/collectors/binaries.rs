@@ -8,8 +8,15 @@
 //! by the `object` crate through a bounded reader, so a section header that
 //! points past the end of the file is refused before anything is allocated
 //! for it). Only then are the two small sections read, each capped, and
-//! `.dep-v0` inflated with a cap on its output. Every problem is a
-//! `crawl_errors` row naming the binary; nothing in a binary is executed.
+//! `.dep-v0` inflated with a cap on its output and read field by field.
+//! Every problem is a `crawl_errors` row naming the binary; nothing in a
+//! binary is executed.
+//!
+//! What a binary lists is its own to write, so what is kept is bounded
+//! whatever it says: 10,000 modules or crates a binary ([`MAX_GO_DEPS`],
+//! [`MAX_CRATES`]), a file with several links read once, and binaries' rows
+//! at most half the room the `packages` table has when they are read
+//! ([`SHARE_OF_PACKAGES`]), so the collectors after them keep theirs.
 //!
 //! Go writes two layouts of build info: since Go 1.18 the version and module
 //! strings follow the 32-byte header inline (varint-length-prefixed), which is
@@ -19,6 +26,7 @@
 //! headers are found by the build info magic at the start of the first
 //! writable `PT_LOAD` segment, as Go's `debug/buildinfo` finds them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -28,7 +36,9 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader};
 use object::{Endianness, elf};
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::json::{Key, Loose, Pick, skip_scalars};
 use super::{Scope, Sink, usrmerge_aliases};
 use crate::rootfs::{Entry, ReadError};
 
@@ -75,6 +85,9 @@ pub enum BinaryError {
     Read(#[from] ReadError),
     #[error("{0}")]
     Unsupported(String),
+    /// A list cut at its cap: what was kept is still read.
+    #[error("{what}: {more} past the first {limit} are not read")]
+    TooMany { what: &'static str, more: u64, limit: usize },
 }
 
 /// One Go module as build info lists it.
@@ -92,10 +105,19 @@ pub struct GoBuildInfo {
     /// Toolchain, e.g. `go1.19.8`.
     pub go_version: String,
     pub main: Option<GoModule>,
+    /// The first [`MAX_GO_DEPS`] dependencies.
     pub deps: Vec<GoModule>,
+    /// Dependencies listed past them, not kept.
+    pub more_deps: u64,
     /// `build GOARCH=...`, when recorded.
     pub goarch: Option<String>,
 }
+
+/// Dependencies kept from one binary's Go build info. A large Go program
+/// (kubelet, the docker CLI) lists a few hundred modules; the build info is
+/// the binary's to write, and 4 MiB of `dep\ta` lines are 699,030 of them.
+/// Past this the rest are counted, not kept (a `crawl_errors` row).
+pub const MAX_GO_DEPS: usize = 10_000;
 
 /// One crate of a cargo-auditable dependency list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,13 +295,36 @@ pub fn read_binary(file: File, len: u64) -> Result<Option<(Found, u64)>, BinaryE
         (None, None) => None,
     };
     match go {
-        Some(Ok(g)) => found.go = Some(g),
+        Some(Ok(g)) => {
+            if g.more_deps > 0 {
+                found.errors.push(BinaryError::TooMany {
+                    what: "Go build info dependencies",
+                    more: g.more_deps,
+                    limit: MAX_GO_DEPS,
+                });
+            }
+            found.go = Some(g);
+        }
         Some(Err(e)) => found.errors.push(e),
         None => {}
     }
     if let Some((off, size)) = layout.dep_v0 {
         match bin.range(off, size, MAX_SECTION_BYTES, ".dep-v0 section").and_then(|b| parse_dep_v0(&b)) {
-            Ok(c) => found.rust = Some(c),
+            Ok(list) => {
+                if list.malformed > 0 {
+                    let n = list.malformed;
+                    let m = format!(".dep-v0: {n} entries are not packages with a string name and version");
+                    found.errors.push(BinaryError::Malformed(m));
+                }
+                if list.more > 0 {
+                    found.errors.push(BinaryError::TooMany {
+                        what: ".dep-v0 packages",
+                        more: list.more,
+                        limit: MAX_CRATES,
+                    });
+                }
+                found.rust = Some(list.crates);
+            }
             Err(e) => found.errors.push(e),
         }
     }
@@ -330,35 +375,51 @@ pub fn parse_go(b: &[u8]) -> Result<GoBuildInfo, BinaryError> {
     Ok(info)
 }
 
-/// Reads the `path`/`mod`/`dep`/`=>`/`build` lines of Go module info.
+/// Reads the `path`/`mod`/`dep`/`=>`/`build` lines of Go module info: the
+/// first [`MAX_GO_DEPS`] dependencies, the others counted in `more_deps`.
 pub fn parse_modinfo(text: &str, info: &mut GoBuildInfo) {
-    let mut last_dep = false;
+    /// The module a `=>` line replaces: the last `mod` or `dep` line's.
+    enum Last {
+        Main,
+        Dep,
+        /// A dependency past the cap, not kept: its replacement is not either.
+        Dropped,
+    }
+    let mut last = Last::Main;
     for line in text.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let module = |f: &[&str]| GoModule {
-            path: f.get(1).unwrap_or(&"").to_string(),
-            version: f.get(2).unwrap_or(&"").to_string(),
-            replace: None,
+        let mut f = line.split('\t');
+        let (kind, a, b) = (f.next().unwrap_or(""), f.next(), f.next());
+        let pair = || (a.unwrap_or("").to_string(), b.unwrap_or("").to_string());
+        let module = || {
+            let (path, version) = pair();
+            GoModule { path, version, replace: None }
         };
-        match f[0] {
-            "mod" if f.len() >= 2 => {
-                info.main = Some(module(&f));
-                last_dep = false;
+        match kind {
+            "mod" if a.is_some() => {
+                info.main = Some(module());
+                last = Last::Main;
             }
-            "dep" if f.len() >= 2 => {
-                info.deps.push(module(&f));
-                last_dep = true;
+            "dep" if a.is_some() && info.deps.len() < MAX_GO_DEPS => {
+                info.deps.push(module());
+                last = Last::Dep;
             }
-            "=>" if f.len() >= 2 => {
-                let r = (f[1].to_string(), f.get(2).unwrap_or(&"").to_string());
-                let target = if last_dep { info.deps.last_mut() } else { info.main.as_mut() };
+            "dep" if a.is_some() => {
+                info.more_deps += 1;
+                last = Last::Dropped;
+            }
+            "=>" if a.is_some() => {
+                let target = match last {
+                    Last::Main => info.main.as_mut(),
+                    Last::Dep => info.deps.last_mut(),
+                    Last::Dropped => None,
+                };
                 if let Some(m) = target {
-                    m.replace = Some(r);
+                    m.replace = Some(pair());
                 }
             }
             "build" => {
-                if let Some(a) = f.get(1).and_then(|s| s.strip_prefix("GOARCH=")) {
-                    info.goarch = Some(a.to_string());
+                if let Some(arch) = a.and_then(|s| s.strip_prefix("GOARCH=")) {
+                    info.goarch = Some(arch.to_string());
                 }
             }
             _ => {}
@@ -366,8 +427,26 @@ pub fn parse_modinfo(text: &str, info: &mut GoBuildInfo) {
     }
 }
 
+/// Entries of a `.dep-v0` package list read per binary. uv, a large Rust
+/// program, lists about 530 crates; past this the rest are counted, not kept
+/// (a `crawl_errors` row).
+pub const MAX_CRATES: usize = 10_000;
+
+/// The crates a `.dep-v0` lists, and what of the list was not kept.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DepList {
+    pub crates: Vec<Crate>,
+    /// Entries past the first [`MAX_CRATES`], skipped unread.
+    pub more: u64,
+    /// Entries read that are not a package with a string name and version.
+    pub malformed: u64,
+}
+
 /// Inflates and parses a `.dep-v0` section (zlib-compressed JSON, cargo-auditable's format).
-pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
+/// Only the fields rows use are read into memory (see [`super::json`]): the
+/// list is the binary's to write, and 8 KB of zlib inflate to 8 MiB of `[0,0,…]`,
+/// which as a whole `serde_json::Value` cost 150 MB.
+pub fn parse_dep_v0(compressed: &[u8]) -> Result<DepList, BinaryError> {
     let mut json = Vec::new();
     flate2::read::ZlibDecoder::new(compressed)
         .take(MAX_INFLATED_BYTES + 1)
@@ -380,28 +459,100 @@ pub fn parse_dep_v0(compressed: &[u8]) -> Result<Vec<Crate>, BinaryError> {
             limit: MAX_INFLATED_BYTES,
         });
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&json).map_err(|e| BinaryError::Malformed(format!(".dep-v0: not JSON: {e}")))?;
-    let packages = v
-        .get("packages")
-        .and_then(|p| p.as_array())
-        .ok_or_else(|| BinaryError::Malformed(".dep-v0: no \"packages\" list".into()))?;
-    let mut out = Vec::new();
-    for p in packages {
-        let s = |k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        let (Some(name), Some(version)) = (s("name"), s("version")) else { continue };
-        // Build dependencies (build scripts, proc macros) ran at build time and are not in the binary; syft skips them too.
-        if s("kind").as_deref() == Some("build") {
-            continue;
-        }
-        out.push(Crate {
-            name,
-            version,
-            source: s("source"),
-            root: p.get("root").and_then(|r| r.as_bool()) == Some(true),
-        });
+    let mut list = None;
+    let mut d = serde_json::Deserializer::from_slice(&json);
+    d.deserialize_any(DepDocument(&mut list))
+        .and_then(|()| d.end())
+        .map_err(|e| BinaryError::Malformed(format!(".dep-v0: not JSON: {e}")))?;
+    list.ok_or_else(|| BinaryError::Malformed(".dep-v0: no \"packages\" list".into()))
+}
+
+/// The document: `{"packages": [...], ...}`; its list, when it has one, is put in `.0`.
+struct DepDocument<'a>(&'a mut Option<DepList>);
+
+impl<'de> Visitor<'de> for DepDocument<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a cargo-auditable dependency list")
     }
-    Ok(out)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key.0.as_deref() == Some("packages") {
+                // A repeated key: the last value counts, as it did in a whole value.
+                *self.0 = map.next_value_seed(DepPackages)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    skip_scalars!(());
+}
+
+/// The `packages` value: a list is read, anything else is no list.
+struct DepPackages;
+
+impl<'de> DeserializeSeed<'de> for DepPackages {
+    type Value = Option<DepList>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepPackages {
+    type Value = Option<DepList>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of packages")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = DepList::default();
+        let mut read = 0;
+        while read < MAX_CRATES {
+            let Some(entry) = seq.next_element::<DepEntry>()? else { return Ok(Some(list)) };
+            read += 1;
+            match entry {
+                DepEntry::Crate(c) => list.crates.push(c),
+                DepEntry::Build => {}
+                DepEntry::Malformed => list.malformed += 1,
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            list.more += 1;
+        }
+        Ok(Some(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    skip_scalars!(None);
+}
+
+/// One entry of the list.
+enum DepEntry {
+    Crate(Crate),
+    /// A build dependency (a build script, a proc macro): it ran at build
+    /// time and is not in the binary; syft skips them too.
+    Build,
+    /// Not an object with a string name and version.
+    Malformed,
+}
+
+impl<'de> serde::Deserialize<'de> for DepEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let [name, version, source, kind, root] = Pick(["name", "version", "source", "kind", "root"]).deserialize(d)?;
+        let text = |v: Option<Loose>| v.and_then(|v| v.text);
+        let (Some(name), Some(version)) = (text(name), text(version)) else { return Ok(DepEntry::Malformed) };
+        if text(kind).as_deref() == Some("build") {
+            return Ok(DepEntry::Build);
+        }
+        let root = root.and_then(|r| r.flag) == Some(true);
+        Ok(DepEntry::Crate(Crate { name, version, source: text(source), root }))
+    }
 }
 
 /// Percent-encodes one purl segment as syft (packageurl-go) writes it: unreserved
@@ -496,6 +647,49 @@ pub fn identities(found: &Found) -> Vec<String> {
     out
 }
 
+/// Of the room the `packages` table has when binaries are read (its rows
+/// and string bytes, see [`Sink::room`]), binaries' rows take at most one
+/// part in this many: the collectors after them that fill the table (python,
+/// npm, java, gem, composer, nuget) keep the rest. Before, 120 hard links to
+/// one binary listing 699,030 modules filled the table, and a Python
+/// package's row was dropped.
+pub const SHARE_OF_PACKAGES: u64 = 2;
+
+/// What binaries' rows may take of the `packages` table (see [`SHARE_OF_PACKAGES`]).
+struct Share {
+    start: (u64, u64),
+    limit: (u64, u64),
+}
+
+impl Share {
+    fn new(out: &Sink) -> Share {
+        let start = out.room(&PACKAGES);
+        Share { start, limit: (start.0 / SHARE_OF_PACKAGES, start.1 / SHARE_OF_PACKAGES) }
+    }
+
+    /// Whether binaries' rows have taken their share; if so, says so as a
+    /// `crawl_errors` row naming the binary whose rows are not all made.
+    fn spent(&self, out: &mut Sink, path: &str) -> bool {
+        let now = out.room(&PACKAGES);
+        let taken = (self.start.0.saturating_sub(now.0), self.start.1.saturating_sub(now.1));
+        if taken.0 < self.limit.0 && taken.1 < self.limit.1 {
+            return false;
+        }
+        let (rows, bytes) = self.limit;
+        let message = if rows == 0 || bytes == 0 {
+            format!("{path}: the packages table is full in this scope; the modules of binaries are not read")
+        } else {
+            format!(
+                "{path}: binaries' packages rows reached their share of the packages table in this scope \
+             ({rows} rows or {bytes} bytes of strings, 1/{SHARE_OF_PACKAGES} of its room); \
+             the rest of this binary's modules and those of the binaries after it are not read"
+            )
+        };
+        out.error(C, Some(path), &message);
+        true
+    }
+}
+
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut candidates: Vec<Entry> = Vec::new();
@@ -506,25 +700,58 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
         }
         true
     });
+    // The links of one file side by side, where the walk met the first, so
+    // that each file is read once and what it holds kept only until its last
+    // link is reported (120 links to a binary were 120 reads).
+    let mut first: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut place: Vec<usize> = Vec::with_capacity(candidates.len());
+    for (i, e) in candidates.iter().enumerate() {
+        place.push(if e.nlink > 1 { *first.entry((e.dev, e.ino)).or_insert(i) } else { i });
+    }
+    drop(first);
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| place[i]);
     let mut spent = 0u64;
-    for e in candidates {
+    let share = Share::new(out);
+    // The file last read, by (device, inode), and what it holds.
+    type Read = ((u64, u64), Result<Option<Found>, BinaryError>);
+    let mut last: Option<Read> = None;
+    for e in order.into_iter().map(|i| &candidates[i]) {
         let path = e.path.shown();
-        if spent > MAX_SCOPE_BYTES {
-            let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
-            out.error(C, Some(&path), &msg);
+        if share.spent(out, &path) {
             return;
         }
-        let (file, len) = match open_entry(scope, &e) {
-            Ok(f) => f,
-            Err(err) => {
-                out.read_error(C, &path, &err);
-                if err.is_budget() {
+        if last.as_ref().is_none_or(|(id, _)| *id != (e.dev, e.ino)) {
+            last = None;
+            if spent > MAX_SCOPE_BYTES {
+                let msg = format!("binaries read up to {MAX_SCOPE_BYTES} bytes in this scope; the rest are not read");
+                out.error(C, Some(&path), &msg);
+                return;
+            }
+            let (file, len) = match open_entry(scope, e) {
+                Ok(f) => f,
+                Err(err) => {
+                    out.read_error(C, &path, &err);
+                    if err.is_budget() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            #[cfg(test)]
+            tests::READS.with(|r| r.set(r.get() + 1));
+            let outcome = read_binary(file, len);
+            if let Ok(Some((_, read))) = &outcome {
+                spent += read;
+                if let Err(err) = scope.root.charge_bytes(&path, *read) {
+                    out.read_error(C, &path, &err);
                     return;
                 }
-                continue;
             }
-        };
-        let (found, read) = match read_binary(file, len) {
+            last = Some(((e.dev, e.ino), outcome.map(|o| o.map(|(found, _)| found))));
+        }
+        let Some((_, outcome)) = &last else { continue };
+        let found = match outcome {
             Ok(Some(f)) => f,
             Ok(None) => continue,
             Err(err) => {
@@ -532,34 +759,23 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
                 continue;
             }
         };
-        spent += read;
-        if let Err(err) = scope.root.charge_bytes(&path, read) {
-            out.read_error(C, &path, &err);
-            return;
-        }
         for err in &found.errors {
             out.error(C, Some(&path), &format!("{path}: {err}"));
         }
         let owner = out.owner(&path, &aliases).map(|s| s.to_string());
+        let at = At { location: &path, owner: owner.as_deref(), share: &share };
         if let Some(g) = &found.go {
             for (name, version, purl, note) in go_packages(g) {
-                row(
-                    out,
-                    "golang",
-                    &name,
-                    &version,
-                    &purl,
-                    &path,
-                    owner.as_deref(),
-                    g.goarch.as_deref(),
-                    note.as_deref(),
-                );
+                if !row(out, &at, "golang", &name, &version, &purl, g.goarch.as_deref(), note.as_deref()) {
+                    return;
+                }
             }
         }
         for c in found.rust.iter().flatten() {
             let purl = purl("cargo", &c.name, &c.version);
-            let note = c.root.then_some("root crate");
-            row(out, "cargo", &c.name, &c.version, &purl, &path, owner.as_deref(), None, note);
+            if !row(out, &at, "cargo", &c.name, &c.version, &purl, None, c.root.then_some("root crate")) {
+                return;
+            }
         }
     }
 }
@@ -576,18 +792,28 @@ pub(crate) fn open_entry(scope: &Scope, e: &Entry) -> Result<(File, u64), ReadEr
     Ok((file, len))
 }
 
+/// Where a binary's rows are: its path, its owner, and the share of the table they may take.
+struct At<'a> {
+    location: &'a str,
+    owner: Option<&'a str>,
+    share: &'a Share,
+}
+
+/// Makes one row; false once binaries' rows have taken their share (see [`Share::spent`]).
 #[allow(clippy::too_many_arguments)]
 fn row(
     out: &mut Sink,
+    at: &At,
     manager: &str,
     name: &str,
     version: &str,
     purl: &str,
-    location: &str,
-    owner: Option<&str>,
     arch: Option<&str>,
     note: Option<&str>,
-) {
+) -> bool {
+    if at.share.spent(out, at.location) {
+        return false;
+    }
     let version = (!version.is_empty()).then_some(version);
     out.row(
         &PACKAGES,
@@ -596,17 +822,129 @@ fn row(
             ("name", name.into()),
             ("version", version.into()),
             ("architecture", arch.into()),
-            ("location", location.into()),
+            ("location", at.location.into()),
             ("purl", purl.into()),
-            ("owner_package", owner.into()),
+            ("owner_package", at.owner.into()),
             ("description", note.into()),
         ],
     );
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::{Budgets, Root};
+
+    thread_local! {
+        /// Files [`collect`] read with [`read_binary`] on this thread.
+        pub static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A `.go.buildinfo` section (Go 1.18's inline layout) listing `deps` modules.
+    fn go_section(deps: usize) -> Vec<u8> {
+        let mut m = vec![0u8; 16];
+        m.extend_from_slice(b"path\texample.com/app\nmod\texample.com/app\tv1.0.0\n");
+        for i in 0..deps {
+            m.extend_from_slice(format!("dep\texample.com/m{i}\tv0.0.{i}\n").as_bytes());
+        }
+        m.extend_from_slice(&[0u8; 16]);
+        let mut b = GO_MAGIC.to_vec();
+        b.extend([8, 2]);
+        b.resize(32, 0);
+        b.extend(b"\x06go1.22");
+        let mut n = m.len();
+        while n >= 0x80 {
+            b.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        b.push(n as u8);
+        b.extend(m);
+        b
+    }
+
+    /// `/usr/bin/true` with `data` added as section `name`, at `dst`, executable.
+    fn elf_with_section(dst: &std::path::Path, name: &str, data: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let blob = dst.with_extension("section");
+        std::fs::write(&blob, data).unwrap();
+        let st = std::process::Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!("{name}={}", blob.display()))
+            .arg("/usr/bin/true")
+            .arg(dst)
+            .status()
+            .expect("objcopy (binutils; scripts/install-test-deps.sh installs it)");
+        assert!(st.success());
+        std::fs::remove_file(blob).unwrap();
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    type Pairs = Vec<(String, String)>;
+
+    /// What [`collect`] makes of `root` under `budgets`: (path, name) of each
+    /// `golang` row, and (path, message) of each error row, with the files it read.
+    fn collected(root: &std::path::Path, budgets: Budgets) -> (Pairs, Pairs, usize) {
+        let common =
+            crate::encode::Common { host: "h".into(), scope: "image".into(), scope_id: "x".into(), crawl_time_us: 0 };
+        let root = Root::with_budgets(root, budgets).unwrap();
+        let scope = Scope { common: common.clone(), root, config: Default::default(), app_files: Default::default() };
+        let mut sink = Sink::with_budgets(common, &budgets);
+        let before = READS.with(|r| r.get());
+        collect(&scope, &mut sink);
+        let reads = READS.with(|r| r.get()) - before;
+        let mut text = Vec::new();
+        crate::print::print_json_lines(&sink.finish(), &mut text).unwrap();
+        let rows: Vec<serde_json::Value> =
+            String::from_utf8(text).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let pick = |table: &str, a: &str, b: &str| {
+            rows.iter()
+                .filter(|r| r["table"] == table)
+                .map(|r| (r[a].as_str().unwrap_or("").to_string(), r[b].as_str().unwrap_or("").to_string()))
+                .collect::<Vec<_>>()
+        };
+        (pick("packages", "location", "name"), pick("crawl_errors", "path", "message"), reads)
+    }
+
+    /// A binary with 120 hard links was read, and its build info parsed, 120
+    /// times. It is read once now and reported under each of its paths (in
+    /// any directory); and binaries' rows stop at their share of the
+    /// `packages` table, saying so, so the collectors after them keep room
+    /// for theirs.
+    #[test]
+    fn a_hard_linked_binary_is_read_once_and_its_rows_kept_to_their_share() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |d: &str| {
+            let d = tmp.path().join(d);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let (local, usr_bin, opt) = (dir("usr/local/bin"), dir("usr/bin"), dir("opt"));
+        elf_with_section(&local.join("tool"), ".go.buildinfo", &go_section(98));
+        elf_with_section(&usr_bin.join("other"), ".go.buildinfo", &go_section(0));
+        for link in [local.join("link1"), local.join("link2"), opt.join("link3")] {
+            std::fs::hard_link(local.join("tool"), link).unwrap();
+        }
+        let links = ["/usr/local/bin/tool", "/usr/local/bin/link1", "/usr/local/bin/link2", "/opt/link3"];
+        let (rows, errors, reads) = collected(tmp.path(), Budgets::default());
+        assert_eq!(reads, 2);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rows.len(), 4 * 100 + 2);
+        for path in links {
+            assert_eq!(rows.iter().filter(|(p, _)| p == path).count(), 100, "{path}");
+        }
+        assert_eq!(rows.iter().filter(|(p, _)| p == "/usr/bin/other").count(), 2);
+
+        // Half of 500 rows: two links' 100 rows each, then 50 of the third's, and no more.
+        let (rows, errors, reads) = collected(tmp.path(), Budgets { max_rows_per_table: 500, ..Budgets::default() });
+        assert_eq!((rows.len(), reads), (250, 1));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let (path, message) = &errors[0];
+        assert!(links.contains(&path.as_str()), "{path}");
+        assert!(message.starts_with(&format!("{path}: binaries' packages rows reached their share")), "{message}");
+        assert!(message.contains("(250 rows or"), "{message}");
+        assert_eq!(rows.iter().filter(|(p, _)| p == path).count(), 50);
+    }
 
     #[test]
     fn modinfo_lines_with_replacements() {
@@ -671,6 +1009,77 @@ mod tests {
             ..Found::default()
         };
         assert_eq!(identities(&one), ["cargo:uv@0.13.9"]);
+    }
+
+    /// The build info is the binary's to write: past [`MAX_GO_DEPS`]
+    /// dependencies the rest are counted, and a replacement of one not kept
+    /// is not put on the last one kept; lines after them are still read.
+    #[test]
+    fn go_dependencies_past_the_cap_are_counted() {
+        let mut text = String::from("mod\texample.com/app\tv1.0.0\n");
+        for i in 0..MAX_GO_DEPS + 3 {
+            text.push_str(&format!("dep\texample.com/m{i}\tv0.0.{i}\n"));
+        }
+        text.push_str("=>\texample.com/fork\tv9.9.9\nbuild\tGOARCH=arm64\n");
+        let mut g = GoBuildInfo { go_version: "go1.22.1".into(), ..Default::default() };
+        parse_modinfo(&text, &mut g);
+        assert_eq!((g.deps.len(), g.more_deps), (MAX_GO_DEPS, 3));
+        assert_eq!(g.deps.last().unwrap().path, format!("example.com/m{}", MAX_GO_DEPS - 1));
+        assert!(g.deps.iter().all(|d| d.replace.is_none()));
+        assert_eq!(g.goarch.as_deref(), Some("arm64"));
+        assert_eq!(g.main.as_ref().unwrap().path, "example.com/app");
+        assert_eq!(go_packages(&g).len(), 1 + 1 + MAX_GO_DEPS);
+    }
+
+    fn zlib(json: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(json.as_bytes()).unwrap();
+        z.finish().unwrap()
+    }
+
+    /// Only name, version, source, kind and root are read; build
+    /// dependencies are left out; entries that are not packages are counted.
+    #[test]
+    fn dep_v0_entries_as_rows_use_them() {
+        let json = r#"{"format":1,"packages":[
+            {"name":"uv","version":"0.13.9","source":"local","kind":"runtime","dependencies":[1,2],"root":true},
+            {"name":"cc","version":"1.2.0","source":"crates.io","kind":"build"},
+            {"name":"zstd-sys","version":"2.1.0+zstd.1.5.7","source":"crates.io","root":"yes"},
+            0, [], {"name":"no-version"}, {"name":1,"version":"1.0"}]}"#;
+        let list = parse_dep_v0(&zlib(json)).unwrap();
+        let c = |name: &str, version: &str, source: &str, root| Crate {
+            name: name.into(),
+            version: version.into(),
+            source: Some(source.into()),
+            root,
+        };
+        assert_eq!(
+            list,
+            DepList {
+                crates: vec![c("uv", "0.13.9", "local", true), c("zstd-sys", "2.1.0+zstd.1.5.7", "crates.io", false)],
+                more: 0,
+                malformed: 4,
+            }
+        );
+        // A repeated key: the last list counts; a document without one is an error.
+        let twice = parse_dep_v0(&zlib(r#"{"packages":[{"name":"a","version":"1"}],"packages":[]}"#)).unwrap();
+        assert!(twice.crates.is_empty());
+        for no_list in [r#"{"packages":{"name":"a"}}"#, "[1]", r#"{"format":1}"#, "7"] {
+            let e = parse_dep_v0(&zlib(no_list)).unwrap_err().to_string();
+            assert!(e.contains("no \"packages\" list"), "{no_list}: {e}");
+        }
+        assert!(parse_dep_v0(&zlib(r#"{"packages":[1,"#)).unwrap_err().to_string().contains("not JSON"));
+    }
+
+    /// The list is the binary's to write: past [`MAX_CRATES`] entries the rest are counted, not read.
+    #[test]
+    fn dep_v0_entries_past_the_cap_are_counted() {
+        let entries: Vec<String> =
+            (0..MAX_CRATES + 7).map(|i| format!(r#"{{"name":"c{i}","version":"1.0.{i}"}}"#)).collect();
+        let list = parse_dep_v0(&zlib(&format!(r#"{{"packages":[{}]}}"#, entries.join(",")))).unwrap();
+        assert_eq!((list.crates.len(), list.more, list.malformed), (MAX_CRATES, 7, 0));
+        assert_eq!(list.crates.last().unwrap().name, format!("c{}", MAX_CRATES - 1));
     }
 
     #[test]

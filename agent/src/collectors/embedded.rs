@@ -331,7 +331,8 @@ fn examine_opened(
             Ok(Ok(None))
             | Ok(Err(super::binaries::BinaryError::Malformed(_)))
             | Ok(Err(super::binaries::BinaryError::Unsupported(_)))
-            | Ok(Err(super::binaries::BinaryError::TooLarge { .. })) => {}
+            | Ok(Err(super::binaries::BinaryError::TooLarge { .. }))
+            | Ok(Err(super::binaries::BinaryError::TooMany { .. })) => {}
             Ok(Err(super::binaries::BinaryError::Read(_))) | Err(_) => complete = false,
         }
     }

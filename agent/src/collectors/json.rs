@@ -1,5 +1,6 @@
 //! Reading only what the application collectors use from a JSON manifest
-//! (composer's installed.json, .NET's deps.json, npm's package.json).
+//! (composer's installed.json, .NET's deps.json, npm's package.json, the
+//! cargo-auditable list in a Rust binary's `.dep-v0`).
 //!
 //! The files are the scope's (hostile) input: parsed into a whole
 //! `serde_json::Value`, 4 MB of `[0,0,…]` cost 99 MB and 16 MB of object
@@ -15,12 +16,13 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 /// Items of an array a [`Loose`] keeps (a license list has one to three).
 pub const MAX_ITEMS: usize = 16;
 
-/// What a field of a manifest may hold that a row uses: a string, or an
-/// object's `"name"` and `"type"` strings, or (for a list) the first
+/// What a field of a manifest may hold that a row uses: a string or a bool,
+/// or an object's `"name"` and `"type"` strings, or (for a list) the first
 /// [`MAX_ITEMS`] items of an array as such. Anything else is skipped.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Loose {
     pub text: Option<String>,
+    pub flag: Option<bool>,
     pub name: Option<String>,
     pub kind: Option<String>,
     pub items: Vec<Loose>,
@@ -62,8 +64,8 @@ impl<'de> Visitor<'de> for LooseVisitor {
         Ok(Loose { text: Some(v), ..Loose::default() })
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Loose, E> {
-        Ok(Loose::default())
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Loose, E> {
+        Ok(Loose { flag: Some(v), ..Loose::default() })
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Loose, E> {

@@ -187,10 +187,9 @@ impl Sink {
             values
         };
         let bytes: u64 = values.iter().map(|(_, v)| if let Value::Str(s) = v { s.len() as u64 } else { 0 }).sum();
-        let t = self.taken.entry(table.name).or_default();
+        let max_rows = self.max_rows(table);
         let is_errors = table.name == tables::CRAWL_ERRORS.name;
-        let max_rows =
-            if is_errors { self.limits.max_rows_per_table.min(MAX_ERROR_ROWS) } else { self.limits.max_rows_per_table };
+        let t = self.taken.entry(table.name).or_default();
         if t.rows >= max_rows || t.bytes + bytes > self.limits.max_table_bytes {
             if !std::mem::replace(&mut t.full, true) {
                 let what = if t.rows >= max_rows {
@@ -243,6 +242,22 @@ impl Sink {
     /// Whether `table` has hit a limit (its later rows are dropped).
     pub fn is_full(&self, table: &'static Table) -> bool {
         self.taken.get(table.name).is_some_and(|t| t.full)
+    }
+
+    /// The rows and string bytes `table` may still take in this scope (none once it is full).
+    pub fn room(&self, table: &'static Table) -> (u64, u64) {
+        match self.taken.get(table.name) {
+            Some(t) if t.full => (0, 0),
+            Some(t) => {
+                (self.max_rows(table).saturating_sub(t.rows), self.limits.max_table_bytes.saturating_sub(t.bytes))
+            }
+            None => (self.max_rows(table), self.limits.max_table_bytes),
+        }
+    }
+
+    fn max_rows(&self, table: &'static Table) -> u64 {
+        let max = self.limits.max_rows_per_table;
+        if table.name == tables::CRAWL_ERRORS.name { max.min(MAX_ERROR_ROWS) } else { max }
     }
 
     /// Records a problem as a `crawl_errors` row.
@@ -674,9 +689,13 @@ mod tests {
         let b = Budgets { max_rows_per_table: 100, ..Budgets::default() };
         let mut sink = Sink::with_budgets(common(), &b);
         sink.set_collector("packages");
-        let taken = (0..10_000).filter(|i| file(&mut sink, &format!("/f{i}"))).count();
+        assert_eq!(sink.room(&tables::PACKAGE_FILES), (100, b.max_table_bytes));
+        assert!(file(&mut sink, "/f"));
+        assert_eq!(sink.room(&tables::PACKAGE_FILES), (99, b.max_table_bytes - "dpkgp/f".len() as u64));
+        let taken = 1 + (0..10_000).filter(|i| file(&mut sink, &format!("/f{i}"))).count();
         assert_eq!(taken, 100);
         assert!(sink.is_full(&tables::PACKAGE_FILES));
+        assert_eq!(sink.room(&tables::PACKAGE_FILES), (0, 0));
         assert!(sink.try_row(&tables::OS, &[("id", "debian".into())]));
         let batches = sink.finish();
         assert_eq!(of(&batches, &tables::PACKAGE_FILES).map(RecordBatch::num_rows).sum::<usize>(), 100);
