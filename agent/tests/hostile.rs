@@ -577,6 +577,34 @@ fn matches_past_the_per_collector_cap_are_counted_not_kept() {
     assert!(errors.iter().any(|e| e.starts_with("10 more files than the 50000")), "{errors:?}");
 }
 
+/// The same for the binaries collector: past `MAX_CANDIDATES` executables,
+/// counted in an error row, not kept.
+#[test]
+fn executables_past_the_binaries_cap_are_counted_not_kept() {
+    use periscope_agent::collectors::binaries::MAX_CANDIDATES;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let d = root.join("usr/local/bin");
+    fs::create_dir_all(&d).unwrap();
+    // ext4 allows 65,000 links to one inode: a few source files.
+    for i in 0..MAX_CANDIDATES + 7 {
+        let source = d.join(format!("x{}", i / 50_000 * 50_000));
+        if i % 50_000 == 0 {
+            fs::write(&source, vec![b'#'; 64]).unwrap();
+            fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        } else {
+            fs::hard_link(&source, d.join(format!("x{i}"))).unwrap();
+        }
+    }
+    let mut o = opts(root);
+    o.collectors = Some(vec!["os".into(), "packages".into()]);
+    let (rows, _) = crawl_rows(&o);
+    let errors: Vec<String> = rows["crawl_errors"].iter().map(|r| s(r, "message")).collect();
+    assert!(errors.iter().any(|e| e.starts_with("7 more executables and libraries than the 100000")), "{errors:?}");
+    assert_eq!(rows["os"].len(), 1);
+}
+
 /// Python metadata hard-linked under many names is read once: 2,100 links to
 /// a 1 MB header block spent the collector's whole byte budget (35 s of CPU)
 /// and left the packages past them unread. Each name is still a row.

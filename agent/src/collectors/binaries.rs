@@ -690,16 +690,34 @@ impl Share {
     }
 }
 
+/// Executables and libraries kept to be read, about 200 bytes each until
+/// then: a large host has a few tens of thousands under the walked
+/// directories, and a layer of a few MB can hold a million hard links to one
+/// (220 MB when all were kept).
+pub const MAX_CANDIDATES: usize = 100_000;
+
 pub fn collect(scope: &Scope, out: &mut Sink) {
     let aliases = usrmerge_aliases(&scope.root);
     let mut candidates: Vec<Entry> = Vec::new();
+    let mut dropped = 0u64;
     super::walk_dirs(scope, out, C, DIRS, &mut |e: &Entry, _: &mut Sink| {
         if e.kind == FileType::RegularFile && e.size >= 64 && super::unowned::classify(e.path.name(), e.mode).is_some()
         {
-            candidates.push(e.clone());
+            if candidates.len() < MAX_CANDIDATES {
+                candidates.push(e.clone());
+            } else {
+                dropped += 1;
+            }
         }
         true
     });
+    if dropped > 0 {
+        out.mark_cut();
+        let msg = format!(
+            "{dropped} more executables and libraries than the {MAX_CANDIDATES} this collector reads per scope; they are not read (budget: files per collector)"
+        );
+        out.error(C, Some("/"), &msg);
+    }
     // The links of one file side by side, where the walk met the first, so
     // that each file is read once and what it holds kept only until its last
     // link is reported (120 links to a binary were 120 reads).
