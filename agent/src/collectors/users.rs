@@ -1,5 +1,8 @@
 //! `users`: accounts from /etc/passwd joined with /etc/shadow's password
 //! state. Parsed here, never through NSS; the hash itself is never kept.
+//! A row is an account glibc or musl reads from a line, with the uid that
+//! library uses: a line they read differently gives each one's account and a
+//! `crawl_errors` row saying what each made of it (see [`super::accounts`]).
 //!
 //! Both files are read as they come (see [`Records`]): what shadow says of
 //! each name is kept compactly ([`PasswordStates`]), then each account's row
@@ -173,6 +176,102 @@ mod tests {
         .collect();
         assert_eq!(got, want);
         assert!(!rows.iter().any(|r| r["table"] == "crawl_errors"), "{rows:?}");
+    }
+
+    /// The `users` rows and `crawl_errors` messages of a root whose /etc/passwd is `passwd`.
+    fn users_of(
+        passwd: &[u8],
+    ) -> (Vec<(String, serde_json::Value, serde_json::Value, serde_json::Value)>, Vec<String>) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/passwd"), passwd).unwrap();
+        let rows = collected(tmp.path());
+        let users = rows
+            .iter()
+            .filter(|r| r["table"] == "users")
+            .map(|r| (r["name"].as_str().unwrap().to_string(), r["uid"].clone(), r["gid"].clone(), r["shell"].clone()))
+            .collect();
+        let errors = rows
+            .iter()
+            .filter(|r| r["table"] == "crawl_errors")
+            .map(|r| {
+                assert_eq!((&r["collector"], &r["path"]), (&serde_json::json!("users"), &serde_json::json!(PASSWD)));
+                r["message"].as_str().unwrap().to_string()
+            })
+            .collect();
+        (users, errors)
+    }
+
+    /// Regression: /etc/passwd lines that glibc 2.36 or musl read otherwise
+    /// than the agent did, so that an image could hide a uid-0 account from
+    /// `SELECT ... FROM users WHERE uid = 0` or make one up. Each row is an
+    /// account one of them reads, with the uid it reads; where they differ a
+    /// `crawl_errors` row says what each makes of the line.
+    #[test]
+    fn users_rows_are_the_accounts_glibc_or_musl_read() {
+        let row = |name: &str, uid: i64, shell: &str| (name.to_string(), uid.into(), 0.into(), shell.into());
+        type Case = (
+            &'static [u8],
+            Vec<(String, serde_json::Value, serde_json::Value, serde_json::Value)>,
+            &'static [&'static str],
+        );
+        let cases: Vec<Case> = vec![
+            // Ordinary lines: one row each, no error.
+            (
+                b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:0::/nonexistent:/usr/sbin/nologin\n",
+                vec![row("root", 0, "/bin/sh"), row("nobody", 65534, "/usr/sbin/nologin")],
+                &[],
+            ),
+            // The record ends at the NUL: no account named "nulname\0junk".
+            (
+                b"nulname\0junk:x:0:0::/root:/bin/sh\n",
+                vec![],
+                &[
+                    "line 1: line skipped by glibc (no uid field) and musl (1 field, it needs 7); the record ends at its NUL byte",
+                ],
+            ),
+            // glibc drops the line, musl's uid wraps to 0: a root on Alpine.
+            (
+                b"wrap:x:4294967296:0::/root:/bin/sh\n",
+                vec![row("wrap", 0, "/bin/sh")],
+                &[
+                    "line 1: only musl reads account \"wrap\" with uid 0 (uid \"4294967296\" wraps at 2^32) from this line; \
+                   glibc skips it: uid \"4294967296\" is out of range",
+                ],
+            ),
+            // A uid-0 account to both: the shell is the rest of the line.
+            (b"eight:x:0:0::/root:/bin/sh:extra\n", vec![row("eight", 0, "/bin/sh:extra")], &[]),
+            // glibc's strtoul reads 0; musl skips the line.
+            (
+                b"plus:x:+0:0::/root:/bin/sh\nspace:x: 0:0::/root:/bin/sh\n",
+                vec![row("plus", 0, "/bin/sh"), row("space", 0, "/bin/sh")],
+                &[
+                    "line 1: only glibc reads account \"plus\" with uid 0 from this line; musl skips it: uid \"+0\" is not all digits",
+                    "line 2: only glibc reads account \"space\" with uid 0 from this line; musl skips it: uid \" 0\" is not all digits",
+                ],
+            ),
+            // musl reads an empty uid as 0; glibc skips the line.
+            (
+                b"empty:x::0::/root:/bin/sh\n",
+                vec![row("empty", 0, "/bin/sh")],
+                &[
+                    "line 1: only musl reads account \"empty\" with uid 0 (an empty uid is 0) from this line; glibc skips it: empty uid",
+                ],
+            ),
+            // Neither reads an account: no row with a NULL uid.
+            (
+                b"a:x:abc:0::/root:/bin/sh\n",
+                vec![],
+                &[
+                    "line 1: line skipped by glibc (uid \"abc\" is not a number) and musl (uid \"abc\" is not all digits)",
+                ],
+            ),
+        ];
+        for (passwd, want_users, want_errors) in cases {
+            let (users, errors) = users_of(passwd);
+            assert_eq!(users, want_users, "{:?}", String::from_utf8_lossy(passwd));
+            assert_eq!(errors, want_errors, "{:?}", String::from_utf8_lossy(passwd));
+        }
     }
 
     /// A shadow of more names than are kept costs [`MAX_SHADOW_ENTRIES`]

@@ -108,7 +108,7 @@ pub fn fill(out: &mut Sink, attribution: &Attribution) {
     // The host's users: PID 1's root is the host's `/` also when the agent runs in a container.
     let users: HashMap<i64, String> = super::read_host("/proc/1/root/etc/passwd", 64 << 10)
         .or_else(|| super::read_host("/etc/passwd", 64 << 10))
-        .map(|t| parse_passwd(&t).0.into_iter().filter_map(|u| Some((u.uid?, u.name))).collect())
+        .map(|t| parse_passwd(&t).0.into_iter().map(|u| (u.uid, u.name)).collect())
         .unwrap_or_default();
     let ticks = procfs::ticks_per_second().max(1) as i64;
     let boot = procfs::boot_time_secs().unwrap_or(0) as i64;
