@@ -28,9 +28,14 @@ target="${CARGO_TARGET_DIR:-target}"
 cargo build -q --release -p periscope-agent
 agent="$target/release/periscope-agent"
 syft_version="$("$venv/bin/syft" version 2>/dev/null | awk '/^Version/ {print $2}')"
-python3 - "$runs" "$syft_version" "$agent" "$venv/bin/syft" "$root" <<'PY'
-import json, subprocess, statistics, sys, time
+app_roots=()
+for f in python-fixture node-fixture java-fixture ruby-fixture php-fixture dotnet-fixture binary-fixtures; do
+  if r="$(scripts/$f.sh 2>/dev/null)"; then app_roots+=("$f=$r"); else echo "bench: scripts/$f.sh could not build its root; skipped" >&2; fi
+done
+python3 - "$runs" "$syft_version" "$agent" "$venv/bin/syft" "$root" "${app_roots[@]}" <<'PY'
+import json, re, statistics, subprocess, sys, time
 runs, syft_version, agent, syft, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+roots = [a.split("=", 1) for a in sys.argv[6:]]
 
 def median_run(cmd):
     subprocess.run(cmd, capture_output=True, check=True)  # warm the page cache
@@ -52,25 +57,7 @@ print(f"{'syft ' + syft_version:<28}{s:>10.4f}{len(theirs):>10}")
 same = ours == theirs
 print(f"same (name, version) list: {same}" + ("" if same else f"; only periscope: {sorted(ours - theirs)[:5]}, only syft: {sorted(theirs - ours)[:5]}"))
 print(f"periscope is {s / p:.1f}x faster (target: 50x)")
-PY
 
-app_roots=()
-for f in python-fixture node-fixture java-fixture ruby-fixture php-fixture dotnet-fixture binary-fixtures; do
-  if r="$(scripts/$f.sh 2>/dev/null)"; then app_roots+=("$f=$r"); else echo "bench: scripts/$f.sh could not build its root; skipped" >&2; fi
-done
-python3 - "$runs" "$syft_version" "$agent" "$venv/bin/syft" "${app_roots[@]}" <<'PY'
-import json, re, statistics, subprocess, sys, time
-runs, syft_version, agent, syft = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-roots = [a.split("=", 1) for a in sys.argv[5:]]
-
-def median_run(cmd):
-    subprocess.run(cmd, capture_output=True, check=True)  # warm the page cache
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), r.stdout
 
 # syft's artifact type -> Periscope's manager; OS packages are the first table's business.
 ECOSYSTEM = {"python": "pypi", "npm": "npm", "java-archive": "maven", "jenkins-plugin": "maven", "gem": "gem",

@@ -847,16 +847,7 @@ fn go_build_info_of_too_many_modules_and_its_hard_links_leave_room_for_other_pac
         m.extend_from_slice(format!("dep\texample.com/m{i}\tv0.0.{i}\n").as_bytes());
     }
     m.extend_from_slice(&[0u8; 16]);
-    let mut go = b"\xff Go buildinf:\x08\x02".to_vec();
-    go.resize(32, 0);
-    go.extend_from_slice(b"\x06go1.22");
-    let mut n = m.len();
-    while n >= 0x80 {
-        go.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    go.push(n as u8);
-    go.extend_from_slice(&m);
+    let go = periscope_agent::collectors::binaries::go_buildinfo_section("go1.22", &m);
     elf_with_section(&bin.join("go-many"), ".go.buildinfo", &go);
     for i in 0..5 {
         fs::hard_link(bin.join("go-many"), bin.join(format!("go-link{i}"))).unwrap();

@@ -751,16 +751,7 @@ fn go_build_info_costs_the_modules_kept() {
     m.extend_from_slice(&b"dep\ta\n".repeat(699_030));
     m.push(b'\n');
     m.extend_from_slice(&[0u8; 16]);
-    let mut section = b"\xff Go buildinf:\x08\x02".to_vec();
-    section.resize(32, 0);
-    section.extend_from_slice(b"\x06go1.22");
-    let mut n = m.len();
-    while n >= 0x80 {
-        section.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    section.push(n as u8);
-    section.extend_from_slice(&m);
+    let section = binaries::go_buildinfo_section("go1.22", &m);
     drop(m);
     let ((info, rows), peak) = peak_of(|| {
         let info = binaries::parse_go(&section).unwrap();

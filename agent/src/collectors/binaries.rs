@@ -690,6 +690,26 @@ impl Share {
     }
 }
 
+/// A `.go.buildinfo` section in Go 1.18's inline layout: the toolchain
+/// `version`, then `modinfo` (the module text, its 16-byte sentinels
+/// included), each varint-length-prefixed. For tests and benchmarks that make
+/// Go binaries without a Go toolchain.
+pub fn go_buildinfo_section(version: &str, modinfo: &[u8]) -> Vec<u8> {
+    let mut b = GO_MAGIC.to_vec();
+    b.extend([8, 2]); // pointer size, flags: inline strings
+    b.resize(32, 0);
+    for field in [version.as_bytes(), modinfo] {
+        let mut n = field.len();
+        while n >= 0x80 {
+            b.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        b.push(n as u8);
+        b.extend_from_slice(field);
+    }
+    b
+}
+
 /// Executables and libraries kept to be read, about 200 bytes each until
 /// then: a large host has a few tens of thousands under the walked
 /// directories, and a layer of a few MB can hold a million hard links to one
@@ -867,18 +887,7 @@ mod tests {
             m.extend_from_slice(format!("dep\texample.com/m{i}\tv0.0.{i}\n").as_bytes());
         }
         m.extend_from_slice(&[0u8; 16]);
-        let mut b = GO_MAGIC.to_vec();
-        b.extend([8, 2]);
-        b.resize(32, 0);
-        b.extend(b"\x06go1.22");
-        let mut n = m.len();
-        while n >= 0x80 {
-            b.push(n as u8 | 0x80);
-            n >>= 7;
-        }
-        b.push(n as u8);
-        b.extend(m);
-        b
+        go_buildinfo_section("go1.22", &m)
     }
 
     /// `/usr/bin/true` with `data` added as section `name`, at `dst`, executable.
