@@ -74,7 +74,8 @@ pub(crate) fn own_unclaimed(
     path: &str,
     aliases: &[(String, String)],
 ) {
-    let steal = out.owners.get(path, aliases).is_none();
+    // Among the OS packages' paths, settled before the caller started: a sort per path would be quadratic.
+    let steal = out.owners.get_settled(path, aliases).is_none();
     own_as(out, manager, package, path, aliases, steal);
 }
 

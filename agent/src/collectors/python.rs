@@ -263,6 +263,9 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     // one 1 MB file spent the collector's 2 GB byte budget (35 s of CPU) and
     // left every package past them unread.
     let mut linked = std::collections::HashMap::new();
+    // The OS packages' paths, sorted once: this collector's own inserts (pip's
+    // file lists) are not looked up here (see [`super::owners`]).
+    out.owners.settle();
     for e in found {
         if let Err(err) = read_one(scope, out, &e, &aliases, &mut linked)
             && err.is_budget()
@@ -298,7 +301,7 @@ fn read_one(
     // Who owns the metadata file (or, for lists that name only directories, its dist-info directory).
     let owner = {
         let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        [path.as_str(), dir].iter().find_map(|p| out.owner(p, aliases)).cloned()
+        [path.as_str(), dir].iter().find_map(|p| out.owners.get_settled(p, aliases)).cloned()
     };
     let purl = purl(&m.name, &m.version);
     out.row(
