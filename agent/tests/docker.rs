@@ -367,9 +367,6 @@ async fn containers_of_a_quarantined_image_are_left_unread_with_it() {
     }
     let image = docker_test_image();
     let tag = format!("pq{}", std::process::id());
-    let mut cs = Containers(Vec::new());
-    let replicas: Vec<String> =
-        (0..2).map(|i| cs.create(&["create", "--name", &format!("{tag}-{i}"), &image, "true"])).collect();
     // Another image (same layers, its own id): a label is all it adds.
     let other = format!("periscope-test/other:{tag}");
     let mut build = Command::new("docker")
@@ -381,6 +378,11 @@ async fn containers_of_a_quarantined_image_are_left_unread_with_it() {
     use std::io::Write;
     build.stdin.take().unwrap().write_all(format!("FROM {image}\nLABEL periscope.test={tag}\n").as_bytes()).unwrap();
     assert!(build.wait().unwrap().success(), "docker build of {other}");
+    // Declared before the containers: removed after them, when the test ends or fails.
+    let _other = Image(other.clone());
+    let mut cs = Containers(Vec::new());
+    let replicas: Vec<String> =
+        (0..2).map(|i| cs.create(&["create", "--name", &format!("{tag}-{i}"), &image, "true"])).collect();
     let bystander = cs.create(&["create", "--name", &format!("{tag}-other"), &other, "true"]);
     let inspect = |what: &str| {
         let out = Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", what]).output().unwrap();
@@ -417,8 +419,6 @@ async fn containers_of_a_quarantined_image_are_left_unread_with_it() {
     }
     // A container of another image is read as usual.
     assert!(!of(&bystander)["packages"].is_empty(), "the bystander container was not read");
-    drop(cs);
-    let _ = Command::new("docker").args(["rmi", &other]).output();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

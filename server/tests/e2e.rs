@@ -371,13 +371,7 @@ fn a_container_of_an_official_style_image_shows_every_application_package_in_sql
     let image = format!("periscope-test/official:{tag}");
     let out = Command::new("docker").args(["build", "-q", "-t", &image]).arg(ctx.path()).output().unwrap();
     assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
-    struct Rmi(String);
-    impl Drop for Rmi {
-        fn drop(&mut self) {
-            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
-        }
-    }
-    let _rmi = Rmi(image.clone());
+    let _image = Image(image.clone());
     let name = format!("{tag}-app");
     let mut cs = Containers(Vec::new());
     cs.create(&["run", "-d", "--name", &name, &image, "sleep", "600"]);

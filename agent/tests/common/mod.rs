@@ -166,6 +166,15 @@ impl Containers {
     }
 }
 
+/// An image made by a test, removed when it ends (a failing test included).
+pub struct Image(pub String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
 impl Drop for Containers {
     fn drop(&mut self) {
         for id in &self.0 {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 #[path = "../../../agent/tests/common/mod.rs"]
 mod agent_common;
 #[allow(unused_imports)]
-pub use agent_common::{Containers, debian_rootfs, docker_available, docker_test_image, in_chroot, repo_root};
+pub use agent_common::{Containers, Image, debian_rootfs, docker_available, docker_test_image, in_chroot, repo_root};
 
 pub fn periscope_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_periscope"))
