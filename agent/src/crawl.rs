@@ -671,6 +671,7 @@ fn run_these(
                             guarded(p, &scope, &mut scratch);
                         }
                         sink.owners = std::mem::take(&mut scratch.owners);
+                        sink.app_owners = std::mem::take(&mut scratch.app_owners);
                     }
                     let ran = std::time::Instant::now();
                     guarded(col, &scope, &mut sink);

@@ -1509,3 +1509,36 @@ fn a_scope_whose_crawl_killed_the_agent_is_left_unread_by_the_next_run() {
     assert!(!tables.contains("packages") && !tables.contains("unowned_files"), "{tables:?}");
     drop(fuse);
 }
+
+/// What a pip distribution's own file list names is that distribution's in
+/// `package_files`, but it has no OS owner: a jar shipped inside a wheel is
+/// a Maven package with no `owner_package` (not the wheel's name), and an
+/// `owner_package IS NULL` query still finds what no OS package manager owns.
+#[test]
+fn a_pip_file_list_gives_files_no_os_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    os_release(root);
+    let site = root.join("usr/local/lib/python3.11/site-packages");
+    fs::create_dir_all(site.join("outer-1.0.dist-info")).unwrap();
+    fs::create_dir_all(site.join("outer/jars")).unwrap();
+    fs::write(site.join("outer-1.0.dist-info/METADATA"), "Name: outer\nVersion: 1.0\n\n").unwrap();
+    fs::write(site.join("outer-1.0.dist-info/RECORD"), "outer/jars/lib.jar,,\nouter-1.0.dist-info/METADATA,,\n")
+        .unwrap();
+    let pom = b"groupId=org.example\nartifactId=lib\nversion=2.0\n".to_vec();
+    fs::write(site.join("outer/jars/lib.jar"), zip_of(&[("META-INF/maven/org.example/lib/pom.properties", pom, 0, 0)]))
+        .unwrap();
+    let mut o = opts(root);
+    o.collectors = Some(vec!["os".into(), "packages".into(), "python".into(), "java".into()]);
+    let (rows, _) = crawl_rows(&o);
+    let jar = "/usr/local/lib/python3.11/site-packages/outer/jars/lib.jar";
+    assert!(
+        rows["package_files"]
+            .iter()
+            .any(|r| s(r, "manager") == "pypi" && s(r, "package") == "outer" && s(r, "path") == jar),
+        "{:?}",
+        rows["package_files"]
+    );
+    let lib = rows["packages"].iter().find(|r| s(r, "name") == "org.example:lib").expect("the jar's package");
+    assert_eq!(s(lib, "owner_package"), "", "a pip distribution is not an OS owner");
+}

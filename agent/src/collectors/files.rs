@@ -135,7 +135,7 @@ fn row(scope: &Scope, out: &mut Sink, e: &Entry, path: String, aliases: &[(Strin
     } else {
         None
     };
-    let owner = out.owner(&path, aliases).cloned();
+    let owner = out.any_owner(&path, aliases).cloned();
     out.row(
         &FILES,
         &[

@@ -111,8 +111,13 @@ pub struct Sink {
     cuts: usize,
     /// The collector running now, named on limit errors.
     collector: &'static str,
-    /// Path → owning package, filled by `packages`, read by `files` and `unowned_files`.
+    /// Path → owning OS package, filled by `packages`, read by `files` and `unowned_files`,
+    /// and by the application collectors for `owner_package`.
     pub owners: owners::Owners,
+    /// Path → the Python distribution whose own file list names it (pip's
+    /// `RECORD`), filled by `python`: owned for `unowned_files` and `files`,
+    /// never an `owner_package` (see [`Sink::any_owner`]).
+    pub app_owners: owners::Owners,
     /// ELF files `unowned_files` read and scanned, left for `embedded_libraries` (see [`embedded`]).
     pub elf_scans: embedded::KeptScans,
 }
@@ -154,6 +159,7 @@ impl Sink {
             cuts: 0,
             collector: "crawl",
             owners: owners::Owners::default(),
+            app_owners: owners::Owners::default(),
             elf_scans: embedded::KeptScans::default(),
         }
     }
@@ -333,6 +339,11 @@ impl Sink {
     /// merged-/usr alias (/bin -> usr/bin, see [`usrmerge_aliases`]) makes of it.
     pub fn owner(&self, path: &str, aliases: &[(String, String)]) -> Option<&std::sync::Arc<str>> {
         self.owners.get(path, aliases)
+    }
+
+    /// [`Sink::owner`], else the Python distribution pip's file list gives `path` to.
+    pub fn any_owner(&self, path: &str, aliases: &[(String, String)]) -> Option<&std::sync::Arc<str>> {
+        self.owners.get(path, aliases).or_else(|| self.app_owners.get(path, aliases))
     }
 
     pub fn common(&self) -> &Common {

@@ -10,13 +10,8 @@
 //! [`super::usrmerge_aliases`]), when stored and when looked up, so the
 //! alias and the real path find one entry and no twin is stored.
 //!
-//! Entries are appended as `packages` reads them and sorted at the first
-//! lookup after an insert. A collector that both looks up and inserts (pip's
-//! file lists, `python`) must not sort the whole map for each path: it settles
-//! the map once ([`Owners::settle`]) and then looks up in what was settled
-//! ([`Owners::get_settled`]: the OS packages' paths), while its own inserts
-//! wait unsorted for the next collector's first lookup. (A sort per RECORD
-//! path made a host's crawl take minutes.)
+//! Entries are appended as `packages` reads them and sorted once, at the
+//! first lookup after an insert.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
@@ -28,10 +23,10 @@ use super::unalias;
 #[derive(Default)]
 pub struct Owners {
     key: std::collections::hash_map::RandomState,
-    /// `[hash >> 32, hash as u32, package]`, the first `sorted` sorted by hash
+    /// `[hash >> 32, hash as u32, package]`, sorted by hash when `sorted`
     /// (stable: of two entries for one path, the later one wins).
     entries: RefCell<Vec<[u32; 3]>>,
-    sorted: std::cell::Cell<usize>,
+    sorted: std::cell::Cell<bool>,
     /// Package names, by index; consecutive inserts of one package share one.
     names: Vec<Arc<str>>,
 }
@@ -55,31 +50,19 @@ impl Owners {
         let index = (self.names.len() - 1) as u32;
         let h = self.hash(path, aliases);
         self.entries.get_mut().push([(h >> 32) as u32, h as u32, index]);
-    }
-
-    /// Sorts what was inserted since the last lookup.
-    pub fn settle(&self) {
-        let mut entries = self.entries.borrow_mut();
-        if self.sorted.get() < entries.len() {
-            entries.sort_by_key(|e| [e[0], e[1]]);
-            self.sorted.set(entries.len());
-        }
+        *self.sorted.get_mut() = false;
     }
 
     /// The package owning `path`, found under it or under the path a
     /// merged-/usr alias makes of it.
     pub fn get(&self, path: &str, aliases: &[(String, String)]) -> Option<&Arc<str>> {
-        self.settle();
-        self.get_settled(path, aliases)
-    }
-
-    /// [`Self::get`] among the paths settled by the last lookup or
-    /// [`Self::settle`], without sorting those inserted since.
-    pub fn get_settled(&self, path: &str, aliases: &[(String, String)]) -> Option<&Arc<str>> {
         let h = self.hash(path, aliases);
         let key = [(h >> 32) as u32, h as u32];
+        if !self.sorted.get() {
+            self.entries.borrow_mut().sort_by_key(|e| [e[0], e[1]]);
+            self.sorted.set(true);
+        }
         let entries = self.entries.borrow();
-        let entries = &entries[..self.sorted.get().min(entries.len())];
         let end = entries.partition_point(|e| [e[0], e[1]] <= key);
         let e = entries[..end].last().filter(|e| [e[0], e[1]] == key)?;
         Some(&self.names[e[2] as usize])
@@ -101,27 +84,6 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A collector that inserts while it looks up (pip's file lists) looks up
-    /// in what was settled: no sort per path (a host's crawl took minutes),
-    /// and its own inserts wait for the next collector's first lookup.
-    #[test]
-    fn settled_lookups_see_what_was_settled_and_sort_nothing() {
-        let mut o = Owners::default();
-        let (dpkg, pip): (Arc<str>, Arc<str>) = ("coreutils".into(), "flask".into());
-        o.insert("/usr/bin/ls", &dpkg, &[]);
-        assert_eq!(o.get_settled("/usr/bin/ls", &[]), None, "not settled yet");
-        o.settle();
-        for i in 0..1000 {
-            o.insert(&format!("/usr/local/lib/f{i}"), &pip, &[]);
-            assert_eq!(o.get_settled("/usr/bin/ls", &[]).map(|p| &**p), Some("coreutils"));
-            assert_eq!(o.get_settled(&format!("/usr/local/lib/f{i}"), &[]), None);
-        }
-        assert_eq!(o.sorted.get(), 1, "nothing sorted since settle");
-        // The next plain lookup settles everything.
-        assert_eq!(o.get("/usr/local/lib/f999", &[]).map(|p| &**p), Some("flask"));
-        assert_eq!(o.sorted.get(), 1001);
-    }
 
     #[test]
     fn lookups_by_path_and_by_alias() {

@@ -61,25 +61,6 @@ fn collect_until(scope: &Scope, out: &mut Sink, late: &mut dyn FnMut() -> bool) 
 /// The package name is shared by all its paths in the map (a long name must
 /// not be copied once per file).
 fn own(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)]) {
-    own_as(out, manager, package, path, aliases, true);
-}
-
-/// [`own`] for a package manager that installs over the OS's (pip): the path
-/// is listed as the package's, but an owner the OS package databases already
-/// named stays its owner.
-pub(crate) fn own_unclaimed(
-    out: &mut Sink,
-    manager: &str,
-    package: &Arc<str>,
-    path: &str,
-    aliases: &[(String, String)],
-) {
-    // Among the OS packages' paths, settled before the caller started: a sort per path would be quadratic.
-    let steal = out.owners.get_settled(path, aliases).is_none();
-    own_as(out, manager, package, path, aliases, steal);
-}
-
-fn own_as(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)], owner: bool) {
     if path.is_empty() || path == "/." || path == "/" {
         return;
     }
@@ -87,8 +68,21 @@ fn own_as(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases
     if !out.try_row(&PACKAGE_FILES, &row) {
         return;
     }
-    if owner {
-        out.owners.insert(path, package, aliases);
+    out.owners.insert(path, package, aliases);
+}
+
+/// [`own`] for a Python distribution's own file list: the path is the
+/// package's in `package_files` and owned for `unowned_files`, but kept apart
+/// from the OS packages' owners (see [`Sink::app_owners`]): an application
+/// package or an ELF file inside a pip package has no OS owner, and
+/// `embedded_libraries` still scans a wheel's compiled extensions.
+pub(crate) fn own_app(out: &mut Sink, manager: &str, package: &Arc<str>, path: &str, aliases: &[(String, String)]) {
+    if path.is_empty() || path == "/." || path == "/" {
+        return;
+    }
+    let row = [("manager", manager.into()), ("package", (&**package).into()), ("path", path.into())];
+    if out.try_row(&PACKAGE_FILES, &row) {
+        out.app_owners.insert(path, package, aliases);
     }
 }
 

@@ -21,9 +21,10 @@
 //! the site directory, `../../../bin/flask` for a console script), an
 //! egg-info's `installed-files.txt` (relative to the egg-info), at most
 //! [`MAX_FILE_LIST_BYTES`] each. Each path, resolved lexically (nothing is
-//! opened), becomes a `package_files` row of manager `pypi` and, unless an
-//! OS package already owns it, the package's in the owners map: pip's
-//! console scripts and compiled extensions are then no longer unowned files.
+//! opened), becomes a `package_files` row of manager `pypi` and is owned for
+//! `unowned_files` (not as an OS package's: see [`super::Sink::app_owners`]):
+//! pip's console scripts and compiled extensions are then no longer unowned
+//! files.
 
 use periscope_proto::tables::PACKAGES;
 use rustix::fs::FileType;
@@ -263,9 +264,6 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
     // one 1 MB file spent the collector's 2 GB byte budget (35 s of CPU) and
     // left every package past them unread.
     let mut linked = std::collections::HashMap::new();
-    // The OS packages' paths, sorted once: this collector's own inserts (pip's
-    // file lists) are not looked up here (see [`super::owners`]).
-    out.owners.settle();
     for e in found {
         if let Err(err) = read_one(scope, out, &e, &aliases, &mut linked)
             && err.is_budget()
@@ -301,7 +299,7 @@ fn read_one(
     // Who owns the metadata file (or, for lists that name only directories, its dist-info directory).
     let owner = {
         let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        [path.as_str(), dir].iter().find_map(|p| out.owners.get_settled(p, aliases)).cloned()
+        [path.as_str(), dir].iter().find_map(|p| out.owner(p, aliases)).cloned()
     };
     let purl = purl(&m.name, &m.version);
     out.row(
@@ -411,7 +409,7 @@ fn own_files(
         let entry =
             if file == "METADATA" { record_path(line.trim_end_matches('\r')) } else { Some(line.trim().into()) };
         if let Some(p) = entry.filter(|p| !p.is_empty()) {
-            super::packages::own_unclaimed(out, "pypi", &package, &resolve(base, &p), aliases);
+            super::packages::own_app(out, "pypi", &package, &resolve(base, &p), aliases);
         }
     }
     Ok(())

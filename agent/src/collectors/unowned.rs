@@ -50,7 +50,7 @@ pub fn collect(scope: &Scope, out: &mut Sink) {
             && let Some(kind) = classify(e.path.name(), e.mode)
         {
             let path = e.path.shown();
-            if out.owner(&path, &aliases).is_none() && !out.is_full(&UNOWNED_FILES) {
+            if out.any_owner(&path, &aliases).is_none() && !out.is_full(&UNOWNED_FILES) {
                 stopped = !row(scope, out, e, kind, path);
             }
         }
