@@ -322,7 +322,15 @@ pub async fn live_context(
 }
 
 fn session(runtime: Option<Arc<RuntimeEnv>>) -> SessionContext {
-    let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
+    let mut config =
+        SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
+    // Every column carries its description as Arrow metadata, and a UNION of
+    // columns with different descriptions under DISTINCT or GROUP BY failed
+    // to plan: DataFusion 55 gives the union different metadata in its
+    // logical and physical plans, and this check (a guard against planner
+    // bugs, which DataFusion offers to switch off for such cases) compares
+    // metadata too. Types and nullability are what the operators rely on.
+    config.options_mut().execution.skip_physical_aggregate_schema_check = true;
     let runtime = runtime.or_else(|| RuntimeEnvBuilder::new().with_cache_manager(cache_config()).build_arc().ok());
     match runtime {
         Some(rt) => SessionContext::new_with_config_rt(config, rt),
