@@ -5,14 +5,12 @@
 //! (`periscope-fronts`), are made durable by `periscope-store`, and are
 //! answered in SQL by `periscope-query`, which the fronts and the compliance
 //! reports (`periscope-report`) call. [`serve`] starts them side by side,
-//! [`output`] formats results for the terminal, [`sbom`] writes one scope's
-//! inventory as CycloneDX or SPDX, and [`quickstart`] runs all of it in one
-//! process (the only server code that uses the agent crate).
+//! [`output`] formats results for the terminal, and [`quickstart`] runs all
+//! of it in one process (the only server code that uses the agent crate).
 //!
 //! May import: every server crate and, for `quickstart` only, the agent.
 //! Nothing imports it.
 
 pub mod output;
 pub mod quickstart;
-pub mod sbom;
 pub mod serve;

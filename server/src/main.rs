@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use periscope_fronts::service;
 use periscope_query::query;
+use periscope_sbom as sbom;
 use periscope_server::output::{self, Format};
-use periscope_server::{quickstart, sbom, serve};
+use periscope_server::{quickstart, serve};
 
 #[derive(Parser)]
 #[command(name = "periscope", version, about = "What is actually running in your container fleet, in SQL")]
@@ -159,7 +160,8 @@ enum Cmd {
         user: Option<String>,
     },
     /// Write the inventory of one container, image or host as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON),
-    /// from a server (its SQL, within the user's read scope) or a data directory.
+    /// made by a server (its gRPC Query.Sbom call, within the user's read scope and limits) or read from a
+    /// data directory.
     #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["container", "image", "host"])))]
     Sbom {
         /// A container: its name, id or a unique id prefix.
@@ -556,34 +558,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sbom { container, image, host, format, output, no_files, server, data, user } => {
             use sbom::inventory::{self, Selector, Source};
-            let selector = match (container, image, host) {
-                (Some(name_or_id), _, host) => Selector::Container { name_or_id, host },
-                (None, Some(id_or_ref), host) => Selector::Image { id_or_ref, host },
-                (None, None, Some(host)) => Selector::Host { host },
-                (None, None, None) => anyhow::bail!("name a --container, --image or --host"),
-            };
-            let created = sbom::timestamp().map_err(anyhow::Error::msg)?;
-            let source = match data {
+            let (doc, summary) = match data {
                 Some(dir) => {
+                    let selector = Selector::named(container, image, host)
+                        .map_err(|_| anyhow::anyhow!("name a --container, --image or --host"))?;
+                    let created = sbom::timestamp().map_err(anyhow::Error::msg)?;
                     if !dir.join("tables").is_dir() {
                         anyhow::bail!("{} is not a Periscope data directory (no tables/ inside)", dir.display());
                     }
-                    Source::data(&dir).await?
+                    let source = Source::data(&dir).await?;
+                    let inv = inventory::read(&source, &selector, !no_files).await?;
+                    let s = &inv.subject;
+                    let on =
+                        if s.kind == inventory::Kind::Host { String::new() } else { format!(" on host {}", s.host) };
+                    let summary = format!("{} {}{on}: {} packages", s.kind.scope(), s.name, inv.packages.len());
+                    (sbom::render(format, &inv, &created).into_bytes(), summary)
                 }
                 None => {
+                    // Made by the server (its gRPC Query.Sbom call), within this user's read scope and limits.
+                    if container.is_none() && image.is_none() && host.is_none() {
+                        anyhow::bail!("name a --container, --image or --host");
+                    }
+                    let created = sbom::source_date_epoch().map_err(anyhow::Error::msg)?;
+                    let request = periscope_proto::v1::SbomRequest {
+                        container: container.unwrap_or_default(),
+                        image: image.unwrap_or_default(),
+                        host: host.unwrap_or_default(),
+                        format: format.name().to_string(),
+                        no_files,
+                        created,
+                    };
                     let credentials = user.map(|u| (u, std::env::var("PERISCOPE_PASSWORD").unwrap_or_default()));
-                    Source::Remote { url: server, credentials }
+                    let doc = query::remote_sbom(&server, request, credentials.as_ref()).await?;
+                    let summary = format!("{} bytes from {server}", doc.len());
+                    (doc, summary)
                 }
             };
-            let inv = inventory::read(&source, &selector, !no_files).await.map_err(anyhow::Error::msg)?;
-            let doc = sbom::render(format, &inv, &created);
             match output {
                 Some(path) => std::fs::write(&path, doc).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-                None => std::io::Write::write_all(&mut std::io::stdout().lock(), doc.as_bytes())?,
+                None => std::io::Write::write_all(&mut std::io::stdout().lock(), &doc)?,
             }
-            let s = &inv.subject;
-            let on = if s.kind == inventory::Kind::Host { String::new() } else { format!(" on host {}", s.host) };
-            eprintln!("periscope: sbom of {} {}{on}: {} packages", s.kind.scope(), s.name, inv.packages.len());
+            eprintln!("periscope: sbom of {summary}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Quickstart { data, root } => {

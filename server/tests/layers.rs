@@ -20,7 +20,8 @@ use syn::visit::Visit;
 const LAYERS: &[&[&str]] = &[
     &["periscope-store"],
     &["periscope-query"],
-    &["periscope-fronts", "periscope-report", "periscope-vulns"],
+    &["periscope-report", "periscope-vulns", "periscope-sbom"],
+    &["periscope-fronts"],
     &["periscope-server"],
 ];
 

@@ -189,6 +189,8 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
     }
 
     let mut docs: BTreeMap<(String, &str), Value> = BTreeMap::new();
+    // The server's call sends a document in pieces of 256 KiB: a host's, with its files, takes several.
+    let mut largest = 0;
     for case in &cases {
         let n = count(&remote, &case.filter);
         assert!(n > 0, "{}: no packages stored", case.what);
@@ -199,6 +201,7 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
             let from_server = sbom(&[&remote[..], &args].concat(), Some(EPOCH)).unwrap();
             let from_data = sbom(&[&local[..], &args].concat(), Some(EPOCH)).unwrap();
             assert!(from_server == from_data, "{} {format}: --server and --data documents differ", case.what);
+            largest = largest.max(from_server.len());
             // Unpinned, the timestamp is now; the rest but the serial number (made from it) is the same.
             let now: Value = serde_json::from_str(&sbom(&[&remote[..], &args].concat(), None).unwrap()).unwrap();
             let doc: Value = serde_json::from_str(&from_server).unwrap();
@@ -268,6 +271,7 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
             docs.insert((case.what.clone(), format), doc);
         }
     }
+    assert!(largest > 2 * (256 << 10), "the largest document, {largest} bytes, crossed fewer than three pieces");
 
     // bash in the debootstrap root: version and purl as dpkg and os-release say.
     let dpkg =

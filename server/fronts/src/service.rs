@@ -1,5 +1,6 @@
 //! gRPC fronts: `Ingest` (agents stream batches in; each is acknowledged only
-//! once durable) and `Query` (read-only SQL, results as Arrow IPC).
+//! once durable) and `Query` (read-only SQL, results as Arrow IPC; SBOMs of
+//! one scope, made by `periscope-sbom` within the same limits).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,7 +10,8 @@ use futures::{Stream, StreamExt};
 use periscope_proto::v1::ingest_server::{Ingest, IngestServer};
 use periscope_proto::v1::query_server::{Query, QueryServer};
 use periscope_proto::v1::{
-    Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SqlChunk, SqlRequest,
+    Ack, Batch, EnrollRequest, EnrollResponse, ImagesRequest, ImagesResponse, SbomChunk, SbomRequest, SqlChunk,
+    SqlRequest,
 };
 use periscope_proto::{CONTRACT_VERSION, MAX_MESSAGE_BYTES, ipc, tables};
 use tokio::sync::mpsc;
@@ -211,9 +213,63 @@ pub struct QueryService {
     users: Arc<SqlUsers>,
 }
 
+/// The pieces an SBOM document travels in.
+const SBOM_CHUNK: usize = 256 << 10;
+
 #[tonic::async_trait]
 impl Query for QueryService {
     type SqlStream = BoxStream<SqlChunk>;
+    type SbomStream = BoxStream<SbomChunk>;
+
+    async fn sbom(&self, request: Request<SbomRequest>) -> Result<Response<Self::SbomStream>, Status> {
+        use periscope_sbom::inventory::{self, Selector, Source};
+        let scope = match self.users.is_empty() {
+            true => None,
+            false => self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?),
+        };
+        let r = request.into_inner();
+        let selector =
+            Selector::named(Some(r.container), Some(r.image), Some(r.host)).map_err(Status::invalid_argument)?;
+        let format = periscope_sbom::Format::parse(&r.format).map_err(Status::invalid_argument)?;
+        let created = periscope_sbom::timestamp_at(r.created).map_err(Status::invalid_argument)?;
+        let files = !r.no_files;
+        let (snapshot, limits) = (self.store.snapshot(), self.limits.scoped(scope));
+        let timeout = limits.timeout;
+        let mut timed = periscope_query::metrics::Timed::start("grpc");
+        // Its queries run on a thread of their own, as SQL does; the whole
+        // document, not each query, within the user's time limit.
+        let work = query::own_thread(async move {
+            let source = Source::snapshot(snapshot, limits).await?;
+            let inv = inventory::read(&source, &selector, files).await;
+            Ok(inv.map(|inv| periscope_sbom::render(format, &inv, &created)))
+        });
+        let doc = match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(Ok(doc))) => doc,
+            Ok(Ok(Err(e))) => {
+                use inventory::Error;
+                timed.outcome = "error";
+                return Err(match e {
+                    Error::NotFound(m) => Status::not_found(m),
+                    Error::Ambiguous(m) => Status::failed_precondition(m),
+                    Error::Query(m) => Status::invalid_argument(m),
+                });
+            }
+            Ok(Err(e)) => {
+                timed.outcome = if matches!(e, query::QueryError::Limit(_)) { "refused" } else { "error" };
+                return Err(Status::invalid_argument(e.to_string()));
+            }
+            Err(_) => {
+                timed.outcome = "refused";
+                return Err(Status::invalid_argument(format!(
+                    "SBOM cancelled after {} s, the time limit for a query (--query-timeout-secs)",
+                    timeout.as_secs()
+                )));
+            }
+        };
+        let chunks: Vec<Result<SbomChunk, Status>> =
+            doc.into_bytes().chunks(SBOM_CHUNK).map(|c| Ok(SbomChunk { data: c.to_vec() })).collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
         let scope = match self.users.is_empty() {

@@ -15,8 +15,8 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use periscope_proto::ipc;
-use periscope_proto::v1::SqlRequest;
 use periscope_proto::v1::query_client::QueryClient;
+use periscope_proto::v1::{SbomRequest, SqlRequest};
 
 use crate::catalog;
 use periscope_store::store::{Snapshot, Store};
@@ -504,13 +504,8 @@ pub fn take_refusal(ctx: &SessionContext) -> Option<String> {
     pool.downcast_ref::<QueryPool>().and_then(|p| p.refused.lock().ok()?.take())
 }
 
-/// Runs `sql` on the server at `url`; `progress` hears the rows received so far as they stream in.
-pub async fn remote(
-    url: &str,
-    sql: &str,
-    credentials: Option<&(String, String)>,
-    mut progress: impl FnMut(u64),
-) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+/// A client of the server's query service at `url`.
+async fn connect(url: &str) -> Result<QueryClient<tonic::transport::Channel>, QueryError> {
     let unreachable = |m: String| QueryError::Unreachable { url: url.to_string(), message: m };
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| unreachable(e.to_string()))?;
     let channel = endpoint.connect().await.map_err(|e| {
@@ -520,9 +515,12 @@ pub async fn remote(
         }
         unreachable(m)
     })?;
-    let mut client = QueryClient::new(channel).max_decoding_message_size(periscope_proto::MAX_MESSAGE_BYTES);
-    let server = |s: tonic::Status| QueryError::Server { url: url.to_string(), message: s.message().to_string() };
-    let mut request = tonic::Request::new(SqlRequest { sql: sql.to_string() });
+    Ok(QueryClient::new(channel).max_decoding_message_size(periscope_proto::MAX_MESSAGE_BYTES))
+}
+
+/// `message` as a request to the server at `url`, signed in as `credentials` (HTTP Basic) when given.
+fn request<T>(url: &str, message: T, credentials: Option<&(String, String)>) -> Result<tonic::Request<T>, QueryError> {
+    let mut request = tonic::Request::new(message);
     if let Some((user, password)) = credentials {
         use base64::Engine;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -532,6 +530,19 @@ pub async fn remote(
         })?;
         request.metadata_mut().insert("authorization", value);
     }
+    Ok(request)
+}
+
+/// Runs `sql` on the server at `url`; `progress` hears the rows received so far as they stream in.
+pub async fn remote(
+    url: &str,
+    sql: &str,
+    credentials: Option<&(String, String)>,
+    mut progress: impl FnMut(u64),
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let mut client = connect(url).await?;
+    let server = |s: tonic::Status| QueryError::Server { url: url.to_string(), message: s.message().to_string() };
+    let request = request(url, SqlRequest { sql: sql.to_string() }, credentials)?;
     let mut stream = client.sql(request).await.map_err(server)?.into_inner();
     let mut schema = None;
     let mut batches = Vec::new();
@@ -546,6 +557,22 @@ pub async fn remote(
     let schema =
         schema.ok_or_else(|| QueryError::Decode { url: url.to_string(), message: "no schema in result".into() })?;
     Ok((schema, batches))
+}
+
+/// Asks the server at `url` for the SBOM `sbom` describes; the document's bytes.
+pub async fn remote_sbom(
+    url: &str,
+    sbom: SbomRequest,
+    credentials: Option<&(String, String)>,
+) -> Result<Vec<u8>, QueryError> {
+    let mut client = connect(url).await?;
+    let server = |s: tonic::Status| QueryError::Server { url: url.to_string(), message: s.message().to_string() };
+    let mut stream = client.sbom(request(url, sbom, credentials)?).await.map_err(server)?.into_inner();
+    let mut doc = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        doc.extend_from_slice(&chunk.map_err(server)?.data);
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]

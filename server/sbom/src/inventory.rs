@@ -1,8 +1,8 @@
 //! What an SBOM states, read from the store through SQL: the subject (one
 //! container, image or host), its OS, its packages with their purls, licenses
-//! and files. Every row comes through the same path `periscope sql` takes —
-//! a session over one snapshot of a data directory, or the server's gRPC SQL
-//! call — so a server's read scopes and query limits hold for SBOMs too.
+//! and files. Every row comes through SQL in a session over one snapshot —
+//! of a data directory, or of a server's store as the asking user may read
+//! it — so a server's read scopes and query limits hold for SBOMs too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,28 +16,32 @@ use super::purl;
 
 type Row = Map<String, Value>;
 
-/// Where rows come from.
-pub enum Source {
-    /// One snapshot of a data directory: every query sees the same rows.
-    Local(SessionContext),
-    /// A server's SQL call, as the user `credentials` name (each query sees the server's latest state).
-    Remote { url: String, credentials: Option<(String, String)> },
+/// Where rows come from: one session over one snapshot of the store, so
+/// every query of a document sees the same rows, within the limits of the
+/// user it is read for.
+pub struct Source {
+    ctx: SessionContext,
+    limits: Limits,
 }
 
 impl Source {
-    /// A snapshot of the data directory `dir` (a server may be writing to it).
+    /// A snapshot of the data directory `dir` (a server may be writing to it), read without limits: the
+    /// local command line, the user's own process.
     pub async fn data(dir: &Path) -> Result<Source, QueryError> {
         let snapshot = periscope_store::store::Store::read(dir).map_err(|e| QueryError::Store(e.to_string()))?;
-        Ok(Source::Local(periscope_query::catalog::context_with(snapshot, None, None).await?))
+        Source::snapshot(snapshot, Limits::none()).await
+    }
+
+    /// A server's snapshot, read as a user with `limits` (their read scope, memory and time per query).
+    pub async fn snapshot(snapshot: periscope_store::store::Snapshot, limits: Limits) -> Result<Source, QueryError> {
+        let ctx = periscope_query::catalog::context_with(snapshot, limits.runtime()?, limits.scope.as_ref()).await?;
+        Ok(Source { ctx, limits })
     }
 
     /// The rows of `sql` as JSON objects (null columns left out).
     async fn rows(&self, sql: &str) -> Result<Vec<Row>, String> {
-        let (_, batches) = match self {
-            Source::Local(ctx) => query::execute(ctx, sql, Access::ReadOnly, &Limits::none()).await,
-            Source::Remote { url, credentials } => query::remote(url, sql, credentials.as_ref(), |_| {}).await,
-        }
-        .map_err(|e| e.to_string())?;
+        let (_, batches) =
+            query::execute(&self.ctx, sql, Access::ReadOnly, &self.limits).await.map_err(|e| e.to_string())?;
         let json = |e: &dyn std::fmt::Display| format!("internal error: the result of {sql:?} as JSON: {e}");
         let mut w = arrow_json::ArrayWriter::new(Vec::new());
         for b in &batches {
@@ -62,6 +66,46 @@ pub enum Selector {
     Image { id_or_ref: String, host: Option<String> },
     /// A host's own root filesystem.
     Host { host: String },
+}
+
+impl Selector {
+    /// The scope named by a container, else an image, else a host (empty strings: not named).
+    pub fn named(container: Option<String>, image: Option<String>, host: Option<String>) -> Result<Selector, String> {
+        let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Ok(match (some(container), some(image), some(host)) {
+            (Some(name_or_id), _, host) => Selector::Container { name_or_id, host },
+            (None, Some(id_or_ref), host) => Selector::Image { id_or_ref, host },
+            (None, None, Some(host)) => Selector::Host { host },
+            (None, None, None) => return Err("name a container, an image or a host".into()),
+        })
+    }
+}
+
+/// Why no inventory was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// No stored scope answers to the name (or the user may not read it).
+    NotFound(String),
+    /// The name fits several scopes.
+    Ambiguous(String),
+    /// A query failed or was refused (its limits), in the query layer's words.
+    Query(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotFound(m) | Error::Ambiguous(m) | Error::Query(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(m: String) -> Error {
+        Error::Query(m)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +204,7 @@ pub struct Inventory {
 }
 
 /// Reads the inventory of the scope `selector` names; `files`: also each package's files.
-pub async fn read(source: &Source, selector: &Selector, files: bool) -> Result<Inventory, String> {
+pub async fn read(source: &Source, selector: &Selector, files: bool) -> Result<Inventory, Error> {
     let subject = resolve(source, selector).await?;
     let scope = format!(
         "host = {} AND scope = {} AND scope_id = {}",
@@ -289,7 +333,7 @@ fn assign_keys(packages: &mut [Package]) {
     }
 }
 
-async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String> {
+async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, Error> {
     let q = |sql: String| async move { source.rows(&sql).await };
     let on = |host: &Option<String>| host.as_ref().map(|h| format!(" AND host = {}", lit(h))).unwrap_or_default();
     let crawled = "to_char(crawl_time, '%Y-%m-%dT%H:%M:%SZ') AS crawled";
@@ -301,7 +345,9 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String
             ))
             .await?;
             let Some(r) = rows.first() else {
-                return Err(format!("no crawl of host {host:?} is stored (or it has expired from current state)"));
+                return Err(Error::NotFound(format!(
+                    "no crawl of host {host:?} is stored (or it has expired from current state)"
+                )));
             };
             let scope_id = text(r, "scope_id").unwrap_or_default();
             let info = q(format!(
@@ -343,10 +389,10 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String
             let r = match found.as_slice() {
                 [one] => *one,
                 [] => {
-                    return Err(format!(
+                    return Err(Error::NotFound(format!(
                         "no crawled container named {name_or_id:?} or with that id{}",
                         host.as_ref().map(|h| format!(" on host {h:?}")).unwrap_or_default()
-                    ));
+                    )));
                 }
                 many => {
                     let list: Vec<String> = many
@@ -359,11 +405,11 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String
                             )
                         })
                         .collect();
-                    return Err(format!(
+                    return Err(Error::Ambiguous(format!(
                         "{name_or_id:?} names {} containers ({}); name one with --host or a longer id",
                         many.len(),
                         list.join(", ")
-                    ));
+                    )));
                 }
             };
             let host = text(r, "host").unwrap_or_default();
@@ -433,18 +479,18 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String
             let (host, image) = match found.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
-                    return Err(format!(
+                    return Err(Error::NotFound(format!(
                         "no image with id, tag or digest {id_or_ref:?} is listed{}",
                         host.as_ref().map(|h| format!(" on host {h:?}")).unwrap_or_default()
-                    ));
+                    )));
                 }
                 many => {
                     let list: Vec<String> = many.iter().map(|(h, i)| format!("{} on host {h}", i.id)).collect();
-                    return Err(format!(
+                    return Err(Error::Ambiguous(format!(
                         "{id_or_ref:?} names {} images ({}); name one with --host or a longer id",
                         many.len(),
                         list.join(", ")
-                    ));
+                    )));
                 }
             };
             let crawl = q(format!(
@@ -454,7 +500,10 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, String
             ))
             .await?;
             if crawl.is_empty() {
-                return Err(format!("image {} is listed on host {host} but no crawl of it is stored", image.id));
+                return Err(Error::NotFound(format!(
+                    "image {} is listed on host {host} but no crawl of it is stored",
+                    image.id
+                )));
             }
             let name = image
                 .tags
