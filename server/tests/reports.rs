@@ -938,6 +938,38 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     let heap = ["perl", "-e", "sleep 600", "--", "-Xmx512m"];
     cs.create(&[&["run", "-d", "--name", &name("heap-big"), "--memory", "64m", &image][..], &heap].concat());
     cs.create(&[&["run", "-d", "--name", &name("heap-ok"), "--memory", "1g", &image][..], &heap].concat());
+    // The JVM's order of options, later winning: JAVA_TOOL_OPTIONS, the command line, _JAVA_OPTIONS;
+    // and a repeated -Xmx, whose last one counts.
+    let under = |n: &str, env: &[&str], args: &[&str]| {
+        let mut run = vec!["run", "-d", "--name", n, "--memory", "64m"];
+        env.iter().for_each(|e| run.extend(["-e", *e]));
+        run.push(&image);
+        run.extend(if args.is_empty() { &["sleep", "600"][..] } else { args });
+        run.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let small = ["perl", "-e", "sleep 600", "--", "-Xmx32m"];
+    let none: &[&str] = &[];
+    let cases: [(&str, &[&str], &[&str]); 8] = [
+        ("heap-tool", &["JAVA_TOOL_OPTIONS=-Xms16m -Xmx512m"], none),
+        ("heap-tool-overridden", &["JAVA_TOOL_OPTIONS=-Xmx512m"], &small),
+        ("heap-last-word", &["_JAVA_OPTIONS=-XX:MaxHeapSize=1g"], &small),
+        ("heap-twice", none, &["perl", "-e", "sleep 600", "--", "-Xmx512m", "-Xmx32m"]),
+        // Java 8 before 8u191 and 9 size their heap from the host's memory.
+        ("jvm-8u181", &["JAVA_VERSION=8u181"], none),
+        ("jvm-9", &["JAVA_VERSION=9.0.4"], none),
+        ("jvm-8u372", &["JAVA_VERSION=jdk8u372-b07"], none),
+        ("jvm-8u181-maxram", &["JAVA_VERSION=1.8.0_181", "JAVA_TOOL_OPTIONS=-XX:MaxRAM=64m"], none),
+    ];
+    for (n, env, args) in cases {
+        let run = under(&name(n), env, args);
+        cs.create(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    // No memory limit: nothing to grow past.
+    let unlimited = ["run", "-d", "--name", &name("jvm-8u181-unlimited"), "-e", "JAVA_VERSION=8u181"];
+    cs.create(&[&unlimited[..], &[image.as_str(), "sleep", "600"]].concat());
+    // Never started: judged by its environment, where JAVA_OPTS stands for the command line.
+    let opts = ["create", "--name", &name("heap-stopped"), "--memory", "64m", "-e", "JAVA_OPTS=-Xmx2g"];
+    cs.create(&[&opts[..], &[image.as_str(), "sleep", "600"]].concat());
     // A server on 8931 in an image that does not declare it, and in one that does.
     let listen = "$s = IO::Socket::INET->new(LocalPort => 8931, Listen => 5, ReuseAddr => 1) or die $!; sleep 600";
     let server_cmd = ["perl", "-MIO::Socket::INET", "-e", listen];
@@ -971,7 +1003,16 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     };
     assert_eq!(ours("oom-killed"), ["oom"]);
     assert_eq!(ours("restart-loop"), ["loop"]);
-    assert_eq!(ours("heap-above-memory-limit"), ["heap-big"]);
+    assert_eq!(ours("heap-above-memory-limit"), ["heap-big", "heap-last-word", "heap-stopped", "heap-tool"]);
+    assert_eq!(ours("jvm-ignores-memory-limit"), ["jvm-8u181", "jvm-9"]);
+    let reason = |id: &str, n: &str| {
+        let failing = check(&run, id)["failing"].as_array().unwrap().clone();
+        let item = failing.into_iter().find(|i| i["container"] == name(n).as_str()).unwrap();
+        item["reason"].as_str().unwrap().to_string()
+    };
+    assert!(reason("heap-above-memory-limit", "heap-stopped").starts_with("its environment has a maximum heap of 2g"));
+    assert!(reason("heap-above-memory-limit", "heap-last-word").contains("maximum heap of 1g"));
+    assert!(reason("jvm-ignores-memory-limit", "jvm-9").starts_with("JAVA_VERSION=9.0.4 sizes its heap"));
     assert_eq!(ours("undeclared-listening-port"), ["undeclared"]);
     let item = &check(&run, "undeclared-listening-port")["failing"];
     let item = item.as_array().unwrap().iter().find(|i| i["container"] == name("undeclared").as_str()).unwrap();
