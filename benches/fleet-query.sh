@@ -4,7 +4,8 @@
 # fleet questions answered by Periscope and by DuckDB over the same Parquet
 # files, side by side (p50/p95 over RUNS runs), plus bytes on disk per row.
 # ADVISORIES synthetic OSV records (default 30,000) are imported for the two
-# vulnerability questions (DuckDB compares their versions as strings).
+# vulnerability questions (DuckDB compares their versions as strings). DuckDB
+# is the current release on PyPI, installed in a venv of the benchmark's own.
 # Target: Periscope no slower than DuckDB, p50 under 1 s per question.
 #
 #   benches/fleet-query.sh        HOSTS=10000 CONTAINERS=50 IMAGES=300 IMAGE_PACKAGES=150 HOST_PACKAGES=300 ADVISORIES=30000 RUNS=7
@@ -16,7 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
-PERISCOPE_PYTHON="${PERISCOPE_PYTHON:-$(scripts/python-clients.sh)}"
-export PERISCOPE_PYTHON
+# The peer is DuckDB's current release from PyPI, in a venv of the
+# benchmark's own (the tests' clients are pinned); BENCH_PYTHON overrides.
+if [ -z "${BENCH_PYTHON:-}" ]; then
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/periscope/venv-bench"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade duckdb
+  BENCH_PYTHON="$venv/bin/python"
+fi
+export PERISCOPE_PYTHON="$BENCH_PYTHON"
 cargo build -q --release -p periscope-server --example fleet_bench
 "$target/release/examples/fleet_bench"

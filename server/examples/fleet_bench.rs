@@ -636,7 +636,15 @@ async fn main() {
         }
     }
 
-    println!("\n| question | rows | Periscope p50 | p95 | DuckDB p50 | p95 |");
+    // The peer is named with its version: the one PERISCOPE_PYTHON imports.
+    let duckdb = Command::new(&python)
+        .args(["-c", "import duckdb; print(duckdb.__version__)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| format!("DuckDB {}", String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| "DuckDB".into());
+    println!("\n| question | rows | Periscope p50 | p95 | {duckdb} p50 | p95 |");
     println!("|---|---|---|---|---|---|");
     for ((name, ours, _), d) in qs.iter().zip(&duck) {
         let mut times = Vec::new();
