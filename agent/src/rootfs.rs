@@ -950,9 +950,30 @@ impl Root {
 
     /// Reads a whole regular file of at most `limit` bytes (and within the per-file budget).
     pub fn read_limited(&self, rel: impl AsRef<OsStr>, limit: u64) -> Result<Vec<u8>, ReadError> {
-        let limit = limit.min(self.budgets.max_file_bytes);
+        let (file, size) = self.open_file(rel.as_ref())?;
+        self.read_opened(file, size, &display_name(rel.as_ref().as_bytes()), limit)
+    }
+
+    /// Like [`Root::read_limited`], once per inode: None, unread and
+    /// uncharged, when the file opened is one in `seen` (another hard link to
+    /// it, or a path through a symlinked directory). Resolves the path once.
+    pub fn read_limited_once(
+        &self,
+        rel: impl AsRef<OsStr>,
+        limit: u64,
+        seen: &mut std::collections::HashSet<(u64, u64)>,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
         let (file, size) = self.open_file(rel.as_ref())?;
         let rel = &display_name(rel.as_ref().as_bytes());
+        let st = rustix::fs::fstat(&file).map_err(|e| errno(rel, e))?;
+        if !seen.insert((st.st_dev as u64, st.st_ino as u64)) {
+            return Ok(None);
+        }
+        self.read_opened(file, size, rel, limit).map(Some)
+    }
+
+    fn read_opened(&self, file: File, size: u64, rel: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+        let limit = limit.min(self.budgets.max_file_bytes);
         if size > limit {
             return Err(ReadError::TooLarge { path: rel.to_string(), size, limit });
         }

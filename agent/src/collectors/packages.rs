@@ -189,15 +189,13 @@ fn dpkg(scope: &Scope, out: &mut Sink, aliases: &[(String, String)], late: &mut 
             if lists_read.contains(&list) || out.is_full(&PACKAGE_FILES) {
                 break;
             }
-            match root.file_id(&list) {
-                Ok(id) if !files_read.insert(id) => {
+            match root.read_limited_once(&list, LIST_MAX_BYTES, &mut files_read) {
+                // Another link to a list already read.
+                Ok(None) => {
                     lists_read.insert(list);
                     break;
                 }
-                _ => {}
-            }
-            match root.read_limited(&list, LIST_MAX_BYTES) {
-                Ok(b) => {
+                Ok(Some(b)) => {
                     let name: Arc<str> = p.name.as_str().into();
                     for path in list_paths(&b, false) {
                         own(out, "dpkg", &name, &path, aliases);
