@@ -338,6 +338,22 @@ pub const CONTAINERS: Table = Table {
         col("upper_dir", Utf8, "Host path of the container's writable layer, when the driver reports one."),
         col("lower_dirs", Utf8, "Host paths of the image layers under it, top first, colon-separated."),
         col("snapshot_key", Utf8, "containerd snapshot key of the root filesystem (containerd containers)."),
+        col(
+            "health_status",
+            Utf8,
+            "The health check's verdict: starting, healthy or unhealthy; null without a health check (Docker).",
+        ),
+        col("health_failing_streak", Int64, "Health checks failed in a row (Docker)."),
+        col(
+            "health_output",
+            Utf8,
+            "What the latest health check printed, its exit code first ('exit 1: ...'); Docker keeps 4 KiB of it.",
+        ),
+        col(
+            "error",
+            Utf8,
+            "Why the engine last failed to start or run it, e.g. 'exec: \"x\": executable file not found' (Docker's State.Error); null when none.",
+        ),
     ],
 };
 

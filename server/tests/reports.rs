@@ -970,6 +970,14 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     // Never started: judged by its environment, where JAVA_OPTS stands for the command line.
     let opts = ["create", "--name", &name("heap-stopped"), "--memory", "64m", "-e", "JAVA_OPTS=-Xmx2g"];
     cs.create(&[&opts[..], &[image.as_str(), "sleep", "600"]].concat());
+    // Health checks that fail and pass; a start the engine refuses (no such executable).
+    let health = ["run", "-d", "--health-interval", "1s", "--health-retries", "2", "--health-cmd"];
+    let sick =
+        cs.create(&[&health[..], &["echo down; exit 3", "--name", &name("sick"), &image, "sleep", "600"]].concat());
+    let well = cs.create(&[&health[..], &["true", "--name", &name("well"), &image, "sleep", "600"]].concat());
+    let broken = cs.create(&["create", "--name", &name("broken"), &image, "/no/such/binary"]);
+    let started = Command::new("docker").args(["start", &broken]).output().unwrap();
+    assert!(!started.status.success(), "a missing executable starts");
     // A server on 8931 in an image that does not declare it, and in one that does.
     let listen = "$s = IO::Socket::INET->new(LocalPort => 8931, Listen => 5, ReuseAddr => 1) or die $!; sleep 600";
     let server_cmd = ["perl", "-MIO::Socket::INET", "-e", listen];
@@ -979,6 +987,10 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     wait_for("the OOM kill and three restarts", std::time::Duration::from_secs(60), || {
         inspect(&oom, "{{.State.OOMKilled}}") == "true"
             && inspect(&looping, "{{.RestartCount}}").parse::<i64>().unwrap_or(0) >= 3
+    });
+    wait_for("one health check to fail twice, the other to pass", std::time::Duration::from_secs(30), || {
+        inspect(&sick, "{{.State.Health.Status}}") == "unhealthy"
+            && inspect(&well, "{{.State.Health.Status}}") == "healthy"
     });
     let listening = |id: &str| {
         let pid = inspect(id, "{{.State.Pid}}");
@@ -1003,6 +1015,8 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     };
     assert_eq!(ours("oom-killed"), ["oom"]);
     assert_eq!(ours("restart-loop"), ["loop"]);
+    assert_eq!(ours("unhealthy"), ["sick"]);
+    assert_eq!(ours("failed-to-start"), ["broken"]);
     assert_eq!(ours("heap-above-memory-limit"), ["heap-big", "heap-last-word", "heap-stopped", "heap-tool"]);
     assert_eq!(ours("jvm-ignores-memory-limit"), ["jvm-8u181", "jvm-9"]);
     let reason = |id: &str, n: &str| {
@@ -1013,6 +1027,11 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     assert!(reason("heap-above-memory-limit", "heap-stopped").starts_with("its environment has a maximum heap of 2g"));
     assert!(reason("heap-above-memory-limit", "heap-last-word").contains("maximum heap of 1g"));
     assert!(reason("jvm-ignores-memory-limit", "jvm-9").starts_with("JAVA_VERSION=9.0.4 sizes its heap"));
+    let why = reason("unhealthy", "sick");
+    assert!(why.starts_with("unhealthy, ") && why.ends_with(" checks failed in a row; last: exit 3: down"), "{why}");
+    let why = reason("failed-to-start", "broken");
+    let engine = inspect(&broken, "{{.State.Error}}");
+    assert!(why == format!("not started: {engine}") && engine.contains("/no/such/binary"), "{why}");
     assert_eq!(ours("undeclared-listening-port"), ["undeclared"]);
     let item = &check(&run, "undeclared-listening-port")["failing"];
     let item = item.as_array().unwrap().iter().find(|i| i["container"] == name("undeclared").as_str()).unwrap();

@@ -422,6 +422,20 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
             .is_some_and(|t| t.first().is_some_and(|x| x == "NONE"));
         if own_none { None } else { c.image.as_deref().and_then(|i| image_health.get(i).cloned().flatten()) }
     });
+    // A container without a health check reports none, or no health at all.
+    let checked = st.health.as_ref().filter(|h| {
+        !matches!(
+            h.status,
+            None | Some(bollard::models::HealthStatusEnum::NONE | bollard::models::HealthStatusEnum::EMPTY)
+        )
+    });
+    let last_check = checked.and_then(|h| h.log.as_ref()?.last()).map(|r| {
+        let output = r.output.as_deref().unwrap_or("").trim_end();
+        match r.exit_code {
+            Some(code) => format!("exit {code}: {output}"),
+            None => output.to_string(),
+        }
+    });
     let gd = c.graph_driver.as_ref();
     let labels_json = serde_json::to_string(&labels.iter().collect::<BTreeMap<_, _>>()).unwrap_or_default();
     let restart = hc.restart_policy.as_ref();
@@ -473,6 +487,13 @@ fn container_rows(c: &ContainerInspectResponse, image_health: &BTreeMap<&str, Op
             ("storage_driver", gd.map(|g| g.name.as_str()).into()),
             ("upper_dir", gd.and_then(|g| g.data.get("UpperDir")).into()),
             ("lower_dirs", gd.and_then(|g| g.data.get("LowerDir")).into()),
+            (
+                "health_status",
+                checked.and_then(|h| h.status).map(|s| s.to_string()).filter(|s| !s.is_empty()).as_ref().into(),
+            ),
+            ("health_failing_streak", checked.and_then(|h| h.failing_streak).into()),
+            ("health_output", last_check.as_ref().into()),
+            ("error", st.error.as_ref().filter(|e| !e.is_empty()).into()),
         ],
     );
     for m in c.mounts.iter().flatten() {
