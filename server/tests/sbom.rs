@@ -407,4 +407,12 @@ fn sboms_of_real_crawls_validate_match_the_store_and_read_back() {
         let mine = sbom_as(&[&scoped[..], &["--container", &web]].concat(), Some(EPOCH), &as_deb).unwrap();
         assert_eq!(mine, on_first);
     }
+
+    // The server makes the document on its own threads: what it holds while it does counts against the
+    // user's query memory, and a document larger than that is refused, not made.
+    server.stop();
+    let server = Server::start_full(data.path(), "127.0.0.1:0", &["--query-memory-bytes", "262144"], &[]);
+    let small = ["--server", server.url.as_str()];
+    let err = sbom(&[&small[..], &["--host", &deb]].concat(), None).unwrap_err();
+    assert!(err.contains("--query-memory-bytes"), "{err}");
 }

@@ -240,18 +240,28 @@ impl Query for QueryService {
         // document, not each query, within the user's time limit.
         let work = query::own_thread(async move {
             let source = Source::snapshot(snapshot, limits).await?;
-            let inv = inventory::read(&source, &selector, files).await;
-            Ok(inv.map(|inv| periscope_sbom::render(format, &inv, &created)))
+            let inv = match inventory::read(&source, &selector, files).await {
+                Ok(inv) => inv,
+                Err(e) => return Ok(Err(e)),
+            };
+            let doc = periscope_sbom::render(format, &inv, &created);
+            drop(inv);
+            if let Err(e) = source.check() {
+                return Ok(Err(e));
+            }
+            // Freed by the thread that sends it.
+            periscope_query::account::handed_off(doc.capacity());
+            Ok(Ok(doc))
         });
         let doc = match tokio::time::timeout(timeout, work).await {
             Ok(Ok(Ok(doc))) => doc,
             Ok(Ok(Err(e))) => {
                 use inventory::Error;
-                timed.outcome = "error";
+                timed.outcome = if matches!(e, Error::Limit(_)) { "refused" } else { "error" };
                 return Err(match e {
                     Error::NotFound(m) => Status::not_found(m),
                     Error::Ambiguous(m) => Status::failed_precondition(m),
-                    Error::Query(m) => Status::invalid_argument(m),
+                    Error::Query(m) | Error::Limit(m) => Status::invalid_argument(m),
                 });
             }
             Ok(Err(e)) => {
@@ -266,9 +276,12 @@ impl Query for QueryService {
                 )));
             }
         };
-        let chunks: Vec<Result<SbomChunk, Status>> =
-            doc.into_bytes().chunks(SBOM_CHUNK).map(|c| Ok(SbomChunk { data: c.to_vec() })).collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        // One piece copied at a time, as the client reads them.
+        let chunks = futures::stream::unfold((doc.into_bytes(), 0), |(doc, at)| async move {
+            let end = doc.len().min(at + SBOM_CHUNK);
+            (at < doc.len()).then(|| (Ok(SbomChunk { data: doc[at..end].to_vec() }), (doc, end)))
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {

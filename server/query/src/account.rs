@@ -210,6 +210,13 @@ pub fn handed_off(bytes: usize) {
     charge(-(bytes as i64));
 }
 
+/// Bytes [`handed_off`] that the calling thread keeps after all (a caller
+/// of [`crate::query::execute`] that works on the result on the query's own
+/// thread): the query's again.
+pub fn taken_back(bytes: usize) {
+    charge(bytes as i64);
+}
+
 /// Why the calling thread's query is refused: it holds more than it may.
 pub fn over() -> Option<String> {
     let p = CURRENT.with(Cell::get);

@@ -38,21 +38,47 @@ impl Source {
         Ok(Source { ctx, limits })
     }
 
-    /// The rows of `sql` as JSON objects (null columns left out).
-    async fn rows(&self, sql: &str) -> Result<Vec<Row>, String> {
+    /// The rows of `sql` as JSON objects (null columns left out). The result
+    /// stays on the query's thread and is counted against its memory, as is
+    /// what is made of it: a document is refused past the user's limits at
+    /// each query and at [`Source::check`], not only inside DataFusion.
+    async fn rows(&self, sql: &str) -> Result<Vec<Row>, Error> {
         let (_, batches) =
-            query::execute(&self.ctx, sql, Access::ReadOnly, &self.limits).await.map_err(|e| e.to_string())?;
-        let json = |e: &dyn std::fmt::Display| format!("internal error: the result of {sql:?} as JSON: {e}");
+            query::execute(&self.ctx, sql, Access::ReadOnly, &self.limits).await.map_err(|e| match e {
+                QueryError::Limit(m) => Error::Limit(m),
+                e => Error::Query(e.to_string()),
+            })?;
+        for b in &batches {
+            periscope_query::account::taken_back(periscope_store::store::batch_bytes(b));
+        }
+        let json =
+            |e: &dyn std::fmt::Display| Error::Query(format!("internal error: the result of {sql:?} as JSON: {e}"));
         let mut w = arrow_json::ArrayWriter::new(Vec::new());
         for b in &batches {
             w.write(b).map_err(|e| json(&e))?;
         }
         w.finish().map_err(|e| json(&e))?;
+        drop(batches);
         let bytes = w.into_inner();
+        self.check()?;
         if bytes.is_empty() {
             return Ok(Vec::new());
         }
-        serde_json::from_slice(&bytes).map_err(|e| json(&e))
+        let rows = serde_json::from_slice(&bytes).map_err(|e| json(&e))?;
+        drop(bytes);
+        self.check()?;
+        Ok(rows)
+    }
+
+    /// Refuses the document once what its thread holds is past the user's
+    /// limits (the query memory account; nothing on the local command line).
+    pub fn check(&self) -> Result<(), Error> {
+        periscope_query::account::check().map_err(|e| match e {
+            datafusion::error::DataFusionError::ResourcesExhausted(why) => {
+                Error::Limit(format!("the SBOM needs more memory than a query may use: {why}"))
+            }
+            e => Error::Query(e.to_string()),
+        })
     }
 }
 
@@ -88,14 +114,16 @@ pub enum Error {
     NotFound(String),
     /// The name fits several scopes.
     Ambiguous(String),
-    /// A query failed or was refused (its limits), in the query layer's words.
+    /// A query failed, in the query layer's words.
     Query(String),
+    /// The document was refused: past the user's time or memory limits.
+    Limit(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::NotFound(m) | Error::Ambiguous(m) | Error::Query(m) => f.write_str(m),
+            Error::NotFound(m) | Error::Ambiguous(m) | Error::Query(m) | Error::Limit(m) => f.write_str(m),
         }
     }
 }
@@ -282,10 +310,12 @@ pub async fn read(source: &Source, selector: &Selector, files: bool) -> Result<I
             }
         }
         for p in &mut packages {
-            if let Some(paths) = owned.get(&(p.manager.clone(), p.name.clone())) {
-                p.files = leaves(paths);
+            if let Some(paths) = owned.remove(&(p.manager.clone(), p.name.clone())) {
+                p.files = leaves(&paths);
             }
         }
+        drop(owned);
+        source.check()?;
     }
     Ok(Inventory { subject, os, packages, with_files: files })
 }
@@ -529,7 +559,7 @@ async fn resolve(source: &Source, selector: &Selector) -> Result<Subject, Error>
 }
 
 /// Rows of the `images` view matching `filter`: (host, image), sorted.
-async fn images(source: &Source, filter: &str) -> Result<Vec<(String, Image)>, String> {
+async fn images(source: &Source, filter: &str) -> Result<Vec<(String, Image)>, Error> {
     let rows = source
         .rows(&format!(
             "SELECT DISTINCT host, image_id, repo_tags, repo_digests, architecture, os FROM images WHERE {filter} \
