@@ -19,9 +19,10 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 # The peer is DuckDB's current release from PyPI, in a venv of the
 # benchmark's own (the tests' clients are pinned); BENCH_PYTHON overrides.
+# The table header names the version that ran.
 if [ -z "${BENCH_PYTHON:-}" ]; then
-  venv="${XDG_CACHE_HOME:-$HOME/.cache}/periscope/venv-bench"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  venv="${PERISCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope}/venv-bench"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || { rm -rf "$venv"; exit 1; }
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade duckdb
   BENCH_PYTHON="$venv/bin/python"
 fi

@@ -949,14 +949,17 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     };
     let small = ["perl", "-e", "sleep 600", "--", "-Xmx32m"];
     let none: &[&str] = &[];
-    let cases: [(&str, &[&str], &[&str]); 8] = [
+    let cases: [(&str, &[&str], &[&str]); 10] = [
         ("heap-tool", &["JAVA_TOOL_OPTIONS=-Xms16m -Xmx512m"], none),
         ("heap-tool-overridden", &["JAVA_TOOL_OPTIONS=-Xmx512m"], &small),
         ("heap-last-word", &["_JAVA_OPTIONS=-XX:MaxHeapSize=1g"], &small),
         ("heap-twice", none, &["perl", "-e", "sleep 600", "--", "-Xmx512m", "-Xmx32m"]),
+        // Running, and its command line shows no heap: the start scripts did not use JAVA_OPTS.
+        ("heap-opts-unused", &["JAVA_OPTS=-Xmx2g"], none),
         // Java 8 before 8u191 and 9 size their heap from the host's memory.
         ("jvm-8u181", &["JAVA_VERSION=8u181"], none),
         ("jvm-9", &["JAVA_VERSION=9.0.4"], none),
+        ("jvm-6b38", &["JAVA_VERSION=6b38"], none),
         ("jvm-8u372", &["JAVA_VERSION=jdk8u372-b07"], none),
         ("jvm-8u181-maxram", &["JAVA_VERSION=1.8.0_181", "JAVA_TOOL_OPTIONS=-XX:MaxRAM=64m"], none),
     ];
@@ -1018,7 +1021,7 @@ fn runtime_pack_flags_oom_kills_restart_loops_oversized_heaps_and_undeclared_por
     assert_eq!(ours("unhealthy"), ["sick"]);
     assert_eq!(ours("failed-to-start"), ["broken"]);
     assert_eq!(ours("heap-above-memory-limit"), ["heap-big", "heap-last-word", "heap-stopped", "heap-tool"]);
-    assert_eq!(ours("jvm-ignores-memory-limit"), ["jvm-8u181", "jvm-9"]);
+    assert_eq!(ours("jvm-ignores-memory-limit"), ["jvm-6b38", "jvm-8u181", "jvm-9"]);
     let reason = |id: &str, n: &str| {
         let failing = check(&run, id)["failing"].as_array().unwrap().clone();
         let item = failing.into_iter().find(|i| i["container"] == name(n).as_str()).unwrap();
