@@ -560,8 +560,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use sbom::inventory::{self, Selector, Source};
             let (doc, summary) = match data {
                 Some(dir) => {
-                    let selector = Selector::named(container, image, host)
-                        .map_err(|_| anyhow::anyhow!("name a --container, --image or --host"))?;
+                    let selector = Selector::named(container, image, host).map_err(anyhow::Error::msg)?;
                     let created = sbom::timestamp().map_err(anyhow::Error::msg)?;
                     if !dir.join("tables").is_dir() {
                         anyhow::bail!("{} is not a Periscope data directory (no tables/ inside)", dir.display());
@@ -576,9 +575,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     // Made by the server (its gRPC Query.Sbom call), within this user's read scope and limits.
-                    if container.is_none() && image.is_none() && host.is_none() {
-                        anyhow::bail!("name a --container, --image or --host");
-                    }
                     let created = sbom::source_date_epoch().map_err(anyhow::Error::msg)?;
                     let request = periscope_proto::v1::SbomRequest {
                         container: container.unwrap_or_default(),

@@ -213,6 +213,16 @@ pub struct QueryService {
     users: Arc<SqlUsers>,
 }
 
+impl QueryService {
+    /// The hosts the request's SQL user may read (None: all of them, or no users configured).
+    fn read_scope<T>(&self, request: &Request<T>) -> Result<Option<Arc<periscope_query::scope::ReadScope>>, Status> {
+        if self.users.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?))
+    }
+}
+
 /// The pieces an SBOM document travels in.
 const SBOM_CHUNK: usize = 256 << 10;
 
@@ -223,10 +233,7 @@ impl Query for QueryService {
 
     async fn sbom(&self, request: Request<SbomRequest>) -> Result<Response<Self::SbomStream>, Status> {
         use periscope_sbom::inventory::{self, Selector, Source};
-        let scope = match self.users.is_empty() {
-            true => None,
-            false => self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?),
-        };
+        let scope = self.read_scope(&request)?;
         let r = request.into_inner();
         let selector =
             Selector::named(Some(r.container), Some(r.image), Some(r.host)).map_err(Status::invalid_argument)?;
@@ -285,10 +292,7 @@ impl Query for QueryService {
     }
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<Self::SqlStream>, Status> {
-        let scope = match self.users.is_empty() {
-            true => None,
-            false => self.users.scope(&self.users.identify(request.metadata(), request.remote_addr().map(|a| a.ip()))?),
-        };
+        let scope = self.read_scope(&request)?;
         let sql = request.into_inner().sql;
         // Planned and run on a thread of its own; the chunks come back through a channel.
         let (snapshot, limits) = (self.store.snapshot(), self.limits.scoped(scope));
